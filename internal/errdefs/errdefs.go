@@ -1,0 +1,26 @@
+// Package errdefs holds the error classes that Berth's packages wrap with
+// context. Callers test a class with errors.Is; only the protocol edges
+// (the /v2 handlers, later the API server) turn a class into a wire code.
+package errdefs
+
+import "errors"
+
+var (
+	// ErrNotFound: the named object (blob, manifest, tag, upload,
+	// repository) does not exist or is not visible in that repository.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists: a create found the object present. Content-addressed
+	// writes treat it as success.
+	ErrAlreadyExists = errors.New("already exists")
+	// ErrInvalidArgument: the caller's input is malformed.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrDigestMismatch: content did not hash to the digest it was declared with.
+	ErrDigestMismatch = errors.New("digest mismatch")
+	// ErrSizeMismatch: content did not have the length it was declared with.
+	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrUnavailable: the object is busy (an upload written by another
+	// request); retrying later may succeed.
+	ErrUnavailable = errors.New("unavailable")
+	// ErrUnsupported: the backend cannot do the operation.
+	ErrUnsupported = errors.New("unsupported")
+)

@@ -1,0 +1,17 @@
+// Package drivers is the table of blob drivers Berth is built with. A new
+// backend is one more row here; nothing else names drivers.
+package drivers
+
+import (
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/filesystem"
+	"github.com/berth-registry/berth/internal/storage/memory"
+)
+
+// Builtin returns the drivers compiled into berth.
+func Builtin() storage.Registry {
+	return storage.Registry{
+		"filesystem": filesystem.New,
+		"memory":     memory.New,
+	}
+}

@@ -1,0 +1,277 @@
+// Package filesystem is the blob driver for a local directory. Blobs live
+// at blobs/<algorithm>/<first two hex>/<hex>; uploads at uploads/<id>, on the
+// same file system so that a commit is one rename.
+package filesystem
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// Driver stores blobs under a root directory.
+type Driver struct {
+	root string
+	// dirs remembers blob prefix directories known to exist and be durable,
+	// so a commit creates and syncs each one once.
+	dirs sync.Map
+}
+
+// New opens (creating if needed) the store under opts.DataDir.
+func New(_ context.Context, opts storage.Options) (storage.Driver, error) {
+	if opts.DataDir == "" {
+		return nil, fmt.Errorf("filesystem driver needs a data directory")
+	}
+	return Open(filepath.Join(opts.DataDir, "storage"))
+}
+
+// Open returns a driver rooted at root.
+func Open(root string) (*Driver, error) {
+	for _, dir := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "uploads")} {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create %s: %w", dir, err)
+		}
+	}
+	return &Driver{root: root}, nil
+}
+
+// blobPath validates dgst before it becomes a path.
+func (d *Driver) blobPath(dgst digest.Digest) (string, error) {
+	if err := dgst.Validate(); err != nil {
+		return "", fmt.Errorf("blob path for %q: %w: %v", dgst, errdefs.ErrInvalidArgument, err)
+	}
+	hex := dgst.Encoded()
+	return filepath.Join(d.root, "blobs", string(dgst.Algorithm()), hex[:2], hex), nil
+}
+
+func (d *Driver) uploadPath(id string) (string, error) {
+	if !validUploadID(id) {
+		return "", fmt.Errorf("upload id %q: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return filepath.Join(d.root, "uploads", id), nil
+}
+
+func validUploadID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// Open implements storage.Provider. The *os.File it returns lets net/http
+// send the content with sendfile.
+func (d *Driver) Open(_ context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+	p, err := d.blobPath(dgst)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open blob %s: %w", dgst, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open blob %s: %w", dgst, err)
+	}
+	return f, nil
+}
+
+// Append implements storage.Ingester.
+func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader) (int64, error) {
+	p, err := d.uploadPath(id)
+	if err != nil {
+		return 0, err
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o640)
+	if err != nil {
+		return 0, fmt.Errorf("open upload %s: %w", id, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("stat upload %s: %w", id, err)
+	}
+	switch {
+	case st.Size() < offset:
+		return 0, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, st.Size(), offset, errdefs.ErrInvalidArgument)
+	case st.Size() > offset:
+		if err := f.Truncate(offset); err != nil {
+			return 0, fmt.Errorf("truncate upload %s: %w", id, err)
+		}
+	}
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, fmt.Errorf("seek upload %s: %w", id, err)
+	}
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(writerOnly{f}, r, *buf)
+	if err != nil {
+		return n, fmt.Errorf("write upload %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// writerOnly hides *os.File's ReadFrom so io.CopyBuffer uses our buffer
+// rather than the file's generic fallback with a small one.
+type writerOnly struct{ io.Writer }
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// ReadUpload implements storage.Ingester.
+func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error) {
+	p, err := d.uploadPath(id)
+	if err != nil {
+		return nil, err
+	}
+	f, err := os.Open(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return io.NopCloser(eofReader{}), nil // nothing appended yet
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open upload %s: %w", id, err)
+	}
+	return f, nil
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+// Commit implements storage.Ingester: fsync the data, check the size,
+// rename into place, fsync the directory.
+func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size int64) error {
+	src, err := d.uploadPath(id)
+	if err != nil {
+		return err
+	}
+	dst, err := d.blobPath(dgst)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(src, os.O_RDWR|os.O_CREATE, 0o640) // an empty blob may have had no Append
+	if err != nil {
+		return fmt.Errorf("open upload %s: %w", id, err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("stat upload %s: %w", id, err)
+	}
+	if st.Size() != size {
+		f.Close()
+		return fmt.Errorf("upload %s holds %d bytes, blob %s declares %d: %w", id, st.Size(), dgst, size, errdefs.ErrSizeMismatch)
+	}
+	if _, err := os.Lstat(dst); err == nil {
+		f.Close()
+		return os.Remove(src) // content-addressed: identical bytes are already durable
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync upload %s: %w", id, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close upload %s: %w", id, err)
+	}
+	dir := filepath.Dir(dst)
+	if err := d.ensureDir(dir); err != nil {
+		return err
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return fmt.Errorf("publish blob %s: %w", dgst, err)
+	}
+	if err := syncDir(dir); err != nil {
+		return fmt.Errorf("publish blob %s: %w", dgst, err)
+	}
+	return nil
+}
+
+// ensureDir creates a blob prefix directory and makes its entry durable.
+func (d *Driver) ensureDir(dir string) error {
+	if _, ok := d.dirs.Load(dir); ok {
+		return nil
+	}
+	parent := filepath.Dir(dir)
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	if err := syncDir(parent); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(parent)); err != nil {
+		return err
+	}
+	d.dirs.Store(dir, struct{}{})
+	return nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open dir %s: %w", dir, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Abort implements storage.Ingester.
+func (d *Driver) Abort(_ context.Context, id string) error {
+	p, err := d.uploadPath(id)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("abort upload %s: %w", id, err)
+	}
+	return nil
+}
+
+// Delete implements storage.Deleter.
+func (d *Driver) Delete(_ context.Context, dgst digest.Digest) error {
+	p, err := d.blobPath(dgst)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("delete blob %s: %w", dgst, errdefs.ErrNotFound)
+		}
+		return fmt.Errorf("delete blob %s: %w", dgst, err)
+	}
+	return nil
+}
+
+// Recover implements storage.Recoverer: uploads nobody records are removed.
+func (d *Driver) Recover(_ context.Context, live func(id string) bool) error {
+	dir := filepath.Join(d.root, "uploads")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list uploads: %w", err)
+	}
+	for _, e := range entries {
+		if validUploadID(e.Name()) && live(e.Name()) {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("remove stale upload %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}

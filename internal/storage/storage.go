@@ -1,0 +1,124 @@
+// Package storage defines the blob driver: where content-addressed blob
+// bytes live and how upload sessions write them. Drivers know nothing of
+// repositories, tags or manifests; whether a blob exists and how big it is
+// are facts of the metadata store, never of listing a backend.
+//
+// The lifecycle of a blob is ingest, then commit, then visible:
+//
+//  1. Append writes upload bytes at the offset the caller tracks (the
+//     offset lives in the metadata store, so any instance can continue an
+//     upload). Nothing appended is visible as a blob.
+//  2. Commit checks the size, makes the bytes durable and publishes them
+//     under their digest in one atomic step. The caller has already checked
+//     the digest while the bytes streamed in (see Verifier).
+//  3. Open serves the blob; a driver that can hand clients a direct URL
+//     also implements Redirector.
+//
+// Drivers are chosen by name from a Registry table; S3, GCS, Azure and Swift
+// arrive later as more rows of that table without touching callers.
+package storage
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Provider reads committed blobs.
+type Provider interface {
+	// Open returns the content of dgst. The caller closes it. A missing
+	// blob is errdefs.ErrNotFound. A driver backed by local files returns
+	// an *os.File so that serving can use sendfile.
+	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
+}
+
+// Ingester runs upload sessions. Upload ids are chosen by the caller
+// (random, unguessable) and are opaque tokens of [a-z0-9] to the driver.
+type Ingester interface {
+	// Append writes r to upload id at offset and returns how many bytes it
+	// wrote. offset is the length the caller recorded for the upload; a
+	// driver holding more bytes than that (a crash after the write, before
+	// the record) drops the excess first. Fewer bytes than offset is
+	// errdefs.ErrInvalidArgument: the upload lost data and must restart. An
+	// unknown id at offset 0 starts the upload.
+	Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error)
+	// ReadUpload returns the bytes appended so far, for a caller that must
+	// hash them again (a digest algorithm other than the streaming one).
+	ReadUpload(ctx context.Context, id string) (io.ReadCloser, error)
+	// Commit makes upload id durable and visible as blob dgst. It fails
+	// with errdefs.ErrSizeMismatch, leaving the upload untouched, unless the
+	// upload holds exactly size bytes. Committing content that already
+	// exists succeeds and discards the upload. After Commit returns nil the
+	// blob survives a crash.
+	Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error
+	// Abort discards upload id. An unknown id is not an error.
+	Abort(ctx context.Context, id string) error
+}
+
+// Deleter removes committed content.
+type Deleter interface {
+	// Delete removes blob dgst; a missing blob is errdefs.ErrNotFound.
+	Delete(ctx context.Context, dgst digest.Digest) error
+}
+
+// Driver is what the registry needs of a blob backend.
+type Driver interface {
+	Provider
+	Ingester
+	Deleter
+}
+
+// Redirector is implemented by drivers that let clients fetch a blob
+// directly from the backend (object storage) instead of through Berth.
+type Redirector interface {
+	// RedirectURL returns a short-lived URL for dgst, or "" when this blob
+	// should be streamed after all.
+	RedirectURL(ctx context.Context, dgst digest.Digest) (string, error)
+}
+
+// Recoverer is implemented by drivers that keep leftovers after a crash:
+// temp files, or uploads whose session record never got written.
+type Recoverer interface {
+	// Recover removes every upload for which live returns false and any
+	// half-finished commit. It runs at start, before serving.
+	Recover(ctx context.Context, live func(id string) bool) error
+}
+
+// Options configure a driver. Each driver reads the fields it needs.
+type Options struct {
+	// DataDir is Berth's data directory; local drivers keep their files
+	// beneath it.
+	DataDir string
+}
+
+// Constructor builds a driver.
+type Constructor func(ctx context.Context, opts Options) (Driver, error)
+
+// Registry maps driver names to constructors.
+type Registry map[string]Constructor
+
+// New builds the driver registered as name.
+func (r Registry) New(ctx context.Context, name string, opts Options) (Driver, error) {
+	construct, ok := r[name]
+	if !ok {
+		return nil, fmt.Errorf("unknown storage driver %q (known: %v)", name, r.Names())
+	}
+	d, err := construct(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("storage driver %s: %w", name, err)
+	}
+	return d, nil
+}
+
+// Names lists the registered drivers, sorted.
+func (r Registry) Names() []string {
+	names := make([]string, 0, len(r))
+	for n := range r {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

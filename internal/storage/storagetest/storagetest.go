@@ -1,0 +1,299 @@
+// Package storagetest is the conformance suite every blob driver runs.
+package storagetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+)
+
+// Run runs the suite against drivers made by newDriver, a fresh one per test.
+func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, d storage.Driver)
+	}{
+		{"AppendCommitOpen", testAppendCommitOpen},
+		{"ChunkedAppend", testChunkedAppend},
+		{"AppendAtWrongOffset", testAppendAtWrongOffset},
+		{"AppendDropsUnrecordedBytes", testAppendDropsUnrecordedBytes},
+		{"CommitChecksSize", testCommitChecksSize},
+		{"CommitExistingContent", testCommitExistingContent},
+		{"EmptyBlob", testEmptyBlob},
+		{"ReadUpload", testReadUpload},
+		{"Abort", testAbort},
+		{"OpenMissing", testOpenMissing},
+		{"Delete", testDelete},
+		{"ConcurrentCommitsOfOneDigest", testConcurrentCommits},
+		{"Seek", testSeek},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
+	}
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+var idCounter struct {
+	sync.Mutex
+	n int
+}
+
+func newID() string {
+	idCounter.Lock()
+	defer idCounter.Unlock()
+	idCounter.n++
+	return fmt.Sprintf("upload%06d", idCounter.n)
+}
+
+func ingest(t *testing.T, d storage.Driver, content []byte) digest.Digest {
+	t.Helper()
+	ctx := context.Background()
+	id := newID()
+	if n, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil || n != int64(len(content)) {
+		t.Fatalf("Append = %d, %v; want %d, nil", n, err, len(content))
+	}
+	dgst := digest.FromBytes(content)
+	if err := d.Commit(ctx, id, dgst, int64(len(content))); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	return dgst
+}
+
+func readBlob(t *testing.T, d storage.Driver, dgst digest.Digest) []byte {
+	t.Helper()
+	rc, err := d.Open(context.Background(), dgst)
+	if err != nil {
+		t.Fatalf("Open %s: %v", dgst, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("read %s: %v", dgst, err)
+	}
+	return b
+}
+
+func testAppendCommitOpen(t *testing.T, d storage.Driver) {
+	content := randomBytes(t, 3<<20+17)
+	dgst := ingest(t, d, content)
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+		t.Fatalf("content differs: got %d bytes, want %d", len(got), len(content))
+	}
+}
+
+func testChunkedAppend(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	content := randomBytes(t, 100_000)
+	id := newID()
+	var off int64
+	for _, end := range []int{1, 4096, 50_000, 100_000} {
+		n, err := d.Append(ctx, id, off, bytes.NewReader(content[off:end]))
+		if err != nil {
+			t.Fatalf("Append at %d: %v", off, err)
+		}
+		off += n
+	}
+	dgst := digest.FromBytes(content)
+	if err := d.Commit(ctx, id, dgst, off); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+		t.Fatal("chunked content differs")
+	}
+}
+
+func testAppendAtWrongOffset(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	if _, err := d.Append(ctx, id, 0, strings.NewReader("abc")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.Append(ctx, id, 10, strings.NewReader("def"))
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("Append past the end = %v, want ErrInvalidArgument", err)
+	}
+}
+
+func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	if _, err := d.Append(ctx, id, 0, strings.NewReader("hello, garbage")); err != nil {
+		t.Fatal(err)
+	}
+	// The caller recorded only 7 bytes (say it crashed after the write).
+	if _, err := d.Append(ctx, id, 7, strings.NewReader("world")); err != nil {
+		t.Fatal(err)
+	}
+	want := []byte("hello, world")
+	dgst := digest.FromBytes(want)
+	if err := d.Commit(ctx, id, dgst, int64(len(want))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, want) {
+		t.Fatalf("got %q, want %q", got, want)
+	}
+}
+
+func testCommitChecksSize(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	content := []byte("twelve bytes")
+	if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	dgst := digest.FromBytes(content)
+	if err := d.Commit(ctx, id, dgst, 13); !errors.Is(err, errdefs.ErrSizeMismatch) {
+		t.Fatalf("Commit with wrong size = %v, want ErrSizeMismatch", err)
+	}
+	if _, err := d.Open(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("blob visible after failed commit: %v", err)
+	}
+	if err := d.Commit(ctx, id, dgst, 12); err != nil {
+		t.Fatalf("upload unusable after a failed commit: %v", err)
+	}
+}
+
+func testCommitExistingContent(t *testing.T, d storage.Driver) {
+	content := randomBytes(t, 1000)
+	dgst := ingest(t, d, content)
+	dgst2 := ingest(t, d, content)
+	if dgst != dgst2 {
+		t.Fatal("digests differ")
+	}
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+		t.Fatal("content differs after second commit")
+	}
+}
+
+func testEmptyBlob(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	dgst := digest.FromBytes(nil)
+	if err := d.Commit(ctx, id, dgst, 0); err != nil {
+		t.Fatalf("commit empty upload without Append: %v", err)
+	}
+	if got := readBlob(t, d, dgst); len(got) != 0 {
+		t.Fatalf("empty blob has %d bytes", len(got))
+	}
+}
+
+func testReadUpload(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	rc, err := d.ReadUpload(ctx, id)
+	if err != nil {
+		t.Fatalf("ReadUpload of a fresh id: %v", err)
+	}
+	if b, _ := io.ReadAll(rc); len(b) != 0 {
+		t.Fatalf("fresh upload has %d bytes", len(b))
+	}
+	rc.Close()
+	if _, err := d.Append(ctx, id, 0, strings.NewReader("partial")); err != nil {
+		t.Fatal(err)
+	}
+	rc, err = d.ReadUpload(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if b, _ := io.ReadAll(rc); string(b) != "partial" {
+		t.Fatalf("ReadUpload = %q", b)
+	}
+}
+
+func testAbort(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	id := newID()
+	if _, err := d.Append(ctx, id, 0, strings.NewReader("doomed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Abort(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Abort(ctx, id); err != nil {
+		t.Fatalf("second Abort: %v", err)
+	}
+	if err := d.Commit(ctx, id, digest.FromString("doomed"), 6); !errors.Is(err, errdefs.ErrSizeMismatch) {
+		t.Fatalf("Commit after Abort = %v, want ErrSizeMismatch (upload is empty)", err)
+	}
+}
+
+func testOpenMissing(t *testing.T, d storage.Driver) {
+	if _, err := d.Open(context.Background(), digest.FromString("never stored")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Open missing = %v, want ErrNotFound", err)
+	}
+}
+
+func testDelete(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	dgst := ingest(t, d, []byte("to delete"))
+	if err := d.Delete(ctx, dgst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Open(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Open after Delete = %v", err)
+	}
+	if err := d.Delete(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second Delete = %v, want ErrNotFound", err)
+	}
+}
+
+func testConcurrentCommits(t *testing.T, d storage.Driver) {
+	content := randomBytes(t, 256<<10)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx := context.Background()
+			id := newID()
+			if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+				t.Error(err)
+				return
+			}
+			if err := d.Commit(ctx, id, digest.FromBytes(content), int64(len(content))); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := readBlob(t, d, digest.FromBytes(content)); !bytes.Equal(got, content) {
+		t.Fatal("content differs after concurrent commits")
+	}
+}
+
+func testSeek(t *testing.T, d storage.Driver) {
+	content := []byte("0123456789")
+	dgst := ingest(t, d, content)
+	rc, err := d.Open(context.Background(), dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if _, err := rc.Seek(4, io.SeekStart); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 3)
+	if _, err := io.ReadFull(rc, b); err != nil || string(b) != "456" {
+		t.Fatalf("read after seek = %q, %v", b, err)
+	}
+}
