@@ -1,0 +1,111 @@
+package store
+
+// migrations are applied in order, each once, inside a transaction; the
+// version of the last one applied is recorded in schema_migrations. Never
+// edit a migration that has shipped: append a new one.
+//
+// The DDL is written for SQLite; a PostgreSQL dialect supplies the same
+// migrations with its own types (BIGSERIAL, BYTEA) and shares every query.
+var sqliteMigrations = []string{
+	// 1: the registry core.
+	`
+CREATE TABLE repositories (
+	id          INTEGER PRIMARY KEY,
+	name        TEXT    NOT NULL UNIQUE,
+	project     TEXT    NOT NULL,
+	created_at  BIGINT  NOT NULL
+);
+CREATE INDEX repositories_project ON repositories (project, name);
+
+-- Content known to the blob driver. A blob is visible in a repository only
+-- through repository_blobs.
+CREATE TABLE blobs (
+	digest      TEXT    PRIMARY KEY,
+	size        BIGINT  NOT NULL,
+	created_at  BIGINT  NOT NULL
+);
+
+CREATE TABLE repository_blobs (
+	repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	digest        TEXT   NOT NULL REFERENCES blobs (digest),
+	created_at    BIGINT NOT NULL,
+	PRIMARY KEY (repository_id, digest)
+);
+CREATE INDEX repository_blobs_digest ON repository_blobs (digest);
+
+-- Manifests are content too: one row per digest, shared by repositories.
+CREATE TABLE manifests (
+	digest        TEXT   PRIMARY KEY,
+	media_type    TEXT   NOT NULL,
+	artifact_type TEXT   NOT NULL DEFAULT '',
+	subject       TEXT   NOT NULL DEFAULT '',
+	annotations   TEXT   NOT NULL DEFAULT '',
+	size          BIGINT NOT NULL,
+	payload       BLOB   NOT NULL,
+	created_at    BIGINT NOT NULL
+);
+CREATE INDEX manifests_subject ON manifests (subject) WHERE subject <> '';
+
+-- What a manifest needs to be complete: its config and layers (blobs) or
+-- its children (manifests). Garbage collection marks through these rows.
+CREATE TABLE manifest_references (
+	manifest_digest TEXT    NOT NULL REFERENCES manifests (digest) ON DELETE CASCADE,
+	reference       TEXT    NOT NULL,
+	is_manifest     INTEGER NOT NULL,
+	PRIMARY KEY (manifest_digest, reference)
+);
+CREATE INDEX manifest_references_reference ON manifest_references (reference);
+
+CREATE TABLE repository_manifests (
+	repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	digest        TEXT   NOT NULL REFERENCES manifests (digest),
+	created_at    BIGINT NOT NULL,
+	PRIMARY KEY (repository_id, digest)
+);
+CREATE INDEX repository_manifests_digest ON repository_manifests (digest);
+
+-- Tags are history: every change of a tag appends a row, newest last. A
+-- NULL digest records a deletion. tag_heads indexes the newest live row of
+-- each tag so that reads and listings cost one indexed lookup.
+CREATE TABLE tag_events (
+	id            INTEGER PRIMARY KEY AUTOINCREMENT,
+	repository_id BIGINT  NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	tag           TEXT    NOT NULL,
+	digest        TEXT,
+	generation    BIGINT  NOT NULL,
+	created_at    BIGINT  NOT NULL
+);
+CREATE INDEX tag_events_tag ON tag_events (repository_id, tag, id);
+
+CREATE TABLE tag_heads (
+	repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	tag           TEXT   NOT NULL,
+	digest        TEXT   NOT NULL,
+	event_id      BIGINT NOT NULL,
+	PRIMARY KEY (repository_id, tag)
+);
+CREATE INDEX tag_heads_digest ON tag_heads (repository_id, digest);
+
+-- Upload sessions: any instance can continue one. hash_state is the
+-- marshalled running sha256 after offset bytes.
+CREATE TABLE uploads (
+	id          TEXT   PRIMARY KEY,
+	repository  TEXT   NOT NULL,
+	size        BIGINT NOT NULL,
+	hash_state  BLOB,
+	created_at  BIGINT NOT NULL,
+	updated_at  BIGINT NOT NULL
+);
+CREATE INDEX uploads_updated ON uploads (updated_at);
+
+-- Every change appends here; seq is the API's resourceVersion.
+CREATE TABLE events (
+	seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+	kind        TEXT   NOT NULL,
+	repository  TEXT   NOT NULL DEFAULT '',
+	digest      TEXT   NOT NULL DEFAULT '',
+	tag         TEXT   NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL
+);
+`,
+}

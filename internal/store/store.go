@@ -1,0 +1,688 @@
+// Package store is Berth's metadata store: repositories, blobs known to
+// each repository, manifests and what they reference, tags as history,
+// referrers, upload sessions, and the change sequence. It is SQL, embedded
+// SQLite by default; queries are written once with ? placeholders and kept
+// to the SQL that PostgreSQL shares.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// Store is the metadata store.
+type Store struct {
+	read  *sql.DB // many connections
+	write *sql.DB // one connection: SQLite has one writer; queueing here beats SQLITE_BUSY
+	now   func() time.Time
+}
+
+// Close releases the database.
+func (s *Store) Close() error {
+	return errors.Join(s.write.Close(), s.read.Close())
+}
+
+// Manifest is a manifest as stored.
+type Manifest struct {
+	Digest       digest.Digest
+	MediaType    string
+	ArtifactType string
+	// Subject is the manifest this one refers to, "" when none.
+	Subject     digest.Digest
+	Annotations map[string]string
+	Payload     []byte
+	// Blobs and Children are what must exist in the repository for the
+	// manifest to be accepted: config and layers, or index entries.
+	Blobs    []digest.Digest
+	Children []digest.Digest
+}
+
+// Descriptor describes a manifest in a referrers answer.
+type Descriptor struct {
+	MediaType    string            `json:"mediaType"`
+	Digest       digest.Digest     `json:"digest"`
+	Size         int64             `json:"size"`
+	ArtifactType string            `json:"artifactType,omitempty"`
+	Annotations  map[string]string `json:"annotations,omitempty"`
+}
+
+// TagEvent is one entry of a tag's history. A deletion has an empty Digest.
+type TagEvent struct {
+	Tag        string
+	Digest     digest.Digest
+	Generation int64
+	Created    time.Time
+}
+
+// Upload is an upload session.
+type Upload struct {
+	ID         string
+	Repository string
+	// Size is how many bytes the session has received.
+	Size int64
+	// HashState is the running sha256 after Size bytes.
+	HashState []byte
+	Created   time.Time
+	Updated   time.Time
+}
+
+// MissingReferenceError reports a manifest that references content the
+// repository does not hold. It wraps errdefs.ErrNotFound.
+type MissingReferenceError struct {
+	Digest digest.Digest
+	// Manifest is true when the missing reference is a child manifest.
+	Manifest bool
+}
+
+func (e *MissingReferenceError) Error() string {
+	kind := "blob"
+	if e.Manifest {
+		kind = "manifest"
+	}
+	return fmt.Sprintf("referenced %s %s is not in the repository", kind, e.Digest)
+}
+
+func (e *MissingReferenceError) Unwrap() error { return errdefs.ErrNotFound }
+
+func (s *Store) micros() int64 { return s.now().UnixMicro() }
+
+// tx runs fn in a write transaction.
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// ProjectOf returns the project of a repository name "<project>/<image>".
+func ProjectOf(repo string) string {
+	project, _, _ := strings.Cut(repo, "/")
+	return project
+}
+
+func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (int64, error) {
+	var id int64
+	err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("look up repository %s: %w", repo, err)
+	}
+	if err := tx.QueryRowContext(ctx,
+		`INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) RETURNING id`,
+		repo, ProjectOf(repo), s.micros()).Scan(&id); err != nil {
+		return 0, fmt.Errorf("create repository %s: %w", repo, err)
+	}
+	if err := s.appendEvent(ctx, tx, "RepositoryCreated", repo, "", ""); err != nil {
+		return 0, err
+	}
+	return id, nil
+}
+
+func (s *Store) repositoryID(ctx context.Context, q querier, repo string) (int64, error) {
+	var id int64
+	err := q.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("repository %s: %w", repo, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up repository %s: %w", repo, err)
+	}
+	return id, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, dgst digest.Digest, tag string) error {
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO events (kind, repository, digest, tag, created_at) VALUES (?, ?, ?, ?, ?)`,
+		kind, repo, string(dgst), tag, s.micros()); err != nil {
+		return fmt.Errorf("append %s event: %w", kind, err)
+	}
+	return nil
+}
+
+// BlobSize returns the size of dgst if repo holds it.
+func (s *Store) BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
+	var size int64
+	err := s.read.QueryRowContext(ctx, `
+SELECT b.size FROM repositories r
+JOIN repository_blobs rb ON rb.repository_id = r.id
+JOIN blobs b ON b.digest = rb.digest
+WHERE r.name = ? AND rb.digest = ?`, repo, string(dgst)).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up blob %s in %s: %w", dgst, repo, err)
+	}
+	return size, nil
+}
+
+// BlobHolders returns up to limit repositories that hold dgst, in name
+// order, for a mount that names no source.
+func (s *Store) BlobHolders(ctx context.Context, dgst digest.Digest, limit int) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(dgst), limit)
+	if err != nil {
+		return nil, fmt.Errorf("find holders of %s: %w", dgst, err)
+	}
+	return scanStrings(rows)
+}
+
+func scanStrings(rows *sql.Rows) ([]string, error) {
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+// LinkBlob records that repo holds blob dgst of size, creating the
+// repository when needed. Linking again is a no-op.
+func (s *Store) LinkBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, repo, dgst, size) })
+}
+
+func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest, size int64) error {
+	repoID, err := s.ensureRepository(ctx, tx, repo)
+	if err != nil {
+		return err
+	}
+	now := s.micros()
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+		string(dgst), size, now); err != nil {
+		return fmt.Errorf("record blob %s: %w", dgst, err)
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		repoID, string(dgst), now)
+	if err != nil {
+		return fmt.Errorf("link blob %s to %s: %w", dgst, repo, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return s.appendEvent(ctx, tx, "BlobLinked", repo, dgst, "")
+	}
+	return nil
+}
+
+// CommitUpload links the blob an upload produced and ends the session, in
+// one transaction.
+func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if err := s.linkBlob(ctx, tx, repo, dgst, size); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
+			return fmt.Errorf("end upload %s: %w", uploadID, err)
+		}
+		return nil
+	})
+}
+
+// UnlinkBlob removes blob dgst from repo. The bytes stay until garbage
+// collection finds no repository holding them.
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+DELETE FROM repository_blobs WHERE digest = ?
+AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst), repo)
+		if err != nil {
+			return fmt.Errorf("unlink blob %s from %s: %w", dgst, repo, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+		}
+		return s.appendEvent(ctx, tx, "BlobUnlinked", repo, dgst, "")
+	})
+}
+
+// PutManifest stores m in repo and points tags at it, in one transaction.
+// Every blob and child m references must already be in repo, else a
+// *MissingReferenceError. Pointing a tag at the digest it already has
+// appends no history.
+func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, tags []string) error {
+	annotations := ""
+	if len(m.Annotations) > 0 {
+		b, err := json.Marshal(m.Annotations)
+		if err != nil {
+			return fmt.Errorf("encode annotations: %w", err)
+		}
+		annotations = string(b)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		repoID, err := s.ensureRepository(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		if err := checkReferences(ctx, tx, repoID, m); err != nil {
+			return err
+		}
+		now := s.micros()
+		res, err := tx.ExecContext(ctx, `
+INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+			string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations,
+			len(m.Payload), m.Payload, now)
+		if err != nil {
+			return fmt.Errorf("record manifest %s: %w", m.Digest, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := insertReferences(ctx, tx, m); err != nil {
+				return err
+			}
+		}
+		res, err = tx.ExecContext(ctx,
+			`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+			repoID, string(m.Digest), now)
+		if err != nil {
+			return fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := s.appendEvent(ctx, tx, "ManifestPushed", repo, m.Digest, ""); err != nil {
+				return err
+			}
+		}
+		for _, tag := range tags {
+			if err := s.setTag(ctx, tx, repoID, repo, tag, m.Digest); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func checkReferences(ctx context.Context, tx *sql.Tx, repoID int64, m Manifest) error {
+	check := func(query string, refs []digest.Digest, isManifest bool) error {
+		for _, ref := range refs {
+			var one int
+			err := tx.QueryRowContext(ctx, query, repoID, string(ref)).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return &MissingReferenceError{Digest: ref, Manifest: isManifest}
+			}
+			if err != nil {
+				return fmt.Errorf("check reference %s: %w", ref, err)
+			}
+		}
+		return nil
+	}
+	if err := check(`SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`, m.Blobs, false); err != nil {
+		return err
+	}
+	return check(`SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`, m.Children, true)
+}
+
+func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
+	insert := func(refs []digest.Digest, isManifest int) error {
+		for _, ref := range refs {
+			if _, err := tx.ExecContext(ctx,
+				`INSERT INTO manifest_references (manifest_digest, reference, is_manifest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+				string(m.Digest), string(ref), isManifest); err != nil {
+				return fmt.Errorf("record reference %s -> %s: %w", m.Digest, ref, err)
+			}
+		}
+		return nil
+	}
+	if err := insert(m.Blobs, 0); err != nil {
+		return err
+	}
+	return insert(m.Children, 1)
+}
+
+// setTag appends a tag event unless the tag already points at dgst.
+func (s *Store) setTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest) error {
+	var current string
+	err := tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag).Scan(&current)
+	if err == nil && current == string(dgst) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read tag %s:%s: %w", repo, tag, err)
+	}
+	eventID, err := s.appendTagEvent(ctx, tx, repoID, tag, string(dgst))
+	if err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+INSERT INTO tag_heads (repository_id, tag, digest, event_id) VALUES (?, ?, ?, ?)
+ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_id = excluded.event_id`,
+		repoID, tag, string(dgst), eventID); err != nil {
+		return fmt.Errorf("move tag %s:%s: %w", repo, tag, err)
+	}
+	return s.appendEvent(ctx, tx, "TagUpdated", repo, dgst, tag)
+}
+
+// appendTagEvent appends to a tag's history; digest "" records a deletion.
+// The generation counts tag changes in the repository.
+func (s *Store) appendTagEvent(ctx context.Context, tx *sql.Tx, repoID int64, tag, dgst string) (int64, error) {
+	var nullable any
+	if dgst != "" {
+		nullable = dgst
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, `
+INSERT INTO tag_events (repository_id, tag, digest, generation, created_at)
+VALUES (?, ?, ?, (SELECT COALESCE(MAX(generation), 0) + 1 FROM tag_events WHERE repository_id = ?), ?)
+RETURNING id`, repoID, tag, nullable, repoID, s.micros()).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("append tag event: %w", err)
+	}
+	return id, nil
+}
+
+// Manifest returns the manifest that reference (a tag or a digest) names
+// in repo. Only Digest, MediaType and Payload are filled.
+func (s *Store) Manifest(ctx context.Context, repo, reference string) (Manifest, error) {
+	var query string
+	if strings.Contains(reference, ":") {
+		query = `
+SELECT m.digest, m.media_type, m.payload FROM repositories r
+JOIN repository_manifests rm ON rm.repository_id = r.id
+JOIN manifests m ON m.digest = rm.digest
+WHERE r.name = ? AND rm.digest = ?`
+	} else {
+		query = `
+SELECT m.digest, m.media_type, m.payload FROM repositories r
+JOIN tag_heads t ON t.repository_id = r.id
+JOIN manifests m ON m.digest = t.digest
+WHERE r.name = ? AND t.tag = ?`
+	}
+	var m Manifest
+	var dgst string
+	err := s.read.QueryRowContext(ctx, query, repo, reference).Scan(&dgst, &m.MediaType, &m.Payload)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Manifest{}, fmt.Errorf("manifest %s:%s: %w", repo, reference, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Manifest{}, fmt.Errorf("read manifest %s:%s: %w", repo, reference, err)
+	}
+	m.Digest = digest.Digest(dgst)
+	return m, nil
+}
+
+// DeleteManifest removes dgst from repo and deletes every tag pointing at
+// it (appending deletion events to their history).
+func (s *Store) DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		repoID, err := s.repositoryID(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?`, repoID, string(dgst))
+		if err != nil {
+			return fmt.Errorf("delete manifest %s from %s: %w", dgst, repo, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("manifest %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT tag FROM tag_heads WHERE repository_id = ? AND digest = ?`, repoID, string(dgst))
+		if err != nil {
+			return fmt.Errorf("find tags of %s: %w", dgst, err)
+		}
+		tags, err := scanStrings(rows)
+		if err != nil {
+			return fmt.Errorf("find tags of %s: %w", dgst, err)
+		}
+		for _, tag := range tags {
+			if err := s.deleteTag(ctx, tx, repoID, repo, tag); err != nil {
+				return err
+			}
+		}
+		return s.appendEvent(ctx, tx, "ManifestDeleted", repo, dgst, "")
+	})
+}
+
+// DeleteTag removes tag from repo, appending a deletion to its history.
+func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		repoID, err := s.repositoryID(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		return s.deleteTag(ctx, tx, repoID, repo, tag)
+	})
+}
+
+func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag)
+	if err != nil {
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, errdefs.ErrNotFound)
+	}
+	if _, err := s.appendTagEvent(ctx, tx, repoID, tag, ""); err != nil {
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
+	}
+	return s.appendEvent(ctx, tx, "TagDeleted", repo, "", tag)
+}
+
+// Tags lists up to n tags of repo after last, in byte order, and whether
+// more follow. An unknown repository is errdefs.ErrNotFound.
+func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error) {
+	repoID, err := s.repositoryID(ctx, s.read, repo)
+	if err != nil {
+		return nil, false, err
+	}
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT tag FROM tag_heads WHERE repository_id = ? AND tag > ? ORDER BY tag LIMIT ?`, repoID, last, n+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list tags of %s: %w", repo, err)
+	}
+	return page(rows, n)
+}
+
+// Repositories lists up to n repository names after last, in byte order,
+// and whether more follow.
+func (s *Store) Repositories(ctx context.Context, last string, n int) ([]string, bool, error) {
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, last, n+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("list repositories: %w", err)
+	}
+	return page(rows, n)
+}
+
+func page(rows *sql.Rows, n int) ([]string, bool, error) {
+	items, err := scanStrings(rows)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(items) > n {
+		return items[:n], true, nil
+	}
+	return items, false, nil
+}
+
+// TagHistory returns the history of tag in repo, newest first.
+func (s *Store) TagHistory(ctx context.Context, repo, tag string) ([]TagEvent, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
+JOIN repositories r ON r.id = e.repository_id
+WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
+	if err != nil {
+		return nil, fmt.Errorf("tag history %s:%s: %w", repo, tag, err)
+	}
+	defer rows.Close()
+	var out []TagEvent
+	for rows.Next() {
+		var ev TagEvent
+		var dgst string
+		var created int64
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created); err != nil {
+			return nil, err
+		}
+		ev.Digest = digest.Digest(dgst)
+		ev.Created = time.UnixMicro(created).UTC()
+		out = append(out, ev)
+	}
+	return out, rows.Err()
+}
+
+// Referrers lists the manifests in repo whose subject is dgst, filtered
+// by artifactType when it is not "".
+func (s *Store) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]Descriptor, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m
+JOIN repository_manifests rm ON rm.digest = m.digest
+JOIN repositories r ON r.id = rm.repository_id
+WHERE m.subject = ? AND r.name = ? AND (? = '' OR m.artifact_type = ?)
+ORDER BY m.digest`, string(dgst), repo, artifactType, artifactType)
+	if err != nil {
+		return nil, fmt.Errorf("referrers of %s in %s: %w", dgst, repo, err)
+	}
+	defer rows.Close()
+	out := []Descriptor{}
+	for rows.Next() {
+		var d Descriptor
+		var dg, annotations string
+		if err := rows.Scan(&d.MediaType, &dg, &d.Size, &d.ArtifactType, &annotations); err != nil {
+			return nil, err
+		}
+		d.Digest = digest.Digest(dg)
+		if annotations != "" {
+			if err := json.Unmarshal([]byte(annotations), &d.Annotations); err != nil {
+				return nil, fmt.Errorf("decode annotations of %s: %w", dg, err)
+			}
+		}
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// CreateUpload records a new upload session.
+func (s *Store) CreateUpload(ctx context.Context, u Upload) error {
+	now := s.micros()
+	_, err := s.write.ExecContext(ctx,
+		`INSERT INTO uploads (id, repository, size, hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, u.Repository, u.Size, u.HashState, now, now)
+	if err != nil {
+		return fmt.Errorf("create upload %s: %w", u.ID, err)
+	}
+	return nil
+}
+
+// Upload returns session id if it belongs to repo; a session of another
+// repository is errdefs.ErrNotFound, exactly like one that never existed.
+func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
+	u := Upload{ID: id}
+	var created, updated int64
+	err := s.read.QueryRowContext(ctx,
+		`SELECT repository, size, hash_state, created_at, updated_at FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repository, &u.Size, &u.HashState, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
+		return Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Upload{}, fmt.Errorf("read upload %s: %w", id, err)
+	}
+	u.Created, u.Updated = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+	return u, nil
+}
+
+// AdvanceUpload records that session id grew from size from to u.Size with
+// hash state u.HashState. It fails with errdefs.ErrUnavailable if the
+// session is no longer at from (another writer moved it).
+func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
+	res, err := s.write.ExecContext(ctx,
+		`UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
+		u.Size, u.HashState, s.micros(), u.ID, from)
+	if err != nil {
+		return fmt.Errorf("advance upload %s: %w", u.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// DeleteUpload ends session id.
+func (s *Store) DeleteUpload(ctx context.Context, id string) error {
+	if _, err := s.write.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("delete upload %s: %w", id, err)
+	}
+	return nil
+}
+
+// UploadIDs returns the ids of all open sessions.
+func (s *Store) UploadIDs(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id FROM uploads`)
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set, nil
+}
+
+// ExpireUploads deletes sessions untouched since before and returns their ids.
+func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]string, error) {
+	rows, err := s.write.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id`, before.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("expire uploads: %w", err)
+	}
+	return scanStrings(rows)
+}
+
+// Event is one entry of the change sequence.
+type Event struct {
+	Seq        int64
+	Kind       string
+	Repository string
+	Digest     digest.Digest
+	Tag        string
+}
+
+// Events returns up to limit events after seq, oldest first.
+func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT seq, kind, repository, digest, tag FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		var e Event
+		var dgst string
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository, &dgst, &e.Tag); err != nil {
+			return nil, err
+		}
+		e.Digest = digest.Digest(dgst)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,342 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+func openSQLite(t *testing.T) *store.Store {
+	t.Helper()
+	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestSQLite(t *testing.T) { runSuite(t, openSQLite) }
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	s, err := store.OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := digest.FromString("kept")
+	if err := s.LinkBlob(ctx, "p/a", b, 4); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = store.OpenSQLite(ctx, path) // migrations must not run twice
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if size, err := s.BlobSize(ctx, "p/a", b); err != nil || size != 4 {
+		t.Fatalf("after reopen BlobSize = %d, %v", size, err)
+	}
+}
+
+// runSuite holds the behaviour every dialect of the store must show.
+func runSuite(t *testing.T, open func(*testing.T) *store.Store) {
+	for name, fn := range map[string]func(*testing.T, *store.Store){
+		"Blobs":               testBlobs,
+		"ManifestReferences":  testManifestReferences,
+		"TagHistory":          testTagHistory,
+		"DeleteManifest":      testDeleteManifest,
+		"Pagination":          testPagination,
+		"Referrers":           testReferrers,
+		"Uploads":             testUploads,
+		"Events":              testEvents,
+		"ConcurrentTagPushes": testConcurrentTagPushes,
+	} {
+		t.Run(name, func(t *testing.T) { fn(t, open(t)) })
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
+	t.Helper()
+	ctx := context.Background()
+	cfg, layer := digest.FromString(seed+"cfg"), digest.FromString(seed+"layer")
+	must(t, s.LinkBlob(ctx, repo, cfg, 10))
+	must(t, s.LinkBlob(ctx, repo, layer, 20))
+	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"seed":%q}`, seed))
+	return store.Manifest{
+		Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
+		Payload: payload, Blobs: []digest.Digest{cfg, layer},
+	}
+}
+
+func testBlobs(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	b := digest.FromString("blob")
+	if _, err := s.BlobSize(ctx, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("BlobSize before link = %v", err)
+	}
+	must(t, s.LinkBlob(ctx, "p/a", b, 4))
+	must(t, s.LinkBlob(ctx, "p/a", b, 4))
+	if size, err := s.BlobSize(ctx, "p/a", b); err != nil || size != 4 {
+		t.Fatalf("BlobSize = %d, %v", size, err)
+	}
+	if _, err := s.BlobSize(ctx, "p/other", b); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("blob visible in another repository: %v", err)
+	}
+	holders, err := s.BlobHolders(ctx, b, 10)
+	if err != nil || len(holders) != 1 || holders[0] != "p/a" {
+		t.Fatalf("BlobHolders = %v, %v", holders, err)
+	}
+	must(t, s.UnlinkBlob(ctx, "p/a", b))
+	if _, err := s.BlobSize(ctx, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("BlobSize after unlink = %v", err)
+	}
+	if err := s.UnlinkBlob(ctx, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second unlink = %v", err)
+	}
+}
+
+func testManifestReferences(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m := image(t, s, "p/a", "one")
+	missing := digest.FromString("missing")
+	bad := m
+	bad.Blobs = append([]digest.Digest{}, m.Blobs...)
+	bad.Blobs = append(bad.Blobs, missing)
+	var mre *store.MissingReferenceError
+	if err := s.PutManifest(ctx, "p/a", bad, []string{"latest"}); !errors.As(err, &mre) || mre.Digest != missing || mre.Manifest {
+		t.Fatalf("PutManifest with a missing blob = %v", err)
+	}
+	if _, err := s.Manifest(ctx, "p/a", "latest"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("tag written by a failed put: %v", err)
+	}
+	must(t, s.PutManifest(ctx, "p/a", m, []string{"latest"}))
+	index := store.Manifest{
+		Digest: digest.FromString("index"), MediaType: "application/vnd.oci.image.index.v1+json",
+		Payload: []byte("index"), Children: []digest.Digest{m.Digest},
+	}
+	if err := s.PutManifest(ctx, "p/b", index, nil); !errors.As(err, &mre) || !mre.Manifest {
+		t.Fatalf("index whose child is in another repository = %v", err)
+	}
+	must(t, s.PutManifest(ctx, "p/a", index, []string{"multi"}))
+	got, err := s.Manifest(ctx, "p/a", "multi")
+	if err != nil || got.Digest != index.Digest || string(got.Payload) != "index" || got.MediaType != index.MediaType {
+		t.Fatalf("Manifest by tag = %+v, %v", got, err)
+	}
+	got, err = s.Manifest(ctx, "p/a", string(m.Digest))
+	if err != nil || got.Digest != m.Digest {
+		t.Fatalf("Manifest by digest = %+v, %v", got, err)
+	}
+	if _, err := s.Manifest(ctx, "p/b", string(m.Digest)); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("manifest visible in another repository: %v", err)
+	}
+}
+
+func testTagHistory(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m1, m2 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2")
+	must(t, s.PutManifest(ctx, "p/a", m1, []string{"v"}))
+	must(t, s.PutManifest(ctx, "p/a", m1, []string{"v"})) // same digest: no new history
+	must(t, s.PutManifest(ctx, "p/a", m2, []string{"v"}))
+	got, err := s.Manifest(ctx, "p/a", "v")
+	if err != nil || got.Digest != m2.Digest {
+		t.Fatalf("tag resolves to %s, %v; want newest %s", got.Digest, err, m2.Digest)
+	}
+	must(t, s.DeleteTag(ctx, "p/a", "v"))
+	if err := s.DeleteTag(ctx, "p/a", "v"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second DeleteTag = %v", err)
+	}
+	if _, err := s.Manifest(ctx, "p/a", string(m2.Digest)); err != nil {
+		t.Fatalf("deleting a tag removed the manifest: %v", err)
+	}
+	h, err := s.TagHistory(ctx, "p/a", "v")
+	must(t, err)
+	want := []digest.Digest{"", m2.Digest, m1.Digest}
+	if len(h) != len(want) {
+		t.Fatalf("history has %d entries, want %d: %+v", len(h), len(want), h)
+	}
+	for i := range want {
+		if h[i].Digest != want[i] {
+			t.Errorf("history[%d] = %s, want %s", i, h[i].Digest, want[i])
+		}
+		if i > 0 && h[i].Generation >= h[i-1].Generation {
+			t.Errorf("generations not increasing toward the newest: %+v", h)
+		}
+	}
+}
+
+func testDeleteManifest(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m := image(t, s, "p/a", "del")
+	must(t, s.PutManifest(ctx, "p/a", m, []string{"a", "b"}))
+	must(t, s.DeleteManifest(ctx, "p/a", m.Digest))
+	for _, ref := range []string{"a", "b", string(m.Digest)} {
+		if _, err := s.Manifest(ctx, "p/a", ref); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("%s still resolves after delete: %v", ref, err)
+		}
+	}
+	tags, _, err := s.Tags(ctx, "p/a", "", 10)
+	if err != nil || len(tags) != 0 {
+		t.Fatalf("tags after delete = %v, %v", tags, err)
+	}
+	if err := s.DeleteManifest(ctx, "p/a", m.Digest); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second delete = %v", err)
+	}
+}
+
+func testPagination(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m := image(t, s, "p/a", "page")
+	var all []string
+	for i := range 7 {
+		all = append(all, fmt.Sprintf("t%02d", i))
+	}
+	must(t, s.PutManifest(ctx, "p/a", m, all))
+	var got []string
+	last := ""
+	for range 10 {
+		page, more, err := s.Tags(ctx, "p/a", last, 3)
+		must(t, err)
+		got = append(got, page...)
+		if !more {
+			break
+		}
+		last = page[len(page)-1]
+	}
+	if fmt.Sprint(got) != fmt.Sprint(all) {
+		t.Fatalf("paged tags = %v, want %v", got, all)
+	}
+	if _, _, err := s.Tags(ctx, "p/none", "", 3); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Tags of unknown repo = %v", err)
+	}
+	for _, r := range []string{"p/c", "p/b", "q/a"} {
+		must(t, s.LinkBlob(ctx, r, digest.FromString(r), 1))
+	}
+	repos, more, err := s.Repositories(ctx, "p/a", 2)
+	if err != nil || fmt.Sprint(repos) != "[p/b p/c]" || !more {
+		t.Fatalf("Repositories after p/a = %v, %v, %v", repos, more, err)
+	}
+}
+
+func testReferrers(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	subject := image(t, s, "p/a", "subject")
+	must(t, s.PutManifest(ctx, "p/a", subject, nil))
+	for i, at := range []string{"application/sig", "application/sbom", "application/sig"} {
+		r := image(t, s, "p/a", fmt.Sprint("ref", i))
+		r.Subject, r.ArtifactType = subject.Digest, at
+		r.Annotations = map[string]string{"n": fmt.Sprint(i)}
+		must(t, s.PutManifest(ctx, "p/a", r, nil))
+	}
+	all, err := s.Referrers(ctx, "p/a", subject.Digest, "")
+	must(t, err)
+	sigs, err := s.Referrers(ctx, "p/a", subject.Digest, "application/sig")
+	must(t, err)
+	if len(all) != 3 || len(sigs) != 2 {
+		t.Fatalf("referrers = %d, sigs = %d; want 3, 2", len(all), len(sigs))
+	}
+	if sigs[0].Annotations["n"] == "" || sigs[0].ArtifactType != "application/sig" || sigs[0].Size == 0 {
+		t.Fatalf("descriptor incomplete: %+v", sigs[0])
+	}
+	other, err := s.Referrers(ctx, "p/b", subject.Digest, "")
+	if err != nil || len(other) != 0 {
+		t.Fatalf("referrers leak across repositories: %v, %v", other, err)
+	}
+}
+
+func testUploads(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/a"}))
+	if _, err := s.Upload(ctx, "p/b", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("upload visible from another repository: %v", err)
+	}
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 5, HashState: []byte("h5")}, 0))
+	if err := s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 9}, 0); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("stale advance = %v, want ErrUnavailable", err)
+	}
+	u, err := s.Upload(ctx, "p/a", "u1")
+	if err != nil || u.Size != 5 || string(u.HashState) != "h5" {
+		t.Fatalf("Upload = %+v, %v", u, err)
+	}
+	ids, err := s.UploadIDs(ctx)
+	if err != nil || !ids["u1"] {
+		t.Fatalf("UploadIDs = %v, %v", ids, err)
+	}
+	b := digest.FromString("committed")
+	must(t, s.CommitUpload(ctx, "u1", "p/a", b, 9))
+	if _, err := s.Upload(ctx, "p/a", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("upload survives commit: %v", err)
+	}
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "p/a"}))
+	expired, err := s.ExpireUploads(ctx, time.Now().Add(time.Hour))
+	if err != nil || len(expired) != 1 || expired[0] != "old" {
+		t.Fatalf("ExpireUploads = %v, %v", expired, err)
+	}
+}
+
+func testEvents(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m := image(t, s, "p/a", "ev")
+	must(t, s.PutManifest(ctx, "p/a", m, []string{"x"}))
+	must(t, s.DeleteTag(ctx, "p/a", "x"))
+	evs, err := s.Events(ctx, 0, 100)
+	must(t, err)
+	var kinds []string
+	for i, e := range evs {
+		if i > 0 && e.Seq <= evs[i-1].Seq {
+			t.Fatalf("sequence not increasing: %+v", evs)
+		}
+		kinds = append(kinds, e.Kind)
+	}
+	want := "[RepositoryCreated BlobLinked BlobLinked ManifestPushed TagUpdated TagDeleted]"
+	if fmt.Sprint(kinds) != want {
+		t.Fatalf("events = %v, want %s", kinds, want)
+	}
+	tail, err := s.Events(ctx, evs[3].Seq, 100)
+	if err != nil || len(tail) != 2 {
+		t.Fatalf("Events after seq = %v, %v", tail, err)
+	}
+}
+
+func testConcurrentTagPushes(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	var ms []store.Manifest
+	for i := range 8 {
+		ms = append(ms, image(t, s, "p/a", fmt.Sprint("c", i)))
+	}
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.PutManifest(ctx, "p/a", m, []string{"race"}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := s.Manifest(ctx, "p/a", "race")
+	must(t, err)
+	h, err := s.TagHistory(ctx, "p/a", "race")
+	must(t, err)
+	if len(h) != len(ms) || h[0].Digest != got.Digest {
+		t.Fatalf("history has %d entries (want %d), head %s, tag resolves to %s", len(h), len(ms), h[0].Digest, got.Digest)
+	}
+}
