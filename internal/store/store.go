@@ -40,10 +40,19 @@ type Manifest struct {
 	Subject     digest.Digest
 	Annotations map[string]string
 	Payload     []byte
-	// Blobs and Children are what must exist in the repository for the
-	// manifest to be accepted: config and layers, or index entries.
-	Blobs    []digest.Digest
-	Children []digest.Digest
+	// References are the blobs (config, layers) and child manifests the
+	// manifest names. They are recorded for garbage collection; those
+	// marked Required must already be in the repository.
+	References []Reference
+}
+
+// Reference is content a manifest names.
+type Reference struct {
+	Digest digest.Digest
+	// Manifest is true for a child manifest, false for a blob.
+	Manifest bool
+	// Required refuses the manifest unless the repository holds Digest.
+	Required bool
 }
 
 // Descriptor describes a manifest in a referrers answer.
@@ -265,7 +274,7 @@ AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst),
 }
 
 // PutManifest stores m in repo and points tags at it, in one transaction.
-// Every blob and child m references must already be in repo, else a
+// Every required reference must already be in repo, else a
 // *MissingReferenceError. Pointing a tag at the digest it already has
 // appends no history.
 func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, tags []string) error {
@@ -320,40 +329,39 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 }
 
 func checkReferences(ctx context.Context, tx *sql.Tx, repoID int64, m Manifest) error {
-	check := func(query string, refs []digest.Digest, isManifest bool) error {
-		for _, ref := range refs {
-			var one int
-			err := tx.QueryRowContext(ctx, query, repoID, string(ref)).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return &MissingReferenceError{Digest: ref, Manifest: isManifest}
-			}
-			if err != nil {
-				return fmt.Errorf("check reference %s: %w", ref, err)
-			}
+	for _, ref := range m.References {
+		if !ref.Required {
+			continue
 		}
-		return nil
+		query := `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`
+		if ref.Manifest {
+			query = `SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, query, repoID, string(ref.Digest)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return &MissingReferenceError{Digest: ref.Digest, Manifest: ref.Manifest}
+		}
+		if err != nil {
+			return fmt.Errorf("check reference %s: %w", ref.Digest, err)
+		}
 	}
-	if err := check(`SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`, m.Blobs, false); err != nil {
-		return err
-	}
-	return check(`SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`, m.Children, true)
+	return nil
 }
 
 func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
-	insert := func(refs []digest.Digest, isManifest int) error {
-		for _, ref := range refs {
-			if _, err := tx.ExecContext(ctx,
-				`INSERT INTO manifest_references (manifest_digest, reference, is_manifest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-				string(m.Digest), string(ref), isManifest); err != nil {
-				return fmt.Errorf("record reference %s -> %s: %w", m.Digest, ref, err)
-			}
+	for _, ref := range m.References {
+		isManifest := 0
+		if ref.Manifest {
+			isManifest = 1
 		}
-		return nil
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO manifest_references (manifest_digest, reference, is_manifest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+			string(m.Digest), string(ref.Digest), isManifest); err != nil {
+			return fmt.Errorf("record reference %s -> %s: %w", m.Digest, ref.Digest, err)
+		}
 	}
-	if err := insert(m.Blobs, 0); err != nil {
-		return err
-	}
-	return insert(m.Children, 1)
+	return nil
 }
 
 // setTag appends a tag event unless the tag already points at dgst.

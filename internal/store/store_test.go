@@ -82,7 +82,7 @@ func image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"seed":%q}`, seed))
 	return store.Manifest{
 		Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
-		Payload: payload, Blobs: []digest.Digest{cfg, layer},
+		Payload: payload, References: []store.Reference{{Digest: cfg, Required: true}, {Digest: layer, Required: true}},
 	}
 }
 
@@ -118,8 +118,8 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 	m := image(t, s, "p/a", "one")
 	missing := digest.FromString("missing")
 	bad := m
-	bad.Blobs = append([]digest.Digest{}, m.Blobs...)
-	bad.Blobs = append(bad.Blobs, missing)
+	bad.References = append([]store.Reference{}, m.References...)
+	bad.References = append(bad.References, store.Reference{Digest: missing, Required: true})
 	var mre *store.MissingReferenceError
 	if err := s.PutManifest(ctx, "p/a", bad, []string{"latest"}); !errors.As(err, &mre) || mre.Digest != missing || mre.Manifest {
 		t.Fatalf("PutManifest with a missing blob = %v", err)
@@ -130,11 +130,15 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 	must(t, s.PutManifest(ctx, "p/a", m, []string{"latest"}))
 	index := store.Manifest{
 		Digest: digest.FromString("index"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("index"), Children: []digest.Digest{m.Digest},
+		Payload: []byte("index"), References: []store.Reference{{Digest: m.Digest, Manifest: true, Required: true}},
 	}
 	if err := s.PutManifest(ctx, "p/b", index, nil); !errors.As(err, &mre) || !mre.Manifest {
 		t.Fatalf("index whose child is in another repository = %v", err)
 	}
+	sparse := index
+	sparse.References = []store.Reference{{Digest: digest.FromString("absent child"), Manifest: true}}
+	sparse.Digest, sparse.Payload = digest.FromString("sparse"), []byte("sparse")
+	must(t, s.PutManifest(ctx, "p/b", sparse, nil)) // not required: accepted
 	must(t, s.PutManifest(ctx, "p/a", index, []string{"multi"}))
 	got, err := s.Manifest(ctx, "p/a", "multi")
 	if err != nil || got.Digest != index.Digest || string(got.Payload) != "index" || got.MediaType != index.MediaType {

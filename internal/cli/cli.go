@@ -1,0 +1,89 @@
+// Package cli holds berth's commands.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/berth-registry/berth/internal/server"
+	"github.com/berth-registry/berth/internal/storage/drivers"
+)
+
+// Execute runs berth with os.Args and returns the process exit code.
+func Execute() int {
+	root := NewRoot()
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "berth:", err)
+		return 1
+	}
+	return 0
+}
+
+// NewRoot builds the command tree.
+func NewRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "berth",
+		Short:         "Berth, a self-hosted container image registry",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newServeCommand(), newBenchCommand())
+	return root
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	}
+}
+
+func newServeCommand() *cobra.Command {
+	cfg := server.Config{}
+	var logFormat, logLevel string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the registry",
+		Long: `Run the registry. By default it serves HTTPS on :5000 with a certificate from
+a local CA it creates under DATA/pki (trust DATA/pki/ca.crt), and keeps blobs
+and metadata under DATA.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
+			if err != nil {
+				return err
+			}
+			cfg.Logger = log
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return server.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", ":5000", "address to listen on")
+	f.StringVar(&cfg.DataDir, "data", "./berth-data", "data directory (blobs, metadata, pki)")
+	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts)")
+	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")
+	f.BoolVar(&cfg.AllowSparse, "allow-sparse-manifests", false, "accept manifests whose layers or child manifests are not in the repository")
+	f.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGTERM (default 30s)")
+	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	return cmd
+}

@@ -1,0 +1,186 @@
+// Package pki keeps Berth's local certificate authority and serving
+// certificate, so that a fresh install serves TLS: ca.crt is what clients
+// trust (podman --cert-dir, skopeo --cert-dir, curl --cacert).
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+)
+
+// Files under the pki directory.
+const (
+	CAFile   = "ca.crt"
+	caKey    = "ca.key"
+	CertFile = "tls.crt"
+	keyFile  = "tls.key"
+)
+
+// renewBefore renews a serving certificate this long before it expires.
+const renewBefore = 30 * 24 * time.Hour
+
+// Ensure returns the serving certificate kept in dir, creating the CA and
+// the certificate on first use and re-issuing the certificate when it
+// nears expiry or does not cover hosts. The CA is never replaced, so
+// clients that trust it keep working.
+func Ensure(dir string, hosts []string) (tls.Certificate, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return tls.Certificate{}, fmt.Errorf("create %s: %w", dir, err)
+	}
+	caCert, caPriv, err := ensureCA(dir)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, keyFile)
+	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(cert.Leaf, hosts) &&
+		time.Until(cert.Leaf.NotAfter) > renewBefore && cert.Leaf.CheckSignatureFrom(caCert) == nil {
+		return cert, nil
+	}
+	if err := issue(certPath, keyPath, caCert, caPriv, hosts); err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.LoadX509KeyPair(certPath, keyPath)
+}
+
+// DefaultHosts are the names a local install is reached by.
+func DefaultHosts() []string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" && !slices.Contains(hosts, h) {
+		hosts = append(hosts, h)
+	}
+	return hosts
+}
+
+func covers(leaf *x509.Certificate, hosts []string) bool {
+	if leaf == nil {
+		return false
+	}
+	for _, h := range hosts {
+		if leaf.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPath, keyPath := filepath.Join(dir, CAFile), filepath.Join(dir, caKey)
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
+	if err == nil {
+		priv, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s: CA key is not ECDSA", keyPath)
+		}
+		return pair.Leaf, priv, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("load CA from %s: %w", dir, err)
+	}
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	host, _ := os.Hostname()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "Berth local CA " + host, Organization: []string{"Berth"}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(10, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create CA: %w", err)
+	}
+	if err := writePair(certPath, keyPath, der, priv); err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	return cert, priv, err
+}
+
+func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string) error {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"Berth"}},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().AddDate(1, 0, 0),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &priv.PublicKey, caPriv)
+	if err != nil {
+		return fmt.Errorf("issue serving certificate: %w", err)
+	}
+	return writePair(certPath, keyPath, der, priv)
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
+
+// writePair writes the key (0600) and then the certificate, each through a
+// temp file and rename, so a crash never leaves half a file.
+func writePair(certPath, keyPath string, der []byte, priv *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalECPrivateKey(priv)
+	if err != nil {
+		return err
+	}
+	if err := writeAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return err
+	}
+	return writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

@@ -1,0 +1,113 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// code is an error code of the OCI Distribution Spec with the HTTP status
+// it is sent with. The table below is the only place codes are defined.
+type code struct {
+	Name   string
+	Status int
+}
+
+var (
+	codeBlobUnknown         = code{"BLOB_UNKNOWN", http.StatusNotFound}
+	codeBlobUploadInvalid   = code{"BLOB_UPLOAD_INVALID", http.StatusBadRequest}
+	codeBlobUploadUnknown   = code{"BLOB_UPLOAD_UNKNOWN", http.StatusNotFound}
+	codeDigestInvalid       = code{"DIGEST_INVALID", http.StatusBadRequest}
+	codeManifestBlobUnknown = code{"MANIFEST_BLOB_UNKNOWN", http.StatusBadRequest}
+	codeManifestInvalid     = code{"MANIFEST_INVALID", http.StatusBadRequest}
+	codeManifestUnknown     = code{"MANIFEST_UNKNOWN", http.StatusNotFound}
+	codeNameInvalid         = code{"NAME_INVALID", http.StatusBadRequest}
+	codeNameUnknown         = code{"NAME_UNKNOWN", http.StatusNotFound}
+	codeSizeInvalid         = code{"SIZE_INVALID", http.StatusBadRequest}
+	codeTooLarge            = code{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
+	codeRangeInvalid        = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
+	codeUnauthorized        = code{"UNAUTHORIZED", http.StatusUnauthorized}
+	codeDenied              = code{"DENIED", http.StatusForbidden}
+	codeUnsupported         = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
+	codeNotFound            = code{"NOT_FOUND", http.StatusNotFound}
+	codePaginationInvalid   = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
+	codeTooManyRequests     = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
+	codeUnavailable         = code{"UNAVAILABLE", http.StatusServiceUnavailable}
+	codeInternal            = code{"INTERNAL_ERROR", http.StatusInternalServerError}
+)
+
+// Error is what a handler returns to answer with a spec error.
+type Error struct {
+	Code    code
+	Message string
+	Detail  any
+	// Header is added to the response (e.g. Range on a 416).
+	Header http.Header
+	// Err is the cause, logged for 5xx, never sent.
+	Err error
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code.Name, e.Message, e.Err)
+	}
+	return e.Code.Name + ": " + e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+func newError(c code, format string, args ...any) *Error {
+	return &Error{Code: c, Message: fmt.Sprintf(format, args...)}
+}
+
+// fromClass maps an error class from the store or a driver to a spec code;
+// notFound is the code a missing object gets in this handler's context.
+func fromClass(err error, notFound code, what string) *Error {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e
+	case errors.Is(err, errdefs.ErrNotFound):
+		return &Error{Code: notFound, Message: what + " unknown to registry", Err: err}
+	case errors.Is(err, errdefs.ErrUnavailable):
+		return &Error{Code: codeUnavailable, Message: what + " is busy, retry later", Err: err}
+	case errors.Is(err, errdefs.ErrInvalidArgument):
+		return &Error{Code: codeBlobUploadInvalid, Message: what + " invalid", Err: err}
+	default:
+		return &Error{Code: codeInternal, Message: "internal error", Err: err}
+	}
+}
+
+type errorBody struct {
+	Errors []errorEntry `json:"errors"`
+}
+
+type errorEntry struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Detail  any    `json:"detail,omitempty"`
+}
+
+// writeError is the one place an error becomes a response.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := fromClass(err, codeInternal, "object")
+	if e.Code.Status >= 500 {
+		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	h := w.Header()
+	for k, vs := range e.Header {
+		h[k] = vs
+	}
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
+	h.Del("Docker-Content-Digest")
+	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code.Name, Message: e.Message, Detail: e.Detail}}})
+	w.WriteHeader(e.Code.Status)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+}

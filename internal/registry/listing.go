@@ -1,0 +1,122 @@
+package registry
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+
+	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/berth-registry/berth/internal/store"
+)
+
+const (
+	// maxPage caps n for tags and the catalog; a larger n gets this many
+	// and a Link to the rest.
+	maxPage = 10000
+	// defaultCatalogPage is the catalog's page when the client names no n.
+	defaultCatalogPage = 1000
+)
+
+// pageParams reads n and last. n is def when absent.
+func pageParams(req *http.Request, def int) (n int, last string, err error) {
+	q := req.URL.Query()
+	n = def
+	if s := q.Get("n"); s != "" {
+		n, err = strconv.Atoi(s)
+		if err != nil || n < 0 {
+			return 0, "", newError(codePaginationInvalid, "n must be a non-negative integer, got %q", s)
+		}
+	}
+	return min(n, maxPage), q.Get("last"), nil
+}
+
+func writeJSON(w http.ResponseWriter, contentType string, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusOK)
+	_, err = w.Write(body)
+	return err
+}
+
+func setNextLink(w http.ResponseWriter, path, last string, n int) {
+	q := url.Values{"last": {last}, "n": {strconv.Itoa(n)}}
+	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
+}
+
+// listTags serves GET /v2/<name>/tags/list. Without n it lists every tag.
+func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo string) error {
+	n, last, err := pageParams(req, maxPage)
+	if err != nil {
+		return err
+	}
+	tags := []string{}
+	more := false
+	if n > 0 {
+		tags, more, err = r.meta.Tags(req.Context(), repo, last, n)
+		if err != nil {
+			return fromClass(err, codeNameUnknown, "repository "+repo)
+		}
+	}
+	if more {
+		setNextLink(w, req.URL.Path, tags[len(tags)-1], n)
+	}
+	return writeJSON(w, "application/json", struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+	}{repo, tags})
+}
+
+// catalog serves GET /v2/_catalog.
+func (r *Registry) catalog(w http.ResponseWriter, req *http.Request) error {
+	n, last, err := pageParams(req, defaultCatalogPage)
+	if err != nil {
+		return err
+	}
+	repos := []string{}
+	more := false
+	if n > 0 {
+		repos, more, err = r.meta.Repositories(req.Context(), last, n)
+		if err != nil {
+			return err
+		}
+	}
+	if more {
+		setNextLink(w, req.URL.Path, repos[len(repos)-1], n)
+	}
+	return writeJSON(w, "application/json", struct {
+		Repositories []string `json:"repositories"`
+	}{repos})
+}
+
+// listReferrers serves GET /v2/<name>/referrers/<digest>[?artifactType=].
+func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, repo string) error {
+	dgst, err := parseDigest(req.PathValue("digest"))
+	if err != nil {
+		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
+	}
+	artifactType := req.URL.Query().Get("artifactType")
+	refs, err := r.meta.Referrers(req.Context(), repo, dgst, artifactType)
+	if err != nil {
+		return err
+	}
+	if artifactType != "" {
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	return writeJSON(w, v1.MediaTypeImageIndex, struct {
+		SchemaVersion int                `json:"schemaVersion"`
+		MediaType     string             `json:"mediaType"`
+		Manifests     []store.Descriptor `json:"manifests"`
+	}{2, v1.MediaTypeImageIndex, refs})
+}
+
+func sortedStrings(s []string) []string {
+	slices.Sort(s)
+	return s
+}

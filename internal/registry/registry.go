@@ -1,0 +1,224 @@
+// Package registry serves the OCI Distribution Spec v1.1 under /v2/.
+//
+// Handlers return errors; writeError alone turns them into the spec's JSON
+// error envelope. Metadata comes from the store (existence, sizes, tags),
+// bytes from a storage.Driver.
+package registry
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// BlobIndex records which repository holds which blob.
+type BlobIndex interface {
+	BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error)
+	BlobHolders(ctx context.Context, dgst digest.Digest, limit int) ([]string, error)
+	LinkBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error
+	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error
+}
+
+// UploadSessions records upload progress so any instance can continue it.
+type UploadSessions interface {
+	CreateUpload(ctx context.Context, u store.Upload) error
+	Upload(ctx context.Context, repo, id string) (store.Upload, error)
+	AdvanceUpload(ctx context.Context, u store.Upload, from int64) error
+	CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error
+	DeleteUpload(ctx context.Context, id string) error
+}
+
+// ManifestIndex stores manifests, tags and referrers.
+type ManifestIndex interface {
+	PutManifest(ctx context.Context, repo string, m store.Manifest, tags []string) error
+	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
+	DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error
+	DeleteTag(ctx context.Context, repo, tag string) error
+	Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error)
+	Repositories(ctx context.Context, last string, n int) ([]string, bool, error)
+	Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]store.Descriptor, error)
+}
+
+// Metadata is everything the registry asks of the metadata store.
+type Metadata interface {
+	BlobIndex
+	UploadSessions
+	ManifestIndex
+}
+
+// Options configure a Registry.
+type Options struct {
+	Metadata Metadata
+	Blobs    storage.Driver
+	Logger   *slog.Logger
+	// MaxManifestBytes caps a manifest PUT; 0 means 4 MiB.
+	MaxManifestBytes int64
+	// AllowSparse accepts manifests whose layers or child manifests are not
+	// in the repository (OCI "sparse" content: partial mirrors). Off, such a
+	// PUT fails with MANIFEST_BLOB_UNKNOWN or MANIFEST_UNKNOWN.
+	AllowSparse bool
+}
+
+// Registry is the /v2 protocol handler.
+type Registry struct {
+	meta        Metadata
+	blobs       storage.Driver
+	log         *slog.Logger
+	maxManifest int64
+	allowSparse bool
+	mux         *http.ServeMux
+	busy        busySet
+}
+
+const defaultMaxManifestBytes = 4 << 20
+
+// New returns a Registry.
+func New(opts Options) *Registry {
+	r := &Registry{
+		meta:        opts.Metadata,
+		blobs:       opts.Blobs,
+		log:         opts.Logger,
+		maxManifest: opts.MaxManifestBytes,
+		allowSparse: opts.AllowSparse,
+		busy:        busySet{m: map[string]time.Time{}},
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	if r.maxManifest <= 0 {
+		r.maxManifest = defaultMaxManifestBytes
+	}
+	r.routes()
+	return r
+}
+
+// handlerFunc is a /v2 handler for one repository.
+type handlerFunc func(w http.ResponseWriter, req *http.Request, repo string) error
+
+func (r *Registry) routes() {
+	mux := http.NewServeMux()
+	const repo = "/v2/{project}/{image}"
+	repoRoutes := []struct {
+		pattern string
+		methods map[string]handlerFunc
+	}{
+		{repo + "/blobs/uploads/", map[string]handlerFunc{"POST": r.startUpload}},
+		{repo + "/blobs/uploads/{id}", map[string]handlerFunc{
+			"GET": r.uploadStatus, "PATCH": r.patchUpload, "PUT": r.finishUpload, "DELETE": r.cancelUpload}},
+		{repo + "/blobs/{digest}", map[string]handlerFunc{"GET": r.getBlob, "HEAD": r.getBlob, "DELETE": r.deleteBlob}},
+		{repo + "/manifests/{reference}", map[string]handlerFunc{
+			"GET": r.getManifest, "HEAD": r.getManifest, "PUT": r.putManifest, "DELETE": r.deleteManifest}},
+		{repo + "/tags/list", map[string]handlerFunc{"GET": r.listTags}},
+		{repo + "/referrers/{digest}", map[string]handlerFunc{"GET": r.listReferrers}},
+	}
+	for _, rt := range repoRoutes {
+		mux.Handle(rt.pattern, r.repoHandler(rt.methods))
+	}
+	mux.Handle("/v2/_catalog", r.handler(map[string]func(http.ResponseWriter, *http.Request) error{"GET": r.catalog, "HEAD": r.catalog}))
+	mux.Handle("/v2/{$}", r.handler(map[string]func(http.ResponseWriter, *http.Request) error{"GET": r.base, "HEAD": r.base}))
+	mux.HandleFunc("/v2/", r.unknownRoute)
+	r.mux = mux
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	// ServeMux would answer a path with "." or ".." segments or doubled
+	// slashes with a redirect; a registry answers with a spec error.
+	if p := req.URL.Path; p != "/v2/" && path.Clean(p) != strings.TrimSuffix(p, "/") {
+		writeError(w, req, r.log, newError(codeNameInvalid, "path %q is not canonical; %s", p, nameFormat))
+		return
+	}
+	r.mux.ServeHTTP(w, req)
+}
+
+func (r *Registry) handler(methods map[string]func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h, ok := methods[req.Method]
+		if !ok {
+			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
+			return
+		}
+		if err := h(w, req); err != nil {
+			writeError(w, req, r.log, err)
+		}
+	})
+}
+
+func (r *Registry) repoHandler(methods map[string]handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		h, ok := methods[req.Method]
+		if !ok {
+			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
+			return
+		}
+		repo := req.PathValue("project") + "/" + req.PathValue("image")
+		if err := parseName(repo); err != nil {
+			writeError(w, req, r.log, newError(codeNameInvalid, "%v; %s", err, nameFormat))
+			return
+		}
+		if err := h(w, req, repo); err != nil {
+			writeError(w, req, r.log, err)
+		}
+	})
+}
+
+func methodNotAllowed[H any](w http.ResponseWriter, req *http.Request, methods map[string]H) *Error {
+	allowed := make([]string, 0, len(methods))
+	for m := range methods {
+		allowed = append(allowed, m)
+	}
+	w.Header().Set("Allow", strings.Join(sortedStrings(allowed), ", "))
+	return newError(codeUnsupported, "%s is not supported on %s", req.Method, req.URL.Path)
+}
+
+// unknownRoute answers /v2 paths no route matched. A path that ends in a
+// registry route but has the wrong number of name components is a bad name.
+func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
+	p := strings.TrimPrefix(req.URL.Path, "/v2/")
+	for _, marker := range []string{"/blobs/", "/manifests/", "/tags/list", "/referrers/"} {
+		if i := strings.LastIndex(p, marker); i > 0 {
+			writeError(w, req, r.log, newError(codeNameInvalid, "repository name %q is invalid: %s", p[:i], nameFormat))
+			return
+		}
+	}
+	writeError(w, req, r.log, newError(codeNotFound, "no such endpoint %s", req.URL.Path))
+}
+
+func (r *Registry) base(w http.ResponseWriter, _ *http.Request) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	_, err := w.Write([]byte("{}"))
+	return err
+}
+
+// busySet is a per-upload try-lock: a second request on the same upload
+// is refused at once instead of interleaving its bytes with the first.
+type busySet struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func (b *busySet) acquire(id string) (release func(), err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if since, held := b.m[id]; held {
+		return nil, &Error{Code: codeRangeInvalid, Message: "upload " + id + " is being written by another request (for " +
+			time.Since(since).Round(time.Millisecond).String() + ")"}
+	}
+	b.m[id] = time.Now()
+	return func() {
+		b.mu.Lock()
+		delete(b.m, id)
+		b.mu.Unlock()
+	}, nil
+}

@@ -1,0 +1,378 @@
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// newUploadID returns 256 random bits in hex: unguessable, and safe as a
+// file name for every driver.
+func newUploadID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+func uploadLocation(repo, id string) string { return "/v2/" + repo + "/blobs/uploads/" + id }
+
+func blobLocation(repo string, dgst digest.Digest) string {
+	return "/v2/" + repo + "/blobs/" + dgst.String()
+}
+
+// hashingReader hashes what it reads: the digest is checked as the bytes
+// stream in, once, whatever driver stores them.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash
+}
+
+func (hr *hashingReader) Read(p []byte) (int, error) {
+	n, err := hr.r.Read(p)
+	hr.h.Write(p[:n])
+	return n, err
+}
+
+// startUpload serves POST /v2/<name>/blobs/uploads/: a mount, a monolithic
+// upload (?digest=), or a new session.
+func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo string) error {
+	ctx := req.Context()
+	q := req.URL.Query()
+	if mount := q.Get("mount"); mount != "" {
+		dgst, err := parseDigest(mount)
+		if err != nil {
+			return newError(codeDigestInvalid, "invalid mount digest %q: %v", mount, err)
+		}
+		mounted, err := r.mount(ctx, repo, dgst, q.Get("from"), q.Has("from"))
+		if err != nil {
+			return err
+		}
+		if mounted {
+			return blobCreated(w, repo, dgst)
+		}
+		// Not mountable: fall through to a new session, as the spec says.
+	} else if d := q.Get("digest"); d != "" || q.Has("digest") {
+		dgst, err := parseDigest(d)
+		if err != nil {
+			return newError(codeDigestInvalid, "invalid digest %q: %v", d, err)
+		}
+		return r.monolithicUpload(w, req, repo, dgst)
+	}
+	id := newUploadID()
+	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo}); err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload")
+	}
+	writeUploadHeaders(w, repo, id, 0)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// mount links dgst into repo from another repository that holds it: from,
+// or, when the request names no source, any repository.
+func (r *Registry) mount(ctx context.Context, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
+	var size int64
+	var err error
+	if named {
+		if parseName(from) != nil {
+			return false, nil // a bad source is just not mountable
+		}
+		size, err = r.meta.BlobSize(ctx, from, dgst)
+	} else {
+		var holders []string
+		holders, err = r.meta.BlobHolders(ctx, dgst, 1)
+		if err == nil && len(holders) == 0 {
+			err = errdefs.ErrNotFound
+		}
+		if err == nil {
+			size, err = r.meta.BlobSize(ctx, holders[0], dgst)
+		}
+	}
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
+	}
+	if err := r.meta.LinkBlob(ctx, repo, dgst, size); err != nil {
+		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
+	}
+	return true, nil
+}
+
+// monolithicUpload stores a whole blob sent with POST ?digest=.
+func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, repo string, dgst digest.Digest) error {
+	ctx := req.Context()
+	id := newUploadID() // never recorded: a crash leaves a file Recover removes
+	h := dgst.Algorithm().Hash()
+	n, err := r.blobs.Append(ctx, id, 0, &hashingReader{r: req.Body, h: h})
+	if err != nil {
+		_ = r.blobs.Abort(context.WithoutCancel(ctx), id)
+		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
+	}
+	if req.ContentLength >= 0 && n != req.ContentLength {
+		_ = r.blobs.Abort(ctx, id)
+		return newError(codeSizeInvalid, "received %d bytes, Content-Length says %d", n, req.ContentLength)
+	}
+	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
+		_ = r.blobs.Abort(ctx, id)
+		return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("content hashes to %s, not %s", got, dgst),
+			Detail: map[string]string{"expected": dgst.String(), "actual": got.String()}}
+	}
+	if err := r.commitBlob(ctx, repo, id, dgst, n, false); err != nil {
+		return err
+	}
+	return blobCreated(w, repo, dgst)
+}
+
+// commitBlob publishes upload id as dgst and links it into repo; session
+// says whether a recorded upload session ends with it.
+func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.Digest, size int64, session bool) error {
+	// Finish what the client was told is done even if it hangs up now.
+	ctx = context.WithoutCancel(ctx)
+	if err := r.blobs.Commit(ctx, id, dgst, size); err != nil {
+		_ = r.blobs.Abort(ctx, id)
+		return fromClass(err, codeBlobUploadInvalid, "upload")
+	}
+	var err error
+	if session {
+		err = r.meta.CommitUpload(ctx, id, repo, dgst, size)
+	} else {
+		err = r.meta.LinkBlob(ctx, repo, dgst, size)
+	}
+	if err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload")
+	}
+	return nil
+}
+
+func blobCreated(w http.ResponseWriter, repo string, dgst digest.Digest) error {
+	h := w.Header()
+	h.Set("Location", blobLocation(repo, dgst))
+	h.Set("Docker-Content-Digest", dgst.String())
+	h.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func writeUploadHeaders(w http.ResponseWriter, repo, id string, size int64) {
+	h := w.Header()
+	h.Set("Location", uploadLocation(repo, id))
+	h.Set("Docker-Upload-UUID", id)
+	h.Set("Range", rangeHeader(size))
+	h.Set("Content-Length", "0")
+}
+
+// rangeHeader reports received bytes as an inclusive range, "0-0" when none.
+func rangeHeader(size int64) string {
+	if size == 0 {
+		return "0-0"
+	}
+	return "0-" + strconv.FormatInt(size-1, 10)
+}
+
+// session loads upload id of repo and locks it for this request.
+func (r *Registry) session(req *http.Request, repo string) (store.Upload, func(), error) {
+	id := req.PathValue("id")
+	release, err := r.busy.acquire(id)
+	if err != nil {
+		return store.Upload{}, nil, err
+	}
+	u, err := r.meta.Upload(req.Context(), repo, id)
+	if err != nil {
+		release()
+		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
+	}
+	return u, release, nil
+}
+
+// runningHash restores the sha256 of the bytes an upload has received.
+func runningHash(u store.Upload) (hash.Hash, error) {
+	h := sha256.New()
+	if len(u.HashState) == 0 {
+		if u.Size != 0 {
+			return nil, fmt.Errorf("upload %s has %d bytes but no hash state", u.ID, u.Size)
+		}
+		return h, nil
+	}
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.HashState); err != nil {
+		return nil, fmt.Errorf("restore hash of upload %s: %w", u.ID, err)
+	}
+	return h, nil
+}
+
+// appendChunk writes a request body to the session, honouring its
+// Content-Range, and records the new size and hash state.
+func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, h hash.Hash) error {
+	ctx := req.Context()
+	body := io.Reader(req.Body)
+	want := int64(-1)
+	if cr := req.Header.Get("Content-Range"); cr != "" {
+		start, end, err := parseContentRange(cr)
+		if err != nil {
+			return &Error{Code: codeRangeInvalid, Message: err.Error(), Header: uploadHeader(repo, *u)}
+		}
+		if start != u.Size {
+			return &Error{Code: codeRangeInvalid, Header: uploadHeader(repo, *u),
+				Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes; send the chunk that starts at %d", start, u.Size, u.Size)}
+		}
+		want = end - start + 1
+		if req.ContentLength >= 0 && req.ContentLength != want {
+			return newError(codeBlobUploadInvalid, "Content-Range %s covers %d bytes but Content-Length is %d", cr, want, req.ContentLength)
+		}
+		body = io.LimitReader(body, want)
+	} else if req.ContentLength >= 0 {
+		want = req.ContentLength
+	}
+	n, err := r.blobs.Append(ctx, u.ID, u.Size, &hashingReader{r: body, h: h})
+	if errors.Is(err, errdefs.ErrInvalidArgument) {
+		// The driver lost bytes it had acknowledged (a crash before a sync):
+		// the session cannot continue.
+		r.abortSession(ctx, u.ID)
+		return &Error{Code: codeBlobUploadUnknown, Message: "upload lost data; start again", Err: err}
+	}
+	if err != nil {
+		return &Error{Code: codeBlobUploadInvalid, Message: "reading chunk failed; resume from the Range of a status request", Err: err}
+	}
+	if want >= 0 && n != want {
+		return newError(codeBlobUploadInvalid, "chunk has %d bytes, expected %d; resume from %d", n, want, u.Size)
+	}
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
+	}
+	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state}
+	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
+	}
+	u.Size, u.HashState = next.Size, next.HashState
+	return nil
+}
+
+func uploadHeader(repo string, u store.Upload) http.Header {
+	return http.Header{
+		"Location":           {uploadLocation(repo, u.ID)},
+		"Range":              {rangeHeader(u.Size)},
+		"Docker-Upload-Uuid": {u.ID},
+	}
+}
+
+func (r *Registry) abortSession(ctx context.Context, id string) {
+	ctx = context.WithoutCancel(ctx)
+	if err := r.blobs.Abort(ctx, id); err != nil {
+		r.log.WarnContext(ctx, "abort upload", "id", id, "err", err)
+	}
+	if err := r.meta.DeleteUpload(ctx, id); err != nil {
+		r.log.WarnContext(ctx, "delete upload session", "id", id, "err", err)
+	}
+}
+
+// patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>.
+func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo string) error {
+	u, release, err := r.session(req, repo)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h, err := runningHash(u)
+	if err != nil {
+		return err
+	}
+	if err := r.appendChunk(req, repo, &u, h); err != nil {
+		return err
+	}
+	writeUploadHeaders(w, repo, u.ID, u.Size)
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+// finishUpload serves PUT /v2/<name>/blobs/uploads/<id>?digest=, with an
+// optional last chunk.
+func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo string) error {
+	raw := req.URL.Query().Get("digest")
+	dgst, err := parseDigest(raw)
+	if err != nil {
+		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
+	}
+	u, release, err := r.session(req, repo)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h, err := runningHash(u)
+	if err != nil {
+		return err
+	}
+	if req.ContentLength != 0 {
+		if err := r.appendChunk(req, repo, &u, h); err != nil {
+			return err
+		}
+	}
+	ctx := req.Context()
+	var got digest.Digest
+	if dgst.Algorithm() == digest.SHA256 {
+		got = digest.NewDigest(digest.SHA256, h)
+	} else if got, err = r.rehash(ctx, u.ID, dgst.Algorithm()); err != nil {
+		return err
+	}
+	if got != dgst {
+		r.abortSession(ctx, u.ID)
+		return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("upload hashes to %s, not %s; the upload is discarded", got, dgst),
+			Detail: map[string]string{"expected": dgst.String(), "actual": got.String()}}
+	}
+	if err := r.commitBlob(ctx, repo, u.ID, dgst, u.Size, true); err != nil {
+		return err
+	}
+	return blobCreated(w, repo, dgst)
+}
+
+// rehash reads an upload back to digest it with an algorithm other than
+// the streaming sha256.
+func (r *Registry) rehash(ctx context.Context, id string, alg digest.Algorithm) (digest.Digest, error) {
+	rc, err := r.blobs.ReadUpload(ctx, id)
+	if err != nil {
+		return "", fromClass(err, codeBlobUploadUnknown, "upload "+id)
+	}
+	defer rc.Close()
+	d, err := alg.FromReader(rc)
+	if err != nil {
+		return "", fmt.Errorf("rehash upload %s: %w", id, err)
+	}
+	return d, nil
+}
+
+// uploadStatus serves GET /v2/<name>/blobs/uploads/<id>.
+func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo string) error {
+	u, err := r.meta.Upload(req.Context(), repo, req.PathValue("id"))
+	if err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload "+req.PathValue("id"))
+	}
+	writeUploadHeaders(w, repo, u.ID, u.Size)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
+func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo string) error {
+	u, release, err := r.session(req, repo)
+	if err != nil {
+		return err
+	}
+	defer release()
+	r.abortSession(req.Context(), u.ID)
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

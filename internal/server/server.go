@@ -1,0 +1,196 @@
+// Package server assembles Berth from its parts (metadata store, blob
+// driver, registry) and runs the HTTP(S) listener until its context ends.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/berth-registry/berth/internal/pki"
+	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Config is what `berth serve` is told.
+type Config struct {
+	Listen       string
+	DataDir      string
+	Storage      string // a name in drivers.Builtin()
+	InsecureHTTP bool
+	// AllowSparse accepts manifests whose layers or children are absent.
+	AllowSparse bool
+	// MaxManifestBytes caps manifest PUTs (0: the registry's default).
+	MaxManifestBytes int64
+	// ShutdownTimeout bounds how long in-flight requests may finish after
+	// a stop signal.
+	ShutdownTimeout time.Duration
+	// UploadTTL is how long an untouched upload session lives.
+	UploadTTL time.Duration
+	Logger    *slog.Logger
+	// Ready, when set, receives the bound address once serving starts.
+	Ready chan<- net.Addr
+}
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.UploadTTL == 0 {
+		cfg.UploadTTL = 24 * time.Hour
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	metaDir := cfg.DataDir
+	if cfg.Storage == "memory" {
+		// emptyDir semantics: metadata must not outlive the blobs it describes.
+		tmp, err := os.MkdirTemp("", "berth-memory-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		metaDir = tmp
+	}
+	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"))
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	blobs, err := drivers.Builtin().New(ctx, cfg.Storage, storage.Options{DataDir: cfg.DataDir})
+	if err != nil {
+		return err
+	}
+	if err := recoverUploads(ctx, meta, blobs, cfg.UploadTTL, log); err != nil {
+		return err
+	}
+
+	reg := registry.New(registry.Options{
+		Metadata: meta, Blobs: blobs, Logger: log,
+		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", reg)
+	mux.Handle("/v2", reg)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+
+	srv := &http.Server{
+		Handler:           accessLog(log, mux),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	scheme := "http"
+	if !cfg.InsecureHTTP {
+		pkiDir := filepath.Join(cfg.DataDir, "pki")
+		cert, err := pki.Ensure(pkiDir, pki.DefaultHosts())
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("prepare TLS: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		ln = tls.NewListener(ln, srv.TLSConfig)
+		scheme = "https"
+		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
+	}
+	log.Info("berth serving", "url", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir)
+	if cfg.Ready != nil {
+		cfg.Ready <- ln.Addr()
+	}
+
+	var wg sync.WaitGroup
+	janitorCtx, stopJanitor := context.WithCancel(ctx)
+	defer func() { stopJanitor(); wg.Wait() }()
+	wg.Go(func() { expireUploadsEvery(janitorCtx, time.Hour, meta, blobs, cfg.UploadTTL, log) })
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }() // ends when Shutdown closes the listener
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("requests still running at the end of the grace period were cut", "err", err)
+		srv.Close()
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+type uploadRecords interface {
+	UploadIDs(ctx context.Context) (map[string]bool, error)
+	ExpireUploads(ctx context.Context, before time.Time) ([]string, error)
+}
+
+// recoverUploads runs at start: expired sessions go, and so do driver
+// leftovers no session records (a crash mid-request).
+func recoverUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) error {
+	expireUploads(ctx, meta, blobs, ttl, log)
+	rec, ok := blobs.(storage.Recoverer)
+	if !ok {
+		return nil
+	}
+	live, err := meta.UploadIDs(ctx)
+	if err != nil {
+		return err
+	}
+	if err := rec.Recover(ctx, func(id string) bool { return live[id] }); err != nil {
+		return fmt.Errorf("recover storage: %w", err)
+	}
+	return nil
+}
+
+func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
+	ids, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
+	if err != nil {
+		log.Warn("expire upload sessions", "err", err)
+		return
+	}
+	for _, id := range ids {
+		if err := blobs.Abort(ctx, id); err != nil {
+			log.Warn("remove expired upload", "id", id, "err", err)
+		}
+	}
+	if len(ids) > 0 {
+		log.Info("expired upload sessions", "count", len(ids))
+	}
+}
+
+func expireUploadsEvery(ctx context.Context, every time.Duration, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			expireUploads(ctx, meta, blobs, ttl, log)
+		}
+	}
+}
