@@ -25,19 +25,21 @@ var (
 	codeManifestBlobUnknown = code{"MANIFEST_BLOB_UNKNOWN", http.StatusBadRequest}
 	codeManifestInvalid     = code{"MANIFEST_INVALID", http.StatusBadRequest}
 	codeManifestUnknown     = code{"MANIFEST_UNKNOWN", http.StatusNotFound}
-	codeNameInvalid         = code{"NAME_INVALID", http.StatusBadRequest}
-	codeNameUnknown         = code{"NAME_UNKNOWN", http.StatusNotFound}
-	codeSizeInvalid         = code{"SIZE_INVALID", http.StatusBadRequest}
-	codeTooLarge            = code{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
-	codeRangeInvalid        = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
-	codeUnauthorized        = code{"UNAUTHORIZED", http.StatusUnauthorized}
-	codeDenied              = code{"DENIED", http.StatusForbidden}
-	codeUnsupported         = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
-	codeNotFound            = code{"NOT_FOUND", http.StatusNotFound}
-	codePaginationInvalid   = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
-	codeTooManyRequests     = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
-	codeUnavailable         = code{"UNAVAILABLE", http.StatusServiceUnavailable}
-	codeInternal            = code{"INTERNAL_ERROR", http.StatusInternalServerError}
+	// codeManifestChildUnknown refuses an index whose child is not pushed.
+	codeManifestChildUnknown = code{"MANIFEST_UNKNOWN", http.StatusBadRequest}
+	codeNameInvalid          = code{"NAME_INVALID", http.StatusBadRequest}
+	codeNameUnknown          = code{"NAME_UNKNOWN", http.StatusNotFound}
+	codeSizeInvalid          = code{"SIZE_INVALID", http.StatusBadRequest}
+	codeTooLarge             = code{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
+	codeRangeInvalid         = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
+	codeUnauthorized         = code{"UNAUTHORIZED", http.StatusUnauthorized}
+	codeDenied               = code{"DENIED", http.StatusForbidden}
+	codeUnsupported          = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
+	codeNotFound             = code{"NOT_FOUND", http.StatusNotFound}
+	codePaginationInvalid    = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
+	codeTooManyRequests      = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
+	codeUnavailable          = code{"UNAVAILABLE", http.StatusServiceUnavailable}
+	codeInternal             = code{"INTERNAL_ERROR", http.StatusInternalServerError}
 )
 
 // Error is what a handler returns to answer with a spec error.

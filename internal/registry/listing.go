@@ -64,6 +64,9 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo strin
 			return fromClass(err, codeNameUnknown, "repository "+repo)
 		}
 	}
+	if tags == nil {
+		tags = []string{}
+	}
 	if more {
 		setNextLink(w, req.URL.Path, tags[len(tags)-1], n)
 	}
@@ -86,6 +89,9 @@ func (r *Registry) catalog(w http.ResponseWriter, req *http.Request) error {
 		if err != nil {
 			return err
 		}
+	}
+	if repos == nil {
+		repos = []string{}
 	}
 	if more {
 		setNextLink(w, req.URL.Path, repos[len(repos)-1], n)

@@ -232,7 +232,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 		if errors.As(err, &missing) {
 			c := codeManifestBlobUnknown
 			if missing.Manifest {
-				c = codeManifestUnknown
+				c = codeManifestChildUnknown
 			}
 			return &Error{Code: c, Message: missing.Error() + "; push it first", Detail: map[string]string{"digest": missing.Digest.String()}}
 		}
