@@ -32,12 +32,9 @@ var (
 	codeSizeInvalid          = code{"SIZE_INVALID", http.StatusBadRequest}
 	codeTooLarge             = code{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
 	codeRangeInvalid         = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
-	codeUnauthorized         = code{"UNAUTHORIZED", http.StatusUnauthorized}
-	codeDenied               = code{"DENIED", http.StatusForbidden}
 	codeUnsupported          = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
 	codeNotFound             = code{"NOT_FOUND", http.StatusNotFound}
 	codePaginationInvalid    = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
-	codeTooManyRequests      = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
 	codeUnavailable          = code{"UNAVAILABLE", http.StatusServiceUnavailable}
 	codeInternal             = code{"INTERNAL_ERROR", http.StatusInternalServerError}
 )
