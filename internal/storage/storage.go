@@ -51,8 +51,8 @@ type Ingester interface {
 	// Commit makes upload id durable and visible as blob dgst. It fails
 	// with errdefs.ErrSizeMismatch, leaving the upload untouched, unless the
 	// upload holds exactly size bytes. Committing content that already
-	// exists succeeds and discards the upload. After Commit returns nil the
-	// blob survives a crash.
+	// exists succeeds and discards the upload (so a commit repeated after a
+	// crash succeeds). After Commit returns nil the blob survives a crash.
 	Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error
 	// Abort discards upload id. An unknown id is not an error.
 	Abort(ctx context.Context, id string) error

@@ -163,6 +163,14 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	if err != nil {
 		return err
 	}
+	if _, err := os.Lstat(dst); err == nil {
+		// Content-addressed: identical bytes are already durable. This is
+		// also how a commit cut short by a crash after the rename finishes.
+		if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("discard upload %s: %w", id, err)
+		}
+		return nil
+	}
 	f, err := os.OpenFile(src, os.O_RDWR|os.O_CREATE, 0o640) // an empty blob may have had no Append
 	if err != nil {
 		return fmt.Errorf("open upload %s: %w", id, err)
@@ -175,10 +183,6 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	if st.Size() != size {
 		f.Close()
 		return fmt.Errorf("upload %s holds %d bytes, blob %s declares %d: %w", id, st.Size(), dgst, size, errdefs.ErrSizeMismatch)
-	}
-	if _, err := os.Lstat(dst); err == nil {
-		f.Close()
-		return os.Remove(src) // content-addressed: identical bytes are already durable
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()

@@ -80,14 +80,16 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if _, ok := d.blobs[dgst]; ok {
+		delete(d.uploads, id) // content-addressed: the bytes are already here
+		return nil
+	}
 	b := d.uploads[id]
 	if int64(len(b)) != size {
 		return fmt.Errorf("upload %s holds %d bytes, blob %s declares %d: %w", id, len(b), dgst, size, errdefs.ErrSizeMismatch)
 	}
 	delete(d.uploads, id)
-	if _, ok := d.blobs[dgst]; !ok {
-		d.blobs[dgst] = b
-	}
+	d.blobs[dgst] = b
 	return nil
 }
 

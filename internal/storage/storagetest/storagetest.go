@@ -30,6 +30,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"AppendDropsUnrecordedBytes", testAppendDropsUnrecordedBytes},
 		{"CommitChecksSize", testCommitChecksSize},
 		{"CommitExistingContent", testCommitExistingContent},
+		{"CommitAgainAfterPublish", testCommitAgainAfterPublish},
 		{"EmptyBlob", testEmptyBlob},
 		{"ReadUpload", testReadUpload},
 		{"Abort", testAbort},
@@ -181,6 +182,27 @@ func testCommitExistingContent(t *testing.T, d storage.Driver) {
 	}
 	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("content differs after second commit")
+	}
+}
+
+// testCommitAgainAfterPublish: a crash after a commit published the blob
+// but before the caller recorded it makes the caller commit again; the
+// upload's bytes are gone by then and the commit must still succeed.
+func testCommitAgainAfterPublish(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	content := randomBytes(t, 4096)
+	id := newID()
+	if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	dgst := digest.FromBytes(content)
+	for i := range 2 {
+		if err := d.Commit(ctx, id, dgst, int64(len(content))); err != nil {
+			t.Fatalf("commit %d: %v", i+1, err)
+		}
+	}
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+		t.Fatal("content differs")
 	}
 }
 
