@@ -1,0 +1,257 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+type running struct {
+	url  string
+	logs *lockedBuffer
+	stop context.CancelFunc
+	done chan error
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func start(t *testing.T, cfg Config) *running {
+	t.Helper()
+	ready := make(chan net.Addr, 1)
+	logs := &lockedBuffer{}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+	}
+	cfg.Listen, cfg.InsecureHTTP, cfg.Ready = "127.0.0.1:0", true, ready
+	if cfg.Storage == "" {
+		cfg.Storage = "filesystem"
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{logs: logs, stop: cancel, done: make(chan error, 1)}
+	go func() { r.done <- Run(ctx, cfg) }()
+	select {
+	case addr := <-ready:
+		r.url = "http://" + addr.String()
+	case err := <-r.done:
+		t.Fatalf("server ended before serving: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start")
+	}
+	t.Cleanup(func() { r.shutdown(t) })
+	return r
+}
+
+func (r *running) shutdown(t *testing.T) {
+	r.stop()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			t.Errorf("Run returned %v", err)
+		}
+		r.done <- nil // idempotent for Cleanup
+	case <-time.After(40 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+func pushBlob(t *testing.T, url, repo string, content []byte) *http.Response {
+	t.Helper()
+	dgst := digest.FromBytes(content)
+	resp, err := http.Post(url+"/v2/"+repo+"/blobs/uploads/?digest="+dgst.String(), "application/octet-stream", bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
+
+func status(t *testing.T, method, url string) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func TestAccessLogOneLinePerRequest(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	if s := status(t, "GET", r.url+"/v2/p/app/tags/list"); s != 404 {
+		t.Fatalf("tags of unknown repo = %d", s)
+	}
+	var entry map[string]any
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(line, `"msg":"request"`) {
+			if entry != nil {
+				t.Fatalf("more than one access line for one request:\n%s", r.logs.String())
+			}
+			if err := json.Unmarshal([]byte(line), &entry); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if entry == nil {
+		t.Fatalf("no access line in:\n%s", r.logs.String())
+	}
+	for k, want := range map[string]any{"method": "GET", "path": "/v2/p/app/tags/list", "status": float64(404), "client": "127.0.0.1"} {
+		if entry[k] != want {
+			t.Errorf("access line %s = %v, want %v", k, entry[k], want)
+		}
+	}
+	if _, ok := entry["duration"]; !ok {
+		t.Error("access line has no duration")
+	}
+	if b, ok := entry["bytes"].(float64); !ok || b <= 0 {
+		t.Errorf("access line bytes = %v", entry["bytes"])
+	}
+}
+
+func TestMemoryStorageForgetsOnRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir, Storage: "memory"})
+	content := []byte("ephemeral")
+	if resp := pushBlob(t, r.url, "p/app", content); resp.StatusCode != 201 {
+		t.Fatalf("push = %d", resp.StatusCode)
+	}
+	blobURL := "/v2/p/app/blobs/" + digest.FromBytes(content).String()
+	if s := status(t, "HEAD", r.url+blobURL); s != 200 {
+		t.Fatalf("HEAD after push = %d", s)
+	}
+	r.shutdown(t)
+	r = start(t, Config{DataDir: dir, Storage: "memory"})
+	if s := status(t, "HEAD", r.url+blobURL); s != 404 {
+		t.Fatalf("memory storage kept a blob across restart: HEAD = %d", s)
+	}
+}
+
+func TestFilesystemKeepsAndCleansOnRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	content := []byte("durable")
+	pushBlob(t, r.url, "p/app", content)
+	resp, err := http.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Location")
+	req, _ := http.NewRequest("PATCH", r.url+session, strings.NewReader("partial"))
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 202 {
+		t.Fatalf("PATCH = %v, %v", resp, err)
+	}
+	r.shutdown(t)
+	stray := filepath.Join(dir, "storage", "uploads", "deadbeef")
+	if err := os.WriteFile(stray, []byte("left by a crash"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, Config{DataDir: dir})
+	if s := status(t, "GET", r.url+"/v2/p/app/blobs/"+digest.FromBytes(content).String()); s != 200 {
+		t.Fatalf("blob lost across restart: %d", s)
+	}
+	if _, err := os.Stat(stray); !os.IsNotExist(err) {
+		t.Fatalf("stray upload file survived the start: %v", err)
+	}
+	// The open session survives and resumes where it was.
+	req, _ = http.NewRequest("GET", r.url+session, nil)
+	st, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Body.Close()
+	if st.StatusCode != 204 || st.Header.Get("Range") != "0-6" {
+		t.Fatalf("session after restart = %d Range %q", st.StatusCode, st.Header.Get("Range"))
+	}
+}
+
+// TestGracefulShutdown: a request in flight when SIGTERM arrives finishes
+// within the grace period; one that cannot is cut and leaves nothing visible.
+func TestGracefulShutdown(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir, ShutdownTimeout: 2 * time.Second})
+	content := bytes.Repeat([]byte("x"), 1<<20)
+	slow := func(content []byte, finish bool) (<-chan *http.Response, *io.PipeWriter) {
+		pr, pw := io.Pipe()
+		req, _ := http.NewRequest("POST", r.url+"/v2/p/app/blobs/uploads/?digest="+digest.FromBytes(content).String(), pr)
+		req.ContentLength = int64(len(content))
+		out := make(chan *http.Response, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				out <- nil
+				return
+			}
+			resp.Body.Close()
+			out <- resp
+		}()
+		go func() {
+			pw.Write(content[:len(content)/2])
+			if finish {
+				time.Sleep(500 * time.Millisecond) // the stop signal arrives meanwhile
+				pw.Write(content[len(content)/2:])
+				pw.Close()
+			}
+		}()
+		return out, pw
+	}
+	finished, _ := slow(content, true)
+	other := append([]byte("other"), content...)
+	cut, cutWriter := slow(other, false)
+	defer cutWriter.Close()
+	time.Sleep(200 * time.Millisecond)
+	began := time.Now()
+	r.stop()
+	if resp := <-finished; resp == nil || resp.StatusCode != 201 {
+		t.Fatalf("in-flight upload did not finish during shutdown: %v", resp)
+	}
+	if err := <-r.done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	r.done <- nil
+	// The server is gone; let the client give up on the body it never sent.
+	cutWriter.CloseWithError(io.ErrUnexpectedEOF)
+	if resp := <-cut; resp != nil && resp.StatusCode == 201 {
+		t.Fatal("an upload that never finished was acknowledged")
+	}
+	if d := time.Since(began); d > 10*time.Second {
+		t.Fatalf("shutdown took %v, beyond its bound", d)
+	}
+	r = start(t, Config{DataDir: dir})
+	for _, tc := range []struct {
+		content []byte
+		want    int
+	}{{content, 200}, {other, 404}} {
+		if s := status(t, "HEAD", fmt.Sprintf("%s/v2/p/app/blobs/%s", r.url, digest.FromBytes(tc.content))); s != tc.want {
+			t.Errorf("after restart HEAD = %d, want %d", s, tc.want)
+		}
+	}
+}
