@@ -7,7 +7,6 @@ package e2e
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -244,27 +243,6 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
-}
-
-// runTool runs a command with a deadline and returns its combined output,
-// failing the test on error.
-func runTool(t testing.TB, timeout time.Duration, env []string, name string, args ...string) string {
-	t.Helper()
-	out, err := tryTool(timeout, env, name, args...)
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(name), strings.Join(args, " "), err, out)
-	}
-	return out
-}
-
-// tryTool is runTool that returns the error instead of failing.
-func tryTool(timeout time.Duration, env []string, name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = append(os.Environ(), env...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
 }
 
 func TestHarnessServes(t *testing.T) {

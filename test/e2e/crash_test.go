@@ -1,0 +1,845 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestCrashDurability pushes images from concurrent clients, kills the
+// server with SIGKILL at random moments, restarts it on the same data and
+// checks that everything the server acknowledged survived byte for byte:
+//
+//   - every blob answered 201 (monolithic POST, session PUT, mount) is
+//     served by digest from its repository with the right length and hash;
+//   - every manifest answered 201 is served by digest and by its tag with
+//     identical bytes, and its tag is listed;
+//   - every upload session whose PATCH was answered 202 still exists with
+//     at least the acknowledged bytes and can be finished;
+//   - whatever was not acknowledged is either absent or exactly correct;
+//   - storage/uploads holds only files of upload sessions that still exist.
+//
+// The seed is logged; BERTH_CRASH_SEED=<n> replays its choices (the kill
+// timing against the pushes is still up to the scheduler).
+func TestCrashDurability(t *testing.T) {
+	const (
+		rounds          = 8
+		pushers         = 4
+		minKillDelay    = 50 * time.Millisecond
+		maxKillDelay    = 400 * time.Millisecond
+		requestTimeout  = 15 * time.Second
+		overallDeadline = 80 * time.Second
+	)
+	seed := uint64(time.Now().UnixNano())
+	if v := os.Getenv("BERTH_CRASH_SEED"); v != "" {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("BERTH_CRASH_SEED=%q: %v", v, err)
+		}
+		seed = n
+	}
+	t.Logf("seed %d (rerun with BERTH_CRASH_SEED=%d)", seed, seed)
+	rng := rand.New(rand.NewPCG(seed, 0))
+
+	ctx, cancel := context.WithTimeout(context.Background(), overallDeadline)
+	defer cancel()
+
+	s := startServer(t, "--insecure-http")
+	led := newCrashLedger(t, seed)
+	led.logs, led.data = s.Logs, s.DataDir
+	repos := []string{"crash/alpha", "crash/beta", "crash/gamma"}
+	shared := make([][]byte, 4) // base layers several images and repositories share
+	for i := range shared {
+		shared[i] = crashRandomBytes(rng, 4<<10+rng.IntN(60<<10))
+	}
+
+	kills := 0
+	for round := range rounds {
+		client := s.Client()
+		roundCtx, stopRound := context.WithCancel(ctx)
+		var seq atomic.Int64
+		var wg sync.WaitGroup
+		for w := range pushers {
+			p := &crashPusher{
+				ctx: roundCtx, c: client, base: s.URL, led: led, timeout: requestTimeout,
+				rng:   rand.New(rand.NewPCG(seed, uint64(round*1000+w+1))),
+				repos: repos, shared: shared,
+			}
+			wg.Go(func() {
+				for roundCtx.Err() == nil {
+					tag := fmt.Sprintf("r%d-%d", round, seq.Add(1))
+					p.pushImage(repos[p.rng.IntN(len(repos))], tag)
+				}
+			})
+		}
+		delay := minKillDelay + time.Duration(rng.Int64N(int64(maxKillDelay-minKillDelay)+1))
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+		}
+		led.killed.Store(true) // from here on, failed requests are expected
+		s.Kill()
+		kills++
+		stopRound()
+		wg.Wait()
+		client.CloseIdleConnections()
+		led.killed.Store(false)
+		if ctx.Err() != nil {
+			t.Fatalf("round %d: overall deadline of %v exceeded", round, overallDeadline)
+		}
+
+		s.Restart()
+		led.endRound()
+		t.Logf("round %d: killed after %v; %s", round, delay, led.summary())
+		led.checkUploadsDir(ctx, s, requestTimeout)
+		led.verify(ctx, s.Client(), s.URL, requestTimeout, rng, false)
+		if t.Failed() {
+			t.Fatalf("round %d (seed %d): durability checks failed after SIGKILL and restart; see errors above", round, seed)
+		}
+	}
+
+	// A graceful stop and start must keep everything too; then finish every
+	// interrupted session still open.
+	s.Stop()
+	s.Restart()
+	led.checkUploadsDir(ctx, s, requestTimeout)
+	led.verify(ctx, s.Client(), s.URL, requestTimeout, rng, true)
+	led.checkUploadsDir(ctx, s, requestTimeout)
+	if ctx.Err() != nil {
+		t.Fatalf("overall deadline of %v exceeded", overallDeadline)
+	}
+	t.Logf("done: %d rounds, %d kills; %s", rounds, kills, led.summary())
+}
+
+// crashBlob is a blob pushed to a repository.
+type crashBlob struct {
+	repo string
+	dgst string
+	size int64
+}
+
+// crashManifest is a manifest pushed to a repository under a tag.
+type crashManifest struct {
+	repo, tag, dgst string
+	payload         []byte
+}
+
+// crashSession is a chunked upload session the test opened and did not
+// see finish. acked is the size the last 202 reported; pendingEnd is where
+// the request in flight at the kill would have taken it.
+type crashSession struct {
+	repo, id   string
+	data       []byte
+	dgst       string
+	acked      int64
+	pendingEnd int64
+	finishing  bool // a PUT was sent: the session may legitimately be gone
+}
+
+// crashLedger records what the server acknowledged and what it did not.
+type crashLedger struct {
+	t      *testing.T
+	seed   uint64
+	logs   func() string // the running server's log
+	data   string        // the server's data directory
+	killed atomic.Bool
+
+	mu         sync.Mutex
+	ackBlobs   map[crashBlob]bool
+	ackMans    []crashManifest
+	tried      map[string]map[string]bool // repo → every tag a PUT was sent for
+	unackBlobs []crashBlob
+	unackMans  []crashManifest
+	open       map[string]*crashSession // sessions in flight this round
+	stalled    map[string]*crashSession // sessions a kill interrupted
+	known      map[string]string        // every session id the test opened → repo
+	errCount   int
+
+	interrupted, resumed, visibleUnacked, sessionsGone int
+}
+
+func newCrashLedger(t *testing.T, seed uint64) *crashLedger {
+	return &crashLedger{
+		t: t, seed: seed,
+		ackBlobs: map[crashBlob]bool{}, tried: map[string]map[string]bool{},
+		open: map[string]*crashSession{}, stalled: map[string]*crashSession{}, known: map[string]string{},
+	}
+}
+
+func (l *crashLedger) errorf(format string, args ...any) {
+	l.t.Helper()
+	l.mu.Lock()
+	l.errCount++
+	n := l.errCount
+	l.mu.Unlock()
+	if n <= 40 {
+		l.t.Errorf("seed %d: "+format, append([]any{l.seed}, args...)...)
+	} else if n == 41 {
+		l.t.Errorf("seed %d: more errors follow; not shown", l.seed)
+	}
+}
+
+// unexpected reports a request that got an answer it should not have. After
+// the kill, transport errors are expected and not reported.
+func (l *crashLedger) unexpected(what string, status int, err error, body string) {
+	l.t.Helper()
+	if err != nil {
+		if l.killed.Load() {
+			return
+		}
+		l.errorf("%s: %v", what, err)
+		return
+	}
+	l.errorf("%s: unexpected status %d: %s", what, status, body)
+}
+
+func (l *crashLedger) ackBlob(b crashBlob) {
+	l.mu.Lock()
+	l.ackBlobs[b] = true
+	l.mu.Unlock()
+}
+
+func (l *crashLedger) hasBlob(b crashBlob) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.ackBlobs[b]
+}
+
+// holder returns a repository other than b.repo that holds b, or "".
+func (l *crashLedger) holder(b crashBlob, repos []string) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range repos {
+		if r != b.repo && l.ackBlobs[crashBlob{repo: r, dgst: b.dgst, size: b.size}] {
+			return r
+		}
+	}
+	return ""
+}
+
+func (l *crashLedger) unackBlob(b crashBlob) {
+	l.mu.Lock()
+	l.unackBlobs = append(l.unackBlobs, b)
+	l.mu.Unlock()
+}
+
+func (l *crashLedger) tryTag(repo, tag string) {
+	l.mu.Lock()
+	if l.tried[repo] == nil {
+		l.tried[repo] = map[string]bool{}
+	}
+	l.tried[repo][tag] = true
+	l.mu.Unlock()
+}
+
+func (l *crashLedger) manifest(m crashManifest, acked bool) {
+	l.mu.Lock()
+	if acked {
+		l.ackMans = append(l.ackMans, m)
+	} else {
+		l.unackMans = append(l.unackMans, m)
+	}
+	l.mu.Unlock()
+}
+
+func (l *crashLedger) openSession(s *crashSession) {
+	l.mu.Lock()
+	l.open[s.id] = s
+	l.known[s.id] = s.repo
+	l.mu.Unlock()
+}
+
+func (l *crashLedger) closeSession(id string) {
+	l.mu.Lock()
+	delete(l.open, id)
+	delete(l.stalled, id)
+	l.mu.Unlock()
+}
+
+// endRound moves the sessions the kill interrupted to the stalled set.
+func (l *crashLedger) endRound() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, s := range l.open {
+		l.stalled[id] = s
+		l.interrupted++
+	}
+	clear(l.open)
+}
+
+func (l *crashLedger) summary() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	blobs := len(l.ackBlobs)
+	return fmt.Sprintf("acknowledged: %d blobs, %d manifests; unacknowledged: %d blob pushes, %d manifest pushes (%d visible, all intact); "+
+		"interrupted sessions: %d (%d resumed, %d gone after an unanswered PUT, %d still open)",
+		blobs, len(l.ackMans), len(l.unackBlobs), len(l.unackMans), l.visibleUnacked,
+		l.interrupted, l.resumed, l.sessionsGone, len(l.stalled))
+}
+
+var crashUploadID = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// checkUploadsDir asserts that, with no request in flight (right after a
+// start, recovery done, or after the final checks), storage/uploads holds
+// only files of upload sessions that still exist.
+func (l *crashLedger) checkUploadsDir(ctx context.Context, s *server, timeout time.Duration) {
+	l.t.Helper()
+	dir := filepath.Join(s.DataDir, "storage", "uploads")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		l.t.Fatalf("read %s: %v", dir, err)
+	}
+	c := s.Client()
+	defer c.CloseIdleConnections()
+	for _, e := range entries {
+		if !e.Type().IsRegular() || !crashUploadID.MatchString(e.Name()) {
+			l.errorf("storage/uploads/%s: not an upload file (type %v)", e.Name(), e.Type())
+			continue
+		}
+		l.mu.Lock()
+		repo, ok := l.known[e.Name()]
+		l.mu.Unlock()
+		if !ok {
+			l.errorf("storage/uploads/%s survived recovery but is no session the test opened (a monolithic upload's leftover?)", e.Name())
+			continue
+		}
+		st, _, _, err := crashDo(ctx, c, timeout, "GET", s.URL+"/v2/"+repo+"/blobs/uploads/"+e.Name(), nil, nil)
+		if err != nil || st != http.StatusNoContent {
+			l.errorf("storage/uploads/%s survived recovery but its session is not live (status %d, %v)", e.Name(), st, err)
+		}
+	}
+}
+
+// verify checks everything recorded so far against the restarted server.
+// It resumes some stalled sessions (all when final).
+func (l *crashLedger) verify(ctx context.Context, c *http.Client, base string, timeout time.Duration, rng *rand.Rand, final bool) {
+	l.t.Helper()
+	defer c.CloseIdleConnections()
+
+	// Stalled sessions first, before anything else touches the server.
+	l.mu.Lock()
+	stalled := make([]*crashSession, 0, len(l.stalled))
+	for _, s := range l.stalled {
+		stalled = append(stalled, s)
+	}
+	l.mu.Unlock()
+	slices.SortFunc(stalled, func(a, b *crashSession) int { return strings.Compare(a.id, b.id) })
+	for _, s := range stalled {
+		l.checkSession(ctx, c, base, timeout, s, final || rng.IntN(2) == 0)
+	}
+
+	l.mu.Lock()
+	blobs := make([]crashBlob, 0, len(l.ackBlobs))
+	for b := range l.ackBlobs {
+		blobs = append(blobs, b)
+	}
+	mans := slices.Clone(l.ackMans)
+	unackBlobs := slices.Clone(l.unackBlobs)
+	unackMans := slices.Clone(l.unackMans)
+	tried := map[string]map[string]bool{}
+	for r, tags := range l.tried {
+		tried[r] = maps.Clone(tags)
+	}
+	l.mu.Unlock()
+
+	var checks []func()
+	for _, b := range blobs {
+		checks = append(checks, func() {
+			if err := crashCheckBlob(ctx, c, base, timeout, b); err != nil {
+				l.errorf("acknowledged blob %s in %s (%d bytes): %v", b.dgst, b.repo, b.size, err)
+			}
+		})
+	}
+	for _, m := range mans {
+		checks = append(checks, func() {
+			if err := crashCheckManifest(ctx, c, base, timeout, m, m.dgst); err != nil {
+				l.errorf("acknowledged manifest %s in %s: by digest: %v", m.dgst, m.repo, err)
+			}
+			if err := crashCheckManifest(ctx, c, base, timeout, m, m.tag); err != nil {
+				l.errorf("acknowledged manifest %s in %s: by tag %s: %v", m.dgst, m.repo, m.tag, err)
+			}
+		})
+	}
+	var visible atomic.Int64
+	for _, b := range unackBlobs {
+		if l.hasBlob(b) {
+			continue // acknowledged by a later push
+		}
+		checks = append(checks, func() {
+			err := crashCheckBlob(ctx, c, base, timeout, b)
+			var nf crashNotFound
+			switch {
+			case errors.As(err, &nf):
+			case err != nil:
+				l.errorf("unacknowledged blob %s in %s is visible but wrong: %v", b.dgst, b.repo, err)
+			default:
+				visible.Add(1)
+			}
+		})
+	}
+	for _, m := range unackMans {
+		checks = append(checks, func() {
+			seen := false
+			for _, ref := range []string{m.dgst, m.tag} {
+				err := crashCheckManifest(ctx, c, base, timeout, m, ref)
+				var nf crashNotFound
+				switch {
+				case errors.As(err, &nf):
+				case err != nil:
+					l.errorf("unacknowledged manifest %s in %s is visible as %s but wrong: %v", m.dgst, m.repo, ref, err)
+				default:
+					seen = true
+				}
+			}
+			if seen {
+				visible.Add(1)
+			}
+		})
+	}
+	repos := make([]string, 0, len(tried))
+	for r := range tried {
+		repos = append(repos, r)
+	}
+	for _, repo := range repos {
+		checks = append(checks, func() {
+			st, _, body, err := crashDo(ctx, c, timeout, "GET", base+"/v2/"+repo+"/tags/list", nil, nil)
+			if err != nil || st != http.StatusOK {
+				l.errorf("tags of %s: status %d, %v: %s", repo, st, err, body)
+				return
+			}
+			var list struct{ Tags []string }
+			if err := json.Unmarshal(body, &list); err != nil {
+				l.errorf("tags of %s: %v: %s", repo, err, body)
+				return
+			}
+			listed := map[string]bool{}
+			for _, tag := range list.Tags {
+				listed[tag] = true
+				if !tried[repo][tag] {
+					l.errorf("tags of %s list %q, which no push named", repo, tag)
+				}
+			}
+			for _, m := range mans {
+				if m.repo == repo && !listed[m.tag] {
+					l.errorf("tags of %s miss acknowledged tag %s (%s)", repo, m.tag, m.dgst)
+				}
+			}
+		})
+	}
+
+	work := make(chan func())
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for f := range work {
+				f()
+			}
+		})
+	}
+	for _, f := range checks {
+		work <- f
+	}
+	close(work)
+	wg.Wait()
+	l.mu.Lock()
+	l.visibleUnacked = int(visible.Load())
+	l.mu.Unlock()
+}
+
+// checkSession asks a restarted server about a session a kill interrupted
+// and, if resume, finishes it.
+func (l *crashLedger) checkSession(ctx context.Context, c *http.Client, base string, timeout time.Duration, s *crashSession, resume bool) {
+	l.t.Helper()
+	loc := base + "/v2/" + s.repo + "/blobs/uploads/" + s.id
+	st, hdr, body, err := crashDo(ctx, c, timeout, "GET", loc, nil, nil)
+	if err != nil {
+		l.errorf("status of interrupted session %s: %v", s.id, err)
+		return
+	}
+	if st == http.StatusNotFound && s.finishing {
+		// The PUT in flight may have completed (or failed) before the kill:
+		// the blob was never acknowledged, so it may be there or not.
+		l.mu.Lock()
+		delete(l.stalled, s.id)
+		l.sessionsGone++
+		l.unackBlobs = append(l.unackBlobs, crashBlob{repo: s.repo, dgst: s.dgst, size: int64(len(s.data))})
+		l.mu.Unlock()
+		return
+	}
+	if st != http.StatusNoContent {
+		l.errorf("interrupted session %s in %s (acknowledged %d bytes, finishing=%v): status %d: %s",
+			s.id, s.repo, s.acked, s.finishing, st, body)
+		l.closeSession(s.id)
+		return
+	}
+	n, err := crashRangeSize(hdr.Get("Range"))
+	if err != nil || (n != s.acked && n != s.pendingEnd) {
+		l.errorf("interrupted session %s in %s: Range %q after restart; acknowledged %d bytes, a request in flight would have made %d",
+			s.id, s.repo, hdr.Get("Range"), s.acked, s.pendingEnd)
+		l.closeSession(s.id)
+		return
+	}
+	s.acked, s.pendingEnd = n, n
+	if !resume {
+		return // leave it for a later crash
+	}
+	if n < int64(len(s.data)) {
+		h := http.Header{
+			"Content-Type":  {"application/octet-stream"},
+			"Content-Range": {fmt.Sprintf("%d-%d", n, len(s.data)-1)},
+		}
+		st, _, body, err := crashDo(ctx, c, timeout, "PATCH", loc, h, s.data[n:])
+		if err != nil || st != http.StatusAccepted {
+			l.errorf("resume interrupted session %s in %s at %d: status %d, %v: %s", s.id, s.repo, n, st, err, body)
+			l.closeSession(s.id)
+			return
+		}
+	}
+	st, hdr, body, err = crashDo(ctx, c, timeout, "PUT", loc+"?digest="+url.QueryEscape(s.dgst), nil, nil)
+	l.closeSession(s.id)
+	if err != nil || st != http.StatusCreated {
+		l.errorf("finish interrupted session %s in %s (finishing=%v): status %d, %v: %s\n  server log:\n%s",
+			s.id, s.repo, s.finishing, st, err, body, crashGrep(l.logs(), s.id))
+		return
+	}
+	if got := hdr.Get("Docker-Content-Digest"); got != s.dgst {
+		l.errorf("finish interrupted session %s: Docker-Content-Digest %q, want %s", s.id, got, s.dgst)
+	}
+	b := crashBlob{repo: s.repo, dgst: s.dgst, size: int64(len(s.data))}
+	l.ackBlob(b)
+	l.mu.Lock()
+	l.resumed++
+	l.mu.Unlock()
+}
+
+// crashNotFound is a 404: absent, as an unacknowledged push may be.
+type crashNotFound struct{ status int }
+
+func (e crashNotFound) Error() string { return "not found (" + strconv.Itoa(e.status) + ")" }
+
+func crashCheckBlob(ctx context.Context, c *http.Client, base string, timeout time.Duration, b crashBlob) error {
+	u := base + "/v2/" + b.repo + "/blobs/" + b.dgst
+	st, hdr, _, err := crashDo(ctx, c, timeout, "HEAD", u, nil, nil)
+	if err != nil {
+		return fmt.Errorf("HEAD: %w", err)
+	}
+	if st == http.StatusNotFound {
+		return crashNotFound{st}
+	}
+	if st != http.StatusOK || hdr.Get("Content-Length") != strconv.FormatInt(b.size, 10) {
+		return fmt.Errorf("HEAD: status %d, Content-Length %q", st, hdr.Get("Content-Length"))
+	}
+	st, hdr, body, err := crashDo(ctx, c, timeout, "GET", u, nil, nil)
+	if err != nil {
+		return fmt.Errorf("GET: %w", err)
+	}
+	if st != http.StatusOK {
+		return fmt.Errorf("GET: status %d after HEAD 200: %.300s", st, body)
+	}
+	if int64(len(body)) != b.size {
+		return fmt.Errorf("GET: %d bytes, want %d", len(body), b.size)
+	}
+	if got := crashDigest(body); got != b.dgst {
+		return fmt.Errorf("GET: content hashes to %s", got)
+	}
+	if got := hdr.Get("Docker-Content-Digest"); got != b.dgst {
+		return fmt.Errorf("GET: Docker-Content-Digest %q", got)
+	}
+	return nil
+}
+
+func crashCheckManifest(ctx context.Context, c *http.Client, base string, timeout time.Duration, m crashManifest, ref string) error {
+	h := http.Header{"Accept": {"application/vnd.oci.image.manifest.v1+json"}}
+	st, hdr, body, err := crashDo(ctx, c, timeout, "GET", base+"/v2/"+m.repo+"/manifests/"+ref, h, nil)
+	if err != nil {
+		return err
+	}
+	if st == http.StatusNotFound {
+		return crashNotFound{st}
+	}
+	if st != http.StatusOK {
+		return fmt.Errorf("status %d: %.300s", st, body)
+	}
+	if !bytes.Equal(body, m.payload) {
+		return fmt.Errorf("payload differs: got %d bytes hashing to %s, want %d bytes (%s)", len(body), crashDigest(body), len(m.payload), m.dgst)
+	}
+	if got := hdr.Get("Docker-Content-Digest"); got != m.dgst {
+		return fmt.Errorf("Docker-Content-Digest %q, want %s", got, m.dgst)
+	}
+	return nil
+}
+
+// crashPusher pushes images in a loop until its context ends.
+type crashPusher struct {
+	ctx     context.Context
+	c       *http.Client
+	base    string
+	led     *crashLedger
+	timeout time.Duration
+	rng     *rand.Rand
+	repos   []string
+	shared  [][]byte
+}
+
+type crashDescriptor struct {
+	MediaType string `json:"mediaType"`
+	Digest    string `json:"digest"`
+	Size      int64  `json:"size"`
+}
+
+// pushImage pushes a config, one to three fresh layers and maybe a shared
+// base layer, then the manifest under tag. It stops at the first failure.
+func (p *crashPusher) pushImage(repo, tag string) {
+	var layers [][]byte
+	if p.rng.IntN(2) == 0 {
+		layers = append(layers, p.shared[p.rng.IntN(len(p.shared))])
+	}
+	for range 1 + p.rng.IntN(3) {
+		// Log-uniform in [1 KiB, 2 MiB]: mostly small, some large.
+		size := int(1024 * math.Pow(2, 11*p.rng.Float64()))
+		layers = append(layers, crashRandomBytes(p.rng, size))
+	}
+	var diffIDs []string
+	var descs []crashDescriptor
+	for _, l := range layers {
+		d := crashDigest(l)
+		diffIDs = append(diffIDs, d)
+		descs = append(descs, crashDescriptor{"application/vnd.oci.image.layer.v1.tar+gzip", d, int64(len(l))})
+	}
+	config, _ := json.Marshal(map[string]any{
+		"architecture": "amd64", "os": "linux",
+		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
+		"config": map[string]any{"Labels": map[string]string{"tag": tag, "nonce": strconv.FormatUint(p.rng.Uint64(), 16)}},
+	})
+	for _, b := range append([][]byte{config}, layers...) {
+		if !p.pushBlob(repo, b) {
+			return
+		}
+	}
+	manifest, _ := json.Marshal(map[string]any{
+		"schemaVersion": 2,
+		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
+		"config":        crashDescriptor{"application/vnd.oci.image.config.v1+json", crashDigest(config), int64(len(config))},
+		"layers":        descs,
+		"annotations":   map[string]string{"org.opencontainers.image.ref.name": tag},
+	})
+	m := crashManifest{repo: repo, tag: tag, dgst: crashDigest(manifest), payload: manifest}
+	p.led.tryTag(repo, tag)
+	h := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
+	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "PUT", p.base+"/v2/"+repo+"/manifests/"+tag, h, manifest)
+	if err != nil || st != http.StatusCreated {
+		p.led.manifest(m, false)
+		p.led.unexpected("PUT manifest "+repo+":"+tag, st, err, string(body))
+		return
+	}
+	if got := hdr.Get("Docker-Content-Digest"); got != m.dgst {
+		p.led.errorf("PUT manifest %s:%s: Docker-Content-Digest %q, want %s", repo, tag, got, m.dgst)
+	}
+	p.led.manifest(m, true)
+}
+
+// pushBlob uploads data to repo by a randomly chosen route and reports
+// whether the server acknowledged it with a 201.
+func (p *crashPusher) pushBlob(repo string, data []byte) bool {
+	dgst := crashDigest(data)
+	b := crashBlob{repo: repo, dgst: dgst, size: int64(len(data))}
+	if p.led.hasBlob(b) && p.rng.IntN(4) != 0 {
+		return true // already acknowledged here; usually skip, sometimes push again
+	}
+	uploads := p.base + "/v2/" + repo + "/blobs/uploads/"
+	var ok bool
+	switch from := p.led.holder(b, p.repos); {
+	case from != "" && p.rng.IntN(2) == 0:
+		ok = p.mount(uploads, b, from)
+	default:
+		switch p.rng.IntN(3) {
+		case 0:
+			ok = p.monolithic(uploads, b, data)
+		case 1:
+			ok = p.session(uploads, b, data, false)
+		default:
+			ok = p.session(uploads, b, data, true)
+		}
+	}
+	if ok {
+		p.led.ackBlob(b)
+	} else {
+		p.led.unackBlob(b)
+	}
+	return ok
+}
+
+func (p *crashPusher) created(what string, b crashBlob, st int, hdr http.Header, body []byte, err error) bool {
+	if err != nil || st != http.StatusCreated {
+		p.led.unexpected(what+" "+b.dgst+" to "+b.repo, st, err, string(body))
+		return false
+	}
+	if got := hdr.Get("Docker-Content-Digest"); got != b.dgst {
+		p.led.errorf("%s %s to %s: Docker-Content-Digest %q", what, b.dgst, b.repo, got)
+	}
+	return true
+}
+
+func (p *crashPusher) mount(uploads string, b crashBlob, from string) bool {
+	u := uploads + "?mount=" + url.QueryEscape(b.dgst) + "&from=" + url.QueryEscape(from)
+	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", u, nil, nil)
+	return p.created("mount from "+from, b, st, hdr, body, err)
+}
+
+func (p *crashPusher) monolithic(uploads string, b crashBlob, data []byte) bool {
+	h := http.Header{"Content-Type": {"application/octet-stream"}}
+	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", uploads+"?digest="+url.QueryEscape(b.dgst), h, data)
+	return p.created("monolithic POST", b, st, hdr, body, err)
+}
+
+// session opens an upload session and sends data either as chunks (PATCH
+// each, then an empty PUT) or in the closing PUT.
+func (p *crashPusher) session(uploads string, b crashBlob, data []byte, chunked bool) bool {
+	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", uploads, nil, nil)
+	if err != nil || st != http.StatusAccepted {
+		p.led.unexpected("POST "+uploads, st, err, string(body))
+		return false
+	}
+	loc, err := url.Parse(p.base)
+	if err == nil {
+		loc, err = loc.Parse(hdr.Get("Location"))
+	}
+	id := hdr.Get("Docker-Upload-UUID")
+	if err != nil || id == "" || !strings.HasSuffix(loc.Path, "/"+id) {
+		p.led.errorf("POST %s: Location %q, Docker-Upload-UUID %q", uploads, hdr.Get("Location"), id)
+		return false
+	}
+	s := &crashSession{repo: b.repo, id: id, data: data, dgst: b.dgst}
+	p.led.openSession(s)
+	var put []byte
+	if chunked {
+		for off := 0; off < len(data); {
+			end := min(len(data), off+64<<10+p.rng.IntN(448<<10))
+			h := http.Header{
+				"Content-Type":  {"application/octet-stream"},
+				"Content-Range": {fmt.Sprintf("%d-%d", off, end-1)},
+			}
+			p.led.mu.Lock()
+			s.pendingEnd = int64(end)
+			p.led.mu.Unlock()
+			st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "PATCH", loc.String(), h, data[off:end])
+			if err != nil || st != http.StatusAccepted {
+				p.led.unexpected(fmt.Sprintf("PATCH %s %d-%d", loc, off, end-1), st, err, string(body))
+				return false
+			}
+			if r := hdr.Get("Range"); r != fmt.Sprintf("0-%d", end-1) {
+				p.led.errorf("PATCH %s %d-%d: Range %q", loc, off, end-1, r)
+			}
+			p.led.mu.Lock()
+			s.acked = int64(end)
+			p.led.mu.Unlock()
+			off = end
+		}
+	} else {
+		put = data
+	}
+	p.led.mu.Lock()
+	s.finishing = true
+	s.pendingEnd = int64(len(data))
+	p.led.mu.Unlock()
+	q := loc.Query()
+	q.Set("digest", b.dgst)
+	loc.RawQuery = q.Encode()
+	h := http.Header{"Content-Type": {"application/octet-stream"}}
+	st, hdr, body, err = crashDo(p.ctx, p.c, p.timeout, "PUT", loc.String(), h, put)
+	if err != nil || st != http.StatusCreated {
+		p.led.unexpected("PUT "+loc.String(), st, err, string(body))
+		return false
+	}
+	p.led.closeSession(id)
+	return p.created("PUT", b, st, hdr, body, nil)
+}
+
+// crashDo sends one request with its own deadline and reads the answer.
+func crashDo(ctx context.Context, c *http.Client, timeout time.Duration, method, u string, h http.Header, body []byte) (int, http.Header, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var r io.Reader = http.NoBody
+	if body != nil {
+		r = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, r)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("%s %s: reading body: %w", method, u, err)
+	}
+	return resp.StatusCode, resp.Header, b, nil
+}
+
+// crashRangeSize reads an upload's Range "0-<last>" as a byte count; "0-0"
+// is an empty upload (the test never uploads a one-byte blob).
+func crashRangeSize(r string) (int64, error) {
+	last, ok := strings.CutPrefix(r, "0-")
+	if !ok {
+		return 0, fmt.Errorf("range %q", r)
+	}
+	n, err := strconv.ParseInt(last, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("range %q: %w", r, err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n + 1, nil
+}
+
+// crashGrep returns the lines of log that mention s.
+func crashGrep(log, s string) string {
+	var out []string
+	for line := range strings.Lines(log) {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "")
+}
+
+func crashDigest(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+func crashRandomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, (n+7)&^7)
+	for i := 0; i < len(b); i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
+	}
+	return b[:n]
+}
