@@ -285,7 +285,7 @@ func TestConformance(t *testing.T) {
 			res := runConformance(t, bin, s, run.version, run.sparse)
 			line := res.summary(run.name)
 			t.Log(line)
-			fmt.Println(line)
+			reportConformance(t, line)
 
 			suite := &res.report.Suites[0]
 			cfg := suite.property("Config")
@@ -341,7 +341,7 @@ func TestConformance(t *testing.T) {
 		res := runConformance(t, bin, s, "1.1", true)
 		line := res.summary("strict-rejects-sparse")
 		t.Log(line)
-		fmt.Println(line)
+		reportConformance(t, line)
 		if res.exitCode != 1 {
 			t.Errorf("conformance exited %d, want 1 (the sparse manifests must be refused)", res.exitCode)
 		}
@@ -536,4 +536,24 @@ func errorCode(body []byte) string {
 		return ""
 	}
 	return e.Errors[0].Code
+}
+
+// reportConformance prints a summary line and, when BERTH_CONFORMANCE_SUMMARY
+// names a file, appends it there so CI can show it without -v.
+func reportConformance(t *testing.T, line string) {
+	t.Helper()
+	fmt.Println(line)
+	p := os.Getenv("BERTH_CONFORMANCE_SUMMARY")
+	if p == "" {
+		return
+	}
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("write conformance summary: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, line); err != nil {
+		t.Errorf("write conformance summary: %v", err)
+	}
 }
