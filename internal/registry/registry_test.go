@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -410,5 +411,64 @@ func TestHostileInput(t *testing.T) {
 	}
 	if r := do(t, srv, call{method: "HEAD", path: "/v2/p/app/blobs/" + goodDigest.String()}); r.status != 404 {
 		t.Fatalf("blob with a wrong digest became visible: %d", r.status)
+	}
+}
+
+// TestConcurrentPushesConverge: many clients pushing the same blob (some
+// monolithic, some chunked) and moving the same tag end in one consistent
+// state: the blob is intact and the tag names the newest history entry.
+func TestConcurrentPushesConverge(t *testing.T) {
+	srv := newServer(t, registry.Options{})
+	content := bytes.Repeat([]byte("same blob "), 50_000)
+	dgst := digest.FromBytes(content)
+	imgs := make([]testImage, 6)
+	for i := range imgs {
+		imgs[i] = pushImage(t, srv, "p/race", fmt.Sprint("img", i))
+	}
+	errs := make(chan error, 64)
+	var wg sync.WaitGroup
+	for i := range 12 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if i%2 == 0 {
+				r := do(t, srv, call{method: "POST", path: "/v2/p/race/blobs/uploads/?digest=" + dgst.String(), body: content})
+				if r.status != 201 {
+					errs <- fmt.Errorf("monolithic push %d: %d %s", i, r.status, r.body)
+				}
+				return
+			}
+			r := do(t, srv, call{method: "POST", path: "/v2/p/race/blobs/uploads/"})
+			r = do(t, srv, call{method: "PATCH", path: r.header.Get("Location"), body: content[:len(content)/2]})
+			r = do(t, srv, call{method: "PUT", path: r.header.Get("Location") + "?digest=" + dgst.String(), body: content[len(content)/2:]})
+			if r.status != 201 {
+				errs <- fmt.Errorf("chunked push %d: %d %s", i, r.status, r.body)
+			}
+		}()
+	}
+	for _, img := range imgs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if r := putManifest(t, srv, "p/race", "latest", img.manifest, ociManifest); r.status != 201 {
+				errs <- fmt.Errorf("tag push: %d %s", r.status, r.body)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if g := do(t, srv, call{method: "GET", path: "/v2/p/race/blobs/" + dgst.String()}); g.status != 200 || !bytes.Equal(g.body, content) {
+		t.Fatalf("blob after concurrent pushes: %d, %d bytes", g.status, len(g.body))
+	}
+	head := do(t, srv, call{method: "GET", path: "/v2/p/race/manifests/latest"})
+	found := false
+	for _, img := range imgs {
+		found = found || img.digest.String() == head.header.Get("Docker-Content-Digest")
+	}
+	if head.status != 200 || !found || digest.FromBytes(head.body).String() != head.header.Get("Docker-Content-Digest") {
+		t.Fatalf("tag after concurrent pushes: %d %s", head.status, head.header.Get("Docker-Content-Digest"))
 	}
 }
