@@ -183,19 +183,25 @@ func rangeHeader(size int64) string {
 	return "0-" + strconv.FormatInt(size-1, 10)
 }
 
-// session loads upload id of repo and locks it for this request.
-func (r *Registry) session(req *http.Request, repo string) (store.Upload, func(), error) {
+// session loads upload id of repo with the running hash of its bytes and
+// locks it for this request.
+func (r *Registry) session(req *http.Request, repo string) (store.Upload, hash.Hash, func(), error) {
 	id := req.PathValue("id")
 	release, err := r.busy.acquire(id)
 	if err != nil {
-		return store.Upload{}, nil, err
+		return store.Upload{}, nil, nil, err
 	}
 	u, err := r.meta.Upload(req.Context(), repo, id)
 	if err != nil {
 		release()
-		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
+		return store.Upload{}, nil, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
-	return u, release, nil
+	h, err := runningHash(u)
+	if err != nil {
+		release()
+		return store.Upload{}, nil, nil, err
+	}
+	return u, h, release, nil
 }
 
 // runningHash restores the sha256 of the bytes an upload has received.
@@ -281,15 +287,11 @@ func (r *Registry) abortSession(ctx context.Context, id string) {
 
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, release, err := r.session(req, repo)
+	u, h, release, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}
 	defer release()
-	h, err := runningHash(u)
-	if err != nil {
-		return err
-	}
 	if err := r.appendChunk(req, repo, &u, h); err != nil {
 		return err
 	}
@@ -306,15 +308,11 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
 	}
-	u, release, err := r.session(req, repo)
+	u, h, release, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}
 	defer release()
-	h, err := runningHash(u)
-	if err != nil {
-		return err
-	}
 	if req.ContentLength != 0 {
 		if err := r.appendChunk(req, repo, &u, h); err != nil {
 			return err
@@ -366,7 +364,7 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 
 // cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, release, err := r.session(req, repo)
+	u, _, release, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}
