@@ -83,6 +83,7 @@ and metadata under DATA.`,
 	f.BoolVar(&cfg.AllowSparse, "allow-sparse-manifests", false, "accept manifests whose layers or child manifests are not in the repository")
 	f.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGTERM (default 30s)")
+	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	return cmd

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,6 +39,9 @@ type Config struct {
 	// UploadTTL is how long an untouched upload session lives.
 	UploadTTL time.Duration
 	Logger    *slog.Logger
+	// DebugListen, when set, serves net/http/pprof on a separate listener
+	// (keep it on loopback).
+	DebugListen string
 	// Ready, when set, receives the bound address once serving starts.
 	Ready chan<- net.Addr
 }
@@ -122,6 +126,14 @@ func Run(ctx context.Context, cfg Config) error {
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
 	wg.Go(func() { expireUploadsEvery(janitorCtx, time.Hour, meta, blobs, cfg.UploadTTL, log) })
+	if cfg.DebugListen != "" {
+		debug, err := startDebug(cfg.DebugListen, log)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer debug.Close()
+	}
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }() // ends when Shutdown closes the listener
@@ -141,6 +153,24 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// startDebug serves the runtime profiler on its own listener.
+func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }() // ends when the caller closes srv
+	log.Info("profiler serving", "url", "http://"+ln.Addr().String()+"/debug/pprof/")
+	return srv, nil
 }
 
 type uploadRecords interface {
