@@ -119,16 +119,33 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 	}
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
-	n, err := io.CopyBuffer(writerOnly{f}, r, *buf)
+	n, err := io.CopyBuffer(&flushingWriter{f: f, off: offset, flushed: offset}, r, *buf)
 	if err != nil {
 		return n, fmt.Errorf("write upload %s: %w", id, err)
 	}
 	return n, nil
 }
 
-// writerOnly hides *os.File's ReadFrom so io.CopyBuffer uses our buffer
-// rather than the file's generic fallback with a small one.
-type writerOnly struct{ io.Writer }
+// writebackEvery is how much an upload writes before asking the kernel to
+// start flushing it.
+const writebackEvery = 8 << 20
+
+// flushingWriter writes an upload and starts writeback as it goes. It also
+// hides *os.File's ReadFrom so io.CopyBuffer uses our large buffer.
+type flushingWriter struct {
+	f            *os.File
+	off, flushed int64
+}
+
+func (w *flushingWriter) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.off += int64(n)
+	if w.off-w.flushed >= writebackEvery {
+		startWriteback(w.f, w.flushed, w.off-w.flushed)
+		w.flushed = w.off
+	}
+	return n, err
+}
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
