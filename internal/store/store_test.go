@@ -15,7 +15,7 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-func openSQLite(t *testing.T) *store.Store {
+func openSQLite(t testing.TB) *store.Store {
 	t.Helper()
 	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
 	if err != nil {
@@ -25,7 +25,9 @@ func openSQLite(t *testing.T) *store.Store {
 	return s
 }
 
-func TestSQLite(t *testing.T) { runSuite(t, openSQLite) }
+func TestSQLite(t *testing.T) {
+	runSuite(t, func(t *testing.T) *store.Store { return openSQLite(t) })
+}
 
 func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()

@@ -1,0 +1,58 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/store"
+)
+
+func BenchmarkLinkBlob(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		if err := s.LinkBlob(ctx, "p/bench", digest.FromString(fmt.Sprint(i)), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAdvanceUpload(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	if err := s.CreateUpload(ctx, store.Upload{ID: "u", Repository: "p/bench"}); err != nil {
+		b.Fatal(err)
+	}
+	state := make([]byte, 108)
+	for i := int64(0); b.Loop(); i++ {
+		if err := s.AdvanceUpload(ctx, store.Upload{ID: "u", Size: i + 1, HashState: state}, i); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkManifestByTag(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	cfg := digest.FromString("cfg")
+	if err := s.LinkBlob(ctx, "p/bench", cfg, 1); err != nil {
+		b.Fatal(err)
+	}
+	payload := []byte(`{"schemaVersion":2}`)
+	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
+		Payload: payload, References: []store.Reference{{Digest: cfg, Required: true}}}
+	if err := s.PutManifest(ctx, "p/bench", m, []string{"latest"}); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.Manifest(ctx, "p/bench", "latest"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
