@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -35,8 +36,8 @@ const renewBefore = 30 * 24 * time.Hour
 
 // Ensure returns the serving certificate kept in dir, creating the CA and
 // the certificate on first use and re-issuing the certificate when it
-// nears expiry or does not cover hosts. The CA is never replaced, so
-// clients that trust it keep working.
+// nears expiry or does not cover hosts. An existing CA is never replaced,
+// so clients that trust it keep working.
 func Ensure(dir string, hosts []string) (tls.Certificate, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return tls.Certificate{}, fmt.Errorf("create %s: %w", dir, err)
@@ -46,14 +47,52 @@ func Ensure(dir string, hosts []string) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	certPath, keyPath := filepath.Join(dir, CertFile), filepath.Join(dir, keyFile)
-	if cert, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && covers(cert.Leaf, hosts) &&
+	if cert, err := loadPair(dir); err == nil && covers(cert.Leaf, hosts) &&
 		time.Until(cert.Leaf.NotAfter) > renewBefore && cert.Leaf.CheckSignatureFrom(caCert) == nil {
 		return cert, nil
 	}
-	if err := issue(certPath, keyPath, caCert, caPriv, hosts); err != nil {
+	if err := issue(certPath, keyPath, caCert, caPriv, hosts, certValidity); err != nil {
 		return tls.Certificate{}, err
 	}
-	return tls.LoadX509KeyPair(certPath, keyPath)
+	return loadPair(dir)
+}
+
+// certValidity is how long a serving certificate is issued for.
+const certValidity = 365 * 24 * time.Hour
+
+// Source hands the TLS stack the serving certificate and re-issues it
+// under the same CA when it nears expiry, so a server that runs for more
+// than a year keeps serving.
+type Source struct {
+	dir     string
+	hosts   []string
+	mu      sync.Mutex
+	cert    *tls.Certificate
+	checked time.Time
+}
+
+// NewSource prepares the certificate (as Ensure does) and returns a Source.
+func NewSource(dir string, hosts []string) (*Source, error) {
+	cert, err := Ensure(dir, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{dir: dir, hosts: hosts, cert: &cert, checked: time.Now()}, nil
+}
+
+// GetCertificate implements tls.Config.GetCertificate. It looks at the
+// expiry at most once an hour; when renewal fails it keeps serving the
+// current certificate and tries again next hour.
+func (s *Source) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.checked) >= time.Hour && time.Until(s.cert.Leaf.NotAfter) < renewBefore {
+		s.checked = time.Now()
+		if cert, err := Ensure(s.dir, s.hosts); err == nil {
+			s.cert = &cert
+		}
+	}
+	return s.cert, nil
 }
 
 // DefaultHosts are the names a local install is reached by.
@@ -90,6 +129,13 @@ func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("load CA from %s: %w", dir, err)
 	}
+	// Only a directory with neither file gets a new CA: replacing a CA
+	// whose key was moved away would break every client that trusts it.
+	for _, p := range []string{certPath, keyPath} {
+		if _, err := os.Stat(p); err == nil {
+			return nil, nil, fmt.Errorf("%s exists without its pair (%s, %s): restore the missing file or remove both to create a new CA", p, CAFile, caKey)
+		}
+	}
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -116,7 +162,7 @@ func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	return cert, priv, err
 }
 
-func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string) error {
+func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string, validity time.Duration) error {
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
@@ -125,7 +171,7 @@ func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.Private
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"Berth"}},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(1, 0, 0),
+		NotAfter:     time.Now().Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -183,4 +229,8 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+func loadPair(dir string) (tls.Certificate, error) {
+	return tls.LoadX509KeyPair(filepath.Join(dir, CertFile), filepath.Join(dir, keyFile))
 }

@@ -22,12 +22,15 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
 	h := w.Header()
-	h.Set("Docker-Content-Digest", dgst.String())
-	h.Set("ETag", `"`+dgst.String()+`"`)
-	h.Set("Content-Type", "application/octet-stream")
-	h.Set("Cache-Control", "max-age=31536000") // content-addressed: never changes
-	h.Set("Accept-Ranges", "bytes")
+	setBlobHeaders := func() {
+		h.Set("Docker-Content-Digest", dgst.String())
+		h.Set("ETag", `"`+dgst.String()+`"`)
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Cache-Control", "max-age=31536000") // content-addressed: never changes
+		h.Set("Accept-Ranges", "bytes")
+	}
 	if req.Method == http.MethodHead {
+		setBlobHeaders()
 		h.Set("Content-Length", strconv.FormatInt(size, 10))
 		w.WriteHeader(http.StatusOK)
 		return nil
@@ -51,6 +54,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
 	defer content.Close()
+	setBlobHeaders()
 	// ServeContent answers Range (206), bad ranges (416) and If-None-Match,
 	// and hands an *os.File to the connection's sendfile.
 	http.ServeContent(w, req, "", time.Time{}, content)

@@ -106,8 +106,9 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		h[k] = vs
 	}
 	h.Set("Content-Type", "application/json")
-	h.Del("Content-Length")
-	h.Del("Docker-Content-Digest")
+	for _, k := range []string{"Content-Length", "Docker-Content-Digest", "ETag", "Cache-Control", "Accept-Ranges"} {
+		h.Del(k)
+	}
 	body, _ := json.Marshal(errorBody{Errors: []errorEntry{{Code: e.Code.Name, Message: e.Message, Detail: e.Detail}}})
 	w.WriteHeader(e.Code.Status)
 	if r.Method != http.MethodHead {

@@ -41,8 +41,8 @@ func writeJSON(w http.ResponseWriter, contentType string, v any) error {
 	w.Header().Set("Content-Type", contentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusOK)
-	_, err = w.Write(body)
-	return err
+	_, _ = w.Write(body) // after the header a failed write is the client's hang-up
+	return nil
 }
 
 func setNextLink(w http.ResponseWriter, path, last string, n int) {
@@ -50,7 +50,8 @@ func setNextLink(w http.ResponseWriter, path, last string, n int) {
 	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
 }
 
-// listTags serves GET /v2/<name>/tags/list. Without n it lists every tag.
+// listTags serves GET /v2/<name>/tags/list. Without n it lists up to
+// maxPage tags, with a Link to the rest.
 func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo string) error {
 	n, last, err := pageParams(req, maxPage)
 	if err != nil {

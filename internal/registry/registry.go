@@ -23,7 +23,7 @@ import (
 // BlobIndex records which repository holds which blob.
 type BlobIndex interface {
 	BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error)
-	BlobHolders(ctx context.Context, dgst digest.Digest, limit int) ([]string, error)
+	MountBlob(ctx context.Context, repo, from string, dgst digest.Digest) (bool, error)
 	LinkBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error
 	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
@@ -111,7 +111,7 @@ func (r *Registry) routes() {
 		pattern string
 		methods map[string]handlerFunc
 	}{
-		{repo + "/blobs/uploads/", map[string]handlerFunc{"POST": r.startUpload}},
+		{repo + "/blobs/uploads/{$}", map[string]handlerFunc{"POST": r.startUpload}},
 		{repo + "/blobs/uploads/{id}", map[string]handlerFunc{
 			"GET": r.uploadStatus, "PATCH": r.patchUpload, "PUT": r.finishUpload, "DELETE": r.cancelUpload}},
 		{repo + "/blobs/{digest}", map[string]handlerFunc{"GET": r.getBlob, "HEAD": r.getBlob, "DELETE": r.deleteBlob}},
@@ -186,7 +186,7 @@ func methodNotAllowed[H any](w http.ResponseWriter, req *http.Request, methods m
 func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
 	p := strings.TrimPrefix(req.URL.Path, "/v2/")
 	for _, marker := range []string{"/blobs/", "/manifests/", "/tags/list", "/referrers/"} {
-		if i := strings.LastIndex(p, marker); i > 0 {
+		if i := strings.Index(p, marker); i > 0 && parseName(p[:i]) != nil {
 			writeError(w, req, r.log, newError(codeNameInvalid, "repository name %q is invalid: %s", p[:i], nameFormat))
 			return
 		}
@@ -197,8 +197,8 @@ func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
 func (r *Registry) base(w http.ResponseWriter, _ *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", "2")
-	_, err := w.Write([]byte("{}"))
-	return err
+	_, _ = w.Write([]byte("{}")) // after the header a failed write is the client's hang-up
+	return nil
 }
 
 // busySet is a per-upload try-lock: a second request on the same upload
@@ -212,8 +212,9 @@ func (b *busySet) acquire(id string) (release func(), err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if since, held := b.m[id]; held {
-		return nil, &Error{Code: codeRangeInvalid, Message: "upload " + id + " is being written by another request (for " +
-			time.Since(since).Round(time.Millisecond).String() + ")"}
+		return nil, &Error{Code: codeUnavailable, Header: http.Header{"Retry-After": {"1"}},
+			Message: "upload " + id + " is being written by another request (for " +
+				time.Since(since).Round(time.Millisecond).String() + "); retry when it ends"}
 	}
 	b.m[id] = time.Now()
 	return func() {

@@ -392,6 +392,8 @@ func TestHostileInput(t *testing.T) {
 		{"bad page size", call{method: "GET", path: "/v2/p/app/tags/list?n=-1"}, 400, "PAGINATION_NUMBER_INVALID"},
 		{"unsupported method", call{method: "PATCH", path: "/v2/p/app/manifests/v1"}, 405, "UNSUPPORTED"},
 		{"unknown endpoint", call{method: "GET", path: "/v2/_nothing"}, 404, "NOT_FOUND"},
+		{"upload start below its path", call{method: "POST", path: "/v2/p/app/blobs/uploads/junk/more"}, 404, "NOT_FOUND"},
+		{"upload start on an id", call{method: "POST", path: "/v2/p/app/blobs/uploads/junk"}, 405, "UNSUPPORTED"},
 		{"unknown blob", call{method: "GET", path: "/v2/p/app/blobs/" + goodDigest.String()}, 404, "BLOB_UNKNOWN"},
 		{"unknown repository tags", call{method: "GET", path: "/v2/p/none/tags/list"}, 404, "NAME_UNKNOWN"},
 	}
@@ -409,8 +411,12 @@ func TestHostileInput(t *testing.T) {
 	if after := snapshot(); after != before {
 		t.Fatalf("hostile requests changed stored data:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
-	if r := do(t, srv, call{method: "HEAD", path: "/v2/p/app/blobs/" + goodDigest.String()}); r.status != 404 {
+	r := do(t, srv, call{method: "GET", path: "/v2/p/app/blobs/" + goodDigest.String()})
+	if r.status != 404 {
 		t.Fatalf("blob with a wrong digest became visible: %d", r.status)
+	}
+	if r.header.Get("Cache-Control") != "" || r.header.Get("ETag") != "" {
+		t.Fatalf("an error response carries caching headers: %v", r.header)
 	}
 }
 

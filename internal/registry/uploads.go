@@ -83,33 +83,14 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 // mount links dgst into repo from another repository that holds it: from,
 // or, when the request names no source, any repository.
 func (r *Registry) mount(ctx context.Context, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
-	var size int64
-	var err error
-	if named {
-		if parseName(from) != nil {
-			return false, nil // a bad source is just not mountable
-		}
-		size, err = r.meta.BlobSize(ctx, from, dgst)
-	} else {
-		var holders []string
-		holders, err = r.meta.BlobHolders(ctx, dgst, 1)
-		if err == nil && len(holders) == 0 {
-			err = errdefs.ErrNotFound
-		}
-		if err == nil {
-			size, err = r.meta.BlobSize(ctx, holders[0], dgst)
-		}
+	if named && parseName(from) != nil {
+		return false, nil // a bad source is just not mountable
 	}
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return false, nil
-	}
+	mounted, err := r.meta.MountBlob(ctx, repo, from, dgst)
 	if err != nil {
 		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
-	if err := r.meta.LinkBlob(ctx, repo, dgst, size); err != nil {
-		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
-	}
-	return true, nil
+	return mounted, nil
 }
 
 // monolithicUpload stores a whole blob sent with POST ?digest=.
@@ -121,10 +102,6 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 	if err != nil {
 		_ = r.blobs.Abort(context.WithoutCancel(ctx), id)
 		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
-	}
-	if req.ContentLength >= 0 && n != req.ContentLength {
-		_ = r.blobs.Abort(ctx, id)
-		return newError(codeSizeInvalid, "received %d bytes, Content-Length says %d", n, req.ContentLength)
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 		_ = r.blobs.Abort(ctx, id)
@@ -143,7 +120,16 @@ func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.
 	// Finish what the client was told is done even if it hangs up now.
 	ctx = context.WithoutCancel(ctx)
 	if err := r.blobs.Commit(ctx, id, dgst, size); err != nil {
-		_ = r.blobs.Abort(ctx, id)
+		switch {
+		case !session:
+			_ = r.blobs.Abort(ctx, id)
+		case errors.Is(err, errdefs.ErrSizeMismatch):
+			// The driver holds fewer bytes than the session recorded: the
+			// session cannot be finished, so it ends here.
+			r.abortSession(ctx, id)
+			return &Error{Code: codeBlobUploadUnknown, Message: "upload lost data; start again", Err: err}
+		}
+		// Otherwise the bytes stay so that a retried PUT can finish.
 		return fromClass(err, codeBlobUploadInvalid, "upload")
 	}
 	var err error
@@ -183,18 +169,26 @@ func rangeHeader(size int64) string {
 	return "0-" + strconv.FormatInt(size-1, 10)
 }
 
-// session loads upload id of repo with the running hash of its bytes and
-// locks it for this request.
-func (r *Registry) session(req *http.Request, repo string) (store.Upload, hash.Hash, func(), error) {
+// session loads upload id of repo and locks it for this request.
+func (r *Registry) session(req *http.Request, repo string) (store.Upload, func(), error) {
 	id := req.PathValue("id")
 	release, err := r.busy.acquire(id)
 	if err != nil {
-		return store.Upload{}, nil, nil, err
+		return store.Upload{}, nil, err
 	}
 	u, err := r.meta.Upload(req.Context(), repo, id)
 	if err != nil {
 		release()
-		return store.Upload{}, nil, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
+		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
+	}
+	return u, release, nil
+}
+
+// writableSession is session with the running hash of the bytes so far.
+func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, hash.Hash, func(), error) {
+	u, release, err := r.session(req, repo)
+	if err != nil {
+		return store.Upload{}, nil, nil, err
 	}
 	h, err := runningHash(u)
 	if err != nil {
@@ -287,7 +281,7 @@ func (r *Registry) abortSession(ctx context.Context, id string) {
 
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, h, release, err := r.session(req, repo)
+	u, h, release, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
@@ -308,7 +302,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
 	}
-	u, h, release, err := r.session(req, repo)
+	u, h, release, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
@@ -364,7 +358,7 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 
 // cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, _, release, err := r.session(req, repo)
+	u, release, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}

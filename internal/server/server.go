@@ -29,6 +29,9 @@ type Config struct {
 	DataDir      string
 	Storage      string // a name in drivers.Builtin()
 	InsecureHTTP bool
+	// TLSHosts are names and addresses the serving certificate covers
+	// beyond localhost, loopback and the host name.
+	TLSHosts []string
 	// AllowSparse accepts manifests whose layers or children are absent.
 	AllowSparse bool
 	// MaxManifestBytes caps manifest PUTs (0: the registry's default).
@@ -61,6 +64,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	metaDir := cfg.DataDir
 	if cfg.Storage == "memory" {
 		// emptyDir semantics: metadata must not outlive the blobs it describes.
@@ -98,7 +106,8 @@ func Run(ctx context.Context, cfg Config) error {
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return ctx },
+		// Requests do not derive from ctx: a stop signal lets Shutdown
+		// drain them instead of cancelling them.
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -107,12 +116,12 @@ func Run(ctx context.Context, cfg Config) error {
 	scheme := "http"
 	if !cfg.InsecureHTTP {
 		pkiDir := filepath.Join(cfg.DataDir, "pki")
-		cert, err := pki.Ensure(pkiDir, pki.DefaultHosts())
+		certs, err := pki.NewSource(pkiDir, append(pki.DefaultHosts(), cfg.TLSHosts...))
 		if err != nil {
 			ln.Close()
 			return fmt.Errorf("prepare TLS: %w", err)
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))

@@ -193,6 +193,16 @@ func TestFilesystemKeepsAndCleansOnRestart(t *testing.T) {
 	}
 }
 
+func TestSecondProcessOnSameDataIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	start(t, Config{DataDir: dir})
+	err := Run(context.Background(), Config{DataDir: dir, Listen: "127.0.0.1:0", InsecureHTTP: true, Storage: "filesystem",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err == nil || !strings.Contains(err.Error(), "in use by another berth") {
+		t.Fatalf("second server on the same data directory: %v", err)
+	}
+}
+
 // TestGracefulShutdown: a request in flight when SIGTERM arrives finishes
 // within the grace period; one that cannot is cut and leaves nothing visible.
 func TestGracefulShutdown(t *testing.T) {

@@ -10,7 +10,7 @@
 //     upload). Nothing appended is visible as a blob.
 //  2. Commit checks the size, makes the bytes durable and publishes them
 //     under their digest in one atomic step. The caller has already checked
-//     the digest while the bytes streamed in (see Verifier).
+//     the digest while the bytes streamed in.
 //  3. Open serves the blob; a driver that can hand clients a direct URL
 //     also implements Redirector.
 //

@@ -13,6 +13,8 @@ CREATE TABLE repositories (
 	id          INTEGER PRIMARY KEY,
 	name        TEXT    NOT NULL UNIQUE,
 	project     TEXT    NOT NULL,
+	-- counts tag changes: the generation of the next tag event
+	tag_generation BIGINT NOT NULL DEFAULT 0,
 	created_at  BIGINT  NOT NULL
 );
 CREATE INDEX repositories_project ON repositories (project, name);

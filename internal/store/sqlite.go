@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"runtime"
 	"time"
 
@@ -25,10 +26,16 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	} {
 		pragmas.Add("_pragma", p)
 	}
-	path = "file:" + path
-	readDSN := path + sep(path) + pragmas.Encode()
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite path %s: %w", path, err)
+	}
+	// A URI, escaped, so that '#', '?' or '%' in a directory name stay
+	// part of the path.
+	uri := (&url.URL{Scheme: "file", Path: abs}).String()
+	readDSN := uri + "?" + pragmas.Encode()
 	pragmas.Set("_txlock", "immediate")
-	writeDSN := path + sep(path) + pragmas.Encode()
+	writeDSN := uri + "?" + pragmas.Encode()
 
 	write, err := sql.Open("sqlite", writeDSN)
 	if err != nil {
@@ -49,15 +56,6 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-func sep(path string) string {
-	for i := 0; i < len(path); i++ {
-		if path[i] == '?' {
-			return "&"
-		}
-	}
-	return "?"
 }
 
 func migrate(ctx context.Context, db *sql.DB, migrations []string) error {

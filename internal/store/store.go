@@ -110,8 +110,8 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	defer tx.Rollback() // after Commit a no-op; after a panic it frees the one writer
 	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -188,16 +188,29 @@ WHERE r.name = ? AND rb.digest = ?`, repo, string(dgst)).Scan(&size)
 	return size, nil
 }
 
-// BlobHolders returns up to limit repositories that hold dgst, in name
-// order, for a mount that names no source.
-func (s *Store) BlobHolders(ctx context.Context, dgst digest.Digest, limit int) ([]string, error) {
-	rows, err := s.read.QueryContext(ctx, `
-SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
-WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(dgst), limit)
-	if err != nil {
-		return nil, fmt.Errorf("find holders of %s: %w", dgst, err)
-	}
-	return scanStrings(rows)
+// MountBlob links dgst into repo from a repository that holds it: from,
+// or, when from is "", any repository. It reports whether a source held
+// the blob. The lookup and the link are one transaction, so a blob cannot
+// vanish between them.
+func (s *Store) MountBlob(ctx context.Context, repo, from string, dgst digest.Digest) (bool, error) {
+	mounted := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var size int64
+		err := tx.QueryRowContext(ctx, `
+SELECT b.size FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id
+JOIN blobs b ON b.digest = rb.digest
+WHERE rb.digest = ? AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), from, from).Scan(&size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("find %s to mount: %w", dgst, err)
+		}
+		mounted = true
+		return s.linkBlob(ctx, tx, repo, dgst, size)
+	})
+	return mounted, err
 }
 
 func scanStrings(rows *sql.Rows) ([]string, error) {
@@ -394,11 +407,15 @@ func (s *Store) appendTagEvent(ctx context.Context, tx *sql.Tx, repoID int64, ta
 	if dgst != "" {
 		nullable = dgst
 	}
-	var id int64
+	var generation, id int64
+	if err := tx.QueryRowContext(ctx,
+		`UPDATE repositories SET tag_generation = tag_generation + 1 WHERE id = ? RETURNING tag_generation`,
+		repoID).Scan(&generation); err != nil {
+		return 0, fmt.Errorf("next tag generation: %w", err)
+	}
 	err := tx.QueryRowContext(ctx, `
 INSERT INTO tag_events (repository_id, tag, digest, generation, created_at)
-VALUES (?, ?, ?, (SELECT COALESCE(MAX(generation), 0) + 1 FROM tag_events WHERE repository_id = ?), ?)
-RETURNING id`, repoID, tag, nullable, repoID, s.micros()).Scan(&id)
+VALUES (?, ?, ?, ?, ?) RETURNING id`, repoID, tag, nullable, generation, s.micros()).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("append tag event: %w", err)
 	}
@@ -561,7 +578,7 @@ func (s *Store) Referrers(ctx context.Context, repo string, dgst digest.Digest, 
 SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m
 JOIN repository_manifests rm ON rm.digest = m.digest
 JOIN repositories r ON r.id = rm.repository_id
-WHERE m.subject = ? AND r.name = ? AND (? = '' OR m.artifact_type = ?)
+WHERE m.subject = ? AND m.subject <> '' AND r.name = ? AND (? = '' OR m.artifact_type = ?)
 ORDER BY m.digest`, string(dgst), repo, artifactType, artifactType)
 	if err != nil {
 		return nil, fmt.Errorf("referrers of %s in %s: %w", dgst, repo, err)
@@ -626,6 +643,10 @@ func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
 		return fmt.Errorf("advance upload %s: %w", u.ID, err)
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
+		var one int
+		if err := s.write.QueryRowContext(ctx, `SELECT 1 FROM uploads WHERE id = ?`, u.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("upload %s ended (expired or cancelled): %w", u.ID, errdefs.ErrNotFound)
+		}
 		return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -31,7 +32,11 @@ func TestSQLite(t *testing.T) {
 
 func TestReopenKeepsData(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "meta.db")
+	dir := filepath.Join(t.TempDir(), "odd #1 ?x=y %20")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "meta.db")
 	s, err := store.OpenSQLite(ctx, path)
 	if err != nil {
 		t.Fatal(err)
@@ -48,6 +53,9 @@ func TestReopenKeepsData(t *testing.T) {
 	defer s.Close()
 	if size, err := s.BlobSize(ctx, "p/a", b); err != nil || size != 4 {
 		t.Fatalf("after reopen BlobSize = %d, %v", size, err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("database not at %s: %v", path, err)
 	}
 }
 
@@ -102,9 +110,17 @@ func testBlobs(t *testing.T, s *store.Store) {
 	if _, err := s.BlobSize(ctx, "p/other", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("blob visible in another repository: %v", err)
 	}
-	holders, err := s.BlobHolders(ctx, b, 10)
-	if err != nil || len(holders) != 1 || holders[0] != "p/a" {
-		t.Fatalf("BlobHolders = %v, %v", holders, err)
+	for _, from := range []string{"p/a", ""} {
+		ok, err := s.MountBlob(ctx, "p/mounted"+from, from, b)
+		if err != nil || !ok {
+			t.Fatalf("MountBlob from %q = %v, %v", from, ok, err)
+		}
+		if size, err := s.BlobSize(ctx, "p/mounted"+from, b); err != nil || size != 4 {
+			t.Fatalf("mounted blob size = %d, %v", size, err)
+		}
+	}
+	if ok, err := s.MountBlob(ctx, "p/x", "p/other", b); err != nil || ok {
+		t.Fatalf("MountBlob from a repository without the blob = %v, %v", ok, err)
 	}
 	must(t, s.UnlinkBlob(ctx, "p/a", b))
 	if _, err := s.BlobSize(ctx, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {

@@ -123,6 +123,12 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 	if err != nil {
 		return n, fmt.Errorf("write upload %s: %w", id, err)
 	}
+	// The caller records the new size and hash state next: the bytes they
+	// describe must be on disk first, or a power cut could leave a session
+	// whose hash state is ahead of its bytes.
+	if err := f.Sync(); err != nil {
+		return n, fmt.Errorf("sync upload %s: %w", id, err)
+	}
 	return n, nil
 }
 
@@ -181,14 +187,25 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 		return err
 	}
 	if _, err := os.Lstat(dst); err == nil {
-		// Content-addressed: identical bytes are already durable. This is
-		// also how a commit cut short by a crash after the rename finishes.
+		// Content-addressed: identical bytes are already there. This is
+		// also how a commit cut short by a crash after the rename finishes,
+		// so the directory entry is made durable here too.
 		if err := os.Remove(src); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("discard upload %s: %w", id, err)
 		}
+		if err := syncDir(filepath.Dir(dst)); err != nil {
+			return fmt.Errorf("publish blob %s: %w", dgst, err)
+		}
 		return nil
 	}
-	f, err := os.OpenFile(src, os.O_RDWR|os.O_CREATE, 0o640) // an empty blob may have had no Append
+	flags := os.O_RDWR
+	if size == 0 {
+		flags |= os.O_CREATE // an empty blob may have had no Append
+	}
+	f, err := os.OpenFile(src, flags, 0o640)
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("upload %s holds no bytes, blob %s declares %d: %w", id, dgst, size, errdefs.ErrSizeMismatch)
+	}
 	if err != nil {
 		return fmt.Errorf("open upload %s: %w", id, err)
 	}

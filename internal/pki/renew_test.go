@@ -1,0 +1,70 @@
+package pki
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSourceRenewsNearExpiry(t *testing.T) {
+	dir := t.TempDir()
+	hosts := []string{"localhost"}
+	if _, err := Ensure(dir, hosts); err != nil {
+		t.Fatal(err)
+	}
+	caCert, caPriv, err := ensureCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A certificate ten days from expiry, inside the renewal window.
+	if err := issue(filepath.Join(dir, CertFile), filepath.Join(dir, keyFile), caCert, caPriv, hosts, 10*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	src, err := NewSource(dir, hosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if time.Until(src.cert.Leaf.NotAfter) < renewBefore {
+		t.Fatal("NewSource kept a certificate inside the renewal window")
+	}
+	// The certificate ages while the server runs: serve a near-expiry one
+	// and let an hour pass.
+	if err := issue(filepath.Join(dir, CertFile), filepath.Join(dir, keyFile), caCert, caPriv, hosts, 10*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	old, err := loadPair(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.cert, src.checked = &old, time.Now().Add(-2*time.Hour)
+	got, err := src.GetCertificate(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Leaf.Equal(old.Leaf) || time.Until(got.Leaf.NotAfter) < renewBefore {
+		t.Fatalf("running server still serves the certificate expiring %v", got.Leaf.NotAfter)
+	}
+	if err := got.Leaf.CheckSignatureFrom(caCert); err != nil {
+		t.Fatalf("renewed certificate is not under the original CA: %v", err)
+	}
+}
+
+func TestMissingCAKeyIsAnErrorNotANewCA(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Ensure(dir, []string{"localhost"}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	if err := os.Remove(filepath.Join(dir, caKey)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(dir, []string{"localhost", "new.example"}); err == nil || !strings.Contains(err.Error(), "without its pair") {
+		t.Fatalf("Ensure with ca.crt but no ca.key = %v", err)
+	}
+	after, _ := os.ReadFile(filepath.Join(dir, CAFile))
+	if string(after) != string(before) {
+		t.Fatal("ca.crt was replaced")
+	}
+}
