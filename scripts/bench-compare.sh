@@ -6,7 +6,7 @@
 # Both servers listen on 127.0.0.1 only, over plain HTTP, with filesystem
 # storage in fresh directories on the same disk and warn-level logs. Each
 # workload runs against Berth, then Distribution, with the same -c and -n,
-# after a `sync`; `berth bench --server-pid` reads each server's CPU time
+# after a `sync` and a drop of the page cache (as root); `berth bench --server-pid` reads each server's CPU time
 # from /proc around the measured phase, and VmHWM gives peak RSS.
 #
 # Needs: go, jq, curl, and Debian's docker-registry (apt-get install
@@ -173,6 +173,17 @@ BUSY0=$(machine_busy) STEAL0=$(machine_steal) CHILD0=$(children_cs)
 BT0=$(proc_ticks "$BERTH_PID") DT0=$(proc_ticks "$DIST_PID")
 
 START=$(date +%s)
+# settle gives every measurement the same start: dirty pages written,
+# the page cache emptied (when we may: root), so that neither server pays
+# for the memory pressure or writeback the other one left behind.
+settle() {
+	sync
+	if [ -w /proc/sys/vm/drop_caches ]; then
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+	sleep 1
+}
+
 IFS=, read -ra WL <<<"$WORKLOADS"
 i=0
 for w in "${WL[@]}"; do
@@ -180,7 +191,7 @@ for w in "${WL[@]}"; do
 	n=$(requests_for "$w")
 	for side in berth dist; do
 		if [ $side = berth ]; then url=$BERTH_URL pid=$BERTH_PID; else url=$DIST_URL pid=$DIST_PID; fi
-		sync
+		settle
 		"$BIN" bench --url "$url" --workloads "$w" -c "$C" -n "$n" --timeout "$TIMEOUT" \
 			--server-pid "$pid" --no-progress --json >"$WORK/results/$side-$w.json" 2>"$WORK/results/$side-$w.err" || true
 		if ! jq -e '.results[0]' "$WORK/results/$side-$w.json" >/dev/null 2>&1; then
@@ -283,7 +294,7 @@ def cpumb: if .server.cpu_s != null and .blob_size > 0 and .bytes > 0 then .serv
   "(`berth bench`) against Berth and Distribution side by side on this machine: both on 127.0.0.1 over",
   "plain HTTP, filesystem storage in fresh directories on the same disk, warn-level logs; each workload",
   "runs against Berth, then against Distribution, with the same concurrency and request count, after a",
-  "`sync`. Ratios are Berth ÷ Distribution from this one run; MB means MiB. These are a first",
+  "`sync` and a drop of the page cache (so neither pays for the memory pressure the other left). Ratios are Berth ÷ Distribution from this one run; MB means MiB. These are a first",
   "measurement: server performance work may be under way.",
   "",
   "## Machine",
