@@ -234,6 +234,32 @@ func TestGracefulShutdown(t *testing.T) {
 		return out, pw
 	}
 	finished, _ := slow(content, true)
+	// A chunk of an upload session in flight too: its session bookkeeping
+	// must not be cancelled by the stop signal.
+	resp, err := http.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	chunkReader, chunkWriter := io.Pipe()
+	patch, _ := http.NewRequest("PATCH", r.url+resp.Header.Get("Location"), chunkReader)
+	patch.ContentLength = int64(len(content))
+	patched := make(chan int, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(patch)
+		if err != nil {
+			patched <- 0
+			return
+		}
+		resp.Body.Close()
+		patched <- resp.StatusCode
+	}()
+	go func() {
+		chunkWriter.Write(content[:len(content)/2])
+		time.Sleep(500 * time.Millisecond)
+		chunkWriter.Write(content[len(content)/2:])
+		chunkWriter.Close()
+	}()
 	other := append([]byte("other"), content...)
 	cut, cutWriter := slow(other, false)
 	defer cutWriter.Close()
@@ -242,6 +268,9 @@ func TestGracefulShutdown(t *testing.T) {
 	r.stop()
 	if resp := <-finished; resp == nil || resp.StatusCode != 201 {
 		t.Fatalf("in-flight upload did not finish during shutdown: %v", resp)
+	}
+	if code := <-patched; code != 202 {
+		t.Fatalf("in-flight PATCH during shutdown = %d, want 202", code)
 	}
 	if err := <-r.done; err != nil {
 		t.Fatalf("Run = %v", err)
