@@ -18,6 +18,8 @@ const (
 	maxPage = 10000
 	// defaultCatalogPage is the catalog's page when the client names no n.
 	defaultCatalogPage = 1000
+	// defaultReferrersPage bounds one referrers answer; a Link leads on.
+	defaultReferrersPage = 1000
 )
 
 // pageParams reads n and last. n is def when absent.
@@ -45,9 +47,12 @@ func writeJSON(w http.ResponseWriter, contentType string, v any) error {
 	return nil
 }
 
-func setNextLink(w http.ResponseWriter, path, last string, n int) {
-	q := url.Values{"last": {last}, "n": {strconv.Itoa(n)}}
+func setNextLink(w http.ResponseWriter, path string, q url.Values) {
 	w.Header().Set("Link", "<"+path+"?"+q.Encode()+`>; rel="next"`)
+}
+
+func pageQuery(last string, n int) url.Values {
+	return url.Values{"last": {last}, "n": {strconv.Itoa(n)}}
 }
 
 // listTags serves GET /v2/<name>/tags/list. Without n it lists up to
@@ -69,7 +74,7 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo strin
 		tags = []string{}
 	}
 	if more {
-		setNextLink(w, req.URL.Path, tags[len(tags)-1], n)
+		setNextLink(w, req.URL.Path, pageQuery(tags[len(tags)-1], n))
 	}
 	return writeJSON(w, "application/json", struct {
 		Name string   `json:"name"`
@@ -95,7 +100,7 @@ func (r *Registry) catalog(w http.ResponseWriter, req *http.Request) error {
 		repos = []string{}
 	}
 	if more {
-		setNextLink(w, req.URL.Path, repos[len(repos)-1], n)
+		setNextLink(w, req.URL.Path, pageQuery(repos[len(repos)-1], n))
 	}
 	return writeJSON(w, "application/json", struct {
 		Repositories []string `json:"repositories"`
@@ -108,13 +113,24 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, repo 
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}
+	n, last, err := pageParams(req, defaultReferrersPage)
+	if err != nil {
+		return err
+	}
 	artifactType := req.URL.Query().Get("artifactType")
-	refs, err := r.meta.Referrers(req.Context(), repo, dgst, artifactType)
+	refs, more, err := r.meta.Referrers(req.Context(), repo, dgst, artifactType, last, n)
 	if err != nil {
 		return err
 	}
 	if artifactType != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	if more {
+		q := pageQuery(string(refs[len(refs)-1].Digest), n)
+		if artifactType != "" {
+			q.Set("artifactType", artifactType)
+		}
+		setNextLink(w, req.URL.Path, q)
 	}
 	return writeJSON(w, v1.MediaTypeImageIndex, struct {
 		SchemaVersion int                `json:"schemaVersion"`

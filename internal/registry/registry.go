@@ -45,7 +45,7 @@ type ManifestIndex interface {
 	DeleteTag(ctx context.Context, repo, tag string) error
 	Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error)
 	Repositories(ctx context.Context, last string, n int) ([]string, bool, error)
-	Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]store.Descriptor, error)
+	Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType, last string, n int) ([]store.Descriptor, bool, error)
 }
 
 // Metadata is everything the registry asks of the metadata store.

@@ -297,6 +297,22 @@ func TestReferrers(t *testing.T) {
 	if r.status != 201 || r.header.Get("OCI-Subject") != subject.digest.String() {
 		t.Fatalf("PUT referrer = %d, OCI-Subject %q", r.status, r.header.Get("OCI-Subject"))
 	}
+	sig2 := bytes.Replace(sig, []byte(`"k":"v"`), []byte(`"k":"w"`), 1)
+	if r := putManifest(t, srv, "p/app", digest.FromBytes(sig2).String(), sig2, ociManifest); r.status != 201 {
+		t.Fatalf("PUT second referrer = %d", r.status)
+	}
+	page := do(t, srv, call{method: "GET", path: "/v2/p/app/referrers/" + subject.digest.String() + "?n=1"})
+	link := page.header.Get("Link")
+	if page.status != 200 || !strings.Contains(link, `rel="next"`) {
+		t.Fatalf("first referrers page = %d, Link %q", page.status, link)
+	}
+	next := do(t, srv, call{method: "GET", path: strings.TrimSuffix(strings.TrimPrefix(link, "<"), `>; rel="next"`)})
+	if next.status != 200 || next.header.Get("Link") != "" || bytes.Equal(next.body, page.body) {
+		t.Fatalf("second referrers page = %d %s, Link %q", next.status, next.body, next.header.Get("Link"))
+	}
+	if r := do(t, srv, call{method: "DELETE", path: "/v2/p/app/manifests/" + digest.FromBytes(sig2).String()}); r.status != 202 {
+		t.Fatalf("DELETE second referrer = %d", r.status)
+	}
 	for _, tc := range []struct {
 		query   string
 		want    int

@@ -571,17 +571,18 @@ WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 	return out, rows.Err()
 }
 
-// Referrers lists the manifests in repo whose subject is dgst, filtered
-// by artifactType when it is not "".
-func (s *Store) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType string) ([]Descriptor, error) {
+// Referrers lists up to n manifests in repo whose subject is dgst, in
+// digest order after last, filtered by artifactType when it is not "", and
+// whether more follow.
+func (s *Store) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType, last string, n int) ([]Descriptor, bool, error) {
 	rows, err := s.read.QueryContext(ctx, `
 SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m
 JOIN repository_manifests rm ON rm.digest = m.digest
 JOIN repositories r ON r.id = rm.repository_id
-WHERE m.subject = ? AND m.subject <> '' AND r.name = ? AND (? = '' OR m.artifact_type = ?)
-ORDER BY m.digest`, string(dgst), repo, artifactType, artifactType)
+WHERE m.subject = ? AND m.subject <> '' AND r.name = ? AND (? = '' OR m.artifact_type = ?) AND m.digest > ?
+ORDER BY m.digest LIMIT ?`, string(dgst), repo, artifactType, artifactType, last, n+1)
 	if err != nil {
-		return nil, fmt.Errorf("referrers of %s in %s: %w", dgst, repo, err)
+		return nil, false, fmt.Errorf("referrers of %s in %s: %w", dgst, repo, err)
 	}
 	defer rows.Close()
 	out := []Descriptor{}
@@ -589,17 +590,23 @@ ORDER BY m.digest`, string(dgst), repo, artifactType, artifactType)
 		var d Descriptor
 		var dg, annotations string
 		if err := rows.Scan(&d.MediaType, &dg, &d.Size, &d.ArtifactType, &annotations); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		d.Digest = digest.Digest(dg)
 		if annotations != "" {
 			if err := json.Unmarshal([]byte(annotations), &d.Annotations); err != nil {
-				return nil, fmt.Errorf("decode annotations of %s: %w", dg, err)
+				return nil, false, fmt.Errorf("decode annotations of %s: %w", dg, err)
 			}
 		}
 		out = append(out, d)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, false, err
+	}
+	if len(out) > n {
+		return out[:n], true, nil
+	}
+	return out, false, nil
 }
 
 // CreateUpload records a new upload session.

@@ -267,17 +267,27 @@ func testReferrers(t *testing.T, s *store.Store) {
 		r.Annotations = map[string]string{"n": fmt.Sprint(i)}
 		must(t, s.PutManifest(ctx, "p/a", r, nil))
 	}
-	all, err := s.Referrers(ctx, "p/a", subject.Digest, "")
+	all, more, err := s.Referrers(ctx, "p/a", subject.Digest, "", "", 10)
 	must(t, err)
-	sigs, err := s.Referrers(ctx, "p/a", subject.Digest, "application/sig")
+	if more {
+		t.Fatal("more referrers reported than exist")
+	}
+	sigs, _, err := s.Referrers(ctx, "p/a", subject.Digest, "application/sig", "", 10)
 	must(t, err)
+	first, more, err := s.Referrers(ctx, "p/a", subject.Digest, "", "", 2)
+	must(t, err)
+	rest, _, err := s.Referrers(ctx, "p/a", subject.Digest, "", string(first[1].Digest), 2)
+	must(t, err)
+	if !more || len(first) != 2 || len(rest) != 1 || rest[0].Digest <= first[1].Digest {
+		t.Fatalf("paged referrers: %d then %d, more=%v", len(first), len(rest), more)
+	}
 	if len(all) != 3 || len(sigs) != 2 {
 		t.Fatalf("referrers = %d, sigs = %d; want 3, 2", len(all), len(sigs))
 	}
 	if sigs[0].Annotations["n"] == "" || sigs[0].ArtifactType != "application/sig" || sigs[0].Size == 0 {
 		t.Fatalf("descriptor incomplete: %+v", sigs[0])
 	}
-	other, err := s.Referrers(ctx, "p/b", subject.Digest, "")
+	other, _, err := s.Referrers(ctx, "p/b", subject.Digest, "", "", 10)
 	if err != nil || len(other) != 0 {
 		t.Fatalf("referrers leak across repositories: %v, %v", other, err)
 	}
