@@ -83,7 +83,7 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo strin
 }
 
 // catalog serves GET /v2/_catalog.
-func (r *Registry) catalog(w http.ResponseWriter, req *http.Request) error {
+func (r *Registry) catalog(w http.ResponseWriter, req *http.Request, _ string) error {
 	n, last, err := pageParams(req, defaultCatalogPage)
 	if err != nil {
 		return err

@@ -101,7 +101,7 @@ func New(opts Options) *Registry {
 	return r
 }
 
-// handlerFunc is a /v2 handler for one repository.
+// handlerFunc is a /v2 handler; repo is "" on routes without a repository.
 type handlerFunc func(w http.ResponseWriter, req *http.Request, repo string) error
 
 func (r *Registry) routes() {
@@ -121,10 +121,10 @@ func (r *Registry) routes() {
 		{repo + "/referrers/{digest}", map[string]handlerFunc{"GET": r.listReferrers}},
 	}
 	for _, rt := range repoRoutes {
-		mux.Handle(rt.pattern, r.repoHandler(rt.methods))
+		mux.Handle(rt.pattern, r.dispatch(rt.methods, true))
 	}
-	mux.Handle("/v2/_catalog", r.handler(map[string]func(http.ResponseWriter, *http.Request) error{"GET": r.catalog, "HEAD": r.catalog}))
-	mux.Handle("/v2/{$}", r.handler(map[string]func(http.ResponseWriter, *http.Request) error{"GET": r.base, "HEAD": r.base}))
+	mux.Handle("/v2/_catalog", r.dispatch(map[string]handlerFunc{"GET": r.catalog, "HEAD": r.catalog}, false))
+	mux.Handle("/v2/{$}", r.dispatch(map[string]handlerFunc{"GET": r.base, "HEAD": r.base}, false))
 	mux.HandleFunc("/v2/", r.unknownRoute)
 	r.mux = mux
 }
@@ -141,30 +141,22 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	r.mux.ServeHTTP(w, req)
 }
 
-func (r *Registry) handler(methods map[string]func(http.ResponseWriter, *http.Request) error) http.Handler {
+// dispatch picks the handler for the method and, on repository routes,
+// validates the name before any handler sees it.
+func (r *Registry) dispatch(methods map[string]handlerFunc, hasRepo bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		h, ok := methods[req.Method]
 		if !ok {
 			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
 			return
 		}
-		if err := h(w, req); err != nil {
-			writeError(w, req, r.log, err)
-		}
-	})
-}
-
-func (r *Registry) repoHandler(methods map[string]handlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		h, ok := methods[req.Method]
-		if !ok {
-			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
-			return
-		}
-		repo := req.PathValue("project") + "/" + req.PathValue("image")
-		if err := parseName(repo); err != nil {
-			writeError(w, req, r.log, newError(codeNameInvalid, "%v; %s", err, nameFormat))
-			return
+		repo := ""
+		if hasRepo {
+			repo = req.PathValue("project") + "/" + req.PathValue("image")
+			if err := parseName(repo); err != nil {
+				writeError(w, req, r.log, newError(codeNameInvalid, "%v; %s", err, nameFormat))
+				return
+			}
 		}
 		if err := h(w, req, repo); err != nil {
 			writeError(w, req, r.log, err)
@@ -172,7 +164,7 @@ func (r *Registry) repoHandler(methods map[string]handlerFunc) http.Handler {
 	})
 }
 
-func methodNotAllowed[H any](w http.ResponseWriter, req *http.Request, methods map[string]H) *Error {
+func methodNotAllowed(w http.ResponseWriter, req *http.Request, methods map[string]handlerFunc) *Error {
 	allowed := make([]string, 0, len(methods))
 	for m := range methods {
 		allowed = append(allowed, m)
@@ -194,7 +186,7 @@ func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
 	writeError(w, req, r.log, newError(codeNotFound, "no such endpoint %s", req.URL.Path))
 }
 
-func (r *Registry) base(w http.ResponseWriter, _ *http.Request) error {
+func (r *Registry) base(w http.ResponseWriter, _ *http.Request, _ string) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", "2")
 	_, _ = w.Write([]byte("{}")) // after the header a failed write is the client's hang-up
