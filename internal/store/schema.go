@@ -110,4 +110,50 @@ CREATE TABLE events (
 	created_at  BIGINT NOT NULL
 );
 `,
+	// 2: identity and access.
+	`
+-- Projects own repositories (<project>/<image>), roles and, later, quotas.
+CREATE TABLE projects (
+	name        TEXT   PRIMARY KEY,
+	creator     TEXT   NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL
+);
+
+-- Users seen by an identity provider, and service accounts (named
+-- system:serviceaccount:<project>:<name>).
+CREATE TABLE users (
+	name        TEXT   PRIMARY KEY,
+	created_at  BIGINT NOT NULL
+);
+
+CREATE TABLE group_members (
+	group_name  TEXT NOT NULL,
+	user_name   TEXT NOT NULL,
+	PRIMARY KEY (group_name, user_name)
+);
+CREATE INDEX group_members_user ON group_members (user_name);
+
+-- Tokens are stored only as the SHA-256 of the secret.
+CREATE TABLE tokens (
+	id          TEXT   PRIMARY KEY,
+	secret_hash BLOB   NOT NULL UNIQUE,
+	user_name   TEXT   NOT NULL,
+	description TEXT   NOT NULL DEFAULT '',
+	created_at  BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL,
+	revoked_at  BIGINT
+);
+CREATE INDEX tokens_user ON tokens (user_name);
+
+-- A role granted to a user or group in a project, or cluster-wide when
+-- project is ''.
+CREATE TABLE role_bindings (
+	project      TEXT NOT NULL,
+	role         TEXT NOT NULL,
+	subject_kind TEXT NOT NULL CHECK (subject_kind IN ('User', 'Group')),
+	subject      TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	PRIMARY KEY (project, role, subject_kind, subject)
+);
+`,
 }

@@ -1,0 +1,98 @@
+package auth
+
+// The built-in roles, as data: the reference platform's registry roles and
+// the generic view/edit/admin/cluster-admin. A rule grants verbs on
+// resources of API groups; "*" matches anything. The registry's /v2
+// operations are checks on image.openshift.io:
+//
+//	pull                        get    imagestreams/layers
+//	push                        update imagestreams/layers
+//	push creating a repository  create imagestreams
+//	delete a manifest or blob   delete images
+//	catalog                     list   imagestreams
+//	metrics                     get    registry/metrics (cluster-wide)
+const (
+	groupImage   = "image.openshift.io"
+	groupCore    = ""
+	groupRBAC    = "rbac.authorization.k8s.io"
+	groupProject = "project.openshift.io"
+)
+
+var (
+	readVerbs  = []string{"get", "list", "watch"}
+	writeVerbs = []string{"create", "update", "patch", "delete", "deletecollection"}
+	allVerbs   = []string{"*"}
+
+	imageReadResources = []string{"imagestreams", "imagestreamtags", "imagestreamimages", "images", "imagestreams/status"}
+	imageWriteResources = []string{"imagestreams", "imagestreamtags", "imagestreamimages", "imagestreammappings",
+		"imagestreamimports", "images"}
+	// projectResources are the ordinary namespaced kinds edit and view
+	// cover; secrets are left to edit and admin.
+	projectResources = []string{"configmaps", "serviceaccounts", "namespaces", "projects"}
+)
+
+func rule(groups []string, resources []string, verbs ...[]string) Rule {
+	var vs []string
+	for _, v := range verbs {
+		vs = append(vs, v...)
+	}
+	return Rule{APIGroups: groups, Resources: resources, Verbs: vs}
+}
+
+func one(s string) []string { return []string{s} }
+
+// BuiltinRoles is the table of roles; it is read-only.
+var BuiltinRoles = map[string]Role{
+	"cluster-admin": {Rules: []Rule{rule(one("*"), one("*"), allVerbs)}},
+	"admin": {Rules: []Rule{
+		rule([]string{groupImage, groupCore, groupProject}, one("*"), allVerbs),
+		rule(one(groupRBAC), []string{"rolebindings", "roles"}, allVerbs),
+	}},
+	"edit": {Rules: []Rule{
+		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers"), readVerbs, writeVerbs),
+		rule(one(groupCore), append(projectResources, "secrets"), readVerbs, writeVerbs),
+	}},
+	"view": {Rules: []Rule{
+		rule(one(groupImage), imageReadResources, readVerbs),
+		rule(one(groupImage), one("imagestreams/layers"), one("get")),
+		rule([]string{groupCore, groupProject}, projectResources, readVerbs),
+	}},
+	"registry-admin": {Rules: []Rule{
+		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers", "imagestreams/status"), readVerbs, writeVerbs),
+		rule(one(groupRBAC), one("rolebindings"), allVerbs),
+		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
+	}},
+	"registry-editor": {Rules: []Rule{
+		rule(one(groupImage), imageWriteResources, readVerbs, writeVerbs),
+		rule(one(groupImage), one("imagestreams/layers"), []string{"get", "update"}),
+		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
+	}},
+	"registry-viewer": {Rules: []Rule{
+		rule(one(groupImage), imageReadResources, readVerbs),
+		rule(one(groupImage), one("imagestreams/layers"), one("get")),
+		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
+	}},
+	"system:image-puller": {Rules: []Rule{
+		rule(one(groupImage), one("imagestreams/layers"), one("get")),
+	}},
+	"system:image-pusher": {Rules: []Rule{
+		rule(one(groupImage), one("imagestreams/layers"), []string{"get", "update"}),
+	}},
+	"system:image-builder": {Rules: []Rule{
+		rule(one(groupImage), one("imagestreams/layers"), []string{"get", "update"}),
+		rule(one(groupImage), one("imagestreams"), one("create")),
+	}},
+	"system:image-pruner": {Rules: []Rule{
+		rule(one(groupImage), []string{"images", "imagestreams", "imagestreamtags"}, readVerbs),
+		rule(one(groupImage), one("images"), one("delete")),
+		rule(one(groupImage), one("imagestreams/status"), one("update")),
+	}},
+	"system:registry": {Rules: []Rule{
+		rule(one(groupImage), []string{"images", "imagestreams", "imagestreamtags", "imagestreamimages"}, readVerbs),
+		rule(one(groupImage), one("imagestreammappings"), one("create")),
+		rule(one(groupImage), one("imagestreams/layers"), one("get")),
+	}},
+	"self-provisioner": {Rules: []Rule{
+		rule(one(groupProject), one("projectrequests"), one("create")),
+	}},
+}

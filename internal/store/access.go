@@ -1,0 +1,258 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// Project is a namespace of repositories and role bindings.
+type Project struct {
+	Name    string
+	Creator string
+	Created time.Time
+}
+
+// CreateProject records a project; an existing one is
+// errdefs.ErrAlreadyExists.
+func (s *Store) CreateProject(ctx context.Context, p Project) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO projects (name, creator, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+			p.Name, p.Creator, s.micros())
+		if err != nil {
+			return fmt.Errorf("create project %s: %w", p.Name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("project %s: %w", p.Name, errdefs.ErrAlreadyExists)
+		}
+		return s.appendEvent(ctx, tx, "ProjectCreated", p.Name, "", "")
+	})
+}
+
+// Project returns one project.
+func (s *Store) Project(ctx context.Context, name string) (Project, error) {
+	p := Project{Name: name}
+	var created int64
+	err := s.read.QueryRowContext(ctx, `SELECT creator, created_at FROM projects WHERE name = ?`, name).Scan(&p.Creator, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Project{}, fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Project{}, fmt.Errorf("read project %s: %w", name, err)
+	}
+	p.Created = time.UnixMicro(created).UTC()
+	return p, nil
+}
+
+// Projects lists every project by name.
+func (s *Store) Projects(ctx context.Context) ([]Project, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT name, creator, created_at FROM projects ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	defer rows.Close()
+	var out []Project
+	for rows.Next() {
+		var p Project
+		var created int64
+		if err := rows.Scan(&p.Name, &p.Creator, &created); err != nil {
+			return nil, err
+		}
+		p.Created = time.UnixMicro(created).UTC()
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// DeleteProject removes a project and its role bindings. Its repositories
+// are left for the caller to delete first.
+func (s *Store) DeleteProject(ctx context.Context, name string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE name = ?`, name)
+		if err != nil {
+			return fmt.Errorf("delete project %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, name); err != nil {
+			return fmt.Errorf("delete bindings of %s: %w", name, err)
+		}
+		return s.appendEvent(ctx, tx, "ProjectDeleted", name, "", "")
+	})
+}
+
+// AddBinding grants role to a user or group ("User" or "Group") in project
+// ("" for cluster-wide). Granting again is a no-op.
+func (s *Store) AddBinding(ctx context.Context, project, role, kind, subject string) error {
+	if kind != "User" && kind != "Group" {
+		return fmt.Errorf("subject kind %q: %w", kind, errdefs.ErrInvalidArgument)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING`, project, role, kind, subject, s.micros())
+		if err != nil {
+			return fmt.Errorf("bind %s to %s %s in %q: %w", role, kind, subject, project, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			return s.appendEvent(ctx, tx, "RoleBound", project, "", role+" "+kind+":"+subject)
+		}
+		return nil
+	})
+}
+
+// RemoveBinding takes role from a subject in project; a binding that does
+// not exist is errdefs.ErrNotFound.
+func (s *Store) RemoveBinding(ctx context.Context, project, role, kind, subject string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM role_bindings WHERE project = ? AND role = ? AND subject_kind = ? AND subject = ?`,
+			project, role, kind, subject)
+		if err != nil {
+			return fmt.Errorf("unbind %s from %s %s in %q: %w", role, kind, subject, project, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("binding of %s to %s %s in %q: %w", role, kind, subject, project, errdefs.ErrNotFound)
+		}
+		return s.appendEvent(ctx, tx, "RoleUnbound", project, "", role+" "+kind+":"+subject)
+	})
+}
+
+// Bindings implements auth.BindingSource: the bindings of project and the
+// cluster-wide ones, one per role.
+func (s *Store) Bindings(ctx context.Context, project string) ([]auth.Binding, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT project, role, subject_kind, subject FROM role_bindings
+WHERE project = '' OR project = ? ORDER BY project, role`, project)
+	if err != nil {
+		return nil, fmt.Errorf("read bindings of %q: %w", project, err)
+	}
+	defer rows.Close()
+	var out []auth.Binding
+	for rows.Next() {
+		var proj, role, kind, subject string
+		if err := rows.Scan(&proj, &role, &kind, &subject); err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1].Project != proj || out[len(out)-1].Role != role {
+			out = append(out, auth.Binding{Project: proj, Role: role})
+		}
+		b := &out[len(out)-1]
+		if kind == "User" {
+			b.Users = append(b.Users, subject)
+		} else {
+			b.Groups = append(b.Groups, subject)
+		}
+	}
+	return out, rows.Err()
+}
+
+// GroupsOf returns the groups user belongs to.
+func (s *Store) GroupsOf(ctx context.Context, user string) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT group_name FROM group_members WHERE user_name = ? ORDER BY group_name`, user)
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", user, err)
+	}
+	return scanStrings(rows)
+}
+
+// AddGroupMember puts user in group.
+func (s *Store) AddGroupMember(ctx context.Context, group, user string) error {
+	_, err := s.write.ExecContext(ctx,
+		`INSERT INTO group_members (group_name, user_name) VALUES (?, ?) ON CONFLICT DO NOTHING`, group, user)
+	if err != nil {
+		return fmt.Errorf("add %s to group %s: %w", user, group, err)
+	}
+	return nil
+}
+
+// Token is a stored token: never the secret, only its hash.
+type Token struct {
+	ID          string
+	SecretHash  []byte
+	User        string
+	Description string
+	Created     time.Time
+	Expires     time.Time
+	// Revoked is zero while the token is valid.
+	Revoked time.Time
+}
+
+// CreateToken stores a token.
+func (s *Store) CreateToken(ctx context.Context, t Token) error {
+	_, err := s.write.ExecContext(ctx, `
+INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("create token for %s: %w", t.User, err)
+	}
+	return nil
+}
+
+// TokenByHash returns the token whose secret hashes to hash, revoked or
+// expired ones included (the caller decides).
+func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT id, secret_hash, user_name, description, created_at, expires_at, revoked_at FROM tokens WHERE secret_hash = ?`, hash)
+	if err != nil {
+		return Token{}, fmt.Errorf("look up token: %w", err)
+	}
+	tokens, err := scanTokens(rows)
+	if err != nil {
+		return Token{}, err
+	}
+	if len(tokens) == 0 {
+		return Token{}, fmt.Errorf("token: %w", errdefs.ErrNotFound)
+	}
+	return tokens[0], nil
+}
+
+// TokensOf lists a user's tokens, newest first.
+func (s *Store) TokensOf(ctx context.Context, user string) ([]Token, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT id, secret_hash, user_name, description, created_at, expires_at, revoked_at FROM tokens
+WHERE user_name = ? ORDER BY created_at DESC, id`, user)
+	if err != nil {
+		return nil, fmt.Errorf("list tokens of %s: %w", user, err)
+	}
+	return scanTokens(rows)
+}
+
+func scanTokens(rows *sql.Rows) ([]Token, error) {
+	defer rows.Close()
+	var out []Token
+	for rows.Next() {
+		var t Token
+		var created, expires int64
+		var revoked sql.NullInt64
+		if err := rows.Scan(&t.ID, &t.SecretHash, &t.User, &t.Description, &created, &expires, &revoked); err != nil {
+			return nil, err
+		}
+		t.Created, t.Expires = time.UnixMicro(created).UTC(), time.UnixMicro(expires).UTC()
+		if revoked.Valid {
+			t.Revoked = time.UnixMicro(revoked.Int64).UTC()
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RevokeToken marks token id revoked; an unknown or already revoked token
+// is errdefs.ErrNotFound.
+func (s *Store) RevokeToken(ctx context.Context, id string) error {
+	res, err := s.write.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.micros(), id)
+	if err != nil {
+		return fmt.Errorf("revoke token %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package store_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+func TestProjects(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
+	if err := s.CreateProject(ctx, store.Project{Name: "team"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("second CreateProject = %v", err)
+	}
+	p, err := s.Project(ctx, "team")
+	if err != nil || p.Creator != "alice" || p.Created.IsZero() {
+		t.Fatalf("Project = %+v, %v", p, err)
+	}
+	must(t, s.AddBinding(ctx, "team", "admin", "User", "alice"))
+	must(t, s.DeleteProject(ctx, "team"))
+	if _, err := s.Project(ctx, "team"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("Project after delete = %v", err)
+	}
+	if b, _ := s.Bindings(ctx, "team"); len(b) != 0 {
+		t.Fatalf("bindings outlived their project: %+v", b)
+	}
+}
+
+func TestBindingsFeedTheAuthorizer(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "Group", "qa"))
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob")) // no-op
+	must(t, s.AddBinding(ctx, "", "cluster-admin", "User", "admin"))
+	must(t, s.AddBinding(ctx, "other", "registry-editor", "User", "bob"))
+	if err := s.AddBinding(ctx, "team", "view", "Robot", "x"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("AddBinding with a bad kind = %v", err)
+	}
+	must(t, s.AddGroupMember(ctx, "qa", "carol"))
+	groups, err := s.GroupsOf(ctx, "carol")
+	if err != nil || len(groups) != 1 || groups[0] != "qa" {
+		t.Fatalf("GroupsOf = %v, %v", groups, err)
+	}
+	a := auth.NewRBAC(s)
+	check := func(u auth.User, verb, project string, want bool) {
+		t.Helper()
+		got, err := a.Authorize(ctx, u, verb, auth.ImageStreamLayers, project)
+		if err != nil || got != want {
+			t.Errorf("%s %s in %s = %v, %v; want %v", u.Name, verb, project, got, err, want)
+		}
+	}
+	bob := auth.User{Name: "bob", Groups: []string{auth.GroupAuthenticated}}
+	carol := auth.User{Name: "carol", Groups: append([]string{auth.GroupAuthenticated}, groups...)}
+	admin := auth.User{Name: "admin"}
+	check(bob, "get", "team", true)
+	check(bob, "update", "team", false)
+	check(bob, "update", "other", true)
+	check(carol, "get", "team", true)
+	check(carol, "get", "other", false)
+	check(admin, "update", "anything", true)
+	must(t, s.RemoveBinding(ctx, "team", "registry-viewer", "User", "bob"))
+	check(bob, "get", "team", false)
+	if err := s.RemoveBinding(ctx, "team", "registry-viewer", "User", "bob"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second RemoveBinding = %v", err)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	secret := sha256.Sum256([]byte("secret"))
+	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: secret[:], User: "alice", Expires: time.Now().Add(time.Hour)}))
+	other := sha256.Sum256([]byte("other"))
+	must(t, s.CreateToken(ctx, store.Token{ID: "t2", SecretHash: other[:], User: "alice", Expires: time.Now().Add(time.Hour)}))
+	tok, err := s.TokenByHash(ctx, secret[:])
+	if err != nil || tok.ID != "t1" || tok.User != "alice" || !tok.Revoked.IsZero() {
+		t.Fatalf("TokenByHash = %+v, %v", tok, err)
+	}
+	wrong := sha256.Sum256([]byte("wrong"))
+	if _, err := s.TokenByHash(ctx, wrong[:]); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("unknown token = %v", err)
+	}
+	must(t, s.RevokeToken(ctx, "t1"))
+	if err := s.RevokeToken(ctx, "t1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second revoke = %v", err)
+	}
+	tok, err = s.TokenByHash(ctx, secret[:])
+	if err != nil || tok.Revoked.IsZero() {
+		t.Fatalf("revoked token = %+v, %v", tok, err)
+	}
+	list, err := s.TokensOf(ctx, "alice")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("TokensOf = %d, %v", len(list), err)
+	}
+}
