@@ -23,7 +23,7 @@ var (
 	writeVerbs = []string{"create", "update", "patch", "delete", "deletecollection"}
 	allVerbs   = []string{"*"}
 
-	imageReadResources = []string{"imagestreams", "imagestreamtags", "imagestreamimages", "images", "imagestreams/status"}
+	imageReadResources  = []string{"imagestreams", "imagestreamtags", "imagestreamimages", "images", "imagestreams/status"}
 	imageWriteResources = []string{"imagestreams", "imagestreamtags", "imagestreamimages", "imagestreammappings",
 		"imagestreamimports", "images"}
 	// projectResources are the ordinary namespaced kinds edit and view
