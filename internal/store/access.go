@@ -256,3 +256,12 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// LookupToken implements auth.TokenSource.
+func (s *Store) LookupToken(ctx context.Context, hash []byte) (auth.TokenRecord, error) {
+	t, err := s.TokenByHash(ctx, hash)
+	if err != nil {
+		return auth.TokenRecord{}, err
+	}
+	return auth.TokenRecord{ID: t.ID, Hash: t.SecretHash, User: t.User, Expires: t.Expires, Revoked: t.Revoked}, nil
+}

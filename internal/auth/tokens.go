@@ -1,0 +1,162 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// TokenPrefix marks Berth's tokens, as the reference platform's "sha256~".
+const TokenPrefix = "sha256~"
+
+// ErrUnauthenticated: credentials were given and are not valid (unknown,
+// wrong, expired or revoked). Its message says which, for the client.
+var ErrUnauthenticated = errors.New("unauthenticated")
+
+// NewToken returns a fresh secret (256 random bits), an id to name it by
+// in listings and revocation, and the hash that is all the store keeps.
+func NewToken() (secret, id string, hash []byte) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	secret = TokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	idb := make([]byte, 8)
+	_, _ = rand.Read(idb)
+	return secret, hex.EncodeToString(idb), HashToken(secret)
+}
+
+// HashToken is the stored form of a token secret. A fast hash is right
+// here: the secret has 256 bits of entropy, so nothing is gained by
+// stretching it.
+func HashToken(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// TokenRecord is what the store knows of a token.
+type TokenRecord struct {
+	ID   string
+	Hash []byte
+	User string
+	// Expires and Revoked (zero while valid) bound its life.
+	Expires time.Time
+	Revoked time.Time
+}
+
+// TokenSource finds tokens by hash; an unknown one is errdefs.ErrNotFound.
+type TokenSource interface {
+	LookupToken(ctx context.Context, hash []byte) (TokenRecord, error)
+}
+
+// GroupSource returns the groups a user was put in.
+type GroupSource interface {
+	GroupsOf(ctx context.Context, user string) ([]string, error)
+}
+
+// IdentityProvider checks a user name and password (htpasswd now; OIDC
+// and LDAP later). A wrong password is (false, nil).
+type IdentityProvider interface {
+	CheckPassword(ctx context.Context, user, password string) (bool, error)
+}
+
+// Authenticator turns credentials into a User.
+type Authenticator struct {
+	Tokens   TokenSource
+	Groups   GroupSource
+	Identity IdentityProvider // nil: only tokens are accepted
+	Now      func() time.Time
+}
+
+// Token authenticates a token secret.
+func (a *Authenticator) Token(ctx context.Context, secret string) (User, error) {
+	if !strings.HasPrefix(secret, TokenPrefix) {
+		return User{}, fmt.Errorf("%w: not a token", ErrUnauthenticated)
+	}
+	hash := HashToken(secret)
+	rec, err := a.Tokens.LookupToken(ctx, hash)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return User{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+	}
+	if err != nil {
+		return User{}, fmt.Errorf("look up token: %w", err)
+	}
+	// The lookup matched by hash in an index; compare in constant time as
+	// well so no step depends on how much of a guess was right.
+	if subtle.ConstantTimeCompare(rec.Hash, hash) != 1 {
+		return User{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+	}
+	now := a.now()
+	switch {
+	case !rec.Revoked.IsZero():
+		return User{}, fmt.Errorf("%w: token revoked; log in again", ErrUnauthenticated)
+	case !now.Before(rec.Expires):
+		return User{}, fmt.Errorf("%w: token expired; log in again", ErrUnauthenticated)
+	}
+	return a.user(ctx, rec.User)
+}
+
+// Password authenticates a user name and password with the identity
+// provider.
+func (a *Authenticator) Password(ctx context.Context, name, password string) (User, error) {
+	if a.Identity == nil {
+		return User{}, fmt.Errorf("%w: no identity provider accepts passwords", ErrUnauthenticated)
+	}
+	ok, err := a.Identity.CheckPassword(ctx, name, password)
+	if err != nil {
+		return User{}, fmt.Errorf("check password of %s: %w", name, err)
+	}
+	if !ok {
+		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
+	}
+	return a.user(ctx, name)
+}
+
+func (a *Authenticator) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+// user builds the identity of name: its stored groups, the authenticated
+// group and, for a service account, its project's group.
+func (a *Authenticator) user(ctx context.Context, name string) (User, error) {
+	groups := []string{GroupAuthenticated}
+	if project, _, ok := ServiceAccountOf(name); ok {
+		groups = append(groups, "system:serviceaccounts", GroupServiceAccountsPrefix+project)
+	}
+	if a.Groups != nil {
+		stored, err := a.Groups.GroupsOf(ctx, name)
+		if err != nil {
+			return User{}, fmt.Errorf("groups of %s: %w", name, err)
+		}
+		groups = append(groups, stored...)
+	}
+	return User{Name: name, Groups: groups}, nil
+}
+
+// ServiceAccountUser names a project's service account.
+func ServiceAccountUser(project, name string) string {
+	return "system:serviceaccount:" + project + ":" + name
+}
+
+// ServiceAccountOf splits a service account's user name.
+func ServiceAccountOf(user string) (project, name string, ok bool) {
+	rest, ok := strings.CutPrefix(user, "system:serviceaccount:")
+	if !ok {
+		return "", "", false
+	}
+	project, name, ok = strings.Cut(rest, ":")
+	if !ok || project == "" || name == "" || strings.Contains(name, ":") {
+		return "", "", false
+	}
+	return project, name, true
+}
