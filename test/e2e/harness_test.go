@@ -120,23 +120,30 @@ func (s *server) start() {
 		listen = s.Addr
 	}
 	args := append([]string{"serve", "--listen", listen, "--data", s.DataDir}, s.args...)
-	s.cmd = exec.Command(berthBin, args...)
-	s.logs = &syncBuffer{}
-	stderr, err := s.cmd.StderrPipe()
+	cmd := exec.Command(berthBin, args...)
+	s.cmd = cmd
+	if s.logs == nil {
+		s.logs = &syncBuffer{} // kept across restarts
+	}
+	// The goroutines below outlive a killed process and must not read
+	// fields a restart rewrites: they get their own copies.
+	logs := s.logs
+	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	if err := s.cmd.Start(); err != nil {
+	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
-	s.done = make(chan struct{})
+	done := make(chan struct{})
+	s.done = done
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
-			s.logs.WriteString(line + "\n")
+			logs.WriteString(line + "\n")
 			if m := servingLine.FindStringSubmatch(line); m != nil {
 				select {
 				case addr <- m[2]:
@@ -146,11 +153,11 @@ func (s *server) start() {
 		}
 		_, _ = io.Copy(io.Discard, stderr)
 	}()
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	go func() { _ = cmd.Wait(); close(done) }()
 	select {
 	case a := <-addr:
 		s.Addr = a
-	case <-s.done:
+	case <-done:
 		s.t.Fatalf("berth exited before serving:\n%s", s.logs.String())
 	case <-time.After(30 * time.Second):
 		s.t.Fatalf("berth did not start within 30s:\n%s", s.logs.String())
