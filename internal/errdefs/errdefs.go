@@ -14,13 +14,9 @@ var (
 	ErrAlreadyExists = errors.New("already exists")
 	// ErrInvalidArgument: the caller's input is malformed.
 	ErrInvalidArgument = errors.New("invalid argument")
-	// ErrDigestMismatch: content did not hash to the digest it was declared with.
-	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrSizeMismatch: content did not have the length it was declared with.
 	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrUnavailable: the object is busy (an upload written by another
 	// request); retrying later may succeed.
 	ErrUnavailable = errors.New("unavailable")
-	// ErrUnsupported: the backend cannot do the operation.
-	ErrUnsupported = errors.New("unsupported")
 )

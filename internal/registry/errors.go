@@ -74,8 +74,6 @@ func fromClass(err error, notFound code, what string) *Error {
 		return &Error{Code: notFound, Message: what + " unknown to registry", Err: err}
 	case errors.Is(err, errdefs.ErrSizeMismatch):
 		return &Error{Code: codeSizeInvalid, Message: what + ": size does not match", Err: err}
-	case errors.Is(err, errdefs.ErrDigestMismatch):
-		return &Error{Code: codeDigestInvalid, Message: what + ": digest does not match", Err: err}
 	case errors.Is(err, errdefs.ErrUnavailable):
 		return &Error{Code: codeUnavailable, Message: what + " is busy, retry later", Err: err}
 	case errors.Is(err, errdefs.ErrInvalidArgument):

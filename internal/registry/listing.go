@@ -55,26 +55,35 @@ func pageQuery(last string, n int) url.Values {
 	return url.Values{"last": {last}, "n": {strconv.Itoa(n)}}
 }
 
+// namePage reads n and last (n defaults to def), fetches one page of
+// names and sets a Link to the next when there is one. The list is never
+// nil, so it encodes as [].
+func namePage(w http.ResponseWriter, req *http.Request, def int, fetch func(last string, n int) ([]string, bool, error)) ([]string, error) {
+	n, last, err := pageParams(req, def)
+	if err != nil || n == 0 {
+		return []string{}, err
+	}
+	names, more, err := fetch(last, n)
+	if err != nil {
+		return nil, err
+	}
+	if more {
+		setNextLink(w, req.URL.Path, pageQuery(names[len(names)-1], n))
+	}
+	if names == nil {
+		names = []string{}
+	}
+	return names, nil
+}
+
 // listTags serves GET /v2/<name>/tags/list. Without n it lists up to
 // maxPage tags, with a Link to the rest.
 func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo string) error {
-	n, last, err := pageParams(req, maxPage)
+	tags, err := namePage(w, req, maxPage, func(last string, n int) ([]string, bool, error) {
+		return r.meta.Tags(req.Context(), repo, last, n)
+	})
 	if err != nil {
-		return err
-	}
-	tags := []string{}
-	more := false
-	if n > 0 {
-		tags, more, err = r.meta.Tags(req.Context(), repo, last, n)
-		if err != nil {
-			return fromClass(err, codeNameUnknown, "repository "+repo)
-		}
-	}
-	if tags == nil {
-		tags = []string{}
-	}
-	if more {
-		setNextLink(w, req.URL.Path, pageQuery(tags[len(tags)-1], n))
+		return fromClass(err, codeNameUnknown, "repository "+repo)
 	}
 	return writeJSON(w, "application/json", struct {
 		Name string   `json:"name"`
@@ -84,23 +93,11 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo strin
 
 // catalog serves GET /v2/_catalog.
 func (r *Registry) catalog(w http.ResponseWriter, req *http.Request, _ string) error {
-	n, last, err := pageParams(req, defaultCatalogPage)
+	repos, err := namePage(w, req, defaultCatalogPage, func(last string, n int) ([]string, bool, error) {
+		return r.meta.Repositories(req.Context(), last, n)
+	})
 	if err != nil {
 		return err
-	}
-	repos := []string{}
-	more := false
-	if n > 0 {
-		repos, more, err = r.meta.Repositories(req.Context(), last, n)
-		if err != nil {
-			return err
-		}
-	}
-	if repos == nil {
-		repos = []string{}
-	}
-	if more {
-		setNextLink(w, req.URL.Path, pageQuery(repos[len(repos)-1], n))
 	}
 	return writeJSON(w, "application/json", struct {
 		Repositories []string `json:"repositories"`

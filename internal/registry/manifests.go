@@ -220,8 +220,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 	if dgst == "" {
 		dgst = digest.FromBytes(payload)
 	} else if got := dgst.Algorithm().FromBytes(payload); got != dgst {
-		return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("manifest hashes to %s, not %s", got, dgst),
-			Detail: map[string]string{"expected": dgst.String(), "actual": got.String()}}
+		return digestMismatch("manifest", dgst, got)
 	}
 	m, err := parseManifest(payload, requestMediaType(req), dgst, r.allowSparse)
 	if err != nil {

@@ -75,7 +75,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo}); err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload")
 	}
-	writeUploadHeaders(w, repo, id, 0)
+	writeUploadHeaders(w, repo, store.Upload{ID: id})
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -105,8 +105,7 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 		_ = r.blobs.Abort(ctx, id)
-		return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("content hashes to %s, not %s", got, dgst),
-			Detail: map[string]string{"expected": dgst.String(), "actual": got.String()}}
+		return digestMismatch("content", dgst, got)
 	}
 	if err := r.commitBlob(ctx, repo, id, dgst, n, false); err != nil {
 		return err
@@ -127,7 +126,7 @@ func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.
 			// The driver holds fewer bytes than the session recorded: the
 			// session cannot be finished, so it ends here.
 			r.abortSession(ctx, id)
-			return &Error{Code: codeBlobUploadUnknown, Message: "upload lost data; start again", Err: err}
+			return lostUpload(err)
 		}
 		// Otherwise the bytes stay so that a retried PUT can finish.
 		return fromClass(err, codeBlobUploadInvalid, "upload")
@@ -153,11 +152,33 @@ func blobCreated(w http.ResponseWriter, repo string, dgst digest.Digest) error {
 	return nil
 }
 
-func writeUploadHeaders(w http.ResponseWriter, repo, id string, size int64) {
+// digestMismatch is the answer to content that does not hash to the
+// digest it was sent with.
+func digestMismatch(what string, want, got digest.Digest) *Error {
+	return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("%s hashes to %s, not %s", what, got, want),
+		Detail: map[string]string{"expected": want.String(), "actual": got.String()}}
+}
+
+// lostUpload is the answer when the driver no longer holds bytes a session
+// recorded (a crash before they were synced): the session has ended.
+func lostUpload(err error) *Error {
+	return &Error{Code: codeBlobUploadUnknown, Message: "upload lost data; start again", Err: err}
+}
+
+// uploadHeader is what every answer about an upload session carries.
+func uploadHeader(repo string, u store.Upload) http.Header {
+	return http.Header{
+		"Location":           {uploadLocation(repo, u.ID)},
+		"Range":              {rangeHeader(u.Size)},
+		"Docker-Upload-Uuid": {u.ID},
+	}
+}
+
+func writeUploadHeaders(w http.ResponseWriter, repo string, u store.Upload) {
 	h := w.Header()
-	h.Set("Location", uploadLocation(repo, id))
-	h.Set("Docker-Upload-UUID", id)
-	h.Set("Range", rangeHeader(size))
+	for k, v := range uploadHeader(repo, u) {
+		h[k] = v
+	}
 	h.Set("Content-Length", "0")
 }
 
@@ -241,7 +262,7 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 		// The driver lost bytes it had acknowledged (a crash before a sync):
 		// the session cannot continue.
 		r.abortSession(ctx, u.ID)
-		return &Error{Code: codeBlobUploadUnknown, Message: "upload lost data; start again", Err: err}
+		return lostUpload(err)
 	}
 	if err != nil {
 		return &Error{Code: codeBlobUploadInvalid, Message: "reading chunk failed; resume from the Range of a status request", Err: err}
@@ -259,14 +280,6 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 	}
 	u.Size, u.HashState = next.Size, next.HashState
 	return nil
-}
-
-func uploadHeader(repo string, u store.Upload) http.Header {
-	return http.Header{
-		"Location":           {uploadLocation(repo, u.ID)},
-		"Range":              {rangeHeader(u.Size)},
-		"Docker-Upload-Uuid": {u.ID},
-	}
 }
 
 func (r *Registry) abortSession(ctx context.Context, id string) {
@@ -289,7 +302,7 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo st
 	if err := r.appendChunk(req, repo, &u, h); err != nil {
 		return err
 	}
-	writeUploadHeaders(w, repo, u.ID, u.Size)
+	writeUploadHeaders(w, repo, u)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -321,8 +334,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	}
 	if got != dgst {
 		r.abortSession(ctx, u.ID)
-		return &Error{Code: codeDigestInvalid, Message: fmt.Sprintf("upload hashes to %s, not %s; the upload is discarded", got, dgst),
-			Detail: map[string]string{"expected": dgst.String(), "actual": got.String()}}
+		return digestMismatch("upload (now discarded)", dgst, got)
 	}
 	if err := r.commitBlob(ctx, repo, u.ID, dgst, u.Size, true); err != nil {
 		return err
@@ -351,7 +363,7 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+req.PathValue("id"))
 	}
-	writeUploadHeaders(w, repo, u.ID, u.Size)
+	writeUploadHeaders(w, repo, u)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -35,27 +34,34 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 	})
 }
 
+const projectColumns = `name, creator, created_at`
+
 // Project returns one project.
 func (s *Store) Project(ctx context.Context, name string) (Project, error) {
-	p := Project{Name: name}
-	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT creator, created_at FROM projects WHERE name = ?`, name).Scan(&p.Creator, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Project{}, fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
-	}
+	rows, err := s.read.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name)
 	if err != nil {
 		return Project{}, fmt.Errorf("read project %s: %w", name, err)
 	}
-	p.Created = time.UnixMicro(created).UTC()
-	return p, nil
+	ps, err := scanProjects(rows)
+	if err != nil {
+		return Project{}, fmt.Errorf("read project %s: %w", name, err)
+	}
+	if len(ps) == 0 {
+		return Project{}, fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
+	}
+	return ps[0], nil
 }
 
 // Projects lists every project by name.
 func (s *Store) Projects(ctx context.Context) ([]Project, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT name, creator, created_at FROM projects ORDER BY name`)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list projects: %w", err)
 	}
+	return scanProjects(rows)
+}
+
+func scanProjects(rows *sql.Rows) ([]Project, error) {
 	defer rows.Close()
 	var out []Project
 	for rows.Next() {
@@ -199,8 +205,7 @@ INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires
 // TokenByHash returns the token whose secret hashes to hash, revoked or
 // expired ones included (the caller decides).
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
-	rows, err := s.read.QueryContext(ctx, `
-SELECT id, secret_hash, user_name, description, created_at, expires_at, revoked_at FROM tokens WHERE secret_hash = ?`, hash)
+	rows, err := s.read.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE secret_hash = ?`, hash)
 	if err != nil {
 		return Token{}, fmt.Errorf("look up token: %w", err)
 	}
@@ -216,14 +221,15 @@ SELECT id, secret_hash, user_name, description, created_at, expires_at, revoked_
 
 // TokensOf lists a user's tokens, newest first.
 func (s *Store) TokensOf(ctx context.Context, user string) ([]Token, error) {
-	rows, err := s.read.QueryContext(ctx, `
-SELECT id, secret_hash, user_name, description, created_at, expires_at, revoked_at FROM tokens
-WHERE user_name = ? ORDER BY created_at DESC, id`, user)
+	rows, err := s.read.QueryContext(ctx,
+		`SELECT `+tokenColumns+` FROM tokens WHERE user_name = ? ORDER BY created_at DESC, id`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens of %s: %w", user, err)
 	}
 	return scanTokens(rows)
 }
+
+const tokenColumns = `id, secret_hash, user_name, description, created_at, expires_at, revoked_at`
 
 func scanTokens(rows *sql.Rows) ([]Token, error) {
 	defer rows.Close()

@@ -120,8 +120,8 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return nil
 }
 
-// ProjectOf returns the project of a repository name "<project>/<image>".
-func ProjectOf(repo string) string {
+// projectOf returns the project of a repository name "<project>/<image>".
+func projectOf(repo string) string {
 	project, _, _ := strings.Cut(repo, "/")
 	return project
 }
@@ -137,7 +137,7 @@ func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (
 	}
 	if err := tx.QueryRowContext(ctx,
 		`INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) RETURNING id`,
-		repo, ProjectOf(repo), s.micros()).Scan(&id); err != nil {
+		repo, projectOf(repo), s.micros()).Scan(&id); err != nil {
 		return 0, fmt.Errorf("create repository %s: %w", repo, err)
 	}
 	if err := s.appendEvent(ctx, tx, "RepositoryCreated", repo, "", ""); err != nil {

@@ -4,6 +4,7 @@
 package filesystem
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -163,17 +164,13 @@ func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error)
 	}
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return io.NopCloser(eofReader{}), nil // nothing appended yet
+		return io.NopCloser(bytes.NewReader(nil)), nil // nothing appended yet
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open upload %s: %w", id, err)
 	}
 	return f, nil
 }
-
-type eofReader struct{}
-
-func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
 
 // Commit implements storage.Ingester: fsync the data, check the size,
 // rename into place, fsync the directory.
