@@ -17,6 +17,10 @@ const (
 	AnonymousUser        = "system:anonymous"
 	GroupAuthenticated   = "system:authenticated"
 	GroupUnauthenticated = "system:unauthenticated"
+	// GroupPeople is every authenticated user that is not a service
+	// account (the reference's name): project self-provisioning is bound
+	// to it, so robots cannot create projects.
+	GroupPeople = "system:authenticated:oauth"
 	// GroupServiceAccountsPrefix + project is the group of a project's
 	// service accounts.
 	GroupServiceAccountsPrefix = "system:serviceaccounts:"

@@ -127,10 +127,10 @@ func TestHtpasswd(t *testing.T) {
 	}
 
 	a := &Authenticator{Identity: h}
-	if _, err := a.Password(ctx, "bob", "nope"); !errors.Is(err, ErrUnauthenticated) {
+	if _, err := a.Password(ctx, "127.0.0.1", "bob", "nope"); !errors.Is(err, ErrUnauthenticated) {
 		t.Errorf("wrong password = %v", err)
 	}
-	if u, err := a.Password(ctx, "bob", "pw"); err != nil || u.Name != "bob" {
+	if u, err := a.Password(ctx, "127.0.0.1", "bob", "pw"); err != nil || u.Name != "bob" {
 		t.Errorf("right password = %+v, %v", u, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -72,51 +73,104 @@ type Authenticator struct {
 	Tokens   TokenSource
 	Groups   GroupSource
 	Identity IdentityProvider // nil: only tokens are accepted
-	Now      func() time.Time
+	// Users and Clients throttle failed password checks per user name and
+	// per client address; nil does not throttle.
+	Users, Clients *Throttle
+	// PasswordTTL is how long a verified password is remembered; 0 means
+	// one minute, negative never.
+	PasswordTTL time.Duration
+	Now         func() time.Time
+
+	cacheOnce sync.Once
+	cache     *passwordCache
+}
+
+// Identity is who made a request and, when a token proved it, which.
+type Identity struct {
+	User
+	// TokenID names the token the request carried; "" for a password or
+	// no credentials.
+	TokenID string
+	// Expires is when that token stops working.
+	Expires time.Time
 }
 
 // Token authenticates a token secret.
-func (a *Authenticator) Token(ctx context.Context, secret string) (User, error) {
+func (a *Authenticator) Token(ctx context.Context, secret string) (Identity, error) {
 	if !strings.HasPrefix(secret, TokenPrefix) {
-		return User{}, fmt.Errorf("%w: not a token", ErrUnauthenticated)
+		return Identity{}, fmt.Errorf("%w: not a token", ErrUnauthenticated)
 	}
 	hash := HashToken(secret)
 	rec, err := a.Tokens.LookupToken(ctx, hash)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return User{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+		return Identity{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("look up token: %w", err)
+		return Identity{}, fmt.Errorf("look up token: %w", err)
 	}
 	// The lookup matched by hash in an index; compare in constant time as
 	// well so no step depends on how much of a guess was right.
 	if subtle.ConstantTimeCompare(rec.Hash, hash) != 1 {
-		return User{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
+		return Identity{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
 	now := a.now()
 	switch {
 	case !rec.Revoked.IsZero():
-		return User{}, fmt.Errorf("%w: token revoked; log in again", ErrUnauthenticated)
+		return Identity{}, fmt.Errorf("%w: token revoked; log in again", ErrUnauthenticated)
 	case !now.Before(rec.Expires):
-		return User{}, fmt.Errorf("%w: token expired; log in again", ErrUnauthenticated)
+		return Identity{}, fmt.Errorf("%w: token expired; log in again", ErrUnauthenticated)
 	}
-	return a.user(ctx, rec.User)
+	u, err := a.user(ctx, rec.User)
+	if err != nil {
+		return Identity{}, err
+	}
+	return Identity{User: u, TokenID: rec.ID, Expires: rec.Expires}, nil
 }
 
 // Password authenticates a user name and password with the identity
-// provider.
-func (a *Authenticator) Password(ctx context.Context, name, password string) (User, error) {
+// provider. client (the caller's address) and name are throttled apart,
+// so one attacker cannot try many users and many attackers cannot try
+// one user.
+func (a *Authenticator) Password(ctx context.Context, client, name, password string) (User, error) {
 	if a.Identity == nil {
 		return User{}, fmt.Errorf("%w: no identity provider accepts passwords", ErrUnauthenticated)
+	}
+	cache := a.passwords()
+	key := passwordKey(name, password)
+	now := a.now()
+	if cache != nil && cache.hit(key, now) {
+		return a.user(ctx, name)
+	}
+	if wait := max(a.Users.Wait(name), a.Clients.Wait(client)); wait > 0 {
+		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	ok, err := a.Identity.CheckPassword(ctx, name, password)
 	if err != nil {
 		return User{}, fmt.Errorf("check password of %s: %w", name, err)
 	}
 	if !ok {
+		a.Users.Fail(name)
+		a.Clients.Fail(client)
 		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
 	}
+	a.Users.Reset(name)
+	if cache != nil {
+		cache.put(key, now)
+	}
 	return a.user(ctx, name)
+}
+
+func (a *Authenticator) passwords() *passwordCache {
+	a.cacheOnce.Do(func() {
+		ttl := a.PasswordTTL
+		if ttl == 0 {
+			ttl = time.Minute
+		}
+		if ttl > 0 {
+			a.cache = &passwordCache{ttl: ttl, max: 10000}
+		}
+	})
+	return a.cache
 }
 
 func (a *Authenticator) now() time.Time {
@@ -132,6 +186,8 @@ func (a *Authenticator) user(ctx context.Context, name string) (User, error) {
 	groups := []string{GroupAuthenticated}
 	if project, _, ok := ServiceAccountOf(name); ok {
 		groups = append(groups, "system:serviceaccounts", GroupServiceAccountsPrefix+project)
+	} else {
+		groups = append(groups, GroupPeople)
 	}
 	if a.Groups != nil {
 		stored, err := a.Groups.GroupsOf(ctx, name)

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -60,9 +61,13 @@ func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the registry",
-		Long: `Run the registry. By default it serves HTTPS on :5000 with a certificate from
+			Long: `Run the registry. By default it serves HTTPS on :5000 with a certificate from
 a local CA it creates under DATA/pki (trust DATA/pki/ca.crt), and keeps blobs
-and metadata under DATA.`,
+and metadata under DATA.
+
+On first start it creates the cluster administrator "admin", with the password
+in $BERTH_ADMIN_PASSWORD or, when that is unset, a random one written to
+DATA/admin-password (mode 0600).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
@@ -70,6 +75,7 @@ and metadata under DATA.`,
 				return err
 			}
 			cfg.Logger = log
+			cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, cfg)
@@ -85,6 +91,11 @@ and metadata under DATA.`,
 	f.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGTERM (default 30s)")
 	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060")
+	f.StringVar(&cfg.Htpasswd, "htpasswd", "", "htpasswd file (bcrypt, htpasswd -B) of users who may log in; re-read when it changes")
+	f.IntVar(&cfg.LoginAttempts, "login-attempts", 5, "failed logins of one user within --login-window before a lockout (a client gets 4x as many)")
+	f.DurationVar(&cfg.LoginWindow, "login-window", 5*time.Minute, "window in which failed logins are counted")
+	f.DurationVar(&cfg.LoginLockout, "login-lockout", time.Minute, "first lockout after too many failed logins; doubles with each lockout in a row")
+	f.DurationVar(&cfg.RegistryTokenTTL, "registry-token-ttl", time.Hour, "life of a token /openshift/token issues for a user name and password")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	return cmd

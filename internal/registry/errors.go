@@ -36,6 +36,9 @@ var (
 	codeNotFound             = code{"NOT_FOUND", http.StatusNotFound}
 	codePaginationInvalid    = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
 	codeUnavailable          = code{"UNAVAILABLE", http.StatusServiceUnavailable}
+	codeUnauthorized         = code{"UNAUTHORIZED", http.StatusUnauthorized}
+	codeDenied               = code{"DENIED", http.StatusForbidden}
+	codeTooManyRequests      = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
 	codeInternal             = code{"INTERNAL_ERROR", http.StatusInternalServerError}
 )
 

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -91,10 +93,18 @@ func (r *Registry) listTags(w http.ResponseWriter, req *http.Request, repo strin
 	}{repo, tags})
 }
 
-// catalog serves GET /v2/_catalog.
+// catalog serves GET /v2/_catalog: the repositories the caller may pull.
 func (r *Registry) catalog(w http.ResponseWriter, req *http.Request, _ string) error {
+	ctx := req.Context()
+	projects, all, err := r.visibleProjects(ctx, auth.IdentityFrom(ctx).User)
+	if err != nil {
+		return err
+	}
 	repos, err := namePage(w, req, defaultCatalogPage, func(last string, n int) ([]string, bool, error) {
-		return r.meta.Repositories(req.Context(), last, n)
+		if all {
+			return r.meta.Repositories(ctx, last, n)
+		}
+		return r.projects.RepositoriesIn(ctx, projects, last, n)
 	})
 	if err != nil {
 		return err
@@ -104,8 +114,18 @@ func (r *Registry) catalog(w http.ResponseWriter, req *http.Request, _ string) e
 	}{repos})
 }
 
+// errNoReferrers stands, in place of a refusal, for the empty answer a
+// repository that does not exist gives.
+var errNoReferrers = errors.New("answer with an empty referrers list")
+
 // listReferrers serves GET /v2/<name>/referrers/<digest>[?artifactType=].
 func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, repo string) error {
+	return r.listReferrersOf(w, req, repo, false)
+}
+
+// listReferrersOf answers for repo, or, when hidden, as for a repository
+// that does not exist (after the same checks of the request).
+func (r *Registry) listReferrersOf(w http.ResponseWriter, req *http.Request, repo string, hidden bool) error {
 	dgst, err := parseDigest(req.PathValue("digest"))
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
@@ -115,9 +135,15 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, repo 
 		return err
 	}
 	artifactType := req.URL.Query().Get("artifactType")
-	refs, more, err := r.meta.Referrers(req.Context(), repo, dgst, artifactType, last, n)
-	if err != nil {
-		return err
+	var refs []store.Descriptor
+	var more bool
+	if !hidden {
+		if refs, more, err = r.meta.Referrers(req.Context(), repo, dgst, artifactType, last, n); err != nil {
+			return err
+		}
+	}
+	if refs == nil {
+		refs = []store.Descriptor{}
 	}
 	if artifactType != "" {
 		w.Header().Set("OCI-Filters-Applied", "artifactType")

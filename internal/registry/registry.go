@@ -7,6 +7,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"path"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -66,6 +68,13 @@ type Options struct {
 	// in the repository (OCI "sparse" content: partial mirrors). Off, such a
 	// PUT fails with MANIFEST_BLOB_UNKNOWN or MANIFEST_UNKNOWN.
 	AllowSparse bool
+	// Authorizer decides every request; nil serves everyone everything
+	// (the protocol's own tests).
+	Authorizer auth.Authorizer
+	// Projects is required with an Authorizer.
+	Projects Projects
+	// TokenRealm is the path of the token endpoint 401 challenges name.
+	TokenRealm string
 }
 
 // Registry is the /v2 protocol handler.
@@ -77,6 +86,9 @@ type Registry struct {
 	allowSparse bool
 	mux         *http.ServeMux
 	busy        busySet
+	authz       auth.Authorizer
+	projects    Projects
+	tokenRealm  string
 }
 
 const defaultMaxManifestBytes = 4 << 20
@@ -90,6 +102,9 @@ func New(opts Options) *Registry {
 		maxManifest: opts.MaxManifestBytes,
 		allowSparse: opts.AllowSparse,
 		busy:        busySet{m: map[string]time.Time{}},
+		authz:       opts.Authorizer,
+		projects:    opts.Projects,
+		tokenRealm:  opts.TokenRealm,
 	}
 	if r.log == nil {
 		r.log = slog.Default()
@@ -104,27 +119,53 @@ func New(opts Options) *Registry {
 // handlerFunc is a /v2 handler; repo is "" on routes without a repository.
 type handlerFunc func(w http.ResponseWriter, req *http.Request, repo string) error
 
+// endpoint is a handler with the access it needs.
+type endpoint struct {
+	h   handlerFunc
+	act action
+	// createsRepository: the request may create the repository, which
+	// needs the right to create image streams.
+	createsRepository bool
+	// hidden is the answer to a caller who may not see the project: what
+	// a repository that does not exist answers.
+	hidden error
+}
+
 func (r *Registry) routes() {
 	mux := http.NewServeMux()
 	const repo = "/v2/{project}/{image}"
+	push := func(h handlerFunc) endpoint { return endpoint{h: h, act: actPush} }
+	blobUnknown := newError(codeBlobUnknown, "blob unknown to registry")
+	manifestUnknown := newError(codeManifestUnknown, "manifest unknown to registry")
 	repoRoutes := []struct {
 		pattern string
-		methods map[string]handlerFunc
+		methods map[string]endpoint
 	}{
-		{repo + "/blobs/uploads/{$}", map[string]handlerFunc{"POST": r.startUpload}},
-		{repo + "/blobs/uploads/{id}", map[string]handlerFunc{
-			"GET": r.uploadStatus, "PATCH": r.patchUpload, "PUT": r.finishUpload, "DELETE": r.cancelUpload}},
-		{repo + "/blobs/{digest}", map[string]handlerFunc{"GET": r.getBlob, "HEAD": r.getBlob, "DELETE": r.deleteBlob}},
-		{repo + "/manifests/{reference}", map[string]handlerFunc{
-			"GET": r.getManifest, "HEAD": r.getManifest, "PUT": r.putManifest, "DELETE": r.deleteManifest}},
-		{repo + "/tags/list", map[string]handlerFunc{"GET": r.listTags}},
-		{repo + "/referrers/{digest}", map[string]handlerFunc{"GET": r.listReferrers}},
+		{repo + "/blobs/uploads/{$}", map[string]endpoint{
+			"POST": {h: r.startUpload, act: actPush, createsRepository: true}}},
+		{repo + "/blobs/uploads/{id}", map[string]endpoint{
+			"GET": push(r.uploadStatus), "PATCH": push(r.patchUpload), "PUT": push(r.finishUpload), "DELETE": push(r.cancelUpload)}},
+		{repo + "/blobs/{digest}", map[string]endpoint{
+			"GET":    {h: r.getBlob, act: actPull, hidden: blobUnknown},
+			"HEAD":   {h: r.getBlob, act: actPull, hidden: blobUnknown},
+			"DELETE": {h: r.deleteBlob, act: actDelete, hidden: blobUnknown}}},
+		{repo + "/manifests/{reference}", map[string]endpoint{
+			"GET":    {h: r.getManifest, act: actPull, hidden: manifestUnknown},
+			"HEAD":   {h: r.getManifest, act: actPull, hidden: manifestUnknown},
+			"PUT":    {h: r.putManifest, act: actPush, createsRepository: true},
+			"DELETE": {h: r.deleteManifest, act: actDelete, hidden: manifestUnknown}}},
+		{repo + "/tags/list", map[string]endpoint{
+			"GET": {h: r.listTags, act: actPull, hidden: newError(codeNameUnknown, "repository name not known to registry")}}},
+		{repo + "/referrers/{digest}", map[string]endpoint{
+			"GET": {h: r.listReferrers, act: actPull, hidden: errNoReferrers}}},
 	}
 	for _, rt := range repoRoutes {
 		mux.Handle(rt.pattern, r.dispatch(rt.methods, true))
 	}
-	mux.Handle("/v2/_catalog", r.dispatch(map[string]handlerFunc{"GET": r.catalog, "HEAD": r.catalog}, false))
-	mux.Handle("/v2/{$}", r.dispatch(map[string]handlerFunc{"GET": r.base, "HEAD": r.base}, false))
+	mux.Handle("/v2/_catalog", r.dispatch(map[string]endpoint{
+		"GET": {h: r.catalog, act: actCatalog}, "HEAD": {h: r.catalog, act: actCatalog}}, false))
+	mux.Handle("/v2/{$}", r.dispatch(map[string]endpoint{
+		"GET": {h: r.base, act: actPing}, "HEAD": {h: r.base, act: actPing}}, false))
 	mux.HandleFunc("/v2/", r.unknownRoute)
 	r.mux = mux
 }
@@ -143,9 +184,9 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 
 // dispatch picks the handler for the method and, on repository routes,
 // validates the name before any handler sees it.
-func (r *Registry) dispatch(methods map[string]handlerFunc, hasRepo bool) http.Handler {
+func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		h, ok := methods[req.Method]
+		ep, ok := methods[req.Method]
 		if !ok {
 			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
 			return
@@ -158,13 +199,19 @@ func (r *Registry) dispatch(methods map[string]handlerFunc, hasRepo bool) http.H
 				return
 			}
 		}
-		if err := h(w, req, repo); err != nil {
+		err := r.authorize(req, ep, repo)
+		if errors.Is(err, errNoReferrers) {
+			err = r.listReferrersOf(w, req, repo, true)
+		} else if err == nil {
+			err = ep.h(w, req, repo)
+		}
+		if err != nil {
 			writeError(w, req, r.log, err)
 		}
 	})
 }
 
-func methodNotAllowed(w http.ResponseWriter, req *http.Request, methods map[string]handlerFunc) *Error {
+func methodNotAllowed(w http.ResponseWriter, req *http.Request, methods map[string]endpoint) *Error {
 	allowed := make([]string, 0, len(methods))
 	for m := range methods {
 		allowed = append(allowed, m)

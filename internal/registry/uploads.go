@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -81,16 +82,47 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 }
 
 // mount links dgst into repo from another repository that holds it: from,
-// or, when the request names no source, any repository.
+// or, when the request names no source, any repository. Only a source the
+// caller may pull from counts; any other is reported as not mountable, so
+// a mount never tells whether someone else's repository holds a blob.
 func (r *Registry) mount(ctx context.Context, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
 	if named && parseName(from) != nil {
 		return false, nil // a bad source is just not mountable
+	}
+	user := auth.IdentityFrom(ctx).User
+	if named {
+		if ok, err := r.pullable(ctx, user, from); err != nil || !ok {
+			return false, err
+		}
+	} else if _, all, err := r.visibleProjects(ctx, user); err != nil {
+		return false, err
+	} else if !all {
+		source, err := r.pullableHolder(ctx, user, dgst)
+		if err != nil || source == "" {
+			return false, err
+		}
+		from = source
 	}
 	mounted, err := r.meta.MountBlob(ctx, repo, from, dgst)
 	if err != nil {
 		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
 	return mounted, nil
+}
+
+// pullableHolder returns a repository holding dgst that user may pull
+// from, "" if none (among the first few holders).
+func (r *Registry) pullableHolder(ctx context.Context, user auth.User, dgst digest.Digest) (string, error) {
+	holders, err := r.projects.RepositoriesWithBlob(ctx, dgst, 50)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range holders {
+		if ok, err := r.pullable(ctx, user, h); err != nil || ok {
+			return h, err
+		}
+	}
+	return "", nil
 }
 
 // monolithicUpload stores a whole blob sent with POST ?digest=.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/internal/apiserver"
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
@@ -47,6 +49,43 @@ type Config struct {
 	DebugListen string
 	// Ready, when set, receives the bound address once serving starts.
 	Ready chan<- net.Addr
+
+	// AdminPassword is the password of the administrator created on first
+	// start; "" generates one into DataDir/admin-password.
+	AdminPassword string
+	// Htpasswd is an htpasswd file of users who may log in ("": only the
+	// administrator and tokens).
+	Htpasswd string
+	// LoginAttempts failed logins within LoginWindow lock a user name (and
+	// 4× as many a client address) out for LoginLockout, doubling with
+	// each lockout in a row.
+	LoginAttempts int
+	LoginWindow   time.Duration
+	LoginLockout  time.Duration
+	// RegistryTokenTTL is the life of a token the registry's token endpoint
+	// issues for a user name and password.
+	RegistryTokenTTL time.Duration
+}
+
+func (cfg *Config) setDefaults() {
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 30 * time.Second
+	}
+	if cfg.UploadTTL == 0 {
+		cfg.UploadTTL = 24 * time.Hour
+	}
+	if cfg.LoginAttempts == 0 {
+		cfg.LoginAttempts = 5
+	}
+	if cfg.LoginWindow == 0 {
+		cfg.LoginWindow = 5 * time.Minute
+	}
+	if cfg.LoginLockout == 0 {
+		cfg.LoginLockout = time.Minute
+	}
+	if cfg.RegistryTokenTTL == 0 {
+		cfg.RegistryTokenTTL = time.Hour
+	}
 }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
@@ -55,12 +94,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 30 * time.Second
-	}
-	if cfg.UploadTTL == 0 {
-		cfg.UploadTTL = 24 * time.Hour
-	}
+	cfg.setDefaults()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -92,13 +126,36 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
+	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	identity, err := identityProviders(meta, cfg.Htpasswd)
+	if err != nil {
+		return err
+	}
+	authn := &auth.Authenticator{
+		Tokens: meta, Groups: meta, Identity: identity,
+		Users:   &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Clients: &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+	}
+	authz := auth.NewRBAC(meta)
+	issuer := &auth.Issuer{Tokens: meta}
+
 	reg := registry.New(registry.Options{
 		Metadata: meta, Blobs: blobs, Logger: log,
 		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
+		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
+	})
+	api := apiserver.New(apiserver.Options{
+		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log,
 	})
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", reg)
-	mux.Handle("/v2", reg)
+	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
+	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
+	mux.Handle(auth.TokenPath, &auth.TokenEndpoint{Authenticator: authn, Issuer: issuer, TTL: cfg.RegistryTokenTTL, Logger: log})
+	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
+		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 
 	srv := &http.Server{
@@ -135,6 +192,7 @@ func Run(ctx context.Context, cfg Config) error {
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
 	wg.Go(func() { expireUploadsEvery(janitorCtx, time.Hour, meta, blobs, cfg.UploadTTL, log) })
+	wg.Go(func() { expireTokensEvery(janitorCtx, time.Hour, meta, log) })
 	if cfg.DebugListen != "" {
 		debug, err := startDebug(cfg.DebugListen, log)
 		if err != nil {

@@ -3,8 +3,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -17,8 +21,8 @@ type Project struct {
 	Created time.Time
 }
 
-// CreateProject records a project; an existing one is
-// errdefs.ErrAlreadyExists.
+// CreateProject records a project and makes its creator (when not "") its
+// admin; an existing project is errdefs.ErrAlreadyExists.
 func (s *Store) CreateProject(ctx context.Context, p Project) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
@@ -29,6 +33,15 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("project %s: %w", p.Name, errdefs.ErrAlreadyExists)
+		}
+		// The creator administers the project from the same commit: there is
+		// no moment when the project exists and nobody may manage it.
+		if p.Creator != "" {
+			if _, err := tx.ExecContext(ctx, `
+INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, 'admin', 'User', ?, ?)
+ON CONFLICT DO NOTHING`, p.Name, p.Creator, s.micros()); err != nil {
+				return fmt.Errorf("make %s admin of %s: %w", p.Creator, p.Name, err)
+			}
 		}
 		return s.appendEvent(ctx, tx, "ProjectCreated", p.Name, "", "")
 	})
@@ -270,4 +283,69 @@ func (s *Store) LookupToken(ctx context.Context, hash []byte) (auth.TokenRecord,
 		return auth.TokenRecord{}, err
 	}
 	return auth.TokenRecord{ID: t.ID, Hash: t.SecretHash, User: t.User, Expires: t.Expires, Revoked: t.Revoked}, nil
+}
+
+// SaveToken implements auth.TokenWriter.
+func (s *Store) SaveToken(ctx context.Context, rec auth.TokenRecord, description string) error {
+	return s.CreateToken(ctx, Token{ID: rec.ID, SecretHash: rec.Hash, User: rec.User, Description: description, Expires: rec.Expires})
+}
+
+// ProjectsBoundTo lists the projects where a binding names user or one of
+// groups.
+func (s *Store) ProjectsBoundTo(ctx context.Context, user string, groups []string) ([]string, error) {
+	q := `SELECT DISTINCT project FROM role_bindings WHERE project <> '' AND ((subject_kind = 'User' AND subject = ?)`
+	args := []any{user}
+	if len(groups) > 0 {
+		q += ` OR (subject_kind = 'Group' AND subject IN (` + placeholders(len(groups)) + `))`
+		for _, g := range groups {
+			args = append(args, g)
+		}
+	}
+	rows, err := s.read.QueryContext(ctx, q+`) ORDER BY project`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("projects bound to %s: %w", user, err)
+	}
+	return scanStrings(rows)
+}
+
+// RepositoriesIn pages through the repositories of projects by name.
+func (s *Store) RepositoriesIn(ctx context.Context, projects []string, last string, n int) ([]string, bool, error) {
+	if len(projects) == 0 {
+		return nil, false, nil
+	}
+	args := []any{last}
+	for _, p := range projects {
+		args = append(args, p)
+	}
+	args = append(args, n+1)
+	rows, err := s.read.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND project IN (`+
+		placeholders(len(projects))+`) ORDER BY name LIMIT ?`, args...)
+	if err != nil {
+		return nil, false, fmt.Errorf("list repositories: %w", err)
+	}
+	return page(rows, n)
+}
+
+// RepositoriesWithBlob lists up to n repositories holding dgst.
+func (s *Store) RepositoriesWithBlob(ctx context.Context, dgst digest.Digest, n int) ([]string, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(dgst), n)
+	if err != nil {
+		return nil, fmt.Errorf("repositories with %s: %w", dgst, err)
+	}
+	return scanStrings(rows)
+}
+
+// RepositoryExists reports whether repo has been created.
+func (s *Store) RepositoryExists(ctx context.Context, repo string) (bool, error) {
+	_, err := s.repositoryID(ctx, s.read, repo)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func placeholders(n int) string {
+	return strings.TrimSuffix(strings.Repeat("?, ", n), ", ")
 }

@@ -156,4 +156,17 @@ CREATE TABLE role_bindings (
 	PRIMARY KEY (project, role, subject_kind, subject)
 );
 `,
+	// 3: local passwords (the bootstrap administrator) and settings.
+	`
+-- A bcrypt hash for users Berth itself authenticates (the bootstrap
+-- admin); '' for users of an external identity provider and service accounts.
+ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
+
+-- Cluster-wide settings every instance must agree on.
+CREATE TABLE settings (
+	name        TEXT   PRIMARY KEY,
+	value       TEXT   NOT NULL,
+	updated_at  BIGINT NOT NULL
+);
+`,
 }

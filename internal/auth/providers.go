@@ -1,0 +1,109 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// LocalUsers is the identity provider of users Berth keeps itself (the
+// bootstrap administrator): bcrypt hashes in the metadata store.
+type LocalUsers struct {
+	// PasswordHash returns the user's bcrypt hash, "" or
+	// errdefs.ErrNotFound when Berth holds none.
+	PasswordHash func(ctx context.Context, user string) (string, error)
+}
+
+// CheckPassword implements IdentityProvider.
+func (l LocalUsers) CheckPassword(ctx context.Context, user, password string) (bool, error) {
+	hash, err := l.PasswordHash(ctx, user)
+	if errors.Is(err, errdefs.ErrNotFound) || (err == nil && hash == "") {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil, nil
+}
+
+// HashPassword returns the bcrypt hash of password for LocalUsers.
+func HashPassword(password string) (string, error) {
+	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+	return string(h), err
+}
+
+// Chain asks each provider in turn; the first to accept the password wins.
+type Chain []IdentityProvider
+
+// CheckPassword implements IdentityProvider.
+func (c Chain) CheckPassword(ctx context.Context, user, password string) (bool, error) {
+	var errs []error
+	for _, p := range c {
+		ok, err := p.CheckPassword(ctx, user, password)
+		if ok {
+			return true, nil
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return false, errors.Join(errs...)
+}
+
+// passwordCache remembers, briefly, that a user name and password were
+// right. Clients resend Basic credentials on every request; without it
+// each would cost a bcrypt (tens of milliseconds of CPU). Keys are hashes,
+// so the cache never holds a password.
+type passwordCache struct {
+	ttl time.Duration
+	max int
+
+	mu      sync.Mutex
+	entries map[[sha256.Size]byte]time.Time
+}
+
+func passwordKey(user, password string) [sha256.Size]byte {
+	h := sha256.New()
+	h.Write([]byte(user))
+	h.Write([]byte{0})
+	h.Write([]byte(password))
+	var k [sha256.Size]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func (c *passwordCache) hit(k [sha256.Size]byte, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	exp, ok := c.entries[k]
+	if ok && now.After(exp) {
+		delete(c.entries, k)
+		return false
+	}
+	return ok
+}
+
+func (c *passwordCache) put(k [sha256.Size]byte, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries == nil {
+		c.entries = map[[sha256.Size]byte]time.Time{}
+	}
+	if len(c.entries) >= c.max {
+		for key, exp := range c.entries {
+			if now.After(exp) {
+				delete(c.entries, key)
+			}
+		}
+		if len(c.entries) >= c.max {
+			clear(c.entries)
+		}
+	}
+	c.entries[k] = now.Add(c.ttl)
+}

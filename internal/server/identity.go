@@ -1,0 +1,134 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// AdminUser is the cluster administrator created on first start.
+const AdminUser = "admin"
+
+// AdminPasswordFile, in the data directory, holds the generated password
+// of AdminUser when BERTH_ADMIN_PASSWORD did not give one.
+const AdminPasswordFile = "admin-password"
+
+const settingBootstrapped = "bootstrapped"
+
+// bootstrap runs once per metadata store: it creates the administrator and
+// the default bindings (every user, service accounts aside, may create
+// projects, as on the reference platform). It is redone after a crash in the middle,
+// since the "bootstrapped" mark is written last.
+func bootstrap(ctx context.Context, meta *store.Store, dataDir, password string, log *slog.Logger) error {
+	if _, err := meta.Setting(ctx, settingBootstrapped); err == nil {
+		return nil
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	given := password != ""
+	passwordFile := filepath.Join(dataDir, AdminPasswordFile)
+	if !given {
+		b := make([]byte, 18)
+		_, _ = rand.Read(b)
+		password = base64.RawURLEncoding.EncodeToString(b)
+		if err := writeSecretFile(passwordFile, password+"\n"); err != nil {
+			return fmt.Errorf("write the administrator's password: %w", err)
+		}
+	}
+	hash, err := auth.HashPassword(password)
+	if err != nil {
+		return err
+	}
+	err = meta.CreateUser(ctx, store.User{Name: AdminUser, PasswordHash: hash})
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		err = meta.SetUserPassword(ctx, AdminUser, hash)
+	}
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct{ role, kind, subject string }{
+		{"cluster-admin", "User", AdminUser},
+		{"self-provisioner", "Group", auth.GroupPeople},
+	} {
+		if err := meta.AddBinding(ctx, "", b.role, b.kind, b.subject); err != nil {
+			return err
+		}
+	}
+	if _, err := meta.InitSetting(ctx, settingBootstrapped, time.Now().UTC().Format(time.RFC3339)); err != nil {
+		return err
+	}
+	if given {
+		log.Info("created the cluster administrator", "user", AdminUser, "password", "as configured (BERTH_ADMIN_PASSWORD)")
+	} else {
+		log.Info("created the cluster administrator", "user", AdminUser, "password_file", passwordFile)
+	}
+	return nil
+}
+
+// writeSecretFile writes a file only its owner can read, durably.
+func writeSecretFile(path, content string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// identityProviders are the password checkers in force: Berth's own users
+// first, then the htpasswd file when one is configured.
+func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvider, error) {
+	chain := auth.Chain{auth.LocalUsers{PasswordHash: func(ctx context.Context, name string) (string, error) {
+		u, err := meta.User(ctx, name)
+		return u.PasswordHash, err
+	}}}
+	if htpasswd != "" {
+		h, err := auth.OpenHtpasswd(htpasswd)
+		if err != nil {
+			return nil, err
+		}
+		chain = append(chain, h)
+	}
+	return chain, nil
+}
+
+// expireTokensEvery deletes tokens a day after they expired or were
+// revoked (kept that long so a client is told "expired", not "unknown").
+func expireTokensEvery(ctx context.Context, every time.Duration, meta *store.Store, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := meta.DeleteExpiredTokens(ctx, time.Now().Add(-24*time.Hour))
+			if err != nil {
+				log.Warn("delete expired tokens", "err", err)
+			} else if n > 0 {
+				log.Info("deleted expired tokens", "count", n)
+			}
+		}
+	}
+}
