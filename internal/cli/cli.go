@@ -61,7 +61,7 @@ func newServeCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the registry",
-			Long: `Run the registry. By default it serves HTTPS on :5000 with a certificate from
+		Long: `Run the registry. By default it serves HTTPS on :5000 with a certificate from
 a local CA it creates under DATA/pki (trust DATA/pki/ca.crt), and keeps blobs
 and metadata under DATA.
 

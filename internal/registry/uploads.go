@@ -15,8 +15,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 )
 
