@@ -121,6 +121,7 @@ func (s *server) start() {
 	}
 	args := append([]string{"serve", "--listen", listen, "--data", s.DataDir}, s.args...)
 	cmd := exec.Command(berthBin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_ADMIN_PASSWORD="+adminPassword)
 	s.cmd = cmd
 	if s.logs == nil {
 		s.logs = &syncBuffer{} // kept across restarts
@@ -189,8 +190,40 @@ func (s *server) CertDir() string {
 	return dir
 }
 
-// Client is an HTTP client that trusts the server's CA.
+// adminPassword is the password of the server's "admin" (cluster-admin).
+const adminPassword = "e2e-admin-Pa55word"
+
+// Client is an HTTP client that trusts the server's CA and sends the
+// administrator's credentials on requests that carry none.
 func (s *server) Client() *http.Client {
+	c := s.AnonymousClient()
+	c.Transport = basicAuth{next: c.Transport, user: "admin", password: adminPassword}
+	return c
+}
+
+// ClientAs is like Client with another user's credentials.
+func (s *server) ClientAs(user, password string) *http.Client {
+	c := s.AnonymousClient()
+	c.Transport = basicAuth{next: c.Transport, user: user, password: password}
+	return c
+}
+
+type basicAuth struct {
+	next           http.RoundTripper
+	user, password string
+}
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.user, b.password)
+	}
+	return b.next.RoundTrip(r)
+}
+
+// AnonymousClient is an HTTP client that trusts the server's CA and sends
+// no credentials.
+func (s *server) AnonymousClient() *http.Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if s.TLS {
 		pool := x509.NewCertPool()
