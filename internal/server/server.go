@@ -129,34 +129,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	identity, err := identityProviders(meta, cfg.Htpasswd)
+	mux, err := newHandler(cfg, meta, blobs, log)
 	if err != nil {
 		return err
 	}
-	authn := &auth.Authenticator{
-		Tokens: meta, Groups: meta, Identity: identity,
-		Users:   &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
-		Clients: &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
-	}
-	authz := auth.NewRBAC(meta)
-	issuer := &auth.Issuer{Tokens: meta}
-
-	reg := registry.New(registry.Options{
-		Metadata: meta, Blobs: blobs, Logger: log,
-		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
-		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
-	})
-	api := apiserver.New(apiserver.Options{
-		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log,
-	})
-	mux := http.NewServeMux()
-	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
-	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
-	mux.Handle(auth.TokenPath, &auth.TokenEndpoint{Authenticator: authn, Issuer: issuer, TTL: cfg.RegistryTokenTTL, Logger: log})
-	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
-		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
-	}
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 
 	srv := &http.Server{
 		Handler:           accessLog(log, mux),
@@ -290,4 +266,38 @@ func expireUploadsEvery(ctx context.Context, every time.Duration, meta uploadRec
 			expireUploads(ctx, meta, blobs, ttl, log)
 		}
 	}
+}
+
+// newHandler assembles the HTTP surface: authentication in front of the
+// registry and the management API, and the token endpoint.
+func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.Logger) (http.Handler, error) {
+	identity, err := identityProviders(meta, cfg.Htpasswd)
+	if err != nil {
+		return nil, err
+	}
+	authn := &auth.Authenticator{
+		Tokens: meta, Groups: meta, Identity: identity,
+		Users:   &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Clients: &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+	}
+	authz := auth.NewRBAC(meta)
+	issuer := &auth.Issuer{Tokens: meta}
+
+	reg := registry.New(registry.Options{
+		Metadata: meta, Blobs: blobs, Logger: log,
+		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
+		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
+	})
+	api := apiserver.New(apiserver.Options{
+		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log,
+	})
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
+	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
+	mux.Handle(auth.TokenPath, &auth.TokenEndpoint{Authenticator: authn, Issuer: issuer, TTL: cfg.RegistryTokenTTL, Logger: log})
+	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
+		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	return mux, nil
 }

@@ -43,8 +43,26 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+const testAdminPassword = "server-test-admin"
+
+// admin is an HTTP client that authenticates as the bootstrap admin.
+var admin = &http.Client{Transport: basicAuth{"admin", testAdminPassword}}
+
+type basicAuth struct{ user, password string }
+
+func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.SetBasicAuth(b.user, b.password)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
+	if cfg.AdminPassword == "" {
+		cfg.AdminPassword = testAdminPassword
+	}
 	ready := make(chan net.Addr, 1)
 	logs := &lockedBuffer{}
 	if cfg.Logger == nil {
@@ -85,7 +103,7 @@ func (r *running) shutdown(t *testing.T) {
 func pushBlob(t *testing.T, url, repo string, content []byte) *http.Response {
 	t.Helper()
 	dgst := digest.FromBytes(content)
-	resp, err := http.Post(url+"/v2/"+repo+"/blobs/uploads/?digest="+dgst.String(), "application/octet-stream", bytes.NewReader(content))
+	resp, err := admin.Post(url+"/v2/"+repo+"/blobs/uploads/?digest="+dgst.String(), "application/octet-stream", bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +114,7 @@ func pushBlob(t *testing.T, url, repo string, content []byte) *http.Response {
 func status(t *testing.T, method, url string) int {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := admin.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,14 +177,14 @@ func TestFilesystemKeepsAndCleansOnRestart(t *testing.T) {
 	r := start(t, Config{DataDir: dir})
 	content := []byte("durable")
 	pushBlob(t, r.url, "p/app", content)
-	resp, err := http.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
+	resp, err := admin.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	session := resp.Header.Get("Location")
 	req, _ := http.NewRequest("PATCH", r.url+session, strings.NewReader("partial"))
-	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 202 {
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 202 {
 		t.Fatalf("PATCH = %v, %v", resp, err)
 	}
 	r.shutdown(t)
@@ -183,7 +201,7 @@ func TestFilesystemKeepsAndCleansOnRestart(t *testing.T) {
 	}
 	// The open session survives and resumes where it was.
 	req, _ = http.NewRequest("GET", r.url+session, nil)
-	st, err := http.DefaultClient.Do(req)
+	st, err := admin.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +233,7 @@ func TestGracefulShutdown(t *testing.T) {
 		req.ContentLength = int64(len(content))
 		out := make(chan *http.Response, 1)
 		go func() {
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := admin.Do(req)
 			if err != nil {
 				out <- nil
 				return
@@ -236,7 +254,7 @@ func TestGracefulShutdown(t *testing.T) {
 	finished, _ := slow(content, true)
 	// A chunk of an upload session in flight too: its session bookkeeping
 	// must not be cancelled by the stop signal.
-	resp, err := http.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
+	resp, err := admin.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +264,7 @@ func TestGracefulShutdown(t *testing.T) {
 	patch.ContentLength = int64(len(content))
 	patched := make(chan int, 1)
 	go func() {
-		resp, err := http.DefaultClient.Do(patch)
+		resp, err := admin.Do(patch)
 		if err != nil {
 			patched <- 0
 			return

@@ -1,0 +1,418 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// accessFixture is the whole HTTP surface over a real store, with one
+// token per kind of caller.
+type accessFixture struct {
+	t      *testing.T
+	url    string
+	meta   *store.Store
+	tokens map[string]string // caller → Authorization header value
+	n      int
+}
+
+// callers, in the column order of the matrix.
+var callers = []string{"anonymous", "other", "viewer", "editor", "builder", "pusher", "padmin", "cadmin", "robot", "expired", "revoked"}
+
+func newAccessFixture(t *testing.T) *accessFixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	blobs, err := drivers.Builtin().New(ctx, "memory", storage.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{AdminPassword: testAdminPassword}
+	cfg.setDefaults()
+	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
+		t.Fatal(err)
+	}
+	h, err := newHandler(cfg, meta, blobs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	f := &accessFixture{t: t, url: srv.URL, meta: meta, tokens: map[string]string{"anonymous": ""}}
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(meta.CreateProject(ctx, store.Project{Name: "proj", Creator: "padmin"}))
+	must(meta.CreateProject(ctx, store.Project{Name: "elsewhere", Creator: "other"}))
+	for user, role := range map[string]string{
+		"viewer": "registry-viewer", "editor": "registry-editor",
+		"builder": "system:image-builder", "pusher": "system:image-pusher",
+	} {
+		must(meta.AddBinding(ctx, "proj", role, "User", user))
+	}
+	issuer := &auth.Issuer{Tokens: meta}
+	issue := func(user string, ttl time.Duration, at time.Time) (string, auth.TokenRecord) {
+		issuer.Now = func() time.Time { return at }
+		secret, rec, err := issuer.Issue(ctx, user, ttl, "test")
+		must(err)
+		return "Bearer " + secret, rec
+	}
+	now := time.Now()
+	for caller, user := range map[string]string{
+		"other": "other", "viewer": "viewer", "editor": "editor", "builder": "builder", "pusher": "pusher",
+		"padmin": "padmin", "cadmin": "admin", "robot": auth.ServiceAccountUser("proj", "robot"),
+	} {
+		f.tokens[caller], _ = issue(user, time.Hour, now)
+	}
+	f.tokens["expired"], _ = issue("editor", time.Minute, now.Add(-time.Hour))
+	var revoked auth.TokenRecord
+	f.tokens["revoked"], revoked = issue("editor", time.Hour, now)
+	must(meta.RevokeToken(ctx, revoked.ID))
+
+	f.pushImage("proj/app", "v1", []byte("layer of proj/app"))
+	f.pushImage("elsewhere/app", "v1", []byte("layer of elsewhere/app"))
+	return f
+}
+
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r reply) code() string {
+	var e struct {
+		Errors []struct{ Code string } `json:"errors"`
+	}
+	if json.Unmarshal(r.body, &e) == nil && len(e.Errors) > 0 {
+		return e.Errors[0].Code
+	}
+	return ""
+}
+
+func (f *accessFixture) do(caller, method, path string, body []byte, header ...string) reply {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.url+path, bytes.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if a := f.tokens[caller]; a != "" {
+		req.Header.Set("Authorization", a)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return reply{resp.StatusCode, resp.Header, b}
+}
+
+func (f *accessFixture) admin(method, path string, body []byte, want int, header ...string) reply {
+	f.t.Helper()
+	r := f.do("cadmin", method, path, body, header...)
+	if r.status != want {
+		f.t.Fatalf("admin %s %s = %d %s, want %d", method, path, r.status, r.body, want)
+	}
+	return r
+}
+
+func (f *accessFixture) pushBlob(repo string, content []byte) digest.Digest {
+	f.t.Helper()
+	d := digest.FromBytes(content)
+	f.admin("POST", "/v2/"+repo+"/blobs/uploads/?digest="+d.String(), content, http.StatusCreated)
+	return d
+}
+
+// pushImage pushes a one-layer image and tags it; it returns the
+// manifest's digest.
+func (f *accessFixture) pushImage(repo, tag string, layer []byte) digest.Digest {
+	f.t.Helper()
+	f.n++
+	config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","n":%d}`, f.n))
+	manifest := f.manifest(f.pushBlob(repo, config), len(config), f.pushBlob(repo, layer), len(layer))
+	f.admin("PUT", "/v2/"+repo+"/manifests/"+tag, manifest, http.StatusCreated,
+		"Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	return digest.FromBytes(manifest)
+}
+
+func (f *accessFixture) manifest(config digest.Digest, configSize int, layer digest.Digest, layerSize int) []byte {
+	return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		config, configSize, layer, layerSize))
+}
+
+// A request of the matrix: prepare (run as admin, fresh for each cell)
+// returns the method, path, body and headers to send.
+type matrixRow struct {
+	name    string
+	prepare func(f *accessFixture) (method, path string, body []byte, header []string)
+	want    []int // in the order of callers
+}
+
+func fixed(method, path string) func(*accessFixture) (string, string, []byte, []string) {
+	return func(*accessFixture) (string, string, []byte, []string) { return method, path, nil, nil }
+}
+
+// Statuses by caller: anonymous, other, viewer, editor, builder, pusher,
+// padmin, cadmin, robot, expired, revoked.
+var (
+	pullOK  = []int{401, 404, 200, 200, 200, 200, 200, 200, 200, 401, 401}
+	pushOld = []int{401, 403, 403, 0, 0, 0, 0, 0, 403, 401, 401} // 0: the success status of the row
+	pushNew = []int{401, 403, 403, 0, 0, 403, 0, 0, 403, 401, 401}
+	deletes = []int{401, 404, 403, 202, 403, 403, 202, 202, 403, 401, 401}
+)
+
+func withSuccess(want []int, ok int) []int {
+	out := slices.Clone(want)
+	for i, v := range out {
+		if v == 0 {
+			out[i] = ok
+		}
+	}
+	return out
+}
+
+func TestRegistryAuthorizationMatrix(t *testing.T) {
+	f := newAccessFixture(t)
+	layer := []byte("layer of proj/app")
+	layerDigest := digest.FromBytes(layer)
+	manifestDigest := f.pushImage("proj/app", "v1", layer)
+	session := func(f *accessFixture) string {
+		return f.admin("POST", "/v2/proj/app/blobs/uploads/", nil, http.StatusAccepted).header.Get("Location")
+	}
+	emptyIndex := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
+
+	rows := []matrixRow{
+		{"GET /v2/", fixed("GET", "/v2/"), []int{401, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401}},
+		{"GET catalog", fixed("GET", "/v2/_catalog"), []int{401, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401}},
+		{"HEAD blob", fixed("HEAD", "/v2/proj/app/blobs/"+layerDigest.String()), pullOK},
+		{"GET blob", fixed("GET", "/v2/proj/app/blobs/"+layerDigest.String()), pullOK},
+		{"HEAD manifest", fixed("HEAD", "/v2/proj/app/manifests/v1"), pullOK},
+		{"GET manifest by tag", fixed("GET", "/v2/proj/app/manifests/v1"), pullOK},
+		{"GET manifest by digest", fixed("GET", "/v2/proj/app/manifests/"+manifestDigest.String()), pullOK},
+		{"GET tags", fixed("GET", "/v2/proj/app/tags/list"), pullOK},
+		// A hidden repository answers referrers as a missing one: an empty list.
+		{"GET referrers", fixed("GET", "/v2/proj/app/referrers/"+manifestDigest.String()),
+			[]int{401, 200, 200, 200, 200, 200, 200, 200, 200, 401, 401}},
+		{"POST upload", fixed("POST", "/v2/proj/app/blobs/uploads/"), withSuccess(pushOld, 202)},
+		{"POST upload, new repository", func(f *accessFixture) (string, string, []byte, []string) {
+			f.n++
+			return "POST", fmt.Sprintf("/v2/proj/new%d/blobs/uploads/", f.n), nil, nil
+		}, withSuccess(pushNew, 202)},
+		{"POST monolithic upload", func(*accessFixture) (string, string, []byte, []string) {
+			return "POST", "/v2/proj/app/blobs/uploads/?digest=" + digest.FromString("mono").String(), []byte("mono"), nil
+		}, withSuccess(pushOld, 201)},
+		{"GET upload status", func(f *accessFixture) (string, string, []byte, []string) {
+			return "GET", session(f), nil, nil
+		}, withSuccess(pushOld, 204)},
+		{"PATCH upload", func(f *accessFixture) (string, string, []byte, []string) {
+			return "PATCH", session(f), []byte("chunk"), []string{"Content-Type", "application/octet-stream"}
+		}, withSuccess(pushOld, 202)},
+		{"PUT upload", func(f *accessFixture) (string, string, []byte, []string) {
+			loc, sep := session(f), "?"
+			if strings.Contains(loc, "?") {
+				sep = "&"
+			}
+			return "PUT", loc + sep + "digest=" + digest.FromString("whole").String(), []byte("whole"),
+				[]string{"Content-Type", "application/octet-stream"}
+		}, withSuccess(pushOld, 201)},
+		{"DELETE upload", func(f *accessFixture) (string, string, []byte, []string) {
+			return "DELETE", session(f), nil, nil
+		}, withSuccess(pushOld, 204)},
+		{"PUT manifest", func(f *accessFixture) (string, string, []byte, []string) {
+			f.n++
+			return "PUT", fmt.Sprintf("/v2/proj/app/manifests/t%d", f.n), emptyIndex,
+				[]string{"Content-Type", "application/vnd.oci.image.index.v1+json"}
+		}, withSuccess(pushOld, 201)},
+		{"PUT manifest, new repository", func(f *accessFixture) (string, string, []byte, []string) {
+			f.n++
+			return "PUT", fmt.Sprintf("/v2/proj/new%d/manifests/latest", f.n), emptyIndex,
+				[]string{"Content-Type", "application/vnd.oci.image.index.v1+json"}
+		}, withSuccess(pushNew, 201)},
+		{"DELETE manifest", func(f *accessFixture) (string, string, []byte, []string) {
+			f.n++
+			d := f.pushImage("proj/app", fmt.Sprintf("d%d", f.n), []byte(fmt.Sprintf("layer %d", f.n)))
+			return "DELETE", "/v2/proj/app/manifests/" + d.String(), nil, nil
+		}, deletes},
+		{"DELETE blob", func(f *accessFixture) (string, string, []byte, []string) {
+			f.n++
+			d := f.pushBlob("proj/app", []byte(fmt.Sprintf("blob %d", f.n)))
+			return "DELETE", "/v2/proj/app/blobs/" + d.String(), nil, nil
+		}, deletes},
+	}
+	for _, row := range rows {
+		for i, caller := range callers {
+			method, path, body, header := row.prepare(f)
+			got := f.do(caller, method, path, body, header...)
+			if got.status != row.want[i] {
+				t.Errorf("%s as %s: %d %s, want %d", row.name, caller, got.status, got.body, row.want[i])
+			}
+			if got.status == 401 && !strings.Contains(got.header.Get("WWW-Authenticate"), `Bearer realm="`+f.url+auth.TokenPath+`"`) {
+				t.Errorf("%s as %s: 401 without the token realm challenge: %q", row.name, caller, got.header.Get("WWW-Authenticate"))
+			}
+			if got.status == 403 && got.code() != "DENIED" {
+				t.Errorf("%s as %s: 403 with code %q, want DENIED", row.name, caller, got.code())
+			}
+		}
+	}
+}
+
+// A project the caller may not see answers exactly as one that does not
+// exist: same status, same body.
+func TestHiddenProjectLooksMissing(t *testing.T) {
+	f := newAccessFixture(t)
+	manifest := f.pushImage("proj/app", "v1", []byte("hidden layer"))
+	layer := digest.FromBytes([]byte("hidden layer"))
+	for _, p := range []string{
+		"/blobs/" + layer.String(), "/manifests/v1", "/manifests/" + manifest.String(),
+		"/tags/list", "/referrers/" + manifest.String(),
+	} {
+		for _, method := range []string{"GET", "HEAD", "DELETE"} {
+			if method == "DELETE" && (p == "/tags/list" || strings.HasPrefix(p, "/referrers/")) {
+				continue
+			}
+			hidden := f.do("other", method, "/v2/proj/app"+p, nil)
+			missing := f.do("other", method, "/v2/ghost/app"+p, nil)
+			if hidden.status != missing.status || !bytes.Equal(hidden.body, missing.body) {
+				t.Errorf("%s %s: hidden project %d %s, missing project %d %s",
+					method, p, hidden.status, hidden.body, missing.status, missing.body)
+			}
+		}
+	}
+	// And as the cluster admin sees the missing one (the real answer).
+	for _, p := range []string{"/blobs/" + layer.String(), "/manifests/v1"} {
+		hidden := f.do("other", "GET", "/v2/proj/app"+p, nil)
+		real := f.do("cadmin", "GET", "/v2/ghost/app"+p, nil)
+		if hidden.status != real.status || hidden.code() != real.code() {
+			t.Errorf("GET %s: hidden %d %s, truly missing %d %s", p, hidden.status, hidden.code(), real.status, real.code())
+		}
+	}
+}
+
+func TestCatalogListsOnlyPullable(t *testing.T) {
+	f := newAccessFixture(t)
+	ctx := context.Background()
+	f.pushImage("pub/app", "v1", []byte("public layer"))
+	if err := f.meta.AddBinding(ctx, "pub", "system:image-puller", "Group", auth.GroupUnauthenticated); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.meta.AddBinding(ctx, "pub", "system:image-puller", "Group", auth.GroupAuthenticated); err != nil {
+		t.Fatal(err)
+	}
+	f.tokens["anonymous token"] = "Bearer " + auth.AnonymousToken
+	for caller, want := range map[string][]string{
+		"cadmin":          {"elsewhere/app", "proj/app", "pub/app"},
+		"viewer":          {"proj/app", "pub/app"},
+		"other":           {"elsewhere/app", "pub/app"},
+		"robot":           {"proj/app", "pub/app"},
+		"anonymous token": {"pub/app"},
+	} {
+		var got struct{ Repositories []string }
+		r := f.do(caller, "GET", "/v2/_catalog", nil)
+		if err := json.Unmarshal(r.body, &got); err != nil || r.status != 200 {
+			t.Fatalf("catalog as %s: %d %s", caller, r.status, r.body)
+		}
+		if !slices.Equal(got.Repositories, want) {
+			t.Errorf("catalog as %s = %v, want %v", caller, got.Repositories, want)
+		}
+	}
+	// Paging through a filtered catalog still ends and skips nothing.
+	r := f.do("viewer", "GET", "/v2/_catalog?n=1", nil)
+	if !strings.Contains(string(r.body), `"proj/app"`) || !strings.Contains(r.header.Get("Link"), "last=proj%2Fapp") {
+		t.Errorf("first page as viewer: %s Link %q", r.body, r.header.Get("Link"))
+	}
+	// A public project is pulled without any credentials.
+	if r := f.do("anonymous", "GET", "/v2/pub/app/manifests/v1", nil); r.status != 200 {
+		t.Errorf("anonymous pull of a public project = %d %s", r.status, r.body)
+	}
+}
+
+func TestMountNeedsPullOnTheSource(t *testing.T) {
+	f := newAccessFixture(t)
+	secret := f.pushBlob("elsewhere/app", []byte("secret layer"))
+	open := f.pushBlob("proj/app", []byte("open layer"))
+	for _, tc := range []struct {
+		name, query string
+		want        int
+	}{
+		{"from a repository the caller may not pull", "?mount=" + secret.String() + "&from=elsewhere/app", 202},
+		{"from a pullable repository", "?mount=" + open.String() + "&from=proj/app", 201},
+		{"without from, only pullable holders count", "?mount=" + secret.String(), 202},
+		{"without from, a pullable holder", "?mount=" + open.String(), 201},
+	} {
+		r := f.do("editor", "POST", "/v2/proj/copy/blobs/uploads/"+tc.query, nil)
+		if r.status != tc.want {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.want)
+		}
+	}
+	if r := f.do("editor", "HEAD", "/v2/proj/copy/blobs/"+secret.String(), nil); r.status != 404 {
+		t.Errorf("the refused mount linked the blob: HEAD = %d", r.status)
+	}
+}
+
+func TestPushCreatesProjectForSelfProvisioners(t *testing.T) {
+	f := newAccessFixture(t)
+	ctx := context.Background()
+	issuer := &auth.Issuer{Tokens: f.meta}
+	newbie, _, err := issuer.Issue(ctx, "newbie", time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tokens["newbie"] = "Bearer " + newbie
+	if r := f.do("newbie", "HEAD", "/v2/fresh/app/blobs/"+digest.FromString("x").String(), nil); r.status != 404 {
+		t.Fatalf("HEAD before the push = %d, want 404", r.status)
+	}
+	if r := f.do("newbie", "POST", "/v2/fresh/app/blobs/uploads/", nil); r.status != 202 {
+		t.Fatalf("first push to a new project = %d %s", r.status, r.body)
+	}
+	p, err := f.meta.Project(ctx, "fresh")
+	if err != nil || p.Creator != "newbie" {
+		t.Fatalf("project after the push = %+v, %v", p, err)
+	}
+	if ok, err := auth.NewRBAC(f.meta).Authorize(ctx, auth.User{Name: "newbie"}, "delete", auth.Images, "fresh"); err != nil || !ok {
+		t.Errorf("the pusher is not admin of the project it created: %v %v", ok, err)
+	}
+	// Someone else's existing project is not taken over.
+	if r := f.do("newbie", "POST", "/v2/elsewhere/app/blobs/uploads/", nil); r.status != 403 {
+		t.Errorf("push to another user's project = %d, want 403", r.status)
+	}
+	// Service accounts do not provision projects.
+	if r := f.do("robot", "POST", "/v2/robots/app/blobs/uploads/", nil); r.status != 403 {
+		t.Errorf("service account push to a new project = %d, want 403", r.status)
+	}
+	if _, err := f.meta.Project(ctx, "robots"); err == nil {
+		t.Error("a service account's push created a project")
+	}
+}
