@@ -16,6 +16,7 @@ const (
 	groupCore    = ""
 	groupRBAC    = "rbac.authorization.k8s.io"
 	groupProject = "project.openshift.io"
+	groupAuthz   = "authorization.openshift.io"
 )
 
 var (
@@ -47,10 +48,12 @@ var BuiltinRoles = map[string]Role{
 	"admin": {Rules: []Rule{
 		rule([]string{groupImage, groupCore, groupProject}, one("*"), allVerbs),
 		rule(one(groupRBAC), []string{"rolebindings", "roles"}, allVerbs),
+		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 	}},
 	"edit": {Rules: []Rule{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers"), readVerbs, writeVerbs),
 		rule(one(groupCore), append(projectResources, "secrets"), readVerbs, writeVerbs),
+		rule(one(groupCore), one("serviceaccounts/token"), one("create")),
 	}},
 	"view": {Rules: []Rule{
 		rule(one(groupImage), imageReadResources, readVerbs),
@@ -61,6 +64,7 @@ var BuiltinRoles = map[string]Role{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers", "imagestreams/status"), readVerbs, writeVerbs),
 		rule(one(groupRBAC), one("rolebindings"), allVerbs),
 		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
+		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 	}},
 	"registry-editor": {Rules: []Rule{
 		rule(one(groupImage), imageWriteResources, readVerbs, writeVerbs),
