@@ -1,0 +1,205 @@
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingProvider accepts one user and password and counts the checks.
+type countingProvider struct {
+	user, password string
+	checks         atomic.Int64
+}
+
+func (c *countingProvider) CheckPassword(_ context.Context, user, password string) (bool, error) {
+	c.checks.Add(1)
+	return user == c.user && password == c.password, nil
+}
+
+type memWriter struct{ tokens memTokens }
+
+func (m memWriter) SaveToken(_ context.Context, rec TokenRecord, _ string) error {
+	m.tokens[string(rec.Hash)] = rec
+	return nil
+}
+
+func basic(user, password string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+password))
+}
+
+func newRequest(authorization string) *http.Request {
+	r := httptest.NewRequest("GET", "/v2/", nil)
+	r.RemoteAddr = "192.0.2.7:4711"
+	if authorization != "" {
+		r.Header.Set("Authorization", authorization)
+	}
+	return r
+}
+
+func TestRequestCredentials(t *testing.T) {
+	tokens := memTokens{}
+	issuer := &Issuer{Tokens: memWriter{tokens}}
+	secret, rec, err := issuer.Issue(context.Background(), "alice", time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Authenticator{Tokens: tokens, Identity: &countingProvider{user: "bob", password: "pw"}}
+	for _, tc := range []struct {
+		name, header, user string
+		tokenID            string
+		fail               string // "" = success
+	}{
+		{"no credentials", "", AnonymousUser, "", ""},
+		{"anonymous bearer", "Bearer anonymous", AnonymousUser, "", ""},
+		{"bearer token", "Bearer " + secret, "alice", rec.ID, ""},
+		{"token as Basic password, any user name", basic("kubeadmin", secret), "alice", rec.ID, ""},
+		{"token as Basic password, empty user name", basic("", secret), "alice", rec.ID, ""},
+		{"user name and password", basic("bob", "pw"), "bob", "", ""},
+		{"wrong password", basic("bob", "nope"), "", "", "wrong user name or password"},
+		// The user name ends at the first colon, so "any:thing" sends the
+		// password "thing:TOKEN", which is no token, as the reference documents.
+		{"user name with a colon", "Basic " + base64.StdEncoding.EncodeToString([]byte("any:thing:"+secret)), "", "", "wrong user name or password"},
+		{"unknown token", "Bearer " + TokenPrefix + "bm9wZQ", "", "", "unknown token"},
+		{"not base64", "Basic !!!", "", "", "not base64"},
+		{"no colon", "Basic " + base64.StdEncoding.EncodeToString([]byte("bob")), "", "", "not user:password"},
+		{"other scheme", "Digest abc", "", "", "unsupported authorization scheme"},
+	} {
+		id, err := a.Request(newRequest(tc.header))
+		if tc.fail != "" {
+			if !errors.Is(err, ErrUnauthenticated) || !strings.Contains(err.Error(), tc.fail) {
+				t.Errorf("%s: err = %v, want %q", tc.name, err, tc.fail)
+			}
+			continue
+		}
+		if err != nil || id.Name != tc.user || id.TokenID != tc.tokenID {
+			t.Errorf("%s: %+v, %v; want user %s token %q", tc.name, id, err, tc.user, tc.tokenID)
+		}
+	}
+}
+
+func TestVerifiedPasswordsAreCached(t *testing.T) {
+	p := &countingProvider{user: "bob", password: "pw"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	a := &Authenticator{Identity: p, PasswordTTL: time.Minute, Now: func() time.Time { return now }}
+	for range 100 {
+		if _, err := a.Request(newRequest(basic("bob", "pw"))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := p.checks.Load(); n != 1 {
+		t.Fatalf("100 requests with the same password ran %d password checks, want 1", n)
+	}
+	// A wrong password is never served from the cache.
+	if _, err := a.Request(newRequest(basic("bob", "pw2"))); err == nil {
+		t.Fatal("a different password was accepted")
+	}
+	now = now.Add(2 * time.Minute)
+	if _, err := a.Request(newRequest(basic("bob", "pw"))); err != nil || p.checks.Load() != 3 {
+		t.Fatalf("after the TTL: err %v, checks %d, want the password checked again", err, p.checks.Load())
+	}
+}
+
+func TestFailedLoginsAreThrottled(t *testing.T) {
+	p := &countingProvider{user: "bob", password: "right"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	a := &Authenticator{Identity: p, PasswordTTL: -1,
+		Users:   &Throttle{Limit: 3, Window: time.Minute, Lockout: 10 * time.Second, Now: clock},
+		Clients: &Throttle{Limit: 12, Window: time.Minute, Lockout: 10 * time.Second, Now: clock}}
+	for i := range 3 {
+		if _, err := a.Request(newRequest(basic("bob", "guess"))); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("guess %d: %v", i, err)
+		}
+	}
+	checks := p.checks.Load()
+	var throttled *ThrottledError
+	_, err := a.Request(newRequest(basic("bob", "right")))
+	if !errors.As(err, &throttled) || throttled.RetryAfter != 10*time.Second {
+		t.Fatalf("right password during the lockout = %v, want throttled for 10s", err)
+	}
+	if p.checks.Load() != checks {
+		t.Fatal("a throttled attempt still checked the password")
+	}
+	now = now.Add(11 * time.Second)
+	if id, err := a.Request(newRequest(basic("bob", "right"))); err != nil || id.Name != "bob" {
+		t.Fatalf("right password after the lockout = %+v, %v", id, err)
+	}
+	// Consecutive lockouts double: 3 more failures lock for 20s... after a
+	// success the count starts over at 10s.
+	for range 3 {
+		_, _ = a.Request(newRequest(basic("bob", "guess")))
+	}
+	if _, err := a.Request(newRequest(basic("bob", "right"))); !errors.As(err, &throttled) || throttled.RetryAfter != 10*time.Second {
+		t.Fatalf("lockout after a success = %v, want 10s", err)
+	}
+	now = now.Add(11 * time.Second)
+	for range 3 {
+		_, _ = a.Request(newRequest(basic("bob", "guess")))
+	}
+	if _, err := a.Request(newRequest(basic("bob", "right"))); !errors.As(err, &throttled) || throttled.RetryAfter != 20*time.Second {
+		t.Fatalf("second lockout in a row = %v, want 20s", err)
+	}
+	// One client spraying many user names is throttled by address.
+	now = now.Add(time.Hour)
+	for i := range 12 {
+		_, _ = a.Request(newRequest(basic("user"+string(rune('a'+i)), "guess")))
+	}
+	if _, err := a.Request(newRequest(basic("zed", "guess"))); !errors.As(err, &throttled) {
+		t.Fatalf("13th user name from one address = %v, want throttled", err)
+	}
+	other := newRequest(basic("zed", "guess"))
+	other.RemoteAddr = "192.0.2.8:1"
+	if _, err := a.Request(other); errors.As(err, &throttled) {
+		t.Fatal("another address was throttled too")
+	}
+}
+
+func TestThrottleMemoryIsBounded(t *testing.T) {
+	th := &Throttle{Limit: 5, Window: time.Minute, Lockout: time.Minute, MaxKeys: 100}
+	for i := range 1000 {
+		th.Fail(strings.Repeat("x", i%7) + string(rune(i)))
+	}
+	if n := len(th.keys); n > 100 {
+		t.Fatalf("throttle holds %d keys, bound 100", n)
+	}
+}
+
+func TestTokenEndpoint(t *testing.T) {
+	tokens := memTokens{}
+	issuer := &Issuer{Tokens: memWriter{tokens}}
+	a := &Authenticator{Tokens: tokens, Identity: &countingProvider{user: "bob", password: "pw"}}
+	e := &TokenEndpoint{Authenticator: a, Issuer: issuer, TTL: time.Hour}
+	get := func(authorization string) (int, tokenAnswer) {
+		w := httptest.NewRecorder()
+		e.ServeHTTP(w, newRequest(authorization))
+		var ans tokenAnswer
+		_ = json.Unmarshal(w.Body.Bytes(), &ans)
+		return w.Code, ans
+	}
+	code, anon := get("")
+	if code != 200 || anon.Token != AnonymousToken || anon.AccessToken != anon.Token {
+		t.Fatalf("anonymous = %d %+v", code, anon)
+	}
+	code, pw := get(basic("bob", "pw"))
+	if code != 200 || !strings.HasPrefix(pw.Token, TokenPrefix) || pw.ExpiresIn < 3590 || pw.IssuedAt == "" {
+		t.Fatalf("password login = %d %+v", code, pw)
+	}
+	if id, err := a.Token(context.Background(), pw.Token); err != nil || id.Name != "bob" {
+		t.Fatalf("the issued token = %+v, %v", id, err)
+	}
+	code, again := get(basic("anything", pw.Token))
+	if code != 200 || again.Token != pw.Token {
+		t.Fatalf("token as password = %d %+v, want the same token back", code, again)
+	}
+	if code, _ := get(basic("bob", "wrong")); code != 401 {
+		t.Fatalf("wrong password = %d", code)
+	}
+}
