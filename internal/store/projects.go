@@ -1,0 +1,103 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// DeleteProjectAndRepositories removes a project with everything that
+// hangs off it, in one transaction: its role bindings; its repositories
+// with their tags (heads and history), manifest links and blob links; the
+// manifest rows no repository links any more; and its service accounts
+// (users named system:serviceaccount:<project>:*) with their tokens,
+// group memberships and bindings anywhere — so a project created later
+// under the same name inherits nothing. It returns the repositories that
+// went. An unknown project is errdefs.ErrNotFound.
+//
+// Blob rows and blob bytes stay for the garbage collector, as do upload
+// sessions of the project's repositories, which expire on their own.
+func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) ([]string, error) {
+	var repos []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE name = ?`, name)
+		if err != nil {
+			return fmt.Errorf("delete project %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE project = ? ORDER BY name`, name)
+		if err != nil {
+			return fmt.Errorf("list repositories of %s: %w", name, err)
+		}
+		if repos, err = scanStrings(rows); err != nil {
+			return fmt.Errorf("list repositories of %s: %w", name, err)
+		}
+		rows, err = tx.QueryContext(ctx, `
+SELECT DISTINCT digest FROM repository_manifests
+WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, name)
+		if err != nil {
+			return fmt.Errorf("list manifests of %s: %w", name, err)
+		}
+		manifests, err := scanStrings(rows)
+		if err != nil {
+			return fmt.Errorf("list manifests of %s: %w", name, err)
+		}
+		const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
+		for _, q := range []string{
+			`DELETE FROM tag_heads` + inProject,
+			`DELETE FROM tag_events` + inProject,
+			`DELETE FROM repository_manifests` + inProject,
+			`DELETE FROM repository_blobs` + inProject,
+			`DELETE FROM repositories WHERE project = ?`,
+			`DELETE FROM role_bindings WHERE project = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, name); err != nil {
+				return fmt.Errorf("delete project %s: %w", name, err)
+			}
+		}
+		// Manifests are shared content: a row goes only when no repository
+		// links it any more (its references go with it by cascade).
+		for _, d := range manifests {
+			if _, err := tx.ExecContext(ctx, `
+DELETE FROM manifests WHERE digest = ?
+AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); err != nil {
+				return fmt.Errorf("delete manifest %s: %w", d, err)
+			}
+		}
+		if err := deleteServiceAccounts(ctx, tx, name); err != nil {
+			return err
+		}
+		for _, r := range repos {
+			if err := s.appendEvent(ctx, tx, "RepositoryDeleted", r, "", ""); err != nil {
+				return err
+			}
+		}
+		return s.appendEvent(ctx, tx, "ProjectDeleted", name, "", "")
+	})
+	if err != nil {
+		return nil, err
+	}
+	return repos, nil
+}
+
+// deleteServiceAccounts removes the service accounts of project and
+// everything that names them.
+func deleteServiceAccounts(ctx context.Context, tx *sql.Tx, project string) error {
+	prefix := "system:serviceaccount:" + project + ":"
+	const users = `(SELECT name FROM users WHERE substr(name, 1, ?) = ?)`
+	for _, q := range []string{
+		`DELETE FROM tokens WHERE user_name IN ` + users,
+		`DELETE FROM group_members WHERE user_name IN ` + users,
+		`DELETE FROM role_bindings WHERE subject_kind = 'User' AND subject IN ` + users,
+		`DELETE FROM users WHERE name IN ` + users,
+	} {
+		if _, err := tx.ExecContext(ctx, q, len(prefix), prefix); err != nil {
+			return fmt.Errorf("delete service accounts of %s: %w", project, err)
+		}
+	}
+	return nil
+}
