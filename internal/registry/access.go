@@ -147,6 +147,23 @@ func (r *Registry) authorizePush(req *http.Request, user auth.User, ep endpoint,
 		return errors.Join(err, newError(codeDenied,
 			"requested access to the resource is denied: %s does not exist and you may push only to existing repositories of %s", repo, project))
 	}
+	return r.ensureProject(ctx, user, project)
+}
+
+// ensureProject records project when a push allowed by a cluster-wide
+// grant creates its first repository, so that no repository is outside a
+// project; the pusher becomes its admin.
+func (r *Registry) ensureProject(ctx context.Context, user auth.User, project string) error {
+	_, err := r.projects.Project(ctx, project)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		err = r.projects.CreateProject(ctx, store.Project{Name: project, Creator: user.Name})
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			err = nil
+		}
+	}
+	if err != nil {
+		return &Error{Code: codeUnavailable, Message: "cannot record project " + project + " now; retry", Err: err}
+	}
 	return nil
 }
 

@@ -416,3 +416,13 @@ func TestPushCreatesProjectForSelfProvisioners(t *testing.T) {
 		t.Error("a service account's push created a project")
 	}
 }
+
+// A cluster-wide pusher's first push to a project records the project.
+func TestClusterAdminPushRecordsProject(t *testing.T) {
+	f := newAccessFixture(t)
+	f.pushImage("adminland/app", "v1", []byte("admin layer"))
+	p, err := f.meta.Project(context.Background(), "adminland")
+	if err != nil || p.Creator != "admin" {
+		t.Fatalf("project after the admin's push = %+v, %v", p, err)
+	}
+}
