@@ -1,15 +1,26 @@
 // Package apiserver serves Berth's management API: Kubernetes-shaped
 // resources (apiVersion, kind, metadata, spec, status) under /api and
 // /apis, and the OAuth token endpoint the CLI logs in with.
+//
+// Every handler asks the one authorizer (Options.Authorizer) before it
+// acts; the caller is the identity the authentication middleware put in
+// the request's context (auth.IdentityFrom). Handlers return errors, and
+// writeError alone turns them into Kubernetes Status objects. Objects in
+// projects the caller may not see answer 404 exactly like missing ones;
+// elsewhere a refusal is 403 (401 for the anonymous user, who should log
+// in), decided before anything is looked up.
 package apiserver
 
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -25,34 +36,227 @@ type Options struct {
 // Server is the management API handler.
 type Server struct {
 	opts Options
+	log  *slog.Logger
 	mux  *http.ServeMux
 }
+
+// API groups and versions served.
+const (
+	groupUser    = "user.openshift.io"
+	groupOAuth   = "oauth.openshift.io"
+	groupProject = "project.openshift.io"
+	groupRBAC    = "rbac.authorization.k8s.io"
+	groupAuthz   = "authorization.openshift.io"
+	groupAuthn   = "authentication.k8s.io"
+)
 
 // New returns the API server.
 func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, mux: http.NewServeMux()}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s.routes()
 	return s
+}
+
+func (s *Server) routes() {
+	const (
+		users    = "/apis/" + groupUser + "/v1"
+		oauth    = "/apis/" + groupOAuth + "/v1/useroauthaccesstokens"
+		projects = "/apis/" + groupProject + "/v1"
+		rbac     = "/apis/" + groupRBAC + "/v1"
+		authz    = "/apis/" + groupAuthz + "/v1"
+		core     = "/api/v1/namespaces/{ns}/serviceaccounts"
+	)
+	s.handle("POST /oauth/token", s.oauthToken)
+	s.handle("GET "+users+"/users/{name}", s.getUser)
+	s.handle("GET "+oauth, s.listTokens)
+	s.handle("DELETE "+oauth+"/{name}", s.deleteToken)
+
+	s.handle("POST "+projects+"/projectrequests", s.createProject)
+	s.handle("GET "+projects+"/projects", s.listProjects)
+	s.handle("GET "+projects+"/projects/{name}", s.getProject)
+	s.handle("DELETE "+projects+"/projects/{name}", s.deleteProject)
+
+	for _, prefix := range []string{rbac + "/namespaces/{ns}/rolebindings", rbac + "/clusterrolebindings"} {
+		s.handle("GET "+prefix, s.listRoleBindings)
+		s.handle("POST "+prefix, s.createRoleBinding)
+		s.handle("GET "+prefix+"/{name}", s.getRoleBinding)
+		s.handle("PUT "+prefix+"/{name}", s.updateRoleBinding)
+		s.handle("DELETE "+prefix+"/{name}", s.deleteRoleBinding)
+	}
+	s.handle("POST "+authz+"/namespaces/{ns}/resourceaccessreviews", s.resourceAccessReview)
+	s.handle("POST "+authz+"/resourceaccessreviews", s.resourceAccessReview)
+
+	s.handle("GET "+core, s.listServiceAccounts)
+	s.handle("POST "+core, s.createServiceAccount)
+	s.handle("GET "+core+"/{name}", s.getServiceAccount)
+	s.handle("DELETE "+core+"/{name}", s.deleteServiceAccount)
+	s.handle("POST "+core+"/{name}/token", s.createServiceAccountToken)
+
+	s.handle("GET "+users+"/groups", s.listGroups)
+	s.handle("POST "+users+"/groups", s.createGroup)
+	s.handle("GET "+users+"/groups/{name}", s.getGroup)
+	s.handle("PUT "+users+"/groups/{name}", s.updateGroup)
+	s.handle("DELETE "+users+"/groups/{name}", s.deleteGroup)
+
+	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {
+		return &StatusError{Code: http.StatusNotFound, Reason: "NotFound",
+			Message: fmt.Sprintf("the server could not find the requested resource (%s %s)", r.Method, r.URL.Path)}
+	})
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-// WriteAuthError answers a request whose credentials were refused, as a
-// Kubernetes Status.
-func WriteAuthError(w http.ResponseWriter, _ *http.Request, err error) {
-	var throttled *auth.ThrottledError
-	status, reason := http.StatusUnauthorized, "Unauthorized"
-	if errors.As(err, &throttled) {
-		status, reason = http.StatusTooManyRequests, "TooManyRequests"
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{
-		"kind": "Status", "apiVersion": "v1", "status": "Failure",
-		"message": err.Error(), "reason": reason, "code": status,
+// handle routes pattern to a handler that returns its error.
+func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.writeError(w, r, err)
+		}
 	})
+}
+
+// StatusError is a failure as the API reports it: a Kubernetes Status.
+type StatusError struct {
+	Code    int
+	Reason  string // NotFound, AlreadyExists, Forbidden, Unauthorized, Invalid, BadRequest, Conflict, …
+	Message string
+}
+
+func (e *StatusError) Error() string { return e.Message }
+
+func notFound(resource, name string) *StatusError {
+	return &StatusError{http.StatusNotFound, "NotFound", fmt.Sprintf("%s %q not found", resource, name)}
+}
+
+func invalid(format string, args ...any) *StatusError {
+	return &StatusError{http.StatusUnprocessableEntity, "Invalid", fmt.Sprintf(format, args...)}
+}
+
+func badRequest(format string, args ...any) *StatusError {
+	return &StatusError{http.StatusBadRequest, "BadRequest", fmt.Sprintf(format, args...)}
+}
+
+func unauthorized() *StatusError {
+	return &StatusError{http.StatusUnauthorized, "Unauthorized", "Unauthorized: log in first (berth login URL)"}
+}
+
+// writeError answers err as a Status: a *StatusError as it says, the
+// store's error classes by their meaning, anything else as a 500 whose
+// detail goes to the log only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var se *StatusError
+	switch {
+	case errors.As(err, &se):
+	case errors.Is(err, errdefs.ErrNotFound):
+		se = &StatusError{http.StatusNotFound, "NotFound", err.Error()}
+	case errors.Is(err, errdefs.ErrAlreadyExists):
+		se = &StatusError{http.StatusConflict, "AlreadyExists", err.Error()}
+	case errors.Is(err, errdefs.ErrInvalidArgument):
+		se = &StatusError{http.StatusUnprocessableEntity, "Invalid", err.Error()}
+	default:
+		s.log.Error("management API", "method", r.Method, "path", r.URL.Path, "err", err)
+		se = &StatusError{http.StatusInternalServerError, "InternalError", "internal error; the server log has the detail"}
+	}
+	writeStatus(w, se.Code, se.Reason, se.Message)
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason, message string) {
+	writeJSON(w, code, status{
+		TypeMeta: TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   "Failure", Message: message, Reason: reason, Code: code,
+	})
+}
+
+// WriteAuthError answers a request whose credentials were refused, as a
+// Kubernetes Status (or, on the OAuth token endpoint, as RFC 6749 §5.2
+// says: the Basic credentials there are the client's).
+func WriteAuthError(w http.ResponseWriter, r *http.Request, err error) {
+	var throttled *auth.ThrottledError
+	code, reason := http.StatusUnauthorized, "Unauthorized"
+	if errors.As(err, &throttled) {
+		code, reason = http.StatusTooManyRequests, "TooManyRequests"
+		w.Header().Set("Retry-After", retryAfter(throttled))
+	}
+	if r != nil && r.URL.Path == oauthTokenPath {
+		if code == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+		}
+		writeOAuthError(w, code, "invalid_client", err.Error())
+		return
+	}
+	writeStatus(w, code, reason, err.Error())
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
+}
+
+// maxBody bounds a request body; API objects are small.
+const maxBody = 1 << 20
+
+// decode reads a JSON body into v.
+func decode(w http.ResponseWriter, r *http.Request, v any) error {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badRequest("the request needs a JSON body")
+		}
+		return badRequest("the request body is not a valid object: %v", err)
+	}
+	return nil
+}
+
+// caller is who made r.
+func caller(r *http.Request) auth.Identity { return auth.IdentityFrom(r.Context()) }
+
+func isAnonymous(u auth.User) bool { return u.Name == auth.AnonymousUser }
+
+// authorize asks the authorizer whether the caller may do verb on res in
+// project ("" for cluster-wide). A refusal is 401 for the anonymous user
+// and 403 for anyone else, with the message Kubernetes gives.
+func (s *Server) authorize(r *http.Request, verb string, res auth.Resource, project string) error {
+	u := caller(r).User
+	ok, err := s.opts.Authorizer.Authorize(r.Context(), u, verb, res, project)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	return s.forbidden(u, verb, res, project)
+}
+
+func (s *Server) forbidden(u auth.User, verb string, res auth.Resource, project string) error {
+	if isAnonymous(u) {
+		return unauthorized()
+	}
+	qualified, where := res.Resource, "at the cluster scope"
+	if res.Group != "" {
+		qualified += "." + res.Group
+	}
+	if project != "" {
+		where = fmt.Sprintf("in the namespace %q", project)
+	}
+	return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf(
+		"%s is forbidden: User %q cannot %s resource %q in API group %q %s",
+		qualified, u.Name, verb, res.Resource, res.Group, where)}
+}
+
+// requireProject answers 404 for a project that does not exist; call it
+// after authorizing, so that existence is told only to those allowed.
+func (s *Server) requireProject(r *http.Request, name string) error {
+	if _, err := s.opts.Store.Project(r.Context(), name); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return notFound("namespaces", name)
+		}
+		return err
+	}
+	return nil
 }

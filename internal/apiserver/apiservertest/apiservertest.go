@@ -1,0 +1,110 @@
+// Package apiservertest runs the management API over a real store and
+// real authentication and authorization, for tests of the API and of its
+// clients. It wires the parts as internal/server does.
+package apiservertest
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-registry/berth/internal/apiserver"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// AdminPassword is the password of "admin", the cluster administrator.
+const AdminPassword = "admin-Pa55"
+
+// Server is a running API server.
+type Server struct {
+	*httptest.Server
+	Store *store.Store
+}
+
+// Options for New.
+type Options struct {
+	// Users are extra users and their passwords (people, not service
+	// accounts), created as Berth's own users.
+	Users map[string]string
+	// TLS serves HTTPS with httptest's certificate.
+	TLS bool
+	// LoginAttempts before a user is throttled (default 5).
+	LoginAttempts int
+}
+
+// New starts a server with "admin" (cluster-admin) and opts.Users, and the
+// bootstrap bindings (every person may create projects). It stops when
+// the test ends.
+func New(t testing.TB, opts Options) *Server {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	users := map[string]string{"admin": AdminPassword}
+	for u, p := range opts.Users {
+		users[u] = p
+	}
+	for name, password := range users {
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.CreateUser(ctx, store.User{Name: name, PasswordHash: string(hash)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range []struct{ role, kind, subject string }{
+		{"cluster-admin", "User", "admin"},
+		{"self-provisioner", "Group", auth.GroupPeople},
+	} {
+		if err := st.AddBinding(ctx, "", b.role, b.kind, b.subject); err != nil {
+			t.Fatal(err)
+		}
+	}
+	attempts := opts.LoginAttempts
+	if attempts == 0 {
+		attempts = 5
+	}
+	authn := &auth.Authenticator{
+		Tokens: st, Groups: st,
+		Identity: auth.LocalUsers{PasswordHash: func(ctx context.Context, name string) (string, error) {
+			u, err := st.User(ctx, name)
+			return u.PasswordHash, err
+		}},
+		Users:   &auth.Throttle{Limit: attempts, Window: time.Minute, Lockout: time.Minute},
+		Clients: &auth.Throttle{Limit: 4 * attempts, Window: time.Minute, Lockout: time.Minute},
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	api := apiserver.New(apiserver.Options{
+		Store: st, Authorizer: auth.NewRBAC(st), Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
+	})
+	mux := http.NewServeMux()
+	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
+		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
+	}
+	var hs *httptest.Server
+	if opts.TLS {
+		hs = httptest.NewTLSServer(mux)
+	} else {
+		hs = httptest.NewServer(mux)
+	}
+	t.Cleanup(hs.Close)
+	return &Server{Server: hs, Store: st}
+}
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}

@@ -1,0 +1,209 @@
+package apiserver
+
+import (
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+const oauthTokenPath = "/oauth/token"
+
+// Lifetimes of tokens from the OAuth endpoint.
+const (
+	DefaultLoginTTL = 24 * time.Hour
+	MaxLoginTTL     = 30 * 24 * time.Hour
+)
+
+type oauthAnswer struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+}
+
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeOAuthError(w http.ResponseWriter, code int, kind, description string) {
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, code, oauthError{Error: kind, Description: description})
+}
+
+func retryAfter(t *auth.ThrottledError) string {
+	return strconv.Itoa(int(math.Ceil(t.RetryAfter.Seconds())))
+}
+
+// oauthToken is the resource owner password credentials grant (RFC 6749
+// §4.3): a form with grant_type=password, username and password, answered
+// with a bearer token (§5.1) or an error object (§5.2). Basic credentials,
+// if any, are the client's and are not needed. The optional expires_in
+// asks for a lifetime in seconds, capped at MaxLoginTTL.
+func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "the body must be a form (application/x-www-form-urlencoded)")
+		return nil
+	}
+	form := r.PostForm
+	if gt := form.Get("grant_type"); gt != "password" {
+		writeOAuthError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type must be password, not "+strconv.Quote(gt))
+		return nil
+	}
+	name, password := form.Get("username"), form.Get("password")
+	if name == "" || password == "" {
+		writeOAuthError(w, http.StatusBadRequest, "invalid_request", "username and password are required")
+		return nil
+	}
+	ttl := DefaultLoginTTL
+	if v := form.Get("expires_in"); v != "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs <= 0 {
+			writeOAuthError(w, http.StatusBadRequest, "invalid_request", "expires_in must be a positive number of seconds")
+			return nil
+		}
+		ttl = min(time.Duration(min(secs, math.MaxInt64/int64(time.Second)))*time.Second, MaxLoginTTL)
+	}
+	u, err := s.opts.Authenticator.Password(r.Context(), auth.ClientAddress(r), name, password)
+	var throttled *auth.ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		w.Header().Set("Retry-After", retryAfter(throttled))
+		writeOAuthError(w, http.StatusTooManyRequests, "invalid_grant", err.Error())
+		return nil
+	case errors.Is(err, auth.ErrUnauthenticated):
+		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "wrong user name or password")
+		return nil
+	case err != nil:
+		s.log.Error("OAuth token", "user", name, "err", err)
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot check credentials now; retry")
+		return nil
+	}
+	secret, rec, err := s.opts.Issuer.Issue(r.Context(), u.Name, ttl, "berth login")
+	if err != nil {
+		s.log.Error("OAuth token", "user", u.Name, "err", err)
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot issue a token now; retry")
+		return nil
+	}
+	s.log.Info("issued a login token", "user", u.Name, "token", rec.ID, "expires", rec.Expires)
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, oauthAnswer{AccessToken: secret, TokenType: "Bearer", ExpiresIn: int64(ttl / time.Second)})
+	return nil
+}
+
+// getUser answers users/~ with the caller; another name is for those who
+// may get users cluster-wide.
+func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
+	id := caller(r)
+	name := r.PathValue("name")
+	if name == "~" {
+		if isAnonymous(id.User) {
+			return unauthorized()
+		}
+		writeJSON(w, http.StatusOK, userObject(id.User.Name, id.User.Groups))
+		return nil
+	}
+	if err := s.authorize(r, "get", auth.Resource{Group: groupUser, Resource: "users"}, ""); err != nil {
+		return err
+	}
+	if _, err := s.opts.Store.User(r.Context(), name); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return notFound("users.user.openshift.io", name)
+		}
+		return err
+	}
+	groups, err := s.opts.Store.GroupsOf(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, userObject(name, groups))
+	return nil
+}
+
+func userObject(name string, groups []string) User {
+	if groups == nil {
+		groups = []string{}
+	}
+	return User{TypeMeta: TypeMeta{APIVersion: groupUser + "/v1", Kind: "User"}, Metadata: ObjectMeta{Name: name}, Groups: groups}
+}
+
+// listTokens lists the caller's own live tokens. Only the caller's: there
+// is nothing to authorize beyond having logged in.
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	u := caller(r).User
+	if isAnonymous(u) {
+		return unauthorized()
+	}
+	tokens, err := s.opts.Store.TokensOf(r.Context(), u.Name)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var items []UserOAuthAccessToken
+	for _, t := range tokens {
+		if !t.Revoked.IsZero() || !now.Before(t.Expires) {
+			continue
+		}
+		items = append(items, UserOAuthAccessToken{
+			TypeMeta: TypeMeta{APIVersion: groupOAuth + "/v1", Kind: "UserOAuthAccessToken"},
+			Metadata: ObjectMeta{Name: t.ID, CreationTimestamp: timestamp(t.Created),
+				Annotations: map[string]string{"berth.io/description": t.Description, "berth.io/expires": timestamp(t.Expires)}},
+			UserName:  t.User,
+			ExpiresIn: int64(t.Expires.Sub(t.Created) / time.Second),
+		})
+	}
+	writeJSON(w, http.StatusOK, newList(groupOAuth+"/v1", "UserOAuthAccessTokenList", items))
+	return nil
+}
+
+// deleteToken revokes one of the caller's tokens; "~" is the token the
+// request itself carries (berth logout). Someone else's token is 404.
+func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	id := caller(r)
+	if isAnonymous(id.User) {
+		return unauthorized()
+	}
+	name := r.PathValue("name")
+	if name == "~" {
+		if id.TokenID == "" {
+			return badRequest("this request carries no token to revoke (it was authenticated by a password)")
+		}
+		name = id.TokenID
+	}
+	const resource = "useroauthaccesstokens.oauth.openshift.io"
+	tokens, err := s.opts.Store.TokensOf(r.Context(), id.User.Name)
+	if err != nil {
+		return err
+	}
+	owned := false
+	for _, t := range tokens {
+		owned = owned || (t.ID == name && t.Revoked.IsZero())
+	}
+	if !owned {
+		return notFound(resource, name)
+	}
+	if err := s.opts.Store.RevokeToken(r.Context(), name); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return notFound(resource, name)
+		}
+		return err
+	}
+	s.log.Info("revoked a token", "user", id.User.Name, "token", name)
+	writeSuccess(w, name, groupOAuth, "useroauthaccesstokens")
+	return nil
+}
+
+// writeSuccess answers a delete as Kubernetes does.
+func writeSuccess(w http.ResponseWriter, name, group, kind string) {
+	writeJSON(w, http.StatusOK, status{
+		TypeMeta: TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   "Success", Code: http.StatusOK,
+		Details: &details{Name: name, Group: group, Kind: kind},
+	})
+}

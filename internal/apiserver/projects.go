@@ -1,0 +1,173 @@
+package apiserver
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+var (
+	resProjects        = auth.Resource{Group: groupProject, Resource: "projects"}
+	resProjectRequests = auth.Resource{Group: groupProject, Resource: "projectrequests"}
+)
+
+const projectsResource = "projects.project.openshift.io"
+
+func projectObject(p store.Project) Project {
+	meta := ObjectMeta{Name: p.Name, CreationTimestamp: timestamp(p.Created)}
+	if p.Creator != "" {
+		meta.Annotations = map[string]string{"openshift.io/requester": p.Creator}
+	}
+	return Project{
+		TypeMeta: TypeMeta{APIVersion: groupProject + "/v1", Kind: "Project"},
+		Metadata: meta, Status: ProjectStatus{Phase: "Active"},
+	}
+}
+
+// createProject is a project request: the caller needs create
+// projectrequests cluster-wide (self-provisioner) and becomes the new
+// project's admin in the same transaction.
+func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, "create", resProjectRequests, ""); err != nil {
+		return err
+	}
+	var req ProjectRequest
+	if err := decode(w, r, &req); err != nil {
+		return err
+	}
+	name := req.Metadata.Name
+	if !validName(name) {
+		return invalid("project name %q is invalid: use %s, at most %d characters", name, nameRule, maxProjectName)
+	}
+	u := caller(r).User
+	p := store.Project{Name: name, Creator: u.Name}
+	if err := s.opts.Store.CreateProject(r.Context(), p); err != nil {
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			return &StatusError{http.StatusConflict, "AlreadyExists", `project "` + name + `" already exists`}
+		}
+		return err
+	}
+	created, err := s.opts.Store.Project(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	s.log.Info("project created", "project", name, "by", u.Name)
+	writeJSON(w, http.StatusCreated, projectObject(created))
+	return nil
+}
+
+// visibleProjects returns a test of whether the caller may see a project:
+// one where they may get projects, or hold any binding (as the reference
+// lists the projects you have access to). Project-scoped permissions come
+// from bindings in the project or cluster-wide ones, so a caller who may
+// not get projects cluster-wide sees exactly the projects they are bound in.
+func (s *Server) visibleProjects(ctx context.Context, u auth.User) (func(string) bool, error) {
+	all, err := s.opts.Authorizer.Authorize(ctx, u, "get", resProjects, "")
+	if err != nil {
+		return nil, err
+	}
+	if all {
+		return func(string) bool { return true }, nil
+	}
+	bound, err := s.opts.Store.ProjectsBoundTo(ctx, u.Name, u.Groups)
+	if err != nil {
+		return nil, err
+	}
+	return func(p string) bool { _, ok := slices.BinarySearch(bound, p); return ok }, nil
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
+	u := caller(r).User
+	if isAnonymous(u) {
+		return unauthorized()
+	}
+	visible, err := s.visibleProjects(r.Context(), u)
+	if err != nil {
+		return err
+	}
+	all, err := s.opts.Store.Projects(r.Context())
+	if err != nil {
+		return err
+	}
+	var items []Project
+	for _, p := range all {
+		if visible(p.Name) {
+			items = append(items, projectObject(p))
+		}
+	}
+	writeJSON(w, http.StatusOK, newList(groupProject+"/v1", "ProjectList", items))
+	return nil
+}
+
+// mayGetProject: a project the caller may get, or is bound in.
+func (s *Server) mayGetProject(r *http.Request, name string) (bool, error) {
+	u := caller(r).User
+	ok, err := s.opts.Authorizer.Authorize(r.Context(), u, "get", resProjects, name)
+	if err != nil || ok {
+		return ok, err
+	}
+	visible, err := s.visibleProjects(r.Context(), u)
+	if err != nil {
+		return false, err
+	}
+	return visible(name), nil
+}
+
+func (s *Server) getProject(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if isAnonymous(caller(r).User) {
+		return unauthorized()
+	}
+	ok, err := s.mayGetProject(r, name)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return notFound(projectsResource, name)
+	}
+	p, err := s.opts.Store.Project(r.Context(), name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return notFound(projectsResource, name)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, projectObject(p))
+	return nil
+}
+
+// deleteProject deletes a project and its repositories' metadata (blob
+// bytes are left for the garbage collector). Without delete rights the
+// caller is told 403 if they can see the project and 404 if not.
+func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	u := caller(r).User
+	if err := s.authorize(r, "delete", resProjects, name); err != nil {
+		if se, ok := errors.AsType[*StatusError](err); !ok || se.Code != http.StatusForbidden {
+			return err
+		}
+		seen, verr := s.mayGetProject(r, name)
+		if verr != nil {
+			return verr
+		}
+		if !seen {
+			return notFound(projectsResource, name)
+		}
+		return err
+	}
+	repos, err := s.opts.Store.DeleteProjectAndRepositories(r.Context(), name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return notFound(projectsResource, name)
+	}
+	if err != nil {
+		return err
+	}
+	s.log.Info("project deleted", "project", name, "by", u.Name, "repositories", len(repos))
+	writeSuccess(w, name, groupProject, "projects")
+	return nil
+}

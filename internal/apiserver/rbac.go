@@ -1,0 +1,307 @@
+package apiserver
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Role bindings. Berth keeps one binding per (project, role), named after
+// the role: a RoleBinding object is the set of subjects holding that role
+// in that project. The cluster-scoped routes (clusterrolebindings) are the
+// same with no project.
+
+// bindingScope is what a role-binding route acts on.
+type bindingScope struct {
+	project  string // "" for cluster-wide
+	resource auth.Resource
+	kind     string // RoleBinding or ClusterRoleBinding
+	plural   string // for messages: rolebindings.rbac.authorization.k8s.io
+}
+
+func scopeOf(r *http.Request) bindingScope {
+	if ns := r.PathValue("ns"); ns != "" {
+		return bindingScope{ns, auth.Resource{Group: groupRBAC, Resource: "rolebindings"}, "RoleBinding",
+			"rolebindings.rbac.authorization.k8s.io"}
+	}
+	return bindingScope{"", auth.Resource{Group: groupRBAC, Resource: "clusterrolebindings"}, "ClusterRoleBinding",
+		"clusterrolebindings.rbac.authorization.k8s.io"}
+}
+
+// authorize checks verb on the scope's resource, then that its project
+// exists.
+func (s *Server) authorizeBinding(r *http.Request, sc bindingScope, verb string) error {
+	if err := s.authorize(r, verb, sc.resource, sc.project); err != nil {
+		return err
+	}
+	if sc.project != "" {
+		return s.requireProject(r, sc.project)
+	}
+	return nil
+}
+
+// bindingObjects turns the store's bindings in scope into objects.
+func bindingObjects(sc bindingScope, bindings []auth.Binding) []RoleBinding {
+	var out []RoleBinding
+	for _, b := range bindings {
+		if b.Project != sc.project {
+			continue
+		}
+		rb := RoleBinding{
+			TypeMeta: TypeMeta{APIVersion: groupRBAC + "/v1", Kind: sc.kind},
+			Metadata: ObjectMeta{Name: b.Role, Namespace: sc.project},
+			RoleRef:  RoleRef{APIGroup: groupRBAC, Kind: "ClusterRole", Name: b.Role},
+			Subjects: []Subject{},
+		}
+		for _, u := range b.Users {
+			if project, name, ok := auth.ServiceAccountOf(u); ok {
+				rb.Subjects = append(rb.Subjects, Subject{Kind: "ServiceAccount", Name: name, Namespace: project})
+			} else {
+				rb.Subjects = append(rb.Subjects, Subject{Kind: "User", APIGroup: groupRBAC, Name: u})
+			}
+		}
+		for _, g := range b.Groups {
+			rb.Subjects = append(rb.Subjects, Subject{Kind: "Group", APIGroup: groupRBAC, Name: g})
+		}
+		out = append(out, rb)
+	}
+	return out
+}
+
+func (s *Server) listRoleBindings(w http.ResponseWriter, r *http.Request) error {
+	sc := scopeOf(r)
+	if err := s.authorizeBinding(r, sc, "list"); err != nil {
+		return err
+	}
+	bindings, err := s.opts.Store.Bindings(r.Context(), sc.project)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, newList(groupRBAC+"/v1", sc.kind+"List", bindingObjects(sc, bindings)))
+	return nil
+}
+
+// binding returns the binding of role in scope, or 404.
+func (s *Server) binding(r *http.Request, sc bindingScope, role string) (RoleBinding, error) {
+	bindings, err := s.opts.Store.Bindings(r.Context(), sc.project)
+	if err != nil {
+		return RoleBinding{}, err
+	}
+	for _, rb := range bindingObjects(sc, bindings) {
+		if rb.Metadata.Name == role {
+			return rb, nil
+		}
+	}
+	return RoleBinding{}, notFound(sc.plural, role)
+}
+
+func (s *Server) getRoleBinding(w http.ResponseWriter, r *http.Request) error {
+	sc := scopeOf(r)
+	if err := s.authorizeBinding(r, sc, "get"); err != nil {
+		return err
+	}
+	rb, err := s.binding(r, sc, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rb)
+	return nil
+}
+
+// parseBinding checks a RoleBinding from a client and returns its role and
+// subjects as the store keeps them. urlName is the name in the URL of a
+// PUT ("" for a POST).
+func (s *Server) parseBinding(sc bindingScope, rb RoleBinding, urlName string) (string, []store.Subject, error) {
+	role := rb.RoleRef.Name
+	if rb.RoleRef.Kind != "ClusterRole" {
+		return "", nil, invalid("roleRef.kind %q is not supported: Berth's roles are cluster roles; use kind ClusterRole", rb.RoleRef.Kind)
+	}
+	if rb.RoleRef.APIGroup != "" && rb.RoleRef.APIGroup != groupRBAC {
+		return "", nil, invalid("roleRef.apiGroup must be %s", groupRBAC)
+	}
+	if _, ok := s.opts.Authorizer.Roles[role]; !ok {
+		return "", nil, invalid("role %q does not exist; the roles are: %s", role, strings.Join(s.roleNames(), ", "))
+	}
+	name := rb.Metadata.Name
+	if name == "" {
+		name = urlName
+	}
+	if name == "" {
+		name = role
+	}
+	if name != role || (urlName != "" && urlName != role) {
+		return "", nil, invalid("a %s is named after its role: Berth keeps one binding per role and project, so name this one %q, not %q", sc.kind, role, firstOf(urlName, name))
+	}
+	if rb.Metadata.Namespace != "" && rb.Metadata.Namespace != sc.project {
+		return "", nil, invalid("metadata.namespace %q does not match the namespace in the URL %q", rb.Metadata.Namespace, sc.project)
+	}
+	if len(rb.Subjects) == 0 {
+		return "", nil, invalid("a %s needs at least one subject (to take the role from everyone, delete the binding)", sc.kind)
+	}
+	var subjects []store.Subject
+	for i, sub := range rb.Subjects {
+		if sub.Name == "" || strings.ContainsAny(sub.Name, "\x00\n") {
+			return "", nil, invalid("subjects[%d].name is required", i)
+		}
+		switch sub.Kind {
+		case "User", "Group":
+			subjects = append(subjects, store.Subject{Kind: sub.Kind, Name: sub.Name})
+		case "ServiceAccount":
+			ns := sub.Namespace
+			if ns == "" {
+				ns = sc.project
+			}
+			if ns == "" || strings.Contains(ns, ":") || strings.Contains(sub.Name, ":") {
+				return "", nil, invalid("subjects[%d]: a ServiceAccount needs a namespace and a name without ':'", i)
+			}
+			subjects = append(subjects, store.Subject{Kind: "User", Name: auth.ServiceAccountUser(ns, sub.Name)})
+		default:
+			return "", nil, invalid("subjects[%d].kind %q must be User, Group or ServiceAccount", i, sub.Kind)
+		}
+	}
+	return role, subjects, nil
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+func (s *Server) roleNames() []string {
+	var names []string
+	for n := range s.opts.Authorizer.Roles {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// mayGrant is escalation prevention: the caller must hold every
+// permission of role in the scope already.
+func (s *Server) mayGrant(r *http.Request, sc bindingScope, role string) error {
+	u := caller(r).User
+	ok, err := s.opts.Authorizer.Covers(r.Context(), u, role, sc.project)
+	if err != nil {
+		return err
+	}
+	if ok {
+		return nil
+	}
+	where := "cluster-wide"
+	if sc.project != "" {
+		where = fmt.Sprintf("in project %q", sc.project)
+	}
+	return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf(
+		"%s is forbidden: User %q may not grant role %q %s: they do not hold every permission of that role there themselves (no escalation)",
+		sc.plural, u.Name, role, where)}
+}
+
+func (s *Server) createRoleBinding(w http.ResponseWriter, r *http.Request) error {
+	return s.writeBinding(w, r, "create")
+}
+
+func (s *Server) updateRoleBinding(w http.ResponseWriter, r *http.Request) error {
+	return s.writeBinding(w, r, "update")
+}
+
+func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb string) error {
+	sc := scopeOf(r)
+	if err := s.authorizeBinding(r, sc, verb); err != nil {
+		return err
+	}
+	var rb RoleBinding
+	if err := decode(w, r, &rb); err != nil {
+		return err
+	}
+	role, subjects, err := s.parseBinding(sc, rb, r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	if err := s.mayGrant(r, sc, role); err != nil {
+		return err
+	}
+	code := http.StatusOK
+	if verb == "create" {
+		code = http.StatusCreated
+		err = s.opts.Store.CreateRoleBinding(r.Context(), sc.project, role, subjects)
+	} else {
+		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, role, subjects)
+	}
+	switch {
+	case errors.Is(err, errdefs.ErrAlreadyExists):
+		return &StatusError{http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s %q already exists", sc.plural, role)}
+	case errors.Is(err, errdefs.ErrNotFound):
+		return notFound(sc.plural, role)
+	case err != nil:
+		return err
+	}
+	s.log.Info("role binding "+verb+"d", "project", sc.project, "role", role, "subjects", len(subjects), "by", caller(r).User.Name)
+	out, err := s.binding(r, sc, role)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, code, out)
+	return nil
+}
+
+func (s *Server) deleteRoleBinding(w http.ResponseWriter, r *http.Request) error {
+	sc := scopeOf(r)
+	if err := s.authorizeBinding(r, sc, "delete"); err != nil {
+		return err
+	}
+	role := r.PathValue("name")
+	if err := s.opts.Store.DeleteRoleBinding(r.Context(), sc.project, role); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return notFound(sc.plural, role)
+		}
+		return err
+	}
+	s.log.Info("role binding deleted", "project", sc.project, "role", role, "by", caller(r).User.Name)
+	writeSuccess(w, role, groupRBAC, sc.resource.Resource)
+	return nil
+}
+
+// resourceAccessReview answers who may do a verb on a resource in a
+// project (or cluster-wide on the route without a namespace).
+func (s *Server) resourceAccessReview(w http.ResponseWriter, r *http.Request) error {
+	project := r.PathValue("ns")
+	if err := s.authorize(r, "create", auth.Resource{Group: groupAuthz, Resource: "resourceaccessreviews"}, project); err != nil {
+		return err
+	}
+	if project != "" {
+		if err := s.requireProject(r, project); err != nil {
+			return err
+		}
+	}
+	var review ResourceAccessReview
+	if err := decode(w, r, &review); err != nil {
+		return err
+	}
+	if review.Verb == "" || review.Resource == "" {
+		return invalid("verb and resource are required")
+	}
+	users, groups, err := s.opts.Authorizer.WhoCan(r.Context(), review.Verb,
+		auth.Resource{Group: review.ResourceAPIGroup, Resource: review.Resource}, project)
+	if err != nil {
+		return err
+	}
+	if users == nil {
+		users = []string{}
+	}
+	if groups == nil {
+		groups = []string{}
+	}
+	writeJSON(w, http.StatusCreated, ResourceAccessReviewResponse{
+		TypeMeta:  TypeMeta{APIVersion: groupAuthz + "/v1", Kind: "ResourceAccessReviewResponse"},
+		Namespace: project, Users: users, Groups: groups,
+	})
+	return nil
+}
