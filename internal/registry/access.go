@@ -169,21 +169,25 @@ func (r *Registry) ensureProject(ctx context.Context, user auth.User, project st
 
 // provisionProject creates project for user, who becomes its admin, when
 // it does not exist and user may create projects. It reports whether the
-// project is now there for user.
+// project may now be there for user, to be checked again.
 func (r *Registry) provisionProject(ctx context.Context, user auth.User, project string) (bool, error) {
 	if ok, err := r.may(ctx, user, verbNewProject, ""); err != nil || !ok {
 		return false, err
 	}
 	_, err := r.projects.Project(ctx, project)
 	if err == nil {
-		return false, nil // someone else's project
+		// Someone's project: perhaps user's own, created a moment ago by a
+		// parallel request.
+		return true, nil
 	}
 	if !errors.Is(err, errdefs.ErrNotFound) {
 		return false, &Error{Code: codeUnavailable, Message: "cannot decide access now; retry", Err: err}
 	}
 	err = r.projects.CreateProject(ctx, store.Project{Name: project, Creator: user.Name})
 	if errors.Is(err, errdefs.ErrAlreadyExists) {
-		return false, nil // lost a race to another creator
+		// A concurrent request created it (clients push layers in
+		// parallel); the caller's check again tells whose it is.
+		return true, nil
 	}
 	if err != nil {
 		return false, &Error{Code: codeUnavailable, Message: "cannot create project " + project + " now; retry", Err: err}

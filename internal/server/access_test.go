@@ -426,3 +426,35 @@ func TestClusterAdminPushRecordsProject(t *testing.T) {
 		t.Fatalf("project after the admin's push = %+v, %v", p, err)
 	}
 }
+
+// Clients push layers in parallel: the first pushes to a new project all
+// succeed, whichever creates it.
+func TestConcurrentFirstPushesToANewProject(t *testing.T) {
+	f := newAccessFixture(t)
+	issuer := &auth.Issuer{Tokens: f.meta}
+	secret, _, err := issuer.Issue(context.Background(), "racer", time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tokens["racer"] = "Bearer " + secret
+	const n = 8
+	statuses := make(chan int, n)
+	for range n {
+		go func() {
+			req, _ := http.NewRequest("POST", f.url+"/v2/race/app/blobs/uploads/", nil)
+			req.Header.Set("Authorization", f.tokens["racer"])
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		}()
+	}
+	for range n {
+		if st := <-statuses; st != http.StatusAccepted {
+			t.Errorf("a concurrent first push = %d, want 202", st)
+		}
+	}
+}
