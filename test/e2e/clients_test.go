@@ -20,6 +20,31 @@ import (
 	"time"
 )
 
+// The client tests push as an ordinary user from an htpasswd file: the
+// first push to a project creates it, with the user as its admin.
+const (
+	devUser     = "dev"
+	devPassword = "dev-Pa55word"
+)
+
+// startDevServer starts berth with the dev user.
+func startDevServer(t *testing.T, flags ...string) *server {
+	t.Helper()
+	return startServer(t, append(flags, "--htpasswd", htpasswdUsers(t, map[string]string{devUser: devPassword}))...)
+}
+
+// registryToken gets a token for the dev user from the registry's token
+// endpoint, as `berth whoami -t` would print one.
+func registryToken(t testing.TB, s *server) string {
+	t.Helper()
+	st, _, body := getURL(t, s.ClientAs(devUser, devPassword), s.URL+"/openshift/token", "")
+	var ans struct{ Token string }
+	if err := json.Unmarshal(body, &ans); err != nil || st != http.StatusOK || !strings.HasPrefix(ans.Token, "sha256~") {
+		t.Fatalf("token for %s = %d %s", devUser, st, body)
+	}
+	return ans.Token
+}
+
 // toolTimeout bounds every command a client test runs.
 const toolTimeout = 2 * time.Minute
 
@@ -300,9 +325,9 @@ func TestSkopeo(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			var s *server
 			if mode == "tls" {
-				s = startServer(t)
+				s = startDevServer(t)
 			} else {
-				s = startServer(t, "--insecure-http")
+				s = startDevServer(t, "--insecure-http")
 			}
 			ce := newContainersEnv(t)
 			content := []byte("hello from skopeo over " + mode + "\n")
@@ -319,6 +344,16 @@ func TestSkopeo(t *testing.T) {
 				t.Helper()
 				return runIn(t, "", ce.Env, skopeo, append([]string{"--policy", ce.Policy}, args...)...)
 			}
+
+			// Without credentials the push is refused.
+			if _, stderr, err := tryIn("", ce.Env, skopeo, append(append([]string{"--policy", ce.Policy, "copy"}, dstFlags...), img.OCIRef(), ref)...); err == nil ||
+				!strings.Contains(stderr, "authentication required") {
+				t.Errorf("skopeo copy without credentials: err %v, stderr %s; want authentication required", err, tail(stderr, 1000))
+			}
+			creds := devUser + ":" + devPassword
+			dstFlags = append(dstFlags, "--dest-creds", creds)
+			srcFlags = append(srcFlags, "--src-creds", creds)
+			flags = append(flags, "--creds", creds)
 
 			// Push: the OCI manifest goes up unchanged.
 			skopeoRun(append(append([]string{"copy", "--preserve-digests"}, dstFlags...), img.OCIRef(), ref)...)
@@ -374,8 +409,8 @@ func TestSkopeo(t *testing.T) {
 func TestPodman(t *testing.T) {
 	podman := requireTool(t, "podman")
 	ce := newContainersEnv(t)
-	tlsSrv := startServer(t)
-	httpSrv := startServer(t, "--insecure-http")
+	tlsSrv := startDevServer(t)
+	httpSrv := startDevServer(t, "--insecure-http")
 	certs := tlsSrv.CertDir()
 	content := []byte("hello from podman\n")
 	img := newTestImage(t, "v1", "hello.txt", content)
@@ -411,6 +446,19 @@ func TestPodman(t *testing.T) {
 	httpRef := httpSrv.Addr + "/e2e/podman:v1"
 	tlsRef := tlsSrv.Addr + "/e2e/podman:v1"
 	pm("tag", id, httpRef, tlsRef)
+
+	// Not logged in: refused. Then log in to one server with a password and
+	// to the other with a token, the user name ignored (the reference's
+	// `podman login -u kubeadmin -p $(oc whoami -t)`).
+	if out, err := pmTry("push", "--signature-policy", ce.Policy, "--tls-verify=false", httpRef); err == nil ||
+		!strings.Contains(out, "authentication required") {
+		t.Errorf("podman push before login: err %v; want authentication required\n%s", err, tail(out, 1000))
+	}
+	if out, err := pmTry("login", "--tls-verify=false", "-u", devUser, "-p", "not-the-password", httpSrv.Addr); err == nil {
+		t.Errorf("podman login with a wrong password succeeded:\n%s", out)
+	}
+	pm("login", "--tls-verify=false", "-u", devUser, "-p", devPassword, httpSrv.Addr)
+	pm("login", "--cert-dir", certs, "-u", "kubeadmin", "-p", registryToken(t, tlsSrv), tlsSrv.Addr)
 
 	digestFile := filepath.Join(t.TempDir(), "digest")
 	pm("push", "--signature-policy", ce.Policy, "--tls-verify=false", "--digestfile", digestFile, httpRef)
@@ -454,7 +502,7 @@ func TestPodman(t *testing.T) {
 func TestBuildah(t *testing.T) {
 	buildah := requireTool(t, "buildah")
 	ce := newContainersEnv(t)
-	s := startServer(t)
+	s := startDevServer(t)
 	certs := s.CertDir()
 	content := []byte("hello from buildah\n")
 	ctxDir := t.TempDir()
@@ -474,7 +522,8 @@ func TestBuildah(t *testing.T) {
 
 	digestFile := filepath.Join(t.TempDir(), "digest")
 	ref := s.Addr + "/e2e/buildah:v1"
-	bh("push", "--signature-policy", ce.Policy, "--cert-dir", certs, "--digestfile", digestFile, "e2e-buildah:v1", "docker://"+ref)
+	bh("push", "--signature-policy", ce.Policy, "--cert-dir", certs, "--creds", devUser+":"+devPassword,
+		"--digestfile", digestFile, "e2e-buildah:v1", "docker://"+ref)
 	pushed := readDigestFile(t, digestFile)
 
 	if tags := tagList(t, s, "e2e/buildah"); !slices.Equal(tags, []string{"v1"}) {
@@ -497,12 +546,22 @@ func TestBuildah(t *testing.T) {
 
 func TestCrane(t *testing.T) {
 	crane := requireTool(t, "crane")
-	s := startServer(t, "--insecure-http")
+	s := startDevServer(t, "--insecure-http")
 	dir := t.TempDir()
+	craneEnv := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "docker")}
 	cr := func(args ...string) string {
 		t.Helper()
-		return strings.TrimSpace(runIn(t, dir, nil, crane, append(args, "--insecure")...))
+		return strings.TrimSpace(runIn(t, dir, craneEnv, crane, append(args, "--insecure")...))
 	}
+	if _, stderr, err := tryIn(dir, craneEnv, crane, "append", "-f", "/dev/null", "-t", s.Addr+"/e2e/crane:anon", "--insecure"); err == nil ||
+		!strings.Contains(stderr, "UNAUTHORIZED") {
+		t.Errorf("crane push before login: err %v, stderr %s; want UNAUTHORIZED", err, tail(stderr, 1000))
+	}
+	// Anonymously the catalog is what is public: nothing yet.
+	if out := runIn(t, dir, craneEnv, crane, "catalog", s.Addr, "--insecure"); strings.TrimSpace(out) != "" {
+		t.Errorf("anonymous crane catalog = %q, want empty", out)
+	}
+	cr("auth", "login", s.Addr, "-u", devUser, "-p", devPassword)
 	content := []byte("hello from crane\n")
 	img := newTestImage(t, "v1", "hello.txt", content)
 	if err := os.WriteFile(filepath.Join(dir, "layer.tar.gz"), img.Layer, 0o644); err != nil {
@@ -574,10 +633,10 @@ func TestCrane(t *testing.T) {
 
 	// delete by digest: gone from that repository only.
 	cr("delete", base+"-copy@"+v1)
-	if _, _, err := tryIn(dir, nil, crane, "manifest", base+"-copy@"+v1, "--insecure"); err == nil {
+	if _, _, err := tryIn(dir, craneEnv, crane, "manifest", base+"-copy@"+v1, "--insecure"); err == nil {
 		t.Errorf("crane manifest of the deleted digest succeeded")
 	}
-	if _, _, err := tryIn(dir, nil, crane, "manifest", base+"-copy:v1", "--insecure"); err == nil {
+	if _, _, err := tryIn(dir, craneEnv, crane, "manifest", base+"-copy:v1", "--insecure"); err == nil {
 		t.Errorf("crane manifest of the deleted manifest's tag succeeded")
 	}
 	if d := headDigest(t, s, "e2e/crane-copy", v1); d != "" {
@@ -617,12 +676,14 @@ func tarHoldsBlob(t testing.TB, p, dgst string) bool {
 
 func TestOras(t *testing.T) {
 	oras := requireTool(t, "oras")
-	s := startServer(t, "--insecure-http")
+	s := startDevServer(t, "--insecure-http")
 	dir := t.TempDir()
+	registryConfig := filepath.Join(dir, "registry-config.json")
 	or := func(args ...string) string {
 		t.Helper()
-		return runIn(t, dir, nil, oras, append(args, "--plain-http")...)
+		return runIn(t, dir, nil, oras, append(args, "--plain-http", "--registry-config", registryConfig)...)
 	}
+	or("login", "-u", devUser, "-p", devPassword, s.Addr)
 	content := []byte("artifact body from oras\n")
 	if err := os.WriteFile(filepath.Join(dir, "file.txt"), content, 0o644); err != nil {
 		t.Fatal(err)

@@ -158,7 +158,7 @@ func conformanceEnv(s *server, resultsDir, version string, sparse bool, extra ..
 // runConformance runs the suite against s from a scratch directory and
 // parses its junit.xml. A missing report fails the test: the suite exits
 // 0 without one when its configuration is wrong.
-func runConformance(t *testing.T, bin string, s *server, version string, sparse bool) *conformanceResult {
+func runConformance(t *testing.T, bin string, s *server, version string, sparse bool, extraEnv ...string) *conformanceResult {
 	t.Helper()
 	work := t.TempDir()
 	resultsDir := filepath.Join(work, "results")
@@ -166,7 +166,7 @@ func runConformance(t *testing.T, bin string, s *server, version string, sparse 
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Dir = work
-	cmd.Env = conformanceEnv(s, resultsDir, version, sparse)
+	cmd.Env = conformanceEnv(s, resultsDir, version, sparse, extraEnv...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
@@ -268,6 +268,23 @@ func (r *conformanceResult) countPrefix(prefix, status string) int {
 
 const sparsePrefix = "OCI Conformance Test/sparse/"
 
+// The suite logs in as a registry-editor of the project its repositories
+// are in, the least a full run needs (it deletes too).
+const (
+	conformanceUser     = "ci-editor"
+	conformancePassword = "ci-editor-Pa55"
+)
+
+// conformanceServer starts berth with the suite's user and project.
+func conformanceServer(t *testing.T, flags ...string) (*server, []string) {
+	t.Helper()
+	users := htpasswdUsers(t, map[string]string{conformanceUser: conformancePassword})
+	s := startServer(t, append(flags, "--htpasswd", users)...)
+	s.newProject("conformance")
+	s.grant("conformance", "registry-editor", conformanceUser)
+	return s, []string{"OCI_USERNAME=" + conformanceUser, "OCI_PASSWORD=" + conformancePassword}
+}
+
 func TestConformance(t *testing.T) {
 	bin := buildConformance(t, t.TempDir())
 
@@ -281,8 +298,8 @@ func TestConformance(t *testing.T) {
 	}
 	for _, run := range runs {
 		t.Run(run.name, func(t *testing.T) {
-			s := startServer(t, run.server...)
-			res := runConformance(t, bin, s, run.version, run.sparse)
+			s, creds := conformanceServer(t, run.server...)
+			res := runConformance(t, bin, s, run.version, run.sparse, creds...)
 			line := res.summary(run.name)
 			t.Log(line)
 			reportConformance(t, line)
@@ -337,8 +354,8 @@ func TestConformance(t *testing.T) {
 	// with OCI_DATA_SPARSE=true and check that the failures are exactly
 	// the refused sparse manifests and what follows from their absence.
 	t.Run("strict-rejects-sparse", func(t *testing.T) {
-		s := startServer(t, "--insecure-http")
-		res := runConformance(t, bin, s, "1.1", true)
+		s, creds := conformanceServer(t, "--insecure-http")
+		res := runConformance(t, bin, s, "1.1", true, creds...)
 		line := res.summary("strict-rejects-sparse")
 		t.Log(line)
 		reportConformance(t, line)
@@ -377,6 +394,34 @@ func TestConformance(t *testing.T) {
 		}
 		if res.passed <= 700 {
 			t.Errorf("only %d testcases passed, want more than 700", res.passed)
+		}
+	})
+
+	// Without credentials the registry refuses the suite: every push and
+	// pull is answered 401 with the token challenge.
+	t.Run("anonymous-refused", func(t *testing.T) {
+		s, _ := conformanceServer(t, "--insecure-http")
+		res := runConformance(t, bin, s, "1.1", false)
+		line := res.summary("anonymous-refused")
+		t.Log(line)
+		reportConformance(t, line)
+		if res.exitCode == 0 || res.failed == 0 {
+			t.Fatalf("an anonymous run passed (exit %d, %d failed)", res.exitCode, res.failed)
+		}
+		for _, prefix := range []string{"OCI Conformance Test/push", "OCI Conformance Test/Push", "OCI Conformance Test/image"} {
+			if n := res.countPrefix(prefix, "passed"); n != 0 {
+				t.Errorf("%d testcases under %q passed anonymously", n, prefix)
+			}
+		}
+		var saw401 bool
+		for _, tc := range res.failedCases() {
+			saw401 = saw401 || strings.Contains(tc.SystemErr, "401")
+		}
+		if !saw401 {
+			t.Errorf("no refusal was a 401:\n%s", describeCases(res.failedCases(), 3))
+		}
+		if res.passed > 50 {
+			t.Errorf("%d testcases passed anonymously, want next to none", res.passed)
 		}
 	})
 }
