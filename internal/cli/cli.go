@@ -36,6 +36,9 @@ func NewRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServeCommand(), newBenchCommand())
+	root.AddCommand(newLoginCommand(), newLogoutCommand(), newWhoamiCommand(),
+		newNewProjectCommand(), newProjectCommand(), newGetCommand(), newDeleteCommand(),
+		newPolicyCommand(), newAdmCommand(), newCreateCommand())
 	return root
 }
 
