@@ -1,0 +1,232 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// berthCLI runs the berth binary's client verbs with its own configuration
+// file, as one user at one terminal would.
+type berthCLI struct {
+	t      testing.TB
+	config string
+}
+
+func newBerthCLI(t testing.TB) *berthCLI {
+	return &berthCLI{t: t, config: filepath.Join(t.TempDir(), "berth", "config")}
+}
+
+// run runs berth with stdin and returns stdout, failing on an error.
+func (c *berthCLI) run(stdin string, args ...string) string {
+	c.t.Helper()
+	out, errOut, err := c.try(stdin, args...)
+	if err != nil {
+		c.t.Fatalf("berth %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+	}
+	return out
+}
+
+func (c *berthCLI) try(stdin string, args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, berthBin, args...)
+	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+c.config)
+	cmd.Stdin = strings.NewReader(stdin) // not a terminal: berth reads a password line from it
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// writeHtpasswd writes an htpasswd file (bcrypt) of users and passwords.
+func writeHtpasswd(t testing.TB, users map[string]string) string {
+	t.Helper()
+	var lines []string
+	for u, p := range users {
+		h, err := bcrypt.GenerateFromPassword([]byte(p), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines = append(lines, u+":"+string(h))
+	}
+	path := filepath.Join(t.TempDir(), "htpasswd")
+	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// registryStatus sends GET path to the registry with a bearer token.
+func registryStatus(t testing.TB, s *server, token, path string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, s.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := s.AnonymousClient().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestCLI drives the reference's procedures with the berth binary against
+// a real server: log in as the administrator, create a project, grant a
+// user of the htpasswd provider registry-viewer there, mint a service
+// account's token, log out.
+func TestCLI(t *testing.T) {
+	s := startServer(t, "--htpasswd", writeHtpasswd(t, map[string]string{"bob": "bob-Pa55"}))
+	admin := newBerthCLI(t)
+
+	if _, _, err := admin.try("", "whoami"); err == nil {
+		t.Fatal("whoami before login succeeded")
+	}
+	_, errOut, _ := admin.try("", "whoami")
+	if !strings.Contains(errOut, "not logged in: run berth login URL") {
+		t.Fatalf("whoami before login: %s", errOut)
+	}
+	out := admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
+	if !strings.Contains(out, "Logged into "+s.URL+" as admin") {
+		t.Fatalf("login: %s", out)
+	}
+	if st, err := os.Stat(admin.config); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("config file %s: %v %v", admin.config, st, err)
+	}
+	if out := admin.run("", "whoami"); strings.TrimSpace(out) != "admin" {
+		t.Fatalf("whoami = %q", out)
+	}
+	token := strings.TrimSpace(admin.run("", "whoami", "-t"))
+	if !strings.HasPrefix(token, "sha256~") {
+		t.Fatalf("whoami -t = %q", token)
+	}
+	if code := registryStatus(t, s, token, "/v2/"); code != http.StatusOK {
+		t.Fatalf("GET /v2/ with the login token = %d", code)
+	}
+
+	if out := admin.run("", "new-project", "cli-e2e"); !strings.Contains(out, `Now using project "cli-e2e"`) {
+		t.Fatalf("new-project: %s", out)
+	}
+	if out := admin.run("", "project"); !strings.Contains(out, `Using project "cli-e2e"`) {
+		t.Fatalf("project: %s", out)
+	}
+	if out := admin.run("", "get", "projects"); !strings.Contains(out, "cli-e2e") {
+		t.Fatalf("get projects: %s", out)
+	}
+	// The reference's procedure, in the current project.
+	if out := admin.run("", "policy", "add-role-to-user", "registry-viewer", "bob"); !strings.Contains(out, `registry-viewer added: "bob"`) {
+		t.Fatalf("add-role-to-user: %s", out)
+	}
+	out = admin.run("", "policy", "who-can", "get", "imagestreams/layers")
+	if !strings.Contains(out, "bob") || !strings.Contains(out, "admin") {
+		t.Fatalf("who-can: %s", out)
+	}
+	// bob, an htpasswd user, logs in with the password on standard input
+	// and now sees the project.
+	bob := newBerthCLI(t)
+	out = bob.run("bob-Pa55\n", "login", s.URL, "-u", "bob", "--certificate-authority", s.CAFile())
+	if !strings.Contains(out, "as bob") || !strings.Contains(out, `Using project "cli-e2e"`) {
+		t.Fatalf("bob's login: %s", out)
+	}
+	if _, errOut, err := bob.try("", "policy", "add-role-to-user", "admin", "bob"); err == nil || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("bob granting himself admin: %v %s", err, errOut)
+	}
+
+	// A robot: a service account and its token, which the registry takes.
+	if out := admin.run("", "create", "serviceaccount", "robot"); !strings.Contains(out, "serviceaccount/robot created") {
+		t.Fatalf("create serviceaccount: %s", out)
+	}
+	robot := strings.TrimSpace(admin.run("", "create", "token", "robot", "--duration", "24h", "-n", "cli-e2e"))
+	if !strings.HasPrefix(robot, "sha256~") {
+		t.Fatalf("create token = %q", robot)
+	}
+	if code := registryStatus(t, s, robot, "/v2/"); code != http.StatusOK {
+		t.Fatalf("GET /v2/ with the robot's token = %d", code)
+	}
+	robotCLI := newBerthCLI(t)
+	robotCLI.run("", "login", s.URL, "--token", robot, "--certificate-authority", s.CAFile())
+	if out := robotCLI.run("", "whoami"); strings.TrimSpace(out) != "system:serviceaccount:cli-e2e:robot" {
+		t.Fatalf("robot whoami = %q", out)
+	}
+
+	// Logging out revokes the token at the server.
+	if out := admin.run("", "logout"); !strings.Contains(out, `Logged "admin" out`) {
+		t.Fatalf("logout: %s", out)
+	}
+	if code := registryStatus(t, s, token, "/v2/"); code != http.StatusUnauthorized {
+		t.Fatalf("GET /v2/ with the revoked token = %d, want 401", code)
+	}
+	if _, _, err := admin.try("", "whoami"); err == nil {
+		t.Fatal("whoami after logout succeeded")
+	}
+}
+
+// TestCLIPodmanLogin is the reference's registry login procedure, with
+// berth in place of the platform CLI:
+//
+//	podman login -u kubeadmin -p $(berth whoami -t) HOST
+//
+// then a push into a project the user created and a pull back.
+func TestCLIPodmanLogin(t *testing.T) {
+	podman := requireTool(t, "podman")
+	s := startServer(t)
+	admin := newBerthCLI(t)
+	admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
+	admin.run("", "new-project", "podman-cli")
+	token := strings.TrimSpace(admin.run("", "whoami", "-t"))
+
+	ce := newContainersEnv(t)
+	certs := s.CertDir()
+	global := append(ce.storageFlags(), "--tmpdir", ce.TmpDir, "--cgroup-manager=cgroupfs", "--events-backend=file")
+	pm := func(args ...string) string {
+		t.Helper()
+		return runIn(t, "", ce.Env, podman, append(global, args...)...)
+	}
+	out := pm("login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, s.Addr)
+	if !strings.Contains(out, "Login Succeeded") {
+		t.Fatalf("podman login: %s", out)
+	}
+
+	content := []byte("pushed after berth login\n")
+	img := newTestImage(t, "v1", "hello.txt", content)
+	// podman names an image loaded from a layout after the layout's path,
+	// which must be lowercase (t.TempDir() holds the test's name).
+	lower, err := os.MkdirTemp("", "berth-e2e-cli-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(lower) })
+	layout := filepath.Join(lower, "layout")
+	if err := os.CopyFS(layout, os.DirFS(img.Layout)); err != nil {
+		t.Fatal(err)
+	}
+	out = pm("pull", "--signature-policy", ce.Policy, "oci:"+layout+":"+img.Tag)
+	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	ref := s.Addr + "/podman-cli/app:v1"
+	pm("tag", id, ref)
+	pm("push", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
+	verifyRegistryImage(t, s, "podman-cli/app", "v1", "hello.txt", content)
+	pm("rmi", "--all", "--force")
+	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
+
+	// After berth logout the token no longer opens the registry.
+	admin.run("", "logout")
+	pm("logout", s.Addr)
+	if _, err := tryPodmanLogin(ce, podman, global, certs, token, s.Addr); err == nil {
+		t.Fatal("podman login with a revoked token succeeded")
+	}
+}
+
+func tryPodmanLogin(ce *containersEnv, podman string, global []string, certs, token, host string) (string, error) {
+	o, e, err := tryIn("", ce.Env, podman, append(global, "login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, host)...)
+	return o + e, err
+}
