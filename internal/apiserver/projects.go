@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -78,7 +77,11 @@ func (s *Server) visibleProjects(ctx context.Context, u auth.User) (func(string)
 	if err != nil {
 		return nil, err
 	}
-	return func(p string) bool { _, ok := slices.BinarySearch(bound, p); return ok }, nil
+	set := make(map[string]bool, len(bound))
+	for _, p := range bound {
+		set[p] = true
+	}
+	return func(p string) bool { return set[p] }, nil
 }
 
 func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
