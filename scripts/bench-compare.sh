@@ -76,7 +76,8 @@ free_port() {
 wait_ready() { # url pid name
 	for _ in $(seq 100); do
 		kill -0 "$2" 2>/dev/null || { echo "bench-compare: $3 exited; its log:" >&2; cat "$WORK/$3.log" >&2; exit 1; }
-		curl -sf -o /dev/null "$1/v2/" && return
+		# Any HTTP answer will do: Berth asks for credentials (401).
+		curl -s -o /dev/null "$1/v2/" && return
 		sleep 0.1
 	done
 	echo "bench-compare: $3 did not answer $1/v2/" >&2
@@ -113,12 +114,18 @@ http:
 EOF
 
 log "starting berth on $BERTH_URL and distribution on $DIST_URL (data in $WORK)"
-"$BIN" serve --listen "127.0.0.1:$BERTH_PORT" --data "$WORK/berth-data" --insecure-http --log-level warn >"$WORK/berth.log" 2>&1 &
+ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
+	"$BIN" serve --listen "127.0.0.1:$BERTH_PORT" --data "$WORK/berth-data" --insecure-http --log-level warn >"$WORK/berth.log" 2>&1 &
 BERTH_PID=$!
 env -u AWS_CA_BUNDLE "$DISTRIBUTION" serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
 DIST_PID=$!
 wait_ready "$BERTH_URL" "$BERTH_PID" berth
 wait_ready "$DIST_URL" "$DIST_PID" dist
+# Berth runs as it ships, with authentication and authorization on every
+# request: the benchmark sends a registry token, as podman does after login.
+BERTH_TOKEN=$(curl -sf -u "admin:$ADMIN_PASSWORD" "$BERTH_URL/openshift/token" | jq -r .token)
+case $BERTH_TOKEN in sha256~*) ;; *) echo "bench-compare: no token from berth" >&2; exit 1 ;; esac
 
 # The loopback limit of the pull targets is one raw TCP stream, best of
 # three (what "loopback TCP ≈ 4 GB/s" means); $C streams are shown too.
@@ -190,9 +197,13 @@ for w in "${WL[@]}"; do
 	i=$((i + 1))
 	n=$(requests_for "$w")
 	for side in berth dist; do
-		if [ $side = berth ]; then url=$BERTH_URL pid=$BERTH_PID; else url=$DIST_URL pid=$DIST_PID; fi
+		if [ $side = berth ]; then
+			url=$BERTH_URL pid=$BERTH_PID creds=(--username token --password-env)
+		else
+			url=$DIST_URL pid=$DIST_PID creds=()
+		fi
 		settle
-		"$BIN" bench --url "$url" --workloads "$w" -c "$C" -n "$n" --timeout "$TIMEOUT" \
+		BERTH_BENCH_PASSWORD=$BERTH_TOKEN "$BIN" bench --url "$url" "${creds[@]}" --workloads "$w" -c "$C" -n "$n" --timeout "$TIMEOUT" \
 			--server-pid "$pid" --no-progress --json >"$WORK/results/$side-$w.json" 2>"$WORK/results/$side-$w.err" || true
 		if ! jq -e '.results[0]' "$WORK/results/$side-$w.json" >/dev/null 2>&1; then
 			echo "bench-compare: $w on $side produced no result:" >&2

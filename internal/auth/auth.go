@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"time"
 )
 
 // Well-known users and groups.
@@ -89,6 +91,14 @@ type Authorizer interface {
 type RBAC struct {
 	Roles    map[string]Role
 	Bindings BindingSource
+	// Generation, when set, is the store's access generation: bindings
+	// read are cached per project while it stands still, for at most
+	// CacheTTL (0: 10s).
+	Generation func() int64
+	CacheTTL   time.Duration
+
+	cacheOnce sync.Once
+	cache     *genCache[string, []Binding]
 }
 
 // NewRBAC returns an authorizer with the built-in roles.
@@ -104,7 +114,7 @@ func (a *RBAC) Authorize(ctx context.Context, user User, verb string, resource R
 		a.roleAllows("system:image-puller", verb, resource) {
 		return true, nil
 	}
-	bindings, err := a.Bindings.Bindings(ctx, project)
+	bindings, err := a.bindingsOf(ctx, project)
 	if err != nil {
 		return false, fmt.Errorf("authorize %s %s/%s in %q: %w", verb, resource.Group, resource.Resource, project, err)
 	}
@@ -120,6 +130,28 @@ func (a *RBAC) Authorize(ctx context.Context, user User, verb string, resource R
 		}
 	}
 	return false, nil
+}
+
+func (a *RBAC) bindingsOf(ctx context.Context, project string) ([]Binding, error) {
+	if a.Generation == nil {
+		return a.Bindings.Bindings(ctx, project)
+	}
+	a.cacheOnce.Do(func() {
+		ttl := a.CacheTTL
+		if ttl == 0 {
+			ttl = 10 * time.Second
+		}
+		a.cache = &genCache[string, []Binding]{ttl: ttl, max: 100000}
+	})
+	gen, now := a.Generation(), time.Now()
+	if b, ok := a.cache.get(project, gen, now); ok {
+		return b, nil
+	}
+	b, err := a.Bindings.Bindings(ctx, project)
+	if err == nil {
+		a.cache.put(project, b, gen, now)
+	}
+	return b, err
 }
 
 func binds(b Binding, u User) bool {

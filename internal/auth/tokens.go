@@ -80,9 +80,16 @@ type Authenticator struct {
 	// one minute, negative never.
 	PasswordTTL time.Duration
 	Now         func() time.Time
+	// Generation, when set, is the store's access generation (it moves on
+	// every change to tokens, users and groups); tokens and groups read
+	// are then cached while it stands still, for at most CacheTTL (0: 10s).
+	Generation func() int64
+	CacheTTL   time.Duration
 
 	cacheOnce sync.Once
 	cache     *passwordCache
+	tokens    *genCache[[32]byte, TokenRecord]
+	groups    *genCache[string, []string]
 }
 
 // Identity is who made a request and, when a token proved it, which.
@@ -101,7 +108,7 @@ func (a *Authenticator) Token(ctx context.Context, secret string) (Identity, err
 		return Identity{}, fmt.Errorf("%w: not a token", ErrUnauthenticated)
 	}
 	hash := HashToken(secret)
-	rec, err := a.Tokens.LookupToken(ctx, hash)
+	rec, err := a.lookupToken(ctx, hash)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return Identity{}, fmt.Errorf("%w: unknown token", ErrUnauthenticated)
 	}
@@ -160,17 +167,60 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	return a.user(ctx, name)
 }
 
+func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenRecord, error) {
+	a.caches()
+	if a.Generation == nil {
+		return a.Tokens.LookupToken(ctx, hash)
+	}
+	key := [32]byte(hash)
+	gen, now := a.Generation(), time.Now()
+	if rec, ok := a.tokens.get(key, gen, now); ok {
+		return rec, nil
+	}
+	rec, err := a.Tokens.LookupToken(ctx, hash)
+	if err == nil {
+		a.tokens.put(key, rec, gen, now)
+	}
+	return rec, err
+}
+
+func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, error) {
+	a.caches()
+	if a.Generation == nil {
+		return a.Groups.GroupsOf(ctx, name)
+	}
+	gen, now := a.Generation(), time.Now()
+	if g, ok := a.groups.get(name, gen, now); ok {
+		return g, nil
+	}
+	g, err := a.Groups.GroupsOf(ctx, name)
+	if err == nil {
+		a.groups.put(name, g, gen, now)
+	}
+	return g, err
+}
+
 func (a *Authenticator) passwords() *passwordCache {
+	a.caches()
+	return a.cache
+}
+
+func (a *Authenticator) caches() {
 	a.cacheOnce.Do(func() {
-		ttl := a.PasswordTTL
+		ttl := a.CacheTTL
 		if ttl == 0 {
-			ttl = time.Minute
+			ttl = 10 * time.Second
 		}
-		if ttl > 0 {
-			a.cache = &passwordCache{ttl: ttl, max: 10000}
+		a.tokens = &genCache[[32]byte, TokenRecord]{ttl: ttl, max: 100000}
+		a.groups = &genCache[string, []string]{ttl: ttl, max: 100000}
+		pwTTL := a.PasswordTTL
+		if pwTTL == 0 {
+			pwTTL = time.Minute
+		}
+		if pwTTL > 0 {
+			a.cache = &passwordCache{ttl: pwTTL, max: 10000}
 		}
 	})
-	return a.cache
 }
 
 func (a *Authenticator) now() time.Time {
@@ -190,7 +240,7 @@ func (a *Authenticator) user(ctx context.Context, name string) (User, error) {
 		groups = append(groups, GroupPeople)
 	}
 	if a.Groups != nil {
-		stored, err := a.Groups.GroupsOf(ctx, name)
+		stored, err := a.groupsOf(ctx, name)
 		if err != nil {
 			return User{}, fmt.Errorf("groups of %s: %w", name, err)
 		}

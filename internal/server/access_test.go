@@ -26,7 +26,7 @@ import (
 // accessFixture is the whole HTTP surface over a real store, with one
 // token per kind of caller.
 type accessFixture struct {
-	t      *testing.T
+	t      testing.TB
 	url    string
 	meta   *store.Store
 	tokens map[string]string // caller → Authorization header value
@@ -456,5 +456,41 @@ func TestConcurrentFirstPushesToANewProject(t *testing.T) {
 		if st := <-statuses; st != http.StatusAccepted {
 			t.Errorf("a concurrent first push = %d, want 202", st)
 		}
+	}
+}
+
+// Decisions are cached, but a revoked token or a removed binding takes
+// effect on the next request.
+func TestAccessChangesApplyAtOnce(t *testing.T) {
+	f := newAccessFixture(t)
+	ctx := context.Background()
+	pull := func(caller string) int { return f.do(caller, "GET", "/v2/proj/app/manifests/v1", nil).status }
+	for range 3 { // warm every cache
+		if st := pull("viewer"); st != 200 {
+			t.Fatalf("viewer pull = %d", st)
+		}
+	}
+	if err := f.meta.RemoveBinding(ctx, "proj", "registry-viewer", "User", "viewer"); err != nil {
+		t.Fatal(err)
+	}
+	if st := pull("viewer"); st != 404 {
+		t.Fatalf("pull after the binding was removed = %d, want 404", st)
+	}
+	if st := pull("editor"); st != 200 {
+		t.Fatalf("editor pull = %d", st)
+	}
+	tokens, err := f.meta.TokensOf(ctx, "editor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range tokens { // the editor's live token, and the test's expired one
+		if tok.Revoked.IsZero() {
+			if err := f.meta.RevokeToken(ctx, tok.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if st := pull("editor"); st != 401 {
+		t.Fatalf("pull with a revoked token = %d, want 401", st)
 	}
 }

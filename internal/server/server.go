@@ -277,10 +277,12 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	}
 	authn := &auth.Authenticator{
 		Tokens: meta, Groups: meta, Identity: identity,
-		Users:   &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
-		Clients: &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Generation: meta.AccessGeneration,
 	}
 	authz := auth.NewRBAC(meta)
+	authz.Generation = meta.AccessGeneration
 	issuer := &auth.Issuer{Tokens: meta}
 
 	reg := registry.New(registry.Options{

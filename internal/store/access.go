@@ -189,6 +189,7 @@ func (s *Store) AddGroupMember(ctx context.Context, group, user string) error {
 	if err != nil {
 		return fmt.Errorf("add %s to group %s: %w", user, group, err)
 	}
+	s.accessChanged()
 	return nil
 }
 
@@ -273,6 +274,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
 	}
+	s.accessChanged()
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
@@ -100,4 +102,50 @@ func TestTokens(t *testing.T) {
 	if err != nil || len(list) != 2 {
 		t.Fatalf("TokensOf = %d, %v", len(list), err)
 	}
+}
+
+func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	gen := s.AccessGeneration()
+	moved := func(what string, want bool) {
+		t.Helper()
+		now := s.AccessGeneration()
+		if (now != gen) != want {
+			t.Errorf("%s: generation %d -> %d, want moved=%t", what, gen, now, want)
+		}
+		gen = now
+	}
+	if err := s.LinkBlob(ctx, "p/app", digest.FromString("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	moved("a blob link", false)
+	steps := []struct {
+		what string
+		do   func() error
+	}{
+		{"create project", func() error { return s.CreateProject(ctx, store.Project{Name: "p2", Creator: "alice"}) }},
+		{"add binding", func() error { return s.AddBinding(ctx, "p2", "registry-viewer", "User", "bob") }},
+		{"remove binding", func() error { return s.RemoveBinding(ctx, "p2", "registry-viewer", "User", "bob") }},
+		{"add group member", func() error { return s.AddGroupMember(ctx, "qa", "bob") }},
+		{"create user", func() error { return s.CreateUser(ctx, store.User{Name: "carol"}) }},
+		{"set password", func() error { return s.SetUserPassword(ctx, "carol", "x") }},
+		{"create token", func() error {
+			return s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h"), User: "carol", Expires: time.Now().Add(time.Hour)})
+		}},
+	}
+	for _, st := range steps {
+		if err := st.do(); err != nil {
+			t.Fatalf("%s: %v", st.what, err)
+		}
+		moved(st.what, st.what != "create token") // a new token changes nothing cached
+	}
+	if err := s.RevokeToken(ctx, "t1"); err != nil {
+		t.Fatal(err)
+	}
+	moved("revoke token", true)
+	if err := s.DeleteProject(ctx, "p2"); err != nil {
+		t.Fatal(err)
+	}
+	moved("delete project", true)
 }

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -24,6 +25,29 @@ type Store struct {
 	read  *sql.DB // many connections
 	write *sql.DB // one connection: SQLite has one writer; queueing here beats SQLITE_BUSY
 	now   func() time.Time
+
+	// accessGen counts committed changes to who may do what (users,
+	// groups, tokens, projects, bindings); caches of those are valid while
+	// it stands still. accessTouched marks the transaction in progress as
+	// such a change (there is one writer).
+	accessGen     atomic.Int64
+	accessTouched atomic.Bool
+}
+
+// AccessGeneration changes after every committed change to users,
+// groups, tokens, projects or role bindings made through this Store.
+// Read it before reading those, and a cache of what was read stays valid
+// while it does not change.
+func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
+
+// accessChanged is called after an access change was committed outside
+// a transaction.
+func (s *Store) accessChanged() { s.accessGen.Add(1) }
+
+// accessEvents are the event kinds that change access.
+var accessEvents = map[string]bool{
+	"ProjectCreated": true, "ProjectDeleted": true, "RoleBound": true, "RoleUnbound": true,
+	"GroupChanged": true, "UserCreated": true, "UserDeleted": true,
 }
 
 // Close releases the database.
@@ -111,11 +135,15 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() // after Commit a no-op; after a panic it frees the one writer
+	s.accessTouched.Store(false)
 	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
+	}
+	if s.accessTouched.Swap(false) {
+		s.accessChanged()
 	}
 	return nil
 }
@@ -167,6 +195,9 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, 
 		`INSERT INTO events (kind, repository, digest, tag, created_at) VALUES (?, ?, ?, ?, ?)`,
 		kind, repo, string(dgst), tag, s.micros()); err != nil {
 		return fmt.Errorf("append %s event: %w", kind, err)
+	}
+	if accessEvents[kind] {
+		s.accessTouched.Store(true)
 	}
 	return nil
 }

@@ -146,5 +146,6 @@ func (s *Store) SetUserPassword(ctx context.Context, name, hash string) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
 	}
+	s.accessChanged()
 	return nil
 }
