@@ -511,6 +511,7 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("group = %s", a.raw)
 	}
 	admin.expect(409, "POST", groups, qa)
+	admin.expect(422, "POST", groups, map[string]any{"metadata": map[string]any{"name": "system:serviceaccounts:team"}, "users": []string{"bob"}})
 	if !slices.Contains(bob.expect(200, "GET", me, nil).strings("groups"), "qa") {
 		t.Fatal("bob is not in qa")
 	}

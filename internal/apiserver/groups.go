@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -86,6 +87,12 @@ func (s *Server) writeGroup(w http.ResponseWriter, r *http.Request, verb string)
 	}
 	if name == "" {
 		return invalid("metadata.name is required")
+	}
+	if strings.HasPrefix(name, "system:") {
+		// The authenticator derives these (system:authenticated,
+		// system:serviceaccounts:<project>, …); a stored member would get
+		// what they grant without being what they mean.
+		return invalid("group names starting with system: are reserved")
 	}
 	if len(g.Users) == 0 {
 		return invalid("a group needs at least one user (Berth keeps a group while it has members; delete it instead)")
