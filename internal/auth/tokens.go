@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -85,6 +86,9 @@ type Authenticator struct {
 	// are then cached while it stands still, for at most CacheTTL (0: 10s).
 	Generation func() int64
 	CacheTTL   time.Duration
+	// Logger records failed and throttled password logins (user name and
+	// client, never the password); nil logs nothing.
+	Logger *slog.Logger
 
 	cacheOnce sync.Once
 	cache     *passwordCache
@@ -149,6 +153,7 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 		return a.user(ctx, name)
 	}
 	if wait := max(a.Users.Wait(name), a.Clients.Wait(client)); wait > 0 {
+		a.logFailure(ctx, "login throttled", name, client)
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	ok, err := a.Identity.CheckPassword(ctx, name, password)
@@ -158,6 +163,7 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	if !ok {
 		a.Users.Fail(name)
 		a.Clients.Fail(client)
+		a.logFailure(ctx, "login failed", name, client)
 		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
 	}
 	a.Users.Reset(name)
@@ -198,6 +204,12 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 		a.groups.put(name, g, gen, now)
 	}
 	return g, err
+}
+
+func (a *Authenticator) logFailure(ctx context.Context, msg, name, client string) {
+	if a.Logger != nil {
+		a.Logger.WarnContext(ctx, msg, "user", name, "client", client)
+	}
 }
 
 func (a *Authenticator) passwords() *passwordCache {

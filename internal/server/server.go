@@ -280,6 +280,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
+		Logger:     log,
 	}
 	authz := auth.NewRBAC(meta)
 	authz.Generation = meta.AccessGeneration

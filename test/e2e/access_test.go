@@ -235,6 +235,10 @@ func TestBruteForceIsThrottled(t *testing.T) {
 	if strings.Contains(s.Logs(), "guess-") || strings.Contains(s.Logs(), "bob-pw") {
 		t.Fatal("the server log contains a password")
 	}
+	if !strings.Contains(s.Logs(), `msg="login failed" user=bob client=127.0.0.1`) ||
+		!strings.Contains(s.Logs(), `msg="login throttled" user=bob`) {
+		t.Errorf("failed and throttled logins are not logged:\n%s", s.Logs())
+	}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		st, _ := get("bob-pw")
