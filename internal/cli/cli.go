@@ -60,7 +60,7 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 
 func newServeCommand() *cobra.Command {
 	cfg := server.Config{}
-	var logFormat, logLevel string
+	var logFormat, logLevel, configFile string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the registry",
@@ -73,6 +73,11 @@ in $BERTH_ADMIN_PASSWORD or, when that is unset, a random one written to
 DATA/admin-password (mode 0600).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if configFile != "" {
+				if err := applyServeConfig(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
 			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
 			if err != nil {
 				return err
@@ -101,5 +106,7 @@ DATA/admin-password (mode 0600).`,
 	f.DurationVar(&cfg.RegistryTokenTTL, "registry-token-ttl", time.Hour, "life of a token /openshift/token issues for a user name and password")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")
+	cmd.Long += "\n\nSettings a --config file may hold: " + configFlagHelp(f) + "."
 	return cmd
 }
