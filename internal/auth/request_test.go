@@ -203,3 +203,22 @@ func TestTokenEndpoint(t *testing.T) {
 		t.Fatalf("wrong password = %d", code)
 	}
 }
+
+// Groups under system: come from the authenticator alone; a stored one is
+// ignored, so storage cannot confer a project's implicit pull right.
+func TestStoredSystemGroupsAreIgnored(t *testing.T) {
+	a := &Authenticator{Identity: &countingProvider{user: "eve", password: "pw"},
+		Groups: memGroups{"eve": {"system:serviceaccounts:secret", "qa"}}}
+	id, err := a.Request(newRequest(basic("eve", "pw")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range id.Groups {
+		if g == "system:serviceaccounts:secret" {
+			t.Fatalf("stored system group granted: %v", id.Groups)
+		}
+	}
+	if !strings.Contains(strings.Join(id.Groups, ","), "qa") {
+		t.Fatalf("stored group qa missing: %v", id.Groups)
+	}
+}

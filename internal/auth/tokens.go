@@ -256,7 +256,13 @@ func (a *Authenticator) user(ctx context.Context, name string) (User, error) {
 		if err != nil {
 			return User{}, fmt.Errorf("groups of %s: %w", name, err)
 		}
-		groups = append(groups, stored...)
+		// Names under system: are derived here, never granted by storage: a
+		// stored "system:serviceaccounts:P" must not confer P's pull right.
+		for _, g := range stored {
+			if !strings.HasPrefix(g, "system:") {
+				groups = append(groups, g)
+			}
+		}
 	}
 	return User{Name: name, Groups: groups}, nil
 }

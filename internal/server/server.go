@@ -298,9 +298,12 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
 	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
 	mux.Handle(auth.TokenPath, &auth.TokenEndpoint{Authenticator: authn, Issuer: issuer, TTL: cfg.RegistryTokenTTL, Logger: log})
-	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
+	for _, prefix := range []string{"/api/", "/apis/"} {
 		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
 	}
+	// The OAuth token endpoint reads credentials from its form (and an
+	// OAuth client's own Basic credentials, which are no user's password).
+	mux.Handle("/oauth/", api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux, nil
 }

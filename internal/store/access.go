@@ -89,22 +89,11 @@ func scanProjects(rows *sql.Rows) ([]Project, error) {
 	return out, rows.Err()
 }
 
-// DeleteProject removes a project and its role bindings. Its repositories
-// are left for the caller to delete first.
+// DeleteProject removes a project with everything in it; see
+// DeleteProjectAndRepositories.
 func (s *Store) DeleteProject(ctx context.Context, name string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE name = ?`, name)
-		if err != nil {
-			return fmt.Errorf("delete project %s: %w", name, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, name); err != nil {
-			return fmt.Errorf("delete bindings of %s: %w", name, err)
-		}
-		return s.appendEvent(ctx, tx, "ProjectDeleted", name, "", "")
-	})
+	_, err := s.DeleteProjectAndRepositories(ctx, name)
+	return err
 }
 
 // AddBinding grants role to a user or group ("User" or "Group") in project

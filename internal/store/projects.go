@@ -17,8 +17,8 @@ import (
 // under the same name inherits nothing. It returns the repositories that
 // went. An unknown project is errdefs.ErrNotFound.
 //
-// Blob rows and blob bytes stay for the garbage collector, as do upload
-// sessions of the project's repositories, which expire on their own.
+// Blob rows and blob bytes stay for the garbage collector. Upload sessions
+// of the project's repositories end (their bytes go at the next start).
 func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) ([]string, error) {
 	var repos []string
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -45,6 +45,13 @@ WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, name)
 		manifests, err := scanStrings(rows)
 		if err != nil {
 			return fmt.Errorf("list manifests of %s: %w", name, err)
+		}
+		// Open upload sessions go too: a commit after this would recreate a
+		// repository in a project that no longer exists. Their bytes in the
+		// blob driver are removed at the next start.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE substr(repository, 1, ?) = ?`,
+			len(name)+1, name+"/"); err != nil {
+			return fmt.Errorf("delete upload sessions of %s: %w", name, err)
 		}
 		const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
 		for _, q := range []string{

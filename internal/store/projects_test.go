@@ -145,3 +145,18 @@ func TestGroups(t *testing.T) {
 		t.Fatalf("bob still in %v", gs)
 	}
 }
+
+func TestDeleteProjectEndsItsUploads(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app"}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app"}))
+	must(t, s.DeleteProject(ctx, "team"))
+	if _, err := s.Upload(ctx, "team/app", "u-team"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("upload of the deleted project: %v, want not found", err)
+	}
+	if _, err := s.Upload(ctx, "team-b/app", "u-teamb"); err != nil {
+		t.Errorf("upload of another project: %v", err)
+	}
+}
