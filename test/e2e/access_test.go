@@ -235,8 +235,15 @@ func TestBruteForceIsThrottled(t *testing.T) {
 	if strings.Contains(s.Logs(), "guess-") || strings.Contains(s.Logs(), "bob-pw") {
 		t.Fatal("the server log contains a password")
 	}
-	if !strings.Contains(s.Logs(), `msg="login failed" user=bob client=127.0.0.1`) ||
-		!strings.Contains(s.Logs(), `msg="login throttled" user=bob`) {
+	// The log is read from the server's stderr as it comes: give it a moment.
+	logged := func() bool {
+		return strings.Contains(s.Logs(), `msg="login failed" user=bob client=127.0.0.1`) &&
+			strings.Contains(s.Logs(), `msg="login throttled" user=bob`)
+	}
+	for i := 0; i < 50 && !logged(); i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !logged() {
 		t.Errorf("failed and throttled logins are not logged:\n%s", s.Logs())
 	}
 	deadline := time.Now().Add(15 * time.Second)
