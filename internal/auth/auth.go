@@ -143,15 +143,9 @@ func (a *RBAC) bindingsOf(ctx context.Context, project string) ([]Binding, error
 		}
 		a.cache = &genCache[string, []Binding]{ttl: ttl, max: 100000}
 	})
-	gen, now := a.Generation(), time.Now()
-	if b, ok := a.cache.get(project, gen, now); ok {
-		return b, nil
-	}
-	b, err := a.Bindings.Bindings(ctx, project)
-	if err == nil {
-		a.cache.put(project, b, gen, now)
-	}
-	return b, err
+	return a.cache.fetch(project, a.Generation, func() ([]Binding, error) {
+		return a.Bindings.Bindings(ctx, project)
+	})
 }
 
 func binds(b Binding, u User) bool {

@@ -34,6 +34,21 @@ func (c *genCache[K, V]) get(k K, gen int64, now time.Time) (V, bool) {
 	return e.v, true
 }
 
+// fetch returns k's value from the cache, or loads it and remembers it.
+// The generation is read before load runs, so a change committed during
+// the load leaves an entry that is already stale.
+func (c *genCache[K, V]) fetch(k K, generation func() int64, load func() (V, error)) (V, error) {
+	gen, now := generation(), time.Now()
+	if v, ok := c.get(k, gen, now); ok {
+		return v, nil
+	}
+	v, err := load()
+	if err == nil {
+		c.put(k, v, gen, now)
+	}
+	return v, err
+}
+
 // put stores v read at generation gen (read before the value was).
 func (c *genCache[K, V]) put(k K, v V, gen int64, now time.Time) {
 	c.mu.Lock()

@@ -178,16 +178,9 @@ func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenReco
 	if a.Generation == nil {
 		return a.Tokens.LookupToken(ctx, hash)
 	}
-	key := [32]byte(hash)
-	gen, now := a.Generation(), time.Now()
-	if rec, ok := a.tokens.get(key, gen, now); ok {
-		return rec, nil
-	}
-	rec, err := a.Tokens.LookupToken(ctx, hash)
-	if err == nil {
-		a.tokens.put(key, rec, gen, now)
-	}
-	return rec, err
+	return a.tokens.fetch([32]byte(hash), a.Generation, func() (TokenRecord, error) {
+		return a.Tokens.LookupToken(ctx, hash)
+	})
 }
 
 func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, error) {
@@ -195,15 +188,9 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 	if a.Generation == nil {
 		return a.Groups.GroupsOf(ctx, name)
 	}
-	gen, now := a.Generation(), time.Now()
-	if g, ok := a.groups.get(name, gen, now); ok {
-		return g, nil
-	}
-	g, err := a.Groups.GroupsOf(ctx, name)
-	if err == nil {
-		a.groups.put(name, g, gen, now)
-	}
-	return g, err
+	return a.groups.fetch(name, a.Generation, func() ([]string, error) {
+		return a.Groups.GroupsOf(ctx, name)
+	})
 }
 
 func (a *Authenticator) logFailure(ctx context.Context, msg, name, client string) {

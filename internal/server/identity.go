@@ -113,22 +113,13 @@ func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvide
 	return chain, nil
 }
 
-// expireTokensEvery deletes tokens a day after they expired or were
-// revoked (kept that long so a client is told "expired", not "unknown").
-func expireTokensEvery(ctx context.Context, every time.Duration, meta *store.Store, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := meta.DeleteExpiredTokens(ctx, time.Now().Add(-24*time.Hour))
-			if err != nil {
-				log.Warn("delete expired tokens", "err", err)
-			} else if n > 0 {
-				log.Info("deleted expired tokens", "count", n)
-			}
-		}
+// expireTokens deletes tokens a day after they expired or were revoked
+// (kept that long so a client is told "expired", not "unknown").
+func expireTokens(ctx context.Context, meta *store.Store, log *slog.Logger) {
+	n, err := meta.DeleteExpiredTokens(ctx, time.Now().Add(-24*time.Hour))
+	if err != nil {
+		log.Warn("delete expired tokens", "err", err)
+	} else if n > 0 {
+		log.Info("deleted expired tokens", "count", n)
 	}
 }

@@ -167,8 +167,12 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
-	wg.Go(func() { expireUploadsEvery(janitorCtx, time.Hour, meta, blobs, cfg.UploadTTL, log) })
-	wg.Go(func() { expireTokensEvery(janitorCtx, time.Hour, meta, log) })
+	wg.Go(func() {
+		every(janitorCtx, time.Hour, func(ctx context.Context) {
+			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
+			expireTokens(ctx, meta, log)
+		})
+	})
 	if cfg.DebugListen != "" {
 		debug, err := startDebug(cfg.DebugListen, log)
 		if err != nil {
@@ -255,15 +259,16 @@ func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver
 	}
 }
 
-func expireUploadsEvery(ctx context.Context, every time.Duration, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
+// every runs job each interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, job func(context.Context)) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			expireUploads(ctx, meta, blobs, ttl, log)
+			job(ctx)
 		}
 	}
 }
