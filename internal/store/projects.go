@@ -92,19 +92,26 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 }
 
 // deleteServiceAccounts removes the service accounts of project and
-// everything that names them.
+// everything that names them or their group, anywhere — whether or not an
+// account was ever created: a binding elsewhere to
+// system:serviceaccounts:<project> or to system:serviceaccount:<project>:x
+// must not pass to whoever creates the project next.
 func deleteServiceAccounts(ctx context.Context, tx *sql.Tx, project string) error {
 	prefix := "system:serviceaccount:" + project + ":"
-	const users = `(SELECT name FROM users WHERE substr(name, 1, ?) = ?)`
+	const named = ` substr(%s, 1, ?) = ?`
 	for _, q := range []string{
-		`DELETE FROM tokens WHERE user_name IN ` + users,
-		`DELETE FROM group_members WHERE user_name IN ` + users,
-		`DELETE FROM role_bindings WHERE subject_kind = 'User' AND subject IN ` + users,
-		`DELETE FROM users WHERE name IN ` + users,
+		`DELETE FROM tokens WHERE` + fmt.Sprintf(named, "user_name"),
+		`DELETE FROM group_members WHERE` + fmt.Sprintf(named, "user_name"),
+		`DELETE FROM role_bindings WHERE subject_kind = 'User' AND` + fmt.Sprintf(named, "subject"),
+		`DELETE FROM users WHERE` + fmt.Sprintf(named, "name"),
 	} {
 		if _, err := tx.ExecContext(ctx, q, len(prefix), prefix); err != nil {
 			return fmt.Errorf("delete service accounts of %s: %w", project, err)
 		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE subject_kind = 'Group' AND subject = ?`,
+		"system:serviceaccounts:"+project); err != nil {
+		return fmt.Errorf("delete bindings of the service accounts of %s: %w", project, err)
 	}
 	return nil
 }

@@ -3,7 +3,9 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,5 +160,67 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	}
 	if _, err := s.Upload(ctx, "team-b/app", "u-teamb"); err != nil {
 		t.Errorf("upload of another project: %v", err)
+	}
+}
+
+// A project re-created under a deleted one's name inherits no grant made
+// elsewhere to the old project's service accounts, created or not.
+func TestDeleteProjectForgetsGrantsToItsServiceAccounts(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateProject(ctx, store.Project{Name: "secret", Creator: "alice"}))
+	must(t, s.CreateProject(ctx, store.Project{Name: "ci", Creator: "alice"}))
+	must(t, s.AddBinding(ctx, "secret", "system:image-puller", "Group", "system:serviceaccounts:ci"))
+	must(t, s.AddBinding(ctx, "secret", "registry-viewer", "User", auth.ServiceAccountUser("ci", "never-created")))
+	must(t, s.AddBinding(ctx, "secret", "registry-viewer", "Group", "system:serviceaccounts:ci-other"))
+	must(t, s.DeleteProject(ctx, "ci"))
+	bindings, err := s.Bindings(ctx, "secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range bindings {
+		for _, g := range b.Groups {
+			if g == "system:serviceaccounts:ci" {
+				t.Errorf("binding to the deleted project's service-account group survived: %+v", b)
+			}
+		}
+		for _, u := range b.Users {
+			if u == auth.ServiceAccountUser("ci", "never-created") {
+				t.Errorf("binding to a deleted project's service account survived: %+v", b)
+			}
+		}
+	}
+	var kept bool
+	for _, b := range bindings {
+		kept = kept || slices.Contains(b.Groups, "system:serviceaccounts:ci-other")
+	}
+	if !kept {
+		t.Error("a binding of another project's service accounts went too")
+	}
+}
+
+// Every committed access change moves the generation, however it
+// interleaves with other writes.
+func TestAccessGenerationCountsConcurrentChanges(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	before := s.AccessGeneration()
+	const n = 200
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := s.AddBinding(ctx, "p", "registry-viewer", "User", fmt.Sprintf("u%d", i)); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := s.LinkBlob(ctx, "p/app", digest.FromString(fmt.Sprint(i)), 1); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if moved := s.AccessGeneration() - before; moved != n {
+		t.Fatalf("generation moved %d times for %d binding changes", moved, n)
 	}
 }

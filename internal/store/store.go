@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,10 +29,10 @@ type Store struct {
 
 	// accessGen counts committed changes to who may do what (users,
 	// groups, tokens, projects, bindings); caches of those are valid while
-	// it stands still. accessTouched marks the transaction in progress as
-	// such a change (there is one writer).
+	// it stands still. accessTouched holds the open transactions that made
+	// such a change.
 	accessGen     atomic.Int64
-	accessTouched atomic.Bool
+	accessTouched sync.Map // *sql.Tx → struct{}
 }
 
 // AccessGeneration changes after every committed change to users,
@@ -135,14 +136,15 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() // after Commit a no-op; after a panic it frees the one writer
-	s.accessTouched.Store(false)
+	defer s.accessTouched.Delete(tx)
 	if err := fn(tx); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	if s.accessTouched.Swap(false) {
+	// After the commit: a cache filled from now on reads the change.
+	if _, touched := s.accessTouched.Load(tx); touched {
 		s.accessChanged()
 	}
 	return nil
@@ -197,7 +199,7 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, 
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
 	if accessEvents[kind] {
-		s.accessTouched.Store(true)
+		s.accessTouched.Store(tx, struct{}{})
 	}
 	return nil
 }
