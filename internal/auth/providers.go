@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"sync"
 	"time"
@@ -65,39 +66,48 @@ type passwordCache struct {
 	max int
 
 	mu      sync.Mutex
-	entries map[[sha256.Size]byte]time.Time
+	entries map[[sha256.Size]byte]verified
+}
+
+type verified struct {
+	expires time.Time
+	gen     int64 // the access generation when it was verified
 }
 
 func passwordKey(user, password string) [sha256.Size]byte {
 	h := sha256.New()
+	// The user name's length first: no two (user, password) pairs share
+	// an input, whatever bytes they hold.
+	h.Write(binary.BigEndian.AppendUint64(nil, uint64(len(user))))
 	h.Write([]byte(user))
-	h.Write([]byte{0})
 	h.Write([]byte(password))
 	var k [sha256.Size]byte
 	h.Sum(k[:0])
 	return k
 }
 
-func (c *passwordCache) hit(k [sha256.Size]byte, now time.Time) bool {
+// hit reports whether the pair was verified within the TTL and with no
+// access change since (a password set in the store moves the generation).
+func (c *passwordCache) hit(k [sha256.Size]byte, gen int64, now time.Time) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	exp, ok := c.entries[k]
-	if ok && now.After(exp) {
+	v, ok := c.entries[k]
+	if ok && (now.After(v.expires) || v.gen != gen) {
 		delete(c.entries, k)
 		return false
 	}
 	return ok
 }
 
-func (c *passwordCache) put(k [sha256.Size]byte, now time.Time) {
+func (c *passwordCache) put(k [sha256.Size]byte, gen int64, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries == nil {
-		c.entries = map[[sha256.Size]byte]time.Time{}
+		c.entries = map[[sha256.Size]byte]verified{}
 	}
 	if len(c.entries) >= c.max {
-		for key, exp := range c.entries {
-			if now.After(exp) {
+		for key, v := range c.entries {
+			if now.After(v.expires) {
 				delete(c.entries, key)
 			}
 		}
@@ -105,5 +115,5 @@ func (c *passwordCache) put(k [sha256.Size]byte, now time.Time) {
 			clear(c.entries)
 		}
 	}
-	c.entries[k] = now.Add(c.ttl)
+	c.entries[k] = verified{now.Add(c.ttl), gen}
 }

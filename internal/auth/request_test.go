@@ -5,6 +5,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -163,12 +165,95 @@ func TestFailedLoginsAreThrottled(t *testing.T) {
 }
 
 func TestThrottleMemoryIsBounded(t *testing.T) {
-	th := &Throttle{Limit: 5, Window: time.Minute, Lockout: time.Minute, MaxKeys: 100}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	th := &Throttle{Limit: 2, Window: time.Minute, Lockout: time.Minute, MaxKeys: 100, Now: func() time.Time { return now }}
+	// A victim locked out first...
+	for range 2 {
+		if th.Acquire("victim") != 0 {
+			t.Fatal("victim throttled early")
+		}
+		th.Fail("victim")
+	}
+	// ...then a spray of made-up names.
 	for i := range 1000 {
-		th.Fail(strings.Repeat("x", i%7) + string(rune(i)))
+		key := fmt.Sprintf("spray-%d", i)
+		if th.Acquire(key) == 0 {
+			th.Fail(key)
+		}
 	}
 	if n := len(th.keys); n > 100 {
 		t.Fatalf("throttle holds %d keys, bound 100", n)
+	}
+	if th.Acquire("victim") == 0 {
+		t.Fatal("the spray wiped the victim's lockout")
+	}
+}
+
+// Parallel guesses: each check in progress holds one of the user's
+// attempts, so no more than Limit passwords are ever checked per window.
+func TestThrottleCountsChecksInProgress(t *testing.T) {
+	gate := make(chan struct{})
+	p := &blockingProvider{gate: gate}
+	a := &Authenticator{Identity: p, PasswordTTL: -1,
+		Users:   &Throttle{Limit: 3, Window: time.Minute, Lockout: time.Minute},
+		Clients: &Throttle{Limit: 100, Window: time.Minute, Lockout: time.Minute}}
+	const n = 40
+	results := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := a.Request(newRequest(basic("bob", "guess")))
+			results <- err
+		}()
+	}
+	// Let the throttled ones answer, then release the checks in progress.
+	var throttled, failed int
+	var te *ThrottledError
+	for range n - 3 {
+		if err := <-results; errors.As(err, &te) {
+			throttled++
+		} else {
+			t.Fatalf("an attempt beyond the limit got through to a check: %v", err)
+		}
+	}
+	close(gate)
+	for range 3 {
+		if err := <-results; errors.Is(err, ErrUnauthenticated) {
+			failed++
+		}
+	}
+	if throttled != n-3 || failed != 3 || p.checks.Load() != 3 {
+		t.Fatalf("throttled %d, failed %d, checked %d; want %d, 3, 3", throttled, failed, p.checks.Load(), n-3)
+	}
+}
+
+type blockingProvider struct {
+	gate   chan struct{}
+	checks atomic.Int64
+}
+
+func (b *blockingProvider) CheckPassword(context.Context, string, string) (bool, error) {
+	b.checks.Add(1)
+	<-b.gate
+	return false, nil
+}
+
+func TestTokensTypedAsUserNamesAreNotLogged(t *testing.T) {
+	var logs strings.Builder
+	a := &Authenticator{Identity: &countingProvider{user: "bob", password: "pw"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	_, _ = a.Request(newRequest(basic(TokenPrefix+"SECRETVALUE", "x")))
+	_, _ = a.Request(newRequest(basic(strings.Repeat("p", 200), "x")))
+	if strings.Contains(logs.String(), "SECRETVALUE") || strings.Contains(logs.String(), strings.Repeat("p", 65)) {
+		t.Fatalf("log holds a token or a whole long name:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "login failed") {
+		t.Fatalf("no failure logged:\n%s", logs.String())
+	}
+}
+
+func TestPasswordCacheKeysAreUnambiguous(t *testing.T) {
+	if passwordKey("a\x00b", "c") == passwordKey("a", "b\x00c") {
+		t.Fatal("two different user/password pairs share a cache key")
 	}
 }
 
@@ -201,6 +286,10 @@ func TestTokenEndpoint(t *testing.T) {
 	}
 	if code, _ := get(basic("bob", "wrong")); code != 401 {
 		t.Fatalf("wrong password = %d", code)
+	}
+	// A header with extra spaces is still the token it authenticated.
+	if code, sp := get("Basic  " + strings.TrimPrefix(basic("x", pw.Token), "Basic ")); code != 200 || sp.Token != pw.Token {
+		t.Fatalf("Basic with two spaces = %d %+v, want the token back", code, sp)
 	}
 }
 

@@ -19,12 +19,15 @@ func (e *ThrottledError) Error() string {
 // Throttle counts failed logins per key (a user name or a client address)
 // and locks a key out once Limit failures fall within Window. Each lockout
 // in a row doubles the last, up to 16×Lockout; a success resets the key.
+//
+// A check in progress holds one of the key's attempts until it ends, so
+// parallel guesses cannot all pass before the first failure is counted.
 type Throttle struct {
 	Limit   int
 	Window  time.Duration
 	Lockout time.Duration
-	// MaxKeys bounds memory under a spray of made-up user names; 0 means
-	// 100000.
+	// MaxKeys bounds memory under a spray of made-up user names or
+	// addresses; 0 means 100000.
 	MaxKeys int
 	Now     func() time.Time
 
@@ -33,46 +36,63 @@ type Throttle struct {
 }
 
 type failures struct {
-	count   int
-	first   time.Time
-	strikes int // lockouts in a row
-	until   time.Time
+	count    int
+	inFlight int
+	first    time.Time
+	strikes  int // lockouts in a row
+	until    time.Time
 }
 
-// Wait returns how long key must wait before the next attempt (0: none).
-func (t *Throttle) Wait(key string) time.Duration {
+// busyRetry is what a caller is told when every attempt a key has left is
+// already being checked.
+const busyRetry = time.Second
+
+// Acquire reserves an attempt for key. It returns 0 when the attempt may
+// go ahead (end it with Fail or Release), or how long to wait.
+func (t *Throttle) Acquire(key string) time.Duration {
 	if t == nil {
 		return 0
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
 	f, ok := t.keys[key]
 	if !ok {
-		return 0
+		if !t.makeRoom(now) {
+			return busyRetry
+		}
+		if t.keys == nil {
+			t.keys = map[string]*failures{}
+		}
+		f = &failures{first: now}
+		t.keys[key] = f
 	}
-	if d := f.until.Sub(t.now()); d > 0 {
+	if d := f.until.Sub(now); d > 0 {
 		return d
 	}
+	if now.Sub(f.first) > t.Window {
+		f.count, f.first = 0, now
+	}
+	if f.count+f.inFlight >= t.Limit {
+		return busyRetry
+	}
+	f.inFlight++
 	return 0
 }
 
-// Fail records a failed attempt for key.
+// Fail ends an acquired attempt as a failure.
 func (t *Throttle) Fail(key string) {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
-	if t.keys == nil {
-		t.keys = map[string]*failures{}
-	}
 	f, ok := t.keys[key]
 	if !ok {
-		t.makeRoom(now)
-		f = &failures{first: now}
-		t.keys[key] = f
+		return
 	}
+	f.inFlight = max(f.inFlight-1, 0)
+	now := t.now()
 	if now.Sub(f.first) > t.Window {
 		f.count, f.first = 0, now
 	}
@@ -84,35 +104,59 @@ func (t *Throttle) Fail(key string) {
 	}
 }
 
-// Reset forgets key's failures (after a success).
-func (t *Throttle) Reset(key string) {
+// Release ends an acquired attempt that did not fail; with forget, the
+// key's failures are forgotten too (a user who got their password right).
+func (t *Throttle) Release(key string, forget bool) {
 	if t == nil {
 		return
 	}
 	t.mu.Lock()
-	delete(t.keys, key)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	f, ok := t.keys[key]
+	if !ok {
+		return
+	}
+	f.inFlight = max(f.inFlight-1, 0)
+	if forget {
+		f.count, f.strikes, f.until = 0, 0, time.Time{}
+		if f.inFlight == 0 {
+			delete(t.keys, key)
+		}
+	}
 }
 
-// makeRoom drops keys with nothing left to remember once the table is
-// full, and everything if that is not enough: forgetting failures is the
-// lesser harm than growing without bound.
-func (t *Throttle) makeRoom(now time.Time) {
+// makeRoom makes space for one more key once the table is full, by
+// dropping keys with nothing left to remember (no lockout, no attempt in
+// progress, failures out of the window, or none). It never drops a
+// lockout: when only lockouts remain, it reports false and the new key
+// must wait.
+func (t *Throttle) makeRoom(now time.Time) bool {
 	limit := t.MaxKeys
 	if limit == 0 {
 		limit = 100000
 	}
 	if len(t.keys) < limit {
-		return
+		return true
 	}
 	for k, f := range t.keys {
-		if now.After(f.until) && now.Sub(f.first) > t.Window {
+		if f.inFlight == 0 && !now.Before(f.until) && (f.count == 0 || now.Sub(f.first) > t.Window) {
 			delete(t.keys, k)
 		}
 	}
-	if len(t.keys) >= limit {
-		clear(t.keys)
+	if len(t.keys) < limit {
+		return true
 	}
+	// Still full: keys with failures but no lockout are the cheapest to
+	// forget.
+	for k, f := range t.keys {
+		if f.inFlight == 0 && !now.Before(f.until) {
+			delete(t.keys, k)
+			if len(t.keys) < limit {
+				return true
+			}
+		}
+	}
+	return len(t.keys) < limit
 }
 
 func (t *Throttle) now() time.Time {

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -64,7 +63,7 @@ func (e *TokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case id.Name == AnonymousUser:
 		answer.Token, answer.ExpiresIn = AnonymousToken, int64(anonymousTTL.Seconds())
 	case id.TokenID != "":
-		answer.Token = presentedToken(r)
+		answer.Token = id.secret
 		answer.ExpiresIn = int64(id.Expires.Sub(now).Seconds())
 	default:
 		secret, rec, err := e.Issuer.Issue(r.Context(), id.Name, e.TTL, "registry login from "+ClientAddress(r))
@@ -79,18 +78,6 @@ func (e *TokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	_ = json.NewEncoder(w).Encode(answer)
-}
-
-// presentedToken returns the token secret the request carried.
-func presentedToken(r *http.Request) string {
-	if _, pw, ok := r.BasicAuth(); ok {
-		return pw
-	}
-	scheme, cred, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-	if strings.EqualFold(scheme, "bearer") {
-		return strings.TrimSpace(cred)
-	}
-	return ""
 }
 
 func writeTokenError(w http.ResponseWriter, status int, code, msg string) {

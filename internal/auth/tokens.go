@@ -104,6 +104,9 @@ type Identity struct {
 	TokenID string
 	// Expires is when that token stops working.
 	Expires time.Time
+	// secret is the token as presented, for the token endpoint to hand
+	// back; it never leaves the process otherwise.
+	secret string
 }
 
 // Token authenticates a token secret.
@@ -135,7 +138,7 @@ func (a *Authenticator) Token(ctx context.Context, secret string) (Identity, err
 	if err != nil {
 		return Identity{}, err
 	}
-	return Identity{User: u, TokenID: rec.ID, Expires: rec.Expires}, nil
+	return Identity{User: u, TokenID: rec.ID, Expires: rec.Expires, secret: secret}, nil
 }
 
 // Password authenticates a user name and password with the identity
@@ -149,28 +152,53 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	cache := a.passwords()
 	key := passwordKey(name, password)
 	now := a.now()
-	if cache != nil && cache.hit(key, now) {
+	var gen int64
+	if a.Generation != nil {
+		gen = a.Generation() // a password change moves it
+	}
+	if cache != nil && cache.hit(key, gen, now) {
 		return a.user(ctx, name)
 	}
-	if wait := max(a.Users.Wait(name), a.Clients.Wait(client)); wait > 0 {
+	if wait := a.Users.Acquire(name); wait > 0 {
+		a.logFailure(ctx, "login throttled", name, client)
+		return User{}, &ThrottledError{RetryAfter: wait}
+	}
+	if wait := a.Clients.Acquire(client); wait > 0 {
+		a.Users.Release(name, false)
 		a.logFailure(ctx, "login throttled", name, client)
 		return User{}, &ThrottledError{RetryAfter: wait}
 	}
 	ok, err := a.Identity.CheckPassword(ctx, name, password)
-	if err != nil {
-		return User{}, fmt.Errorf("check password of %s: %w", name, err)
-	}
-	if !ok {
+	switch {
+	case err != nil:
+		a.Users.Release(name, false)
+		a.Clients.Release(client, false)
+		return User{}, fmt.Errorf("check password of %s: %w", logSafeName(name), err)
+	case !ok:
 		a.Users.Fail(name)
 		a.Clients.Fail(client)
 		a.logFailure(ctx, "login failed", name, client)
 		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
 	}
-	a.Users.Reset(name)
+	a.Users.Release(name, true)
+	a.Clients.Release(client, false)
 	if cache != nil {
-		cache.put(key, now)
+		cache.put(key, gen, now)
 	}
 	return a.user(ctx, name)
+}
+
+// logSafeName is a user name as it may be logged: people paste tokens and
+// passwords into the user name field, so a token is never written and a
+// long name is cut.
+func logSafeName(name string) string {
+	if strings.HasPrefix(name, TokenPrefix) {
+		return "(a token)"
+	}
+	if len(name) > 64 {
+		return name[:64] + "…"
+	}
+	return name
 }
 
 func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenRecord, error) {
@@ -195,7 +223,7 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 
 func (a *Authenticator) logFailure(ctx context.Context, msg, name, client string) {
 	if a.Logger != nil {
-		a.Logger.WarnContext(ctx, msg, "user", name, "client", client)
+		a.Logger.WarnContext(ctx, msg, "user", logSafeName(name), "client", client)
 	}
 }
 
