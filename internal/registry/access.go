@@ -93,7 +93,7 @@ func (r *Registry) authorize(req *http.Request, ep endpoint, repo string) error 
 		if id.Name == auth.AnonymousUser {
 			return r.challenge(req, "repository:"+repo+":pull")
 		}
-		return ep.hidden
+		return ep.hide(req)
 	case actDelete:
 		ok, err := r.may(ctx, id.User, verbDelete, project)
 		if err != nil || ok {
@@ -103,7 +103,7 @@ func (r *Registry) authorize(req *http.Request, ep endpoint, repo string) error 
 			return r.challenge(req, "repository:"+repo+":delete")
 		}
 		if visible, err := r.may(ctx, id.User, verbPull, project); err != nil || !visible {
-			return errors.Join(err, ep.hidden)
+			return errors.Join(err, ep.hide(req))
 		}
 		return denied("delete from " + repo)
 	case actPush:
@@ -120,6 +120,14 @@ func (r *Registry) authorizePush(req *http.Request, user auth.User, ep endpoint,
 	}
 	if user.Name == auth.AnonymousUser && !ok {
 		return r.challenge(req, "repository:"+repo+":pull,push")
+	}
+	if !ok && !ep.createsRepository {
+		// An upload session of a repository the caller may not push to: as
+		// any session they do not hold, unless they can see the project.
+		if visible, err := r.may(ctx, user, verbPull, project); err != nil || !visible {
+			return errors.Join(err, ep.hide(req))
+		}
+		return denied("push to " + repo)
 	}
 	if !ok {
 		created, err := r.provisionProject(ctx, user, project)
@@ -150,12 +158,17 @@ func (r *Registry) authorizePush(req *http.Request, user auth.User, ep endpoint,
 	return r.ensureProject(ctx, user, project)
 }
 
-// ensureProject records project when a push allowed by a cluster-wide
-// grant creates its first repository, so that no repository is outside a
-// project; the pusher becomes its admin.
+// ensureProject makes sure the project of a new repository exists: a push
+// allowed by a cluster-wide grant to a project nobody created creates it,
+// with the pusher as admin, only if the pusher may create projects; no
+// repository is ever outside a project.
 func (r *Registry) ensureProject(ctx context.Context, user auth.User, project string) error {
 	_, err := r.projects.Project(ctx, project)
 	if errors.Is(err, errdefs.ErrNotFound) {
+		if ok, err := r.may(ctx, user, verbNewProject, ""); err != nil || !ok {
+			return errors.Join(err, newError(codeDenied,
+				"requested access to the resource is denied: project %s does not exist and you may not create projects", project))
+		}
 		err = r.projects.CreateProject(ctx, store.Project{Name: project, Creator: user.Name})
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
 			err = nil

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -128,15 +129,24 @@ type endpoint struct {
 	createsRepository bool
 	// hidden is the answer to a caller who may not see the project: what
 	// a repository that does not exist answers.
-	hidden error
+	hidden func(*http.Request) error
 }
+
+func (ep endpoint) hide(req *http.Request) error { return ep.hidden(req) }
+
+// answer is a hidden answer that does not depend on the request.
+func answer(err error) func(*http.Request) error { return func(*http.Request) error { return err } }
 
 func (r *Registry) routes() {
 	mux := http.NewServeMux()
 	const repo = "/v2/{project}/{image}"
-	push := func(h handlerFunc) endpoint { return endpoint{h: h, act: actPush} }
-	blobUnknown := newError(codeBlobUnknown, "blob unknown to registry")
-	manifestUnknown := newError(codeManifestUnknown, "manifest unknown to registry")
+	// A session of a repository one may not see answers as an unknown one.
+	noSession := func(req *http.Request) error {
+		return fromClass(errdefs.ErrNotFound, codeBlobUploadUnknown, "upload "+req.PathValue("id"))
+	}
+	push := func(h handlerFunc) endpoint { return endpoint{h: h, act: actPush, hidden: noSession} }
+	blobUnknown := answer(newError(codeBlobUnknown, "blob unknown to registry"))
+	manifestUnknown := answer(newError(codeManifestUnknown, "manifest unknown to registry"))
 	repoRoutes := []struct {
 		pattern string
 		methods map[string]endpoint
@@ -155,9 +165,9 @@ func (r *Registry) routes() {
 			"PUT":    {h: r.putManifest, act: actPush, createsRepository: true},
 			"DELETE": {h: r.deleteManifest, act: actDelete, hidden: manifestUnknown}}},
 		{repo + "/tags/list", map[string]endpoint{
-			"GET": {h: r.listTags, act: actPull, hidden: newError(codeNameUnknown, "repository name not known to registry")}}},
+			"GET": {h: r.listTags, act: actPull, hidden: answer(newError(codeNameUnknown, "repository name not known to registry"))}}},
 		{repo + "/referrers/{digest}", map[string]endpoint{
-			"GET": {h: r.listReferrers, act: actPull, hidden: errNoReferrers}}},
+			"GET": {h: r.listReferrers, act: actPull, hidden: answer(errNoReferrers)}}},
 	}
 	for _, rt := range repoRoutes {
 		mux.Handle(rt.pattern, r.dispatch(rt.methods, true))

@@ -190,8 +190,10 @@ func fixed(method, path string) func(*accessFixture) (string, string, []byte, []
 var (
 	pullOK  = []int{401, 404, 200, 200, 200, 200, 200, 200, 200, 401, 401}
 	pushOld = []int{401, 403, 403, 0, 0, 0, 0, 0, 403, 401, 401} // 0: the success status of the row
-	pushNew = []int{401, 403, 403, 0, 0, 403, 0, 0, 403, 401, 401}
-	deletes = []int{401, 404, 403, 202, 403, 403, 202, 202, 403, 401, 401}
+	// An upload session of a project one cannot see is like any unknown one.
+	sessionOps = []int{401, 404, 403, 0, 0, 0, 0, 0, 403, 401, 401}
+	pushNew    = []int{401, 403, 403, 0, 0, 403, 0, 0, 403, 401, 401}
+	deletes    = []int{401, 404, 403, 202, 403, 403, 202, 202, 403, 401, 401}
 )
 
 func withSuccess(want []int, ok int) []int {
@@ -236,10 +238,10 @@ func TestRegistryAuthorizationMatrix(t *testing.T) {
 		}, withSuccess(pushOld, 201)},
 		{"GET upload status", func(f *accessFixture) (string, string, []byte, []string) {
 			return "GET", session(f), nil, nil
-		}, withSuccess(pushOld, 204)},
+		}, withSuccess(sessionOps, 204)},
 		{"PATCH upload", func(f *accessFixture) (string, string, []byte, []string) {
 			return "PATCH", session(f), []byte("chunk"), []string{"Content-Type", "application/octet-stream"}
-		}, withSuccess(pushOld, 202)},
+		}, withSuccess(sessionOps, 202)},
 		{"PUT upload", func(f *accessFixture) (string, string, []byte, []string) {
 			loc, sep := session(f), "?"
 			if strings.Contains(loc, "?") {
@@ -247,10 +249,10 @@ func TestRegistryAuthorizationMatrix(t *testing.T) {
 			}
 			return "PUT", loc + sep + "digest=" + digest.FromString("whole").String(), []byte("whole"),
 				[]string{"Content-Type", "application/octet-stream"}
-		}, withSuccess(pushOld, 201)},
+		}, withSuccess(sessionOps, 201)},
 		{"DELETE upload", func(f *accessFixture) (string, string, []byte, []string) {
 			return "DELETE", session(f), nil, nil
-		}, withSuccess(pushOld, 204)},
+		}, withSuccess(sessionOps, 204)},
 		{"PUT manifest", func(f *accessFixture) (string, string, []byte, []string) {
 			f.n++
 			return "PUT", fmt.Sprintf("/v2/proj/app/manifests/t%d", f.n), emptyIndex,
@@ -310,6 +312,20 @@ func TestHiddenProjectLooksMissing(t *testing.T) {
 					method, p, hidden.status, hidden.body, missing.status, missing.body)
 			}
 		}
+	}
+	// Upload sessions, too: someone else's session in a hidden project
+	// answers like a session that never was.
+	loc := f.admin("POST", "/v2/proj/app/blobs/uploads/", nil, http.StatusAccepted).header.Get("Location")
+	id := loc[strings.LastIndex(loc, "/")+1:]
+	for _, method := range []string{"GET", "PATCH", "PUT", "DELETE"} {
+		hidden := f.do("other", method, "/v2/proj/app/blobs/uploads/"+id, nil)
+		missing := f.do("other", method, "/v2/ghost/app/blobs/uploads/"+id, nil)
+		if hidden.status != missing.status || !bytes.Equal(hidden.body, missing.body) || hidden.status != 404 {
+			t.Errorf("%s upload: hidden project %d %s, missing project %d %s", method, hidden.status, hidden.body, missing.status, missing.body)
+		}
+	}
+	if _, err := f.meta.Project(context.Background(), "ghost"); err == nil {
+		t.Error("a request on an upload session created the project it named")
 	}
 	// And as the cluster admin sees the missing one (the real answer).
 	for _, p := range []string{"/blobs/" + layer.String(), "/manifests/v1"} {
@@ -492,5 +508,32 @@ func TestAccessChangesApplyAtOnce(t *testing.T) {
 	}
 	if st := pull("editor"); st != 401 {
 		t.Fatalf("pull with a revoked token = %d, want 401", st)
+	}
+}
+
+// Only a cluster-wide grant that includes creating projects lets a push
+// create one: an image builder bound cluster-wide pushes into existing
+// projects only, and never becomes an admin by pushing.
+func TestClusterWideBuilderDoesNotCreateProjects(t *testing.T) {
+	f := newAccessFixture(t)
+	ctx := context.Background()
+	builder := auth.ServiceAccountUser("tools", "builder")
+	if err := f.meta.AddBinding(ctx, "", "system:image-builder", "User", builder); err != nil {
+		t.Fatal(err)
+	}
+	secret, _, err := (&auth.Issuer{Tokens: f.meta}).Issue(ctx, builder, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.tokens["builder-sa"] = "Bearer " + secret
+	if r := f.do("builder-sa", "POST", "/v2/proj/built/blobs/uploads/", nil); r.status != 202 {
+		t.Fatalf("cluster-wide builder pushing to an existing project = %d %s", r.status, r.body)
+	}
+	r := f.do("builder-sa", "POST", "/v2/grabbed/img/blobs/uploads/", nil)
+	if r.status != 403 || r.code() != "DENIED" {
+		t.Fatalf("cluster-wide builder pushing to a new project = %d %s, want 403 DENIED", r.status, r.body)
+	}
+	if _, err := f.meta.Project(ctx, "grabbed"); err == nil {
+		t.Fatal("the push created the project")
 	}
 }
