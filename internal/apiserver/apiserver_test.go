@@ -204,6 +204,17 @@ func TestWhoAmIAndTokens(t *testing.T) {
 	if len(list.names()) != 2 || strings.Contains(string(list.raw), "sha256~") {
 		t.Fatalf("token list = %s", list.raw)
 	}
+	// The token of the request, and only that one, is marked current.
+	var current []string
+	for _, it := range list.body["items"].([]any) {
+		meta := it.(map[string]any)["metadata"].(map[string]any)
+		if ann, _ := meta["annotations"].(map[string]any); ann["berth.io/current"] == "true" {
+			current = append(current, meta["name"].(string))
+		}
+	}
+	if len(current) != 1 {
+		t.Fatalf("tokens marked current: %v in %s", current, list.raw)
+	}
 	alice := login(t, s, "alice", "alice-pw")
 	// Someone else's token is not there to delete.
 	alice.expect(404, "DELETE", tokens+"/"+list.names()[0], nil)
@@ -211,8 +222,8 @@ func TestWhoAmIAndTokens(t *testing.T) {
 	bob.expect(200, "DELETE", tokens+"/~", nil)
 	bob.expect(401, "GET", me, nil)
 	bob2.expect(200, "GET", me, nil)
-	if n := bob2.expect(200, "GET", tokens, nil).names(); len(n) != 1 {
-		t.Fatalf("after logout: %v", n)
+	if n := bob2.expect(200, "GET", tokens, nil).names(); len(n) != 1 || n[0] == current[0] {
+		t.Fatalf("after logout: %v (the revoked one was %s)", n, current[0])
 	}
 	// A request authenticated by password carries no token to revoke.
 	req, _ := http.NewRequest("DELETE", s.URL+tokens+"/~", nil)

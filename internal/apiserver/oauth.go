@@ -134,9 +134,11 @@ func userObject(name string, groups []string) User {
 }
 
 // listTokens lists the caller's own live tokens. Only the caller's: there
-// is nothing to authorize beyond having logged in.
+// is nothing to authorize beyond having logged in. The token the request
+// carries is annotated berth.io/current=true.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
-	u := caller(r).User
+	id := caller(r)
+	u := id.User
 	if isAnonymous(u) {
 		return unauthorized()
 	}
@@ -150,10 +152,13 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 		if !t.Revoked.IsZero() || !now.Before(t.Expires) {
 			continue
 		}
+		annotations := map[string]string{"berth.io/description": t.Description, "berth.io/expires": timestamp(t.Expires)}
+		if id.TokenID != "" && t.ID == id.TokenID {
+			annotations["berth.io/current"] = "true"
+		}
 		items = append(items, UserOAuthAccessToken{
-			TypeMeta: TypeMeta{APIVersion: groupOAuth + "/v1", Kind: "UserOAuthAccessToken"},
-			Metadata: ObjectMeta{Name: t.ID, CreationTimestamp: timestamp(t.Created),
-				Annotations: map[string]string{"berth.io/description": t.Description, "berth.io/expires": timestamp(t.Expires)}},
+			TypeMeta:  TypeMeta{APIVersion: groupOAuth + "/v1", Kind: "UserOAuthAccessToken"},
+			Metadata:  ObjectMeta{Name: t.ID, CreationTimestamp: timestamp(t.Created), Annotations: annotations},
 			UserName:  t.User,
 			ExpiresIn: int64(t.Expires.Sub(t.Created) / time.Second),
 		})
