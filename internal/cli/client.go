@@ -87,6 +87,10 @@ type statusError struct {
 
 func (e *statusError) Error() string {
 	if e.Code == http.StatusUnauthorized {
+		// The server may say "token expired; log in again" already.
+		if strings.HasSuffix(e.Message, "log in again") {
+			return e.Message + " with berth login " + e.server
+		}
 		return e.Message + ": log in again with berth login " + e.server
 	}
 	return e.Message
