@@ -115,7 +115,7 @@ func newGetCommand() *cobra.Command {
 			}
 			return tw.Flush()
 		},
-	}, newGetGroupsCommand())
+	}, newGetGroupsCommand(), newGetTokensCommand())
 	return get
 }
 
@@ -144,6 +144,6 @@ func newDeleteCommand() *cobra.Command {
 			}
 			return nil
 		},
-	}, newDeleteGroupCommand())
+	}, newDeleteGroupCommand(), newDeleteTokenCommand())
 	return del
 }
