@@ -115,7 +115,7 @@ func newGetCommand() *cobra.Command {
 			}
 			return tw.Flush()
 		},
-	}, newGetGroupsCommand(), newGetTokensCommand())
+	}, newGetGroupsCommand(), newGetTokensCommand(), newGetServiceAccountsCommand(), newGetRoleBindingsCommand())
 	return get
 }
 
@@ -144,6 +144,6 @@ func newDeleteCommand() *cobra.Command {
 			}
 			return nil
 		},
-	}, newDeleteGroupCommand(), newDeleteTokenCommand())
+	}, newDeleteGroupCommand(), newDeleteTokenCommand(), newDeleteServiceAccountCommand())
 	return del
 }
