@@ -83,7 +83,8 @@ func registryStatus(t testing.TB, s *server, token, path string) int {
 // TestCLI drives the reference's procedures with the berth binary against
 // a real server: log in as the administrator, create a project, grant a
 // user of the htpasswd provider registry-viewer there, mint a service
-// account's token, log out.
+// account's token, put the user in a group granted another project, let
+// him revoke his own token, log out.
 func TestCLI(t *testing.T) {
 	s := startServer(t, "--htpasswd", writeHtpasswd(t, map[string]string{"bob": "bob-Pa55"}))
 	admin := newBerthCLI(t)
@@ -156,6 +157,52 @@ func TestCLI(t *testing.T) {
 	robotCLI.run("", "login", s.URL, "--token", robot, "--certificate-authority", s.CAFile())
 	if out := robotCLI.run("", "whoami"); strings.TrimSpace(out) != "system:serviceaccount:cli-e2e:robot" {
 		t.Fatalf("robot whoami = %q", out)
+	}
+
+	// A group: the administrator puts bob in it and grants it
+	// registry-viewer in another project, which bob then sees.
+	if out := admin.run("", "adm", "groups", "new", "cli-devs", "bob"); !strings.Contains(out, "group.user.openshift.io/cli-devs created") {
+		t.Fatalf("adm groups new: %s", out)
+	}
+	if out := admin.run("", "get", "groups"); !strings.Contains(out, "cli-devs") || !strings.Contains(out, "bob") {
+		t.Fatalf("get groups: %s", out)
+	}
+	admin.run("", "new-project", "cli-group")
+	if out := bob.run("", "get", "projects"); strings.Contains(out, "cli-group") {
+		t.Fatalf("bob sees cli-group before the grant: %s", out)
+	}
+	admin.run("", "policy", "add-role-to-group", "registry-viewer", "cli-devs", "-n", "cli-group")
+	if out := admin.run("", "get", "rolebindings", "-n", "cli-group"); !strings.Contains(out, "Group/cli-devs") {
+		t.Fatalf("get rolebindings: %s", out)
+	}
+	if out := bob.run("", "get", "projects"); !strings.Contains(out, "cli-group") {
+		t.Fatalf("bob, in cli-devs, does not see cli-group: %s", out)
+	}
+	if _, errOut, err := bob.try("", "adm", "groups", "add-users", "cli-devs", "carol"); err == nil || !strings.Contains(errOut, "forbidden") {
+		t.Fatalf("bob managing groups: %v %s", err, errOut)
+	}
+
+	// bob lists his tokens (his login, marked as the one in use) and
+	// revokes it: his next command asks him to log in again.
+	out = bob.run("", "get", "tokens")
+	var bobToken string
+	for _, line := range strings.Split(out, "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "*" {
+			bobToken = f[1]
+		}
+	}
+	if bobToken == "" || !strings.Contains(out, "berth login") || strings.Contains(out, "sha256~") {
+		t.Fatalf("bob's tokens:\n%s", out)
+	}
+	if _, _, err := bob.try("", "delete", "token", "nope"); err == nil {
+		t.Fatal("deleting an unknown token succeeded")
+	}
+	out, errOut, err := bob.try("", "delete", "token", bobToken)
+	if err != nil || !strings.Contains(out, `"`+bobToken+`" deleted`) || !strings.Contains(errOut, "log in again") {
+		t.Fatalf("delete token: %v\n%s%s", err, out, errOut)
+	}
+	if _, errOut, err := bob.try("", "get", "projects"); err == nil || !strings.Contains(errOut, "log in again with berth login "+s.URL) {
+		t.Fatalf("bob after revoking his token: %v %s", err, errOut)
 	}
 
 	// Logging out revokes the token at the server.
