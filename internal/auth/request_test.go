@@ -199,9 +199,9 @@ func TestThrottleCountsChecksInProgress(t *testing.T) {
 		Clients: &Throttle{Limit: 100, Window: time.Minute, Lockout: time.Minute}}
 	const n = 40
 	results := make(chan error, n)
-	for range n {
+	for i := range n {
 		go func() {
-			_, err := a.Request(newRequest(basic("bob", "guess")))
+			_, err := a.Request(newRequest(basic("bob", fmt.Sprintf("guess-%d", i))))
 			results <- err
 		}()
 	}
@@ -224,6 +224,52 @@ func TestThrottleCountsChecksInProgress(t *testing.T) {
 	if throttled != n-3 || failed != 3 || p.checks.Load() != 3 {
 		t.Fatalf("throttled %d, failed %d, checked %d; want %d, 3, 3", throttled, failed, p.checks.Load(), n-3)
 	}
+}
+
+// A client sending the same credentials on many requests at once (layers
+// pushed in parallel right after a restart) costs one check, and none of
+// them is throttled.
+func TestParallelSameCredentialsShareOneCheck(t *testing.T) {
+	gate := make(chan struct{})
+	p := &gatedProvider{gate: gate, user: "bob", password: "right"}
+	a := &Authenticator{Identity: p,
+		Users:   &Throttle{Limit: 3, Window: time.Minute, Lockout: time.Minute},
+		Clients: &Throttle{Limit: 12, Window: time.Minute, Lockout: time.Minute}}
+	const n = 40
+	results := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := a.Request(newRequest(basic("bob", "right")))
+			results <- err
+		}()
+	}
+	// Wait until every request is in, then let the one check finish.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.checks.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(gate)
+	for range n {
+		if err := <-results; err != nil {
+			t.Fatalf("a parallel request with the right password: %v", err)
+		}
+	}
+	if c := p.checks.Load(); c > 2 {
+		t.Fatalf("%d password checks for %d parallel requests with the same credentials", c, n)
+	}
+}
+
+type gatedProvider struct {
+	gate           chan struct{}
+	user, password string
+	checks         atomic.Int64
+}
+
+func (g *gatedProvider) CheckPassword(_ context.Context, user, password string) (bool, error) {
+	g.checks.Add(1)
+	<-g.gate
+	return user == g.user && password == g.password, nil
 }
 
 type blockingProvider struct {

@@ -92,6 +92,8 @@ type Authenticator struct {
 
 	cacheOnce sync.Once
 	cache     *passwordCache
+	checksMu  sync.Mutex
+	checks    map[[32]byte]*passwordCheck
 	tokens    *genCache[[32]byte, TokenRecord]
 	groups    *genCache[string, []string]
 }
@@ -144,7 +146,8 @@ func (a *Authenticator) Token(ctx context.Context, secret string) (Identity, err
 // Password authenticates a user name and password with the identity
 // provider. client (the caller's address) and name are throttled apart,
 // so one attacker cannot try many users and many attackers cannot try
-// one user.
+// one user. Requests with the same credentials at once (a client pushing
+// layers in parallel) share one check.
 func (a *Authenticator) Password(ctx context.Context, client, name, password string) (User, error) {
 	if a.Identity == nil {
 		return User{}, fmt.Errorf("%w: no identity provider accepts passwords", ErrUnauthenticated)
@@ -159,33 +162,80 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	if cache != nil && cache.hit(key, gen, now) {
 		return a.user(ctx, name)
 	}
+	f, leader := a.joinCheck(key)
+	if leader {
+		f.err = a.checkPassword(ctx, client, name, password)
+		if f.err == nil && cache != nil {
+			cache.put(key, gen, now)
+		}
+		a.endCheck(key, f)
+	} else {
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return User{}, ctx.Err()
+		}
+	}
+	if f.err != nil {
+		return User{}, f.err
+	}
+	return a.user(ctx, name)
+}
+
+// passwordCheck is one password check that requests with the same
+// credentials wait for.
+type passwordCheck struct {
+	done chan struct{}
+	err  error
+}
+
+func (a *Authenticator) joinCheck(key [32]byte) (*passwordCheck, bool) {
+	a.checksMu.Lock()
+	defer a.checksMu.Unlock()
+	if f, ok := a.checks[key]; ok {
+		return f, false
+	}
+	if a.checks == nil {
+		a.checks = map[[32]byte]*passwordCheck{}
+	}
+	f := &passwordCheck{done: make(chan struct{})}
+	a.checks[key] = f
+	return f, true
+}
+
+func (a *Authenticator) endCheck(key [32]byte, f *passwordCheck) {
+	a.checksMu.Lock()
+	delete(a.checks, key)
+	a.checksMu.Unlock()
+	close(f.done)
+}
+
+// checkPassword runs one throttled check: nil when the password is right.
+func (a *Authenticator) checkPassword(ctx context.Context, client, name, password string) error {
 	if wait := a.Users.Acquire(name); wait > 0 {
 		a.logFailure(ctx, "login throttled", name, client)
-		return User{}, &ThrottledError{RetryAfter: wait}
+		return &ThrottledError{RetryAfter: wait}
 	}
 	if wait := a.Clients.Acquire(client); wait > 0 {
 		a.Users.Release(name, false)
 		a.logFailure(ctx, "login throttled", name, client)
-		return User{}, &ThrottledError{RetryAfter: wait}
+		return &ThrottledError{RetryAfter: wait}
 	}
 	ok, err := a.Identity.CheckPassword(ctx, name, password)
 	switch {
 	case err != nil:
 		a.Users.Release(name, false)
 		a.Clients.Release(client, false)
-		return User{}, fmt.Errorf("check password of %s: %w", logSafeName(name), err)
+		return fmt.Errorf("check password of %s: %w", logSafeName(name), err)
 	case !ok:
 		a.Users.Fail(name)
 		a.Clients.Fail(client)
 		a.logFailure(ctx, "login failed", name, client)
-		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
+		return fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
 	}
 	a.Users.Release(name, true)
 	a.Clients.Release(client, false)
-	if cache != nil {
-		cache.put(key, gen, now)
-	}
-	return a.user(ctx, name)
+	return nil
 }
 
 // logSafeName is a user name as it may be logged: people paste tokens and
