@@ -179,6 +179,20 @@ func normalizeServer(s string) (string, error) {
 }
 
 // projectOf is the project a command acts in: -n, else the current one.
+// projectSession is session for a command that acts in a project: -n
+// (flag) or the current one.
+func projectSession(flag string) (*apiClient, string, error) {
+	cfg, c, err := session()
+	if err != nil {
+		return nil, "", err
+	}
+	ns, err := projectOf(cfg, flag)
+	if err != nil {
+		return nil, "", err
+	}
+	return c, ns, nil
+}
+
 func projectOf(cfg *clientConfig, flag string) (string, error) {
 	if flag != "" {
 		return flag, nil

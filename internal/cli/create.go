@@ -25,11 +25,7 @@ func newCreateCommand() *cobra.Command {
 		Short:   "Create a service account in the project (a robot or CI identity)",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, project)
+			c, ns, err := projectSession(project)
 			if err != nil {
 				return err
 			}
@@ -50,11 +46,7 @@ func newCreateCommand() *cobra.Command {
 		Short: "Print a new token for a service account of the project",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, tokenProject)
+			c, ns, err := projectSession(tokenProject)
 			if err != nil {
 				return err
 			}

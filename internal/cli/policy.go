@@ -276,11 +276,7 @@ func newWhoCanCommand() *cobra.Command {
 		Short: "List who may do VERB on RESOURCE in the project (e.g. who-can get imagestreams/layers)",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, project)
+			c, ns, err := projectSession(project)
 			if err != nil {
 				return err
 			}

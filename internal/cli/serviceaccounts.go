@@ -47,11 +47,7 @@ func newGetServiceAccountsCommand() *cobra.Command {
 		Short:   "List the service accounts of the project",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, project)
+			c, ns, err := projectSession(project)
 			if err != nil {
 				return err
 			}
@@ -88,11 +84,7 @@ func newDeleteServiceAccountCommand() *cobra.Command {
 		Short:   "Delete a service account of the project, with its tokens and role bindings",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, project)
+			c, ns, err := projectSession(project)
 			if err != nil {
 				return err
 			}
@@ -128,11 +120,7 @@ func newGetRoleBindingsCommand() *cobra.Command {
 		Short:   "List who holds which role in the project",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			ns, err := projectOf(cfg, project)
+			c, ns, err := projectSession(project)
 			if err != nil {
 				return err
 			}
