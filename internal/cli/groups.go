@@ -34,7 +34,7 @@ func getGroup(ctx context.Context, c *apiClient, name string) (groupObject, erro
 	var g groupObject
 	err := c.do(ctx, http.MethodGet, groupPath(name), nil, &g)
 	if isNotFound(err) {
-		return g, fmt.Errorf("%w: create it with berth adm groups new %s USER...", err, name)
+		return g, fmt.Errorf("%w (create it with berth adm groups new %s USER ...)", err, name)
 	}
 	return g, err
 }
