@@ -42,7 +42,7 @@ func TestGroups(t *testing.T) {
 		!strings.HasPrefix(lines[2], "ops ") || !strings.HasSuffix(lines[2], "carol") {
 		t.Fatalf("get groups:\n%s", out)
 	}
-	e.fails("admin", `"nope" not found: create it with berth adm groups new nope USER...`, "adm", "groups", "add-users", "nope", "bob")
+	e.fails("admin", `"nope" not found (create it with berth adm groups new nope USER ...)`, "adm", "groups", "add-users", "nope", "bob")
 	e.fails("bob", "forbidden", "adm", "groups", "add-users", "devs", "bob")
 
 	// A grant to the group reaches its members at once.
