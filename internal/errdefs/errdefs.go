@@ -16,6 +16,12 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrSizeMismatch: content did not have the length it was declared with.
 	ErrSizeMismatch = errors.New("size mismatch")
+	// ErrConflict: a write named a version of the object that is no longer
+	// current (optimistic concurrency); read it again and retry.
+	ErrConflict = errors.New("conflict")
+	// ErrGone: what was asked for is no longer kept (a watch from a
+	// resourceVersion older than the retained history).
+	ErrGone = errors.New("gone")
 	// ErrUnavailable: the object is busy (an upload written by another
 	// request); retrying later may succeed.
 	ErrUnavailable = errors.New("unavailable")

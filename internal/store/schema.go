@@ -169,4 +169,30 @@ CREATE TABLE settings (
 	updated_at  BIGINT NOT NULL
 );
 `,
+	// 4: API objects (the management API's stored kinds) and their events.
+	`
+-- An object of the management API, stored as JSON. The columns hold what
+-- the server owns (uid, resourceVersion, creation time, labels for
+-- selectors); the body holds the rest of the object.
+CREATE TABLE objects (
+	api_group        TEXT   NOT NULL, -- '' for the core group
+	resource         TEXT   NOT NULL, -- the plural, e.g. configmaps
+	namespace        TEXT   NOT NULL, -- '' for cluster-scoped kinds
+	name             TEXT   NOT NULL,
+	uid              TEXT   NOT NULL,
+	resource_version BIGINT NOT NULL, -- the events.seq of its last change
+	created_at       BIGINT NOT NULL,
+	labels           TEXT   NOT NULL DEFAULT '{}',
+	body             BLOB   NOT NULL,
+	PRIMARY KEY (api_group, resource, namespace, name)
+);
+
+-- A change to an API object is an event too: its type and the object as it
+-- was then, so a watch can replay from a resourceVersion.
+ALTER TABLE events ADD COLUMN api_resource TEXT NOT NULL DEFAULT ''; -- group/resource
+ALTER TABLE events ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE events ADD COLUMN object BLOB;
+CREATE INDEX events_api_resource ON events (api_resource, seq);
+`,
 }

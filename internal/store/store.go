@@ -33,6 +33,8 @@ type Store struct {
 	// such a change.
 	accessGen     atomic.Int64
 	accessTouched sync.Map // *sql.Tx → struct{}
+	// changes wakes watchers after every commit.
+	changes changeNotifier
 }
 
 // AccessGeneration changes after every committed change to users,
@@ -143,6 +145,7 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.changes.notify()
 	// After the commit: a cache filled from now on reads the change.
 	if _, touched := s.accessTouched.Load(tx); touched {
 		s.accessChanged()

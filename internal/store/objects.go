@@ -1,0 +1,402 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// ObjectKey names an object of the management API.
+type ObjectKey struct {
+	Group     string // "" for the core group
+	Resource  string // the plural: configmaps
+	Namespace string // "" for cluster-scoped kinds
+	Name      string
+}
+
+// APIResource is "group/resource", how events name a kind.
+func (k ObjectKey) APIResource() string { return k.Group + "/" + k.Resource }
+
+func (k ObjectKey) String() string {
+	if k.Namespace == "" {
+		return k.APIResource() + " " + k.Name
+	}
+	return k.APIResource() + " " + k.Namespace + "/" + k.Name
+}
+
+// Object is a stored API object. Body is the object's JSON as the API
+// layer wrote it; the store owns ResourceVersion (the sequence number of
+// the object's last change) and keeps UID, Created and Labels beside the
+// body for lookups.
+type Object struct {
+	ObjectKey
+	UID             string
+	ResourceVersion int64
+	Created         time.Time
+	Labels          map[string]string
+	Body            []byte
+}
+
+// ObjectEvent is a change to an object: Type is ADDED, MODIFIED or
+// DELETED, and Object is the object as it was after the change (for a
+// deletion, as it was last), with ResourceVersion the event's sequence.
+type ObjectEvent struct {
+	Type   string
+	Object Object
+}
+
+// Event kinds of API objects, in the one event sequence.
+const (
+	eventAdded    = "ObjectAdded"
+	eventModified = "ObjectModified"
+	eventDeleted  = "ObjectDeleted"
+)
+
+var watchTypes = map[string]string{eventAdded: "ADDED", eventModified: "MODIFIED", eventDeleted: "DELETED"}
+
+const objectColumns = `api_group, resource, namespace, name, uid, resource_version, created_at, labels, body`
+
+// CreateObject stores a new object and returns it with its
+// resourceVersion; an existing one is errdefs.ErrAlreadyExists.
+func (s *Store) CreateObject(ctx context.Context, o Object) (Object, error) {
+	labels, err := json.Marshal(nonNilLabels(o.Labels))
+	if err != nil {
+		return Object{}, err
+	}
+	if o.Created.IsZero() {
+		o.Created = s.now()
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		var exists int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+			o.Group, o.Resource, o.Namespace, o.Name).Scan(&exists)
+		if err == nil {
+			return fmt.Errorf("%s: %w", o.ObjectKey, errdefs.ErrAlreadyExists)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("create %s: %w", o.ObjectKey, err)
+		}
+		if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventAdded, o); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO objects (`+objectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.Group, o.Resource, o.Namespace, o.Name, o.UID, o.ResourceVersion, o.Created.UnixMicro(), string(labels), o.Body)
+		if err != nil {
+			return fmt.Errorf("create %s: %w", o.ObjectKey, err)
+		}
+		return nil
+	})
+	return o, err
+}
+
+// GetObject returns one object.
+func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
+	return getObject(ctx, s.read, k)
+}
+
+func getObject(ctx context.Context, q queryer, k ObjectKey) (Object, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+objectColumns+` FROM objects
+WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`, k.Group, k.Resource, k.Namespace, k.Name)
+	if err != nil {
+		return Object{}, fmt.Errorf("read %s: %w", k, err)
+	}
+	objs, err := scanObjects(rows)
+	if err != nil {
+		return Object{}, fmt.Errorf("read %s: %w", k, err)
+	}
+	if len(objs) == 0 {
+		return Object{}, fmt.Errorf("%s: %w", k, errdefs.ErrNotFound)
+	}
+	return objs[0], nil
+}
+
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// ObjectQuery selects objects of one kind: in one namespace, or in all
+// when Namespace is "" (for a cluster-scoped kind, all there are); by name
+// after After (a continue token), up to Limit (0: all).
+type ObjectQuery struct {
+	Group, Resource string
+	Namespace       string
+	After           ObjectCursor
+	Limit           int
+}
+
+// ObjectCursor is where a page of a list ended.
+type ObjectCursor struct {
+	Namespace, Name string
+}
+
+// ListObjects returns the objects q selects in (namespace, name) order,
+// whether more follow, and the resourceVersion the list is consistent with.
+func (s *Store) ListObjects(ctx context.Context, q ObjectQuery) ([]Object, bool, int64, error) {
+	// One read transaction: the list and its resourceVersion are one
+	// snapshot.
+	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
+	}
+	defer tx.Rollback()
+	var rv int64
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv); err != nil {
+		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
+	}
+	query := `SELECT ` + objectColumns + ` FROM objects WHERE api_group = ? AND resource = ?`
+	args := []any{q.Group, q.Resource}
+	if q.Namespace != "" {
+		query += ` AND namespace = ?`
+		args = append(args, q.Namespace)
+	}
+	if q.After != (ObjectCursor{}) {
+		query += ` AND (namespace > ? OR (namespace = ? AND name > ?))`
+		args = append(args, q.After.Namespace, q.After.Namespace, q.After.Name)
+	}
+	query += ` ORDER BY namespace, name`
+	if q.Limit > 0 {
+		query += ` LIMIT ?`
+		args = append(args, q.Limit+1)
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
+	}
+	objs, err := scanObjects(rows)
+	if err != nil {
+		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
+	}
+	more := q.Limit > 0 && len(objs) > q.Limit
+	if more {
+		objs = objs[:q.Limit]
+	}
+	return objs, more, rv, nil
+}
+
+// UpdateObject replaces an object's body and labels. With expect > 0 the
+// write happens only if the object is still at that resourceVersion
+// (errdefs.ErrConflict otherwise). A body and labels equal to the stored
+// ones change nothing: no new resourceVersion, no event.
+func (s *Store) UpdateObject(ctx context.Context, o Object, expect int64) (Object, error) {
+	labels, err := json.Marshal(nonNilLabels(o.Labels))
+	if err != nil {
+		return Object{}, err
+	}
+	var out Object
+	err = s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := getObject(ctx, tx, o.ObjectKey)
+		if err != nil {
+			return err
+		}
+		if expect > 0 && cur.ResourceVersion != expect {
+			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", o.ObjectKey, cur.ResourceVersion, expect, errdefs.ErrConflict)
+		}
+		curLabels, _ := json.Marshal(nonNilLabels(cur.Labels))
+		if string(cur.Body) == string(o.Body) && string(curLabels) == string(labels) {
+			out = cur
+			return nil
+		}
+		o.UID, o.Created = cur.UID, cur.Created
+		if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventModified, o); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE objects SET resource_version = ?, labels = ?, body = ?
+WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+			o.ResourceVersion, string(labels), o.Body, o.Group, o.Resource, o.Namespace, o.Name); err != nil {
+			return fmt.Errorf("update %s: %w", o.ObjectKey, err)
+		}
+		out = o
+		return nil
+	})
+	return out, err
+}
+
+// DeleteObject removes an object (only at resourceVersion expect, when
+// expect > 0) and returns it as it was, with the deletion's
+// resourceVersion.
+func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64) (Object, error) {
+	var out Object
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		cur, err := getObject(ctx, tx, k)
+		if err != nil {
+			return err
+		}
+		if expect > 0 && cur.ResourceVersion != expect {
+			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", k, cur.ResourceVersion, expect, errdefs.ErrConflict)
+		}
+		if cur.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventDeleted, cur); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+			k.Group, k.Resource, k.Namespace, k.Name); err != nil {
+			return fmt.Errorf("delete %s: %w", k, err)
+		}
+		out = cur
+		return nil
+	})
+	return out, err
+}
+
+func (s *Store) appendObjectEvent(ctx context.Context, tx *sql.Tx, kind string, o Object) (int64, error) {
+	var seq int64
+	err := tx.QueryRowContext(ctx, `
+INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+		kind, o.APIResource(), o.Namespace, o.Name, o.Body, s.micros()).Scan(&seq)
+	if err != nil {
+		return 0, fmt.Errorf("append %s event for %s: %w", kind, o.ObjectKey, err)
+	}
+	return seq, nil
+}
+
+// ObjectEvents returns up to limit changes to objects of apiResource
+// ("group/resource") after resourceVersion after, oldest first. When
+// events after it are no longer kept, it is errdefs.ErrGone: the watcher
+// must list again.
+func (s *Store) ObjectEvents(ctx context.Context, apiResource string, after int64, limit int) ([]ObjectEvent, error) {
+	if h, err := s.eventHorizon(ctx); err != nil {
+		return nil, err
+	} else if after < h {
+		return nil, fmt.Errorf("resourceVersion %d is older than the kept history (from %d): %w", after, h, errdefs.ErrGone)
+	}
+	rows, err := s.read.QueryContext(ctx, `
+SELECT seq, kind, namespace, name, object, created_at FROM events
+WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events of %s: %w", apiResource, err)
+	}
+	defer rows.Close()
+	group, resource, _ := cutLast(apiResource)
+	var out []ObjectEvent
+	for rows.Next() {
+		var e ObjectEvent
+		var kind string
+		var created int64
+		o := &e.Object
+		o.Group, o.Resource = group, resource
+		if err := rows.Scan(&o.ResourceVersion, &kind, &o.Namespace, &o.Name, &o.Body, &created); err != nil {
+			return nil, err
+		}
+		e.Type = watchTypes[kind]
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func cutLast(s string) (before, after string, ok bool) {
+	for i := len(s) - 1; i >= 0; i-- {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}
+
+const settingEventHorizon = "event_horizon"
+
+// eventHorizon is the oldest resourceVersion a watch may start from.
+func (s *Store) eventHorizon(ctx context.Context) (int64, error) {
+	v, err := s.Setting(ctx, settingEventHorizon)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(v, 10, 64)
+}
+
+// PruneEvents keeps the newest keep events and forgets older ones; a watch
+// from before what is kept gets errdefs.ErrGone.
+func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
+	var pruned int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var maxSeq int64
+		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&maxSeq); err != nil {
+			return err
+		}
+		horizon := maxSeq - keep
+		if horizon <= 0 {
+			return nil
+		}
+		res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq <= ?`, horizon)
+		if err != nil {
+			return fmt.Errorf("prune events: %w", err)
+		}
+		pruned, _ = res.RowsAffected()
+		_, err = tx.ExecContext(ctx, `
+INSERT INTO settings (name, value, updated_at) VALUES (?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`,
+			settingEventHorizon, strconv.FormatInt(horizon, 10), s.micros())
+		return err
+	})
+	return pruned, err
+}
+
+// LatestResourceVersion is the sequence number of the newest change.
+func (s *Store) LatestResourceVersion(ctx context.Context) (int64, error) {
+	var rv int64
+	err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv)
+	return rv, err
+}
+
+// Changed returns a channel closed at the next committed write: a
+// watcher waits on it, then reads the events after the last it saw.
+func (s *Store) Changed() <-chan struct{} { return s.changes.wait() }
+
+// changeNotifier is the in-process fan-out of commits (one process; with
+// PostgreSQL, LISTEN/NOTIFY will carry it across instances).
+type changeNotifier struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (n *changeNotifier) wait() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch == nil {
+		n.ch = make(chan struct{})
+	}
+	return n.ch
+}
+
+func (n *changeNotifier) notify() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ch != nil {
+		close(n.ch)
+		n.ch = nil
+	}
+}
+
+func scanObjects(rows *sql.Rows) ([]Object, error) {
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		var o Object
+		var created int64
+		var labels string
+		if err := rows.Scan(&o.Group, &o.Resource, &o.Namespace, &o.Name, &o.UID, &o.ResourceVersion, &created, &labels, &o.Body); err != nil {
+			return nil, err
+		}
+		o.Created = time.UnixMicro(created).UTC()
+		if err := json.Unmarshal([]byte(labels), &o.Labels); err != nil {
+			return nil, fmt.Errorf("labels of %s: %w", o.ObjectKey, err)
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+func nonNilLabels(l map[string]string) map[string]string {
+	if l == nil {
+		return map[string]string{}
+	}
+	return l
+}
