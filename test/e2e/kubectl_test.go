@@ -1,0 +1,482 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// kubectlDir holds one kubectl per minor version (kubectl.1.27 …
+// kubectl.1.33); /usr/bin/kubectl only dispatches to them.
+const kubectlDir = "/usr/lib/google-cloud-sdk/bin"
+
+// kubectlTimeout bounds one kubectl invocation; kubectlRequestTimeout one
+// of its HTTP requests (not a watch's).
+const (
+	kubectlTimeout        = 60 * time.Second
+	kubectlRequestTimeout = "20s"
+)
+
+// envAssignment is a leading NAME=VALUE argument of a kubectl runner: an
+// environment variable for that one run, as in a shell.
+var envAssignment = regexp.MustCompile(`^[A-Z_][A-Z0-9_]*=`)
+
+// kubectl is one user's kubectl of one version against one server: its
+// own kubeconfig, HOME and discovery cache, so nothing leaks between tests.
+type kubectl struct {
+	t          testing.TB
+	bin        string
+	kubeconfig string
+	cacheDir   string
+	home       string
+}
+
+// newKubectl writes a kubeconfig for s with a bearer token (kubectl sends
+// it only over HTTPS) and a context whose namespace is "default".
+func newKubectl(t testing.TB, s *server, version, token string) *kubectl {
+	t.Helper()
+	if !s.TLS {
+		t.Fatal("kubectl sends a bearer token only over HTTPS: start the server with TLS")
+	}
+	bin := requireTool(t, filepath.Join(kubectlDir, "kubectl."+version))
+	dir := t.TempDir()
+	k := &kubectl{
+		t:          t,
+		bin:        bin,
+		kubeconfig: filepath.Join(dir, "kubeconfig"),
+		cacheDir:   filepath.Join(dir, "cache"),
+		home:       filepath.Join(dir, "home"),
+	}
+	config := map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Config",
+		"clusters": []any{map[string]any{
+			"name":    "berth",
+			"cluster": map[string]any{"server": s.URL, "certificate-authority": s.CAFile()},
+		}},
+		"users": []any{map[string]any{
+			"name": "berth-user",
+			"user": map[string]any{"token": token},
+		}},
+		"contexts": []any{map[string]any{
+			"name":    "berth",
+			"context": map[string]any{"cluster": "berth", "user": "berth-user", "namespace": "default"},
+		}},
+		"current-context": "berth",
+		"preferences":     map[string]any{},
+	}
+	b, err := yaml.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(k.kubeconfig, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(k.home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// command builds a kubectl command; leading NAME=VALUE arguments are
+// environment variables (e.g. EDITOR=/path/to/script).
+func (k *kubectl) command(ctx context.Context, watch bool, args ...string) *exec.Cmd {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "KUBECONFIG=") && !strings.HasPrefix(e, "HOME=") && !strings.HasPrefix(e, "EDITOR=") && !strings.HasPrefix(e, "KUBE_EDITOR=") {
+			env = append(env, e)
+		}
+	}
+	env = append(env, "KUBECONFIG="+k.kubeconfig, "HOME="+k.home)
+	for len(args) > 0 && envAssignment.MatchString(args[0]) {
+		env = append(env, args[0])
+		args = args[1:]
+	}
+	full := []string{"--kubeconfig", k.kubeconfig, "--cache-dir", k.cacheDir}
+	if !watch {
+		full = append(full, "--request-timeout", kubectlRequestTimeout)
+	}
+	cmd := exec.CommandContext(ctx, k.bin, append(full, args...)...)
+	cmd.Env = env
+	cmd.Stdin = strings.NewReader("")
+	cmd.WaitDelay = 5 * time.Second
+	return cmd
+}
+
+// run runs kubectl to completion within kubectlTimeout.
+func (k *kubectl) run(args ...string) (stdout, stderr string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), kubectlTimeout)
+	defer cancel()
+	cmd := k.command(ctx, false, args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	if ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	return o.String(), e.String(), err
+}
+
+// start starts kubectl in the background (a watch); cancelling ctx kills
+// it. Its output goes to out.
+func (k *kubectl) start(ctx context.Context, out io.Writer, args ...string) *exec.Cmd {
+	k.t.Helper()
+	cmd := k.command(ctx, true, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		k.t.Fatal(err)
+	}
+	return cmd
+}
+
+// kubectlEnv returns a runner of kubectl.<version> (e.g. "1.33") against s
+// as the holder of token, with a kubeconfig and discovery cache of its own.
+// Leading NAME=VALUE arguments set environment variables for one run.
+func kubectlEnv(t testing.TB, s *server, version string, token string) func(args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	return newKubectl(t, s, version, token).run
+}
+
+// oauthToken logs in through the OAuth password grant and returns the
+// bearer token.
+func oauthToken(t testing.TB, s *server, user, password string) string {
+	t.Helper()
+	form := url.Values{"grant_type": {"password"}, "username": {user}, "password": {password}}
+	resp, err := s.AnonymousClient().PostForm(s.URL+"/oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var answer struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(b, &answer); err != nil || resp.StatusCode != http.StatusOK || answer.AccessToken == "" {
+		t.Fatalf("POST /oauth/token for %s = %d %s", user, resp.StatusCode, b)
+	}
+	return answer.AccessToken
+}
+
+// lockedBuffer collects a background process's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// tableRow reports whether a kubectl table has a row whose leading
+// columns are cells (separated by runs of spaces).
+func tableRow(table string, cells ...string) bool {
+	for _, line := range strings.Split(table, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < len(cells) {
+			continue
+		}
+		match := true
+		for i, c := range cells {
+			match = match && fields[i] == c
+		}
+		if match {
+			return true
+		}
+	}
+	return false
+}
+
+// tableHeader returns the header line's column names.
+func tableHeader(table string) []string {
+	line, _, _ := strings.Cut(strings.TrimLeft(table, "\n"), "\n")
+	return strings.Fields(line)
+}
+
+// TestKubectlConfigMaps drives configmaps and secrets with the real kubectl
+// of the newest and the oldest supported minor versions: they differ in
+// what they send (1.33 POSTs protobuf for built-in kinds, fetches
+// /openapi/v3 before v2; 1.27 sends JSON).
+func TestKubectlConfigMaps(t *testing.T) {
+	for _, version := range []string{"1.33", "1.27"} {
+		t.Run(version, func(t *testing.T) {
+			requireTool(t, filepath.Join(kubectlDir, "kubectl."+version))
+			testKubectlConfigMaps(t, version)
+		})
+	}
+}
+
+func testKubectlConfigMaps(t *testing.T, version string) {
+	users := map[string]string{"viewer": "viewer-pw", "owner": "owner-pw", "outsider": "outsider-pw"}
+	s := startServer(t, "--htpasswd", htpasswdUsers(t, users))
+	ns := "kube-" + strings.TrimPrefix(version, "1.")
+	s.newProject(ns)
+	s.grant(ns, "registry-viewer", "viewer")
+	s.grant(ns, "admin", "owner")
+	admin := newKubectl(t, s, version, oauthToken(t, s, "admin", adminPassword))
+	kc := admin.run
+	dir := t.TempDir()
+
+	// ok runs kubectl and fails the step unless it succeeds.
+	ok := func(t *testing.T, args ...string) string {
+		t.Helper()
+		out, errOut, err := kc(args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+		}
+		return out
+	}
+	// says runs kubectl and requires its stdout to be want (one line).
+	says := func(t *testing.T, want string, args ...string) {
+		t.Helper()
+		if out := ok(t, args...); strings.TrimSpace(out) != want {
+			t.Fatalf("kubectl %s printed %q, want %q", strings.Join(args, " "), out, want)
+		}
+	}
+	// jsonpath is one field of an object.
+	jsonpath := func(t *testing.T, expr string, args ...string) string {
+		t.Helper()
+		return ok(t, append(args, "-o", "jsonpath="+expr)...)
+	}
+	// fails runs kubectl, requires it to fail, and returns its stderr.
+	fails := func(t *testing.T, run func(...string) (string, string, error), args ...string) string {
+		t.Helper()
+		out, errOut, err := run(args...)
+		if err == nil {
+			t.Fatalf("kubectl %s succeeded, want an error\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), out, errOut)
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("kubectl %s timed out\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), out, errOut)
+		}
+		return errOut
+	}
+	writeFile := func(t *testing.T, name, content string) string {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+
+	t.Run("create configmap from literals", func(t *testing.T) {
+		says(t, "configmap/app-config created", "create", "configmap", "app-config", "--from-literal=a=1", "--from-literal=b=2", "-n", ns)
+		if got := jsonpath(t, "{.data.a}", "get", "configmap", "app-config", "-n", ns); got != "1" {
+			t.Fatalf("data.a = %q, want 1", got)
+		}
+	})
+
+	t.Run("create configmap from a file", func(t *testing.T) {
+		content := "color=blue\nsize=10\n"
+		file := writeFile(t, "settings.properties", content)
+		says(t, "configmap/files created", "create", "configmap", "files", "--from-file=settings="+file, "-n", ns)
+		if got := jsonpath(t, "{.data.settings}", "get", "configmap", "files", "-n", ns); got != content {
+			t.Fatalf("data.settings = %q, want %q", got, content)
+		}
+	})
+
+	t.Run("get table", func(t *testing.T) {
+		out := ok(t, "get", "configmaps", "-n", ns)
+		header := strings.Join(tableHeader(out), " ")
+		for _, col := range []string{"NAME", "DATA", "AGE"} {
+			if !strings.Contains(header, col) {
+				t.Errorf("header %q lacks %s:\n%s", header, col, out)
+			}
+		}
+		if !tableRow(out, "app-config", "2") || !tableRow(out, "files", "1") {
+			t.Errorf("no rows app-config 2 and files 1:\n%s", out)
+		}
+	})
+
+	var resourceVersion string
+	t.Run("get yaml", func(t *testing.T) {
+		out := ok(t, "get", "configmap", "app-config", "-n", ns, "-o", "yaml")
+		var obj struct {
+			Kind     string
+			Metadata map[string]any
+			Data     map[string]string
+		}
+		if err := yaml.Unmarshal([]byte(out), &obj); err != nil {
+			t.Fatalf("-o yaml is not YAML: %v\n%s", err, out)
+		}
+		rv, _ := obj.Metadata["resourceVersion"].(string)
+		uid, _ := obj.Metadata["uid"].(string)
+		created, _ := obj.Metadata["creationTimestamp"].(string)
+		if obj.Kind != "ConfigMap" || rv == "" || uid == "" || created == "" || obj.Metadata["name"] != "app-config" ||
+			obj.Metadata["namespace"] != ns || obj.Data["a"] != "1" || obj.Data["b"] != "2" {
+			t.Fatalf("-o yaml lacks kind, name, namespace, resourceVersion, uid, creationTimestamp or data:\n%s", out)
+		}
+		if _, err := time.Parse(time.RFC3339, created); err != nil {
+			t.Errorf("creationTimestamp %q is not RFC 3339", created)
+		}
+		resourceVersion = rv
+	})
+
+	t.Run("patch merge", func(t *testing.T) {
+		says(t, "configmap/app-config patched", "patch", "configmap", "app-config", "-n", ns, "--type", "merge", "-p", `{"data":{"a":"10"}}`)
+		got := jsonpath(t, "{.data.a} {.data.b} {.metadata.resourceVersion}", "get", "configmap", "app-config", "-n", ns)
+		f := strings.Fields(got)
+		if len(f) != 3 || f[0] != "10" || f[1] != "2" {
+			t.Fatalf("after the patch: data.a data.b resourceVersion = %q, want 10 2 and a resourceVersion", got)
+		}
+		if f[2] == resourceVersion {
+			t.Errorf("the patch left resourceVersion at %s", f[2])
+		}
+	})
+
+	t.Run("apply create update unchanged", func(t *testing.T) {
+		manifest := "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: applied\n  namespace: " + ns + "\ndata:\n  a: \"1\"\n"
+		file := writeFile(t, "applied.yaml", manifest)
+		says(t, "configmap/applied created", "apply", "-f", file)
+		writeFile(t, "applied.yaml", strings.Replace(manifest, `a: "1"`, "a: \"2\"\n  c: \"3\"", 1))
+		says(t, "configmap/applied configured", "apply", "-f", file)
+		out := ok(t, "get", "configmap", "applied", "-n", ns, "-o", "json")
+		var obj struct {
+			Metadata struct{ Annotations map[string]string }
+			Data     map[string]string
+		}
+		if err := json.Unmarshal([]byte(out), &obj); err != nil {
+			t.Fatalf("-o json: %v\n%s", err, out)
+		}
+		if obj.Data["a"] != "2" || obj.Data["c"] != "3" {
+			t.Errorf("after the second apply data = %v, want a=2 c=3", obj.Data)
+		}
+		if last := obj.Metadata.Annotations["kubectl.kubernetes.io/last-applied-configuration"]; !strings.Contains(last, `"c":"3"`) {
+			t.Errorf("last-applied-configuration annotation = %q", last)
+		}
+		says(t, "configmap/applied unchanged", "apply", "-f", file)
+	})
+
+	t.Run("edit", func(t *testing.T) {
+		editor := writeFile(t, "editor.sh", "#!/bin/sh\nsed -i 's/a: \"10\"/a: \"20\"/' \"$1\"\n")
+		if err := os.Chmod(editor, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		says(t, "configmap/app-config edited", "EDITOR="+editor, "edit", "configmap", "app-config", "-n", ns)
+		if got := jsonpath(t, "{.data.a}", "get", "configmap", "app-config", "-n", ns); got != "20" {
+			t.Fatalf("after the edit data.a = %q, want 20", got)
+		}
+	})
+
+	t.Run("secret generic", func(t *testing.T) {
+		says(t, "secret/db created", "create", "secret", "generic", "db", "--from-literal=password=s3cr3t", "-n", ns)
+		want := base64.StdEncoding.EncodeToString([]byte("s3cr3t"))
+		if got := jsonpath(t, "{.data.password}", "get", "secret", "db", "-n", ns); got != want {
+			t.Errorf("data.password = %q, want %q", got, want)
+		}
+		out := ok(t, "get", "secrets", "-n", ns)
+		if h := strings.Join(tableHeader(out), " "); !strings.Contains(h, "NAME TYPE DATA AGE") {
+			t.Errorf("secrets table header = %q, want NAME TYPE DATA AGE:\n%s", h, out)
+		}
+		if !tableRow(out, "db", "Opaque", "1") {
+			t.Errorf("no row db Opaque 1:\n%s", out)
+		}
+		if strings.Contains(out, "s3cr3t") {
+			t.Errorf("the table shows the secret value:\n%s", out)
+		}
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		says(t, `configmap "app-config" deleted`, "delete", "configmap", "app-config", "-n", ns)
+		errOut := fails(t, kc, "get", "configmap", "app-config", "-n", ns)
+		if want := `Error from server (NotFound): configmaps "app-config" not found`; !strings.Contains(errOut, want) {
+			t.Fatalf("get after delete: stderr %q, want %q", errOut, want)
+		}
+	})
+
+	t.Run("watch", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		var out lockedBuffer
+		cmd := admin.start(ctx, &out, "get", "configmaps", "-n", ns, "-w")
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		defer func() {
+			cancel()
+			<-exited
+		}()
+		// The initial list first (the watch starts from its resourceVersion).
+		listed := func() bool {
+			o := out.String()
+			return strings.Contains(o, "NAME") || strings.Contains(o, "No resources found")
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for !listed() && time.Now().Before(deadline) {
+			select {
+			case err := <-exited:
+				exited <- err
+				t.Fatalf("kubectl get -w exited (%v) before listing:\n%s", err, out.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		says(t, "configmap/watched created", "create", "configmap", "watched", "--from-literal=w=1", "-n", ns)
+		deadline = time.Now().Add(15 * time.Second)
+		for !tableRow(out.String(), "watched", "1") {
+			if time.Now().After(deadline) {
+				t.Fatalf("kubectl get -w did not show configmap watched within 15s:\n%s", out.String())
+			}
+			select {
+			case err := <-exited:
+				exited <- err
+				t.Fatalf("kubectl get -w exited (%v) before showing configmap watched:\n%s", err, out.String())
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	})
+
+	t.Run("invalid name", func(t *testing.T) {
+		errOut := fails(t, kc, "create", "configmap", "Bad_Name", "--from-literal=a=1", "-n", ns)
+		if !strings.Contains(errOut, "Bad_Name") || !regexp.MustCompile(`(?i)(RFC|DNS)[- ]1123`).MatchString(errOut) {
+			t.Fatalf("create configmap Bad_Name: stderr %q, want the name and RFC 1123", errOut)
+		}
+	})
+
+	t.Run("unknown project", func(t *testing.T) {
+		outsider := kubectlEnv(t, s, version, oauthToken(t, s, "outsider", "outsider-pw"))
+		errOut := fails(t, outsider, "get", "configmaps", "-n", "no-such-project")
+		// Not the NotFound of a server without the resource: the answer is
+		// about configmaps or the project.
+		if !regexp.MustCompile(`Error from server \((Forbidden|NotFound)\): .*(configmaps|no-such-project)`).MatchString(errOut) {
+			t.Fatalf("get configmaps in a missing project: stderr %q, want Forbidden or NotFound", errOut)
+		}
+	})
+
+	t.Run("authorization", func(t *testing.T) {
+		viewer := kubectlEnv(t, s, version, oauthToken(t, s, "viewer", "viewer-pw"))
+		errOut := fails(t, viewer, "get", "secrets", "-n", ns)
+		if !strings.Contains(errOut, "Error from server (Forbidden)") || !strings.Contains(errOut, "secrets") {
+			t.Errorf("registry-viewer get secrets: stderr %q, want Forbidden", errOut)
+		}
+		errOut = fails(t, viewer, "get", "secret", "db", "-n", ns, "-o", "jsonpath={.data.password}")
+		if !strings.Contains(errOut, "Error from server (Forbidden)") {
+			t.Errorf("registry-viewer get secret db: stderr %q, want Forbidden", errOut)
+		}
+		owner := kubectlEnv(t, s, version, oauthToken(t, s, "owner", "owner-pw"))
+		out, errOut, err := owner("get", "secrets", "-n", ns)
+		if err != nil || !tableRow(out, "db", "Opaque", "1") {
+			t.Errorf("project admin get secrets: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+		}
+	})
+}
