@@ -270,6 +270,7 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("kubectl %s timed out\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), out, errOut)
 		}
+		t.Logf("kubectl %s: %s", strings.Join(args, " "), strings.TrimSpace(errOut))
 		return errOut
 	}
 	writeFile := func(t *testing.T, name, content string) string {
