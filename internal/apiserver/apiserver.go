@@ -69,6 +69,9 @@ func (s *Server) routes() {
 		authz    = "/apis/" + groupAuthz + "/v1"
 		core     = "/api/v1/namespaces/{ns}/serviceaccounts"
 	)
+	s.discoveryRoutes()
+	s.storedRoutes()
+	s.namespaceRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+oauth, s.listTokens)
@@ -158,6 +161,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		se = &StatusError{http.StatusConflict, "AlreadyExists", err.Error()}
 	case errors.Is(err, errdefs.ErrInvalidArgument):
 		se = &StatusError{http.StatusUnprocessableEntity, "Invalid", err.Error()}
+	case errors.Is(err, errdefs.ErrConflict):
+		se = &StatusError{http.StatusConflict, "Conflict", err.Error() +
+			"; the object has been modified; please apply your changes to the latest version and try again"}
+	case errors.Is(err, errdefs.ErrGone):
+		se = &StatusError{http.StatusGone, "Expired", err.Error()}
 	default:
 		s.log.Error("management API", "method", r.Method, "path", r.URL.Path, "err", err)
 		se = &StatusError{http.StatusInternalServerError, "InternalError", "internal error; the server log has the detail"}

@@ -1,0 +1,101 @@
+package apiserver
+
+import "slices"
+
+// resourceInfo describes a resource for discovery: what kubectl needs to
+// map `kubectl get is` to a path and to know which verbs it has.
+type resourceInfo struct {
+	Group, Version string
+	Resource       string // the plural, as in paths
+	Singular       string
+	Kind           string
+	Namespaced     bool
+	Verbs          []string
+	ShortNames     []string
+	// Subresources are served as Resource/sub (e.g. "token").
+	Subresources map[string][]string // name → verbs
+}
+
+func (r resourceInfo) groupVersion() string {
+	if r.Group == "" {
+		return r.Version
+	}
+	return r.Group + "/" + r.Version
+}
+
+var (
+	verbsCRUD     = []string{"create", "delete", "get", "list", "patch", "update", "watch"}
+	verbsReadOnly = []string{"get", "list"}
+)
+
+// served lists every resource of the management API. Kinds kept in the
+// objects table are served by the generic handler (stored.go); the rest
+// by their own handlers.
+var served = []resourceInfo{
+	{Version: "v1", Resource: "configmaps", Singular: "configmap", Kind: "ConfigMap", Namespaced: true,
+		Verbs: verbsCRUD, ShortNames: []string{"cm"}},
+	{Version: "v1", Resource: "secrets", Singular: "secret", Kind: "Secret", Namespaced: true, Verbs: verbsCRUD},
+	{Version: "v1", Resource: "namespaces", Singular: "namespace", Kind: "Namespace",
+		Verbs: []string{"create", "delete", "get", "list"}, ShortNames: []string{"ns"}},
+	{Version: "v1", Resource: "serviceaccounts", Singular: "serviceaccount", Kind: "ServiceAccount", Namespaced: true,
+		Verbs: []string{"create", "delete", "get", "list"}, ShortNames: []string{"sa"},
+		Subresources: map[string][]string{"token": {"create"}}},
+	{Group: groupRBAC, Version: "v1", Resource: "rolebindings", Singular: "rolebinding", Kind: "RoleBinding",
+		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update"}},
+	{Group: groupRBAC, Version: "v1", Resource: "clusterrolebindings", Singular: "clusterrolebinding",
+		Kind: "ClusterRoleBinding", Verbs: []string{"create", "delete", "get", "list", "update"}},
+	{Group: groupUser, Version: "v1", Resource: "users", Singular: "user", Kind: "User", Verbs: []string{"get"}},
+	{Group: groupUser, Version: "v1", Resource: "groups", Singular: "group", Kind: "Group",
+		Verbs: []string{"create", "delete", "get", "list", "update"}},
+	{Group: groupProject, Version: "v1", Resource: "projects", Singular: "project", Kind: "Project",
+		Verbs: []string{"delete", "get", "list"}},
+	{Group: groupProject, Version: "v1", Resource: "projectrequests", Singular: "projectrequest", Kind: "ProjectRequest",
+		Verbs: []string{"create"}},
+	{Group: groupAuthz, Version: "v1", Resource: "resourceaccessreviews", Singular: "resourceaccessreview",
+		Kind: "ResourceAccessReview", Namespaced: true, Verbs: []string{"create"}},
+	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
+		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "list"}},
+}
+
+// groupVersions lists the API groups served (besides the core group), in
+// a stable order, with their versions.
+func groupVersions() []resourceInfo {
+	var out []resourceInfo
+	for _, r := range served {
+		if r.Group != "" && !slices.ContainsFunc(out, func(o resourceInfo) bool { return o.Group == r.Group }) {
+			out = append(out, resourceInfo{Group: r.Group, Version: r.Version})
+		}
+	}
+	slices.SortFunc(out, func(a, b resourceInfo) int {
+		if a.Group < b.Group {
+			return -1
+		}
+		if a.Group > b.Group {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// resourcesOf lists the resources of one group version.
+func resourcesOf(group, version string) []resourceInfo {
+	var out []resourceInfo
+	for _, r := range served {
+		if r.Group == group && r.Version == version {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// servedResource is the entry of served for group and resource; a name
+// not in the table is a programming error.
+func servedResource(group, resource string) resourceInfo {
+	for _, r := range served {
+		if r.Group == group && r.Resource == resource {
+			return r
+		}
+	}
+	panic("apiserver: " + group + "/" + resource + " is not in the served table")
+}

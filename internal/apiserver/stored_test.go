@@ -1,0 +1,215 @@
+package apiserver_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+const cms = "/api/v1/namespaces/team/configmaps"
+
+func cm(name string, data map[string]string) map[string]any {
+	return map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "labels": map[string]string{"app": name}}, "data": data}
+}
+
+func (c client) raw(method, path, contentType string, body []byte, header ...string) answer {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return send(c.t, req)
+}
+
+func TestConfigMapsCRUD(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+
+	created := alice.expect(201, "POST", cms, cm("a", map[string]string{"k": "1"}))
+	rv := created.str("metadata", "resourceVersion")
+	if rv == "" || created.str("metadata", "uid") == "" || created.str("metadata", "creationTimestamp") == "" {
+		t.Fatalf("created object lacks server fields: %s", created.raw)
+	}
+	alice.expect(409, "POST", cms, cm("a", nil))
+
+	// PUT with the current resourceVersion works; with the old one, 409.
+	upd := cm("a", map[string]string{"k": "2"})
+	upd["metadata"].(map[string]any)["resourceVersion"] = rv
+	newer := alice.expect(200, "PUT", cms+"/a", upd)
+	if newer.str("metadata", "resourceVersion") == rv || newer.str("metadata", "uid") != created.str("metadata", "uid") {
+		t.Fatalf("update: %s", newer.raw)
+	}
+	if a := alice.expect(409, "PUT", cms+"/a", upd); a.str("reason") != "Conflict" {
+		t.Fatalf("stale update: %s", a.raw)
+	}
+	// A no-op patch changes nothing, not even the resourceVersion.
+	same := alice.raw("PATCH", cms+"/a", "application/merge-patch+json", []byte(`{"data":{"k":"2"}}`))
+	if same.code != 200 || same.str("metadata", "resourceVersion") != newer.str("metadata", "resourceVersion") {
+		t.Fatalf("no-op patch: %d %s", same.code, same.raw)
+	}
+	for ct, patch := range map[string]string{
+		"application/merge-patch+json":           `{"data":{"m":"merge"}}`,
+		"application/json-patch+json":            `[{"op":"add","path":"/data/j","value":"json"}]`,
+		"application/strategic-merge-patch+json": `{"data":{"s":"strategic"}}`,
+	} {
+		if a := alice.raw("PATCH", cms+"/a", ct, []byte(patch)); a.code != 200 {
+			t.Fatalf("%s: %d %s", ct, a.code, a.raw)
+		}
+	}
+	got := alice.expect(200, "GET", cms+"/a", nil)
+	data := got.body["data"].(map[string]any)
+	if data["m"] != "merge" || data["j"] != "json" || data["s"] != "strategic" || data["k"] != "2" {
+		t.Fatalf("after the patches: %s", got.raw)
+	}
+	// A resourceVersion in a patch is a precondition.
+	if a := alice.raw("PATCH", cms+"/a", "application/merge-patch+json", []byte(`{"metadata":{"resourceVersion":"`+rv+`"},"data":{"x":"1"}}`)); a.code != 409 {
+		t.Fatalf("patch at a stale version: %d %s", a.code, a.raw)
+	}
+
+	alice.expect(201, "POST", cms, cm("b", nil))
+	list := alice.expect(200, "GET", cms+"?labelSelector=app%3Db", nil)
+	if names := list.names(); len(names) != 1 || names[0] != "b" || list.str("kind") != "ConfigMapList" {
+		t.Fatalf("list by label: %s", list.raw)
+	}
+	if names := alice.expect(200, "GET", cms+"?fieldSelector=metadata.name%3Da", nil).names(); len(names) != 1 || names[0] != "a" {
+		t.Fatalf("list by name: %v", names)
+	}
+	page := alice.expect(200, "GET", cms+"?limit=1", nil)
+	next := page.body["metadata"].(map[string]any)["continue"].(string)
+	if names := page.names(); len(names) != 1 || names[0] != "a" || next == "" {
+		t.Fatalf("first page: %s", page.raw)
+	}
+	if names := alice.expect(200, "GET", cms+"?limit=1&continue="+next, nil).names(); len(names) != 1 || names[0] != "b" {
+		t.Fatalf("second page: %v", names)
+	}
+
+	table := alice.raw("GET", cms, "", nil, "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	if table.str("kind") != "Table" || !strings.Contains(string(table.raw), `"cells":["a",4,`) {
+		t.Fatalf("table: %s", table.raw)
+	}
+
+	del := alice.expect(200, "DELETE", cms+"/a", nil)
+	if del.str("status") != "Success" {
+		t.Fatalf("delete: %s", del.raw)
+	}
+	alice.expect(404, "GET", cms+"/a", nil)
+}
+
+func TestStoredKindsRefuseBadInput(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("other"))
+	for _, tc := range []struct {
+		name, contentType string
+		body              string
+		code              int
+		says              string
+	}{
+		{"unknown field", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"dta":{}}`, 400, "unknown field"},
+		{"wrong kind", "application/json", `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}`, 400, "not a ConfigMap"},
+		{"wrong apiVersion", "application/json", `{"apiVersion":"v2","kind":"ConfigMap","metadata":{"name":"x"}}`, 400, "apiVersion"},
+		{"name not DNS-1123", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}`, 422, "RFC 1123"},
+		{"no name", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{}}`, 422, "name or generateName is required"},
+		{"another namespace in the body", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"other"}}`, 400, "does not match"},
+		{"bad data key", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a/b":"1"}}`, 422, "data[a/b]"},
+		{"not JSON", "application/json", `{"apiVersion":`, 400, "not a valid object"},
+		{"unsupported media type", "text/plain", `x`, 415, "not supported"},
+		{"10 MiB body", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big"},"data":{"k":"` + strings.Repeat("x", 10<<20) + `"}}`, 413, "larger than"},
+	} {
+		a := alice.raw("POST", cms, tc.contentType, []byte(tc.body))
+		if a.code != tc.code || a.str("kind") != "Status" || !strings.Contains(a.str("message"), tc.says) {
+			t.Errorf("%s: %d %.300s; want %d mentioning %q", tc.name, a.code, a.raw, tc.code, tc.says)
+		}
+	}
+	if names := alice.expect(200, "GET", cms, nil).body["items"].([]any); len(names) != 0 {
+		t.Fatalf("refused requests stored objects: %v", names)
+	}
+	// Secrets: a TLS secret needs its keys; stringData lands in data.
+	secrets := "/api/v1/namespaces/team/secrets"
+	tls := map[string]any{"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+		"metadata": map[string]any{"name": "cert"}, "stringData": map[string]string{"tls.crt": "x"}}
+	if a := alice.expect(422, "POST", secrets, tls); !strings.Contains(a.str("message"), "tls.key") {
+		t.Fatalf("TLS secret without a key: %s", a.raw)
+	}
+	ok := alice.expect(201, "POST", secrets, map[string]any{"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{"name": "db"}, "stringData": map[string]string{"password": "s3cr3t"}})
+	if ok.str("type") != "Opaque" || ok.body["data"].(map[string]any)["password"] != "czNjcjN0" || ok.body["stringData"] != nil {
+		t.Fatalf("secret: %s", ok.raw)
+	}
+	// A strategic merge patch is for built-in kinds; a bad patch is a 400.
+	if a := alice.raw("PATCH", secrets+"/db", "application/json-patch+json", []byte(`[{"op":"nope"}]`)); a.code != 400 {
+		t.Fatalf("bad JSON patch: %d %s", a.code, a.raw)
+	}
+}
+
+func TestStoredKindsAreAuthorized(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	bob := login(t, s, "bob", "bob-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	alice.expect(201, "POST", "/api/v1/namespaces/team/secrets", map[string]any{"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{"name": "db"}, "stringData": map[string]string{"password": "x"}})
+	if a := bob.expect(403, "GET", "/api/v1/namespaces/team/secrets", nil); !strings.Contains(a.str("message"), `cannot list resource "secrets"`) {
+		t.Fatalf("bob listing secrets: %s", a.raw)
+	}
+	alice.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("registry-viewer", user("bob")))
+	bob.expect(403, "GET", "/api/v1/namespaces/team/secrets/db", nil)
+	anon := client{t: t, base: s.URL}
+	anon.expect(401, "GET", "/api/v1/namespaces/team/configmaps", nil)
+}
+
+// A watch replays what happened after its resourceVersion and streams
+// what happens next; from before the kept history it is 410 Gone.
+func TestWatchConfigMaps(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	first := alice.expect(201, "POST", cms, cm("first", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", s.URL+cms+"?watch=true&resourceVersion="+first.str("metadata", "resourceVersion"), nil)
+	req.Header.Set("Authorization", "Bearer "+alice.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("watch = %d", resp.StatusCode)
+	}
+	alice.expect(201, "POST", cms, cm("second", nil))
+	alice.expect(200, "DELETE", cms+"/first", nil)
+	sc := bufio.NewScanner(resp.Body)
+	var seen []string
+	for len(seen) < 2 && sc.Scan() {
+		var e struct {
+			Type   string
+			Object struct{ Metadata struct{ Name string } }
+		}
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			t.Fatalf("watch line %q: %v", sc.Text(), err)
+		}
+		seen = append(seen, e.Type+" "+e.Object.Metadata.Name)
+	}
+	if strings.Join(seen, ", ") != "ADDED second, DELETED first" {
+		t.Fatalf("watch saw %v", seen)
+	}
+	if a := alice.expect(400, "GET", cms+"?watch=true&resourceVersion=abc", nil); !strings.Contains(a.str("message"), "resourceVersion") {
+		t.Fatalf("bad resourceVersion: %s", a.raw)
+	}
+}
