@@ -123,3 +123,17 @@ func expireTokens(ctx context.Context, meta *store.Store, log *slog.Logger) {
 		log.Info("deleted expired tokens", "count", n)
 	}
 }
+
+// keptEvents is how much of the change history watches can replay from.
+const keptEvents = 100000
+
+// pruneEvents bounds the event history; a watch from before it is told
+// 410 Gone and lists again.
+func pruneEvents(ctx context.Context, meta *store.Store, log *slog.Logger) {
+	n, err := meta.PruneEvents(ctx, keptEvents)
+	if err != nil {
+		log.Warn("prune events", "err", err)
+	} else if n > 0 {
+		log.Info("pruned old events", "count", n)
+	}
+}

@@ -171,6 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
 			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
 			expireTokens(ctx, meta, log)
+			pruneEvents(ctx, meta, log)
 		})
 	})
 	if cfg.DebugListen != "" {
