@@ -15,7 +15,7 @@ import (
 type schemaGVK = schema.GroupVersionKind
 
 // storedKinds are the kinds the generic handlers serve.
-var storedKinds = []*storedKind{configMapKind, secretKind}
+var storedKinds = []*storedKind{configMapKind, secretKind, configKind}
 
 // protobufSchemes register the built-in types kubectl may send as
 // protobuf.

@@ -53,6 +53,7 @@ var served = []resourceInfo{
 		Verbs: []string{"create"}},
 	{Group: groupAuthz, Version: "v1", Resource: "resourceaccessreviews", Singular: "resourceaccessreview",
 		Kind: "ResourceAccessReview", Namespaced: true, Verbs: []string{"create"}},
+	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "list"}},
 }

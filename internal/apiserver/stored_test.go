@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/apiserver"
+	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
 )
 
 const cms = "/api/v1/namespaces/team/configmaps"
@@ -212,4 +215,49 @@ func TestWatchConfigMaps(t *testing.T) {
 	if a := alice.expect(400, "GET", cms+"?watch=true&resourceVersion=abc", nil); !strings.Contains(a.str("message"), "resourceVersion") {
 		t.Fatalf("bad resourceVersion: %s", a.raw)
 	}
+}
+
+// The reference procedure "enable the default route": a merge patch of
+// the one Config; only cluster admins may, and bad values are refused.
+func TestRegistryConfig(t *testing.T) {
+	s := newServer(t)
+	if err := apiserver.EnsureRegistryConfig(context.Background(), s.Store); err != nil {
+		t.Fatal(err)
+	}
+	if err := apiserver.EnsureRegistryConfig(context.Background(), s.Store); err != nil {
+		t.Fatalf("a second start: %v", err)
+	}
+	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs"
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	def := admin.expect(200, "GET", cfg+"/cluster", nil)
+	spec := def.body["spec"].(map[string]any)
+	if spec["managementState"] != "Managed" || spec["replicas"] != float64(1) || len(spec["httpSecret"].(string)) != 128 {
+		t.Fatalf("default Config: %s", def.raw)
+	}
+	patched := admin.raw("PATCH", cfg+"/cluster", "application/merge-patch+json", []byte(`{"spec":{"defaultRoute":true}}`))
+	if patched.code != 200 || patched.body["spec"].(map[string]any)["defaultRoute"] != true {
+		t.Fatalf("patch defaultRoute: %d %s", patched.code, patched.raw)
+	}
+	for patch, says := range map[string]string{
+		`{"spec":{"managementState":"Bogus"}}`:                     "spec.managementState",
+		`{"spec":{"replicas":-1}}`:                                 "spec.replicas",
+		`{"spec":{"routes":[{"name":"r","hostname":"Bad Host"}]}}`: "spec.routes[0].hostname",
+		`{"spec":{"unknown":1}}`:                                   "unknown field",
+	} {
+		if a := admin.raw("PATCH", cfg+"/cluster", "application/merge-patch+json", []byte(patch)); a.code < 400 || !strings.Contains(a.str("message"), says) {
+			t.Errorf("patch %s: %d %s", patch, a.code, a.raw)
+		}
+	}
+	if a := admin.raw("PATCH", cfg+"/cluster", "application/strategic-merge-patch+json", []byte(`{"spec":{}}`)); a.code != 415 {
+		t.Errorf("strategic merge on a custom kind: %d, want 415", a.code)
+	}
+	other := cm("other", nil)
+	other["apiVersion"], other["kind"] = "imageregistry.operator.openshift.io/v1", "Config"
+	delete(other, "data")
+	if a := admin.expect(422, "POST", cfg, other); !strings.Contains(a.str("message"), `only "cluster"`) {
+		t.Errorf("a second Config: %s", a.raw)
+	}
+	bob := login(t, s, "bob", "bob-pw")
+	bob.expect(403, "PATCH", cfg+"/cluster", map[string]any{})
+	bob.expect(403, "GET", cfg+"/cluster", nil)
 }

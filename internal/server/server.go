@@ -129,6 +129,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
+	if err := apiserver.EnsureRegistryConfig(ctx, meta); err != nil {
+		return err
+	}
 	mux, err := newHandler(cfg, meta, blobs, log)
 	if err != nil {
 		return err

@@ -480,4 +480,19 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 			t.Errorf("project admin get secrets: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
 		}
 	})
+
+	// The reference's procedure, as written: enable the default route.
+	t.Run("reference procedure: patch the defaultRoute", func(t *testing.T) {
+		const config = "configs.imageregistry.operator.openshift.io/cluster"
+		says(t, "config.imageregistry.operator.openshift.io/cluster patched",
+			"patch", config, "--type", "merge", "-p", `{"spec":{"defaultRoute":true}}`)
+		if got := jsonpath(t, "{.spec.defaultRoute} {.spec.managementState}", "get", config); got != "true Managed" {
+			t.Fatalf("after the patch: %q, want \"true Managed\"", got)
+		}
+		owner := kubectlEnv(t, s, version, oauthToken(t, s, "owner", "owner-pw"))
+		errOut := fails(t, owner, "patch", config, "--type", "merge", "-p", `{"spec":{"readOnly":true}}`)
+		if !strings.Contains(errOut, "Forbidden") {
+			t.Errorf("a project admin patching the registry Config: %q, want Forbidden", errOut)
+		}
+	})
 }

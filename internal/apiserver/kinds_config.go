@@ -1,0 +1,189 @@
+package apiserver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// The registry's Config (configs.imageregistry.operator.openshift.io), with
+// the reference's JSON field names. It is stored here so the reference's
+// procedures (patch the defaultRoute, edit the storage) work on it; the
+// operator that reconciles it arrives with its own issue.
+
+const groupImageRegistry = "imageregistry.operator.openshift.io"
+
+// ConfigName is the one Config the registry honours.
+const ConfigName = "cluster"
+
+// RegistryConfig is configs.imageregistry.operator.openshift.io/v1 Config.
+type RegistryConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RegistryConfigSpec   `json:"spec"`
+	Status            RegistryConfigStatus `json:"status,omitempty"`
+}
+
+// RegistryConfigSpec is what the operator reconciles.
+type RegistryConfigSpec struct {
+	ManagementState  string            `json:"managementState,omitempty"`
+	LogLevel         string            `json:"logLevel,omitempty"`
+	OperatorLogLevel string            `json:"operatorLogLevel,omitempty"`
+	HTTPSecret       string            `json:"httpSecret,omitempty"`
+	Proxy            ConfigProxy       `json:"proxy,omitempty"`
+	Storage          ConfigStorage     `json:"storage,omitempty"`
+	ReadOnly         bool              `json:"readOnly,omitempty"`
+	DisableRedirect  bool              `json:"disableRedirect,omitempty"`
+	Requests         ConfigRequests    `json:"requests,omitempty"`
+	DefaultRoute     bool              `json:"defaultRoute,omitempty"`
+	Routes           []ConfigRoute     `json:"routes,omitempty"`
+	Replicas         int32             `json:"replicas,omitempty"`
+	RolloutStrategy  string            `json:"rolloutStrategy,omitempty"`
+	NodeSelector     map[string]string `json:"nodeSelector,omitempty"`
+}
+
+// ConfigProxy is the proxy for upstream registries.
+type ConfigProxy struct {
+	HTTP    string `json:"http,omitempty"`
+	HTTPS   string `json:"https,omitempty"`
+	NoProxy string `json:"noProxy,omitempty"`
+}
+
+// ConfigStorage names one storage backend.
+type ConfigStorage struct {
+	EmptyDir        *struct{}       `json:"emptyDir,omitempty"`
+	PVC             *ConfigPVC      `json:"pvc,omitempty"`
+	S3              json.RawMessage `json:"s3,omitempty"`
+	GCS             json.RawMessage `json:"gcs,omitempty"`
+	Azure           json.RawMessage `json:"azure,omitempty"`
+	Swift           json.RawMessage `json:"swift,omitempty"`
+	ManagementState string          `json:"managementState,omitempty"`
+}
+
+// ConfigPVC is a persistent volume claim (for Berth: the data directory).
+type ConfigPVC struct {
+	Claim string `json:"claim,omitempty"`
+}
+
+// ConfigRequests limits concurrent requests.
+type ConfigRequests struct {
+	Read  ConfigRequestLimits `json:"read,omitempty"`
+	Write ConfigRequestLimits `json:"write,omitempty"`
+}
+
+// ConfigRequestLimits bounds one kind of request.
+type ConfigRequestLimits struct {
+	MaxRunning     int32  `json:"maxRunning,omitempty"`
+	MaxInQueue     int32  `json:"maxInQueue,omitempty"`
+	MaxWaitInQueue string `json:"maxWaitInQueue,omitempty"`
+}
+
+// ConfigRoute is an extra route.
+type ConfigRoute struct {
+	Name       string `json:"name"`
+	Hostname   string `json:"hostname,omitempty"`
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// RegistryConfigStatus is what the operator reports.
+type RegistryConfigStatus struct {
+	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+	ReadyReplicas      int32              `json:"readyReplicas,omitempty"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (c *RegistryConfig) DeepCopyObject() runtime.Object {
+	b, _ := json.Marshal(c)
+	out := &RegistryConfig{}
+	_ = json.Unmarshal(b, out)
+	return out
+}
+
+var configKind = &storedKind{
+	info: servedResource(groupImageRegistry, "configs"),
+	new:  func() object { return &RegistryConfig{} },
+	validate: func(o object) []string {
+		c := o.(*RegistryConfig)
+		var problems []string
+		if c.Name != ConfigName {
+			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", c.Name, ConfigName))
+		}
+		oneOf := func(field, v string, allowed ...string) {
+			if v != "" && !slices.Contains(allowed, v) {
+				problems = append(problems, fmt.Sprintf("%s: Unsupported value: %q: supported values: %q", field, v, allowed))
+			}
+		}
+		oneOf("spec.managementState", c.Spec.ManagementState, "Managed", "Unmanaged", "Removed", "Force")
+		oneOf("spec.logLevel", c.Spec.LogLevel, "Normal", "Debug", "Trace", "TraceAll")
+		oneOf("spec.operatorLogLevel", c.Spec.OperatorLogLevel, "Normal", "Debug", "Trace", "TraceAll")
+		oneOf("spec.rolloutStrategy", c.Spec.RolloutStrategy, "RollingUpdate", "Recreate")
+		if c.Spec.Replicas < 0 {
+			problems = append(problems, fmt.Sprintf("spec.replicas: Invalid value: %d: must be 0 or more", c.Spec.Replicas))
+		}
+		for i, r := range c.Spec.Routes {
+			if r.Name == "" {
+				problems = append(problems, fmt.Sprintf("spec.routes[%d].name: Required value", i))
+			}
+			if r.Hostname != "" {
+				for _, msg := range validation.IsDNS1123Subdomain(r.Hostname) {
+					problems = append(problems, fmt.Sprintf("spec.routes[%d].hostname: Invalid value: %q: %s", i, r.Hostname, msg))
+				}
+			}
+		}
+		for name, l := range map[string]ConfigRequestLimits{"read": c.Spec.Requests.Read, "write": c.Spec.Requests.Write} {
+			if l.MaxRunning < 0 || l.MaxInQueue < 0 {
+				problems = append(problems, fmt.Sprintf("spec.requests.%s: Invalid value: limits must be 0 or more", name))
+			}
+			if l.MaxWaitInQueue != "" {
+				if _, err := time.ParseDuration(l.MaxWaitInQueue); err != nil {
+					problems = append(problems, fmt.Sprintf("spec.requests.%s.maxWaitInQueue: Invalid value: %q: not a duration", name, l.MaxWaitInQueue))
+				}
+			}
+		}
+		return problems
+	},
+	columns: []metav1.TableColumnDefinition{columnName, columnAge},
+	cells:   func(o object) []any { return []any{o.GetName(), age(o)} },
+}
+
+// EnsureRegistryConfig creates the default Config on first start, as the
+// reference's operator does: Managed, one replica, a random httpSecret.
+func EnsureRegistryConfig(ctx context.Context, st *store.Store) error {
+	key := configKind.key("", ConfigName)
+	if _, err := st.GetObject(ctx, key); err == nil {
+		return nil
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	secret := make([]byte, 64)
+	_, _ = rand.Read(secret)
+	c := &RegistryConfig{
+		ObjectMeta: metav1.ObjectMeta{Name: ConfigName, UID: types.UID(uuid.NewString()),
+			CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second))},
+		Spec: RegistryConfigSpec{ManagementState: "Managed", LogLevel: "Normal", Replicas: 1,
+			HTTPSecret: hex.EncodeToString(secret), RolloutStrategy: "RollingUpdate"},
+	}
+	rec, err := configKind.toStored(c)
+	if err != nil {
+		return err
+	}
+	if _, err := st.CreateObject(ctx, rec); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		return fmt.Errorf("create the registry Config: %w", err)
+	}
+	return nil
+}
