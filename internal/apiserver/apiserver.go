@@ -72,6 +72,7 @@ func (s *Server) routes() {
 	s.discoveryRoutes()
 	s.storedRoutes()
 	s.namespaceRoutes()
+	s.imageStreamRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+oauth, s.listTokens)

@@ -23,10 +23,7 @@ func (r resourceInfo) groupVersion() string {
 	return r.Group + "/" + r.Version
 }
 
-var (
-	verbsCRUD     = []string{"create", "delete", "get", "list", "patch", "update", "watch"}
-	verbsReadOnly = []string{"get", "list"}
-)
+var verbsCRUD = []string{"create", "delete", "get", "list", "patch", "update", "watch"}
 
 // served lists every resource of the management API. Kinds kept in the
 // objects table are served by the generic handler (stored.go); the rest
@@ -53,6 +50,10 @@ var served = []resourceInfo{
 		Verbs: []string{"create"}},
 	{Group: groupAuthz, Version: "v1", Resource: "resourceaccessreviews", Singular: "resourceaccessreview",
 		Kind: "ResourceAccessReview", Namespaced: true, Verbs: []string{"create"}},
+	{Group: groupImage, Version: "v1", Resource: "imagestreams", Singular: "imagestream", Kind: "ImageStream",
+		Namespaced: true, Verbs: []string{"get", "list", "watch"}, ShortNames: []string{"is"}},
+	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",
+		Namespaced: true, Verbs: []string{"delete", "get", "list"}, ShortNames: []string{"istag"}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "list"}},

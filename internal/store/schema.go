@@ -194,5 +194,8 @@ ALTER TABLE events ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN name TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN object BLOB;
 CREATE INDEX events_api_resource ON events (api_resource, seq);
+-- A repository's changes, for the resourceVersion and watch of its
+-- ImageStream.
+CREATE INDEX events_repository ON events (repository, seq) WHERE repository <> '';
 `,
 }

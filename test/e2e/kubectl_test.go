@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -495,4 +497,78 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 			t.Errorf("a project admin patching the registry Config: %q, want Forbidden", errOut)
 		}
 	})
+}
+
+// A push is an API event: three pushes of one tag are three entries of
+// the ImageStream's tag history, newest first, live in `get -w`; deleting
+// the ImageStreamTag deletes the /v2 tag (the same row).
+func TestKubectlImageStreams(t *testing.T) {
+	crane := requireTool(t, "crane")
+	for _, version := range []string{"1.33", "1.27"} {
+		t.Run(version, func(t *testing.T) {
+			requireTool(t, filepath.Join(kubectlDir, "kubectl."+version))
+			s := startServer(t)
+			ns := "streams"
+			s.newProject(ns)
+			k := newKubectl(t, s, version, oauthToken(t, s, "admin", adminPassword))
+			ok := func(args ...string) string {
+				t.Helper()
+				out, errOut, err := k.run(args...)
+				if err != nil {
+					t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, errOut)
+				}
+				return out
+			}
+			dir := t.TempDir()
+			env := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "docker"), "SSL_CERT_FILE=" + s.CAFile()}
+			runIn(t, dir, env, crane, "auth", "login", s.Addr, "-u", "admin", "-p", adminPassword)
+
+			watchOut := &lockedBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			watch := k.start(ctx, watchOut, "get", "is", "-n", ns, "-w")
+			defer func() { cancel(); _ = watch.Wait() }()
+
+			var digests []string
+			for i := range 3 {
+				layer, _ := tarGz(t, "n.txt", []byte(fmt.Sprintf("push %d\n", i)))
+				if err := os.WriteFile(filepath.Join(dir, "l.tgz"), layer, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out := runIn(t, dir, env, crane, "append", "-f", "l.tgz", "-t", s.Addr+"/"+ns+"/app:v1")
+				digests = append(digests, digestRE.FindString(out))
+			}
+			history := strings.Fields(ok("get", "is", "app", "-n", ns, "-o",
+				`jsonpath={range .status.tags[?(@.tag=="v1")].items[*]}{.image} {end}`))
+			want := []string{digests[2], digests[1], digests[0]}
+			if strings.Join(history, " ") != strings.Join(want, " ") {
+				t.Fatalf("v1 history = %v, want newest first %v", history, want)
+			}
+			if repo := ok("get", "is", "app", "-n", ns, "-o", "jsonpath={.status.dockerImageRepository}"); repo != s.Addr+"/"+ns+"/app" {
+				t.Errorf("dockerImageRepository = %q", repo)
+			}
+			if img := ok("get", "istag", "app:v1", "-n", ns, "-o", "jsonpath={.image.metadata.name}"); img != digests[2] {
+				t.Errorf("istag app:v1 image = %q, want %s", img, digests[2])
+			}
+			if table := ok("get", "is", "-n", ns); !tableRow(table, "app", s.Addr+"/"+ns+"/app", "v1") {
+				t.Errorf("get is:\n%s", table)
+			}
+			deadline := time.Now().Add(15 * time.Second)
+			for !strings.Contains(watchOut.String(), s.Addr+"/"+ns+"/app") && time.Now().Before(deadline) {
+				time.Sleep(100 * time.Millisecond)
+			}
+			if !tableRow(watchOut.String(), "app", s.Addr+"/"+ns+"/app", "v1") {
+				t.Errorf("get is -w did not show the push:\n%s", watchOut.String())
+			}
+
+			// Deleting the ImageStreamTag is deleting the /v2 tag.
+			ok("delete", "istag", "app:v1", "-n", ns)
+			if tags := tagList(t, s, ns+"/app"); slices.Contains(tags, "v1") {
+				t.Errorf("after delete istag, /v2 tags = %v", tags)
+			}
+			if _, errOut, err := k.run("get", "istag", "app:v1", "-n", ns); err == nil || !strings.Contains(errOut, "NotFound") {
+				t.Errorf("get istag after delete: %v %s", err, errOut)
+			}
+		})
+	}
 }

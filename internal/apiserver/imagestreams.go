@@ -1,0 +1,518 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/opencontainers/go-digest"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/duration"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// ImageStreams and ImageStreamTags are views of the registry's own rows:
+// a repository <project>/<name> is the ImageStream <name> in namespace
+// <project>, and its tags' histories (the append-only tag events /v2
+// writes) are the stream's status.tags. Nothing is copied, so the two
+// cannot diverge. The JSON field names are the reference's.
+
+const groupImage = "image.openshift.io"
+
+// ImageStream is image.openshift.io/v1 ImageStream.
+type ImageStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ImageStreamSpec   `json:"spec"`
+	Status            ImageStreamStatus `json:"status"`
+}
+
+// ImageStreamSpec holds the stream's spec tags (managed with tag and
+// import, in a later step; empty for a pushed stream).
+type ImageStreamSpec struct {
+	LookupPolicy ImageLookupPolicy `json:"lookupPolicy"`
+	Tags         []json.RawMessage `json:"tags,omitempty"`
+}
+
+// ImageLookupPolicy says whether the stream's tags resolve locally.
+type ImageLookupPolicy struct {
+	Local bool `json:"local"`
+}
+
+// ImageStreamStatus is where the stream is pulled from and its tags'
+// histories.
+type ImageStreamStatus struct {
+	DockerImageRepository       string              `json:"dockerImageRepository"`
+	PublicDockerImageRepository string              `json:"publicDockerImageRepository,omitempty"`
+	Tags                        []NamedTagEventList `json:"tags,omitempty"`
+}
+
+// NamedTagEventList is one tag and its history, newest first.
+type NamedTagEventList struct {
+	Tag   string     `json:"tag"`
+	Items []TagEvent `json:"items"`
+}
+
+// TagEvent is one entry of a tag's history.
+type TagEvent struct {
+	Created              metav1.Time `json:"created"`
+	DockerImageReference string      `json:"dockerImageReference"`
+	Image                string      `json:"image"`
+	Generation           int64       `json:"generation"`
+}
+
+// ImageStreamTag is image.openshift.io/v1 ImageStreamTag: one tag of a
+// stream and the image it points at.
+type ImageStreamTag struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Tag               *json.RawMessage  `json:"tag"`
+	Generation        int64             `json:"generation"`
+	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy"`
+	Image             ImageRef          `json:"image"`
+}
+
+// ImageRef is the image an ImageStreamTag points at.
+type ImageRef struct {
+	metav1.ObjectMeta            `json:"metadata"`
+	DockerImageReference         string `json:"dockerImageReference"`
+	DockerImageManifestMediaType string `json:"dockerImageManifestMediaType,omitempty"`
+}
+
+var (
+	resImageStreams    = auth.Resource{Group: groupImage, Resource: "imagestreams"}
+	resImageStreamTags = auth.Resource{Group: groupImage, Resource: "imagestreamtags"}
+)
+
+func (s *Server) imageStreamRoutes() {
+	const base = "/apis/" + groupImage + "/v1"
+	s.handle("GET "+base+"/imagestreams", s.listImageStreams)
+	s.handle("GET "+base+"/namespaces/{ns}/imagestreams", s.listImageStreams)
+	s.handle("GET "+base+"/namespaces/{ns}/imagestreams/{name}", s.getImageStream)
+	s.handle("GET "+base+"/imagestreamtags", s.listImageStreamTags)
+	s.handle("GET "+base+"/namespaces/{ns}/imagestreamtags", s.listImageStreamTags)
+	s.handle("GET "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.getImageStreamTag)
+	s.handle("DELETE "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.deleteImageStreamTag)
+}
+
+// registryHost is the host clients reach the registry at: the one this
+// request came to (the API and the registry share the listener).
+func registryHost(r *http.Request) string { return r.Host }
+
+func (s *Server) imageStream(ctx context.Context, r *http.Request, repo store.Repository) (*ImageStream, error) {
+	tags, err := s.opts.Store.StreamTags(ctx, repo.Name)
+	if err != nil {
+		return nil, err
+	}
+	_, name, _ := strings.Cut(repo.Name, "/")
+	pullSpec := registryHost(r) + "/" + repo.Name
+	is := &ImageStream{
+		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: repo.Project,
+			UID:               types.UID(uidFor("imagestream", repo.Name, repo.Created)),
+			ResourceVersion:   strconv.FormatInt(repo.Version, 10),
+			CreationTimestamp: metav1.NewTime(repo.Created.Truncate(time.Second))},
+		Status: ImageStreamStatus{DockerImageRepository: pullSpec},
+	}
+	for _, t := range tags {
+		list := NamedTagEventList{Tag: t.Tag, Items: []TagEvent{}}
+		for _, ev := range t.Items {
+			list.Items = append(list.Items, TagEvent{
+				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
+				DockerImageReference: pullSpec + "@" + string(ev.Digest),
+				Image:                string(ev.Digest), Generation: ev.Generation,
+			})
+		}
+		is.Status.Tags = append(is.Status.Tags, list)
+	}
+	return is, nil
+}
+
+// uidFor is a stable UID for a view object: the same repository created
+// at the same time always has the same one, and a re-created one another.
+func uidFor(kind, name string, created time.Time) string {
+	return newUIDFrom(kind + "\x00" + name + "\x00" + created.UTC().Format(time.RFC3339Nano))
+}
+
+var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
+	{Name: "Image Repository", Type: "string", Description: "Where to pull the stream's images from."},
+	{Name: "Tags", Type: "string", Description: "The stream's tags, most recently updated first."},
+	{Name: "Updated", Type: "string", Description: "When a tag last changed."}}
+
+func imageStreamTable(items []*ImageStream, rv string) metav1.Table {
+	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
+		ListMeta: metav1.ListMeta{ResourceVersion: rv}, ColumnDefinitions: imageStreamColumns, Rows: []metav1.TableRow{}}
+	for _, is := range items {
+		var names []string
+		var updated time.Time
+		for _, tag := range is.Status.Tags {
+			names = append(names, tag.Tag)
+			if len(tag.Items) > 0 && tag.Items[0].Created.After(updated) {
+				updated = tag.Items[0].Created.Time
+			}
+		}
+		when := ""
+		if !updated.IsZero() {
+			when = humanAgo(updated)
+		}
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Cells:  []any{is.Name, is.Status.DockerImageRepository, strings.Join(names, ","), when},
+			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(is.ObjectMeta))},
+		})
+	}
+	return t
+}
+
+func partialMeta(m metav1.ObjectMeta) metav1.PartialObjectMetadata {
+	return metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+		ObjectMeta: m,
+	}
+}
+
+func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error {
+	ns := r.PathValue("ns")
+	q, err := parseListQuery(r)
+	if err != nil {
+		return err
+	}
+	if v := r.URL.Query().Get("watch"); v == "true" || v == "1" {
+		if err := s.authorize(r, "watch", resImageStreams, ns); err != nil {
+			return err
+		}
+		return s.watchImageStreams(w, r, ns, q)
+	}
+	if err := s.authorize(r, "list", resImageStreams, ns); err != nil {
+		return err
+	}
+	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
+	if err != nil {
+		return err
+	}
+	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	if err != nil {
+		return err
+	}
+	items := []*ImageStream{}
+	for _, repo := range repos {
+		is, err := s.imageStream(r.Context(), r, repo)
+		if err != nil {
+			return err
+		}
+		if q.labels.Matches(labelSet(is.Labels)) && q.fields.Matches(fieldSet(is.ObjectMeta)) {
+			items = append(items, is)
+		}
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTable(items, strconv.FormatInt(rv, 10)))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
+		"kind": "ImageStreamList", "apiVersion": groupImage + "/v1",
+		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
+	})
+}
+
+func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if err := s.authorize(r, "get", resImageStreams, ns); err != nil {
+		return err
+	}
+	repo, err := s.opts.Store.RepositoryByName(r.Context(), ns+"/"+name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return &StatusError{http.StatusNotFound, "NotFound", `imagestreams.image.openshift.io "` + name + `" not found`}
+	}
+	if err != nil {
+		return err
+	}
+	is, err := s.imageStream(r.Context(), r, repo)
+	if err != nil {
+		return err
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTable([]*ImageStream{is}, is.ResourceVersion))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, is)
+}
+
+// watchImageStreams streams a MODIFIED (ADDED for a new repository) event
+// with the stream as it now is whenever one of its repository's rows
+// changes: a push, a tag update or deletion.
+func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns string, q listQuery) error {
+	ctx := r.Context()
+	var after int64
+	var initial []store.Repository
+	switch v := r.URL.Query().Get("resourceVersion"); v {
+	case "", "0":
+		rv, err := s.opts.Store.LatestResourceVersion(ctx)
+		if err != nil {
+			return err
+		}
+		if initial, err = s.opts.Store.RepositoriesOfProject(ctx, ns); err != nil {
+			return err
+		}
+		after = rv
+	default:
+		var err error
+		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
+			return badRequest("resourceVersion %q is not one this server gave", v)
+		}
+	}
+	if _, err := s.opts.Store.RepositoryEvents(ctx, ns, after, 1); err != nil {
+		return err
+	}
+	table := wantsTable(r)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	enc := json.NewEncoder(w)
+	send := func(typ string, repo store.Repository, seq int64) error {
+		is, err := s.imageStream(ctx, r, repo)
+		if err != nil {
+			return err
+		}
+		is.ResourceVersion = strconv.FormatInt(seq, 10)
+		if !q.labels.Matches(labelSet(is.Labels)) || !q.fields.Matches(fieldSet(is.ObjectMeta)) {
+			return nil
+		}
+		var payload any = is
+		if table {
+			payload = imageStreamTable([]*ImageStream{is}, is.ResourceVersion)
+		}
+		if err := enc.Encode(metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: mustJSON(payload)}}); err != nil {
+			return err
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		return nil
+	}
+	for _, repo := range initial {
+		if send("ADDED", repo, repo.Version) != nil {
+			return nil
+		}
+	}
+	timeout := time.NewTimer(maxWatch)
+	defer timeout.Stop()
+	for {
+		changed := s.opts.Store.Changed()
+		events, err := s.opts.Store.RepositoryEvents(ctx, ns, after, 200)
+		if err != nil {
+			return nil
+		}
+		// One event per repository per batch, with the stream as it is now.
+		seen := map[string]int64{}
+		var order []string
+		created := map[string]bool{}
+		for _, e := range events {
+			after = e.Seq
+			if !streamChanges[e.Kind] {
+				continue // a blob link: the stream looks the same
+			}
+			if _, ok := seen[e.Repository]; !ok {
+				order = append(order, e.Repository)
+			}
+			seen[e.Repository] = e.Seq
+			created[e.Repository] = created[e.Repository] || e.Kind == "RepositoryCreated"
+		}
+		for _, name := range order {
+			repo, err := s.opts.Store.RepositoryByName(ctx, name)
+			if errors.Is(err, errdefs.ErrNotFound) {
+				project, image, _ := strings.Cut(name, "/")
+				gone := &ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
+					ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: strconv.FormatInt(seen[name], 10)}}
+				if enc.Encode(metav1.WatchEvent{Type: "DELETED", Object: runtime.RawExtension{Raw: mustJSON(gone)}}) != nil {
+					return nil
+				}
+				continue
+			}
+			if err != nil {
+				return nil
+			}
+			typ := "MODIFIED"
+			if created[name] {
+				typ = "ADDED"
+			}
+			if send(typ, repo, seen[name]) != nil {
+				return nil
+			}
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+		if len(events) == 200 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-timeout.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// streamChanges are the repository events that change its ImageStream.
+var streamChanges = map[string]bool{
+	"RepositoryCreated": true, "RepositoryDeleted": true, "TagUpdated": true, "TagDeleted": true,
+	"ManifestPushed": true, "ManifestDeleted": true,
+}
+
+// imageStreamTag builds the ImageStreamTag "name:tag" from the stream.
+func imageStreamTag(is *ImageStream, tag NamedTagEventList) *ImageStreamTag {
+	latest := tag.Items[0]
+	return &ImageStreamTag{
+		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStreamTag"},
+		ObjectMeta: metav1.ObjectMeta{Name: is.Name + ":" + tag.Tag, Namespace: is.Namespace,
+			UID:               types.UID(uidFor("imagestreamtag", is.Namespace+"/"+is.Name+":"+tag.Tag, latest.Created.Time)),
+			ResourceVersion:   is.ResourceVersion,
+			CreationTimestamp: latest.Created},
+		Generation: latest.Generation,
+		Image: ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
+			DockerImageReference: latest.DockerImageReference},
+	}
+}
+
+var imageStreamTagColumns = []metav1.TableColumnDefinition{columnName,
+	{Name: "Image Reference", Type: "string", Description: "Where to pull the tag's image from, by digest."},
+	{Name: "Updated", Type: "string", Description: "When the tag last changed."}}
+
+func imageStreamTagTable(items []*ImageStreamTag, rv string) metav1.Table {
+	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
+		ListMeta: metav1.ListMeta{ResourceVersion: rv}, ColumnDefinitions: imageStreamTagColumns, Rows: []metav1.TableRow{}}
+	for _, ist := range items {
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Cells:  []any{ist.Name, ist.Image.DockerImageReference, humanAgo(ist.CreationTimestamp.Time)},
+			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(ist.ObjectMeta))},
+		})
+	}
+	return t
+}
+
+func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) error {
+	ns := r.PathValue("ns")
+	if err := s.authorize(r, "list", resImageStreamTags, ns); err != nil {
+		return err
+	}
+	q, err := parseListQuery(r)
+	if err != nil {
+		return err
+	}
+	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
+	if err != nil {
+		return err
+	}
+	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	if err != nil {
+		return err
+	}
+	items := []*ImageStreamTag{}
+	for _, repo := range repos {
+		is, err := s.imageStream(r.Context(), r, repo)
+		if err != nil {
+			return err
+		}
+		for _, tag := range is.Status.Tags {
+			if ist := imageStreamTag(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
+				items = append(items, ist)
+			}
+		}
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable(items, strconv.FormatInt(rv, 10)))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
+		"kind": "ImageStreamTagList", "apiVersion": groupImage + "/v1",
+		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
+	})
+}
+
+// findTag returns the stream and tag named "stream:tag" in ns.
+func (s *Server) findTag(r *http.Request, ns, name string) (*ImageStream, NamedTagEventList, error) {
+	stream, tag, ok := strings.Cut(name, ":")
+	notFound := &StatusError{http.StatusNotFound, "NotFound", `imagestreamtags.image.openshift.io "` + name + `" not found`}
+	if !ok || stream == "" || tag == "" {
+		return nil, NamedTagEventList{}, badRequest("an ImageStreamTag is named STREAM:TAG, not %q", name)
+	}
+	repo, err := s.opts.Store.RepositoryByName(r.Context(), ns+"/"+stream)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, NamedTagEventList{}, notFound
+	}
+	if err != nil {
+		return nil, NamedTagEventList{}, err
+	}
+	is, err := s.imageStream(r.Context(), r, repo)
+	if err != nil {
+		return nil, NamedTagEventList{}, err
+	}
+	for _, t := range is.Status.Tags {
+		if t.Tag == tag && len(t.Items) > 0 {
+			return is, t, nil
+		}
+	}
+	return nil, NamedTagEventList{}, notFound
+}
+
+func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if err := s.authorize(r, "get", resImageStreamTags, ns); err != nil {
+		return err
+	}
+	is, tag, err := s.findTag(r, ns, name)
+	if err != nil {
+		return err
+	}
+	ist := imageStreamTag(is, tag)
+	if m, _, err := s.opts.Store.ManifestPayload(r.Context(), digestOf(ist.Image.Name)); err == nil {
+		ist.Image.DockerImageManifestMediaType = m.MediaType
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable([]*ImageStreamTag{ist}, ist.ResourceVersion))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, ist)
+}
+
+// deleteImageStreamTag deletes the tag, as DELETE of the /v2 tag does:
+// the same row, seen in both places.
+func (s *Server) deleteImageStreamTag(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	if err := s.authorize(r, "delete", resImageStreamTags, ns); err != nil {
+		return err
+	}
+	is, tag, err := s.findTag(r, ns, name)
+	if err != nil {
+		return err
+	}
+	if err := s.opts.Store.DeleteTag(r.Context(), ns+"/"+is.Name, tag.Tag); err != nil {
+		return err
+	}
+	writeSuccess(w, name, groupImage, "imagestreamtags")
+	return nil
+}
+
+// newUIDFrom is a UUID derived from s (version 5), stable across reads.
+func newUIDFrom(s string) string {
+	return uuid.NewSHA1(uuid.NameSpaceOID, []byte(s)).String()
+}
+
+func humanAgo(t time.Time) string { return duration.HumanDuration(time.Since(t)) }
+
+func labelSet(l map[string]string) labels.Set { return labels.Set(l) }
+
+func fieldSet(m metav1.ObjectMeta) fields.Set {
+	return fields.Set{"metadata.name": m.Name, "metadata.namespace": m.Namespace}
+}
+
+func digestOf(s string) digest.Digest { return digest.Digest(s) }

@@ -1,0 +1,55 @@
+package apiserver_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/store"
+)
+
+func pushImage(t *testing.T, st *store.Store, repo, tag, seed string) digest.Digest {
+	t.Helper()
+	ctx := context.Background()
+	layer := digest.FromString(seed)
+	must(t, st.LinkBlob(ctx, repo, layer, 1))
+	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"layers":[{"digest":%q}]}`, layer))
+	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
+		Payload: payload, References: []store.Reference{{Digest: layer, Required: true}}}
+	must(t, st.PutManifest(ctx, repo, m, []string{tag}))
+	return m.Digest
+}
+
+func TestImageStreamsAreAuthorizedViews(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	bob := login(t, s, "bob", "bob-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	first := pushImage(t, s.Store, "team/app", "v1", "one")
+	second := pushImage(t, s.Store, "team/app", "v1", "two")
+
+	const base = "/apis/image.openshift.io/v1/namespaces/team"
+	is := alice.expect(200, "GET", base+"/imagestreams/app", nil)
+	tags := is.body["status"].(map[string]any)["tags"].([]any)
+	items := tags[0].(map[string]any)["items"].([]any)
+	if len(items) != 2 || items[0].(map[string]any)["image"] != string(second) || items[1].(map[string]any)["image"] != string(first) {
+		t.Fatalf("status.tags: %s", is.raw)
+	}
+	alice.expect(404, "GET", base+"/imagestreams/none", nil)
+	if a := alice.expect(200, "GET", base+"/imagestreamtags/app:v1", nil); a.body["image"].(map[string]any)["metadata"].(map[string]any)["name"] != string(second) {
+		t.Fatalf("istag: %s", a.raw)
+	}
+	alice.expect(400, "GET", base+"/imagestreamtags/app", nil)
+
+	bob.expect(403, "GET", base+"/imagestreams/app", nil)
+	bob.expect(403, "GET", base+"/imagestreams", nil)
+	alice.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("registry-viewer", user("bob")))
+	bob.expect(200, "GET", base+"/imagestreams/app", nil)
+	bob.expect(403, "DELETE", base+"/imagestreamtags/app:v1", nil)
+	alice.expect(200, "DELETE", base+"/imagestreamtags/app:v1", nil)
+	if tags, _, err := s.Store.Tags(context.Background(), "team/app", "", 10); err != nil || len(tags) != 0 {
+		t.Fatalf("/v2 tags after deleting the ImageStreamTag: %v %v", tags, err)
+	}
+}

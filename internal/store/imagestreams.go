@@ -1,0 +1,175 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// The ImageStream view: a repository is an image stream, its tags'
+// histories are the stream's status. These queries read the same rows
+// /v2 writes, so the two cannot diverge.
+
+// Repository is a repository as the API shows it.
+type Repository struct {
+	Name    string // project/image
+	Project string
+	Created time.Time
+	// Version is the sequence number of the repository's last change.
+	Version int64
+}
+
+const repositoryColumns = `r.name, r.project, r.created_at,
+	COALESCE((SELECT MAX(seq) FROM events e WHERE e.repository = r.name), 0)`
+
+// RepositoryByName returns one repository.
+func (s *Store) RepositoryByName(ctx context.Context, name string) (Repository, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+repositoryColumns+` FROM repositories r WHERE r.name = ?`, name)
+	if err != nil {
+		return Repository{}, fmt.Errorf("read repository %s: %w", name, err)
+	}
+	repos, err := scanRepositories(rows)
+	if err != nil {
+		return Repository{}, err
+	}
+	if len(repos) == 0 {
+		return Repository{}, fmt.Errorf("repository %s: %w", name, errdefs.ErrNotFound)
+	}
+	return repos[0], nil
+}
+
+// RepositoriesOfProject lists a project's repositories (every project's
+// when project is ""), by name.
+func (s *Store) RepositoriesOfProject(ctx context.Context, project string) ([]Repository, error) {
+	q, args := `SELECT `+repositoryColumns+` FROM repositories r`, []any{}
+	if project != "" {
+		q += ` WHERE r.project = ?`
+		args = append(args, project)
+	}
+	rows, err := s.read.QueryContext(ctx, q+` ORDER BY r.name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list repositories of %q: %w", project, err)
+	}
+	return scanRepositories(rows)
+}
+
+func scanRepositories(rows *sql.Rows) ([]Repository, error) {
+	defer rows.Close()
+	var out []Repository
+	for rows.Next() {
+		var r Repository
+		var created int64
+		if err := rows.Scan(&r.Name, &r.Project, &created, &r.Version); err != nil {
+			return nil, err
+		}
+		r.Created = time.UnixMicro(created).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// StreamTag is a live tag with its history, newest first, back to the
+// tag's last deletion.
+type StreamTag struct {
+	Tag   string
+	Items []TagEvent
+}
+
+// StreamTags returns the live tags of repo, by name, with their
+// histories.
+func (s *Store) StreamTags(ctx context.Context, repo string) ([]StreamTag, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
+JOIN repositories r ON r.id = e.repository_id
+WHERE r.name = ? AND e.tag IN (SELECT h.tag FROM tag_heads h WHERE h.repository_id = r.id)
+ORDER BY e.tag, e.id DESC`, repo)
+	if err != nil {
+		return nil, fmt.Errorf("tags of %s: %w", repo, err)
+	}
+	defer rows.Close()
+	var out []StreamTag
+	ended := false // the current tag's history reached a deletion
+	for rows.Next() {
+		var ev TagEvent
+		var dgst string
+		var created int64
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created); err != nil {
+			return nil, err
+		}
+		ev.Digest, ev.Created = digest.Digest(dgst), time.UnixMicro(created).UTC()
+		if len(out) == 0 || out[len(out)-1].Tag != ev.Tag {
+			out = append(out, StreamTag{Tag: ev.Tag})
+			ended = false
+		}
+		if ended {
+			continue
+		}
+		if ev.Digest == "" {
+			ended = true
+			continue
+		}
+		out[len(out)-1].Items = append(out[len(out)-1].Items, ev)
+	}
+	return out, rows.Err()
+}
+
+// RepositoryEvent is a change to a repository, in the event sequence.
+type RepositoryEvent struct {
+	Seq        int64
+	Kind       string
+	Repository string
+}
+
+// RepositoryEvents returns up to limit changes to repositories of project
+// (all when "") after seq, oldest first; errdefs.ErrGone when the history
+// no longer reaches back there.
+func (s *Store) RepositoryEvents(ctx context.Context, project string, after int64, limit int) ([]RepositoryEvent, error) {
+	if h, err := s.eventHorizon(ctx); err != nil {
+		return nil, err
+	} else if after < h {
+		return nil, fmt.Errorf("resourceVersion %d is older than the kept history (from %d): %w", after, h, errdefs.ErrGone)
+	}
+	q, args := `SELECT seq, kind, repository FROM events WHERE seq > ? AND repository <> ''`, []any{after}
+	if project != "" {
+		q += ` AND substr(repository, 1, ?) = ?`
+		args = append(args, len(project)+1, project+"/")
+	}
+	rows, err := s.read.QueryContext(ctx, q+` ORDER BY seq LIMIT ?`, append(args, limit)...)
+	if err != nil {
+		return nil, fmt.Errorf("repository events of %q: %w", project, err)
+	}
+	defer rows.Close()
+	var out []RepositoryEvent
+	for rows.Next() {
+		var e RepositoryEvent
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ManifestPayload returns a stored manifest by digest, whichever
+// repository holds it.
+func (s *Store) ManifestPayload(ctx context.Context, dgst digest.Digest) (Manifest, time.Time, error) {
+	var m Manifest
+	var d string
+	var created int64
+	err := s.read.QueryRowContext(ctx, `SELECT digest, media_type, payload, created_at FROM manifests WHERE digest = ?`, string(dgst)).
+		Scan(&d, &m.MediaType, &m.Payload, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Manifest{}, time.Time{}, fmt.Errorf("manifest %s: %w", dgst, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Manifest{}, time.Time{}, fmt.Errorf("read manifest %s: %w", dgst, err)
+	}
+	m.Digest = digest.Digest(d)
+	return m, time.UnixMicro(created).UTC(), nil
+}
