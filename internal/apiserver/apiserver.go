@@ -73,6 +73,7 @@ func (s *Server) routes() {
 	s.storedRoutes()
 	s.namespaceRoutes()
 	s.imageStreamRoutes()
+	s.clusterRoleRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+oauth, s.listTokens)

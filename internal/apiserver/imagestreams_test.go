@@ -3,10 +3,14 @@ package apiserver_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -52,4 +56,21 @@ func TestImageStreamsAreAuthorizedViews(t *testing.T) {
 	if tags, _, err := s.Store.Tags(context.Background(), "team/app", "", 10); err != nil || len(tags) != 0 {
 		t.Fatalf("/v2 tags after deleting the ImageStreamTag: %v %v", tags, err)
 	}
+}
+
+func TestClusterRolesAreTheRoleTable(t *testing.T) {
+	s := newServer(t)
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	bob := login(t, s, "bob", "bob-pw")
+	const base = "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+	list := admin.expect(200, "GET", base, nil)
+	if names := list.names(); !slices.Contains(names, "registry-viewer") || !slices.Contains(names, "system:image-builder") || len(names) != len(auth.BuiltinRoles) {
+		t.Fatalf("clusterroles: %v", names)
+	}
+	viewer := admin.expect(200, "GET", base+"/registry-viewer", nil)
+	if !strings.Contains(string(viewer.raw), `"imagestreams/layers"`) {
+		t.Fatalf("registry-viewer rules: %s", viewer.raw)
+	}
+	admin.expect(404, "GET", base+"/no-such-role", nil)
+	bob.expect(403, "GET", base, nil)
 }

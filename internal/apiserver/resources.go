@@ -39,6 +39,8 @@ var served = []resourceInfo{
 		Subresources: map[string][]string{"token": {"create"}}},
 	{Group: groupRBAC, Version: "v1", Resource: "rolebindings", Singular: "rolebinding", Kind: "RoleBinding",
 		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update"}},
+	{Group: groupRBAC, Version: "v1", Resource: "clusterroles", Singular: "clusterrole", Kind: "ClusterRole",
+		Verbs: []string{"get", "list"}},
 	{Group: groupRBAC, Version: "v1", Resource: "clusterrolebindings", Singular: "clusterrolebinding",
 		Kind: "ClusterRoleBinding", Verbs: []string{"create", "delete", "get", "list", "update"}},
 	{Group: groupUser, Version: "v1", Resource: "users", Singular: "user", Kind: "User", Verbs: []string{"get"}},
