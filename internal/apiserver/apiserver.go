@@ -31,6 +31,9 @@ type Options struct {
 	Authenticator *auth.Authenticator
 	Issuer        *auth.Issuer
 	Logger        *slog.Logger
+	// Blobs reads image configs for the Image view (nil: Images show what
+	// their manifests say only).
+	Blobs BlobOpener
 }
 
 // Server is the management API handler.
@@ -74,6 +77,7 @@ func (s *Server) routes() {
 	s.namespaceRoutes()
 	s.imageStreamRoutes()
 	s.clusterRoleRoutes()
+	s.imageRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+oauth, s.listTokens)

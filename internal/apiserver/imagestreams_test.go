@@ -74,3 +74,24 @@ func TestClusterRolesAreTheRoleTable(t *testing.T) {
 	admin.expect(404, "GET", base+"/no-such-role", nil)
 	bob.expect(403, "GET", base, nil)
 }
+
+func TestImagesAreClusterScopedViews(t *testing.T) {
+	s := newServer(t)
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	d := pushImage(t, s.Store, "team/app", "v1", "one")
+	const base = "/apis/image.openshift.io/v1/images"
+	img := admin.expect(200, "GET", base+"/"+string(d), nil)
+	layers := img.body["dockerImageLayers"].([]any)
+	if img.str("kind") != "Image" || len(layers) != 1 || !strings.HasSuffix(img.str("dockerImageReference"), "/team/app@"+string(d)) {
+		t.Fatalf("image: %s", img.raw)
+	}
+	if names := admin.expect(200, "GET", base, nil).names(); !slices.Contains(names, string(d)) {
+		t.Fatalf("images: %v", names)
+	}
+	admin.expect(404, "GET", base+"/sha256:"+strings.Repeat("0", 64), nil)
+	// Images are cluster-scoped: a project admin may not list them all.
+	alice.expect(403, "GET", base, nil)
+	alice.expect(403, "GET", base+"/"+string(d), nil)
+}

@@ -52,6 +52,8 @@ var served = []resourceInfo{
 		Verbs: []string{"create"}},
 	{Group: groupAuthz, Version: "v1", Resource: "resourceaccessreviews", Singular: "resourceaccessreview",
 		Kind: "ResourceAccessReview", Namespaced: true, Verbs: []string{"create"}},
+	{Group: groupImage, Version: "v1", Resource: "images", Singular: "image", Kind: "Image",
+		Verbs: []string{"get", "list"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreams", Singular: "imagestream", Kind: "ImageStream",
 		Namespaced: true, Verbs: []string{"get", "list", "watch"}, ShortNames: []string{"is"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",

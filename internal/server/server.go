@@ -301,7 +301,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
 	})
 	api := apiserver.New(apiserver.Options{
-		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log,
+		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))

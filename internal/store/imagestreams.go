@@ -173,3 +173,63 @@ func (s *Store) ManifestPayload(ctx context.Context, dgst digest.Digest) (Manife
 	m.Digest = digest.Digest(d)
 	return m, time.UnixMicro(created).UTC(), nil
 }
+
+// StoredManifest is a manifest with what the Image view shows of it.
+type StoredManifest struct {
+	Manifest
+	Size    int64
+	Created time.Time
+	// Repository is one repository that holds it ("" if none does any
+	// more): where to pull it from.
+	Repository string
+}
+
+// ManifestsPage lists stored manifests by digest after after, up to n,
+// and whether more follow.
+func (s *Store) ManifestsPage(ctx context.Context, after digest.Digest, n int) ([]StoredManifest, bool, error) {
+	out, err := s.storedManifests(ctx, `m.digest > ? ORDER BY m.digest LIMIT ?`, string(after), n+1)
+	if err != nil {
+		return nil, false, err
+	}
+	more := len(out) > n
+	if more {
+		out = out[:n]
+	}
+	return out, more, nil
+}
+
+// StoredManifestByDigest returns one stored manifest.
+func (s *Store) StoredManifestByDigest(ctx context.Context, dgst digest.Digest) (StoredManifest, error) {
+	out, err := s.storedManifests(ctx, `m.digest = ?`, string(dgst))
+	if err != nil {
+		return StoredManifest{}, err
+	}
+	if len(out) == 0 {
+		return StoredManifest{}, fmt.Errorf("manifest %s: %w", dgst, errdefs.ErrNotFound)
+	}
+	return out[0], nil
+}
+
+func (s *Store) storedManifests(ctx context.Context, where string, args ...any) ([]StoredManifest, error) {
+	rows, err := s.read.QueryContext(ctx, `
+SELECT m.digest, m.media_type, m.payload, m.size, m.created_at,
+	COALESCE((SELECT r.name FROM repository_manifests rm JOIN repositories r ON r.id = rm.repository_id
+	          WHERE rm.digest = m.digest ORDER BY r.name LIMIT 1), '')
+FROM manifests m WHERE `+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read manifests: %w", err)
+	}
+	defer rows.Close()
+	var out []StoredManifest
+	for rows.Next() {
+		var m StoredManifest
+		var d string
+		var created int64
+		if err := rows.Scan(&d, &m.MediaType, &m.Payload, &m.Size, &created, &m.Repository); err != nil {
+			return nil, err
+		}
+		m.Digest, m.Created = digest.Digest(d), time.UnixMicro(created).UTC()
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}

@@ -550,6 +550,14 @@ func TestKubectlImageStreams(t *testing.T) {
 			if img := ok("get", "istag", "app:v1", "-n", ns, "-o", "jsonpath={.image.metadata.name}"); img != digests[2] {
 				t.Errorf("istag app:v1 image = %q, want %s", img, digests[2])
 			}
+			// The Image behind the tag, cluster-scoped, named by its digest.
+			img := ok("get", "image", digests[2], "-o",
+				"jsonpath={.dockerImageReference} {.dockerImageManifestMediaType} {.dockerImageMetadata.Id} {.dockerImageLayers[0].size}")
+			manifest := getManifestJSON(t, s, ns+"/app", digests[2])
+			if want := fmt.Sprintf("%s/%s/app@%s %s %s %d", s.Addr, ns, digests[2], manifest.MediaType, manifest.Config.Digest,
+				manifest.Layers[0].Size); img != want {
+				t.Errorf("image %s = %q, want %q", digests[2], img, want)
+			}
 			if table := ok("get", "is", "-n", ns); !tableRow(table, "app", s.Addr+"/"+ns+"/app", "v1") {
 				t.Errorf("get is:\n%s", table)
 			}
@@ -571,4 +579,15 @@ func TestKubectlImageStreams(t *testing.T) {
 			}
 		})
 	}
+}
+
+// getManifestJSON reads repo@dgst from /v2 as the admin.
+func getManifestJSON(t *testing.T, s *server, repo, dgst string) ociManifest {
+	t.Helper()
+	st, _, body := getURL(t, s.Client(), s.URL+"/v2/"+repo+"/manifests/"+dgst, manifestAccept)
+	var m ociManifest
+	if err := json.Unmarshal(body, &m); err != nil || st != http.StatusOK || len(m.Layers) == 0 {
+		t.Fatalf("GET manifest %s@%s = %d %s", repo, dgst, st, body)
+	}
+	return m
 }

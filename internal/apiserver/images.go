@@ -1,0 +1,234 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Images are a view of the stored manifests: cluster-scoped, named by
+// digest, with what the manifest and its config say (the reference's
+// image.openshift.io/v1 Image, JSON names and all).
+
+// BlobOpener reads blob content (an image's config).
+type BlobOpener interface {
+	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
+}
+
+// Image is image.openshift.io/v1 Image.
+type Image struct {
+	metav1.TypeMeta              `json:",inline"`
+	metav1.ObjectMeta            `json:"metadata,omitempty"`
+	DockerImageReference         string          `json:"dockerImageReference,omitempty"`
+	DockerImageMetadata          *DockerImage    `json:"dockerImageMetadata,omitempty"`
+	DockerImageMetadataVersion   string          `json:"dockerImageMetadataVersion,omitempty"`
+	DockerImageLayers            []ImageLayer    `json:"dockerImageLayers"`
+	DockerImageManifestMediaType string          `json:"dockerImageManifestMediaType,omitempty"`
+	DockerImageManifests         []ImageManifest `json:"dockerImageManifests,omitempty"`
+}
+
+// DockerImage is the image's metadata, from its config (the reference's
+// "1.0" metadata, whose fields are capitalized).
+type DockerImage struct {
+	Kind         string        `json:"kind"`
+	APIVersion   string        `json:"apiVersion"`
+	ID           string        `json:"Id"`
+	Created      *metav1.Time  `json:"Created,omitempty"`
+	Config       *DockerConfig `json:"Config,omitempty"`
+	Architecture string        `json:"Architecture,omitempty"`
+	OS           string        `json:"Os,omitempty"`
+	Size         int64         `json:"Size,omitempty"`
+}
+
+// DockerConfig is the run configuration of an image.
+type DockerConfig struct {
+	User         string              `json:"User,omitempty"`
+	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+	Env          []string            `json:"Env,omitempty"`
+	Entrypoint   []string            `json:"Entrypoint,omitempty"`
+	Cmd          []string            `json:"Cmd,omitempty"`
+	Volumes      map[string]struct{} `json:"Volumes,omitempty"`
+	WorkingDir   string              `json:"WorkingDir,omitempty"`
+	Labels       map[string]string   `json:"Labels,omitempty"`
+	StopSignal   string              `json:"StopSignal,omitempty"`
+}
+
+// ImageLayer is one layer.
+type ImageLayer struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+}
+
+// ImageManifest is one child of an image index.
+type ImageManifest struct {
+	Digest       string `json:"digest"`
+	MediaType    string `json:"mediaType"`
+	ManifestSize int64  `json:"manifestSize"`
+	Architecture string `json:"architecture,omitempty"`
+	OS           string `json:"os,omitempty"`
+	Variant      string `json:"variant,omitempty"`
+}
+
+var resImages = auth.Resource{Group: groupImage, Resource: "images"}
+
+func (s *Server) imageRoutes() {
+	const base = "/apis/" + groupImage + "/v1/images"
+	s.handle("GET "+base, s.listImages)
+	s.handle("GET "+base+"/{name}", s.getImage)
+}
+
+// maxConfigBytes bounds the config blob read for an Image.
+const maxConfigBytes = 4 << 20
+
+func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManifest) *Image {
+	img := &Image{
+		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "Image"},
+		ObjectMeta: metav1.ObjectMeta{Name: string(m.Digest),
+			UID:               types.UID(newUIDFrom("image\x00" + string(m.Digest))),
+			ResourceVersion:   "1", // content-addressed: an Image never changes
+			CreationTimestamp: metav1.NewTime(m.Created.Truncate(time.Second))},
+		DockerImageMetadataVersion: "1.0", DockerImageManifestMediaType: m.MediaType,
+		DockerImageLayers: []ImageLayer{},
+	}
+	if m.Repository != "" {
+		img.DockerImageReference = registryHost(r) + "/" + m.Repository + "@" + string(m.Digest)
+	}
+	var doc struct {
+		ocispec.Manifest
+		Manifests []ocispec.Descriptor `json:"manifests"`
+	}
+	if json.Unmarshal(m.Payload, &doc) != nil {
+		return img
+	}
+	for _, c := range doc.Manifests {
+		child := ImageManifest{Digest: string(c.Digest), MediaType: c.MediaType, ManifestSize: c.Size}
+		if c.Platform != nil {
+			child.Architecture, child.OS, child.Variant = c.Platform.Architecture, c.Platform.OS, c.Platform.Variant
+		}
+		img.DockerImageManifests = append(img.DockerImageManifests, child)
+	}
+	if doc.Config.Digest == "" {
+		return img
+	}
+	meta := &DockerImage{Kind: "DockerImage", APIVersion: "image.openshift.io/1.0", ID: string(doc.Config.Digest),
+		Size: doc.Config.Size}
+	for _, l := range doc.Layers {
+		img.DockerImageLayers = append(img.DockerImageLayers, ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
+		meta.Size += l.Size
+	}
+	if cfg, err := s.imageConfig(ctx, doc.Config.Digest); err == nil {
+		if cfg.Created != nil && !cfg.Created.IsZero() {
+			t := metav1.NewTime(*cfg.Created)
+			meta.Created = &t
+		}
+		meta.Architecture, meta.OS = cfg.Architecture, cfg.OS
+		c := cfg.Config
+		meta.Config = &DockerConfig{User: c.User, ExposedPorts: c.ExposedPorts, Env: c.Env, Entrypoint: c.Entrypoint,
+			Cmd: c.Cmd, Volumes: c.Volumes, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal}
+	} else {
+		s.log.Debug("image config unreadable", "image", m.Digest, "config", doc.Config.Digest, "err", err)
+	}
+	img.DockerImageMetadata = meta
+	return img
+}
+
+// imageConfig reads and decodes an image's config blob; an artifact's
+// config that is not an image config decodes to little, which is fine.
+func (s *Server) imageConfig(ctx context.Context, dgst digest.Digest) (ocispec.Image, error) {
+	var cfg ocispec.Image
+	if s.opts.Blobs == nil {
+		return cfg, errors.New("no blob store")
+	}
+	f, err := s.opts.Blobs.Open(ctx, dgst)
+	if err != nil {
+		return cfg, err
+	}
+	defer f.Close()
+	err = json.NewDecoder(io.LimitReader(f, maxConfigBytes)).Decode(&cfg)
+	return cfg, err
+}
+
+var imageColumns = []metav1.TableColumnDefinition{columnName,
+	{Name: "Image Reference", Type: "string", Description: "Where to pull the image from, by digest."}}
+
+func imageTable(items []*Image, next string) metav1.Table {
+	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
+		ListMeta: metav1.ListMeta{ResourceVersion: "1", Continue: next}, ColumnDefinitions: imageColumns, Rows: []metav1.TableRow{}}
+	for _, img := range items {
+		t.Rows = append(t.Rows, metav1.TableRow{
+			Cells:  []any{img.Name, img.DockerImageReference},
+			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(img.ObjectMeta))},
+		})
+	}
+	return t
+}
+
+func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, "list", resImages, ""); err != nil {
+		return err
+	}
+	limit := 500
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return badRequest("limit %q is not a count", v)
+		}
+		if n > 0 {
+			limit = n
+		}
+	}
+	after := digest.Digest(r.URL.Query().Get("continue"))
+	page, more, err := s.opts.Store.ManifestsPage(r.Context(), after, limit)
+	if err != nil {
+		return err
+	}
+	items := []*Image{}
+	for _, m := range page {
+		items = append(items, s.image(r.Context(), r, m))
+	}
+	next := ""
+	if more && len(page) > 0 {
+		next = string(page[len(page)-1].Digest)
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageTable(items, next))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
+		"kind": "ImageList", "apiVersion": groupImage + "/v1",
+		"metadata": metav1.ListMeta{ResourceVersion: "1", Continue: next}, "items": items,
+	})
+}
+
+func (s *Server) getImage(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	if err := s.authorize(r, "get", resImages, ""); err != nil {
+		return err
+	}
+	m, err := s.opts.Store.StoredManifestByDigest(r.Context(), digest.Digest(name))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return notFound("images.image.openshift.io", name)
+	}
+	if err != nil {
+		return err
+	}
+	img := s.image(r.Context(), r, m)
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageTable([]*Image{img}, ""))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, img)
+}
