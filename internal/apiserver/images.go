@@ -122,15 +122,16 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 		}
 		img.DockerImageManifests = append(img.DockerImageManifests, child)
 	}
+	var layersSize int64
+	for _, l := range doc.Layers {
+		img.DockerImageLayers = append(img.DockerImageLayers, ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
+		layersSize += l.Size
+	}
 	if doc.Config.Digest == "" {
 		return img
 	}
 	meta := &DockerImage{Kind: "DockerImage", APIVersion: "image.openshift.io/1.0", ID: string(doc.Config.Digest),
-		Size: doc.Config.Size}
-	for _, l := range doc.Layers {
-		img.DockerImageLayers = append(img.DockerImageLayers, ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
-		meta.Size += l.Size
-	}
+		Size: doc.Config.Size + layersSize}
 	if cfg, err := s.imageConfig(ctx, doc.Config.Digest); err == nil {
 		if cfg.Created != nil && !cfg.Created.IsZero() {
 			t := metav1.NewTime(*cfg.Created)
