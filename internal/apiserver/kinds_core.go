@@ -6,6 +6,7 @@ import (
 
 	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -19,7 +20,7 @@ var storedKinds = []*storedKind{configMapKind, secretKind, configKind}
 
 // protobufSchemes register the built-in types kubectl may send as
 // protobuf.
-var protobufSchemes = []func(*runtime.Scheme) error{corev1.AddToScheme}
+var protobufSchemes = []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme}
 
 func newUID() string { return uuid.NewString() }
 

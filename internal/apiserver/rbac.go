@@ -3,6 +3,7 @@ package apiserver
 import (
 	"errors"
 	"fmt"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"net/http"
 	"slices"
 	"strings"
@@ -218,7 +219,7 @@ func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb strin
 		return err
 	}
 	var rb RoleBinding
-	if err := decode(w, r, &rb); err != nil {
+	if err := decodeBuiltin(w, r, &rb, func() object { return &rbacv1.RoleBinding{} }); err != nil {
 		return err
 	}
 	role, subjects, err := s.parseBinding(sc, rb, r.PathValue("name"))

@@ -875,3 +875,22 @@ func randomSuffix() string {
 	}
 	return string(b)
 }
+
+// decodeBuiltin reads a body into v, a hand-written type with the JSON
+// names of a built-in kind: JSON as it is, protobuf (what kubectl ≥ 1.32
+// sends for built-in kinds) through the built-in type newTyped returns.
+func decodeBuiltin(w http.ResponseWriter, r *http.Request, v any, newTyped func() object) error {
+	if ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";"); strings.TrimSpace(ct) != runtime.ContentTypeProtobuf {
+		return decode(w, r, v)
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	obj := newTyped()
+	info, _ := runtime.SerializerInfoForMediaType(protobufCodecs.SupportedMediaTypes(), runtime.ContentTypeProtobuf)
+	if _, _, err := info.Serializer.Decode(body, nil, obj); err != nil {
+		return badRequest("the protobuf body is not a %T: %v", obj, err)
+	}
+	return json.Unmarshal(mustJSON(obj), v)
+}

@@ -483,6 +483,41 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		}
 	})
 
+	// kubectl create rolebinding (protobuf on 1.33) grants what the
+	// registry and the API check.
+	t.Run("create rolebinding", func(t *testing.T) {
+		config := []byte(`{"architecture":"amd64","os":"linux"}`)
+		cfg := uploadBlob(t, s, ns+"/app", config)
+		manifest := mustJSON(t, ociManifest{SchemaVersion: 2, MediaType: mtOCIManifest,
+			Config: ociDescriptor{MediaType: mtOCIConfig, Digest: cfg, Size: int64(len(config))}, Layers: []ociDescriptor{}})
+		if st, body := putManifest(t, s.Client(), s.URL+"/v2/"+ns+"/app/manifests/v1", mtOCIManifest, manifest); st != http.StatusCreated {
+			t.Fatalf("push: %d %s", st, body)
+		}
+		pull := func() int {
+			resp, err := s.ClientAs("outsider", "outsider-pw").Get(s.URL + "/v2/" + ns + "/app/manifests/v1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if st := pull(); st != http.StatusNotFound {
+			t.Fatalf("outsider's pull before the binding = %d, want 404 (hidden)", st)
+		}
+		outsider := kubectlEnv(t, s, version, oauthToken(t, s, "outsider", "outsider-pw"))
+		if errOut := fails(t, outsider, "get", "is", "-n", ns); !strings.Contains(errOut, "Forbidden") {
+			t.Fatalf("outsider get is before the binding: %q", errOut)
+		}
+		says(t, "rolebinding.rbac.authorization.k8s.io/system:image-puller created",
+			"create", "rolebinding", "system:image-puller", "--clusterrole=system:image-puller", "--user=outsider", "-n", ns)
+		if got := jsonpath(t, "{.roleRef.name} {.subjects[0].name}", "get", "rolebinding", "system:image-puller", "-n", ns); got != "system:image-puller outsider" {
+			t.Fatalf("the binding: %q", got)
+		}
+		if st := pull(); st != http.StatusOK {
+			t.Fatalf("outsider's pull after the binding = %d, want 200", st)
+		}
+	})
+
 	// The reference's procedure, as written: enable the default route.
 	t.Run("reference procedure: patch the defaultRoute", func(t *testing.T) {
 		const config = "configs.imageregistry.operator.openshift.io/cluster"
