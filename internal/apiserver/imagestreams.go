@@ -197,20 +197,12 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 	if err := s.authorize(r, "list", resImageStreams, ns); err != nil {
 		return err
 	}
-	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
-	if err != nil {
-		return err
-	}
-	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	streams, rv, err := s.imageStreamsIn(r, ns)
 	if err != nil {
 		return err
 	}
 	items := []*ImageStream{}
-	for _, repo := range repos {
-		is, err := s.imageStream(r.Context(), r, repo)
-		if err != nil {
-			return err
-		}
+	for _, is := range streams {
 		if q.labels.Matches(labelSet(is.Labels)) && q.fields.Matches(fieldSet(is.ObjectMeta)) {
 			items = append(items, is)
 		}
@@ -222,6 +214,28 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 		"kind": "ImageStreamList", "apiVersion": groupImage + "/v1",
 		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
 	})
+}
+
+// imageStreamsIn builds the streams of namespace ns (all when ""), and the
+// resourceVersion they are as of.
+func (s *Server) imageStreamsIn(r *http.Request, ns string) ([]*ImageStream, int64, error) {
+	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
+	if err != nil {
+		return nil, 0, err
+	}
+	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	if err != nil {
+		return nil, 0, err
+	}
+	out := make([]*ImageStream, 0, len(repos))
+	for _, repo := range repos {
+		is, err := s.imageStream(r.Context(), r, repo)
+		if err != nil {
+			return nil, 0, err
+		}
+		out = append(out, is)
+	}
+	return out, rv, nil
 }
 
 func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) error {
@@ -410,20 +424,12 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
-	if err != nil {
-		return err
-	}
-	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	streams, rv, err := s.imageStreamsIn(r, ns)
 	if err != nil {
 		return err
 	}
 	items := []*ImageStreamTag{}
-	for _, repo := range repos {
-		is, err := s.imageStream(r.Context(), r, repo)
-		if err != nil {
-			return err
-		}
+	for _, is := range streams {
 		for _, tag := range is.Status.Tags {
 			if ist := imageStreamTag(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
 				items = append(items, ist)

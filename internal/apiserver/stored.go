@@ -146,6 +146,24 @@ func (k *storedKind) decodeObject(r *http.Request, body []byte) (object, error) 
 	return k.checkKind(obj)
 }
 
+// readObject reads the request's object, which must be in namespace ns
+// (an object that names none is put there).
+func (k *storedKind) readObject(w http.ResponseWriter, r *http.Request, ns string) (object, error) {
+	body, err := readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	obj, err := k.decodeObject(r, body)
+	if err != nil {
+		return nil, err
+	}
+	if got := obj.GetNamespace(); got != "" && got != ns {
+		return nil, badRequest("the namespace of the provided object (%q) does not match the namespace sent on the request (%q)", got, ns)
+	}
+	obj.SetNamespace(ns)
+	return obj, nil
+}
+
 func decodeStrictJSON(body []byte, into any, strict bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("the request needs a body: the object")
@@ -272,18 +290,10 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 				return err
 			}
 		}
-		body, err := readBody(w, r)
+		obj, err := k.readObject(w, r, ns)
 		if err != nil {
 			return err
 		}
-		obj, err := k.decodeObject(r, body)
-		if err != nil {
-			return err
-		}
-		if got := obj.GetNamespace(); got != "" && got != ns {
-			return badRequest("the namespace of the provided object (%q) does not match the namespace sent on the request (%q)", got, ns)
-		}
-		obj.SetNamespace(ns)
 		if obj.GetName() == "" && obj.GetGenerateName() != "" {
 			obj.SetName(obj.GetGenerateName() + randomSuffix())
 		}
@@ -341,21 +351,13 @@ func (s *Server) updateStored(k *storedKind) func(http.ResponseWriter, *http.Req
 		if err := s.authorize(r, "update", k.resource(), ns); err != nil {
 			return err
 		}
-		body, err := readBody(w, r)
-		if err != nil {
-			return err
-		}
-		obj, err := k.decodeObject(r, body)
+		obj, err := k.readObject(w, r, ns)
 		if err != nil {
 			return err
 		}
 		if obj.GetName() != name {
 			return badRequest("the name of the object (%q) does not match the name on the URL (%q)", obj.GetName(), name)
 		}
-		if got := obj.GetNamespace(); got != "" && got != ns {
-			return badRequest("the namespace of the provided object (%q) does not match the namespace sent on the request (%q)", got, ns)
-		}
-		obj.SetNamespace(ns)
 		var expect int64
 		if rv := obj.GetResourceVersion(); rv != "" {
 			if expect, err = strconv.ParseInt(rv, 10, 64); err != nil || expect <= 0 {
