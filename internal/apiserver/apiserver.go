@@ -80,6 +80,7 @@ func (s *Server) routes() {
 	s.imageRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
+	s.handle("GET "+users+"/users", s.listUsers)
 	s.handle("GET "+oauth, s.listTokens)
 	s.handle("DELETE "+oauth+"/{name}", s.deleteToken)
 

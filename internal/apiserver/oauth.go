@@ -126,6 +126,34 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// listUsers lists the people Berth knows: its own users and those an
+// identity provider vouched for at a login (service accounts are not
+// Users). Cluster-wide "list users" is needed.
+func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
+	if err := s.authorize(r, "list", auth.Resource{Group: groupUser, Resource: "users"}, ""); err != nil {
+		return err
+	}
+	all, err := s.opts.Store.UsersWithPrefix(r.Context(), "")
+	if err != nil {
+		return err
+	}
+	items := []User{}
+	for _, u := range all {
+		if _, _, sa := auth.ServiceAccountOf(u.Name); sa {
+			continue
+		}
+		groups, err := s.opts.Store.GroupsOf(r.Context(), u.Name)
+		if err != nil {
+			return err
+		}
+		obj := userObject(u.Name, groups)
+		obj.Metadata.CreationTimestamp = timestamp(u.Created)
+		items = append(items, obj)
+	}
+	writeJSON(w, http.StatusOK, newList(groupUser+"/v1", "UserList", items))
+	return nil
+}
+
 func userObject(name string, groups []string) User {
 	if groups == nil {
 		groups = []string{}

@@ -43,7 +43,7 @@ var served = []resourceInfo{
 		Verbs: []string{"get", "list"}},
 	{Group: groupRBAC, Version: "v1", Resource: "clusterrolebindings", Singular: "clusterrolebinding",
 		Kind: "ClusterRoleBinding", Verbs: []string{"create", "delete", "get", "list", "update"}},
-	{Group: groupUser, Version: "v1", Resource: "users", Singular: "user", Kind: "User", Verbs: []string{"get"}},
+	{Group: groupUser, Version: "v1", Resource: "users", Singular: "user", Kind: "User", Verbs: []string{"get", "list"}},
 	{Group: groupUser, Version: "v1", Resource: "groups", Singular: "group", Kind: "Group",
 		Verbs: []string{"create", "delete", "get", "list", "update"}},
 	{Group: groupProject, Version: "v1", Resource: "projects", Singular: "project", Kind: "Project",

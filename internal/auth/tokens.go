@@ -89,6 +89,9 @@ type Authenticator struct {
 	// Logger records failed and throttled password logins (user name and
 	// client, never the password); nil logs nothing.
 	Logger *slog.Logger
+	// OnLogin, when set, is told of each user whose password was verified
+	// (not of cached verifications), so the user can be recorded.
+	OnLogin func(ctx context.Context, user string)
 
 	cacheOnce sync.Once
 	cache     *passwordCache
@@ -235,6 +238,9 @@ func (a *Authenticator) checkPassword(ctx context.Context, client, name, passwor
 	}
 	a.Users.Release(name, true)
 	a.Clients.Release(client, false)
+	if a.OnLogin != nil {
+		a.OnLogin(ctx, name)
+	}
 	return nil
 }
 

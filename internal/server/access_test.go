@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/storage"
@@ -535,5 +537,80 @@ func TestClusterWideBuilderDoesNotCreateProjects(t *testing.T) {
 	}
 	if _, err := f.meta.Project(ctx, "grabbed"); err == nil {
 		t.Fatal("the push created the project")
+	}
+}
+
+// A user of the identity provider becomes a User at the first login, and
+// the cluster admin lists them (service accounts are not Users).
+func TestUsersAreRecordedAtLogin(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer meta.Close()
+	blobs, err := drivers.Builtin().New(ctx, "memory", storage.Options{DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte("carol-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("carol:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg := Config{AdminPassword: testAdminPassword, Htpasswd: htpasswd}
+	cfg.setDefaults()
+	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
+		t.Fatal(err)
+	}
+	h, err := newHandler(cfg, meta, blobs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	list := func() []string {
+		req, _ := http.NewRequest("GET", srv.URL+"/apis/user.openshift.io/v1/users", nil)
+		req.SetBasicAuth("admin", testAdminPassword)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var l struct {
+			Items []struct{ Metadata struct{ Name string } }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("list users: %d %v", resp.StatusCode, err)
+		}
+		var names []string
+		for _, it := range l.Items {
+			names = append(names, it.Metadata.Name)
+		}
+		return names
+	}
+	if got := list(); !slices.Equal(got, []string{"admin"}) {
+		t.Fatalf("users before carol logs in = %v", got)
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v2/", nil)
+	req.SetBasicAuth("carol", "carol-pw")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("carol's login = %d", resp.StatusCode)
+	}
+	if got := list(); !slices.Equal(got, []string{"admin", "carol"}) {
+		t.Fatalf("users after carol logged in = %v", got)
 	}
 }

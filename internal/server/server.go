@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
@@ -290,6 +291,13 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
 		Logger:     log,
+		// A user an identity provider vouched for becomes a User object on
+		// first login, as on the reference platform.
+		OnLogin: func(ctx context.Context, user string) {
+			if err := meta.CreateUser(ctx, store.User{Name: user}); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+				log.Warn("record user", "user", user, "err", err)
+			}
+		},
 	}
 	authz := auth.NewRBAC(meta)
 	authz.Generation = meta.AccessGeneration
