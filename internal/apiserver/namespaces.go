@@ -58,23 +58,13 @@ func (s *Server) namespaceRoutes() {
 }
 
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) error {
-	u := caller(r).User
-	if isAnonymous(u) {
-		return unauthorized()
-	}
-	visible, err := s.visibleProjects(r.Context(), u)
+	projects, err := s.projectsOfCaller(r)
 	if err != nil {
 		return err
 	}
-	all, err := s.opts.Store.Projects(r.Context())
-	if err != nil {
-		return err
-	}
-	items := []*corev1.Namespace{}
-	for _, p := range all {
-		if visible(p.Name) {
-			items = append(items, namespaceObject(p))
-		}
+	items := make([]*corev1.Namespace, 0, len(projects))
+	for _, p := range projects {
+		items = append(items, namespaceObject(p))
 	}
 	if wantsTable(r) {
 		return writeJSONOrYAML(w, r, http.StatusOK, namespaceTable(items))

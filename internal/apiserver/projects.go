@@ -84,24 +84,37 @@ func (s *Server) visibleProjects(ctx context.Context, u auth.User) (func(string)
 	return func(p string) bool { return set[p] }, nil
 }
 
-func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
+// projectsOfCaller lists the projects the caller may see.
+func (s *Server) projectsOfCaller(r *http.Request) ([]store.Project, error) {
 	u := caller(r).User
 	if isAnonymous(u) {
-		return unauthorized()
+		return nil, unauthorized()
 	}
 	visible, err := s.visibleProjects(r.Context(), u)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	all, err := s.opts.Store.Projects(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	var out []store.Project
+	for _, p := range all {
+		if visible(p.Name) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
+	projects, err := s.projectsOfCaller(r)
 	if err != nil {
 		return err
 	}
 	var items []Project
-	for _, p := range all {
-		if visible(p.Name) {
-			items = append(items, projectObject(p))
-		}
+	for _, p := range projects {
+		items = append(items, projectObject(p))
 	}
 	writeJSON(w, http.StatusOK, newList(groupProject+"/v1", "ProjectList", items))
 	return nil
