@@ -284,9 +284,56 @@ WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, li
 			return nil, err
 		}
 		e.Type = watchTypes[kind]
+		// Selectors match on labels, which events carry in the body.
+		var meta struct {
+			Metadata struct {
+				Labels map[string]string `json:"labels"`
+				UID    string            `json:"uid"`
+			} `json:"metadata"`
+		}
+		if json.Unmarshal(o.Body, &meta) == nil {
+			o.Labels, o.UID = meta.Metadata.Labels, meta.Metadata.UID
+		}
 		out = append(out, e)
 	}
 	return out, rows.Err()
+}
+
+// deleteNamespaceObjects removes every object of namespace, in tx. Their
+// history goes too, and each gets a DELETED event that keeps only the
+// object's identity: a namespace created later under the same name must
+// not be able to replay the old one's Secrets.
+func (s *Store) deleteNamespaceObjects(ctx context.Context, tx *sql.Tx, namespace string) error {
+	rows, err := tx.QueryContext(ctx, `SELECT `+objectColumns+` FROM objects WHERE namespace = ? ORDER BY api_group, resource, name`, namespace)
+	if err != nil {
+		return fmt.Errorf("objects of %s: %w", namespace, err)
+	}
+	objs, err := scanObjects(rows)
+	if err != nil {
+		return fmt.Errorf("objects of %s: %w", namespace, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM events WHERE namespace = ? AND api_resource <> ''`, namespace); err != nil {
+		return fmt.Errorf("forget the history of %s: %w", namespace, err)
+	}
+	for _, o := range objs {
+		var whole map[string]json.RawMessage
+		if err := json.Unmarshal(o.Body, &whole); err != nil {
+			return fmt.Errorf("decode %s: %w", o.ObjectKey, err)
+		}
+		identity := map[string]json.RawMessage{"apiVersion": whole["apiVersion"], "kind": whole["kind"], "metadata": whole["metadata"]}
+		var meta map[string]any
+		_ = json.Unmarshal(whole["metadata"], &meta)
+		delete(meta, "annotations") // kubectl apply keeps the whole object there
+		identity["metadata"], _ = json.Marshal(meta)
+		o.Body, _ = json.Marshal(identity)
+		if _, err := s.appendObjectEvent(ctx, tx, eventDeleted, o); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE namespace = ?`, namespace); err != nil {
+		return fmt.Errorf("delete the objects of %s: %w", namespace, err)
+	}
+	return nil
 }
 
 func cutLast(s string) (before, after string, ok bool) {

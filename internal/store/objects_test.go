@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,5 +209,37 @@ func TestChangedWakesWatchers(t *testing.T) {
 	case <-ch:
 	case <-time.After(5 * time.Second):
 		t.Fatal("a commit did not wake the watcher")
+	}
+}
+
+// Deleting a project deletes its objects and forgets their history, so a
+// project re-created under the name cannot read or replay them.
+func TestDeleteProjectForgetsItsObjects(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateProject(ctx, store.Project{Name: "p1", Creator: "alice"}))
+	secret := store.Object{ObjectKey: store.ObjectKey{Resource: "secrets", Namespace: "p1", Name: "db"},
+		Body: []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"db","namespace":"p1","labels":{"a":"b"}},"data":{"password":"aHVudGVyMg=="}}`)}
+	if _, err := s.CreateObject(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	other, err := s.CreateObject(ctx, configMap("p2", "keep", `{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	must(t, s.DeleteProject(ctx, "p1"))
+	if _, err := s.GetObject(ctx, secret.ObjectKey); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the secret outlived its project: %v", err)
+	}
+	if _, err := s.GetObject(ctx, other.ObjectKey); err != nil {
+		t.Fatalf("another project's object went too: %v", err)
+	}
+	events, err := s.ObjectEvents(ctx, "/secrets", 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 || events[0].Type != "DELETED" || events[0].Object.Name != "db" ||
+		strings.Contains(string(events[0].Object.Body), "aHVudGVyMg") || events[0].Object.Labels["a"] != "b" {
+		t.Fatalf("history after the project's deletion = %+v", events)
 	}
 }

@@ -78,6 +78,9 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 		if err := deleteServiceAccounts(ctx, tx, name); err != nil {
 			return err
 		}
+		if err := s.deleteNamespaceObjects(ctx, tx, name); err != nil {
+			return err
+		}
 		for _, r := range repos {
 			if err := s.appendEvent(ctx, tx, "RepositoryDeleted", r, "", ""); err != nil {
 				return err
