@@ -12,6 +12,7 @@
 package apiserver
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type Options struct {
 	// Blobs reads image configs for the Image view (nil: Images show what
 	// their manifests say only).
 	Blobs BlobOpener
+	// Stopping is closed when the server shuts down: watches end then, so
+	// that a graceful shutdown does not wait for them.
+	Stopping <-chan struct{}
 }
 
 // Server is the management API handler.
@@ -124,10 +128,48 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // handle routes pattern to a handler that returns its error.
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		err := refuseDryRun(w, r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	})
+}
+
+// handleDryRun routes a handler that honours dryRun itself.
+func (s *Server) handleDryRun(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
 	})
+}
+
+// refuseDryRun answers a dry-run write (dryRun=All in the query, or in a
+// DELETE's options) to a handler that would really write: refusing is
+// the honest answer.
+func refuseDryRun(w http.ResponseWriter, r *http.Request) error {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return nil
+	}
+	dry := r.URL.Query().Has("dryRun")
+	if !dry && r.Method == http.MethodDelete && r.Body != nil {
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 64<<10))
+		if err != nil {
+			return badRequest("read the request body: %v", err)
+		}
+		var opts struct {
+			DryRun []string `json:"dryRun"`
+		}
+		dry = json.Unmarshal(b, &opts) == nil && len(opts.DryRun) > 0
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	if dry {
+		return badRequest("dry run is not supported for %s; nothing was changed", r.URL.Path)
+	}
+	return nil
 }
 
 // StatusError is a failure as the API reports it: a Kubernetes Status.

@@ -148,7 +148,7 @@ func uidFor(kind, name string, created time.Time) string {
 
 var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Image Repository", Type: "string", Description: "Where to pull the stream's images from."},
-	{Name: "Tags", Type: "string", Description: "The stream's tags, most recently updated first."},
+	{Name: "Tags", Type: "string", Description: "The stream's tags, by name."},
 	{Name: "Updated", Type: "string", Description: "When a tag last changed."}}
 
 func imageStreamTable(items []*ImageStream, rv string) metav1.Table {
@@ -291,12 +291,7 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	send := func(typ string, repo store.Repository, seq int64) error {
-		is, err := s.imageStream(ctx, r, repo)
-		if err != nil {
-			return err
-		}
-		is.ResourceVersion = strconv.FormatInt(seq, 10)
+	emit := func(typ string, is *ImageStream) error {
 		if !q.labels.Matches(labelSet(is.Labels)) || !q.fields.Matches(fieldSet(is.ObjectMeta)) {
 			return nil
 		}
@@ -311,6 +306,14 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 			flusher.Flush()
 		}
 		return nil
+	}
+	send := func(typ string, repo store.Repository, seq int64) error {
+		is, err := s.imageStream(ctx, r, repo)
+		if err != nil {
+			return err
+		}
+		is.ResourceVersion = strconv.FormatInt(seq, 10)
+		return emit(typ, is)
 	}
 	for _, repo := range initial {
 		if send("ADDED", repo, repo.Version) != nil {
@@ -345,8 +348,9 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 			if errors.Is(err, errdefs.ErrNotFound) {
 				project, image, _ := strings.Cut(name, "/")
 				gone := &ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
-					ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: strconv.FormatInt(seen[name], 10)}}
-				if enc.Encode(metav1.WatchEvent{Type: "DELETED", Object: runtime.RawExtension{Raw: mustJSON(gone)}}) != nil {
+					ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: strconv.FormatInt(seen[name], 10)},
+					Status:     ImageStreamStatus{DockerImageRepository: registryHost(r) + "/" + name}}
+				if emit("DELETED", gone) != nil {
 					return nil
 				}
 				continue
@@ -373,6 +377,8 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 		case <-timeout.C:
 			return nil
 		case <-ctx.Done():
+			return nil
+		case <-s.opts.Stopping:
 			return nil
 		}
 	}

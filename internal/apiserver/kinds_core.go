@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"fmt"
+	"reflect"
 	"sort"
 
 	"github.com/google/uuid"
@@ -51,6 +52,14 @@ var configMapKind = &storedKind{
 			problems = append(problems, fmt.Sprintf("[]: Too long: may not be more than %d bytes", maxDataBytes))
 		}
 		return problems
+	},
+	validateUpdate: func(old, new object) []string {
+		o, n := old.(*corev1.ConfigMap), new.(*corev1.ConfigMap)
+		if o.Immutable != nil && *o.Immutable && (!reflect.DeepEqual(o.Data, n.Data) ||
+			!reflect.DeepEqual(o.BinaryData, n.BinaryData) || n.Immutable == nil || !*n.Immutable) {
+			return []string{"data: Forbidden: field is immutable when `immutable` is set"}
+		}
+		return nil
 	},
 	columns: []metav1.TableColumnDefinition{columnName,
 		{Name: "Data", Type: "integer", Description: "The number of keys in data and binaryData."}, columnAge},
@@ -112,6 +121,17 @@ var secretKind = &storedKind{
 			if _, ok := s.Data[key]; !ok {
 				problems = append(problems, fmt.Sprintf("data[%s]: Required value: a %s secret needs it", key, s.Type))
 			}
+		}
+		return problems
+	},
+	validateUpdate: func(old, new object) []string {
+		o, n := old.(*corev1.Secret), new.(*corev1.Secret)
+		var problems []string
+		if n.Type != o.Type {
+			problems = append(problems, fmt.Sprintf("type: Invalid value: %q: field is immutable", n.Type))
+		}
+		if o.Immutable != nil && *o.Immutable && (!reflect.DeepEqual(o.Data, n.Data) || n.Immutable == nil || !*n.Immutable) {
+			problems = append(problems, "data: Forbidden: field is immutable when `immutable` is set")
 		}
 		return problems
 	},

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -50,8 +51,11 @@ type storedKind struct {
 	prepare func(object)
 	// validate returns the reasons an object is invalid (field: problem).
 	validate func(object) []string
-	columns  []metav1.TableColumnDefinition
-	cells    func(object) []any
+	// validateUpdate returns why new may not replace old (immutable
+	// fields).
+	validateUpdate func(old, new object) []string
+	columns        []metav1.TableColumnDefinition
+	cells          func(object) []any
 }
 
 func (k *storedKind) resource() auth.Resource {
@@ -92,11 +96,11 @@ func (s *Server) storedRoutes() {
 			collection = base + "/namespaces/{ns}/" + k.info.Resource
 		}
 		s.handle("GET "+collection, s.listStored(k))
-		s.handle("POST "+collection, s.createStored(k))
+		s.handleDryRun("POST "+collection, s.createStored(k))
 		s.handle("GET "+collection+"/{name}", s.getStored(k))
-		s.handle("PUT "+collection+"/{name}", s.updateStored(k))
-		s.handle("PATCH "+collection+"/{name}", s.patchStored(k))
-		s.handle("DELETE "+collection+"/{name}", s.deleteStored(k))
+		s.handleDryRun("PUT "+collection+"/{name}", s.updateStored(k))
+		s.handleDryRun("PATCH "+collection+"/{name}", s.patchStored(k))
+		s.handleDryRun("DELETE "+collection+"/{name}", s.deleteStored(k))
 	}
 }
 
@@ -364,7 +368,7 @@ func (s *Server) updateStored(k *storedKind) func(http.ResponseWriter, *http.Req
 				return invalid("metadata.resourceVersion: Invalid value: %q: must be a resourceVersion this server gave", rv)
 			}
 		}
-		out, err := s.replaceStored(r.Context(), k, obj, expect)
+		out, err := s.replaceStored(r.Context(), k, obj, expect, isDryRun(r))
 		if err != nil {
 			return err
 		}
@@ -374,7 +378,8 @@ func (s *Server) updateStored(k *storedKind) func(http.ResponseWriter, *http.Req
 
 // replaceStored writes obj over the stored object (at resourceVersion
 // expect, when > 0), keeping what the server owns: uid, creation time.
-func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, expect int64) (object, error) {
+// With dryRun it checks everything and writes nothing.
+func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, expect int64, dryRun bool) (object, error) {
 	curRec, err := s.opts.Store.GetObject(ctx, k.key(obj.GetNamespace(), obj.GetName()))
 	if err != nil {
 		return nil, k.storedError(err, obj.GetName())
@@ -395,6 +400,18 @@ func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, e
 	}
 	if err := k.validateObject(obj); err != nil {
 		return nil, err
+	}
+	if k.validateUpdate != nil {
+		if problems := k.validateUpdate(cur, obj); len(problems) > 0 {
+			return nil, invalid("%s %q is invalid: %s", k.info.Kind, obj.GetName(), strings.Join(problems, ", "))
+		}
+	}
+	if dryRun {
+		if expect > 0 && expect != curRec.ResourceVersion {
+			return nil, k.storedError(errdefs.ErrConflict, obj.GetName())
+		}
+		obj.SetResourceVersion(strconv.FormatInt(curRec.ResourceVersion, 10))
+		return obj, nil
 	}
 	rec, err := k.toStored(obj)
 	if err != nil {
@@ -430,6 +447,9 @@ func (s *Server) patchStored(k *storedKind) func(http.ResponseWriter, *http.Requ
 			if err != nil {
 				return err
 			}
+			// Without its resourceVersion, so that one in the result can only
+			// come from the patch: a precondition.
+			cur.SetResourceVersion("")
 			curJSON, err := json.Marshal(cur)
 			if err != nil {
 				return err
@@ -453,9 +473,9 @@ func (s *Server) patchStored(k *storedKind) func(http.ResponseWriter, *http.Requ
 			if rv := obj.GetResourceVersion(); rv != "" && rv != strconv.FormatInt(curRec.ResourceVersion, 10) {
 				return k.storedError(errdefs.ErrConflict, name)
 			}
-			out, err := s.replaceStored(r.Context(), k, obj, expect)
+			out, err := s.replaceStored(r.Context(), k, obj, expect, isDryRun(r))
 			var se *StatusError
-			if errors.As(err, &se) && se.Reason == "Conflict" && obj.GetResourceVersion() == "" && attempt < 5 {
+			if errors.As(err, &se) && se.Reason == "Conflict" && obj.GetResourceVersion() == "" && attempt < maxPatchRetries && r.Context().Err() == nil {
 				continue
 			}
 			if err != nil {
@@ -465,6 +485,10 @@ func (s *Server) patchStored(k *storedKind) func(http.ResponseWriter, *http.Requ
 		}
 	}
 }
+
+// maxPatchRetries bounds how often a patch is applied again after losing
+// a race to another writer (each loss means another write succeeded).
+const maxPatchRetries = 100
 
 func (k *storedKind) applyPatch(contentType string, cur, patch []byte) ([]byte, error) {
 	var out []byte
@@ -530,7 +554,7 @@ func (s *Server) deleteStored(k *storedKind) func(http.ResponseWriter, *http.Req
 					"Precondition failed: UID in precondition: %s, UID in object meta: %s", *p.UID, cur.UID)}
 			}
 		}
-		if isDryRun(r) {
+		if isDryRun(r) || slices.Contains(opts.DryRun, metav1.DryRunAll) {
 			if _, err := s.opts.Store.GetObject(r.Context(), key); err != nil {
 				return k.storedError(err, name)
 			}
@@ -612,7 +636,9 @@ func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Reque
 		var rv int64
 		next := ""
 		// Selectors filter after the store's paging: read on until the page
-		// is full or the kind is exhausted.
+		// is full (then the continue token points after its last object)
+		// or the kind is exhausted.
+	pages:
 		for {
 			recs, more, listRV, err := s.opts.Store.ListObjects(r.Context(), store.ObjectQuery{
 				Group: k.info.Group, Resource: k.info.Resource, Namespace: q.ns, After: cursor, Limit: limit,
@@ -623,7 +649,7 @@ func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Reque
 			if rv == 0 {
 				rv = listRV
 			}
-			for _, rec := range recs {
+			for i, rec := range recs {
 				cursor = store.ObjectCursor{Namespace: rec.Namespace, Name: rec.Name}
 				if !q.matches(rec) {
 					continue
@@ -633,12 +659,14 @@ func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Reque
 					return err
 				}
 				objs = append(objs, obj)
+				if limit > 0 && len(objs) == limit {
+					if more || i < len(recs)-1 {
+						next = encodeContinue(cursor)
+					}
+					break pages
+				}
 			}
 			if !more {
-				break
-			}
-			if limit > 0 && len(objs) >= limit {
-				next = encodeContinue(cursor)
 				break
 			}
 		}
@@ -786,6 +814,8 @@ func (s *Server) watchStored(w http.ResponseWriter, r *http.Request, k *storedKi
 		case <-deadline.C:
 			return nil
 		case <-ctx.Done():
+			return nil
+		case <-s.opts.Stopping:
 			return nil
 		}
 	}

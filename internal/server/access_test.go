@@ -57,7 +57,7 @@ func newAccessFixture(t *testing.T) *accessFixture {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, log)
+	h, err := newHandler(cfg, meta, blobs, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -571,7 +571,7 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, log)
+	h, err := newHandler(cfg, meta, blobs, log, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -133,7 +133,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := apiserver.EnsureRegistryConfig(ctx, meta); err != nil {
 		return err
 	}
-	mux, err := newHandler(cfg, meta, blobs, log)
+	stopping := make(chan struct{})
+	mux, err := newHandler(cfg, meta, blobs, log, stopping)
 	if err != nil {
 		return err
 	}
@@ -146,6 +147,10 @@ func Run(ctx context.Context, cfg Config) error {
 		// Requests do not derive from ctx: a stop signal lets Shutdown
 		// drain them instead of cancelling them.
 	}
+	// Shutdown waits for requests; watches would hold it for the whole
+	// grace period, so they are told to end.
+	srv.RegisterOnShutdown(func() { close(stopping) })
+
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -280,7 +285,7 @@ func every(ctx context.Context, interval time.Duration, job func(context.Context
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, and the token endpoint.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.Logger) (http.Handler, error) {
+func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -310,6 +315,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	})
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
+		Stopping: stopping,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
