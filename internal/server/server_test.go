@@ -312,3 +312,28 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 }
+
+// An open watch does not hold a graceful shutdown for its grace period:
+// watches are told to end when the server stops.
+func TestShutdownEndsWatches(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), ShutdownTimeout: 20 * time.Second})
+	req, _ := http.NewRequest("POST", r.url+"/apis/project.openshift.io/v1/projectrequests",
+		strings.NewReader(`{"metadata":{"name":"team"}}`))
+	resp, err := admin.Do(req)
+	if err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create project: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	watch, err := admin.Get(r.url + "/api/v1/namespaces/team/configmaps?watch=true")
+	if err != nil || watch.StatusCode != http.StatusOK {
+		t.Fatalf("watch: %v %v", watch, err)
+	}
+	defer watch.Body.Close()
+	r.shutdown(t)
+	if strings.Contains(r.logs.String(), "were cut") {
+		t.Fatalf("the shutdown waited out its grace period for an open watch:\n%s", r.logs.String())
+	}
+	if _, err := io.Copy(io.Discard, watch.Body); err != nil {
+		t.Fatalf("the watch did not end cleanly: %v", err)
+	}
+}
