@@ -2,6 +2,8 @@ package apiserver
 
 import (
 	"errors"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
 	"net/http"
 	"strings"
 	"time"
@@ -53,7 +55,7 @@ func (s *Server) createServiceAccount(w http.ResponseWriter, r *http.Request) er
 		return err
 	}
 	var sa ServiceAccount
-	if err := decode(w, r, &sa); err != nil {
+	if err := decodeBuiltin(w, r, &sa, func() object { return &corev1.ServiceAccount{} }); err != nil {
 		return err
 	}
 	name := sa.Metadata.Name
@@ -155,7 +157,7 @@ func (s *Server) createServiceAccountToken(w http.ResponseWriter, r *http.Reques
 		return err
 	}
 	var req TokenRequest
-	if err := decode(w, r, &req); err != nil {
+	if err := decodeBuiltin(w, r, &req, func() object { return &authenticationv1.TokenRequest{} }); err != nil {
 		return err
 	}
 	u, err := s.serviceAccount(r, ns)

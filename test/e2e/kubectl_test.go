@@ -518,6 +518,26 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		}
 	})
 
+	// kubectl create sa and create token (protobuf on 1.33): the token logs
+	// in to the registry and, as the project's service account, pulls.
+	t.Run("create serviceaccount and token", func(t *testing.T) {
+		says(t, "serviceaccount/robot created", "create", "serviceaccount", "robot", "-n", ns)
+		token := strings.TrimSpace(ok(t, "create", "token", "robot", "-n", ns, "--duration", "10m"))
+		if !strings.HasPrefix(token, "sha256~") {
+			t.Fatalf("create token printed %q", token)
+		}
+		c := s.AnonymousClient()
+		c.Transport = headerTransport{next: c.Transport, name: "Authorization", value: "Bearer " + token}
+		resp, err := c.Get(s.URL + "/v2/" + ns + "/app/manifests/v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("the service account's pull = %d, want 200", resp.StatusCode)
+		}
+	})
+
 	// The reference's procedure, as written: enable the default route.
 	t.Run("reference procedure: patch the defaultRoute", func(t *testing.T) {
 		const config = "configs.imageregistry.operator.openshift.io/cluster"
