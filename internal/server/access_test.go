@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -612,5 +613,69 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	}
 	if got := list(); !slices.Equal(got, []string{"admin", "carol"}) {
 		t.Fatalf("users after carol logged in = %v", got)
+	}
+}
+
+// 50 concurrent pushes of one tag: the ImageStream's history holds all 50,
+// each generation once, newest first, and /v2 serves the newest.
+func TestConcurrentPushesKeepOneHistory(t *testing.T) {
+	f := newAccessFixture(t)
+	const n = 50
+	layer := []byte("shared layer")
+	f.pushBlob("proj/stream", layer)
+	config := f.pushBlob("proj/stream", []byte(`{"architecture":"amd64","os":"linux"}`))
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() {
+			// Each push is a different manifest (an annotation tells them apart).
+			m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+				`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":37},`+
+				`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}],`+
+				`"annotations":{"n":"%d"}}`, config, digest.FromBytes(layer), len(layer), i)
+			r := f.do("cadmin", "PUT", "/v2/proj/stream/manifests/latest", []byte(m),
+				"Content-Type", "application/vnd.oci.image.manifest.v1+json")
+			if r.status != http.StatusCreated {
+				errs <- fmt.Errorf("push %d: %d %s", i, r.status, r.body)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	r := f.do("cadmin", "GET", "/apis/image.openshift.io/v1/namespaces/proj/imagestreams/stream", nil)
+	var is struct {
+		Status struct {
+			Tags []struct {
+				Tag   string
+				Items []struct {
+					Image      string
+					Generation int64
+				}
+			}
+		}
+	}
+	if err := json.Unmarshal(r.body, &is); err != nil || r.status != 200 || len(is.Status.Tags) != 1 {
+		t.Fatalf("image stream: %d %s", r.status, r.body)
+	}
+	items := is.Status.Tags[0].Items
+	if len(items) != n {
+		t.Fatalf("history has %d entries for %d pushes", len(items), n)
+	}
+	seen := map[string]bool{}
+	for i, it := range items {
+		if i > 0 && it.Generation >= items[i-1].Generation {
+			t.Fatalf("history not strictly newest first at %d: %d then %d", i, items[i-1].Generation, it.Generation)
+		}
+		if seen[it.Image] {
+			t.Fatalf("image %s twice in the history", it.Image)
+		}
+		seen[it.Image] = true
+	}
+	head := f.do("cadmin", "HEAD", "/v2/proj/stream/manifests/latest", nil)
+	if got := head.header.Get("Docker-Content-Digest"); got != items[0].Image {
+		t.Fatalf("/v2 latest = %s, history's newest = %s", got, items[0].Image)
 	}
 }
