@@ -544,21 +544,19 @@ func (s *Server) deleteStored(k *storedKind) func(http.ResponseWriter, *http.Req
 			}
 		}
 		key := k.key(ns, name)
+		uid := ""
 		if p := opts.Preconditions; p != nil && p.UID != nil {
+			uid = string(*p.UID)
+		}
+		if isDryRun(r) || slices.Contains(opts.DryRun, metav1.DryRunAll) {
 			cur, err := s.opts.Store.GetObject(r.Context(), key)
 			if err != nil {
 				return k.storedError(err, name)
 			}
-			if cur.UID != string(*p.UID) {
-				return &StatusError{http.StatusConflict, "Conflict", fmt.Sprintf(
-					"Precondition failed: UID in precondition: %s, UID in object meta: %s", *p.UID, cur.UID)}
+			if (expect > 0 && cur.ResourceVersion != expect) || (uid != "" && cur.UID != uid) {
+				return k.storedError(errdefs.ErrConflict, name)
 			}
-		}
-		if isDryRun(r) || slices.Contains(opts.DryRun, metav1.DryRunAll) {
-			if _, err := s.opts.Store.GetObject(r.Context(), key); err != nil {
-				return k.storedError(err, name)
-			}
-		} else if rec, err := s.opts.Store.DeleteObject(r.Context(), key, expect); err != nil {
+		} else if rec, err := s.opts.Store.DeleteObject(r.Context(), key, expect, uid); err != nil {
 			return k.storedError(err, name)
 		} else {
 			key.Name, name = rec.Name, rec.Name

@@ -181,8 +181,9 @@ func (s *Store) ListObjects(ctx context.Context, q ObjectQuery) ([]Object, bool,
 }
 
 // UpdateObject replaces an object's body and labels. With expect > 0 the
-// write happens only if the object is still at that resourceVersion
-// (errdefs.ErrConflict otherwise). A body and labels equal to the stored
+// write happens only if the object is still at that resourceVersion, and
+// with o.UID set only if it is still that object (not one deleted and
+// created again under the name): errdefs.ErrConflict otherwise. A body and labels equal to the stored
 // ones change nothing: no new resourceVersion, no event.
 func (s *Store) UpdateObject(ctx context.Context, o Object, expect int64) (Object, error) {
 	labels, err := json.Marshal(nonNilLabels(o.Labels))
@@ -197,6 +198,9 @@ func (s *Store) UpdateObject(ctx context.Context, o Object, expect int64) (Objec
 		}
 		if expect > 0 && cur.ResourceVersion != expect {
 			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", o.ObjectKey, cur.ResourceVersion, expect, errdefs.ErrConflict)
+		}
+		if o.UID != "" && o.UID != cur.UID {
+			return fmt.Errorf("%s is now another object (uid %s, not %s): %w", o.ObjectKey, cur.UID, o.UID, errdefs.ErrConflict)
 		}
 		curLabels, _ := json.Marshal(nonNilLabels(cur.Labels))
 		if string(cur.Body) == string(o.Body) && string(curLabels) == string(labels) {
@@ -219,9 +223,9 @@ WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
 }
 
 // DeleteObject removes an object (only at resourceVersion expect, when
-// expect > 0) and returns it as it was, with the deletion's
-// resourceVersion.
-func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64) (Object, error) {
+// expect > 0, and only if its uid is uid, when uid is set) and returns it
+// as it was, with the deletion's resourceVersion.
+func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64, uid string) (Object, error) {
 	var out Object
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := getObject(ctx, tx, k)
@@ -230,6 +234,9 @@ func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64) (Ob
 		}
 		if expect > 0 && cur.ResourceVersion != expect {
 			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", k, cur.ResourceVersion, expect, errdefs.ErrConflict)
+		}
+		if uid != "" && uid != cur.UID {
+			return fmt.Errorf("precondition failed: uid in precondition %s, uid of the object %s: %w", uid, cur.UID, errdefs.ErrConflict)
 		}
 		if cur.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventDeleted, cur); err != nil {
 			return err

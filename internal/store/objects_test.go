@@ -55,10 +55,16 @@ func TestObjectLifecycle(t *testing.T) {
 		t.Fatalf("update of a missing object = %v", err)
 	}
 
-	if _, err := s.DeleteObject(ctx, created.ObjectKey, created.ResourceVersion); !errors.Is(err, errdefs.ErrConflict) {
+	if _, err := s.DeleteObject(ctx, created.ObjectKey, 0, "another-uid"); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("delete with another uid = %v, want Conflict", err)
+	}
+	if _, err := s.UpdateObject(ctx, store.Object{ObjectKey: created.ObjectKey, UID: "another-uid", Body: []byte(`{}`)}, 0); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("update of another uid = %v, want Conflict", err)
+	}
+	if _, err := s.DeleteObject(ctx, created.ObjectKey, created.ResourceVersion, ""); !errors.Is(err, errdefs.ErrConflict) {
 		t.Fatalf("stale delete = %v, want Conflict", err)
 	}
-	deleted, err := s.DeleteObject(ctx, created.ObjectKey, updated.ResourceVersion)
+	deleted, err := s.DeleteObject(ctx, created.ObjectKey, updated.ResourceVersion, "uid-a")
 	if err != nil || deleted.ResourceVersion <= updated.ResourceVersion || string(deleted.Body) != `{"data":{"k":"2"}}` {
 		t.Fatalf("delete = %+v, %v", deleted, err)
 	}
