@@ -130,11 +130,6 @@ type RepositoryEvent struct {
 // (all when "") after seq, oldest first; errdefs.ErrGone when the history
 // no longer reaches back there.
 func (s *Store) RepositoryEvents(ctx context.Context, project string, after int64, limit int) ([]RepositoryEvent, error) {
-	if h, err := s.eventHorizon(ctx); err != nil {
-		return nil, err
-	} else if after < h {
-		return nil, fmt.Errorf("resourceVersion %d is older than the kept history (from %d): %w", after, h, errdefs.ErrGone)
-	}
 	q, args := `SELECT seq, kind, repository FROM events WHERE seq > ? AND repository <> ''`, []any{after}
 	if project != "" {
 		q += ` AND substr(repository, 1, ?) = ?`
@@ -153,7 +148,16 @@ func (s *Store) RepositoryEvents(ctx context.Context, project string, after int6
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// The horizon is read after the events: a prune that committed in
+	// between moved it past after, and the answer is Gone rather than a
+	// history with a hole.
+	if err := s.checkHorizon(ctx, after); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ManifestPayload returns a stored manifest by digest, whichever

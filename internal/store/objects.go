@@ -267,11 +267,6 @@ INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VAL
 // events after it are no longer kept, it is errdefs.ErrGone: the watcher
 // must list again.
 func (s *Store) ObjectEvents(ctx context.Context, apiResource string, after int64, limit int) ([]ObjectEvent, error) {
-	if h, err := s.eventHorizon(ctx); err != nil {
-		return nil, err
-	} else if after < h {
-		return nil, fmt.Errorf("resourceVersion %d is older than the kept history (from %d): %w", after, h, errdefs.ErrGone)
-	}
 	rows, err := s.read.QueryContext(ctx, `
 SELECT seq, kind, namespace, name, object, created_at FROM events
 WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, limit)
@@ -303,7 +298,16 @@ WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, li
 		}
 		out = append(out, e)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// The horizon is read after the events: a prune that committed in
+	// between moved it past after, and the answer is Gone rather than a
+	// history with a hole.
+	if err := s.checkHorizon(ctx, after); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // deleteNamespaceObjects removes every object of namespace, in tx. Their
@@ -353,6 +357,19 @@ func cutLast(s string) (before, after string, ok bool) {
 }
 
 const settingEventHorizon = "event_horizon"
+
+// checkHorizon is errdefs.ErrGone when events after after are no longer
+// all kept.
+func (s *Store) checkHorizon(ctx context.Context, after int64) error {
+	h, err := s.eventHorizon(ctx)
+	if err != nil {
+		return err
+	}
+	if after < h {
+		return fmt.Errorf("resourceVersion %d is older than the kept history (from %d): %w", after, h, errdefs.ErrGone)
+	}
+	return nil
+}
 
 // eventHorizon is the oldest resourceVersion a watch may start from.
 func (s *Store) eventHorizon(ctx context.Context) (int64, error) {
