@@ -127,14 +127,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // handle routes pattern to a handler that returns its error.
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		err := refuseDryRun(w, r)
-		if err == nil {
-			err = h(w, r)
+	s.handleDryRun(pattern, func(w http.ResponseWriter, r *http.Request) error {
+		if err := refuseDryRun(w, r); err != nil {
+			return err
 		}
-		if err != nil {
-			s.writeError(w, r, err)
-		}
+		return h(w, r)
 	})
 }
 

@@ -7,7 +7,6 @@ import (
 
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -45,13 +44,9 @@ var clusterRoleColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Created At", Type: "date", Description: "When the role was created."}}
 
 func clusterRoleTable(items []*rbacv1.ClusterRole) metav1.Table {
-	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: "1"}, ColumnDefinitions: clusterRoleColumns, Rows: []metav1.TableRow{}}
+	t := newTable(clusterRoleColumns, "1", "")
 	for _, cr := range items {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{cr.Name, cr.CreationTimestamp.UTC().Format(time.RFC3339)},
-			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(cr.ObjectMeta))},
-		})
+		t.Rows = append(t.Rows, metaRow(cr.ObjectMeta, cr.Name, cr.CreationTimestamp.UTC().Format(time.RFC3339)))
 	}
 	return t
 }

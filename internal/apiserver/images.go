@@ -12,7 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -168,13 +167,9 @@ var imageColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Image Reference", Type: "string", Description: "Where to pull the image from, by digest."}}
 
 func imageTable(items []*Image, next string) metav1.Table {
-	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: "1", Continue: next}, ColumnDefinitions: imageColumns, Rows: []metav1.TableRow{}}
+	t := newTable(imageColumns, "1", next)
 	for _, img := range items {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{img.Name, img.DockerImageReference},
-			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(img.ObjectMeta))},
-		})
+		t.Rows = append(t.Rows, metaRow(img.ObjectMeta, img.Name, img.DockerImageReference))
 	}
 	return t
 }

@@ -152,8 +152,7 @@ var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Updated", Type: "string", Description: "When a tag last changed."}}
 
 func imageStreamTable(items []*ImageStream, rv string) metav1.Table {
-	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: rv}, ColumnDefinitions: imageStreamColumns, Rows: []metav1.TableRow{}}
+	t := newTable(imageStreamColumns, rv, "")
 	for _, is := range items {
 		var names []string
 		var updated time.Time
@@ -167,19 +166,9 @@ func imageStreamTable(items []*ImageStream, rv string) metav1.Table {
 		if !updated.IsZero() {
 			when = humanAgo(updated)
 		}
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{is.Name, is.Status.DockerImageRepository, strings.Join(names, ","), when},
-			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(is.ObjectMeta))},
-		})
+		t.Rows = append(t.Rows, metaRow(is.ObjectMeta, is.Name, is.Status.DockerImageRepository, strings.Join(names, ","), when))
 	}
 	return t
-}
-
-func partialMeta(m metav1.ObjectMeta) metav1.PartialObjectMetadata {
-	return metav1.PartialObjectMetadata{
-		TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
-		ObjectMeta: m,
-	}
 }
 
 func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error {
@@ -410,13 +399,9 @@ var imageStreamTagColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Updated", Type: "string", Description: "When the tag last changed."}}
 
 func imageStreamTagTable(items []*ImageStreamTag, rv string) metav1.Table {
-	t := metav1.Table{TypeMeta: metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ListMeta: metav1.ListMeta{ResourceVersion: rv}, ColumnDefinitions: imageStreamTagColumns, Rows: []metav1.TableRow{}}
+	t := newTable(imageStreamTagColumns, rv, "")
 	for _, ist := range items {
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{ist.Name, ist.Image.DockerImageReference, humanAgo(ist.CreationTimestamp.Time)},
-			Object: runtime.RawExtension{Raw: mustJSON(partialMeta(ist.ObjectMeta))},
-		})
+		t.Rows = append(t.Rows, metaRow(ist.ObjectMeta, ist.Name, ist.Image.DockerImageReference, humanAgo(ist.CreationTimestamp.Time)))
 	}
 	return t
 }
@@ -487,7 +472,7 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 		return err
 	}
 	ist := imageStreamTag(is, tag)
-	if m, _, err := s.opts.Store.ManifestPayload(r.Context(), digestOf(ist.Image.Name)); err == nil {
+	if m, err := s.opts.Store.StoredManifestByDigest(r.Context(), digest.Digest(ist.Image.Name)); err == nil {
 		ist.Image.DockerImageManifestMediaType = m.MediaType
 	}
 	if wantsTable(r) {
@@ -526,5 +511,3 @@ func labelSet(l map[string]string) labels.Set { return labels.Set(l) }
 func fieldSet(m metav1.ObjectMeta) fields.Set {
 	return fields.Set{"metadata.name": m.Name, "metadata.namespace": m.Namespace}
 }
-
-func digestOf(s string) digest.Digest { return digest.Digest(s) }

@@ -7,7 +7,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
@@ -33,19 +32,9 @@ var namespaceColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Status", Type: "string", Description: "The phase of the namespace."}, columnAge}
 
 func namespaceTable(items []*corev1.Namespace) metav1.Table {
-	t := metav1.Table{
-		TypeMeta:          metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ColumnDefinitions: namespaceColumns, Rows: []metav1.TableRow{},
-	}
+	t := newTable(namespaceColumns, "", "")
 	for _, ns := range items {
-		m := metav1.PartialObjectMetadata{
-			TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
-			ObjectMeta: ns.ObjectMeta,
-		}
-		t.Rows = append(t.Rows, metav1.TableRow{
-			Cells:  []any{ns.Name, string(ns.Status.Phase), age(ns)},
-			Object: runtime.RawExtension{Raw: mustJSON(m)},
-		})
+		t.Rows = append(t.Rows, metaRow(ns.ObjectMeta, ns.Name, string(ns.Status.Phase), age(ns)))
 	}
 	return t
 }
@@ -75,21 +64,7 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getNamespace(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	if isAnonymous(caller(r).User) {
-		return unauthorized()
-	}
-	ok, err := s.mayGetProject(r, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return notFound("namespaces", name)
-	}
-	p, err := s.opts.Store.Project(r.Context(), name)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return notFound("namespaces", name)
-	}
+	p, err := s.visibleProject(r, r.PathValue("name"), "namespaces")
 	if err != nil {
 		return err
 	}

@@ -135,26 +135,32 @@ func (s *Server) mayGetProject(r *http.Request, name string) (bool, error) {
 }
 
 func (s *Server) getProject(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	if isAnonymous(caller(r).User) {
-		return unauthorized()
-	}
-	ok, err := s.mayGetProject(r, name)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return notFound(projectsResource, name)
-	}
-	p, err := s.opts.Store.Project(r.Context(), name)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return notFound(projectsResource, name)
-	}
+	p, err := s.visibleProject(r, r.PathValue("name"), projectsResource)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, projectObject(p))
 	return nil
+}
+
+// visibleProject returns project name if the caller may see it; one it
+// may not see is not found, as a missing one (named as resource).
+func (s *Server) visibleProject(r *http.Request, name, resource string) (store.Project, error) {
+	if isAnonymous(caller(r).User) {
+		return store.Project{}, unauthorized()
+	}
+	ok, err := s.mayGetProject(r, name)
+	if err != nil {
+		return store.Project{}, err
+	}
+	if !ok {
+		return store.Project{}, notFound(resource, name)
+	}
+	p, err := s.opts.Store.Project(r.Context(), name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return store.Project{}, notFound(resource, name)
+	}
+	return p, err
 }
 
 // deleteProject deletes a project and its repositories' metadata (blob

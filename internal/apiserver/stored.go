@@ -833,12 +833,7 @@ func wantsTable(r *http.Request) bool {
 // the object's metadata in each row (includeObject=Metadata, the default),
 // the whole object with includeObject=Object, none with None.
 func (k *storedKind) table(objs []object, rv int64, next string, r *http.Request) metav1.Table {
-	t := metav1.Table{
-		TypeMeta:          metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
-		ListMeta:          metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10), Continue: next},
-		ColumnDefinitions: k.columns,
-		Rows:              []metav1.TableRow{},
-	}
+	t := newTable(k.columns, strconv.FormatInt(rv, 10), next)
 	include := r.URL.Query().Get("includeObject")
 	for _, o := range objs {
 		row := metav1.TableRow{Cells: k.cells(o)}
@@ -847,15 +842,30 @@ func (k *storedKind) table(objs []object, rv int64, next string, r *http.Request
 		case "Object":
 			row.Object = runtime.RawExtension{Raw: mustJSON(o)}
 		default:
-			m := metav1.PartialObjectMetadata{
-				TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
-				ObjectMeta: *o.(interface{ GetObjectMeta() metav1.Object }).GetObjectMeta().(*metav1.ObjectMeta),
-			}
-			row.Object = runtime.RawExtension{Raw: mustJSON(m)}
+			row = metaRow(*o.(interface{ GetObjectMeta() metav1.Object }).GetObjectMeta().(*metav1.ObjectMeta), row.Cells...)
 		}
 		t.Rows = append(t.Rows, row)
 	}
 	return t
+}
+
+// newTable starts a Table of columns, as of resourceVersion rv.
+func newTable(columns []metav1.TableColumnDefinition, rv, next string) metav1.Table {
+	return metav1.Table{
+		TypeMeta:          metav1.TypeMeta{Kind: "Table", APIVersion: "meta.k8s.io/v1"},
+		ListMeta:          metav1.ListMeta{ResourceVersion: rv, Continue: next},
+		ColumnDefinitions: columns,
+		Rows:              []metav1.TableRow{},
+	}
+}
+
+// metaRow is a Table row carrying the object's metadata (what kubectl
+// asks for by default, includeObject=Metadata).
+func metaRow(meta metav1.ObjectMeta, cells ...any) metav1.TableRow {
+	return metav1.TableRow{Cells: cells, Object: runtime.RawExtension{Raw: mustJSON(metav1.PartialObjectMetadata{
+		TypeMeta:   metav1.TypeMeta{Kind: "PartialObjectMetadata", APIVersion: "meta.k8s.io/v1"},
+		ObjectMeta: meta,
+	})}}
 }
 
 // age is the AGE column: how long ago the object was created.

@@ -82,31 +82,36 @@ func (t *Throttle) Acquire(key string) time.Duration {
 
 // Fail ends an acquired attempt as a failure.
 func (t *Throttle) Fail(key string) {
-	if t == nil {
-		return
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f, ok := t.keys[key]
-	if !ok {
-		return
-	}
-	f.inFlight = max(f.inFlight-1, 0)
-	now := t.now()
-	if now.Sub(f.first) > t.Window {
-		f.count, f.first = 0, now
-	}
-	f.count++
-	if f.count >= t.Limit {
-		f.until = now.Add(t.Lockout << min(f.strikes, 4))
-		f.strikes++
-		f.count, f.first = 0, now
-	}
+	t.end(key, func(f *failures) {
+		now := t.now()
+		if now.Sub(f.first) > t.Window {
+			f.count, f.first = 0, now
+		}
+		f.count++
+		if f.count >= t.Limit {
+			f.until = now.Add(t.Lockout << min(f.strikes, 4))
+			f.strikes++
+			f.count, f.first = 0, now
+		}
+	})
 }
 
 // Release ends an acquired attempt that did not fail; with forget, the
 // key's failures are forgotten too (a user who got their password right).
 func (t *Throttle) Release(key string, forget bool) {
+	t.end(key, func(f *failures) {
+		if forget {
+			f.count, f.strikes, f.until = 0, 0, time.Time{}
+			if f.inFlight == 0 {
+				delete(t.keys, key)
+			}
+		}
+	})
+}
+
+// end gives back key's attempt in progress and lets then record its
+// outcome, under the lock.
+func (t *Throttle) end(key string, then func(*failures)) {
 	if t == nil {
 		return
 	}
@@ -117,12 +122,7 @@ func (t *Throttle) Release(key string, forget bool) {
 		return
 	}
 	f.inFlight = max(f.inFlight-1, 0)
-	if forget {
-		f.count, f.strikes, f.until = 0, 0, time.Time{}
-		if f.inFlight == 0 {
-			delete(t.keys, key)
-		}
-	}
+	then(f)
 }
 
 // makeRoom makes space for one more key once the table is full, by

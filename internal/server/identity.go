@@ -112,28 +112,3 @@ func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvide
 	}
 	return chain, nil
 }
-
-// expireTokens deletes tokens a day after they expired or were revoked
-// (kept that long so a client is told "expired", not "unknown").
-func expireTokens(ctx context.Context, meta *store.Store, log *slog.Logger) {
-	n, err := meta.DeleteExpiredTokens(ctx, time.Now().Add(-24*time.Hour))
-	if err != nil {
-		log.Warn("delete expired tokens", "err", err)
-	} else if n > 0 {
-		log.Info("deleted expired tokens", "count", n)
-	}
-}
-
-// keptEvents is how much of the change history watches can replay from.
-const keptEvents = 100000
-
-// pruneEvents bounds the event history; a watch from before it is told
-// 410 Gone and lists again.
-func pruneEvents(ctx context.Context, meta *store.Store, log *slog.Logger) {
-	n, err := meta.PruneEvents(ctx, keptEvents)
-	if err != nil {
-		log.Warn("prune events", "err", err)
-	} else if n > 0 {
-		log.Info("pruned old events", "count", n)
-	}
-}

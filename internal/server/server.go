@@ -269,20 +269,6 @@ func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver
 	}
 }
 
-// every runs job each interval until ctx ends.
-func every(ctx context.Context, interval time.Duration, job func(context.Context)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			job(ctx)
-		}
-	}
-}
-
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, and the token endpoint.
 func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -158,24 +157,6 @@ func (s *Store) RepositoryEvents(ctx context.Context, project string, after int6
 		return nil, err
 	}
 	return out, nil
-}
-
-// ManifestPayload returns a stored manifest by digest, whichever
-// repository holds it.
-func (s *Store) ManifestPayload(ctx context.Context, dgst digest.Digest) (Manifest, time.Time, error) {
-	var m Manifest
-	var d string
-	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT digest, media_type, payload, created_at FROM manifests WHERE digest = ?`, string(dgst)).
-		Scan(&d, &m.MediaType, &m.Payload, &created)
-	if errors.Is(err, sql.ErrNoRows) {
-		return Manifest{}, time.Time{}, fmt.Errorf("manifest %s: %w", dgst, errdefs.ErrNotFound)
-	}
-	if err != nil {
-		return Manifest{}, time.Time{}, fmt.Errorf("read manifest %s: %w", dgst, err)
-	}
-	m.Digest = digest.Digest(d)
-	return m, time.UnixMicro(created).UTC(), nil
 }
 
 // StoredManifest is a manifest with what the Image view shows of it.

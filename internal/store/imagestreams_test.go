@@ -60,7 +60,7 @@ func TestStreamTagsAreTheTagHistory(t *testing.T) {
 	if _, err := s.RepositoryByName(ctx, "team/none"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("missing repository: %v", err)
 	}
-	if m, _, err := s.ManifestPayload(ctx, again.Digest); err != nil || string(m.Payload) != string(again.Payload) {
+	if m, err := s.StoredManifestByDigest(ctx, again.Digest); err != nil || string(m.Payload) != string(again.Payload) || m.Repository != "team/app" {
 		t.Fatalf("manifest payload: %v", err)
 	}
 }
