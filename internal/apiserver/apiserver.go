@@ -86,6 +86,7 @@ func (s *Server) routes() {
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+users+"/users", s.listUsers)
 	s.handle("GET "+oauth, s.listTokens)
+	s.handle("GET "+oauth+"/{name}", s.getToken)
 	s.handle("DELETE "+oauth+"/{name}", s.deleteToken)
 
 	s.handle("POST "+projects+"/projectrequests", s.createProject)

@@ -42,8 +42,7 @@ func (s *Server) listGroups(w http.ResponseWriter, r *http.Request) error {
 	for _, g := range names {
 		items = append(items, groupObject(g, groups[g]))
 	}
-	writeJSON(w, http.StatusOK, newList(groupUser+"/v1", "GroupList", items))
-	return nil
+	return writeList(w, r, newList(groupUser+"/v1", "GroupList", items), groupColumns, groupRow)
 }
 
 func (s *Server) getGroup(w http.ResponseWriter, r *http.Request) error {

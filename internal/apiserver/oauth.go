@@ -150,8 +150,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) error {
 		obj.Metadata.CreationTimestamp = timestamp(u.Created)
 		items = append(items, obj)
 	}
-	writeJSON(w, http.StatusOK, newList(groupUser+"/v1", "UserList", items))
-	return nil
+	return writeList(w, r, newList(groupUser+"/v1", "UserList", items), userColumns, userRow)
 }
 
 func userObject(name string, groups []string) User {
@@ -161,18 +160,18 @@ func userObject(name string, groups []string) User {
 	return User{TypeMeta: TypeMeta{APIVersion: groupUser + "/v1", Kind: "User"}, Metadata: ObjectMeta{Name: name}, Groups: groups}
 }
 
-// listTokens lists the caller's own live tokens. Only the caller's: there
+// callerTokens are the caller's own live tokens. Only the caller's: there
 // is nothing to authorize beyond having logged in. The token the request
 // carries is annotated berth.io/current=true.
-func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+func (s *Server) callerTokens(r *http.Request) ([]UserOAuthAccessToken, error) {
 	id := caller(r)
 	u := id.User
 	if isAnonymous(u) {
-		return unauthorized()
+		return nil, unauthorized()
 	}
 	tokens, err := s.opts.Store.TokensOf(r.Context(), u.Name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	now := time.Now()
 	var items []UserOAuthAccessToken
@@ -191,9 +190,33 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 			ExpiresIn: int64(t.Expires.Sub(t.Created) / time.Second),
 		})
 	}
-	writeJSON(w, http.StatusOK, newList(groupOAuth+"/v1", "UserOAuthAccessTokenList", items))
-	return nil
+	return items, nil
 }
+
+func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.callerTokens(r)
+	if err != nil {
+		return err
+	}
+	return writeList(w, r, newList(groupOAuth+"/v1", "UserOAuthAccessTokenList", items), tokenColumns, tokenRow)
+}
+
+// getToken is one of the caller's live tokens; anyone else's is not found.
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request) error {
+	items, err := s.callerTokens(r)
+	if err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	for _, t := range items {
+		if t.Metadata.Name == name {
+			return writeJSONOrYAML(w, r, http.StatusOK, t)
+		}
+	}
+	return notFound(tokensResource, name)
+}
+
+const tokensResource = "useroauthaccesstokens.oauth.openshift.io"
 
 // deleteToken revokes one of the caller's tokens; "~" is the token the
 // request itself carries (berth logout). Someone else's token is 404.
@@ -209,7 +232,6 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		name = id.TokenID
 	}
-	const resource = "useroauthaccesstokens.oauth.openshift.io"
 	tokens, err := s.opts.Store.TokensOf(r.Context(), id.User.Name)
 	if err != nil {
 		return err
@@ -219,11 +241,11 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		owned = owned || (t.ID == name && t.Revoked.IsZero())
 	}
 	if !owned {
-		return notFound(resource, name)
+		return notFound(tokensResource, name)
 	}
 	if err := s.opts.Store.RevokeToken(r.Context(), name); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
-			return notFound(resource, name)
+			return notFound(tokensResource, name)
 		}
 		return err
 	}

@@ -116,8 +116,7 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
 	for _, p := range projects {
 		items = append(items, projectObject(p))
 	}
-	writeJSON(w, http.StatusOK, newList(groupProject+"/v1", "ProjectList", items))
-	return nil
+	return writeList(w, r, newList(groupProject+"/v1", "ProjectList", items), projectColumns, projectRow)
 }
 
 // mayGetProject: a project the caller may get, or is bound in.

@@ -84,8 +84,7 @@ func (s *Server) listRoleBindings(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, newList(groupRBAC+"/v1", sc.kind+"List", bindingObjects(sc, bindings)))
-	return nil
+	return writeList(w, r, newList(groupRBAC+"/v1", sc.kind+"List", bindingObjects(sc, bindings)), bindingColumns, bindingRow)
 }
 
 // binding returns the binding of role in scope, or 404.

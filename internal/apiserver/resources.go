@@ -60,7 +60,9 @@ var served = []resourceInfo{
 		Namespaced: true, Verbs: []string{"delete", "get", "list"}, ShortNames: []string{"istag"}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
-		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "list"}},
+		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "get", "list"},
+		// Berth's short names: `berth get tokens`, `berth delete token NAME`.
+		ShortNames: []string{"tokens", "token"}},
 }
 
 // groupVersions lists the API groups served (besides the core group), in

@@ -97,8 +97,7 @@ func (s *Server) listServiceAccounts(w http.ResponseWriter, r *http.Request) err
 			items = append(items, obj)
 		}
 	}
-	writeJSON(w, http.StatusOK, newList("v1", "ServiceAccountList", items))
-	return nil
+	return writeList(w, r, newList("v1", "ServiceAccountList", items), serviceAccountColumns, serviceAccountRow)
 }
 
 // serviceAccount returns the stored service account the URL names, or 404.

@@ -2,6 +2,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,13 @@ import (
 func Execute() int {
 	root := NewRoot()
 	if err := root.Execute(); err != nil {
+		if exit, ok := errors.AsType[*kubeExit](err); ok {
+			// kubectl's messages say "error: …" or "Error from server …" already.
+			if exit.msg != "" {
+				fmt.Fprintln(os.Stderr, exit.msg)
+			}
+			return exit.code
+		}
 		fmt.Fprintln(os.Stderr, "berth:", err)
 		return 1
 	}
@@ -37,8 +45,8 @@ func NewRoot() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand(), newBenchCommand())
 	root.AddCommand(newLoginCommand(), newLogoutCommand(), newWhoamiCommand(),
-		newNewProjectCommand(), newProjectCommand(), newGetCommand(), newDeleteCommand(),
-		newPolicyCommand(), newAdmCommand(), newCreateCommand())
+		newNewProjectCommand(), newProjectCommand(), newPolicyCommand(), newAdmCommand())
+	addKubectlCommands(root)
 	return root
 }
 

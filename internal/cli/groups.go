@@ -6,8 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -162,53 +160,4 @@ func uniq(names []string) []string {
 		}
 	}
 	return out
-}
-
-func newGetGroupsCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "groups",
-		Aliases: []string{"group"},
-		Short:   "List the groups of users (cluster administrators)",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, c, err := session()
-			if err != nil {
-				return err
-			}
-			var list groupList
-			if err := c.do(cmd.Context(), http.MethodGet, pathGroups, nil, &list); err != nil {
-				return err
-			}
-			if len(list.Items) == 0 {
-				fmt.Fprintln(cmd.ErrOrStderr(), "No resources found.")
-				return nil
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tUSERS")
-			for _, g := range list.Items {
-				fmt.Fprintf(tw, "%s\t%s\n", g.Metadata.Name, strings.Join(g.Users, ", "))
-			}
-			return tw.Flush()
-		},
-	}
-}
-
-func newDeleteGroupCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:     "group NAME",
-		Aliases: []string{"groups"},
-		Short:   "Delete a group (its members lose what it was granted)",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			_, c, err := session()
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, groupPath(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "group.user.openshift.io %q deleted\n", args[0])
-			return nil
-		},
-	}
 }

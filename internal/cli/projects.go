@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 )
@@ -83,67 +82,4 @@ func newProjectCommand() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func newGetCommand() *cobra.Command {
-	get := &cobra.Command{
-		Use:   "get",
-		Short: "List objects",
-	}
-	get.AddCommand(&cobra.Command{
-		Use:     "projects",
-		Aliases: []string{"project"},
-		Short:   "List the projects you can see",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			_, c, err := session()
-			if err != nil {
-				return err
-			}
-			var list projectList
-			if err := c.do(cmd.Context(), http.MethodGet, pathProjects, nil, &list); err != nil {
-				return err
-			}
-			if len(list.Items) == 0 {
-				fmt.Fprintln(cmd.ErrOrStderr(), "No resources found.")
-				return nil
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tSTATUS")
-			for _, p := range list.Items {
-				fmt.Fprintf(tw, "%s\t%s\n", p.Metadata.Name, p.Status.Phase)
-			}
-			return tw.Flush()
-		},
-	}, newGetGroupsCommand(), newGetTokensCommand(), newGetServiceAccountsCommand(), newGetRoleBindingsCommand())
-	return get
-}
-
-func newDeleteCommand() *cobra.Command {
-	del := &cobra.Command{
-		Use:   "delete",
-		Short: "Delete objects",
-	}
-	del.AddCommand(&cobra.Command{
-		Use:     "project NAME",
-		Aliases: []string{"projects"},
-		Short:   "Delete a project with its repositories",
-		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, c, err := session()
-			if err != nil {
-				return err
-			}
-			if err := c.do(cmd.Context(), http.MethodDelete, pathProjects+"/"+url.PathEscape(args[0]), nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "project.project.openshift.io %q deleted\n", args[0])
-			if cfg.Project == args[0] {
-				cfg.Project = ""
-				return cfg.save()
-			}
-			return nil
-		},
-	}, newDeleteGroupCommand(), newDeleteTokenCommand(), newDeleteServiceAccountCommand())
-	return del
 }

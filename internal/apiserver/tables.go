@@ -1,0 +1,141 @@
+package apiserver
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+)
+
+// Tables for the lists the handlers of issue 3 serve (projects, users,
+// groups, tokens, service accounts, role bindings): the columns the
+// reference's CLI prints for them, so that `kubectl get` and `berth get`
+// show more than a name.
+
+// tableMeta is m as Kubernetes metadata, for a Table row.
+func (m ObjectMeta) tableMeta() metav1.ObjectMeta {
+	out := metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Annotations: m.Annotations}
+	if t, err := time.Parse(time.RFC3339, m.CreationTimestamp); err == nil {
+		out.CreationTimestamp = metav1.NewTime(t)
+	}
+	return out
+}
+
+// ageOf is the AGE column for a creation timestamp, "<unknown>" without one
+// (as kubectl prints it).
+func ageOf(ts string) string {
+	t, err := time.Parse(time.RFC3339, ts)
+	if err != nil {
+		return "<unknown>"
+	}
+	return duration.HumanDuration(time.Since(t))
+}
+
+// column is a Table column; priority 1 columns show with -o wide only.
+func column(name, description string, priority int32) metav1.TableColumnDefinition {
+	return metav1.TableColumnDefinition{Name: name, Type: "string", Description: description, Priority: priority}
+}
+
+// writeList answers a list request with list, or with a Table of columns
+// and one row per item when the client asks for one.
+func writeList[T any](w http.ResponseWriter, r *http.Request, list List[T], columns []metav1.TableColumnDefinition, row func(T) (ObjectMeta, []any)) error {
+	if !wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, list)
+	}
+	t := newTable(append([]metav1.TableColumnDefinition{columnName}, columns...), "", "")
+	include := r.URL.Query().Get("includeObject")
+	for _, item := range list.Items {
+		meta, cells := row(item)
+		cells = append([]any{meta.Name}, cells...)
+		switch include {
+		case "None":
+			t.Rows = append(t.Rows, metav1.TableRow{Cells: cells})
+		case "Object":
+			t.Rows = append(t.Rows, metav1.TableRow{Cells: cells, Object: runtime.RawExtension{Raw: mustJSON(item)}})
+		default:
+			t.Rows = append(t.Rows, metaRow(meta.tableMeta(), cells...))
+		}
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, t)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "<none>"
+	}
+	return s
+}
+
+var (
+	projectColumns = []metav1.TableColumnDefinition{
+		column("Display Name", "The project's display name.", 0),
+		column("Status", "The project's phase.", 0),
+	}
+	userColumns = []metav1.TableColumnDefinition{
+		column("Groups", "The groups the user is in.", 0),
+	}
+	groupColumns = []metav1.TableColumnDefinition{
+		column("Users", "The members of the group.", 0),
+	}
+	tokenColumns = []metav1.TableColumnDefinition{
+		column("Current", "* marks the token this request carries.", 0),
+		column("Description", "What the token was issued for.", 0),
+		column("Created", "When the token was issued.", 0),
+		column("Expires", "When the token stops working.", 0),
+	}
+	serviceAccountColumns = []metav1.TableColumnDefinition{
+		column("Secrets", "The number of secrets of the account (Berth keeps none: its tokens are requested).", 0),
+		columnAge,
+	}
+	bindingColumns = []metav1.TableColumnDefinition{
+		column("Role", "The role the binding grants.", 0),
+		columnAge,
+		column("Users", "The users the role is granted to.", 1),
+		column("Groups", "The groups the role is granted to.", 1),
+		column("ServiceAccounts", "The service accounts the role is granted to.", 1),
+	}
+)
+
+func projectRow(p Project) (ObjectMeta, []any) {
+	return p.Metadata, []any{p.Metadata.Annotations["openshift.io/display-name"], p.Status.Phase}
+}
+
+func userRow(u User) (ObjectMeta, []any) {
+	return u.Metadata, []any{orNone(strings.Join(u.Groups, ", "))}
+}
+
+func groupRow(g Group) (ObjectMeta, []any) {
+	return g.Metadata, []any{strings.Join(g.Users, ", ")}
+}
+
+func tokenRow(t UserOAuthAccessToken) (ObjectMeta, []any) {
+	mark := ""
+	if t.Metadata.Annotations["berth.io/current"] == "true" {
+		mark = "*"
+	}
+	a := t.Metadata.Annotations
+	return t.Metadata, []any{mark, orNone(a["berth.io/description"]), orNone(t.Metadata.CreationTimestamp), orNone(a["berth.io/expires"])}
+}
+
+func serviceAccountRow(sa ServiceAccount) (ObjectMeta, []any) {
+	return sa.Metadata, []any{int64(0), ageOf(sa.Metadata.CreationTimestamp)}
+}
+
+func bindingRow(b RoleBinding) (ObjectMeta, []any) {
+	var users, groups, accounts []string
+	for _, s := range b.Subjects {
+		switch s.Kind {
+		case "User":
+			users = append(users, s.Name)
+		case "Group":
+			groups = append(groups, s.Name)
+		case "ServiceAccount":
+			accounts = append(accounts, s.Namespace+"/"+s.Name)
+		}
+	}
+	return b.Metadata, []any{b.RoleRef.Kind + "/" + b.RoleRef.Name, ageOf(b.Metadata.CreationTimestamp),
+		strings.Join(users, ", "), strings.Join(groups, ", "), strings.Join(accounts, ", ")}
+}
