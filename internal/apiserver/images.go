@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
@@ -28,61 +29,6 @@ type BlobOpener interface {
 	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
 }
 
-// Image is image.openshift.io/v1 Image.
-type Image struct {
-	metav1.TypeMeta              `json:",inline"`
-	metav1.ObjectMeta            `json:"metadata,omitempty"`
-	DockerImageReference         string          `json:"dockerImageReference,omitempty"`
-	DockerImageMetadata          *DockerImage    `json:"dockerImageMetadata,omitempty"`
-	DockerImageMetadataVersion   string          `json:"dockerImageMetadataVersion,omitempty"`
-	DockerImageLayers            []ImageLayer    `json:"dockerImageLayers"`
-	DockerImageManifestMediaType string          `json:"dockerImageManifestMediaType,omitempty"`
-	DockerImageManifests         []ImageManifest `json:"dockerImageManifests,omitempty"`
-}
-
-// DockerImage is the image's metadata, from its config (the reference's
-// "1.0" metadata, whose fields are capitalized).
-type DockerImage struct {
-	Kind         string        `json:"kind"`
-	APIVersion   string        `json:"apiVersion"`
-	ID           string        `json:"Id"`
-	Created      *metav1.Time  `json:"Created,omitempty"`
-	Config       *DockerConfig `json:"Config,omitempty"`
-	Architecture string        `json:"Architecture,omitempty"`
-	OS           string        `json:"Os,omitempty"`
-	Size         int64         `json:"Size,omitempty"`
-}
-
-// DockerConfig is the run configuration of an image.
-type DockerConfig struct {
-	User         string              `json:"User,omitempty"`
-	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
-	Env          []string            `json:"Env,omitempty"`
-	Entrypoint   []string            `json:"Entrypoint,omitempty"`
-	Cmd          []string            `json:"Cmd,omitempty"`
-	Volumes      map[string]struct{} `json:"Volumes,omitempty"`
-	WorkingDir   string              `json:"WorkingDir,omitempty"`
-	Labels       map[string]string   `json:"Labels,omitempty"`
-	StopSignal   string              `json:"StopSignal,omitempty"`
-}
-
-// ImageLayer is one layer.
-type ImageLayer struct {
-	Name      string `json:"name"`
-	Size      int64  `json:"size"`
-	MediaType string `json:"mediaType"`
-}
-
-// ImageManifest is one child of an image index.
-type ImageManifest struct {
-	Digest       string `json:"digest"`
-	MediaType    string `json:"mediaType"`
-	ManifestSize int64  `json:"manifestSize"`
-	Architecture string `json:"architecture,omitempty"`
-	OS           string `json:"os,omitempty"`
-	Variant      string `json:"variant,omitempty"`
-}
-
 var resImages = auth.Resource{Group: groupImage, Resource: "images"}
 
 func (s *Server) imageRoutes() {
@@ -94,15 +40,15 @@ func (s *Server) imageRoutes() {
 // maxConfigBytes bounds the config blob read for an Image.
 const maxConfigBytes = 4 << 20
 
-func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManifest) *Image {
-	img := &Image{
+func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManifest) *imagev1.Image {
+	img := &imagev1.Image{
 		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "Image"},
 		ObjectMeta: metav1.ObjectMeta{Name: string(m.Digest),
 			UID:               types.UID(newUIDFrom("image\x00" + string(m.Digest))),
 			ResourceVersion:   "1", // content-addressed: an Image never changes
 			CreationTimestamp: metav1.NewTime(m.Created.Truncate(time.Second))},
 		DockerImageMetadataVersion: "1.0", DockerImageManifestMediaType: m.MediaType,
-		DockerImageLayers: []ImageLayer{},
+		DockerImageLayers: []imagev1.ImageLayer{},
 	}
 	if m.Repository != "" {
 		img.DockerImageReference = registryHost(r) + "/" + m.Repository + "@" + string(m.Digest)
@@ -115,7 +61,7 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 		return img
 	}
 	for _, c := range doc.Manifests {
-		child := ImageManifest{Digest: string(c.Digest), MediaType: c.MediaType, ManifestSize: c.Size}
+		child := imagev1.ImageManifest{Digest: string(c.Digest), MediaType: c.MediaType, ManifestSize: c.Size}
 		if c.Platform != nil {
 			child.Architecture, child.OS, child.Variant = c.Platform.Architecture, c.Platform.OS, c.Platform.Variant
 		}
@@ -123,13 +69,13 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 	}
 	var layersSize int64
 	for _, l := range doc.Layers {
-		img.DockerImageLayers = append(img.DockerImageLayers, ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
+		img.DockerImageLayers = append(img.DockerImageLayers, imagev1.ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
 		layersSize += l.Size
 	}
 	if doc.Config.Digest == "" {
 		return img
 	}
-	meta := &DockerImage{Kind: "DockerImage", APIVersion: "image.openshift.io/1.0", ID: string(doc.Config.Digest),
+	meta := &imagev1.DockerImage{Kind: "DockerImage", APIVersion: "image.openshift.io/1.0", ID: string(doc.Config.Digest),
 		Size: doc.Config.Size + layersSize}
 	if cfg, err := s.imageConfig(ctx, doc.Config.Digest); err == nil {
 		if cfg.Created != nil && !cfg.Created.IsZero() {
@@ -138,7 +84,7 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 		}
 		meta.Architecture, meta.OS = cfg.Architecture, cfg.OS
 		c := cfg.Config
-		meta.Config = &DockerConfig{User: c.User, ExposedPorts: c.ExposedPorts, Env: c.Env, Entrypoint: c.Entrypoint,
+		meta.Config = &imagev1.DockerConfig{User: c.User, ExposedPorts: c.ExposedPorts, Env: c.Env, Entrypoint: c.Entrypoint,
 			Cmd: c.Cmd, Volumes: c.Volumes, WorkingDir: c.WorkingDir, Labels: c.Labels, StopSignal: c.StopSignal}
 	} else {
 		s.log.Debug("image config unreadable", "image", m.Digest, "config", doc.Config.Digest, "err", err)
@@ -166,7 +112,7 @@ func (s *Server) imageConfig(ctx context.Context, dgst digest.Digest) (ocispec.I
 var imageColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Image Reference", Type: "string", Description: "Where to pull the image from, by digest."}}
 
-func imageTable(items []*Image, next string) metav1.Table {
+func imageTable(items []*imagev1.Image, next string) metav1.Table {
 	t := newTable(imageColumns, "1", next)
 	for _, img := range items {
 		t.Rows = append(t.Rows, metaRow(img.ObjectMeta, img.Name, img.DockerImageReference))
@@ -193,7 +139,7 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	items := []*Image{}
+	items := []*imagev1.Image{}
 	for _, m := range page {
 		items = append(items, s.image(r.Context(), r, m))
 	}
@@ -224,7 +170,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request) error {
 	}
 	img := s.image(r.Context(), r, m)
 	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageTable([]*Image{img}, ""))
+		return writeJSONOrYAML(w, r, http.StatusOK, imageTable([]*imagev1.Image{img}, ""))
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, img)
 }

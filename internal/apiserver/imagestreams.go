@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
 
+	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
@@ -29,67 +30,7 @@ import (
 // writes) are the stream's status.tags. Nothing is copied, so the two
 // cannot diverge. The JSON field names are the reference's.
 
-const groupImage = "image.openshift.io"
-
-// ImageStream is image.openshift.io/v1 ImageStream.
-type ImageStream struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              ImageStreamSpec   `json:"spec"`
-	Status            ImageStreamStatus `json:"status"`
-}
-
-// ImageStreamSpec holds the stream's spec tags (managed with tag and
-// import, in a later step; empty for a pushed stream).
-type ImageStreamSpec struct {
-	LookupPolicy ImageLookupPolicy `json:"lookupPolicy"`
-	Tags         []json.RawMessage `json:"tags,omitempty"`
-}
-
-// ImageLookupPolicy says whether the stream's tags resolve locally.
-type ImageLookupPolicy struct {
-	Local bool `json:"local"`
-}
-
-// ImageStreamStatus is where the stream is pulled from and its tags'
-// histories.
-type ImageStreamStatus struct {
-	DockerImageRepository       string              `json:"dockerImageRepository"`
-	PublicDockerImageRepository string              `json:"publicDockerImageRepository,omitempty"`
-	Tags                        []NamedTagEventList `json:"tags,omitempty"`
-}
-
-// NamedTagEventList is one tag and its history, newest first.
-type NamedTagEventList struct {
-	Tag   string     `json:"tag"`
-	Items []TagEvent `json:"items"`
-}
-
-// TagEvent is one entry of a tag's history.
-type TagEvent struct {
-	Created              metav1.Time `json:"created"`
-	DockerImageReference string      `json:"dockerImageReference"`
-	Image                string      `json:"image"`
-	Generation           int64       `json:"generation"`
-}
-
-// ImageStreamTag is image.openshift.io/v1 ImageStreamTag: one tag of a
-// stream and the image it points at.
-type ImageStreamTag struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Tag               *json.RawMessage  `json:"tag"`
-	Generation        int64             `json:"generation"`
-	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy"`
-	Image             ImageRef          `json:"image"`
-}
-
-// ImageRef is the image an ImageStreamTag points at.
-type ImageRef struct {
-	metav1.ObjectMeta            `json:"metadata"`
-	DockerImageReference         string `json:"dockerImageReference"`
-	DockerImageManifestMediaType string `json:"dockerImageManifestMediaType,omitempty"`
-}
+const groupImage = imagev1.GroupName
 
 var (
 	resImageStreams    = auth.Resource{Group: groupImage, Resource: "imagestreams"}
@@ -111,25 +52,25 @@ func (s *Server) imageStreamRoutes() {
 // request came to (the API and the registry share the listener).
 func registryHost(r *http.Request) string { return r.Host }
 
-func (s *Server) imageStream(ctx context.Context, r *http.Request, repo store.Repository) (*ImageStream, error) {
+func (s *Server) imageStream(ctx context.Context, r *http.Request, repo store.Repository) (*imagev1.ImageStream, error) {
 	tags, err := s.opts.Store.StreamTags(ctx, repo.Name)
 	if err != nil {
 		return nil, err
 	}
 	_, name, _ := strings.Cut(repo.Name, "/")
 	pullSpec := registryHost(r) + "/" + repo.Name
-	is := &ImageStream{
+	is := &imagev1.ImageStream{
 		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: repo.Project,
 			UID:               types.UID(uidFor("imagestream", repo.Name, repo.Created)),
 			ResourceVersion:   strconv.FormatInt(repo.Version, 10),
 			CreationTimestamp: metav1.NewTime(repo.Created.Truncate(time.Second))},
-		Status: ImageStreamStatus{DockerImageRepository: pullSpec},
+		Status: imagev1.ImageStreamStatus{DockerImageRepository: pullSpec},
 	}
 	for _, t := range tags {
-		list := NamedTagEventList{Tag: t.Tag, Items: []TagEvent{}}
+		list := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}}
 		for _, ev := range t.Items {
-			list.Items = append(list.Items, TagEvent{
+			list.Items = append(list.Items, imagev1.TagEvent{
 				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
 				DockerImageReference: pullSpec + "@" + string(ev.Digest),
 				Image:                string(ev.Digest), Generation: ev.Generation,
@@ -151,7 +92,7 @@ var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Tags", Type: "string", Description: "The stream's tags, by name."},
 	{Name: "Updated", Type: "string", Description: "When a tag last changed."}}
 
-func imageStreamTable(items []*ImageStream, rv string) metav1.Table {
+func imageStreamTable(items []*imagev1.ImageStream, rv string) metav1.Table {
 	t := newTable(imageStreamColumns, rv, "")
 	for _, is := range items {
 		var names []string
@@ -190,7 +131,7 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	items := []*ImageStream{}
+	items := []*imagev1.ImageStream{}
 	for _, is := range streams {
 		if q.labels.Matches(labelSet(is.Labels)) && q.fields.Matches(fieldSet(is.ObjectMeta)) {
 			items = append(items, is)
@@ -207,7 +148,7 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 
 // imageStreamsIn builds the streams of namespace ns (all when ""), and the
 // resourceVersion they are as of.
-func (s *Server) imageStreamsIn(r *http.Request, ns string) ([]*ImageStream, int64, error) {
+func (s *Server) imageStreamsIn(r *http.Request, ns string) ([]*imagev1.ImageStream, int64, error) {
 	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
 	if err != nil {
 		return nil, 0, err
@@ -216,7 +157,7 @@ func (s *Server) imageStreamsIn(r *http.Request, ns string) ([]*ImageStream, int
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make([]*ImageStream, 0, len(repos))
+	out := make([]*imagev1.ImageStream, 0, len(repos))
 	for _, repo := range repos {
 		is, err := s.imageStream(r.Context(), r, repo)
 		if err != nil {
@@ -244,7 +185,7 @@ func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTable([]*ImageStream{is}, is.ResourceVersion))
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTable([]*imagev1.ImageStream{is}, is.ResourceVersion))
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, is)
 }
@@ -280,13 +221,13 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
 	enc := json.NewEncoder(w)
-	emit := func(typ string, is *ImageStream) error {
+	emit := func(typ string, is *imagev1.ImageStream) error {
 		if !q.labels.Matches(labelSet(is.Labels)) || !q.fields.Matches(fieldSet(is.ObjectMeta)) {
 			return nil
 		}
 		var payload any = is
 		if table {
-			payload = imageStreamTable([]*ImageStream{is}, is.ResourceVersion)
+			payload = imageStreamTable([]*imagev1.ImageStream{is}, is.ResourceVersion)
 		}
 		if err := enc.Encode(metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: mustJSON(payload)}}); err != nil {
 			return err
@@ -336,9 +277,9 @@ func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns st
 			repo, err := s.opts.Store.RepositoryByName(ctx, name)
 			if errors.Is(err, errdefs.ErrNotFound) {
 				project, image, _ := strings.Cut(name, "/")
-				gone := &ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
+				gone := &imagev1.ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
 					ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: strconv.FormatInt(seen[name], 10)},
-					Status:     ImageStreamStatus{DockerImageRepository: registryHost(r) + "/" + name}}
+					Status:     imagev1.ImageStreamStatus{DockerImageRepository: registryHost(r) + "/" + name}}
 				if emit("DELETED", gone) != nil {
 					return nil
 				}
@@ -380,16 +321,16 @@ var streamChanges = map[string]bool{
 }
 
 // imageStreamTag builds the ImageStreamTag "name:tag" from the stream.
-func imageStreamTag(is *ImageStream, tag NamedTagEventList) *ImageStreamTag {
+func imageStreamTag(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.ImageStreamTag {
 	latest := tag.Items[0]
-	return &ImageStreamTag{
+	return &imagev1.ImageStreamTag{
 		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStreamTag"},
 		ObjectMeta: metav1.ObjectMeta{Name: is.Name + ":" + tag.Tag, Namespace: is.Namespace,
 			UID:               types.UID(uidFor("imagestreamtag", is.Namespace+"/"+is.Name+":"+tag.Tag, latest.Created.Time)),
 			ResourceVersion:   is.ResourceVersion,
 			CreationTimestamp: latest.Created},
 		Generation: latest.Generation,
-		Image: ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
+		Image: imagev1.ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
 			DockerImageReference: latest.DockerImageReference},
 	}
 }
@@ -398,7 +339,7 @@ var imageStreamTagColumns = []metav1.TableColumnDefinition{columnName,
 	{Name: "Image Reference", Type: "string", Description: "Where to pull the tag's image from, by digest."},
 	{Name: "Updated", Type: "string", Description: "When the tag last changed."}}
 
-func imageStreamTagTable(items []*ImageStreamTag, rv string) metav1.Table {
+func imageStreamTagTable(items []*imagev1.ImageStreamTag, rv string) metav1.Table {
 	t := newTable(imageStreamTagColumns, rv, "")
 	for _, ist := range items {
 		t.Rows = append(t.Rows, metaRow(ist.ObjectMeta, ist.Name, ist.Image.DockerImageReference, humanAgo(ist.CreationTimestamp.Time)))
@@ -419,7 +360,7 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	items := []*ImageStreamTag{}
+	items := []*imagev1.ImageStreamTag{}
 	for _, is := range streams {
 		for _, tag := range is.Status.Tags {
 			if ist := imageStreamTag(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
@@ -437,29 +378,29 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 }
 
 // findTag returns the stream and tag named "stream:tag" in ns.
-func (s *Server) findTag(r *http.Request, ns, name string) (*ImageStream, NamedTagEventList, error) {
+func (s *Server) findTag(r *http.Request, ns, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error) {
 	stream, tag, ok := strings.Cut(name, ":")
 	notFound := &StatusError{http.StatusNotFound, "NotFound", `imagestreamtags.image.openshift.io "` + name + `" not found`}
 	if !ok || stream == "" || tag == "" {
-		return nil, NamedTagEventList{}, badRequest("an ImageStreamTag is named STREAM:TAG, not %q", name)
+		return nil, imagev1.NamedTagEventList{}, badRequest("an ImageStreamTag is named STREAM:TAG, not %q", name)
 	}
 	repo, err := s.opts.Store.RepositoryByName(r.Context(), ns+"/"+stream)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil, NamedTagEventList{}, notFound
+		return nil, imagev1.NamedTagEventList{}, notFound
 	}
 	if err != nil {
-		return nil, NamedTagEventList{}, err
+		return nil, imagev1.NamedTagEventList{}, err
 	}
 	is, err := s.imageStream(r.Context(), r, repo)
 	if err != nil {
-		return nil, NamedTagEventList{}, err
+		return nil, imagev1.NamedTagEventList{}, err
 	}
 	for _, t := range is.Status.Tags {
 		if t.Tag == tag && len(t.Items) > 0 {
 			return is, t, nil
 		}
 	}
-	return nil, NamedTagEventList{}, notFound
+	return nil, imagev1.NamedTagEventList{}, notFound
 }
 
 func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error {
@@ -476,7 +417,7 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 		ist.Image.DockerImageManifestMediaType = m.MediaType
 	}
 	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable([]*ImageStreamTag{ist}, ist.ResourceVersion))
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable([]*imagev1.ImageStreamTag{ist}, ist.ResourceVersion))
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, ist)
 }

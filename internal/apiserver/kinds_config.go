@@ -161,29 +161,55 @@ var configKind = &storedKind{
 	cells:   func(o object) []any { return []any{o.GetName(), age(o)} },
 }
 
-// EnsureRegistryConfig creates the default Config on first start, as the
-// reference's operator does: Managed, one replica, a random httpSecret.
-func EnsureRegistryConfig(ctx context.Context, st *store.Store) error {
-	key := configKind.key("", ConfigName)
-	if _, err := st.GetObject(ctx, key); err == nil {
+// SystemProjects are the projects Berth keeps for itself, as the
+// reference's cluster has them: openshift-config holds the ConfigMaps the
+// cluster image settings name (additional CAs), openshift-image-registry
+// the registry's own Secrets (storage credentials). Only cluster
+// administrators see them.
+var SystemProjects = []string{"openshift-config", "openshift-image-registry"}
+
+// EnsureClusterObjects creates, on every start, what a cluster has from
+// the beginning, as the reference's operators do: the system projects,
+// the registry Config (Managed, one replica, a random httpSecret) and the
+// cluster image settings, both named "cluster". Existing ones are left
+// as they are.
+func EnsureClusterObjects(ctx context.Context, st *store.Store) error {
+	for _, name := range SystemProjects {
+		err := st.CreateProject(ctx, store.Project{Name: name, Created: time.Now().UTC()})
+		if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+			return fmt.Errorf("create project %s: %w", name, err)
+		}
+	}
+	secret := make([]byte, 64)
+	_, _ = rand.Read(secret)
+	registry := &RegistryConfig{Spec: RegistryConfigSpec{ManagementState: "Managed", LogLevel: "Normal", Replicas: 1,
+		HTTPSecret: hex.EncodeToString(secret), RolloutStrategy: "RollingUpdate"}}
+	if err := ensureObject(ctx, st, configKind, registry); err != nil {
+		return fmt.Errorf("create the registry Config: %w", err)
+	}
+	if err := ensureObject(ctx, st, imageConfigKind, &ImageConfig{}); err != nil {
+		return fmt.Errorf("create the cluster image settings: %w", err)
+	}
+	return nil
+}
+
+// ensureObject creates the cluster-scoped object "cluster" of kind k as
+// obj, unless it exists.
+func ensureObject(ctx context.Context, st *store.Store, k *storedKind, obj object) error {
+	if _, err := st.GetObject(ctx, k.key("", ConfigName)); err == nil {
 		return nil
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
-	secret := make([]byte, 64)
-	_, _ = rand.Read(secret)
-	c := &RegistryConfig{
-		ObjectMeta: metav1.ObjectMeta{Name: ConfigName, UID: types.UID(uuid.NewString()),
-			CreationTimestamp: metav1.NewTime(time.Now().UTC().Truncate(time.Second))},
-		Spec: RegistryConfigSpec{ManagementState: "Managed", LogLevel: "Normal", Replicas: 1,
-			HTTPSecret: hex.EncodeToString(secret), RolloutStrategy: "RollingUpdate"},
-	}
-	rec, err := configKind.toStored(c)
+	obj.SetName(ConfigName)
+	obj.SetUID(types.UID(uuid.NewString()))
+	obj.SetCreationTimestamp(metav1.NewTime(time.Now().UTC().Truncate(time.Second)))
+	rec, err := k.toStored(obj)
 	if err != nil {
 		return err
 	}
 	if _, err := st.CreateObject(ctx, rec); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
-		return fmt.Errorf("create the registry Config: %w", err)
+		return err
 	}
 	return nil
 }

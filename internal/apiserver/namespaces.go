@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -97,6 +98,12 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request) error {
 	}
 	if !validName(ns.Name) {
 		return invalid("Namespace %q is invalid: metadata.name: use %s, at most %d characters", ns.Name, nameRule, maxProjectName)
+	}
+	if auth.ReservedProject(ns.Name) {
+		// System namespaces are a cluster administrator's, not a request.
+		if err := s.authorize(r, "create", auth.Resource{Resource: "namespaces"}, ""); err != nil {
+			return err
+		}
 	}
 	u := caller(r).User
 	if err := s.opts.Store.CreateProject(r.Context(), store.Project{Name: ns.Name, Creator: u.Name}); err != nil {

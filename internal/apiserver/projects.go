@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -42,6 +43,9 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	name := req.Metadata.Name
 	if !validName(name) {
 		return invalid("project name %q is invalid: use %s, at most %d characters", name, nameRule, maxProjectName)
+	}
+	if auth.ReservedProject(name) {
+		return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf("cannot request a project named %q: the name is reserved for the system", name)}
 	}
 	u := caller(r).User
 	p := store.Project{Name: name, Creator: u.Name}

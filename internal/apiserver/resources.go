@@ -58,6 +58,9 @@ var served = []resourceInfo{
 		Namespaced: true, Verbs: []string{"get", "list", "watch"}, ShortNames: []string{"is"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",
 		Namespaced: true, Verbs: []string{"delete", "get", "list"}, ShortNames: []string{"istag"}},
+	// After image.openshift.io: the order of groups is kubectl's priority,
+	// so a bare "images" is the registry's images, as on the reference.
+	{Group: groupConfig, Version: "v1", Resource: "images", Singular: "image", Kind: "Image", Verbs: verbsCRUD},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "get", "list"},
@@ -65,8 +68,9 @@ var served = []resourceInfo{
 		ShortNames: []string{"tokens", "token"}},
 }
 
-// groupVersions lists the API groups served (besides the core group), in
-// a stable order, with their versions.
+// groupVersions lists the API groups served (besides the core group) with
+// their versions, in the order of served: kubectl resolves a resource name
+// that several groups serve to the first.
 func groupVersions() []resourceInfo {
 	var out []resourceInfo
 	for _, r := range served {
@@ -74,15 +78,6 @@ func groupVersions() []resourceInfo {
 			out = append(out, resourceInfo{Group: r.Group, Version: r.Version})
 		}
 	}
-	slices.SortFunc(out, func(a, b resourceInfo) int {
-		if a.Group < b.Group {
-			return -1
-		}
-		if a.Group > b.Group {
-			return 1
-		}
-		return 0
-	})
 	return out
 }
 

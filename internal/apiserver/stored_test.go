@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -221,10 +222,10 @@ func TestWatchConfigMaps(t *testing.T) {
 // the one Config; only cluster admins may, and bad values are refused.
 func TestRegistryConfig(t *testing.T) {
 	s := newServer(t)
-	if err := apiserver.EnsureRegistryConfig(context.Background(), s.Store); err != nil {
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
 		t.Fatal(err)
 	}
-	if err := apiserver.EnsureRegistryConfig(context.Background(), s.Store); err != nil {
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
 		t.Fatalf("a second start: %v", err)
 	}
 	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs"
@@ -260,4 +261,62 @@ func TestRegistryConfig(t *testing.T) {
 	bob := login(t, s, "bob", "bob-pw")
 	bob.expect(403, "PATCH", cfg+"/cluster", map[string]any{})
 	bob.expect(403, "GET", cfg+"/cluster", nil)
+}
+
+// A cluster starts with its system projects (an administrator's only) and
+// the cluster image settings the reference's "add a CA" procedure edits;
+// nobody may request a reserved project name.
+func TestClusterObjectsAndReservedProjects(t *testing.T) {
+	s := newServer(t)
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
+		t.Fatal(err)
+	}
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	bob := login(t, s, "bob", "bob-pw")
+	for _, ns := range apiserver.SystemProjects {
+		admin.expect(200, "GET", "/api/v1/namespaces/"+ns, nil)
+		bob.expect(404, "GET", "/api/v1/namespaces/"+ns, nil)
+		bob.expect(403, "POST", "/api/v1/namespaces/"+ns+"/configmaps", cm("x", nil))
+	}
+	admin.expect(201, "POST", "/api/v1/namespaces/openshift-config/configmaps", cm("registry-config", map[string]string{"myregistry.corp.com..5000": "PEM"}))
+
+	const images = "/apis/config.openshift.io/v1/images"
+	c := admin.expect(200, "GET", images+"/cluster", nil)
+	if c.str("kind") != "Image" || c.str("apiVersion") != "config.openshift.io/v1" {
+		t.Fatalf("cluster image settings: %s", c.raw)
+	}
+	p := admin.raw("PATCH", images+"/cluster", "application/merge-patch+json", []byte(`{"spec":{"additionalTrustedCA":{"name":"registry-config"}}}`))
+	if p.code != 200 || p.body["spec"].(map[string]any)["additionalTrustedCA"].(map[string]any)["name"] != "registry-config" {
+		t.Fatalf("set additionalTrustedCA: %d %s", p.code, p.raw)
+	}
+	for patch, says := range map[string]string{
+		`{"spec":{"additionalTrustedCA":{"name":"Bad Name"}}}`:                              "spec.additionalTrustedCA.name",
+		`{"spec":{"allowedRegistriesForImport":[{"insecure":true}]}}`:                       "domainName: Required",
+		`{"spec":{"registrySources":{"allowedRegistries":["a"],"blockedRegistries":["b"]}}}`: "only one of",
+	} {
+		if a := admin.raw("PATCH", images+"/cluster", "application/merge-patch+json", []byte(patch)); a.code != 422 || !strings.Contains(a.str("message"), says) {
+			t.Errorf("patch %s: %d %s", patch, a.code, a.raw)
+		}
+	}
+	bob.expect(403, "GET", images+"/cluster", nil)
+
+	// kubectl resolves a bare "images" to the first group serving it: the
+	// registry's images must come before the cluster settings.
+	groups := admin.expect(200, "GET", "/apis", nil)
+	var order []string
+	for _, g := range groups.body["groups"].([]any) {
+		order = append(order, g.(map[string]any)["name"].(string))
+	}
+	if slices.Index(order, "image.openshift.io") > slices.Index(order, "config.openshift.io") {
+		t.Errorf("group order %v puts config.openshift.io first", order)
+	}
+
+	for _, name := range []string{"openshift-mine", "kube-x", "default", "openshift"} {
+		if a := bob.expect(403, "POST", projects+"/projectrequests", projectRequest(name)); !strings.Contains(a.str("message"), "reserved") {
+			t.Errorf("project request %s: %s", name, a.raw)
+		}
+		bob.expect(403, "POST", "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": name}})
+	}
+	admin.expect(201, "POST", "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "kube-system"}})
+	bob.expect(201, "POST", projects+"/projectrequests", projectRequest("openshiftish"))
 }

@@ -1,5 +1,7 @@
 package auth
 
+import "strings"
+
 // The built-in roles, as data: the reference platform's registry roles and
 // the generic view/edit/admin/cluster-admin. A rule grants verbs on
 // resources of API groups; "*" matches anything. The registry's /v2
@@ -99,4 +101,13 @@ var BuiltinRoles = map[string]Role{
 	"self-provisioner": {Rules: []Rule{
 		rule(one(groupProject), one("projectrequests"), one("create")),
 	}},
+}
+
+// ReservedProject reports whether a project name belongs to the system, as
+// on the reference: "default", "openshift", and names beginning "openshift-"
+// or "kube-". Nobody may request one; only a cluster administrator creates
+// them (Berth creates openshift-config and openshift-image-registry itself).
+func ReservedProject(name string) bool {
+	return name == "default" || name == "openshift" ||
+		strings.HasPrefix(name, "openshift-") || strings.HasPrefix(name, "kube-")
 }

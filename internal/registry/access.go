@@ -46,6 +46,8 @@ var (
 	verbDelete = check{"delete", auth.Images}
 	// Projects are created by users who may request them.
 	verbNewProject = check{"create", auth.Resource{Group: "project.openshift.io", Resource: "projectrequests"}}
+	// System (reserved) projects are created by cluster administrators only.
+	verbNewNamespace = check{"create", auth.Resource{Resource: "namespaces"}}
 )
 
 type check struct {
@@ -165,7 +167,11 @@ func (r *Registry) authorizePush(req *http.Request, user auth.User, ep endpoint,
 func (r *Registry) ensureProject(ctx context.Context, user auth.User, project string) error {
 	_, err := r.projects.Project(ctx, project)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		if ok, err := r.may(ctx, user, verbNewProject, ""); err != nil || !ok {
+		create := verbNewProject
+		if auth.ReservedProject(project) {
+			create = verbNewNamespace
+		}
+		if ok, err := r.may(ctx, user, create, ""); err != nil || !ok {
 			return errors.Join(err, newError(codeDenied,
 				"requested access to the resource is denied: project %s does not exist and you may not create projects", project))
 		}
@@ -184,6 +190,9 @@ func (r *Registry) ensureProject(ctx context.Context, user auth.User, project st
 // it does not exist and user may create projects. It reports whether the
 // project may now be there for user, to be checked again.
 func (r *Registry) provisionProject(ctx context.Context, user auth.User, project string) (bool, error) {
+	if auth.ReservedProject(project) {
+		return false, nil
+	}
 	if ok, err := r.may(ctx, user, verbNewProject, ""); err != nil || !ok {
 		return false, err
 	}

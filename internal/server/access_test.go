@@ -434,6 +434,15 @@ func TestPushCreatesProjectForSelfProvisioners(t *testing.T) {
 	if _, err := f.meta.Project(ctx, "robots"); err == nil {
 		t.Error("a service account's push created a project")
 	}
+	// Reserved (system) names are nobody's to provision.
+	for _, name := range []string{"openshift-mine", "kube-x", "default"} {
+		if r := f.do("newbie", "POST", "/v2/"+name+"/app/blobs/uploads/", nil); r.status != 403 {
+			t.Errorf("push to the reserved project %s = %d, want 403", name, r.status)
+		}
+		if _, err := f.meta.Project(ctx, name); err == nil {
+			t.Errorf("a push created the reserved project %s", name)
+		}
+	}
 }
 
 // A cluster-wide pusher's first push to a project records the project.
@@ -443,6 +452,11 @@ func TestClusterAdminPushRecordsProject(t *testing.T) {
 	p, err := f.meta.Project(context.Background(), "adminland")
 	if err != nil || p.Creator != "admin" {
 		t.Fatalf("project after the admin's push = %+v, %v", p, err)
+	}
+	// A cluster administrator may create a system project by pushing.
+	f.pushImage("openshift/shared", "v1", []byte("shared layer"))
+	if _, err := f.meta.Project(context.Background(), "openshift"); err != nil {
+		t.Fatalf("the admin's push to openshift/shared: %v", err)
 	}
 }
 

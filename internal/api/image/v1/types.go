@@ -1,0 +1,128 @@
+// Package imagev1 holds the image.openshift.io/v1 kinds Berth serves
+// (Image, ImageStream, ImageStreamTag) with the reference's JSON field
+// names, shared by the API server and the CLI that prints them.
+package imagev1
+
+import (
+	"encoding/json"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GroupName is the API group of these kinds.
+const GroupName = "image.openshift.io"
+
+// ImageStream is image.openshift.io/v1 ImageStream.
+type ImageStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ImageStreamSpec   `json:"spec"`
+	Status            ImageStreamStatus `json:"status"`
+}
+
+// ImageStreamSpec holds the stream's spec tags (managed with tag and
+// import, in a later step; empty for a pushed stream).
+type ImageStreamSpec struct {
+	LookupPolicy ImageLookupPolicy `json:"lookupPolicy"`
+	Tags         []json.RawMessage `json:"tags,omitempty"`
+}
+
+// ImageLookupPolicy says whether the stream's tags resolve locally.
+type ImageLookupPolicy struct {
+	Local bool `json:"local"`
+}
+
+// ImageStreamStatus is where the stream is pulled from and its tags'
+// histories.
+type ImageStreamStatus struct {
+	DockerImageRepository       string              `json:"dockerImageRepository"`
+	PublicDockerImageRepository string              `json:"publicDockerImageRepository,omitempty"`
+	Tags                        []NamedTagEventList `json:"tags,omitempty"`
+}
+
+// NamedTagEventList is one tag and its history, newest first.
+type NamedTagEventList struct {
+	Tag   string     `json:"tag"`
+	Items []TagEvent `json:"items"`
+}
+
+// TagEvent is one entry of a tag's history.
+type TagEvent struct {
+	Created              metav1.Time `json:"created"`
+	DockerImageReference string      `json:"dockerImageReference"`
+	Image                string      `json:"image"`
+	Generation           int64       `json:"generation"`
+}
+
+// ImageStreamTag is image.openshift.io/v1 ImageStreamTag: one tag of a
+// stream and the image it points at.
+type ImageStreamTag struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Tag               *json.RawMessage  `json:"tag"`
+	Generation        int64             `json:"generation"`
+	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy"`
+	Image             ImageRef          `json:"image"`
+}
+
+// ImageRef is the image an ImageStreamTag points at.
+type ImageRef struct {
+	metav1.ObjectMeta            `json:"metadata"`
+	DockerImageReference         string `json:"dockerImageReference"`
+	DockerImageManifestMediaType string `json:"dockerImageManifestMediaType,omitempty"`
+}
+
+// Image is image.openshift.io/v1 Image.
+type Image struct {
+	metav1.TypeMeta              `json:",inline"`
+	metav1.ObjectMeta            `json:"metadata,omitempty"`
+	DockerImageReference         string          `json:"dockerImageReference,omitempty"`
+	DockerImageMetadata          *DockerImage    `json:"dockerImageMetadata,omitempty"`
+	DockerImageMetadataVersion   string          `json:"dockerImageMetadataVersion,omitempty"`
+	DockerImageLayers            []ImageLayer    `json:"dockerImageLayers"`
+	DockerImageManifestMediaType string          `json:"dockerImageManifestMediaType,omitempty"`
+	DockerImageManifests         []ImageManifest `json:"dockerImageManifests,omitempty"`
+}
+
+// DockerImage is the image's metadata, from its config (the reference's
+// "1.0" metadata, whose fields are capitalized).
+type DockerImage struct {
+	Kind         string        `json:"kind"`
+	APIVersion   string        `json:"apiVersion"`
+	ID           string        `json:"Id"`
+	Created      *metav1.Time  `json:"Created,omitempty"`
+	Config       *DockerConfig `json:"Config,omitempty"`
+	Architecture string        `json:"Architecture,omitempty"`
+	OS           string        `json:"Os,omitempty"`
+	Size         int64         `json:"Size,omitempty"`
+}
+
+// DockerConfig is the run configuration of an image.
+type DockerConfig struct {
+	User         string              `json:"User,omitempty"`
+	ExposedPorts map[string]struct{} `json:"ExposedPorts,omitempty"`
+	Env          []string            `json:"Env,omitempty"`
+	Entrypoint   []string            `json:"Entrypoint,omitempty"`
+	Cmd          []string            `json:"Cmd,omitempty"`
+	Volumes      map[string]struct{} `json:"Volumes,omitempty"`
+	WorkingDir   string              `json:"WorkingDir,omitempty"`
+	Labels       map[string]string   `json:"Labels,omitempty"`
+	StopSignal   string              `json:"StopSignal,omitempty"`
+}
+
+// ImageLayer is one layer.
+type ImageLayer struct {
+	Name      string `json:"name"`
+	Size      int64  `json:"size"`
+	MediaType string `json:"mediaType"`
+}
+
+// ImageManifest is one child of an image index.
+type ImageManifest struct {
+	Digest       string `json:"digest"`
+	MediaType    string `json:"mediaType"`
+	ManifestSize int64  `json:"manifestSize"`
+	Architecture string `json:"architecture,omitempty"`
+	OS           string `json:"os,omitempty"`
+	Variant      string `json:"variant,omitempty"`
+}

@@ -1,0 +1,96 @@
+package apiserver
+
+import (
+	"encoding/json"
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// The cluster's image settings (images.config.openshift.io/cluster), with
+// the reference's JSON field names: the registries imports may reach, the
+// ConfigMap of extra CAs to trust (a key per registry host, "host..port"
+// for host:port), and the external host names of the registry. The
+// reference's "add a CA" procedure edits it; import and pull-through read
+// it when they arrive.
+
+const groupConfig = "config.openshift.io"
+
+// ImageConfig is config.openshift.io/v1 Image.
+type ImageConfig struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ImageConfigSpec   `json:"spec"`
+	Status            ImageConfigStatus `json:"status,omitempty"`
+}
+
+// ImageConfigSpec is what an administrator sets.
+type ImageConfigSpec struct {
+	AllowedRegistriesForImport []RegistryLocation `json:"allowedRegistriesForImport,omitempty"`
+	ExternalRegistryHostnames  []string           `json:"externalRegistryHostnames,omitempty"`
+	AdditionalTrustedCA        ConfigMapReference `json:"additionalTrustedCA,omitempty"`
+	RegistrySources            RegistrySources    `json:"registrySources,omitempty"`
+}
+
+// RegistryLocation is a registry imports may reach.
+type RegistryLocation struct {
+	DomainName string `json:"domainName,omitempty"`
+	Insecure   bool   `json:"insecure,omitempty"`
+}
+
+// ConfigMapReference names a ConfigMap in openshift-config.
+type ConfigMapReference struct {
+	Name string `json:"name"`
+}
+
+// RegistrySources says which registries are allowed, blocked or insecure.
+type RegistrySources struct {
+	InsecureRegistries               []string `json:"insecureRegistries,omitempty"`
+	BlockedRegistries                []string `json:"blockedRegistries,omitempty"`
+	AllowedRegistries                []string `json:"allowedRegistries,omitempty"`
+	ContainerRuntimeSearchRegistries []string `json:"containerRuntimeSearchRegistries,omitempty"`
+}
+
+// ImageConfigStatus reports the registry's host names.
+type ImageConfigStatus struct {
+	InternalRegistryHostname  string   `json:"internalRegistryHostname,omitempty"`
+	ExternalRegistryHostnames []string `json:"externalRegistryHostnames,omitempty"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (c *ImageConfig) DeepCopyObject() runtime.Object {
+	b, _ := json.Marshal(c)
+	out := &ImageConfig{}
+	_ = json.Unmarshal(b, out)
+	return out
+}
+
+var imageConfigKind = &storedKind{
+	info: servedResource(groupConfig, "images"),
+	new:  func() object { return &ImageConfig{} },
+	validate: func(o object) []string {
+		c := o.(*ImageConfig)
+		var problems []string
+		if c.Name != ConfigName {
+			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", c.Name, ConfigName))
+		}
+		if n := c.Spec.AdditionalTrustedCA.Name; n != "" {
+			for _, msg := range validation.IsDNS1123Subdomain(n) {
+				problems = append(problems, fmt.Sprintf("spec.additionalTrustedCA.name: Invalid value: %q: %s", n, msg))
+			}
+		}
+		for i, r := range c.Spec.AllowedRegistriesForImport {
+			if r.DomainName == "" {
+				problems = append(problems, fmt.Sprintf("spec.allowedRegistriesForImport[%d].domainName: Required value", i))
+			}
+		}
+		if len(c.Spec.RegistrySources.AllowedRegistries) > 0 && len(c.Spec.RegistrySources.BlockedRegistries) > 0 {
+			problems = append(problems, "spec.registrySources: Invalid value: only one of allowedRegistries and blockedRegistries may be set")
+		}
+		return problems
+	},
+	columns: []metav1.TableColumnDefinition{columnName, columnAge},
+	cells:   func(o object) []any { return []any{o.GetName(), age(o)} },
+}
