@@ -290,8 +290,8 @@ func TestClusterObjectsAndReservedProjects(t *testing.T) {
 		t.Fatalf("set additionalTrustedCA: %d %s", p.code, p.raw)
 	}
 	for patch, says := range map[string]string{
-		`{"spec":{"additionalTrustedCA":{"name":"Bad Name"}}}`:                              "spec.additionalTrustedCA.name",
-		`{"spec":{"allowedRegistriesForImport":[{"insecure":true}]}}`:                       "domainName: Required",
+		`{"spec":{"additionalTrustedCA":{"name":"Bad Name"}}}`:                               "spec.additionalTrustedCA.name",
+		`{"spec":{"allowedRegistriesForImport":[{"insecure":true}]}}`:                        "domainName: Required",
 		`{"spec":{"registrySources":{"allowedRegistries":["a"],"blockedRegistries":["b"]}}}`: "only one of",
 	} {
 		if a := admin.raw("PATCH", images+"/cluster", "application/merge-patch+json", []byte(patch)); a.code != 422 || !strings.Contains(a.str("message"), says) {
