@@ -28,10 +28,10 @@ type ImageConfig struct {
 
 // ImageConfigSpec is what an administrator sets.
 type ImageConfigSpec struct {
-	AllowedRegistriesForImport []RegistryLocation `json:"allowedRegistriesForImport,omitempty"`
-	ExternalRegistryHostnames  []string           `json:"externalRegistryHostnames,omitempty"`
-	AdditionalTrustedCA        ConfigMapReference `json:"additionalTrustedCA,omitempty"`
-	RegistrySources            RegistrySources    `json:"registrySources,omitempty"`
+	AllowedRegistriesForImport []RegistryLocation  `json:"allowedRegistriesForImport,omitempty"`
+	ExternalRegistryHostnames  []string            `json:"externalRegistryHostnames,omitempty"`
+	AdditionalTrustedCA        *ConfigMapReference `json:"additionalTrustedCA,omitempty"`
+	RegistrySources            *RegistrySources    `json:"registrySources,omitempty"`
 }
 
 // RegistryLocation is a registry imports may reach.
@@ -76,9 +76,9 @@ var imageConfigKind = &storedKind{
 		if c.Name != ConfigName {
 			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", c.Name, ConfigName))
 		}
-		if n := c.Spec.AdditionalTrustedCA.Name; n != "" {
-			for _, msg := range validation.IsDNS1123Subdomain(n) {
-				problems = append(problems, fmt.Sprintf("spec.additionalTrustedCA.name: Invalid value: %q: %s", n, msg))
+		if ca := c.Spec.AdditionalTrustedCA; ca != nil {
+			for _, msg := range validation.IsDNS1123Subdomain(ca.Name) {
+				problems = append(problems, fmt.Sprintf("spec.additionalTrustedCA.name: Invalid value: %q: %s", ca.Name, msg))
 			}
 		}
 		for i, r := range c.Spec.AllowedRegistriesForImport {
@@ -86,7 +86,7 @@ var imageConfigKind = &storedKind{
 				problems = append(problems, fmt.Sprintf("spec.allowedRegistriesForImport[%d].domainName: Required value", i))
 			}
 		}
-		if len(c.Spec.RegistrySources.AllowedRegistries) > 0 && len(c.Spec.RegistrySources.BlockedRegistries) > 0 {
+		if src := c.Spec.RegistrySources; src != nil && len(src.AllowedRegistries) > 0 && len(src.BlockedRegistries) > 0 {
 			problems = append(problems, "spec.registrySources: Invalid value: only one of allowedRegistries and blockedRegistries may be set")
 		}
 		return problems

@@ -493,6 +493,12 @@ const maxPatchRetries = 100
 func (k *storedKind) applyPatch(contentType string, cur, patch []byte) ([]byte, error) {
 	var out []byte
 	var err error
+	if strings.HasSuffix(contentType, "json") {
+		var doc any
+		if err := json.Unmarshal(patch, &doc); err != nil {
+			return nil, badRequest("the patch is not valid JSON: %v", err)
+		}
+	}
 	switch contentType {
 	case "application/merge-patch+json":
 		out, err = jsonpatch.MergePatch(cur, patch)

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +19,7 @@ import (
 type berthCLI struct {
 	t      testing.TB
 	config string
+	env    []string // added to the environment of the next commands
 }
 
 func newBerthCLI(t testing.TB) *berthCLI {
@@ -37,13 +39,30 @@ func (c *berthCLI) run(stdin string, args ...string) string {
 func (c *berthCLI) try(stdin string, args ...string) (stdout, stderr string, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, berthBin, args...)
-	cmd.Env = append(os.Environ(), "BERTH_CONFIG="+c.config)
+	cmd := c.command(ctx, args...)
 	cmd.Stdin = strings.NewReader(stdin) // not a terminal: berth reads a password line from it
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
+}
+
+func (c *berthCLI) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, berthBin, args...)
+	cmd.Env = append(append(os.Environ(), "BERTH_CONFIG="+c.config), c.env...)
+	return cmd
+}
+
+// start runs a long berth command (get -w) in the background, writing its
+// output to out, until ctx ends.
+func (c *berthCLI) start(ctx context.Context, out io.Writer, args ...string) *exec.Cmd {
+	c.t.Helper()
+	cmd := c.command(ctx, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	return cmd
 }
 
 // writeHtpasswd writes an htpasswd file (bcrypt) of users and passwords.
