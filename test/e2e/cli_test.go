@@ -191,7 +191,7 @@ func TestCLI(t *testing.T) {
 		t.Fatalf("bob sees cli-group before the grant: %s", out)
 	}
 	admin.run("", "policy", "add-role-to-group", "registry-viewer", "cli-devs", "-n", "cli-group")
-	if out := admin.run("", "get", "rolebindings", "-n", "cli-group"); !strings.Contains(out, "Group/cli-devs") {
+	if out := admin.run("", "get", "rolebindings", "-n", "cli-group", "-o", "wide"); !tableRow(out, "registry-viewer", "ClusterRole/registry-viewer") || !strings.Contains(out, "cli-devs") {
 		t.Fatalf("get rolebindings: %s", out)
 	}
 	if out := bob.run("", "get", "projects"); !strings.Contains(out, "cli-group") {
@@ -206,8 +206,8 @@ func TestCLI(t *testing.T) {
 	out = bob.run("", "get", "tokens")
 	var bobToken string
 	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) > 1 && f[0] == "*" {
-			bobToken = f[1]
+		if f := strings.Fields(line); len(f) > 1 && f[1] == "*" {
+			bobToken = f[0]
 		}
 	}
 	if bobToken == "" || !strings.Contains(out, "berth login") || strings.Contains(out, "sha256~") {
@@ -216,8 +216,9 @@ func TestCLI(t *testing.T) {
 	if _, _, err := bob.try("", "delete", "token", "nope"); err == nil {
 		t.Fatal("deleting an unknown token succeeded")
 	}
+	// Deleted; kubectl's wait for the deletion is then refused already.
 	out, errOut, err := bob.try("", "delete", "token", bobToken)
-	if err != nil || !strings.Contains(out, `"`+bobToken+`" deleted`) || !strings.Contains(errOut, "log in again") {
+	if err == nil || !strings.Contains(out, `"`+bobToken+`" deleted`) || !strings.Contains(errOut, "log in again") {
 		t.Fatalf("delete token: %v\n%s%s", err, out, errOut)
 	}
 	if _, errOut, err := bob.try("", "get", "projects"); err == nil || !strings.Contains(errOut, "log in again with berth login "+s.URL) {

@@ -233,7 +233,7 @@ func TestKubectlConfigMaps(t *testing.T) {
 func testKubectlConfigMaps(t *testing.T, version string) {
 	users := map[string]string{"viewer": "viewer-pw", "owner": "owner-pw", "outsider": "outsider-pw"}
 	s := startServer(t, "--htpasswd", htpasswdUsers(t, users))
-	ns := "kube-" + strings.TrimPrefix(version, "1.")
+	ns := "kc-" + strings.TrimPrefix(version, "1.") // not kube-*: reserved for the system
 	s.newProject(ns)
 	s.grant(ns, "registry-viewer", "viewer")
 	s.grant(ns, "admin", "owner")
