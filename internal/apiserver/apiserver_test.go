@@ -385,21 +385,37 @@ func TestRoleBindings(t *testing.T) {
 	}{
 		{"POST", rb, binding("no-such-role", user("x"))},
 		{"POST", rb, binding("view")},
-		{"POST", rb, map[string]any{"metadata": map[string]any{"name": "viewers"},
+		{"POST", rb, map[string]any{"metadata": map[string]any{"name": "bad/name"},
 			"roleRef": map[string]any{"kind": "ClusterRole", "name": "view"}, "subjects": []any{user("x")}}},
 		{"POST", rb, map[string]any{"roleRef": map[string]any{"kind": "Role", "name": "view"}, "subjects": []any{user("x")}}},
 		{"POST", rb, binding("view", map[string]any{"kind": "Robot", "name": "x"})},
-		{"PUT", rb + "/edit", binding("view", user("x"))},
 	} {
 		if a := bob.do(c.method, c.path, c.body); a.code != 422 || a.str("reason") != "Invalid" {
 			t.Errorf("%s %s %v = %d %s", c.method, c.path, c.body, a.code, a.raw)
 		}
 	}
-	// The name rule is explained.
-	if a := bob.do("POST", rb, map[string]any{"metadata": map[string]any{"name": "viewers"},
-		"roleRef": map[string]any{"kind": "ClusterRole", "name": "view"}, "subjects": []any{user("x")}}); !strings.Contains(a.str("message"), "named after its role") {
-		t.Errorf("name rule message: %s", a.raw)
+	if a := bob.do("PUT", rb+"/edit", binding("view", user("x"))); a.code != 400 || !strings.Contains(a.str("message"), "does not match the name on the URL") {
+		t.Errorf("PUT with another name in the body: %s", a.raw)
 	}
+	// Bindings have names of their own: a second binding of a role, which
+	// the authorizer honours, and whose role cannot change.
+	named := map[string]any{"metadata": map[string]any{"name": "pullers"},
+		"roleRef": map[string]any{"kind": "ClusterRole", "name": "registry-viewer"}, "subjects": []any{user("alice")}}
+	if a := bob.expect(201, "POST", rb, named); a.str("metadata", "name") != "pullers" || a.str("metadata", "creationTimestamp") == "" {
+		t.Fatalf("named binding: %s", a.raw)
+	}
+	bob.expect(200, "DELETE", rb+"/registry-viewer", nil)
+	alice.expect(200, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", nil)
+	named["roleRef"] = map[string]any{"kind": "ClusterRole", "name": "registry-editor"}
+	if a := bob.expect(422, "PUT", rb+"/pullers", named); !strings.Contains(a.str("message"), "cannot change roleRef") {
+		t.Errorf("changing roleRef: %s", a.raw)
+	}
+	if got := bob.expect(200, "GET", rb, nil).names(); !slices.Equal(got, []string{"admin", "pullers"}) {
+		t.Fatalf("list = %v", got)
+	}
+	bob.expect(200, "DELETE", rb+"/pullers", nil)
+	alice.expect(403, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", nil)
+	bob.expect(201, "POST", rb, binding("registry-viewer", user("alice")))
 	// Escalation: bob administers team but may not grant cluster-admin
 	// there, nor anything cluster-wide.
 	if a := bob.expect(403, "POST", rb, binding("cluster-admin", user("alice"))); !strings.Contains(a.str("message"), "escalation") {

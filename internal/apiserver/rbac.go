@@ -56,7 +56,7 @@ func bindingObjects(sc bindingScope, bindings []auth.Binding) []RoleBinding {
 		}
 		rb := RoleBinding{
 			TypeMeta: TypeMeta{APIVersion: groupRBAC + "/v1", Kind: sc.kind},
-			Metadata: ObjectMeta{Name: b.Role, Namespace: sc.project},
+			Metadata: ObjectMeta{Name: b.Name, Namespace: sc.project, CreationTimestamp: timestamp(b.Created)},
 			RoleRef:  RoleRef{APIGroup: groupRBAC, Kind: "ClusterRole", Name: b.Role},
 			Subjects: []Subject{},
 		}
@@ -87,18 +87,18 @@ func (s *Server) listRoleBindings(w http.ResponseWriter, r *http.Request) error 
 	return writeList(w, r, newList(groupRBAC+"/v1", sc.kind+"List", bindingObjects(sc, bindings)), bindingColumns, bindingRow)
 }
 
-// binding returns the binding of role in scope, or 404.
-func (s *Server) binding(r *http.Request, sc bindingScope, role string) (RoleBinding, error) {
+// binding returns the binding name in scope, or 404.
+func (s *Server) binding(r *http.Request, sc bindingScope, name string) (RoleBinding, error) {
 	bindings, err := s.opts.Store.Bindings(r.Context(), sc.project)
 	if err != nil {
 		return RoleBinding{}, err
 	}
 	for _, rb := range bindingObjects(sc, bindings) {
-		if rb.Metadata.Name == role {
+		if rb.Metadata.Name == name {
 			return rb, nil
 		}
 	}
-	return RoleBinding{}, notFound(sc.plural, role)
+	return RoleBinding{}, notFound(sc.plural, name)
 }
 
 func (s *Server) getRoleBinding(w http.ResponseWriter, r *http.Request) error {
@@ -114,40 +114,43 @@ func (s *Server) getRoleBinding(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// parseBinding checks a RoleBinding from a client and returns its role and
-// subjects as the store keeps them. urlName is the name in the URL of a
-// PUT ("" for a POST).
-func (s *Server) parseBinding(sc bindingScope, rb RoleBinding, urlName string) (string, []store.Subject, error) {
+// parsedBinding is a RoleBinding from a client as the store keeps it.
+type parsedBinding struct {
+	name, role string
+	subjects   []store.Subject
+}
+
+// parseBinding checks a RoleBinding from a client. urlName is the name in
+// the URL of a PUT ("" for a POST); a POST without a name is named after
+// its role.
+func (s *Server) parseBinding(sc bindingScope, rb RoleBinding, urlName string) (parsedBinding, error) {
 	role := rb.RoleRef.Name
 	if rb.RoleRef.Kind != "ClusterRole" {
-		return "", nil, invalid("roleRef.kind %q is not supported: Berth's roles are cluster roles; use kind ClusterRole", rb.RoleRef.Kind)
+		return parsedBinding{}, invalid("roleRef.kind %q is not supported: Berth's roles are cluster roles; use kind ClusterRole", rb.RoleRef.Kind)
 	}
 	if rb.RoleRef.APIGroup != "" && rb.RoleRef.APIGroup != groupRBAC {
-		return "", nil, invalid("roleRef.apiGroup must be %s", groupRBAC)
+		return parsedBinding{}, invalid("roleRef.apiGroup must be %s", groupRBAC)
 	}
 	if _, ok := s.opts.Authorizer.Roles[role]; !ok {
-		return "", nil, invalid("role %q does not exist; the roles are: %s", role, strings.Join(s.roleNames(), ", "))
+		return parsedBinding{}, invalid("role %q does not exist; the roles are: %s", role, strings.Join(s.roleNames(), ", "))
 	}
-	name := rb.Metadata.Name
-	if name == "" {
-		name = urlName
+	name := firstOf(rb.Metadata.Name, firstOf(urlName, role))
+	if urlName != "" && name != urlName {
+		return parsedBinding{}, badRequest("the name of the object (%s) does not match the name on the URL (%s)", name, urlName)
 	}
-	if name == "" {
-		name = role
-	}
-	if name != role || (urlName != "" && urlName != role) {
-		return "", nil, invalid("a %s is named after its role: Berth keeps one binding per role and project, so name this one %q, not %q", sc.kind, role, firstOf(urlName, name))
+	if problem := bindingNameProblem(name); problem != "" {
+		return parsedBinding{}, invalid("%s %q is invalid: metadata.name: %s", sc.kind, name, problem)
 	}
 	if rb.Metadata.Namespace != "" && rb.Metadata.Namespace != sc.project {
-		return "", nil, invalid("metadata.namespace %q does not match the namespace in the URL %q", rb.Metadata.Namespace, sc.project)
+		return parsedBinding{}, invalid("metadata.namespace %q does not match the namespace in the URL %q", rb.Metadata.Namespace, sc.project)
 	}
 	if len(rb.Subjects) == 0 {
-		return "", nil, invalid("a %s needs at least one subject (to take the role from everyone, delete the binding)", sc.kind)
+		return parsedBinding{}, invalid("a %s needs at least one subject (to take the role from everyone, delete the binding)", sc.kind)
 	}
 	var subjects []store.Subject
 	for i, sub := range rb.Subjects {
 		if sub.Name == "" || strings.ContainsAny(sub.Name, "\x00\n") {
-			return "", nil, invalid("subjects[%d].name is required", i)
+			return parsedBinding{}, invalid("subjects[%d].name is required", i)
 		}
 		switch sub.Kind {
 		case "User", "Group":
@@ -158,14 +161,31 @@ func (s *Server) parseBinding(sc bindingScope, rb RoleBinding, urlName string) (
 				ns = sc.project
 			}
 			if ns == "" || strings.Contains(ns, ":") || strings.Contains(sub.Name, ":") {
-				return "", nil, invalid("subjects[%d]: a ServiceAccount needs a namespace and a name without ':'", i)
+				return parsedBinding{}, invalid("subjects[%d]: a ServiceAccount needs a namespace and a name without ':'", i)
 			}
 			subjects = append(subjects, store.Subject{Kind: "User", Name: auth.ServiceAccountUser(ns, sub.Name)})
 		default:
-			return "", nil, invalid("subjects[%d].kind %q must be User, Group or ServiceAccount", i, sub.Kind)
+			return parsedBinding{}, invalid("subjects[%d].kind %q must be User, Group or ServiceAccount", i, sub.Kind)
 		}
 	}
-	return role, subjects, nil
+	return parsedBinding{name: name, role: role, subjects: subjects}, nil
+}
+
+// bindingNameProblem checks a binding's name as Kubernetes checks names
+// that are path segments (binding names often hold ':', as
+// system:image-puller does).
+func bindingNameProblem(name string) string {
+	switch {
+	case name == "." || name == "..":
+		return "may not be '.' or '..'"
+	case strings.ContainsAny(name, "/%"):
+		return "may not contain '/' or '%'"
+	case len(name) > 253:
+		return "must be no more than 253 characters"
+	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x21 || r > 0x7e }):
+		return "may contain printable ASCII characters only, no spaces"
+	}
+	return ""
 }
 
 func firstOf(a, b string) string {
@@ -221,30 +241,32 @@ func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb strin
 	if err := decodeBuiltin(w, r, &rb, func() object { return &rbacv1.RoleBinding{} }); err != nil {
 		return err
 	}
-	role, subjects, err := s.parseBinding(sc, rb, r.PathValue("name"))
+	b, err := s.parseBinding(sc, rb, r.PathValue("name"))
 	if err != nil {
 		return err
 	}
-	if err := s.mayGrant(r, sc, role); err != nil {
+	if err := s.mayGrant(r, sc, b.role); err != nil {
 		return err
 	}
 	code := http.StatusOK
 	if verb == "create" {
 		code = http.StatusCreated
-		err = s.opts.Store.CreateRoleBinding(r.Context(), sc.project, role, subjects)
+		err = s.opts.Store.CreateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects)
 	} else {
-		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, role, subjects)
+		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects)
 	}
 	switch {
 	case errors.Is(err, errdefs.ErrAlreadyExists):
-		return &StatusError{http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s %q already exists", sc.plural, role)}
+		return &StatusError{http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s %q already exists", sc.plural, b.name)}
 	case errors.Is(err, errdefs.ErrNotFound):
-		return notFound(sc.plural, role)
+		return notFound(sc.plural, b.name)
+	case errors.Is(err, errdefs.ErrInvalidArgument):
+		return invalid("%s %q is invalid: roleRef: cannot change roleRef", sc.kind, b.name)
 	case err != nil:
 		return err
 	}
-	s.log.Info("role binding "+verb+"d", "project", sc.project, "role", role, "subjects", len(subjects), "by", caller(r).User.Name)
-	out, err := s.binding(r, sc, role)
+	s.log.Info("role binding "+verb+"d", "project", sc.project, "binding", b.name, "role", b.role, "subjects", len(b.subjects), "by", caller(r).User.Name)
+	out, err := s.binding(r, sc, b.name)
 	if err != nil {
 		return err
 	}
@@ -257,15 +279,15 @@ func (s *Server) deleteRoleBinding(w http.ResponseWriter, r *http.Request) error
 	if err := s.authorizeBinding(r, sc, "delete"); err != nil {
 		return err
 	}
-	role := r.PathValue("name")
-	if err := s.opts.Store.DeleteRoleBinding(r.Context(), sc.project, role); err != nil {
+	name := r.PathValue("name")
+	if err := s.opts.Store.DeleteRoleBinding(r.Context(), sc.project, name); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
-			return notFound(sc.plural, role)
+			return notFound(sc.plural, name)
 		}
 		return err
 	}
-	s.log.Info("role binding deleted", "project", sc.project, "role", role, "by", caller(r).User.Name)
-	writeSuccess(w, role, groupRBAC, sc.resource.Resource)
+	s.log.Info("role binding deleted", "project", sc.project, "binding", name, "by", caller(r).User.Name)
+	writeSuccess(w, name, groupRBAC, sc.resource.Resource)
 	return nil
 }
 

@@ -67,8 +67,10 @@ var (
 // Binding grants Role to Users and Groups in Project, or everywhere when
 // Project is "".
 type Binding struct {
+	Name    string // unique in its project
 	Role    string
 	Project string
+	Created time.Time // of its oldest grant
 	Users   []string
 	Groups  []string
 }

@@ -69,3 +69,39 @@ func TestServiceAccountsAndRoleBindings(t *testing.T) {
 	}
 	e.fails("bob", "forbidden", "get", "rolebindings", "-n", "nowhere")
 }
+
+// The policy verbs work with bindings of any name, as the reference's do:
+// a grant joins an existing binding of the role, a removal takes the user
+// out of every binding of it.
+func TestPolicyOverNamedBindings(t *testing.T) {
+	e := newBerthEnv(t)
+	e.login("bob", "bob-pw")
+	e.login("alice", "alice-pw")
+	e.ok("bob", "new-project", "team")
+	if out := e.ok("bob", "create", "rolebinding", "pullers", "--clusterrole=registry-viewer", "--user=alice"); out != "rolebinding.rbac.authorization.k8s.io/pullers created\n" {
+		t.Fatalf("create rolebinding: %q", out)
+	}
+	if out := e.ok("alice", "get", "projects"); !strings.Contains(out, "team") {
+		t.Fatalf("alice, bound by pullers, does not see team:\n%s", out)
+	}
+	e.ok("bob", "policy", "add-role-to-user", "registry-viewer", "carol")
+	if got := e.ok("bob", "get", "rolebinding", "pullers", "-o", "jsonpath={.subjects[*].name}"); got != "alice carol" {
+		t.Fatalf("pullers after add-role-to-user = %q", got)
+	}
+	// A binding named after another role's name does not get in the way.
+	e.ok("bob", "create", "rolebinding", "registry-editor", "--clusterrole=registry-viewer", "--user=dave")
+	e.ok("bob", "policy", "add-role-to-user", "registry-editor", "erin")
+	if got := e.ok("bob", "get", "rolebinding", "registry-editor-0", "-o", "jsonpath={.roleRef.name} {.subjects[*].name}"); got != "registry-editor erin" {
+		t.Fatalf("the new binding of registry-editor = %q", got)
+	}
+	e.ok("bob", "policy", "remove-role-from-user", "registry-viewer", "alice", "dave")
+	out := e.ok("bob", "get", "rolebindings", "-o", "wide")
+	if strings.Contains(out, "alice") || strings.Contains(out, "dave") || !strings.Contains(out, "carol") {
+		t.Fatalf("after removing alice and dave:\n%s", out)
+	}
+	if _, errOut, err := e.as("bob", "", "get", "rolebinding", "registry-editor"); err == nil {
+		t.Fatalf("the emptied binding registry-editor is still there: %s", errOut)
+	}
+	e.fails("bob", `role "registry-viewer" is not granted to "alice"`, "policy", "remove-role-from-user", "registry-viewer", "alice")
+	e.fails("alice", "not found", "project", "team")
+}

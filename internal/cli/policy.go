@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -57,64 +58,105 @@ func (t bindingTarget) where() string {
 	return fmt.Sprintf("in project %q", t.project)
 }
 
-// changeRole grants role to subjects (add) or takes it from them, by
-// reading the role's binding and writing it back with the subjects added
-// or removed; a binding left with no subjects is deleted.
+// changeRole grants role to subjects (add) or takes it from them, as the
+// reference's CLI does with named bindings: a grant goes into the binding
+// named after the role, else another binding of the role, else a new one;
+// a removal takes the subjects out of every binding of the role, and a
+// binding left with no subjects is deleted.
 func changeRole(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add bool) error {
-	path := t.collection() + "/" + url.PathEscape(role)
-	var rb roleBinding
-	err := c.do(ctx, http.MethodGet, path, nil, &rb)
-	missing := isNotFound(err)
-	if err != nil && !missing {
+	var list struct {
+		Items []roleBinding `json:"items"`
+	}
+	if err := c.do(ctx, http.MethodGet, t.collection(), nil, &list); err != nil {
 		return err
 	}
-	if missing {
-		if !add {
-			return fmt.Errorf("role %q is not granted to anyone %s", role, t.where())
+	var granting []roleBinding
+	taken := map[string]bool{}
+	for _, rb := range list.Items {
+		taken[rb.Metadata.Name] = true
+		if rb.RoleRef.Kind == "ClusterRole" && rb.RoleRef.Name == role {
+			granting = append(granting, rb)
 		}
-		rb.APIVersion = groupRBAC + "/v1"
-		rb.Kind = "RoleBinding"
-		if t.project == "" {
-			rb.Kind = "ClusterRoleBinding"
-		}
-		rb.Metadata = objectMeta{Name: role, Namespace: t.project}
-		rb.RoleRef.APIGroup, rb.RoleRef.Kind, rb.RoleRef.Name = groupRBAC, "ClusterRole", role
-		rb.Subjects = subjects
-		return c.do(ctx, http.MethodPost, t.collection(), rb, nil)
+	}
+	held := func(s subject) bool {
+		return slices.ContainsFunc(granting, func(rb roleBinding) bool { return containsSubject(rb.Subjects, s) })
 	}
 	if add {
-		changed := false
+		var missing []subject
 		for _, s := range subjects {
-			if !containsSubject(rb.Subjects, s) {
-				rb.Subjects = append(rb.Subjects, s)
-				changed = true
+			if !held(s) && !containsSubject(missing, s) {
+				missing = append(missing, s)
 			}
 		}
-		if !changed {
+		if len(missing) == 0 {
 			return nil
 		}
-		return c.do(ctx, http.MethodPut, path, rb, nil)
+		if len(granting) == 0 {
+			return c.do(ctx, http.MethodPost, t.collection(), newRoleBinding(t, freeName(role, taken), role, missing), nil)
+		}
+		target := granting[0]
+		for _, rb := range granting {
+			if rb.Metadata.Name == role {
+				target = rb
+			}
+		}
+		target.Subjects = append(target.Subjects, missing...)
+		return c.do(ctx, http.MethodPut, t.collection()+"/"+url.PathEscape(target.Metadata.Name), target, nil)
 	}
-	var kept []subject
 	var absent []string
 	for _, s := range subjects {
-		if !containsSubject(rb.Subjects, s) {
+		if !held(s) {
 			absent = append(absent, s.Name)
 		}
+	}
+	if len(granting) == 0 {
+		return fmt.Errorf("role %q is not granted to anyone %s", role, t.where())
 	}
 	if len(absent) > 0 {
 		return fmt.Errorf("role %q is not granted to %s %s", role, quoteList(absent), t.where())
 	}
-	for _, s := range rb.Subjects {
-		if !containsSubject(subjects, s) {
-			kept = append(kept, s)
+	for _, rb := range granting {
+		var kept []subject
+		for _, s := range rb.Subjects {
+			if !containsSubject(subjects, s) {
+				kept = append(kept, s)
+			}
+		}
+		path := t.collection() + "/" + url.PathEscape(rb.Metadata.Name)
+		var err error
+		switch {
+		case len(kept) == len(rb.Subjects):
+			continue
+		case len(kept) == 0:
+			err = c.do(ctx, http.MethodDelete, path, nil, nil)
+		default:
+			rb.Subjects = kept
+			err = c.do(ctx, http.MethodPut, path, rb, nil)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if len(kept) == 0 {
-		return c.do(ctx, http.MethodDelete, path, nil, nil)
+	return nil
+}
+
+func newRoleBinding(t bindingTarget, name, role string, subjects []subject) roleBinding {
+	rb := roleBinding{APIVersion: groupRBAC + "/v1", Kind: "RoleBinding", Subjects: subjects,
+		Metadata: objectMeta{Name: name, Namespace: t.project}}
+	if t.project == "" {
+		rb.Kind = "ClusterRoleBinding"
 	}
-	rb.Subjects = kept
-	return c.do(ctx, http.MethodPut, path, rb, nil)
+	rb.RoleRef.APIGroup, rb.RoleRef.Kind, rb.RoleRef.Name = groupRBAC, "ClusterRole", role
+	return rb
+}
+
+// freeName is role, or role-N when a binding of another role has that name.
+func freeName(role string, taken map[string]bool) string {
+	name := role
+	for n := 0; taken[name]; n++ {
+		name = fmt.Sprintf("%s-%d", role, n)
+	}
+	return name
 }
 
 func containsSubject(list []subject, s subject) bool {

@@ -38,7 +38,7 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		// no moment when the project exists and nobody may manage it.
 		if p.Creator != "" {
 			if _, err := tx.ExecContext(ctx, `
-INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, 'admin', 'User', ?, ?)
+INSERT INTO role_bindings (project, name, role, subject_kind, subject, created_at) VALUES (?, 'admin', 'admin', 'User', ?, ?)
 ON CONFLICT DO NOTHING`, p.Name, p.Creator, s.micros()); err != nil {
 				return fmt.Errorf("make %s admin of %s: %w", p.Creator, p.Name, err)
 			}
@@ -97,15 +97,16 @@ func (s *Store) DeleteProject(ctx context.Context, name string) error {
 }
 
 // AddBinding grants role to a user or group ("User" or "Group") in project
-// ("" for cluster-wide). Granting again is a no-op.
+// ("" for cluster-wide), in the binding named after the role. Granting
+// again is a no-op.
 func (s *Store) AddBinding(ctx context.Context, project, role, kind, subject string) error {
 	if kind != "User" && kind != "Group" {
 		return fmt.Errorf("subject kind %q: %w", kind, errdefs.ErrInvalidArgument)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT DO NOTHING`, project, role, kind, subject, s.micros())
+INSERT INTO role_bindings (project, name, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT DO NOTHING`, project, role, role, kind, subject, s.micros())
 		if err != nil {
 			return fmt.Errorf("bind %s to %s %s in %q: %w", role, kind, subject, project, err)
 		}
@@ -116,8 +117,8 @@ ON CONFLICT DO NOTHING`, project, role, kind, subject, s.micros())
 	})
 }
 
-// RemoveBinding takes role from a subject in project; a binding that does
-// not exist is errdefs.ErrNotFound.
+// RemoveBinding takes role from a subject in project, in every binding
+// that grants it; if none does, it is errdefs.ErrNotFound.
 func (s *Store) RemoveBinding(ctx context.Context, project, role, kind, subject string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
@@ -137,22 +138,26 @@ func (s *Store) RemoveBinding(ctx context.Context, project, role, kind, subject 
 // cluster-wide ones, one per role.
 func (s *Store) Bindings(ctx context.Context, project string) ([]auth.Binding, error) {
 	rows, err := s.read.QueryContext(ctx, `
-SELECT project, role, subject_kind, subject FROM role_bindings
-WHERE project = '' OR project = ? ORDER BY project, role`, project)
+SELECT project, name, role, subject_kind, subject, created_at FROM role_bindings
+WHERE project = '' OR project = ? ORDER BY project, name`, project)
 	if err != nil {
 		return nil, fmt.Errorf("read bindings of %q: %w", project, err)
 	}
 	defer rows.Close()
 	var out []auth.Binding
 	for rows.Next() {
-		var proj, role, kind, subject string
-		if err := rows.Scan(&proj, &role, &kind, &subject); err != nil {
+		var proj, name, role, kind, subject string
+		var created int64
+		if err := rows.Scan(&proj, &name, &role, &kind, &subject, &created); err != nil {
 			return nil, err
 		}
-		if len(out) == 0 || out[len(out)-1].Project != proj || out[len(out)-1].Role != role {
-			out = append(out, auth.Binding{Project: proj, Role: role})
+		if len(out) == 0 || out[len(out)-1].Project != proj || out[len(out)-1].Name != name {
+			out = append(out, auth.Binding{Project: proj, Name: name, Role: role, Created: time.UnixMicro(created).UTC()})
 		}
 		b := &out[len(out)-1]
+		if c := time.UnixMicro(created).UTC(); c.Before(b.Created) {
+			b.Created = c
+		}
 		if kind == "User" {
 			b.Users = append(b.Users, subject)
 		} else {

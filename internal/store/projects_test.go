@@ -96,24 +96,43 @@ func TestRoleBindings(t *testing.T) {
 	ctx := context.Background()
 	bob, qa := store.Subject{Kind: "User", Name: "bob"}, store.Subject{Kind: "Group", Name: "qa"}
 	carol := store.Subject{Kind: "User", Name: "carol"}
-	if err := s.UpdateRoleBinding(ctx, "team", "registry-viewer", []store.Subject{bob}); !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob}); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("update of a missing binding: %v", err)
 	}
-	must(t, s.CreateRoleBinding(ctx, "team", "registry-viewer", []store.Subject{bob, qa, bob}))
-	if err := s.CreateRoleBinding(ctx, "team", "registry-viewer", []store.Subject{carol}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+	must(t, s.CreateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob, qa, bob}))
+	if err := s.CreateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{carol}); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("second create: %v", err)
 	}
-	if err := s.CreateRoleBinding(ctx, "team", "view", []store.Subject{{Kind: "Robot", Name: "x"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := s.CreateRoleBinding(ctx, "team", "view", "view", []store.Subject{{Kind: "Robot", Name: "x"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad kind: %v", err)
 	}
-	must(t, s.UpdateRoleBinding(ctx, "team", "registry-viewer", []store.Subject{carol, qa}))
-	b, err := s.Bindings(ctx, "team")
-	if err != nil || len(b) != 1 || !slices.Equal(b[0].Users, []string{"carol"}) || !slices.Equal(b[0].Groups, []string{"qa"}) {
-		t.Fatalf("bindings after update: %+v %v", b, err)
+	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{bob}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("changing a binding's role: %v", err)
 	}
-	must(t, s.CreateRoleBinding(ctx, "", "registry-viewer", []store.Subject{bob}))
+	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}))
+	// A second binding of the same role, and the role's own binding.
+	must(t, s.CreateRoleBinding(ctx, "team", "more-viewers", "registry-viewer", []store.Subject{bob}))
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "dave"))
+	b, err := s.Bindings(ctx, "team")
+	if err != nil || len(b) != 3 {
+		t.Fatalf("bindings: %+v %v", b, err)
+	}
+	want := map[string][]string{"more-viewers": {"bob"}, "registry-viewer": {"dave"}, "viewers": {"carol"}}
+	for _, x := range b {
+		if x.Role != "registry-viewer" || !slices.Equal(x.Users, want[x.Name]) || x.Created.IsZero() {
+			t.Errorf("binding %+v, want users %v", x, want[x.Name])
+		}
+	}
+	// Taking the role from bob takes it from every binding that grants it.
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
+	must(t, s.RemoveBinding(ctx, "team", "registry-viewer", "User", "bob"))
+	if b, _ := s.Bindings(ctx, "team"); len(b) != 2 {
+		t.Fatalf("after removing bob everywhere: %+v", b)
+	}
+	must(t, s.CreateRoleBinding(ctx, "", "registry-viewer", "registry-viewer", []store.Subject{bob}))
+	must(t, s.DeleteRoleBinding(ctx, "team", "viewers"))
 	must(t, s.DeleteRoleBinding(ctx, "team", "registry-viewer"))
-	if err := s.DeleteRoleBinding(ctx, "team", "registry-viewer"); !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.DeleteRoleBinding(ctx, "team", "viewers"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("second delete: %v", err)
 	}
 	if b, _ := s.Bindings(ctx, "team"); len(b) != 1 || b[0].Project != "" {

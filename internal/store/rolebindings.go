@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -14,57 +15,77 @@ type Subject struct {
 	Name string
 }
 
-// CreateRoleBinding grants role in project ("" for cluster-wide) to
-// subjects, as one binding; if role is already granted to anyone there,
-// it is errdefs.ErrAlreadyExists and nothing changes.
-func (s *Store) CreateRoleBinding(ctx context.Context, project, role string, subjects []Subject) error {
+// CreateRoleBinding creates the binding name in project ("" for
+// cluster-wide), granting role to subjects; an existing binding of that
+// name is errdefs.ErrAlreadyExists and nothing changes.
+func (s *Store) CreateRoleBinding(ctx context.Context, project, name, role string, subjects []Subject) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		n, err := countBinding(ctx, tx, project, role)
+		have, err := bindingRole(ctx, tx, project, name)
 		if err != nil {
 			return err
 		}
-		if n > 0 {
-			return fmt.Errorf("binding of %s in %q: %w", role, project, errdefs.ErrAlreadyExists)
+		if have != "" {
+			return fmt.Errorf("binding %s in %q: %w", name, project, errdefs.ErrAlreadyExists)
 		}
-		return s.setSubjects(ctx, tx, project, role, subjects)
+		return s.setSubjects(ctx, tx, project, name, role, subjects)
 	})
 }
 
-// UpdateRoleBinding makes subjects exactly the holders of role in project:
-// those missing are added, those not listed removed, in one transaction
-// (no subjects deletes the binding). A role granted to nobody there is
+// UpdateRoleBinding makes subjects exactly the holders of the binding name
+// in project: those missing are added, those not listed removed, in one
+// transaction (no subjects deletes the binding). A missing binding is
+// errdefs.ErrNotFound; a binding's role never changes
+// (errdefs.ErrInvalidArgument), as in Kubernetes, where roleRef is
+// immutable.
+func (s *Store) UpdateRoleBinding(ctx context.Context, project, name, role string, subjects []Subject) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		have, err := bindingRole(ctx, tx, project, name)
+		if err != nil {
+			return err
+		}
+		if have == "" {
+			return fmt.Errorf("binding %s in %q: %w", name, project, errdefs.ErrNotFound)
+		}
+		if have != role {
+			return fmt.Errorf("binding %s in %q grants %s, not %s: its role cannot change: %w", name, project, have, role, errdefs.ErrInvalidArgument)
+		}
+		return s.setSubjects(ctx, tx, project, name, role, subjects)
+	})
+}
+
+// DeleteRoleBinding deletes the binding name in project; a missing one is
 // errdefs.ErrNotFound.
-func (s *Store) UpdateRoleBinding(ctx context.Context, project, role string, subjects []Subject) error {
+func (s *Store) DeleteRoleBinding(ctx context.Context, project, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		n, err := countBinding(ctx, tx, project, role)
+		role, err := bindingRole(ctx, tx, project, name)
 		if err != nil {
 			return err
 		}
-		if n == 0 {
-			return fmt.Errorf("binding of %s in %q: %w", role, project, errdefs.ErrNotFound)
+		if role == "" {
+			return fmt.Errorf("binding %s in %q: %w", name, project, errdefs.ErrNotFound)
 		}
-		return s.setSubjects(ctx, tx, project, role, subjects)
+		return s.setSubjects(ctx, tx, project, name, role, nil)
 	})
 }
 
-// DeleteRoleBinding takes role from everyone in project; a role granted
-// to nobody there is errdefs.ErrNotFound.
-func (s *Store) DeleteRoleBinding(ctx context.Context, project, role string) error {
-	return s.UpdateRoleBinding(ctx, project, role, nil)
-}
-
-func countBinding(ctx context.Context, tx *sql.Tx, project, role string) (int, error) {
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM role_bindings WHERE project = ? AND role = ?`,
-		project, role).Scan(&n); err != nil {
-		return 0, fmt.Errorf("read binding of %s in %q: %w", role, project, err)
+// bindingRole is the role the binding name in project grants, "" when
+// there is no such binding.
+func bindingRole(ctx context.Context, tx *sql.Tx, project, name string) (string, error) {
+	var role string
+	err := tx.QueryRowContext(ctx, `SELECT role FROM role_bindings WHERE project = ? AND name = ? LIMIT 1`,
+		project, name).Scan(&role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
 	}
-	return n, nil
+	if err != nil {
+		return "", fmt.Errorf("read binding %s in %q: %w", name, project, err)
+	}
+	return role, nil
 }
 
-// setSubjects replaces the subjects of (project, role), appending an
-// event per change.
-func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, role string, subjects []Subject) error {
+// setSubjects replaces the subjects of the binding (project, name) of
+// role, appending an event per change.
+func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, name, role string, subjects []Subject) error {
 	want := map[Subject]bool{}
 	for _, sub := range subjects {
 		if sub.Kind != "User" && sub.Kind != "Group" {
@@ -72,7 +93,7 @@ func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, role strin
 		}
 		want[sub] = true
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT subject_kind, subject FROM role_bindings WHERE project = ? AND role = ?`, project, role)
+	rows, err := tx.QueryContext(ctx, `SELECT subject_kind, subject FROM role_bindings WHERE project = ? AND name = ?`, project, name)
 	if err != nil {
 		return fmt.Errorf("read binding of %s in %q: %w", role, project, err)
 	}
@@ -95,8 +116,8 @@ func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, role strin
 			continue
 		}
 		if _, err := tx.ExecContext(ctx,
-			`DELETE FROM role_bindings WHERE project = ? AND role = ? AND subject_kind = ? AND subject = ?`,
-			project, role, sub.Kind, sub.Name); err != nil {
+			`DELETE FROM role_bindings WHERE project = ? AND name = ? AND subject_kind = ? AND subject = ?`,
+			project, name, sub.Kind, sub.Name); err != nil {
 			return fmt.Errorf("unbind %s from %s %s in %q: %w", role, sub.Kind, sub.Name, project, err)
 		}
 		if err := s.appendEvent(ctx, tx, "RoleUnbound", project, "", role+" "+sub.Kind+":"+sub.Name); err != nil {
@@ -109,8 +130,8 @@ func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, role strin
 		}
 		delete(want, sub)
 		if _, err := tx.ExecContext(ctx, `
-INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?)`,
-			project, role, sub.Kind, sub.Name, s.micros()); err != nil {
+INSERT INTO role_bindings (project, name, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			project, name, role, sub.Kind, sub.Name, s.micros()); err != nil {
 			return fmt.Errorf("bind %s to %s %s in %q: %w", role, sub.Kind, sub.Name, project, err)
 		}
 		if err := s.appendEvent(ctx, tx, "RoleBound", project, "", role+" "+sub.Kind+":"+sub.Name); err != nil {

@@ -197,5 +197,22 @@ CREATE INDEX events_api_resource ON events (api_resource, seq);
 -- A repository's changes, for the resourceVersion and watch of its
 -- ImageStream.
 CREATE INDEX events_repository ON events (repository, seq) WHERE repository <> '';
+`,	// 5: role bindings have names of their own (kubectl create rolebinding
+	// NAME --clusterrole=ROLE); existing ones are named after their role.
+	`
+CREATE TABLE role_bindings_named (
+	project      TEXT NOT NULL,
+	name         TEXT NOT NULL,
+	role         TEXT NOT NULL,
+	subject_kind TEXT NOT NULL CHECK (subject_kind IN ('User', 'Group')),
+	subject      TEXT NOT NULL,
+	created_at   BIGINT NOT NULL,
+	PRIMARY KEY (project, name, subject_kind, subject)
+);
+INSERT INTO role_bindings_named (project, name, role, subject_kind, subject, created_at)
+	SELECT project, role, role, subject_kind, subject, created_at FROM role_bindings;
+DROP TABLE role_bindings;
+ALTER TABLE role_bindings_named RENAME TO role_bindings;
+CREATE INDEX role_bindings_subject ON role_bindings (subject_kind, subject);
 `,
 }

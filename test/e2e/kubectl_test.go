@@ -508,14 +508,25 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		if errOut := fails(t, outsider, "get", "is", "-n", ns); !strings.Contains(errOut, "Forbidden") {
 			t.Fatalf("outsider get is before the binding: %q", errOut)
 		}
-		says(t, "rolebinding.rbac.authorization.k8s.io/system:image-puller created",
-			"create", "rolebinding", "system:image-puller", "--clusterrole=system:image-puller", "--user=outsider", "-n", ns)
-		if got := jsonpath(t, "{.roleRef.name} {.subjects[0].name}", "get", "rolebinding", "system:image-puller", "-n", ns); got != "system:image-puller outsider" {
+		says(t, "rolebinding.rbac.authorization.k8s.io/pullers created",
+			"create", "rolebinding", "pullers", "--clusterrole=system:image-puller", "--user=outsider", "-n", ns)
+		if got := jsonpath(t, "{.roleRef.name} {.subjects[0].name}", "get", "rolebinding", "pullers", "-n", ns); got != "system:image-puller outsider" {
 			t.Fatalf("the binding: %q", got)
+		}
+		if table := ok(t, "get", "rolebindings", "-n", ns, "-o", "wide"); !tableRow(table, "pullers", "ClusterRole/system:image-puller") {
+			t.Fatalf("get rolebindings:\n%s", table)
 		}
 		if st := pull(); st != http.StatusOK {
 			t.Fatalf("outsider's pull after the binding = %d, want 200", st)
 		}
+		if out := ok(t, "delete", "rolebinding", "pullers", "-n", ns); !strings.HasPrefix(out, `rolebinding.rbac.authorization.k8s.io "pullers" deleted`) {
+			t.Fatalf("delete rolebinding: %q", out)
+		}
+		if st := pull(); st != http.StatusNotFound {
+			t.Fatalf("outsider's pull after deleting the binding = %d, want 404", st)
+		}
+		says(t, "rolebinding.rbac.authorization.k8s.io/pullers created",
+			"create", "rolebinding", "pullers", "--clusterrole=system:image-puller", "--user=outsider", "-n", ns)
 	})
 
 	// kubectl create sa and create token (protobuf on 1.33): the token logs
