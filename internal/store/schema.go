@@ -197,7 +197,8 @@ CREATE INDEX events_api_resource ON events (api_resource, seq);
 -- A repository's changes, for the resourceVersion and watch of its
 -- ImageStream.
 CREATE INDEX events_repository ON events (repository, seq) WHERE repository <> '';
-`, // 5: role bindings have names of their own (kubectl create rolebinding
+`,
+	// 5: role bindings have names of their own (kubectl create rolebinding
 	// NAME --clusterrole=ROLE); existing ones are named after their role.
 	`
 CREATE TABLE role_bindings_named (
