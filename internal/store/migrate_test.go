@@ -1,0 +1,64 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/berth-registry/berth/internal/auth"
+)
+
+// Migration 5 gives role bindings names: the grants of a database written
+// before it survive, each binding named after its role.
+func TestMigrationNamesExistingBindings(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, old, sqliteMigrations[:4]); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range [][]any{
+		{"team", "admin", "User", "bob"}, {"team", "registry-viewer", "User", "alice"},
+		{"team", "registry-viewer", "Group", "qa"}, {"", "cluster-admin", "User", "admin"},
+	} {
+		if _, err := old.ExecContext(ctx, `INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, 1)`, row...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("migrate to the current schema: %v", err)
+	}
+	defer s.Close()
+	b, err := s.Bindings(ctx, "team")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, x := range b {
+		if x.Name != x.Role {
+			t.Errorf("binding %q grants %q", x.Name, x.Role)
+		}
+		got[x.Project+"/"+x.Name] = x.Role + " " + slices.Concat(x.Users, x.Groups)[0]
+	}
+	want := map[string]string{"team/admin": "admin bob", "team/registry-viewer": "registry-viewer alice", "/cluster-admin": "cluster-admin admin"}
+	if len(got) != len(want) {
+		t.Fatalf("bindings after the migration: %v", got)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("binding %s = %q, want %q", k, got[k], v)
+		}
+	}
+	i := slices.IndexFunc(b, func(x auth.Binding) bool { return x.Name == "registry-viewer" })
+	if i < 0 || !slices.Equal(b[i].Groups, []string{"qa"}) {
+		t.Errorf("registry-viewer's groups lost: %+v", b)
+	}
+}
