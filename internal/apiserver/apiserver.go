@@ -253,19 +253,16 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
 }
 
-// maxBody bounds a request body; API objects are small.
-const maxBody = 1 << 20
 
-// decode reads a JSON body into v.
+// decode reads a JSON body into v, matching field names exactly. Fields
+// Berth's reduced types lack are ignored: these kinds carry less than the
+// reference's, and clients send what they have.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
-		if errors.Is(err, io.EOF) {
-			return badRequest("the request needs a JSON body")
-		}
-		return badRequest("the request body is not a valid object: %v", err)
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
 	}
-	return nil
+	return decodeStrictJSON(body, v, false)
 }
 
 // caller is who made r.

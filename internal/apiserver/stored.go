@@ -25,6 +25,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/apimachinery/pkg/util/validation"
+	k8sjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -172,18 +173,24 @@ func decodeStrictJSON(body []byte, into any, strict bool) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return badRequest("the request needs a body: the object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if strict {
-		dec.DisallowUnknownFields()
-	}
-	if err := dec.Decode(into); err != nil {
-		if strings.Contains(err.Error(), "unknown field") {
-			return &StatusError{http.StatusBadRequest, "BadRequest", "strict decoding error: " + err.Error()}
+	// Field names match exactly, as in Kubernetes ("Data" is not "data"),
+	// and a field given twice is an error under strict validation.
+	if !strict {
+		if err := k8sjson.UnmarshalCaseSensitivePreserveInts(body, into); err != nil {
+			return badRequest("the request body is not a valid object: %v", err)
 		}
+		return nil
+	}
+	problems, err := k8sjson.UnmarshalStrict(body, into, k8sjson.DisallowDuplicateFields, k8sjson.DisallowUnknownFields)
+	if err != nil {
 		return badRequest("the request body is not a valid object: %v", err)
 	}
-	if dec.More() {
-		return badRequest("the request body holds more than one object")
+	if len(problems) > 0 {
+		msgs := make([]string, len(problems))
+		for i, p := range problems {
+			msgs[i] = p.Error()
+		}
+		return &StatusError{http.StatusBadRequest, "BadRequest", "strict decoding error: " + strings.Join(msgs, ", ")}
 	}
 	return nil
 }

@@ -125,6 +125,8 @@ func TestStoredKindsRefuseBadInput(t *testing.T) {
 		says              string
 	}{
 		{"unknown field", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"dta":{}}`, 400, "unknown field"},
+		{"field name in another case", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"Data":{"a":"1"}}`, 400, `unknown field "Data"`},
+		{"field given twice", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{"a":"1"},"data":{"b":"2"}}`, 400, `duplicate field "data"`},
 		{"wrong kind", "application/json", `{"apiVersion":"v1","kind":"Secret","metadata":{"name":"x"}}`, 400, "not a ConfigMap"},
 		{"wrong apiVersion", "application/json", `{"apiVersion":"v2","kind":"ConfigMap","metadata":{"name":"x"}}`, 400, "apiVersion"},
 		{"name not DNS-1123", "application/json", `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"Bad_Name"}}`, 422, "RFC 1123"},
