@@ -253,7 +253,6 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away: nothing to do
 }
 
-
 // decode reads a JSON body into v, matching field names exactly. Fields
 // Berth's reduced types lack are ignored: these kinds carry less than the
 // reference's, and clients send what they have.

@@ -19,10 +19,6 @@ type groupObject struct {
 	Users      []string   `json:"users"`
 }
 
-type groupList struct {
-	Items []groupObject `json:"items"`
-}
-
 func groupPath(name string) string {
 	return pathGroups + "/" + url.PathEscape(name)
 }
