@@ -57,6 +57,10 @@ const (
 	groupAuthn   = "authentication.k8s.io"
 )
 
+// Paths are the URL paths (and subtrees, ending in "/") the management API
+// serves behind the authentication middleware; /oauth/ it serves without.
+var Paths = []string{"/api/", "/apis/", "/api", "/apis", "/version", "/openapi/"}
+
 // New returns the API server.
 func New(opts Options) *Server {
 	if opts.Logger == nil {

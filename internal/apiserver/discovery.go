@@ -29,6 +29,7 @@ func (s *Server) discoveryRoutes() {
 		s.handle("GET /apis/"+gv.Group+"/"+gv.Version, s.resourceList(gv.Group, gv.Version))
 	}
 	s.handle("GET /openapi/v2", s.openAPIv2)
+	s.openAPIRoutes()
 }
 
 // Discovery is public, as on Kubernetes: it says what kinds exist, not

@@ -40,18 +40,18 @@ type RegistryConfig struct {
 
 // RegistryConfigSpec is what the operator reconciles.
 type RegistryConfigSpec struct {
-	ManagementState  string            `json:"managementState,omitempty"`
-	LogLevel         string            `json:"logLevel,omitempty"`
+	ManagementState  string            `json:"managementState,omitempty" description:"Managed: the operator runs the registry; Unmanaged: it leaves it alone; Removed: the registry is taken down."`
+	LogLevel         string            `json:"logLevel,omitempty" description:"The registry's log level: Normal, Debug, Trace or TraceAll."`
 	OperatorLogLevel string            `json:"operatorLogLevel,omitempty"`
-	HTTPSecret       string            `json:"httpSecret,omitempty"`
-	Proxy            ConfigProxy       `json:"proxy,omitempty"`
-	Storage          ConfigStorage     `json:"storage,omitempty"`
-	ReadOnly         bool              `json:"readOnly,omitempty"`
-	DisableRedirect  bool              `json:"disableRedirect,omitempty"`
-	Requests         ConfigRequests    `json:"requests,omitempty"`
-	DefaultRoute     bool              `json:"defaultRoute,omitempty"`
-	Routes           []ConfigRoute     `json:"routes,omitempty"`
-	Replicas         int32             `json:"replicas,omitempty"`
+	HTTPSecret       string            `json:"httpSecret,omitempty" description:"The secret the instances share to sign upload state; random by default."`
+	Proxy            ConfigProxy       `json:"proxy,omitempty" description:"The proxy for pulls from upstream registries."`
+	Storage          ConfigStorage     `json:"storage,omitempty" description:"Where blobs are kept: filesystem, emptyDir, s3, gcs, azure or swift."`
+	ReadOnly         bool              `json:"readOnly,omitempty" description:"Refuse pushes and deletes; pulls go on."`
+	DisableRedirect  bool              `json:"disableRedirect,omitempty" description:"Serve blobs through the registry instead of redirecting to object storage."`
+	Requests         ConfigRequests    `json:"requests,omitempty" description:"Limits on concurrent and queued reads and writes."`
+	DefaultRoute     bool              `json:"defaultRoute,omitempty" description:"Expose the registry on the default route host name."`
+	Routes           []ConfigRoute     `json:"routes,omitempty" description:"Extra host names the registry is exposed on, with their TLS secrets."`
+	Replicas         int32             `json:"replicas,omitempty" description:"How many registry instances run."`
 	RolloutStrategy  string            `json:"rolloutStrategy,omitempty"`
 	NodeSelector     map[string]string `json:"nodeSelector,omitempty"`
 }

@@ -102,3 +102,14 @@ func servedResource(group, resource string) resourceInfo {
 	}
 	panic("apiserver: " + group + "/" + resource + " is not in the served table")
 }
+
+// resourceOfKind is the entry of served for a kind of a group; a kind not
+// in the table is a programming error.
+func resourceOfKind(group, kind string) resourceInfo {
+	for _, r := range served {
+		if r.Group == group && r.Kind == kind {
+			return r
+		}
+	}
+	panic("apiserver: kind " + group + "/" + kind + " is not in the served table")
+}

@@ -307,7 +307,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
 	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
 	mux.Handle(auth.TokenPath, &auth.TokenEndpoint{Authenticator: authn, Issuer: issuer, TTL: cfg.RegistryTokenTTL, Logger: log})
-	for _, prefix := range []string{"/api/", "/apis/", "/api", "/apis", "/version", "/openapi/"} {
+	for _, prefix := range apiserver.Paths {
 		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
 	}
 	// The OAuth token endpoint reads credentials from its form (and an

@@ -260,6 +260,10 @@ func TestBerthGenericVerbs(t *testing.T) {
 		}
 	}
 
+	if ex := c.run("", "explain", "imagestreams.status"); !strings.Contains(ex, "dockerImageRepository") || !strings.Contains(ex, "Where to pull") {
+		t.Errorf("explain imagestreams.status:\n%s", ex)
+	}
+
 	// delete, then the object is gone.
 	if out := c.run("", "delete", "cm", "app", "piped"); !strings.Contains(out, `configmap "app" deleted`) || !strings.Contains(out, `configmap "piped" deleted`) {
 		t.Errorf("delete: %q", out)

@@ -635,6 +635,17 @@ func TestKubectlImageStreams(t *testing.T) {
 				t.Errorf("get is -w did not show the push:\n%s", watchOut.String())
 			}
 
+			// kubectl explain reads the OpenAPI v3 schemas.
+			explained := ok("explain", "is.status.tags.items")
+			for _, want := range []string{"KIND:", "ImageStream", "dockerImageReference", "newest first"} {
+				if !strings.Contains(explained, want) {
+					t.Errorf("explain is.status.tags.items lacks %q:\n%s", want, explained)
+				}
+			}
+			if explained := ok("explain", "configs.imageregistry.operator.openshift.io.spec.defaultRoute"); !strings.Contains(explained, "<boolean>") {
+				t.Errorf("explain Config spec.defaultRoute:\n%s", explained)
+			}
+
 			// Deleting the ImageStreamTag is deleting the /v2 tag.
 			ok("delete", "istag", "app:v1", "-n", ns)
 			if tags := tagList(t, s, ns+"/app"); slices.Contains(tags, "v1") {

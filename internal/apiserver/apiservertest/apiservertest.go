@@ -91,9 +91,10 @@ func New(t testing.TB, opts Options) *Server {
 		Store: st, Authorizer: auth.NewRBAC(st), Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
 	})
 	mux := http.NewServeMux()
-	for _, prefix := range []string{"/api/", "/apis/", "/oauth/"} {
+	for _, prefix := range apiserver.Paths {
 		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
 	}
+	mux.Handle("/oauth/", api)
 	hs := httptest.NewUnstartedServer(mux)
 	// Clients that do not trust the certificate are what some tests are
 	// about: their handshake errors are not news.

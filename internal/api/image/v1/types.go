@@ -24,7 +24,7 @@ type ImageStream struct {
 // import, in a later step; empty for a pushed stream).
 type ImageStreamSpec struct {
 	LookupPolicy ImageLookupPolicy `json:"lookupPolicy"`
-	Tags         []json.RawMessage `json:"tags,omitempty"`
+	Tags         []json.RawMessage `json:"tags,omitempty" description:"Tags that follow other images (set by tag and import); pushed tags are in status only."`
 }
 
 // ImageLookupPolicy says whether the stream's tags resolve locally.
@@ -35,23 +35,23 @@ type ImageLookupPolicy struct {
 // ImageStreamStatus is where the stream is pulled from and its tags'
 // histories.
 type ImageStreamStatus struct {
-	DockerImageRepository       string              `json:"dockerImageRepository"`
-	PublicDockerImageRepository string              `json:"publicDockerImageRepository,omitempty"`
-	Tags                        []NamedTagEventList `json:"tags,omitempty"`
+	DockerImageRepository       string              `json:"dockerImageRepository" description:"Where to pull the stream from: the registry's host and <project>/<name>."`
+	PublicDockerImageRepository string              `json:"publicDockerImageRepository,omitempty" description:"Where to pull the stream from outside the cluster, when a route exposes the registry."`
+	Tags                        []NamedTagEventList `json:"tags,omitempty" description:"Each tag and its history."`
 }
 
 // NamedTagEventList is one tag and its history, newest first.
 type NamedTagEventList struct {
 	Tag   string     `json:"tag"`
-	Items []TagEvent `json:"items"`
+	Items []TagEvent `json:"items" description:"The tag's history, newest first: the first entry is what the tag points at."`
 }
 
 // TagEvent is one entry of a tag's history.
 type TagEvent struct {
-	Created              metav1.Time `json:"created"`
-	DockerImageReference string      `json:"dockerImageReference"`
-	Image                string      `json:"image"`
-	Generation           int64       `json:"generation"`
+	Created              metav1.Time `json:"created" description:"When the tag was set to this image."`
+	DockerImageReference string      `json:"dockerImageReference" description:"The image by digest, ready to pull."`
+	Image                string      `json:"image" description:"The digest of the image (the name of its Image)."`
+	Generation           int64       `json:"generation" description:"The stream generation that set this entry."`
 }
 
 // ImageStreamTag is image.openshift.io/v1 ImageStreamTag: one tag of a
@@ -61,7 +61,7 @@ type ImageStreamTag struct {
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 	Tag               *json.RawMessage  `json:"tag"`
 	Generation        int64             `json:"generation"`
-	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy"`
+	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy" description:"Whether the stream's tags resolve for workloads of its project."`
 	Image             ImageRef          `json:"image"`
 }
 
