@@ -211,8 +211,11 @@ func addKubectlCommands(root *cobra.Command) {
 }
 
 // returnErrors makes every command of the tree return kubectl's fatal
-// error instead of exiting, with a hint of what to do where Berth knows one.
+// error instead of exiting, with a hint of what to do where Berth knows
+// one, and shows its examples with berth.
 func returnErrors(c *cobra.Command, s *kubeSession) {
+	// The examples are kubectl's; they work as they are with berth.
+	c.Example = strings.ReplaceAll(c.Example, "kubectl ", "berth ")
 	if run := c.Run; run != nil {
 		c.Run = nil
 		c.RunE = func(cmd *cobra.Command, args []string) (err error) {
