@@ -406,6 +406,22 @@ func TestRoleBindings(t *testing.T) {
 	}
 	bob.expect(200, "DELETE", rb+"/registry-viewer", nil)
 	alice.expect(200, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", nil)
+	// Two writers from the same read: the second gets 409 and changes nothing.
+	read := bob.expect(200, "GET", rb+"/pullers", nil)
+	rv := read.str("metadata", "resourceVersion")
+	first := map[string]any{"metadata": map[string]any{"name": "pullers", "resourceVersion": rv},
+		"roleRef": map[string]any{"kind": "ClusterRole", "name": "registry-viewer"}, "subjects": []any{user("alice"), user("x1")}}
+	if a := bob.expect(200, "PUT", rb+"/pullers", first); a.str("metadata", "resourceVersion") == rv {
+		t.Fatalf("the resourceVersion did not change: %s", a.raw)
+	}
+	second := map[string]any{"metadata": map[string]any{"name": "pullers", "resourceVersion": rv},
+		"roleRef": map[string]any{"kind": "ClusterRole", "name": "registry-viewer"}, "subjects": []any{user("alice"), user("x2")}}
+	if a := bob.expect(409, "PUT", rb+"/pullers", second); a.str("reason") != "Conflict" {
+		t.Fatalf("a write from a stale read: %s", a.raw)
+	}
+	if got := subjectsOf(bob.expect(200, "GET", rb+"/pullers", nil)); !slices.Equal(got, []string{"User:alice", "User:x1"}) {
+		t.Fatalf("after the refused write: %v", got)
+	}
 	named["roleRef"] = map[string]any{"kind": "ClusterRole", "name": "registry-editor"}
 	if a := bob.expect(422, "PUT", rb+"/pullers", named); !strings.Contains(a.str("message"), "cannot change roleRef") {
 		t.Errorf("changing roleRef: %s", a.raw)

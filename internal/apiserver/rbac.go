@@ -56,7 +56,7 @@ func bindingObjects(sc bindingScope, bindings []auth.Binding) []RoleBinding {
 		}
 		rb := RoleBinding{
 			TypeMeta: TypeMeta{APIVersion: groupRBAC + "/v1", Kind: sc.kind},
-			Metadata: ObjectMeta{Name: b.Name, Namespace: sc.project, CreationTimestamp: timestamp(b.Created)},
+			Metadata: ObjectMeta{Name: b.Name, Namespace: sc.project, CreationTimestamp: timestamp(b.Created), ResourceVersion: b.Version},
 			RoleRef:  RoleRef{APIGroup: groupRBAC, Kind: "ClusterRole", Name: b.Role},
 			Subjects: []Subject{},
 		}
@@ -253,7 +253,7 @@ func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb strin
 		code = http.StatusCreated
 		err = s.opts.Store.CreateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects)
 	} else {
-		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects)
+		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects, rb.Metadata.ResourceVersion)
 	}
 	switch {
 	case errors.Is(err, errdefs.ErrAlreadyExists):
@@ -262,6 +262,9 @@ func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb strin
 		return notFound(sc.plural, b.name)
 	case errors.Is(err, errdefs.ErrInvalidArgument):
 		return invalid("%s %q is invalid: roleRef: cannot change roleRef", sc.kind, b.name)
+	case errors.Is(err, errdefs.ErrConflict):
+		return &StatusError{http.StatusConflict, "Conflict", fmt.Sprintf(
+			"Operation cannot be fulfilled on %s %q: the object has been modified; please apply your changes to the latest version and try again", sc.plural, b.name)}
 	case err != nil:
 		return err
 	}

@@ -16,6 +16,7 @@ type ObjectMeta struct {
 	Name              string            `json:"name,omitempty"`
 	Namespace         string            `json:"namespace,omitempty"`
 	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
+	ResourceVersion   string            `json:"resourceVersion,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
 }
 

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -144,5 +145,37 @@ func TestParseResource(t *testing.T) {
 		if r != c.resource || g != c.group {
 			t.Errorf("parseResource(%q) = %q %q", c.in, r, g)
 		}
+	}
+}
+
+// Concurrent grants of one role, each a read-modify-write of the same
+// binding, lose none: a write from a stale read gets 409 and is retried.
+func TestConcurrentGrantsLoseNone(t *testing.T) {
+	e := newBerthEnv(t)
+	e.login("bob", "bob-pw")
+	e.ok("bob", "new-project", "team")
+	_, c, err := sessionAs(e, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := bindingTarget{project: "team"}
+	const n = 20
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			errs <- changeRole(t.Context(), c, target, "registry-viewer", []subject{{Kind: "User", APIGroup: groupRBAC, Name: fmt.Sprintf("user%02d", i)}}, true)
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	var rb roleBinding
+	if err := c.do(t.Context(), "GET", target.collection()+"/registry-viewer", nil, &rb); err != nil {
+		t.Fatal(err)
+	}
+	if len(rb.Subjects) != n {
+		t.Fatalf("%d grants left %d subjects: %+v", n, len(rb.Subjects), rb.Subjects)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -63,7 +65,34 @@ func (t bindingTarget) where() string {
 // named after the role, else another binding of the role, else a new one;
 // a removal takes the subjects out of every binding of the role, and a
 // binding left with no subjects is deleted.
+//
+// Each binding is written back with the resourceVersion it was read at; when
+// someone else changed it in between (409), the whole change is read and
+// tried again, so concurrent grants do not lose one another.
 func changeRole(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add bool) error {
+	const attempts = 30
+	var err error
+	for attempt := range attempts {
+		if attempt > 0 {
+			// A random pause, growing, so that writers who collided
+			// do not collide again.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
+			}
+		}
+		err = changeRoleOnce(ctx, c, t, role, subjects, add)
+		// Conflict: a binding changed since it was read; AlreadyExists:
+		// someone created the role's binding at the same time.
+		if se, ok := errors.AsType[*statusError](err); !ok || se.Code != http.StatusConflict {
+			return err
+		}
+	}
+	return fmt.Errorf("the bindings of %q kept changing %s; try again: %w", role, t.where(), err)
+}
+
+func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add bool) error {
 	var list struct {
 		Items []roleBinding `json:"items"`
 	}

@@ -164,7 +164,24 @@ WHERE project = '' OR project = ? ORDER BY project, name`, project)
 			b.Groups = append(b.Groups, subject)
 		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Version = BindingVersion(out[i].Role, subjectsOf(out[i]))
+	}
+	return out, nil
+}
+
+func subjectsOf(b auth.Binding) []Subject {
+	var subjects []Subject
+	for _, u := range b.Users {
+		subjects = append(subjects, Subject{Kind: "User", Name: u})
+	}
+	for _, g := range b.Groups {
+		subjects = append(subjects, Subject{Kind: "Group", Name: g})
+	}
+	return subjects
 }
 
 // GroupsOf returns the groups user belongs to.

@@ -96,7 +96,7 @@ func TestRoleBindings(t *testing.T) {
 	ctx := context.Background()
 	bob, qa := store.Subject{Kind: "User", Name: "bob"}, store.Subject{Kind: "Group", Name: "qa"}
 	carol := store.Subject{Kind: "User", Name: "carol"}
-	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob}); !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob}, ""); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("update of a missing binding: %v", err)
 	}
 	must(t, s.CreateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob, qa, bob}))
@@ -106,10 +106,10 @@ func TestRoleBindings(t *testing.T) {
 	if err := s.CreateRoleBinding(ctx, "team", "view", "view", []store.Subject{{Kind: "Robot", Name: "x"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("bad kind: %v", err)
 	}
-	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{bob}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{bob}, ""); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("changing a binding's role: %v", err)
 	}
-	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}))
+	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}, ""))
 	// A second binding of the same role, and the role's own binding.
 	must(t, s.CreateRoleBinding(ctx, "team", "more-viewers", "registry-viewer", []store.Subject{bob}))
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "dave"))
@@ -123,6 +123,17 @@ func TestRoleBindings(t *testing.T) {
 			t.Errorf("binding %+v, want users %v", x, want[x.Name])
 		}
 	}
+	// A write based on a stale read is refused; one based on the current
+	// version goes through.
+	v := b[slices.IndexFunc(b, func(x auth.Binding) bool { return x.Name == "viewers" })].Version
+	if v == "" || v != store.BindingVersion("registry-viewer", []store.Subject{qa, carol}) {
+		t.Fatalf("version of viewers = %q", v)
+	}
+	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa, bob}, v))
+	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol}, v); !errors.Is(err, errdefs.ErrConflict) {
+		t.Fatalf("update from a stale read: %v", err)
+	}
+	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}, store.BindingVersion("registry-viewer", []store.Subject{bob, carol, qa})))
 	// Taking the role from bob takes it from every binding that grants it.
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
 	must(t, s.RemoveBinding(ctx, "team", "registry-viewer", "User", "bob"))

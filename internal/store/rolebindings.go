@@ -2,9 +2,13 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/berth-registry/berth/internal/errdefs"
 )
@@ -37,7 +41,11 @@ func (s *Store) CreateRoleBinding(ctx context.Context, project, name, role strin
 // errdefs.ErrNotFound; a binding's role never changes
 // (errdefs.ErrInvalidArgument), as in Kubernetes, where roleRef is
 // immutable.
-func (s *Store) UpdateRoleBinding(ctx context.Context, project, name, role string, subjects []Subject) error {
+//
+// expect, when not "", is the binding's version as the writer read it
+// (BindingVersion): a binding changed since is errdefs.ErrConflict and
+// nothing changes, so two read-modify-write grants cannot lose one.
+func (s *Store) UpdateRoleBinding(ctx context.Context, project, name, role string, subjects []Subject, expect string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		have, err := bindingRole(ctx, tx, project, name)
 		if err != nil {
@@ -49,8 +57,49 @@ func (s *Store) UpdateRoleBinding(ctx context.Context, project, name, role strin
 		if have != role {
 			return fmt.Errorf("binding %s in %q grants %s, not %s: its role cannot change: %w", name, project, have, role, errdefs.ErrInvalidArgument)
 		}
+		if expect != "" {
+			have, err := bindingSubjects(ctx, tx, project, name)
+			if err != nil {
+				return err
+			}
+			if BindingVersion(role, have) != expect {
+				return fmt.Errorf("binding %s in %q changed since it was read: %w", name, project, errdefs.ErrConflict)
+			}
+		}
 		return s.setSubjects(ctx, tx, project, name, role, subjects)
 	})
+}
+
+// BindingVersion is a binding's resourceVersion: a digest of its role and
+// subjects, so any change to them changes it. (Bindings are rows per
+// subject with no change counter of their own; a digest serves the only
+// purpose a version has here, refusing a write based on a stale read.)
+func BindingVersion(role string, subjects []Subject) string {
+	lines := []string{role}
+	for _, sub := range subjects {
+		lines = append(lines, sub.Kind+":"+sub.Name)
+	}
+	slices.Sort(lines[1:])
+	lines = slices.Compact(lines)
+	sum := sha256.Sum256([]byte(strings.Join(lines, "\n")))
+	return "b" + hex.EncodeToString(sum[:8])
+}
+
+func bindingSubjects(ctx context.Context, tx *sql.Tx, project, name string) ([]Subject, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT subject_kind, subject FROM role_bindings WHERE project = ? AND name = ?`, project, name)
+	if err != nil {
+		return nil, fmt.Errorf("read binding %s in %q: %w", name, project, err)
+	}
+	defer rows.Close()
+	var have []Subject
+	for rows.Next() {
+		var sub Subject
+		if err := rows.Scan(&sub.Kind, &sub.Name); err != nil {
+			return nil, err
+		}
+		have = append(have, sub)
+	}
+	return have, rows.Err()
 }
 
 // DeleteRoleBinding deletes the binding name in project; a missing one is
@@ -93,21 +142,8 @@ func (s *Store) setSubjects(ctx context.Context, tx *sql.Tx, project, name, role
 		}
 		want[sub] = true
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT subject_kind, subject FROM role_bindings WHERE project = ? AND name = ?`, project, name)
+	have, err := bindingSubjects(ctx, tx, project, name)
 	if err != nil {
-		return fmt.Errorf("read binding of %s in %q: %w", role, project, err)
-	}
-	var have []Subject
-	for rows.Next() {
-		var sub Subject
-		if err := rows.Scan(&sub.Kind, &sub.Name); err != nil {
-			rows.Close()
-			return err
-		}
-		have = append(have, sub)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return err
 	}
 	for _, sub := range have {
