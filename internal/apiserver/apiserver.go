@@ -42,9 +42,10 @@ type Options struct {
 
 // Server is the management API handler.
 type Server struct {
-	opts Options
-	log  *slog.Logger
-	mux  *http.ServeMux
+	opts    Options
+	log     *slog.Logger
+	mux     *http.ServeMux
+	configs imageConfigCache
 }
 
 // API groups and versions served.

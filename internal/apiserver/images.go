@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -40,7 +41,9 @@ func (s *Server) imageRoutes() {
 // maxConfigBytes bounds the config blob read for an Image.
 const maxConfigBytes = 4 << 20
 
-func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManifest) *imagev1.Image {
+// image is the Image of a stored manifest; with metadata, its config is
+// read too (a Table shows none of it).
+func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManifest, metadata bool) *imagev1.Image {
 	img := &imagev1.Image{
 		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "Image"},
 		ObjectMeta: metav1.ObjectMeta{Name: string(m.Digest),
@@ -72,7 +75,7 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 		img.DockerImageLayers = append(img.DockerImageLayers, imagev1.ImageLayer{Name: string(l.Digest), Size: l.Size, MediaType: l.MediaType})
 		layersSize += l.Size
 	}
-	if doc.Config.Digest == "" {
+	if doc.Config.Digest == "" || !metadata {
 		return img
 	}
 	meta := &imagev1.DockerImage{Kind: "DockerImage", APIVersion: "image.openshift.io/1.0", ID: string(doc.Config.Digest),
@@ -95,7 +98,11 @@ func (s *Server) image(ctx context.Context, r *http.Request, m store.StoredManif
 
 // imageConfig reads and decodes an image's config blob; an artifact's
 // config that is not an image config decodes to little, which is fine.
+// A blob never changes under its digest, so decoded configs are kept.
 func (s *Server) imageConfig(ctx context.Context, dgst digest.Digest) (ocispec.Image, error) {
+	if cfg, ok := s.configs.get(dgst); ok {
+		return cfg, nil
+	}
 	var cfg ocispec.Image
 	if s.opts.Blobs == nil {
 		return cfg, errors.New("no blob store")
@@ -105,8 +112,43 @@ func (s *Server) imageConfig(ctx context.Context, dgst digest.Digest) (ocispec.I
 		return cfg, err
 	}
 	defer f.Close()
-	err = json.NewDecoder(io.LimitReader(f, maxConfigBytes)).Decode(&cfg)
-	return cfg, err
+	if err := json.NewDecoder(io.LimitReader(f, maxConfigBytes)).Decode(&cfg); err != nil {
+		return cfg, err
+	}
+	s.configs.put(dgst, cfg)
+	return cfg, nil
+}
+
+// imageConfigCache holds decoded image configs by digest, up to a bound;
+// beyond it an arbitrary entry makes room (configs are a few KB, and a
+// miss only costs a blob read).
+type imageConfigCache struct {
+	mu      sync.Mutex
+	configs map[digest.Digest]ocispec.Image
+}
+
+const maxCachedConfigs = 4096
+
+func (c *imageConfigCache) get(dgst digest.Digest) (ocispec.Image, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cfg, ok := c.configs[dgst]
+	return cfg, ok
+}
+
+func (c *imageConfigCache) put(dgst digest.Digest, cfg ocispec.Image) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.configs == nil {
+		c.configs = map[digest.Digest]ocispec.Image{}
+	}
+	if len(c.configs) >= maxCachedConfigs {
+		for d := range c.configs {
+			delete(c.configs, d)
+			break
+		}
+	}
+	c.configs[dgst] = cfg
 }
 
 var imageColumns = []metav1.TableColumnDefinition{columnName,
@@ -140,14 +182,15 @@ func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	items := []*imagev1.Image{}
+	table := wantsTable(r)
 	for _, m := range page {
-		items = append(items, s.image(r.Context(), r, m))
+		items = append(items, s.image(r.Context(), r, m, !table))
 	}
 	next := ""
 	if more && len(page) > 0 {
 		next = string(page[len(page)-1].Digest)
 	}
-	if wantsTable(r) {
+	if table {
 		return writeJSONOrYAML(w, r, http.StatusOK, imageTable(items, next))
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
@@ -168,7 +211,7 @@ func (s *Server) getImage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	img := s.image(r.Context(), r, m)
+	img := s.image(r.Context(), r, m, !wantsTable(r))
 	if wantsTable(r) {
 		return writeJSONOrYAML(w, r, http.StatusOK, imageTable([]*imagev1.Image{img}, ""))
 	}

@@ -1,16 +1,20 @@
 package apiserver_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -94,4 +98,60 @@ func TestImagesAreClusterScopedViews(t *testing.T) {
 	// Images are cluster-scoped: a project admin may not list them all.
 	alice.expect(403, "GET", base, nil)
 	alice.expect(403, "GET", base+"/"+string(d), nil)
+}
+
+// countingBlobs serves blobs from memory and counts the reads.
+type countingBlobs struct {
+	blobs map[digest.Digest][]byte
+	opens atomic.Int64
+}
+
+func (b *countingBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, error) {
+	b.opens.Add(1)
+	data, ok := b.blobs[d]
+	if !ok {
+		return nil, errdefs.ErrNotFound
+	}
+	return nopCloser{bytes.NewReader(data)}, nil
+}
+
+type nopCloser struct{ *bytes.Reader }
+
+func (nopCloser) Close() error { return nil }
+
+// An Image's metadata comes from its config blob, read once: a blob never
+// changes under its digest. A Table (kubectl get images) reads none.
+func TestImageMetadataFromConfigIsCached(t *testing.T) {
+	config := []byte(`{"architecture":"arm64","os":"linux","created":"2026-01-02T03:04:05Z","config":{"User":"1001","Labels":{"app":"web"},"Cmd":["serve"]},"rootfs":{"type":"layers","diff_ids":[]}}`)
+	cfgDigest := digest.FromBytes(config)
+	blobs := &countingBlobs{blobs: map[digest.Digest][]byte{cfgDigest: config}}
+	s := apiservertest.New(t, apiservertest.Options{Users: map[string]string{"alice": "alice-pw"}, Blobs: blobs})
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	ctx := context.Background()
+	layer := digest.FromString("layer")
+	must(t, s.Store.LinkBlob(ctx, "team/app", layer, 5))
+	must(t, s.Store.LinkBlob(ctx, "team/app", cfgDigest, int64(len(config))))
+	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":5}]}`,
+		cfgDigest, len(config), layer))
+	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
+		References: []store.Reference{{Digest: layer, Required: true}, {Digest: cfgDigest, Required: true}}}
+	must(t, s.Store.PutManifest(ctx, "team/app", m, []string{"v1"}))
+
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	for range 3 {
+		img := admin.expect(200, "GET", "/apis/image.openshift.io/v1/images/"+string(m.Digest), nil)
+		meta := img.body["dockerImageMetadata"].(map[string]any)
+		if meta["Architecture"] != "arm64" || meta["Os"] != "linux" || meta["Created"] != "2026-01-02T03:04:05Z" ||
+			meta["Config"].(map[string]any)["Labels"].(map[string]any)["app"] != "web" || meta["Size"] != float64(len(config)+5) {
+			t.Fatalf("dockerImageMetadata: %s", img.raw)
+		}
+	}
+	if n := blobs.opens.Load(); n != 1 {
+		t.Errorf("three GETs of one Image read its config %d times, want 1", n)
+	}
+	table := admin.raw("GET", "/apis/image.openshift.io/v1/images", "", nil, "Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	if table.code != 200 || table.str("kind") != "Table" || blobs.opens.Load() != 1 {
+		t.Errorf("get images as a Table: %d, %d config reads: %.300s", table.code, blobs.opens.Load(), table.raw)
+	}
 }

@@ -39,6 +39,8 @@ type Options struct {
 	TLS bool
 	// LoginAttempts before a user is throttled (default 5).
 	LoginAttempts int
+	// Blobs reads image configs (none when nil).
+	Blobs apiserver.BlobOpener
 }
 
 // New starts a server with "admin" (cluster-admin) and opts.Users, and the
@@ -89,6 +91,7 @@ func New(t testing.TB, opts Options) *Server {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	api := apiserver.New(apiserver.Options{
 		Store: st, Authorizer: auth.NewRBAC(st), Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
+		Blobs: opts.Blobs,
 	})
 	mux := http.NewServeMux()
 	for _, prefix := range apiserver.Paths {
