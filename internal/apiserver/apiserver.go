@@ -99,13 +99,6 @@ func (s *Server) routes() {
 	s.handle("GET "+projects+"/projects/{name}", s.getProject)
 	s.handle("DELETE "+projects+"/projects/{name}", s.deleteProject)
 
-	for _, prefix := range []string{rbac + "/namespaces/{ns}/rolebindings", rbac + "/clusterrolebindings"} {
-		s.handle("GET "+prefix, s.listRoleBindings)
-		s.handle("POST "+prefix, s.createRoleBinding)
-		s.handle("GET "+prefix+"/{name}", s.getRoleBinding)
-		s.handle("PUT "+prefix+"/{name}", s.updateRoleBinding)
-		s.handle("DELETE "+prefix+"/{name}", s.deleteRoleBinding)
-	}
 	s.handle("POST "+authz+"/namespaces/{ns}/resourceaccessreviews", s.resourceAccessReview)
 	s.handle("POST "+authz+"/resourceaccessreviews", s.resourceAccessReview)
 

@@ -1,203 +1,172 @@
 package apiserver
 
 import (
-	"errors"
+	"context"
 	"fmt"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"net/http"
 	"slices"
 	"strings"
 
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/errdefs"
-	"github.com/berth-registry/berth/internal/store"
 )
 
-// Role bindings. Berth keeps one binding per (project, role), named after
-// the role: a RoleBinding object is the set of subjects holding that role
-// in that project. The cluster-scoped routes (clusterrolebindings) are the
-// same with no project.
+// Role bindings (RoleBinding in a project, ClusterRoleBinding everywhere)
+// are stored kinds: the generic handlers serve them with watch, patch,
+// selectors and resourceVersions, and the store keeps the index the
+// authorizer reads in the same transaction. What is particular to them is
+// here: a binding grants one of Berth's cluster roles to users, groups and
+// service accounts; its role never changes; and nobody grants what they do
+// not hold themselves.
 
-// bindingScope is what a role-binding route acts on.
-type bindingScope struct {
-	project  string // "" for cluster-wide
-	resource auth.Resource
-	kind     string // RoleBinding or ClusterRoleBinding
-	plural   string // for messages: rolebindings.rbac.authorization.k8s.io
-}
-
-func scopeOf(r *http.Request) bindingScope {
-	if ns := r.PathValue("ns"); ns != "" {
-		return bindingScope{ns, auth.Resource{Group: groupRBAC, Resource: "rolebindings"}, "RoleBinding",
-			"rolebindings.rbac.authorization.k8s.io"}
-	}
-	return bindingScope{"", auth.Resource{Group: groupRBAC, Resource: "clusterrolebindings"}, "ClusterRoleBinding",
-		"clusterrolebindings.rbac.authorization.k8s.io"}
-}
-
-// authorize checks verb on the scope's resource, then that its project
-// exists.
-func (s *Server) authorizeBinding(r *http.Request, sc bindingScope, verb string) error {
-	if err := s.authorize(r, verb, sc.resource, sc.project); err != nil {
-		return err
-	}
-	if sc.project != "" {
-		return s.requireProject(r, sc.project)
-	}
-	return nil
-}
-
-// bindingObjects turns the store's bindings in scope into objects.
-func bindingObjects(sc bindingScope, bindings []auth.Binding) []RoleBinding {
-	var out []RoleBinding
-	for _, b := range bindings {
-		if b.Project != sc.project {
-			continue
-		}
-		rb := RoleBinding{
-			TypeMeta: TypeMeta{APIVersion: groupRBAC + "/v1", Kind: sc.kind},
-			Metadata: ObjectMeta{Name: b.Name, Namespace: sc.project, CreationTimestamp: timestamp(b.Created), ResourceVersion: b.Version},
-			RoleRef:  RoleRef{APIGroup: groupRBAC, Kind: "ClusterRole", Name: b.Role},
-			Subjects: []Subject{},
-		}
-		for _, u := range b.Users {
-			if project, name, ok := auth.ServiceAccountOf(u); ok {
-				rb.Subjects = append(rb.Subjects, Subject{Kind: "ServiceAccount", Name: name, Namespace: project})
-			} else {
-				rb.Subjects = append(rb.Subjects, Subject{Kind: "User", APIGroup: groupRBAC, Name: u})
+func bindingKind(resource string) *storedKind {
+	k := &storedKind{
+		info:    servedResource(groupRBAC, resource),
+		builtin: true,
+		prepare: func(o object) {
+			// A service account subject without a namespace is one of the
+			// binding's project, as kubectl create rolebinding --serviceaccount
+			// cannot leave it out but hand-written objects do.
+			if rb, ok := o.(*rbacv1.RoleBinding); ok {
+				for i := range rb.Subjects {
+					if rb.Subjects[i].Kind == "ServiceAccount" && rb.Subjects[i].Namespace == "" {
+						rb.Subjects[i].Namespace = rb.Namespace
+					}
+				}
 			}
+		},
+		nameProblems: bindingNameProblems,
+		columns:      bindingColumns,
+	}
+	if resource == "rolebindings" {
+		k.new = func() object { return &rbacv1.RoleBinding{} }
+		k.validate = func(o object) []string {
+			rb := o.(*rbacv1.RoleBinding)
+			return bindingProblems(rb.RoleRef, rb.Subjects)
 		}
-		for _, g := range b.Groups {
-			rb.Subjects = append(rb.Subjects, Subject{Kind: "Group", APIGroup: groupRBAC, Name: g})
+		k.validateUpdate = func(old, new object) []string {
+			return roleRefChange(old.(*rbacv1.RoleBinding).RoleRef, new.(*rbacv1.RoleBinding).RoleRef)
 		}
-		out = append(out, rb)
-	}
-	return out
-}
-
-func (s *Server) listRoleBindings(w http.ResponseWriter, r *http.Request) error {
-	sc := scopeOf(r)
-	if err := s.authorizeBinding(r, sc, "list"); err != nil {
-		return err
-	}
-	bindings, err := s.opts.Store.Bindings(r.Context(), sc.project)
-	if err != nil {
-		return err
-	}
-	return writeList(w, r, newList(groupRBAC+"/v1", sc.kind+"List", bindingObjects(sc, bindings)), bindingColumns, bindingRow)
-}
-
-// binding returns the binding name in scope, or 404.
-func (s *Server) binding(r *http.Request, sc bindingScope, name string) (RoleBinding, error) {
-	bindings, err := s.opts.Store.Bindings(r.Context(), sc.project)
-	if err != nil {
-		return RoleBinding{}, err
-	}
-	for _, rb := range bindingObjects(sc, bindings) {
-		if rb.Metadata.Name == name {
-			return rb, nil
+		k.admit = func(ctx context.Context, s *Server, o object) error {
+			return s.mayGrant(ctx, k, o.GetNamespace(), o.(*rbacv1.RoleBinding).RoleRef.Name)
+		}
+		k.cells = func(o object) []any { rb := o.(*rbacv1.RoleBinding); return bindingCells(o, rb.RoleRef, rb.Subjects) }
+	} else {
+		k.new = func() object { return &rbacv1.ClusterRoleBinding{} }
+		k.validate = func(o object) []string {
+			rb := o.(*rbacv1.ClusterRoleBinding)
+			problems := bindingProblems(rb.RoleRef, rb.Subjects)
+			for i, sub := range rb.Subjects {
+				if sub.Kind == "ServiceAccount" && sub.Namespace == "" {
+					problems = append(problems, fmt.Sprintf("subjects[%d].namespace: Required value: a service account of a cluster-wide binding needs its project", i))
+				}
+			}
+			return problems
+		}
+		k.validateUpdate = func(old, new object) []string {
+			return roleRefChange(old.(*rbacv1.ClusterRoleBinding).RoleRef, new.(*rbacv1.ClusterRoleBinding).RoleRef)
+		}
+		k.admit = func(ctx context.Context, s *Server, o object) error {
+			return s.mayGrant(ctx, k, "", o.(*rbacv1.ClusterRoleBinding).RoleRef.Name)
+		}
+		k.cells = func(o object) []any {
+			rb := o.(*rbacv1.ClusterRoleBinding)
+			return bindingCells(o, rb.RoleRef, rb.Subjects)
 		}
 	}
-	return RoleBinding{}, notFound(sc.plural, name)
+	return k
 }
 
-func (s *Server) getRoleBinding(w http.ResponseWriter, r *http.Request) error {
-	sc := scopeOf(r)
-	if err := s.authorizeBinding(r, sc, "get"); err != nil {
-		return err
-	}
-	rb, err := s.binding(r, sc, r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, rb)
-	return nil
-}
+var (
+	roleBindingKind        = bindingKind("rolebindings")
+	clusterRoleBindingKind = bindingKind("clusterrolebindings")
+)
 
-// parsedBinding is a RoleBinding from a client as the store keeps it.
-type parsedBinding struct {
-	name, role string
-	subjects   []store.Subject
-}
-
-// parseBinding checks a RoleBinding from a client. urlName is the name in
-// the URL of a PUT ("" for a POST); a POST without a name is named after
-// its role.
-func (s *Server) parseBinding(sc bindingScope, rb RoleBinding, urlName string) (parsedBinding, error) {
-	role := rb.RoleRef.Name
-	if rb.RoleRef.Kind != "ClusterRole" {
-		return parsedBinding{}, invalid("roleRef.kind %q is not supported: Berth's roles are cluster roles; use kind ClusterRole", rb.RoleRef.Kind)
+// bindingProblems checks a binding's role and subjects.
+func bindingProblems(ref rbacv1.RoleRef, subjects []rbacv1.Subject) []string {
+	var problems []string
+	if ref.Kind != "ClusterRole" {
+		problems = append(problems, fmt.Sprintf("roleRef.kind: Unsupported value: %q: Berth's roles are cluster roles; use ClusterRole", ref.Kind))
 	}
-	if rb.RoleRef.APIGroup != "" && rb.RoleRef.APIGroup != groupRBAC {
-		return parsedBinding{}, invalid("roleRef.apiGroup must be %s", groupRBAC)
+	if ref.APIGroup != "" && ref.APIGroup != groupRBAC {
+		problems = append(problems, fmt.Sprintf("roleRef.apiGroup: Unsupported value: %q: must be %s", ref.APIGroup, groupRBAC))
 	}
-	if _, ok := s.opts.Authorizer.Roles[role]; !ok {
-		return parsedBinding{}, invalid("role %q does not exist; the roles are: %s", role, strings.Join(s.roleNames(), ", "))
+	if _, ok := auth.BuiltinRoles[ref.Name]; !ok {
+		problems = append(problems, fmt.Sprintf("roleRef.name: Not found: %q: the roles are: %s", ref.Name, strings.Join(roleNames(), ", ")))
 	}
-	name := firstOf(rb.Metadata.Name, firstOf(urlName, role))
-	if urlName != "" && name != urlName {
-		return parsedBinding{}, badRequest("the name of the object (%s) does not match the name on the URL (%s)", name, urlName)
+	if len(subjects) == 0 {
+		problems = append(problems, "subjects: Required value: a binding needs at least one subject (to take the role from everyone, delete the binding)")
 	}
-	if problem := bindingNameProblem(name); problem != "" {
-		return parsedBinding{}, invalid("%s %q is invalid: metadata.name: %s", sc.kind, name, problem)
-	}
-	if rb.Metadata.Namespace != "" && rb.Metadata.Namespace != sc.project {
-		return parsedBinding{}, invalid("metadata.namespace %q does not match the namespace in the URL %q", rb.Metadata.Namespace, sc.project)
-	}
-	if len(rb.Subjects) == 0 {
-		return parsedBinding{}, invalid("a %s needs at least one subject (to take the role from everyone, delete the binding)", sc.kind)
-	}
-	var subjects []store.Subject
-	for i, sub := range rb.Subjects {
+	for i, sub := range subjects {
 		if sub.Name == "" || strings.ContainsAny(sub.Name, "\x00\n") {
-			return parsedBinding{}, invalid("subjects[%d].name is required", i)
+			problems = append(problems, fmt.Sprintf("subjects[%d].name: Required value", i))
 		}
 		switch sub.Kind {
 		case "User", "Group":
-			subjects = append(subjects, store.Subject{Kind: sub.Kind, Name: sub.Name})
 		case "ServiceAccount":
-			ns := sub.Namespace
-			if ns == "" {
-				ns = sc.project
+			if strings.Contains(sub.Namespace, ":") || strings.Contains(sub.Name, ":") {
+				problems = append(problems, fmt.Sprintf("subjects[%d]: Invalid value: a service account's name and namespace have no ':'", i))
 			}
-			if ns == "" || strings.Contains(ns, ":") || strings.Contains(sub.Name, ":") {
-				return parsedBinding{}, invalid("subjects[%d]: a ServiceAccount needs a namespace and a name without ':'", i)
-			}
-			subjects = append(subjects, store.Subject{Kind: "User", Name: auth.ServiceAccountUser(ns, sub.Name)})
 		default:
-			return parsedBinding{}, invalid("subjects[%d].kind %q must be User, Group or ServiceAccount", i, sub.Kind)
+			problems = append(problems, fmt.Sprintf("subjects[%d].kind: Unsupported value: %q: must be User, Group or ServiceAccount", i, sub.Kind))
 		}
 	}
-	return parsedBinding{name: name, role: role, subjects: subjects}, nil
+	return problems
 }
 
-// bindingNameProblem checks a binding's name as Kubernetes checks names
+func roleRefChange(old, new rbacv1.RoleRef) []string {
+	if old.Name != new.Name || old.Kind != new.Kind {
+		return []string{"roleRef: Invalid value: cannot change roleRef"}
+	}
+	return nil
+}
+
+// bindingNameProblems checks a binding's name as Kubernetes checks names
 // that are path segments (binding names often hold ':', as
 // system:image-puller does).
-func bindingNameProblem(name string) string {
+func bindingNameProblems(name string) []string {
 	switch {
 	case name == "." || name == "..":
-		return "may not be '.' or '..'"
+		return []string{"may not be '.' or '..'"}
 	case strings.ContainsAny(name, "/%"):
-		return "may not contain '/' or '%'"
+		return []string{"may not contain '/' or '%'"}
 	case len(name) > 253:
-		return "must be no more than 253 characters"
+		return []string{"must be no more than 253 characters"}
 	case strings.ContainsFunc(name, func(r rune) bool { return r < 0x21 || r > 0x7e }):
-		return "may contain printable ASCII characters only, no spaces"
+		return []string{"may contain printable ASCII characters only, no spaces"}
 	}
-	return ""
+	return nil
 }
 
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
+var bindingColumns = []metav1.TableColumnDefinition{columnName,
+	column("Role", "The role the binding grants.", 0),
+	columnAge,
+	column("Users", "The users the role is granted to.", 1),
+	column("Groups", "The groups the role is granted to.", 1),
+	column("ServiceAccounts", "The service accounts the role is granted to.", 1),
 }
 
-func (s *Server) roleNames() []string {
+func bindingCells(o object, ref rbacv1.RoleRef, subjects []rbacv1.Subject) []any {
+	var users, groups, accounts []string
+	for _, s := range subjects {
+		switch s.Kind {
+		case "User":
+			users = append(users, s.Name)
+		case "Group":
+			groups = append(groups, s.Name)
+		case "ServiceAccount":
+			accounts = append(accounts, s.Namespace+"/"+s.Name)
+		}
+	}
+	return []any{o.GetName(), ref.Kind + "/" + ref.Name, age(o),
+		strings.Join(users, ", "), strings.Join(groups, ", "), strings.Join(accounts, ", ")}
+}
+
+func roleNames() []string {
 	var names []string
-	for n := range s.opts.Authorizer.Roles {
+	for n := range auth.BuiltinRoles {
 		names = append(names, n)
 	}
 	slices.Sort(names)
@@ -205,10 +174,10 @@ func (s *Server) roleNames() []string {
 }
 
 // mayGrant is escalation prevention: the caller must hold every
-// permission of role in the scope already.
-func (s *Server) mayGrant(r *http.Request, sc bindingScope, role string) error {
-	u := caller(r).User
-	ok, err := s.opts.Authorizer.Covers(r.Context(), u, role, sc.project)
+// permission of role in project ("" for cluster-wide) already.
+func (s *Server) mayGrant(ctx context.Context, k *storedKind, project, role string) error {
+	u := auth.IdentityFrom(ctx).User
+	ok, err := s.opts.Authorizer.Covers(ctx, u, role, project)
 	if err != nil {
 		return err
 	}
@@ -216,82 +185,12 @@ func (s *Server) mayGrant(r *http.Request, sc bindingScope, role string) error {
 		return nil
 	}
 	where := "cluster-wide"
-	if sc.project != "" {
-		where = fmt.Sprintf("in project %q", sc.project)
+	if project != "" {
+		where = fmt.Sprintf("in project %q", project)
 	}
 	return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf(
-		"%s is forbidden: User %q may not grant role %q %s: they do not hold every permission of that role there themselves (no escalation)",
-		sc.plural, u.Name, role, where)}
-}
-
-func (s *Server) createRoleBinding(w http.ResponseWriter, r *http.Request) error {
-	return s.writeBinding(w, r, "create")
-}
-
-func (s *Server) updateRoleBinding(w http.ResponseWriter, r *http.Request) error {
-	return s.writeBinding(w, r, "update")
-}
-
-func (s *Server) writeBinding(w http.ResponseWriter, r *http.Request, verb string) error {
-	sc := scopeOf(r)
-	if err := s.authorizeBinding(r, sc, verb); err != nil {
-		return err
-	}
-	var rb RoleBinding
-	if err := decodeBuiltin(w, r, &rb, func() object { return &rbacv1.RoleBinding{} }); err != nil {
-		return err
-	}
-	b, err := s.parseBinding(sc, rb, r.PathValue("name"))
-	if err != nil {
-		return err
-	}
-	if err := s.mayGrant(r, sc, b.role); err != nil {
-		return err
-	}
-	code := http.StatusOK
-	if verb == "create" {
-		code = http.StatusCreated
-		err = s.opts.Store.CreateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects)
-	} else {
-		err = s.opts.Store.UpdateRoleBinding(r.Context(), sc.project, b.name, b.role, b.subjects, rb.Metadata.ResourceVersion)
-	}
-	switch {
-	case errors.Is(err, errdefs.ErrAlreadyExists):
-		return &StatusError{http.StatusConflict, "AlreadyExists", fmt.Sprintf("%s %q already exists", sc.plural, b.name)}
-	case errors.Is(err, errdefs.ErrNotFound):
-		return notFound(sc.plural, b.name)
-	case errors.Is(err, errdefs.ErrInvalidArgument):
-		return invalid("%s %q is invalid: roleRef: cannot change roleRef", sc.kind, b.name)
-	case errors.Is(err, errdefs.ErrConflict):
-		return &StatusError{http.StatusConflict, "Conflict", fmt.Sprintf(
-			"Operation cannot be fulfilled on %s %q: the object has been modified; please apply your changes to the latest version and try again", sc.plural, b.name)}
-	case err != nil:
-		return err
-	}
-	s.log.Info("role binding "+verb+"d", "project", sc.project, "binding", b.name, "role", b.role, "subjects", len(b.subjects), "by", caller(r).User.Name)
-	out, err := s.binding(r, sc, b.name)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, code, out)
-	return nil
-}
-
-func (s *Server) deleteRoleBinding(w http.ResponseWriter, r *http.Request) error {
-	sc := scopeOf(r)
-	if err := s.authorizeBinding(r, sc, "delete"); err != nil {
-		return err
-	}
-	name := r.PathValue("name")
-	if err := s.opts.Store.DeleteRoleBinding(r.Context(), sc.project, name); err != nil {
-		if errors.Is(err, errdefs.ErrNotFound) {
-			return notFound(sc.plural, name)
-		}
-		return err
-	}
-	s.log.Info("role binding deleted", "project", sc.project, "binding", name, "by", caller(r).User.Name)
-	writeSuccess(w, name, groupRBAC, sc.resource.Resource)
-	return nil
+		"%s.%s is forbidden: User %q may not grant role %q %s: they do not hold every permission of that role there themselves (no escalation)",
+		k.info.Resource, groupRBAC, u.Name, role, where)}
 }
 
 // resourceAccessReview answers who may do a verb on a resource in a

@@ -55,8 +55,14 @@ type storedKind struct {
 	// validateUpdate returns why new may not replace old (immutable
 	// fields).
 	validateUpdate func(old, new object) []string
-	columns        []metav1.TableColumnDefinition
-	cells          func(object) []any
+	// nameProblems checks a name; the default is a DNS-1123 subdomain.
+	nameProblems func(name string) []string
+	// admit decides, with the request's identity in ctx, whether the
+	// caller may write obj (beyond the verb on the resource: no escalation
+	// through role bindings).
+	admit   func(ctx context.Context, s *Server, obj object) error
+	columns []metav1.TableColumnDefinition
+	cells   func(object) []any
 }
 
 func (k *storedKind) resource() auth.Resource {
@@ -219,7 +225,11 @@ func (k *storedKind) validateObject(obj object) error {
 	if name == "" {
 		problems = append(problems, "metadata.name: Required value: name or generateName is required")
 	} else {
-		for _, msg := range validation.IsDNS1123Subdomain(name) {
+		check := validation.IsDNS1123Subdomain
+		if k.nameProblems != nil {
+			check = k.nameProblems
+		}
+		for _, msg := range check(name) {
 			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: %s", name, msg))
 		}
 	}
@@ -316,6 +326,11 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 		if err := k.validateObject(obj); err != nil {
 			return err
 		}
+		if k.admit != nil {
+			if err := k.admit(r.Context(), s, obj); err != nil {
+				return err
+			}
+		}
 		rec, err := k.toStored(obj)
 		if err != nil {
 			return err
@@ -411,6 +426,11 @@ func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, e
 	if k.validateUpdate != nil {
 		if problems := k.validateUpdate(cur, obj); len(problems) > 0 {
 			return nil, invalid("%s %q is invalid: %s", k.info.Kind, obj.GetName(), strings.Join(problems, ", "))
+		}
+	}
+	if k.admit != nil {
+		if err := k.admit(ctx, s, obj); err != nil {
+			return nil, err
 		}
 	}
 	if dryRun {

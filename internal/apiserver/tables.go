@@ -90,13 +90,6 @@ var (
 		column("Secrets", "The number of secrets of the account (Berth keeps none: its tokens are requested).", 0),
 		columnAge,
 	}
-	bindingColumns = []metav1.TableColumnDefinition{
-		column("Role", "The role the binding grants.", 0),
-		columnAge,
-		column("Users", "The users the role is granted to.", 1),
-		column("Groups", "The groups the role is granted to.", 1),
-		column("ServiceAccounts", "The service accounts the role is granted to.", 1),
-	}
 )
 
 func projectRow(p Project) (ObjectMeta, []any) {
@@ -122,20 +115,4 @@ func tokenRow(t UserOAuthAccessToken) (ObjectMeta, []any) {
 
 func serviceAccountRow(sa ServiceAccount) (ObjectMeta, []any) {
 	return sa.Metadata, []any{int64(0), ageOf(sa.Metadata.CreationTimestamp)}
-}
-
-func bindingRow(b RoleBinding) (ObjectMeta, []any) {
-	var users, groups, accounts []string
-	for _, s := range b.Subjects {
-		switch s.Kind {
-		case "User":
-			users = append(users, s.Name)
-		case "Group":
-			groups = append(groups, s.Name)
-		case "ServiceAccount":
-			accounts = append(accounts, s.Namespace+"/"+s.Name)
-		}
-	}
-	return b.Metadata, []any{b.RoleRef.Kind + "/" + b.RoleRef.Name, ageOf(b.Metadata.CreationTimestamp),
-		strings.Join(users, ", "), strings.Join(groups, ", "), strings.Join(accounts, ", ")}
 }

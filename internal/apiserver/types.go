@@ -16,7 +16,6 @@ type ObjectMeta struct {
 	Name              string            `json:"name,omitempty"`
 	Namespace         string            `json:"namespace,omitempty"`
 	CreationTimestamp string            `json:"creationTimestamp,omitempty"`
-	ResourceVersion   string            `json:"resourceVersion,omitempty"`
 	Annotations       map[string]string `json:"annotations,omitempty"`
 }
 
@@ -80,30 +79,6 @@ type ProjectStatus struct {
 type ProjectRequest struct {
 	TypeMeta
 	Metadata ObjectMeta `json:"metadata"`
-}
-
-// RoleBinding is rbac.authorization.k8s.io/v1 RoleBinding (and
-// ClusterRoleBinding).
-type RoleBinding struct {
-	TypeMeta
-	Metadata ObjectMeta `json:"metadata"`
-	Subjects []Subject  `json:"subjects"`
-	RoleRef  RoleRef    `json:"roleRef"`
-}
-
-// Subject is who a binding grants its role to.
-type Subject struct {
-	Kind      string `json:"kind"` // User, Group or ServiceAccount
-	APIGroup  string `json:"apiGroup,omitempty"`
-	Name      string `json:"name"`
-	Namespace string `json:"namespace,omitempty"`
-}
-
-// RoleRef names the role a binding grants.
-type RoleRef struct {
-	APIGroup string `json:"apiGroup"`
-	Kind     string `json:"kind"`
-	Name     string `json:"name"`
 }
 
 // ResourceAccessReview asks who may do Verb on Resource.

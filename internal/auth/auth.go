@@ -71,7 +71,6 @@ type Binding struct {
 	Role    string
 	Project string
 	Created time.Time // of its oldest grant
-	Version string    // changes with any change to the binding
 	Users   []string
 	Groups  []string
 }

@@ -68,7 +68,7 @@ func TestProjectsPolicyAndServiceAccounts(t *testing.T) {
 	if !strings.Contains(msg, "cluster-admin") {
 		t.Errorf("escalation message: %s", msg)
 	}
-	e.fails("bob", "does not exist", "policy", "add-role-to-user", "superuser", "alice")
+	e.fails("bob", `roleRef.name: Not found: "superuser"`, "policy", "add-role-to-user", "superuser", "alice")
 	e.fails("alice", "forbidden", "policy", "add-role-to-user", "registry-viewer", "carol", "-n", "team")
 
 	// Cluster roles: only the administrator.

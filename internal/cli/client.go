@@ -102,9 +102,14 @@ func isNotFound(err error) bool {
 }
 
 // do sends in (JSON, when not nil) with method to path and decodes the
-// answer into out (when not nil). A failure answer becomes a *statusError
+// answer into out (when not nil); a PATCH is a JSON merge patch. A failure
+// answer becomes a *statusError
 // carrying the server's message.
 func (c *apiClient) do(ctx context.Context, method, path string, in, out any) error {
+	contentType := "application/json"
+	if method == http.MethodPatch {
+		contentType = "application/merge-patch+json"
+	}
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -118,7 +123,7 @@ func (c *apiClient) do(ctx context.Context, method, path string, in, out any) er
 		return err
 	}
 	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	return c.send(req, out)

@@ -129,8 +129,7 @@ func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role str
 				target = rb
 			}
 		}
-		target.Subjects = append(target.Subjects, missing...)
-		return c.do(ctx, http.MethodPut, t.collection()+"/"+url.PathEscape(target.Metadata.Name), target, nil)
+		return setSubjects(ctx, c, t, target, append(target.Subjects, missing...))
 	}
 	var absent []string
 	for _, s := range subjects {
@@ -151,22 +150,32 @@ func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role str
 				kept = append(kept, s)
 			}
 		}
-		path := t.collection() + "/" + url.PathEscape(rb.Metadata.Name)
 		var err error
 		switch {
 		case len(kept) == len(rb.Subjects):
 			continue
 		case len(kept) == 0:
-			err = c.do(ctx, http.MethodDelete, path, nil, nil)
+			// Only the binding as it was read: a precondition.
+			err = c.do(ctx, http.MethodDelete, t.collection()+"/"+url.PathEscape(rb.Metadata.Name),
+				map[string]any{"kind": "DeleteOptions", "apiVersion": "v1",
+					"preconditions": map[string]string{"resourceVersion": rb.Metadata.ResourceVersion}}, nil)
 		default:
-			rb.Subjects = kept
-			err = c.do(ctx, http.MethodPut, path, rb, nil)
+			err = setSubjects(ctx, c, t, rb, kept)
 		}
 		if err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// setSubjects makes subjects those of the binding rb, as it was read: a
+// merge patch of the subjects alone (the binding's other fields, labels
+// and annotations, stay), with the resourceVersion it was read at as a
+// precondition.
+func setSubjects(ctx context.Context, c *apiClient, t bindingTarget, rb roleBinding, subjects []subject) error {
+	patch := map[string]any{"metadata": map[string]string{"resourceVersion": rb.Metadata.ResourceVersion}, "subjects": subjects}
+	return c.do(ctx, http.MethodPatch, t.collection()+"/"+url.PathEscape(rb.Metadata.Name), patch, nil)
 }
 
 func newRoleBinding(t bindingTarget, name, role string, subjects []subject) roleBinding {

@@ -37,9 +37,11 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		// The creator administers the project from the same commit: there is
 		// no moment when the project exists and nobody may manage it.
 		if p.Creator != "" {
-			if _, err := tx.ExecContext(ctx, `
-INSERT INTO role_bindings (project, name, role, subject_kind, subject, created_at) VALUES (?, 'admin', 'admin', 'User', ?, ?)
-ON CONFLICT DO NOTHING`, p.Name, p.Creator, s.micros()); err != nil {
+			o, err := newBindingObject(p.Name, "admin", "admin", []Subject{{Kind: "User", Name: p.Creator}}, s.now())
+			if err == nil {
+				_, err = s.createObject(ctx, tx, o)
+			}
+			if err != nil {
 				return fmt.Errorf("make %s admin of %s: %w", p.Creator, p.Name, err)
 			}
 		}
@@ -96,44 +98,6 @@ func (s *Store) DeleteProject(ctx context.Context, name string) error {
 	return err
 }
 
-// AddBinding grants role to a user or group ("User" or "Group") in project
-// ("" for cluster-wide), in the binding named after the role. Granting
-// again is a no-op.
-func (s *Store) AddBinding(ctx context.Context, project, role, kind, subject string) error {
-	if kind != "User" && kind != "Group" {
-		return fmt.Errorf("subject kind %q: %w", kind, errdefs.ErrInvalidArgument)
-	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `
-INSERT INTO role_bindings (project, name, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT DO NOTHING`, project, role, role, kind, subject, s.micros())
-		if err != nil {
-			return fmt.Errorf("bind %s to %s %s in %q: %w", role, kind, subject, project, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			return s.appendEvent(ctx, tx, "RoleBound", project, "", role+" "+kind+":"+subject)
-		}
-		return nil
-	})
-}
-
-// RemoveBinding takes role from a subject in project, in every binding
-// that grants it; if none does, it is errdefs.ErrNotFound.
-func (s *Store) RemoveBinding(ctx context.Context, project, role, kind, subject string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`DELETE FROM role_bindings WHERE project = ? AND role = ? AND subject_kind = ? AND subject = ?`,
-			project, role, kind, subject)
-		if err != nil {
-			return fmt.Errorf("unbind %s from %s %s in %q: %w", role, kind, subject, project, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("binding of %s to %s %s in %q: %w", role, kind, subject, project, errdefs.ErrNotFound)
-		}
-		return s.appendEvent(ctx, tx, "RoleUnbound", project, "", role+" "+kind+":"+subject)
-	})
-}
-
 // Bindings implements auth.BindingSource: the bindings of project and the
 // cluster-wide ones, one per role.
 func (s *Store) Bindings(ctx context.Context, project string) ([]auth.Binding, error) {
@@ -164,24 +128,7 @@ WHERE project = '' OR project = ? ORDER BY project, name`, project)
 			b.Groups = append(b.Groups, subject)
 		}
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	for i := range out {
-		out[i].Version = BindingVersion(out[i].Role, subjectsOf(out[i]))
-	}
-	return out, nil
-}
-
-func subjectsOf(b auth.Binding) []Subject {
-	var subjects []Subject
-	for _, u := range b.Users {
-		subjects = append(subjects, Subject{Kind: "User", Name: u})
-	}
-	for _, g := range b.Groups {
-		subjects = append(subjects, Subject{Kind: "Group", Name: g})
-	}
-	return subjects
+	return out, rows.Err()
 }
 
 // GroupsOf returns the groups user belongs to.

@@ -5,13 +5,15 @@ import (
 	"database/sql"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/berth-registry/berth/internal/auth"
 )
 
-// Migration 5 gives role bindings names: the grants of a database written
-// before it survive, each binding named after its role.
+// Migration 5 gives role bindings names, and the first start makes each an
+// object: the grants of a database written before survive, each binding
+// named after its role.
 func TestMigrationNamesExistingBindings(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "meta.db")
@@ -56,6 +58,14 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 		if got[k] != v {
 			t.Errorf("binding %s = %q, want %q", k, got[k], v)
 		}
+	}
+	// Each old binding became an object too, as the API serves it.
+	o, err := s.GetObject(ctx, BindingKey("team", "registry-viewer"))
+	if err != nil || !strings.Contains(string(o.Body), `"name":"alice"`) || !strings.Contains(string(o.Body), `"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"qa"`) {
+		t.Errorf("the object of team/registry-viewer: %v %s", err, o.Body)
+	}
+	if _, err := s.GetObject(ctx, BindingKey("", "cluster-admin")); err != nil {
+		t.Errorf("the object of the cluster-wide binding: %v", err)
 	}
 	i := slices.IndexFunc(b, func(x auth.Binding) bool { return x.Name == "registry-viewer" })
 	if i < 0 || !slices.Equal(b[i].Groups, []string{"qa"}) {

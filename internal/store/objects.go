@@ -66,6 +66,15 @@ const objectColumns = `api_group, resource, namespace, name, uid, resource_versi
 // CreateObject stores a new object and returns it with its
 // resourceVersion; an existing one is errdefs.ErrAlreadyExists.
 func (s *Store) CreateObject(ctx context.Context, o Object) (Object, error) {
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		o, err = s.createObject(ctx, tx, o)
+		return err
+	})
+	return o, err
+}
+
+func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object, error) {
 	labels, err := json.Marshal(nonNilLabels(o.Labels))
 	if err != nil {
 		return Object{}, err
@@ -73,27 +82,24 @@ func (s *Store) CreateObject(ctx context.Context, o Object) (Object, error) {
 	if o.Created.IsZero() {
 		o.Created = s.now()
 	}
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		var exists int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
-			o.Group, o.Resource, o.Namespace, o.Name).Scan(&exists)
-		if err == nil {
-			return fmt.Errorf("%s: %w", o.ObjectKey, errdefs.ErrAlreadyExists)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("create %s: %w", o.ObjectKey, err)
-		}
-		if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventAdded, o); err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO objects (`+objectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			o.Group, o.Resource, o.Namespace, o.Name, o.UID, o.ResourceVersion, o.Created.UnixMicro(), string(labels), o.Body)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", o.ObjectKey, err)
-		}
-		return nil
-	})
-	return o, err
+	var exists int
+	err = tx.QueryRowContext(ctx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+		o.Group, o.Resource, o.Namespace, o.Name).Scan(&exists)
+	if err == nil {
+		return Object{}, fmt.Errorf("%s: %w", o.ObjectKey, errdefs.ErrAlreadyExists)
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
+	}
+	if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventAdded, o); err != nil {
+		return Object{}, err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO objects (`+objectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		o.Group, o.Resource, o.Namespace, o.Name, o.UID, o.ResourceVersion, o.Created.UnixMicro(), string(labels), o.Body)
+	if err != nil {
+		return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
+	}
+	return o, s.indexObject(ctx, tx, o, false)
 }
 
 // GetObject returns one object.
@@ -186,40 +192,44 @@ func (s *Store) ListObjects(ctx context.Context, q ObjectQuery) ([]Object, bool,
 // created again under the name): errdefs.ErrConflict otherwise. A body and labels equal to the stored
 // ones change nothing: no new resourceVersion, no event.
 func (s *Store) UpdateObject(ctx context.Context, o Object, expect int64) (Object, error) {
+	var out Object
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		out, err = s.updateObject(ctx, tx, o, expect)
+		return err
+	})
+	return out, err
+}
+
+func (s *Store) updateObject(ctx context.Context, tx *sql.Tx, o Object, expect int64) (Object, error) {
 	labels, err := json.Marshal(nonNilLabels(o.Labels))
 	if err != nil {
 		return Object{}, err
 	}
-	var out Object
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := getObject(ctx, tx, o.ObjectKey)
-		if err != nil {
-			return err
-		}
-		if expect > 0 && cur.ResourceVersion != expect {
-			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", o.ObjectKey, cur.ResourceVersion, expect, errdefs.ErrConflict)
-		}
-		if o.UID != "" && o.UID != cur.UID {
-			return fmt.Errorf("%s is now another object (uid %s, not %s): %w", o.ObjectKey, cur.UID, o.UID, errdefs.ErrConflict)
-		}
-		curLabels, _ := json.Marshal(nonNilLabels(cur.Labels))
-		if string(cur.Body) == string(o.Body) && string(curLabels) == string(labels) {
-			out = cur
-			return nil
-		}
-		o.UID, o.Created = cur.UID, cur.Created
-		if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventModified, o); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE objects SET resource_version = ?, labels = ?, body = ?
+	cur, err := getObject(ctx, tx, o.ObjectKey)
+	if err != nil {
+		return Object{}, err
+	}
+	if expect > 0 && cur.ResourceVersion != expect {
+		return Object{}, fmt.Errorf("%s is at resourceVersion %d, not %d: %w", o.ObjectKey, cur.ResourceVersion, expect, errdefs.ErrConflict)
+	}
+	if o.UID != "" && o.UID != cur.UID {
+		return Object{}, fmt.Errorf("%s is now another object (uid %s, not %s): %w", o.ObjectKey, cur.UID, o.UID, errdefs.ErrConflict)
+	}
+	curLabels, _ := json.Marshal(nonNilLabels(cur.Labels))
+	if string(cur.Body) == string(o.Body) && string(curLabels) == string(labels) {
+		return cur, nil
+	}
+	o.UID, o.Created = cur.UID, cur.Created
+	if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventModified, o); err != nil {
+		return Object{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE objects SET resource_version = ?, labels = ?, body = ?
 WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
-			o.ResourceVersion, string(labels), o.Body, o.Group, o.Resource, o.Namespace, o.Name); err != nil {
-			return fmt.Errorf("update %s: %w", o.ObjectKey, err)
-		}
-		out = o
-		return nil
-	})
-	return out, err
+		o.ResourceVersion, string(labels), o.Body, o.Group, o.Resource, o.Namespace, o.Name); err != nil {
+		return Object{}, fmt.Errorf("update %s: %w", o.ObjectKey, err)
+	}
+	return o, s.indexObject(ctx, tx, o, false)
 }
 
 // DeleteObject removes an object (only at resourceVersion expect, when
@@ -228,27 +238,32 @@ WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
 func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64, uid string) (Object, error) {
 	var out Object
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		cur, err := getObject(ctx, tx, k)
-		if err != nil {
-			return err
-		}
-		if expect > 0 && cur.ResourceVersion != expect {
-			return fmt.Errorf("%s is at resourceVersion %d, not %d: %w", k, cur.ResourceVersion, expect, errdefs.ErrConflict)
-		}
-		if uid != "" && uid != cur.UID {
-			return fmt.Errorf("precondition failed: uid in precondition %s, uid of the object %s: %w", uid, cur.UID, errdefs.ErrConflict)
-		}
-		if cur.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventDeleted, cur); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
-			k.Group, k.Resource, k.Namespace, k.Name); err != nil {
-			return fmt.Errorf("delete %s: %w", k, err)
-		}
-		out = cur
-		return nil
+		var err error
+		out, err = s.deleteObject(ctx, tx, k, expect, uid)
+		return err
 	})
 	return out, err
+}
+
+func (s *Store) deleteObject(ctx context.Context, tx *sql.Tx, k ObjectKey, expect int64, uid string) (Object, error) {
+	cur, err := getObject(ctx, tx, k)
+	if err != nil {
+		return Object{}, err
+	}
+	if expect > 0 && cur.ResourceVersion != expect {
+		return Object{}, fmt.Errorf("%s is at resourceVersion %d, not %d: %w", k, cur.ResourceVersion, expect, errdefs.ErrConflict)
+	}
+	if uid != "" && uid != cur.UID {
+		return Object{}, fmt.Errorf("precondition failed: uid in precondition %s, uid of the object %s: %w", uid, cur.UID, errdefs.ErrConflict)
+	}
+	if cur.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventDeleted, cur); err != nil {
+		return Object{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+		k.Group, k.Resource, k.Namespace, k.Name); err != nil {
+		return Object{}, fmt.Errorf("delete %s: %w", k, err)
+	}
+	return cur, s.indexObject(ctx, tx, cur, true)
 }
 
 func (s *Store) appendObjectEvent(ctx context.Context, tx *sql.Tx, kind string, o Object) (int64, error) {

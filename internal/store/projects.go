@@ -75,7 +75,7 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 				return fmt.Errorf("delete manifest %s: %w", d, err)
 			}
 		}
-		if err := deleteServiceAccounts(ctx, tx, name); err != nil {
+		if err := s.deleteServiceAccounts(ctx, tx, name); err != nil {
 			return err
 		}
 		if err := s.deleteNamespaceObjects(ctx, tx, name); err != nil {
@@ -99,21 +99,20 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 // account was ever created: a binding elsewhere to
 // system:serviceaccounts:<project> or to system:serviceaccount:<project>:x
 // must not pass to whoever creates the project next.
-func deleteServiceAccounts(ctx context.Context, tx *sql.Tx, project string) error {
+func (s *Store) deleteServiceAccounts(ctx context.Context, tx *sql.Tx, project string) error {
 	prefix := "system:serviceaccount:" + project + ":"
 	const named = ` substr(%s, 1, ?) = ?`
 	for _, q := range []string{
 		`DELETE FROM tokens WHERE` + fmt.Sprintf(named, "user_name"),
 		`DELETE FROM group_members WHERE` + fmt.Sprintf(named, "user_name"),
-		`DELETE FROM role_bindings WHERE subject_kind = 'User' AND` + fmt.Sprintf(named, "subject"),
 		`DELETE FROM users WHERE` + fmt.Sprintf(named, "name"),
 	} {
 		if _, err := tx.ExecContext(ctx, q, len(prefix), prefix); err != nil {
 			return fmt.Errorf("delete service accounts of %s: %w", project, err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE subject_kind = 'Group' AND subject = ?`,
-		"system:serviceaccounts:"+project); err != nil {
+	if _, err := s.dropSubjects(ctx, tx, `(subject_kind = 'User' AND`+fmt.Sprintf(named, "subject")+`) OR (subject_kind = 'Group' AND subject = ?)`,
+		len(prefix), prefix, "system:serviceaccounts:"+project); err != nil {
 		return fmt.Errorf("delete bindings of the service accounts of %s: %w", project, err)
 	}
 	return nil

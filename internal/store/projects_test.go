@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -91,63 +92,81 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	}
 }
 
+// Bindings are objects; the store keeps their index (what the authorizer
+// reads) in step with every write: by the API's object writes, by its own
+// grants, and by removals of a subject everywhere.
 func TestRoleBindings(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()
-	bob, qa := store.Subject{Kind: "User", Name: "bob"}, store.Subject{Kind: "Group", Name: "qa"}
-	carol := store.Subject{Kind: "User", Name: "carol"}
-	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob}, ""); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("update of a missing binding: %v", err)
+	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "bob"}))
+	rb := func(name, role string, subjects ...string) store.Object {
+		body := fmt.Sprintf(`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding","metadata":{"name":%q,"namespace":"team","labels":{"keep":"me"}},"roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":%q},"subjects":[%s]}`,
+			name, role, strings.Join(subjects, ","))
+		return store.Object{ObjectKey: store.BindingKey("team", name), UID: name + "-uid", Body: []byte(body)}
 	}
-	must(t, s.CreateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{bob, qa, bob}))
-	if err := s.CreateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{carol}); !errors.Is(err, errdefs.ErrAlreadyExists) {
-		t.Fatalf("second create: %v", err)
-	}
-	if err := s.CreateRoleBinding(ctx, "team", "view", "view", []store.Subject{{Kind: "Robot", Name: "x"}}); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("bad kind: %v", err)
-	}
-	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-editor", []store.Subject{bob}, ""); !errors.Is(err, errdefs.ErrInvalidArgument) {
-		t.Fatalf("changing a binding's role: %v", err)
-	}
-	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}, ""))
-	// A second binding of the same role, and the role's own binding.
-	must(t, s.CreateRoleBinding(ctx, "team", "more-viewers", "registry-viewer", []store.Subject{bob}))
-	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "dave"))
-	b, err := s.Bindings(ctx, "team")
-	if err != nil || len(b) != 3 {
-		t.Fatalf("bindings: %+v %v", b, err)
-	}
-	want := map[string][]string{"more-viewers": {"bob"}, "registry-viewer": {"dave"}, "viewers": {"carol"}}
-	for _, x := range b {
-		if x.Role != "registry-viewer" || !slices.Equal(x.Users, want[x.Name]) || x.Created.IsZero() {
-			t.Errorf("binding %+v, want users %v", x, want[x.Name])
+	const alice, qa, ci = `{"kind":"User","name":"alice"}`, `{"kind":"Group","name":"qa"}`, `{"kind":"ServiceAccount","name":"ci"}`
+	viewers, err := s.CreateObject(ctx, rb("viewers", "registry-viewer", alice, qa, ci))
+	must(t, err)
+	got := func() map[string]string {
+		t.Helper()
+		b, err := s.Bindings(ctx, "team")
+		must(t, err)
+		out := map[string]string{}
+		for _, x := range b {
+			out[x.Name] = x.Role + " " + strings.Join(x.Users, ",") + " " + strings.Join(x.Groups, ",")
 		}
+		return out
 	}
-	// A write based on a stale read is refused; one based on the current
-	// version goes through.
-	v := b[slices.IndexFunc(b, func(x auth.Binding) bool { return x.Name == "viewers" })].Version
-	if v == "" || v != store.BindingVersion("registry-viewer", []store.Subject{qa, carol}) {
-		t.Fatalf("version of viewers = %q", v)
+	if g := got(); g["viewers"] != "registry-viewer alice,system:serviceaccount:team:ci qa" || g["admin"] != "admin bob " {
+		t.Fatalf("index after create: %v", g)
 	}
-	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa, bob}, v))
-	if err := s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol}, v); !errors.Is(err, errdefs.ErrConflict) {
-		t.Fatalf("update from a stale read: %v", err)
+	// An update re-indexes; AddBinding adds to the binding named after the
+	// role (creating it), never to another binding.
+	viewers.Body = rb("viewers", "registry-viewer", qa).Body
+	_, err = s.UpdateObject(ctx, viewers, viewers.ResourceVersion)
+	must(t, err)
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "carol"))
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "carol"))
+	if g := got(); g["viewers"] != "registry-viewer  qa" || g["registry-viewer"] != "registry-viewer carol " {
+		t.Fatalf("index after update and AddBinding: %v", g)
 	}
-	must(t, s.UpdateRoleBinding(ctx, "team", "viewers", "registry-viewer", []store.Subject{carol, qa}, store.BindingVersion("registry-viewer", []store.Subject{bob, carol, qa})))
-	// Taking the role from bob takes it from every binding that grants it.
-	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
-	must(t, s.RemoveBinding(ctx, "team", "registry-viewer", "User", "bob"))
-	if b, _ := s.Bindings(ctx, "team"); len(b) != 2 {
-		t.Fatalf("after removing bob everywhere: %+v", b)
+	if err := s.AddBinding(ctx, "team", "viewers", "User", "x"); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("AddBinding into a binding of another role: %v", err)
 	}
-	must(t, s.CreateRoleBinding(ctx, "", "registry-viewer", "registry-viewer", []store.Subject{bob}))
-	must(t, s.DeleteRoleBinding(ctx, "team", "viewers"))
-	must(t, s.DeleteRoleBinding(ctx, "team", "registry-viewer"))
-	if err := s.DeleteRoleBinding(ctx, "team", "viewers"); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
+	// RemoveBinding takes the subject out of every binding of the role,
+	// keeping the objects' other fields, and deletes emptied bindings.
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "Group", "qa"))
+	must(t, s.RemoveBinding(ctx, "team", "registry-viewer", "Group", "qa"))
+	if g := got(); g["viewers"] != "" || g["registry-viewer"] != "registry-viewer carol " {
+		t.Fatalf("index after RemoveBinding: %v", g)
 	}
-	if b, _ := s.Bindings(ctx, "team"); len(b) != 1 || b[0].Project != "" {
-		t.Fatalf("bindings after delete: %+v", b)
+	if _, err := s.GetObject(ctx, store.BindingKey("team", "viewers")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the emptied binding is still there: %v", err)
+	}
+	if err := s.RemoveBinding(ctx, "team", "registry-viewer", "Group", "qa"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("second RemoveBinding: %v", err)
+	}
+	both, err := s.CreateObject(ctx, rb("both", "registry-editor", alice, `{"kind":"User","name":"dave"}`))
+	must(t, err)
+	must(t, s.CreateUser(ctx, store.User{Name: "dave"}))
+	must(t, s.DeleteUser(ctx, "dave"))
+	o, err := s.GetObject(ctx, both.ObjectKey)
+	must(t, err)
+	if strings.Contains(string(o.Body), "dave") || !strings.Contains(string(o.Body), `"keep":"me"`) || o.ResourceVersion == both.ResourceVersion {
+		t.Fatalf("after deleting dave: %s", o.Body)
+	}
+	// Deleting the object removes its grants.
+	_, err = s.DeleteObject(ctx, both.ObjectKey, 0, "")
+	must(t, err)
+	if g := got(); g["both"] != "" {
+		t.Fatalf("index after delete: %v", g)
+	}
+	// A subject kind the index cannot hold is refused, and nothing is kept.
+	if _, err := s.CreateObject(ctx, rb("robots", "view", `{"kind":"Robot","name":"x"}`)); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("bad subject kind: %v", err)
+	}
+	if _, err := s.GetObject(ctx, store.BindingKey("team", "robots")); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the refused binding was stored: %v", err)
 	}
 }
 

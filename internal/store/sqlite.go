@@ -55,6 +55,10 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.adoptLegacyBindings(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -85,11 +85,13 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		for _, q := range []string{
 			`DELETE FROM tokens WHERE user_name = ?`,
 			`DELETE FROM group_members WHERE user_name = ?`,
-			`DELETE FROM role_bindings WHERE subject_kind = 'User' AND subject = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, q, name); err != nil {
 				return fmt.Errorf("delete user %s: %w", name, err)
 			}
+		}
+		if _, err := s.dropSubjects(ctx, tx, `subject_kind = 'User' AND subject = ?`, name); err != nil {
+			return fmt.Errorf("delete user %s: %w", name, err)
 		}
 		return s.appendEvent(ctx, tx, "UserDeleted", "", "", name)
 	})

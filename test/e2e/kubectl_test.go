@@ -549,6 +549,53 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		}
 	})
 
+	// Role bindings are objects like any: apply (create, update, unchanged),
+	// label, patch, get -w; their role cannot change, and a project admin
+	// cannot grant more than they hold.
+	t.Run("role bindings as objects", func(t *testing.T) {
+		watchOut := &lockedBuffer{}
+		ctx, cancel := context.WithTimeout(context.Background(), toolTimeout)
+		defer cancel()
+		watch := admin.start(ctx, watchOut, "get", "rolebindings", "-n", ns, "-w")
+		defer func() { cancel(); _ = watch.Wait() }()
+
+		binding := func(users ...string) string {
+			y := "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: readers\n  namespace: " + ns +
+				"\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: registry-viewer\nsubjects:\n"
+			for _, u := range users {
+				y += "- apiGroup: rbac.authorization.k8s.io\n  kind: User\n  name: " + u + "\n"
+			}
+			return writeFile(t, "readers.yaml", y)
+		}
+		says(t, "rolebinding.rbac.authorization.k8s.io/readers created", "apply", "-f", binding("viewer"))
+		says(t, "rolebinding.rbac.authorization.k8s.io/readers configured", "apply", "-f", binding("viewer", "outsider"))
+		says(t, "rolebinding.rbac.authorization.k8s.io/readers unchanged", "apply", "-f", binding("viewer", "outsider"))
+		if got := jsonpath(t, "{.subjects[*].name}", "get", "rolebinding", "readers", "-n", ns); got != "viewer outsider" {
+			t.Fatalf("subjects after apply: %q", got)
+		}
+		says(t, "rolebinding.rbac.authorization.k8s.io/readers labeled", "label", "rolebinding", "readers", "team=qa", "-n", ns)
+		if got := ok(t, "get", "rolebindings", "-l", "team=qa", "-n", ns, "-o", "name"); got != "rolebinding.rbac.authorization.k8s.io/readers\n" {
+			t.Errorf("rolebindings labeled team=qa: %q", got)
+		}
+		errOut := fails(t, kc, "patch", "rolebinding", "readers", "-n", ns, "--type", "merge", "-p", `{"roleRef":{"name":"admin"}}`)
+		if !strings.Contains(errOut, "cannot change roleRef") {
+			t.Errorf("changing roleRef: %q", errOut)
+		}
+		owner := kubectlEnv(t, s, version, oauthToken(t, s, "owner", "owner-pw"))
+		errOut = fails(t, owner, "create", "rolebinding", "root", "--clusterrole=cluster-admin", "--user=owner", "-n", ns)
+		if !strings.Contains(errOut, "no escalation") {
+			t.Errorf("a project admin granting cluster-admin: %q", errOut)
+		}
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(watchOut.String(), "readers") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		if !tableRow(watchOut.String(), "readers", "ClusterRole/registry-viewer") {
+			t.Errorf("get rolebindings -w did not show readers:\n%s", watchOut.String())
+		}
+		ok(t, "delete", "rolebinding", "readers", "-n", ns)
+	})
+
 	// The reference's procedure, as written: enable the default route.
 	t.Run("reference procedure: patch the defaultRoute", func(t *testing.T) {
 		const config = "configs.imageregistry.operator.openshift.io/cluster"
