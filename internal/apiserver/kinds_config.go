@@ -107,11 +107,25 @@ type RegistryConfigStatus struct {
 }
 
 // DeepCopyObject implements runtime.Object.
-func (c *RegistryConfig) DeepCopyObject() runtime.Object {
-	b, _ := json.Marshal(c)
-	out := &RegistryConfig{}
+func (c *RegistryConfig) DeepCopyObject() runtime.Object { return deepCopyJSON(c) }
+
+// deepCopyJSON copies an object of Berth's own kinds by a JSON round trip:
+// they are plain data, and copies are rare (kubectl's strategic merge
+// does not apply to them).
+func deepCopyJSON[T any](in *T) *T {
+	b, _ := json.Marshal(in)
+	out := new(T)
 	_ = json.Unmarshal(b, out)
 	return out
+}
+
+// singletonName is the problem with a name other than "cluster" for the
+// kinds of which the registry honours one object.
+func singletonName(name string) []string {
+	if name == ConfigName {
+		return nil
+	}
+	return []string{fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", name, ConfigName)}
 }
 
 var configKind = &storedKind{
@@ -119,10 +133,7 @@ var configKind = &storedKind{
 	new:  func() object { return &RegistryConfig{} },
 	validate: func(o object) []string {
 		c := o.(*RegistryConfig)
-		var problems []string
-		if c.Name != ConfigName {
-			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", c.Name, ConfigName))
-		}
+		problems := singletonName(c.Name)
 		oneOf := func(field, v string, allowed ...string) {
 			if v != "" && !slices.Contains(allowed, v) {
 				problems = append(problems, fmt.Sprintf("%s: Unsupported value: %q: supported values: %q", field, v, allowed))

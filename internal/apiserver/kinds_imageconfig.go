@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"encoding/json"
 	"fmt"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,22 +59,14 @@ type ImageConfigStatus struct {
 }
 
 // DeepCopyObject implements runtime.Object.
-func (c *ImageConfig) DeepCopyObject() runtime.Object {
-	b, _ := json.Marshal(c)
-	out := &ImageConfig{}
-	_ = json.Unmarshal(b, out)
-	return out
-}
+func (c *ImageConfig) DeepCopyObject() runtime.Object { return deepCopyJSON(c) }
 
 var imageConfigKind = &storedKind{
 	info: servedResource(groupConfig, "images"),
 	new:  func() object { return &ImageConfig{} },
 	validate: func(o object) []string {
 		c := o.(*ImageConfig)
-		var problems []string
-		if c.Name != ConfigName {
-			problems = append(problems, fmt.Sprintf("metadata.name: Invalid value: %q: the registry honours only %q", c.Name, ConfigName))
-		}
+		problems := singletonName(c.Name)
 		if ca := c.Spec.AdditionalTrustedCA; ca != nil {
 			for _, msg := range validation.IsDNS1123Subdomain(ca.Name) {
 				problems = append(problems, fmt.Sprintf("spec.additionalTrustedCA.name: Invalid value: %q: %s", ca.Name, msg))
