@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -182,12 +183,24 @@ var SystemProjects = []string{"openshift-config", "openshift-image-registry"}
 // EnsureClusterObjects creates, on every start, what a cluster has from
 // the beginning, as the reference's operators do: the system projects,
 // the registry Config (Managed, one replica, a random httpSecret) and the
-// cluster image settings, both named "cluster". Existing ones are left
-// as they are.
-func EnsureClusterObjects(ctx context.Context, st *store.Store) error {
+// cluster image settings, both named "cluster". Existing objects are left
+// as they are; an existing system project loses any grant in it.
+func EnsureClusterObjects(ctx context.Context, st *store.Store, log *slog.Logger) error {
 	for _, name := range SystemProjects {
 		err := st.CreateProject(ctx, store.Project{Name: name, Created: time.Now().UTC()})
-		if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		if errors.Is(err, errdefs.ErrAlreadyExists) {
+			// Created by someone before the name was reserved: it holds the
+			// registry's secrets, so it becomes an administrator's only.
+			taken, err := st.ReclaimProject(ctx, name)
+			if err != nil {
+				return fmt.Errorf("reclaim system project %s: %w", name, err)
+			}
+			if len(taken) > 0 {
+				log.Warn("a system project had grants; they are removed: only cluster administrators act there", "project", name, "removed", taken)
+			}
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("create project %s: %w", name, err)
 		}
 	}

@@ -339,6 +339,9 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 			return writeObject(w, r, http.StatusCreated, obj)
 		}
 		rec, err = s.opts.Store.CreateObject(r.Context(), rec)
+		if _, gone := errors.AsType[*store.MissingNamespaceError](err); gone {
+			return notFound("namespaces", ns)
+		}
 		if err != nil {
 			return k.storedError(err, obj.GetName())
 		}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 const cms = "/api/v1/namespaces/team/configmaps"
@@ -224,10 +227,10 @@ func TestWatchConfigMaps(t *testing.T) {
 // the one Config; only cluster admins may, and bad values are refused.
 func TestRegistryConfig(t *testing.T) {
 	s := newServer(t)
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("a second start: %v", err)
 	}
 	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs"
@@ -270,8 +273,23 @@ func TestRegistryConfig(t *testing.T) {
 // nobody may request a reserved project name.
 func TestClusterObjectsAndReservedProjects(t *testing.T) {
 	s := newServer(t)
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store); err != nil {
+	// A user created a system project before its name was reserved: at the
+	// next start it becomes an administrator's only.
+	if err := s.Store.CreateProject(context.Background(), store.Project{Name: "openshift-image-registry", Creator: "bob"}); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Store.AddBinding(context.Background(), "openshift-image-registry", "registry-viewer", "User", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	var logged bytes.Buffer
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.NewTextHandler(&logged, nil))); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logged.String(), "admin: admin to User bob") || !strings.Contains(logged.String(), "registry-viewer to User alice") {
+		t.Errorf("the removed grants are not logged: %s", logged.String())
+	}
+	if b, _ := s.Store.Bindings(context.Background(), "openshift-image-registry"); slices.ContainsFunc(b, func(x auth.Binding) bool { return x.Project != "" }) {
+		t.Errorf("grants left in the system project: %+v", b)
 	}
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
 	bob := login(t, s, "bob", "bob-pw")

@@ -120,6 +120,11 @@ func TestProjectsPolicyAndServiceAccounts(t *testing.T) {
 	if e.config("bob").Project != "" {
 		t.Fatal("deleted project is still current")
 	}
+	e.ok("bob", "new-project", "team2")
+	e.fails("bob", `"nosuch" not found`, "delete", "project", "team2", "nosuch")
+	if e.config("bob").Project != "" {
+		t.Fatal("a project deleted by a delete that failed in part is still current")
+	}
 	if code := e.get(token, "/apis/user.openshift.io/v1/users/~"); code != 401 {
 		t.Fatalf("token of a deleted project's service account: %d", code)
 	}
@@ -177,5 +182,32 @@ func TestConcurrentGrantsLoseNone(t *testing.T) {
 	}
 	if len(rb.Subjects) != n {
 		t.Fatalf("%d grants left %d subjects: %+v", n, len(rb.Subjects), rb.Subjects)
+	}
+}
+
+// A removal retried after a conflict finds the subjects the lost attempt
+// already took out; it goes on with the others instead of failing halfway.
+func TestRemovalRetryFinishesTheJob(t *testing.T) {
+	e := newBerthEnv(t)
+	e.login("bob", "bob-pw")
+	e.ok("bob", "new-project", "team")
+	e.ok("bob", "create", "rolebinding", "pullers", "--clusterrole=registry-viewer", "--user=carol")
+	e.ok("bob", "create", "rolebinding", "registry-viewer", "--clusterrole=registry-viewer", "--user=alice")
+	_, c, err := sessionAs(e, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := bindingTarget{project: "team"}
+	both := []subject{{Kind: "User", APIGroup: groupRBAC, Name: "alice"}, {Kind: "User", APIGroup: groupRBAC, Name: "carol"}}
+	// The attempt that lost its race had removed carol already.
+	e.ok("bob", "delete", "rolebinding", "pullers")
+	if err := changeRoleOnce(t.Context(), c, target, "registry-viewer", both, false, true); err == nil || !strings.Contains(err.Error(), `not granted to "carol"`) {
+		t.Fatalf("a first attempt names what was never granted: %v", err)
+	}
+	if err := changeRoleOnce(t.Context(), c, target, "registry-viewer", both, false, false); err != nil {
+		t.Fatalf("the retry: %v", err)
+	}
+	if out := e.ok("bob", "get", "rolebindings", "-o", "wide"); strings.Contains(out, "alice") {
+		t.Fatalf("alice still holds the role:\n%s", out)
 	}
 }

@@ -256,27 +256,32 @@ func withHint(exit *kubeExit, s *kubeSession) error {
 
 // forgetDeletedProject makes delete stop using a current project it
 // deleted, as `berth delete project` should: the next command then asks
-// for a project instead of failing on a missing one.
+// for a project instead of failing on a missing one. It looks even when
+// the delete failed in part (one of several names unknown).
 func forgetDeletedProject(c *cobra.Command) {
 	run := c.Run
 	c.Run = func(cmd *cobra.Command, args []string) {
+		defer forgetIfGone(cmd, args)
 		run(cmd, args)
-		if !slices.ContainsFunc(args, func(a string) bool {
-			kind, _, _ := strings.Cut(a, "/")
-			return slices.Contains([]string{"project", "projects", "namespace", "namespaces", "ns"}, strings.Split(kind, ".")[0])
-		}) {
-			return
-		}
-		cfg, client, err := session()
-		if err != nil || cfg.Project == "" {
-			return
-		}
-		err = client.do(cmd.Context(), http.MethodGet, pathProjects+"/"+url.PathEscape(cfg.Project), nil, nil)
-		if isNotFound(err) {
-			cfg.Project = ""
-			if err := cfg.save(); err != nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "warning: the current project is gone, but", err)
-			}
+	}
+}
+
+func forgetIfGone(cmd *cobra.Command, args []string) {
+	if !slices.ContainsFunc(args, func(a string) bool {
+		kind, _, _ := strings.Cut(a, "/")
+		return slices.Contains([]string{"project", "projects", "namespace", "namespaces", "ns"}, strings.Split(kind, ".")[0])
+	}) {
+		return
+	}
+	cfg, client, err := session()
+	if err != nil || cfg.Project == "" {
+		return
+	}
+	err = client.do(cmd.Context(), http.MethodGet, pathProjects+"/"+url.PathEscape(cfg.Project), nil, nil)
+	if isNotFound(err) {
+		cfg.Project = ""
+		if err := cfg.save(); err != nil {
+			fmt.Fprintln(cmd.ErrOrStderr(), "warning: the current project is gone, but", err)
 		}
 	}
 }

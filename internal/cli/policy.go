@@ -82,7 +82,10 @@ func changeRole(ctx context.Context, c *apiClient, t bindingTarget, role string,
 			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
 			}
 		}
-		err = changeRoleOnce(ctx, c, t, role, subjects, add)
+		// A retry of a removal may find subjects already taken out by the
+		// attempt that lost the race: only the first attempt says which
+		// subjects never held the role.
+		err = changeRoleOnce(ctx, c, t, role, subjects, add, attempt == 0)
 		// Conflict: a binding changed since it was read; AlreadyExists:
 		// someone created the role's binding at the same time.
 		if se, ok := errors.AsType[*statusError](err); !ok || se.Code != http.StatusConflict {
@@ -92,7 +95,7 @@ func changeRole(ctx context.Context, c *apiClient, t bindingTarget, role string,
 	return fmt.Errorf("the bindings of %q kept changing %s; try again: %w", role, t.where(), err)
 }
 
-func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add bool) error {
+func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add, first bool) error {
 	var list struct {
 		Items []roleBinding `json:"items"`
 	}
@@ -137,10 +140,11 @@ func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role str
 			absent = append(absent, s.Name)
 		}
 	}
-	if len(granting) == 0 {
+	switch {
+	case !first:
+	case len(granting) == 0:
 		return fmt.Errorf("role %q is not granted to anyone %s", role, t.where())
-	}
-	if len(absent) > 0 {
+	case len(absent) > 0:
 		return fmt.Errorf("role %q is not granted to %s %s", role, quoteList(absent), t.where())
 	}
 	for _, rb := range granting {

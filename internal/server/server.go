@@ -130,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if err := apiserver.EnsureClusterObjects(ctx, meta); err != nil {
+	if err := apiserver.EnsureClusterObjects(ctx, meta, log); err != nil {
 		return err
 	}
 	stopping := make(chan struct{})

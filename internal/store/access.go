@@ -34,6 +34,14 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("project %s: %w", p.Name, errdefs.ErrAlreadyExists)
 		}
+		// Nothing of an earlier project of that name is inherited, whatever
+		// an older version or a crash may have left behind.
+		if err := s.deleteNamespaceObjects(ctx, tx, p.Name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, p.Name); err != nil {
+			return fmt.Errorf("create project %s: %w", p.Name, err)
+		}
 		// The creator administers the project from the same commit: there is
 		// no moment when the project exists and nobody may manage it.
 		if p.Creator != "" {
@@ -47,6 +55,40 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		}
 		return s.appendEvent(ctx, tx, "ProjectCreated", p.Name, "", "")
 	})
+}
+
+// ReclaimProject makes project a cluster administrator's only: it forgets
+// its creator and deletes every role binding in it. It returns the grants
+// it took away ("binding: role to Kind name"). Berth calls it for its
+// system projects, which a user may have created before their names were
+// reserved.
+func (s *Store) ReclaimProject(ctx context.Context, project string) ([]string, error) {
+	var taken []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		taken = nil
+		if _, err := tx.ExecContext(ctx, `UPDATE projects SET creator = '' WHERE name = ?`, project); err != nil {
+			return fmt.Errorf("reclaim project %s: %w", project, err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT name, role, subject_kind, subject FROM role_bindings WHERE project = ? ORDER BY name, subject`, project)
+		if err != nil {
+			return fmt.Errorf("reclaim project %s: %w", project, err)
+		}
+		for rows.Next() {
+			var name, role, kind, subject string
+			if err := rows.Scan(&name, &role, &kind, &subject); err != nil {
+				rows.Close()
+				return err
+			}
+			taken = append(taken, fmt.Sprintf("%s: %s to %s %s", name, role, kind, subject))
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = s.dropSubjects(ctx, tx, `project = ?`, project)
+		return err
+	})
+	return taken, err
 }
 
 const projectColumns = `name, creator, created_at`

@@ -36,7 +36,7 @@ func TestProjects(t *testing.T) {
 }
 
 func TestBindingsFeedTheAuthorizer(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "team", "other")
 	ctx := context.Background()
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "Group", "qa"))

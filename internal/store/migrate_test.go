@@ -24,9 +24,13 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 	if err := migrate(ctx, old, sqliteMigrations[:4]); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := old.ExecContext(ctx, `INSERT INTO projects (name, creator, created_at) VALUES ('team', 'bob', 1)`); err != nil {
+		t.Fatal(err)
+	}
 	for _, row := range [][]any{
 		{"team", "admin", "User", "bob"}, {"team", "registry-viewer", "User", "alice"},
 		{"team", "registry-viewer", "Group", "qa"}, {"", "cluster-admin", "User", "admin"},
+		{"gone", "admin", "User", "mallory"}, // a project deleted by an older version, its grant left behind
 	} {
 		if _, err := old.ExecContext(ctx, `INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, 1)`, row...); err != nil {
 			t.Fatal(err)
@@ -66,6 +70,9 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 	}
 	if _, err := s.GetObject(ctx, BindingKey("", "cluster-admin")); err != nil {
 		t.Errorf("the object of the cluster-wide binding: %v", err)
+	}
+	if gone, _ := s.Bindings(ctx, "gone"); len(gone) != 1 || gone[0].Project != "" {
+		t.Errorf("the grant in the missing project survived: %+v", gone)
 	}
 	i := slices.IndexFunc(b, func(x auth.Binding) bool { return x.Name == "registry-viewer" })
 	if i < 0 || !slices.Equal(b[i].Groups, []string{"qa"}) {

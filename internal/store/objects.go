@@ -83,6 +83,19 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 		o.Created = s.now()
 	}
 	var exists int
+	// The namespace (a project) is checked in the writing transaction: a
+	// project deleted after a handler looked would otherwise keep this
+	// object, and hand it (a Secret, a role binding) to whoever creates a
+	// project of that name next.
+	if o.Namespace != "" {
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, o.Namespace).Scan(&exists)
+		if errors.Is(err, sql.ErrNoRows) {
+			return Object{}, &MissingNamespaceError{Namespace: o.Namespace}
+		}
+		if err != nil {
+			return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
+		}
+	}
 	err = tx.QueryRowContext(ctx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
 		o.Group, o.Resource, o.Namespace, o.Name).Scan(&exists)
 	if err == nil {
@@ -101,6 +114,13 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 	}
 	return o, s.indexObject(ctx, tx, o, false)
 }
+
+// MissingNamespaceError is an object created in a project that does not
+// exist (errdefs.ErrNotFound).
+type MissingNamespaceError struct{ Namespace string }
+
+func (e *MissingNamespaceError) Error() string  { return "namespace " + e.Namespace + " not found" }
+func (e *MissingNamespaceError) Unwrap() error { return errdefs.ErrNotFound }
 
 // GetObject returns one object.
 func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {

@@ -21,7 +21,7 @@ func configMap(ns, name, body string) store.Object {
 }
 
 func TestObjectLifecycle(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "team")
 	ctx := context.Background()
 	created, err := s.CreateObject(ctx, configMap("team", "a", `{"data":{"k":"1"}}`))
 	if err != nil || created.ResourceVersion == 0 || created.Created.IsZero() {
@@ -95,7 +95,7 @@ func TestObjectLifecycle(t *testing.T) {
 }
 
 func TestListObjectsPagesAndScopes(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "a", "b", "c")
 	ctx := context.Background()
 	for _, k := range [][2]string{{"b", "x"}, {"a", "y"}, {"a", "x"}, {"c", "z"}} {
 		if _, err := s.CreateObject(ctx, configMap(k[0], k[1], `{}`)); err != nil {
@@ -143,7 +143,7 @@ func TestListObjectsPagesAndScopes(t *testing.T) {
 
 // Two writers at the same resourceVersion: exactly one wins.
 func TestConcurrentUpdatesConflict(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "team")
 	ctx := context.Background()
 	o, err := s.CreateObject(ctx, configMap("team", "a", `{"n":0}`))
 	if err != nil {
@@ -177,7 +177,7 @@ func TestConcurrentUpdatesConflict(t *testing.T) {
 }
 
 func TestWatchHistoryIsBounded(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "team")
 	ctx := context.Background()
 	var last store.Object
 	for i := range 10 {
@@ -200,7 +200,7 @@ func TestWatchHistoryIsBounded(t *testing.T) {
 }
 
 func TestChangedWakesWatchers(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "team")
 	ctx := context.Background()
 	ch := s.Changed()
 	select {
@@ -221,7 +221,7 @@ func TestChangedWakesWatchers(t *testing.T) {
 // Deleting a project deletes its objects and forgets their history, so a
 // project re-created under the name cannot read or replay them.
 func TestDeleteProjectForgetsItsObjects(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "p2")
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "p1", Creator: "alice"}))
 	secret := store.Object{ObjectKey: store.ObjectKey{Resource: "secrets", Namespace: "p1", Name: "db"},
@@ -247,5 +247,25 @@ func TestDeleteProjectForgetsItsObjects(t *testing.T) {
 	if len(events) != 1 || events[0].Type != "DELETED" || events[0].Object.Name != "db" ||
 		strings.Contains(string(events[0].Object.Body), "aHVudGVyMg") || events[0].Object.Labels["a"] != "b" {
 		t.Fatalf("history after the project's deletion = %+v", events)
+	}
+}
+
+// An object is created only in a project that exists when it is written:
+// a project deleted after a handler looked must not keep a Secret or a
+// role binding for the next project of that name.
+func TestObjectsNeedTheirProject(t *testing.T) {
+	s := withProjects(t, openSQLite(t), "team")
+	ctx := context.Background()
+	must(t, s.DeleteProject(ctx, "team"))
+	_, err := s.CreateObject(ctx, configMap("team", "late", `{}`))
+	if _, ok := errors.AsType[*store.MissingNamespaceError](err); !ok || !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("create in a deleted project: %v", err)
+	}
+	if err := s.AddBinding(ctx, "team", "admin", "User", "bob"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("grant in a deleted project: %v", err)
+	}
+	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
+	if b, _ := s.Bindings(ctx, "team"); len(b) != 1 || b[0].Users[0] != "alice" {
+		t.Fatalf("the new team's bindings: %+v", b)
 	}
 }

@@ -251,7 +251,7 @@ func TestDeleteProjectForgetsGrantsToItsServiceAccounts(t *testing.T) {
 // Every committed access change moves the generation, however it
 // interleaves with other writes.
 func TestAccessGenerationCountsConcurrentChanges(t *testing.T) {
-	s := openSQLite(t)
+	s := withProjects(t, openSQLite(t), "p")
 	ctx := context.Background()
 	before := s.AccessGeneration()
 	const n = 200

@@ -270,7 +270,8 @@ func (s *Store) dropSubjects(ctx context.Context, tx *sql.Tx, where string, args
 
 // adoptLegacyBindings gives every binding of the index without an object
 // (written before bindings were objects) its object, so that the two agree
-// from the first start of this version on.
+// from the first start of this version on; grants left in projects that no
+// longer exist go.
 func (s *Store) adoptLegacyBindings(ctx context.Context) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `
@@ -307,6 +308,21 @@ ORDER BY b.project, b.name, b.subject_kind, b.subject`, rbacGroup)
 			return err
 		}
 		for _, l := range found {
+			if l.project != "" {
+				// A grant in a project that no longer exists is dropped, not
+				// adopted: it would pass to the next project of that name.
+				var exists int
+				err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, l.project).Scan(&exists)
+				if errors.Is(err, sql.ErrNoRows) {
+					if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, l.project); err != nil {
+						return fmt.Errorf("drop the bindings of the missing project %s: %w", l.project, err)
+					}
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
 			o, err := newBindingObject(l.project, l.name, l.role, l.subjects, time.UnixMicro(l.created))
 			if err != nil {
 				return err

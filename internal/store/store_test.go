@@ -26,6 +26,17 @@ func openSQLite(t testing.TB) *store.Store {
 	return s
 }
 
+// withProjects creates projects (without creators) for objects to live in.
+func withProjects(t testing.TB, s *store.Store, names ...string) *store.Store {
+	t.Helper()
+	for _, n := range names {
+		if err := s.CreateProject(context.Background(), store.Project{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s
+}
+
 func TestSQLite(t *testing.T) {
 	runSuite(t, func(t *testing.T) *store.Store { return openSQLite(t) })
 }
