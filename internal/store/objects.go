@@ -119,7 +119,7 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 // exist (errdefs.ErrNotFound).
 type MissingNamespaceError struct{ Namespace string }
 
-func (e *MissingNamespaceError) Error() string  { return "namespace " + e.Namespace + " not found" }
+func (e *MissingNamespaceError) Error() string { return "namespace " + e.Namespace + " not found" }
 func (e *MissingNamespaceError) Unwrap() error { return errdefs.ErrNotFound }
 
 // GetObject returns one object.
