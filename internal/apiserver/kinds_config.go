@@ -130,8 +130,9 @@ func singletonName(name string) []string {
 }
 
 var configKind = &storedKind{
-	info: servedResource(groupImageRegistry, "configs"),
-	new:  func() object { return &RegistryConfig{} },
+	info:      servedResource(groupImageRegistry, "configs"),
+	new:       func() object { return &RegistryConfig{} },
+	hasStatus: true,
 	validate: func(o object) []string {
 		c := o.(*RegistryConfig)
 		problems := singletonName(c.Name)

@@ -62,8 +62,9 @@ type ImageConfigStatus struct {
 func (c *ImageConfig) DeepCopyObject() runtime.Object { return deepCopyJSON(c) }
 
 var imageConfigKind = &storedKind{
-	info: servedResource(groupConfig, "images"),
-	new:  func() object { return &ImageConfig{} },
+	info:      servedResource(groupConfig, "images"),
+	new:       func() object { return &ImageConfig{} },
+	hasStatus: true,
 	validate: func(o object) []string {
 		c := o.(*ImageConfig)
 		problems := singletonName(c.Name)

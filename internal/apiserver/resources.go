@@ -23,7 +23,10 @@ func (r resourceInfo) groupVersion() string {
 	return r.Group + "/" + r.Version
 }
 
-var verbsCRUD = []string{"create", "delete", "get", "list", "patch", "update", "watch"}
+var (
+	verbsCRUD   = []string{"create", "delete", "get", "list", "patch", "update", "watch"}
+	verbsStatus = []string{"get", "patch", "update"}
+)
 
 // served lists every resource of the management API. Kinds kept in the
 // objects table are served by the generic handler (stored.go); the rest
@@ -60,8 +63,10 @@ var served = []resourceInfo{
 		Namespaced: true, Verbs: []string{"delete", "get", "list"}, ShortNames: []string{"istag"}},
 	// After image.openshift.io: the order of groups is kubectl's priority,
 	// so a bare "images" is the registry's images, as on the reference.
-	{Group: groupConfig, Version: "v1", Resource: "images", Singular: "image", Kind: "Image", Verbs: verbsCRUD},
-	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD},
+	{Group: groupConfig, Version: "v1", Resource: "images", Singular: "image", Kind: "Image", Verbs: verbsCRUD,
+		Subresources: map[string][]string{"status": verbsStatus}},
+	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD,
+		Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "get", "list"},
 		// Berth's short names: `berth get tokens`, `berth delete token NAME`.

@@ -57,6 +57,12 @@ type storedKind struct {
 	validateUpdate func(old, new object) []string
 	// nameProblems checks a name; the default is a DNS-1123 subdomain.
 	nameProblems func(name string) []string
+	// statusOnly is set on the copy of a kind that serves its /status.
+	statusOnly bool
+	// hasStatus kinds have a status subresource: writes to the object
+	// keep its status, writes to /status change nothing else, and a
+	// create starts without one (the server's controller fills it).
+	hasStatus bool
 	// admit decides, with the request's identity in ctx, whether the
 	// caller may write obj (beyond the verb on the resource: no escalation
 	// through role bindings).
@@ -66,6 +72,9 @@ type storedKind struct {
 }
 
 func (k *storedKind) resource() auth.Resource {
+	if k.statusOnly {
+		return auth.Resource{Group: k.info.Group, Resource: k.info.Resource + "/status"}
+	}
 	return auth.Resource{Group: k.info.Group, Resource: k.info.Resource}
 }
 
@@ -108,7 +117,75 @@ func (s *Server) storedRoutes() {
 		s.handleDryRun("PUT "+collection+"/{name}", s.updateStored(k))
 		s.handleDryRun("PATCH "+collection+"/{name}", s.patchStored(k))
 		s.handleDryRun("DELETE "+collection+"/{name}", s.deleteStored(k))
+		if k.hasStatus {
+			status := k.statusKind()
+			s.handle("GET "+collection+"/{name}/status", s.getStored(status))
+			s.handleDryRun("PUT "+collection+"/{name}/status", s.updateStored(status))
+			s.handleDryRun("PATCH "+collection+"/{name}/status", s.patchStored(status))
+		}
 	}
+}
+
+// statusKind is k as its status subresource: the same objects, authorized
+// as <resource>/status, and writes that change the status alone.
+func (k *storedKind) statusKind() *storedKind {
+	sub := *k
+	sub.statusOnly = true
+	return &sub
+}
+
+// keepStatus is what a write of obj over cur stores, for kinds with a
+// status subresource: through the object, obj with cur's status; through
+// /status, cur with obj's status. (Labels and annotations go with the
+// object, not the status, as in Kubernetes.)
+func (k *storedKind) keepStatus(cur, obj object) (object, error) {
+	from, into := cur, obj // the object: cur's status into obj
+	if k.statusOnly {
+		from, into = obj, cur
+	}
+	var src, dst map[string]any
+	if err := remarshal(from, &src); err != nil {
+		return nil, err
+	}
+	if err := remarshal(into, &dst); err != nil {
+		return nil, err
+	}
+	if st, ok := src["status"]; ok {
+		dst["status"] = st
+	} else {
+		delete(dst, "status")
+	}
+	if k.statusOnly {
+		// The caller's resourceVersion is the precondition.
+		dst["metadata"].(map[string]any)["resourceVersion"] = obj.GetResourceVersion()
+	}
+	out := k.new()
+	if err := remarshal(dst, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// withoutStatus is obj with its status cleared, for a create.
+func (k *storedKind) withoutStatus(obj object) (object, error) {
+	var doc map[string]any
+	if err := remarshal(obj, &doc); err != nil {
+		return nil, err
+	}
+	delete(doc, "status")
+	out := k.new()
+	if err := remarshal(doc, out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func remarshal(in, out any) error {
+	b, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
 }
 
 // readBody reads a request body up to the limit; 413 beyond.
@@ -318,6 +395,11 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 		if obj.GetName() == "" && obj.GetGenerateName() != "" {
 			obj.SetName(obj.GetGenerateName() + randomSuffix())
 		}
+		if k.hasStatus {
+			if obj, err = k.withoutStatus(obj); err != nil {
+				return err
+			}
+		}
 		obj.SetUID(types.UID(newUID()))
 		obj.SetCreationTimestamp(metav1.NewTime(time.Now().UTC().Truncate(time.Second)))
 		if k.prepare != nil {
@@ -416,6 +498,11 @@ func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, e
 	if uid := obj.GetUID(); uid != "" && uid != cur.GetUID() {
 		return nil, &StatusError{http.StatusConflict, "Conflict", fmt.Sprintf(
 			"Precondition failed: UID in precondition: %s, UID in object meta: %s", uid, cur.GetUID())}
+	}
+	if k.hasStatus {
+		if obj, err = k.keepStatus(cur, obj); err != nil {
+			return nil, err
+		}
 	}
 	obj.SetUID(cur.GetUID())
 	obj.SetCreationTimestamp(cur.GetCreationTimestamp())

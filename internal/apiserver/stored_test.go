@@ -340,3 +340,46 @@ func TestClusterObjectsAndReservedProjects(t *testing.T) {
 	admin.expect(201, "POST", "/api/v1/namespaces", map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "kube-system"}})
 	bob.expect(201, "POST", projects+"/projectrequests", projectRequest("openshiftish"))
 }
+
+// The registry Config has a status subresource: the operator writes the
+// status through /status, users the spec through the object, and neither
+// path changes what the other owns.
+func TestConfigStatusSubresource(t *testing.T) {
+	s := newServer(t)
+	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
+		t.Fatal(err)
+	}
+	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	merge := func(path, patch string) answer {
+		t.Helper()
+		return admin.raw("PATCH", path, "application/merge-patch+json", []byte(patch))
+	}
+	a := merge(cfg+"/status", `{"spec":{"readOnly":true},"status":{"readyReplicas":2,"conditions":[{"type":"Available","status":"True","reason":"Ready","message":"","lastTransitionTime":"2026-11-27T00:00:00Z"}]}}`)
+	if a.code != 200 || a.body["status"].(map[string]any)["readyReplicas"] != float64(2) || a.body["spec"].(map[string]any)["readOnly"] != nil {
+		t.Fatalf("patch status: %d %s", a.code, a.raw)
+	}
+	a = merge(cfg, `{"spec":{"readOnly":true},"status":{"readyReplicas":9}}`)
+	if a.code != 200 || a.body["spec"].(map[string]any)["readOnly"] != true || a.body["status"].(map[string]any)["readyReplicas"] != float64(2) {
+		t.Fatalf("patch the object with a status: %d %s", a.code, a.raw)
+	}
+	got := admin.expect(200, "GET", cfg+"/status", nil)
+	if got.body["status"].(map[string]any)["readyReplicas"] != float64(2) || got.body["spec"].(map[string]any)["readOnly"] != true {
+		t.Fatalf("get status: %s", got.raw)
+	}
+	// PUT /status with a stale resourceVersion is a conflict.
+	stale := got.body
+	stale["metadata"].(map[string]any)["resourceVersion"] = "1"
+	admin.expect(409, "PUT", cfg+"/status", stale)
+	// /status is its own resource to the authorizer.
+	bob := login(t, s, "bob", "bob-pw")
+	bob.expect(403, "PATCH", cfg+"/status", map[string]any{})
+	res := admin.expect(200, "GET", "/apis/imageregistry.operator.openshift.io/v1", nil)
+	found := false
+	for _, r := range res.body["resources"].([]any) {
+		found = found || r.(map[string]any)["name"] == "configs/status"
+	}
+	if !found {
+		t.Errorf("discovery lacks configs/status: %s", res.raw)
+	}
+}

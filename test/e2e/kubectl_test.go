@@ -604,6 +604,12 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		if got := jsonpath(t, "{.spec.defaultRoute} {.spec.managementState}", "get", config); got != "true Managed" {
 			t.Fatalf("after the patch: %q, want \"true Managed\"", got)
 		}
+		// The status is the operator's, through its subresource.
+		says(t, "config.imageregistry.operator.openshift.io/cluster patched",
+			"patch", config, "--subresource=status", "--type", "merge", "-p", `{"status":{"readyReplicas":1}}`)
+		if got := jsonpath(t, "{.status.readyReplicas} {.spec.defaultRoute}", "get", config); got != "1 true" {
+			t.Fatalf("after patching the status: %q", got)
+		}
 		owner := kubectlEnv(t, s, version, oauthToken(t, s, "owner", "owner-pw"))
 		errOut := fails(t, owner, "patch", config, "--type", "merge", "-p", `{"spec":{"readOnly":true}}`)
 		if !strings.Contains(errOut, "Forbidden") {
