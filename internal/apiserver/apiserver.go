@@ -108,12 +108,6 @@ func (s *Server) routes() {
 	s.handle("DELETE "+core+"/{name}", s.deleteServiceAccount)
 	s.handle("POST "+core+"/{name}/token", s.createServiceAccountToken)
 
-	s.handle("GET "+users+"/groups", s.listGroups)
-	s.handle("POST "+users+"/groups", s.createGroup)
-	s.handle("GET "+users+"/groups/{name}", s.getGroup)
-	s.handle("PUT "+users+"/groups/{name}", s.updateGroup)
-	s.handle("DELETE "+users+"/groups/{name}", s.deleteGroup)
-
 	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {
 		return &StatusError{Code: http.StatusNotFound, Reason: "NotFound",
 			Message: fmt.Sprintf("the server could not find the requested resource (%s %s)", r.Method, r.URL.Path)}

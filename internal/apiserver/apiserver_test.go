@@ -550,7 +550,7 @@ func TestGroups(t *testing.T) {
 	qa := map[string]any{"metadata": map[string]any{"name": "qa"}, "users": []string{"bob", "alice"}}
 	bob.expect(403, "POST", groups, qa)
 	a := admin.expect(201, "POST", groups, qa)
-	if got := a.strings("users"); !slices.Equal(got, []string{"alice", "bob"}) {
+	if got := a.strings("users"); !slices.Equal(got, []string{"bob", "alice"}) || a.str("metadata", "resourceVersion") == "" {
 		t.Fatalf("group = %s", a.raw)
 	}
 	admin.expect(409, "POST", groups, qa)
@@ -558,14 +558,21 @@ func TestGroups(t *testing.T) {
 	if !slices.Contains(bob.expect(200, "GET", me, nil).strings("groups"), "qa") {
 		t.Fatal("bob is not in qa")
 	}
-	admin.expect(200, "PUT", groups+"/qa", map[string]any{"users": []string{"alice"}})
+	admin.expect(200, "PUT", groups+"/qa", map[string]any{"metadata": map[string]any{"name": "qa"}, "users": []string{"alice"}})
 	if slices.Contains(bob.expect(200, "GET", me, nil).strings("groups"), "qa") {
 		t.Fatal("bob is still in qa")
 	}
 	if got := admin.expect(200, "GET", groups, nil).names(); !slices.Equal(got, []string{"qa"}) {
 		t.Fatalf("groups = %v", got)
 	}
-	admin.expect(404, "PUT", groups+"/ops", map[string]any{"users": []string{"alice"}})
+	admin.expect(404, "PUT", groups+"/ops", map[string]any{"metadata": map[string]any{"name": "ops"}, "users": []string{"alice"}})
+	// A group is an object like any: patch, labels, a stale write refused.
+	p := admin.raw("PATCH", groups+"/qa", "application/merge-patch+json", []byte(`{"metadata":{"labels":{"team":"a"}},"users":["alice","carol"]}`))
+	if p.code != 200 || p.str("metadata", "labels", "team") != "a" || !slices.Equal(p.strings("users"), []string{"alice", "carol"}) {
+		t.Fatalf("patch a group: %d %s", p.code, p.raw)
+	}
+	stale := map[string]any{"metadata": map[string]any{"name": "qa", "resourceVersion": a.str("metadata", "resourceVersion")}, "users": []string{"dave"}}
+	admin.expect(409, "PUT", groups+"/qa", stale)
 	admin.expect(200, "DELETE", groups+"/qa", nil)
 	admin.expect(404, "GET", groups+"/qa", nil)
 	bob.expect(403, "GET", groups, nil)

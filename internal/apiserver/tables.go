@@ -77,9 +77,6 @@ var (
 	userColumns = []metav1.TableColumnDefinition{
 		column("Groups", "The groups the user is in.", 0),
 	}
-	groupColumns = []metav1.TableColumnDefinition{
-		column("Users", "The members of the group.", 0),
-	}
 	tokenColumns = []metav1.TableColumnDefinition{
 		column("Current", "* marks the token this request carries.", 0),
 		column("Description", "What the token was issued for.", 0),
@@ -98,10 +95,6 @@ func projectRow(p Project) (ObjectMeta, []any) {
 
 func userRow(u User) (ObjectMeta, []any) {
 	return u.Metadata, []any{orNone(strings.Join(u.Groups, ", "))}
-}
-
-func groupRow(g Group) (ObjectMeta, []any) {
-	return g.Metadata, []any{strings.Join(g.Users, ", ")}
 }
 
 func tokenRow(t UserOAuthAccessToken) (ObjectMeta, []any) {

@@ -123,13 +123,6 @@ type TokenRequestStatus struct {
 	ExpirationTimestamp string `json:"expirationTimestamp"`
 }
 
-// Group is user.openshift.io/v1 Group.
-type Group struct {
-	TypeMeta
-	Metadata ObjectMeta `json:"metadata"`
-	Users    []string   `json:"users"`
-}
-
 // List is any list: Kind is "<Item>List".
 type List[T any] struct {
 	TypeMeta

@@ -38,7 +38,7 @@ func TestGroups(t *testing.T) {
 	out := e.ok("admin", "get", "groups")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || strings.Fields(lines[0])[0] != "NAME" || strings.Fields(lines[0])[1] != "USERS" ||
-		!strings.HasPrefix(lines[1], "devs ") || !strings.HasSuffix(lines[1], "alice, bob, carol") ||
+		!strings.HasPrefix(lines[1], "devs ") || !strings.HasSuffix(lines[1], "bob, alice, carol") ||
 		!strings.HasPrefix(lines[2], "ops ") || !strings.HasSuffix(lines[2], "carol") {
 		t.Fatalf("get groups:\n%s", out)
 	}

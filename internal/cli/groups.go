@@ -2,10 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -31,6 +34,44 @@ func getGroup(ctx context.Context, c *apiClient, name string) (groupObject, erro
 		return g, fmt.Errorf("%w (create it with berth adm groups new %s USER ...)", err, name)
 	}
 	return g, err
+}
+
+// changeMembers reads group name, lets change compute its new members,
+// and writes them with a merge patch that carries the resourceVersion it
+// read, so the group's other fields stay and a concurrent change is not
+// lost: on 409 it reads again and retries. No members left deletes the
+// group (only as it was read). It returns whether the group was deleted.
+func changeMembers(ctx context.Context, c *apiClient, name string, change func(users []string) ([]string, error)) (deleted bool, err error) {
+	const attempts = 30
+	for attempt := range attempts {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return false, ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
+			}
+		}
+		g, err := getGroup(ctx, c, name)
+		if err != nil {
+			return false, err
+		}
+		users, err := change(g.Users)
+		if err != nil || slices.Equal(users, g.Users) {
+			return false, err
+		}
+		if len(users) == 0 {
+			err = c.do(ctx, http.MethodDelete, groupPath(name), map[string]any{"kind": "DeleteOptions", "apiVersion": "v1",
+				"preconditions": map[string]string{"resourceVersion": g.Metadata.ResourceVersion}}, nil)
+		} else {
+			err = c.do(ctx, http.MethodPatch, groupPath(name), map[string]any{
+				"metadata": map[string]string{"resourceVersion": g.Metadata.ResourceVersion}, "users": users}, nil)
+		}
+		if se, ok := errors.AsType[*statusError](err); ok && se.Code == http.StatusConflict {
+			continue
+		}
+		return err == nil && len(users) == 0, err
+	}
+	return false, fmt.Errorf("group %q kept changing; try again", name)
 }
 
 func newGroupsCommand() *cobra.Command {
@@ -71,21 +112,16 @@ user deletes it. Grant roles to a group with berth policy add-role-to-group.`,
 			}
 			ctx := cmd.Context()
 			name, users := args[0], uniq(args[1:])
-			g, err := getGroup(ctx, c, name)
-			if err != nil {
+			if _, err := changeMembers(ctx, c, name, func(have []string) ([]string, error) {
+				out := slices.Clone(have)
+				for _, u := range users {
+					if !slices.Contains(out, u) {
+						out = append(out, u)
+					}
+				}
+				return out, nil
+			}); err != nil {
 				return err
-			}
-			changed := false
-			for _, u := range users {
-				if !slices.Contains(g.Users, u) {
-					g.Users = append(g.Users, u)
-					changed = true
-				}
-			}
-			if changed {
-				if err := c.do(ctx, http.MethodPut, groupPath(name), g, nil); err != nil {
-					return err
-				}
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "group.user.openshift.io/%s added: %s\n", name, quoteList(users))
 			return nil
@@ -101,39 +137,32 @@ user deletes it. Grant roles to a group with berth policy add-role-to-group.`,
 			}
 			ctx := cmd.Context()
 			name, users := args[0], uniq(args[1:])
-			g, err := getGroup(ctx, c, name)
+			first := true
+			deleted, err := changeMembers(ctx, c, name, func(have []string) ([]string, error) {
+				// Only the first read says who was never a member: a retry
+				// finds those the lost attempt removed already.
+				if first {
+					first = false
+					var absent []string
+					for _, u := range users {
+						if !slices.Contains(have, u) {
+							absent = append(absent, u)
+						}
+					}
+					if len(absent) > 0 {
+						return nil, fmt.Errorf("%s not in group %q (berth get groups lists its members)", notMembers(absent), name)
+					}
+				}
+				return slices.DeleteFunc(slices.Clone(have), func(u string) bool { return slices.Contains(users, u) }), nil
+			})
 			if err != nil {
 				return err
 			}
-			var absent []string
-			for _, u := range users {
-				if !slices.Contains(g.Users, u) {
-					absent = append(absent, u)
-				}
-			}
-			if len(absent) > 0 {
-				return fmt.Errorf("%s not in group %q (berth get groups lists its members)", notMembers(absent), name)
-			}
-			var kept []string
-			for _, u := range g.Users {
-				if !slices.Contains(users, u) {
-					kept = append(kept, u)
-				}
-			}
 			out := cmd.OutOrStdout()
-			if len(kept) == 0 {
-				if err := c.do(ctx, http.MethodDelete, groupPath(name), nil, nil); err != nil {
-					return err
-				}
-				fmt.Fprintf(out, "group.user.openshift.io/%s removed: %s\n", name, quoteList(users))
-				fmt.Fprintf(out, "group.user.openshift.io %q deleted (no members left)\n", name)
-				return nil
-			}
-			g.Users = kept
-			if err := c.do(ctx, http.MethodPut, groupPath(name), g, nil); err != nil {
-				return err
-			}
 			fmt.Fprintf(out, "group.user.openshift.io/%s removed: %s\n", name, quoteList(users))
+			if deleted {
+				fmt.Fprintf(out, "group.user.openshift.io %q deleted (no members left)\n", name)
+			}
 			return nil
 		},
 	})

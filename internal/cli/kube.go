@@ -6,10 +6,12 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
@@ -20,6 +22,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	"k8s.io/klog/v2"
 	"k8s.io/kubectl/pkg/cmd/annotate"
 	"k8s.io/kubectl/pkg/cmd/apiresources"
 	"k8s.io/kubectl/pkg/cmd/apply"
@@ -162,6 +165,11 @@ func setupKubectl() {
 			panic(&kubeExit{msg: strings.TrimSuffix(msg, "\n"), code: code})
 		})
 		kdescribe.DescriberFn = describerFor
+		// kubectl's internals log through klog ("Couldn't get current
+		// server API group list" before every 401); the error that follows
+		// says it once. The server's warnings are printed as kubectl does.
+		klog.SetLogger(logr.Discard())
+		rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
 	})
 }
 

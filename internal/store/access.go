@@ -182,17 +182,6 @@ func (s *Store) GroupsOf(ctx context.Context, user string) ([]string, error) {
 	return scanStrings(rows)
 }
 
-// AddGroupMember puts user in group.
-func (s *Store) AddGroupMember(ctx context.Context, group, user string) error {
-	_, err := s.write.ExecContext(ctx,
-		`INSERT INTO group_members (group_name, user_name) VALUES (?, ?) ON CONFLICT DO NOTHING`, group, user)
-	if err != nil {
-		return fmt.Errorf("add %s to group %s: %w", user, group, err)
-	}
-	s.accessChanged()
-	return nil
-}
-
 // Token is a stored token: never the secret, only its hash.
 type Token struct {
 	ID          string

@@ -11,8 +11,8 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 )
 
-// Migration 5 gives role bindings names, and the first start makes each an
-// object: the grants of a database written before survive, each binding
+// Migration 5 gives role bindings names, and the first start makes each
+// (and each group) an object: the grants of a database written before survive, each binding
 // named after its role.
 func TestMigrationNamesExistingBindings(t *testing.T) {
 	ctx := context.Background()
@@ -35,6 +35,9 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 		if _, err := old.ExecContext(ctx, `INSERT INTO role_bindings (project, role, subject_kind, subject, created_at) VALUES (?, ?, ?, ?, 1)`, row...); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if _, err := old.ExecContext(ctx, `INSERT INTO group_members (group_name, user_name) VALUES ('qa', 'alice'), ('qa', 'bob')`); err != nil {
+		t.Fatal(err)
 	}
 	old.Close()
 
@@ -67,6 +70,9 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 	o, err := s.GetObject(ctx, BindingKey("team", "registry-viewer"))
 	if err != nil || !strings.Contains(string(o.Body), `"name":"alice"`) || !strings.Contains(string(o.Body), `"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"qa"`) {
 		t.Errorf("the object of team/registry-viewer: %v %s", err, o.Body)
+	}
+	if m, err := s.GroupMembers(ctx, "qa"); err != nil || !slices.Equal(m, []string{"alice", "bob"}) {
+		t.Errorf("the legacy group qa: %v %v", m, err)
 	}
 	if _, err := s.GetObject(ctx, BindingKey("", "cluster-admin")); err != nil {
 		t.Errorf("the object of the cluster-wide binding: %v", err)

@@ -102,9 +102,11 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 func (s *Store) deleteServiceAccounts(ctx context.Context, tx *sql.Tx, project string) error {
 	prefix := "system:serviceaccount:" + project + ":"
 	const named = ` substr(%s, 1, ?) = ?`
+	if err := s.dropMembers(ctx, tx, fmt.Sprintf(named, "user_name"), len(prefix), prefix); err != nil {
+		return fmt.Errorf("delete service accounts of %s: %w", project, err)
+	}
 	for _, q := range []string{
 		`DELETE FROM tokens WHERE` + fmt.Sprintf(named, "user_name"),
-		`DELETE FROM group_members WHERE` + fmt.Sprintf(named, "user_name"),
 		`DELETE FROM users WHERE` + fmt.Sprintf(named, "name"),
 	} {
 		if _, err := tx.ExecContext(ctx, q, len(prefix), prefix); err != nil {

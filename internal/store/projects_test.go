@@ -197,6 +197,38 @@ func TestGroups(t *testing.T) {
 	}
 }
 
+// Groups are objects; group_members is their index, kept in step by every
+// write, and deleting a user edits the groups that name it.
+func TestGroupObjectsAndTheirIndex(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateUser(ctx, store.User{Name: "dave"}))
+	body := `{"apiVersion":"user.openshift.io/v1","kind":"Group","metadata":{"name":"ops","labels":{"keep":"me"}},"users":["dave","erin"]}`
+	created, err := s.CreateObject(ctx, store.Object{ObjectKey: store.GroupKey("ops"), UID: "u1", Body: []byte(body)})
+	must(t, err)
+	if g, _ := s.GroupsOf(ctx, "erin"); !slices.Equal(g, []string{"ops"}) {
+		t.Fatalf("erin's groups after create: %v", g)
+	}
+	gen := s.AccessGeneration()
+	must(t, s.DeleteUser(ctx, "dave"))
+	if s.AccessGeneration() == gen {
+		t.Error("deleting a group member did not move the access generation")
+	}
+	o, err := s.GetObject(ctx, store.GroupKey("ops"))
+	must(t, err)
+	if strings.Contains(string(o.Body), "dave") || !strings.Contains(string(o.Body), `"keep":"me"`) || o.ResourceVersion == created.ResourceVersion {
+		t.Fatalf("ops after deleting dave: %s", o.Body)
+	}
+	if g, _ := s.GroupsOf(ctx, "dave"); len(g) != 0 {
+		t.Fatalf("dave's groups: %v", g)
+	}
+	_, err = s.DeleteObject(ctx, o.ObjectKey, 0, "")
+	must(t, err)
+	if g, _ := s.GroupsOf(ctx, "erin"); len(g) != 0 {
+		t.Fatalf("erin's groups after the group went: %v", g)
+	}
+}
+
 func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()

@@ -86,10 +86,13 @@ func subjectJSON(s Subject) bindingSubject {
 	return bindingSubject{Kind: s.Kind, APIGroup: rbacGroup, Name: s.Name}
 }
 
-// indexObject keeps the index of o, when o is a binding, in step with its
-// object (deleted: o is gone), and marks the transaction as an access
-// change.
+// indexObject keeps the index of o, when o is a binding or a group, in
+// step with its object (deleted: o is gone), and marks the transaction as
+// an access change.
 func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
+	if isGroup(o.ObjectKey) {
+		return s.indexGroup(ctx, tx, o, deleted)
+	}
 	if !isBinding(o.ObjectKey) {
 		return nil
 	}

@@ -59,6 +59,10 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.adoptLegacyGroups(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

@@ -82,13 +82,11 @@ func (s *Store) DeleteUser(ctx context.Context, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
 		}
-		for _, q := range []string{
-			`DELETE FROM tokens WHERE user_name = ?`,
-			`DELETE FROM group_members WHERE user_name = ?`,
-		} {
-			if _, err := tx.ExecContext(ctx, q, name); err != nil {
-				return fmt.Errorf("delete user %s: %w", name, err)
-			}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_name = ?`, name); err != nil {
+			return fmt.Errorf("delete user %s: %w", name, err)
+		}
+		if err := s.dropMembers(ctx, tx, `user_name = ?`, name); err != nil {
+			return fmt.Errorf("delete user %s: %w", name, err)
 		}
 		if _, err := s.dropSubjects(ctx, tx, `subject_kind = 'User' AND subject = ?`, name); err != nil {
 			return fmt.Errorf("delete user %s: %w", name, err)

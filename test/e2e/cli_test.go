@@ -224,6 +224,9 @@ func TestCLI(t *testing.T) {
 	if _, errOut, err := bob.try("", "get", "projects"); err == nil || !strings.Contains(errOut, "log in again with berth login "+s.URL) {
 		t.Fatalf("bob after revoking his token: %v %s", err, errOut)
 	}
+	if _, errOut, _ := bob.try("", "get", "projects"); strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("one error, one line; kubectl's internal logging shows too:\n%s", errOut)
+	}
 
 	// Logging out revokes the token at the server.
 	if out := admin.run("", "logout"); !strings.Contains(out, `Logged "admin" out`) {
