@@ -102,10 +102,6 @@ func (s *Server) routes() {
 	s.handle("POST "+authz+"/namespaces/{ns}/resourceaccessreviews", s.resourceAccessReview)
 	s.handle("POST "+authz+"/resourceaccessreviews", s.resourceAccessReview)
 
-	s.handle("GET "+core, s.listServiceAccounts)
-	s.handle("POST "+core, s.createServiceAccount)
-	s.handle("GET "+core+"/{name}", s.getServiceAccount)
-	s.handle("DELETE "+core+"/{name}", s.deleteServiceAccount)
 	s.handle("POST "+core+"/{name}/token", s.createServiceAccountToken)
 
 	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {

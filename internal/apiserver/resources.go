@@ -38,7 +38,7 @@ var served = []resourceInfo{
 	{Version: "v1", Resource: "namespaces", Singular: "namespace", Kind: "Namespace",
 		Verbs: []string{"create", "delete", "get", "list"}, ShortNames: []string{"ns"}},
 	{Version: "v1", Resource: "serviceaccounts", Singular: "serviceaccount", Kind: "ServiceAccount", Namespaced: true,
-		Verbs: []string{"create", "delete", "get", "list"}, ShortNames: []string{"sa"},
+		Verbs: verbsCRUD, ShortNames: []string{"sa"},
 		Subresources: map[string][]string{"token": {"create"}}},
 	{Group: groupRBAC, Version: "v1", Resource: "rolebindings", Singular: "rolebinding", Kind: "RoleBinding",
 		Namespaced: true, Verbs: verbsCRUD},

@@ -7,7 +7,6 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/duration"
 )
 
 // Tables for the lists the handlers of issue 3 serve (projects, users,
@@ -22,16 +21,6 @@ func (m ObjectMeta) tableMeta() metav1.ObjectMeta {
 		out.CreationTimestamp = metav1.NewTime(t)
 	}
 	return out
-}
-
-// ageOf is the AGE column for a creation timestamp, "<unknown>" without one
-// (as kubectl prints it).
-func ageOf(ts string) string {
-	t, err := time.Parse(time.RFC3339, ts)
-	if err != nil {
-		return "<unknown>"
-	}
-	return duration.HumanDuration(time.Since(t))
 }
 
 // column is a Table column; priority 1 columns show with -o wide only.
@@ -83,10 +72,6 @@ var (
 		column("Created", "When the token was issued.", 0),
 		column("Expires", "When the token stops working.", 0),
 	}
-	serviceAccountColumns = []metav1.TableColumnDefinition{
-		column("Secrets", "The number of secrets of the account (Berth keeps none: its tokens are requested).", 0),
-		columnAge,
-	}
 )
 
 func projectRow(p Project) (ObjectMeta, []any) {
@@ -104,8 +89,4 @@ func tokenRow(t UserOAuthAccessToken) (ObjectMeta, []any) {
 	}
 	a := t.Metadata.Annotations
 	return t.Metadata, []any{mark, orNone(a["berth.io/description"]), orNone(t.Metadata.CreationTimestamp), orNone(a["berth.io/expires"])}
-}
-
-func serviceAccountRow(sa ServiceAccount) (ObjectMeta, []any) {
-	return sa.Metadata, []any{int64(0), ageOf(sa.Metadata.CreationTimestamp)}
 }

@@ -98,12 +98,6 @@ type ResourceAccessReviewResponse struct {
 	Groups    []string `json:"groups"`
 }
 
-// ServiceAccount is v1 ServiceAccount.
-type ServiceAccount struct {
-	TypeMeta
-	Metadata ObjectMeta `json:"metadata"`
-}
-
 // TokenRequest is authentication.k8s.io/v1 TokenRequest.
 type TokenRequest struct {
 	TypeMeta

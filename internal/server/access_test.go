@@ -583,6 +583,9 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		t.Fatal(err)
 	}
+	if err := meta.CreateProject(ctx, store.Project{Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
 	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,7 @@ import (
 )
 
 // Migration 5 gives role bindings names, and the first start makes each
-// (and each group) an object: the grants of a database written before survive, each binding
+// (and each group and service account) an object: the grants of a database written before survive, each binding
 // named after its role.
 func TestMigrationNamesExistingBindings(t *testing.T) {
 	ctx := context.Background()
@@ -37,6 +37,9 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 		}
 	}
 	if _, err := old.ExecContext(ctx, `INSERT INTO group_members (group_name, user_name) VALUES ('qa', 'alice'), ('qa', 'bob')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.ExecContext(ctx, `INSERT INTO users (name, created_at) VALUES ('system:serviceaccount:team:ci', 1), ('system:serviceaccount:gone:ci', 1)`); err != nil {
 		t.Fatal(err)
 	}
 	old.Close()
@@ -70,6 +73,12 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 	o, err := s.GetObject(ctx, BindingKey("team", "registry-viewer"))
 	if err != nil || !strings.Contains(string(o.Body), `"name":"alice"`) || !strings.Contains(string(o.Body), `"kind":"Group","apiGroup":"rbac.authorization.k8s.io","name":"qa"`) {
 		t.Errorf("the object of team/registry-viewer: %v %s", err, o.Body)
+	}
+	if _, err := s.GetObject(ctx, ServiceAccountKey("team", "ci")); err != nil {
+		t.Errorf("the legacy service account team/ci: %v", err)
+	}
+	if _, err := s.User(ctx, "system:serviceaccount:gone:ci"); err == nil {
+		t.Error("the service account of a missing project survived")
 	}
 	if m, err := s.GroupMembers(ctx, "qa"); err != nil || !slices.Equal(m, []string{"alice", "bob"}) {
 		t.Errorf("the legacy group qa: %v %v", m, err)

@@ -38,6 +38,7 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h1"), User: sa, Expires: time.Now().Add(time.Hour)}))
 	// team-b's accounts share a prefix with team's only up to the colon.
 	other := auth.ServiceAccountUser("team-b", "ci")
+	must(t, s.CreateProject(ctx, store.Project{Name: "team-b"}))
 	must(t, s.CreateUser(ctx, store.User{Name: other}))
 
 	repos, err := s.DeleteProjectAndRepositories(ctx, "team")
@@ -199,6 +200,36 @@ func TestGroups(t *testing.T) {
 
 // Groups are objects; group_members is their index, kept in step by every
 // write, and deleting a user edits the groups that name it.
+// A service account is an object whose user is its index: deleting the
+// object takes the user, its tokens and its grants.
+func TestServiceAccountObjects(t *testing.T) {
+	s := withProjects(t, openSQLite(t), "team")
+	ctx := context.Background()
+	user := auth.ServiceAccountUser("team", "ci")
+	body := `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"ci","namespace":"team","labels":{"a":"b"}}}`
+	_, err := s.CreateObject(ctx, store.Object{ObjectKey: store.ServiceAccountKey("team", "ci"), UID: "u", Body: []byte(body)})
+	must(t, err)
+	if _, err := s.User(ctx, user); err != nil {
+		t.Fatalf("the account's user: %v", err)
+	}
+	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h"), User: user, Expires: time.Now().Add(time.Hour)}))
+	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", user))
+	if err := s.CreateUser(ctx, store.User{Name: user}); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatalf("creating the user again: %v", err)
+	}
+	_, err = s.DeleteObject(ctx, store.ServiceAccountKey("team", "ci"), 0, "")
+	must(t, err)
+	if _, err := s.User(ctx, user); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the user after the object went: %v", err)
+	}
+	if _, err := s.TokenByHash(ctx, []byte("h")); err == nil {
+		t.Error("the account's token survived")
+	}
+	if b, _ := s.Bindings(ctx, "team"); len(b) != 0 {
+		t.Errorf("the account's grant survived: %+v", b)
+	}
+}
+
 func TestGroupObjectsAndTheirIndex(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()

@@ -86,12 +86,15 @@ func subjectJSON(s Subject) bindingSubject {
 	return bindingSubject{Kind: s.Kind, APIGroup: rbacGroup, Name: s.Name}
 }
 
-// indexObject keeps the index of o, when o is a binding or a group, in
-// step with its object (deleted: o is gone), and marks the transaction as
-// an access change.
+// indexObject keeps the index of o, when o is a binding, a group or a
+// service account, in step with its object (deleted: o is gone), and marks
+// the transaction as an access change.
 func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
 	if isGroup(o.ObjectKey) {
 		return s.indexGroup(ctx, tx, o, deleted)
+	}
+	if isServiceAccount(o.ObjectKey) {
+		return s.indexServiceAccount(ctx, tx, o, deleted)
 	}
 	if !isBinding(o.ObjectKey) {
 		return nil

@@ -63,6 +63,10 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	if err := s.adoptLegacyServiceAccounts(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 

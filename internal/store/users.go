@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 )
 
@@ -19,19 +20,32 @@ type User struct {
 }
 
 // CreateUser records a user; an existing name is errdefs.ErrAlreadyExists.
+// A service account's user (system:serviceaccount:<project>:<name>) is
+// created as its ServiceAccount object, in a project that exists.
 func (s *Store) CreateUser(ctx context.Context, u User) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
-			u.Name, u.PasswordHash, s.micros())
-		if err != nil {
-			return fmt.Errorf("create user %s: %w", u.Name, err)
+		if project, name, ok := auth.ServiceAccountOf(u.Name); ok {
+			o, err := newServiceAccountObject(project, name, s.now())
+			if err == nil {
+				_, err = s.createObject(ctx, tx, o)
+			}
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %s: %w", u.Name, errdefs.ErrAlreadyExists)
-		}
-		return s.appendEvent(ctx, tx, "UserCreated", "", "", u.Name)
+		return s.insertUser(ctx, tx, u)
 	})
+}
+
+func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u User) error {
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO users (name, password_hash, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING`,
+		u.Name, u.PasswordHash, s.micros())
+	if err != nil {
+		return fmt.Errorf("create user %s: %w", u.Name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %s: %w", u.Name, errdefs.ErrAlreadyExists)
+	}
+	return s.appendEvent(ctx, tx, "UserCreated", "", "", u.Name)
 }
 
 // User returns one user.
@@ -72,27 +86,37 @@ func (s *Store) UsersWithPrefix(ctx context.Context, prefix string) ([]User, err
 	return out, rows.Err()
 }
 
-// DeleteUser removes a user, its tokens, group memberships and bindings.
+// DeleteUser removes a user, its tokens, group memberships and bindings;
+// a service account's user goes with its ServiceAccount object.
 func (s *Store) DeleteUser(ctx context.Context, name string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
-		if err != nil {
-			return fmt.Errorf("delete user %s: %w", name, err)
+		if project, sa, ok := auth.ServiceAccountOf(name); ok {
+			_, err := s.deleteObject(ctx, tx, ServiceAccountKey(project, sa), 0, "")
+			return err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_name = ?`, name); err != nil {
-			return fmt.Errorf("delete user %s: %w", name, err)
-		}
-		if err := s.dropMembers(ctx, tx, `user_name = ?`, name); err != nil {
-			return fmt.Errorf("delete user %s: %w", name, err)
-		}
-		if _, err := s.dropSubjects(ctx, tx, `subject_kind = 'User' AND subject = ?`, name); err != nil {
-			return fmt.Errorf("delete user %s: %w", name, err)
-		}
-		return s.appendEvent(ctx, tx, "UserDeleted", "", "", name)
+		return s.forgetUser(ctx, tx, name)
 	})
+}
+
+// forgetUser removes the user row of name and everything that names it.
+func (s *Store) forgetUser(ctx context.Context, tx *sql.Tx, name string) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM users WHERE name = ?`, name)
+	if err != nil {
+		return fmt.Errorf("delete user %s: %w", name, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tokens WHERE user_name = ?`, name); err != nil {
+		return fmt.Errorf("delete user %s: %w", name, err)
+	}
+	if err := s.dropMembers(ctx, tx, `user_name = ?`, name); err != nil {
+		return fmt.Errorf("delete user %s: %w", name, err)
+	}
+	if _, err := s.dropSubjects(ctx, tx, `subject_kind = 'User' AND subject = ?`, name); err != nil {
+		return fmt.Errorf("delete user %s: %w", name, err)
+	}
+	return s.appendEvent(ctx, tx, "UserDeleted", "", "", name)
 }
 
 // Setting returns a cluster-wide setting; an unset one is

@@ -533,6 +533,14 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 	// in to the registry and, as the project's service account, pulls.
 	t.Run("create serviceaccount and token", func(t *testing.T) {
 		says(t, "serviceaccount/robot created", "create", "serviceaccount", "robot", "-n", ns)
+		// An account is an object like any: apply it twice, label it.
+		sa := writeFile(t, "sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: "+ns+"\n")
+		says(t, "serviceaccount/deployer created", "apply", "-f", sa)
+		sa = writeFile(t, "sa.yaml", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: deployer\n  namespace: "+ns+"\n  labels:\n    tier: ci\n")
+		says(t, "serviceaccount/deployer configured", "apply", "-f", sa)
+		if got := jsonpath(t, "{.metadata.labels.tier}", "get", "sa", "deployer", "-n", ns); got != "ci" {
+			t.Fatalf("label after apply: %q", got)
+		}
 		token := strings.TrimSpace(ok(t, "create", "token", "robot", "-n", ns, "--duration", "10m"))
 		if !strings.HasPrefix(token, "sha256~") {
 			t.Fatalf("create token printed %q", token)
