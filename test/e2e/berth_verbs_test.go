@@ -272,3 +272,38 @@ func TestBerthGenericVerbs(t *testing.T) {
 		t.Errorf("get after delete: %v %s", err, errOut)
 	}
 }
+
+// Three skopeo pushes of one tag are three entries of the tag's history,
+// newest first, as berth get istag, berth get is and the real kubectl show.
+func TestSkopeoPushesAreImageStreamHistory(t *testing.T) {
+	skopeo := requireTool(t, "skopeo")
+	requireTool(t, filepath.Join(kubectlDir, "kubectl.1.33"))
+	s := startServer(t)
+	c := newBerthCLI(t)
+	c.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
+	c.run("", "new-project", "hist")
+	ce := newContainersEnv(t)
+	var digests []string
+	for i := range 3 {
+		img := newTestImage(t, "v1", "f.txt", []byte(fmt.Sprintf("skopeo push %d\n", i)))
+		runIn(t, "", ce.Env, skopeo, "--policy", ce.Policy, "copy", "--preserve-digests", "--dest-cert-dir", s.CertDir(),
+			"--dest-creds", "admin:"+adminPassword, img.OCIRef(), "docker://"+s.Addr+"/hist/app:v1")
+		digests = append(digests, img.ManifestDigest)
+	}
+	if got := c.run("", "get", "istag", "app:v1", "-o", "jsonpath={.image.metadata.name}"); got != digests[2] {
+		t.Errorf("berth get istag app:v1 = %s, want the last push %s", got, digests[2])
+	}
+	history := c.run("", "get", "is", "app", "-o", `jsonpath={range .status.tags[?(@.tag=="v1")].items[*]}{.image} {end}`)
+	if want := digests[2] + " " + digests[1] + " " + digests[0] + " "; history != want {
+		t.Errorf("v1 history = %q, want newest first %q", history, want)
+	}
+	table := c.run("", "get", "istag")
+	if !tableRow(table, "app:v1", s.Addr+"/hist/app@"+digests[2]) {
+		t.Errorf("berth get istag:\n%s", table)
+	}
+	k := newKubectl(t, s, "1.33", oauthToken(t, s, "admin", adminPassword))
+	out, errOut, err := k.run("get", "imagestream", "app", "-n", "hist")
+	if err != nil || !tableRow(out, "app", s.Addr+"/hist/app", "v1") {
+		t.Errorf("kubectl get imagestream: %v %s\n%s", err, errOut, out)
+	}
+}
