@@ -94,6 +94,10 @@ func (s *Server) createServiceAccountToken(w http.ResponseWriter, r *http.Reques
 	}
 	by := caller(r).User.Name
 	secret, rec, err := s.opts.Issuer.Issue(r.Context(), u.Name, ttl, "token request by "+by)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		// Deleted between the lookup and the write.
+		return notFound(serviceAccountsResource, r.PathValue("name"))
+	}
 	if err != nil {
 		return err
 	}

@@ -281,11 +281,19 @@ func TestClusterObjectsAndReservedProjects(t *testing.T) {
 	if err := s.Store.AddBinding(context.Background(), "openshift-image-registry", "registry-viewer", "User", "alice"); err != nil {
 		t.Fatal(err)
 	}
+	robot := auth.ServiceAccountUser("openshift-image-registry", "robot")
+	if err := s.Store.CreateUser(context.Background(), store.User{Name: robot}); err != nil {
+		t.Fatal(err)
+	}
 	var logged bytes.Buffer
 	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.NewTextHandler(&logged, nil))); err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(logged.String(), "admin: admin to User bob") || !strings.Contains(logged.String(), "registry-viewer to User alice") {
+	if _, err := s.Store.User(context.Background(), robot); err == nil {
+		t.Error("the old owner's service account survived the reclaim")
+	}
+	if !strings.Contains(logged.String(), "admin: admin to User bob") || !strings.Contains(logged.String(), "registry-viewer to User alice") ||
+		!strings.Contains(logged.String(), "service account robot") {
 		t.Errorf("the removed grants are not logged: %s", logged.String())
 	}
 	if b, _ := s.Store.Bindings(context.Background(), "openshift-image-registry"); slices.ContainsFunc(b, func(x auth.Binding) bool { return x.Project != "" }) {

@@ -357,3 +357,19 @@ func TestStoredSystemGroupsAreIgnored(t *testing.T) {
 		t.Fatalf("stored group qa missing: %v", id.Groups)
 	}
 }
+
+// A password never authenticates a system: name, whatever a provider
+// holds: service accounts authenticate with tokens only.
+func TestPasswordsNeverAuthenticateSystemNames(t *testing.T) {
+	name := ServiceAccountUser("team", "ci")
+	p := &countingProvider{user: name, password: "pw"}
+	a := &Authenticator{Identity: p}
+	// (Basic credentials cannot carry the name: it holds colons. The OAuth
+	// password grant's form can.)
+	if u, err := a.Password(context.Background(), "127.0.0.1", name, "pw"); err == nil {
+		t.Fatalf("a password authenticated %s as %+v", name, u)
+	}
+	if n := p.checks.Load(); n != 0 {
+		t.Errorf("the provider was asked %d times", n)
+	}
+}

@@ -74,6 +74,7 @@ func newAccessFixture(t *testing.T) *accessFixture {
 	}
 	must(meta.CreateProject(ctx, store.Project{Name: "proj", Creator: "padmin"}))
 	must(meta.CreateProject(ctx, store.Project{Name: "elsewhere", Creator: "other"}))
+	must(meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("proj", "robot")}))
 	for user, role := range map[string]string{
 		"viewer": "registry-viewer", "editor": "registry-editor",
 		"builder": "system:image-builder", "pusher": "system:image-pusher",
@@ -535,6 +536,12 @@ func TestClusterWideBuilderDoesNotCreateProjects(t *testing.T) {
 	f := newAccessFixture(t)
 	ctx := context.Background()
 	builder := auth.ServiceAccountUser("tools", "builder")
+	if err := f.meta.CreateProject(ctx, store.Project{Name: "tools"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.meta.CreateUser(ctx, store.User{Name: builder}); err != nil {
+		t.Fatal(err)
+	}
 	if err := f.meta.AddBinding(ctx, "", "system:image-builder", "User", builder); err != nil {
 		t.Fatal(err)
 	}

@@ -58,8 +58,9 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 }
 
 // ReclaimProject makes project a cluster administrator's only: it forgets
-// its creator and deletes every role binding in it. It returns the grants
-// it took away ("binding: role to Kind name"). Berth calls it for its
+// its creator and deletes every role binding and service account in it. It
+// returns what it took away ("binding: role to Kind name", "service
+// account name"). Berth calls it for its
 // system projects, which a user may have created before their names were
 // reserved.
 func (s *Store) ReclaimProject(ctx context.Context, project string) ([]string, error) {
@@ -85,8 +86,26 @@ func (s *Store) ReclaimProject(ctx context.Context, project string) ([]string, e
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		_, err = s.dropSubjects(ctx, tx, `project = ?`, project)
-		return err
+		if _, err := s.dropSubjects(ctx, tx, `project = ?`, project); err != nil {
+			return err
+		}
+		// Its service accounts go too, with their tokens and grants
+		// anywhere: they were the old owner's robots.
+		accounts, err := tx.QueryContext(ctx, `SELECT name FROM objects WHERE api_group = '' AND resource = 'serviceaccounts' AND namespace = ?`, project)
+		if err != nil {
+			return fmt.Errorf("reclaim project %s: %w", project, err)
+		}
+		names, err := scanStrings(accounts)
+		if err != nil {
+			return fmt.Errorf("reclaim project %s: %w", project, err)
+		}
+		for _, name := range names {
+			if _, err := s.deleteObject(ctx, tx, ServiceAccountKey(project, name), 0, ""); err != nil {
+				return err
+			}
+			taken = append(taken, "service account "+name)
+		}
+		return nil
 	})
 	return taken, err
 }
@@ -196,6 +215,22 @@ type Token struct {
 
 // CreateToken stores a token.
 func (s *Store) CreateToken(ctx context.Context, t Token) error {
+	if _, _, ok := auth.ServiceAccountOf(t.User); ok {
+		// A service account's token is written only while the account
+		// exists, checked by the insert itself: a token requested as the
+		// account (or its project) is deleted must not outlive it.
+		res, err := s.write.ExecContext(ctx, `
+INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at)
+SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)`,
+			t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro(), t.User)
+		if err != nil {
+			return fmt.Errorf("create token for %s: %w", t.User, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("create token for %s: the service account is gone: %w", t.User, errdefs.ErrNotFound)
+		}
+		return nil
+	}
 	_, err := s.write.ExecContext(ctx, `
 INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
 		t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro())

@@ -227,6 +227,15 @@ func TestServiceAccountObjects(t *testing.T) {
 	}
 	if b, _ := s.Bindings(ctx, "team"); len(b) != 0 {
 		t.Errorf("the account's grant survived: %+v", b)
+	} // A token requested as the account went (the handler looked before the
+	// deletion) is not written: it would outlive the account, and pass to
+	// an account or project of the same name later.
+	err = s.CreateToken(ctx, store.Token{ID: "t2", SecretHash: []byte("h2"), User: user, Expires: time.Now().Add(time.Hour)})
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("a token for the deleted account: %v", err)
+	}
+	if _, err := s.TokenByHash(ctx, []byte("h2")); err == nil {
+		t.Error("the token for the deleted account was stored")
 	}
 }
 
