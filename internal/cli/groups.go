@@ -78,8 +78,8 @@ func newGroupsCommand() *cobra.Command {
 	groups := &cobra.Command{
 		Use:   "groups",
 		Short: "Manage groups of users",
-		Long: `Manage groups of users. A group exists while it has members: removing its last
-user deletes it. Grant roles to a group with berth policy add-role-to-group.`,
+		Long: `Manage groups of users. Removing the last user with remove-users deletes the
+group (a group emptied otherwise, by deleting its users, stays until deleted). Grant roles to a group with berth policy add-role-to-group.`,
 	}
 	groups.AddCommand(&cobra.Command{
 		Use:   "new GROUP USER...",
