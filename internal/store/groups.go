@@ -183,6 +183,25 @@ func (s *Store) AddGroupMember(ctx context.Context, group, user string) error {
 	})
 }
 
+// scanMembers reads rows of (group, user): the groups in the order met,
+// and each one's users. It closes rows.
+func scanMembers(rows *sql.Rows) ([]string, map[string][]string, error) {
+	defer rows.Close()
+	members := map[string][]string{}
+	var groups []string
+	for rows.Next() {
+		var g, u string
+		if err := rows.Scan(&g, &u); err != nil {
+			return nil, nil, err
+		}
+		if _, ok := members[g]; !ok {
+			groups = append(groups, g)
+		}
+		members[g] = append(members[g], u)
+	}
+	return groups, members, rows.Err()
+}
+
 // dropMembers takes the users matching where (a condition on
 // group_members.user_name, with args) out of every group they are in; a
 // group keeps its object, with fewer or no members.
@@ -191,21 +210,8 @@ func (s *Store) dropMembers(ctx context.Context, tx *sql.Tx, where string, args 
 	if err != nil {
 		return fmt.Errorf("find group members: %w", err)
 	}
-	drop := map[string][]string{}
-	var groups []string
-	for rows.Next() {
-		var g, u string
-		if err := rows.Scan(&g, &u); err != nil {
-			rows.Close()
-			return err
-		}
-		if _, ok := drop[g]; !ok {
-			groups = append(groups, g)
-		}
-		drop[g] = append(drop[g], u)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	groups, drop, err := scanMembers(rows)
+	if err != nil {
 		return err
 	}
 	for _, g := range groups {
@@ -239,21 +245,8 @@ ORDER BY m.group_name, m.user_name`, userGroup)
 		if err != nil {
 			return fmt.Errorf("find groups without objects: %w", err)
 		}
-		members := map[string][]string{}
-		var names []string
-		for rows.Next() {
-			var g, u string
-			if err := rows.Scan(&g, &u); err != nil {
-				rows.Close()
-				return err
-			}
-			if _, ok := members[g]; !ok {
-				names = append(names, g)
-			}
-			members[g] = append(members[g], u)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		names, members, err := scanMembers(rows)
+		if err != nil {
 			return err
 		}
 		for _, g := range names {
