@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -210,4 +211,31 @@ func projectOf(cfg *clientConfig, flag string) (string, error) {
 
 func addProjectFlag(cmd *cobra.Command, p *string) {
 	cmd.Flags().StringVarP(p, "namespace", "n", "", "project to act in (default: the current project)")
+}
+
+// errConflictRetries is what retryOnConflict answers when every attempt
+// lost its race.
+var errConflictRetries = errors.New("it kept changing while berth wrote it; try again")
+
+// retryOnConflict runs attempt until it does not end in 409 Conflict (the
+// object changed since attempt read it, or someone created it at the same
+// time), at most 30 times, with a growing random pause between tries so
+// that writers who collided do not collide again. first tells an attempt
+// whether it is the first.
+func retryOnConflict(ctx context.Context, attempt func(first bool) error) error {
+	const attempts = 30
+	for n := range attempts {
+		if n > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(rand.Int64N(int64(n) * int64(10*time.Millisecond)))):
+			}
+		}
+		err := attempt(n == 0)
+		if se, ok := errors.AsType[*statusError](err); !ok || se.Code != http.StatusConflict {
+			return err
+		}
+	}
+	return errConflictRetries
 }

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -42,36 +40,28 @@ func getGroup(ctx context.Context, c *apiClient, name string) (groupObject, erro
 // lost: on 409 it reads again and retries. No members left deletes the
 // group (only as it was read). It returns whether the group was deleted.
 func changeMembers(ctx context.Context, c *apiClient, name string, change func(users []string) ([]string, error)) (deleted bool, err error) {
-	const attempts = 30
-	for attempt := range attempts {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return false, ctx.Err()
-			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
-			}
-		}
+	err = retryOnConflict(ctx, func(bool) error {
+		deleted = false
 		g, err := getGroup(ctx, c, name)
 		if err != nil {
-			return false, err
+			return err
 		}
 		users, err := change(g.Users)
 		if err != nil || slices.Equal(users, g.Users) {
-			return false, err
+			return err
 		}
 		if len(users) == 0 {
-			err = c.do(ctx, http.MethodDelete, groupPath(name), map[string]any{"kind": "DeleteOptions", "apiVersion": "v1",
+			deleted = true
+			return c.do(ctx, http.MethodDelete, groupPath(name), map[string]any{"kind": "DeleteOptions", "apiVersion": "v1",
 				"preconditions": map[string]string{"resourceVersion": g.Metadata.ResourceVersion}}, nil)
-		} else {
-			err = c.do(ctx, http.MethodPatch, groupPath(name), map[string]any{
-				"metadata": map[string]string{"resourceVersion": g.Metadata.ResourceVersion}, "users": users}, nil)
 		}
-		if se, ok := errors.AsType[*statusError](err); ok && se.Code == http.StatusConflict {
-			continue
-		}
-		return err == nil && len(users) == 0, err
+		return c.do(ctx, http.MethodPatch, groupPath(name), map[string]any{
+			"metadata": map[string]string{"resourceVersion": g.Metadata.ResourceVersion}, "users": users}, nil)
+	})
+	if errors.Is(err, errConflictRetries) {
+		return false, fmt.Errorf("group %q: %w", name, err)
 	}
-	return false, fmt.Errorf("group %q kept changing; try again", name)
+	return deleted && err == nil, err
 }
 
 func newGroupsCommand() *cobra.Command {

@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"slices"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -70,29 +68,16 @@ func (t bindingTarget) where() string {
 // someone else changed it in between (409), the whole change is read and
 // tried again, so concurrent grants do not lose one another.
 func changeRole(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add bool) error {
-	const attempts = 30
-	var err error
-	for attempt := range attempts {
-		if attempt > 0 {
-			// A random pause, growing, so that writers who collided
-			// do not collide again.
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond)))):
-			}
-		}
-		// A retry of a removal may find subjects already taken out by the
-		// attempt that lost the race: only the first attempt says which
-		// subjects never held the role.
-		err = changeRoleOnce(ctx, c, t, role, subjects, add, attempt == 0)
-		// Conflict: a binding changed since it was read; AlreadyExists:
-		// someone created the role's binding at the same time.
-		if se, ok := errors.AsType[*statusError](err); !ok || se.Code != http.StatusConflict {
-			return err
-		}
+	// A retry of a removal may find subjects already taken out by the
+	// attempt that lost the race: only the first attempt says which
+	// subjects never held the role.
+	err := retryOnConflict(ctx, func(first bool) error {
+		return changeRoleOnce(ctx, c, t, role, subjects, add, first)
+	})
+	if errors.Is(err, errConflictRetries) {
+		return fmt.Errorf("the bindings of %q %s: %w", role, t.where(), err)
 	}
-	return fmt.Errorf("the bindings of %q kept changing %s; try again: %w", role, t.where(), err)
+	return err
 }
 
 func changeRoleOnce(ctx context.Context, c *apiClient, t bindingTarget, role string, subjects []subject, add, first bool) error {
