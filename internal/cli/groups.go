@@ -82,7 +82,7 @@ group (a group emptied otherwise, by deleting its users, stays until deleted). G
 			}
 			name, users := args[0], uniq(args[1:])
 			if len(users) == 0 {
-				return fmt.Errorf("name at least one user: berth adm groups new %s USER...", name)
+				return fmt.Errorf("name at least one user (berth adm groups new %s USER...)", name)
 			}
 			g := groupObject{APIVersion: "user.openshift.io/v1", Kind: "Group", Metadata: objectMeta{Name: name}, Users: users}
 			if err := c.do(cmd.Context(), http.MethodPost, pathGroups, g, nil); err != nil {
