@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/berth-registry/berth/internal/errdefs"
 )
 
@@ -62,32 +60,18 @@ func (s *Store) indexGroup(ctx context.Context, tx *sql.Tx, o Object, deleted bo
 
 // newGroupObject is the object of a group Berth writes itself.
 func newGroupObject(name string, users []string, created time.Time) (Object, error) {
-	uid := uuid.NewString()
 	if users == nil {
 		users = []string{}
 	}
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": userGroup + "/v1", "kind": "Group", "users": users,
-		"metadata": map[string]any{"name": name, "uid": uid, "creationTimestamp": created.UTC().Format(time.RFC3339)},
-	})
-	if err != nil {
-		return Object{}, err
-	}
-	return Object{ObjectKey: GroupKey(name), UID: uid, Created: created, Body: body}, nil
+	return newOwnObject(GroupKey(name), userGroup+"/v1", "Group", map[string]any{"users": users}, created)
 }
 
-// withUsers returns body (a group's JSON) with its users replaced, every
-// other field as it was.
+// withUsers returns body (a group's JSON) with its users replaced.
 func withUsers(body []byte, users []string) ([]byte, error) {
-	var doc map[string]any
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, err
-	}
 	if users == nil {
 		users = []string{}
 	}
-	doc["users"] = users
-	return json.Marshal(doc)
+	return withField(body, "users", users)
 }
 
 // Groups returns every group that has members, with its members, by name.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/berth-registry/berth/internal/errdefs"
 )
 
@@ -88,12 +90,12 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 	// object, and hand it (a Secret, a role binding) to whoever creates a
 	// project of that name next.
 	if o.Namespace != "" {
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, o.Namespace).Scan(&exists)
-		if errors.Is(err, sql.ErrNoRows) {
-			return Object{}, &MissingNamespaceError{Namespace: o.Namespace}
-		}
+		ok, err := projectExists(ctx, tx, o.Namespace)
 		if err != nil {
 			return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
+		}
+		if !ok {
+			return Object{}, &MissingNamespaceError{Namespace: o.Namespace}
 		}
 	}
 	err = tx.QueryRowContext(ctx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
@@ -113,6 +115,47 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 		return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
 	}
 	return o, s.indexObject(ctx, tx, o, false)
+}
+
+// projectExists reports whether project exists, as tx sees it.
+func projectExists(ctx context.Context, tx *sql.Tx, project string) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, project).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// newOwnObject is an object Berth writes itself (a project's admin
+// binding, a group or service account adopted from an older version): its
+// metadata, and fields besides.
+func newOwnObject(k ObjectKey, apiVersion, kind string, fields map[string]any, created time.Time) (Object, error) {
+	uid := uuid.NewString()
+	meta := map[string]any{"name": k.Name, "uid": uid, "creationTimestamp": created.UTC().Format(time.RFC3339)}
+	if k.Namespace != "" {
+		meta["namespace"] = k.Namespace
+	}
+	doc := map[string]any{"apiVersion": apiVersion, "kind": kind, "metadata": meta}
+	for key, v := range fields {
+		doc[key] = v
+	}
+	body, err := json.Marshal(doc)
+	if err != nil {
+		return Object{}, err
+	}
+	return Object{ObjectKey: k, UID: uid, Created: created, Body: body}, nil
+}
+
+// withField returns body (an object's JSON) with one top-level field
+// replaced, every other field (labels, annotations) as it was.
+func withField(body []byte, key string, value any) ([]byte, error) {
+	var doc map[string]any
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, err
+	}
+	doc[key] = value
+	return json.Marshal(doc)
 }
 
 // MissingNamespaceError is an object created in a project that does not

@@ -9,8 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 )
@@ -131,33 +129,14 @@ func newBindingObject(project, name, role string, subjects []Subject, created ti
 	if project == "" {
 		kind = "ClusterRoleBinding"
 	}
-	meta := map[string]any{"name": name, "uid": uuid.NewString(), "creationTimestamp": created.UTC().Format(time.RFC3339)}
-	if project != "" {
-		meta["namespace"] = project
-	}
 	list := []bindingSubject{}
 	for _, sub := range subjects {
 		list = append(list, subjectJSON(sub))
 	}
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": rbacGroup + "/v1", "kind": kind, "metadata": meta, "subjects": list,
-		"roleRef": map[string]string{"apiGroup": rbacGroup, "kind": "ClusterRole", "name": role},
-	})
-	if err != nil {
-		return Object{}, err
-	}
-	return Object{ObjectKey: BindingKey(project, name), UID: meta["uid"].(string), Created: created, Body: body}, nil
-}
-
-// withSubjects returns body (a binding's JSON) with its subjects replaced,
-// keeping every other field (labels, annotations) as it was.
-func withSubjects(body []byte, subjects []bindingSubject) ([]byte, error) {
-	var doc map[string]any
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, err
-	}
-	doc["subjects"] = subjects
-	return json.Marshal(doc)
+	return newOwnObject(BindingKey(project, name), rbacGroup+"/v1", kind, map[string]any{
+		"subjects": list,
+		"roleRef":  map[string]string{"apiGroup": rbacGroup, "kind": "ClusterRole", "name": role},
+	}, created)
 }
 
 // AddBinding grants role to a user or group ("User" or "Group") in project
@@ -194,7 +173,7 @@ func (s *Store) AddBinding(ctx context.Context, project, role, kind, subject str
 				return nil
 			}
 		}
-		if cur.Body, err = withSubjects(cur.Body, append(b.Subjects, subjectJSON(add))); err != nil {
+		if cur.Body, err = withField(cur.Body, "subjects", append(b.Subjects, subjectJSON(add))); err != nil {
 			return err
 		}
 		_, err = s.updateObject(ctx, tx, cur, cur.ResourceVersion)
@@ -264,7 +243,7 @@ func (s *Store) dropSubjects(ctx context.Context, tx *sql.Tx, where string, args
 		}
 		if len(kept) == 0 {
 			_, err = s.deleteObject(ctx, tx, k, 0, "")
-		} else if cur.Body, err = withSubjects(cur.Body, kept); err == nil {
+		} else if cur.Body, err = withField(cur.Body, "subjects", kept); err == nil {
 			_, err = s.updateObject(ctx, tx, cur, 0)
 		}
 		if err != nil {
@@ -317,16 +296,15 @@ ORDER BY b.project, b.name, b.subject_kind, b.subject`, rbacGroup)
 			if l.project != "" {
 				// A grant in a project that no longer exists is dropped, not
 				// adopted: it would pass to the next project of that name.
-				var exists int
-				err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, l.project).Scan(&exists)
-				if errors.Is(err, sql.ErrNoRows) {
+				ok, err := projectExists(ctx, tx, l.project)
+				if err != nil {
+					return err
+				}
+				if !ok {
 					if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, l.project); err != nil {
 						return fmt.Errorf("drop the bindings of the missing project %s: %w", l.project, err)
 					}
 					continue
-				}
-				if err != nil {
-					return err
 				}
 			}
 			o, err := newBindingObject(l.project, l.name, l.role, l.subjects, time.UnixMicro(l.created))

@@ -3,12 +3,9 @@ package store
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/berth-registry/berth/internal/auth"
 )
@@ -42,15 +39,7 @@ func (s *Store) indexServiceAccount(ctx context.Context, tx *sql.Tx, o Object, d
 }
 
 func newServiceAccountObject(project, name string, created time.Time) (Object, error) {
-	uid := uuid.NewString()
-	body, err := json.Marshal(map[string]any{
-		"apiVersion": "v1", "kind": "ServiceAccount",
-		"metadata": map[string]any{"name": name, "namespace": project, "uid": uid, "creationTimestamp": created.UTC().Format(time.RFC3339)},
-	})
-	if err != nil {
-		return Object{}, err
-	}
-	return Object{ObjectKey: ServiceAccountKey(project, name), UID: uid, Created: created, Body: body}, nil
+	return newOwnObject(ServiceAccountKey(project, name), "v1", "ServiceAccount", nil, created)
 }
 
 // adoptLegacyServiceAccounts gives every service account user without an
@@ -88,16 +77,15 @@ func (s *Store) adoptLegacyServiceAccounts(ctx context.Context) error {
 			if _, err := getObject(ctx, tx, ServiceAccountKey(project, name)); err == nil {
 				continue
 			}
-			var exists int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM projects WHERE name = ?`, project).Scan(&exists)
-			if errors.Is(err, sql.ErrNoRows) {
+			exists, err := projectExists(ctx, tx, project)
+			if err != nil {
+				return err
+			}
+			if !exists {
 				if err := s.forgetUser(ctx, tx, l.user); err != nil {
 					return err
 				}
 				continue
-			}
-			if err != nil {
-				return err
 			}
 			o, err := newServiceAccountObject(project, name, time.UnixMicro(l.created))
 			if err != nil {
