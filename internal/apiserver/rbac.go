@@ -25,58 +25,62 @@ func bindingKind(resource string) *storedKind {
 	k := &storedKind{
 		info:    servedResource(groupRBAC, resource),
 		builtin: true,
+		new:     func() object { return &rbacv1.RoleBinding{} },
 		prepare: func(o object) {
 			// A service account subject without a namespace is one of the
 			// binding's project, as kubectl create rolebinding --serviceaccount
 			// cannot leave it out but hand-written objects do.
-			if rb, ok := o.(*rbacv1.RoleBinding); ok {
-				for i := range rb.Subjects {
-					if rb.Subjects[i].Kind == "ServiceAccount" && rb.Subjects[i].Namespace == "" {
-						rb.Subjects[i].Namespace = rb.Namespace
-					}
+			_, subjects := bindingParts(o)
+			for i := range subjects {
+				if subjects[i].Kind == "ServiceAccount" && subjects[i].Namespace == "" {
+					subjects[i].Namespace = o.GetNamespace()
 				}
 			}
 		},
 		nameProblems: bindingNameProblems,
-		columns:      bindingColumns,
-	}
-	if resource == "rolebindings" {
-		k.new = func() object { return &rbacv1.RoleBinding{} }
-		k.validate = func(o object) []string {
-			rb := o.(*rbacv1.RoleBinding)
-			return bindingProblems(rb.RoleRef, rb.Subjects)
-		}
-		k.validateUpdate = func(old, new object) []string {
-			return roleRefChange(old.(*rbacv1.RoleBinding).RoleRef, new.(*rbacv1.RoleBinding).RoleRef)
-		}
-		k.admit = func(ctx context.Context, s *Server, o object) error {
-			return s.mayGrant(ctx, k, o.GetNamespace(), o.(*rbacv1.RoleBinding).RoleRef.Name)
-		}
-		k.cells = func(o object) []any { rb := o.(*rbacv1.RoleBinding); return bindingCells(o, rb.RoleRef, rb.Subjects) }
-	} else {
-		k.new = func() object { return &rbacv1.ClusterRoleBinding{} }
-		k.validate = func(o object) []string {
-			rb := o.(*rbacv1.ClusterRoleBinding)
-			problems := bindingProblems(rb.RoleRef, rb.Subjects)
-			for i, sub := range rb.Subjects {
+		validate: func(o object) []string {
+			ref, subjects := bindingParts(o)
+			problems := bindingProblems(ref, subjects)
+			for i, sub := range subjects {
+				// Only a cluster-wide binding can leave it out (prepare fills
+				// in a project's).
 				if sub.Kind == "ServiceAccount" && sub.Namespace == "" {
 					problems = append(problems, fmt.Sprintf("subjects[%d].namespace: Required value: a service account of a cluster-wide binding needs its project", i))
 				}
 			}
 			return problems
-		}
-		k.validateUpdate = func(old, new object) []string {
-			return roleRefChange(old.(*rbacv1.ClusterRoleBinding).RoleRef, new.(*rbacv1.ClusterRoleBinding).RoleRef)
-		}
-		k.admit = func(ctx context.Context, s *Server, o object) error {
-			return s.mayGrant(ctx, k, "", o.(*rbacv1.ClusterRoleBinding).RoleRef.Name)
-		}
-		k.cells = func(o object) []any {
-			rb := o.(*rbacv1.ClusterRoleBinding)
-			return bindingCells(o, rb.RoleRef, rb.Subjects)
-		}
+		},
+		validateUpdate: func(old, new object) []string {
+			oldRef, _ := bindingParts(old)
+			newRef, _ := bindingParts(new)
+			return roleRefChange(oldRef, newRef)
+		},
+		columns: bindingColumns,
+		cells: func(o object) []any {
+			ref, subjects := bindingParts(o)
+			return bindingCells(o, ref, subjects)
+		},
+	}
+	k.admit = func(ctx context.Context, s *Server, o object) error {
+		ref, _ := bindingParts(o)
+		return s.mayGrant(ctx, k, o.GetNamespace(), ref.Name)
+	}
+	if resource == "clusterrolebindings" {
+		k.new = func() object { return &rbacv1.ClusterRoleBinding{} }
 	}
 	return k
+}
+
+// bindingParts are the role and subjects of a RoleBinding or a
+// ClusterRoleBinding (the subjects as the object's own slice).
+func bindingParts(o object) (rbacv1.RoleRef, []rbacv1.Subject) {
+	switch rb := o.(type) {
+	case *rbacv1.RoleBinding:
+		return rb.RoleRef, rb.Subjects
+	case *rbacv1.ClusterRoleBinding:
+		return rb.RoleRef, rb.Subjects
+	}
+	panic(fmt.Sprintf("apiserver: %T is not a binding", o)) // the kind table is wrong: a programming error
 }
 
 var (

@@ -210,7 +210,7 @@ func addKubectlCommands(root *cobra.Command) {
 	}
 	for _, c := range cmds {
 		if c.Name() == "delete" {
-			forgetDeletedProject(c)
+			forgetDeletedProject(c, session)
 		}
 		c.PersistentFlags().StringVarP(&session.namespace, "namespace", "n", "", "project to act in (default: the current project)")
 		returnErrors(c, session)
@@ -266,23 +266,27 @@ func withHint(exit *kubeExit, s *kubeSession) error {
 // deleted, as `berth delete project` should: the next command then asks
 // for a project instead of failing on a missing one. It looks even when
 // the delete failed in part (one of several names unknown).
-func forgetDeletedProject(c *cobra.Command) {
+func forgetDeletedProject(c *cobra.Command, s *kubeSession) {
 	run := c.Run
 	c.Run = func(cmd *cobra.Command, args []string) {
-		defer forgetIfGone(cmd, args)
+		defer forgetIfGone(cmd, args, s)
 		run(cmd, args)
 	}
 }
 
-func forgetIfGone(cmd *cobra.Command, args []string) {
+func forgetIfGone(cmd *cobra.Command, args []string, s *kubeSession) {
 	if !slices.ContainsFunc(args, func(a string) bool {
 		kind, _, _ := strings.Cut(a, "/")
 		return slices.Contains([]string{"project", "projects", "namespace", "namespaces", "ns"}, strings.Split(kind, ".")[0])
 	}) {
 		return
 	}
-	cfg, client, err := session()
+	cfg, err := s.load()
 	if err != nil || cfg.Project == "" {
+		return
+	}
+	client, err := newAPIClient(cfg)
+	if err != nil {
 		return
 	}
 	err = client.do(cmd.Context(), http.MethodGet, pathProjects+"/"+url.PathEscape(cfg.Project), nil, nil)
