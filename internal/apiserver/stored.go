@@ -196,6 +196,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, &StatusError{http.StatusRequestEntityTooLarge, "RequestEntityTooLarge",
 			fmt.Sprintf("the request body is larger than %d bytes", maxObjectBytes)}
 	}
+	if errors.Is(err, errdefs.ErrTimeout) {
+		return nil, &StatusError{http.StatusRequestTimeout, "Timeout", err.Error()}
+	}
 	if err != nil {
 		return nil, badRequest("read the request body: %v", err)
 	}

@@ -25,4 +25,11 @@ var (
 	// ErrUnavailable: the object is busy (an upload written by another
 	// request); retrying later may succeed.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrTimeout: the client was too slow (a request body that stopped
+	// arriving at the minimum rate); what arrived before may be kept.
+	ErrTimeout = errors.New("timeout")
+	// ErrLimitExceeded: the request would go beyond a configured limit (open
+	// upload sessions of a user or project); finishing or cancelling some
+	// of what is open makes room.
+	ErrLimitExceeded = errors.New("limit exceeded")
 )

@@ -32,14 +32,16 @@ var (
 	codeSizeInvalid          = code{"SIZE_INVALID", http.StatusBadRequest}
 	codeTooLarge             = code{"SIZE_INVALID", http.StatusRequestEntityTooLarge}
 	codeRangeInvalid         = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
-	codeUnsupported          = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
-	codeNotFound             = code{"NOT_FOUND", http.StatusNotFound}
-	codePaginationInvalid    = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
-	codeUnavailable          = code{"UNAVAILABLE", http.StatusServiceUnavailable}
-	codeUnauthorized         = code{"UNAUTHORIZED", http.StatusUnauthorized}
-	codeDenied               = code{"DENIED", http.StatusForbidden}
-	codeTooManyRequests      = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
-	codeInternal             = code{"INTERNAL_ERROR", http.StatusInternalServerError}
+	// codeBodyTimeout answers a body that stopped arriving.
+	codeBodyTimeout       = code{"BLOB_UPLOAD_INVALID", http.StatusRequestTimeout}
+	codeUnsupported       = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
+	codeNotFound          = code{"NOT_FOUND", http.StatusNotFound}
+	codePaginationInvalid = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
+	codeUnavailable       = code{"UNAVAILABLE", http.StatusServiceUnavailable}
+	codeUnauthorized      = code{"UNAUTHORIZED", http.StatusUnauthorized}
+	codeDenied            = code{"DENIED", http.StatusForbidden}
+	codeTooManyRequests   = code{"TOOMANYREQUESTS", http.StatusTooManyRequests}
+	codeInternal          = code{"INTERNAL_ERROR", http.StatusInternalServerError}
 )
 
 // Error is what a handler returns to answer with a spec error.
@@ -81,6 +83,10 @@ func fromClass(err error, notFound code, what string) *Error {
 		return &Error{Code: codeUnavailable, Message: what + " is busy, retry later", Err: err}
 	case errors.Is(err, errdefs.ErrInvalidArgument):
 		return &Error{Code: codeBlobUploadInvalid, Message: what + " invalid", Err: err}
+	case errors.Is(err, errdefs.ErrTimeout):
+		return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
+	case errors.Is(err, errdefs.ErrLimitExceeded):
+		return &Error{Code: codeTooManyRequests, Message: err.Error(), Err: err}
 	default:
 		return &Error{Code: codeInternal, Message: "internal error", Err: err}
 	}

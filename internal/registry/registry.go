@@ -33,7 +33,7 @@ type BlobIndex interface {
 
 // UploadSessions records upload progress so any instance can continue it.
 type UploadSessions interface {
-	CreateUpload(ctx context.Context, u store.Upload) error
+	CreateUpload(ctx context.Context, u store.Upload, limits store.UploadLimits) error
 	Upload(ctx context.Context, repo, id string) (store.Upload, error)
 	AdvanceUpload(ctx context.Context, u store.Upload, from int64) error
 	CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error
@@ -76,6 +76,8 @@ type Options struct {
 	Projects Projects
 	// TokenRealm is the path of the token endpoint 401 challenges name.
 	TokenRealm string
+	// UploadLimits cap open upload sessions per user and per project.
+	UploadLimits store.UploadLimits
 }
 
 // Registry is the /v2 protocol handler.
@@ -90,6 +92,8 @@ type Registry struct {
 	authz       auth.Authorizer
 	projects    Projects
 	tokenRealm  string
+	// uploadLimits cap open upload sessions.
+	uploadLimits store.UploadLimits
 }
 
 const defaultMaxManifestBytes = 4 << 20
@@ -97,15 +101,16 @@ const defaultMaxManifestBytes = 4 << 20
 // New returns a Registry.
 func New(opts Options) *Registry {
 	r := &Registry{
-		meta:        opts.Metadata,
-		blobs:       opts.Blobs,
-		log:         opts.Logger,
-		maxManifest: opts.MaxManifestBytes,
-		allowSparse: opts.AllowSparse,
-		busy:        busySet{m: map[string]time.Time{}},
-		authz:       opts.Authorizer,
-		projects:    opts.Projects,
-		tokenRealm:  opts.TokenRealm,
+		meta:         opts.Metadata,
+		blobs:        opts.Blobs,
+		log:          opts.Logger,
+		maxManifest:  opts.MaxManifestBytes,
+		allowSparse:  opts.AllowSparse,
+		busy:         busySet{m: map[string]time.Time{}},
+		authz:        opts.Authorizer,
+		projects:     opts.Projects,
+		tokenRealm:   opts.TokenRealm,
+		uploadLimits: opts.UploadLimits,
 	}
 	if r.log == nil {
 		r.log = slog.Default()

@@ -73,7 +73,13 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		return r.monolithicUpload(w, req, repo, dgst)
 	}
 	id := newUploadID()
-	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo}); err != nil {
+	owner := auth.IdentityFrom(ctx).User.Name
+	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo, Owner: owner}, r.uploadLimits); err != nil {
+		if limit, ok := errors.AsType[*store.UploadLimitError](err); ok {
+			return &Error{Code: codeTooManyRequests, Err: err, Header: http.Header{"Retry-After": {"60"}},
+				Message: limit.Error() + " (" + strconv.Itoa(limit.Limit) + " per " + limit.Scope +
+					"); finish or cancel (DELETE) open uploads, or wait for untouched ones to expire"}
+		}
 		return fromClass(err, codeBlobUploadUnknown, "upload")
 	}
 	writeUploadHeaders(w, repo, store.Upload{ID: id})
@@ -133,6 +139,9 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 	n, err := r.blobs.Append(ctx, id, 0, &hashingReader{r: req.Body, h: h})
 	if err != nil {
 		_ = r.blobs.Abort(context.WithoutCancel(ctx), id)
+		if errors.Is(err, errdefs.ErrTimeout) {
+			return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
+		}
 		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
@@ -289,19 +298,42 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 	} else if req.ContentLength >= 0 {
 		want = req.ContentLength
 	}
-	n, err := r.blobs.Append(ctx, u.ID, u.Size, &hashingReader{r: body, h: h})
+	src := &clientReader{r: body}
+	n, err := r.blobs.Append(ctx, u.ID, u.Size, &hashingReader{r: src, h: h})
 	if errors.Is(err, errdefs.ErrInvalidArgument) {
 		// The driver lost bytes it had acknowledged (a crash before a sync):
 		// the session cannot continue.
 		r.abortSession(ctx, u.ID)
 		return lostUpload(err)
 	}
+	if err != nil && src.err != nil && errors.Is(err, src.err) {
+		// The client stopped sending (hung up, or stalled and was cut off).
+		// Every byte it sent was written and hashed, so the session keeps
+		// them and the client can resume where it stopped. Its context may
+		// be cancelled already: the bookkeeping must still happen.
+		if n > 0 {
+			if aerr := r.advance(context.WithoutCancel(ctx), u, h, n); aerr != nil {
+				return aerr
+			}
+		}
+		e := &Error{Code: codeBlobUploadInvalid, Header: uploadHeader(repo, *u), Err: err,
+			Message: fmt.Sprintf("the chunk stopped after %d bytes (%v); the upload keeps %d bytes: resume from there", n, src.err, u.Size)}
+		if errors.Is(err, errdefs.ErrTimeout) {
+			e.Code = codeBodyTimeout
+		}
+		return e
+	}
 	if err != nil {
-		return &Error{Code: codeBlobUploadInvalid, Message: "reading chunk failed; resume from the Range of a status request", Err: err}
+		return &Error{Code: codeBlobUploadInvalid, Message: "writing chunk failed; resume from the Range of a status request", Err: err}
 	}
 	if want >= 0 && n != want {
 		return newError(codeBlobUploadInvalid, "chunk has %d bytes, expected %d; resume from %d", n, want, u.Size)
 	}
+	return r.advance(ctx, u, h, n)
+}
+
+// advance records that upload u grew by n bytes whose running hash is h.
+func (r *Registry) advance(ctx context.Context, u *store.Upload, h hash.Hash, n int64) error {
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
@@ -312,6 +344,22 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 	}
 	u.Size, u.HashState = next.Size, next.HashState
 	return nil
+}
+
+// clientReader remembers the error reading a request body ended with, so
+// that a failure of the client (hang-up, stall) can be told from one of
+// the driver.
+type clientReader struct {
+	r   io.Reader
+	err error
+}
+
+func (c *clientReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
+	return n, err
 }
 
 func (r *Registry) abortSession(ctx context.Context, id string) {

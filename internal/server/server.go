@@ -66,6 +66,16 @@ type Config struct {
 	// RegistryTokenTTL is the life of a token the registry's token endpoint
 	// issues for a user name and password.
 	RegistryTokenTTL time.Duration
+	// BodyTimeout and BodyMinRate pace request bodies: each BodyTimeout a
+	// body must deliver BodyMinRate bytes per second of it, or the
+	// connection is cut (an upload session keeps what arrived). A negative
+	// BodyTimeout turns pacing off.
+	BodyTimeout time.Duration
+	BodyMinRate int64
+	// MaxUploadsPerUser and MaxUploadsPerProject cap open upload sessions
+	// (0: no cap).
+	MaxUploadsPerUser    int
+	MaxUploadsPerProject int
 }
 
 func (cfg *Config) setDefaults() {
@@ -86,6 +96,12 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.RegistryTokenTTL == 0 {
 		cfg.RegistryTokenTTL = time.Hour
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = 30 * time.Second
+	}
+	if cfg.BodyMinRate == 0 {
+		cfg.BodyMinRate = 1024
 	}
 }
 
@@ -140,7 +156,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           accessLog(log, mux),
+		Handler:           accessLog(log, paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -298,6 +314,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 		Metadata: meta, Blobs: blobs, Logger: log,
 		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
+		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
 	})
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,

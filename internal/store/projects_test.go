@@ -273,8 +273,8 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app"}))
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app"}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app"}, store.UploadLimits{}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app"}, store.UploadLimits{}))
 	must(t, s.DeleteProject(ctx, "team"))
 	if _, err := s.Upload(ctx, "team/app", "u-team"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("upload of the deleted project: %v, want not found", err)

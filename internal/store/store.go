@@ -103,6 +103,8 @@ type TagEvent struct {
 type Upload struct {
 	ID         string
 	Repository string
+	// Owner is the user who opened the session.
+	Owner string
 	// Size is how many bytes the session has received.
 	Size int64
 	// HashState is the running sha256 after Size bytes.
@@ -645,16 +647,54 @@ ORDER BY m.digest LIMIT ?`, string(dgst), repo, artifactType, artifactType, last
 	return out, false, nil
 }
 
-// CreateUpload records a new upload session.
-func (s *Store) CreateUpload(ctx context.Context, u Upload) error {
-	now := s.micros()
-	_, err := s.write.ExecContext(ctx,
-		`INSERT INTO uploads (id, repository, size, hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		u.ID, u.Repository, u.Size, u.HashState, now, now)
-	if err != nil {
-		return fmt.Errorf("create upload %s: %w", u.ID, err)
-	}
-	return nil
+// UploadLimits cap the open upload sessions of one user and of one
+// project; 0 is no cap.
+type UploadLimits struct {
+	PerUser, PerProject int
+}
+
+// UploadLimitError refuses a session beyond a cap. It wraps
+// errdefs.ErrLimitExceeded.
+type UploadLimitError struct {
+	// Scope is "user" or "project"; Name names the one at its Limit.
+	Scope, Name string
+	Limit       int
+}
+
+func (e *UploadLimitError) Error() string {
+	return fmt.Sprintf("%s %s has %d open upload sessions, the most allowed", e.Scope, e.Name, e.Limit)
+}
+
+func (e *UploadLimitError) Unwrap() error { return errdefs.ErrLimitExceeded }
+
+// CreateUpload records a new upload session of u.Owner, unless that user
+// or the repository's project already has as many open as limits allow.
+func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits) error {
+	project := projectOf(u.Repository)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range []struct {
+			scope, column, name string
+			limit               int
+		}{{"user", "owner", u.Owner, limits.PerUser}, {"project", "project", project, limits.PerProject}} {
+			if c.limit <= 0 {
+				continue
+			}
+			var open int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM uploads WHERE `+c.column+` = ?`, c.name).Scan(&open); err != nil {
+				return fmt.Errorf("count upload sessions of %s %s: %w", c.scope, c.name, err)
+			}
+			if open >= c.limit {
+				return &UploadLimitError{Scope: c.scope, Name: c.name, Limit: c.limit}
+			}
+		}
+		now := s.micros()
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO uploads (id, repository, owner, project, size, hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.Repository, u.Owner, project, u.Size, u.HashState, now, now); err != nil {
+			return fmt.Errorf("create upload %s: %w", u.ID, err)
+		}
+		return nil
+	})
 }
 
 // Upload returns session id if it belongs to repo; a session of another
@@ -663,8 +703,8 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 	u := Upload{ID: id}
 	var created, updated int64
 	err := s.read.QueryRowContext(ctx,
-		`SELECT repository, size, hash_state, created_at, updated_at FROM uploads WHERE id = ?`, id).
-		Scan(&u.Repository, &u.Size, &u.HashState, &created, &updated)
+		`SELECT repository, owner, size, hash_state, created_at, updated_at FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repository, &u.Owner, &u.Size, &u.HashState, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
 		return Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
 	}

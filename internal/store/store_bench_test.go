@@ -23,7 +23,7 @@ func BenchmarkLinkBlob(b *testing.B) {
 func BenchmarkAdvanceUpload(b *testing.B) {
 	s := openSQLite(b)
 	ctx := context.Background()
-	if err := s.CreateUpload(ctx, store.Upload{ID: "u", Repository: "p/bench"}); err != nil {
+	if err := s.CreateUpload(ctx, store.Upload{ID: "u", Repository: "p/bench"}, store.UploadLimits{}); err != nil {
 		b.Fatal(err)
 	}
 	state := make([]byte, 108)

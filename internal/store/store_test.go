@@ -80,6 +80,7 @@ func runSuite(t *testing.T, open func(*testing.T) *store.Store) {
 		"Pagination":          testPagination,
 		"Referrers":           testReferrers,
 		"Uploads":             testUploads,
+		"UploadLimits":        testUploadLimits,
 		"Events":              testEvents,
 		"ConcurrentTagPushes": testConcurrentTagPushes,
 	} {
@@ -306,7 +307,7 @@ func testReferrers(t *testing.T, s *store.Store) {
 
 func testUploads(t *testing.T, s *store.Store) {
 	ctx := context.Background()
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/a"}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/a"}, store.UploadLimits{}))
 	if _, err := s.Upload(ctx, "p/b", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("upload visible from another repository: %v", err)
 	}
@@ -327,10 +328,42 @@ func testUploads(t *testing.T, s *store.Store) {
 	if _, err := s.Upload(ctx, "p/a", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("upload survives commit: %v", err)
 	}
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "p/a"}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "p/a"}, store.UploadLimits{}))
 	expired, err := s.ExpireUploads(ctx, time.Now().Add(time.Hour))
 	if err != nil || len(expired) != 1 || expired[0] != "old" {
 		t.Fatalf("ExpireUploads = %v, %v", expired, err)
+	}
+}
+
+func testUploadLimits(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	limits := store.UploadLimits{PerUser: 2, PerProject: 3}
+	create := func(id, repo, owner string) error {
+		return s.CreateUpload(ctx, store.Upload{ID: id, Repository: repo, Owner: owner}, limits)
+	}
+	must(t, create("a1", "p/x", "alice"))
+	must(t, create("a2", "q/x", "alice"))
+	err := create("a3", "r/x", "alice")
+	var limit *store.UploadLimitError
+	if !errors.As(err, &limit) || limit.Scope != "user" || limit.Name != "alice" || !errors.Is(err, errdefs.ErrLimitExceeded) {
+		t.Fatalf("third session of alice = %v, want the user cap", err)
+	}
+	// The project cap counts every user's sessions in the project.
+	must(t, create("b1", "p/x", "bob"))
+	must(t, create("c1", "p/y", "carol"))
+	err = create("c2", "p/z", "carol")
+	if !errors.As(err, &limit) || limit.Scope != "project" || limit.Name != "p" {
+		t.Fatalf("fourth session in p = %v, want the project cap", err)
+	}
+	// A refused session left nothing behind; ending one makes room.
+	if _, err := s.Upload(ctx, "p/z", "c2"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("refused session exists: %v", err)
+	}
+	must(t, s.DeleteUpload(ctx, "b1"))
+	must(t, create("c2", "p/z", "carol"))
+	// No caps: anything goes.
+	for i := range 5 {
+		must(t, s.CreateUpload(ctx, store.Upload{ID: fmt.Sprint("free", i), Repository: "p/x", Owner: "alice"}, store.UploadLimits{}))
 	}
 }
 

@@ -1,0 +1,187 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// rawRequest writes head to a new connection to the server, then sends
+// body in pieces of step bytes every pause, until the server answers or
+// closes the connection; it returns the status line ("" when closed
+// without an answer) and how long the connection stayed open. It gives up
+// after limit, which fails the test.
+func rawRequest(t *testing.T, url, head string, body []byte, step int, pause, limit time.Duration) (string, time.Duration) {
+	t.Helper()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	began := time.Now()
+	if _, err := io.WriteString(conn, head); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		answered <- strings.TrimSpace(line)
+	}()
+	tick := time.NewTicker(pause)
+	defer tick.Stop()
+	giveUp := time.After(limit)
+	for {
+		select {
+		case line := <-answered:
+			return line, time.Since(began)
+		case <-giveUp:
+			t.Fatalf("the connection was still open after %v", limit)
+		case <-tick.C:
+			if len(body) > 0 {
+				n := min(step, len(body))
+				_, _ = conn.Write(body[:n]) // the server may have closed it
+				body = body[n:]
+			}
+		}
+	}
+}
+
+// A body that trickles or stalls is cut off after one window, whoever
+// sends it: an anonymous token request, a signed-in API PATCH, an upload
+// that declares 2 GiB and sends 100 bytes.
+func TestStalledBodiesAreCutOff(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), BodyTimeout: time.Second, BodyMinRate: 1024})
+	auth := "Authorization: Basic " + basic("admin", testAdminPassword) + "\r\n"
+	resp, err := admin.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Location")
+	form := []byte("grant_type=password&username=admin&password=" + testAdminPassword)
+	for _, tc := range []struct {
+		name, head string
+		body       []byte
+		want       string // status code
+		step       int
+		pause      time.Duration
+	}{
+		{"token request, a byte every 200ms",
+			"POST /oauth/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n" +
+				fmt.Sprintf("Content-Length: %d\r\n\r\n", len(form)), form, "400", 1, 200 * time.Millisecond},
+		{"API PATCH, 10 bytes every 500ms",
+			"PATCH /api/v1/namespaces/p/configmaps/c HTTP/1.1\r\nHost: x\r\n" + auth +
+				"Content-Type: application/merge-patch+json\r\nContent-Length: 4000\r\n\r\n",
+			bytes.Repeat([]byte(" "), 4000), "408", 10, 500 * time.Millisecond},
+		{"upload declaring 2 GiB, sending 100 bytes",
+			"PATCH " + session + " HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Length: 2147483648\r\n\r\n",
+			bytes.Repeat([]byte("a"), 100), "408", 100, 10 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			line, open := rawRequest(t, r.url, tc.head, tc.body, tc.step, tc.pause, 15*time.Second)
+			t.Logf("answer %q after %v", line, open)
+			if open > 8*time.Second {
+				t.Errorf("connection stayed open %v with a 1s window", open)
+			}
+			if line != "" && !strings.Contains(line, " "+tc.want+" ") {
+				t.Errorf("answer %q, want %s (or the connection closed)", line, tc.want)
+			}
+		})
+	}
+	// The stalled upload kept the 100 bytes that arrived: the client can
+	// resume from there.
+	req, _ := http.NewRequest("GET", r.url+session, nil)
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Range"); got != "0-99" {
+		t.Fatalf("session after the stall has Range %q, want 0-99", got)
+	}
+	rest := bytes.Repeat([]byte("b"), 50)
+	whole := append(bytes.Repeat([]byte("a"), 100), rest...)
+	req, _ = http.NewRequest("PUT", r.url+session+"?digest="+digest.FromBytes(whole).String(), bytes.NewReader(rest))
+	req.Header.Set("Content-Range", "100-149")
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("resuming the stalled upload = %d, want 201", resp.StatusCode)
+	}
+}
+
+// A slow but live client keeps uploading: the pace asks for a rate over a
+// window, not for the whole body within a time.
+func TestSlowLiveBodyCompletes(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), BodyTimeout: time.Second, BodyMinRate: 1024})
+	content := bytes.Repeat([]byte("s"), 16<<10)
+	head := fmt.Sprintf("POST /v2/p/app/blobs/uploads/?digest=%s HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\nContent-Length: %d\r\n\r\n",
+		digest.FromBytes(content), basic("admin", testAdminPassword), len(content))
+	// 4 KiB/s, four times the minimum, for about four windows.
+	line, took := rawRequest(t, r.url, head, content, 1024, 250*time.Millisecond, 30*time.Second)
+	if !strings.Contains(line, " 201 ") {
+		t.Fatalf("slow upload answered %q after %v, want 201", line, took)
+	}
+}
+
+// Open upload sessions are capped per user and per project, with an
+// answer that says which cap and what to do.
+func TestUploadSessionCaps(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), MaxUploadsPerUser: 2, MaxUploadsPerProject: 3})
+	open := func(repo string) (*http.Response, map[string]any) {
+		resp, err := admin.Post(r.url+"/v2/"+repo+"/blobs/uploads/", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		return resp, body
+	}
+	var sessions []string
+	for _, repo := range []string{"p/a", "q/b"} {
+		resp, _ := open(repo)
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("session %d = %d", len(sessions)+1, resp.StatusCode)
+		}
+		sessions = append(sessions, resp.Header.Get("Location"))
+	}
+	resp, body := open("p/c")
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third session of one user = %d (Retry-After %q), want 429 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	msg := fmt.Sprint(body)
+	if !strings.Contains(msg, "TOOMANYREQUESTS") || !strings.Contains(msg, "user admin") || !strings.Contains(msg, "2 per user") {
+		t.Fatalf("cap answer %s does not name the code, the user and the cap", msg)
+	}
+	// Cancelling a session makes room.
+	req, _ := http.NewRequest("DELETE", r.url+sessions[0], nil)
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("cancel = %v %v", resp, err)
+	}
+	if resp, _ := open("p/c"); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("a session after cancelling one = %d, want 202", resp.StatusCode)
+	}
+	// A monolithic upload opens no session and is not capped.
+	if resp := pushBlob(t, r.url, "p/d", []byte("mono")); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("monolithic upload at the cap = %d, want 201", resp.StatusCode)
+	}
+}
+
+func basic(user, password string) string {
+	req, _ := http.NewRequest("GET", "http://x/", nil)
+	req.SetBasicAuth(user, password)
+	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
