@@ -219,25 +219,28 @@ func (s *Store) CreateToken(ctx context.Context, t Token) error {
 		// A service account's token is written only while the account
 		// exists, checked by the insert itself: a token requested as the
 		// account (or its project) is deleted must not outlive it.
-		res, err := s.write.ExecContext(ctx, `
+		return s.tx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, `
 INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at)
 SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)`,
-			t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro(), t.User)
-		if err != nil {
+				t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro(), t.User)
+			if err != nil {
+				return fmt.Errorf("create token for %s: %w", t.User, err)
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return fmt.Errorf("create token for %s: the service account is gone: %w", t.User, errdefs.ErrNotFound)
+			}
+			return nil
+		})
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `
+INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro()); err != nil {
 			return fmt.Errorf("create token for %s: %w", t.User, err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("create token for %s: the service account is gone: %w", t.User, errdefs.ErrNotFound)
-		}
 		return nil
-	}
-	_, err := s.write.ExecContext(ctx, `
-INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro())
-	if err != nil {
-		return fmt.Errorf("create token for %s: %w", t.User, err)
-	}
-	return nil
+	})
 }
 
 // TokenByHash returns the token whose secret hashes to hash, revoked or
@@ -291,15 +294,17 @@ func scanTokens(rows *sql.Rows) ([]Token, error) {
 // RevokeToken marks token id revoked; an unknown or already revoked token
 // is errdefs.ErrNotFound.
 func (s *Store) RevokeToken(ctx context.Context, id string) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.micros(), id)
-	if err != nil {
-		return fmt.Errorf("revoke token %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
-	}
-	s.accessChanged()
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, s.micros(), id)
+		if err != nil {
+			return fmt.Errorf("revoke token %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
+		}
+		s.touchAccess(tx)
+		return nil
+	})
 }
 
 // LookupToken implements auth.TokenSource.

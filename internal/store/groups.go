@@ -38,7 +38,7 @@ func groupUsers(body []byte) ([]string, error) {
 
 // indexGroup keeps group_members in step with the group object o.
 func (s *Store) indexGroup(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
-	s.accessTouched.Store(tx, struct{}{})
+	s.touchAccess(tx)
 	if _, err := tx.ExecContext(ctx, `DELETE FROM group_members WHERE group_name = ?`, o.Name); err != nil {
 		return fmt.Errorf("index %s: %w", o.ObjectKey, err)
 	}

@@ -97,7 +97,7 @@ func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted b
 	if !isBinding(o.ObjectKey) {
 		return nil
 	}
-	s.accessTouched.Store(tx, struct{}{})
+	s.touchAccess(tx)
 	if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ? AND name = ?`, o.Namespace, o.Name); err != nil {
 		return fmt.Errorf("index %s: %w", o.ObjectKey, err)
 	}

@@ -55,6 +55,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.writer = newGroupWriter(write, s.committed, func(tx *sql.Tx) { s.accessTouched.Delete(tx) })
 	if err := s.adoptLegacyBindings(ctx); err != nil {
 		s.Close()
 		return nil, err

@@ -25,14 +25,16 @@ import (
 type Store struct {
 	read  *sql.DB // many connections
 	write *sql.DB // one connection: SQLite has one writer; queueing here beats SQLITE_BUSY
-	now   func() time.Time
+	// writer runs every write transaction on write, several at once.
+	writer *groupWriter
+	now    func() time.Time
 
 	// accessGen counts committed changes to who may do what (users,
 	// groups, tokens, projects, bindings); caches of those are valid while
 	// it stands still. accessTouched holds the open transactions that made
 	// such a change.
 	accessGen     atomic.Int64
-	accessTouched sync.Map // *sql.Tx → struct{}
+	accessTouched sync.Map // *sql.Tx → struct{}; a batch's writes share one
 	// changes wakes watchers after every commit.
 	changes changeNotifier
 }
@@ -43,9 +45,12 @@ type Store struct {
 // while it does not change.
 func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
 
-// accessChanged is called after an access change was committed outside
-// a transaction.
+// accessChanged is called after an access change was committed.
 func (s *Store) accessChanged() { s.accessGen.Add(1) }
+
+// touchAccess marks tx as changing access: once it commits, the access
+// generation moves.
+func (s *Store) touchAccess(tx *sql.Tx) { s.accessTouched.Store(tx, struct{}{}) }
 
 // accessEvents are the event kinds that change access.
 var accessEvents = map[string]bool{
@@ -55,6 +60,9 @@ var accessEvents = map[string]bool{
 
 // Close releases the database.
 func (s *Store) Close() error {
+	if s.writer != nil {
+		s.writer.close()
+	}
 	return errors.Join(s.write.Close(), s.read.Close())
 }
 
@@ -133,26 +141,20 @@ func (e *MissingReferenceError) Unwrap() error { return errdefs.ErrNotFound }
 
 func (s *Store) micros() int64 { return s.now().UnixMicro() }
 
-// tx runs fn in a write transaction.
+// tx runs fn in a write transaction, which it may share with other writes
+// that arrive at the same time (group commit; see groupWriter): fn must not
+// call tx itself. It returns once the transaction committed or fn failed.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer tx.Rollback() // after Commit a no-op; after a panic it frees the one writer
-	defer s.accessTouched.Delete(tx)
-	if err := fn(tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
+	return s.writer.do(ctx, fn)
+}
+
+// committed runs after every commit of the writer.
+func (s *Store) committed(tx *sql.Tx) {
 	s.changes.notify()
 	// After the commit: a cache filled from now on reads the change.
 	if _, touched := s.accessTouched.Load(tx); touched {
 		s.accessChanged()
 	}
-	return nil
 }
 
 // projectOf returns the project of a repository name "<project>/<image>".
@@ -204,7 +206,7 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, 
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
 	if accessEvents[kind] {
-		s.accessTouched.Store(tx, struct{}{})
+		s.touchAccess(tx)
 	}
 	return nil
 }
@@ -719,28 +721,32 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 // hash state u.HashState. It fails with errdefs.ErrUnavailable if the
 // session is no longer at from (another writer moved it).
 func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
-	res, err := s.write.ExecContext(ctx,
-		`UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
-		u.Size, u.HashState, s.micros(), u.ID, from)
-	if err != nil {
-		return fmt.Errorf("advance upload %s: %w", u.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		var one int
-		if err := s.write.QueryRowContext(ctx, `SELECT 1 FROM uploads WHERE id = ?`, u.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("upload %s ended (expired or cancelled): %w", u.ID, errdefs.ErrNotFound)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
+			u.Size, u.HashState, s.micros(), u.ID, from)
+		if err != nil {
+			return fmt.Errorf("advance upload %s: %w", u.ID, err)
 		}
-		return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
-	}
-	return nil
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM uploads WHERE id = ?`, u.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("upload %s ended (expired or cancelled): %w", u.ID, errdefs.ErrNotFound)
+			}
+			return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
+		}
+		return nil
+	})
 }
 
 // DeleteUpload ends session id.
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
-	if _, err := s.write.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
-		return fmt.Errorf("delete upload %s: %w", id, err)
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete upload %s: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // UploadIDs returns the ids of all open sessions.
@@ -762,11 +768,16 @@ func (s *Store) UploadIDs(ctx context.Context) (map[string]bool, error) {
 
 // ExpireUploads deletes sessions untouched since before and returns their ids.
 func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]string, error) {
-	rows, err := s.write.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id`, before.UnixMicro())
-	if err != nil {
-		return nil, fmt.Errorf("expire uploads: %w", err)
-	}
-	return scanStrings(rows)
+	var ids []string
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id`, before.UnixMicro())
+		if err != nil {
+			return fmt.Errorf("expire uploads: %w", err)
+		}
+		ids, err = scanStrings(rows)
+		return err
+	})
+	return ids, err
 }
 
 // Event is one entry of the change sequence.

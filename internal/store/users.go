@@ -151,25 +151,31 @@ func (s *Store) InitSetting(ctx context.Context, name, value string) (string, er
 // DeleteExpiredTokens removes tokens that expired or were revoked before
 // before, and returns how many went.
 func (s *Store) DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.write.ExecContext(ctx,
-		`DELETE FROM tokens WHERE expires_at < ? OR (revoked_at IS NOT NULL AND revoked_at < ?)`,
-		before.UnixMicro(), before.UnixMicro())
-	if err != nil {
-		return 0, fmt.Errorf("delete expired tokens: %w", err)
-	}
-	n, _ := res.RowsAffected()
-	return n, nil
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`DELETE FROM tokens WHERE expires_at < ? OR (revoked_at IS NOT NULL AND revoked_at < ?)`,
+			before.UnixMicro(), before.UnixMicro())
+		if err != nil {
+			return fmt.Errorf("delete expired tokens: %w", err)
+		}
+		n, _ = res.RowsAffected()
+		return nil
+	})
+	return n, err
 }
 
 // SetUserPassword replaces a user's password hash.
 func (s *Store) SetUserPassword(ctx context.Context, name, hash string) error {
-	res, err := s.write.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
-	if err != nil {
-		return fmt.Errorf("set password of %s: %w", name, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
-	}
-	s.accessChanged()
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)
+		if err != nil {
+			return fmt.Errorf("set password of %s: %w", name, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
+		}
+		s.touchAccess(tx)
+		return nil
+	})
 }
