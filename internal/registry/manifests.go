@@ -91,7 +91,7 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 			if err := checkDescriptor(fmt.Sprintf("manifests[%d]", i), d); err != nil {
 				return store.Manifest{}, err
 			}
-			m.References = append(m.References, store.Reference{Digest: d.Digest, Manifest: true, Required: !allowSparse})
+			m.References = append(m.References, store.Reference{Digest: d.Digest, Manifest: true, Size: d.Size, Required: !allowSparse})
 		}
 		return m, nil
 	}
@@ -104,7 +104,7 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 	if err := checkDescriptor("config", *doc.Config); err != nil {
 		return store.Manifest{}, err
 	}
-	m.References = append(m.References, store.Reference{Digest: doc.Config.Digest, Required: true})
+	m.References = append(m.References, store.Reference{Digest: doc.Config.Digest, Size: doc.Config.Size, Required: true})
 	if m.ArtifactType == "" {
 		m.ArtifactType = doc.Config.MediaType // the referrers API's fallback
 	}
@@ -112,7 +112,7 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 		if err := checkDescriptor(fmt.Sprintf("layers[%d]", i), d); err != nil {
 			return store.Manifest{}, err
 		}
-		m.References = append(m.References, store.Reference{Digest: d.Digest, Required: !allowSparse && distributable(d)})
+		m.References = append(m.References, store.Reference{Digest: d.Digest, Size: d.Size, Required: !allowSparse && distributable(d)})
 	}
 	return m, nil
 }
@@ -227,15 +227,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 		return err
 	}
 	if err := r.meta.PutManifest(req.Context(), repo, m, tags); err != nil {
-		var missing *store.MissingReferenceError
-		if errors.As(err, &missing) {
-			c := codeManifestBlobUnknown
-			if missing.Manifest {
-				c = codeManifestChildUnknown
-			}
-			return &Error{Code: c, Message: missing.Error() + "; push it first", Detail: map[string]string{"digest": missing.Digest.String()}}
-		}
-		return fromClass(err, codeManifestUnknown, "manifest")
+		return referenceError(err)
 	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+repo+"/manifests/"+dgst.String())
@@ -249,6 +241,27 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// referenceError turns the store's refusal of a manifest's references
+// into a spec error that names the digest in its detail.
+func referenceError(err error) error {
+	var missing *store.MissingReferenceError
+	if errors.As(err, &missing) {
+		c := codeManifestBlobUnknown
+		if missing.Manifest {
+			c = codeManifestChildUnknown
+		}
+		return &Error{Code: c, Message: missing.Error() + "; push it first", Detail: map[string]string{"digest": missing.Digest.String()}}
+	}
+	// Distribution answers every reference it cannot verify with
+	// MANIFEST_BLOB_UNKNOWN (SIZE_INVALID is the upload's): a descriptor
+	// of another size describes content the repository does not hold.
+	var wrongSize *store.ReferenceSizeError
+	if errors.As(err, &wrongSize) {
+		return &Error{Code: codeManifestBlobUnknown, Message: wrongSize.Error(), Detail: map[string]string{"digest": wrongSize.Digest.String()}}
+	}
+	return fromClass(err, codeManifestUnknown, "manifest")
 }
 
 // requestMediaType is the request's Content-Type without parameters, or ""

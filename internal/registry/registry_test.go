@@ -102,10 +102,12 @@ func pushBlob(t *testing.T, srv *httptest.Server, repo string, content []byte) d
 }
 
 type testImage struct {
-	manifest []byte
-	digest   digest.Digest
-	config   digest.Digest
-	layer    digest.Digest
+	manifest   []byte
+	digest     digest.Digest
+	config     digest.Digest
+	layer      digest.Digest
+	configSize int
+	layerSize  int
 }
 
 // pushImage pushes a config and one layer and returns (without pushing)
@@ -114,7 +116,7 @@ func pushImage(t *testing.T, srv *httptest.Server, repo, seed string) testImage 
 	t.Helper()
 	cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","seed":%q}`, seed))
 	layer := []byte("layer " + seed)
-	img := testImage{config: pushBlob(t, srv, repo, cfg), layer: pushBlob(t, srv, repo, layer)}
+	img := testImage{config: pushBlob(t, srv, repo, cfg), layer: pushBlob(t, srv, repo, layer), configSize: len(cfg), layerSize: len(layer)}
 	img.manifest = []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
 		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
