@@ -44,6 +44,66 @@ func assertNotStored(t *testing.T, srv *httptest.Server, repo string, payload []
 	}
 }
 
+// withFields returns the manifest JSON object with extra members before its
+// closing brace.
+func withFields(manifest []byte, extra string) []byte {
+	body := bytes.TrimSuffix(bytes.TrimSpace(manifest), []byte("}"))
+	return append(append(body, ","+extra...), '}')
+}
+
+// TestManifestKeysAreStrict: a manifest whose keys a case-insensitive or
+// last-one-wins parser would read differently than Berth is refused before
+// anything is stored; keys Berth does not know stay allowed.
+func TestManifestKeysAreStrict(t *testing.T) {
+	srv := newServer(t, registry.Options{})
+	img := pushImage(t, srv, "p/app", "strict")
+	other := pushImage(t, srv, "p/app", "other") // pushed: only the keys are wrong
+	layers := func(i testImage) string {
+		return fmt.Sprintf(`[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]`, i.layer, i.layerSize)
+	}
+	// image is img's manifest with members for the layers.
+	image := func(members string) []byte {
+		return []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":%q,`+
+			`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},%s}`,
+			ociManifest, img.config, img.configSize, members))
+	}
+	subject := fmt.Sprintf(`"subject":{"mediaType":%q,"digest":%q,"size":1,`, ociManifest, digest.FromString("subject"))
+	tests := []struct {
+		name    string
+		payload []byte
+		key     string // the message names it
+	}{
+		{"manifests in another case", withFields(img.manifest, `"manifests":[],"MANIFESTS":null`), `"MANIFESTS"`},
+		{"layers in another case", image(`"layers":` + layers(img) + `,"LAYERS":` + layers(other)), `"LAYERS"`},
+		{"layers twice", image(`"layers":` + layers(img) + `,"layers":` + layers(other)), `"layers"`},
+		{"descriptor key in another case", withFields(img.manifest, subject+`"Digest":"`+digest.FromString("other").String()+`"}`), `"Digest"`},
+		{"descriptor key in another Unicode case", withFields(img.manifest, `"subject":{"mediaType":"a/b","digest":"`+img.config.String()+`","\u017fize":1}`), `"ſize"`},
+		{"descriptor key twice", image(`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"` + img.layer.String() +
+			`","digest":"` + other.layer.String() + fmt.Sprintf(`","size":%d}]`, other.layerSize)), `"digest"`},
+		{"annotation twice", withFields(img.manifest, `"annotations":{"a":"1","a":"2"}`), `"a"`},
+		{"unknown key twice", withFields(img.manifest, `"org.example":1,"org.example":2`), `"org.example"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tag := strings.ReplaceAll(tc.name, " ", "-")
+			r := putManifest(t, srv, "p/app", tag, tc.payload, ociManifest)
+			if r.status != 400 {
+				t.Fatalf("PUT = %d %s, want 400", r.status, r.body)
+			}
+			if e := firstError(t, r); e.Code != "MANIFEST_INVALID" || !strings.Contains(e.Message, tc.key) {
+				t.Fatalf("error = %+v, want MANIFEST_INVALID naming %s", e, tc.key)
+			}
+			assertNotStored(t, srv, "p/app", tc.payload, tag)
+		})
+	}
+
+	custom := withFields(img.manifest, `"org.example.custom":{"Layers":1,"x":[{"x":1,"X":2}]},"annotations":{"A":"1","a":"2"}`)
+	custom = bytes.Replace(custom, []byte(`"size":`), []byte(`"org.example.note":"kept","size":`), 1)
+	if r := putManifest(t, srv, "p/app", "custom", custom, ociManifest); r.status != 201 {
+		t.Fatalf("manifest with unknown keys = %d %s, want 201", r.status, r.body)
+	}
+}
+
 // TestDescriptorSizesMatchTheStore: a descriptor whose size differs from
 // the blob or child manifest the repository holds is refused, sparse or
 // not, with both sizes in the message and the digest in the detail.
