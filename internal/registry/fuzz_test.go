@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -40,23 +41,30 @@ func FuzzParseName(f *testing.F) {
 	})
 }
 
+// tagPattern is the distribution spec's tag grammar.
+var tagPattern = regexp.MustCompile(`^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$`)
+
 func FuzzParseReference(f *testing.F) {
-	for _, s := range []string{"latest", "v1.0", "-x", "sha256:" + strings.Repeat("a", 64), "sha512:ab", "sha256:", ":", "a:b"} {
+	for _, s := range []string{"latest", "v1.0", "-x", "sha256:" + strings.Repeat("a", 64), "sha512:ab", "sha256:", ":", "a:b",
+		"_", strings.Repeat("a", 128), strings.Repeat("a", 129), ".x", "x\n", "ü", "a/b"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		ref, err := parseReference(s)
-		if err != nil {
-			return
+		if err == nil && ref.String() != s {
+			t.Fatalf("%q parsed to %q", s, ref.String())
 		}
-		if ref.tag != "" {
-			if !validTag(ref.tag) || strings.ContainsAny(ref.tag, "/:") {
+		switch {
+		case err == nil && ref.tag != "":
+			if !tagPattern.MatchString(s) || ref.digest != "" {
 				t.Fatalf("accepted tag %q", s)
 			}
-			return
-		}
-		if err := ref.digest.Validate(); err != nil {
-			t.Fatalf("accepted digest %q: %v", s, err)
+		case err == nil:
+			if ref.digest.Validate() != nil || !strings.Contains(s, ":") {
+				t.Fatalf("accepted digest %q", s)
+			}
+		case tagPattern.MatchString(s):
+			t.Fatalf("refused tag %q: %v", s, err)
 		}
 	})
 }
