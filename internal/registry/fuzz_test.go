@@ -2,6 +2,8 @@ package registry
 
 import (
 	"fmt"
+	"math"
+	"math/big"
 	"regexp"
 	"slices"
 	"strings"
@@ -69,14 +71,39 @@ func FuzzParseReference(f *testing.F) {
 	})
 }
 
+// contentRangePattern is what a PATCH's Content-Range may be: inclusive
+// start and end, as the spec has it, or with the RFC 9110 unit and
+// complete length some clients send; optional whitespace around.
+var contentRangePattern = regexp.MustCompile(`^[ \t]*(?:bytes )?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?[ \t]*$`)
+
 func FuzzParseContentRange(f *testing.F) {
-	for _, s := range []string{"0-9", "bytes 0-9/10", "5-", "-5", "9-0", "1-2-3", "99999999999999999999-1"} {
+	for _, s := range []string{"0-9", "bytes 0-9/10", "bytes 0-9/*", "5-", "-5", "9-0", "1-2-3", "99999999999999999999-1",
+		"0-9223372036854775807", "0-9223372036854775808", "007-8", " 0-9\t", "+1-2", "1-+2", "\u00a00-9", "0-9/*/1"} {
 		f.Add(s)
 	}
+	maxInt64 := new(big.Int).SetInt64(math.MaxInt64)
 	f.Fuzz(func(t *testing.T, s string) {
 		start, end, err := parseContentRange(s)
-		if err == nil && (start < 0 || end < start) {
-			t.Fatalf("%q parsed to %d-%d", s, start, end)
+		// What the grammar alone says, with the numbers read as big
+		// integers so that none can overflow here.
+		wantOK, wantStart, wantEnd := false, new(big.Int), new(big.Int)
+		if m := contentRangePattern.FindStringSubmatch(s); m != nil {
+			wantStart.SetString(m[1], 10)
+			wantEnd.SetString(m[2], 10)
+			wantOK = wantEnd.Cmp(maxInt64) <= 0 && wantStart.Cmp(wantEnd) <= 0
+		}
+		if (err == nil) != wantOK {
+			t.Fatalf("parseContentRange(%q) = %d, %d, %v; the grammar says ok=%v", s, start, end, err, wantOK)
+		}
+		if err != nil {
+			return
+		}
+		if wantStart.Cmp(big.NewInt(start)) != 0 || wantEnd.Cmp(big.NewInt(end)) != 0 || start < 0 || end < start {
+			t.Fatalf("%q parsed to %d-%d, the text says %s-%s", s, start, end, wantStart, wantEnd)
+		}
+		again, againEnd, err := parseContentRange(fmt.Sprintf("%d-%d", start, end))
+		if err != nil || again != start || againEnd != end {
+			t.Fatalf("%d-%d formatted and parsed again = %d-%d, %v", start, end, again, againEnd, err)
 		}
 	})
 }

@@ -405,6 +405,8 @@ func TestHostileInput(t *testing.T) {
 		{"out-of-order chunk", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "100-102"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"repeated chunk", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "0-2"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"garbage content range", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "lots"}}, 416, "BLOB_UPLOAD_INVALID"},
+		{"signed content range", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "+10-+12"}}, 416, "BLOB_UPLOAD_INVALID"},
+		{"content range with a bad total", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "10-12/x"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"range and length disagree", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "10-19"}}, 400, "BLOB_UPLOAD_INVALID"},
 		{"finish without digest", call{method: "PUT", path: loc}, 400, "DIGEST_INVALID"},
 		{"bad page size", call{method: "GET", path: "/v2/p/app/tags/list?n=-1"}, 400, "PAGINATION_NUMBER_INVALID"},
