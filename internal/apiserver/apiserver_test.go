@@ -300,7 +300,7 @@ func TestProjects(t *testing.T) {
 	must(t, s.Store.LinkBlob(ctx, "team/app", cfg, 3))
 	must(t, s.Store.PutManifest(ctx, "team/app", store.Manifest{Digest: digest.FromBytes(payload),
 		MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
-		References: []store.Reference{{Digest: cfg, Required: true}}}, []string{"v1"}))
+		References: []store.Reference{{Digest: cfg, Size: 3, Required: true}}}, []string{"v1"}))
 	if a := bob.expect(200, "DELETE", projects+"/projects/team", nil); a.str("status") != "Success" {
 		t.Fatalf("delete = %s", a.raw)
 	}

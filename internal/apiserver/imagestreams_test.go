@@ -25,7 +25,7 @@ func pushImage(t *testing.T, st *store.Store, repo, tag, seed string) digest.Dig
 	must(t, st.LinkBlob(ctx, repo, layer, 1))
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"layers":[{"digest":%q}]}`, layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
-		Payload: payload, References: []store.Reference{{Digest: layer, Required: true}}}
+		Payload: payload, References: []store.Reference{{Digest: layer, Size: 1, Required: true}}}
 	must(t, st.PutManifest(ctx, repo, m, []string{tag}))
 	return m.Digest
 }
@@ -135,7 +135,7 @@ func TestImageMetadataFromConfigIsCached(t *testing.T) {
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":5}]}`,
 		cfgDigest, len(config), layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
-		References: []store.Reference{{Digest: layer, Required: true}, {Digest: cfgDigest, Required: true}}}
+		References: []store.Reference{{Digest: layer, Size: 5, Required: true}, {Digest: cfgDigest, Size: int64(len(config)), Required: true}}}
 	must(t, s.Store.PutManifest(ctx, "team/app", m, []string{"v1"}))
 
 	admin := login(t, s, "admin", apiservertest.AdminPassword)

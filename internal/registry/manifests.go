@@ -1,17 +1,20 @@
 package registry
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
+	k8sjson "sigs.k8s.io/json"
 
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -48,9 +51,9 @@ type manifestDoc struct {
 // parseManifest validates payload and returns what the store records.
 // contentType is the request's Content-Type ("" when absent).
 func parseManifest(payload []byte, contentType string, dgst digest.Digest, allowSparse bool) (store.Manifest, error) {
-	var doc manifestDoc
-	if err := json.Unmarshal(payload, &doc); err != nil {
-		return store.Manifest{}, newError(codeManifestInvalid, "manifest is not valid JSON: %v", err)
+	doc, err := decodeManifest(payload)
+	if err != nil {
+		return store.Manifest{}, err
 	}
 	if doc.SchemaVersion == nil || *doc.SchemaVersion != 2 {
 		return store.Manifest{}, newError(codeManifestInvalid, "schemaVersion must be 2 (Docker schema 1 is not supported)")
@@ -91,7 +94,7 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 			if err := checkDescriptor(fmt.Sprintf("manifests[%d]", i), d); err != nil {
 				return store.Manifest{}, err
 			}
-			m.References = append(m.References, store.Reference{Digest: d.Digest, Manifest: true, Required: !allowSparse})
+			m.References = append(m.References, store.Reference{Digest: d.Digest, Manifest: true, Size: d.Size, Required: !allowSparse})
 		}
 		return m, nil
 	}
@@ -104,7 +107,7 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 	if err := checkDescriptor("config", *doc.Config); err != nil {
 		return store.Manifest{}, err
 	}
-	m.References = append(m.References, store.Reference{Digest: doc.Config.Digest, Required: true})
+	m.References = append(m.References, store.Reference{Digest: doc.Config.Digest, Size: doc.Config.Size, Required: true})
 	if m.ArtifactType == "" {
 		m.ArtifactType = doc.Config.MediaType // the referrers API's fallback
 	}
@@ -112,9 +115,158 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 		if err := checkDescriptor(fmt.Sprintf("layers[%d]", i), d); err != nil {
 			return store.Manifest{}, err
 		}
-		m.References = append(m.References, store.Reference{Digest: d.Digest, Required: !allowSparse && distributable(d)})
+		m.References = append(m.References, store.Reference{Digest: d.Digest, Size: d.Size, Required: !allowSparse && distributable(d)})
 	}
 	return m, nil
+}
+
+// decodeManifest reads payload with exact key case and refuses a key given
+// twice in one object or one that differs only in case from a field Berth
+// reads. Parsers disagree on both (encoding/json takes the last duplicate
+// and matches keys case-insensitively), so such a manifest could show a
+// client other layers than the references Berth checked. Unknown keys stay
+// allowed: manifests carry extensions.
+func decodeManifest(payload []byte) (manifestDoc, error) {
+	var doc manifestDoc
+	if err := k8sjson.UnmarshalCaseSensitivePreserveInts(payload, &doc); err != nil {
+		return manifestDoc{}, newError(codeManifestInvalid, "manifest is not valid JSON: %v", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber() // numbers in unknown fields may not fit a float64
+	keys := keyChecker{dec: dec}
+	if err := keys.value(reflect.TypeFor[manifestDoc]()); err != nil {
+		var e *Error
+		if errors.As(err, &e) {
+			return manifestDoc{}, e
+		}
+		return manifestDoc{}, newError(codeManifestInvalid, "manifest is not valid JSON: %v", err)
+	}
+	return doc, nil
+}
+
+// keyChecker walks a JSON document alongside the Go type it decodes into
+// and refuses duplicate keys anywhere, and keys that match a struct field
+// only when case is ignored.
+type keyChecker struct {
+	dec  *json.Decoder
+	path []keyStep // where the walk is, for messages
+}
+
+// keyStep is an array index, or an object key when index is negative.
+type keyStep struct {
+	key   string
+	index int
+}
+
+// value reads one JSON value; t is the Go type it decodes into, nil when
+// Berth does not read it.
+func (c *keyChecker) value(t reflect.Type) error {
+	tok, err := c.dec.Token()
+	if err != nil {
+		return err
+	}
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch tok {
+	case json.Delim('{'):
+		return c.object(t)
+	case json.Delim('['):
+		var elem reflect.Type
+		if t != nil && t.Kind() == reflect.Slice {
+			elem = t.Elem()
+		}
+		for i := 0; c.dec.More(); i++ {
+			if err := c.descend("", i, elem); err != nil {
+				return err
+			}
+		}
+		_, err = c.dec.Token() // ]
+		return err
+	}
+	return nil
+}
+
+func (c *keyChecker) object(t reflect.Type) error {
+	var fields map[string]reflect.Type
+	var elem reflect.Type
+	if t != nil && t.Kind() == reflect.Struct {
+		fields = jsonFields(t)
+	} else if t != nil && t.Kind() == reflect.Map {
+		elem = t.Elem()
+	}
+	seen := make(map[string]bool)
+	for c.dec.More() {
+		tok, err := c.dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return newError(codeManifestInvalid, "manifest key %q appears twice at %s", key, c.where())
+		}
+		seen[key] = true
+		valueType := elem
+		if fields != nil {
+			valueType = fields[key]
+			if valueType == nil {
+				for name := range fields {
+					if strings.EqualFold(key, name) {
+						return newError(codeManifestInvalid, "manifest key %q at %s differs from %q only in case (keys are case-sensitive)", key, c.where(), name)
+					}
+				}
+			}
+		}
+		if err := c.descend(key, -1, valueType); err != nil {
+			return err
+		}
+	}
+	_, err := c.dec.Token() // }
+	return err
+}
+
+func (c *keyChecker) descend(key string, index int, t reflect.Type) error {
+	c.path = append(c.path, keyStep{key, index})
+	err := c.value(t)
+	c.path = c.path[:len(c.path)-1]
+	return err
+}
+
+func (c *keyChecker) where() string {
+	if len(c.path) == 0 {
+		return "the top level"
+	}
+	var b strings.Builder
+	for i, p := range c.path {
+		if p.index >= 0 {
+			fmt.Fprintf(&b, "[%d]", p.index)
+			continue
+		}
+		if i > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p.key)
+	}
+	return b.String()
+}
+
+// jsonFields maps the keys encoding/json decodes into struct type t to the
+// fields' types. The manifest types embed no structs, so promoted fields
+// need no handling.
+func jsonFields(t reflect.Type) map[string]reflect.Type {
+	fields := make(map[string]reflect.Type)
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		fields[name] = f.Type
+	}
+	return fields
 }
 
 // distributable is false for layers the image spec lets registries not
@@ -227,15 +379,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 		return err
 	}
 	if err := r.meta.PutManifest(req.Context(), repo, m, tags); err != nil {
-		var missing *store.MissingReferenceError
-		if errors.As(err, &missing) {
-			c := codeManifestBlobUnknown
-			if missing.Manifest {
-				c = codeManifestChildUnknown
-			}
-			return &Error{Code: c, Message: missing.Error() + "; push it first", Detail: map[string]string{"digest": missing.Digest.String()}}
-		}
-		return fromClass(err, codeManifestUnknown, "manifest")
+		return referenceError(err)
 	}
 	h := w.Header()
 	h.Set("Location", "/v2/"+repo+"/manifests/"+dgst.String())
@@ -249,6 +393,27 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 	h.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
 	return nil
+}
+
+// referenceError turns the store's refusal of a manifest's references
+// into a spec error that names the digest in its detail.
+func referenceError(err error) error {
+	var missing *store.MissingReferenceError
+	if errors.As(err, &missing) {
+		c := codeManifestBlobUnknown
+		if missing.Manifest {
+			c = codeManifestChildUnknown
+		}
+		return &Error{Code: c, Message: missing.Error() + "; push it first", Detail: map[string]string{"digest": missing.Digest.String()}}
+	}
+	// Distribution answers every reference it cannot verify with
+	// MANIFEST_BLOB_UNKNOWN (SIZE_INVALID is the upload's): a descriptor
+	// of another size describes content the repository does not hold.
+	var wrongSize *store.ReferenceSizeError
+	if errors.As(err, &wrongSize) {
+		return &Error{Code: codeManifestBlobUnknown, Message: wrongSize.Error(), Detail: map[string]string{"digest": wrongSize.Digest.String()}}
+	}
+	return fromClass(err, codeManifestUnknown, "manifest")
 }
 
 // requestMediaType is the request's Content-Type without parameters, or ""

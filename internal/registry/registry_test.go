@@ -102,10 +102,12 @@ func pushBlob(t *testing.T, srv *httptest.Server, repo string, content []byte) d
 }
 
 type testImage struct {
-	manifest []byte
-	digest   digest.Digest
-	config   digest.Digest
-	layer    digest.Digest
+	manifest   []byte
+	digest     digest.Digest
+	config     digest.Digest
+	layer      digest.Digest
+	configSize int
+	layerSize  int
 }
 
 // pushImage pushes a config and one layer and returns (without pushing)
@@ -114,7 +116,7 @@ func pushImage(t *testing.T, srv *httptest.Server, repo, seed string) testImage 
 	t.Helper()
 	cfg := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","seed":%q}`, seed))
 	layer := []byte("layer " + seed)
-	img := testImage{config: pushBlob(t, srv, repo, cfg), layer: pushBlob(t, srv, repo, layer)}
+	img := testImage{config: pushBlob(t, srv, repo, cfg), layer: pushBlob(t, srv, repo, layer), configSize: len(cfg), layerSize: len(layer)}
 	img.manifest = []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
 		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
@@ -403,6 +405,8 @@ func TestHostileInput(t *testing.T) {
 		{"out-of-order chunk", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "100-102"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"repeated chunk", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "0-2"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"garbage content range", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "lots"}}, 416, "BLOB_UPLOAD_INVALID"},
+		{"signed content range", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "+10-+12"}}, 416, "BLOB_UPLOAD_INVALID"},
+		{"content range with a bad total", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "10-12/x"}}, 416, "BLOB_UPLOAD_INVALID"},
 		{"range and length disagree", call{method: "PATCH", path: loc, body: good, header: map[string]string{"Content-Range": "10-19"}}, 400, "BLOB_UPLOAD_INVALID"},
 		{"finish without digest", call{method: "PUT", path: loc}, 400, "DIGEST_INVALID"},
 		{"bad page size", call{method: "GET", path: "/v2/p/app/tags/list?n=-1"}, 400, "PAGINATION_NUMBER_INVALID"},

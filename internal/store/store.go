@@ -77,7 +77,8 @@ type Manifest struct {
 	Payload     []byte
 	// References are the blobs (config, layers) and child manifests the
 	// manifest names. They are recorded for garbage collection; those
-	// marked Required must already be in the repository.
+	// marked Required must already be in the repository, and those the
+	// repository holds must have the Size the manifest declares.
 	References []Reference
 }
 
@@ -86,6 +87,9 @@ type Reference struct {
 	Digest digest.Digest
 	// Manifest is true for a child manifest, false for a blob.
 	Manifest bool
+	// Size is the size the manifest's descriptor declares: the blob's
+	// length, or a child manifest's payload length.
+	Size int64
 	// Required refuses the manifest unless the repository holds Digest.
 	Required bool
 }
@@ -138,6 +142,27 @@ func (e *MissingReferenceError) Error() string {
 }
 
 func (e *MissingReferenceError) Unwrap() error { return errdefs.ErrNotFound }
+
+// ReferenceSizeError reports a manifest whose descriptor declares another
+// size than the referenced content the repository holds. It wraps
+// errdefs.ErrSizeMismatch.
+type ReferenceSizeError struct {
+	Digest digest.Digest
+	// Manifest is true when the reference is a child manifest.
+	Manifest bool
+	// Declared is the descriptor's size, Stored the held content's.
+	Declared, Stored int64
+}
+
+func (e *ReferenceSizeError) Error() string {
+	kind := "blob"
+	if e.Manifest {
+		kind = "manifest"
+	}
+	return fmt.Sprintf("referenced %s %s is declared with size %d but the stored %s is %d bytes", kind, e.Digest, e.Declared, kind, e.Stored)
+}
+
+func (e *ReferenceSizeError) Unwrap() error { return errdefs.ErrSizeMismatch }
 
 func (s *Store) micros() int64 { return s.now().UnixMicro() }
 
@@ -328,8 +353,9 @@ AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst),
 
 // PutManifest stores m in repo and points tags at it, in one transaction.
 // Every required reference must already be in repo, else a
-// *MissingReferenceError. Pointing a tag at the digest it already has
-// appends no history.
+// *MissingReferenceError, and every reference repo holds must have the
+// declared size, else a *ReferenceSizeError. Pointing a tag at the digest
+// it already has appends no history.
 func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, tags []string) error {
 	annotations := ""
 	if len(m.Annotations) > 0 {
@@ -381,22 +407,29 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 	})
 }
 
+// checkReferences compares every reference with what repoID holds: an
+// absent required one, or a present one of another size than its
+// descriptor declares, refuses the manifest. An absent optional reference
+// (a sparse mirror, a foreign layer) is not checked.
 func checkReferences(ctx context.Context, tx *sql.Tx, repoID int64, m Manifest) error {
 	for _, ref := range m.References {
-		if !ref.Required {
-			continue
-		}
-		query := `SELECT 1 FROM repository_blobs WHERE repository_id = ? AND digest = ?`
+		query := `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+WHERE rb.repository_id = ? AND rb.digest = ?`
 		if ref.Manifest {
-			query = `SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`
+			query = `SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+WHERE rm.repository_id = ? AND rm.digest = ?`
 		}
-		var one int
-		err := tx.QueryRowContext(ctx, query, repoID, string(ref.Digest)).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return &MissingReferenceError{Digest: ref.Digest, Manifest: ref.Manifest}
-		}
-		if err != nil {
+		var stored int64
+		err := tx.QueryRowContext(ctx, query, repoID, string(ref.Digest)).Scan(&stored)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if ref.Required {
+				return &MissingReferenceError{Digest: ref.Digest, Manifest: ref.Manifest}
+			}
+		case err != nil:
 			return fmt.Errorf("check reference %s: %w", ref.Digest, err)
+		case stored != ref.Size:
+			return &ReferenceSizeError{Digest: ref.Digest, Manifest: ref.Manifest, Declared: ref.Size, Stored: stored}
 		}
 	}
 	return nil

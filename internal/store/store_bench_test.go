@@ -43,7 +43,7 @@ func BenchmarkManifestByTag(b *testing.B) {
 	}
 	payload := []byte(`{"schemaVersion":2}`)
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
-		Payload: payload, References: []store.Reference{{Digest: cfg, Required: true}}}
+		Payload: payload, References: []store.Reference{{Digest: cfg, Size: 1, Required: true}}}
 	if err := s.PutManifest(ctx, "p/bench", m, []string{"latest"}); err != nil {
 		b.Fatal(err)
 	}

@@ -75,6 +75,7 @@ func runSuite(t *testing.T, open func(*testing.T) *store.Store) {
 	for name, fn := range map[string]func(*testing.T, *store.Store){
 		"Blobs":               testBlobs,
 		"ManifestReferences":  testManifestReferences,
+		"ReferenceSizes":      testReferenceSizes,
 		"TagHistory":          testTagHistory,
 		"DeleteManifest":      testDeleteManifest,
 		"Pagination":          testPagination,
@@ -104,7 +105,7 @@ func image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"seed":%q}`, seed))
 	return store.Manifest{
 		Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
-		Payload: payload, References: []store.Reference{{Digest: cfg, Required: true}, {Digest: layer, Required: true}},
+		Payload: payload, References: []store.Reference{{Digest: cfg, Size: 10, Required: true}, {Digest: layer, Size: 20, Required: true}},
 	}
 }
 
@@ -160,7 +161,7 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 	must(t, s.PutManifest(ctx, "p/a", m, []string{"latest"}))
 	index := store.Manifest{
 		Digest: digest.FromString("index"), MediaType: "application/vnd.oci.image.index.v1+json",
-		Payload: []byte("index"), References: []store.Reference{{Digest: m.Digest, Manifest: true, Required: true}},
+		Payload: []byte("index"), References: []store.Reference{{Digest: m.Digest, Manifest: true, Size: int64(len(m.Payload)), Required: true}},
 	}
 	if err := s.PutManifest(ctx, "p/b", index, nil); !errors.As(err, &mre) || !mre.Manifest {
 		t.Fatalf("index whose child is in another repository = %v", err)
@@ -181,6 +182,48 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 	if _, err := s.Manifest(ctx, "p/b", string(m.Digest)); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("manifest visible in another repository: %v", err)
 	}
+}
+
+// testReferenceSizes: a reference whose declared size differs from what
+// the repository holds refuses the manifest, required or not; an absent
+// optional reference is not checked.
+func testReferenceSizes(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	m := image(t, s, "p/a", "sizes") // config 10 bytes, layer 20
+	must(t, s.PutManifest(ctx, "p/a", m, nil))
+	layer, child := m.References[1].Digest, m.Digest
+	childSize := int64(len(m.Payload))
+	for _, tc := range []struct {
+		name   string
+		ref    store.Reference
+		stored int64
+	}{
+		{"required blob", store.Reference{Digest: layer, Size: 21, Required: true}, 20},
+		{"optional blob present", store.Reference{Digest: layer, Size: 19}, 20},
+		{"required child", store.Reference{Digest: child, Manifest: true, Size: childSize + 1, Required: true}, childSize},
+		{"optional child present", store.Reference{Digest: child, Manifest: true, Size: 0}, childSize},
+	} {
+		payload := []byte("wrong size: " + tc.name)
+		bad := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.index.v1+json",
+			Payload: payload, References: []store.Reference{m.References[0], tc.ref}}
+		var sizeErr *store.ReferenceSizeError
+		err := s.PutManifest(ctx, "p/a", bad, []string{"bad"})
+		if !errors.As(err, &sizeErr) || !errors.Is(err, errdefs.ErrSizeMismatch) || sizeErr.Digest != tc.ref.Digest ||
+			sizeErr.Manifest != tc.ref.Manifest || sizeErr.Declared != tc.ref.Size || sizeErr.Stored != tc.stored {
+			t.Fatalf("%s: PutManifest = %v (%+v), want a size error %d != %d", tc.name, err, sizeErr, tc.ref.Size, tc.stored)
+		}
+		if _, err := s.Manifest(ctx, "p/a", string(bad.Digest)); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("%s: refused manifest stored: %v", tc.name, err)
+		}
+	}
+	if _, err := s.Manifest(ctx, "p/a", "bad"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("tag written by a refused put: %v", err)
+	}
+	payload := []byte("absent optional references")
+	sparse := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.index.v1+json",
+		Payload: payload, References: []store.Reference{m.References[0],
+			{Digest: digest.FromString("absent layer"), Size: 5}, {Digest: digest.FromString("absent child"), Manifest: true, Size: 7}}}
+	must(t, s.PutManifest(ctx, "p/a", sparse, []string{"sparse"}))
 }
 
 func testTagHistory(t *testing.T, s *store.Store) {
