@@ -33,8 +33,10 @@ type Store struct {
 	// such a change.
 	accessGen     atomic.Int64
 	accessTouched sync.Map // *sql.Tx → struct{}
-	// changes wakes watchers after every commit.
-	changes changeNotifier
+	// changes wakes watchers after every commit; accessChanges after every
+	// access change, once accessGen has moved.
+	changes       changeNotifier
+	accessChanges changeNotifier
 }
 
 // AccessGeneration changes after every committed change to users,
@@ -43,9 +45,17 @@ type Store struct {
 // while it does not change.
 func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
 
-// accessChanged is called after an access change was committed outside
-// a transaction.
-func (s *Store) accessChanged() { s.accessGen.Add(1) }
+// AccessChanged returns a channel closed at the next access change, when
+// AccessGeneration has already moved: an open watch waits on it to check
+// its caller's access again even when nothing it shows changes. Take the
+// channel before reading the generation, and no change is missed.
+func (s *Store) AccessChanged() <-chan struct{} { return s.accessChanges.wait() }
+
+// accessChanged is called after an access change was committed.
+func (s *Store) accessChanged() {
+	s.accessGen.Add(1)
+	s.accessChanges.notify()
+}
 
 // accessEvents are the event kinds that change access.
 var accessEvents = map[string]bool{
