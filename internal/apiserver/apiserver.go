@@ -187,6 +187,13 @@ func unauthorized() *StatusError {
 // store's error classes by their meaning, anything else as a 500 whose
 // detail goes to the log only.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	se := s.statusOf(r, err)
+	writeStatus(w, se.Code, se.Reason, se.Message)
+}
+
+// statusOf is the Status that answers err (see writeError); an error it
+// does not know is logged.
+func (s *Server) statusOf(r *http.Request, err error) *StatusError {
 	var se *StatusError
 	switch {
 	case errors.As(err, &se):
@@ -205,7 +212,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("management API", "method", r.Method, "path", r.URL.Path, "err", err)
 		se = &StatusError{http.StatusInternalServerError, "InternalError", "internal error; the server log has the detail"}
 	}
-	writeStatus(w, se.Code, se.Reason, se.Message)
+	return se
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason, message string) {
