@@ -13,6 +13,7 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -268,8 +269,12 @@ func isAnonymous(u auth.User) bool { return u.Name == auth.AnonymousUser }
 // project ("" for cluster-wide). A refusal is 401 for the anonymous user
 // and 403 for anyone else, with the message Kubernetes gives.
 func (s *Server) authorize(r *http.Request, verb string, res auth.Resource, project string) error {
-	u := caller(r).User
-	ok, err := s.opts.Authorizer.Authorize(r.Context(), u, verb, res, project)
+	return s.authorizeUser(r.Context(), caller(r).User, verb, res, project)
+}
+
+// authorizeUser is authorize for user u.
+func (s *Server) authorizeUser(ctx context.Context, u auth.User, verb string, res auth.Resource, project string) error {
+	ok, err := s.opts.Authorizer.Authorize(ctx, u, verb, res, project)
 	if err != nil {
 		return err
 	}

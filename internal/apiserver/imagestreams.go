@@ -197,6 +197,7 @@ func (s *Server) imageStreamWatchFeed(r *http.Request, ns string) watchFeed[*ima
 	// enough to see a push whole, and show the stream once.
 	const batch = 200
 	return watchFeed[*imagev1.ImageStream]{
+		resource: resImageStreams, project: ns,
 		current: func(context.Context) ([]*imagev1.ImageStream, int64, error) { return s.imageStreamsIn(r, ns) },
 		changes: func(ctx context.Context, after int64) ([]watchChange[*imagev1.ImageStream], int64, bool, error) {
 			events, err := s.opts.Store.RepositoryEvents(ctx, ns, after, batch)

@@ -842,6 +842,7 @@ func (s *Server) storedWatchFeed(r *http.Request, k *storedKind, q listQuery) wa
 	const batch = 100
 	apiResource := k.key("", "").APIResource()
 	return watchFeed[object]{
+		resource: k.resource(), project: q.ns,
 		current: func(ctx context.Context) ([]object, int64, error) {
 			recs, _, rv, err := s.opts.Store.ListObjects(ctx, store.ObjectQuery{Group: k.info.Group, Resource: k.info.Resource, Namespace: q.ns})
 			if err != nil {

@@ -3,12 +3,16 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/berth-registry/berth/internal/auth"
 )
 
 // maxWatch bounds one watch request; clients reconnect from the last
@@ -22,9 +26,13 @@ type watchChange[T metav1.Object] struct {
 	Object T
 }
 
-// watchFeed is what a watchable kind gives serveWatch: how to read the
-// kind, and how to print one object.
+// watchFeed is what a watchable kind gives serveWatch: what the watch was
+// authorized on, how to read the kind, and how to print one object.
 type watchFeed[T metav1.Object] struct {
+	// resource and project are what the watch verb was authorized on; the
+	// check is made again whenever access may have changed.
+	resource auth.Resource
+	project  string
 	// current lists the objects there are now and the resourceVersion the
 	// list is as of: a watch without a resourceVersion starts with them.
 	current func(ctx context.Context) ([]T, int64, error)
@@ -41,9 +49,10 @@ type watchFeed[T metav1.Object] struct {
 // a JSON watch event per line, flushed as it happens. Without a
 // resourceVersion (or "0") it first sends the current objects as ADDED,
 // as Kubernetes does. The watch ends at timeoutSeconds (at most
-// maxWatch) or server shutdown, and with an ERROR event carrying a 410
+// maxWatch) or server shutdown; with an ERROR event carrying a 410
 // Expired Status when the history it needs was pruned (the client lists
-// again).
+// again); and with the refusal a new request would get as soon as the
+// caller's credentials or rights no longer allow it.
 //
 // The handler has authorized the watch already; q selects what is sent.
 func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Request, q listQuery, feed watchFeed[T]) error {
@@ -52,6 +61,8 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 	if err != nil {
 		return err
 	}
+	access := &watchAccess{s: s, r: r, resource: feed.resource, project: feed.project, checked: -1}
+	defer access.stop()
 	var after int64
 	var initial []T
 	switch v := r.URL.Query().Get("resourceVersion"); v {
@@ -63,6 +74,11 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
 			return badRequest("resourceVersion %q is not one this server gave", v)
 		}
+	}
+	// After reading, before sending: what was read after an access change
+	// is sent only if the caller still has access.
+	if err := access.check(ctx); err != nil {
+		return err
 	}
 	out := &watchWriter[T]{enc: json.NewEncoder(w)}
 	out.flusher, _ = w.(http.Flusher)
@@ -82,8 +98,11 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 	defer deadline.Stop()
 	for {
 		// Taken before reading, so no wake-up is lost.
-		changed := s.opts.Store.Changed()
+		changed, accessChanged := s.opts.Store.Changed(), s.opts.Store.AccessChanged()
 		changes, upTo, full, err := feed.changes(ctx, after)
+		if err == nil {
+			err = access.check(ctx)
+		}
 		if err != nil {
 			if ctx.Err() == nil {
 				out.fail(s.statusOf(r, err))
@@ -102,6 +121,8 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 		}
 		select {
 		case <-changed:
+		case <-accessChanged:
+		case <-access.expired():
 		case <-deadline.C:
 			return nil
 		case <-ctx.Done():
@@ -164,5 +185,86 @@ func (ww *watchWriter[T]) fail(se *StatusError) {
 func (ww *watchWriter[T]) flush() {
 	if ww.flusher != nil {
 		ww.flusher.Flush()
+	}
+}
+
+// watchAccess makes an open watch answer to the same checks as a new
+// request: its credentials are authenticated again and the watch verb is
+// authorized again whenever the store's access generation has moved (a
+// binding, group, token, user or project changed) and when the token it
+// was opened with expires. Without that, a watch opened before an unbind
+// or a revocation would go on showing new objects, Secrets included.
+type watchAccess struct {
+	s        *Server
+	r        *http.Request
+	resource auth.Resource
+	project  string
+	// checked is the access generation the last check passed at; -1
+	// before the first.
+	checked int64
+	// expires is when the token the caller authenticated with stops
+	// working (zero for none), and expiry fires then.
+	expires time.Time
+	expiry  *time.Timer
+}
+
+// check returns the refusal a new request would get now (a *StatusError),
+// nil when the caller may still watch.
+func (a *watchAccess) check(ctx context.Context) error {
+	// Read before checking: a change committed during the check moves it
+	// again, and the next check runs.
+	gen := a.s.opts.Store.AccessGeneration()
+	if gen == a.checked && (a.expires.IsZero() || time.Now().Before(a.expires)) {
+		return nil
+	}
+	id, err := a.s.opts.Authenticator.Request(a.r)
+	var throttled *auth.ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		return &StatusError{http.StatusTooManyRequests, "TooManyRequests", err.Error()}
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return &StatusError{http.StatusUnauthorized, "Unauthorized", err.Error()}
+	case err != nil:
+		return fmt.Errorf("authenticate the watch of %s again: %w", a.resource.Resource, err)
+	}
+	if err := a.s.authorizeUser(ctx, id.User, "watch", a.resource, a.project); err != nil {
+		return err
+	}
+	a.checked = gen
+	a.watchExpiry(id.Expires)
+	return nil
+}
+
+// watchExpiry arms the timer that checks again when the token expires.
+func (a *watchAccess) watchExpiry(expires time.Time) {
+	a.expires = expires
+	if expires.IsZero() {
+		a.stop()
+		return
+	}
+	wait := time.Until(expires)
+	if wait <= 0 {
+		// The authenticator's clock still accepts the token: ask again in
+		// a moment rather than at once, over and over.
+		wait = time.Second
+	}
+	if a.expiry == nil {
+		a.expiry = time.NewTimer(wait)
+		return
+	}
+	a.expiry.Reset(wait)
+}
+
+// expired fires when the token expires; never without one.
+func (a *watchAccess) expired() <-chan time.Time {
+	if a.expiry == nil || a.expires.IsZero() {
+		return nil
+	}
+	return a.expiry.C
+}
+
+func (a *watchAccess) stop() {
+	if a.expiry != nil {
+		a.expiry.Stop()
 	}
 }

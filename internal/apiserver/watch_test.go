@@ -4,9 +4,17 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // openWatch is a watch request as kubectl sends it, read event by event;
@@ -71,6 +79,15 @@ func (w *openWatch) next() (watchEvent, bool) {
 	return e, true
 }
 
+// expectAdded reads the next event, which must be name ADDED.
+func (w *openWatch) expectAdded(name string) {
+	w.t.Helper()
+	e, ok := w.next()
+	if !ok || e.Type != "ADDED" || e.Object.Metadata.Name != name {
+		w.t.Fatalf("watch %s: want ADDED %s, got %v %s", w.what, name, ok, e.raw)
+	}
+}
+
 // expectError reads the next event, which must be an ERROR carrying a
 // Status with code and reason, and then the end of the watch.
 func (w *openWatch) expectError(code int, reason string) watchEvent {
@@ -88,11 +105,87 @@ func (w *openWatch) expectError(code int, reason string) watchEvent {
 	return e
 }
 
-// watchedKinds are a stored kind and a view, where to watch them in
-// project team.
-var watchedKinds = []struct{ name, path string }{
-	{"secrets", "/api/v1/namespaces/team/secrets"},
-	{"imagestreams", "/apis/image.openshift.io/v1/namespaces/team/imagestreams"},
+// A watchable kind, for tests that hold for all of them: where to watch
+// it in project team, the role that lets bob watch it, and how to make a
+// new object appear in team.
+type watchedKind struct {
+	name, path, role string
+	add              func(t *testing.T, s *apiservertest.Server, alice client, name string)
+}
+
+var watchedKinds = []watchedKind{
+	{"secrets", "/api/v1/namespaces/team/secrets", "edit",
+		func(t *testing.T, _ *apiservertest.Server, alice client, name string) {
+			alice.expect(201, "POST", "/api/v1/namespaces/team/secrets", map[string]any{"apiVersion": "v1", "kind": "Secret",
+				"metadata": map[string]any{"name": name}, "data": map[string]string{"password": "c2VjcmV0"}})
+		}},
+	{"imagestreams", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", "registry-viewer",
+		func(t *testing.T, s *apiservertest.Server, _ client, name string) {
+			// One commit, so one event: a manifest that names no blobs.
+			payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"annotations":{"name":%q}}`, name))
+			must(t, s.Store.PutManifest(context.Background(), "team/"+name, store.Manifest{Digest: digest.FromBytes(payload),
+				MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload}, []string{"v1"}))
+		}},
+}
+
+// A watch ends, with the refusal a new request would get, as soon as its
+// caller loses access: a role binding removed, the token revoked or
+// expired. Nothing that happens afterwards reaches it, and the end does
+// not wait for an object of the watched kind to change.
+func TestWatchEndsWhenAccessEnds(t *testing.T) {
+	const limit = 20 * time.Second
+	for _, k := range watchedKinds {
+		setup := func(t *testing.T) (*apiservertest.Server, client, client) {
+			s := newServer(t)
+			alice := login(t, s, "alice", "alice-pw")
+			alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+			alice.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding(k.role, user("bob")))
+			return s, alice, login(t, s, "bob", "bob-pw")
+		}
+		t.Run(k.name+"/unbound, then a new object", func(t *testing.T) {
+			s, alice, bob := setup(t)
+			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
+			k.add(t, s, alice, "before")
+			w.expectAdded("before")
+			alice.expect(200, "DELETE", rbac+"/namespaces/team/rolebindings/"+k.role, nil)
+			k.add(t, s, alice, "after")
+			refusal := w.expectError(http.StatusForbidden, "Forbidden")
+			want := bob.expect(http.StatusForbidden, "GET", k.path+"?watch=true", nil).str("message")
+			if refusal.Object.Message != want {
+				t.Fatalf("the watch's 403 says %q, a new request's %q", refusal.Object.Message, want)
+			}
+		})
+		t.Run(k.name+"/unbound, nothing else changes", func(t *testing.T) {
+			s, alice, bob := setup(t)
+			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
+			k.add(t, s, alice, "before")
+			w.expectAdded("before")
+			alice.expect(200, "DELETE", rbac+"/namespaces/team/rolebindings/"+k.role, nil)
+			w.expectError(http.StatusForbidden, "Forbidden")
+		})
+		t.Run(k.name+"/token revoked", func(t *testing.T) {
+			s, alice, bob := setup(t)
+			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
+			k.add(t, s, alice, "before")
+			w.expectAdded("before")
+			bob.expect(200, "DELETE", tokens+"/~", nil)
+			if e := w.expectError(http.StatusUnauthorized, "Unauthorized"); !strings.Contains(e.Object.Message, "revoked") {
+				t.Fatalf("the watch's 401 does not say why: %q", e.Object.Message)
+			}
+		})
+		t.Run(k.name+"/token expired", func(t *testing.T) {
+			s, _, _ := setup(t)
+			a := tokenRequest(t, s.URL, url.Values{"grant_type": {"password"}, "username": {"bob"}, "password": {"bob-pw"},
+				"expires_in": {"3"}})
+			if a.code != 200 {
+				t.Fatalf("login for 3 s = %d %s", a.code, a.raw)
+			}
+			w := startWatch(t, s.URL, a.str("access_token"), k.path+"?watch=true", limit)
+			if e := w.expectError(http.StatusUnauthorized, "Unauthorized"); !strings.Contains(e.Object.Message, "expired") {
+				t.Fatalf("the watch's 401 does not say why: %q", e.Object.Message)
+			}
+		})
+	}
 }
 
 // timeoutSeconds ends a watch of any kind.
@@ -118,7 +211,7 @@ func TestWatchFromPrunedHistoryIsExpired(t *testing.T) {
 		alice.expect(201, "POST", "/api/v1/namespaces/team/secrets", map[string]any{"apiVersion": "v1", "kind": "Secret",
 			"metadata": map[string]any{"name": name}})
 	}
-	for _, k := range []struct{ name, path string }{watchedKinds[1], {"configmaps", cms}} {
+	for _, k := range []watchedKind{watchedKinds[1], {name: "configmaps", path: cms}} {
 		t.Run(k.name+"/from before the kept history", func(t *testing.T) {
 			s := newServer(t)
 			alice := login(t, s, "alice", "alice-pw")
