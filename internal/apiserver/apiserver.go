@@ -13,6 +13,7 @@ package apiserver
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -187,6 +188,13 @@ func unauthorized() *StatusError {
 // store's error classes by their meaning, anything else as a 500 whose
 // detail goes to the log only.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	se := s.statusOf(r, err)
+	writeStatus(w, se.Code, se.Reason, se.Message)
+}
+
+// statusOf is the Status that answers err (see writeError); an error it
+// does not know is logged.
+func (s *Server) statusOf(r *http.Request, err error) *StatusError {
 	var se *StatusError
 	switch {
 	case errors.As(err, &se):
@@ -205,7 +213,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		s.log.Error("management API", "method", r.Method, "path", r.URL.Path, "err", err)
 		se = &StatusError{http.StatusInternalServerError, "InternalError", "internal error; the server log has the detail"}
 	}
-	writeStatus(w, se.Code, se.Reason, se.Message)
+	return se
 }
 
 func writeStatus(w http.ResponseWriter, code int, reason, message string) {
@@ -261,8 +269,12 @@ func isAnonymous(u auth.User) bool { return u.Name == auth.AnonymousUser }
 // project ("" for cluster-wide). A refusal is 401 for the anonymous user
 // and 403 for anyone else, with the message Kubernetes gives.
 func (s *Server) authorize(r *http.Request, verb string, res auth.Resource, project string) error {
-	u := caller(r).User
-	ok, err := s.opts.Authorizer.Authorize(r.Context(), u, verb, res, project)
+	return s.authorizeUser(r.Context(), caller(r).User, verb, res, project)
+}
+
+// authorizeUser is authorize for user u.
+func (s *Server) authorizeUser(ctx context.Context, u auth.User, verb string, res auth.Resource, project string) error {
+	ok, err := s.opts.Authorizer.Authorize(ctx, u, verb, res, project)
 	if err != nil {
 		return err
 	}

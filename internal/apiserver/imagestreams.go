@@ -2,7 +2,6 @@ package apiserver
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
 
@@ -122,7 +120,7 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 		if err := s.authorize(r, "watch", resImageStreams, ns); err != nil {
 			return err
 		}
-		return s.watchImageStreams(w, r, ns, q)
+		return serveWatch(s, w, r, q, s.imageStreamWatchFeed(r, ns))
 	}
 	if err := s.authorize(r, "list", resImageStreams, ns); err != nil {
 		return err
@@ -190,128 +188,78 @@ func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) error {
 	return writeJSONOrYAML(w, r, http.StatusOK, is)
 }
 
-// watchImageStreams streams a MODIFIED (ADDED for a new repository) event
-// with the stream as it now is whenever one of its repository's rows
-// changes: a push, a tag update or deletion.
-func (s *Server) watchImageStreams(w http.ResponseWriter, r *http.Request, ns string, q listQuery) error {
-	ctx := r.Context()
-	var after int64
-	var initial []store.Repository
-	switch v := r.URL.Query().Get("resourceVersion"); v {
-	case "", "0":
-		rv, err := s.opts.Store.LatestResourceVersion(ctx)
-		if err != nil {
-			return err
-		}
-		if initial, err = s.opts.Store.RepositoriesOfProject(ctx, ns); err != nil {
-			return err
-		}
-		after = rv
-	default:
-		var err error
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			return badRequest("resourceVersion %q is not one this server gave", v)
-		}
-	}
-	if _, err := s.opts.Store.RepositoryEvents(ctx, ns, after, 1); err != nil {
-		return err
-	}
-	table := wantsTable(r)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	emit := func(typ string, is *imagev1.ImageStream) error {
-		if !q.labels.Matches(labelSet(is.Labels)) || !q.fields.Matches(fieldSet(is.ObjectMeta)) {
-			return nil
-		}
-		var payload any = is
-		if table {
-			payload = imageStreamTable([]*imagev1.ImageStream{is}, is.ResourceVersion)
-		}
-		if err := enc.Encode(metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: mustJSON(payload)}}); err != nil {
-			return err
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
-	}
-	send := func(typ string, repo store.Repository, seq int64) error {
-		is, err := s.imageStream(ctx, r, repo)
-		if err != nil {
-			return err
-		}
-		is.ResourceVersion = strconv.FormatInt(seq, 10)
-		return emit(typ, is)
-	}
-	for _, repo := range initial {
-		if send("ADDED", repo, repo.Version) != nil {
-			return nil
-		}
-	}
-	timeout := time.NewTimer(maxWatch)
-	defer timeout.Stop()
-	for {
-		changed := s.opts.Store.Changed()
-		events, err := s.opts.Store.RepositoryEvents(ctx, ns, after, 200)
-		if err != nil {
-			return nil
-		}
-		// One event per repository per batch, with the stream as it is now.
-		seen := map[string]int64{}
-		var order []string
-		created := map[string]bool{}
-		for _, e := range events {
-			after = e.Seq
-			if !streamChanges[e.Kind] {
-				continue // a blob link: the stream looks the same
-			}
-			if _, ok := seen[e.Repository]; !ok {
-				order = append(order, e.Repository)
-			}
-			seen[e.Repository] = e.Seq
-			created[e.Repository] = created[e.Repository] || e.Kind == "RepositoryCreated"
-		}
-		for _, name := range order {
-			repo, err := s.opts.Store.RepositoryByName(ctx, name)
-			if errors.Is(err, errdefs.ErrNotFound) {
-				project, image, _ := strings.Cut(name, "/")
-				gone := &imagev1.ImageStream{TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
-					ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: strconv.FormatInt(seen[name], 10)},
-					Status:     imagev1.ImageStreamStatus{DockerImageRepository: registryHost(r) + "/" + name}}
-				if emit("DELETED", gone) != nil {
-					return nil
-				}
-				continue
-			}
+// imageStreamWatchFeed is how serveWatch reads the streams of ns (all
+// when ""): a MODIFIED event (ADDED for a new repository) with the stream
+// as it now is whenever one of its repository's rows changes — a push, a
+// tag update or deletion.
+func (s *Server) imageStreamWatchFeed(r *http.Request, ns string) watchFeed[*imagev1.ImageStream] {
+	// A push links its blobs one event each before its manifest: read
+	// enough to see a push whole, and show the stream once.
+	const batch = 200
+	return watchFeed[*imagev1.ImageStream]{
+		resource: resImageStreams, project: ns,
+		current: func(context.Context) ([]*imagev1.ImageStream, int64, error) { return s.imageStreamsIn(r, ns) },
+		changes: func(ctx context.Context, after int64) ([]watchChange[*imagev1.ImageStream], int64, bool, error) {
+			events, err := s.opts.Store.RepositoryEvents(ctx, ns, after, batch)
 			if err != nil {
-				return nil
+				return nil, after, false, err
 			}
-			typ := "MODIFIED"
-			if created[name] {
-				typ = "ADDED"
+			// One event per repository per batch, with the stream as it is now.
+			seen := map[string]int64{}
+			var order []string
+			created := map[string]bool{}
+			for _, e := range events {
+				after = e.Seq
+				if !streamChanges[e.Kind] {
+					continue // a blob link: the stream looks the same
+				}
+				if _, ok := seen[e.Repository]; !ok {
+					order = append(order, e.Repository)
+				}
+				seen[e.Repository] = e.Seq
+				created[e.Repository] = created[e.Repository] || e.Kind == "RepositoryCreated"
 			}
-			if send(typ, repo, seen[name]) != nil {
-				return nil
+			var changes []watchChange[*imagev1.ImageStream]
+			for _, name := range order {
+				change, err := s.imageStreamChange(ctx, r, name, seen[name], created[name])
+				if err != nil {
+					return nil, after, false, err
+				}
+				changes = append(changes, change)
 			}
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		if len(events) == 200 {
-			continue
-		}
-		select {
-		case <-changed:
-		case <-timeout.C:
-			return nil
-		case <-ctx.Done():
-			return nil
-		case <-s.opts.Stopping:
-			return nil
-		}
+			return changes, after, len(events) == batch, nil
+		},
+		table: func(is *imagev1.ImageStream) metav1.Table {
+			return imageStreamTable([]*imagev1.ImageStream{is}, is.ResourceVersion)
+		},
 	}
+}
+
+// imageStreamChange is the watch event for repository name, changed last
+// at seq: DELETED when it is gone, ADDED when the changes created it.
+func (s *Server) imageStreamChange(ctx context.Context, r *http.Request, name string, seq int64, created bool) (watchChange[*imagev1.ImageStream], error) {
+	rv := strconv.FormatInt(seq, 10)
+	repo, err := s.opts.Store.RepositoryByName(ctx, name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		project, image, _ := strings.Cut(name, "/")
+		return watchChange[*imagev1.ImageStream]{Type: "DELETED", Object: &imagev1.ImageStream{
+			TypeMeta:   metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
+			ObjectMeta: metav1.ObjectMeta{Name: image, Namespace: project, ResourceVersion: rv},
+			Status:     imagev1.ImageStreamStatus{DockerImageRepository: registryHost(r) + "/" + name}}}, nil
+	}
+	if err != nil {
+		return watchChange[*imagev1.ImageStream]{}, err
+	}
+	is, err := s.imageStream(ctx, r, repo)
+	if err != nil {
+		return watchChange[*imagev1.ImageStream]{}, err
+	}
+	is.ResourceVersion = rv
+	typ := "MODIFIED"
+	if created {
+		typ = "ADDED"
+	}
+	return watchChange[*imagev1.ImageStream]{Type: typ, Object: is}, nil
 }
 
 // streamChanges are the repository events that change its ImageStream.

@@ -729,6 +729,13 @@ func (q listQuery) matches(o store.Object) bool {
 		q.fields.Matches(fields.Set{"metadata.name": o.Name, "metadata.namespace": o.Namespace})
 }
 
+// selects reports whether a watch of q shows obj: in q's namespace (any
+// when none) and matching its selectors.
+func (q listQuery) selects(obj metav1.Object) bool {
+	return (q.ns == "" || obj.GetNamespace() == q.ns) && q.labels.Matches(labels.Set(obj.GetLabels())) &&
+		q.fields.Matches(fields.Set{"metadata.name": obj.GetName(), "metadata.namespace": obj.GetNamespace()})
+}
+
 func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Request) error {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		q, err := parseListQuery(r)
@@ -744,7 +751,7 @@ func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Reque
 			return err
 		}
 		if verb == "watch" {
-			return s.watchStored(w, r, k, q)
+			return serveWatch(s, w, r, q, s.storedWatchFeed(r, k, q))
 		}
 		limit := 0
 		if v := r.URL.Query().Get("limit"); v != "" {
@@ -833,115 +840,50 @@ func decodeContinue(v string) (store.ObjectCursor, error) {
 	return store.ObjectCursor{Namespace: c[0], Name: c[1]}, nil
 }
 
-// maxWatch bounds one watch request; clients reconnect from the last
-// resourceVersion they saw.
-const maxWatch = 30 * time.Minute
-
-// watchStored streams changes to objects of k after the requested
-// resourceVersion: a JSON watch event per line, flushed as it happens.
-// Without a resourceVersion (or "0") it first sends the current objects
-// as ADDED, as Kubernetes does.
-func (s *Server) watchStored(w http.ResponseWriter, r *http.Request, k *storedKind, q listQuery) error {
-	ctx := r.Context()
-	timeout := maxWatch
-	if v := r.URL.Query().Get("timeoutSeconds"); v != "" {
-		secs, err := strconv.Atoi(v)
-		if err != nil || secs < 0 {
-			return badRequest("timeoutSeconds %q is not a count of seconds", v)
-		}
-		if secs > 0 {
-			timeout = min(time.Duration(secs)*time.Second, maxWatch)
-		}
-	}
-	var after int64
-	var initial []store.Object
-	switch v := r.URL.Query().Get("resourceVersion"); v {
-	case "", "0":
-		recs, _, rv, err := s.opts.Store.ListObjects(ctx, store.ObjectQuery{Group: k.info.Group, Resource: k.info.Resource, Namespace: q.ns})
-		if err != nil {
-			return err
-		}
-		initial, after = recs, rv
-	default:
-		var err error
-		if after, err = strconv.ParseInt(v, 10, 64); err != nil || after < 0 {
-			return badRequest("resourceVersion %q is not one this server gave", v)
-		}
-	}
+// storedWatchFeed is how serveWatch reads objects of k in q's namespace.
+func (s *Server) storedWatchFeed(r *http.Request, k *storedKind, q listQuery) watchFeed[object] {
+	const batch = 100
 	apiResource := k.key("", "").APIResource()
-	// Check the start is still in the kept history before answering 200.
-	if _, err := s.opts.Store.ObjectEvents(ctx, apiResource, after, 1); err != nil {
-		return err
-	}
-	table := wantsTable(r)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
-	enc := json.NewEncoder(w)
-	send := func(typ string, rec store.Object) error {
-		if rec.Namespace != q.ns && q.ns != "" || !q.matches(rec) {
-			return nil
-		}
-		obj, err := k.fromStored(rec)
-		if err != nil {
-			return err
-		}
-		var payload any = obj
-		if table {
-			payload = k.table([]object{obj}, rec.ResourceVersion, "", r)
-		}
-		raw, err := json.Marshal(payload)
-		if err != nil {
-			return err
-		}
-		if err := enc.Encode(metav1.WatchEvent{Type: typ, Object: runtime.RawExtension{Raw: raw}}); err != nil {
-			return err
-		}
-		if flusher != nil {
-			flusher.Flush()
-		}
-		return nil
-	}
-	for _, rec := range initial {
-		if err := send("ADDED", rec); err != nil {
-			return nil // the client went away
-		}
-	}
-	if flusher != nil {
-		flusher.Flush()
-	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		changed := s.opts.Store.Changed() // before reading: no wake-up is lost
-		events, err := s.opts.Store.ObjectEvents(ctx, apiResource, after, 100)
-		if err != nil {
-			if errors.Is(err, errdefs.ErrGone) {
-				_ = enc.Encode(metav1.WatchEvent{Type: "ERROR", Object: runtime.RawExtension{Raw: mustJSON(metav1.Status{
-					TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"}, Status: metav1.StatusFailure,
-					Code: http.StatusGone, Reason: metav1.StatusReasonExpired, Message: err.Error()})}})
+	return watchFeed[object]{
+		resource: k.resource(), project: q.ns,
+		current: func(ctx context.Context) ([]object, int64, error) {
+			recs, _, rv, err := s.opts.Store.ListObjects(ctx, store.ObjectQuery{Group: k.info.Group, Resource: k.info.Resource, Namespace: q.ns})
+			if err != nil {
+				return nil, 0, err
 			}
-			return nil
-		}
-		for _, e := range events {
-			after = e.Object.ResourceVersion
-			if err := send(e.Type, e.Object); err != nil {
-				return nil
+			objs := make([]object, 0, len(recs))
+			for _, rec := range recs {
+				obj, err := k.fromStored(rec)
+				if err != nil {
+					return nil, 0, err
+				}
+				objs = append(objs, obj)
 			}
-		}
-		if len(events) == 100 {
-			continue
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return nil
-		case <-ctx.Done():
-			return nil
-		case <-s.opts.Stopping:
-			return nil
-		}
+			return objs, rv, nil
+		},
+		changes: func(ctx context.Context, after int64) ([]watchChange[object], int64, bool, error) {
+			events, err := s.opts.Store.ObjectEvents(ctx, apiResource, after, batch)
+			if err != nil {
+				return nil, after, false, err
+			}
+			var changes []watchChange[object]
+			for _, e := range events {
+				after = e.Object.ResourceVersion
+				if q.ns != "" && e.Object.Namespace != q.ns {
+					continue // the history is per kind: skip other projects' objects before decoding them
+				}
+				obj, err := k.fromStored(e.Object)
+				if err != nil {
+					return nil, after, false, err
+				}
+				changes = append(changes, watchChange[object]{Type: e.Type, Object: obj})
+			}
+			return changes, after, len(events) == batch, nil
+		},
+		table: func(obj object) metav1.Table {
+			rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)
+			return k.table([]object{obj}, rv, "", r)
+		},
 	}
 }
 

@@ -149,3 +149,41 @@ func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
 	}
 	moved("delete project", true)
 }
+
+// AccessChanged wakes a waiter at each access change, inside a
+// transaction or not, and by then the generation has moved; other
+// commits leave it waiting.
+func TestAccessChangedWakesAfterTheGenerationMoved(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h"), User: "alice", Expires: time.Now().Add(time.Hour)}))
+	steps := []struct {
+		what   string
+		access bool
+		do     func() error
+	}{
+		{"a blob link", false, func() error { return s.LinkBlob(ctx, "p/app", digest.FromString("x"), 1) }},
+		{"add binding", true, func() error { return s.AddBinding(ctx, "p", "registry-viewer", "User", "bob") }},
+		{"revoke token", true, func() error { return s.RevokeToken(ctx, "t1") }},
+		{"set password", true, func() error { return s.SetUserPassword(ctx, "admin", "x") }},
+	}
+	must(t, s.CreateUser(ctx, store.User{Name: "admin"}))
+	must(t, s.CreateProject(ctx, store.Project{Name: "p", Creator: "alice"}))
+	for _, st := range steps {
+		woken := s.AccessChanged()
+		gen := s.AccessGeneration()
+		must(t, st.do())
+		select {
+		case <-woken:
+			if !st.access {
+				t.Errorf("%s woke the access waiter", st.what)
+			} else if s.AccessGeneration() == gen {
+				t.Errorf("%s woke the access waiter before the generation moved", st.what)
+			}
+		default:
+			if st.access {
+				t.Errorf("%s did not wake the access waiter", st.what)
+			}
+		}
+	}
+}

@@ -35,8 +35,10 @@ type Store struct {
 	// such a change.
 	accessGen     atomic.Int64
 	accessTouched sync.Map // *sql.Tx → struct{}; a batch's writes share one
-	// changes wakes watchers after every commit.
-	changes changeNotifier
+	// changes wakes watchers after every commit; accessChanges after every
+	// access change, once accessGen has moved.
+	changes       changeNotifier
+	accessChanges changeNotifier
 }
 
 // AccessGeneration changes after every committed change to users,
@@ -45,8 +47,17 @@ type Store struct {
 // while it does not change.
 func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
 
+// AccessChanged returns a channel closed at the next access change, when
+// AccessGeneration has already moved: an open watch waits on it to check
+// its caller's access again even when nothing it shows changes. Take the
+// channel before reading the generation, and no change is missed.
+func (s *Store) AccessChanged() <-chan struct{} { return s.accessChanges.wait() }
+
 // accessChanged is called after an access change was committed.
-func (s *Store) accessChanged() { s.accessGen.Add(1) }
+func (s *Store) accessChanged() {
+	s.accessGen.Add(1)
+	s.accessChanges.notify()
+}
 
 // touchAccess marks tx as changing access: once it commits, the access
 // generation moves.
@@ -175,11 +186,12 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // committed runs after every commit of the writer.
 func (s *Store) committed(tx *sql.Tx) {
-	s.changes.notify()
-	// After the commit: a cache filled from now on reads the change.
+	// After the commit: a cache filled from now on reads the change. And
+	// before the wake-up, so that whoever wakes sees the generation moved.
 	if _, touched := s.accessTouched.Load(tx); touched {
 		s.accessChanged()
 	}
+	s.changes.notify()
 }
 
 // projectOf returns the project of a repository name "<project>/<image>".

@@ -87,10 +87,15 @@ func New(t testing.TB, opts Options) *Server {
 		}},
 		Users:   &auth.Throttle{Limit: attempts, Window: time.Minute, Lockout: time.Minute},
 		Clients: &auth.Throttle{Limit: 4 * attempts, Window: time.Minute, Lockout: time.Minute},
+		// Cached as in the server: a test of a change to access sees what
+		// a real request would.
+		Generation: st.AccessGeneration,
 	}
+	authz := auth.NewRBAC(st)
+	authz.Generation = st.AccessGeneration
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	api := apiserver.New(apiserver.Options{
-		Store: st, Authorizer: auth.NewRBAC(st), Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
+		Store: st, Authorizer: authz, Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
 		Blobs: opts.Blobs,
 	})
 	mux := http.NewServeMux()
