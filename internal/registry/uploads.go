@@ -276,8 +276,11 @@ func runningHash(u store.Upload) (hash.Hash, error) {
 }
 
 // appendChunk writes a request body to the session, honouring its
-// Content-Range, and records the new size and hash state.
-func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, h hash.Hash) error {
+// Content-Range, and moves u and h past it. It records the new size and
+// hash state when record is set; a caller about to commit the blob skips
+// that write (the commit ends the session) — until then the driver drops
+// the unrecorded bytes on the next Append, as after a crash.
+func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, h hash.Hash, record bool) error {
 	ctx := req.Context()
 	body := io.Reader(req.Body)
 	want := int64(-1)
@@ -329,6 +332,10 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 	if want >= 0 && n != want {
 		return newError(codeBlobUploadInvalid, "chunk has %d bytes, expected %d; resume from %d", n, want, u.Size)
 	}
+	if !record {
+		u.Size += n
+		return nil
+	}
 	return r.advance(ctx, u, h, n)
 }
 
@@ -379,7 +386,7 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo st
 		return err
 	}
 	defer release()
-	if err := r.appendChunk(req, repo, &u, h); err != nil {
+	if err := r.appendChunk(req, repo, &u, h, true); err != nil {
 		return err
 	}
 	writeUploadHeaders(w, repo, u)
@@ -401,7 +408,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	}
 	defer release()
 	if req.ContentLength != 0 {
-		if err := r.appendChunk(req, repo, &u, h); err != nil {
+		if err := r.appendChunk(req, repo, &u, h, false); err != nil {
 			return err
 		}
 	}
