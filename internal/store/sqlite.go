@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -30,6 +31,15 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite path %s: %w", path, err)
 	}
+	// SQLite would create the database 0644 less the umask, and it gives
+	// the -wal and -shm files the database file's mode: created 0600 here
+	// first (an empty file is a new database to SQLite), all three are
+	// private. An existing file keeps its mode (the server tightens it).
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create sqlite %s: %w", path, err)
+	}
+	f.Close()
 	// A URI, escaped, so that '#', '?' or '%' in a directory name stay
 	// part of the path.
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
