@@ -78,7 +78,11 @@ and metadata under DATA.
 
 On first start it creates the cluster administrator "admin", with the password
 in $BERTH_ADMIN_PASSWORD or, when that is unset, a random one written to
-DATA/admin-password (mode 0600).`,
+DATA/admin-password.
+
+Everything under DATA is private to the user berth runs as (files 0600,
+directories 0700); modes left wider by an earlier version are tightened at
+start, with a warning.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -92,6 +96,7 @@ DATA/admin-password (mode 0600).`,
 			}
 			cfg.Logger = log
 			cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
+			restrictUmask()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, cfg)

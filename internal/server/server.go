@@ -96,7 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.setDefaults()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	unlock, err := lockDataDir(cfg.DataDir)
@@ -104,6 +104,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
+	tightenInside, err := makeDataDirPrivate(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	tightenCtx, stopTightening := context.WithCancel(ctx)
+	tightened := make(chan struct{})
+	go func() { defer close(tightened); tightenInside(tightenCtx) }()
+	defer func() { stopTightening(); <-tightened }()
 	metaDir := cfg.DataDir
 	if cfg.Storage == "memory" {
 		// emptyDir semantics: metadata must not outlive the blobs it describes.
