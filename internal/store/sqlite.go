@@ -15,7 +15,15 @@ import (
 
 // OpenSQLite opens (creating and migrating as needed) the SQLite store at
 // path.
-func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	keys, err := newSecretKeys(o.secretKeys)
+	if err != nil {
+		return nil, err
+	}
 	pragmas := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
@@ -60,7 +68,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &Store{read: read, write: write, now: time.Now}
+	s := &Store{read: read, write: write, now: time.Now, secretKeys: keys}
 	if err := migrate(ctx, write, sqliteMigrations); err != nil {
 		s.Close()
 		return nil, err

@@ -35,6 +35,8 @@ type Store struct {
 	accessTouched sync.Map // *sql.Tx → struct{}
 	// changes wakes watchers after every commit.
 	changes changeNotifier
+	// secretKeys encrypt Secrets at rest (none: stored as they come).
+	secretKeys secretKeys
 }
 
 // AccessGeneration changes after every committed change to users,
