@@ -82,7 +82,13 @@ DATA/admin-password.
 
 Everything under DATA is private to the user berth runs as (files 0600,
 directories 0700); modes left wider by an earlier version are tightened at
-start, with a warning.`,
+start, with a warning.
+
+Secrets are encrypted at rest (AES-256-GCM) with the key in
+DATA/secret-encryption.key, created on first start, or in the files
+--secret-encryption-key-file names (or $BERTH_SECRET_ENCRYPTION_KEY_FILE;
+32 bytes, mode 0600 or 0400, owned by the user berth runs as). Secrets stored
+in plain text by an earlier version are encrypted at the first start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -96,6 +102,11 @@ start, with a warning.`,
 			}
 			cfg.Logger = log
 			cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
+			if !cmd.Flags().Changed("secret-encryption-key-file") {
+				if f := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY_FILE"); f != "" {
+					cfg.SecretKeyFiles = []string{f}
+				}
+			}
 			restrictUmask()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -117,6 +128,8 @@ start, with a warning.`,
 	f.DurationVar(&cfg.LoginWindow, "login-window", 5*time.Minute, "window in which failed logins are counted")
 	f.DurationVar(&cfg.LoginLockout, "login-lockout", time.Minute, "first lockout after too many failed logins; doubles with each lockout in a row")
 	f.DurationVar(&cfg.RegistryTokenTTL, "registry-token-ttl", time.Hour, "life of a token /openshift/token issues for a user name and password")
+	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
+		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")

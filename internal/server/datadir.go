@@ -25,7 +25,7 @@ const (
 // entry is Berth's when its name is one of these or one of these followed
 // by "-" or "." (metadata.db-wal, admin-password.tmp). Anything else there
 // is the operator's and keeps its mode.
-var ownEntries = []string{"metadata.db", AdminPasswordFile, ".lock", "storage", "pki"}
+var ownEntries = []string{"metadata.db", AdminPasswordFile, SecretKeyFile, ".lock", "storage", "pki"}
 
 func isOwnEntry(name string) bool {
 	for _, own := range ownEntries {

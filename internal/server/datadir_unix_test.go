@@ -132,7 +132,7 @@ func TestDataDirIsPrivate(t *testing.T) {
 	all := checkPrivate(t, dir)
 	hex := digest.FromBytes(content).Encoded()
 	for _, want := range []string{
-		".", "metadata.db", "metadata.db-wal", "metadata.db-shm", ".lock", AdminPasswordFile,
+		".", "metadata.db", "metadata.db-wal", "metadata.db-shm", ".lock", AdminPasswordFile, SecretKeyFile,
 		"pki", "pki/ca.crt", "pki/ca.key", "pki/tls.crt", "pki/tls.key",
 		"storage/blobs/sha256/" + hex[:2] + "/" + hex, "storage/uploads",
 	} {

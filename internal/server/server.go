@@ -66,6 +66,10 @@ type Config struct {
 	// RegistryTokenTTL is the life of a token the registry's token endpoint
 	// issues for a user name and password.
 	RegistryTokenTTL time.Duration
+	// SecretKeyFiles hold the keys that encrypt Secrets at rest (32 bytes
+	// each; the first encrypts, all decrypt). None: DataDir's
+	// secret-encryption.key, created on first start.
+	SecretKeyFiles []string
 }
 
 func (cfg *Config) setDefaults() {
@@ -122,11 +126,18 @@ func Run(ctx context.Context, cfg Config) error {
 		defer os.RemoveAll(tmp)
 		metaDir = tmp
 	}
-	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"))
+	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles)
+	if err != nil {
+		return err
+	}
+	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), store.WithSecretKeys(keys.keys...))
 	if err != nil {
 		return err
 	}
 	defer meta.Close()
+	if err := encryptSecrets(ctx, meta, keys, log); err != nil {
+		return err
+	}
 	blobs, err := drivers.Builtin().New(ctx, cfg.Storage, storage.Options{DataDir: cfg.DataDir})
 	if err != nil {
 		return err
