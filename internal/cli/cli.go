@@ -78,7 +78,17 @@ and metadata under DATA.
 
 On first start it creates the cluster administrator "admin", with the password
 in $BERTH_ADMIN_PASSWORD or, when that is unset, a random one written to
-DATA/admin-password (mode 0600).`,
+DATA/admin-password.
+
+Everything under DATA is private to the user berth runs as (files 0600,
+directories 0700); modes left wider by an earlier version are tightened at
+start, with a warning.
+
+Secrets are encrypted at rest (AES-256-GCM) with the key in
+DATA/secret-encryption.key, created on first start, or in the files
+--secret-encryption-key-file names (or $BERTH_SECRET_ENCRYPTION_KEY_FILE;
+32 bytes, mode 0600 or 0400, owned by the user berth runs as). Secrets stored
+in plain text by an earlier version are encrypted at the first start.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -92,6 +102,12 @@ DATA/admin-password (mode 0600).`,
 			}
 			cfg.Logger = log
 			cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
+			if !cmd.Flags().Changed("secret-encryption-key-file") {
+				if f := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY_FILE"); f != "" {
+					cfg.SecretKeyFiles = []string{f}
+				}
+			}
+			restrictUmask()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return server.Run(ctx, cfg)
@@ -116,6 +132,8 @@ DATA/admin-password (mode 0600).`,
 	f.Int64Var(&cfg.BodyMinRate, "body-min-rate", 1024, "least average rate, in bytes per second, of a request body over each --body-timeout")
 	f.IntVar(&cfg.MaxUploadsPerUser, "max-uploads-per-user", 500, "open upload sessions one user may have (0: no cap)")
 	f.IntVar(&cfg.MaxUploadsPerProject, "max-uploads-per-project", 2000, "open upload sessions one project may have (0: no cap)")
+	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
+		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")

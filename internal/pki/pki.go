@@ -194,8 +194,11 @@ func serial() *big.Int {
 	return n
 }
 
-// writePair writes the key (0600) and then the certificate, each through a
-// temp file and rename, so a crash never leaves half a file.
+// writePair writes the key and then the certificate, each through a temp
+// file and rename, so a crash never leaves half a file. Both are 0600: the
+// certificate is public, but it sits in a 0700 directory anyway, and one
+// rule for every file of the data directory is what the start-up check
+// enforces; clients get a copy of ca.crt.
 func writePair(certPath, keyPath string, der []byte, priv *ecdsa.PrivateKey) error {
 	keyDER, err := x509.MarshalECPrivateKey(priv)
 	if err != nil {
@@ -204,7 +207,7 @@ func writePair(certPath, keyPath string, der []byte, priv *ecdsa.PrivateKey) err
 	if err := writeAtomic(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		return err
 	}
-	return writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	return writeAtomic(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 }
 
 func writeAtomic(path string, data []byte, mode os.FileMode) error {

@@ -75,11 +75,17 @@ func bootstrap(ctx context.Context, meta *store.Store, dataDir, password string,
 	return nil
 }
 
-// writeSecretFile writes a file only its owner can read, durably.
+// writeSecretFile writes a file only its owner can read, durably: the
+// content, then the name.
 func writeSecretFile(path, content string) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, privateFile)
 	if err != nil {
+		return err
+	}
+	// A temp file left by a crash keeps its mode through O_CREATE.
+	if err := f.Chmod(privateFile); err != nil {
+		f.Close()
 		return err
 	}
 	if _, err := f.WriteString(content); err != nil {
@@ -93,7 +99,15 @@ func writeSecretFile(path, content string) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
 }
 
 // identityProviders are the password checkers in force: Berth's own users

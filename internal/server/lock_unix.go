@@ -17,7 +17,7 @@ import (
 // to interleave writes or delete the first one's uploads.
 func lockDataDir(dir string) (unlock func(), err error) {
 	p := filepath.Join(dir, ".lock")
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, privateFile)
 	if err != nil {
 		return nil, fmt.Errorf("lock data directory: %w", err)
 	}

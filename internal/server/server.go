@@ -76,6 +76,10 @@ type Config struct {
 	// (0: no cap).
 	MaxUploadsPerUser    int
 	MaxUploadsPerProject int
+	// SecretKeyFiles hold the keys that encrypt Secrets at rest (32 bytes
+	// each; the first encrypts, all decrypt). None: DataDir's
+	// secret-encryption.key, created on first start.
+	SecretKeyFiles []string
 }
 
 func (cfg *Config) setDefaults() {
@@ -112,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.setDefaults()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
 	unlock, err := lockDataDir(cfg.DataDir)
@@ -120,6 +124,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer unlock()
+	tightenInside, err := makeDataDirPrivate(cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	tightenCtx, stopTightening := context.WithCancel(ctx)
+	tightened := make(chan struct{})
+	go func() { defer close(tightened); tightenInside(tightenCtx) }()
+	defer func() { stopTightening(); <-tightened }()
 	metaDir := cfg.DataDir
 	if cfg.Storage == "memory" {
 		// emptyDir semantics: metadata must not outlive the blobs it describes.
@@ -130,11 +142,18 @@ func Run(ctx context.Context, cfg Config) error {
 		defer os.RemoveAll(tmp)
 		metaDir = tmp
 	}
-	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"))
+	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles)
+	if err != nil {
+		return err
+	}
+	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), store.WithSecretKeys(keys.keys...))
 	if err != nil {
 		return err
 	}
 	defer meta.Close()
+	if err := encryptSecrets(ctx, meta, keys, log); err != nil {
+		return err
+	}
 	blobs, err := drivers.Builtin().New(ctx, cfg.Storage, storage.Options{DataDir: cfg.DataDir})
 	if err != nil {
 		return err

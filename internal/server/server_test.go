@@ -27,14 +27,43 @@ type running struct {
 }
 
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{} // closed at the next write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.wrote != nil {
+		close(l.wrote)
+		l.wrote = nil
+	}
 	return l.b.Write(p)
+}
+
+// waitFor returns the logs once they hold s, or fails the test after
+// timeout.
+func (l *lockedBuffer) waitFor(t *testing.T, s string, timeout time.Duration) string {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		l.mu.Lock()
+		logs := l.b.String()
+		if l.wrote == nil {
+			l.wrote = make(chan struct{})
+		}
+		wrote := l.wrote
+		l.mu.Unlock()
+		if strings.Contains(logs, s) {
+			return logs
+		}
+		select {
+		case <-wrote:
+		case <-deadline:
+			t.Fatalf("no %q in the log after %v:\n%s", s, timeout, logs)
+		}
+	}
 }
 
 func (l *lockedBuffer) String() string {
@@ -63,12 +92,20 @@ func start(t *testing.T, cfg Config) *running {
 	if cfg.AdminPassword == "" {
 		cfg.AdminPassword = testAdminPassword
 	}
+	cfg.InsecureHTTP = true
+	return serve(t, cfg)
+}
+
+// serve runs cfg on a loopback port until the test ends (TLS unless
+// cfg.InsecureHTTP; the administrator's password generated unless given).
+func serve(t *testing.T, cfg Config) *running {
+	t.Helper()
 	ready := make(chan net.Addr, 1)
 	logs := &lockedBuffer{}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
+		cfg.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	cfg.Listen, cfg.InsecureHTTP, cfg.Ready = "127.0.0.1:0", true, ready
+	cfg.Listen, cfg.Ready = "127.0.0.1:0", ready
 	if cfg.Storage == "" {
 		cfg.Storage = "filesystem"
 	}
@@ -78,6 +115,9 @@ func start(t *testing.T, cfg Config) *running {
 	select {
 	case addr := <-ready:
 		r.url = "http://" + addr.String()
+		if !cfg.InsecureHTTP {
+			r.url = "https://" + addr.String()
+		}
 	case err := <-r.done:
 		t.Fatalf("server ended before serving: %v", err)
 	case <-time.After(10 * time.Second):

@@ -109,8 +109,12 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 	if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventAdded, o); err != nil {
 		return Object{}, err
 	}
+	stored, err := s.sealBody(o.ObjectKey, o.Body)
+	if err != nil {
+		return Object{}, err
+	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO objects (`+objectColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		o.Group, o.Resource, o.Namespace, o.Name, o.UID, o.ResourceVersion, o.Created.UnixMicro(), string(labels), o.Body)
+		o.Group, o.Resource, o.Namespace, o.Name, o.UID, o.ResourceVersion, o.Created.UnixMicro(), string(labels), stored)
 	if err != nil {
 		return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
 	}
@@ -167,9 +171,22 @@ func (e *MissingNamespaceError) Unwrap() error { return errdefs.ErrNotFound }
 
 // GetObject returns one object.
 func (s *Store) GetObject(ctx context.Context, k ObjectKey) (Object, error) {
-	return getObject(ctx, s.read, k)
+	return s.getOpenObject(ctx, s.read, k)
 }
 
+// getOpenObject is getObject with the body decrypted.
+func (s *Store) getOpenObject(ctx context.Context, q queryer, k ObjectKey) (Object, error) {
+	o, err := getObject(ctx, q, k)
+	if err != nil {
+		return Object{}, err
+	}
+	o.Body, err = s.openBody(k, o.Body)
+	return o, err
+}
+
+// getObject returns an object as stored: a Secret's body encrypted
+// (getOpenObject decrypts it). The store's own kinds (bindings, groups,
+// service accounts) are stored as they are.
 func getObject(ctx context.Context, q queryer, k ObjectKey) (Object, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+objectColumns+` FROM objects
 WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`, k.Group, k.Resource, k.Namespace, k.Name)
@@ -246,6 +263,9 @@ func (s *Store) ListObjects(ctx context.Context, q ObjectQuery) ([]Object, bool,
 	if more {
 		objs = objs[:q.Limit]
 	}
+	if err := s.openObjects(objs); err != nil {
+		return nil, false, 0, err
+	}
 	return objs, more, rv, nil
 }
 
@@ -269,7 +289,7 @@ func (s *Store) updateObject(ctx context.Context, tx *sql.Tx, o Object, expect i
 	if err != nil {
 		return Object{}, err
 	}
-	cur, err := getObject(ctx, tx, o.ObjectKey)
+	cur, err := s.getOpenObject(ctx, tx, o.ObjectKey)
 	if err != nil {
 		return Object{}, err
 	}
@@ -287,9 +307,13 @@ func (s *Store) updateObject(ctx context.Context, tx *sql.Tx, o Object, expect i
 	if o.ResourceVersion, err = s.appendObjectEvent(ctx, tx, eventModified, o); err != nil {
 		return Object{}, err
 	}
+	stored, err := s.sealBody(o.ObjectKey, o.Body)
+	if err != nil {
+		return Object{}, err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE objects SET resource_version = ?, labels = ?, body = ?
 WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
-		o.ResourceVersion, string(labels), o.Body, o.Group, o.Resource, o.Namespace, o.Name); err != nil {
+		o.ResourceVersion, string(labels), stored, o.Group, o.Resource, o.Namespace, o.Name); err != nil {
 		return Object{}, fmt.Errorf("update %s: %w", o.ObjectKey, err)
 	}
 	return o, s.indexObject(ctx, tx, o, false)
@@ -313,6 +337,14 @@ func (s *Store) deleteObject(ctx context.Context, tx *sql.Tx, k ObjectKey, expec
 	if err != nil {
 		return Object{}, err
 	}
+	var keyErr *SecretKeyError
+	if cur.Body, err = s.openBody(k, cur.Body); errors.As(err, &keyErr) {
+		// A Secret whose key is lost can still be deleted; its deletion
+		// event tells only who it was.
+		cur.Body = secretIdentity(cur)
+	} else if err != nil {
+		return Object{}, err
+	}
 	if expect > 0 && cur.ResourceVersion != expect {
 		return Object{}, fmt.Errorf("%s is at resourceVersion %d, not %d: %w", k, cur.ResourceVersion, expect, errdefs.ErrConflict)
 	}
@@ -330,10 +362,14 @@ func (s *Store) deleteObject(ctx context.Context, tx *sql.Tx, k ObjectKey, expec
 }
 
 func (s *Store) appendObjectEvent(ctx context.Context, tx *sql.Tx, kind string, o Object) (int64, error) {
+	stored, err := s.sealBody(o.ObjectKey, o.Body)
+	if err != nil {
+		return 0, err
+	}
 	var seq int64
-	err := tx.QueryRowContext(ctx, `
+	err = tx.QueryRowContext(ctx, `
 INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
-		kind, o.APIResource(), o.Namespace, o.Name, o.Body, s.micros()).Scan(&seq)
+		kind, o.APIResource(), o.Namespace, o.Name, stored, s.micros()).Scan(&seq)
 	if err != nil {
 		return 0, fmt.Errorf("append %s event for %s: %w", kind, o.ObjectKey, err)
 	}
@@ -363,6 +399,11 @@ WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, li
 		if err := rows.Scan(&o.ResourceVersion, &kind, &o.Namespace, &o.Name, &o.Body, &created); err != nil {
 			return nil, err
 		}
+		body, err := s.openBody(o.ObjectKey, o.Body)
+		if err != nil {
+			return nil, err
+		}
+		o.Body = body
 		e.Type = watchTypes[kind]
 		// Selectors match on labels, which events carry in the body.
 		var meta struct {
@@ -405,6 +446,13 @@ func (s *Store) deleteNamespaceObjects(ctx context.Context, tx *sql.Tx, namespac
 		return fmt.Errorf("forget the history of %s: %w", namespace, err)
 	}
 	for _, o := range objs {
+		var keyErr *SecretKeyError
+		if o.Body, err = s.openBody(o.ObjectKey, o.Body); errors.As(err, &keyErr) {
+			// A Secret whose key is lost goes with its project.
+			o.Body = secretIdentity(o)
+		} else if err != nil {
+			return err
+		}
 		var whole map[string]json.RawMessage
 		if err := json.Unmarshal(o.Body, &whole); err != nil {
 			return fmt.Errorf("decode %s: %w", o.ObjectKey, err)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net/url"
+	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -14,7 +15,15 @@ import (
 
 // OpenSQLite opens (creating and migrating as needed) the SQLite store at
 // path.
-func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	keys, err := newSecretKeys(o.secretKeys)
+	if err != nil {
+		return nil, err
+	}
 	pragmas := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
@@ -30,6 +39,15 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite path %s: %w", path, err)
 	}
+	// SQLite would create the database 0644 less the umask, and it gives
+	// the -wal and -shm files the database file's mode: created 0600 here
+	// first (an empty file is a new database to SQLite), all three are
+	// private. An existing file keeps its mode (the server tightens it).
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create sqlite %s: %w", path, err)
+	}
+	f.Close()
 	// A URI, escaped, so that '#', '?' or '%' in a directory name stay
 	// part of the path.
 	uri := (&url.URL{Scheme: "file", Path: abs}).String()
@@ -50,7 +68,7 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &Store{read: read, write: write, now: time.Now}
+	s := &Store{read: read, write: write, now: time.Now, secretKeys: keys}
 	if err := migrate(ctx, write, sqliteMigrations); err != nil {
 		s.Close()
 		return nil, err

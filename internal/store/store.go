@@ -39,6 +39,8 @@ type Store struct {
 	// access change, once accessGen has moved.
 	changes       changeNotifier
 	accessChanges changeNotifier
+	// secretKeys encrypt Secrets at rest (none: stored as they come).
+	secretKeys secretKeys
 }
 
 // AccessGeneration changes after every committed change to users,

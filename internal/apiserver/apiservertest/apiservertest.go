@@ -5,6 +5,7 @@ package apiservertest
 
 import (
 	"context"
+	"crypto/rand"
 	"io"
 	stdlog "log"
 	"log/slog"
@@ -49,7 +50,11 @@ type Options struct {
 func New(t testing.TB, opts Options) *Server {
 	t.Helper()
 	ctx := context.Background()
-	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "meta.db"))
+	// Secrets encrypted at rest, as berth serve keeps them: every API test
+	// of Secrets (watch, patch, apply) runs through the encryption.
+	secretKey := make([]byte, store.SecretKeySize)
+	_, _ = rand.Read(secretKey)
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "meta.db"), store.WithSecretKeys(secretKey))
 	if err != nil {
 		t.Fatal(err)
 	}

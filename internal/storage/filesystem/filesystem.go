@@ -20,6 +20,13 @@ import (
 	"github.com/berth-registry/berth/internal/storage"
 )
 
+// Blobs and uploads are their user's alone: a registry's content may be
+// private images. (The umask can only take bits away from these.)
+const (
+	fileMode = 0o600
+	dirMode  = 0o700
+)
+
 // Driver stores blobs under a root directory.
 type Driver struct {
 	root string
@@ -39,7 +46,7 @@ func New(_ context.Context, opts storage.Options) (storage.Driver, error) {
 // Open returns a driver rooted at root.
 func Open(root string) (*Driver, error) {
 	for _, dir := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "uploads")} {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
+		if err := os.MkdirAll(dir, dirMode); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
@@ -98,7 +105,7 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 	if err != nil {
 		return 0, err
 	}
-	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, 0o640)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, fileMode)
 	if err != nil {
 		return 0, fmt.Errorf("open upload %s: %w", id, err)
 	}
@@ -199,7 +206,7 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	if size == 0 {
 		flags |= os.O_CREATE // an empty blob may have had no Append
 	}
-	f, err := os.OpenFile(src, flags, 0o640)
+	f, err := os.OpenFile(src, flags, fileMode)
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("upload %s holds no bytes, blob %s declares %d: %w", id, dgst, size, errdefs.ErrSizeMismatch)
 	}
@@ -241,7 +248,7 @@ func (d *Driver) ensureDir(dir string) error {
 		return nil
 	}
 	parent := filepath.Dir(dir)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	if err := syncDir(parent); err != nil {
