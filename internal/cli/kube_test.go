@@ -11,9 +11,8 @@ import (
 // instead of exiting the process, and its examples speak of berth.
 func TestKubectlCommandsAreAdapted(t *testing.T) {
 	root := NewRoot()
-	var walk func(c *cobra.Command)
 	seen := 0
-	walk = func(c *cobra.Command) {
+	walkCommands(root, func(c *cobra.Command) {
 		if c.Run != nil {
 			t.Errorf("berth %s exits the process on errors (Run is set)", c.CommandPath())
 		}
@@ -21,16 +20,20 @@ func TestKubectlCommandsAreAdapted(t *testing.T) {
 			t.Errorf("berth %s examples name kubectl", c.CommandPath())
 		}
 		seen++
-		for _, sub := range c.Commands() {
-			walk(sub)
-		}
-	}
-	walk(root)
+	})
 	cm, _, err := root.Find([]string{"create", "configmap"})
 	if err != nil || !strings.Contains(cm.Example, "berth create configmap") {
 		t.Fatalf("create configmap: %v %q", err, cm.Example)
 	}
 	if seen < 40 {
 		t.Errorf("only %d commands: kubectl's are missing", seen)
+	}
+}
+
+// walkCommands calls visit on c and every command under it.
+func walkCommands(c *cobra.Command, visit func(*cobra.Command)) {
+	visit(c)
+	for _, sub := range c.Commands() {
+		walkCommands(sub, visit)
 	}
 }
