@@ -15,13 +15,18 @@ import (
 // runRoot runs a fresh command tree with args, as the berth binary would,
 // with no configuration.
 func runRoot(t *testing.T, args ...string) (output string, err error) {
+	return runRootIn(t, "", args...)
+}
+
+// runRootIn is runRoot with stdin.
+func runRootIn(t *testing.T, stdin string, args ...string) (output string, err error) {
 	t.Setenv("BERTH_CONFIG", filepath.Join(t.TempDir(), "config"))
 	root := NewRoot()
 	var out, errOut bytes.Buffer
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&errOut)
-	root.SetIn(strings.NewReader(""))
+	root.SetIn(strings.NewReader(stdin))
 	err = root.Execute()
 	return out.String() + errOut.String(), err
 }
