@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -84,13 +85,12 @@ func (h *Htpasswd) read() error {
 	hashes := map[string][]byte{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
+		user, hash, entry, err := ParseHtpasswdLine(sc.Text())
+		if err != nil {
+			return fmt.Errorf("htpasswd %s line %d: %w", h.path, n, err)
 		}
-		user, hash, ok := strings.Cut(line, ":")
-		if !ok || user == "" {
-			return fmt.Errorf("htpasswd %s line %d: not user:hash", h.path, n)
+		if !entry {
+			continue
 		}
 		if _, err := bcrypt.Cost([]byte(hash)); err != nil {
 			return fmt.Errorf("htpasswd %s line %d (%s): only bcrypt hashes are accepted (htpasswd -B): %v", h.path, n, user, err)
@@ -98,5 +98,38 @@ func (h *Htpasswd) read() error {
 		hashes[user] = []byte(hash)
 	}
 	h.hashes, h.modTime, h.size = hashes, st.ModTime(), st.Size()
+	return nil
+}
+
+// ParseHtpasswdLine splits one line of an htpasswd file (without its line
+// break) into the user and the hash. entry is false for a blank line or a
+// comment; a line that is neither nor user:hash is an error. The hash is
+// not checked.
+func ParseHtpasswdLine(line string) (user, hash string, entry bool, err error) {
+	line = strings.TrimSpace(line)
+	if line == "" || strings.HasPrefix(line, "#") {
+		return "", "", false, nil
+	}
+	user, hash, ok := strings.Cut(line, ":")
+	if !ok || user == "" {
+		return "", "", false, errors.New("not user:hash")
+	}
+	return user, hash, true, nil
+}
+
+// CheckHtpasswdUser says why name cannot be a user of an htpasswd file:
+// the file would not read back as an entry of that name.
+func CheckHtpasswdUser(name string) error {
+	switch {
+	case name == "":
+		return errors.New("a user name cannot be empty")
+	case strings.Contains(name, ":"):
+		return fmt.Errorf("user name %q: a name cannot hold ':', which ends it in an htpasswd line", name)
+	case strings.ContainsAny(name, "\r\n"):
+		return fmt.Errorf("user name %q: a name cannot hold a line break", name)
+	}
+	if user, _, entry, err := ParseHtpasswdLine(name + ":"); err != nil || !entry || user != name {
+		return fmt.Errorf("user name %q: a name cannot start with '#' or white space (the line would read as a comment, or as another name)", name)
+	}
 	return nil
 }

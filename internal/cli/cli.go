@@ -47,7 +47,44 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(newLoginCommand(), newLogoutCommand(), newWhoamiCommand(),
 		newNewProjectCommand(), newProjectCommand(), newPolicyCommand(), newAdmCommand())
 	addKubectlCommands(root)
+	// Cobra adds its completion command when the root executes; added
+	// now, it is a command group like the others.
+	root.InitDefaultCompletionCmd()
+	requireKnownSubcommands(root)
 	return root
+}
+
+// requireKnownSubcommands makes every command group of the tree (a command
+// with subcommands and no flags of its own, which can only pass its
+// arguments on) refuse an argument that names none of its subcommands, in
+// cobra's words, and show its help when given none. Cobra refuses unknown
+// commands only at the root: `berth adm prune` printed the help of adm and
+// succeeded, which hides a typo in a script.
+func requireKnownSubcommands(c *cobra.Command) {
+	if c.HasSubCommands() && !c.LocalNonPersistentFlags().HasFlags() {
+		c.Args = knownSubcommand
+		c.Run = nil
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	for _, sub := range c.Commands() {
+		requireKnownSubcommands(sub)
+	}
+}
+
+// knownSubcommand is the argument check of a command group: any argument
+// left is a subcommand cobra did not find.
+func knownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if suggestions := cmd.SuggestionsFor(args[0]); len(suggestions) > 0 && !cmd.DisableSuggestions {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(suggestions, "\n\t") + "\n"
+	}
+	return fmt.Errorf("%s\nRun '%s --help' for usage", msg, cmd.CommandPath())
 }
 
 func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {

@@ -60,8 +60,7 @@ func loadConfig() (*clientConfig, error) {
 	return cfg, nil
 }
 
-// save writes the configuration atomically (a temporary file in the same
-// directory, synced, then renamed over it), readable by its owner only:
+// save writes the configuration atomically, readable by its owner only:
 // it holds a token.
 func (c *clientConfig) save() error {
 	b, err := json.MarshalIndent(c, "", "  ")
@@ -69,40 +68,11 @@ func (c *clientConfig) save() error {
 		return err
 	}
 	b = append(b, '\n')
-	dir := filepath.Dir(c.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o700); err != nil {
 		return fmt.Errorf("save configuration: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".config-*")
-	if err != nil {
+	if err := writeFileAtomic(c.path, b, nil); err != nil {
 		return fmt.Errorf("save configuration: %w", err)
 	}
-	tmp := f.Name()
-	committed := false
-	defer func() {
-		if !committed {
-			os.Remove(tmp)
-		}
-	}()
-	// CreateTemp makes the file 0600 already; say so anyway, whatever the umask.
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return fmt.Errorf("save configuration: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("save configuration: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("save configuration: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save configuration: %w", err)
-	}
-	if err := os.Rename(tmp, c.path); err != nil {
-		return fmt.Errorf("save configuration: %w", err)
-	}
-	committed = true
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -50,9 +51,11 @@ import (
 // configuration, read on first use so that `berth get --help` works
 // without a login.
 type kubeSession struct {
-	namespace string // -n
+	namespace string    // -n
+	errOut    io.Writer // where the warning about plain HTTP goes
 
 	once       sync.Once
+	warnOnce   sync.Once
 	cfg        *clientConfig
 	err        error
 	discovery  discovery.CachedDiscoveryInterface
@@ -97,8 +100,42 @@ func (s *kubeSession) ToRESTConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// clientcmd copies the user's credentials only for a TLS server, so
+	// against `berth serve --insecure-http` every verb was Unauthorized
+	// after a good login. Berth's own verbs send the token there too.
+	if !rest.IsConfigTransportTLS(*rc) {
+		cfg, err := s.load()
+		if err != nil {
+			return nil, err
+		}
+		rc.BearerToken = cfg.Token
+		s.warnOnce.Do(func() { warnPlainHTTP(s.errOut, cfg.Server) })
+	}
 	rc.UserAgent = "berth"
 	return rc, nil
+}
+
+// warnPlainHTTP says that the token goes unencrypted to server, unless
+// server is this machine.
+func warnPlainHTTP(w io.Writer, server string) {
+	u, err := url.Parse(server)
+	if err != nil || isLoopbackHost(u.Hostname()) {
+		return
+	}
+	if w == nil {
+		w = os.Stderr
+	}
+	fmt.Fprintf(w, "warning: %s is plain HTTP: the token is sent unencrypted to %s\n", server, u.Host)
+}
+
+// isLoopbackHost reports whether host (a name or an address) is this
+// machine: localhost, 127.0.0.0/8 or ::1.
+func isLoopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // ToDiscoveryClient caches discovery for the life of one command, not on
@@ -187,12 +224,12 @@ func (r lazyReader) Read(p []byte) (int, error) { return r().Read(p) }
 // addKubectlCommands adds kubectl's generic verbs to root.
 func addKubectlCommands(root *cobra.Command) {
 	setupKubectl()
-	session := &kubeSession{}
 	streams := genericiooptions.IOStreams{
 		In:     lazyReader(func() io.Reader { return root.InOrStdin() }),
 		Out:    lazyWriter(func() io.Writer { return root.OutOrStdout() }),
 		ErrOut: lazyWriter(func() io.Writer { return root.ErrOrStderr() }),
 	}
+	session := &kubeSession{errOut: streams.ErrOut}
 	f := cmdutil.NewFactory(session)
 	cmds := []*cobra.Command{
 		get.NewCmdGet("berth", f, streams),

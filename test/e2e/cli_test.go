@@ -300,3 +300,54 @@ func tryPodmanLogin(ce *containersEnv, podman string, global []string, certs, to
 	o, e, err := tryIn("", ce.Env, podman, append(global, "login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, host)...)
 	return o + e, err
 }
+
+// TestCLIOverPlainHTTP: after berth login to a server started with
+// --insecure-http, berth's kubectl verbs send the token too (client-go
+// sends one only over TLS), without a warning for a loopback server.
+func TestCLIOverPlainHTTP(t *testing.T) {
+	s := startServer(t, "--insecure-http")
+	if !strings.HasPrefix(s.URL, "http://127.0.0.1:") {
+		t.Fatalf("not a plain HTTP server on loopback: %s", s.URL)
+	}
+	c := newBerthCLI(t)
+	run := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := c.try("", args...)
+		if err != nil {
+			t.Fatalf("berth %s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), err, out, errOut)
+		}
+		if strings.Contains(errOut, "warning") {
+			t.Errorf("berth %s warns about a loopback server:\n%s", strings.Join(args, " "), errOut)
+		}
+		return out
+	}
+	run("login", s.URL, "-u", "admin", "-p", adminPassword)
+	if out := run("whoami"); out != "admin\n" {
+		t.Fatalf("whoami = %q", out)
+	}
+	run("new-project", "plain")
+	run("get", "is")
+	if out := run("create", "configmap", "x", "--from-literal=a=b", "-n", "plain"); out != "configmap/x created\n" {
+		t.Fatalf("create configmap: %q", out)
+	}
+	if out := run("get", "configmap", "x", "-o", "yaml"); !strings.Contains(out, "a: b") || !strings.Contains(out, "namespace: plain") {
+		t.Fatalf("get configmap x -o yaml:\n%s", out)
+	}
+	run("patch", "configmap", "x", "--type", "merge", "-p", `{"data":{"a":"c"}}`, "-n", "plain")
+	if out := run("get", "cm", "x", "-o", "jsonpath={.data.a}"); out != "c" {
+		t.Fatalf("after patch a = %q", out)
+	}
+	if out := run("delete", "cm", "x"); !strings.HasPrefix(out, `configmap "x" deleted`) {
+		t.Fatalf("delete: %q", out)
+	}
+}
+
+// TestCLIUnknownSubcommand: a typo in a subcommand fails, as a script
+// must see, instead of printing help and succeeding.
+func TestCLIUnknownSubcommand(t *testing.T) {
+	c := newBerthCLI(t)
+	out, errOut, err := c.try("", "adm", "prune", "images")
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(errOut, `unknown command "prune" for "berth adm"`) {
+		t.Fatalf("berth adm prune images: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	}
+}

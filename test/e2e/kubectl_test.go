@@ -27,6 +27,10 @@ import (
 // kubectl.1.33); /usr/bin/kubectl only dispatches to them.
 const kubectlDir = "/usr/lib/google-cloud-sdk/bin"
 
+// kubectlVersions are the kubectl minor versions the tests run: the newest
+// and the oldest supported. .ci/run checks that kubectlDir holds them.
+var kubectlVersions = []string{"1.33", "1.27"}
+
 // kubectlTimeout bounds one kubectl invocation; kubectlRequestTimeout one
 // of its HTTP requests (not a watch's).
 const (
@@ -222,7 +226,7 @@ func tableHeader(table string) []string {
 // what they send (1.33 POSTs protobuf for built-in kinds, fetches
 // /openapi/v3 before v2; 1.27 sends JSON).
 func TestKubectlConfigMaps(t *testing.T) {
-	for _, version := range []string{"1.33", "1.27"} {
+	for _, version := range kubectlVersions {
 		t.Run(version, func(t *testing.T) {
 			requireTool(t, filepath.Join(kubectlDir, "kubectl."+version))
 			testKubectlConfigMaps(t, version)
@@ -631,7 +635,7 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 // the ImageStreamTag deletes the /v2 tag (the same row).
 func TestKubectlImageStreams(t *testing.T) {
 	crane := requireTool(t, "crane")
-	for _, version := range []string{"1.33", "1.27"} {
+	for _, version := range kubectlVersions {
 		t.Run(version, func(t *testing.T) {
 			requireTool(t, filepath.Join(kubectlDir, "kubectl."+version))
 			s := startServer(t)
