@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -243,6 +245,10 @@ func (r *Registry) session(req *http.Request, repo string) (store.Upload, func()
 		release()
 		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
+	if err := r.verifySession(req.Context(), &u); err != nil {
+		release()
+		return store.Upload{}, nil, err
+	}
 	return u, release, nil
 }
 
@@ -345,11 +351,56 @@ func (r *Registry) advance(ctx context.Context, u *store.Upload, h hash.Hash, n 
 	if err != nil {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
-	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state}
+	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state, Epoch: r.epoch()}
 	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
-	u.Size, u.HashState = next.Size, next.HashState
+	u.Size, u.HashState, u.Epoch = next.Size, next.HashState, next.Epoch
+	return nil
+}
+
+// epoch is the blob driver's epoch, "" when its appends are durable.
+func (r *Registry) epoch() string {
+	if v, ok := r.blobs.(storage.Volatile); ok {
+		return v.Epoch()
+	}
+	return ""
+}
+
+// verifySession checks that the driver still holds the bytes session u
+// records when they were written in another epoch (the machine restarted
+// since, and unsynced bytes may be gone or garbled): it reads them back
+// and compares their hash with the recorded one. Intact, the session
+// moves to this epoch; otherwise it has lost data and ends.
+func (r *Registry) verifySession(ctx context.Context, u *store.Upload) error {
+	current := r.epoch()
+	if u.Size == 0 || u.Epoch == current {
+		return nil
+	}
+	rc, err := r.blobs.ReadUpload(ctx, u.ID)
+	if err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
+	}
+	defer rc.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(rc, u.Size))
+	if err != nil {
+		return fmt.Errorf("read back upload %s: %w", u.ID, err)
+	}
+	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
+	}
+	if n != u.Size || !bytes.Equal(state, u.HashState) {
+		r.abortSession(ctx, u.ID)
+		return lostUpload(fmt.Errorf("upload %s: %d of its %d bytes were read back after a restart of the machine, and they do not hash as recorded", u.ID, n, u.Size))
+	}
+	next := *u
+	next.Epoch = current
+	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
+		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
+	}
+	u.Epoch = current
 	return nil
 }
 

@@ -43,7 +43,9 @@ type Ingester interface {
 	// driver holding more bytes than that (a crash after the write, before
 	// the record) drops the excess first. Fewer bytes than offset is
 	// errdefs.ErrInvalidArgument: the upload lost data and must restart. An
-	// unknown id at offset 0 starts the upload.
+	// unknown id at offset 0 starts the upload. Appended bytes need not be
+	// durable before Commit; a driver whose bytes can be lost meanwhile
+	// says so by implementing Volatile.
 	Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error)
 	// ReadUpload returns the bytes appended so far, for a caller that must
 	// hash them again (a digest algorithm other than the streaming one).
@@ -77,6 +79,17 @@ type Redirector interface {
 	// RedirectURL returns a short-lived URL for dgst, or "" when this blob
 	// should be streamed after all.
 	RedirectURL(ctx context.Context, dgst digest.Digest) (string, error)
+}
+
+// Volatile is implemented by drivers whose appended bytes are durable only
+// from Commit on, and until then survive within an epoch: a local file
+// system's page cache lives as long as the machine's boot, not beyond. A
+// caller that records an upload's progress records the epoch with it, and
+// reads the bytes back to check them before it trusts a record made in
+// another epoch.
+type Volatile interface {
+	// Epoch names the current epoch.
+	Epoch() string
 }
 
 // Recoverer is implemented by drivers that keep leftovers after a crash:

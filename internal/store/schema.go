@@ -217,9 +217,11 @@ ALTER TABLE role_bindings_named RENAME TO role_bindings;
 CREATE INDEX role_bindings_subject ON role_bindings (subject_kind, subject);
 `,
 	// 6: who opened an upload session and in which project, so that open
-	// sessions can be capped per user and per project.
+	// sessions can be capped per user and per project; and the epoch of
+	// the driver its last bytes were written in (they may be unsynced).
 	`
 ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN epoch TEXT NOT NULL DEFAULT '';
 ALTER TABLE uploads ADD COLUMN project TEXT NOT NULL DEFAULT '';
 UPDATE uploads SET project = substr(repository, 1, instr(repository, '/') - 1);
 CREATE INDEX uploads_owner ON uploads (owner);

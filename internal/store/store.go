@@ -134,8 +134,12 @@ type Upload struct {
 	Size int64
 	// HashState is the running sha256 after Size bytes.
 	HashState []byte
-	Created   time.Time
-	Updated   time.Time
+	// Epoch is the blob driver's epoch when the bytes were written, for a
+	// driver whose appends are durable only from commit on ("" for others;
+	// see storage.Volatile).
+	Epoch   string
+	Created time.Time
+	Updated time.Time
 }
 
 // MissingReferenceError reports a manifest that references content the
@@ -752,8 +756,8 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 	u := Upload{ID: id}
 	var created, updated int64
 	err := s.read.QueryRowContext(ctx,
-		`SELECT repository, owner, size, hash_state, created_at, updated_at FROM uploads WHERE id = ?`, id).
-		Scan(&u.Repository, &u.Owner, &u.Size, &u.HashState, &created, &updated)
+		`SELECT repository, owner, size, hash_state, epoch, created_at, updated_at FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repository, &u.Owner, &u.Size, &u.HashState, &u.Epoch, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
 		return Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
 	}
@@ -765,13 +769,14 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 }
 
 // AdvanceUpload records that session id grew from size from to u.Size with
-// hash state u.HashState. It fails with errdefs.ErrUnavailable if the
-// session is no longer at from (another writer moved it).
+// hash state u.HashState, written in epoch u.Epoch. It fails with
+// errdefs.ErrUnavailable if the session is no longer at from (another
+// writer moved it).
 func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE uploads SET size = ?, hash_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
-			u.Size, u.HashState, s.micros(), u.ID, from)
+			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, updated_at = ? WHERE id = ? AND size = ?`,
+			u.Size, u.HashState, u.Epoch, s.micros(), u.ID, from)
 		if err != nil {
 			return fmt.Errorf("advance upload %s: %w", u.ID, err)
 		}

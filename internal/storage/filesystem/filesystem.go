@@ -33,6 +33,8 @@ type Driver struct {
 	// dirs remembers blob prefix directories known to exist and be durable,
 	// so a commit creates and syncs each one once.
 	dirs sync.Map
+	// epoch is this boot of the machine (see Epoch).
+	epoch string
 }
 
 // New opens (creating if needed) the store under opts.DataDir.
@@ -50,8 +52,47 @@ func Open(root string) (*Driver, error) {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
 	}
-	return &Driver{root: root}, nil
+	d := &Driver{root: root, epoch: bootEpoch()}
+	if err := d.prepareDirs(digest.SHA256); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
+
+// prepareDirs creates the 256 prefix directories of alg's blobs at once,
+// with one sync, so that no commit creates and syncs one on its way.
+func (d *Driver) prepareDirs(alg digest.Algorithm) error {
+	top := filepath.Join(d.root, "blobs", string(alg))
+	if err := os.MkdirAll(top, dirMode); err != nil {
+		return fmt.Errorf("create %s: %w", top, err)
+	}
+	created := false
+	for i := range 256 {
+		dir := filepath.Join(top, fmt.Sprintf("%02x", i))
+		err := os.Mkdir(dir, dirMode)
+		if err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create %s: %w", dir, err)
+		}
+		created = created || err == nil
+	}
+	if created {
+		if err := syncDir(top); err != nil {
+			return err
+		}
+		if err := syncDir(filepath.Dir(top)); err != nil {
+			return err
+		}
+	}
+	for i := range 256 {
+		d.dirs.Store(filepath.Join(top, fmt.Sprintf("%02x", i)), struct{}{})
+	}
+	return nil
+}
+
+// Epoch implements storage.Volatile: appended bytes reach the disk at
+// Commit, so until then they survive Berth's crash (they are in the page
+// cache) but not the machine's. The epoch is the kernel's boot id.
+func (d *Driver) Epoch() string { return d.epoch }
 
 // blobPath validates dgst before it becomes a path.
 func (d *Driver) blobPath(dgst digest.Digest) (string, error) {
@@ -131,12 +172,9 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 	if err != nil {
 		return n, fmt.Errorf("write upload %s: %w", id, err)
 	}
-	// The caller records the new size and hash state next: the bytes they
-	// describe must be on disk first, or a power cut could leave a session
-	// whose hash state is ahead of its bytes.
-	if err := f.Sync(); err != nil {
-		return n, fmt.Errorf("sync upload %s: %w", id, err)
-	}
+	// No sync: Commit syncs once, before the blob becomes visible. Until
+	// then the bytes outlive a crash of Berth but not of the machine, and
+	// the caller checks a session last written in another epoch.
 	return n, nil
 }
 

@@ -1,0 +1,126 @@
+package registry_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/storage/filesystem"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// otherBoot is the filesystem driver as seen after the machine restarted:
+// the same files, another epoch.
+type otherBoot struct{ *filesystem.Driver }
+
+func (otherBoot) Epoch() string { return "boot:after-the-power-cut" }
+
+// Appended bytes are synced only at commit. A session whose last bytes were
+// written before the machine restarted is read back before it continues:
+// intact, it goes on; shortened or garbled (what a power cut can leave of
+// unsynced bytes), it ends as a session that lost data, and nothing wrong
+// is ever committed.
+func TestSessionsAreCheckedAfterAMachineRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		want   int
+	}{
+		{"intact", func(*testing.T, string) {}, http.StatusCreated},
+		{"shortened", func(t *testing.T, p string) {
+			if err := os.Truncate(p, 3); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusNotFound},
+		{"garbled", func(t *testing.T, p string) {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteAt([]byte{0}, 2); err != nil {
+				t.Fatal(err)
+			}
+		}, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { meta.Close() })
+			blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+			before := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: blobs, Logger: logger}))
+			defer before.Close()
+			after := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: otherBoot{blobs}, Logger: logger}))
+			defer after.Close()
+
+			content := []byte("first half|second half")
+			resp := send(t, "POST", before.URL+"/v2/p/app/blobs/uploads/", nil, nil)
+			loc := resp.Header.Get("Location")
+			resp = send(t, "PATCH", before.URL+loc, content[:10], map[string]string{"Content-Range": "0-9"})
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("first PATCH = %d", resp.StatusCode)
+			}
+			id := filepath.Base(loc)
+			tc.damage(t, filepath.Join(dir, "storage", "uploads", id))
+
+			resp = send(t, "PATCH", after.URL+loc, content[10:], map[string]string{"Content-Range": "10-21"})
+			if tc.want != http.StatusCreated {
+				if resp.StatusCode != tc.want {
+					t.Fatalf("PATCH after the restart = %d, want %d", resp.StatusCode, tc.want)
+				}
+				if r := send(t, "GET", after.URL+loc, nil, nil); r.StatusCode != http.StatusNotFound {
+					t.Fatalf("the damaged session lives on: status %d", r.StatusCode)
+				}
+				return
+			}
+			if resp.StatusCode != http.StatusAccepted {
+				t.Fatalf("PATCH after the restart = %d, want 202", resp.StatusCode)
+			}
+			dgst := digest.FromBytes(content)
+			if r := send(t, "PUT", after.URL+loc+"?digest="+dgst.String(), nil, nil); r.StatusCode != tc.want {
+				t.Fatalf("PUT = %d, want %d", r.StatusCode, tc.want)
+			}
+			rc, err := blobs.Open(context.Background(), dgst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			if got, _ := io.ReadAll(rc); !bytes.Equal(got, content) {
+				t.Fatalf("committed %q, want %q", got, content)
+			}
+		})
+	}
+}
+
+func send(t *testing.T, method, url string, body []byte, header map[string]string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp
+}
