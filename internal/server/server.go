@@ -132,21 +132,24 @@ func Run(ctx context.Context, cfg Config) error {
 	tightened := make(chan struct{})
 	go func() { defer close(tightened); tightenInside(tightenCtx) }()
 	defer func() { stopTightening(); <-tightened }()
+	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles)
+	if err != nil {
+		return err
+	}
 	metaDir := cfg.DataDir
+	storeOpts := []store.Option{store.WithSecretKeys(keys.keys...)}
 	if cfg.Storage == "memory" {
-		// emptyDir semantics: metadata must not outlive the blobs it describes.
+		// emptyDir semantics: metadata must not outlive the blobs it
+		// describes, so it need not reach the disk either.
 		tmp, err := os.MkdirTemp("", "berth-memory-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(tmp)
 		metaDir = tmp
+		storeOpts = append(storeOpts, store.Ephemeral())
 	}
-	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles)
-	if err != nil {
-		return err
-	}
-	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), store.WithSecretKeys(keys.keys...))
+	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), storeOpts...)
 	if err != nil {
 		return err
 	}

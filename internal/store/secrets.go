@@ -51,13 +51,6 @@ func SecretKeyID(key []byte) string {
 	return hex.EncodeToString(sum[:keyIDLength/2])
 }
 
-// Option is an option of OpenSQLite.
-type Option func(*options)
-
-type options struct {
-	secretKeys [][]byte
-}
-
 // WithSecretKeys encrypts Secrets at rest with keys[0] (AES-256-GCM); every
 // key decrypts, so that an old key can stay while EncryptSecrets moves the
 // Secrets to a new one. Without it Secrets are stored as they come (and

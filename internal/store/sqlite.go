@@ -15,6 +15,21 @@ import (
 
 // OpenSQLite opens (creating and migrating as needed) the SQLite store at
 // path.
+// Option is an option of OpenSQLite.
+type Option func(*options)
+
+type options struct {
+	secretKeys [][]byte
+	ephemeral  bool
+}
+
+// Ephemeral is for a database that does not outlive the process (the
+// metadata of memory storage, whose blobs vanish at exit): commits are
+// not synced to disk, since nothing would read them after a crash.
+func Ephemeral() Option {
+	return func(o *options) { o.ephemeral = true }
+}
+
 func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	var o options
 	for _, opt := range opts {
@@ -24,14 +39,18 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	if err != nil {
 		return nil, err
 	}
+	// FULL: a transaction that returned is on disk, so a 201 survives a
+	// power cut, not only kill -9.
+	synchronous := "synchronous(FULL)"
+	if o.ephemeral {
+		synchronous = "synchronous(OFF)"
+	}
 	pragmas := url.Values{}
 	for _, p := range []string{
 		"journal_mode(WAL)",
 		"busy_timeout(10000)",
 		"foreign_keys(1)",
-		// FULL: a transaction that returned is on disk, so a 201 survives a
-		// power cut, not only kill -9.
-		"synchronous(FULL)",
+		synchronous,
 	} {
 		pragmas.Add("_pragma", p)
 	}

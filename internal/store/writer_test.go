@@ -188,3 +188,24 @@ func TestGroupWriterClose(t *testing.T) {
 		t.Fatalf("write after close = %v, want errStoreClosed", err)
 	}
 }
+
+// An ephemeral database (memory storage's metadata) does not sync its
+// commits; a durable one syncs every commit (FULL).
+func TestEphemeralSkipsSync(t *testing.T) {
+	for _, tc := range []struct {
+		opts []Option
+		want int // PRAGMA synchronous: 0 OFF, 2 FULL
+	}{{nil, 2}, {[]Option{Ephemeral()}, 0}} {
+		s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "m.db"), tc.opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, db := range []*sql.DB{s.write, s.read} {
+			var got int
+			if err := db.QueryRow(`PRAGMA synchronous`).Scan(&got); err != nil || got != tc.want {
+				t.Errorf("synchronous = %d, %v; want %d", got, err, tc.want)
+			}
+		}
+		s.Close()
+	}
+}
