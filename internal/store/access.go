@@ -114,7 +114,7 @@ const projectColumns = `name, creator, created_at`
 
 // Project returns one project.
 func (s *Store) Project(ctx context.Context, name string) (Project, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name)
+	rows, err := s.query(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name)
 	if err != nil {
 		return Project{}, fmt.Errorf("read project %s: %w", name, err)
 	}
@@ -130,7 +130,7 @@ func (s *Store) Project(ctx context.Context, name string) (Project, error) {
 
 // Projects lists every project by name.
 func (s *Store) Projects(ctx context.Context) ([]Project, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY name`)
+	rows, err := s.query(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list projects: %w", err)
 	}
@@ -162,7 +162,7 @@ func (s *Store) DeleteProject(ctx context.Context, name string) error {
 // Bindings implements auth.BindingSource: the bindings of project and the
 // cluster-wide ones, one per role.
 func (s *Store) Bindings(ctx context.Context, project string) ([]auth.Binding, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT project, name, role, subject_kind, subject, created_at FROM role_bindings
 WHERE project = '' OR project = ? ORDER BY project, name`, project)
 	if err != nil {
@@ -194,7 +194,7 @@ WHERE project = '' OR project = ? ORDER BY project, name`, project)
 
 // GroupsOf returns the groups user belongs to.
 func (s *Store) GroupsOf(ctx context.Context, user string) ([]string, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT group_name FROM group_members WHERE user_name = ? ORDER BY group_name`, user)
+	rows, err := s.query(ctx, `SELECT group_name FROM group_members WHERE user_name = ? ORDER BY group_name`, user)
 	if err != nil {
 		return nil, fmt.Errorf("groups of %s: %w", user, err)
 	}
@@ -246,7 +246,7 @@ INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires
 // TokenByHash returns the token whose secret hashes to hash, revoked or
 // expired ones included (the caller decides).
 func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE secret_hash = ?`, hash)
+	rows, err := s.query(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE secret_hash = ?`, hash)
 	if err != nil {
 		return Token{}, fmt.Errorf("look up token: %w", err)
 	}
@@ -262,7 +262,7 @@ func (s *Store) TokenByHash(ctx context.Context, hash []byte) (Token, error) {
 
 // TokensOf lists a user's tokens, newest first.
 func (s *Store) TokensOf(ctx context.Context, user string) ([]Token, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT `+tokenColumns+` FROM tokens WHERE user_name = ? ORDER BY created_at DESC, id`, user)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens of %s: %w", user, err)
@@ -332,7 +332,7 @@ func (s *Store) ProjectsBoundTo(ctx context.Context, user string, groups []strin
 			args = append(args, g)
 		}
 	}
-	rows, err := s.read.QueryContext(ctx, q+`) ORDER BY project`, args...)
+	rows, err := s.query(ctx, q+`) ORDER BY project`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("projects bound to %s: %w", user, err)
 	}
@@ -349,7 +349,7 @@ func (s *Store) RepositoriesIn(ctx context.Context, projects []string, last stri
 		args = append(args, p)
 	}
 	args = append(args, n+1)
-	rows, err := s.read.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND project IN (`+
+	rows, err := s.query(ctx, `SELECT name FROM repositories WHERE name > ? AND project IN (`+
 		placeholders(len(projects))+`) ORDER BY name LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list repositories: %w", err)
@@ -359,7 +359,7 @@ func (s *Store) RepositoriesIn(ctx context.Context, projects []string, last stri
 
 // RepositoriesWithBlob lists up to n repositories holding dgst.
 func (s *Store) RepositoriesWithBlob(ctx context.Context, dgst digest.Digest, n int) ([]string, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
 WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(dgst), n)
 	if err != nil {

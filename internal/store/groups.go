@@ -76,7 +76,7 @@ func withUsers(body []byte, users []string) ([]byte, error) {
 
 // Groups returns every group that has members, with its members, by name.
 func (s *Store) Groups(ctx context.Context) (map[string][]string, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT group_name, user_name FROM group_members ORDER BY group_name, user_name`)
+	rows, err := s.query(ctx, `SELECT group_name, user_name FROM group_members ORDER BY group_name, user_name`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}

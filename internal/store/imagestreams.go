@@ -29,7 +29,7 @@ const repositoryColumns = `r.name, r.project, r.created_at,
 
 // RepositoryByName returns one repository.
 func (s *Store) RepositoryByName(ctx context.Context, name string) (Repository, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+repositoryColumns+` FROM repositories r WHERE r.name = ?`, name)
+	rows, err := s.query(ctx, `SELECT `+repositoryColumns+` FROM repositories r WHERE r.name = ?`, name)
 	if err != nil {
 		return Repository{}, fmt.Errorf("read repository %s: %w", name, err)
 	}
@@ -51,7 +51,7 @@ func (s *Store) RepositoriesOfProject(ctx context.Context, project string) ([]Re
 		q += ` WHERE r.project = ?`
 		args = append(args, project)
 	}
-	rows, err := s.read.QueryContext(ctx, q+` ORDER BY r.name`, args...)
+	rows, err := s.query(ctx, q+` ORDER BY r.name`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list repositories of %q: %w", project, err)
 	}
@@ -83,7 +83,7 @@ type StreamTag struct {
 // StreamTags returns the live tags of repo, by name, with their
 // histories.
 func (s *Store) StreamTags(ctx context.Context, repo string) ([]StreamTag, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag IN (SELECT h.tag FROM tag_heads h WHERE h.repository_id = r.id)
@@ -134,7 +134,7 @@ func (s *Store) RepositoryEvents(ctx context.Context, project string, after int6
 		q += ` AND substr(repository, 1, ?) = ?`
 		args = append(args, len(project)+1, project+"/")
 	}
-	rows, err := s.read.QueryContext(ctx, q+` ORDER BY seq LIMIT ?`, append(args, limit)...)
+	rows, err := s.query(ctx, q+` ORDER BY seq LIMIT ?`, append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("repository events of %q: %w", project, err)
 	}
@@ -196,7 +196,7 @@ func (s *Store) StoredManifestByDigest(ctx context.Context, dgst digest.Digest) 
 }
 
 func (s *Store) storedManifests(ctx context.Context, where string, args ...any) ([]StoredManifest, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT m.digest, m.media_type, m.payload, m.size, m.created_at,
 	COALESCE((SELECT r.name FROM repository_manifests rm JOIN repositories r ON r.id = rm.repository_id
 	          WHERE rm.digest = m.digest ORDER BY r.name LIMIT 1), '')

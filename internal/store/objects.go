@@ -381,7 +381,7 @@ INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VAL
 // events after it are no longer kept, it is errdefs.ErrGone: the watcher
 // must list again.
 func (s *Store) ObjectEvents(ctx context.Context, apiResource string, after int64, limit int) ([]ObjectEvent, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT seq, kind, namespace, name, object, created_at FROM events
 WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, limit)
 	if err != nil {
@@ -539,7 +539,7 @@ ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.u
 // LatestResourceVersion is the sequence number of the newest change.
 func (s *Store) LatestResourceVersion(ctx context.Context) (int64, error) {
 	var rv int64
-	err := s.read.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv)
+	err := s.queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv)
 	return rv, err
 }
 

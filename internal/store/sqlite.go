@@ -87,7 +87,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &Store{read: read, write: write, now: time.Now, secretKeys: keys}
+	s := &Store{read: read, write: write, prepared: statements{db: read}, now: time.Now, secretKeys: keys}
 	if err := migrate(ctx, write, sqliteMigrations); err != nil {
 		s.Close()
 		return nil, err

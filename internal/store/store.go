@@ -27,6 +27,8 @@ type Store struct {
 	write *sql.DB // one connection: SQLite has one writer; queueing here beats SQLITE_BUSY
 	// writer runs every write transaction on write, several at once.
 	writer *groupWriter
+	// prepared holds read's queries, parsed once.
+	prepared statements
 	now    func() time.Time
 
 	// accessGen counts committed changes to who may do what (users,
@@ -76,6 +78,7 @@ func (s *Store) Close() error {
 	if s.writer != nil {
 		s.writer.close()
 	}
+	s.prepared.close()
 	return errors.Join(s.write.Close(), s.read.Close())
 }
 
@@ -257,7 +260,7 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, 
 // BlobSize returns the size of dgst if repo holds it.
 func (s *Store) BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
 	var size int64
-	err := s.read.QueryRowContext(ctx, `
+	err := s.queryRow(ctx, `
 SELECT b.size FROM repositories r
 JOIN repository_blobs rb ON rb.repository_id = r.id
 JOIN blobs b ON b.digest = rb.digest
@@ -532,7 +535,7 @@ WHERE r.name = ? AND t.tag = ?`
 	}
 	var m Manifest
 	var dgst string
-	err := s.read.QueryRowContext(ctx, query, repo, reference).Scan(&dgst, &m.MediaType, &m.Payload)
+	err := s.queryRow(ctx, query, repo, reference).Scan(&dgst, &m.MediaType, &m.Payload)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Manifest{}, fmt.Errorf("manifest %s:%s: %w", repo, reference, errdefs.ErrNotFound)
 	}
@@ -607,7 +610,7 @@ func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, b
 	if err != nil {
 		return nil, false, err
 	}
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT tag FROM tag_heads WHERE repository_id = ? AND tag > ? ORDER BY tag LIMIT ?`, repoID, last, n+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("list tags of %s: %w", repo, err)
@@ -618,7 +621,7 @@ func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, b
 // Repositories lists up to n repository names after last, in byte order,
 // and whether more follow.
 func (s *Store) Repositories(ctx context.Context, last string, n int) ([]string, bool, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT name FROM repositories WHERE name > ? ORDER BY name LIMIT ?`, last, n+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("list repositories: %w", err)
@@ -639,7 +642,7 @@ func page(rows *sql.Rows, n int) ([]string, bool, error) {
 
 // TagHistory returns the history of tag in repo, newest first.
 func (s *Store) TagHistory(ctx context.Context, repo, tag string) ([]TagEvent, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
@@ -666,7 +669,7 @@ WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 // digest order after last, filtered by artifactType when it is not "", and
 // whether more follow.
 func (s *Store) Referrers(ctx context.Context, repo string, dgst digest.Digest, artifactType, last string, n int) ([]Descriptor, bool, error) {
-	rows, err := s.read.QueryContext(ctx, `
+	rows, err := s.query(ctx, `
 SELECT m.media_type, m.digest, m.size, m.artifact_type, m.annotations FROM manifests m
 JOIN repository_manifests rm ON rm.digest = m.digest
 JOIN repositories r ON r.id = rm.repository_id
@@ -755,7 +758,7 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits)
 func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 	u := Upload{ID: id}
 	var created, updated int64
-	err := s.read.QueryRowContext(ctx,
+	err := s.queryRow(ctx,
 		`SELECT repository, owner, size, hash_state, epoch, created_at, updated_at FROM uploads WHERE id = ?`, id).
 		Scan(&u.Repository, &u.Owner, &u.Size, &u.HashState, &u.Epoch, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
@@ -803,7 +806,7 @@ func (s *Store) DeleteUpload(ctx context.Context, id string) error {
 
 // UploadIDs returns the ids of all open sessions.
 func (s *Store) UploadIDs(ctx context.Context) (map[string]bool, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id FROM uploads`)
+	rows, err := s.query(ctx, `SELECT id FROM uploads`)
 	if err != nil {
 		return nil, fmt.Errorf("list uploads: %w", err)
 	}
@@ -843,7 +846,7 @@ type Event struct {
 
 // Events returns up to limit events after seq, oldest first.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT seq, kind, repository, digest, tag FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)

@@ -52,7 +52,7 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u User) error {
 func (s *Store) User(ctx context.Context, name string) (User, error) {
 	var u User
 	var created int64
-	err := s.read.QueryRowContext(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name).
+	err := s.queryRow(ctx, `SELECT name, password_hash, created_at FROM users WHERE name = ?`, name).
 		Scan(&u.Name, &u.PasswordHash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return User{}, fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
@@ -66,7 +66,7 @@ func (s *Store) User(ctx context.Context, name string) (User, error) {
 
 // UsersWithPrefix lists users whose names start with prefix, by name.
 func (s *Store) UsersWithPrefix(ctx context.Context, prefix string) ([]User, error) {
-	rows, err := s.read.QueryContext(ctx,
+	rows, err := s.query(ctx,
 		`SELECT name, password_hash, created_at FROM users WHERE substr(name, 1, ?) = ? ORDER BY name`,
 		len(prefix), prefix)
 	if err != nil {
@@ -123,7 +123,7 @@ func (s *Store) forgetUser(ctx context.Context, tx *sql.Tx, name string) error {
 // errdefs.ErrNotFound.
 func (s *Store) Setting(ctx context.Context, name string) (string, error) {
 	var v string
-	err := s.read.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&v)
+	err := s.queryRow(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("setting %s: %w", name, errdefs.ErrNotFound)
 	}
