@@ -240,9 +240,11 @@ for v in BENCH_C BENCH_N BENCH_SCALE BENCH_TIMEOUT BENCH_WORKLOADS; do
 done
 
 # Keep a hand-written analysis between the NOTES markers across runs.
-NOTES=""
+NOTES="" SCALING=""
 if [ -f "$OUT" ]; then
 	NOTES=$(awk '/<!-- BEGIN NOTES -->/ {on = 1; next} /<!-- END NOTES -->/ {on = 0} on' "$OUT")
+	# scripts/bench-scaling.sh's tables are kept too.
+	SCALING=$(awk '/<!-- BEGIN SCALING -->/ {on = 1; next} /<!-- END SCALING -->/ {on = 0} on' "$OUT")
 fi
 
 # One array of {name, berth, dist}, in run order.
@@ -260,7 +262,7 @@ jq -r \
 	--arg c "$C" --arg idle "$IDLE_OTHER" --arg other "$OTHER_CPU" --arg steal "$STEAL_CPU" --arg avail "$AVAIL_CPU" \
 	--arg timeout "$TIMEOUT" --arg repro "$REPRO" --arg elapsed "$ELAPSED" \
 	--argjson bhwm "${BERTH_HWM:-0}" --argjson dhwm "${DIST_HWM:-0}" \
-	--arg notes "$NOTES" \
+	--arg notes "$NOTES" --arg scaling "$SCALING" \
 	-f /dev/stdin "$WORK/combined.json" >"$OUT" <<'JQ'
 def r(n): . as $x | pow(10; n) as $p | ($x * $p | round) / $p;
 def x2: if . == null then "—" else "\(r(2))×" end;
@@ -370,6 +372,15 @@ def cpumb: if .server.cpu_s != null and .blob_size > 0 and .bytes > 0 then .serv
       ( [["Berth", .berth], ["Distribution", .dist]][] | select(.[1].timed_out == true)
         | "", "\(.[0]) stopped at the \($timeout) timeout." )
   ),
+  "",
+  "## Push scaling and small requests",
+  "",
+  "Written by `scripts/bench-scaling.sh` (this Berth, a previous one and Distribution side by side); kept",
+  "when this script rewrites the file.",
+  "",
+  "<!-- BEGIN SCALING -->",
+  (if $scaling == "" then "(not run yet)" else $scaling end),
+  "<!-- END SCALING -->",
   "",
   "## Notes",
   "",
