@@ -85,6 +85,7 @@ func (p *crashPusher) pushImage(repo, tag string) {
 		p.led.errorf("PUT manifest %s:%s: Docker-Content-Digest %q, want %s", repo, tag, got, m.dgst)
 	}
 	p.led.manifest(m, true)
+	p.led.pushAcked(true)
 }
 
 // pushBlob uploads data to repo by a randomly chosen route and reports
@@ -112,6 +113,7 @@ func (p *crashPusher) pushBlob(repo string, data []byte) bool {
 	}
 	if ok {
 		p.led.ackBlob(b)
+		p.led.pushAcked(false)
 	} else {
 		p.led.unackBlob(b)
 	}

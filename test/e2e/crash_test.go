@@ -35,16 +35,36 @@ import (
 //   - whatever was not acknowledged is either absent or exactly correct;
 //   - storage/uploads holds only files of upload sessions that still exist.
 //
+// Kills are scheduled by acknowledgements, not by the clock, so that a
+// loaded machine cannot turn every round into a kill before the first
+// push: one round, chosen at random, kills at a random moment within
+// maxKillDelay of its start (a crash amid the first requests after a
+// restart); every other round waits until its pushers got 1 to
+// maxManifestsBeforeKill manifests acknowledged, then kills at a random
+// moment up to maxKillDelay later, amid whatever is in flight by then.
+// The test fails unless the rounds
+// together got at least minManifestAcks manifests and minBlobAcks blobs
+// acknowledged, with minKillsAfterAcks kills landing after an
+// acknowledgement of their round.
+//
 // The seed is logged; BERTH_CRASH_SEED=<n> replays its choices (the kill
 // timing against the pushes is still up to the scheduler).
 func TestCrashDurability(t *testing.T) {
 	const (
-		rounds          = 8
-		pushers         = 4
-		minKillDelay    = 50 * time.Millisecond
-		maxKillDelay    = 400 * time.Millisecond
-		requestTimeout  = 15 * time.Second
-		overallDeadline = 80 * time.Second
+		rounds                 = 8
+		pushers                = 4
+		maxManifestsBeforeKill = 6
+		maxKillDelay           = 300 * time.Millisecond
+		ackTimeout             = time.Minute // for the acknowledgements a round waits for
+		requestTimeout         = 15 * time.Second
+		overallDeadline        = 4 * time.Minute
+
+		// Every image pushes a fresh config and at least one fresh layer
+		// before its manifest, so each acknowledged manifest comes after
+		// at least two acknowledged blob pushes.
+		minManifestAcks   = rounds - 1
+		minBlobAcks       = 2 * minManifestAcks
+		minKillsAfterAcks = rounds - 1
 	)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("BERTH_CRASH_SEED"); v != "" {
@@ -70,7 +90,11 @@ func TestCrashDurability(t *testing.T) {
 	}
 
 	kills := 0
+	var blobAcks, manifestAcks int64 // the pushers' 201s, over all rounds
+	killsAfterAcks := 0
+	earlyRound := rng.IntN(rounds)
 	for round := range rounds {
+		led.startRound()
 		client := s.Client()
 		roundCtx, stopRound := context.WithCancel(ctx)
 		var seq atomic.Int64
@@ -88,11 +112,21 @@ func TestCrashDurability(t *testing.T) {
 				}
 			})
 		}
-		delay := minKillDelay + time.Duration(rng.Int64N(int64(maxKillDelay-minKillDelay)+1))
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		wantManifests := 1 + rng.IntN(maxManifestsBeforeKill)
+		if round == earlyRound {
+			wantManifests = 0
 		}
+		waitErr := led.waitManifestAcks(ctx, wantManifests, ackTimeout)
+		// The random part of the timing: the kill lands in the middle of
+		// whatever the pushers are doing by then.
+		delay := time.Duration(rng.Int64N(int64(maxKillDelay) + 1))
+		if waitErr == nil {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+		}
+		blobsBefore, manifestsBefore := led.roundAcks()
 		led.killed.Store(true) // from here on, failed requests are expected
 		s.Kill()
 		kills++
@@ -100,18 +134,34 @@ func TestCrashDurability(t *testing.T) {
 		wg.Wait()
 		client.CloseIdleConnections()
 		led.killed.Store(false)
+		if waitErr != nil {
+			t.Fatalf("round %d (seed %d): %v", round, seed, waitErr)
+		}
 		if ctx.Err() != nil {
 			t.Fatalf("round %d: overall deadline of %v exceeded", round, overallDeadline)
 		}
+		if blobsBefore+manifestsBefore > 0 {
+			killsAfterAcks++
+		}
+		roundBlobs, roundManifests := led.roundAcks()
+		blobAcks += roundBlobs
+		manifestAcks += roundManifests
 
 		s.Restart()
 		led.endRound()
-		t.Logf("round %d: killed after %v; %s", round, delay, led.summary())
+		t.Logf("round %d: killed %v after the round's first %d manifest acknowledgements; acknowledged before the kill: %d blobs, %d manifests (%d and %d in all); %s",
+			round, delay, wantManifests, blobsBefore, manifestsBefore, roundBlobs, roundManifests, led.summary())
 		led.checkUploadsDir(ctx, s, requestTimeout)
 		led.verify(ctx, s.Client(), s.URL, requestTimeout, rng, false)
 		if t.Failed() {
 			t.Fatalf("round %d (seed %d): durability checks failed after SIGKILL and restart; see errors above", round, seed)
 		}
+	}
+
+	if manifestAcks < minManifestAcks || blobAcks < minBlobAcks || killsAfterAcks < minKillsAfterAcks {
+		t.Fatalf("seed %d: the kills landed too early to test durability: the rounds got %d manifest and %d blob pushes acknowledged "+
+			"(at least %d and %d wanted), and %d of %d kills landed after an acknowledgement of their round (at least %d wanted)",
+			seed, manifestAcks, blobAcks, minManifestAcks, minBlobAcks, killsAfterAcks, rounds, minKillsAfterAcks)
 	}
 
 	// A graceful stop and start must keep everything too; then finish every
@@ -171,6 +221,11 @@ type crashLedger struct {
 	known      map[string]string        // every session id the test opened → repo
 	errCount   int
 
+	// The 201s the pushers got this round (each one counts, a blob pushed
+	// again too), and a wake-up for the round's scheduler at each.
+	roundBlobAcks, roundManifestAcks atomic.Int64
+	ackWake                          chan struct{}
+
 	interrupted, resumed, visibleUnacked, sessionsGone int
 }
 
@@ -179,6 +234,52 @@ func newCrashLedger(t *testing.T, seed uint64) *crashLedger {
 		t: t, seed: seed,
 		ackBlobs: map[crashBlob]bool{}, tried: map[string]map[string]bool{},
 		open: map[string]*crashSession{}, stalled: map[string]*crashSession{}, known: map[string]string{},
+		ackWake: make(chan struct{}, 1),
+	}
+}
+
+// startRound resets the round's acknowledgement counts.
+func (l *crashLedger) startRound() {
+	l.roundBlobAcks.Store(0)
+	l.roundManifestAcks.Store(0)
+}
+
+// pushAcked counts a 201 a pusher got and wakes the round's scheduler.
+func (l *crashLedger) pushAcked(manifest bool) {
+	if manifest {
+		l.roundManifestAcks.Add(1)
+	} else {
+		l.roundBlobAcks.Add(1)
+	}
+	select {
+	case l.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// roundAcks returns the blob and manifest pushes acknowledged this round.
+func (l *crashLedger) roundAcks() (blobs, manifests int64) {
+	return l.roundBlobAcks.Load(), l.roundManifestAcks.Load()
+}
+
+// waitManifestAcks waits until the pushers got n manifests acknowledged
+// this round.
+func (l *crashLedger) waitManifestAcks(ctx context.Context, n int, timeout time.Duration) error {
+	expired := time.After(timeout)
+	for {
+		blobs, manifests := l.roundAcks()
+		if manifests >= int64(n) {
+			return nil
+		}
+		select {
+		case <-l.ackWake:
+		case <-expired:
+			return fmt.Errorf("waited %v for %d manifest acknowledgements before the kill; the pushers got %d, and %d blob acknowledgements: "+
+				"the server is too slow or refuses the pushes (see errors above)", timeout, n, manifests, blobs)
+		case <-ctx.Done():
+			return fmt.Errorf("overall deadline exceeded waiting for %d manifest acknowledgements before the kill (got %d, and %d blob acknowledgements)",
+				n, manifests, blobs)
+		}
 	}
 }
 
