@@ -243,19 +243,30 @@ func TestParallelSameCredentialsShareOneCheck(t *testing.T) {
 			results <- err
 		}()
 	}
-	// Wait until every request is in, then let the one check finish.
-	deadline := time.Now().Add(5 * time.Second)
-	for p.checks.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
+	// Wait until every other request waits for the one check in progress,
+	// then let it finish.
+	key := passwordKey("bob", "right")
+	deadline := time.Now().Add(10 * time.Second)
+	for joined := 0; joined < n-1; {
+		a.checksMu.Lock()
+		if f := a.checks[key]; f != nil {
+			joined = f.joined
+		}
+		a.checksMu.Unlock()
+		if time.Now().After(deadline) {
+			close(gate)
+			t.Fatalf("%d of %d parallel requests with the same credentials joined the check in progress within 10s; %d checks started",
+				joined, n-1, p.checks.Load())
+		}
+		time.Sleep(time.Millisecond) // paces the polling
 	}
-	time.Sleep(50 * time.Millisecond)
 	close(gate)
 	for range n {
 		if err := <-results; err != nil {
 			t.Fatalf("a parallel request with the right password: %v", err)
 		}
 	}
-	if c := p.checks.Load(); c > 2 {
+	if c := p.checks.Load(); c != 1 {
 		t.Fatalf("%d password checks for %d parallel requests with the same credentials", c, n)
 	}
 }

@@ -190,12 +190,16 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 type passwordCheck struct {
 	done chan struct{}
 	err  error
+	// joined counts the requests waiting for the check besides the one
+	// running it (under checksMu); tests watch it.
+	joined int
 }
 
 func (a *Authenticator) joinCheck(key [32]byte) (*passwordCheck, bool) {
 	a.checksMu.Lock()
 	defer a.checksMu.Unlock()
 	if f, ok := a.checks[key]; ok {
+		f.joined++
 		return f, false
 	}
 	if a.checks == nil {

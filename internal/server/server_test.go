@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"strings"
@@ -263,35 +264,13 @@ func TestSecondProcessOnSameDataIsRefused(t *testing.T) {
 
 // TestGracefulShutdown: a request in flight when SIGTERM arrives finishes
 // within the grace period; one that cannot is cut and leaves nothing visible.
+// Each upload sends half its body while the server is serving and the rest
+// only once the server is shutting down.
 func TestGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, Config{DataDir: dir, ShutdownTimeout: 2 * time.Second})
 	content := bytes.Repeat([]byte("x"), 1<<20)
-	slow := func(content []byte, finish bool) (<-chan *http.Response, *io.PipeWriter) {
-		pr, pw := io.Pipe()
-		req, _ := http.NewRequest("POST", r.url+"/v2/p/app/blobs/uploads/?digest="+digest.FromBytes(content).String(), pr)
-		req.ContentLength = int64(len(content))
-		out := make(chan *http.Response, 1)
-		go func() {
-			resp, err := admin.Do(req)
-			if err != nil {
-				out <- nil
-				return
-			}
-			resp.Body.Close()
-			out <- resp
-		}()
-		go func() {
-			pw.Write(content[:len(content)/2])
-			if finish {
-				time.Sleep(500 * time.Millisecond) // the stop signal arrives meanwhile
-				pw.Write(content[len(content)/2:])
-				pw.Close()
-			}
-		}()
-		return out, pw
-	}
-	finished, _ := slow(content, true)
+	finished := startHalfSentUpload(t, "POST", r.url+"/v2/p/app/blobs/uploads/?digest="+digest.FromBytes(content).String(), content)
 	// A chunk of an upload session in flight too: its session bookkeeping
 	// must not be cancelled by the stop signal.
 	resp, err := admin.Post(r.url+"/v2/p/app/blobs/uploads/", "", nil)
@@ -299,44 +278,29 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	chunkReader, chunkWriter := io.Pipe()
-	patch, _ := http.NewRequest("PATCH", r.url+resp.Header.Get("Location"), chunkReader)
-	patch.ContentLength = int64(len(content))
-	patched := make(chan int, 1)
-	go func() {
-		resp, err := admin.Do(patch)
-		if err != nil {
-			patched <- 0
-			return
-		}
-		resp.Body.Close()
-		patched <- resp.StatusCode
-	}()
-	go func() {
-		chunkWriter.Write(content[:len(content)/2])
-		time.Sleep(500 * time.Millisecond)
-		chunkWriter.Write(content[len(content)/2:])
-		chunkWriter.Close()
-	}()
+	patched := startHalfSentUpload(t, "PATCH", r.url+resp.Header.Get("Location"), content)
 	other := append([]byte("other"), content...)
-	cut, cutWriter := slow(other, false)
-	defer cutWriter.Close()
-	time.Sleep(200 * time.Millisecond)
+	cut := startHalfSentUpload(t, "POST", r.url+"/v2/p/app/blobs/uploads/?digest="+digest.FromBytes(other).String(), other)
+	defer cut.body.Close()
+
 	began := time.Now()
 	r.stop()
-	if resp := <-finished; resp == nil || resp.StatusCode != 201 {
-		t.Fatalf("in-flight upload did not finish during shutdown: %v", resp)
+	waitListenerClosed(t, r.url)
+	finished.sendRest(t)
+	patched.sendRest(t)
+	if code := finished.wait(t); code != 201 {
+		t.Fatalf("in-flight upload during shutdown = %d, want 201 (0: no answer)", code)
 	}
-	if code := <-patched; code != 202 {
-		t.Fatalf("in-flight PATCH during shutdown = %d, want 202", code)
+	if code := patched.wait(t); code != 202 {
+		t.Fatalf("in-flight PATCH during shutdown = %d, want 202 (0: no answer)", code)
 	}
 	if err := <-r.done; err != nil {
 		t.Fatalf("Run = %v", err)
 	}
 	r.done <- nil
 	// The server is gone; let the client give up on the body it never sent.
-	cutWriter.CloseWithError(io.ErrUnexpectedEOF)
-	if resp := <-cut; resp != nil && resp.StatusCode == 201 {
+	cut.body.CloseWithError(io.ErrUnexpectedEOF)
+	if code := cut.wait(t); code == 201 {
 		t.Fatal("an upload that never finished was acknowledged")
 	}
 	if d := time.Since(began); d > 10*time.Second {
@@ -350,6 +314,96 @@ func TestGracefulShutdown(t *testing.T) {
 		if s := status(t, "HEAD", fmt.Sprintf("%s/v2/p/app/blobs/%s", r.url, digest.FromBytes(tc.content))); s != tc.want {
 			t.Errorf("after restart HEAD = %d, want %d", s, tc.want)
 		}
+	}
+}
+
+// halfSentUpload is a request whose body the test sends in two halves.
+type halfSentUpload struct {
+	body   *io.PipeWriter
+	rest   []byte
+	status chan int // the answer's status; 0 when there was none
+}
+
+// startHalfSentUpload sends a request as the administrator and the first
+// half of its body, once the server's handler is reading the body: the
+// request says Expect: 100-continue and the client holds the body back
+// until the server's 100 Continue, which it sends at the handler's first
+// read.
+func startHalfSentUpload(t *testing.T, method, url string, content []byte) *halfSentUpload {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ExpectContinueTimeout = time.Minute
+	t.Cleanup(tr.CloseIdleConnections)
+	pr, pw := io.Pipe()
+	reading := make(chan struct{})
+	trace := &httptrace.ClientTrace{Got100Continue: func() { close(reading) }}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), method, url, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(content))
+	req.Header.Set("Expect", "100-continue")
+	req.SetBasicAuth("admin", testAdminPassword)
+	u := &halfSentUpload{body: pw, rest: content[len(content)/2:], status: make(chan int, 1)}
+	go func() {
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		if err != nil {
+			u.status <- 0
+			return
+		}
+		resp.Body.Close()
+		u.status <- resp.StatusCode
+	}()
+	select {
+	case <-reading:
+	case code := <-u.status:
+		t.Fatalf("%s %s answered %d before reading the body", method, url, code)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s %s: no 100 Continue within 30s: the handler did not read the body", method, url)
+	}
+	if _, err := pw.Write(content[:len(content)/2]); err != nil {
+		t.Fatalf("%s %s: send the first half: %v", method, url, err)
+	}
+	return u
+}
+
+// sendRest sends the second half of the body and ends it.
+func (u *halfSentUpload) sendRest(t *testing.T) {
+	t.Helper()
+	if _, err := u.body.Write(u.rest); err != nil {
+		t.Fatalf("the request ended before its second half was sent: %v", err)
+	}
+	u.body.Close()
+}
+
+// wait returns the answer's status (0: none).
+func (u *halfSentUpload) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case code := <-u.status:
+		return code
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer within 30s")
+		return 0
+	}
+}
+
+// waitListenerClosed waits until the server at url refuses connections: a
+// shutdown has begun (it closes the listener first).
+func waitListenerClosed(t *testing.T, url string) {
+	t.Helper()
+	addr := strings.TrimPrefix(url, "http://")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still accepts connections 10s after the stop signal", addr)
+		}
+		time.Sleep(5 * time.Millisecond) // paces the polling
 	}
 }
 

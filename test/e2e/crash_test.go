@@ -3,15 +3,10 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -40,16 +35,36 @@ import (
 //   - whatever was not acknowledged is either absent or exactly correct;
 //   - storage/uploads holds only files of upload sessions that still exist.
 //
+// Kills are scheduled by acknowledgements, not by the clock, so that a
+// loaded machine cannot turn every round into a kill before the first
+// push: one round, chosen at random, kills at a random moment within
+// maxKillDelay of its start (a crash amid the first requests after a
+// restart); every other round waits until its pushers got 1 to
+// maxManifestsBeforeKill manifests acknowledged, then kills at a random
+// moment up to maxKillDelay later, amid whatever is in flight by then.
+// The test fails unless the rounds
+// together got at least minManifestAcks manifests and minBlobAcks blobs
+// acknowledged, with minKillsAfterAcks kills landing after an
+// acknowledgement of their round.
+//
 // The seed is logged; BERTH_CRASH_SEED=<n> replays its choices (the kill
 // timing against the pushes is still up to the scheduler).
 func TestCrashDurability(t *testing.T) {
 	const (
-		rounds          = 8
-		pushers         = 4
-		minKillDelay    = 50 * time.Millisecond
-		maxKillDelay    = 400 * time.Millisecond
-		requestTimeout  = 15 * time.Second
-		overallDeadline = 80 * time.Second
+		rounds                 = 8
+		pushers                = 4
+		maxManifestsBeforeKill = 6
+		maxKillDelay           = 300 * time.Millisecond
+		ackTimeout             = time.Minute // for the acknowledgements a round waits for
+		requestTimeout         = 15 * time.Second
+		overallDeadline        = 4 * time.Minute
+
+		// Every image pushes a fresh config and at least one fresh layer
+		// before its manifest, so each acknowledged manifest comes after
+		// at least two acknowledged blob pushes.
+		minManifestAcks   = rounds - 1
+		minBlobAcks       = 2 * minManifestAcks
+		minKillsAfterAcks = rounds - 1
 	)
 	seed := uint64(time.Now().UnixNano())
 	if v := os.Getenv("BERTH_CRASH_SEED"); v != "" {
@@ -75,7 +90,11 @@ func TestCrashDurability(t *testing.T) {
 	}
 
 	kills := 0
+	var blobAcks, manifestAcks int64 // the pushers' 201s, over all rounds
+	killsAfterAcks := 0
+	earlyRound := rng.IntN(rounds)
 	for round := range rounds {
+		led.startRound()
 		client := s.Client()
 		roundCtx, stopRound := context.WithCancel(ctx)
 		var seq atomic.Int64
@@ -93,11 +112,21 @@ func TestCrashDurability(t *testing.T) {
 				}
 			})
 		}
-		delay := minKillDelay + time.Duration(rng.Int64N(int64(maxKillDelay-minKillDelay)+1))
-		select {
-		case <-time.After(delay):
-		case <-ctx.Done():
+		wantManifests := 1 + rng.IntN(maxManifestsBeforeKill)
+		if round == earlyRound {
+			wantManifests = 0
 		}
+		waitErr := led.waitManifestAcks(ctx, wantManifests, ackTimeout)
+		// The random part of the timing: the kill lands in the middle of
+		// whatever the pushers are doing by then.
+		delay := time.Duration(rng.Int64N(int64(maxKillDelay) + 1))
+		if waitErr == nil {
+			select {
+			case <-time.After(delay):
+			case <-ctx.Done():
+			}
+		}
+		blobsBefore, manifestsBefore := led.roundAcks()
 		led.killed.Store(true) // from here on, failed requests are expected
 		s.Kill()
 		kills++
@@ -105,18 +134,34 @@ func TestCrashDurability(t *testing.T) {
 		wg.Wait()
 		client.CloseIdleConnections()
 		led.killed.Store(false)
+		if waitErr != nil {
+			t.Fatalf("round %d (seed %d): %v", round, seed, waitErr)
+		}
 		if ctx.Err() != nil {
 			t.Fatalf("round %d: overall deadline of %v exceeded", round, overallDeadline)
 		}
+		if blobsBefore+manifestsBefore > 0 {
+			killsAfterAcks++
+		}
+		roundBlobs, roundManifests := led.roundAcks()
+		blobAcks += roundBlobs
+		manifestAcks += roundManifests
 
 		s.Restart()
 		led.endRound()
-		t.Logf("round %d: killed after %v; %s", round, delay, led.summary())
+		t.Logf("round %d: killed %v after the round's first %d manifest acknowledgements; acknowledged before the kill: %d blobs, %d manifests (%d and %d in all); %s",
+			round, delay, wantManifests, blobsBefore, manifestsBefore, roundBlobs, roundManifests, led.summary())
 		led.checkUploadsDir(ctx, s, requestTimeout)
 		led.verify(ctx, s.Client(), s.URL, requestTimeout, rng, false)
 		if t.Failed() {
 			t.Fatalf("round %d (seed %d): durability checks failed after SIGKILL and restart; see errors above", round, seed)
 		}
+	}
+
+	if manifestAcks < minManifestAcks || blobAcks < minBlobAcks || killsAfterAcks < minKillsAfterAcks {
+		t.Fatalf("seed %d: the kills landed too early to test durability: the rounds got %d manifest and %d blob pushes acknowledged "+
+			"(at least %d and %d wanted), and %d of %d kills landed after an acknowledgement of their round (at least %d wanted)",
+			seed, manifestAcks, blobAcks, minManifestAcks, minBlobAcks, killsAfterAcks, rounds, minKillsAfterAcks)
 	}
 
 	// A graceful stop and start must keep everything too; then finish every
@@ -176,6 +221,11 @@ type crashLedger struct {
 	known      map[string]string        // every session id the test opened → repo
 	errCount   int
 
+	// The 201s the pushers got this round (each one counts, a blob pushed
+	// again too), and a wake-up for the round's scheduler at each.
+	roundBlobAcks, roundManifestAcks atomic.Int64
+	ackWake                          chan struct{}
+
 	interrupted, resumed, visibleUnacked, sessionsGone int
 }
 
@@ -184,6 +234,52 @@ func newCrashLedger(t *testing.T, seed uint64) *crashLedger {
 		t: t, seed: seed,
 		ackBlobs: map[crashBlob]bool{}, tried: map[string]map[string]bool{},
 		open: map[string]*crashSession{}, stalled: map[string]*crashSession{}, known: map[string]string{},
+		ackWake: make(chan struct{}, 1),
+	}
+}
+
+// startRound resets the round's acknowledgement counts.
+func (l *crashLedger) startRound() {
+	l.roundBlobAcks.Store(0)
+	l.roundManifestAcks.Store(0)
+}
+
+// pushAcked counts a 201 a pusher got and wakes the round's scheduler.
+func (l *crashLedger) pushAcked(manifest bool) {
+	if manifest {
+		l.roundManifestAcks.Add(1)
+	} else {
+		l.roundBlobAcks.Add(1)
+	}
+	select {
+	case l.ackWake <- struct{}{}:
+	default:
+	}
+}
+
+// roundAcks returns the blob and manifest pushes acknowledged this round.
+func (l *crashLedger) roundAcks() (blobs, manifests int64) {
+	return l.roundBlobAcks.Load(), l.roundManifestAcks.Load()
+}
+
+// waitManifestAcks waits until the pushers got n manifests acknowledged
+// this round.
+func (l *crashLedger) waitManifestAcks(ctx context.Context, n int, timeout time.Duration) error {
+	expired := time.After(timeout)
+	for {
+		blobs, manifests := l.roundAcks()
+		if manifests >= int64(n) {
+			return nil
+		}
+		select {
+		case <-l.ackWake:
+		case <-expired:
+			return fmt.Errorf("waited %v for %d manifest acknowledgements before the kill; the pushers got %d, and %d blob acknowledgements: "+
+				"the server is too slow or refuses the pushes (see errors above)", timeout, n, manifests, blobs)
+		case <-ctx.Done():
+			return fmt.Errorf("overall deadline exceeded waiting for %d manifest acknowledgements before the kill (got %d, and %d blob acknowledgements)",
+				n, manifests, blobs)
+		}
 	}
 }
 
@@ -590,219 +686,6 @@ func crashCheckManifest(ctx context.Context, c *http.Client, base string, timeou
 	return nil
 }
 
-// crashPusher pushes images in a loop until its context ends.
-type crashPusher struct {
-	ctx     context.Context
-	c       *http.Client
-	base    string
-	led     *crashLedger
-	timeout time.Duration
-	rng     *rand.Rand
-	repos   []string
-	shared  [][]byte
-}
-
-type crashDescriptor struct {
-	MediaType string `json:"mediaType"`
-	Digest    string `json:"digest"`
-	Size      int64  `json:"size"`
-}
-
-// pushImage pushes a config, one to three fresh layers and maybe a shared
-// base layer, then the manifest under tag. It stops at the first failure.
-func (p *crashPusher) pushImage(repo, tag string) {
-	var layers [][]byte
-	if p.rng.IntN(2) == 0 {
-		layers = append(layers, p.shared[p.rng.IntN(len(p.shared))])
-	}
-	for range 1 + p.rng.IntN(3) {
-		// Log-uniform in [1 KiB, 2 MiB]: mostly small, some large.
-		size := int(1024 * math.Pow(2, 11*p.rng.Float64()))
-		layers = append(layers, crashRandomBytes(p.rng, size))
-	}
-	var diffIDs []string
-	var descs []crashDescriptor
-	for _, l := range layers {
-		d := crashDigest(l)
-		diffIDs = append(diffIDs, d)
-		descs = append(descs, crashDescriptor{"application/vnd.oci.image.layer.v1.tar+gzip", d, int64(len(l))})
-	}
-	config, _ := json.Marshal(map[string]any{
-		"architecture": "amd64", "os": "linux",
-		"rootfs": map[string]any{"type": "layers", "diff_ids": diffIDs},
-		"config": map[string]any{"Labels": map[string]string{"tag": tag, "nonce": strconv.FormatUint(p.rng.Uint64(), 16)}},
-	})
-	for _, b := range append([][]byte{config}, layers...) {
-		if !p.pushBlob(repo, b) {
-			return
-		}
-	}
-	manifest, _ := json.Marshal(map[string]any{
-		"schemaVersion": 2,
-		"mediaType":     "application/vnd.oci.image.manifest.v1+json",
-		"config":        crashDescriptor{"application/vnd.oci.image.config.v1+json", crashDigest(config), int64(len(config))},
-		"layers":        descs,
-		"annotations":   map[string]string{"org.opencontainers.image.ref.name": tag},
-	})
-	m := crashManifest{repo: repo, tag: tag, dgst: crashDigest(manifest), payload: manifest}
-	p.led.tryTag(repo, tag)
-	h := http.Header{"Content-Type": {"application/vnd.oci.image.manifest.v1+json"}}
-	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "PUT", p.base+"/v2/"+repo+"/manifests/"+tag, h, manifest)
-	if err != nil || st != http.StatusCreated {
-		p.led.manifest(m, false)
-		p.led.unexpected("PUT manifest "+repo+":"+tag, st, err, string(body))
-		return
-	}
-	if got := hdr.Get("Docker-Content-Digest"); got != m.dgst {
-		p.led.errorf("PUT manifest %s:%s: Docker-Content-Digest %q, want %s", repo, tag, got, m.dgst)
-	}
-	p.led.manifest(m, true)
-}
-
-// pushBlob uploads data to repo by a randomly chosen route and reports
-// whether the server acknowledged it with a 201.
-func (p *crashPusher) pushBlob(repo string, data []byte) bool {
-	dgst := crashDigest(data)
-	b := crashBlob{repo: repo, dgst: dgst, size: int64(len(data))}
-	if p.led.hasBlob(b) && p.rng.IntN(4) != 0 {
-		return true // already acknowledged here; usually skip, sometimes push again
-	}
-	uploads := p.base + "/v2/" + repo + "/blobs/uploads/"
-	var ok bool
-	switch from := p.led.holder(b, p.repos); {
-	case from != "" && p.rng.IntN(2) == 0:
-		ok = p.mount(uploads, b, from)
-	default:
-		switch p.rng.IntN(3) {
-		case 0:
-			ok = p.monolithic(uploads, b, data)
-		case 1:
-			ok = p.session(uploads, b, data, false)
-		default:
-			ok = p.session(uploads, b, data, true)
-		}
-	}
-	if ok {
-		p.led.ackBlob(b)
-	} else {
-		p.led.unackBlob(b)
-	}
-	return ok
-}
-
-func (p *crashPusher) created(what string, b crashBlob, st int, hdr http.Header, body []byte, err error) bool {
-	if err != nil || st != http.StatusCreated {
-		p.led.unexpected(what+" "+b.dgst+" to "+b.repo, st, err, string(body))
-		return false
-	}
-	if got := hdr.Get("Docker-Content-Digest"); got != b.dgst {
-		p.led.errorf("%s %s to %s: Docker-Content-Digest %q", what, b.dgst, b.repo, got)
-	}
-	return true
-}
-
-func (p *crashPusher) mount(uploads string, b crashBlob, from string) bool {
-	u := uploads + "?mount=" + url.QueryEscape(b.dgst) + "&from=" + url.QueryEscape(from)
-	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", u, nil, nil)
-	return p.created("mount from "+from, b, st, hdr, body, err)
-}
-
-func (p *crashPusher) monolithic(uploads string, b crashBlob, data []byte) bool {
-	h := http.Header{"Content-Type": {"application/octet-stream"}}
-	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", uploads+"?digest="+url.QueryEscape(b.dgst), h, data)
-	return p.created("monolithic POST", b, st, hdr, body, err)
-}
-
-// session opens an upload session and sends data either as chunks (PATCH
-// each, then an empty PUT) or in the closing PUT.
-func (p *crashPusher) session(uploads string, b crashBlob, data []byte, chunked bool) bool {
-	st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "POST", uploads, nil, nil)
-	if err != nil || st != http.StatusAccepted {
-		p.led.unexpected("POST "+uploads, st, err, string(body))
-		return false
-	}
-	loc, err := url.Parse(p.base)
-	if err == nil {
-		loc, err = loc.Parse(hdr.Get("Location"))
-	}
-	id := hdr.Get("Docker-Upload-UUID")
-	if err != nil || id == "" || !strings.HasSuffix(loc.Path, "/"+id) {
-		p.led.errorf("POST %s: Location %q, Docker-Upload-UUID %q", uploads, hdr.Get("Location"), id)
-		return false
-	}
-	s := &crashSession{repo: b.repo, id: id, data: data, dgst: b.dgst}
-	p.led.openSession(s)
-	var put []byte
-	if chunked {
-		for off := 0; off < len(data); {
-			end := min(len(data), off+64<<10+p.rng.IntN(448<<10))
-			h := http.Header{
-				"Content-Type":  {"application/octet-stream"},
-				"Content-Range": {fmt.Sprintf("%d-%d", off, end-1)},
-			}
-			p.led.mu.Lock()
-			s.pendingEnd = int64(end)
-			p.led.mu.Unlock()
-			st, hdr, body, err := crashDo(p.ctx, p.c, p.timeout, "PATCH", loc.String(), h, data[off:end])
-			if err != nil || st != http.StatusAccepted {
-				p.led.unexpected(fmt.Sprintf("PATCH %s %d-%d", loc, off, end-1), st, err, string(body))
-				return false
-			}
-			if r := hdr.Get("Range"); r != fmt.Sprintf("0-%d", end-1) {
-				p.led.errorf("PATCH %s %d-%d: Range %q", loc, off, end-1, r)
-			}
-			p.led.mu.Lock()
-			s.acked = int64(end)
-			p.led.mu.Unlock()
-			off = end
-		}
-	} else {
-		put = data
-	}
-	p.led.mu.Lock()
-	s.finishing = true
-	s.pendingEnd = int64(len(data))
-	p.led.mu.Unlock()
-	q := loc.Query()
-	q.Set("digest", b.dgst)
-	loc.RawQuery = q.Encode()
-	h := http.Header{"Content-Type": {"application/octet-stream"}}
-	st, hdr, body, err = crashDo(p.ctx, p.c, p.timeout, "PUT", loc.String(), h, put)
-	if err != nil || st != http.StatusCreated {
-		p.led.unexpected("PUT "+loc.String(), st, err, string(body))
-		return false
-	}
-	p.led.closeSession(id)
-	return p.created("PUT", b, st, hdr, body, nil)
-}
-
-// crashDo sends one request with its own deadline and reads the answer.
-func crashDo(ctx context.Context, c *http.Client, timeout time.Duration, method, u string, h http.Header, body []byte) (int, http.Header, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var r io.Reader = http.NoBody
-	if body != nil {
-		r = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, r)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	for k, v := range h {
-		req.Header[k] = v
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return 0, nil, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, nil, nil, fmt.Errorf("%s %s: reading body: %w", method, u, err)
-	}
-	return resp.StatusCode, resp.Header, b, nil
-}
-
 // crashRangeSize reads an upload's Range "0-<last>" as a byte count; "0-0"
 // is an empty upload (the test never uploads a one-byte blob).
 func crashRangeSize(r string) (int64, error) {
@@ -829,17 +712,4 @@ func crashGrep(log, s string) string {
 		}
 	}
 	return strings.Join(out, "")
-}
-
-func crashDigest(b []byte) string {
-	sum := sha256.Sum256(b)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
-
-func crashRandomBytes(rng *rand.Rand, n int) []byte {
-	b := make([]byte, (n+7)&^7)
-	for i := 0; i < len(b); i += 8 {
-		binary.LittleEndian.PutUint64(b[i:], rng.Uint64())
-	}
-	return b[:n]
 }
