@@ -80,7 +80,9 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "wrong user name or password")
 		return nil
 	case err != nil:
-		s.log.Error("OAuth token", "user", name, "err", err)
+		// err names the user as the log may (a password typed as the user
+		// name is not written).
+		s.log.Error("OAuth token", "err", err)
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot check credentials now; retry")
 		return nil
 	}

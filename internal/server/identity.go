@@ -96,6 +96,26 @@ func writeSecretFile(path, content string) error {
 	return os.Rename(tmp, path)
 }
 
+const settingUserNameHashKey = "user-name-hash-key"
+
+// userNameHashKey is the key of the hash a failed login's user name is
+// logged as when no identity provider knows it (see
+// auth.Authenticator.NameHashKey). It is kept in the metadata store, so
+// that the hash of one name stays the same across restarts and instances.
+func userNameHashKey(ctx context.Context, meta *store.Store) ([]byte, error) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v, err := meta.InitSetting(ctx, settingUserNameHashKey, base64.RawStdEncoding.EncodeToString(b))
+	if err != nil {
+		return nil, fmt.Errorf("key for logged user names: %w", err)
+	}
+	key, err := base64.RawStdEncoding.DecodeString(v)
+	if err != nil || len(key) < 16 {
+		return nil, fmt.Errorf("setting %s is not a base64 key of at least 16 bytes", settingUserNameHashKey)
+	}
+	return key, nil
+}
+
 // identityProviders are the password checkers in force: Berth's own users
 // first, then the htpasswd file when one is configured.
 func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvider, error) {

@@ -292,8 +292,12 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	nameHashKey, err := userNameHashKey(context.Background(), meta)
+	if err != nil {
+		return nil, err
+	}
 	authn := &auth.Authenticator{
-		Tokens: meta, Groups: meta, Identity: identity,
+		Tokens: meta, Groups: meta, Identity: identity, NameHashKey: nameHashKey,
 		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
