@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -45,6 +46,7 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 		return invalid("project name %q is invalid: use %s, at most %d characters", name, nameRule, maxProjectName)
 	}
 	if auth.ReservedProject(name) {
+		reqlog.FromContext(r.Context()).Decide(reqlog.Denied)
 		return nameUnavailable(name)
 	}
 	u := caller(r).User
@@ -82,6 +84,7 @@ func (s *Server) nameTaken(r *http.Request, name string, exists *StatusError) er
 		return err
 	}
 	if !seen {
+		reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 		return nameUnavailable(name)
 	}
 	return exists
@@ -180,6 +183,7 @@ func (s *Server) visibleProject(r *http.Request, name, resource string) (store.P
 		return store.Project{}, err
 	}
 	if !ok {
+		reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 		return store.Project{}, notFound(resource, name)
 	}
 	p, err := s.opts.Store.Project(r.Context(), name)
@@ -204,6 +208,7 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 			return verr
 		}
 		if !seen {
+			reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 			return notFound(projectsResource, name)
 		}
 		return err

@@ -297,7 +297,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 		return nil, err
 	}
 	authn := &auth.Authenticator{
-		Tokens: meta, Groups: meta, Identity: identity, NameHashKey: nameHashKey,
+		Tokens: timedAccess{meta}, Groups: timedAccess{meta}, Identity: identity, NameHashKey: nameHashKey,
 		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
@@ -310,7 +310,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 			}
 		},
 	}
-	authz := auth.NewRBAC(meta)
+	authz := auth.NewRBAC(timedAccess{meta})
 	authz.Generation = meta.AccessGeneration
 	issuer := &auth.Issuer{Tokens: meta}
 
