@@ -180,7 +180,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("prepare TLS: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		ln = tlsListener(ln, srv.TLSConfig)
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
 	}

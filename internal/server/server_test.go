@@ -75,6 +75,13 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 
 func start(t *testing.T, cfg Config) *running {
 	t.Helper()
+	cfg.InsecureHTTP = true
+	return launch(t, cfg)
+}
+
+// launch runs the server as cfg says: over TLS unless cfg.InsecureHTTP.
+func launch(t *testing.T, cfg Config) *running {
+	t.Helper()
 	if cfg.AdminPassword == "" {
 		cfg.AdminPassword = testAdminPassword
 	}
@@ -83,7 +90,7 @@ func start(t *testing.T, cfg Config) *running {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	}
-	cfg.Listen, cfg.InsecureHTTP, cfg.Ready = "127.0.0.1:0", true, ready
+	cfg.Listen, cfg.Ready = "127.0.0.1:0", ready
 	if cfg.Storage == "" {
 		cfg.Storage = "filesystem"
 	}
@@ -93,6 +100,9 @@ func start(t *testing.T, cfg Config) *running {
 	select {
 	case addr := <-ready:
 		r.url = "http://" + addr.String()
+		if !cfg.InsecureHTTP {
+			r.url = "https://" + addr.String()
+		}
 	case err := <-r.done:
 		t.Fatalf("server ended before serving: %v", err)
 	case <-time.After(10 * time.Second):
