@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -128,6 +129,7 @@ func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Reques
 // handleDryRun routes a handler that honours dryRun itself.
 func (s *Server) handleDryRun(pattern string, h func(http.ResponseWriter, *http.Request) error) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		reqlog.FromContext(r.Context()).SetRoute(pattern)
 		if err := h(w, r); err != nil {
 			s.writeError(w, r, err)
 		}
@@ -275,11 +277,18 @@ func (s *Server) authorize(r *http.Request, verb string, res auth.Resource, proj
 // authorizeUser is authorize for user u.
 func (s *Server) authorizeUser(ctx context.Context, u auth.User, verb string, res auth.Resource, project string) error {
 	ok, err := s.opts.Authorizer.Authorize(ctx, u, verb, res, project)
-	if err != nil {
+	entry := reqlog.FromContext(ctx)
+	switch {
+	case err != nil:
+		entry.Decide(reqlog.Failed)
 		return err
-	}
-	if ok {
+	case ok:
+		entry.Decide(reqlog.Allowed)
 		return nil
+	case isAnonymous(u):
+		entry.Decide(reqlog.Unauthorized)
+	default:
+		entry.Decide(reqlog.Denied)
 	}
 	return s.forbidden(u, verb, res, project)
 }

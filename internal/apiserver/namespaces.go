@@ -100,15 +100,19 @@ func (s *Server) createNamespace(w http.ResponseWriter, r *http.Request) error {
 		return invalid("Namespace %q is invalid: metadata.name: use %s, at most %d characters", ns.Name, nameRule, maxProjectName)
 	}
 	if auth.ReservedProject(ns.Name) {
-		// System namespaces are a cluster administrator's, not a request.
+		// System namespaces are a cluster administrator's, not a request;
+		// refused, it is the answer a hidden project's name gets.
 		if err := s.authorize(r, "create", auth.Resource{Resource: "namespaces"}, ""); err != nil {
+			if se, ok := errors.AsType[*StatusError](err); ok && se.Code == http.StatusForbidden {
+				return nameUnavailable(ns.Name)
+			}
 			return err
 		}
 	}
 	u := caller(r).User
 	if err := s.opts.Store.CreateProject(r.Context(), store.Project{Name: ns.Name, Creator: u.Name}); err != nil {
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			return &StatusError{http.StatusConflict, "AlreadyExists", `namespaces "` + ns.Name + `" already exists`}
+			return s.nameTaken(r, ns.Name, &StatusError{http.StatusConflict, "AlreadyExists", `namespaces "` + ns.Name + `" already exists`})
 		}
 		return err
 	}

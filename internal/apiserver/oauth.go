@@ -9,6 +9,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 const oauthTokenPath = "/oauth/token"
@@ -73,14 +74,18 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 	var throttled *auth.ThrottledError
 	switch {
 	case errors.As(err, &throttled):
+		reqlog.FromContext(r.Context()).Decide(reqlog.Throttled)
 		w.Header().Set("Retry-After", retryAfter(throttled))
 		writeOAuthError(w, http.StatusTooManyRequests, "invalid_grant", err.Error())
 		return nil
 	case errors.Is(err, auth.ErrUnauthenticated):
+		reqlog.FromContext(r.Context()).Decide(reqlog.Unauthorized)
 		writeOAuthError(w, http.StatusBadRequest, "invalid_grant", "wrong user name or password")
 		return nil
 	case err != nil:
-		s.log.Error("OAuth token", "user", name, "err", err)
+		// err names the user as the log may (a password typed as the user
+		// name is not written).
+		s.log.Error("OAuth token", "err", err)
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot check credentials now; retry")
 		return nil
 	}
@@ -90,6 +95,7 @@ func (s *Server) oauthToken(w http.ResponseWriter, r *http.Request) error {
 		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "cannot issue a token now; retry")
 		return nil
 	}
+	reqlog.FromContext(r.Context()).SetUser(auth.LoggedUser(u))
 	s.log.Info("issued a login token", "user", u.Name, "token", rec.ID, "expires", rec.Expires)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Pragma", "no-cache")

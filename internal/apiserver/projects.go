@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -45,13 +46,14 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 		return invalid("project name %q is invalid: use %s, at most %d characters", name, nameRule, maxProjectName)
 	}
 	if auth.ReservedProject(name) {
-		return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf("cannot request a project named %q: the name is reserved for the system", name)}
+		reqlog.FromContext(r.Context()).Decide(reqlog.Denied)
+		return nameUnavailable(name)
 	}
 	u := caller(r).User
 	p := store.Project{Name: name, Creator: u.Name}
 	if err := s.opts.Store.CreateProject(r.Context(), p); err != nil {
 		if errors.Is(err, errdefs.ErrAlreadyExists) {
-			return &StatusError{http.StatusConflict, "AlreadyExists", `project "` + name + `" already exists`}
+			return s.nameTaken(r, name, &StatusError{http.StatusConflict, "AlreadyExists", `project "` + name + `" already exists`})
 		}
 		return err
 	}
@@ -62,6 +64,30 @@ func (s *Server) createProject(w http.ResponseWriter, r *http.Request) error {
 	s.log.Info("project created", "project", name, "by", u.Name)
 	writeJSON(w, http.StatusCreated, projectObject(created))
 	return nil
+}
+
+// nameUnavailable refuses a project request for a name reserved for the
+// system or taken by a project the caller may not see: one answer for
+// both, so that the refusal does not tell which. That the name is not free
+// is inherent (a free name is granted), as Kubernetes answers a request
+// for an existing namespace AlreadyExists; see docs/SECURITY.md.
+func nameUnavailable(name string) *StatusError {
+	return &StatusError{http.StatusForbidden, "Forbidden",
+		fmt.Sprintf("cannot request a project named %q: the name is reserved for the system or already taken", name)}
+}
+
+// nameTaken answers a project request for a name already taken: exists
+// when the caller may see that project, nameUnavailable when not.
+func (s *Server) nameTaken(r *http.Request, name string, exists *StatusError) error {
+	seen, err := s.mayGetProject(r, name)
+	if err != nil {
+		return err
+	}
+	if !seen {
+		reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
+		return nameUnavailable(name)
+	}
+	return exists
 }
 
 // visibleProjects returns a test of whether the caller may see a project:
@@ -157,6 +183,7 @@ func (s *Server) visibleProject(r *http.Request, name, resource string) (store.P
 		return store.Project{}, err
 	}
 	if !ok {
+		reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 		return store.Project{}, notFound(resource, name)
 	}
 	p, err := s.opts.Store.Project(r.Context(), name)
@@ -181,6 +208,7 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 			return verr
 		}
 		if !seen {
+			reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 			return notFound(projectsResource, name)
 		}
 		return err

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 // Well-known users and groups.
@@ -54,6 +56,15 @@ type Role struct {
 type Resource struct {
 	Group    string
 	Resource string
+}
+
+// String is the resource as logs name it: "group/resource", or the
+// resource alone in the core group.
+func (r Resource) String() string {
+	if r.Group == "" {
+		return r.Resource
+	}
+	return r.Group + "/" + r.Resource
 }
 
 // Registry operations as resources.
@@ -110,6 +121,9 @@ func NewRBAC(bindings BindingSource) *RBAC {
 
 // Authorize implements Authorizer.
 func (a *RBAC) Authorize(ctx context.Context, user User, verb string, resource Resource, project string) (bool, error) {
+	if e := reqlog.FromContext(ctx); e.Debug() {
+		e.NoteCheck(reqlog.Check{Verb: verb, Resource: resource.String(), Project: project})
+	}
 	// A project's service accounts may pull from it, as on the reference
 	// platform, without a stored binding.
 	if project != "" && slices.Contains(user.Groups, GroupServiceAccountsPrefix+project) &&

@@ -55,6 +55,15 @@ func (h *Htpasswd) CheckPassword(_ context.Context, user, password string) (bool
 	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil, nil
 }
 
+// KnowsUser implements UserDirectory.
+func (h *Htpasswd) KnowsUser(_ context.Context, user string) bool {
+	_ = h.reload() // a file that cannot be read leaves the last good contents
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.hashes[user]
+	return ok
+}
+
 // reload re-reads the file when its size or modification time changed.
 // A file that turns bad while serving leaves the last good contents in
 // force: a typo must not lock every user out.

@@ -2,9 +2,12 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 // TokenWriter stores a new token (only its hash is in rec).
@@ -41,11 +44,34 @@ func (i *Issuer) Issue(ctx context.Context, user string, ttl time.Duration, desc
 // fail answers them, in the shape of the API being called.
 func (a *Authenticator) Middleware(next http.Handler, fail func(http.ResponseWriter, *http.Request, error)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entry := reqlog.FromContext(r.Context())
 		id, err := a.Request(r)
 		if err != nil {
+			entry.Decide(refusalOf(err))
 			fail(w, r, err)
 			return
 		}
+		entry.SetUser(LoggedUser(id.User))
 		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
 	})
+}
+
+// LoggedUser is how the access log names who made a request.
+func LoggedUser(u User) string {
+	if u.Name == AnonymousUser {
+		return "anonymous"
+	}
+	return u.Name
+}
+
+// refusalOf is the access answer to credentials that were refused.
+func refusalOf(err error) string {
+	var throttled *ThrottledError
+	switch {
+	case errors.As(err, &throttled):
+		return reqlog.Throttled
+	case errors.Is(err, ErrUnauthenticated):
+		return reqlog.Unauthorized
+	}
+	return reqlog.Failed
 }

@@ -33,6 +33,13 @@ func (l LocalUsers) CheckPassword(ctx context.Context, user, password string) (b
 	return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil, nil
 }
 
+// KnowsUser implements UserDirectory: a user Berth holds, with a password
+// or without (one an identity provider vouched for, recorded at login).
+func (l LocalUsers) KnowsUser(ctx context.Context, user string) bool {
+	_, err := l.PasswordHash(ctx, user)
+	return err == nil
+}
+
 // HashPassword returns the bcrypt hash of password for LocalUsers.
 func HashPassword(password string) (string, error) {
 	h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
@@ -55,6 +62,17 @@ func (c Chain) CheckPassword(ctx context.Context, user, password string) (bool, 
 		}
 	}
 	return false, errors.Join(errs...)
+}
+
+// KnowsUser implements UserDirectory: whether any provider that can tell
+// knows the user.
+func (c Chain) KnowsUser(ctx context.Context, user string) bool {
+	for _, p := range c {
+		if d, ok := p.(UserDirectory); ok && d.KnowsUser(ctx, user) {
+			return true
+		}
+	}
+	return false
 }
 
 // passwordCache remembers, briefly, that a user name and password were

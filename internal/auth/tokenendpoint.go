@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 // TokenPath is where the Docker token flow's realm points, the reference
@@ -42,7 +44,14 @@ func (e *TokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeTokenError(w, http.StatusMethodNotAllowed, "UNSUPPORTED", r.Method+" is not supported; use GET with Basic credentials")
 		return
 	}
+	entry := reqlog.FromContext(r.Context())
+	entry.SetRoute(TokenPath)
 	id, err := e.Authenticator.Request(r)
+	if err != nil {
+		entry.Decide(refusalOf(err))
+	} else {
+		entry.SetUser(LoggedUser(id.User))
+	}
 	var throttled *ThrottledError
 	switch {
 	case errors.As(err, &throttled):

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -69,6 +70,13 @@ type IdentityProvider interface {
 	CheckPassword(ctx context.Context, user, password string) (bool, error)
 }
 
+// UserDirectory is an identity provider that can tell whether it holds a
+// user. People type passwords into the user name field; a failed login
+// names the user in the log only when a provider knows it.
+type UserDirectory interface {
+	KnowsUser(ctx context.Context, user string) bool
+}
+
 // Authenticator turns credentials into a User.
 type Authenticator struct {
 	Tokens   TokenSource
@@ -87,18 +95,25 @@ type Authenticator struct {
 	Generation func() int64
 	CacheTTL   time.Duration
 	// Logger records failed and throttled password logins (user name and
-	// client, never the password); nil logs nothing.
+	// client, never the password; see loggedName); nil logs nothing.
 	Logger *slog.Logger
+	// NameHashKey keys the hash that stands in the log for a user name no
+	// identity provider knows (often a password typed in the wrong field).
+	// Instances that share it log the same hash for the same name; nil
+	// draws a key for this process.
+	NameHashKey []byte
 	// OnLogin, when set, is told of each user whose password was verified
 	// (not of cached verifications), so the user can be recorded.
 	OnLogin func(ctx context.Context, user string)
 
-	cacheOnce sync.Once
-	cache     *passwordCache
-	checksMu  sync.Mutex
-	checks    map[[32]byte]*passwordCheck
-	tokens    *genCache[[32]byte, TokenRecord]
-	groups    *genCache[string, []string]
+	cacheOnce   sync.Once
+	cache       *passwordCache
+	nameKeyOnce sync.Once
+	nameKey     []byte
+	checksMu    sync.Mutex
+	checks      map[[32]byte]*passwordCheck
+	tokens      *genCache[[32]byte, TokenRecord]
+	groups      *genCache[string, []string]
 }
 
 // Identity is who made a request and, when a token proved it, which.
@@ -238,7 +253,7 @@ func (a *Authenticator) checkPassword(ctx context.Context, client, name, passwor
 	case err != nil:
 		a.Users.Release(name, false)
 		a.Clients.Release(client, false)
-		return fmt.Errorf("check password of %s: %w", logSafeName(name), err)
+		return fmt.Errorf("check password of %s: %w", a.loggedName(ctx, name), err)
 	case !ok:
 		a.Users.Fail(name)
 		a.Clients.Fail(client)
@@ -253,17 +268,38 @@ func (a *Authenticator) checkPassword(ctx context.Context, client, name, passwor
 	return nil
 }
 
-// logSafeName is a user name as it may be logged: people paste tokens and
-// passwords into the user name field, so a token is never written and a
-// long name is cut.
-func logSafeName(name string) string {
+// loggedName is a user name as it may be logged. People paste tokens and
+// passwords into the user name field: a token is "(a token)", a user an
+// identity provider knows is named (cut at 64 characters), and anything
+// else is logged as user_hash, a keyed hash that tells repeated attempts
+// apart without keeping what was typed (see NameHashKey).
+func (a *Authenticator) loggedName(ctx context.Context, name string) slog.Attr {
 	if strings.HasPrefix(name, TokenPrefix) {
-		return "(a token)"
+		return slog.String("user", "(a token)")
 	}
-	if len(name) > 64 {
-		return name[:64] + "…"
+	if d, ok := a.Identity.(UserDirectory); ok && d.KnowsUser(ctx, name) {
+		if len(name) > 64 {
+			name = name[:64] + "…"
+		}
+		return slog.String("user", name)
 	}
-	return name
+	return slog.String("user_hash", a.nameHash(name))
+}
+
+// nameHash is the first 12 hex digits of HMAC-SHA-256(NameHashKey, name).
+// The key matters: what it hashes is often a password, and a plain hash in
+// a log would let whoever reads the log test guesses at it.
+func (a *Authenticator) nameHash(name string) string {
+	a.nameKeyOnce.Do(func() {
+		a.nameKey = a.NameHashKey
+		if len(a.nameKey) == 0 {
+			a.nameKey = make([]byte, 32)
+			_, _ = rand.Read(a.nameKey)
+		}
+	})
+	mac := hmac.New(sha256.New, a.nameKey)
+	mac.Write([]byte(name))
+	return hex.EncodeToString(mac.Sum(nil)[:6])
 }
 
 func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenRecord, error) {
@@ -288,7 +324,7 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 
 func (a *Authenticator) logFailure(ctx context.Context, msg, name, client string) {
 	if a.Logger != nil {
-		a.Logger.WarnContext(ctx, msg, "user", logSafeName(name), "client", client)
+		a.Logger.LogAttrs(ctx, slog.LevelWarn, msg, a.loggedName(ctx, name), slog.String("client", client))
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -216,6 +217,26 @@ func (r *Registry) provisionProject(ctx context.Context, user auth.User, project
 	}
 	r.log.InfoContext(ctx, "project created by a push", "project", project, "admin", user.Name)
 	return true, nil
+}
+
+// accessAnswer names, for the debug log, the answer authorize gave.
+func accessAnswer(err error) string {
+	if err == nil {
+		return reqlog.Allowed
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		switch e.Code {
+		case codeUnauthorized:
+			return reqlog.Unauthorized
+		case codeDenied:
+			return reqlog.Denied
+		case codeUnavailable:
+			return reqlog.Failed
+		}
+	}
+	// What a missing repository, blob, manifest or session answers.
+	return reqlog.Hidden
 }
 
 func denied(what string) *Error {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -101,7 +102,7 @@ const defaultMaxManifestBytes = 4 << 20
 // New returns a Registry.
 func New(opts Options) *Registry {
 	r := &Registry{
-		meta:         opts.Metadata,
+		meta:         timedMetadata{opts.Metadata},
 		blobs:        opts.Blobs,
 		log:          opts.Logger,
 		maxManifest:  opts.MaxManifestBytes,
@@ -114,6 +115,9 @@ func New(opts Options) *Registry {
 	}
 	if r.log == nil {
 		r.log = slog.Default()
+	}
+	if r.projects != nil {
+		r.projects = timedProjects{r.projects}
 	}
 	if r.maxManifest <= 0 {
 		r.maxManifest = defaultMaxManifestBytes
@@ -215,6 +219,10 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 			}
 		}
 		err := r.authorize(req, ep, repo)
+		if e := reqlog.FromContext(req.Context()); e.Debug() {
+			e.SetRoute(req.Pattern)
+			e.Decide(accessAnswer(err))
+		}
 		if errors.Is(err, errNoReferrers) {
 			err = r.listReferrersOf(w, req, repo, true)
 		} else if err == nil {
@@ -238,6 +246,7 @@ func methodNotAllowed(w http.ResponseWriter, req *http.Request, methods map[stri
 // unknownRoute answers /v2 paths no route matched. A path that ends in a
 // registry route but has the wrong number of name components is a bad name.
 func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
+	reqlog.FromContext(req.Context()).SetRoute(req.Pattern)
 	p := strings.TrimPrefix(req.URL.Path, "/v2/")
 	for _, marker := range []string{"/blobs/", "/manifests/", "/tags/list", "/referrers/"} {
 		if i := strings.Index(p, marker); i > 0 && parseName(p[:i]) != nil {

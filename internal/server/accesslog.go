@@ -7,23 +7,36 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reqlog"
 )
 
 // accessLog writes one line per request: method, path, status, bytes,
-// duration and client.
+// duration, client and user ("anonymous", or "-" when authentication
+// failed or did not run). The user is learnt inside, by the authentication
+// middleware, through a reqlog.Entry in the request's context. At debug
+// level a second line follows with the route, the access decision and the
+// time spent in the metadata store (see reqlog).
 func accessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		start := time.Now()
+		ctx := req.Context()
+		entry := reqlog.New(log.Enabled(ctx, slog.LevelDebug))
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, req)
-		log.LogAttrs(req.Context(), slog.LevelInfo, "request",
+		next.ServeHTTP(rec, req.WithContext(reqlog.NewContext(ctx, entry)))
+		log.LogAttrs(ctx, slog.LevelInfo, "request",
 			slog.String("method", req.Method),
 			slog.String("path", req.URL.Path),
 			slog.Int("status", rec.status),
 			slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", time.Since(start)),
 			slog.String("client", clientAddr(req)),
+			slog.String("user", entry.User()),
 		)
+		if entry.Debug() {
+			log.LogAttrs(ctx, slog.LevelDebug, "request detail",
+				append([]slog.Attr{slog.String("method", req.Method), slog.String("path", req.URL.Path)}, entry.DebugAttrs()...)...)
+		}
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -110,10 +111,51 @@ func writeSecretFile(path, content string) error {
 	return d.Sync()
 }
 
+const settingUserNameHashKey = "user-name-hash-key"
+
+// userNameHashKey is the key of the hash a failed login's user name is
+// logged as when no identity provider knows it (see
+// auth.Authenticator.NameHashKey). It is kept in the metadata store, so
+// that the hash of one name stays the same across restarts and instances.
+func userNameHashKey(ctx context.Context, meta *store.Store) ([]byte, error) {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	v, err := meta.InitSetting(ctx, settingUserNameHashKey, base64.RawStdEncoding.EncodeToString(b))
+	if err != nil {
+		return nil, fmt.Errorf("key for logged user names: %w", err)
+	}
+	key, err := base64.RawStdEncoding.DecodeString(v)
+	if err != nil || len(key) < 16 {
+		return nil, fmt.Errorf("setting %s is not a base64 key of at least 16 bytes", settingUserNameHashKey)
+	}
+	return key, nil
+}
+
+// timedAccess is the metadata store as authentication and authorization
+// read it, with each call's time added to its request's debug line
+// (reqlog). Reads served from their caches do not reach it.
+type timedAccess struct{ meta *store.Store }
+
+func (t timedAccess) LookupToken(ctx context.Context, hash []byte) (auth.TokenRecord, error) {
+	defer reqlog.StartStore(ctx).Stop()
+	return t.meta.LookupToken(ctx, hash)
+}
+
+func (t timedAccess) GroupsOf(ctx context.Context, user string) ([]string, error) {
+	defer reqlog.StartStore(ctx).Stop()
+	return t.meta.GroupsOf(ctx, user)
+}
+
+func (t timedAccess) Bindings(ctx context.Context, project string) ([]auth.Binding, error) {
+	defer reqlog.StartStore(ctx).Stop()
+	return t.meta.Bindings(ctx, project)
+}
+
 // identityProviders are the password checkers in force: Berth's own users
 // first, then the htpasswd file when one is configured.
 func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvider, error) {
 	chain := auth.Chain{auth.LocalUsers{PasswordHash: func(ctx context.Context, name string) (string, error) {
+		defer reqlog.StartStore(ctx).Stop()
 		u, err := meta.User(ctx, name)
 		return u.PasswordHash, err
 	}}}

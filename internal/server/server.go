@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("prepare TLS: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
-		ln = tls.NewListener(ln, srv.TLSConfig)
+		ln = tlsListener(ln, srv.TLSConfig)
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
 	}
@@ -314,8 +314,12 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 	if err != nil {
 		return nil, err
 	}
+	nameHashKey, err := userNameHashKey(context.Background(), meta)
+	if err != nil {
+		return nil, err
+	}
 	authn := &auth.Authenticator{
-		Tokens: meta, Groups: meta, Identity: identity,
+		Tokens: timedAccess{meta}, Groups: timedAccess{meta}, Identity: identity, NameHashKey: nameHashKey,
 		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
@@ -328,7 +332,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.L
 			}
 		},
 	}
-	authz := auth.NewRBAC(meta)
+	authz := auth.NewRBAC(timedAccess{meta})
 	authz.Generation = meta.AccessGeneration
 	issuer := &auth.Issuer{Tokens: meta}
 

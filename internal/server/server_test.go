@@ -30,7 +30,7 @@ type running struct {
 type lockedBuffer struct {
 	mu    sync.Mutex
 	b     bytes.Buffer
-	wrote chan struct{} // closed at the next write
+	wrote chan struct{} // closed at the next Write
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
@@ -49,22 +49,26 @@ func (l *lockedBuffer) waitFor(t *testing.T, s string, timeout time.Duration) st
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		l.mu.Lock()
-		logs := l.b.String()
-		if l.wrote == nil {
-			l.wrote = make(chan struct{})
-		}
-		wrote := l.wrote
-		l.mu.Unlock()
-		if strings.Contains(logs, s) {
+		wrote := l.changed() // before reading: no write is missed
+		if logs := l.String(); strings.Contains(logs, s) {
 			return logs
 		}
 		select {
 		case <-wrote:
 		case <-deadline:
-			t.Fatalf("no %q in the log after %v:\n%s", s, timeout, logs)
+			t.Fatalf("no %q in the log after %v:\n%s", s, timeout, l.String())
 		}
 	}
+}
+
+// changed returns a channel closed at the next Write.
+func (l *lockedBuffer) changed() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.wrote == nil {
+		l.wrote = make(chan struct{})
+	}
+	return l.wrote
 }
 
 func (l *lockedBuffer) String() string {
@@ -89,6 +93,13 @@ func (b basicAuth) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func start(t *testing.T, cfg Config) *running {
+	t.Helper()
+	cfg.InsecureHTTP = true
+	return launch(t, cfg)
+}
+
+// launch runs the server as cfg says: over TLS unless cfg.InsecureHTTP.
+func launch(t *testing.T, cfg Config) *running {
 	t.Helper()
 	if cfg.AdminPassword == "" {
 		cfg.AdminPassword = testAdminPassword

@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -194,6 +198,60 @@ func TestRegistryLoginFlows(t *testing.T) {
 	}
 	if strings.Contains(s.Logs(), aliceToken) || strings.Contains(s.Logs(), "alice-pw") {
 		t.Fatal("the server log contains a secret")
+	}
+}
+
+// TestPasswordTypedAsUserNameIsNotLogged: a password typed into the user
+// name field (of podman login, the token endpoint or berth login) never
+// reaches the log, which logs a short hash of it instead; a known user's
+// failed login is still named.
+func TestPasswordTypedAsUserNameIsNotLogged(t *testing.T) {
+	s := startServer(t, "--insecure-http", "--htpasswd", htpasswdUsers(t, map[string]string{"bob": "bob-pw"}))
+	const typed = "Bob-S3cret-Passw0rd"
+	for _, c := range []struct{ user, password, path string }{
+		{typed, "bob", "/v2/"}, {typed, "bob", "/openshift/token"}, {"bob", "wrong-guess", "/v2/"}, {"admin", "wrong-guess", "/v2/"},
+	} {
+		resp, err := s.ClientAs(c.user, c.password).Get(s.URL + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("GET %s as %s = %d, want 401", c.path, c.user, resp.StatusCode)
+		}
+	}
+	resp, err := s.AnonymousClient().PostForm(s.URL+"/oauth/token", url.Values{"grant_type": {"password"}, "username": {typed}, "password": {"bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Fatalf("OAuth login with a password as the user name = %d, want 400", resp.StatusCode)
+	}
+	// The log is read from the server's stderr as it comes: wait for the
+	// three failures with the name hashed, bounded.
+	hashed := regexp.MustCompile(`msg="login failed" user_hash=([0-9a-f]{12}) client=127\.0\.0\.1`)
+	for i := 0; i < 50 && len(hashed.FindAllString(s.Logs(), -1)) < 3; i++ {
+		time.Sleep(100 * time.Millisecond)
+	}
+	logs := s.Logs()
+	if strings.Contains(logs, typed) {
+		t.Fatalf("the server log holds the password typed as a user name:\n%s", logs)
+	}
+	hashes := map[string]bool{}
+	for _, m := range hashed.FindAllStringSubmatch(logs, -1) {
+		hashes[m[1]] = true
+	}
+	// One name, one hash, so attempts can be correlated; keyed, so the log
+	// does not let a reader test guesses at the password.
+	plain := sha256.Sum256([]byte(typed))
+	if len(hashes) != 1 || hashes[hex.EncodeToString(plain[:6])] {
+		t.Errorf("want one keyed hash for the three attempts, got %v:\n%s", hashes, logs)
+	}
+	for _, want := range []string{`msg="login failed" user=bob client=127.0.0.1`, `msg="login failed" user=admin client=127.0.0.1`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("the log lacks %q:\n%s", want, logs)
+		}
 	}
 }
 
