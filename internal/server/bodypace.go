@@ -65,8 +65,8 @@ type pacedBody struct {
 	// deadline was last moved.
 	got     int64
 	renewed time.Time
-	// done: the body ended (EOF or error); the deadline was cleared.
-	done bool
+	// reading: the handler has read; done: the body ended (EOF or error).
+	reading, done bool
 }
 
 func (b *pacedBody) renew() error {
@@ -75,6 +75,14 @@ func (b *pacedBody) renew() error {
 }
 
 func (b *pacedBody) Read(p []byte) (int, error) {
+	if !b.reading {
+		// The first window started with the request, so that a body no
+		// handler reads (an early refusal) is drained under a deadline too;
+		// a handler that takes its time before reading (a password check)
+		// must not spend the client's window, so reading starts a new one.
+		b.reading = true
+		_ = b.renew()
+	}
 	n, err := b.ReadCloser.Read(p)
 	if b.done {
 		return n, err

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -184,4 +185,46 @@ func basic(user, password string) string {
 	req, _ := http.NewRequest("GET", "http://x/", nil)
 	req.SetBasicAuth(user, password)
 	return strings.TrimPrefix(req.Header.Get("Authorization"), "Basic ")
+}
+
+// Time a handler spends before it reads (a password check under load) is
+// not taken from the client's window: a body sent at once is read whole
+// however late the handler starts reading. And a body no handler reads is
+// still drained under the deadline.
+func TestPaceStartsWhenTheHandlerReads(t *testing.T) {
+	const window = 300 * time.Millisecond
+	started := make(chan struct{})
+	srv := httptest.NewServer(paceBodies(newBodyPace(window, 1<<20), http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/refuse" {
+			http.Error(w, "no", http.StatusUnauthorized) // never reads the body
+			return
+		}
+		close(started)
+		time.Sleep(3 * window) // slower than a window, before reading
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusRequestTimeout)
+			return
+		}
+		fmt.Fprint(w, len(b))
+	})))
+	defer srv.Close()
+	body := bytes.Repeat([]byte("x"), 1000)
+	resp, err := http.Post(srv.URL+"/late", "text/plain", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	<-started
+	if resp.StatusCode != http.StatusOK || string(got) != "1000" {
+		t.Fatalf("late reader got %d %q, want 200 \"1000\"", resp.StatusCode, got)
+	}
+	// A refusal that leaves a trickling body unread: the server drains it
+	// before answering, under the deadline set with the request.
+	line, open := rawRequest(t, srv.URL, "POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+		body, 1, 100*time.Millisecond, 15*time.Second)
+	if open > 5*time.Second {
+		t.Fatalf("an unread trickling body held the connection %v (answer %q)", open, line)
+	}
 }

@@ -104,7 +104,6 @@ func launch(t *testing.T, cfg Config) *running {
 	if cfg.AdminPassword == "" {
 		cfg.AdminPassword = testAdminPassword
 	}
-	cfg.InsecureHTTP = true
 	return serve(t, cfg)
 }
 
