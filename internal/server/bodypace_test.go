@@ -209,21 +209,23 @@ func TestPaceStartsWhenTheHandlerReads(t *testing.T) {
 		fmt.Fprint(w, len(b))
 	})))
 	defer srv.Close()
-	body := bytes.Repeat([]byte("x"), 1000)
-	resp, err := http.Post(srv.URL+"/late", "text/plain", bytes.NewReader(body))
+	// Larger than what net/http reads ahead with the headers, so that
+	// reading it waits on the connection.
+	big := bytes.Repeat([]byte("x"), 1<<20)
+	resp, err := http.Post(srv.URL+"/late", "text/plain", bytes.NewReader(big))
 	if err != nil {
 		t.Fatal(err)
 	}
 	got, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	<-started
-	if resp.StatusCode != http.StatusOK || string(got) != "1000" {
-		t.Fatalf("late reader got %d %q, want 200 \"1000\"", resp.StatusCode, got)
+	if resp.StatusCode != http.StatusOK || string(got) != fmt.Sprint(len(big)) {
+		t.Fatalf("late reader got %d %q, want 200 %d", resp.StatusCode, got, len(big))
 	}
 	// A refusal that leaves a trickling body unread: the server drains it
 	// before answering, under the deadline set with the request.
 	line, open := rawRequest(t, srv.URL, "POST /refuse HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
-		body, 1, 100*time.Millisecond, 15*time.Second)
+		bytes.Repeat([]byte("x"), 1000), 1, 100*time.Millisecond, 15*time.Second)
 	if open > 5*time.Second {
 		t.Fatalf("an unread trickling body held the connection %v (answer %q)", open, line)
 	}
