@@ -29,7 +29,7 @@ type Store struct {
 	writer *groupWriter
 	// prepared holds read's queries, parsed once.
 	prepared statements
-	now    func() time.Time
+	now      func() time.Time
 
 	// accessGen counts committed changes to who may do what (users,
 	// groups, tokens, projects, bindings); caches of those are valid while
