@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/internal/gencache"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
 
@@ -111,7 +112,7 @@ type RBAC struct {
 	CacheTTL   time.Duration
 
 	cacheOnce sync.Once
-	cache     *genCache[string, []Binding]
+	cache     *gencache.Cache[string, []Binding]
 }
 
 // NewRBAC returns an authorizer with the built-in roles.
@@ -157,9 +158,9 @@ func (a *RBAC) bindingsOf(ctx context.Context, project string) ([]Binding, error
 		if ttl == 0 {
 			ttl = 10 * time.Second
 		}
-		a.cache = &genCache[string, []Binding]{ttl: ttl, max: 100000}
+		a.cache = &gencache.Cache[string, []Binding]{TTL: ttl, Max: 100000}
 	})
-	return a.cache.fetch(project, a.Generation, func() ([]Binding, error) {
+	return a.cache.Fetch(project, a.Generation, func() ([]Binding, error) {
 		return a.Bindings.Bindings(ctx, project)
 	})
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/gencache"
 )
 
 // TokenPrefix marks Berth's tokens, as the reference platform's "sha256~".
@@ -112,8 +113,8 @@ type Authenticator struct {
 	nameKey     []byte
 	checksMu    sync.Mutex
 	checks      map[[32]byte]*passwordCheck
-	tokens      *genCache[[32]byte, TokenRecord]
-	groups      *genCache[string, []string]
+	tokens      *gencache.Cache[[32]byte, TokenRecord]
+	groups      *gencache.Cache[string, []string]
 }
 
 // Identity is who made a request and, when a token proved it, which.
@@ -307,7 +308,7 @@ func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenReco
 	if a.Generation == nil {
 		return a.Tokens.LookupToken(ctx, hash)
 	}
-	return a.tokens.fetch([32]byte(hash), a.Generation, func() (TokenRecord, error) {
+	return a.tokens.Fetch([32]byte(hash), a.Generation, func() (TokenRecord, error) {
 		return a.Tokens.LookupToken(ctx, hash)
 	})
 }
@@ -317,7 +318,7 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 	if a.Generation == nil {
 		return a.Groups.GroupsOf(ctx, name)
 	}
-	return a.groups.fetch(name, a.Generation, func() ([]string, error) {
+	return a.groups.Fetch(name, a.Generation, func() ([]string, error) {
 		return a.Groups.GroupsOf(ctx, name)
 	})
 }
@@ -339,8 +340,8 @@ func (a *Authenticator) caches() {
 		if ttl == 0 {
 			ttl = 10 * time.Second
 		}
-		a.tokens = &genCache[[32]byte, TokenRecord]{ttl: ttl, max: 100000}
-		a.groups = &genCache[string, []string]{ttl: ttl, max: 100000}
+		a.tokens = &gencache.Cache[[32]byte, TokenRecord]{TTL: ttl, Max: 100000}
+		a.groups = &gencache.Cache[string, []string]{TTL: ttl, Max: 100000}
 		pwTTL := a.PasswordTTL
 		if pwTTL == 0 {
 			pwTTL = time.Minute

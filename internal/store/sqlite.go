@@ -11,10 +11,17 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver, pure Go
+
+	"github.com/berth-registry/berth/internal/gencache"
 )
 
 // OpenSQLite opens (creating and migrating as needed) the SQLite store at
 // path.
+// cacheTTL bounds how long a cached manifest or blob size is used: within
+// one instance every change invalidates what it touches at once; the bound
+// is for changes another instance made.
+const cacheTTL = 10 * time.Second
+
 // Option is an option of OpenSQLite.
 type Option func(*options)
 
@@ -87,12 +94,18 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &Store{read: read, write: write, prepared: statements{db: read}, now: time.Now, secretKeys: keys}
+	s := &Store{read: read, write: write, prepared: statements{db: read}, now: time.Now, secretKeys: keys,
+		// Up to 2048 manifests of up to 32 KiB (most are a few KiB): at
+		// most 64 MiB.
+		manifests: &gencache.Cache[repoRef, Manifest]{TTL: cacheTTL, Max: 2048,
+			Keep: func(m Manifest) bool { return len(m.Payload) <= 32<<10 }},
+		blobSizes: &gencache.Cache[repoRef, int64]{TTL: cacheTTL, Max: 100000},
+	}
 	if err := migrate(ctx, write, sqliteMigrations); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.writer = newGroupWriter(write, s.committed, func(tx *sql.Tx) { s.accessTouched.Delete(tx) })
+	s.writer = newGroupWriter(write, s.committed, s.ended)
 	if err := s.adoptLegacyBindings(ctx); err != nil {
 		s.Close()
 		return nil, err

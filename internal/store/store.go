@@ -19,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/gencache"
 )
 
 // Store is the metadata store.
@@ -35,15 +36,33 @@ type Store struct {
 	// groups, tokens, projects, bindings); caches of those are valid while
 	// it stands still. accessTouched holds the open transactions that made
 	// such a change.
-	accessGen     atomic.Int64
-	accessTouched sync.Map // *sql.Tx → struct{}; a batch's writes share one
+	accessGen atomic.Int64
+	// touched holds what the open transaction changed (a batch's writes
+	// share one), for committed to move the generations that caches go by.
+	touched sync.Map // *sql.Tx → *effects
 	// changes wakes watchers after every commit; accessChanges after every
 	// access change, once accessGen has moved.
 	changes       changeNotifier
 	accessChanges changeNotifier
 	// secretKeys encrypt Secrets at rest (none: stored as they come).
 	secretKeys secretKeys
+
+	// Pulls read the same rows over and over: manifests and blob sizes are
+	// cached. contentGen moves after every commit that removed a blob or
+	// manifest from a repository (what a digest names may change); tagGen
+	// after every commit that changed a tag or removed anything (what a
+	// tag names may change). Pushes only add, so a push leaves the digest
+	// caches valid.
+	contentGen, tagGen atomic.Int64
+	manifests          *gencache.Cache[repoRef, Manifest]
+	blobSizes          *gencache.Cache[repoRef, int64]
 }
+
+// repoRef is a repository and a reference in it (tag or digest).
+type repoRef struct{ repo, ref string }
+
+// effects are what a transaction changed that caches depend on.
+type effects struct{ access, tags, removals bool }
 
 // AccessGeneration changes after every committed change to users,
 // groups, tokens, projects or role bindings made through this Store.
@@ -65,7 +84,21 @@ func (s *Store) accessChanged() {
 
 // touchAccess marks tx as changing access: once it commits, the access
 // generation moves.
-func (s *Store) touchAccess(tx *sql.Tx) { s.accessTouched.Store(tx, struct{}{}) }
+func (s *Store) touchAccess(tx *sql.Tx) { s.effectsOf(tx).access = true }
+
+// effectsOf returns what tx changed so far. Writes run on the writer's
+// goroutine alone, so the flags need no lock.
+func (s *Store) effectsOf(tx *sql.Tx) *effects {
+	e, _ := s.touched.LoadOrStore(tx, &effects{})
+	return e.(*effects)
+}
+
+// removalEvents are the event kinds that take a blob or a manifest away
+// from a repository: lookups by digest may answer differently after them.
+// Every removal (a delete, garbage collection, pruning) appends one.
+var removalEvents = map[string]bool{
+	"BlobUnlinked": true, "ManifestDeleted": true, "RepositoryDeleted": true, "ProjectDeleted": true,
+}
 
 // accessEvents are the event kinds that change access.
 var accessEvents = map[string]bool{
@@ -197,11 +230,23 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 func (s *Store) committed(tx *sql.Tx) {
 	// After the commit: a cache filled from now on reads the change. And
 	// before the wake-up, so that whoever wakes sees the generation moved.
-	if _, touched := s.accessTouched.Load(tx); touched {
-		s.accessChanged()
+	if v, ok := s.touched.Load(tx); ok {
+		e := v.(*effects)
+		if e.removals {
+			s.contentGen.Add(1)
+		}
+		if e.tags || e.removals {
+			s.tagGen.Add(1)
+		}
+		if e.access {
+			s.accessChanged()
+		}
 	}
 	s.changes.notify()
 }
+
+// ended runs after every transaction of the writer, committed or not.
+func (s *Store) ended(tx *sql.Tx) { s.touched.Delete(tx) }
 
 // projectOf returns the project of a repository name "<project>/<image>".
 func projectOf(repo string) string {
@@ -251,14 +296,26 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, 
 		kind, repo, string(dgst), tag, s.micros()); err != nil {
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
-	if accessEvents[kind] {
+	switch {
+	case accessEvents[kind]:
 		s.touchAccess(tx)
+	case kind == "TagUpdated" || kind == "TagDeleted":
+		s.effectsOf(tx).tags = true
+	}
+	if removalEvents[kind] {
+		s.effectsOf(tx).removals = true
 	}
 	return nil
 }
 
 // BlobSize returns the size of dgst if repo holds it.
 func (s *Store) BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
+	return s.blobSizes.Fetch(repoRef{repo, string(dgst)}, s.contentGen.Load, func() (int64, error) {
+		return s.blobSize(ctx, repo, dgst)
+	})
+}
+
+func (s *Store) blobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
 	var size int64
 	err := s.queryRow(ctx, `
 SELECT b.size FROM repositories r
@@ -517,8 +574,19 @@ VALUES (?, ?, ?, ?, ?) RETURNING id`, repoID, tag, nullable, generation, s.micro
 }
 
 // Manifest returns the manifest that reference (a tag or a digest) names
-// in repo. Only Digest, MediaType and Payload are filled.
+// in repo. Only Digest, MediaType and Payload are filled; the Payload may
+// be shared with other callers and must not be modified.
 func (s *Store) Manifest(ctx context.Context, repo, reference string) (Manifest, error) {
+	generation := s.tagGen.Load
+	if strings.Contains(reference, ":") {
+		generation = s.contentGen.Load
+	}
+	return s.manifests.Fetch(repoRef{repo, reference}, generation, func() (Manifest, error) {
+		return s.manifest(ctx, repo, reference)
+	})
+}
+
+func (s *Store) manifest(ctx context.Context, repo, reference string) (Manifest, error) {
 	var query string
 	if strings.Contains(reference, ":") {
 		query = `
