@@ -23,12 +23,16 @@ const (
 
 // ownEntries are what Berth creates at the top of the data directory; an
 // entry is Berth's when its name is one of these or one of these followed
-// by "-" or "." (metadata.db-wal, admin-password.tmp). Anything else there
-// is the operator's and keeps its mode.
+// by "-" or "." (metadata.db-wal), alone or after a "." (a temporary file
+// of atomicfile, .admin-password-123). Anything else there is the
+// operator's and keeps its mode.
 var ownEntries = []string{"metadata.db", AdminPasswordFile, SecretKeyFile, ".lock", "storage", "pki"}
 
 func isOwnEntry(name string) bool {
 	for _, own := range ownEntries {
+		if temp, ok := strings.CutPrefix(name, "."+own+"-"); ok && temp != "" {
+			return true
+		}
 		if name == own || strings.HasPrefix(name, own+"-") || strings.HasPrefix(name, own+".") {
 			return true
 		}

@@ -7,10 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/berth-registry/berth/internal/atomicfile"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -42,7 +42,7 @@ func bootstrap(ctx context.Context, meta *store.Store, dataDir, password string,
 		b := make([]byte, 18)
 		_, _ = rand.Read(b)
 		password = base64.RawURLEncoding.EncodeToString(b)
-		if err := writeSecretFile(passwordFile, password+"\n"); err != nil {
+		if err := atomicfile.Write(passwordFile, []byte(password+"\n"), privateFile, nil); err != nil {
 			return fmt.Errorf("write the administrator's password: %w", err)
 		}
 	}
@@ -74,41 +74,6 @@ func bootstrap(ctx context.Context, meta *store.Store, dataDir, password string,
 		log.Info("created the cluster administrator", "user", AdminUser, "password_file", passwordFile)
 	}
 	return nil
-}
-
-// writeSecretFile writes a file only its owner can read, durably: the
-// content, then the name.
-func writeSecretFile(path, content string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, privateFile)
-	if err != nil {
-		return err
-	}
-	// A temp file left by a crash keeps its mode through O_CREATE.
-	if err := f.Chmod(privateFile); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }
 
 const settingUserNameHashKey = "user-name-hash-key"

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/berth-registry/berth/internal/atomicfile"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -59,7 +60,7 @@ func loadSecretKeys(dataDir string, files []string) (secretKeys, error) {
 		return secretKeys{}, err
 	}
 	return secretKeys{keys: [][]byte{key}, files: []string{path}, create: func() error {
-		if err := writeSecretFile(path, string(key)); err != nil {
+		if err := atomicfile.Write(path, key, privateFile, nil); err != nil {
 			return fmt.Errorf("write the secret encryption key: %w", err)
 		}
 		return nil
