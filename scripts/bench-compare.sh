@@ -57,32 +57,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-# free_port prints a loopback port nothing listens on.
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-	echo "bench-compare: no free port" >&2
-	exit 1
-}
-
-wait_ready() { # url pid name
-	for _ in $(seq 100); do
-		kill -0 "$2" 2>/dev/null || { echo "bench-compare: $3 exited; its log:" >&2; cat "$WORK/$3.log" >&2; exit 1; }
-		# Any HTTP answer will do: Berth asks for credentials (401).
-		curl -s -o /dev/null "$1/v2/" && return
-		sleep 0.1
-	done
-	echo "bench-compare: $3 did not answer $1/v2/" >&2
-	exit 1
-}
+ME=bench-compare
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 log "building berth"
 BIN=$WORK/berth
@@ -180,17 +157,6 @@ BUSY0=$(machine_busy) STEAL0=$(machine_steal) CHILD0=$(children_cs)
 BT0=$(proc_ticks "$BERTH_PID") DT0=$(proc_ticks "$DIST_PID")
 
 START=$(date +%s)
-# settle gives every measurement the same start: dirty pages written,
-# the page cache emptied (when we may: root), so that neither server pays
-# for the memory pressure or writeback the other one left behind.
-settle() {
-	sync
-	if [ -w /proc/sys/vm/drop_caches ]; then
-		echo 3 >/proc/sys/vm/drop_caches
-	fi
-	sleep 1
-}
-
 IFS=, read -ra WL <<<"$WORKLOADS"
 i=0
 for w in "${WL[@]}"; do

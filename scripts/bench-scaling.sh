@@ -53,26 +53,9 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-
-free_port() {
-	local p
-	for _ in $(seq 50); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-	done
-	echo "bench-scaling: no free port" >&2
-	exit 1
-}
-wait_ready() { # url pid name
-	for _ in $(seq 100); do
-		kill -0 "$2" 2>/dev/null || { echo "bench-scaling: $3 exited:" >&2; cat "$WORK/$3.log" >&2; exit 1; }
-		curl -s -o /dev/null "$1/v2/" && return
-		sleep 0.1
-	done
-	echo "bench-scaling: $3 did not answer" >&2
-	exit 1
-}
+ME=bench-scaling
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
 
 log "building berth (work tree) and berth $BASE"
 go build -o "$WORK/berth-new" ./cmd/berth
@@ -120,11 +103,6 @@ PIDS+=("$!")
 URL[dist]=http://127.0.0.1:$port
 wait_ready "${URL[dist]}" "${PID[dist]}" dist
 
-settle() {
-	sync
-	if [ -w /proc/sys/vm/drop_caches ]; then echo 3 >/proc/sys/vm/drop_caches; fi
-	sleep 1
-}
 n_of() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
 
 # measure SIDE WORKLOAD C N ROUND: one run, its JSON kept.

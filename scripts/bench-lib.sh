@@ -1,0 +1,42 @@
+# bench-lib.sh: what the benchmark scripts share. Source it after setting
+# WORK (where servers log, as $WORK/NAME.log) and ME (the script's name,
+# for messages).
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# free_port prints a loopback port nothing listens on.
+free_port() {
+	local p
+	for _ in $(seq 50); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "$ME: no free port" >&2
+	exit 1
+}
+
+# wait_ready URL PID NAME waits until the server answers on URL/v2/.
+wait_ready() {
+	for _ in $(seq 100); do
+		kill -0 "$2" 2>/dev/null || { echo "$ME: $3 exited; its log:" >&2; cat "$WORK/$3.log" >&2; exit 1; }
+		# Any HTTP answer will do: Berth asks for credentials (401).
+		curl -s -o /dev/null "$1/v2/" && return
+		sleep 0.1
+	done
+	echo "$ME: $3 did not answer $1/v2/" >&2
+	exit 1
+}
+
+# settle gives every measurement the same start: dirty pages written,
+# the page cache emptied (when we may: root), so that no server pays for
+# the memory pressure or writeback another one left behind.
+settle() {
+	sync
+	if [ -w /proc/sys/vm/drop_caches ]; then
+		echo 3 >/proc/sys/vm/drop_caches
+	fi
+	sleep 1
+}
