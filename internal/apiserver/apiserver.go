@@ -34,9 +34,10 @@ type Options struct {
 	Authenticator *auth.Authenticator
 	Issuer        *auth.Issuer
 	Logger        *slog.Logger
-	// Blobs reads image configs for the Image view (nil: Images show what
-	// their manifests say only).
-	Blobs BlobOpener
+	// Blobs reads image configs for the Image view and discards the upload
+	// bytes of deleted projects (nil: Images show what their manifests say
+	// only, and the bytes go at the next start).
+	Blobs Blobs
 	// Stopping is closed when the server shuts down: watches end then, so
 	// that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}

@@ -25,9 +25,12 @@ import (
 // digest, with what the manifest and its config say (the reference's
 // image.openshift.io/v1 Image, JSON names and all).
 
-// BlobOpener reads blob content (an image's config).
-type BlobOpener interface {
+// Blobs is what the API asks of the blob driver: an image's config to
+// read, and the bytes of upload sessions a deleted project ended to
+// discard.
+type Blobs interface {
 	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
+	Abort(ctx context.Context, id string) error
 }
 
 var resImages = auth.Resource{Group: groupImage, Resource: "images"}

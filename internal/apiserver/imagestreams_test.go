@@ -115,6 +115,8 @@ func (b *countingBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekClo
 	return nopCloser{bytes.NewReader(data)}, nil
 }
 
+func (b *countingBlobs) Abort(context.Context, string) error { return nil }
+
 type nopCloser struct{ *bytes.Reader }
 
 func (nopCloser) Close() error { return nil }

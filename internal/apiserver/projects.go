@@ -213,14 +213,21 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	repos, err := s.opts.Store.DeleteProjectAndRepositories(r.Context(), name)
+	gone, err := s.opts.Store.DeleteProjectAndRepositories(r.Context(), name)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return notFound(projectsResource, name)
 	}
 	if err != nil {
 		return err
 	}
-	s.log.Info("project deleted", "project", name, "by", u.Name, "repositories", len(repos))
+	if s.opts.Blobs != nil {
+		for _, id := range gone.Uploads {
+			if err := s.opts.Blobs.Abort(context.WithoutCancel(r.Context()), id); err != nil {
+				s.log.Warn("discard an upload of a deleted project", "project", name, "upload", id, "err", err)
+			}
+		}
+	}
+	s.log.Info("project deleted", "project", name, "by", u.Name, "repositories", len(gone.Repositories), "uploads", len(gone.Uploads))
 	writeSuccess(w, name, groupProject, "projects")
 	return nil
 }

@@ -35,8 +35,12 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 			return fmt.Errorf("project %s: %w", p.Name, errdefs.ErrAlreadyExists)
 		}
 		// Nothing of an earlier project of that name is inherited, whatever
-		// an older version or a crash may have left behind.
+		// an older version, a crash or a push that ended after the project
+		// was deleted may have left behind.
 		if err := s.deleteNamespaceObjects(ctx, tx, p.Name); err != nil {
+			return err
+		}
+		if _, err := s.deleteRepositoriesOf(ctx, tx, p.Name); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, p.Name); err != nil {

@@ -18,9 +18,9 @@ import (
 // went. An unknown project is errdefs.ErrNotFound.
 //
 // Blob rows and blob bytes stay for the garbage collector. Upload sessions
-// of the project's repositories end (their bytes go at the next start).
-func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) ([]string, error) {
-	var repos []string
+// of the project's repositories end; the caller discards their bytes.
+func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) (ProjectDeletion, error) {
+	var gone ProjectDeletion
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM projects WHERE name = ?`, name)
 		if err != nil {
@@ -29,51 +29,11 @@ func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) (
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE project = ? ORDER BY name`, name)
-		if err != nil {
-			return fmt.Errorf("list repositories of %s: %w", name, err)
+		if gone, err = s.deleteRepositoriesOf(ctx, tx, name); err != nil {
+			return err
 		}
-		if repos, err = scanStrings(rows); err != nil {
-			return fmt.Errorf("list repositories of %s: %w", name, err)
-		}
-		rows, err = tx.QueryContext(ctx, `
-SELECT DISTINCT digest FROM repository_manifests
-WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, name)
-		if err != nil {
-			return fmt.Errorf("list manifests of %s: %w", name, err)
-		}
-		manifests, err := scanStrings(rows)
-		if err != nil {
-			return fmt.Errorf("list manifests of %s: %w", name, err)
-		}
-		// Open upload sessions go too: a commit after this would recreate a
-		// repository in a project that no longer exists. Their bytes in the
-		// blob driver are removed at the next start.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE substr(repository, 1, ?) = ?`,
-			len(name)+1, name+"/"); err != nil {
-			return fmt.Errorf("delete upload sessions of %s: %w", name, err)
-		}
-		const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
-		for _, q := range []string{
-			`DELETE FROM tag_heads` + inProject,
-			`DELETE FROM tag_events` + inProject,
-			`DELETE FROM repository_manifests` + inProject,
-			`DELETE FROM repository_blobs` + inProject,
-			`DELETE FROM repositories WHERE project = ?`,
-			`DELETE FROM role_bindings WHERE project = ?`,
-		} {
-			if _, err := tx.ExecContext(ctx, q, name); err != nil {
-				return fmt.Errorf("delete project %s: %w", name, err)
-			}
-		}
-		// Manifests are shared content: a row goes only when no repository
-		// links it any more (its references go with it by cascade).
-		for _, d := range manifests {
-			if _, err := tx.ExecContext(ctx, `
-DELETE FROM manifests WHERE digest = ?
-AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); err != nil {
-				return fmt.Errorf("delete manifest %s: %w", d, err)
-			}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, name); err != nil {
+			return fmt.Errorf("delete project %s: %w", name, err)
 		}
 		if err := s.deleteServiceAccounts(ctx, tx, name); err != nil {
 			return err
@@ -81,17 +41,80 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 		if err := s.deleteNamespaceObjects(ctx, tx, name); err != nil {
 			return err
 		}
-		for _, r := range repos {
-			if err := s.appendEvent(ctx, tx, "RepositoryDeleted", r, "", ""); err != nil {
-				return err
-			}
-		}
 		return s.appendEvent(ctx, tx, "ProjectDeleted", name, "", "")
 	})
 	if err != nil {
-		return nil, err
+		return ProjectDeletion{}, err
 	}
-	return repos, nil
+	return gone, nil
+}
+
+// ProjectDeletion is what went with a project.
+type ProjectDeletion struct {
+	// Repositories are the project's repositories.
+	Repositories []string
+	// Uploads are the upload sessions that ended: their bytes in the blob
+	// driver are the caller's to discard.
+	Uploads []string
+}
+
+// deleteRepositoriesOf removes the repositories of project with their
+// tags, history and links, the manifests no other repository links, and
+// the open upload sessions into them (a commit after this would recreate
+// a repository in a project that no longer exists).
+func (s *Store) deleteRepositoriesOf(ctx context.Context, tx *sql.Tx, project string) (ProjectDeletion, error) {
+	var gone ProjectDeletion
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE project = ? ORDER BY name`, project)
+	if err != nil {
+		return gone, fmt.Errorf("list repositories of %s: %w", project, err)
+	}
+	if gone.Repositories, err = scanStrings(rows); err != nil {
+		return gone, fmt.Errorf("list repositories of %s: %w", project, err)
+	}
+	rows, err = tx.QueryContext(ctx, `
+SELECT DISTINCT digest FROM repository_manifests
+WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, project)
+	if err != nil {
+		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
+	}
+	manifests, err := scanStrings(rows)
+	if err != nil {
+		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
+	}
+	rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id`, project)
+	if err != nil {
+		return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
+	}
+	if gone.Uploads, err = scanStrings(rows); err != nil {
+		return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
+	}
+	const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
+	for _, q := range []string{
+		`DELETE FROM tag_heads` + inProject,
+		`DELETE FROM tag_events` + inProject,
+		`DELETE FROM repository_manifests` + inProject,
+		`DELETE FROM repository_blobs` + inProject,
+		`DELETE FROM repositories WHERE project = ?`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, project); err != nil {
+			return gone, fmt.Errorf("delete repositories of %s: %w", project, err)
+		}
+	}
+	// Manifests are shared content: a row goes only when no repository
+	// links it any more (its references go with it by cascade).
+	for _, d := range manifests {
+		if _, err := tx.ExecContext(ctx, `
+DELETE FROM manifests WHERE digest = ?
+AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); err != nil {
+			return gone, fmt.Errorf("delete manifest %s: %w", d, err)
+		}
+	}
+	for _, r := range gone.Repositories {
+		if err := s.appendEvent(ctx, tx, "RepositoryDeleted", r, "", ""); err != nil {
+			return gone, err
+		}
+	}
+	return gone, nil
 }
 
 // deleteServiceAccounts removes the service accounts of project and

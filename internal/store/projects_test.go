@@ -41,12 +41,12 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team-b"}))
 	must(t, s.CreateUser(ctx, store.User{Name: other}))
 
-	repos, err := s.DeleteProjectAndRepositories(ctx, "team")
+	gone, err := s.DeleteProjectAndRepositories(ctx, "team")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(repos, []string{"team/app", "team/db"}) {
-		t.Errorf("deleted repositories %v", repos)
+	if !slices.Equal(gone.Repositories, []string{"team/app", "team/db"}) {
+		t.Errorf("deleted repositories %v", gone.Repositories)
 	}
 	if _, err := s.Project(ctx, "team"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("project after delete: %v", err)
@@ -275,12 +275,32 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app"}, store.UploadLimits{}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app"}, store.UploadLimits{}))
-	must(t, s.DeleteProject(ctx, "team"))
+	gone, err := s.DeleteProjectAndRepositories(ctx, "team")
+	must(t, err)
+	if !slices.Equal(gone.Uploads, []string{"u-team"}) {
+		t.Errorf("ended uploads %v, want [u-team] (the caller discards their bytes)", gone.Uploads)
+	}
 	if _, err := s.Upload(ctx, "team/app", "u-team"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("upload of the deleted project: %v, want not found", err)
 	}
 	if _, err := s.Upload(ctx, "team-b/app", "u-teamb"); err != nil {
 		t.Errorf("upload of another project: %v", err)
+	}
+	// A commit of the ended session (its last chunk was still arriving)
+	// links nothing: the repository does not come back.
+	err = s.CommitUpload(ctx, "u-team", "team/app", digest.FromString("late"), 4)
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("commit of an ended session = %v, want not found", err)
+	}
+	if ok, err := s.RepositoryExists(ctx, "team/app"); ok || err != nil {
+		t.Errorf("the deleted project's repository came back: %v, %v", ok, err)
+	}
+	// Whatever did come back (a monolithic upload that ended late) is not
+	// inherited by the next project of the name.
+	must(t, s.LinkBlob(ctx, "team/app", digest.FromString("late"), 4))
+	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "bob"}))
+	if ok, err := s.RepositoryExists(ctx, "team/app"); ok || err != nil {
+		t.Errorf("a new project inherited a leftover repository: %v, %v", ok, err)
 	}
 }
 

@@ -399,16 +399,19 @@ func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, repo string, dgst dige
 }
 
 // CommitUpload links the blob an upload produced and ends the session, in
-// one transaction.
+// one transaction. A session that ended meanwhile (cancelled, expired, its
+// project deleted) is errdefs.ErrNotFound, and nothing is linked: the
+// repository must not come back after its project went.
 func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		if err := s.linkBlob(ctx, tx, repo, dgst, size); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
+		res, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ? AND repository = ?`, uploadID, repo)
+		if err != nil {
 			return fmt.Errorf("end upload %s: %w", uploadID, err)
 		}
-		return nil
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("upload %s ended before its commit: %w", uploadID, errdefs.ErrNotFound)
+		}
+		return s.linkBlob(ctx, tx, repo, dgst, size)
 	})
 }
 

@@ -41,7 +41,7 @@ type Options struct {
 	// LoginAttempts before a user is throttled (default 5).
 	LoginAttempts int
 	// Blobs reads image configs (none when nil).
-	Blobs apiserver.BlobOpener
+	Blobs apiserver.Blobs
 }
 
 // New starts a server with "admin" (cluster-admin) and opts.Users, and the
