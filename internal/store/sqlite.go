@@ -10,7 +10,7 @@ import (
 	"runtime"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver, pure Go
+	"modernc.org/sqlite" // pure Go; also registers the "sqlite" driver
 
 	"github.com/berth-registry/berth/internal/gencache"
 )
@@ -81,10 +81,11 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	pragmas.Set("_txlock", "immediate")
 	writeDSN := uri + "?" + pragmas.Encode()
 
-	write, err := sql.Open("sqlite", writeDSN)
+	connector, err := sqlite.NewConnector(writeDSN)
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
+	write := sql.OpenDB(uninterrupted{connector})
 	write.SetMaxOpenConns(1)
 	write.SetConnMaxIdleTime(0)
 	read, err := sql.Open("sqlite", readDSN)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+
+	"github.com/berth-registry/berth/internal/errdefs"
 )
 
 // groupWriter runs every write transaction on SQLite's one write
@@ -36,7 +38,12 @@ type groupWriter struct {
 // holds the writer for long.
 const maxBatch = 64
 
-var errStoreClosed = errors.New("store closed")
+var (
+	errStoreClosed = errors.New("store closed")
+	// errBatchLost: the write was fine, but the transaction it shared was
+	// rolled back by another's failure; retrying may succeed.
+	errBatchLost = fmt.Errorf("write lost with its transaction: %w", errdefs.ErrUnavailable)
+)
 
 type writeOp struct {
 	ctx    context.Context
@@ -174,7 +181,9 @@ func (w *groupWriter) run(batch []*writeOp) {
 			// (SQLite does on some I/O errors); then rolling back to the
 			// savepoint fails and nothing of the batch survived.
 			if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO write`); rerr != nil {
-				finish(fmt.Errorf("roll back a failed write: %w (after: %w)", rerr, err))
+				// The others did nothing wrong: their error says what
+				// happened to them, not the failed write's cause.
+				finish(fmt.Errorf("%w: another write of the transaction failed and took it down (%v)", errBatchLost, rerr))
 				return
 			}
 		}

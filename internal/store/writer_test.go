@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"modernc.org/sqlite"
 )
 
 // writerFixture is a group writer over a fresh SQLite database with one
@@ -209,3 +212,60 @@ func TestEphemeralSkipsSync(t *testing.T) {
 		s.Close()
 	}
 }
+
+// A caller that hangs up while its statement runs does not interrupt it:
+// SQLite would roll back the whole shared transaction, and the batch's
+// other writes with it. The statement finishes, and every write commits.
+func TestGroupCommitSurvivesAHangUpMidStatement(t *testing.T) {
+	// The statement calls a function that waits until the caller has hung
+	// up, so the hang-up lands while it runs.
+	inStatement, hungUp := make(chan struct{}), make(chan struct{})
+	registerWaitFunction.Do(func() {
+		sqlite.MustRegisterScalarFunction("berth_test_wait", 0, func(*sqlite.FunctionContext, []driver.Value) (driver.Value, error) {
+			waitHooks.in <- struct{}{}
+			<-waitHooks.out
+			return "waited", nil
+		})
+	})
+	waitHooks.in, waitHooks.out = make(chan struct{}, 1), hungUp
+	f := newWriterFixture(t)
+	release, held := f.hold(t)
+	hangUp, cancel := context.WithCancel(context.Background())
+	slow := func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(hangUp, `INSERT INTO kv (k) SELECT berth_test_wait()`)
+		return err
+	}
+	results := make([]error, 3)
+	var wg sync.WaitGroup
+	fns := []func(*sql.Tx) error{insert("a"), slow, insert("c")}
+	ctxs := []context.Context{context.Background(), hangUp, context.Background()}
+	for i := range fns {
+		f.queued(t, i)
+		wg.Go(func() { results[i] = f.w.do(ctxs[i], fns[i]) })
+	}
+	f.queued(t, len(fns))
+	close(release)
+	if err := <-held; err != nil {
+		t.Fatal(err)
+	}
+	go func() { <-waitHooks.in; close(inStatement) }()
+	select {
+	case <-inStatement:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow statement never ran")
+	}
+	cancel() // its caller hangs up while the statement runs
+	time.Sleep(10 * time.Millisecond) // let the driver see the cancellation, if it watches
+	close(hungUp)
+	wg.Wait()
+	for i, k := range []string{"a", "waited", "c"} {
+		if results[i] != nil || !f.has(t, k) {
+			t.Errorf("write %d: err = %v, row %s present = %v; want committed", i, results[i], k, f.has(t, k))
+		}
+	}
+}
+
+var (
+	registerWaitFunction sync.Once
+	waitHooks            struct{ in, out chan struct{} }
+)
