@@ -254,7 +254,7 @@ func TestGroupCommitSurvivesAHangUpMidStatement(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the slow statement never ran")
 	}
-	cancel() // its caller hangs up while the statement runs
+	cancel()                          // its caller hangs up while the statement runs
 	time.Sleep(10 * time.Millisecond) // let the driver see the cancellation, if it watches
 	close(hungUp)
 	wg.Wait()
