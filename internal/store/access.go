@@ -336,7 +336,8 @@ func (s *Store) ProjectsBoundTo(ctx context.Context, user string, groups []strin
 			args = append(args, g)
 		}
 	}
-	rows, err := s.query(ctx, q+`) ORDER BY project`, args...)
+	// Unprepared: a text per count of groups would fill the statement cache.
+	rows, err := s.read.QueryContext(ctx, q+`) ORDER BY project`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("projects bound to %s: %w", user, err)
 	}
@@ -353,7 +354,9 @@ func (s *Store) RepositoriesIn(ctx context.Context, projects []string, last stri
 		args = append(args, p)
 	}
 	args = append(args, n+1)
-	rows, err := s.query(ctx, `SELECT name FROM repositories WHERE name > ? AND project IN (`+
+	// Unprepared: a text per count of projects would fill the statement
+	// cache.
+	rows, err := s.read.QueryContext(ctx, `SELECT name FROM repositories WHERE name > ? AND project IN (`+
 		placeholders(len(projects))+`) ORDER BY name LIMIT ?`, args...)
 	if err != nil {
 		return nil, false, fmt.Errorf("list repositories: %w", err)

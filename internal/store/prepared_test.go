@@ -4,20 +4,17 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"testing"
 
 	"github.com/opencontainers/go-digest"
-	"testing"
 )
 
-// Review: RepositoriesIn (/v2/_catalog) and ProjectsBoundTo build their
-// query with one placeholder per project or group, and go through
-// s.query, so every distinct list length is prepared and kept for the
-// life of the process (on each read connection it runs on). A user bound
-// to many projects (a self-provisioner creates them at will) calling the
-// catalog as the count grows fills the 256 slots with IN-lists, each of
-// which SQLite compiles to code proportional to its length; from then on
-// every fixed query not yet prepared runs unprepared for good.
-func TestReviewDynamicQueriesFillThePreparedStatementCache(t *testing.T) {
+// Queries built with one placeholder per project or group (the catalog's
+// RepositoriesIn, ProjectsBoundTo) are not kept prepared: a user bound to
+// ever more projects listing the catalog would otherwise fill the cache
+// with a statement per count, and fixed queries run after that would stay
+// unprepared.
+func TestDynamicQueriesStayOutOfTheStatementCache(t *testing.T) {
 	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "p.db"))
 	if err != nil {
 		t.Fatal(err)
