@@ -191,8 +191,9 @@ func (ww *watchWriter[T]) flush() {
 // watchAccess makes an open watch answer to the same checks as a new
 // request: its credentials are authenticated again and the watch verb is
 // authorized again whenever the store's access generation has moved (a
-// binding, group, token, user or project changed) and when the token it
-// was opened with expires. Without that, a watch opened before an unbind
+// binding, group, token, user or project changed), when the token it was
+// opened with expires, and, for a password, as often as the password cache
+// lets a new request skip the check. Without that, a watch opened before an unbind
 // or a revocation would go on showing new objects, Secrets included.
 type watchAccess struct {
 	s        *Server
@@ -202,8 +203,9 @@ type watchAccess struct {
 	// checked is the access generation the last check passed at; -1
 	// before the first.
 	checked int64
-	// expires is when the token the caller authenticated with stops
-	// working (zero for none), and expiry fires then.
+	// expires is when the credentials must be checked again (a token's
+	// expiry, a password's next check; zero for none), and expiry fires
+	// then.
 	expires time.Time
 	expiry  *time.Timer
 }
@@ -231,7 +233,14 @@ func (a *watchAccess) check(ctx context.Context) error {
 		return err
 	}
 	a.checked = gen
-	a.watchExpiry(id.Expires)
+	expires := id.Expires
+	if id.TokenID == "" && id.Name != auth.AnonymousUser {
+		// A password: its identity provider can stop accepting it (an
+		// htpasswd file edited) without the access generation moving, so
+		// it is checked again as often as a new request would check it.
+		expires = time.Now().Add(a.s.opts.Authenticator.PasswordRecheck())
+	}
+	a.watchExpiry(expires)
 	return nil
 }
 

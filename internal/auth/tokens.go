@@ -329,6 +329,16 @@ func (a *Authenticator) logFailure(ctx context.Context, msg, name, client string
 	}
 }
 
+// PasswordRecheck is how long a verified password goes without being
+// checked again with its identity provider: the life of a password cache
+// entry, a minute by default (and at most a minute when nothing is cached).
+func (a *Authenticator) PasswordRecheck() time.Duration {
+	if a.PasswordTTL > 0 {
+		return a.PasswordTTL
+	}
+	return time.Minute
+}
+
 func (a *Authenticator) passwords() *passwordCache {
 	a.caches()
 	return a.cache

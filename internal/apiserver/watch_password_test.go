@@ -19,15 +19,12 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-// Review: a watch authenticated with a password (Basic, as any HTTP
-// client may send) is checked again only when the store's access
-// generation moves or its token expires — and a password identity has no
-// expiry. A user removed from the htpasswd file (or whose password there
-// changed) is refused by new requests once the password cache lets go
-// (a minute in berth serve), but an open watch of Secrets goes on
-// delivering new Secrets for up to maxWatch (30 minutes), as long as
-// nothing else changes access.
-func TestReviewPasswordWatchOutlivesHtpasswdRemoval(t *testing.T) {
+// A watch authenticated with a password (Basic, as any HTTP client may
+// send) ends once the password stops working: a user removed from the
+// htpasswd file (or whose password there changed) moves no access
+// generation, so the watch checks its password again as often as a new
+// request would (the password cache's life, a minute in berth serve).
+func TestPasswordWatchEndsWithTheHtpasswdEntry(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	st, err := store.OpenSQLite(ctx, filepath.Join(dir, "meta.db"))
@@ -140,7 +137,11 @@ func TestReviewPasswordWatchOutlivesHtpasswdRemoval(t *testing.T) {
 	}
 
 	secret("after")
-	if e := next(); bytes.Contains([]byte(e), []byte(`"after"`)) {
+	e := next()
+	if bytes.Contains([]byte(e), []byte(`"after"`)) {
 		t.Fatalf("carol's watch, opened with a password that no longer works, delivered a Secret created after her removal:\n%s", e)
+	}
+	if !bytes.Contains([]byte(e), []byte(`"ERROR"`)) || !bytes.Contains([]byte(e), []byte(`"code":401`)) {
+		t.Fatalf("carol's watch after her removal: %s, want an ERROR event with a 401", e)
 	}
 }
