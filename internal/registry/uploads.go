@@ -245,17 +245,18 @@ func (r *Registry) session(req *http.Request, repo string) (store.Upload, func()
 		release()
 		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
-	if err := r.verifySession(req.Context(), &u); err != nil {
-		release()
-		return store.Upload{}, nil, err
-	}
 	return u, release, nil
 }
 
-// writableSession is session with the running hash of the bytes so far.
+// writableSession is session with the running hash of the bytes so far,
+// checked when they were written before the machine restarted.
 func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, hash.Hash, func(), error) {
 	u, release, err := r.session(req, repo)
 	if err != nil {
+		return store.Upload{}, nil, nil, err
+	}
+	if err := r.verifySession(req.Context(), &u); err != nil {
+		release()
 		return store.Upload{}, nil, nil, err
 	}
 	h, err := runningHash(u)
@@ -377,6 +378,9 @@ func (r *Registry) verifySession(ctx context.Context, u *store.Upload) error {
 	if u.Size == 0 || u.Epoch == current {
 		return nil
 	}
+	// Once begun, the check is finished and recorded even if the client
+	// hangs up: abandoned, it would be paid for again by every request.
+	ctx = context.WithoutCancel(ctx)
 	rc, err := r.blobs.ReadUpload(ctx, u.ID)
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
