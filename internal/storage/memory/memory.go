@@ -5,9 +5,11 @@
 // bytes reach it the way they reach the filesystem driver's page cache, by
 // write(2), and leave it by sendfile(2). Kept in the process's own memory
 // instead, every new page cost a page fault on first touch, which made
-// this driver slower than the one that writes to disk. Where memfds are
-// not available (another OS, or the process is out of file descriptors),
-// content is kept in segments of process memory, each byte copied once.
+// this driver slower than the one that writes to disk. A memfd is a file
+// descriptor, and those are the process's to share with its connections
+// and its database: content holds at most half of them. Beyond that, and
+// where memfds are not available (another OS), content is kept in
+// segments of process memory, each byte copied once.
 package memory
 
 import (
