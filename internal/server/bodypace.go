@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -33,27 +35,119 @@ func newBodyPace(window time.Duration, minRate int64) bodyPace {
 	return bodyPace{window: window, minBytes: max(1, int64(window.Seconds()*float64(minRate)))}
 }
 
-// paceBodies applies p to every request that has a body.
+// paceBodies applies p to every request that has a body, and to every
+// response.
 func paceBodies(p bodyPace, next http.Handler) http.Handler {
 	if p.window <= 0 {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		if req.Body == nil || req.Body == http.NoBody {
-			next.ServeHTTP(w, req)
-			return
-		}
-		b := &pacedBody{ReadCloser: req.Body, ctl: http.NewResponseController(w), pace: p}
-		if err := b.renew(); err != nil {
+		ctl := http.NewResponseController(w)
+		// A write deadline left by the connection's previous response must
+		// not cut this one; until the handler writes, nothing is due.
+		if err := ctl.SetWriteDeadline(time.Time{}); err != nil {
 			// A connection without deadlines (not a network connection)
 			// has nothing to pace.
 			next.ServeHTTP(w, req)
 			return
 		}
-		req.Body = b
-		next.ServeHTTP(w, req)
+		pw := &pacedWriter{ResponseWriter: w, ctl: ctl, pace: p, sendfile: req.TLS == nil}
+		if req.Body != nil && req.Body != http.NoBody {
+			b := &pacedBody{ReadCloser: req.Body, ctl: ctl, pace: p}
+			_ = b.renew() // it worked just now
+			req.Body = b
+		}
+		next.ServeHTTP(pw, req)
 	})
 }
+
+// pacedWriter bounds how long a response may take to reach a client that
+// stops reading it: each write gets a window plus the time its bytes take
+// at the minimum rate. A blob sent with sendfile gets a window at a time,
+// and goes on as long as each window moved its quota. (Without a bound, a
+// client that asked for a large blob and never read held the connection,
+// the handler and the blob's file for as long as it liked.)
+type pacedWriter struct {
+	http.ResponseWriter
+	ctl  *http.ResponseController
+	pace bodyPace
+	// sendfile: the connection is plain TCP, where a file is sent with
+	// sendfile and a send cut short by the deadline can go on.
+	sendfile bool
+	// due is the write deadline set last.
+	due time.Time
+}
+
+// allow makes sure the write deadline leaves time to write n bytes: a
+// window, and n bytes at the minimum rate. The deadline moves only when it
+// falls short by more than an eighth of a window, so a run of small writes
+// sets it once.
+func (w *pacedWriter) allow(n int) {
+	need := time.Now().Add(w.pace.window + time.Duration(int64(n)*int64(w.pace.window)/w.pace.minBytes))
+	if w.due.Before(need.Add(-w.pace.window / 8)) {
+		w.due = need
+		_ = w.ctl.SetWriteDeadline(need)
+	}
+}
+
+func (w *pacedWriter) WriteHeader(code int) {
+	w.allow(0) // an informational answer (100, 103) is written at once
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *pacedWriter) Write(p []byte) (int, error) {
+	w.allow(len(p))
+	return w.ResponseWriter.Write(p)
+}
+
+// flushSize bounds what a Flush sends: what net/http buffers.
+const flushSize = 8 << 10
+
+func (w *pacedWriter) Flush() {
+	w.allow(flushSize)
+	_ = w.ctl.Flush()
+}
+
+// ReadFrom sends a file with sendfile where it can, a window at a time: a
+// send the deadline cut short goes on if it moved the window's quota (the
+// file's offset and the limit of a LimitedReader have moved with it).
+// Anything else is copied in pieces, each written with time for its size.
+func (w *pacedWriter) ReadFrom(src io.Reader) (int64, error) {
+	rf, ok := w.ResponseWriter.(io.ReaderFrom)
+	if !ok || !w.sendfile || !isFile(src) {
+		buf := copyBuffers.Get().(*[]byte)
+		defer copyBuffers.Put(buf)
+		return io.CopyBuffer(writerOnly{w}, src, (*buf)[:64<<10])
+	}
+	var total int64
+	for {
+		w.due = time.Now().Add(w.pace.window)
+		_ = w.ctl.SetWriteDeadline(w.due)
+		n, err := rf.ReadFrom(src)
+		total += n
+		if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() && n >= w.pace.minBytes {
+			continue // slow but live: another window
+		}
+		return total, err
+	}
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *pacedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// isFile reports whether src is a file net/http can send with sendfile.
+func isFile(src io.Reader) bool {
+	if lr, ok := src.(*io.LimitedReader); ok {
+		src = lr.R
+	}
+	_, ok := src.(syscall.Conn)
+	return ok
+}
+
+// writerOnly hides a writer's ReadFrom from io.Copy.
+type writerOnly struct{ io.Writer }
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 // pacedBody renews the connection's read deadline each time the body
 // delivers its quota, and says what happened when the deadline passed.

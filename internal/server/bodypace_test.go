@@ -230,3 +230,70 @@ func TestPaceStartsWhenTheHandlerReads(t *testing.T) {
 		t.Fatalf("an unread trickling body held the connection %v (answer %q)", open, line)
 	}
 }
+
+// A client that asks for a blob and stops reading the answer is let go
+// after a window without progress: it does not hold the connection, the
+// handler and the blob's file for as long as it likes. One reading slowly,
+// above the minimum rate, gets the whole blob.
+func TestStalledResponseReaderIsCutOff(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), BodyTimeout: time.Second, BodyMinRate: 64 << 10})
+	content := bytes.Repeat([]byte("0123456789abcdef"), 1<<20) // 16 MiB: more than the socket buffers hold
+	if resp := pushBlob(t, r.url, "p/app", content); resp.StatusCode != 201 {
+		t.Fatalf("push = %d", resp.StatusCode)
+	}
+	path := "/v2/p/app/blobs/" + digest.FromBytes(content).String()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(r.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(4096)
+	began := time.Now()
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Basic %s\r\n\r\n", path, basic("admin", testAdminPassword))
+	// Never read: the request ends (its access line is written) once the
+	// server gives up.
+	r.logs.waitFor(t, `"path":"`+path+`"`, 20*time.Second)
+	t.Logf("a reader that never read was let go after %v", time.Since(began).Round(time.Millisecond))
+
+	// A slow reader, 2 MiB/s (32 times the minimum, but the blob takes
+	// several windows past what the socket buffers hold), gets it all.
+	slow := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest("GET", r.url+path, nil)
+		req.SetBasicAuth("admin", testAdminPassword)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- err
+			return
+		}
+		defer resp.Body.Close()
+		h := digest.Canonical.Digester()
+		buf := make([]byte, 64<<10)
+		tick := time.NewTicker(32 * time.Millisecond)
+		defer tick.Stop()
+		for range tick.C {
+			n, err := io.ReadFull(resp.Body, buf)
+			h.Hash().Write(buf[:n])
+			if err == io.EOF || err == io.ErrUnexpectedEOF {
+				break
+			}
+			if err != nil {
+				slow <- err
+				return
+			}
+		}
+		if got := h.Digest(); got != digest.FromBytes(content) {
+			slow <- fmt.Errorf("slow reader got %s", got)
+			return
+		}
+		slow <- nil
+	}()
+	select {
+	case err := <-slow:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the slow reader did not finish")
+	}
+}
