@@ -3,6 +3,7 @@ package registry_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -123,4 +124,41 @@ func send(t *testing.T, method, url string, body []byte, header map[string]strin
 	}
 	resp.Body.Close()
 	return resp
+}
+
+// failingSync is the filesystem driver on a disk that fails to write back.
+type failingSync struct{ *filesystem.Driver }
+
+func (failingSync) Commit(context.Context, string, digest.Digest, int64) error {
+	return errors.New("sync upload: input/output error")
+}
+
+// A commit that fails to make the bytes durable ends the session: they
+// were checked as they streamed in, not as the disk kept them, and a sync
+// reports a lost write once only, so a retry must not publish them.
+func TestFailedCommitEndsTheSession(t *testing.T) {
+	dir := t.TempDir()
+	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: failingSync{blobs}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
+	defer srv.Close()
+	content := []byte("kept badly")
+	loc := send(t, "POST", srv.URL+"/v2/p/app/blobs/uploads/", nil, nil).Header.Get("Location")
+	if r := send(t, "PATCH", srv.URL+loc, content, nil); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("PATCH = %d", r.StatusCode)
+	}
+	put := srv.URL + loc + "?digest=" + digest.FromBytes(content).String()
+	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("PUT whose commit failed = %d, want 404 BLOB_UPLOAD_UNKNOWN", r.StatusCode)
+	}
+	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusNotFound {
+		t.Fatalf("a retried PUT = %d, want 404: the session ended", r.StatusCode)
+	}
 }

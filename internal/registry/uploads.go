@@ -162,17 +162,17 @@ func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.
 	// Finish what the client was told is done even if it hangs up now.
 	ctx = context.WithoutCancel(ctx)
 	if err := r.blobs.Commit(ctx, id, dgst, size); err != nil {
-		switch {
-		case !session:
+		if !session {
 			_ = r.blobs.Abort(ctx, id)
-		case errors.Is(err, errdefs.ErrSizeMismatch):
-			// The driver holds fewer bytes than the session recorded: the
-			// session cannot be finished, so it ends here.
-			r.abortSession(ctx, id)
-			return lostUpload(err)
+			return fromClass(err, codeBlobUploadInvalid, "upload")
 		}
-		// Otherwise the bytes stay so that a retried PUT can finish.
-		return fromClass(err, codeBlobUploadInvalid, "upload")
+		// The session ends: the driver holds fewer bytes than it recorded,
+		// or could not make them durable. Its bytes were checked as they
+		// streamed in, not as they lie on disk, and a sync reports a lost
+		// write once only: a retry could publish what the disk failed to
+		// keep.
+		r.abortSession(ctx, id)
+		return lostUpload(err)
 	}
 	var err error
 	if session {
