@@ -862,23 +862,21 @@ func (s *Server) storedWatchFeed(r *http.Request, k *storedKind, q listQuery) wa
 			return objs, rv, nil
 		},
 		changes: func(ctx context.Context, after int64) ([]watchChange[object], int64, bool, error) {
-			events, err := s.opts.Store.ObjectEvents(ctx, apiResource, after, batch)
+			// The history is per kind: the store skips other projects'
+			// objects before decoding them.
+			events, upTo, full, err := s.opts.Store.ObjectEventsIn(ctx, apiResource, q.ns, after, batch)
 			if err != nil {
 				return nil, after, false, err
 			}
 			var changes []watchChange[object]
 			for _, e := range events {
-				after = e.Object.ResourceVersion
-				if q.ns != "" && e.Object.Namespace != q.ns {
-					continue // the history is per kind: skip other projects' objects before decoding them
-				}
 				obj, err := k.fromStored(e.Object)
 				if err != nil {
 					return nil, after, false, err
 				}
 				changes = append(changes, watchChange[object]{Type: e.Type, Object: obj})
 			}
-			return changes, after, len(events) == batch, nil
+			return changes, upTo, full, nil
 		},
 		table: func(obj object) metav1.Table {
 			rv, _ := strconv.ParseInt(obj.GetResourceVersion(), 10, 64)

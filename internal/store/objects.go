@@ -381,15 +381,26 @@ INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VAL
 // events after it are no longer kept, it is errdefs.ErrGone: the watcher
 // must list again.
 func (s *Store) ObjectEvents(ctx context.Context, apiResource string, after int64, limit int) ([]ObjectEvent, error) {
+	events, _, _, err := s.ObjectEventsIn(ctx, apiResource, "", after, limit)
+	return events, err
+}
+
+// ObjectEventsIn is ObjectEvents for the objects of one namespace ("" for
+// all): it reads up to limit events of the kind and returns those of
+// namespace, the sequence number it read up to, and whether it read limit
+// events (more may follow). Events of other namespaces are not decoded: a
+// Secret elsewhere that cannot be decrypted does not fail this watch.
+func (s *Store) ObjectEventsIn(ctx context.Context, apiResource, namespace string, after int64, limit int) ([]ObjectEvent, int64, bool, error) {
 	rows, err := s.query(ctx, `
 SELECT seq, kind, namespace, name, object, created_at FROM events
 WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read events of %s: %w", apiResource, err)
+		return nil, after, false, fmt.Errorf("read events of %s: %w", apiResource, err)
 	}
 	defer rows.Close()
 	group, resource, _ := cutLast(apiResource)
 	var out []ObjectEvent
+	upTo, read := after, 0
 	for rows.Next() {
 		var e ObjectEvent
 		var kind string
@@ -397,11 +408,15 @@ WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, li
 		o := &e.Object
 		o.Group, o.Resource = group, resource
 		if err := rows.Scan(&o.ResourceVersion, &kind, &o.Namespace, &o.Name, &o.Body, &created); err != nil {
-			return nil, err
+			return nil, after, false, err
+		}
+		upTo, read = o.ResourceVersion, read+1
+		if namespace != "" && o.Namespace != namespace {
+			continue
 		}
 		body, err := s.openBody(o.ObjectKey, o.Body)
 		if err != nil {
-			return nil, err
+			return nil, after, false, err
 		}
 		o.Body = body
 		e.Type = watchTypes[kind]
@@ -418,15 +433,15 @@ WHERE api_resource = ? AND seq > ? ORDER BY seq LIMIT ?`, apiResource, after, li
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return nil, after, false, err
 	}
 	// The horizon is read after the events: a prune that committed in
 	// between moved it past after, and the answer is Gone rather than a
 	// history with a hole.
 	if err := s.checkHorizon(ctx, after); err != nil {
-		return nil, err
+		return nil, after, false, err
 	}
-	return out, nil
+	return out, upTo, read == limit, nil
 }
 
 // deleteNamespaceObjects removes every object of namespace, in tx. Their

@@ -275,6 +275,15 @@ func TestWrongSecretKeyFailsClearly(t *testing.T) {
 	if _, err := s.ObjectEvents(ctx, "/secrets", 0, 10); !errors.As(err, &keyErr) {
 		t.Fatalf("events with the wrong key = %v", err)
 	}
+	// A watch of Secrets in another project is not failed by the one that
+	// cannot be decrypted: other namespaces' events are not decoded.
+	withProjects(t, s, "other")
+	if _, err := s.CreateObject(ctx, secret("other", "fine", "readable")); err != nil {
+		t.Fatal(err)
+	}
+	if evs, upTo, _, err := s.ObjectEventsIn(ctx, "/secrets", "other", 0, 10); err != nil || len(evs) != 1 || upTo < evs[0].Object.ResourceVersion {
+		t.Fatalf("events of another project beside an undecryptable Secret = %d, up to %d, %v; want its one event", len(evs), upTo, err)
+	}
 	if _, err := s.UpdateObject(ctx, secret("team", "db", "overwritten"), 0); !errors.As(err, &keyErr) {
 		t.Fatalf("update with the wrong key = %v", err)
 	}
