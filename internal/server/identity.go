@@ -2,7 +2,9 @@ package server
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -76,24 +78,16 @@ func bootstrap(ctx context.Context, meta *store.Store, dataDir, password string,
 	return nil
 }
 
-const settingUserNameHashKey = "user-name-hash-key"
-
 // userNameHashKey is the key of the hash a failed login's user name is
 // logged as when no identity provider knows it (see
-// auth.Authenticator.NameHashKey). It is kept in the metadata store, so
-// that the hash of one name stays the same across restarts and instances.
-func userNameHashKey(ctx context.Context, meta *store.Store) ([]byte, error) {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	v, err := meta.InitSetting(ctx, settingUserNameHashKey, base64.RawStdEncoding.EncodeToString(b))
-	if err != nil {
-		return nil, fmt.Errorf("key for logged user names: %w", err)
-	}
-	key, err := base64.RawStdEncoding.DecodeString(v)
-	if err != nil || len(key) < 16 {
-		return nil, fmt.Errorf("setting %s is not a base64 key of at least 16 bytes", settingUserNameHashKey)
-	}
-	return key, nil
+// auth.Authenticator.NameHashKey): derived from the key Secrets are
+// encrypted with, which every instance shares and which is kept outside
+// the database, so that a copy of the database and the logs together do
+// not let anyone test guesses of passwords typed as user names.
+func userNameHashKey(secretKey []byte) []byte {
+	mac := hmac.New(sha256.New, secretKey)
+	mac.Write([]byte("berth: the key of user names in logs"))
+	return mac.Sum(nil)
 }
 
 // timedAccess is the metadata store as authentication and authorization

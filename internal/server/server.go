@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	stopping := make(chan struct{})
-	mux, err := newHandler(cfg, meta, blobs, log, stopping)
+	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping)
 	if err != nil {
 		return err
 	}
@@ -309,12 +309,8 @@ func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, and the token endpoint.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
+func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
-	if err != nil {
-		return nil, err
-	}
-	nameHashKey, err := userNameHashKey(context.Background(), meta)
 	if err != nil {
 		return nil, err
 	}
