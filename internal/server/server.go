@@ -7,12 +7,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -181,7 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Handler:           accessLog(log, paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          stdlog.New(serverErrors{log}, "", 0),
 		// Requests do not derive from ctx: a stop signal lets Shutdown
 		// drain them instead of cancelling them.
 	}
@@ -354,4 +356,19 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	mux.Handle("/oauth/", api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	return mux, nil
+}
+
+// serverErrors is net/http's error log: warnings, except the handshakes
+// that a plain-HTTP client started on the TLS port, which were answered
+// with a hint (a client's mistake, not the server's trouble: debug).
+type serverErrors struct{ log *slog.Logger }
+
+func (e serverErrors) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.Contains(msg, errPlainHTTP.Error()) {
+		level = slog.LevelDebug
+	}
+	e.log.Log(context.Background(), level, msg)
+	return len(p), nil
 }

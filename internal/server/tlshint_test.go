@@ -108,6 +108,13 @@ func TestPlainHTTPOnTheTLSPortIsToldToUseHTTPS(t *testing.T) {
 	if resp.StatusCode != 200 || resp.TLS == nil {
 		t.Fatalf("GET /v2/ over TLS = %d (TLS %v)", resp.StatusCode, resp.TLS != nil)
 	}
+	// The clients' mistake is logged at debug level, not as a warning.
+	r.logs.waitFor(t, "plain HTTP on the TLS port", 10*time.Second)
+	for _, line := range strings.Split(r.logs.String(), "\n") {
+		if strings.Contains(line, "plain HTTP on the TLS port") && !strings.Contains(line, `"level":"DEBUG"`) {
+			t.Errorf("a plain-HTTP attempt logged above debug: %s", line)
+		}
+	}
 }
 
 // Request bodies are paced over TLS too: the read deadline the pacing sets
