@@ -441,3 +441,30 @@ func TestShutdownEndsWatches(t *testing.T) {
 		t.Fatalf("the watch did not end cleanly: %v", err)
 	}
 }
+
+// Deleting a project ends its upload sessions and discards their bytes at
+// once, not at the next start.
+func TestDeletingAProjectDiscardsItsUploads(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	resp, err := admin.Post(r.url+"/v2/gone/app/blobs/uploads/", "", nil) // creates project gone
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Location")
+	req, _ := http.NewRequest("PATCH", r.url+session, strings.NewReader("partial"))
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 202 {
+		t.Fatalf("PATCH = %v, %v", resp, err)
+	}
+	file := filepath.Join(dir, "storage", "uploads", filepath.Base(session))
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the session's bytes are not where expected: %v", err)
+	}
+	if s := status(t, "DELETE", r.url+"/apis/project.openshift.io/v1/projects/gone"); s != 200 {
+		t.Fatalf("delete project = %d", s)
+	}
+	if _, err := os.Stat(file); !os.IsNotExist(err) {
+		t.Fatalf("the deleted project's upload bytes are still there: %v", err)
+	}
+}
