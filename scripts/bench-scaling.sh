@@ -4,10 +4,12 @@
 # side by side in one run; writes the tables into docs/BENCHMARKS.md
 # between the SCALING markers (bench-compare.sh keeps them).
 #
-# Three servers run at once on 127.0.0.1 over plain HTTP, each with
+# The servers run at once on 127.0.0.1 over plain HTTP, each with
 # filesystem storage in a fresh directory on the same disk and warn-level
 # logs: Berth built from the work tree ("new"), Berth built from
-# BENCH_BASE ("previous"), and Debian's docker-registry. Each measurement
+# BENCH_BASE ("previous"), and Debian's docker-registry; for pushes, the
+# two Berths with --storage memory too, each started afresh for every
+# measurement. Each measurement
 # runs against the three in a rotating order, after a sync and a drop of
 # the page cache, and is repeated BENCH_ROUNDS times; tables give the
 # median with the range.
@@ -67,16 +69,38 @@ BASE_COMMIT=$(git rev-parse --short "$BASE")
 
 declare -A URL PID TOKEN
 PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-for side in new previous; do
+# start_berth SIDE: the Berth of SIDE on a fresh data directory. new and
+# previous keep blobs on disk; newmem and prevmem are the same builds with
+# --storage memory.
+start_berth() {
+	local side=$1 bin args=()
+	case $side in
+	new | newmem) bin=$WORK/berth-new ;;
+	*) bin=$WORK/berth-previous ;;
+	esac
+	case $side in *mem) args=(--storage memory) ;; esac
+	local port
 	port=$(free_port)
+	rm -rf "$WORK/$side-data"
 	mkdir -p "$WORK/$side-data"
-	BERTH_ADMIN_PASSWORD=$PASSWORD "$WORK/berth-$side" serve --listen "127.0.0.1:$port" --data "$WORK/$side-data" \
-		--insecure-http --log-level warn >"$WORK/$side.log" 2>&1 &
+	BERTH_ADMIN_PASSWORD=$PASSWORD "$bin" serve --listen "127.0.0.1:$port" --data "$WORK/$side-data" \
+		--insecure-http --log-level warn "${args[@]}" >"$WORK/$side.log" 2>&1 &
 	PID[$side]=$!
 	PIDS+=("$!")
 	URL[$side]=http://127.0.0.1:$port
 	wait_ready "${URL[$side]}" "${PID[$side]}" "$side"
 	TOKEN[$side]=$(curl -sf -u "admin:$PASSWORD" "${URL[$side]}/openshift/token" | jq -r .token)
+}
+# restart_berth SIDE: a memory server keeps every blob it was sent; each
+# measurement starts it afresh, so that none runs in the memory the ones
+# before it filled.
+restart_berth() {
+	kill "${PID[$1]}" 2>/dev/null || true
+	wait "${PID[$1]}" 2>/dev/null || true
+	start_berth "$1"
+}
+for side in new previous newmem prevmem; do
+	start_berth "$side"
 done
 port=$(free_port)
 mkdir -p "$WORK/dist-data"
@@ -109,6 +133,7 @@ n_of() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1
 measure() {
 	local side=$1 w=$2 c=$3 n=$4 round=$5 creds=()
 	[ "$side" != dist ] && creds=(--username token --password-env)
+	case $side in *mem) restart_berth "$side" ;; esac
 	settle
 	BERTH_BENCH_PASSWORD=${TOKEN[$side]:-} "$WORK/berth-new" bench --url "${URL[$side]}" "${creds[@]}" \
 		--workloads "$w" -c "$c" -n "$n" --timeout 300s --server-pid "${PID[$side]}" --no-progress --json \
@@ -121,22 +146,24 @@ measure() {
 	log "round $round $w -c $c $side: $(jq -r '.results[0] | "\(.req_per_s) req/s, server cpu \(.server.cpu_s) s"' "$WORK/r-$side-$w-c$c-$round.json")"
 }
 
+# Each item: workload, -c, -n, and the servers it runs against.
+PUSHERS="new previous dist newmem prevmem"
 PLAN=(
-	"push-mono-10m 1 $(n_of 40)" "push-mono-10m 10 $(n_of 100)"
-	"push-chunk-10m 1 $(n_of 40)" "push-chunk-10m 10 $(n_of 100)"
-	"manifest-get 32 $(n_of 40000)"
-	"pull-1m 4 $(n_of 3000)"
+	"push-mono-10m 1 $(n_of 40) $PUSHERS" "push-mono-10m 10 $(n_of 100) $PUSHERS"
+	"push-chunk-10m 1 $(n_of 40) $PUSHERS" "push-chunk-10m 10 $(n_of 100) $PUSHERS"
+	"manifest-get 32 $(n_of 40000) new previous dist"
+	"pull-1m 4 $(n_of 3000) new previous dist"
 )
-SIDES=(new previous dist)
 START=$(date +%s)
 for round in $(seq "$ROUNDS"); do
 	for item in "${PLAN[@]}"; do
-		read -r w c n <<<"$item"
+		read -r w c n sides <<<"$item"
+		read -ra SIDES <<<"$sides"
 		# Rotate who goes first, so no side always meets a warmer or a
 		# busier machine.
-		k=$(( (round - 1) % 3 ))
-		for j in 0 1 2; do
-			measure "${SIDES[$(((j + k) % 3))]}" "$w" "$c" "$n" "$round"
+		k=$(((round - 1) % ${#SIDES[@]}))
+		for j in $(seq 0 $((${#SIDES[@]} - 1))); do
+			measure "${SIDES[$(((j + k) % ${#SIDES[@]}))]}" "$w" "$c" "$n" "$round"
 		done
 	done
 done
@@ -163,13 +190,15 @@ def median: sort | if length == 0 then null elif length % 2 == 1 then .[length /
 def runs($side; $w; $c): [ .[] | select(.side == $side and .workload == $w and .concurrency == $c) ];
 def med($side; $w; $c; f): [ runs($side; $w; $c)[] | f ] | median;
 def span($side; $w; $c; f; n): [ runs($side; $w; $c)[] | f ] | "\(min | r(n))–\(max | r(n))";
-def name: {new: "Berth \($new)", previous: "Berth \($base) (previous)", dist: "Distribution \($dist)"}[.];
+def name: {new: "Berth \($new)", previous: "Berth \($base) (previous)", dist: "Distribution \($dist)",
+  newmem: "Berth \($new), memory storage", prevmem: "Berth \($base) (previous), memory storage"}[.];
 . as $all
 | ["new", "previous", "dist"] as $sides
 | [
   "Generated by `scripts/bench-scaling.sh` on \($date) in \($elapsed) s: \($rounds) rounds, each measurement",
-  "against the three servers in a rotating order after a `sync` and a drop of the page cache; medians, with",
-  "the range over the rounds. \($cpu), \($nproc) cores shared by the client and the three servers; \($fs).",
+  "against the servers in a rotating order after a `sync` and a drop of the page cache (a memory-storage",
+  "server started afresh); medians, with the range over the rounds. \($cpu), \($nproc) cores shared by the",
+  "client and the servers; \($fs).",
   "",
   "### Push scaling (`-c 10` over the same server's `-c 1`; target ≥ 1.6×)",
   "",
@@ -178,6 +207,13 @@ def name: {new: "Berth \($new)", previous: "Berth \($base) (previous)", dist: "D
   ( $sides[] as $s | ("push-mono-10m", "push-chunk-10m") as $w
     | $all | med($s; $w; 1; .req_per_s) as $one | med($s; $w; 10; .req_per_s) as $ten
     | "| \($s | name) | \($w) | \($one | r(1)) (\(span($s; $w; 1; .req_per_s; 1))) | \($ten | r(1)) (\(span($s; $w; 10; .req_per_s; 1))) | \($ten / $one | r(2))× | \(med($s; $w; 10; .server.cpu_s / (.bytes / 1048576)) | r(5)) |" ),
+  "",
+  "### Memory storage against the filesystem (push req/s; an in-memory backend should be the faster)",
+  "",
+  "| Server | push-mono-10m -c 1 | push-mono-10m -c 10 | push-chunk-10m -c 1 | push-chunk-10m -c 10 |",
+  "| --- | ---: | ---: | ---: | ---: |",
+  ( ("new", "newmem", "previous", "prevmem") as $s
+    | "| \($s | name) | \([("push-mono-10m", "push-chunk-10m") as $w | (1, 10) as $c | $all | med($s; $w; $c; .req_per_s) | r(1) | tostring] | join(" | ")) |" ),
   "",
   "### Small requests (new over previous; targets: manifest GET ≥ 1.3×, CPU per pull ≤ 0.8×)",
   "",
