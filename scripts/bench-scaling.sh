@@ -91,15 +91,14 @@ start_berth() {
 	wait_ready "${URL[$side]}" "${PID[$side]}" "$side"
 	TOKEN[$side]=$(curl -sf -u "admin:$PASSWORD" "${URL[$side]}/openshift/token" | jq -r .token)
 }
-# restart_berth SIDE: a memory server keeps every blob it was sent; each
-# measurement starts it afresh, so that none runs in the memory the ones
-# before it filled.
-restart_berth() {
+# stop_berth SIDE: a memory server keeps every blob it was sent; it runs
+# only for its own measurement, so that no measurement runs beside the
+# memory another one filled.
+stop_berth() {
 	kill "${PID[$1]}" 2>/dev/null || true
 	wait "${PID[$1]}" 2>/dev/null || true
-	start_berth "$1"
 }
-for side in new previous newmem prevmem; do
+for side in new previous; do
 	start_berth "$side"
 done
 port=$(free_port)
@@ -133,7 +132,7 @@ n_of() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1
 measure() {
 	local side=$1 w=$2 c=$3 n=$4 round=$5 creds=()
 	[ "$side" != dist ] && creds=(--username token --password-env)
-	case $side in *mem) restart_berth "$side" ;; esac
+	case $side in *mem) start_berth "$side" ;; esac
 	settle
 	BERTH_BENCH_PASSWORD=${TOKEN[$side]:-} "$WORK/berth-new" bench --url "${URL[$side]}" "${creds[@]}" \
 		--workloads "$w" -c "$c" -n "$n" --timeout 300s --server-pid "${PID[$side]}" --no-progress --json \
@@ -144,6 +143,7 @@ measure() {
 		exit 1
 	fi
 	log "round $round $w -c $c $side: $(jq -r '.results[0] | "\(.req_per_s) req/s, server cpu \(.server.cpu_s) s"' "$WORK/r-$side-$w-c$c-$round.json")"
+	case $side in *mem) stop_berth "$side" ;; esac
 }
 
 # Each item: workload, -c, -n, and the servers it runs against.
