@@ -64,7 +64,7 @@ go build -o "$WORK/berth-new" ./cmd/berth
 git worktree add -q --detach "$WORK/base-src" "$BASE"
 (cd "$WORK/base-src" && go build -o "$WORK/berth-previous" ./cmd/berth)
 NEW_COMMIT=$(git rev-parse --short HEAD)
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then NEW_COMMIT="$NEW_COMMIT (with uncommitted changes)"; fi
+if [ -n "$(git status --porcelain --untracked-files=no -- . ':!docs/BENCHMARKS.md')" ]; then NEW_COMMIT="$NEW_COMMIT (with uncommitted changes)"; fi
 BASE_COMMIT=$(git rev-parse --short "$BASE")
 
 declare -A URL PID TOKEN
