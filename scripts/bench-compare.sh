@@ -72,23 +72,7 @@ while [ "$DIST_PORT" = "$BERTH_PORT" ]; do DIST_PORT=$(free_port); done
 BERTH_URL=http://127.0.0.1:$BERTH_PORT
 DIST_URL=http://127.0.0.1:$DIST_PORT
 
-cat >"$WORK/dist.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/dist-data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$DIST_PORT
-  secret: bench-compare-not-a-secret
-EOF
+dist_config "$DIST_PORT"
 
 log "starting berth on $BERTH_URL and distribution on $DIST_URL (data in $WORK)"
 ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')

@@ -40,3 +40,26 @@ settle() {
 	fi
 	sleep 1
 }
+
+# dist_config PORT writes the configuration of a Distribution server on
+# 127.0.0.1:PORT keeping its data in $WORK/dist-data to $WORK/dist.yml:
+# filesystem storage, deletes on, warn-level logs, no access log.
+dist_config() {
+	cat >"$WORK/dist.yml" <<EOC
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $WORK/dist-data
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:$1
+  secret: $ME-not-a-secret
+EOC
+}

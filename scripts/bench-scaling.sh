@@ -103,23 +103,7 @@ for side in new previous; do
 done
 port=$(free_port)
 mkdir -p "$WORK/dist-data"
-cat >"$WORK/dist.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $WORK/dist-data
-  delete:
-    enabled: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$port
-  secret: bench-scaling-not-a-secret
-EOF
+dist_config "$port"
 env -u AWS_CA_BUNDLE "$DISTRIBUTION" serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
 PID[dist]=$!
 PIDS+=("$!")

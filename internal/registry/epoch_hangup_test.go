@@ -3,9 +3,7 @@ package registry_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -14,8 +12,6 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/storage/filesystem"
-	"github.com/berth-registry/berth/internal/store"
 )
 
 // gatedBoot is otherBoot whose read-backs wait for the test: the first
@@ -54,22 +50,10 @@ func (r *gatedReader) Read(p []byte) (int, error) {
 // at once on a hang-up) would cost a read and hash of the whole session,
 // as often as the client likes.
 func TestReadBackIsRecordedWhenTheClientHangsUp(t *testing.T) {
-	dir := t.TempDir()
-	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
-	blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	before := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: blobs, Logger: logger}))
-	defer before.Close()
+	meta, blobs, _ := newParts(t)
+	before := serveRegistry(t, registry.Options{Metadata: meta, Blobs: blobs})
 	gate := gatedBoot{otherBoot{blobs}, make(chan struct{}), make(chan struct{})}
-	after := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: gate, Logger: logger}))
-	defer after.Close()
+	after := serveRegistry(t, registry.Options{Metadata: meta, Blobs: gate})
 
 	resp := send(t, "POST", before.URL+"/v2/p/app/blobs/uploads/", nil, nil)
 	loc := resp.Header.Get("Location")

@@ -16,7 +16,6 @@ import (
 
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
-	"github.com/berth-registry/berth/internal/store"
 )
 
 // otherBoot is the filesystem driver as seen after the machine restarted:
@@ -54,21 +53,9 @@ func TestSessionsAreCheckedAfterAMachineRestart(t *testing.T) {
 		}, http.StatusNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { meta.Close() })
-			blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-			before := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: blobs, Logger: logger}))
-			defer before.Close()
-			after := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: otherBoot{blobs}, Logger: logger}))
-			defer after.Close()
+			meta, blobs, dir := newParts(t)
+			before := serveRegistry(t, registry.Options{Metadata: meta, Blobs: blobs})
+			after := serveRegistry(t, registry.Options{Metadata: meta, Blobs: otherBoot{blobs}})
 
 			content := []byte("first half|second half")
 			resp := send(t, "POST", before.URL+"/v2/p/app/blobs/uploads/", nil, nil)
@@ -137,18 +124,8 @@ func (failingSync) Commit(context.Context, string, digest.Digest, int64) error {
 // were checked as they streamed in, not as the disk kept them, and a sync
 // reports a lost write once only, so a retry must not publish them.
 func TestFailedCommitEndsTheSession(t *testing.T) {
-	dir := t.TempDir()
-	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
-	blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	meta, blobs, _ := newParts(t)
 	srv := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: failingSync{blobs}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	defer srv.Close()
 	content := []byte("kept badly")
 	loc := send(t, "POST", srv.URL+"/v2/p/app/blobs/uploads/", nil, nil).Header.Get("Location")
 	if r := send(t, "PATCH", srv.URL+loc, content, nil); r.StatusCode != http.StatusAccepted {

@@ -7,14 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/storage/filesystem"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -24,21 +22,11 @@ import (
 // creates a project of that name next inherits nothing.
 func TestPutFinishingAfterProjectDeletion(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "meta.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
-	blobs, err := filesystem.Open(filepath.Join(dir, "storage"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	meta, blobs, _ := newParts(t)
 	if err := meta.CreateProject(ctx, store.Project{Name: "p", Creator: "mallory"}); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(registry.New(registry.Options{Metadata: meta, Blobs: blobs, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}))
-	defer srv.Close()
 
 	loc := send(t, "POST", srv.URL+"/v2/p/app/blobs/uploads/", nil, nil).Header.Get("Location")
 	content := []byte("a blob pushed into a project that is being deleted")

@@ -26,6 +26,15 @@ import (
 // the SQLite store.
 func newServer(t *testing.T, opts registry.Options) *httptest.Server {
 	t.Helper()
+	meta, blobs, _ := newParts(t)
+	opts.Metadata, opts.Blobs = meta, blobs
+	return serveRegistry(t, opts)
+}
+
+// newParts opens a SQLite store and a filesystem driver in a fresh
+// directory, which it returns too.
+func newParts(t *testing.T) (*store.Store, *filesystem.Driver, string) {
+	t.Helper()
 	dir := t.TempDir()
 	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
 	if err != nil {
@@ -36,7 +45,12 @@ func newServer(t *testing.T, opts registry.Options) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.Metadata, opts.Blobs = meta, blobs
+	return meta, blobs, dir
+}
+
+// serveRegistry runs a registry of opts over real HTTP until the test ends.
+func serveRegistry(t *testing.T, opts registry.Options) *httptest.Server {
+	t.Helper()
 	opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(registry.New(opts))
 	t.Cleanup(srv.Close)
