@@ -165,8 +165,8 @@ in plain text by an earlier version are encrypted at the first start.`,
 	f.DurationVar(&cfg.LoginWindow, "login-window", 5*time.Minute, "window in which failed logins are counted")
 	f.DurationVar(&cfg.LoginLockout, "login-lockout", time.Minute, "first lockout after too many failed logins; doubles with each lockout in a row")
 	f.DurationVar(&cfg.RegistryTokenTTL, "registry-token-ttl", time.Hour, "life of a token /openshift/token issues for a user name and password")
-	f.DurationVar(&cfg.BodyTimeout, "body-timeout", 30*time.Second, "a request body must deliver --body-min-rate bytes per second over each such period or the connection is cut (an upload session keeps what arrived); negative: no limit")
-	f.Int64Var(&cfg.BodyMinRate, "body-min-rate", 1024, "least average rate, in bytes per second, of a request body over each --body-timeout")
+	f.DurationVar(&cfg.BodyTimeout, "body-timeout", 30*time.Second, "a request body, and a response, must move --body-min-rate bytes per second over each such period or the connection is cut (an upload session keeps what arrived); negative: no limit")
+	f.Int64Var(&cfg.BodyMinRate, "body-min-rate", 1024, "least average rate, in bytes per second, of a request body or a response over each --body-timeout")
 	f.IntVar(&cfg.MaxUploadsPerUser, "max-uploads-per-user", 500, "open upload sessions one user may have (0: no cap)")
 	f.IntVar(&cfg.MaxUploadsPerProject, "max-uploads-per-project", 2000, "open upload sessions one project may have (0: no cap)")
 	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
