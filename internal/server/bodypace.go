@@ -58,6 +58,12 @@ func paceBodies(p bodyPace, next http.Handler) http.Handler {
 			req.Body = b
 		}
 		next.ServeHTTP(pw, req)
+		// net/http writes what the handler left buffered (and the end of a
+		// chunked body) after it returns: under a deadline of its own, not
+		// the last write's, which a handler that went quiet (a watch that
+		// saw no change) outlived long ago.
+		pw.due = time.Time{}
+		pw.allow(flushSize)
 	})
 }
 
@@ -103,9 +109,12 @@ func (w *pacedWriter) Write(p []byte) (int, error) {
 // flushSize bounds what a Flush sends: what net/http buffers.
 const flushSize = 8 << 10
 
-func (w *pacedWriter) Flush() {
+func (w *pacedWriter) Flush() { _ = w.FlushError() }
+
+// FlushError is Flush with its error, for http.ResponseController.
+func (w *pacedWriter) FlushError() error {
 	w.allow(flushSize)
-	_ = w.ctl.Flush()
+	return w.ctl.Flush()
 }
 
 // ReadFrom sends a file with sendfile where it can, a window at a time: a
