@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 )
@@ -137,5 +139,39 @@ func TestFailedCommitEndsTheSession(t *testing.T) {
 	}
 	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusNotFound {
 		t.Fatalf("a retried PUT = %d, want 404: the session ended", r.StatusCode)
+	}
+}
+
+// busyDisk is the filesystem driver failing a commit before anything was
+// made durable, once.
+type busyDisk struct {
+	*filesystem.Driver
+	failed *bool
+}
+
+func (b busyDisk) Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error {
+	if !*b.failed {
+		*b.failed = true
+		return fmt.Errorf("open upload %s: %w: too many open files", id, errdefs.ErrUnavailable)
+	}
+	return b.Driver.Commit(ctx, id, dgst, size)
+}
+
+// A commit that failed before making anything durable keeps the session:
+// the retried PUT finishes it.
+func TestUnavailableCommitKeepsTheSession(t *testing.T) {
+	meta, blobs, _ := newParts(t)
+	srv := serveRegistry(t, registry.Options{Metadata: meta, Blobs: busyDisk{blobs, new(bool)}})
+	content := []byte("kept for a retry")
+	loc := send(t, "POST", srv.URL+"/v2/p/app/blobs/uploads/", nil, nil).Header.Get("Location")
+	if r := send(t, "PATCH", srv.URL+loc, content, nil); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("PATCH = %d", r.StatusCode)
+	}
+	put := srv.URL + loc + "?digest=" + digest.FromBytes(content).String()
+	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("PUT whose commit could not start = %d, want 503 with Retry-After", r.StatusCode)
+	}
+	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusCreated {
+		t.Fatalf("the retried PUT = %d, want 201", r.StatusCode)
 	}
 }

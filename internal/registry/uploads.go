@@ -166,6 +166,11 @@ func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.
 			_ = r.blobs.Abort(ctx, id)
 			return fromClass(err, codeBlobUploadInvalid, "upload")
 		}
+		if errors.Is(err, errdefs.ErrUnavailable) {
+			// Nothing was made durable yet: a retried PUT can finish.
+			return &Error{Code: codeUnavailable, Header: http.Header{"Retry-After": {"1"}},
+				Message: "the blob could not be stored now; retry the PUT", Err: err}
+		}
 		// The session ends: the driver holds fewer bytes than it recorded,
 		// or could not make them durable. Its bytes were checked as they
 		// streamed in, not as they lie on disk, and a sync reports a lost

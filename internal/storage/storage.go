@@ -52,7 +52,9 @@ type Ingester interface {
 	ReadUpload(ctx context.Context, id string) (io.ReadCloser, error)
 	// Commit makes upload id durable and visible as blob dgst. It fails
 	// with errdefs.ErrSizeMismatch, leaving the upload untouched, unless the
-	// upload holds exactly size bytes. Committing content that already
+	// upload holds exactly size bytes; errdefs.ErrUnavailable says it
+	// failed before anything was made durable and may be retried. After
+	// any other failure the upload's bytes can no longer be trusted. Committing content that already
 	// exists succeeds and discards the upload (so a commit repeated after a
 	// crash succeeds). After Commit returns nil the blob survives a crash.
 	Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error

@@ -249,12 +249,14 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 		return fmt.Errorf("upload %s holds no bytes, blob %s declares %d: %w", id, dgst, size, errdefs.ErrSizeMismatch)
 	}
 	if err != nil {
-		return fmt.Errorf("open upload %s: %w", id, err)
+		// Nothing was synced yet (too many open files, say): a retry may
+		// well succeed, and the bytes are as good as before.
+		return fmt.Errorf("open upload %s: %w: %w", id, errdefs.ErrUnavailable, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return fmt.Errorf("stat upload %s: %w", id, err)
+		return fmt.Errorf("stat upload %s: %w: %w", id, errdefs.ErrUnavailable, err)
 	}
 	if st.Size() != size {
 		f.Close()
