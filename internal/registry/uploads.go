@@ -359,6 +359,12 @@ func (r *Registry) advance(ctx context.Context, u *store.Upload, h hash.Hash, n 
 	}
 	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state, Epoch: r.epoch()}
 	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// The session ended while its bytes arrived (cancelled,
+			// expired, its project deleted): nothing will discard them but
+			// this request.
+			_ = r.blobs.Abort(context.WithoutCancel(ctx), u.ID)
+		}
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
 	u.Size, u.HashState, u.Epoch = next.Size, next.HashState, next.Epoch

@@ -40,7 +40,9 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 		if err := s.deleteNamespaceObjects(ctx, tx, p.Name); err != nil {
 			return err
 		}
-		if _, err := s.deleteRepositoriesOf(ctx, tx, p.Name); err != nil {
+		// Sessions left behind stay: they expire, and their bytes go with
+		// them, as any other session's.
+		if _, err := s.deleteRepositoriesOf(ctx, tx, p.Name, false); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, p.Name); err != nil {

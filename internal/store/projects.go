@@ -29,7 +29,7 @@ func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) (
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("project %s: %w", name, errdefs.ErrNotFound)
 		}
-		if gone, err = s.deleteRepositoriesOf(ctx, tx, name); err != nil {
+		if gone, err = s.deleteRepositoriesOf(ctx, tx, name, true); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ?`, name); err != nil {
@@ -59,10 +59,11 @@ type ProjectDeletion struct {
 }
 
 // deleteRepositoriesOf removes the repositories of project with their
-// tags, history and links, the manifests no other repository links, and
-// the open upload sessions into them (a commit after this would recreate
-// a repository in a project that no longer exists).
-func (s *Store) deleteRepositoriesOf(ctx context.Context, tx *sql.Tx, project string) (ProjectDeletion, error) {
+// tags, history and links, the manifests no other repository links, and,
+// with endUploads, the open upload sessions into them (a commit after this
+// would recreate a repository in a project that no longer exists; the
+// caller discards their bytes).
+func (s *Store) deleteRepositoriesOf(ctx context.Context, tx *sql.Tx, project string, endUploads bool) (ProjectDeletion, error) {
 	var gone ProjectDeletion
 	rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE project = ? ORDER BY name`, project)
 	if err != nil {
@@ -81,12 +82,14 @@ WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, project
 	if err != nil {
 		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
 	}
-	rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id`, project)
-	if err != nil {
-		return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
-	}
-	if gone.Uploads, err = scanStrings(rows); err != nil {
-		return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
+	if endUploads {
+		rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id`, project)
+		if err != nil {
+			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
+		}
+		if gone.Uploads, err = scanStrings(rows); err != nil {
+			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
+		}
 	}
 	const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
 	for _, q := range []string{
