@@ -219,7 +219,13 @@ func (a *watchAccess) check(ctx context.Context) error {
 	if gen == a.checked && (a.expires.IsZero() || time.Now().Before(a.expires)) {
 		return nil
 	}
-	id, err := a.s.opts.Authenticator.Request(a.r)
+	authenticate := a.s.opts.Authenticator.Request
+	if a.checked >= 0 {
+		// Accepted before: a password is asked of its provider, not of the
+		// cache, and a refusal is no failed login to throttle.
+		authenticate = a.s.opts.Authenticator.Recheck
+	}
+	id, err := authenticate(a.r)
 	var throttled *auth.ThrottledError
 	switch {
 	case errors.As(err, &throttled):

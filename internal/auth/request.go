@@ -25,6 +25,19 @@ const AnonymousToken = "anonymous"
 // Wrong credentials are an error wrapping ErrUnauthenticated (or a
 // *ThrottledError); they never fall back to anonymous.
 func (a *Authenticator) Request(r *http.Request) (Identity, error) {
+	return a.request(r, false)
+}
+
+// Recheck authenticates r's credentials again for a request that has been
+// running since they were first accepted (an open watch): a password is
+// checked with its identity provider, not the password cache, and a
+// refusal is not counted as a failed login, since it is no guess — the
+// credentials are the ones that were accepted.
+func (a *Authenticator) Recheck(r *http.Request) (Identity, error) {
+	return a.request(r, true)
+}
+
+func (a *Authenticator) request(r *http.Request, recheck bool) (Identity, error) {
 	h := r.Header.Get("Authorization")
 	if h == "" {
 		return Identity{User: Anonymous}, nil
@@ -53,6 +66,13 @@ func (a *Authenticator) Request(r *http.Request) (Identity, error) {
 		}
 		if name == "" {
 			return Identity{}, fmt.Errorf("%w: a user name is needed with a password", ErrUnauthenticated)
+		}
+		if recheck {
+			u, err := a.recheckPassword(r.Context(), name, password)
+			if err != nil {
+				return Identity{}, err
+			}
+			return Identity{User: u}, nil
 		}
 		u, err := a.Password(r.Context(), ClientAddress(r), name, password)
 		if err != nil {

@@ -384,3 +384,28 @@ func TestPasswordsNeverAuthenticateSystemNames(t *testing.T) {
 		t.Errorf("the provider was asked %d times", n)
 	}
 }
+
+// Recheck asks the provider itself, not the password cache, and a refusal
+// is no failed login: an open watch whose password stopped working does
+// not lock its user out.
+func TestRecheckBypassesCacheAndThrottle(t *testing.T) {
+	p := &countingProvider{user: "bob", password: "pw"}
+	a := &Authenticator{Identity: p, PasswordTTL: time.Hour,
+		Users:   &Throttle{Limit: 1, Window: time.Hour, Lockout: time.Hour},
+		Clients: &Throttle{Limit: 1, Window: time.Hour, Lockout: time.Hour}}
+	if _, err := a.Request(newRequest(basic("bob", "pw"))); err != nil {
+		t.Fatal(err)
+	}
+	p.password = "changed" // the htpasswd entry changes
+	if _, err := a.Request(newRequest(basic("bob", "pw"))); err != nil {
+		t.Fatalf("a new request within the cache's life = %v (cached)", err)
+	}
+	for range 3 {
+		if _, err := a.Recheck(newRequest(basic("bob", "pw"))); !errors.Is(err, ErrUnauthenticated) {
+			t.Fatalf("Recheck of a password the provider no longer accepts = %v, want unauthenticated", err)
+		}
+	}
+	if _, err := a.Request(newRequest(basic("bob", "changed"))); err != nil {
+		t.Fatalf("login with the new password after three refused rechecks = %v, want accepted (not throttled)", err)
+	}
+}

@@ -201,6 +201,22 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	return a.user(ctx, name)
 }
 
+// recheckPassword checks a password that was accepted before with the
+// identity provider itself, unthrottled and uncounted (see Recheck).
+func (a *Authenticator) recheckPassword(ctx context.Context, name, password string) (User, error) {
+	if a.Identity == nil || strings.HasPrefix(name, "system:") {
+		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
+	}
+	ok, err := a.Identity.CheckPassword(ctx, name, password)
+	if err != nil {
+		return User{}, fmt.Errorf("check password again: %w", err)
+	}
+	if !ok {
+		return User{}, fmt.Errorf("%w: wrong user name or password", ErrUnauthenticated)
+	}
+	return a.user(ctx, name)
+}
+
 // passwordCheck is one password check that requests with the same
 // credentials wait for.
 type passwordCheck struct {
