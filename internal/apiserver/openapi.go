@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 )
 
 // OpenAPI v3 documents, one per group version, with a schema for every
@@ -43,7 +44,7 @@ var schemaKinds = []schemaKind{
 	{groupImage, "v1", "ImageStream", imagev1.ImageStream{}, "ImageStream is a repository of the registry: its tags and each tag's history, newest first. A push to <project>/<name>:<tag> adds an entry."},
 	{groupImage, "v1", "ImageStreamTag", imagev1.ImageStreamTag{}, "ImageStreamTag is one tag of an image stream (NAME:TAG) and the image it points at."},
 	{groupImage, "v1", "Image", imagev1.Image{}, "Image is a manifest stored in the registry, named by its digest, with its layers and the metadata of its config."},
-	{groupImageRegistry, "v1", "Config", RegistryConfig{}, "Config is the registry's configuration, reconciled by the operator. Only the one named cluster is honoured."},
+	{groupImageRegistry, "v1", "Config", imageregistryv1.Config{}, "Config is the registry's configuration, reconciled by the operator. Only the one named cluster is honoured."},
 	{groupConfig, "v1", "Image", ImageConfig{}, "Image holds cluster-wide image settings: registries imports may reach, additional trusted CAs, external host names. Only the one named cluster is honoured."},
 	{groupProject, "v1", "Project", Project{}, "Project is a namespace with the registry's access rules; request one with projectrequests."},
 	{groupUser, "v1", "User", User{}, "User is a person who logged in; ~ is the caller."},

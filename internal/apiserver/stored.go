@@ -63,6 +63,10 @@ type storedKind struct {
 	// keep its status, writes to /status change nothing else, and a
 	// create starts without one (the server's controller fills it).
 	hasStatus bool
+	// spec, when set, returns the object's spec: metadata.generation
+	// starts at 1 and grows by one with each write that changes it, so a
+	// controller's status.observedGeneration tells which spec it acted on.
+	spec func(object) any
 	// admit decides, with the request's identity in ctx, whether the
 	// caller may write obj (beyond the verb on the resource: no escalation
 	// through role bindings).
@@ -132,6 +136,19 @@ func (k *storedKind) statusKind() *storedKind {
 	sub := *k
 	sub.statusOnly = true
 	return &sub
+}
+
+// specChanged compares two specs as JSON, the form they are stored in.
+func specChanged(old, new any) (bool, error) {
+	a, err := json.Marshal(old)
+	if err != nil {
+		return false, err
+	}
+	b, err := json.Marshal(new)
+	if err != nil {
+		return false, err
+	}
+	return !bytes.Equal(a, b), nil
 }
 
 // keepStatus is what a write of obj over cur stores, for kinds with a
@@ -405,6 +422,9 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 		}
 		obj.SetUID(types.UID(newUID()))
 		obj.SetCreationTimestamp(metav1.NewTime(time.Now().UTC().Truncate(time.Second)))
+		if k.spec != nil {
+			obj.SetGeneration(1)
+		}
 		if k.prepare != nil {
 			k.prepare(obj)
 		}
@@ -512,6 +532,15 @@ func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, e
 	obj.SetGeneration(cur.GetGeneration())
 	if k.prepare != nil {
 		k.prepare(obj)
+	}
+	if k.spec != nil && !k.statusOnly {
+		changed, err := specChanged(k.spec(cur), k.spec(obj))
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			obj.SetGeneration(cur.GetGeneration() + 1)
+		}
 	}
 	if err := k.validateObject(obj); err != nil {
 		return nil, err

@@ -227,27 +227,38 @@ func TestWatchConfigMaps(t *testing.T) {
 // the one Config; only cluster admins may, and bad values are refused.
 func TestRegistryConfig(t *testing.T) {
 	s := newServer(t)
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatalf("a second start: %v", err)
-	}
 	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs"
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	createConfig(t, admin)
 	def := admin.expect(200, "GET", cfg+"/cluster", nil)
-	spec := def.body["spec"].(map[string]any)
-	if spec["managementState"] != "Managed" || spec["replicas"] != float64(1) || len(spec["httpSecret"].(string)) != 128 {
-		t.Fatalf("default Config: %s", def.raw)
+	if g := def.body["metadata"].(map[string]any)["generation"]; g != float64(1) {
+		t.Fatalf("a new Config has generation %v, want 1: %s", g, def.raw)
 	}
 	patched := admin.raw("PATCH", cfg+"/cluster", "application/merge-patch+json", []byte(`{"spec":{"defaultRoute":true}}`))
 	if patched.code != 200 || patched.body["spec"].(map[string]any)["defaultRoute"] != true {
 		t.Fatalf("patch defaultRoute: %d %s", patched.code, patched.raw)
 	}
+	// The generation counts changes of the spec, and only those.
+	generation := func(a answer) any { return a.body["metadata"].(map[string]any)["generation"] }
+	if g := generation(patched); g != float64(2) {
+		t.Errorf("generation after a spec change = %v, want 2", g)
+	}
+	for _, p := range []string{`{"metadata":{"labels":{"a":"b"}}}`, `{"spec":{"defaultRoute":true}}`} {
+		if a := admin.raw("PATCH", cfg+"/cluster", "application/merge-patch+json", []byte(p)); a.code != 200 || generation(a) != float64(2) {
+			t.Errorf("patch %s: %d, generation %v, want 2", p, a.code, generation(a))
+		}
+	}
+	if a := admin.raw("PATCH", cfg+"/cluster/status", "application/merge-patch+json", []byte(`{"status":{"readyReplicas":3}}`)); a.code != 200 || generation(a) != float64(2) {
+		t.Errorf("a status write: %d, generation %v, want 2", a.code, generation(a))
+	}
 	for patch, says := range map[string]string{
 		`{"spec":{"managementState":"Bogus"}}`:                     "spec.managementState",
 		`{"spec":{"replicas":-1}}`:                                 "spec.replicas",
 		`{"spec":{"routes":[{"name":"r","hostname":"Bad Host"}]}}`: "spec.routes[0].hostname",
+		`{"spec":{"storage":{"emptyDir":{},"pvc":{}}}}`:            "exactly one storage type should be configured at the same time, got 2: [EmptyDir PVC]",
+		`{"spec":{"requests":{"read":{"maxRunning":-1}}}}`:         "spec.requests.read.maxRunning",
+		`{"spec":{"nodeSelector":{"a":"b"}}}`:                      "spec.nodeSelector: Forbidden",
+		`{"spec":{"routes":[{"name":"a"},{"name":"a"}]}}`:          "spec.routes[1].name: Duplicate value",
 		`{"spec":{"unknown":1}}`:                                   "unknown field",
 	} {
 		if a := admin.raw("PATCH", cfg+"/cluster", "application/merge-patch+json", []byte(patch)); a.code < 400 || !strings.Contains(a.str("message"), says) {
@@ -354,11 +365,9 @@ func TestClusterObjectsAndReservedProjects(t *testing.T) {
 // path changes what the other owns.
 func TestConfigStatusSubresource(t *testing.T) {
 	s := newServer(t)
-	if err := apiserver.EnsureClusterObjects(context.Background(), s.Store, slog.New(slog.DiscardHandler)); err != nil {
-		t.Fatal(err)
-	}
 	const cfg = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	createConfig(t, admin)
 	merge := func(path, patch string) answer {
 		t.Helper()
 		return admin.raw("PATCH", path, "application/merge-patch+json", []byte(patch))
@@ -390,4 +399,14 @@ func TestConfigStatusSubresource(t *testing.T) {
 	if !found {
 		t.Errorf("discovery lacks configs/status: %s", res.raw)
 	}
+}
+
+// createConfig creates the registry Config as the operator would at start.
+func createConfig(t *testing.T, admin client) {
+	t.Helper()
+	admin.expect(201, "POST", "/apis/imageregistry.operator.openshift.io/v1/configs", map[string]any{
+		"apiVersion": "imageregistry.operator.openshift.io/v1", "kind": "Config",
+		"metadata": map[string]any{"name": "cluster"},
+		"spec":     map[string]any{"managementState": "Managed", "replicas": 1, "storage": map[string]any{"emptyDir": map[string]any{}}},
+	})
 }
