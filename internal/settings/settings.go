@@ -1,0 +1,111 @@
+// Package settings is the registry's runtime configuration: an immutable
+// snapshot that the operator builds from the Config resource and swaps
+// atomically, and that every request reads from its context. A request
+// keeps the snapshot it started with, so a change never lands half-way
+// through one; nothing on the hot path reads the object store for it.
+package settings
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+)
+
+// Settings is one snapshot. It is never changed after Holder.Store: build
+// a new one.
+type Settings struct {
+	// Generation is the Config's metadata.generation the snapshot was
+	// built from (0 before the operator's first reconcile).
+	Generation int64
+	// Unavailable, when set, is why the registry serves no /v2 request
+	// (the Config is Removed, or no storage is configured): /v2 answers
+	// 503 with it.
+	Unavailable string
+	// ReadOnly refuses pushes, uploads, mounts and deletes.
+	ReadOnly bool
+	// LogLevel is the registry's log level.
+	LogLevel slog.Level
+	// Requests limits concurrent requests per instance.
+	Requests Requests
+	// HTTPSecret is the secret instances share for what they sign.
+	HTTPSecret []byte
+	// DisableRedirect streams blobs instead of redirecting clients to
+	// object storage.
+	DisableRedirect bool
+}
+
+// Requests are the read and write limits.
+type Requests struct {
+	Read, Write Limits
+}
+
+// Limits bound one kind of request: MaxRunning at once (0: no limit), at
+// most MaxInQueue waiting for a slot, each for at most MaxWait (0: as long
+// as its client waits).
+type Limits struct {
+	MaxRunning int
+	MaxInQueue int
+	MaxWait    time.Duration
+}
+
+// Defaults are the settings before the operator's first reconcile.
+func Defaults() *Settings { return &Settings{} }
+
+// Holder keeps the snapshot in effect.
+type Holder struct {
+	current atomic.Pointer[Settings]
+	// changed is closed and replaced at each Store, for those who act on
+	// a change (the log level, the limiter's gauges) rather than read it
+	// per request.
+	changed atomic.Pointer[chan struct{}]
+}
+
+// NewHolder holds s.
+func NewHolder(s *Settings) *Holder {
+	h := &Holder{}
+	h.current.Store(s)
+	ch := make(chan struct{})
+	h.changed.Store(&ch)
+	return h
+}
+
+// Load returns the snapshot in effect.
+func (h *Holder) Load() *Settings { return h.current.Load() }
+
+// Store puts s in effect for requests that start from now on.
+func (h *Holder) Store(s *Settings) {
+	h.current.Store(s)
+	ch := make(chan struct{})
+	old := h.changed.Swap(&ch)
+	close(*old)
+}
+
+// Changed is closed at the next Store.
+func (h *Holder) Changed() <-chan struct{} { return *h.changed.Load() }
+
+type contextKey struct{}
+
+// With returns ctx carrying s.
+func With(ctx context.Context, s *Settings) context.Context {
+	return context.WithValue(ctx, contextKey{}, s)
+}
+
+// From returns the snapshot the request started with, or the defaults
+// when ctx carries none (a background job, a test of one handler).
+func From(ctx context.Context) *Settings {
+	if s, ok := ctx.Value(contextKey{}).(*Settings); ok {
+		return s
+	}
+	return defaults
+}
+
+var defaults = Defaults()
+
+// Middleware gives each request the snapshot in effect when it starts.
+func (h *Holder) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(With(r.Context(), h.Load())))
+	})
+}
