@@ -219,6 +219,12 @@ func (s *Server) statusOf(r *http.Request, err error) *StatusError {
 	return se
 }
 
+// WriteStatus answers with a Status object (for the server's own
+// refusals in front of the API, such as the request limiter's).
+func WriteStatus(w http.ResponseWriter, code int, reason, message string) {
+	writeStatus(w, code, reason, message)
+}
+
 func writeStatus(w http.ResponseWriter, code int, reason, message string) {
 	writeJSON(w, code, status{
 		TypeMeta: TypeMeta{Kind: "Status", APIVersion: "v1"},

@@ -19,6 +19,7 @@ import (
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -381,6 +382,9 @@ func (s *Server) deleteImageStreamTag(w http.ResponseWriter, r *http.Request) er
 	if err != nil {
 		return err
 	}
+	if err := refuseWhenReadOnly(r, "tags cannot be deleted"); err != nil {
+		return err
+	}
 	if err := s.opts.Store.DeleteTag(r.Context(), ns+"/"+is.Name, tag.Tag); err != nil {
 		return err
 	}
@@ -399,4 +403,15 @@ func labelSet(l map[string]string) labels.Set { return labels.Set(l) }
 
 func fieldSet(m metav1.ObjectMeta) fields.Set {
 	return fields.Set{"metadata.name": m.Name, "metadata.namespace": m.Namespace}
+}
+
+// refuseWhenReadOnly answers 405 for a change to the registry's images
+// while the Config's readOnly is set (as /v2 does); access is checked
+// first, so a caller who may not make the change learns that instead.
+func refuseWhenReadOnly(r *http.Request, what string) error {
+	if !settings.From(r.Context()).ReadOnly {
+		return nil
+	}
+	return &StatusError{http.StatusMethodNotAllowed, "MethodNotAllowed",
+		"the registry is read-only (spec.readOnly of the registry Config): " + what}
 }

@@ -213,6 +213,9 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
+	if err := refuseWhenReadOnly(r, "deleting project "+name+" would delete its images"); err != nil {
+		return err
+	}
 	gone, err := s.opts.Store.DeleteProjectAndRepositories(r.Context(), name)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return notFound(projectsResource, name)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -35,7 +36,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if rd, ok := r.blobs.(storage.Redirector); ok {
+	if rd, ok := r.blobs.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect {
 		url, err := rd.RedirectURL(ctx, dgst)
 		if err != nil {
 			return fromClass(err, codeBlobUnknown, "blob "+dgst.String())

@@ -103,9 +103,21 @@ type errorEntry struct {
 }
 
 // writeError is the one place an error becomes a response.
+// errNotServing marks the 503 of a registry the Config took out of
+// service: its state, not a failure to log at each request.
+var errNotServing = errors.New("the registry is not serving")
+
+// WriteTooManyRequests refuses a request the request limiter turned
+// away, with the spec's TOOMANYREQUESTS error and Retry-After.
+func WriteTooManyRequests(w http.ResponseWriter, r *http.Request, message string) {
+	w.Header().Set("Retry-After", "1")
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	writeError(w, r, slog.New(slog.DiscardHandler), newError(codeTooManyRequests, "%s", message))
+}
+
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := fromClass(err, codeInternal, "object")
-	if e.Code.Status >= 500 {
+	if e.Code.Status >= 500 && !errors.Is(err, errNotServing) {
 		log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	h := w.Header()

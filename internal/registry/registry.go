@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -210,6 +211,11 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 			writeError(w, req, r.log, methodNotAllowed(w, req, methods))
 			return
 		}
+		set := settings.From(req.Context())
+		if set.Unavailable != "" {
+			writeError(w, req, r.log, &Error{Code: codeUnavailable, Message: "the registry is not serving: " + set.Unavailable, Err: errNotServing})
+			return
+		}
 		repo := ""
 		if hasRepo {
 			repo = req.PathValue("project") + "/" + req.PathValue("image")
@@ -223,6 +229,9 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 			e.SetRoute(req.Pattern)
 			e.Decide(accessAnswer(err))
 		}
+		if err == nil && set.ReadOnly && ep.writes(req) {
+			err = readOnly(w, methods)
+		}
 		if errors.Is(err, errNoReferrers) {
 			err = r.listReferrersOf(w, req, repo, true)
 		} else if err == nil {
@@ -232,6 +241,27 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 			writeError(w, req, r.log, err)
 		}
 	})
+}
+
+// writes says whether the request changes what the registry holds: a
+// push, an upload or a delete (reading an upload's status does not).
+func (ep endpoint) writes(req *http.Request) bool {
+	return (ep.act == actPush || ep.act == actDelete) && req.Method != http.MethodGet && req.Method != http.MethodHead
+}
+
+// readOnly refuses a write while the Config's readOnly is set, with the
+// route's methods that still work in Allow, as the reference's registry
+// does; authorization has already run, so a caller who may not write
+// still learns that first.
+func readOnly(w http.ResponseWriter, methods map[string]endpoint) *Error {
+	var allowed []string
+	for m := range methods {
+		if m == http.MethodGet || m == http.MethodHead {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(sortedStrings(allowed), ", "))
+	return newError(codeUnsupported, "the registry is read-only (spec.readOnly of the registry Config): pushes and deletes are refused, pulls work")
 }
 
 func methodNotAllowed(w http.ResponseWriter, req *http.Request, methods map[string]endpoint) *Error {

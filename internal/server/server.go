@@ -21,8 +21,10 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
@@ -78,6 +80,9 @@ type Config struct {
 	// (0: no cap).
 	MaxUploadsPerUser    int
 	MaxUploadsPerProject int
+	// SetLogLevel, when set, applies the Config's logLevel to the
+	// server's logger.
+	SetLogLevel func(slog.Level)
 	// SecretKeyFiles hold the keys that encrypt Secrets at rest (32 bytes
 	// each; the first encrypts, all decrypt). None: DataDir's
 	// secret-encryption.key, created on first start.
@@ -173,6 +178,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := apiserver.EnsureClusterObjects(ctx, meta, log); err != nil {
 		return err
 	}
+	// The operator puts the registry Config in effect before the first
+	// request, then follows its changes.
+	current := settings.NewHolder(settings.Defaults())
+	op := operator.New(operator.Options{
+		Store: meta, Settings: current, Storage: runningStorage{driver: cfg.Storage}, Logger: log,
+		Bootstrap: bootstrapSpec(cfg.Storage), SetLogLevel: cfg.SetLogLevel,
+	})
+	if err := op.Reconcile(ctx); err != nil {
+		return fmt.Errorf("apply the registry Config: %w", err)
+	}
 	stopping := make(chan struct{})
 	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping)
 	if err != nil {
@@ -180,7 +195,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	srv := &http.Server{
-		Handler:           accessLog(log, paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)),
+		Handler: accessLog(log, current.Middleware(newLimiter().Middleware(
+			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrors{log}, "", 0),
@@ -216,6 +232,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
+	wg.Go(func() { op.Run(janitorCtx) })
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
 			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)

@@ -1,0 +1,237 @@
+package operator
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/google/uuid"
+	"k8s.io/apimachinery/pkg/types"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/settings"
+)
+
+// Levels below slog's Debug for the reference's finer log levels.
+const (
+	LevelTrace    = slog.LevelDebug - 4
+	LevelTraceAll = slog.LevelDebug - 8
+)
+
+// LogLevel is the slog level of a spec: the reference's mapping, with
+// Trace and TraceAll below Debug.
+func LogLevel(spec imageregistryv1.ConfigSpec) slog.Level {
+	switch spec.LogLevel {
+	case imageregistryv1.LogTrace:
+		return LevelTrace
+	case imageregistryv1.LogTraceAll:
+		return LevelTraceAll
+	}
+	switch spec.LogLevelName() {
+	case "warn":
+		return slog.LevelWarn
+	case "debug":
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// apply puts cfg in effect as far as it can and returns the status that
+// says how far.
+func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) imageregistryv1.ConfigStatus {
+	spec := cfg.Spec
+	cur := o.opts.Settings.Load()
+	status := imageregistryv1.ConfigStatus{
+		ObservedGeneration: cfg.Generation,
+		Storage:            cfg.Status.Storage,
+		StorageManaged:     cfg.Status.StorageManaged,
+	}
+	ready, err := o.opts.ReadyReplicas(ctx)
+	if err != nil {
+		o.log.Warn("count ready instances", "err", err)
+	}
+	status.ReadyReplicas = int32(ready)
+
+	if spec.ManagementState == imageregistryv1.Unmanaged {
+		// Changes are stored and not applied: the snapshot stays.
+		const msg = "The registry configuration is set to unmanaged mode"
+		status.ObservedGeneration = cfg.Status.ObservedGeneration
+		status.Conditions = []imageregistryv1.OperatorCondition{
+			cond(imageregistryv1.ConditionAvailable, "True", "Unmanaged", msg),
+			cond(imageregistryv1.ConditionProgressing, "False", "Unmanaged", msg),
+			cond(imageregistryv1.ConditionDegraded, "False", "Unmanaged", msg),
+			cond(imageregistryv1.ConditionRemoved, "False", "", ""),
+		}
+		return status
+	}
+	if problems := imageregistryv1.Validate(cfg); len(problems) > 0 {
+		// Stored before a rule existed, or written around the API: the
+		// last good settings stay in effect.
+		msg := "Error: unable to complete resource: " + strings.Join(problems, "; ")
+		status.ObservedGeneration = cfg.Status.ObservedGeneration
+		status.Conditions = []imageregistryv1.OperatorCondition{
+			availableNow(cur),
+			cond(imageregistryv1.ConditionProgressing, "False", "Error", "Unable to apply resources: "+strings.Join(problems, "; ")),
+			cond(imageregistryv1.ConditionDegraded, "True", "VerificationFailed", msg),
+			cond(imageregistryv1.ConditionRemoved, "False", "", ""),
+		}
+		return status
+	}
+
+	next := &settings.Settings{
+		Generation:      cfg.Generation,
+		ReadOnly:        spec.ReadOnly,
+		LogLevel:        LogLevel(spec),
+		DisableRedirect: spec.DisableRedirect,
+		Requests: settings.Requests{
+			Read:  limits(spec.Requests.Read),
+			Write: limits(spec.Requests.Write),
+		},
+	}
+	// A generated secret is hex; one a user chose is used as written.
+	secret, err := hex.DecodeString(spec.HTTPSecret)
+	if err != nil {
+		secret = []byte(spec.HTTPSecret)
+	}
+	next.HTTPSecret = secret
+
+	var degraded []string
+	storageCond := imageregistryv1.OperatorCondition{}
+	storageConfigured := len(spec.Storage.StorageTypes()) > 0
+	switch {
+	case spec.ManagementState == imageregistryv1.Removed:
+		next.Unavailable = "the registry is removed (spec.managementState of the registry Config is Removed)"
+	case !storageConfigured:
+		next.Unavailable = "storage backend not configured"
+	}
+	if storageConfigured {
+		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)
+		status.Storage = inEffect
+		status.StorageManaged = inEffect.ManagementState == imageregistryv1.Managed
+		if err != nil {
+			degraded = append(degraded, fmt.Sprintf("Error: unable to sync storage configuration: %v", err))
+			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
+		} else {
+			storageCond = storageExists(inEffect)
+		}
+	} else {
+		status.Storage = imageregistryv1.StorageConfig{}
+		status.StorageManaged = false
+	}
+	if spec.Replicas > 1 && !o.opts.SharedStore {
+		degraded = append(degraded, fmt.Sprintf("spec.replicas is %d: more than one instance needs shared storage (object storage) and the PostgreSQL store; this registry runs one instance on %s storage and SQLite", spec.Replicas, storageName(status.Storage)))
+	}
+	if spec.Replicas == 0 && next.Unavailable == "" {
+		next.Unavailable = "the registry is scaled to zero replicas (spec.replicas of the registry Config is 0)"
+	}
+	o.swap(next)
+
+	var conds []imageregistryv1.OperatorCondition
+	switch {
+	case spec.ManagementState == imageregistryv1.Removed:
+		conds = []imageregistryv1.OperatorCondition{
+			cond(imageregistryv1.ConditionAvailable, "True", "Removed", "The registry is removed"),
+			cond(imageregistryv1.ConditionProgressing, "False", "Removed", "All registry resources are removed"),
+			cond(imageregistryv1.ConditionDegraded, "False", "Removed", "The registry is removed"),
+			cond(imageregistryv1.ConditionRemoved, "True", "Removed", "The registry is removed"),
+		}
+	case !storageConfigured:
+		conds = []imageregistryv1.OperatorCondition{
+			cond(imageregistryv1.ConditionAvailable, "False", "StorageNotConfigured", "storage backend not configured"),
+			cond(imageregistryv1.ConditionProgressing, "False", "Error", "Unable to apply resources: storage backend not configured"),
+			cond(imageregistryv1.ConditionDegraded, "True", "StorageNotConfigured", "Error: storage backend not configured"),
+			cond(imageregistryv1.ConditionRemoved, "False", "", ""),
+		}
+	default:
+		conds = []imageregistryv1.OperatorCondition{availability(spec, ready, next)}
+		if int32(ready) < spec.Replicas && len(degraded) == 0 {
+			conds = append(conds, cond(imageregistryv1.ConditionProgressing, "True", "DeploymentNotCompleted",
+				fmt.Sprintf("%d of %d instances are ready", ready, spec.Replicas)))
+		} else if len(degraded) > 0 {
+			conds = append(conds, cond(imageregistryv1.ConditionProgressing, "False", "Error", "Unable to apply resources: "+strings.Join(degraded, "; ")))
+		} else {
+			conds = append(conds, cond(imageregistryv1.ConditionProgressing, "False", "Ready", "The registry is ready"))
+		}
+		if len(degraded) > 0 {
+			conds = append(conds, cond(imageregistryv1.ConditionDegraded, "True", "ConfigurationNotApplied", strings.Join(degraded, "; ")))
+		} else {
+			conds = append(conds, cond(imageregistryv1.ConditionDegraded, "False", "", ""))
+		}
+		conds = append(conds, cond(imageregistryv1.ConditionRemoved, "False", "", ""))
+	}
+	if storageCond.Type != "" {
+		conds = append(conds, storageCond)
+	}
+	status.Conditions = conds
+	return status
+}
+
+// swap puts next in effect unless it is what is in effect.
+func (o *Operator) swap(next *settings.Settings) {
+	cur := o.opts.Settings.Load()
+	if fingerprint(cur) == fingerprint(next) {
+		return
+	}
+	if o.opts.SetLogLevel != nil && cur.LogLevel != next.LogLevel {
+		o.opts.SetLogLevel(next.LogLevel)
+	}
+	o.opts.Settings.Store(next)
+	o.log.Info("registry settings in effect", "generation", next.Generation, "readOnly", next.ReadOnly,
+		"logLevel", next.LogLevel, "unavailable", next.Unavailable,
+		"read", fmt.Sprintf("%+v", next.Requests.Read), "write", fmt.Sprintf("%+v", next.Requests.Write))
+}
+
+// fingerprint compares snapshots; the secret is compared, never logged.
+func fingerprint(s *settings.Settings) string {
+	return fmt.Sprintf("%d|%q|%t|%d|%+v|%x|%t", s.Generation, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect)
+}
+
+func limits(l imageregistryv1.RequestLimits) settings.Limits {
+	return settings.Limits{MaxRunning: int(l.MaxRunning), MaxInQueue: int(l.MaxInQueue), MaxWait: l.MaxWaitInQueue.Duration}
+}
+
+func availability(spec imageregistryv1.ConfigSpec, ready int, s *settings.Settings) imageregistryv1.OperatorCondition {
+	switch {
+	case s.Unavailable != "":
+		return cond(imageregistryv1.ConditionAvailable, "False", "NoReplicasAvailable", s.Unavailable)
+	case ready == 0:
+		return cond(imageregistryv1.ConditionAvailable, "False", "NoReplicasAvailable", "The deployment does not have available replicas")
+	case int32(ready) != spec.Replicas:
+		return cond(imageregistryv1.ConditionAvailable, "True", "MinimumAvailability", "The registry has minimum availability")
+	}
+	return cond(imageregistryv1.ConditionAvailable, "True", "Ready", "The registry is ready")
+}
+
+// availableNow is the Available condition of the settings in effect, for
+// a Config that could not be applied.
+func availableNow(s *settings.Settings) imageregistryv1.OperatorCondition {
+	if s.Unavailable != "" {
+		return cond(imageregistryv1.ConditionAvailable, "False", "NoReplicasAvailable", s.Unavailable)
+	}
+	return cond(imageregistryv1.ConditionAvailable, "True", "Ready", "The registry is ready with the last valid configuration")
+}
+
+func storageExists(s imageregistryv1.StorageConfig) imageregistryv1.OperatorCondition {
+	switch {
+	case s.EmptyDir != nil:
+		return cond(imageregistryv1.ConditionStorageExists, "True", "Creation Successful", "EmptyDir storage successfully created")
+	case s.PVC != nil:
+		return cond(imageregistryv1.ConditionStorageExists, "True", "PVC Exists", fmt.Sprintf("volume %s is in use", s.PVC.Claim))
+	}
+	return cond(imageregistryv1.ConditionStorageExists, "True", "Storage Exists", "")
+}
+
+func storageName(s imageregistryv1.StorageConfig) string {
+	if names := s.StorageTypes(); len(names) > 0 {
+		return names[0]
+	}
+	return "no"
+}
+
+func cond(typ, status, reason, message string) imageregistryv1.OperatorCondition {
+	return imageregistryv1.OperatorCondition{Type: typ, Status: status, Reason: reason, Message: message}
+}
+
+func typesUID() types.UID { return types.UID(uuid.NewString()) }

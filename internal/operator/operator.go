@@ -1,0 +1,295 @@
+// Package operator reconciles the registry's Config
+// (configs.imageregistry.operator.openshift.io/cluster): it watches the
+// store's event sequence, validates the Config, builds the runtime
+// settings snapshot from it and swaps it in, and writes back a status
+// that says what is in effect. Nothing else reads the Config object.
+package operator
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Store is what the operator needs of the metadata store.
+type Store interface {
+	GetObject(ctx context.Context, k store.ObjectKey) (store.Object, error)
+	CreateObject(ctx context.Context, o store.Object) (store.Object, error)
+	UpdateObject(ctx context.Context, o store.Object, expect int64) (store.Object, error)
+	Changed() <-chan struct{}
+}
+
+// Storage applies the spec's storage section: it returns the storage now
+// in effect, or why the spec's could not be put in effect (the previous
+// storage stays).
+type Storage interface {
+	ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (imageregistryv1.StorageConfig, error)
+}
+
+// Options configure an Operator.
+type Options struct {
+	Store    Store
+	Settings *settings.Holder
+	Storage  Storage
+	Logger   *slog.Logger
+	// Bootstrap is the spec a missing Config is created with (the storage
+	// the server was started with); the operator adds a fresh httpSecret.
+	Bootstrap imageregistryv1.ConfigSpec
+	// ReadyReplicas counts the instances that serve (1 until instances
+	// report heartbeats).
+	ReadyReplicas func(ctx context.Context) (int, error)
+	// SharedStore says whether several instances can share the metadata
+	// store (PostgreSQL); SQLite serves one.
+	SharedStore bool
+	// SetLogLevel applies spec.logLevel.
+	SetLogLevel func(slog.Level)
+	// Resync is how often the operator reconciles with nothing changed
+	// (instances come and go without an event); 0: 10 s.
+	Resync time.Duration
+	// Now is the clock (tests); nil: time.Now.
+	Now func() time.Time
+}
+
+// Operator is the reconciler.
+type Operator struct {
+	opts Options
+	log  *slog.Logger
+
+	// mu makes passes one at a time (Run's and a caller's).
+	mu sync.Mutex
+}
+
+// New returns an operator; Run starts it.
+func New(opts Options) *Operator {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Resync == 0 {
+		opts.Resync = 10 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.ReadyReplicas == nil {
+		opts.ReadyReplicas = func(context.Context) (int, error) { return 1, nil }
+	}
+	return &Operator{opts: opts, log: opts.Logger.With("component", "operator")}
+}
+
+// ConfigKey is where the Config is stored.
+var ConfigKey = store.ObjectKey{Group: imageregistryv1.GroupName, Resource: "configs", Name: imageregistryv1.ConfigName}
+
+// Run reconciles at every committed change and every Resync until ctx
+// ends. The first reconcile happens before Run returns control to the
+// loop, so a server that calls Start serves with the Config's settings.
+func (o *Operator) Run(ctx context.Context) {
+	ticker := time.NewTicker(o.opts.Resync)
+	defer ticker.Stop()
+	for {
+		changed := o.opts.Store.Changed()
+		if err := o.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			o.log.Warn("reconcile the registry Config", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		case <-ticker.C:
+		}
+	}
+}
+
+// Reconcile makes one pass: read the Config (creating it when missing),
+// apply it, write its status.
+func (o *Operator) Reconcile(ctx context.Context) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	// Filling in the spec writes it; the pass then goes on with what it
+	// wrote, so the settings are in effect when Reconcile returns.
+	for range 3 {
+		rec, err := o.opts.Store.GetObject(ctx, ConfigKey)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// As the reference's operator does: a deleted Config comes back
+			// with defaults at once; the settings in effect stay until then.
+			if rec, err = o.create(ctx); err != nil {
+				return err
+			}
+			o.log.Info("created the registry Config with defaults", "name", imageregistryv1.ConfigName)
+		} else if err != nil {
+			return fmt.Errorf("read the registry Config: %w", err)
+		}
+		cfg, err := decode(rec)
+		if err != nil {
+			return err
+		}
+		wrote, err := o.completeSpec(ctx, rec, cfg)
+		if err != nil {
+			return err
+		}
+		if wrote {
+			continue
+		}
+		status := o.apply(ctx, cfg)
+		return o.writeStatus(ctx, rec, cfg, status)
+	}
+	return errors.New("the registry Config kept changing while it was completed; retrying at the next change")
+}
+
+// create stores a Config with the bootstrap spec.
+func (o *Operator) create(ctx context.Context) (store.Object, error) {
+	cfg := &imageregistryv1.Config{Spec: o.opts.Bootstrap}
+	cfg.Name = imageregistryv1.ConfigName
+	cfg.UID = typesUID()
+	cfg.Generation = 1
+	cfg.CreationTimestamp = metav1.NewTime(o.opts.Now().UTC().Truncate(time.Second))
+	cfg.Spec.HTTPSecret = newHTTPSecret()
+	rec, err := encode(cfg)
+	if err != nil {
+		return store.Object{}, err
+	}
+	created, err := o.opts.Store.CreateObject(ctx, rec)
+	if errors.Is(err, errdefs.ErrAlreadyExists) {
+		return o.opts.Store.GetObject(ctx, ConfigKey)
+	}
+	if err != nil {
+		return store.Object{}, fmt.Errorf("create the registry Config: %w", err)
+	}
+	return created, nil
+}
+
+// completeSpec writes back what the operator fills in, as the
+// reference's does: a generated httpSecret, the default claim of a pvc
+// storage, the storage's managementState, and the storage of a Config
+// that an earlier Berth created without one. It reports whether it wrote.
+func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imageregistryv1.Config) (bool, error) {
+	if len(imageregistryv1.Validate(cfg)) > 0 {
+		return false, nil // nothing is written into an invalid spec
+	}
+	spec := cfg.Spec
+	var filled []string
+	if spec.HTTPSecret == "" {
+		spec.HTTPSecret = newHTTPSecret()
+		filled = append(filled, "httpSecret")
+	}
+	if len(spec.Storage.StorageTypes()) == 0 && neverReconciled(cfg) {
+		// A Config from before the operator: its storage is the one the
+		// server runs.
+		spec.Storage = o.opts.Bootstrap.Storage
+		filled = append(filled, "storage")
+	}
+	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
+		pvc := *spec.Storage.PVC
+		pvc.Claim = imageregistryv1.DefaultClaim
+		spec.Storage.PVC = &pvc
+		filled = append(filled, "storage.pvc.claim")
+	}
+	if spec.Storage.ManagementState == "" && len(spec.Storage.StorageTypes()) == 1 {
+		// Berth provisions the volumes and emptyDirs it serves from, so
+		// they are Managed; object storage named by the user is not.
+		spec.Storage.ManagementState = imageregistryv1.Unmanaged
+		if spec.Storage.EmptyDir != nil || spec.Storage.PVC != nil {
+			spec.Storage.ManagementState = imageregistryv1.Managed
+		}
+		filled = append(filled, "storage.managementState")
+	}
+	if len(filled) == 0 {
+		return false, nil
+	}
+	cfg.Spec = spec
+	cfg.Generation++
+	out, err := encode(cfg)
+	if err != nil {
+		return false, err
+	}
+	if _, err := o.opts.Store.UpdateObject(ctx, out, rec.ResourceVersion); err != nil {
+		if errors.Is(err, errdefs.ErrConflict) {
+			return true, nil // someone wrote first: the next pass sees it
+		}
+		return false, fmt.Errorf("complete the registry Config (%s): %w", strings.Join(filled, ", "), err)
+	}
+	o.log.Info("completed the registry Config", "fields", filled)
+	return true, nil
+}
+
+func neverReconciled(cfg *imageregistryv1.Config) bool {
+	return cfg.Status.ObservedGeneration == 0 && len(cfg.Status.Conditions) == 0
+}
+
+// writeStatus stores status unless it says what the stored one says;
+// conditions keep their lastTransitionTime while their status stands.
+func (o *Operator) writeStatus(ctx context.Context, rec store.Object, cfg *imageregistryv1.Config, status imageregistryv1.ConfigStatus) error {
+	now := metav1.NewTime(o.opts.Now().UTC().Truncate(time.Second))
+	for i := range status.Conditions {
+		c := &status.Conditions[i]
+		c.LastTransitionTime = now
+		for _, old := range cfg.Status.Conditions {
+			if old.Type == c.Type && old.Status == c.Status {
+				c.LastTransitionTime = old.LastTransitionTime
+			}
+		}
+	}
+	if normalize(status) == normalize(cfg.Status) {
+		return nil
+	}
+	cfg.Status = status
+	out, err := encode(cfg)
+	if err != nil {
+		return err
+	}
+	if _, err := o.opts.Store.UpdateObject(ctx, out, rec.ResourceVersion); err != nil {
+		if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrNotFound) {
+			return nil // changed or deleted meanwhile: the next pass writes
+		}
+		return fmt.Errorf("write the registry Config's status: %w", err)
+	}
+	return nil
+}
+
+// normalize makes two statuses comparable after a JSON round trip (empty
+// and nil slices, time precision).
+func normalize(s imageregistryv1.ConfigStatus) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+func encode(cfg *imageregistryv1.Config) (store.Object, error) {
+	cfg.APIVersion = imageregistryv1.GroupName + "/v1"
+	cfg.Kind = "Config"
+	cfg.ResourceVersion = ""
+	cfg.ManagedFields = nil
+	body, err := json.Marshal(cfg)
+	if err != nil {
+		return store.Object{}, fmt.Errorf("encode the registry Config: %w", err)
+	}
+	return store.Object{ObjectKey: ConfigKey, UID: string(cfg.UID), Created: cfg.CreationTimestamp.Time, Labels: cfg.Labels, Body: body}, nil
+}
+
+func decode(rec store.Object) (*imageregistryv1.Config, error) {
+	cfg := &imageregistryv1.Config{}
+	if err := json.Unmarshal(rec.Body, cfg); err != nil {
+		return nil, fmt.Errorf("decode the registry Config: %w", err)
+	}
+	cfg.ResourceVersion = strconv.FormatInt(rec.ResourceVersion, 10)
+	return cfg, nil
+}
+
+func newHTTPSecret() string {
+	b := make([]byte, 64)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

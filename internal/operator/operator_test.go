@@ -1,0 +1,346 @@
+package operator_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/operator"
+	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// volumes applies emptyDir and pvc storage, as a process serving local
+// storage does, and refuses object storage.
+type volumes struct{}
+
+func (volumes) ApplyStorage(_ context.Context, s imageregistryv1.StorageConfig) (imageregistryv1.StorageConfig, error) {
+	if s.EmptyDir == nil && s.PVC == nil {
+		return imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}, fmt.Errorf("the %s storage driver is not built yet", s.StorageTypes()[0])
+	}
+	return s, nil
+}
+
+type fixture struct {
+	t        *testing.T
+	st       *store.Store
+	settings *settings.Holder
+	op       *operator.Operator
+	level    slog.Level
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	f := &fixture{t: t, st: st, settings: settings.NewHolder(settings.Defaults())}
+	f.op = operator.New(operator.Options{
+		Store: st, Settings: f.settings, Storage: volumes{}, Logger: slog.New(slog.DiscardHandler),
+		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, LogLevel: "Normal",
+			Storage: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{}}},
+		SetLogLevel: func(l slog.Level) { f.level = l },
+	})
+	return f
+}
+
+func (f *fixture) reconcile() {
+	f.t.Helper()
+	if err := f.op.Reconcile(context.Background()); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) config() (*imageregistryv1.Config, store.Object) {
+	f.t.Helper()
+	rec, err := f.st.GetObject(context.Background(), operator.ConfigKey)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	cfg := &imageregistryv1.Config{}
+	if err := json.Unmarshal(rec.Body, cfg); err != nil {
+		f.t.Fatal(err)
+	}
+	return cfg, rec
+}
+
+// write changes the spec as the API server does: generation +1.
+// A write that meets the operator's is made again on what it wrote.
+func (f *fixture) write(change func(*imageregistryv1.ConfigSpec)) {
+	f.t.Helper()
+	for range 10 {
+		cfg, rec := f.config()
+		change(&cfg.Spec)
+		cfg.Generation++
+		body, err := json.Marshal(cfg)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		rec.Body = body
+		_, err = f.st.UpdateObject(context.Background(), rec, rec.ResourceVersion)
+		if errors.Is(err, errdefs.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		return
+	}
+	f.t.Fatal("the Config kept changing under the test's write")
+}
+
+func (f *fixture) condition(typ string) imageregistryv1.OperatorCondition {
+	f.t.Helper()
+	cfg, _ := f.config()
+	for _, c := range cfg.Status.Conditions {
+		if c.Type == typ {
+			return c
+		}
+	}
+	f.t.Fatalf("no %s condition in %+v", typ, cfg.Status.Conditions)
+	return imageregistryv1.OperatorCondition{}
+}
+
+func (f *fixture) expectCondition(typ, status, reason, messagePart string) {
+	f.t.Helper()
+	c := f.condition(typ)
+	if c.Status != status || c.Reason != reason || !strings.Contains(c.Message, messagePart) {
+		f.t.Errorf("%s = %s/%s %q, want %s/%s containing %q", typ, c.Status, c.Reason, c.Message, status, reason, messagePart)
+	}
+}
+
+// A registry without a Config creates one as the reference's operator
+// does, fills in what it generates, and reports it ready.
+func TestBootstrap(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	cfg, _ := f.config()
+	if cfg.Spec.ManagementState != "Managed" || cfg.Spec.Replicas != 1 || len(cfg.Spec.HTTPSecret) != 128 {
+		t.Errorf("bootstrap spec: %+v", cfg.Spec)
+	}
+	if cfg.Spec.Storage.PVC == nil || cfg.Spec.Storage.PVC.Claim != imageregistryv1.DefaultClaim || cfg.Spec.Storage.ManagementState != "Managed" {
+		t.Errorf("storage not completed: %+v", cfg.Spec.Storage)
+	}
+	if cfg.Status.ObservedGeneration != cfg.Generation || cfg.Generation < 1 {
+		t.Errorf("observedGeneration %d of generation %d", cfg.Status.ObservedGeneration, cfg.Generation)
+	}
+	if cfg.Status.Storage.PVC == nil || !cfg.Status.StorageManaged || cfg.Status.ReadyReplicas != 1 {
+		t.Errorf("status storage: %+v", cfg.Status)
+	}
+	f.expectCondition("Available", "True", "Ready", "The registry is ready")
+	f.expectCondition("Progressing", "False", "Ready", "")
+	f.expectCondition("Degraded", "False", "", "")
+	f.expectCondition("Removed", "False", "", "")
+	f.expectCondition("StorageExists", "True", "PVC Exists", "")
+	s := f.settings.Load()
+	if s.Generation != cfg.Generation || s.Unavailable != "" || s.ReadOnly || len(s.HTTPSecret) != 64 {
+		t.Errorf("settings: %+v", s)
+	}
+	// A second pass with nothing new writes nothing.
+	_, before := f.config()
+	f.reconcile()
+	if _, after := f.config(); after.ResourceVersion != before.ResourceVersion {
+		t.Errorf("a pass with nothing new wrote the Config (%d → %d)", before.ResourceVersion, after.ResourceVersion)
+	}
+}
+
+// Each field of the snapshot follows the spec; lastTransitionTime
+// changes only when a condition's status does.
+func TestSpecTakesEffect(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	since := f.condition("Available").LastTransitionTime
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.ReadOnly = true
+		s.DisableRedirect = true
+		s.LogLevel = "Debug"
+		s.Requests.Write = imageregistryv1.RequestLimits{MaxRunning: 2, MaxInQueue: 5}
+		s.Requests.Read.MaxWaitInQueue.Duration = time.Minute
+		s.HTTPSecret = "not-hex"
+	})
+	f.reconcile()
+	s := f.settings.Load()
+	want := settings.Requests{Write: settings.Limits{MaxRunning: 2, MaxInQueue: 5}, Read: settings.Limits{MaxWait: time.Minute}}
+	if !s.ReadOnly || !s.DisableRedirect || s.LogLevel != slog.LevelDebug || s.Requests != want || string(s.HTTPSecret) != "not-hex" {
+		t.Errorf("settings after the change: %+v", s)
+	}
+	if f.level != slog.LevelDebug {
+		t.Errorf("log level applied: %v", f.level)
+	}
+	cfg, _ := f.config()
+	if cfg.Status.ObservedGeneration != cfg.Generation || s.Generation != cfg.Generation {
+		t.Errorf("observedGeneration %d, settings %d, generation %d", cfg.Status.ObservedGeneration, s.Generation, cfg.Generation)
+	}
+	if got := f.condition("Available").LastTransitionTime; !got.Equal(&since) {
+		t.Errorf("Available stayed True but its lastTransitionTime moved: %v → %v", since, got)
+	}
+	for _, l := range []struct {
+		name string
+		want slog.Level
+	}{{"Trace", operator.LevelTrace}, {"TraceAll", operator.LevelTraceAll}, {"Normal", slog.LevelInfo}} {
+		f.write(func(s *imageregistryv1.ConfigSpec) { s.LogLevel = l.name })
+		f.reconcile()
+		if f.level != l.want || f.settings.Load().LogLevel != l.want {
+			t.Errorf("logLevel %s → %v, want %v", l.name, f.level, l.want)
+		}
+	}
+	// The deprecated logging field, with logLevel Normal.
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Logging = 1 })
+	f.reconcile()
+	if f.level != slog.LevelWarn {
+		t.Errorf("logging 1 → %v, want warn", f.level)
+	}
+}
+
+// Unmanaged stores changes without applying them; Removed takes /v2 out
+// of service; Managed brings the registry back.
+func TestManagementStates(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	applied := f.settings.Load()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Unmanaged"; s.ReadOnly = true })
+	f.reconcile()
+	if f.settings.Load() != applied {
+		t.Error("an Unmanaged Config changed the settings")
+	}
+	f.expectCondition("Available", "True", "Unmanaged", "unmanaged mode")
+	f.expectCondition("Progressing", "False", "Unmanaged", "unmanaged mode")
+	if cfg, _ := f.config(); cfg.Status.ObservedGeneration == cfg.Generation {
+		t.Error("an Unmanaged change was reported observed")
+	}
+
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Removed" })
+	f.reconcile()
+	if s := f.settings.Load(); !strings.Contains(s.Unavailable, "removed") || !s.ReadOnly {
+		t.Errorf("Removed: %+v", s)
+	}
+	f.expectCondition("Removed", "True", "Removed", "The registry is removed")
+	f.expectCondition("Available", "True", "Removed", "")
+	f.expectCondition("Progressing", "False", "Removed", "All registry resources are removed")
+
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Managed"; s.ReadOnly = false })
+	f.reconcile()
+	if s := f.settings.Load(); s.Unavailable != "" || s.ReadOnly {
+		t.Errorf("back to Managed: %+v", s)
+	}
+	f.expectCondition("Removed", "False", "", "")
+}
+
+// No storage: the resource stays, Available is False with the
+// reference's reason and message, and /v2 is out of service. Storage the
+// process cannot serve is named in status, and the storage in effect
+// stays.
+func TestStorageStates(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage = imageregistryv1.StorageConfig{} })
+	f.reconcile()
+	f.expectCondition("Available", "False", "StorageNotConfigured", "storage backend not configured")
+	f.expectCondition("Degraded", "True", "StorageNotConfigured", "Error: storage backend not configured")
+	if s := f.settings.Load(); s.Unavailable != "storage backend not configured" {
+		t.Errorf("unavailable = %q", s.Unavailable)
+	}
+	if cfg, _ := f.config(); len(cfg.Spec.Storage.StorageTypes()) != 0 {
+		t.Errorf("the operator filled in storage the user removed: %+v", cfg.Spec.Storage)
+	}
+
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{S3: &imageregistryv1.S3Storage{Bucket: "b"}}
+	})
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "the S3 storage driver is not built yet")
+	f.expectCondition("StorageExists", "False", "StorageNotApplied", "S3")
+	if cfg, _ := f.config(); cfg.Status.Storage.EmptyDir == nil || cfg.Status.Storage.S3 != nil {
+		t.Errorf("status.storage should be what is in effect: %+v", cfg.Status.Storage)
+	}
+
+	// Two storage types written around the API's validation: refused with
+	// the reference's message, the last good settings stay.
+	before := f.settings.Load()
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}, PVC: &imageregistryv1.PVCStorage{}}
+		s.ReadOnly = true
+	})
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "VerificationFailed", "exactly one storage type should be configured at the same time, got 2: [EmptyDir PVC]")
+	if f.settings.Load() != before {
+		t.Error("an invalid Config changed the settings")
+	}
+}
+
+// More instances than one need shared storage and a shared store: said
+// in Degraded. Zero takes /v2 out of service.
+func TestReplicas(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Replicas = 3 })
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "spec.replicas is 3: more than one instance needs shared storage")
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Replicas = 0 })
+	f.reconcile()
+	f.expectCondition("Available", "False", "NoReplicasAvailable", "scaled to zero")
+	if s := f.settings.Load(); !strings.Contains(s.Unavailable, "zero replicas") {
+		t.Errorf("replicas 0: %+v", s)
+	}
+}
+
+// A deleted Config comes back with defaults at the next pass, with a new
+// httpSecret; an emptied httpSecret is generated and written back.
+func TestRecreateAndGenerate(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	old, rec := f.config()
+	if _, err := f.st.DeleteObject(context.Background(), operator.ConfigKey, rec.ResourceVersion, rec.UID); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile()
+	fresh, _ := f.config()
+	if fresh.UID == old.UID || fresh.Spec.HTTPSecret == old.Spec.HTTPSecret || len(fresh.Spec.HTTPSecret) != 128 {
+		t.Errorf("recreated Config: uid %s → %s, secret changed %t", old.UID, fresh.UID, fresh.Spec.HTTPSecret != old.Spec.HTTPSecret)
+	}
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.HTTPSecret = "" })
+	f.reconcile()
+	if cfg, _ := f.config(); len(cfg.Spec.HTTPSecret) != 128 || cfg.Spec.HTTPSecret == fresh.Spec.HTTPSecret {
+		t.Errorf("emptied httpSecret: %q", cfg.Spec.HTTPSecret)
+	}
+}
+
+// Run follows the store's changes with no call to Reconcile.
+func TestRunFollowsChanges(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.op.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return f.settings.Load().Generation > 0 })
+	changed := f.settings.Changed()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ReadOnly = true })
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a change of the Config did not reach the settings")
+	}
+	waitFor(t, func() bool { return f.settings.Load().ReadOnly })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(errors.New("condition not met within 10s"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -1,0 +1,258 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+const configURL = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
+
+// patchConfig merge-patches the registry Config as `berth patch --type
+// merge` does and waits until the operator reports the new generation
+// applied (status.observedGeneration), which it writes after the new
+// settings are in effect.
+func patchConfig(t *testing.T, url, patch string) {
+	t.Helper()
+	req, _ := http.NewRequest("PATCH", url+configURL, strings.NewReader(patch))
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	resp, err := admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("patch %s: %d %s", patch, resp.StatusCode, body)
+	}
+	waitApplied(t, url)
+}
+
+type configView struct {
+	Metadata struct {
+		UID        string `json:"uid"`
+		Generation int64  `json:"generation"`
+	} `json:"metadata"`
+	Status struct {
+		ObservedGeneration int64 `json:"observedGeneration"`
+		Conditions         []struct {
+			Type, Status, Reason, Message string
+		} `json:"conditions"`
+	} `json:"status"`
+}
+
+func getConfig(t *testing.T, url string) (configView, int) {
+	t.Helper()
+	resp, err := admin.Get(url + configURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c configView
+	if resp.StatusCode == 200 {
+		if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, resp.StatusCode
+}
+
+func waitApplied(t *testing.T, url string) configView {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, code := getConfig(t, url)
+		if code == 200 && c.Status.ObservedGeneration == c.Metadata.Generation {
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the operator did not apply generation %d (observed %d)", c.Metadata.Generation, c.Status.ObservedGeneration)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (c configView) condition(typ string) (status, reason, message string) {
+	for _, cond := range c.Status.Conditions {
+		if cond.Type == typ {
+			return cond.Status, cond.Reason, cond.Message
+		}
+	}
+	return "", "", ""
+}
+
+// registryError is the first error of a /v2 error body.
+func registryError(t *testing.T, resp *http.Response) (code, message string) {
+	t.Helper()
+	var body struct {
+		Errors []struct{ Code, Message string } `json:"errors"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Errors) == 0 {
+		t.Fatalf("not a registry error body (%d): %v", resp.StatusCode, err)
+	}
+	return body.Errors[0].Code, body.Errors[0].Message
+}
+
+// readOnly refuses pushes and deletes with 405 UNSUPPORTED while pulls
+// work, and lifting it lets the same push through: no restart.
+func TestReadOnlyLive(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	before := []byte("pushed before read-only")
+	if resp := pushBlob(t, r.url, "ro/app", before); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	patchConfig(t, r.url, `{"spec":{"readOnly":true}}`)
+
+	content := []byte("pushed while read-only")
+	resp, err := admin.Post(r.url+"/v2/ro/app/blobs/uploads/?digest="+digest.FromBytes(content).String(), "application/octet-stream", bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := registryError(t, resp); resp.StatusCode != 405 || code != "UNSUPPORTED" || !strings.Contains(msg, "read-only") {
+		t.Errorf("push while read-only: %d %s %q", resp.StatusCode, code, msg)
+	}
+	resp.Body.Close()
+	blob := r.url + "/v2/ro/app/blobs/" + digest.FromBytes(before).String()
+	if c := status(t, "GET", blob); c != 200 {
+		t.Errorf("pull while read-only: %d", c)
+	}
+	req, _ := http.NewRequest("DELETE", blob, nil)
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("delete while read-only: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+	// An anonymous writer still learns that it must log in first.
+	if resp, err := http.Post(r.url+"/v2/ro/app/blobs/uploads/", "", nil); err != nil || resp.StatusCode != 401 {
+		t.Errorf("anonymous push while read-only: %v %v", resp.StatusCode, err)
+	}
+
+	patchConfig(t, r.url, `{"spec":{"readOnly":false}}`)
+	if resp := pushBlob(t, r.url, "ro/app", content); resp.StatusCode != 201 {
+		t.Errorf("push after read-only was lifted: %d", resp.StatusCode)
+	}
+}
+
+// Write limits refuse a write beyond maxRunning with 429 TOOMANYREQUESTS
+// while a write runs, and the limits change without a restart.
+func TestLimitsLive(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	patchConfig(t, r.url, `{"spec":{"requests":{"write":{"maxRunning":1,"maxInQueue":0}}}}`)
+
+	// A monolithic push whose body is still arriving holds the one slot.
+	content := bytes.Repeat([]byte("x"), 1<<20)
+	pr, pw := io.Pipe()
+	held := make(chan *http.Response, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", r.url+"/v2/lim/app/blobs/uploads/?digest="+digest.FromBytes(content).String(), pr)
+		req.ContentLength = int64(len(content))
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Error(err)
+		}
+		held <- resp
+	}()
+	if _, err := pw.Write(content[:1024]); err != nil { // the handler is reading: the slot is taken
+		t.Fatal(err)
+	}
+	resp, err := admin.Post(r.url+"/v2/lim/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, msg := registryError(t, resp); resp.StatusCode != 429 || code != "TOOMANYREQUESTS" || resp.Header.Get("Retry-After") != "1" || !strings.Contains(msg, "maxRunning 1") {
+		t.Errorf("a second write: %d %s %q Retry-After %q", resp.StatusCode, code, msg, resp.Header.Get("Retry-After"))
+	}
+	resp.Body.Close()
+	// Reads have their own pool.
+	if c := status(t, "GET", r.url+"/v2/"); c != 200 {
+		t.Errorf("a read beside the write: %d", c)
+	}
+	if _, err := pw.Write(content[1024:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if resp := <-held; resp == nil || resp.StatusCode != 201 {
+		t.Fatalf("the held push: %v", resp)
+	}
+	patchConfig(t, r.url, `{"spec":{"requests":{"write":{"maxRunning":0}}}}`)
+	if c := status(t, "POST", r.url+"/v2/lim/app/blobs/uploads/"); c != 202 {
+		t.Errorf("a write after the limit was lifted: %d", c)
+	}
+}
+
+// Removed takes /v2 out of service with a clear 503 while the API stays;
+// Managed brings the registry back with its data. With no storage the
+// registry says so.
+func TestRemovedAndStorageNotConfiguredLive(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	content := []byte("kept across Removed")
+	if resp := pushBlob(t, r.url, "rm/app", content); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	blob := r.url + "/v2/rm/app/blobs/" + digest.FromBytes(content).String()
+	unavailable := func(want string) {
+		t.Helper()
+		resp, err := admin.Get(blob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if code, msg := registryError(t, resp); resp.StatusCode != 503 || code != "UNAVAILABLE" || !strings.Contains(msg, want) {
+			t.Errorf("pull: %d %s %q, want 503 UNAVAILABLE with %q", resp.StatusCode, code, msg, want)
+		}
+	}
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	unavailable("the registry is removed")
+	c, _ := getConfig(t, r.url)
+	if st, reason, _ := c.condition("Removed"); st != "True" || reason != "Removed" {
+		t.Errorf("Removed condition: %s %s", st, reason)
+	}
+	patchConfig(t, r.url, `{"spec":{"managementState":"Managed"}}`)
+	if code := status(t, "GET", blob); code != 200 {
+		t.Errorf("pull after Managed again: %d", code)
+	}
+
+	patchConfig(t, r.url, `{"spec":{"storage":null}}`)
+	unavailable("storage backend not configured")
+	c, _ = getConfig(t, r.url)
+	if st, reason, msg := c.condition("Available"); st != "False" || reason != "StorageNotConfigured" || msg != "storage backend not configured" {
+		t.Errorf("Available: %s %s %q", st, reason, msg)
+	}
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{}}}}`)
+	if code := status(t, "GET", blob); code != 200 {
+		t.Errorf("pull with storage back: %d", code)
+	}
+}
+
+// A deleted Config is recreated at once with defaults.
+func TestDeletedConfigIsRecreated(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	before := waitApplied(t, r.url)
+	if c := status(t, "DELETE", r.url+configURL); c != 200 {
+		t.Fatalf("delete: %d", c)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, code := getConfig(t, r.url)
+		if code == 200 && c.Metadata.UID != before.Metadata.UID {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the Config was not recreated")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	after := waitApplied(t, r.url)
+	if st, _, _ := after.condition("Available"); st != "True" {
+		t.Errorf("recreated Config not Available: %+v", after.Status)
+	}
+}
