@@ -616,11 +616,20 @@ func testKubectlConfigMaps(t *testing.T, version string) {
 		if got := jsonpath(t, "{.spec.defaultRoute} {.spec.managementState}", "get", config); got != "true Managed" {
 			t.Fatalf("after the patch: %q, want \"true Managed\"", got)
 		}
-		// The status is the operator's, through its subresource.
+		// The status is the operator's, through its subresource: a status
+		// that says something untrue is put right at once.
 		says(t, "config.imageregistry.operator.openshift.io/cluster patched",
-			"patch", config, "--subresource=status", "--type", "merge", "-p", `{"status":{"readyReplicas":1}}`)
-		if got := jsonpath(t, "{.status.readyReplicas} {.spec.defaultRoute}", "get", config); got != "1 true" {
-			t.Fatalf("after patching the status: %q", got)
+			"patch", config, "--subresource=status", "--type", "merge", "-p", `{"status":{"readyReplicas":7}}`)
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			got := jsonpath(t, "{.status.readyReplicas} {.spec.defaultRoute} {.status.observedGeneration} {.metadata.generation}", "get", config)
+			if f := strings.Fields(got); len(f) == 4 && f[0] == "1" && f[1] == "true" && f[2] == f[3] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the operator did not restore the status: %q", got)
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 		owner := kubectlEnv(t, s, version, oauthToken(t, s, "owner", "owner-pw"))
 		errOut := fails(t, owner, "patch", config, "--type", "merge", "-p", `{"spec":{"readOnly":true}}`)
