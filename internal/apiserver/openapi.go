@@ -13,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 )
@@ -45,6 +46,7 @@ var schemaKinds = []schemaKind{
 	{groupImage, "v1", "ImageStreamTag", imagev1.ImageStreamTag{}, "ImageStreamTag is one tag of an image stream (NAME:TAG) and the image it points at."},
 	{groupImage, "v1", "Image", imagev1.Image{}, "Image is a manifest stored in the registry, named by its digest, with its layers and the metadata of its config."},
 	{groupImageRegistry, "v1", "Config", imageregistryv1.Config{}, "Config is the registry's configuration, reconciled by the operator. Only the one named cluster is honoured."},
+	{groupConfig, "v1", "ClusterOperator", configv1.ClusterOperator{}, "ClusterOperator reports an operator's health: image-registry is the union of the registry Config's conditions."},
 	{groupConfig, "v1", "Image", ImageConfig{}, "Image holds cluster-wide image settings: registries imports may reach, additional trusted CAs, external host names. Only the one named cluster is honoured."},
 	{groupProject, "v1", "Project", Project{}, "Project is a namespace with the registry's access rules; request one with projectrequests."},
 	{groupUser, "v1", "User", User{}, "User is a person who logged in; ~ is the caller."},

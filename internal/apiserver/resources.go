@@ -64,6 +64,8 @@ var served = []resourceInfo{
 	// so a bare "images" is the registry's images, as on the reference.
 	{Group: groupConfig, Version: "v1", Resource: "images", Singular: "image", Kind: "Image", Verbs: verbsCRUD,
 		Subresources: map[string][]string{"status": verbsStatus}},
+	{Group: groupConfig, Version: "v1", Resource: "clusteroperators", Singular: "clusteroperator", Kind: "ClusterOperator",
+		Verbs: verbsCRUD, ShortNames: []string{"co"}, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD,
 		Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",

@@ -145,7 +145,10 @@ func (o *Operator) Reconcile(ctx context.Context) error {
 			continue
 		}
 		status := o.apply(ctx, cfg)
-		return o.writeStatus(ctx, rec, cfg, status)
+		if err := o.writeStatus(ctx, rec, cfg, status); err != nil {
+			return err
+		}
+		return o.writeClusterOperator(ctx, status.Conditions)
 	}
 	return errors.New("the registry Config kept changing while it was completed; retrying at the next change")
 }
@@ -262,10 +265,7 @@ func (o *Operator) writeStatus(ctx context.Context, rec store.Object, cfg *image
 
 // normalize makes two statuses comparable after a JSON round trip (empty
 // and nil slices, time precision).
-func normalize(s imageregistryv1.ConfigStatus) string {
-	b, _ := json.Marshal(s)
-	return string(b)
-}
+func normalize(s imageregistryv1.ConfigStatus) string { return normalizeJSON(s) }
 
 func encode(cfg *imageregistryv1.Config) (store.Object, error) {
 	cfg.APIVersion = imageregistryv1.GroupName + "/v1"

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/operator"
@@ -344,3 +347,73 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The ClusterOperator is the union of the Config's conditions, as the
+// reference derives it, and follows them.
+func TestClusterOperator(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	co := func() configv1.ClusterOperator {
+		t.Helper()
+		rec, err := f.st.GetObject(context.Background(), operator.ClusterOperatorKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var co configv1.ClusterOperator
+		if err := json.Unmarshal(rec.Body, &co); err != nil {
+			t.Fatal(err)
+		}
+		return co
+	}
+	find := func(c configv1.ClusterOperator, typ string) configv1.ClusterOperatorCondition {
+		for _, cond := range c.Status.Conditions {
+			if cond.Type == typ {
+				return cond
+			}
+		}
+		t.Fatalf("no %s in %+v", typ, c.Status.Conditions)
+		return configv1.ClusterOperatorCondition{}
+	}
+	c := co()
+	if a := find(c, "Available"); a.Status != "True" || a.Reason != "Ready" || a.Message != "Available: The registry is ready" {
+		t.Errorf("Available: %+v", a)
+	}
+	if d := find(c, "Degraded"); d.Status != "False" || d.Reason != "AsExpected" {
+		t.Errorf("Degraded: %+v", d)
+	}
+	if len(c.Status.Versions) != 1 || c.Status.Versions[0].Name != "operator" || c.Status.Versions[0].Version == "" {
+		t.Errorf("versions: %+v", c.Status.Versions)
+	}
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage = imageregistryv1.StorageConfig{} })
+	f.reconcile()
+	c = co()
+	if a := find(c, "Available"); a.Status != "False" || a.Reason != "StorageNotConfigured" || a.Message != "Available: storage backend not configured" {
+		t.Errorf("Available without storage: %+v", a)
+	}
+	if d := find(c, "Degraded"); d.Status != "True" || d.Reason != "StorageNotConfigured" {
+		t.Errorf("Degraded without storage: %+v", d)
+	}
+}
+
+func TestUnionOfConditions(t *testing.T) {
+	at := func(sec int) metav1.Time { return metav1.NewTime(time.Unix(int64(sec), 0)) }
+	got := operator.UnionConditions([]imageregistryv1.OperatorCondition{
+		{Type: "Degraded", Status: "False", LastTransitionTime: at(10)},
+		{Type: "ImagePrunerDegraded", Status: "True", Reason: "JobFailed", Message: "job failed\nbadly", LastTransitionTime: at(20)},
+		{Type: "NodeCADaemonDegraded", Status: "Unknown", Reason: "AsExpected", LastTransitionTime: at(5)},
+		{Type: "Progressing", Status: "Unknown", Reason: "Waiting"},
+	})
+	d := got[2]
+	if d.Type != "Degraded" || d.Status != "True" || d.Reason != "ImagePrunerJobFailed" ||
+		d.Message != "ImagePrunerDegraded: job failed\nImagePrunerDegraded: badly" || !d.LastTransitionTime.Equal(ptr(at(20))) {
+		t.Errorf("Degraded union: %+v", d)
+	}
+	if p := got[1]; p.Status != "Unknown" || p.Reason != "Waiting" {
+		t.Errorf("Progressing union: %+v", p)
+	}
+	if a := got[0]; a.Status != "True" || a.Reason != "AsExpected" {
+		t.Errorf("Available with no input: %+v", a)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

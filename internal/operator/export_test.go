@@ -1,0 +1,4 @@
+package operator
+
+// UnionConditions exposes the union for its test.
+var UnionConditions = unionConditions
