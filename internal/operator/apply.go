@@ -85,6 +85,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		ReadOnly:        spec.ReadOnly,
 		LogLevel:        LogLevel(spec),
 		DisableRedirect: spec.DisableRedirect,
+		Proxy:           settings.Proxy{HTTP: spec.Proxy.HTTP, HTTPS: spec.Proxy.HTTPS, NoProxy: spec.Proxy.NoProxy},
 		Requests: settings.Requests{
 			Read:  limits(spec.Requests.Read),
 			Write: limits(spec.Requests.Write),
@@ -105,6 +106,13 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		next.Unavailable = "the registry is removed (spec.managementState of the registry Config is Removed)"
 	case !storageConfigured:
 		next.Unavailable = "storage backend not configured"
+	}
+	if storageConfigured {
+		creds, err := o.storageCredentials(ctx, spec.Storage)
+		if err != nil {
+			degraded = append(degraded, "Error: "+err.Error())
+		}
+		next.StorageCredentials = creds
 	}
 	if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)
@@ -185,7 +193,7 @@ func (o *Operator) swap(next *settings.Settings) {
 
 // fingerprint compares snapshots; the secret is compared, never logged.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%q|%t|%d|%+v|%x|%t", s.Generation, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect)
+	return fmt.Sprintf("%d|%q|%t|%d|%+v|%x|%t|%q", s.Generation, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 func limits(l imageregistryv1.RequestLimits) settings.Limits {

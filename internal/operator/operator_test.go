@@ -171,6 +171,7 @@ func TestSpecTakesEffect(t *testing.T) {
 		s.Requests.Write = imageregistryv1.RequestLimits{MaxRunning: 2, MaxInQueue: 5}
 		s.Requests.Read.MaxWaitInQueue.Duration = time.Minute
 		s.HTTPSecret = "not-hex"
+		s.Proxy = imageregistryv1.ProxyConfig{HTTP: "http://proxy.test:3128", NoProxy: ".corp"}
 	})
 	f.reconcile()
 	s := f.settings.Load()
@@ -180,6 +181,9 @@ func TestSpecTakesEffect(t *testing.T) {
 	}
 	if f.level != slog.LevelDebug {
 		t.Errorf("log level applied: %v", f.level)
+	}
+	if s.Proxy != (settings.Proxy{HTTP: "http://proxy.test:3128", NoProxy: ".corp"}) {
+		t.Errorf("proxy: %+v", s.Proxy)
 	}
 	cfg, _ := f.config()
 	if cfg.Status.ObservedGeneration != cfg.Generation || s.Generation != cfg.Generation {
@@ -245,6 +249,7 @@ func TestManagementStates(t *testing.T) {
 // process cannot serve is named in status, and the storage in effect
 // stays.
 func TestStorageStates(t *testing.T) {
+	t.Setenv("REGISTRY_STORAGE_S3_ACCESSKEY", "env-access")
 	f := newFixture(t)
 	f.reconcile()
 	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage = imageregistryv1.StorageConfig{} })
@@ -266,6 +271,46 @@ func TestStorageStates(t *testing.T) {
 	f.expectCondition("StorageExists", "False", "StorageNotApplied", "S3")
 	if cfg, _ := f.config(); cfg.Status.Storage.EmptyDir == nil || cfg.Status.Storage.S3 != nil {
 		t.Errorf("status.storage should be what is in effect: %+v", cfg.Status.Storage)
+	}
+
+	// Credentials: the environment, overridden by the user secret, which
+	// must hold the keys the reference requires; values never in status.
+	if got := f.settings.Load().StorageCredentials["REGISTRY_STORAGE_S3_ACCESSKEY"]; got != "env-access" {
+		t.Errorf("access key from the environment: %q", got)
+	}
+	putSecret := func(data map[string]string) {
+		t.Helper()
+		b := map[string][]byte{}
+		for k, v := range data {
+			b[k] = []byte(v)
+		}
+		body, _ := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "Secret",
+			"metadata": map[string]any{"name": imageregistryv1.UserSecretName, "namespace": imageregistryv1.Namespace}, "data": b})
+		rec, err := f.st.GetObject(context.Background(), operator.UserSecretKey)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			if err := f.st.CreateProject(context.Background(), store.Project{Name: imageregistryv1.Namespace}); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+				t.Fatal(err)
+			}
+			if _, err := f.st.CreateObject(context.Background(), store.Object{ObjectKey: operator.UserSecretKey, UID: "u1", Body: body}); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+		rec.Body = body
+		if _, err := f.st.UpdateObject(context.Background(), rec, rec.ResourceVersion); err != nil {
+			t.Fatal(err)
+		}
+	}
+	putSecret(map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "secret-access-value"})
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", `does not contain required key "REGISTRY_STORAGE_S3_SECRETKEY"`)
+	putSecret(map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "secret-access-value", "REGISTRY_STORAGE_S3_SECRETKEY": "secret-key-value"})
+	f.reconcile()
+	if c := f.settings.Load().StorageCredentials; c["REGISTRY_STORAGE_S3_ACCESSKEY"] != "secret-access-value" || c["REGISTRY_STORAGE_S3_SECRETKEY"] != "secret-key-value" {
+		t.Errorf("credentials from the secret, applied with no change of the Config: %v", len(c))
+	}
+	if cfg, rec := f.config(); strings.Contains(string(rec.Body), "secret-access-value") || strings.Contains(string(rec.Body), "env-access") {
+		t.Errorf("a credential reached the Config: %+v", cfg.Status)
 	}
 
 	// Two storage types written around the API's validation: refused with

@@ -34,6 +34,18 @@ type Settings struct {
 	// DisableRedirect streams blobs instead of redirecting clients to
 	// object storage.
 	DisableRedirect bool
+	// Proxy is the proxy of outbound connections (internal/outbound).
+	Proxy Proxy
+	// StorageCredentials are the object-storage credentials by the
+	// reference's variable names (REGISTRY_STORAGE_S3_ACCESSKEY, …): the
+	// server's environment overridden by the user secret. Never logged.
+	StorageCredentials map[string]string
+}
+
+// Proxy names the proxies of outbound connections; an empty field falls
+// back to the process's environment.
+type Proxy struct {
+	HTTP, HTTPS, NoProxy string
 }
 
 // Requests are the read and write limits.
