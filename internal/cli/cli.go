@@ -125,7 +125,16 @@ Secrets are encrypted at rest (AES-256-GCM) with the key in
 DATA/secret-encryption.key, created on first start, or in the files
 --secret-encryption-key-file names (or $BERTH_SECRET_ENCRYPTION_KEY_FILE;
 32 bytes, mode 0600 or 0400, owned by the user berth runs as). Secrets stored
-in plain text by an earlier version are encrypted at the first start.`,
+in plain text by an earlier version are encrypted at the first start.
+
+Precedence: flags (and the --config file, which flags override) set what is
+fixed for the life of the process (listen address, data directory, TLS,
+keys, throttles, body pacing, upload caps) and the defaults of the registry
+Config when it is first created (--storage: filesystem becomes pvc storage,
+memory an emptyDir). After that the Config
+(configs.imageregistry.operator.openshift.io/cluster) is the source of truth
+for what it holds (storage, readOnly, request limits, log level, routes, ...),
+and changes to it apply live: see docs/OPERATOR.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
