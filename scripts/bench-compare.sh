@@ -190,8 +190,10 @@ for v in BENCH_C BENCH_N BENCH_SCALE BENCH_TIMEOUT BENCH_WORKLOADS; do
 done
 
 # Keep a hand-written analysis between the NOTES markers across runs.
-NOTES="" SCALING=""
+NOTES="" SCALING="" LIMITER=""
 if [ -f "$OUT" ]; then
+	# and scripts/bench-limiter.sh's.
+	LIMITER=$(awk '/<!-- BEGIN LIMITER -->/ {on = 1; next} /<!-- END LIMITER -->/ {on = 0} on' "$OUT")
 	NOTES=$(awk '/<!-- BEGIN NOTES -->/ {on = 1; next} /<!-- END NOTES -->/ {on = 0} on' "$OUT")
 	# scripts/bench-scaling.sh's tables are kept too.
 	SCALING=$(awk '/<!-- BEGIN SCALING -->/ {on = 1; next} /<!-- END SCALING -->/ {on = 0} on' "$OUT")
@@ -212,7 +214,7 @@ jq -r \
 	--arg c "$C" --arg idle "$IDLE_OTHER" --arg other "$OTHER_CPU" --arg steal "$STEAL_CPU" --arg avail "$AVAIL_CPU" \
 	--arg timeout "$TIMEOUT" --arg repro "$REPRO" --arg elapsed "$ELAPSED" \
 	--argjson bhwm "${BERTH_HWM:-0}" --argjson dhwm "${DIST_HWM:-0}" \
-	--arg notes "$NOTES" --arg scaling "$SCALING" \
+	--arg notes "$NOTES" --arg scaling "$SCALING" --arg limiter "$LIMITER" \
 	-f /dev/stdin "$WORK/combined.json" >"$OUT" <<'JQ'
 def r(n): . as $x | pow(10; n) as $p | ($x * $p | round) / $p;
 def x2: if . == null then "—" else "\(r(2))×" end;
@@ -331,6 +333,14 @@ def cpumb: if .server.cpu_s != null and .blob_size > 0 and .bytes > 0 then .serv
   "<!-- BEGIN SCALING -->",
   (if $scaling == "" then "(not run yet)" else $scaling end),
   "<!-- END SCALING -->",
+  "",
+  "## The request limiter, configured but not saturated",
+  "",
+  "Written by `scripts/bench-limiter.sh`; kept when this script rewrites the file.",
+  "",
+  "<!-- BEGIN LIMITER -->",
+  (if $limiter == "" then "(not run yet)" else $limiter end),
+  "<!-- END LIMITER -->",
   "",
   "## Notes",
   "",
