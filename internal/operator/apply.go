@@ -113,6 +113,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			degraded = append(degraded, "Error: "+err.Error())
 		}
 		next.StorageCredentials = creds
+		if _, err := o.trustedCA(ctx, spec.Storage); err != nil {
+			degraded = append(degraded, "Error: "+err.Error())
+		}
 	}
 	if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)

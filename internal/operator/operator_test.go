@@ -273,6 +273,11 @@ func TestStorageStates(t *testing.T) {
 		t.Errorf("status.storage should be what is in effect: %+v", cfg.Status.Storage)
 	}
 
+	// A trusted-CA ConfigMap that is missing is named.
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage.S3.TrustedCA.Name = "s3-ca" })
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", `configmap "openshift-config/s3-ca" named by spec.storage.s3.trustedCA does not exist`)
+
 	// Credentials: the environment, overridden by the user secret, which
 	// must hold the keys the reference requires; values never in status.
 	if got := f.settings.Load().StorageCredentials["REGISTRY_STORAGE_S3_ACCESSKEY"]; got != "env-access" {

@@ -1,0 +1,50 @@
+package operator
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// configNamespace holds the ConfigMaps the Config names (CA bundles).
+const configNamespace = "openshift-config"
+
+// caBundleKey is the key of a trusted-CA ConfigMap the reference reads.
+const caBundleKey = "ca-bundle.crt"
+
+// trustedCA returns the CA bundle spec.storage.s3.trustedCA names (nil
+// when it names none), or an error that names what is missing.
+func (o *Operator) trustedCA(ctx context.Context, s imageregistryv1.StorageConfig) (*x509.CertPool, error) {
+	if s.S3 == nil || s.S3.TrustedCA.Name == "" {
+		return nil, nil
+	}
+	name := s.S3.TrustedCA.Name
+	rec, err := o.opts.Store.GetObject(ctx, store.ObjectKey{Resource: "configmaps", Namespace: configNamespace, Name: name})
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("configmap %q named by spec.storage.s3.trustedCA does not exist: create it with the CA bundle under the key %s", configNamespace+"/"+name, caBundleKey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read configmap %q: %w", configNamespace+"/"+name, err)
+	}
+	var cm corev1.ConfigMap
+	if err := json.Unmarshal(rec.Body, &cm); err != nil {
+		return nil, fmt.Errorf("decode configmap %q: %w", configNamespace+"/"+name, err)
+	}
+	bundle, ok := cm.Data[caBundleKey]
+	if !ok {
+		return nil, fmt.Errorf("configmap %q named by spec.storage.s3.trustedCA has no key %s", configNamespace+"/"+name, caBundleKey)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM([]byte(bundle)) {
+		return nil, fmt.Errorf("configmap %q: %s holds no PEM certificate", configNamespace+"/"+name, caBundleKey)
+	}
+	return pool, nil
+}
