@@ -104,6 +104,33 @@ func TestMetricsAccess(t *testing.T) {
 			t.Errorf("%s: challenge %q", c.name, hdr.Get("WWW-Authenticate"))
 		}
 	}
+	// A ClusterRole an administrator created grants the metrics through
+	// the server's own authorizer; deleting it takes them away.
+	roles := r.url + "/apis/rbac.authorization.k8s.io/v1/clusterroles"
+	for _, c := range []struct{ method, url, body string }{
+		{"POST", roles, `{"metadata":{"name":"scraper"},"rules":[{"apiGroups":["image.openshift.io"],"resources":["registry/metrics"],"verbs":["get"]}]}`},
+		{"POST", r.url + "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+			`{"metadata":{"name":"bob-scrapes"},"roleRef":{"kind":"ClusterRole","name":"scraper"},"subjects":[{"kind":"User","name":"bob"}]}`},
+	} {
+		resp, err := admin.Post(c.url, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s %s = %d", c.method, c.url, resp.StatusCode)
+		}
+	}
+	if code, _, _ := scrape(t, r.url, "Basic "+basic("bob", "bob-pw")); code != 200 {
+		t.Fatalf("bob granted the scraper role: %d", code)
+	}
+	if s := status(t, "DELETE", roles+"/scraper"); s != 200 {
+		t.Fatalf("delete the role: %d", s)
+	}
+	if code, _, _ := scrape(t, r.url, "Basic "+basic("bob", "bob-pw")); code != 403 {
+		t.Fatalf("bob once the role is deleted: %d", code)
+	}
+
 	// Other methods are not served.
 	req, _ := http.NewRequest("POST", r.url+metrics.Path, nil)
 	req.Header.Set("Authorization", "Bearer "+testMetricsSecret)
