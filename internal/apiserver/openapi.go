@@ -41,7 +41,7 @@ var schemaKinds = []schemaKind{
 	{"", "v1", "ServiceAccount", corev1.ServiceAccount{}, "ServiceAccount is a robot identity of a project; request its tokens with the token subresource."},
 	{groupRBAC, "v1", "RoleBinding", rbacv1.RoleBinding{}, "RoleBinding grants a cluster role to users, groups and service accounts in one project."},
 	{groupRBAC, "v1", "ClusterRoleBinding", rbacv1.ClusterRoleBinding{}, "ClusterRoleBinding grants a cluster role to users, groups and service accounts everywhere."},
-	{groupRBAC, "v1", "ClusterRole", rbacv1.ClusterRole{}, "ClusterRole is one of Berth's built-in roles (read-only): rules of verbs on resources."},
+	{groupRBAC, "v1", "ClusterRole", rbacv1.ClusterRole{}, "ClusterRole is a named set of rules of verbs on resources: one of Berth's built-in roles (read-only) or one a cluster administrator created."},
 	{groupImage, "v1", "ImageStream", imagev1.ImageStream{}, "ImageStream is a repository of the registry: its tags and each tag's history, newest first. A push to <project>/<name>:<tag> adds an entry."},
 	{groupImage, "v1", "ImageStreamTag", imagev1.ImageStreamTag{}, "ImageStreamTag is one tag of an image stream (NAME:TAG) and the image it points at."},
 	{groupImage, "v1", "Image", imagev1.Image{}, "Image is a manifest stored in the registry, named by its digest, with its layers and the metadata of its config."},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -63,6 +62,9 @@ func bindingKind(resource string) *storedKind {
 	}
 	k.admit = func(ctx context.Context, s *Server, o object) error {
 		ref, _ := bindingParts(o)
+		if err := s.roleExists(ctx, k, o.GetName(), ref.Name); err != nil {
+			return err
+		}
 		return s.mayGrant(ctx, k, o.GetNamespace(), ref.Name)
 	}
 	if resource == "clusterrolebindings" {
@@ -96,9 +98,6 @@ func bindingProblems(ref rbacv1.RoleRef, subjects []rbacv1.Subject) []string {
 	}
 	if ref.APIGroup != "" && ref.APIGroup != groupRBAC {
 		problems = append(problems, fmt.Sprintf("roleRef.apiGroup: Unsupported value: %q: must be %s", ref.APIGroup, groupRBAC))
-	}
-	if _, ok := auth.BuiltinRoles[ref.Name]; !ok {
-		problems = append(problems, fmt.Sprintf("roleRef.name: Not found: %q: the roles are: %s", ref.Name, strings.Join(roleNames(), ", ")))
 	}
 	if len(subjects) == 0 {
 		problems = append(problems, "subjects: Required value: a binding needs at least one subject (to take the role from everyone, delete the binding)")
@@ -168,13 +167,18 @@ func bindingCells(o object, ref rbacv1.RoleRef, subjects []rbacv1.Subject) []any
 		strings.Join(users, ", "), strings.Join(groups, ", "), strings.Join(accounts, ", ")}
 }
 
-func roleNames() []string {
-	var names []string
-	for n := range auth.BuiltinRoles {
-		names = append(names, n)
+// roleExists refuses a binding of a role that is neither built in nor a
+// stored ClusterRole (a typo would otherwise grant nothing, silently).
+func (s *Server) roleExists(ctx context.Context, k *storedKind, binding, role string) error {
+	_, ok, err := s.opts.Authorizer.Role(ctx, role)
+	if err != nil || ok {
+		return err
 	}
-	slices.Sort(names)
-	return names
+	names, err := s.opts.Authorizer.RoleNames(ctx)
+	if err != nil {
+		return err
+	}
+	return invalid("%s %q is invalid: roleRef.name: Not found: %q: the roles are: %s", k.info.Kind, binding, role, strings.Join(names, ", "))
 }
 
 // mayGrant is escalation prevention: the caller must hold every

@@ -43,7 +43,7 @@ var served = []resourceInfo{
 	{Group: groupRBAC, Version: "v1", Resource: "rolebindings", Singular: "rolebinding", Kind: "RoleBinding",
 		Namespaced: true, Verbs: verbsCRUD},
 	{Group: groupRBAC, Version: "v1", Resource: "clusterroles", Singular: "clusterrole", Kind: "ClusterRole",
-		Verbs: []string{"get", "list"}},
+		Verbs: verbsCRUD},
 	{Group: groupRBAC, Version: "v1", Resource: "clusterrolebindings", Singular: "clusterrolebinding",
 		Kind: "ClusterRoleBinding", Verbs: verbsCRUD},
 	{Group: groupUser, Version: "v1", Resource: "users", Singular: "user", Kind: "User", Verbs: []string{"get", "list"}},

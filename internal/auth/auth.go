@@ -93,6 +93,12 @@ type BindingSource interface {
 	Bindings(ctx context.Context, project string) ([]Binding, error)
 }
 
+// RoleSource returns the ClusterRoles that users created (stored objects),
+// by name, beside the built-in ones.
+type RoleSource interface {
+	ClusterRoles(ctx context.Context) (map[string]Role, error)
+}
+
 // Authorizer is the one place decisions are made.
 type Authorizer interface {
 	// Authorize reports whether user may do verb on resource in project
@@ -103,21 +109,34 @@ type Authorizer interface {
 
 // RBAC is the Authorizer over role bindings.
 type RBAC struct {
+	// Roles are the built-in roles; their names cannot be stored.
 	Roles    map[string]Role
 	Bindings BindingSource
+	// Stored, when set, holds the ClusterRoles users created: a binding
+	// of a role that Roles does not hold is resolved there, and grants
+	// nothing while no such role exists.
+	Stored RoleSource
 	// Generation, when set, is the store's access generation: bindings
-	// read are cached per project while it stands still, for at most
-	// CacheTTL (0: 10s).
+	// and stored roles read are cached while it stands still, for at most
+	// CacheTTL (0: 10s). A store counts a change to a ClusterRole as an
+	// access change, so a role deleted or narrowed applies at once.
 	Generation func() int64
 	CacheTTL   time.Duration
 
 	cacheOnce sync.Once
 	cache     *gencache.Cache[string, []Binding]
+	roles     *gencache.Cache[struct{}, map[string]Role]
 }
 
-// NewRBAC returns an authorizer with the built-in roles.
+// NewRBAC returns an authorizer with the built-in roles and, when
+// bindings can also list stored ClusterRoles (the metadata store can),
+// those.
 func NewRBAC(bindings BindingSource) *RBAC {
-	return &RBAC{Roles: BuiltinRoles, Bindings: bindings}
+	a := &RBAC{Roles: BuiltinRoles, Bindings: bindings}
+	if rs, ok := bindings.(RoleSource); ok {
+		a.Stored = rs
+	}
+	return a
 }
 
 // Authorize implements Authorizer.
@@ -128,21 +147,40 @@ func (a *RBAC) Authorize(ctx context.Context, user User, verb string, resource R
 	// A project's service accounts may pull from it, as on the reference
 	// platform, without a stored binding.
 	if project != "" && slices.Contains(user.Groups, GroupServiceAccountsPrefix+project) &&
-		a.roleAllows("system:image-puller", verb, resource) {
+		rulesAllow(a.Roles["system:image-puller"].Rules, verb, resource) {
 		return true, nil
 	}
 	bindings, err := a.bindingsOf(ctx, project)
 	if err != nil {
 		return false, fmt.Errorf("authorize %s %s/%s in %q: %w", verb, resource.Group, resource.Resource, project, err)
 	}
+	// Built-in roles first: a decision they allow never waits for, or
+	// fails with, the stored roles.
+	custom := false
 	for _, b := range bindings {
-		if b.Project != "" && b.Project != project {
+		if (b.Project != "" && b.Project != project) || !binds(b, user) {
 			continue
 		}
-		if !binds(b, user) {
+		if r, ok := a.Roles[b.Role]; ok {
+			if rulesAllow(r.Rules, verb, resource) {
+				return true, nil
+			}
+		} else {
+			custom = true
+		}
+	}
+	if !custom {
+		return false, nil
+	}
+	stored, err := a.storedRoles(ctx)
+	if err != nil {
+		return false, fmt.Errorf("authorize %s %s/%s in %q: %w", verb, resource.Group, resource.Resource, project, err)
+	}
+	for _, b := range bindings {
+		if (b.Project != "" && b.Project != project) || !binds(b, user) {
 			continue
 		}
-		if a.roleAllows(b.Role, verb, resource) {
+		if _, builtin := a.Roles[b.Role]; !builtin && rulesAllow(stored[b.Role].Rules, verb, resource) {
 			return true, nil
 		}
 	}
@@ -153,16 +191,71 @@ func (a *RBAC) bindingsOf(ctx context.Context, project string) ([]Binding, error
 	if a.Generation == nil {
 		return a.Bindings.Bindings(ctx, project)
 	}
-	a.cacheOnce.Do(func() {
-		ttl := a.CacheTTL
-		if ttl == 0 {
-			ttl = 10 * time.Second
-		}
-		a.cache = &gencache.Cache[string, []Binding]{TTL: ttl, Max: 100000}
-	})
+	a.cacheOnce.Do(a.makeCaches)
 	return a.cache.Fetch(project, a.Generation, func() ([]Binding, error) {
 		return a.Bindings.Bindings(ctx, project)
 	})
+}
+
+func (a *RBAC) makeCaches() {
+	ttl := a.CacheTTL
+	if ttl == 0 {
+		ttl = 10 * time.Second
+	}
+	a.cache = &gencache.Cache[string, []Binding]{TTL: ttl, Max: 100000}
+	a.roles = &gencache.Cache[struct{}, map[string]Role]{TTL: ttl, Max: 1}
+}
+
+// storedRoles are the ClusterRoles users created (none without Stored),
+// read through the same generation-checked cache as bindings.
+func (a *RBAC) storedRoles(ctx context.Context) (map[string]Role, error) {
+	if a.Stored == nil {
+		return nil, nil
+	}
+	if a.Generation == nil {
+		return a.Stored.ClusterRoles(ctx)
+	}
+	a.cacheOnce.Do(a.makeCaches)
+	roles, err := a.roles.Fetch(struct{}{}, a.Generation, func() (map[string]Role, error) {
+		return a.Stored.ClusterRoles(ctx)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read the stored cluster roles: %w", err)
+	}
+	return roles, nil
+}
+
+// Role returns the role named name: a built-in one, or a ClusterRole a
+// user created. ok is false when there is none.
+func (a *RBAC) Role(ctx context.Context, name string) (role Role, ok bool, err error) {
+	if r, ok := a.Roles[name]; ok {
+		return r, true, nil
+	}
+	stored, err := a.storedRoles(ctx)
+	if err != nil {
+		return Role{}, false, err
+	}
+	r, ok := stored[name]
+	return r, ok, nil
+}
+
+// RoleNames lists every role, built-in and stored, sorted.
+func (a *RBAC) RoleNames(ctx context.Context) ([]string, error) {
+	stored, err := a.storedRoles(ctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(a.Roles)+len(stored))
+	for n := range a.Roles {
+		names = append(names, n)
+	}
+	for n := range stored {
+		if _, builtin := a.Roles[n]; !builtin {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 func binds(b Binding, u User) bool {
@@ -177,12 +270,9 @@ func binds(b Binding, u User) bool {
 	return false
 }
 
-func (a *RBAC) roleAllows(role, verb string, resource Resource) bool {
-	r, ok := a.Roles[role]
-	if !ok {
-		return false
-	}
-	for _, rule := range r.Rules {
+// rulesAllow reports whether any of rules grants verb on resource.
+func rulesAllow(rules []Rule, verb string, resource Resource) bool {
+	for _, rule := range rules {
 		if matches(rule.APIGroups, resource.Group) && matchesResource(rule.Resources, resource.Resource) && matches(rule.Verbs, verb) {
 			return true
 		}

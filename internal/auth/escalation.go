@@ -15,15 +15,25 @@ import (
 // in a held rule: holding every verb that exists today is not holding "*".
 // An unknown role is an error.
 func (a *RBAC) Covers(ctx context.Context, user User, role, project string) (bool, error) {
-	want, ok := a.Roles[role]
+	want, ok, err := a.Role(ctx, role)
+	if err != nil {
+		return false, err
+	}
 	if !ok {
 		return false, fmt.Errorf("role %q does not exist", role)
 	}
+	return a.CoversRules(ctx, user, want.Rules, project)
+}
+
+// CoversRules is Covers for rules that are not (yet) a role: those of a
+// ClusterRole being created or changed, which nobody may write unless
+// they hold every permission it grants, cluster-wide.
+func (a *RBAC) CoversRules(ctx context.Context, user User, rules []Rule, project string) (bool, error) {
 	held, err := a.heldRules(ctx, user, project)
 	if err != nil {
 		return false, err
 	}
-	for _, r := range want.Rules {
+	for _, r := range rules {
 		for _, g := range r.APIGroups {
 			for _, res := range r.Resources {
 				for _, v := range r.Verbs {
@@ -55,7 +65,12 @@ func (a *RBAC) heldRules(ctx context.Context, user User, project string) ([]Rule
 	}
 	var rules []Rule
 	for _, name := range roles {
-		rules = append(rules, a.Roles[name].Rules...)
+		// A binding of a role that no longer exists grants nothing.
+		r, _, err := a.Role(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("rules of %s in %q: %w", user.Name, project, err)
+		}
+		rules = append(rules, r.Rules...)
 	}
 	return rules, nil
 }

@@ -13,7 +13,7 @@ import (
 // applies, so the two cannot disagree. Both lists are sorted, without
 // duplicates.
 func (a *RBAC) WhoCan(ctx context.Context, verb string, resource Resource, project string) (users, groups []string, err error) {
-	if project != "" && a.roleAllows("system:image-puller", verb, resource) {
+	if project != "" && rulesAllow(a.Roles["system:image-puller"].Rules, verb, resource) {
 		groups = append(groups, GroupServiceAccountsPrefix+project)
 	}
 	bindings, err := a.Bindings.Bindings(ctx, project)
@@ -24,7 +24,11 @@ func (a *RBAC) WhoCan(ctx context.Context, verb string, resource Resource, proje
 		if b.Project != "" && b.Project != project {
 			continue
 		}
-		if a.roleAllows(b.Role, verb, resource) {
+		role, _, err := a.Role(ctx, b.Role)
+		if err != nil {
+			return nil, nil, fmt.Errorf("who can %s %s/%s in %q: %w", verb, resource.Group, resource.Resource, project, err)
+		}
+		if rulesAllow(role.Rules, verb, resource) {
 			users = append(users, b.Users...)
 			groups = append(groups, b.Groups...)
 		}

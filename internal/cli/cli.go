@@ -134,7 +134,12 @@ Config when it is first created (--storage: filesystem becomes pvc storage,
 memory an emptyDir). After that the Config
 (configs.imageregistry.operator.openshift.io/cluster) is the source of truth
 for what it holds (storage, readOnly, request limits, log level, routes, ...),
-and changes to it apply live: see docs/OPERATOR.md.`,
+and changes to it apply live: see docs/OPERATOR.md.
+
+Prometheus metrics are served at /extensions/v2/metrics to users granted get on
+registry/metrics (cluster administrators are) and, when --metrics-secret (or
+$BERTH_METRICS_SECRET) is set, to anyone presenting that secret: curl -u
+anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -152,6 +157,9 @@ and changes to it apply live: see docs/OPERATOR.md.`,
 				if f := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY_FILE"); f != "" {
 					cfg.SecretKeyFiles = []string{f}
 				}
+			}
+			if !cmd.Flags().Changed("metrics-secret") {
+				cfg.MetricsSecret = os.Getenv("BERTH_METRICS_SECRET")
 			}
 			restrictUmask()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -180,6 +188,8 @@ and changes to it apply live: see docs/OPERATOR.md.`,
 	f.IntVar(&cfg.MaxUploadsPerProject, "max-uploads-per-project", 2000, "open upload sessions one project may have (0: no cap)")
 	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
 		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
+	f.StringVar(&cfg.MetricsSecret, "metrics-secret", "",
+		"secret that reads the metrics at /extensions/v2/metrics as a Basic password (any user name) or a bearer token, at least 16 characters; prefer $BERTH_METRICS_SECRET or a --config file, which other users cannot see in ps (without it: users granted get on registry/metrics)")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")

@@ -29,6 +29,7 @@ login-attempts: 7
 login-lockout: 2m
 insecure-http: true
 tls-host: [registry.example, 10.0.0.5]
+metrics-secret: s3cret-for-the-scraper
 `)
 	if err := applyServeConfig(f, path); err != nil {
 		t.Fatal(err)
@@ -39,7 +40,8 @@ tls-host: [registry.example, 10.0.0.5]
 	insecure, _ := f.GetBool("insecure-http")
 	hosts, _ := f.GetStringSlice("tls-host")
 	if str("listen") != "127.0.0.1:7000" || str("htpasswd") != "/etc/berth/users" || attempts != 7 ||
-		lockout != 2*time.Minute || !insecure || strings.Join(hosts, ",") != "registry.example,10.0.0.5" {
+		lockout != 2*time.Minute || !insecure || strings.Join(hosts, ",") != "registry.example,10.0.0.5" ||
+		str("metrics-secret") != "s3cret-for-the-scraper" {
 		t.Fatalf("after the config file: listen %q htpasswd %q attempts %d lockout %v insecure %v hosts %v",
 			str("listen"), str("htpasswd"), attempts, lockout, insecure, hosts)
 	}

@@ -80,6 +80,9 @@ type Options struct {
 	TokenRealm string
 	// UploadLimits cap open upload sessions per user and per project.
 	UploadLimits store.UploadLimits
+	// StoreTimes, when set, is told how long each metadata store call the
+	// registry makes took, by the call's name (metrics).
+	StoreTimes func(call string, d time.Duration)
 }
 
 // Registry is the /v2 protocol handler.
@@ -103,7 +106,7 @@ const defaultMaxManifestBytes = 4 << 20
 // New returns a Registry.
 func New(opts Options) *Registry {
 	r := &Registry{
-		meta:         timedMetadata{opts.Metadata},
+		meta:         timedMetadata{opts.Metadata, opts.StoreTimes},
 		blobs:        opts.Blobs,
 		log:          opts.Logger,
 		maxManifest:  opts.MaxManifestBytes,
@@ -118,7 +121,7 @@ func New(opts Options) *Registry {
 		r.log = slog.Default()
 	}
 	if r.projects != nil {
-		r.projects = timedProjects{r.projects}
+		r.projects = timedProjects{r.projects, opts.StoreTimes}
 	}
 	if r.maxManifest <= 0 {
 		r.maxManifest = defaultMaxManifestBytes

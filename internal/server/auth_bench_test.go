@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
@@ -39,7 +40,7 @@ func BenchmarkAuthOverhead(b *testing.B) {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		b.Fatal(err)
 	}
-	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil)
+	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, metrics.New())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -110,6 +110,13 @@ func (t timedAccess) Bindings(ctx context.Context, project string) ([]auth.Bindi
 	return t.meta.Bindings(ctx, project)
 }
 
+// ClusterRoles makes timedAccess an auth.RoleSource: the authorizer
+// resolves bindings of stored ClusterRoles through it.
+func (t timedAccess) ClusterRoles(ctx context.Context) (map[string]auth.Role, error) {
+	defer reqlog.StartStore(ctx).Stop()
+	return t.meta.ClusterRoles(ctx)
+}
+
 // identityProviders are the password checkers in force: Berth's own users
 // first, then the htpasswd file when one is configured.
 func identityProviders(meta *store.Store, htpasswd string) (auth.IdentityProvider, error) {

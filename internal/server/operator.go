@@ -9,6 +9,7 @@ import (
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/limiter"
+	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
 )
@@ -67,8 +68,31 @@ func describeStorage(s imageregistryv1.StorageConfig) string {
 // newLimiter is the request limiter of spec.requests, in front of
 // everything but health probes, the metrics scrape and requests that
 // stay open by design (watches, followed logs).
-func newLimiter() *limiter.Limiter {
-	return limiter.New(rejectRequest, exemptFromLimits, nil)
+func newLimiter(m *metrics.Metrics) *limiter.Limiter {
+	return limiter.New(rejectRequest, exemptFromLimits, limiterMetrics{
+		limiter.Read: m.LimiterObserver(string(limiter.Read)), limiter.Write: m.LimiterObserver(string(limiter.Write)),
+	})
+}
+
+// limiterMetrics feeds the limiter's counts to its metrics.
+type limiterMetrics map[limiter.Kind]metrics.LimiterMetrics
+
+func (lm limiterMetrics) Running(k limiter.Kind, delta int) { lm[k].Running.Add(float64(delta)) }
+func (lm limiterMetrics) Queued(k limiter.Kind, delta int)  { lm[k].Queued.Add(float64(delta)) }
+func (lm limiterMetrics) Rejected(k limiter.Kind)           { lm[k].Rejected.Inc() }
+
+// followSettings keeps the metrics that mirror a setting (read-only) in
+// step with the snapshot in effect.
+func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Metrics) {
+	for {
+		changed := current.Changed()
+		m.SetReadOnly(current.Load().ReadOnly)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
 }
 
 func exemptFromLimits(r *http.Request) bool {

@@ -136,6 +136,10 @@ func TestReadOnlyLive(t *testing.T) {
 		t.Errorf("anonymous push while read-only: %v %v", resp.StatusCode, err)
 	}
 
+	if got := metricLine(t, r.url, "berth_registry_read_only"); got != "berth_registry_read_only 1" {
+		t.Errorf("read-only gauge while read-only: %q", got)
+	}
+
 	patchConfig(t, r.url, `{"spec":{"readOnly":false}}`)
 	if resp := pushBlob(t, r.url, "ro/app", content); resp.StatusCode != 201 {
 		t.Errorf("push after read-only was lifted: %d", resp.StatusCode)
@@ -182,6 +186,9 @@ func TestLimitsLive(t *testing.T) {
 	pw.Close()
 	if resp := <-held; resp == nil || resp.StatusCode != 201 {
 		t.Fatalf("the held push: %v", resp)
+	}
+	if got := metricLine(t, r.url, `berth_limiter_rejected_requests_total{kind="write"}`); got != `berth_limiter_rejected_requests_total{kind="write"} 1` {
+		t.Errorf("rejections counted: %q", got)
 	}
 	patchConfig(t, r.url, `{"spec":{"requests":{"write":{"maxRunning":0}}}}`)
 	if c := status(t, "POST", r.url+"/v2/lim/app/blobs/uploads/"); c != 202 {
@@ -255,4 +262,25 @@ func TestDeletedConfigIsRecreated(t *testing.T) {
 	if st, _, _ := after.condition("Available"); st != "True" {
 		t.Errorf("recreated Config not Available: %+v", after.Status)
 	}
+}
+
+// metricLine is the line of the metrics that starts with name (a cluster
+// administrator may read them).
+func metricLine(t *testing.T, url, name string) string {
+	t.Helper()
+	resp, err := admin.Get(url + "/extensions/v2/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("metrics: %d %s", resp.StatusCode, body)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, name+" ") {
+			return line
+		}
+	}
+	return ""
 }

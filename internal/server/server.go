@@ -21,6 +21,7 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
@@ -87,6 +88,11 @@ type Config struct {
 	// each; the first encrypts, all decrypt). None: DataDir's
 	// secret-encryption.key, created on first start.
 	SecretKeyFiles []string
+	// MetricsSecret, when set, reads the metrics at /extensions/v2/metrics
+	// in place of a user's credentials: as the password of Basic
+	// credentials (any user name) or as a bearer token. Users granted get
+	// on registry/metrics may read them either way.
+	MetricsSecret string
 }
 
 func (cfg *Config) setDefaults() {
@@ -123,6 +129,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.setDefaults()
+	if err := metrics.CheckSecret(cfg.MetricsSecret); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -168,6 +177,10 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// The server's metrics; the request limiter and read-only mode feed
+	// theirs through m.LimiterObserver and m.SetReadOnly.
+	m := metrics.New()
+	blobs = m.Driver(blobs)
 	if err := recoverUploads(ctx, meta, blobs, cfg.UploadTTL, log); err != nil {
 		return err
 	}
@@ -189,13 +202,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("apply the registry Config: %w", err)
 	}
 	stopping := make(chan struct{})
-	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping)
+	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping, m)
 	if err != nil {
 		return err
 	}
 
 	srv := &http.Server{
-		Handler: accessLog(log, current.Middleware(newLimiter().Middleware(
+		Handler: accessLog(log, current.Middleware(newLimiter(m).Middleware(
 			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -233,6 +246,7 @@ func Run(ctx context.Context, cfg Config) error {
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
 	wg.Go(func() { op.Run(janitorCtx) })
+	wg.Go(func() { followSettings(janitorCtx, current, m) })
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
 			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
@@ -327,8 +341,9 @@ func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver
 }
 
 // newHandler assembles the HTTP surface: authentication in front of the
-// registry and the management API, and the token endpoint.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
+// registry and the management API, the token endpoint and the metrics,
+// with every request counted in m.
+func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, m *metrics.Metrics) (http.Handler, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -356,6 +371,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
 		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
+		StoreTimes:   m.ObserveStoreCall,
 	})
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
@@ -372,7 +388,8 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
-	return mux, nil
+	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
+	return m.Instrument(mux), nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes

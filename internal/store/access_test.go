@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -133,6 +134,9 @@ func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
 		{"create token", func() error {
 			return s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h"), User: "carol", Expires: time.Now().Add(time.Hour)})
 		}},
+		{"create cluster role", func() error { _, err := s.CreateObject(ctx, clusterRoleObject("scraper", "get")); return err }},
+		{"update cluster role", func() error { _, err := s.UpdateObject(ctx, clusterRoleObject("scraper", "list"), 0); return err }},
+		{"delete cluster role", func() error { _, err := s.DeleteObject(ctx, clusterRoleKey("scraper"), 0, ""); return err }},
 	}
 	for _, st := range steps {
 		if err := st.do(); err != nil {
@@ -148,6 +152,37 @@ func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	moved("delete project", true)
+}
+
+func clusterRoleKey(name string) store.ObjectKey {
+	return store.ObjectKey{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Name: name}
+}
+
+func clusterRoleObject(name, verb string) store.Object {
+	return store.Object{ObjectKey: clusterRoleKey(name), Body: []byte(`{"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",` +
+		`"metadata":{"name":"` + name + `"},"rules":[{"apiGroups":["image.openshift.io"],"resources":["registry/metrics"],"verbs":["` + verb + `"]}]}`)}
+}
+
+func TestClusterRoles(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	if roles, err := s.ClusterRoles(ctx); err != nil || len(roles) != 0 {
+		t.Fatalf("ClusterRoles of an empty store = %v, %v", roles, err)
+	}
+	for _, name := range []string{"scraper", "other"} {
+		if _, err := s.CreateObject(ctx, clusterRoleObject(name, "get")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	roles, err := s.ClusterRoles(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := auth.Rule{APIGroups: []string{"image.openshift.io"}, Resources: []string{"registry/metrics"}, Verbs: []string{"get"}}
+	if r := roles["scraper"].Rules; len(roles) != 2 || len(r) != 1 || !slices.Equal(r[0].Verbs, want.Verbs) ||
+		!slices.Equal(r[0].Resources, want.Resources) || !slices.Equal(r[0].APIGroups, want.APIGroups) {
+		t.Fatalf("ClusterRoles = %+v", roles)
+	}
 }
 
 // AccessChanged wakes a waiter at each access change, inside a

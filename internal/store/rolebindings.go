@@ -86,8 +86,13 @@ func subjectJSON(s Subject) bindingSubject {
 
 // indexObject keeps the index of o, when o is a binding, a group or a
 // service account, in step with its object (deleted: o is gone), and marks
-// the transaction as an access change.
+// the transaction as an access change (as a ClusterRole's is, which has no
+// index).
 func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
+	if isClusterRole(o.ObjectKey) {
+		s.touchAccess(tx)
+		return nil
+	}
 	if isGroup(o.ObjectKey) {
 		return s.indexGroup(ctx, tx, o, deleted)
 	}

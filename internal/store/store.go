@@ -65,7 +65,8 @@ type repoRef struct{ repo, ref string }
 type effects struct{ access, tags, removals bool }
 
 // AccessGeneration changes after every committed change to users,
-// groups, tokens, projects or role bindings made through this Store.
+// groups, tokens, projects, role bindings or ClusterRoles made through
+// this Store.
 // Read it before reading those, and a cache of what was read stays valid
 // while it does not change.
 func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
