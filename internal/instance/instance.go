@@ -77,9 +77,15 @@ const alphabet = "bcdfghjklmnpqrstvwxz2456789"
 // pod-template hash does on the reference, the middle part changes with
 // what runs (here the version), so instances of one build share it.
 func PodName(version, suffix string) string {
+	return Deployment + "-" + TemplateHash(version) + "-" + suffix
+}
+
+// TemplateHash is the middle part of the pod names of version's instances
+// (the reference's pod-template-hash label).
+func TemplateHash(version string) string {
 	h := fnv.New64a()
 	h.Write([]byte("berth " + version))
-	return Deployment + "-" + encode(h.Sum64(), 10) + "-" + suffix
+	return encode(h.Sum64(), 10)
 }
 
 // encode writes n in alphabet, n characters long.
