@@ -58,7 +58,7 @@ func newAccessFixture(t *testing.T) *accessFixture {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil)
+	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -596,7 +596,7 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil)
+	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,7 +39,7 @@ func BenchmarkAuthOverhead(b *testing.B) {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		b.Fatal(err)
 	}
-	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil)
+	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "")
 	if err != nil {
 		b.Fatal(err)
 	}
