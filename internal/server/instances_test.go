@@ -258,3 +258,24 @@ func TestHealthChecksCached(t *testing.T) {
 		t.Errorf("/readyz before serving: %d %s", w.Code, w.Body)
 	}
 }
+
+// A process killed before it removed its row leaves it behind; with the
+// data directory's own store, the next start forgets it.
+func TestRestartForgetsDeadInstances(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := store.Instance{ID: uuid.NewString(), Name: "image-registry-bbbbbbbbbb-dead1", Host: "h", Version: "v", Listen: ":5000", Ready: true, Started: time.Now()}
+	if err := meta.Heartbeat(ctx, dead); err != nil {
+		t.Fatal(err)
+	}
+	meta.Close()
+	r := start(t, Config{DataDir: dir})
+	code, body := getBody(t, r.url+"/api/v1/namespaces/openshift-image-registry/pods")
+	if code != 200 || strings.Contains(body, dead.Name) || strings.Count(body, `"kind":"Pod"`) != 1 {
+		t.Errorf("pods after a restart: %d %s", code, body)
+	}
+}

@@ -191,6 +191,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := apiserver.EnsureClusterObjects(ctx, meta, log); err != nil {
 		return err
 	}
+	// The SQLite store is this process's alone (the data directory's
+	// lock): rows found at start are of processes that died without
+	// removing theirs. (A store shared by instances will keep them until
+	// the janitor's rule forgets them.)
+	if n, err := meta.DeleteStaleInstances(ctx, time.Now()); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("forgot the instances of earlier runs", "count", n)
+	}
 	stopping := make(chan struct{})
 	probes := newHealth(meta, blobs, log)
 	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping, self.Name)
@@ -228,7 +237,6 @@ func Run(ctx context.Context, cfg Config) error {
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
 	}
-	forgetInstances(ctx, meta, log)
 	// The listener queues connections from here on: the instance serves,
 	// and its row says so before anyone is told the address.
 	probes.serving.Store(true)
