@@ -265,7 +265,7 @@ func (s *Server) deploymentOf(ctx context.Context, rows []store.Instance) (*apps
 			Selector: &metav1.LabelSelector{MatchLabels: registryLabels},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: registryLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{templateContainer(newest)}},
+				Spec:       corev1.PodSpec{Containers: []corev1.Container{templateContainer(newest)}},
 			},
 			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType},
 		},
