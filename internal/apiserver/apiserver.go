@@ -41,6 +41,10 @@ type Options struct {
 	// Stopping is closed when the server shuts down: watches end then, so
 	// that a graceful shutdown does not wait for them.
 	Stopping <-chan struct{}
+	// PodName is this instance's pod (pods/log serves its log only), and
+	// PodLogs its log (nil: empty).
+	PodName string
+	PodLogs PodLogs
 }
 
 // Server is the management API handler.
@@ -90,6 +94,7 @@ func (s *Server) routes() {
 	s.imageStreamRoutes()
 	s.clusterRoleRoutes()
 	s.imageRoutes()
+	s.podRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)
 	s.handle("GET "+users+"/users", s.listUsers)

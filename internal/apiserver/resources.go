@@ -40,6 +40,12 @@ var served = []resourceInfo{
 	{Version: "v1", Resource: "serviceaccounts", Singular: "serviceaccount", Kind: "ServiceAccount", Namespaced: true,
 		Verbs: verbsCRUD, ShortNames: []string{"sa"},
 		Subresources: map[string][]string{"token": {"create"}}},
+	// The registry's instances, read-only (pods.go).
+	{Version: "v1", Resource: "pods", Singular: "pod", Kind: "Pod", Namespaced: true,
+		Verbs: []string{"get", "list"}, ShortNames: []string{"po"},
+		Subresources: map[string][]string{"log": {"get"}}},
+	{Group: groupApps, Version: "v1", Resource: "deployments", Singular: "deployment", Kind: "Deployment",
+		Namespaced: true, Verbs: []string{"get", "list"}, ShortNames: []string{"deploy"}},
 	{Group: groupRBAC, Version: "v1", Resource: "rolebindings", Singular: "rolebinding", Kind: "RoleBinding",
 		Namespaced: true, Verbs: verbsCRUD},
 	{Group: groupRBAC, Version: "v1", Resource: "clusterroles", Singular: "clusterrole", Kind: "ClusterRole",

@@ -14,6 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/server"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 )
@@ -87,20 +88,23 @@ func knownSubcommand(cmd *cobra.Command, args []string) error {
 	return fmt.Errorf("%s\nRun '%s --help' for usage", msg, cmd.CommandPath())
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+// serveLogging sets up the server's logging: format to w and, beside it,
+// to a ring the server keeps for its pod's log, at a level that can change
+// while it runs.
+func serveLogging(cfg *server.Config, w io.Writer, format, level string) error {
+	lvl, err := logging.ParseLevel(level)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch format {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	ring := logging.NewRing(logging.DefaultRingBytes, logging.DefaultRingLines)
+	// The ring first: it never fails, and a broken stderr must not keep
+	// lines from it.
+	h, err := logging.NewHandler(io.MultiWriter(ring, w), format, lvl)
+	if err != nil {
+		return fmt.Errorf("--log-format: %w", err)
 	}
+	cfg.Logger, cfg.LogLevel, cfg.LogRing = slog.New(h), lvl, ring
+	return nil
 }
 
 func newServeCommand() *cobra.Command {
@@ -147,11 +151,10 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 					return err
 				}
 			}
-			log, err := newLogger(cmd.ErrOrStderr(), logFormat, logLevel)
-			if err != nil {
+			cfg.LogLevelGiven = cmd.Flags().Changed("log-level")
+			if err := serveLogging(&cfg, cmd.ErrOrStderr(), logFormat, logLevel); err != nil {
 				return err
 			}
-			cfg.Logger = log
 			cfg.AdminPassword = os.Getenv("BERTH_ADMIN_PASSWORD")
 			if !cmd.Flags().Changed("secret-encryption-key-file") {
 				if f := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY_FILE"); f != "" {
@@ -176,6 +179,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.BoolVar(&cfg.AllowSparse, "allow-sparse-manifests", false, "accept manifests whose layers or child manifests are not in the repository")
 	f.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGTERM (default 30s)")
+	f.DurationVar(&cfg.ShutdownDelay, "shutdown-delay", 0, "on SIGTERM, keep serving this long with /readyz answering 503 before the listener closes, so load balancers stop sending requests first")
 	f.StringVar(&cfg.DebugListen, "debug-listen", "", "serve the Go profiler (/debug/pprof/) on this address, e.g. 127.0.0.1:6060")
 	f.StringVar(&cfg.Htpasswd, "htpasswd", "", "htpasswd file (bcrypt, htpasswd -B) of users who may log in; re-read when it changes")
 	f.IntVar(&cfg.LoginAttempts, "login-attempts", 5, "failed logins of one user within --login-window before a lockout (a client gets 4x as many)")
@@ -190,7 +194,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
 	f.StringVar(&cfg.MetricsSecret, "metrics-secret", "",
 		"secret that reads the metrics at /extensions/v2/metrics as a Basic password (any user name) or a bearer token, at least 16 characters; prefer $BERTH_METRICS_SECRET or a --config file, which other users cannot see in ps (without it: users granted get on registry/metrics)")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text|json")
+	f.StringVar(&logFormat, "log-format", "logfmt", "log format: logfmt|json (text is logfmt)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
 	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")
 	cmd.Long += "\n\nSettings a --config file may hold: " + configFlagHelp(f) + "."

@@ -34,6 +34,7 @@ import (
 	"k8s.io/kubectl/pkg/cmd/explain"
 	"k8s.io/kubectl/pkg/cmd/get"
 	"k8s.io/kubectl/pkg/cmd/label"
+	"k8s.io/kubectl/pkg/cmd/logs"
 	"k8s.io/kubectl/pkg/cmd/patch"
 	"k8s.io/kubectl/pkg/cmd/replace"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
@@ -41,7 +42,7 @@ import (
 )
 
 // The generic verbs (get, describe, create, apply, patch, replace, edit,
-// delete, label, annotate, explain, api-resources) are kubectl's own
+// delete, label, annotate, explain, api-resources, logs) are kubectl's own
 // commands from k8s.io/kubectl, as the reference platform's CLI embeds them:
 // the same flags, output and messages. Berth supplies the session (server,
 // token, trust and current project from `berth login`) and turns kubectl's
@@ -244,6 +245,7 @@ func addKubectlCommands(root *cobra.Command) {
 		annotate.NewCmdAnnotate("berth", f, streams),
 		explain.NewCmdExplain("berth", f, streams),
 		apiresources.NewCmdAPIResources(f, streams),
+		logs.NewCmdLogs(f, streams),
 	}
 	for _, c := range cmds {
 		if c.Name() == "delete" {

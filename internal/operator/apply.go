@@ -83,6 +83,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	next := &settings.Settings{
 		Generation:      cfg.Generation,
 		ReadOnly:        spec.ReadOnly,
+		Replicas:        int(spec.Replicas),
 		LogLevel:        LogLevel(spec),
 		DisableRedirect: spec.DisableRedirect,
 		Proxy:           settings.Proxy{HTTP: spec.Proxy.HTTP, HTTPS: spec.Proxy.HTTPS, NoProxy: spec.Proxy.NoProxy},
@@ -196,7 +197,7 @@ func (o *Operator) swap(next *settings.Settings) {
 
 // fingerprint compares snapshots; the secret is compared, never logged.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%q|%t|%d|%+v|%x|%t|%q", s.Generation, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy) + "|" + credentialsDigest(s.StorageCredentials)
+	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 func limits(l imageregistryv1.RequestLimits) settings.Limits {

@@ -22,6 +22,7 @@ import (
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -70,6 +71,8 @@ type Operator struct {
 	opts Options
 	log  *slog.Logger
 
+	// level is spec.operatorLogLevel: the operator's own verbosity.
+	level slog.LevelVar
 	// mu makes passes one at a time (Run's and a caller's).
 	mu sync.Mutex
 }
@@ -88,7 +91,9 @@ func New(opts Options) *Operator {
 	if opts.ReadyReplicas == nil {
 		opts.ReadyReplicas = func(context.Context) (int, error) { return 1, nil }
 	}
-	return &Operator{opts: opts, log: opts.Logger.With("component", "operator")}
+	o := &Operator{opts: opts}
+	o.log = slog.New(logging.WithLevel(opts.Logger.Handler(), &o.level)).With("component", "operator")
+	return o
 }
 
 // ConfigKey is where the Config is stored.
@@ -144,7 +149,10 @@ func (o *Operator) Reconcile(ctx context.Context) error {
 		if wrote {
 			continue
 		}
+		o.level.Set(LogLevel(imageregistryv1.ConfigSpec{LogLevel: cfg.Spec.OperatorLogLevel}))
 		status := o.apply(ctx, cfg)
+		o.log.Debug("reconciled the registry Config", "generation", cfg.Generation, "resourceVersion", rec.ResourceVersion,
+			"conditions", conditionSummary(status.Conditions))
 		if err := o.writeStatus(ctx, rec, cfg, status); err != nil {
 			return err
 		}
@@ -292,4 +300,14 @@ func newHTTPSecret() string {
 	b := make([]byte, 64)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// conditionSummary is "Type=Status/Reason" of each condition, for the
+// debug log.
+func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
+	parts := make([]string, 0, len(conds))
+	for _, c := range conds {
+		parts = append(parts, c.Type+"="+c.Status+"/"+c.Reason)
+	}
+	return strings.Join(parts, " ")
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -467,3 +468,36 @@ func TestUnionOfConditions(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// operatorLogLevel sets the operator's own verbosity, apart from the
+// registry's: Debug shows each pass even when the process logs at info.
+func TestOperatorLogLevel(t *testing.T) {
+	f := newFixture(t)
+	var buf syncBuffer
+	f.op = operator.New(operator.Options{
+		Store: f.st, Settings: f.settings, Storage: volumes{},
+		Logger:    slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, Storage: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}},
+	})
+	f.reconcile()
+	if strings.Contains(buf.String(), "reconciled the registry Config") {
+		t.Fatalf("a debug line at operatorLogLevel Normal:\n%s", buf.String())
+	}
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.OperatorLogLevel = "Debug" })
+	f.reconcile()
+	if !strings.Contains(buf.String(), "reconciled the registry Config") || !strings.Contains(buf.String(), "component=operator") {
+		t.Errorf("no debug line at operatorLogLevel Debug:\n%s", buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

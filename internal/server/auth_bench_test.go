@@ -40,7 +40,7 @@ func BenchmarkAuthOverhead(b *testing.B) {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		b.Fatal(err)
 	}
-	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, metrics.New())
+	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "", metrics.New())
 	if err != nil {
 		b.Fatal(err)
 	}

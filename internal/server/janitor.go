@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/berth-registry/berth/internal/instance"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -47,5 +48,18 @@ func pruneEvents(ctx context.Context, meta *store.Store, log *slog.Logger) {
 		log.Warn("prune events", "err", err)
 	} else if n > 0 {
 		log.Info("pruned old events", "count", n)
+	}
+}
+
+// forgetInstances deletes the heartbeat rows of instances that died
+// without removing theirs (killed, or their machine lost) and have been
+// silent for instance.ForgetAfter; until then they show as pods that are
+// not ready.
+func forgetInstances(ctx context.Context, meta *store.Store, log *slog.Logger) {
+	n, err := meta.DeleteStaleInstances(ctx, time.Now().Add(-instance.ForgetAfter))
+	if err != nil {
+		log.Warn("forget silent instances", "err", err)
+	} else if n > 0 {
+		log.Info("forgot silent instances", "count", n, "silent_for", instance.ForgetAfter)
 	}
 }

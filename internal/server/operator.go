@@ -3,24 +3,37 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/apiserver"
+	"github.com/berth-registry/berth/internal/instance"
 	"github.com/berth-registry/berth/internal/limiter"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // bootstrapSpec is the Config a registry starts with when it has none:
 // Managed, one instance, the storage `berth serve --storage` names
-// (memory is an emptyDir, the filesystem the default volume).
-func bootstrapSpec(storageFlag string) imageregistryv1.ConfigSpec {
+// (memory is an emptyDir, the filesystem the default volume), the log
+// level of --log-level.
+func bootstrapSpec(storageFlag string, level slog.Level) imageregistryv1.ConfigSpec {
 	spec := imageregistryv1.ConfigSpec{
 		ManagementState: imageregistryv1.Managed, LogLevel: imageregistryv1.LogNormal,
 		OperatorLogLevel: imageregistryv1.LogNormal, Replicas: 1, RolloutStrategy: "RollingUpdate",
+	}
+	// --log-level as the reference's levels: debug and below is Debug, warn
+	// and above the deprecated logging 1 (warn).
+	switch {
+	case level <= slog.LevelDebug:
+		spec.LogLevel = imageregistryv1.LogDebug
+	case level >= slog.LevelWarn:
+		spec.Logging = 1
 	}
 	spec.Storage = storageOfDriver(storageFlag)
 	spec.Storage.ManagementState = imageregistryv1.Managed
@@ -97,7 +110,7 @@ func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Me
 
 func exemptFromLimits(r *http.Request) bool {
 	switch r.URL.Path {
-	case "/healthz", "/readyz", "/extensions/v2/metrics":
+	case "/", "/healthz", "/readyz", "/extensions/v2/metrics":
 		return true
 	}
 	q := r.URL.Query()
@@ -120,4 +133,20 @@ func rejectRequest(w http.ResponseWriter, r *http.Request, kind limiter.Kind, l 
 		}
 	}
 	http.Error(w, msg, http.StatusTooManyRequests)
+}
+
+// readyInstances counts the instances whose heartbeat says they serve:
+// the Config's status.readyReplicas.
+func readyInstances(ctx context.Context, meta *store.Store) (int, error) {
+	rows, err := meta.Instances(ctx)
+	if err != nil {
+		return 0, err
+	}
+	now, ready := time.Now(), 0
+	for _, in := range rows {
+		if in.ReadyAt(now, instance.StaleAfter) {
+			ready++
+		}
+	}
+	return ready, nil
 }

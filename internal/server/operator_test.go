@@ -41,6 +41,7 @@ type configView struct {
 	} `json:"metadata"`
 	Status struct {
 		ObservedGeneration int64 `json:"observedGeneration"`
+		ReadyReplicas      int   `json:"readyReplicas"`
 		Conditions         []struct {
 			Type, Status, Reason, Message string
 		} `json:"conditions"`
@@ -283,4 +284,37 @@ func metricLine(t *testing.T, url, name string) string {
 		}
 	}
 	return ""
+}
+
+// spec.replicas is the Deployment's desired count; more than one on local
+// storage and SQLite is Degraded, saying why; readyReplicas counts the
+// instances whose heartbeat says they serve.
+func TestReplicasLive(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	patchConfig(t, r.url, `{"spec":{"replicas":3}}`)
+	resp, err := admin.Get(r.url + "/apis/apps/v1/namespaces/openshift-image-registry/deployments/image-registry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Spec   struct{ Replicas int }
+		Status struct{ ReadyReplicas int }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if d.Spec.Replicas != 3 || d.Status.ReadyReplicas != 1 {
+		t.Errorf("deployment: spec.replicas %d, readyReplicas %d; want 3 and 1", d.Spec.Replicas, d.Status.ReadyReplicas)
+	}
+	c, _ := getConfig(t, r.url)
+	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "spec.replicas is 3") {
+		t.Errorf("Degraded: %s %q", st, msg)
+	}
+	if c.Status.ReadyReplicas != 1 {
+		t.Errorf("status.readyReplicas = %d, want 1 (this instance's heartbeat)", c.Status.ReadyReplicas)
+	}
+	if st, reason, _ := c.condition("Progressing"); st != "False" || reason != "Error" {
+		t.Errorf("Progressing: %s %s", st, reason)
+	}
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/instance"
+	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/pki"
@@ -49,7 +51,21 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// UploadTTL is how long an untouched upload session lives.
 	UploadTTL time.Duration
-	Logger    *slog.Logger
+	// ShutdownDelay keeps serving after a stop signal, /readyz answering
+	// 503, before the listener closes and the grace period starts, so
+	// that load balancers probing /readyz stop sending requests first.
+	ShutdownDelay time.Duration
+	// Logger is where Run logs; it adds instance.id to every record.
+	Logger *slog.Logger
+	// LogLevel is the level Logger's handlers read at each record: whoever
+	// holds it changes what is logged at once, without a restart (the
+	// operator will set it from the registry Config's logLevel). nil: the
+	// level cannot change while running.
+	LogLevel *slog.LevelVar
+	// LogRing holds the recent lines Logger wrote (the CLI tees Logger's
+	// output into it beside stderr); the management API serves them as
+	// this instance's pod log. nil: that log is empty.
+	LogRing *logging.Ring
 	// DebugListen, when set, serves net/http/pprof on a separate listener
 	// (keep it on loopback).
 	DebugListen string
@@ -81,9 +97,10 @@ type Config struct {
 	// (0: no cap).
 	MaxUploadsPerUser    int
 	MaxUploadsPerProject int
-	// SetLogLevel, when set, applies the Config's logLevel to the
-	// server's logger.
-	SetLogLevel func(slog.Level)
+	// LogLevelGiven says the level was asked for explicitly (--log-level):
+	// it is the Config's first logLevel, and a Config that says otherwise
+	// is named in a warning.
+	LogLevelGiven bool
 	// SecretKeyFiles hold the keys that encrypt Secrets at rest (32 bytes
 	// each; the first encrypts, all decrypt). None: DataDir's
 	// secret-encryption.key, created on first start.
@@ -128,6 +145,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	self := instance.New()
+	log = slog.New(logging.WithTrailer(log.Handler(), slog.String("instance.id", self.ID)))
 	cfg.setDefaults()
 	if err := metrics.CheckSecret(cfg.MetricsSecret); err != nil {
 		return err
@@ -191,25 +210,47 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := apiserver.EnsureClusterObjects(ctx, meta, log); err != nil {
 		return err
 	}
+	// The SQLite store is this process's alone (the data directory's
+	// lock): rows found at start are of processes that died without
+	// removing theirs. (A store shared by instances will keep them until
+	// the janitor's rule forgets them.)
+	if n, err := meta.DeleteStaleInstances(ctx, time.Now()); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("forgot the instances of earlier runs", "count", n)
+	}
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
 	current := settings.NewHolder(settings.Defaults())
+	startLevel := slog.LevelInfo
+	var setLevel func(slog.Level)
+	if cfg.LogLevel != nil {
+		startLevel, setLevel = cfg.LogLevel.Level(), cfg.LogLevel.Set
+	}
 	op := operator.New(operator.Options{
 		Store: meta, Settings: current, Storage: runningStorage{driver: cfg.Storage}, Logger: log,
-		Bootstrap: bootstrapSpec(cfg.Storage), SetLogLevel: cfg.SetLogLevel,
+		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel,
+		ReadyReplicas: func(ctx context.Context) (int, error) { return readyInstances(ctx, meta) },
 	})
 	if err := op.Reconcile(ctx); err != nil {
 		return fmt.Errorf("apply the registry Config: %w", err)
 	}
+	if inEffect := current.Load().LogLevel; cfg.LogLevelGiven && inEffect != startLevel {
+		log.Warn("--log-level is the registry Config's first logLevel only; the Config says otherwise and wins: change it there",
+			"flag", startLevel, "config", inEffect,
+			"patch", `berth patch configs.imageregistry.operator.openshift.io/cluster --type merge -p '{"spec":{"logLevel":"Debug"}}'`)
+	}
 	stopping := make(chan struct{})
-	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping, m)
+	probes := newHealth(meta, blobs, log)
+	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m)
 	if err != nil {
 		return err
 	}
+	probes.routes(mux)
 
 	srv := &http.Server{
 		Handler: accessLog(log, current.Middleware(newLimiter(m).Middleware(
-			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), mux)))),
+			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), m.Instrument(mux))))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrors{log}, "", 0),
@@ -237,7 +278,35 @@ func Run(ctx context.Context, cfg Config) error {
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
 	}
-	log.Info("berth serving", "url", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir)
+	// The listener queues connections from here on: the instance serves,
+	// and its row says so before anyone is told the address.
+	probes.serving.Store(true)
+	beats := &instance.Heartbeater{
+		Store: meta, Self: self, Listen: shownAddr(cfg.Listen, ln.Addr()), Log: log,
+		Ready: func() bool { return probes.ready(context.Background()) },
+	}
+	if err := beats.Beat(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("record this instance: %w", err)
+	}
+	defer func() {
+		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := beats.Remove(rmCtx); err != nil {
+			log.Warn("remove this instance's heartbeat row", "err", err)
+		}
+	}()
+	beatCtx, stopBeats := context.WithCancel(ctx)
+	beating := make(chan struct{})
+	go func() { defer close(beating); beats.Run(beatCtx) }()
+	defer func() { stopBeats(); <-beating }()
+
+	log.Info("listening on " + shownAddr(cfg.Listen, ln.Addr()))
+	serving := []any{"url", scheme + "://" + ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir, "pod", self.Name}
+	if cfg.LogLevel != nil {
+		serving = append(serving, "log_level", strings.ToLower(cfg.LogLevel.Level().String()))
+	}
+	log.Info("berth serving", serving...)
 	if cfg.Ready != nil {
 		cfg.Ready <- ln.Addr()
 	}
@@ -252,6 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
 			expireTokens(ctx, meta, log)
 			pruneEvents(ctx, meta, log)
+			forgetInstances(ctx, meta, log)
 		})
 	})
 	if cfg.DebugListen != "" {
@@ -270,7 +340,26 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", cfg.ShutdownTimeout)
+	// Not ready from now on: /readyz answers 503 and the row says so.
+	probes.stopping.Store(true)
+	stopBeats()
+	<-beating
+	markCtx, cancelMark := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if err := beats.Stopping(markCtx); err != nil {
+		log.Warn("mark this instance as stopping", "err", err)
+	}
+	cancelMark()
+	log.Info("shutting down", "grace", cfg.ShutdownTimeout, "delay", cfg.ShutdownDelay)
+	if cfg.ShutdownDelay > 0 {
+		// Load balancers see /readyz fail while requests are still served.
+		drain := time.NewTimer(cfg.ShutdownDelay)
+		select {
+		case <-drain.C:
+		case err := <-serveErr:
+			drain.Stop()
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -281,6 +370,23 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	return nil
+}
+
+// shownAddr is the address to name in logs and the instance's row: the
+// one configured, unless it asked for any port (then the one bound).
+func shownAddr(listen string, bound net.Addr) string {
+	if _, port, err := net.SplitHostPort(listen); err == nil && port != "0" && port != "" {
+		return listen
+	}
+	return bound.String()
+}
+
+// podLogs is the ring as the API server reads it (a nil ring: no log).
+func podLogs(ring *logging.Ring) apiserver.PodLogs {
+	if ring == nil {
+		return nil
+	}
+	return ring
 }
 
 // startDebug serves the runtime profiler on its own listener.
@@ -341,9 +447,8 @@ func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver
 }
 
 // newHandler assembles the HTTP surface: authentication in front of the
-// registry and the management API, the token endpoint and the metrics,
-// with every request counted in m.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, m *metrics.Metrics) (http.Handler, error) {
+// registry and the management API, the token endpoint and the metrics.
+func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics) (*http.ServeMux, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -375,7 +480,7 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	})
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
-		Stopping: stopping,
+		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
@@ -387,9 +492,8 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	// The OAuth token endpoint reads credentials from its form (and an
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
-	return m.Instrument(mux), nil
+	return mux, nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes

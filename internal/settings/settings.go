@@ -25,6 +25,9 @@ type Settings struct {
 	Unavailable string
 	// ReadOnly refuses pushes, uploads, mounts and deletes.
 	ReadOnly bool
+	// Replicas is how many instances should run (the Deployment view's
+	// spec.replicas).
+	Replicas int
 	// LogLevel is the registry's log level.
 	LogLevel slog.Level
 	// Requests limits concurrent requests per instance.

@@ -102,6 +102,14 @@ type Recoverer interface {
 	Recover(ctx context.Context, live func(id string) bool) error
 }
 
+// HealthChecker is implemented by drivers that can tell cheaply whether
+// they can serve (the backend is reachable, the directory writable).
+// /healthz asks it with a short timeout and caches the answer briefly, so
+// it must be cheap and must not touch content.
+type HealthChecker interface {
+	Health(ctx context.Context) error
+}
+
 // Options configure a driver. Each driver reads the fields it needs.
 type Options struct {
 	// DataDir is Berth's data directory; local drivers keep their files

@@ -227,4 +227,21 @@ UPDATE uploads SET project = substr(repository, 1, instr(repository, '/') - 1);
 CREATE INDEX uploads_owner ON uploads (owner);
 CREATE INDEX uploads_project ON uploads (project);
 `,
+	// 7: the berth serve processes working from this store, each renewing
+	// its row (a heartbeat); the management API shows them as pods.
+	`
+CREATE TABLE instances (
+	id           TEXT    PRIMARY KEY, -- a UUID chosen at start
+	name         TEXT    NOT NULL,    -- its pod name, image-registry-<hash>-<suffix>
+	host         TEXT    NOT NULL,
+	version      TEXT    NOT NULL,
+	listen       TEXT    NOT NULL,
+	ready        INTEGER NOT NULL,
+	restarts     INTEGER NOT NULL DEFAULT 0,
+	started_at   BIGINT  NOT NULL,
+	heartbeat_at BIGINT  NOT NULL,
+	stopping_at  BIGINT  NOT NULL DEFAULT 0 -- when its graceful shutdown began; 0 while serving
+);
+CREATE INDEX instances_heartbeat ON instances (heartbeat_at);
+`,
 }

@@ -42,6 +42,11 @@ type Options struct {
 	LoginAttempts int
 	// Blobs reads image configs (none when nil).
 	Blobs apiserver.Blobs
+	// PodName and PodLogs are the instance whose log pods/log serves.
+	PodName string
+	PodLogs apiserver.PodLogs
+	// Stopping, closed, tells watches and followed logs to end.
+	Stopping <-chan struct{}
 }
 
 // New starts a server with "admin" (cluster-admin) and opts.Users, and the
@@ -101,7 +106,7 @@ func New(t testing.TB, opts Options) *Server {
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	api := apiserver.New(apiserver.Options{
 		Store: st, Authorizer: authz, Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
-		Blobs: opts.Blobs,
+		Blobs: opts.Blobs, PodName: opts.PodName, PodLogs: opts.PodLogs, Stopping: opts.Stopping,
 	})
 	mux := http.NewServeMux()
 	for _, prefix := range apiserver.Paths {

@@ -357,3 +357,26 @@ func (d *Driver) Recover(_ context.Context, live func(id string) bool) error {
 	}
 	return nil
 }
+
+// Health implements storage.HealthChecker: the blob directory can be
+// read, and a file can be created (and removed) beside it. Root is not
+// enough to judge from permission bits (root writes through them), so it
+// tries.
+func (d *Driver) Health(context.Context) error {
+	if _, err := os.Stat(filepath.Join(d.root, "blobs")); err != nil {
+		return fmt.Errorf("blob storage: %w", err)
+	}
+	f, err := os.CreateTemp(d.root, ".health-")
+	if err != nil {
+		return fmt.Errorf("blob storage is not writable: %w", err)
+	}
+	name := f.Name()
+	err = f.Close()
+	if rmErr := os.Remove(name); err == nil && rmErr != nil {
+		err = rmErr
+	}
+	if err != nil {
+		return fmt.Errorf("blob storage: %w", err)
+	}
+	return nil
+}

@@ -64,3 +64,46 @@ func TestRejectsHostileIDs(t *testing.T) {
 		}
 	}
 }
+
+// Health fails when the blob directory is gone or cannot take a new file,
+// and leaves nothing behind when it passes.
+func TestHealth(t *testing.T) {
+	ctx := context.Background()
+	root := filepath.Join(t.TempDir(), "storage")
+	d, err := filesystem.Open(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Health(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(root)
+	if len(entries) != 2 {
+		t.Errorf("the check left files behind: %v", entries)
+	}
+	if os.Geteuid() != 0 {
+		// Root writes through permission bits: only others can test this.
+		if err := os.Chmod(root, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Health(ctx); err == nil {
+			t.Error("healthy with a read-only blob root")
+		}
+		if err := os.Chmod(root, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(root); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Health(ctx); err == nil {
+		t.Error("healthy with the blob root removed")
+	}
+	// A file where the root was: not a directory to write in.
+	if err := os.WriteFile(root, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Health(ctx); err == nil {
+		t.Error("healthy with a file for a blob root")
+	}
+}

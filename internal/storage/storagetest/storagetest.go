@@ -39,6 +39,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"ConcurrentCommitsOfOneDigest", testConcurrentCommits},
 		{"Seek", testSeek},
 		{"LargeContent", testLargeContent},
+		{"Health", testHealth},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newDriver(t)) })
@@ -365,5 +366,25 @@ func testLargeContent(t *testing.T, d storage.Driver) {
 	}
 	if end, err := rc.Seek(0, io.SeekEnd); err != nil || end != int64(len(content)) {
 		t.Fatalf("Seek to the end = %d, %v", end, err)
+	}
+}
+
+// testHealth: a driver that checks its health is healthy when new and
+// after use, and the check leaves no content behind.
+func testHealth(t *testing.T, d storage.Driver) {
+	hc, ok := d.(storage.HealthChecker)
+	if !ok {
+		t.Skip("the driver does not check its health")
+	}
+	ctx := context.Background()
+	if err := hc.Health(ctx); err != nil {
+		t.Fatalf("a new driver is unhealthy: %v", err)
+	}
+	dgst := ingest(t, d, []byte("health"))
+	if err := hc.Health(ctx); err != nil {
+		t.Fatalf("unhealthy after a commit: %v", err)
+	}
+	if got := readBlob(t, d, dgst); string(got) != "health" {
+		t.Fatalf("the blob after a health check: %q", got)
 	}
 }
