@@ -31,6 +31,8 @@ type Store interface {
 	GetObject(ctx context.Context, k store.ObjectKey) (store.Object, error)
 	CreateObject(ctx context.Context, o store.Object) (store.Object, error)
 	UpdateObject(ctx context.Context, o store.Object, expect int64) (store.Object, error)
+	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.Object, bool, int64, error)
+	DeleteObject(ctx context.Context, k store.ObjectKey, expect int64, uid string) (store.Object, error)
 	Changed() <-chan struct{}
 }
 
@@ -58,6 +60,8 @@ type Options struct {
 	SharedStore bool
 	// SetLogLevel applies spec.logLevel.
 	SetLogLevel func(slog.Level)
+	// Routes say how spec.defaultRoute and spec.routes are exposed.
+	Routes RouteOptions
 	// Resync is how often the operator reconciles with nothing changed
 	// (instances come and go without an event); 0: 10 s.
 	Resync time.Duration
@@ -72,6 +76,8 @@ type Operator struct {
 
 	// mu makes passes one at a time (Run's and a caller's).
 	mu sync.Mutex
+	// secrets are the route secrets as last parsed (guarded by mu).
+	secrets map[store.ObjectKey]parsedSecret
 }
 
 // New returns an operator; Run starts it.
@@ -88,7 +94,7 @@ func New(opts Options) *Operator {
 	if opts.ReadyReplicas == nil {
 		opts.ReadyReplicas = func(context.Context) (int, error) { return 1, nil }
 	}
-	return &Operator{opts: opts, log: opts.Logger.With("component", "operator")}
+	return &Operator{opts: opts, log: opts.Logger.With("component", "operator"), secrets: map[store.ObjectKey]parsedSecret{}}
 }
 
 // ConfigKey is where the Config is stored.
