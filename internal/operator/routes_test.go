@@ -137,6 +137,12 @@ func (f *fixture) writeTLSSecret(project, name string, typ corev1.SecretType, ce
 // user brings one.
 func selfSigned(t *testing.T, hosts ...string) (certPEM, keyPEM []byte) {
 	t.Helper()
+	return selfSignedFor(t, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour), hosts...)
+}
+
+// selfSignedFor is selfSigned valid from notBefore to notAfter.
+func selfSignedFor(t *testing.T, notBefore, notAfter time.Time, hosts ...string) (certPEM, keyPEM []byte) {
+	t.Helper()
 	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -144,7 +150,7 @@ func selfSigned(t *testing.T, hosts ...string) (certPEM, keyPEM []byte) {
 	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
 	tmpl := &x509.Certificate{
 		SerialNumber: serial, Subject: pkix.Name{CommonName: hosts[0]}, DNSNames: hosts,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		NotBefore: notBefore, NotAfter: notAfter,
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
@@ -338,6 +344,16 @@ func TestRouteSecrets(t *testing.T) {
 	f.writeTLSSecret("openshift-image-registry", "opaque", corev1.SecretTypeOpaque, newCert, newKey)
 	f.reconcile()
 	f.expectCondition("Degraded", "True", "RouteDegraded", `secret "opaque" in openshift-image-registry: of type Opaque, not kubernetes.io/tls`)
+
+	// Expired: served all the same (nothing better to serve), and named.
+	expiredCert, expiredKey := selfSignedFor(t, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour), host)
+	f.writeTLSSecret("openshift-image-registry", "expired", corev1.SecretTypeTLS, expiredCert, expiredKey)
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Routes[0].SecretName = "expired" })
+	f.reconcile()
+	if got := f.served(host); got == nil || !got.Certificate.Leaf.Equal(leafOf(t, expiredCert)) {
+		t.Error("a route whose certificate expired is not served with it")
+	}
+	f.expectCondition("Degraded", "True", "RouteDegraded", `route public-routes: the certificate of secret "expired" is valid from`)
 
 	// Missing; then present only where the reference's example puts it.
 	f.write(func(s *imageregistryv1.ConfigSpec) { s.Routes[0].SecretName = "public-route-tls-2" })
