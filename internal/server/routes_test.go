@@ -168,7 +168,23 @@ func TestDefaultRouteLive(t *testing.T) {
 	if got := handshake(t, addr, host); got.VerifyHostname(host) == nil || got.VerifyHostname("localhost") != nil {
 		t.Errorf("after removal the name gets %v, want the serving certificate", got.DNSNames)
 	}
-	request(t, c, "GET", r.url+routeURL, "", "", 404)
+	// The Route goes after the snapshot that stopped serving it.
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest("GET", r.url+routeURL, nil)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 404 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Route default-route is still there after 10s (%d)", resp.StatusCode)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // Over plain HTTP there is no server name: a route's host is served by

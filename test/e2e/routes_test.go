@@ -196,9 +196,13 @@ func TestDefaultRouteKubectl(t *testing.T) {
 	if _, err := leaf.Verify(x509.VerifyOptions{DNSName: host, Roots: caPool(t, s)}); err != nil {
 		t.Errorf("the default route's certificate: %v (names %v)", err, leaf.DNSNames)
 	}
-	if out, errOut, err := k.run("get", "image.config.openshift.io", "cluster", "-o", "jsonpath={.status.externalRegistryHostnames}"); err != nil || out != `["`+host+":"+port+`"]` {
-		t.Errorf("externalRegistryHostnames: %v %s %s", err, out, errOut)
-	}
+	// Written after the Route.
+	eventually(t, "externalRegistryHostnames", func() string {
+		if out, errOut, err := k.run("get", "image.config.openshift.io", "cluster", "-o", "jsonpath={.status.externalRegistryHostnames}"); err != nil || out != `["`+host+":"+port+`"]` {
+			return out + errOut
+		}
+		return ""
+	})
 	if out, errOut, err := k.run("delete", "route", "default-route", "-n", registryNS); err == nil || !strings.Contains(errOut, "MethodNotAllowed") || !strings.Contains(errOut, "spec.defaultRoute") {
 		t.Errorf("kubectl delete route: %v %s %s", err, out, errOut)
 	}
@@ -241,11 +245,15 @@ func TestCustomRoutesLive(t *testing.T) {
 	eventually(t, "the route served with its secret's certificate", servedWith(cert1))
 	internalServed()
 	_, port, _ := net.SplitHostPort(s.Addr)
-	table := admin.run("", "get", "routes", "-n", registryNS)
-	if !tableRow(table, "public-routes", host+":"+port, "image-registry", "<all>", "reencrypt", "None") ||
-		!tableRow(table, "internal", internal+":"+port, "image-registry", "<all>", "reencrypt", "None") {
-		t.Errorf("berth get routes:\n%s", table)
-	}
+	// The Routes are written once the hosts are served.
+	eventually(t, "berth get routes", func() string {
+		table := admin.run("", "get", "routes", "-n", registryNS)
+		if !tableRow(table, "public-routes", host+":"+port, "image-registry", "<all>", "reencrypt", "None") ||
+			!tableRow(table, "internal", internal+":"+port, "image-registry", "<all>", "reencrypt", "None") {
+			return table
+		}
+		return ""
+	})
 	if ann := admin.run("", "get", "route", "public-routes", "-n", registryNS, "-o", `jsonpath={.metadata.annotations.imageregistry\.openshift\.io} {.spec.to.kind}/{.spec.to.name}`); ann != "true Service/image-registry" {
 		t.Errorf("Route public-routes: %q", ann)
 	}
@@ -311,8 +319,11 @@ func TestCustomRoutesLive(t *testing.T) {
 		}
 		return ""
 	})
-	if _, errOut, err := admin.try("", "get", "route", "public-routes", "-n", registryNS); err == nil || !strings.Contains(errOut, "NotFound") {
-		t.Errorf("the removed route's Route: %v %s", err, errOut)
-	}
+	eventually(t, "the removed route's Route gone", func() string {
+		if out, errOut, err := admin.try("", "get", "route", "public-routes", "-n", registryNS); err == nil || !strings.Contains(errOut, "NotFound") {
+			return out + errOut
+		}
+		return ""
+	})
 	internalServed()
 }
