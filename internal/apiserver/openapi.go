@@ -16,6 +16,7 @@ import (
 	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	routev1 "github.com/berth-registry/berth/internal/api/route/v1"
 )
 
 // OpenAPI v3 documents, one per group version, with a schema for every
@@ -48,6 +49,7 @@ var schemaKinds = []schemaKind{
 	{groupImageRegistry, "v1", "Config", imageregistryv1.Config{}, "Config is the registry's configuration, reconciled by the operator. Only the one named cluster is honoured."},
 	{groupConfig, "v1", "ClusterOperator", configv1.ClusterOperator{}, "ClusterOperator reports an operator's health: image-registry is the union of the registry Config's conditions."},
 	{groupConfig, "v1", "Image", ImageConfig{}, "Image holds cluster-wide image settings: registries imports may reach, additional trusted CAs, external host names. Only the one named cluster is honoured."},
+	{groupRoute, "v1", "Route", routev1.Route{}, "Route is a host name the registry is exposed as, generated from the registry Config's spec.defaultRoute and spec.routes (read-only); the registry serves the host itself."},
 	{groupProject, "v1", "Project", Project{}, "Project is a namespace with the registry's access rules; request one with projectrequests."},
 	{groupUser, "v1", "User", User{}, "User is a person who logged in; ~ is the caller."},
 	{groupUser, "v1", "Group", Group{}, "Group is a named set of users; roles granted to it reach its members."},

@@ -74,6 +74,8 @@ var served = []resourceInfo{
 		Verbs: verbsCRUD, ShortNames: []string{"co"}, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD,
 		Subresources: map[string][]string{"status": verbsStatus}},
+	{Group: groupRoute, Version: "v1", Resource: "routes", Singular: "route", Kind: "Route", Namespaced: true,
+		Verbs: []string{"get", "list", "watch"}},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "get", "list"},
 		// Berth's short names: `berth get tokens`, `berth delete token NAME`.

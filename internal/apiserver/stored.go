@@ -70,9 +70,12 @@ type storedKind struct {
 	// admit decides, with the request's identity in ctx, whether the
 	// caller may write obj (beyond the verb on the resource: no escalation
 	// through role bindings).
-	admit   func(ctx context.Context, s *Server, obj object) error
-	columns []metav1.TableColumnDefinition
-	cells   func(object) []any
+	admit func(ctx context.Context, s *Server, obj object) error
+	// readOnly, when set, is why the kind may only be read: every write
+	// answers 405 with it.
+	readOnly string
+	columns  []metav1.TableColumnDefinition
+	cells    func(object) []any
 }
 
 func (k *storedKind) resource() auth.Resource {
@@ -116,8 +119,15 @@ func (s *Server) storedRoutes() {
 			collection = base + "/namespaces/{ns}/" + k.info.Resource
 		}
 		s.handle("GET "+collection, s.listStored(k))
-		s.handleDryRun("POST "+collection, s.createStored(k))
 		s.handle("GET "+collection+"/{name}", s.getStored(k))
+		if k.readOnly != "" {
+			for _, pattern := range []string{"POST " + collection, "PUT " + collection + "/{name}",
+				"PATCH " + collection + "/{name}", "DELETE " + collection + "/{name}"} {
+				s.handleDryRun(pattern, s.refuseReadOnly(k))
+			}
+			continue
+		}
+		s.handleDryRun("POST "+collection, s.createStored(k))
 		s.handleDryRun("PUT "+collection+"/{name}", s.updateStored(k))
 		s.handleDryRun("PATCH "+collection+"/{name}", s.patchStored(k))
 		s.handleDryRun("DELETE "+collection+"/{name}", s.deleteStored(k))

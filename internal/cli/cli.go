@@ -176,6 +176,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts)")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host name or IP the serving certificate covers (repeatable)")
+	f.StringVar(&cfg.BaseDomain, "base-domain", "", "domain of the registry Config's route hosts: the default route is default-route-openshift-image-registry.DOMAIN, a route without hostname NAME-openshift-image-registry.DOMAIN (default: the default route is localhost, other routes under localhost)")
 	f.BoolVar(&cfg.AllowSparse, "allow-sparse-manifests", false, "accept manifests whose layers or child manifests are not in the repository")
 	f.Int64Var(&cfg.MaxManifestBytes, "max-manifest-bytes", 4<<20, "largest manifest accepted")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 0, "grace period for in-flight requests on SIGTERM (default 30s)")

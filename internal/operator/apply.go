@@ -138,7 +138,20 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	if spec.Replicas == 0 && next.Unavailable == "" {
 		next.Unavailable = "the registry is scaled to zero replicas (spec.replicas of the registry Config is 0)"
 	}
+	routes := o.resolveRoutes(ctx, spec)
+	next.Routes = servedRoutes(routes)
 	o.swap(next)
+	// A route that cannot be served leaves the others and the rest of the
+	// spec in effect; Degraded names it.
+	routeTrouble := routeProblems(routes)
+	if err := o.publishRoutes(ctx, routes); err != nil {
+		routeTrouble = append(routeTrouble, fmt.Sprintf("unable to publish the routes: %v", err))
+	}
+	degradedReason := "ConfigurationNotApplied"
+	if len(degraded) == 0 && len(routeTrouble) > 0 {
+		degradedReason = "RouteDegraded"
+	}
+	degraded = append(degraded, routeTrouble...)
 
 	var conds []imageregistryv1.OperatorCondition
 	switch {
@@ -167,7 +180,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			conds = append(conds, cond(imageregistryv1.ConditionProgressing, "False", "Ready", "The registry is ready"))
 		}
 		if len(degraded) > 0 {
-			conds = append(conds, cond(imageregistryv1.ConditionDegraded, "True", "ConfigurationNotApplied", strings.Join(degraded, "; ")))
+			conds = append(conds, cond(imageregistryv1.ConditionDegraded, "True", degradedReason, strings.Join(degraded, "; ")))
 		} else {
 			conds = append(conds, cond(imageregistryv1.ConditionDegraded, "False", "", ""))
 		}
@@ -190,14 +203,20 @@ func (o *Operator) swap(next *settings.Settings) {
 		o.opts.SetLogLevel(next.LogLevel)
 	}
 	o.opts.Settings.Store(next)
+	hosts := make([]string, len(next.Routes))
+	for i, r := range next.Routes {
+		hosts[i] = r.Name + "=" + r.Host
+	}
 	o.log.Info("registry settings in effect", "generation", next.Generation, "readOnly", next.ReadOnly,
 		"logLevel", next.LogLevel, "unavailable", next.Unavailable,
-		"read", fmt.Sprintf("%+v", next.Requests.Read), "write", fmt.Sprintf("%+v", next.Requests.Write))
+		"read", fmt.Sprintf("%+v", next.Requests.Read), "write", fmt.Sprintf("%+v", next.Requests.Write),
+		"routes", hosts)
 }
 
 // fingerprint compares snapshots; the secret is compared, never logged.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy) + "|" + credentialsDigest(s.StorageCredentials)
+	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
+		routesFingerprint(s.Routes)) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 func limits(l imageregistryv1.RequestLimits) settings.Limits {

@@ -32,6 +32,8 @@ type Store interface {
 	GetObject(ctx context.Context, k store.ObjectKey) (store.Object, error)
 	CreateObject(ctx context.Context, o store.Object) (store.Object, error)
 	UpdateObject(ctx context.Context, o store.Object, expect int64) (store.Object, error)
+	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.Object, bool, int64, error)
+	DeleteObject(ctx context.Context, k store.ObjectKey, expect int64, uid string) (store.Object, error)
 	Changed() <-chan struct{}
 }
 
@@ -59,6 +61,8 @@ type Options struct {
 	SharedStore bool
 	// SetLogLevel applies spec.logLevel.
 	SetLogLevel func(slog.Level)
+	// Routes say how spec.defaultRoute and spec.routes are exposed.
+	Routes RouteOptions
 	// Resync is how often the operator reconciles with nothing changed
 	// (instances come and go without an event); 0: 10 s.
 	Resync time.Duration
@@ -75,6 +79,8 @@ type Operator struct {
 	level slog.LevelVar
 	// mu makes passes one at a time (Run's and a caller's).
 	mu sync.Mutex
+	// secrets are the route secrets as last parsed (guarded by mu).
+	secrets map[store.ObjectKey]parsedSecret
 }
 
 // New returns an operator; Run starts it.
@@ -91,7 +97,7 @@ func New(opts Options) *Operator {
 	if opts.ReadyReplicas == nil {
 		opts.ReadyReplicas = func(context.Context) (int, error) { return 1, nil }
 	}
-	o := &Operator{opts: opts}
+	o := &Operator{opts: opts, secrets: map[store.ObjectKey]parsedSecret{}}
 	o.log = slog.New(logging.WithLevel(opts.Logger.Handler(), &o.level)).With("component", "operator")
 	return o
 }

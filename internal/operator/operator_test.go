@@ -43,6 +43,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, operator.RouteOptions{})
+}
+
+// newFixtureWith is newFixture whose routes are exposed as routes say.
+func newFixtureWith(t *testing.T, routes operator.RouteOptions) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
 	if err != nil {
@@ -55,6 +61,7 @@ func newFixture(t *testing.T) *fixture {
 		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, LogLevel: "Normal",
 			Storage: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{}}},
 		SetLogLevel: func(l slog.Level) { f.level = l },
+		Routes:      routes,
 	})
 	return f
 }

@@ -64,13 +64,21 @@ const certValidity = 365 * 24 * time.Hour
 
 // Source hands the TLS stack the serving certificate and re-issues it
 // under the same CA when it nears expiry, so a server that runs for more
-// than a year keeps serving.
+// than a year keeps serving. It also issues certificates for host names
+// given while the server runs (HostCertificates: the registry's routes).
 type Source struct {
 	dir     string
 	hosts   []string
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	checked time.Time
+
+	caCert *x509.Certificate
+	caPriv *ecdsa.PrivateKey
+	// hostMu guards hostCerts apart from mu, so that issuing one does not
+	// hold up handshakes that want the serving certificate.
+	hostMu    sync.Mutex
+	hostCerts map[string]*tls.Certificate
 }
 
 // NewSource prepares the certificate (as Ensure does) and returns a Source.
@@ -79,7 +87,42 @@ func NewSource(dir string, hosts []string) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{dir: dir, hosts: hosts, cert: &cert, checked: time.Now()}, nil
+	caCert, caPriv, err := ensureCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &Source{dir: dir, hosts: hosts, cert: &cert, checked: time.Now(), caCert: caCert, caPriv: caPriv,
+		hostCerts: map[string]*tls.Certificate{}}, nil
+}
+
+// HostCertificates returns a certificate from the CA for each of hosts,
+// issuing those it has none for (or whose certificate nears expiry) and
+// forgetting hosts no longer asked for. The same host gets the same
+// certificate (pointer) until it is re-issued, so a caller can tell a
+// change by comparing them.
+//
+// These certificates and their keys live in memory only: unlike the
+// serving certificate, whose key is on disk so that a restart serves the
+// same one, they are cheap to issue again at each start, clients trust
+// the CA rather than them, and a host that goes away leaves no key behind
+// on disk.
+func (s *Source) HostCertificates(hosts []string) (map[string]*tls.Certificate, error) {
+	s.hostMu.Lock()
+	defer s.hostMu.Unlock()
+	out := make(map[string]*tls.Certificate, len(hosts))
+	for _, h := range hosts {
+		if c := s.hostCerts[h]; c != nil && time.Until(c.Leaf.NotAfter) > renewBefore {
+			out[h] = c
+			continue
+		}
+		c, err := issueInMemory(s.caCert, s.caPriv, []string{h}, certValidity)
+		if err != nil {
+			return nil, fmt.Errorf("issue a certificate for %s: %w", h, err)
+		}
+		out[h] = c
+	}
+	s.hostCerts = out
+	return out, nil
 }
 
 // GetCertificate implements tls.Config.GetCertificate. It looks at the
@@ -165,9 +208,31 @@ func ensureCA(dir string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 }
 
 func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string, validity time.Duration) error {
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, priv, err := sign(ca, caPriv, hosts, validity)
 	if err != nil {
 		return err
+	}
+	return writePair(certPath, keyPath, der, priv)
+}
+
+// issueInMemory is issue without files.
+func issueInMemory(ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string, validity time.Duration) (*tls.Certificate, error) {
+	der, priv, err := sign(ca, caPriv, hosts, validity)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}, nil
+}
+
+// sign makes a key and a serving certificate for hosts under the CA.
+func sign(ca *x509.Certificate, caPriv *ecdsa.PrivateKey, hosts []string, validity time.Duration) ([]byte, *ecdsa.PrivateKey, error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -186,9 +251,9 @@ func issue(certPath, keyPath string, ca *x509.Certificate, caPriv *ecdsa.Private
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &priv.PublicKey, caPriv)
 	if err != nil {
-		return fmt.Errorf("issue serving certificate: %w", err)
+		return nil, nil, fmt.Errorf("issue serving certificate: %w", err)
 	}
-	return writePair(certPath, keyPath, der, priv)
+	return der, priv, nil
 }
 
 func serial() *big.Int {

@@ -68,3 +68,66 @@ func TestMissingCAKeyIsAnErrorNotANewCA(t *testing.T) {
 		t.Fatal("ca.crt was replaced")
 	}
 }
+
+func TestHostCertificates(t *testing.T) {
+	dir := t.TempDir()
+	src, err := NewSource(dir, []string{"localhost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _, err := ensureCA(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const a, b = "default-route-openshift-image-registry.apps.example", "other.example"
+	first, err := src.HostCertificates([]string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{a, b} {
+		c := first[h]
+		if c == nil || c.Leaf.VerifyHostname(h) != nil || c.Leaf.CheckSignatureFrom(caCert) != nil {
+			t.Fatalf("certificate for %s: %+v", h, c)
+		}
+		if c.Leaf.VerifyHostname("localhost") == nil {
+			t.Errorf("the certificate for %s covers localhost too", h)
+		}
+	}
+	again, err := src.HostCertificates([]string{a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again[a] != first[a] || len(again) != 1 {
+		t.Fatalf("asked again: %v, want the same certificate for %s only", again, a)
+	}
+	// b was dropped: asking for it again issues a new one.
+	later, err := src.HostCertificates([]string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if later[b] == first[b] {
+		t.Error("a host asked for again after it was dropped got its old certificate")
+	}
+	// Near expiry, a certificate is issued again.
+	src.hostCerts[a].Leaf.NotAfter = time.Now().Add(renewBefore / 2)
+	renewed, err := src.HostCertificates([]string{a, b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if renewed[a] == later[a] || time.Until(renewed[a].Leaf.NotAfter) < renewBefore {
+		t.Fatalf("a certificate inside the renewal window was kept (expires %v)", renewed[a].Leaf.NotAfter)
+	}
+	if renewed[b] != later[b] {
+		t.Error("a certificate outside the renewal window was issued again")
+	}
+	// Nothing of them reaches the disk.
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "ca.") && !strings.HasPrefix(e.Name(), "tls.") {
+			t.Errorf("unexpected file %s in the pki directory", e.Name())
+		}
+	}
+}

@@ -42,6 +42,10 @@ type Config struct {
 	// TLSHosts are names and addresses the serving certificate covers
 	// beyond localhost, loopback and the host name.
 	TLSHosts []string
+	// BaseDomain names the hosts of the registry Config's routes that
+	// give none (default-route-openshift-image-registry.<BaseDomain>);
+	// "": the default route is localhost (docs/OPERATOR.md).
+	BaseDomain string
 	// AllowSparse accepts manifests whose layers or children are absent.
 	AllowSparse bool
 	// MaxManifestBytes caps manifest PUTs (0: the registry's default).
@@ -148,6 +152,10 @@ func Run(ctx context.Context, cfg Config) error {
 	self := instance.New()
 	log = slog.New(logging.WithTrailer(log.Handler(), slog.String("instance.id", self.ID)))
 	cfg.setDefaults()
+	cfg.BaseDomain = strings.ToLower(strings.TrimSuffix(cfg.BaseDomain, "."))
+	if err := checkBaseDomain(cfg.BaseDomain); err != nil {
+		return err
+	}
 	if err := metrics.CheckSecret(cfg.MetricsSecret); err != nil {
 		return err
 	}
@@ -219,6 +227,27 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if n > 0 {
 		log.Info("forgot the instances of earlier runs", "count", n)
 	}
+	// The listener and the CA come first: the operator names the port in
+	// the routes' hosts and issues their certificates.
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	serving := false
+	defer func() {
+		if !serving {
+			ln.Close()
+		}
+	}()
+	var certs *pki.Source
+	routeOpts := operator.RouteOptions{BaseDomain: cfg.BaseDomain, Port: ln.Addr().(*net.TCPAddr).Port}
+	pkiDir := filepath.Join(cfg.DataDir, "pki")
+	if !cfg.InsecureHTTP {
+		if certs, err = pki.NewSource(pkiDir, append(pki.DefaultHosts(), cfg.TLSHosts...)); err != nil {
+			return fmt.Errorf("prepare TLS: %w", err)
+		}
+		routeOpts.CA = certs
+	}
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
 	current := settings.NewHolder(settings.Defaults())
@@ -229,7 +258,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	op := operator.New(operator.Options{
 		Store: meta, Settings: current, Storage: runningStorage{driver: cfg.Storage}, Logger: log,
-		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel,
+		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel, Routes: routeOpts,
 		ReadyReplicas: func(ctx context.Context) (int, error) { return readyInstances(ctx, meta) },
 	})
 	if err := op.Reconcile(ctx); err != nil {
@@ -261,19 +290,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// grace period, so they are told to end.
 	srv.RegisterOnShutdown(func() { close(stopping) })
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
-	}
 	scheme := "http"
-	if !cfg.InsecureHTTP {
-		pkiDir := filepath.Join(cfg.DataDir, "pki")
-		certs, err := pki.NewSource(pkiDir, append(pki.DefaultHosts(), cfg.TLSHosts...))
-		if err != nil {
-			ln.Close()
-			return fmt.Errorf("prepare TLS: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{GetCertificate: certs.GetCertificate, MinVersion: tls.VersionTLS12}
+	if certs != nil {
+		srv.TLSConfig = &tls.Config{GetCertificate: routeCertificates(current, certs.GetCertificate), MinVersion: tls.VersionTLS12}
 		ln = tlsListener(ln, srv.TLSConfig)
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
@@ -302,11 +321,11 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopBeats(); <-beating }()
 
 	log.Info("listening on " + shownAddr(cfg.Listen, ln.Addr()))
-	serving := []any{"url", scheme + "://" + ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir, "pod", self.Name}
+	servingAttrs := []any{"url", scheme + "://" + ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir, "pod", self.Name}
 	if cfg.LogLevel != nil {
-		serving = append(serving, "log_level", strings.ToLower(cfg.LogLevel.Level().String()))
+		servingAttrs = append(servingAttrs, "log_level", strings.ToLower(cfg.LogLevel.Level().String()))
 	}
-	log.Info("berth serving", serving...)
+	log.Info("berth serving", servingAttrs...)
 	if cfg.Ready != nil {
 		cfg.Ready <- ln.Addr()
 	}
@@ -327,12 +346,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.DebugListen != "" {
 		debug, err := startDebug(cfg.DebugListen, log)
 		if err != nil {
-			ln.Close()
 			return err
 		}
 		defer debug.Close()
 	}
 
+	serving = true // Shutdown closes the listener from here on
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }() // ends when Shutdown closes the listener
 	select {

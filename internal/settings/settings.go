@@ -7,8 +7,10 @@ package settings
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -43,12 +45,40 @@ type Settings struct {
 	// reference's variable names (REGISTRY_STORAGE_S3_ACCESSKEY, …): the
 	// server's environment overridden by the user secret. Never logged.
 	StorageCredentials map[string]string
+	// Routes are the host names the registry is exposed as
+	// (spec.defaultRoute, spec.routes) that it serves, the default route
+	// first; a route whose certificate could not be used is not here.
+	Routes []Route
 }
 
 // Proxy names the proxies of outbound connections; an empty field falls
 // back to the process's environment.
 type Proxy struct {
 	HTTP, HTTPS, NoProxy string
+}
+
+// Route is one host name the registry answers as, with the certificate a
+// TLS handshake naming it gets.
+type Route struct {
+	// Name is the Route object's name.
+	Name string
+	// Host is the host name, in lower case, without a port.
+	Host string
+	// Certificate is served to a TLS client that names Host (parsed once,
+	// when the operator built the snapshot); nil over plain HTTP.
+	Certificate *tls.Certificate
+}
+
+// RouteFor returns the route whose host is name (a TLS server name or a
+// Host header's name, in any case), or nil.
+func (s *Settings) RouteFor(name string) *Route {
+	name = strings.TrimSuffix(name, ".")
+	for i := range s.Routes {
+		if strings.EqualFold(s.Routes[i].Host, name) {
+			return &s.Routes[i]
+		}
+	}
+	return nil
 }
 
 // Requests are the read and write limits.
