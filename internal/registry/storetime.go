@@ -14,19 +14,19 @@ import (
 // context lookup more.
 type timedMetadata struct{ Metadata }
 
-func (t timedMetadata) BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error) {
+func (t timedMetadata) BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
 	defer reqlog.StartStore(ctx).Stop()
-	return t.Metadata.BlobSize(ctx, repo, dgst)
+	return t.Metadata.BlobSize(ctx, storage, repo, dgst)
 }
 
-func (t timedMetadata) MountBlob(ctx context.Context, repo, from string, dgst digest.Digest) (bool, error) {
+func (t timedMetadata) MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error) {
 	defer reqlog.StartStore(ctx).Stop()
-	return t.Metadata.MountBlob(ctx, repo, from, dgst)
+	return t.Metadata.MountBlob(ctx, storage, repo, from, dgst)
 }
 
-func (t timedMetadata) LinkBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error {
+func (t timedMetadata) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
 	defer reqlog.StartStore(ctx).Stop()
-	return t.Metadata.LinkBlob(ctx, repo, dgst, size)
+	return t.Metadata.LinkBlob(ctx, storage, repo, dgst, size)
 }
 
 func (t timedMetadata) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error {
@@ -59,9 +59,9 @@ func (t timedMetadata) DeleteUpload(ctx context.Context, id string) error {
 	return t.Metadata.DeleteUpload(ctx, id)
 }
 
-func (t timedMetadata) PutManifest(ctx context.Context, repo string, m store.Manifest, tags []string) error {
+func (t timedMetadata) PutManifest(ctx context.Context, storage, repo string, m store.Manifest, tags []string) error {
 	defer reqlog.StartStore(ctx).Stop()
-	return t.Metadata.PutManifest(ctx, repo, m, tags)
+	return t.Metadata.PutManifest(ctx, storage, repo, m, tags)
 }
 
 func (t timedMetadata) Manifest(ctx context.Context, repo, reference string) (store.Manifest, error) {

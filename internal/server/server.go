@@ -289,7 +289,7 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 type uploadRecords interface {
 	UploadIDs(ctx context.Context) (map[string]bool, error)
-	ExpireUploads(ctx context.Context, before time.Time) ([]string, error)
+	ExpireUploads(ctx context.Context, before time.Time) ([]store.EndedUpload, error)
 }
 
 // recoverUploads runs at start: expired sessions go, and so do driver
@@ -311,18 +311,19 @@ func recoverUploads(ctx context.Context, meta uploadRecords, blobs storage.Drive
 }
 
 func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
-	ids, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
+	ended, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
 	if err != nil {
 		log.Warn("expire upload sessions", "err", err)
 		return
 	}
-	for _, id := range ids {
-		if err := blobs.Abort(ctx, id); err != nil {
-			log.Warn("remove expired upload", "id", id, "err", err)
+	// One storage serves for the life of the process: every session is in it.
+	for _, u := range ended {
+		if err := blobs.Abort(ctx, u.ID); err != nil {
+			log.Warn("remove expired upload", "id", u.ID, "err", err)
 		}
 	}
-	if len(ids) > 0 {
-		log.Info("expired upload sessions", "count", len(ids))
+	if len(ended) > 0 {
+		log.Info("expired upload sessions", "count", len(ended))
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-registry/berth/internal/storage"
 )
 
 // Settings is one snapshot. It is never changed after Holder.Store: build
@@ -34,6 +36,21 @@ type Settings struct {
 	// DisableRedirect streams blobs instead of redirecting clients to
 	// object storage.
 	DisableRedirect bool
+	// Storage is the blob storage in effect: where new blobs go and where
+	// blobs are looked for. Its zero value is none (before the operator
+	// put one in effect; a test that builds one handler).
+	Storage Storage
+}
+
+// Storage is a blob storage: its driver, and the ID the metadata store
+// records with each blob and upload session whose bytes are in it.
+type Storage struct {
+	// ID names the storage for as long as its bytes live: "pvc:<claim>"
+	// for a volume, "emptydir:<random>" for an emptyDir, whose bytes die
+	// with the process (so a restarted process never finds blobs recorded
+	// under an earlier one's).
+	ID     string
+	Driver storage.Driver
 }
 
 // Requests are the read and write limits.

@@ -227,4 +227,19 @@ UPDATE uploads SET project = substr(repository, 1, instr(repository, '/') - 1);
 CREATE INDEX uploads_owner ON uploads (owner);
 CREATE INDEX uploads_project ON uploads (project);
 `,
+	// 7: reserved. Another change (instance heartbeats) adds migration 7
+	// at the same time; this placeholder keeps the storage migration at 8
+	// and is replaced by that one when both are merged.
+	`SELECT 1;`,
+	// 8: the storage a blob's bytes and an upload session's bytes are in
+	// (spec.storage of the registry Config: "pvc:<claim>", "emptydir:<id>").
+	// A blob is present only in the storage it is recorded in, so that
+	// after a storage switch a client is not told that a blob exists whose
+	// bytes stayed behind. Rows written before were in the data
+	// directory's blob store, the default volume claim's (a memory-storage
+	// process keeps no rows across restarts).
+	`
+ALTER TABLE blobs ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
+ALTER TABLE uploads ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
+`,
 }

@@ -55,7 +55,7 @@ type Store struct {
 	// caches valid.
 	contentGen, tagGen atomic.Int64
 	manifests          *gencache.Cache[repoRef, Manifest]
-	blobSizes          *gencache.Cache[repoRef, int64]
+	blobSizes          *gencache.Cache[blobRef, int64]
 }
 
 // repoRef is a repository and a reference in it (tag or digest).
@@ -166,6 +166,9 @@ type Upload struct {
 	Repository string
 	// Owner is the user who opened the session.
 	Owner string
+	// Storage is the storage the session's bytes go to (see
+	// DefaultStorage): the one in effect when it was opened.
+	Storage string
 	// Size is how many bytes the session has received.
 	Size int64
 	// HashState is the running sha256 after Size bytes.
@@ -322,11 +325,15 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 }
 
 // PutManifest stores m in repo and points tags at it, in one transaction.
-// Every required reference must already be in repo, else a
-// *MissingReferenceError, and every reference repo holds must have the
-// declared size, else a *ReferenceSizeError. Pointing a tag at the digest
-// it already has appends no history.
-func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, tags []string) error {
+// Every required reference must already be in repo (a blob in storage,
+// the storage the caller serves from), else a *MissingReferenceError, and
+// every reference repo holds must have the declared size, else a
+// *ReferenceSizeError. Pointing a tag at the digest it already has appends
+// no history.
+func (s *Store) PutManifest(ctx context.Context, storage, repo string, m Manifest, tags []string) error {
+	if err := checkStorage(storage); err != nil {
+		return err
+	}
 	annotations := ""
 	if len(m.Annotations) > 0 {
 		b, err := json.Marshal(m.Annotations)
@@ -340,7 +347,7 @@ func (s *Store) PutManifest(ctx context.Context, repo string, m Manifest, tags [
 		if err != nil {
 			return err
 		}
-		if err := checkReferences(ctx, tx, repoID, m); err != nil {
+		if err := checkReferences(ctx, tx, storage, repoID, m); err != nil {
 			return err
 		}
 		now := s.micros()
@@ -377,20 +384,22 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 	})
 }
 
-// checkReferences compares every reference with what repoID holds: an
-// absent required one, or a present one of another size than its
-// descriptor declares, refuses the manifest. An absent optional reference
-// (a sparse mirror, a foreign layer) is not checked.
-func checkReferences(ctx context.Context, tx *sql.Tx, repoID int64, m Manifest) error {
+// checkReferences compares every reference with what repoID holds (blobs
+// in storage; manifests are metadata, in no storage): an absent required
+// one, or a present one of another size than its descriptor declares,
+// refuses the manifest. An absent optional reference (a sparse mirror, a
+// foreign layer) is not checked.
+func checkReferences(ctx context.Context, tx *sql.Tx, storage string, repoID int64, m Manifest) error {
 	for _, ref := range m.References {
-		query := `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-WHERE rb.repository_id = ? AND rb.digest = ?`
-		if ref.Manifest {
-			query = `SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-WHERE rm.repository_id = ? AND rm.digest = ?`
-		}
 		var stored int64
-		err := tx.QueryRowContext(ctx, query, repoID, string(ref.Digest)).Scan(&stored)
+		var err error
+		if ref.Manifest {
+			err = tx.QueryRowContext(ctx, `SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+WHERE rm.repository_id = ? AND rm.digest = ?`, repoID, string(ref.Digest)).Scan(&stored)
+		} else {
+			err = tx.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+WHERE rb.repository_id = ? AND rb.digest = ? AND b.storage = ?`, repoID, string(ref.Digest), storage).Scan(&stored)
+		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			if ref.Required {
