@@ -153,7 +153,8 @@ in plain text by an earlier version are encrypted at the first start.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", ":5000", "address to listen on")
 	f.StringVar(&cfg.DataDir, "data", "./berth-data", "data directory (blobs, metadata, pki)")
-	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts)")
+	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts); "+
+		"the registry Config is created with it (filesystem: pvc, the default volume; memory: emptyDir), then its spec.storage decides, live")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host name or IP the serving certificate covers (repeatable)")
 	f.BoolVar(&cfg.AllowSparse, "allow-sparse-manifests", false, "accept manifests whose layers or child manifests are not in the repository")

@@ -25,7 +25,6 @@ import (
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
-	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -123,6 +122,9 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	cfg.setDefaults()
+	if cfg.Storage != "filesystem" && cfg.Storage != "memory" {
+		return fmt.Errorf("unknown storage %q: filesystem (the registry Config starts with the default volume) or memory (an emptyDir, with metadata in memory too)", cfg.Storage)
+	}
 	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -164,12 +166,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := encryptSecrets(ctx, meta, keys, log); err != nil {
 		return err
 	}
-	blobs, err := drivers.Builtin().New(ctx, cfg.Storage, storage.Options{DataDir: cfg.DataDir})
+	// The storage --storage names serves until the operator applies the
+	// Config's (and goes on serving if the Config is Unmanaged or invalid).
+	storages := newBlobStorages(cfg.DataDir, drivers.Builtin(), cfg.Storage == "memory", meta, log)
+	boot, err := storages.ApplyStorage(ctx, bootstrapSpec(cfg.Storage).Storage)
 	if err != nil {
-		return err
-	}
-	if err := recoverUploads(ctx, meta, blobs, cfg.UploadTTL, log); err != nil {
-		return err
+		return fmt.Errorf("blob storage: %w", err)
 	}
 
 	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
@@ -180,16 +182,19 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
-	current := settings.NewHolder(settings.Defaults())
+	current := settings.NewHolder(&settings.Settings{Storage: boot.Blobs})
 	op := operator.New(operator.Options{
-		Store: meta, Settings: current, Storage: runningStorage{driver: cfg.Storage}, Logger: log,
+		Store: meta, Settings: current, Storage: storages, Logger: log,
 		Bootstrap: bootstrapSpec(cfg.Storage), SetLogLevel: cfg.SetLogLevel,
 	})
 	if err := op.Reconcile(ctx); err != nil {
 		return fmt.Errorf("apply the registry Config: %w", err)
 	}
+	// After a crash: expired sessions go, in their own storage. (Leftovers
+	// no session records went when each storage was built.)
+	expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 	stopping := make(chan struct{})
-	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping)
+	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping)
 	if err != nil {
 		return err
 	}
@@ -224,7 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 		scheme = "https"
 		log.Info("TLS enabled; clients trust the CA", "ca", filepath.Join(pkiDir, pki.CAFile))
 	}
-	log.Info("berth serving", "url", scheme+"://"+ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir)
+	log.Info("berth serving", "url", scheme+"://"+ln.Addr().String(), "storage", storages.inEffect().ID, "data", cfg.DataDir)
 	if cfg.Ready != nil {
 		cfg.Ready <- ln.Addr()
 	}
@@ -235,7 +240,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { op.Run(janitorCtx) })
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
-			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
+			expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 			expireTokens(ctx, meta, log)
 			pruneEvents(ctx, meta, log)
 		})
@@ -287,49 +292,9 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 	return srv, nil
 }
 
-type uploadRecords interface {
-	UploadIDs(ctx context.Context) (map[string]bool, error)
-	ExpireUploads(ctx context.Context, before time.Time) ([]store.EndedUpload, error)
-}
-
-// recoverUploads runs at start: expired sessions go, and so do driver
-// leftovers no session records (a crash mid-request).
-func recoverUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) error {
-	expireUploads(ctx, meta, blobs, ttl, log)
-	rec, ok := blobs.(storage.Recoverer)
-	if !ok {
-		return nil
-	}
-	live, err := meta.UploadIDs(ctx)
-	if err != nil {
-		return err
-	}
-	if err := rec.Recover(ctx, func(id string) bool { return live[id] }); err != nil {
-		return fmt.Errorf("recover storage: %w", err)
-	}
-	return nil
-}
-
-func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
-	ended, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
-	if err != nil {
-		log.Warn("expire upload sessions", "err", err)
-		return
-	}
-	// One storage serves for the life of the process: every session is in it.
-	for _, u := range ended {
-		if err := blobs.Abort(ctx, u.ID); err != nil {
-			log.Warn("remove expired upload", "id", u.ID, "err", err)
-		}
-	}
-	if len(ended) > 0 {
-		log.Info("expired upload sessions", "count", len(ended))
-	}
-}
-
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, and the token endpoint.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}) (http.Handler, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -353,13 +318,15 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	issuer := &auth.Issuer{Tokens: meta}
 
 	reg := registry.New(registry.Options{
-		Metadata: meta, Blobs: blobs, Logger: log,
+		// Every request's snapshot names its storage; the one in effect now
+		// serves a handler used without the settings middleware (tests).
+		Metadata: meta, Blobs: storages.inEffect().Driver, StorageID: storages.inEffect().ID, Storages: storages, Logger: log,
 		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
 		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
 	})
 	api := apiserver.New(apiserver.Options{
-		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
+		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping,
 	})
 	mux := http.NewServeMux()
