@@ -297,8 +297,8 @@ func TestProjects(t *testing.T) {
 	// Deleting a project deletes its repositories' metadata.
 	payload := []byte(`{"schemaVersion":2}`)
 	cfg := digest.FromString("cfg")
-	must(t, s.Store.LinkBlob(ctx, "team/app", cfg, 3))
-	must(t, s.Store.PutManifest(ctx, "team/app", store.Manifest{Digest: digest.FromBytes(payload),
+	must(t, s.Store.LinkBlob(ctx, store.DefaultStorage, "team/app", cfg, 3))
+	must(t, s.Store.PutManifest(ctx, store.DefaultStorage, "team/app", store.Manifest{Digest: digest.FromBytes(payload),
 		MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
 		References: []store.Reference{{Digest: cfg, Size: 3, Required: true}}}, []string{"v1"}))
 	if a := bob.expect(200, "DELETE", projects+"/projects/team", nil); a.str("status") != "Success" {

@@ -22,11 +22,11 @@ func pushImage(t *testing.T, st *store.Store, repo, tag, seed string) digest.Dig
 	t.Helper()
 	ctx := context.Background()
 	layer := digest.FromString(seed)
-	must(t, st.LinkBlob(ctx, repo, layer, 1))
+	must(t, st.LinkBlob(ctx, store.DefaultStorage, repo, layer, 1))
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"layers":[{"digest":%q}]}`, layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
 		Payload: payload, References: []store.Reference{{Digest: layer, Size: 1, Required: true}}}
-	must(t, st.PutManifest(ctx, repo, m, []string{tag}))
+	must(t, st.PutManifest(ctx, store.DefaultStorage, repo, m, []string{tag}))
 	return m.Digest
 }
 
@@ -132,13 +132,13 @@ func TestImageMetadataFromConfigIsCached(t *testing.T) {
 	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
 	ctx := context.Background()
 	layer := digest.FromString("layer")
-	must(t, s.Store.LinkBlob(ctx, "team/app", layer, 5))
-	must(t, s.Store.LinkBlob(ctx, "team/app", cfgDigest, int64(len(config))))
+	must(t, s.Store.LinkBlob(ctx, store.DefaultStorage, "team/app", layer, 5))
+	must(t, s.Store.LinkBlob(ctx, store.DefaultStorage, "team/app", cfgDigest, int64(len(config))))
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":%q,"size":5}]}`,
 		cfgDigest, len(config), layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
 		References: []store.Reference{{Digest: layer, Size: 5, Required: true}, {Digest: cfgDigest, Size: int64(len(config)), Required: true}}}
-	must(t, s.Store.PutManifest(ctx, "team/app", m, []string{"v1"}))
+	must(t, s.Store.PutManifest(ctx, store.DefaultStorage, "team/app", m, []string{"v1"}))
 
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
 	for range 3 {

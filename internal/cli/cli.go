@@ -173,7 +173,8 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", ":5000", "address to listen on")
 	f.StringVar(&cfg.DataDir, "data", "./berth-data", "data directory (blobs, metadata, pki)")
-	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts)")
+	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts); "+
+		"the registry Config is created with it (filesystem: pvc, the default volume; memory: emptyDir), then its spec.storage decides, live")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")
 	f.StringSliceVar(&cfg.TLSHosts, "tls-host", nil, "extra host name or IP the serving certificate covers (repeatable)")
 	f.StringVar(&cfg.BaseDomain, "base-domain", "", "domain of the registry Config's route hosts: the default route is default-route-openshift-image-registry.DOMAIN, a route without hostname NAME-openshift-image-registry.DOMAIN (default: the default route is localhost, other routes under localhost)")

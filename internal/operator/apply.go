@@ -108,6 +108,10 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	case !storageConfigured:
 		next.Unavailable = "storage backend not configured"
 	}
+	// Without a storage configured /v2 is out of service, but the storage
+	// last in effect stays in the snapshot for what still reads blobs
+	// (the API's image configs).
+	next.Storage = cur.Storage
 	if storageConfigured {
 		creds, err := o.storageCredentials(ctx, spec.Storage)
 		if err != nil {
@@ -120,8 +124,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	}
 	if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)
-		status.Storage = inEffect
-		status.StorageManaged = inEffect.ManagementState == imageregistryv1.Managed
+		status.Storage = inEffect.Config
+		status.StorageManaged = inEffect.Config.ManagementState == imageregistryv1.Managed
+		next.Storage = inEffect.Blobs
 		if err != nil {
 			degraded = append(degraded, fmt.Sprintf("Error: unable to sync storage configuration: %v", err))
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
@@ -207,16 +212,17 @@ func (o *Operator) swap(next *settings.Settings) {
 	for i, r := range next.Routes {
 		hosts[i] = r.Name + "=" + r.Host
 	}
-	o.log.Info("registry settings in effect", "generation", next.Generation, "readOnly", next.ReadOnly,
+	o.log.Info("registry settings in effect", "generation", next.Generation, "storage", next.Storage.ID, "readOnly", next.ReadOnly,
 		"logLevel", next.LogLevel, "unavailable", next.Unavailable,
 		"read", fmt.Sprintf("%+v", next.Requests.Read), "write", fmt.Sprintf("%+v", next.Requests.Write),
 		"routes", hosts)
 }
 
 // fingerprint compares snapshots; the secret is compared, never logged.
+// A storage is known by its ID: one ID, one driver, for the process's life.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
-		routesFingerprint(s.Routes)) + "|" + credentialsDigest(s.StorageCredentials)
+	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
+		routesFingerprint(s.Routes), s.Storage.ID) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 func limits(l imageregistryv1.RequestLimits) settings.Limits {
@@ -244,10 +250,13 @@ func availableNow(s *settings.Settings) imageregistryv1.OperatorCondition {
 	return cond(imageregistryv1.ConditionAvailable, "True", "Ready", "The registry is ready with the last valid configuration")
 }
 
-func storageExists(s imageregistryv1.StorageConfig) imageregistryv1.OperatorCondition {
+func storageExists(a AppliedStorage) imageregistryv1.OperatorCondition {
+	s := a.Config
 	switch {
 	case s.EmptyDir != nil:
 		return cond(imageregistryv1.ConditionStorageExists, "True", "Creation Successful", "EmptyDir storage successfully created")
+	case s.PVC != nil && a.Created:
+		return cond(imageregistryv1.ConditionStorageExists, "True", "PVC Created", fmt.Sprintf("volume %s was created and is in use", s.PVC.Claim))
 	case s.PVC != nil:
 		return cond(imageregistryv1.ConditionStorageExists, "True", "PVC Exists", fmt.Sprintf("volume %s is in use", s.PVC.Claim))
 	}

@@ -38,10 +38,23 @@ type Store interface {
 }
 
 // Storage applies the spec's storage section: it returns the storage now
-// in effect, or why the spec's could not be put in effect (the previous
-// storage stays).
+// in effect, or why the spec's could not be put in effect (and the
+// previous storage, which stays in effect). It is called at every pass, so
+// applying the storage already in effect must be cheap.
 type Storage interface {
-	ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (imageregistryv1.StorageConfig, error)
+	ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (AppliedStorage, error)
+}
+
+// AppliedStorage is the storage in effect.
+type AppliedStorage struct {
+	// Config is what status.storage shows.
+	Config imageregistryv1.StorageConfig
+	// Blobs is the storage the settings snapshot gives requests.
+	Blobs settings.Storage
+	// Created says that putting it in effect created it (a volume that
+	// did not exist): StorageExists says "PVC Created" rather than "PVC
+	// Exists", as the reference's operator does after it provisions one.
+	Created bool
 }
 
 // Options configure an Operator.

@@ -23,14 +23,19 @@ import (
 )
 
 // volumes applies emptyDir and pvc storage, as a process serving local
-// storage does, and refuses object storage.
+// storage does, and refuses object storage; a claim named "fresh" is a
+// volume it creates.
 type volumes struct{}
 
-func (volumes) ApplyStorage(_ context.Context, s imageregistryv1.StorageConfig) (imageregistryv1.StorageConfig, error) {
+func (volumes) ApplyStorage(_ context.Context, s imageregistryv1.StorageConfig) (operator.AppliedStorage, error) {
 	if s.EmptyDir == nil && s.PVC == nil {
-		return imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}, fmt.Errorf("the %s storage driver is not built yet", s.StorageTypes()[0])
+		return operator.AppliedStorage{Config: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}},
+			Blobs: settings.Storage{ID: "emptydir:test"}}, fmt.Errorf("the %s storage driver is not built yet", s.StorageTypes()[0])
 	}
-	return s, nil
+	if s.PVC != nil {
+		return operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "pvc:" + s.PVC.Claim}, Created: s.PVC.Claim == "fresh"}, nil
+	}
+	return operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "emptydir:test"}}, nil
 }
 
 type fixture struct {
@@ -337,6 +342,46 @@ func TestStorageStates(t *testing.T) {
 	f.expectCondition("Degraded", "True", "VerificationFailed", "exactly one storage type should be configured at the same time, got 2: [EmptyDir PVC]")
 	if f.settings.Load() != before {
 		t.Error("an invalid Config changed the settings")
+	}
+}
+
+// A storage switch reaches the snapshot; a storage Berth created is
+// reported with the reference's reason; a storage that cannot be applied,
+// or none, leaves the one in effect.
+func TestStorageSwitch(t *testing.T) {
+	f := newFixture(t)
+	f.reconcile()
+	if id := f.settings.Load().Storage.ID; id != "pvc:image-registry-storage" {
+		t.Fatalf("storage in effect = %q", id)
+	}
+	f.expectCondition("StorageExists", "True", "PVC Exists", "image-registry-storage")
+
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "fresh"}}
+	})
+	f.reconcile()
+	f.expectCondition("StorageExists", "True", "PVC Created", "fresh")
+	if id := f.settings.Load().Storage.ID; id != "pvc:fresh" {
+		t.Fatalf("storage in effect after the switch = %q", id)
+	}
+	if cfg, _ := f.config(); cfg.Status.Storage.PVC == nil || cfg.Status.Storage.PVC.Claim != "fresh" || cfg.Status.ObservedGeneration != cfg.Generation {
+		t.Errorf("status after the switch: %+v", cfg.Status)
+	}
+
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}
+	})
+	f.reconcile()
+	f.expectCondition("StorageExists", "True", "Creation Successful", "EmptyDir storage successfully created")
+	f.expectCondition("Degraded", "False", "", "")
+	if id := f.settings.Load().Storage.ID; id != "emptydir:test" {
+		t.Fatalf("storage in effect after the switch to emptyDir = %q", id)
+	}
+
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage = imageregistryv1.StorageConfig{} })
+	f.reconcile()
+	if id := f.settings.Load().Storage.ID; id != "emptydir:test" {
+		t.Errorf("no storage configured: the snapshot lost the storage last in effect (%q)", id)
 	}
 }
 

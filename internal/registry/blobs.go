@@ -18,7 +18,8 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}
 	ctx := req.Context()
-	size, err := r.meta.BlobSize(ctx, repo, dgst)
+	st := r.storageOf(ctx)
+	size, err := r.meta.BlobSize(ctx, st.ID, repo, dgst)
 	if err != nil {
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
@@ -36,7 +37,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if rd, ok := r.blobs.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect {
+	if rd, ok := st.Driver.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect {
 		url, err := rd.RedirectURL(ctx, dgst)
 		if err != nil {
 			return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
@@ -46,11 +47,11 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 			return nil
 		}
 	}
-	content, err := r.blobs.Open(ctx, dgst)
+	content, err := st.Driver.Open(ctx, dgst)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The store says the blob exists but its bytes are gone.
-			r.log.ErrorContext(ctx, "blob recorded but missing from storage", "repository", repo, "digest", dgst)
+			r.log.ErrorContext(ctx, "blob recorded but missing from storage", "repository", repo, "digest", dgst, "storage", st.ID)
 		}
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // gatedBoot is otherBoot whose read-backs wait for the test: the first
@@ -89,7 +90,7 @@ func TestReadBackIsRecordedWhenTheClientHangsUp(t *testing.T) {
 	// request to repeat).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := meta.BlobSize(context.Background(), "p/app", digest.FromBytes(chunk)); err == nil {
+		if _, err := meta.BlobSize(context.Background(), store.DefaultStorage, "p/app", digest.FromBytes(chunk)); err == nil {
 			return
 		}
 		u, err := meta.Upload(context.Background(), "p/app", id)

@@ -25,11 +25,12 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-// BlobIndex records which repository holds which blob.
+// BlobIndex records which repository holds which blob, and in which
+// storage its bytes are: a blob is present only in the storage named.
 type BlobIndex interface {
-	BlobSize(ctx context.Context, repo string, dgst digest.Digest) (int64, error)
-	MountBlob(ctx context.Context, repo, from string, dgst digest.Digest) (bool, error)
-	LinkBlob(ctx context.Context, repo string, dgst digest.Digest, size int64) error
+	BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error)
+	MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error)
+	LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error
 	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
 
@@ -44,7 +45,7 @@ type UploadSessions interface {
 
 // ManifestIndex stores manifests, tags and referrers.
 type ManifestIndex interface {
-	PutManifest(ctx context.Context, repo string, m store.Manifest, tags []string) error
+	PutManifest(ctx context.Context, storage, repo string, m store.Manifest, tags []string) error
 	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
 	DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error
 	DeleteTag(ctx context.Context, repo, tag string) error
@@ -60,10 +61,23 @@ type Metadata interface {
 	ManifestIndex
 }
 
+// Storages finds a blob storage this process has built by its ID: the
+// one an upload session recorded, when it is no longer the one in effect,
+// to discard the session's bytes there.
+type Storages interface {
+	Built(id string) (storage.Driver, bool)
+}
+
 // Options configure a Registry.
 type Options struct {
 	Metadata Metadata
-	Blobs    storage.Driver
+	// Blobs serves a request whose settings snapshot names no storage (a
+	// registry built without the operator, in tests); StorageID is its ID
+	// ("": store.DefaultStorage). A snapshot's storage takes precedence.
+	Blobs     storage.Driver
+	StorageID string
+	// Storages finds storages no longer in effect (nil: only Blobs).
+	Storages Storages
 	Logger   *slog.Logger
 	// MaxManifestBytes caps a manifest PUT; 0 means 4 MiB.
 	MaxManifestBytes int64
@@ -87,8 +101,10 @@ type Options struct {
 
 // Registry is the /v2 protocol handler.
 type Registry struct {
-	meta        Metadata
-	blobs       storage.Driver
+	meta Metadata
+	// blobs is the storage of requests whose snapshot names none.
+	blobs       settings.Storage
+	storages    Storages
 	log         *slog.Logger
 	maxManifest int64
 	allowSparse bool
@@ -107,7 +123,8 @@ const defaultMaxManifestBytes = 4 << 20
 func New(opts Options) *Registry {
 	r := &Registry{
 		meta:         timedMetadata{opts.Metadata, opts.StoreTimes},
-		blobs:        opts.Blobs,
+		blobs:        settings.Storage{ID: opts.StorageID, Driver: opts.Blobs},
+		storages:     opts.Storages,
 		log:          opts.Logger,
 		maxManifest:  opts.MaxManifestBytes,
 		allowSparse:  opts.AllowSparse,
@@ -119,6 +136,12 @@ func New(opts Options) *Registry {
 	}
 	if r.log == nil {
 		r.log = slog.Default()
+	}
+	if r.blobs.ID == "" {
+		r.blobs.ID = store.DefaultStorage
+	}
+	if r.storages == nil {
+		r.storages = ownStorage{r.blobs}
 	}
 	if r.projects != nil {
 		r.projects = timedProjects{r.projects, opts.StoreTimes}
@@ -217,6 +240,10 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 		set := settings.From(req.Context())
 		if set.Unavailable != "" {
 			writeError(w, req, r.log, &Error{Code: codeUnavailable, Message: "the registry is not serving: " + set.Unavailable, Err: errNotServing})
+			return
+		}
+		if r.storageOf(req.Context()).Driver == nil {
+			writeError(w, req, r.log, &Error{Code: codeUnavailable, Message: "the registry is not serving: no blob storage is in effect", Err: errNotServing})
 			return
 		}
 		repo := ""
@@ -318,4 +345,21 @@ func (b *busySet) acquire(id string) (release func(), err error) {
 		delete(b.m, id)
 		b.mu.Unlock()
 	}, nil
+}
+
+// storageOf is the blob storage of a request: the one in effect when it
+// started (its settings snapshot), which it keeps to its end even if the
+// storage is switched meanwhile.
+func (r *Registry) storageOf(ctx context.Context) settings.Storage {
+	if s := settings.From(ctx).Storage; s.Driver != nil {
+		return s
+	}
+	return r.blobs
+}
+
+// ownStorage finds the registry's own storage only.
+type ownStorage struct{ s settings.Storage }
+
+func (o ownStorage) Built(id string) (storage.Driver, bool) {
+	return o.s.Driver, id == o.s.ID && o.s.Driver != nil
 }

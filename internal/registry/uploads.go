@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -53,13 +54,14 @@ func (hr *hashingReader) Read(p []byte) (int, error) {
 // upload (?digest=), or a new session.
 func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo string) error {
 	ctx := req.Context()
+	st := r.storageOf(ctx)
 	q := req.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
 		dgst, err := parseDigest(mount)
 		if err != nil {
 			return newError(codeDigestInvalid, "invalid mount digest %q: %v", mount, err)
 		}
-		mounted, err := r.mount(ctx, repo, dgst, q.Get("from"), q.Has("from"))
+		mounted, err := r.mount(ctx, st.ID, repo, dgst, q.Get("from"), q.Has("from"))
 		if err != nil {
 			return err
 		}
@@ -72,11 +74,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		if err != nil {
 			return newError(codeDigestInvalid, "invalid digest %q: %v", d, err)
 		}
-		return r.monolithicUpload(w, req, repo, dgst)
+		return r.monolithicUpload(w, req, repo, dgst, st)
 	}
 	id := newUploadID()
 	owner := auth.IdentityFrom(ctx).User.Name
-	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo, Owner: owner}, r.uploadLimits); err != nil {
+	if err := r.meta.CreateUpload(ctx, store.Upload{ID: id, Repository: repo, Owner: owner, Storage: st.ID}, r.uploadLimits); err != nil {
 		if limit, ok := errors.AsType[*store.UploadLimitError](err); ok {
 			return &Error{Code: codeTooManyRequests, Err: err, Header: http.Header{"Retry-After": {"60"}},
 				Message: limit.Error() + " (" + strconv.Itoa(limit.Limit) + " per " + limit.Scope +
@@ -89,11 +91,12 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 	return nil
 }
 
-// mount links dgst into repo from another repository that holds it: from,
-// or, when the request names no source, any repository. Only a source the
-// caller may pull from counts; any other is reported as not mountable, so
-// a mount never tells whether someone else's repository holds a blob.
-func (r *Registry) mount(ctx context.Context, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
+// mount links dgst into repo from another repository that holds it in
+// storage (the one in effect): from, or, when the request names no source,
+// any repository. Only a source the caller may pull from counts; any other
+// is reported as not mountable, so a mount never tells whether someone
+// else's repository holds a blob.
+func (r *Registry) mount(ctx context.Context, storage, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
 	if named && parseName(from) != nil {
 		return false, nil // a bad source is just not mountable
 	}
@@ -111,7 +114,7 @@ func (r *Registry) mount(ctx context.Context, repo string, dgst digest.Digest, f
 		}
 		from = source
 	}
-	mounted, err := r.meta.MountBlob(ctx, repo, from, dgst)
+	mounted, err := r.meta.MountBlob(ctx, storage, repo, from, dgst)
 	if err != nil {
 		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}
@@ -133,37 +136,38 @@ func (r *Registry) pullableHolder(ctx context.Context, user auth.User, dgst dige
 	return "", nil
 }
 
-// monolithicUpload stores a whole blob sent with POST ?digest=.
-func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, repo string, dgst digest.Digest) error {
+// monolithicUpload stores a whole blob sent with POST ?digest= in st.
+func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, repo string, dgst digest.Digest, st settings.Storage) error {
 	ctx := req.Context()
 	id := newUploadID() // never recorded: a crash leaves a file Recover removes
 	h := dgst.Algorithm().Hash()
-	n, err := r.blobs.Append(ctx, id, 0, &hashingReader{r: req.Body, h: h})
+	n, err := st.Driver.Append(ctx, id, 0, &hashingReader{r: req.Body, h: h})
 	if err != nil {
-		_ = r.blobs.Abort(context.WithoutCancel(ctx), id)
+		_ = st.Driver.Abort(context.WithoutCancel(ctx), id)
 		if errors.Is(err, errdefs.ErrTimeout) {
 			return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
 		}
 		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
-		_ = r.blobs.Abort(ctx, id)
+		_ = st.Driver.Abort(ctx, id)
 		return digestMismatch("content", dgst, got)
 	}
-	if err := r.commitBlob(ctx, repo, id, dgst, n, false); err != nil {
+	if err := r.commitBlob(ctx, st, repo, id, dgst, n, false); err != nil {
 		return err
 	}
 	return blobCreated(w, repo, dgst)
 }
 
-// commitBlob publishes upload id as dgst and links it into repo; session
-// says whether a recorded upload session ends with it.
-func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.Digest, size int64, session bool) error {
+// commitBlob publishes upload id as dgst in st and links it into repo;
+// session says whether a recorded upload session (whose bytes are in st)
+// ends with it.
+func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo, id string, dgst digest.Digest, size int64, session bool) error {
 	// Finish what the client was told is done even if it hangs up now.
 	ctx = context.WithoutCancel(ctx)
-	if err := r.blobs.Commit(ctx, id, dgst, size); err != nil {
+	if err := st.Driver.Commit(ctx, id, dgst, size); err != nil {
 		if !session {
-			_ = r.blobs.Abort(ctx, id)
+			_ = st.Driver.Abort(ctx, id)
 			return fromClass(err, codeBlobUploadInvalid, "upload")
 		}
 		if errors.Is(err, errdefs.ErrUnavailable) {
@@ -176,14 +180,14 @@ func (r *Registry) commitBlob(ctx context.Context, repo, id string, dgst digest.
 		// streamed in, not as they lie on disk, and a sync reports a lost
 		// write once only: a retry could publish what the disk failed to
 		// keep.
-		r.abortSession(ctx, id)
+		r.abortSession(ctx, st.Driver, id)
 		return lostUpload(err)
 	}
 	var err error
 	if session {
 		err = r.meta.CommitUpload(ctx, id, repo, dgst, size)
 	} else {
-		err = r.meta.LinkBlob(ctx, repo, dgst, size)
+		err = r.meta.LinkBlob(ctx, st.ID, repo, dgst, size)
 	}
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload")
@@ -238,38 +242,76 @@ func rangeHeader(size int64) string {
 	return "0-" + strconv.FormatInt(size-1, 10)
 }
 
-// session loads upload id of repo and locks it for this request.
-func (r *Registry) session(req *http.Request, repo string) (store.Upload, func(), error) {
+// session loads upload id of repo and locks it for this request. It
+// returns the driver the session's bytes are in: the storage in effect,
+// since a session of another storage ends here (endStaleSession).
+func (r *Registry) session(req *http.Request, repo string) (store.Upload, storage.Driver, func(), error) {
 	id := req.PathValue("id")
 	release, err := r.busy.acquire(id)
 	if err != nil {
-		return store.Upload{}, nil, err
+		return store.Upload{}, nil, nil, err
 	}
-	u, err := r.meta.Upload(req.Context(), repo, id)
+	ctx := req.Context()
+	u, err := r.meta.Upload(ctx, repo, id)
 	if err != nil {
 		release()
-		return store.Upload{}, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
+		return store.Upload{}, nil, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
-	return u, release, nil
+	st := r.storageOf(ctx)
+	if u.Storage != st.ID {
+		r.endStaleSession(ctx, u, st)
+		release()
+		return store.Upload{}, nil, nil, staleSession(id)
+	}
+	return u, st.Driver, release, nil
+}
+
+// staleSession is the answer about a session whose bytes are in a storage
+// that is no longer in effect.
+func staleSession(id string) *Error {
+	return newError(codeBlobUploadUnknown,
+		"upload %s was started before the registry's storage was switched; its bytes stay behind: start the upload again", id)
+}
+
+// endStaleSession ends a session whose bytes are in a storage that is no
+// longer in effect: finished, it would publish a blob the storage in
+// effect does not hold. Its bytes are discarded where they are if this
+// process has that storage built; otherwise they are left (a volume not
+// used since the start is cleaned when it is next used, an emptyDir of an
+// earlier process is gone already).
+func (r *Registry) endStaleSession(ctx context.Context, u store.Upload, now settings.Storage) {
+	ctx = context.WithoutCancel(ctx)
+	if d, ok := r.storages.Built(u.Storage); ok {
+		if err := d.Abort(ctx, u.ID); err != nil {
+			r.log.WarnContext(ctx, "abort upload", "id", u.ID, "storage", u.Storage, "err", err)
+		}
+	} else {
+		r.log.InfoContext(ctx, "upload bytes left in a storage this process does not use", "id", u.ID, "storage", u.Storage)
+	}
+	if err := r.meta.DeleteUpload(ctx, u.ID); err != nil {
+		r.log.WarnContext(ctx, "delete upload session", "id", u.ID, "err", err)
+	}
+	r.log.InfoContext(ctx, "upload session of an earlier storage ended", "id", u.ID, "repository", u.Repository,
+		"storage", u.Storage, "inEffect", now.ID)
 }
 
 // writableSession is session with the running hash of the bytes so far,
 // checked when they were written before the machine restarted.
-func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, hash.Hash, func(), error) {
-	u, release, err := r.session(req, repo)
+func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, storage.Driver, hash.Hash, func(), error) {
+	u, d, release, err := r.session(req, repo)
 	if err != nil {
-		return store.Upload{}, nil, nil, err
+		return store.Upload{}, nil, nil, nil, err
 	}
-	if err := r.verifySession(req.Context(), &u); err != nil {
+	if err := r.verifySession(req.Context(), d, &u); err != nil {
 		release()
-		return store.Upload{}, nil, nil, err
+		return store.Upload{}, nil, nil, nil, err
 	}
 	h, err := runningHash(u)
 	if err != nil {
 		release()
-		return store.Upload{}, nil, nil, err
+		return store.Upload{}, nil, nil, nil, err
 	}
-	return u, h, release, nil
+	return u, d, h, release, nil
 }
 
 // runningHash restores the sha256 of the bytes an upload has received.
@@ -287,12 +329,12 @@ func runningHash(u store.Upload) (hash.Hash, error) {
 	return h, nil
 }
 
-// appendChunk writes a request body to the session, honouring its
-// Content-Range, and moves u and h past it. It records the new size and
+// appendChunk writes a request body to the session (in driver d),
+// honouring its Content-Range, and moves u and h past it. It records the new size and
 // hash state when record is set; a caller about to commit the blob skips
 // that write (the commit ends the session) — until then the driver drops
 // the unrecorded bytes on the next Append, as after a crash.
-func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, h hash.Hash, record bool) error {
+func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver, u *store.Upload, h hash.Hash, record bool) error {
 	ctx := req.Context()
 	body := io.Reader(req.Body)
 	want := int64(-1)
@@ -314,11 +356,11 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 		want = req.ContentLength
 	}
 	src := &clientReader{r: body}
-	n, err := r.blobs.Append(ctx, u.ID, u.Size, &hashingReader{r: src, h: h})
+	n, err := d.Append(ctx, u.ID, u.Size, &hashingReader{r: src, h: h})
 	if errors.Is(err, errdefs.ErrInvalidArgument) {
 		// The driver lost bytes it had acknowledged (a crash before a sync):
 		// the session cannot continue.
-		r.abortSession(ctx, u.ID)
+		r.abortSession(ctx, d, u.ID)
 		return lostUpload(err)
 	}
 	if err != nil && src.err != nil && errors.Is(err, src.err) {
@@ -327,7 +369,7 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 		// them and the client can resume where it stopped. Its context may
 		// be cancelled already: the bookkeeping must still happen.
 		if n > 0 {
-			if aerr := r.advance(context.WithoutCancel(ctx), u, h, n); aerr != nil {
+			if aerr := r.advance(context.WithoutCancel(ctx), d, u, h, n); aerr != nil {
 				return aerr
 			}
 		}
@@ -348,22 +390,23 @@ func (r *Registry) appendChunk(req *http.Request, repo string, u *store.Upload, 
 		u.Size += n
 		return nil
 	}
-	return r.advance(ctx, u, h, n)
+	return r.advance(ctx, d, u, h, n)
 }
 
-// advance records that upload u grew by n bytes whose running hash is h.
-func (r *Registry) advance(ctx context.Context, u *store.Upload, h hash.Hash, n int64) error {
+// advance records that upload u, in driver d, grew by n bytes whose
+// running hash is h.
+func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Upload, h hash.Hash, n int64) error {
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
-	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state, Epoch: r.epoch()}
+	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state, Epoch: epoch(d)}
 	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The session ended while its bytes arrived (cancelled,
 			// expired, its project deleted): nothing will discard them but
 			// this request.
-			_ = r.blobs.Abort(context.WithoutCancel(ctx), u.ID)
+			_ = d.Abort(context.WithoutCancel(ctx), u.ID)
 		}
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
@@ -371,9 +414,9 @@ func (r *Registry) advance(ctx context.Context, u *store.Upload, h hash.Hash, n 
 	return nil
 }
 
-// epoch is the blob driver's epoch, "" when its appends are durable.
-func (r *Registry) epoch() string {
-	if v, ok := r.blobs.(storage.Volatile); ok {
+// epoch is a blob driver's epoch, "" when its appends are durable.
+func epoch(d storage.Driver) string {
+	if v, ok := d.(storage.Volatile); ok {
 		return v.Epoch()
 	}
 	return ""
@@ -384,15 +427,15 @@ func (r *Registry) epoch() string {
 // since, and unsynced bytes may be gone or garbled): it reads them back
 // and compares their hash with the recorded one. Intact, the session
 // moves to this epoch; otherwise it has lost data and ends.
-func (r *Registry) verifySession(ctx context.Context, u *store.Upload) error {
-	current := r.epoch()
+func (r *Registry) verifySession(ctx context.Context, d storage.Driver, u *store.Upload) error {
+	current := epoch(d)
 	if u.Size == 0 || u.Epoch == current {
 		return nil
 	}
 	// Once begun, the check is finished and recorded even if the client
 	// hangs up: abandoned, it would be paid for again by every request.
 	ctx = context.WithoutCancel(ctx)
-	rc, err := r.blobs.ReadUpload(ctx, u.ID)
+	rc, err := d.ReadUpload(ctx, u.ID)
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
@@ -407,7 +450,7 @@ func (r *Registry) verifySession(ctx context.Context, u *store.Upload) error {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
 	if n != u.Size || !bytes.Equal(state, u.HashState) {
-		r.abortSession(ctx, u.ID)
+		r.abortSession(ctx, d, u.ID)
 		return lostUpload(fmt.Errorf("upload %s: %d of its %d bytes were read back after a restart of the machine, and they do not hash as recorded", u.ID, n, u.Size))
 	}
 	next := *u
@@ -435,9 +478,9 @@ func (c *clientReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *Registry) abortSession(ctx context.Context, id string) {
+func (r *Registry) abortSession(ctx context.Context, d storage.Driver, id string) {
 	ctx = context.WithoutCancel(ctx)
-	if err := r.blobs.Abort(ctx, id); err != nil {
+	if err := d.Abort(ctx, id); err != nil {
 		r.log.WarnContext(ctx, "abort upload", "id", id, "err", err)
 	}
 	if err := r.meta.DeleteUpload(ctx, id); err != nil {
@@ -447,12 +490,12 @@ func (r *Registry) abortSession(ctx context.Context, id string) {
 
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, h, release, err := r.writableSession(req, repo)
+	u, d, h, release, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := r.appendChunk(req, repo, &u, h, true); err != nil {
+	if err := r.appendChunk(req, repo, d, &u, h, true); err != nil {
 		return err
 	}
 	writeUploadHeaders(w, repo, u)
@@ -468,13 +511,13 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
 	}
-	u, h, release, err := r.writableSession(req, repo)
+	u, d, h, release, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
 	defer release()
 	if req.ContentLength != 0 {
-		if err := r.appendChunk(req, repo, &u, h, false); err != nil {
+		if err := r.appendChunk(req, repo, d, &u, h, false); err != nil {
 			return err
 		}
 	}
@@ -482,14 +525,14 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	var got digest.Digest
 	if dgst.Algorithm() == digest.SHA256 {
 		got = digest.NewDigest(digest.SHA256, h)
-	} else if got, err = r.rehash(ctx, u.ID, dgst.Algorithm()); err != nil {
+	} else if got, err = rehash(ctx, d, u.ID, dgst.Algorithm()); err != nil {
 		return err
 	}
 	if got != dgst {
-		r.abortSession(ctx, u.ID)
+		r.abortSession(ctx, d, u.ID)
 		return digestMismatch("upload (now discarded)", dgst, got)
 	}
-	if err := r.commitBlob(ctx, repo, u.ID, dgst, u.Size, true); err != nil {
+	if err := r.commitBlob(ctx, r.storageOf(ctx), repo, u.ID, dgst, u.Size, true); err != nil {
 		return err
 	}
 	return blobCreated(w, repo, dgst)
@@ -497,17 +540,17 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 
 // rehash reads an upload back to digest it with an algorithm other than
 // the streaming sha256.
-func (r *Registry) rehash(ctx context.Context, id string, alg digest.Algorithm) (digest.Digest, error) {
-	rc, err := r.blobs.ReadUpload(ctx, id)
+func rehash(ctx context.Context, d storage.Driver, id string, alg digest.Algorithm) (digest.Digest, error) {
+	rc, err := d.ReadUpload(ctx, id)
 	if err != nil {
 		return "", fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
 	defer rc.Close()
-	d, err := alg.FromReader(rc)
+	got, err := alg.FromReader(rc)
 	if err != nil {
 		return "", fmt.Errorf("rehash upload %s: %w", id, err)
 	}
-	return d, nil
+	return got, nil
 }
 
 // uploadStatus serves GET /v2/<name>/blobs/uploads/<id>.
@@ -516,6 +559,10 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+req.PathValue("id"))
 	}
+	if u.Storage != r.storageOf(req.Context()).ID {
+		// A read ends nothing: the next write to the session does.
+		return staleSession(u.ID)
+	}
 	writeUploadHeaders(w, repo, u)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -523,12 +570,12 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 
 // cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, release, err := r.session(req, repo)
+	u, d, release, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}
 	defer release()
-	r.abortSession(req.Context(), u.ID)
+	r.abortSession(req.Context(), d, u.ID)
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

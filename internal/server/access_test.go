@@ -22,8 +22,6 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metrics"
-	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -49,17 +47,14 @@ func newAccessFixture(t *testing.T) *accessFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { meta.Close() })
-	blobs, err := drivers.Builtin().New(ctx, "memory", storage.Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	storages := emptyDirStorages(t, dir, meta)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{AdminPassword: testAdminPassword}
 	cfg.setDefaults()
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "", metrics.New())
+	h, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,10 +568,7 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer meta.Close()
-	blobs, err := drivers.Builtin().New(ctx, "memory", storage.Options{DataDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	storages := emptyDirStorages(t, dir, meta)
 	hash, err := bcrypt.GenerateFromPassword([]byte("carol-pw"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -597,7 +589,7 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
 		t.Fatal(err)
 	}
-	h, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "", metrics.New())
+	h, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New())
 	if err != nil {
 		t.Fatal(err)
 	}

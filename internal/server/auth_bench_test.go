@@ -13,8 +13,6 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/storage"
-	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -30,21 +28,18 @@ func BenchmarkAuthOverhead(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer meta.Close()
-	blobs, err := drivers.Builtin().New(ctx, "memory", storage.Options{DataDir: dir})
-	if err != nil {
-		b.Fatal(err)
-	}
+	storages := emptyDirStorages(b, dir, meta)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{AdminPassword: testAdminPassword}
 	cfg.setDefaults()
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		b.Fatal(err)
 	}
-	secured, err := newHandler(cfg, meta, blobs, []byte("test key of logged user names"), log, nil, "", metrics.New())
+	secured, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New())
 	if err != nil {
 		b.Fatal(err)
 	}
-	open := registry.New(registry.Options{Metadata: meta, Blobs: blobs, Logger: log})
+	open := registry.New(registry.Options{Metadata: meta, Blobs: storages.inEffect().Driver, StorageID: storages.inEffect().ID, Logger: log})
 
 	// One image, pushed through the secured handler as the admin.
 	f := &accessFixture{t: b, meta: meta}

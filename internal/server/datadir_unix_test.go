@@ -170,6 +170,13 @@ func TestStartMakesOldFilesPrivate(t *testing.T) {
 		t.Fatalf("push = %d", resp.StatusCode)
 	}
 	r.shutdown(t)
+	// A named volume (spec.storage.pvc.claim) is Berth's too.
+	if err := os.MkdirAll(filepath.Join(dir, "volumes", "second", "uploads"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "volumes", "second", "uploads", "abc"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// As an earlier version left it.
 	loosened := 0

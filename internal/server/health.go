@@ -43,12 +43,11 @@ type pinger interface {
 	Ping(ctx context.Context) error
 }
 
-func newHealth(meta pinger, blobs storage.Driver, log *slog.Logger) *health {
+func newHealth(meta pinger, blobs storage.HealthChecker, log *slog.Logger) *health {
 	h := &health{ttl: time.Second, timeout: 2 * time.Second, log: log}
-	h.checks = append(h.checks, healthCheck{"the metadata store does not answer", meta.Ping})
-	if hc, ok := blobs.(storage.HealthChecker); ok {
-		h.checks = append(h.checks, healthCheck{"the blob storage is not usable", hc.Health})
-	}
+	h.checks = append(h.checks,
+		healthCheck{"the metadata store does not answer", meta.Ping},
+		healthCheck{"the blob storage is not usable", blobs.Health})
 	return h
 }
 

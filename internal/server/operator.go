@@ -47,27 +47,6 @@ func storageOfDriver(name string) imageregistryv1.StorageConfig {
 	return imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: imageregistryv1.DefaultClaim}}
 }
 
-// runningStorage is the storage applier of a process that serves one
-// blob driver for its life.
-type runningStorage struct {
-	driver string // the --storage name
-}
-
-func (s runningStorage) ApplyStorage(_ context.Context, spec imageregistryv1.StorageConfig) (imageregistryv1.StorageConfig, error) {
-	running := storageOfDriver(s.driver)
-	running.ManagementState = spec.ManagementState
-	want := spec.StorageTypes()[0]
-	switch want {
-	case "S3", "GCS", "Azure", "Swift":
-		return running, fmt.Errorf("the %s storage driver is not built yet; the registry keeps serving from %s", want, describeStorage(running))
-	}
-	have := running.StorageTypes()[0]
-	if want != have || (spec.PVC != nil && spec.PVC.Claim != running.PVC.Claim) {
-		return running, fmt.Errorf("this instance serves %s; switching to %s is not applied live yet", describeStorage(running), describeStorage(spec))
-	}
-	return running, nil
-}
-
 func describeStorage(s imageregistryv1.StorageConfig) string {
 	switch {
 	case s.PVC != nil:

@@ -28,7 +28,6 @@ import (
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
-	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -159,6 +158,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := metrics.CheckSecret(cfg.MetricsSecret); err != nil {
 		return err
 	}
+	if cfg.Storage != "filesystem" && cfg.Storage != "memory" {
+		return fmt.Errorf("unknown storage %q: filesystem (the registry Config starts with the default volume) or memory (an emptyDir, with metadata in memory too)", cfg.Storage)
+	}
 	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
@@ -200,16 +202,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := encryptSecrets(ctx, meta, keys, log); err != nil {
 		return err
 	}
-	blobs, err := drivers.Builtin().New(ctx, cfg.Storage, storage.Options{DataDir: cfg.DataDir})
-	if err != nil {
-		return err
-	}
-	// The server's metrics; the request limiter and read-only mode feed
-	// theirs through m.LimiterObserver and m.SetReadOnly.
+	// The storage --storage names serves until the operator applies the
+	// Config's (and goes on serving if the Config is Unmanaged or invalid).
+	// The server's metrics; blob drivers, the request limiter and
+	// read-only mode feed theirs.
 	m := metrics.New()
-	blobs = m.Driver(blobs)
-	if err := recoverUploads(ctx, meta, blobs, cfg.UploadTTL, log); err != nil {
-		return err
+	storages := newBlobStorages(cfg.DataDir, drivers.Builtin(), cfg.Storage == "memory", meta, log)
+	storages.wrap = m.Driver
+	boot, err := storages.ApplyStorage(ctx, bootstrapSpec(cfg.Storage, slog.LevelInfo).Storage)
+	if err != nil {
+		return fmt.Errorf("blob storage: %w", err)
 	}
 
 	if err := bootstrap(ctx, meta, cfg.DataDir, cfg.AdminPassword, log); err != nil {
@@ -250,14 +252,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
-	current := settings.NewHolder(settings.Defaults())
+	current := settings.NewHolder(&settings.Settings{Storage: boot.Blobs})
 	startLevel := slog.LevelInfo
 	var setLevel func(slog.Level)
 	if cfg.LogLevel != nil {
 		startLevel, setLevel = cfg.LogLevel.Level(), cfg.LogLevel.Set
 	}
 	op := operator.New(operator.Options{
-		Store: meta, Settings: current, Storage: runningStorage{driver: cfg.Storage}, Logger: log,
+		Store: meta, Settings: current, Storage: storages, Logger: log,
 		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel, Routes: routeOpts,
 		ReadyReplicas: func(ctx context.Context) (int, error) { return readyInstances(ctx, meta) },
 	})
@@ -269,9 +271,12 @@ func Run(ctx context.Context, cfg Config) error {
 			"flag", startLevel, "config", inEffect,
 			"patch", `berth patch configs.imageregistry.operator.openshift.io/cluster --type merge -p '{"spec":{"logLevel":"Debug"}}'`)
 	}
+	// After a crash: expired sessions go, in their own storage. (Leftovers
+	// no session records went when each storage was built.)
+	expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 	stopping := make(chan struct{})
-	probes := newHealth(meta, blobs, log)
-	mux, err := newHandler(cfg, meta, blobs, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m)
+	probes := newHealth(meta, storages, log)
+	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m)
 	if err != nil {
 		return err
 	}
@@ -321,7 +326,7 @@ func Run(ctx context.Context, cfg Config) error {
 	defer func() { stopBeats(); <-beating }()
 
 	log.Info("listening on " + shownAddr(cfg.Listen, ln.Addr()))
-	servingAttrs := []any{"url", scheme + "://" + ln.Addr().String(), "storage", cfg.Storage, "data", cfg.DataDir, "pod", self.Name}
+	servingAttrs := []any{"url", scheme + "://" + ln.Addr().String(), "storage", storages.inEffect().ID, "data", cfg.DataDir, "pod", self.Name}
 	if cfg.LogLevel != nil {
 		servingAttrs = append(servingAttrs, "log_level", strings.ToLower(cfg.LogLevel.Level().String()))
 	}
@@ -337,7 +342,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { followSettings(janitorCtx, current, m) })
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
-			expireUploads(ctx, meta, blobs, cfg.UploadTTL, log)
+			expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 			expireTokens(ctx, meta, log)
 			pruneEvents(ctx, meta, log)
 			forgetInstances(ctx, meta, log)
@@ -426,48 +431,9 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 	return srv, nil
 }
 
-type uploadRecords interface {
-	UploadIDs(ctx context.Context) (map[string]bool, error)
-	ExpireUploads(ctx context.Context, before time.Time) ([]string, error)
-}
-
-// recoverUploads runs at start: expired sessions go, and so do driver
-// leftovers no session records (a crash mid-request).
-func recoverUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) error {
-	expireUploads(ctx, meta, blobs, ttl, log)
-	rec, ok := blobs.(storage.Recoverer)
-	if !ok {
-		return nil
-	}
-	live, err := meta.UploadIDs(ctx)
-	if err != nil {
-		return err
-	}
-	if err := rec.Recover(ctx, func(id string) bool { return live[id] }); err != nil {
-		return fmt.Errorf("recover storage: %w", err)
-	}
-	return nil
-}
-
-func expireUploads(ctx context.Context, meta uploadRecords, blobs storage.Driver, ttl time.Duration, log *slog.Logger) {
-	ids, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
-	if err != nil {
-		log.Warn("expire upload sessions", "err", err)
-		return
-	}
-	for _, id := range ids {
-		if err := blobs.Abort(ctx, id); err != nil {
-			log.Warn("remove expired upload", "id", id, "err", err)
-		}
-	}
-	if len(ids) > 0 {
-		log.Info("expired upload sessions", "count", len(ids))
-	}
-}
-
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics) (*http.ServeMux, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics) (*http.ServeMux, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -491,14 +457,16 @@ func newHandler(cfg Config, meta *store.Store, blobs storage.Driver, nameHashKey
 	issuer := &auth.Issuer{Tokens: meta}
 
 	reg := registry.New(registry.Options{
-		Metadata: meta, Blobs: blobs, Logger: log,
+		// Every request's snapshot names its storage; the one in effect now
+		// serves a handler used without the settings middleware (tests).
+		Metadata: meta, Blobs: storages.inEffect().Driver, StorageID: storages.inEffect().ID, Storages: storages, Logger: log,
 		AllowSparse: cfg.AllowSparse, MaxManifestBytes: cfg.MaxManifestBytes,
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
 		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
 		StoreTimes:   m.ObserveStoreCall,
 	})
 	api := apiserver.New(apiserver.Options{
-		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: blobs,
+		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
 	})
 	mux := http.NewServeMux()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-registry/berth/internal/storage"
 )
 
 // Settings is one snapshot. It is never changed after Holder.Store: build
@@ -49,6 +51,10 @@ type Settings struct {
 	// (spec.defaultRoute, spec.routes) that it serves, the default route
 	// first; a route whose certificate could not be used is not here.
 	Routes []Route
+	// Storage is the blob storage in effect: where new blobs go and where
+	// blobs are looked for. Its zero value is none (before the operator
+	// put one in effect; a test that builds one handler).
+	Storage Storage
 }
 
 // Proxy names the proxies of outbound connections; an empty field falls
@@ -79,6 +85,17 @@ func (s *Settings) RouteFor(name string) *Route {
 		}
 	}
 	return nil
+}
+
+// Storage is a blob storage: its driver, and the ID the metadata store
+// records with each blob and upload session whose bytes are in it.
+type Storage struct {
+	// ID names the storage for as long as its bytes live: "pvc:<claim>"
+	// for a volume, "emptydir:<random>" for an emptyDir, whose bytes die
+	// with the process (so a restarted process never finds blobs recorded
+	// under an earlier one's).
+	ID     string
+	Driver storage.Driver
 }
 
 // Requests are the read and write limits.

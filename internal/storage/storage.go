@@ -115,6 +115,9 @@ type Options struct {
 	// DataDir is Berth's data directory; local drivers keep their files
 	// beneath it.
 	DataDir string
+	// Root, when set, is the directory a local driver keeps its files in
+	// instead of its default place under DataDir (a named volume).
+	Root string
 }
 
 // Constructor builds a driver.

@@ -117,7 +117,7 @@ func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
 		}
 		gen = now
 	}
-	if err := s.LinkBlob(ctx, "p/app", digest.FromString("x"), 1); err != nil {
+	if err := s.LinkBlob(ctx, store.DefaultStorage, "p/app", digest.FromString("x"), 1); err != nil {
 		t.Fatal(err)
 	}
 	moved("a blob link", false)
@@ -197,7 +197,7 @@ func TestAccessChangedWakesAfterTheGenerationMoved(t *testing.T) {
 		access bool
 		do     func() error
 	}{
-		{"a blob link", false, func() error { return s.LinkBlob(ctx, "p/app", digest.FromString("x"), 1) }},
+		{"a blob link", false, func() error { return s.LinkBlob(ctx, store.DefaultStorage, "p/app", digest.FromString("x"), 1) }},
 		{"add binding", true, func() error { return s.AddBinding(ctx, "p", "registry-viewer", "User", "bob") }},
 		{"revoke token", true, func() error { return s.RevokeToken(ctx, "t1") }},
 		{"set password", true, func() error { return s.SetUserPassword(ctx, "admin", "x") }},

@@ -33,7 +33,7 @@ func TestDynamicQueriesStayOutOfTheStatementCache(t *testing.T) {
 	n := len(s.prepared.m)
 	s.prepared.mu.RUnlock()
 	// A fixed query first run now (a pull's blob lookup) is not prepared.
-	if _, err := s.BlobSize(ctx, "p0/app", digest.Digest("sha256:"+fmt.Sprintf("%064d", 0))); err == nil {
+	if _, err := s.BlobSize(ctx, DefaultStorage, "p0/app", digest.Digest("sha256:"+fmt.Sprintf("%064d", 0))); err == nil {
 		t.Fatal("unexpected blob")
 	}
 	s.prepared.mu.RLock()
@@ -41,7 +41,7 @@ func TestDynamicQueriesStayOutOfTheStatementCache(t *testing.T) {
 SELECT b.size FROM repositories r
 JOIN repository_blobs rb ON rb.repository_id = r.id
 JOIN blobs b ON b.digest = rb.digest
-WHERE r.name = ? AND rb.digest = ?`]
+WHERE r.name = ? AND rb.digest = ? AND b.storage = ?`]
 	s.prepared.mu.RUnlock()
 	if n >= maxStatements || !blobSizePrepared {
 		t.Errorf("after catalog listings over 1..%d projects the statement cache holds %d of %d slots and a pull's blob lookup prepared = %v; "+

@@ -23,13 +23,13 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateProject(ctx, store.Project{Name: "other", Creator: "bob"}))
 	shared := image(t, s, "team/app", "shared")
-	must(t, s.PutManifest(ctx, "team/app", shared, []string{"v1"}))
+	must(t, s.PutManifest(ctx, store.DefaultStorage, "team/app", shared, []string{"v1"}))
 	only := image(t, s, "team/db", "only")
-	must(t, s.PutManifest(ctx, "team/db", only, []string{"latest"}))
+	must(t, s.PutManifest(ctx, store.DefaultStorage, "team/db", only, []string{"latest"}))
 	// The same manifest in another project must survive.
-	must(t, s.LinkBlob(ctx, "other/app", shared.References[0].Digest, 10))
-	must(t, s.LinkBlob(ctx, "other/app", shared.References[1].Digest, 20))
-	must(t, s.PutManifest(ctx, "other/app", shared, []string{"v1"}))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "other/app", shared.References[0].Digest, 10))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "other/app", shared.References[1].Digest, 20))
+	must(t, s.PutManifest(ctx, store.DefaultStorage, "other/app", shared, []string{"v1"}))
 	// A service account of team, bound in other too, with a token.
 	sa := auth.ServiceAccountUser("team", "ci")
 	must(t, s.CreateUser(ctx, store.User{Name: sa}))
@@ -55,7 +55,7 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 		if ok, err := s.RepositoryExists(ctx, repo); ok || err != nil {
 			t.Errorf("%s exists after delete: %v %v", repo, ok, err)
 		}
-		if _, err := s.BlobSize(ctx, repo, shared.References[0].Digest); !errors.Is(err, errdefs.ErrNotFound) {
+		if _, err := s.BlobSize(ctx, store.DefaultStorage, repo, shared.References[0].Digest); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("blob link of %s survived: %v", repo, err)
 		}
 	}
@@ -65,11 +65,11 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	if m, err := s.Manifest(ctx, "other/app", "v1"); err != nil || m.Digest != shared.Digest {
 		t.Errorf("other project's manifest: %v %v", m.Digest, err)
 	}
-	if size, err := s.BlobSize(ctx, "other/app", shared.References[1].Digest); err != nil || size != 20 {
+	if size, err := s.BlobSize(ctx, store.DefaultStorage, "other/app", shared.References[1].Digest); err != nil || size != 20 {
 		t.Errorf("other project's blob: %d %v", size, err)
 	}
 	// Recreating the repository must not resurrect the old tags.
-	must(t, s.LinkBlob(ctx, "team/db", digest.FromString("x"), 1))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "team/db", digest.FromString("x"), 1))
 	if tags, _, err := s.Tags(ctx, "team/db", "", 10); err != nil || len(tags) != 0 {
 		t.Errorf("tags of a recreated repository: %v %v", tags, err)
 	}
@@ -273,8 +273,8 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app"}, store.UploadLimits{}))
-	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app"}, store.UploadLimits{}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
 	gone, err := s.DeleteProjectAndRepositories(ctx, "team")
 	must(t, err)
 	if !slices.Equal(gone.Uploads, []string{"u-team"}) {
@@ -297,7 +297,7 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	}
 	// Whatever did come back (a monolithic upload that ended late) is not
 	// inherited by the next project of the name.
-	must(t, s.LinkBlob(ctx, "team/app", digest.FromString("late"), 4))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "team/app", digest.FromString("late"), 4))
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "bob"}))
 	if ok, err := s.RepositoryExists(ctx, "team/app"); ok || err != nil {
 		t.Errorf("a new project inherited a leftover repository: %v, %v", ok, err)
@@ -361,7 +361,7 @@ func TestAccessGenerationCountsConcurrentChanges(t *testing.T) {
 			}
 		})
 		wg.Go(func() {
-			if err := s.LinkBlob(ctx, "p/app", digest.FromString(fmt.Sprint(i)), 1); err != nil {
+			if err := s.LinkBlob(ctx, store.DefaultStorage, "p/app", digest.FromString(fmt.Sprint(i)), 1); err != nil {
 				t.Error(err)
 			}
 		})
@@ -373,7 +373,7 @@ func TestAccessGenerationCountsConcurrentChanges(t *testing.T) {
 	// Blob links alone change no access.
 	quiet := s.AccessGeneration()
 	for i := range 20 {
-		if err := s.LinkBlob(ctx, "p/app", digest.FromString(fmt.Sprint("quiet", i)), 1); err != nil {
+		if err := s.LinkBlob(ctx, store.DefaultStorage, "p/app", digest.FromString(fmt.Sprint("quiet", i)), 1); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -244,4 +244,15 @@ CREATE TABLE instances (
 );
 CREATE INDEX instances_heartbeat ON instances (heartbeat_at);
 `,
+	// 8: the storage a blob's bytes and an upload session's bytes are in
+	// (spec.storage of the registry Config: "pvc:<claim>", "emptydir:<id>").
+	// A blob is present only in the storage it is recorded in, so that
+	// after a storage switch a client is not told that a blob exists whose
+	// bytes stayed behind. Rows written before were in the data
+	// directory's blob store, the default volume claim's (a memory-storage
+	// process keeps no rows across restarts).
+	`
+ALTER TABLE blobs ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
+ALTER TABLE uploads ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
+`,
 }

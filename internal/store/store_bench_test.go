@@ -14,7 +14,7 @@ func BenchmarkLinkBlob(b *testing.B) {
 	s := openSQLite(b)
 	ctx := context.Background()
 	for i := 0; b.Loop(); i++ {
-		if err := s.LinkBlob(ctx, "p/bench", digest.FromString(fmt.Sprint(i)), 1); err != nil {
+		if err := s.LinkBlob(ctx, store.DefaultStorage, "p/bench", digest.FromString(fmt.Sprint(i)), 1); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -23,7 +23,7 @@ func BenchmarkLinkBlob(b *testing.B) {
 func BenchmarkAdvanceUpload(b *testing.B) {
 	s := openSQLite(b)
 	ctx := context.Background()
-	if err := s.CreateUpload(ctx, store.Upload{ID: "u", Repository: "p/bench"}, store.UploadLimits{}); err != nil {
+	if err := s.CreateUpload(ctx, store.Upload{ID: "u", Repository: "p/bench", Storage: store.DefaultStorage}, store.UploadLimits{}); err != nil {
 		b.Fatal(err)
 	}
 	state := make([]byte, 108)
@@ -38,13 +38,13 @@ func BenchmarkManifestByTag(b *testing.B) {
 	s := openSQLite(b)
 	ctx := context.Background()
 	cfg := digest.FromString("cfg")
-	if err := s.LinkBlob(ctx, "p/bench", cfg, 1); err != nil {
+	if err := s.LinkBlob(ctx, store.DefaultStorage, "p/bench", cfg, 1); err != nil {
 		b.Fatal(err)
 	}
 	payload := []byte(`{"schemaVersion":2}`)
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
 		Payload: payload, References: []store.Reference{{Digest: cfg, Size: 1, Required: true}}}
-	if err := s.PutManifest(ctx, "p/bench", m, []string{"latest"}); err != nil {
+	if err := s.PutManifest(ctx, store.DefaultStorage, "p/bench", m, []string{"latest"}); err != nil {
 		b.Fatal(err)
 	}
 	b.RunParallel(func(pb *testing.PB) {
@@ -55,4 +55,59 @@ func BenchmarkManifestByTag(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkBlobSize is the pull path's presence check (HEAD and GET of a
+// blob): answered from the size cache.
+func BenchmarkBlobSize(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	dgst := digest.FromString("layer")
+	if err := s.LinkBlob(ctx, store.DefaultStorage, "p/bench", dgst, 1); err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/bench", dgst); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkBlobSizeAbsent is the check a client makes before pushing a
+// layer the registry does not hold: a miss is not cached, so each one is
+// the SQL query.
+func BenchmarkBlobSizeAbsent(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	if err := s.LinkBlob(ctx, store.DefaultStorage, "p/bench", digest.FromString("other"), 1); err != nil {
+		b.Fatal(err)
+	}
+	dgst := digest.FromString("absent")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/bench", dgst); err == nil {
+				b.Error("an absent blob was found")
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkCommitUpload is the end of a chunked push: a session is opened
+// and committed as a new blob.
+func BenchmarkCommitUpload(b *testing.B) {
+	s := openSQLite(b)
+	ctx := context.Background()
+	for i := 0; b.Loop(); i++ {
+		id := fmt.Sprintf("u%d", i)
+		if err := s.CreateUpload(ctx, store.Upload{ID: id, Repository: "p/bench", Storage: store.DefaultStorage}, store.UploadLimits{}); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.CommitUpload(ctx, id, "p/bench", digest.FromString(id), 1); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

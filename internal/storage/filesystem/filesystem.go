@@ -37,8 +37,12 @@ type Driver struct {
 	epoch string
 }
 
-// New opens (creating if needed) the store under opts.DataDir.
+// New opens (creating if needed) the store at opts.Root, or else under
+// opts.DataDir.
 func New(_ context.Context, opts storage.Options) (storage.Driver, error) {
+	if opts.Root != "" {
+		return Open(opts.Root)
+	}
 	if opts.DataDir == "" {
 		return nil, fmt.Errorf("filesystem driver needs a data directory")
 	}

@@ -1,0 +1,290 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/operator"
+	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// volumesDir holds the named volumes (pvc claims other than the default
+// one, whose volume is the data directory's own blob store, DATA/storage).
+const volumesDir = "volumes"
+
+// blobStorages puts spec.storage of the registry Config in effect: it
+// builds the blob storage a spec names through the driver table, keeps
+// every storage it built for the life of the process (switching back to
+// an emptyDir finds its blobs; a request still using a storage switched
+// away from keeps working), and says which one is in effect. It is the
+// operator's storage applier and the registry's lookup of storages by ID.
+//
+// A storage is never closed or removed: nothing is migrated or deleted on
+// a switch, as on the reference platform.
+type blobStorages struct {
+	dataDir string
+	drivers storage.Registry
+	// memoryMode: the process keeps its metadata in memory (--storage
+	// memory), so blobs on a volume would outlive the rows that make them
+	// visible; it serves its emptyDir only.
+	memoryMode bool
+	// emptyDirID names this process's emptyDir: its bytes die with the
+	// process, so the next one must not find blobs recorded under it.
+	emptyDirID string
+	sessions   uploadIDs
+	log        *slog.Logger
+
+	// wrap, when set, wraps every driver built (the metrics' timing).
+	wrap func(storage.Driver) storage.Driver
+
+	mu      sync.Mutex
+	built   map[string]storage.Driver
+	current operator.AppliedStorage
+}
+
+// uploadIDs lists the upload sessions the store records, in any storage.
+type uploadIDs interface {
+	UploadIDs(ctx context.Context) (map[string]bool, error)
+}
+
+func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, sessions uploadIDs, log *slog.Logger) *blobStorages {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return &blobStorages{
+		dataDir: dataDir, drivers: drivers, memoryMode: memoryMode, sessions: sessions, log: log,
+		emptyDirID: "emptydir:" + hex.EncodeToString(b),
+		built:      map[string]storage.Driver{},
+	}
+}
+
+// ApplyStorage implements operator.Storage.
+func (s *blobStorages) ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (operator.AppliedStorage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, name, opts, root, err := s.locate(spec)
+	if err != nil {
+		return s.current, err
+	}
+	config := storageConfigOf(spec)
+	if id == s.current.Blobs.ID {
+		// Already in effect (every pass of the operator asks): only the
+		// managementState shown may have changed.
+		s.current.Config = config
+		return s.current, nil
+	}
+	created := false
+	if root != "" {
+		_, err := os.Stat(root)
+		created = errors.Is(err, fs.ErrNotExist)
+	}
+	d, err := s.open(ctx, id, name, opts)
+	if err != nil {
+		return s.current, fmt.Errorf("%s: %w", describeStorage(spec), err)
+	}
+	previous := s.current.Blobs.ID
+	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d}, Created: created}
+	if previous != "" {
+		s.log.Info("blob storage switched: new blobs go to the new storage, blobs in the old one stay there and count as absent until it is in effect again",
+			"from", previous, "to", id, "created", created)
+	}
+	return s.current, nil
+}
+
+// locate maps a spec to its storage: ID, driver, driver options, and the
+// directory a volume lives in ("" for none).
+func (s *blobStorages) locate(spec imageregistryv1.StorageConfig) (id, driver string, opts storage.Options, root string, err error) {
+	opts = storage.Options{DataDir: s.dataDir}
+	switch {
+	case spec.EmptyDir != nil:
+		return s.emptyDirID, "memory", opts, "", nil
+	case spec.PVC != nil:
+		if s.memoryMode {
+			return "", "", opts, "", fmt.Errorf("this registry runs with --storage memory: its metadata lives in memory and dies with the process, so blobs on %s would outlive the records that make them visible; it serves emptyDir storage only (restart with --storage filesystem to use a volume)", describeStorage(spec))
+		}
+		claim := spec.PVC.Claim
+		if claim == "" {
+			claim = imageregistryv1.DefaultClaim
+		}
+		if claim == imageregistryv1.DefaultClaim {
+			// The data directory's blob store: installations from before
+			// volumes could be named keep their blobs.
+			return "pvc:" + claim, "filesystem", opts, filepath.Join(s.dataDir, "storage"), nil
+		}
+		// The API refuses a claim that is not a DNS subdomain; this guards
+		// the path against a Config written around it.
+		if claim != filepath.Base(claim) || strings.ContainsAny(claim, `/\`) || strings.HasPrefix(claim, ".") {
+			return "", "", opts, "", fmt.Errorf("volume claim %q is not a valid name", claim)
+		}
+		opts.Root = filepath.Join(s.dataDir, volumesDir, claim)
+		return "pvc:" + claim, "filesystem", opts, opts.Root, nil
+	}
+	names := spec.StorageTypes()
+	if len(names) == 0 {
+		return "", "", opts, "", errors.New("no storage configured")
+	}
+	return "", "", opts, "", fmt.Errorf("the %s storage driver is not built yet; the registry keeps serving from %s", names[0], describeStorage(s.current.Config))
+}
+
+// open returns the storage id, building it the first time. A storage
+// built now has its driver's leftovers removed (uploads no session
+// records: a crash mid-request) before anything writes to it, which is
+// safe only because nothing can be using a driver not built until now.
+func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.Options) (storage.Driver, error) {
+	if d, ok := s.built[id]; ok {
+		return d, nil
+	}
+	d, err := s.newDriver(ctx, name, opts)
+	if err != nil {
+		return nil, err
+	}
+	if rec, ok := d.(storage.Recoverer); ok {
+		live, err := s.sessions.UploadIDs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := rec.Recover(ctx, func(id string) bool { return live[id] }); err != nil {
+			return nil, fmt.Errorf("recover storage %s: %w", id, err)
+		}
+	}
+	s.built[id] = d
+	return d, nil
+}
+
+// newDriver is where every blob driver is constructed: the one place to
+// wrap drivers (timing their operations, say).
+func (s *blobStorages) newDriver(ctx context.Context, name string, opts storage.Options) (storage.Driver, error) {
+	d, err := s.drivers.New(ctx, name, opts)
+	if err != nil || s.wrap == nil {
+		return d, err
+	}
+	return s.wrap(d), nil
+}
+
+// Built implements registry.Storages: the driver of storage id if this
+// process built it.
+func (s *blobStorages) Built(id string) (storage.Driver, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, ok := s.built[id]
+	return d, ok
+}
+
+// inEffect is the storage in effect.
+func (s *blobStorages) inEffect() settings.Storage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.current.Blobs
+}
+
+// all returns every storage built.
+func (s *blobStorages) all() map[string]storage.Driver {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]storage.Driver, len(s.built))
+	for id, d := range s.built {
+		out[id] = d
+	}
+	return out
+}
+
+// storageConfigOf is the one storage section a spec names, for
+// status.storage.
+func storageConfigOf(spec imageregistryv1.StorageConfig) imageregistryv1.StorageConfig {
+	out := imageregistryv1.StorageConfig{ManagementState: spec.ManagementState}
+	switch {
+	case spec.EmptyDir != nil:
+		out.EmptyDir = &imageregistryv1.EmptyDirStorage{}
+	case spec.PVC != nil:
+		pvc := *spec.PVC
+		if pvc.Claim == "" {
+			pvc.Claim = imageregistryv1.DefaultClaim
+		}
+		out.PVC = &pvc
+	}
+	return out
+}
+
+// apiBlobs is what the management API reads of blobs: an image's config
+// from the storage of the request's snapshot, and the bytes of upload
+// sessions a deleted project ended, discarded wherever they are.
+type apiBlobs struct{ storages *blobStorages }
+
+func (a apiBlobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+	st := settings.From(ctx).Storage
+	if st.Driver == nil {
+		st = a.storages.inEffect()
+	}
+	return st.Driver.Open(ctx, dgst)
+}
+
+// Abort discards upload id in every storage built: ids are random and
+// unique across storages, and aborting an id a driver does not hold is
+// no error. Bytes in a volume not built are removed when it next is.
+func (a apiBlobs) Abort(ctx context.Context, id string) error {
+	var errs []error
+	for sid, d := range a.storages.all() {
+		if err := d.Abort(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("storage %s: %w", sid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type uploadExpiry interface {
+	ExpireUploads(ctx context.Context, before time.Time) ([]store.EndedUpload, error)
+}
+
+// expireUploads ends sessions untouched for ttl and discards their bytes
+// in their own storage. Bytes in a storage this process has not built are
+// left: a volume removes them when it is next used (its recovery), an
+// emptyDir of an earlier process had them die with it.
+func expireUploads(ctx context.Context, meta uploadExpiry, storages *blobStorages, ttl time.Duration, log *slog.Logger) {
+	ended, err := meta.ExpireUploads(ctx, time.Now().Add(-ttl))
+	if err != nil {
+		log.Warn("expire upload sessions", "err", err)
+		return
+	}
+	left := map[string]int{}
+	for _, u := range ended {
+		d, ok := storages.Built(u.Storage)
+		if !ok {
+			left[u.Storage]++
+			continue
+		}
+		if err := d.Abort(ctx, u.ID); err != nil {
+			log.Warn("remove expired upload", "id", u.ID, "storage", u.Storage, "err", err)
+		}
+	}
+	if len(ended) > 0 {
+		log.Info("expired upload sessions", "count", len(ended))
+	}
+	for id, n := range left {
+		log.Info("expired upload sessions' bytes left in a storage this process does not use (a volume removes them when it is next used)",
+			"storage", id, "count", n)
+	}
+}
+
+// Health implements storage.HealthChecker for /healthz: the storage in
+// effect, when its driver can tell.
+func (s *blobStorages) Health(ctx context.Context) error {
+	if hc, ok := s.inEffect().Driver.(storage.HealthChecker); ok {
+		return hc.Health(ctx)
+	}
+	return nil
+}

@@ -1,0 +1,277 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/opencontainers/go-digest"
+)
+
+// emptyDirStorages is the blob storage of a test that serves a handler
+// without the operator: an emptyDir in effect.
+func emptyDirStorages(t testing.TB, dir string, sessions uploadIDs) *blobStorages {
+	t.Helper()
+	s := newBlobStorages(dir, drivers.Builtin(), true, sessions, slog.New(slog.DiscardHandler))
+	if _, err := s.ApplyStorage(context.Background(), imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// storageStatus is the part of the Config's status this file checks.
+func storageStatus(t *testing.T, url string) (claim string, emptyDir bool) {
+	t.Helper()
+	resp, err := admin.Get(url + configURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var c struct {
+		Status struct {
+			Storage imageregistryv1.StorageConfig `json:"storage"`
+		} `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Status.Storage.PVC != nil {
+		claim = c.Status.Storage.PVC.Claim
+	}
+	return claim, c.Status.Storage.EmptyDir != nil
+}
+
+func expectStorageExists(t *testing.T, url, reason string) {
+	t.Helper()
+	c, _ := getConfig(t, url)
+	if st, r, msg := c.condition("StorageExists"); st != "True" || r != reason {
+		t.Errorf("StorageExists: %s %s %q, want True %s", st, r, msg, reason)
+	}
+	if st, r, msg := c.condition("Degraded"); st != "False" {
+		t.Errorf("Degraded: %s %s %q", st, r, msg)
+	}
+}
+
+// pull GETs a blob and returns its status and bytes.
+func pull(t *testing.T, url, repo string, dgst digest.Digest) (int, []byte) {
+	t.Helper()
+	resp, err := admin.Get(url + "/v2/" + repo + "/blobs/" + dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, body
+}
+
+func blobFile(root string, dgst digest.Digest) string {
+	return filepath.Join(root, "blobs", "sha256", dgst.Encoded()[:2], dgst.Encoded())
+}
+
+// pushManifest PUTs an image manifest naming config and layer.
+func pushManifest(t *testing.T, url, repo, tag string, config, layer []byte) int {
+	t.Helper()
+	m := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}]}`,
+		digest.FromBytes(config), len(config), digest.FromBytes(layer), len(layer))
+	req, _ := http.NewRequest("PUT", url+"/v2/"+repo+"/manifests/"+tag, strings.NewReader(m))
+	req.Header.Set("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	resp, err := admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// spec.storage switches live: a push after a switch lands in the new
+// storage, blobs of the old one answer BLOB_UNKNOWN while manifests and
+// tags stay (they are metadata), an upload begun before the switch must
+// start again, and switching back finds the old blobs with their bytes;
+// an emptyDir switched away from and back keeps its blobs. No restart.
+func TestStorageSwitchLive(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	config, layer := []byte(`{"architecture":"amd64","os":"linux"}`), []byte("first layer")
+	for _, b := range [][]byte{config, layer} {
+		if resp := pushBlob(t, r.url, "sw/app", b); resp.StatusCode != 201 {
+			t.Fatalf("push to the default volume: %d", resp.StatusCode)
+		}
+	}
+	if code := pushManifest(t, r.url, "sw/app", "v1", config, layer); code != 201 {
+		t.Fatalf("manifest: %d", code)
+	}
+	first := digest.FromBytes(layer)
+	defaultRoot := filepath.Join(dir, "storage")
+	if _, err := os.Stat(blobFile(defaultRoot, first)); err != nil {
+		t.Fatalf("the first layer is not in the data directory's blob store: %v", err)
+	}
+	// An upload under way when the storage switches.
+	resp, err := admin.Post(r.url+"/v2/sw/app/blobs/uploads/", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	session := resp.Header.Get("Location")
+	req, _ := http.NewRequest("PATCH", r.url+session, strings.NewReader("half of it"))
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 202 {
+		t.Fatalf("PATCH = %v, %v", resp, err)
+	}
+	sessionFile := filepath.Join(defaultRoot, "uploads", filepath.Base(session))
+	if _, err := os.Stat(sessionFile); err != nil {
+		t.Fatalf("the session's bytes are not in the default volume: %v", err)
+	}
+
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"second"}}}}`)
+	expectStorageExists(t, r.url, "PVC Created")
+	if claim, _ := storageStatus(t, r.url); claim != "second" {
+		t.Errorf("status.storage claim = %q", claim)
+	}
+	if code, _ := pull(t, r.url, "sw/app", first); code != 404 {
+		t.Errorf("the first layer under the second volume: %d, want 404", code)
+	}
+	if code := status(t, "GET", r.url+"/v2/sw/app/manifests/v1"); code != 200 {
+		t.Errorf("the manifest after the switch: %d (manifests are metadata)", code)
+	}
+	if code := status(t, "GET", r.url+"/v2/sw/app/tags/list"); code != 200 {
+		t.Errorf("tags after the switch: %d", code)
+	}
+	if code := pushManifest(t, r.url, "sw/app", "v2", config, layer); code != 400 {
+		t.Errorf("a manifest naming layers left in the old volume: %d, want 400", code)
+	}
+	req, _ = http.NewRequest("PATCH", r.url+session, strings.NewReader(" and the rest"))
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := registryError(t, resp); resp.StatusCode != 404 || code != "BLOB_UPLOAD_UNKNOWN" {
+		t.Errorf("an upload begun before the switch: %d %s", resp.StatusCode, code)
+	}
+	resp.Body.Close()
+	if _, err := os.Stat(sessionFile); !os.IsNotExist(err) {
+		t.Errorf("the ended session's bytes are still in the old volume: %v", err)
+	}
+	second := []byte("second layer")
+	if resp := pushBlob(t, r.url, "sw/app", second); resp.StatusCode != 201 {
+		t.Fatalf("push to the second volume: %d", resp.StatusCode)
+	}
+	secondRoot := filepath.Join(dir, "volumes", "second")
+	if _, err := os.Stat(blobFile(secondRoot, digest.FromBytes(second))); err != nil {
+		t.Errorf("the push did not land in DATA/volumes/second: %v", err)
+	}
+	if _, err := os.Stat(blobFile(defaultRoot, digest.FromBytes(second))); !os.IsNotExist(err) {
+		t.Errorf("the push landed in the default volume too: %v", err)
+	}
+	for _, d := range []string{filepath.Join(dir, "volumes"), secondRoot} {
+		if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+			t.Errorf("%s: %v, %v; want a directory private to its user", d, st.Mode(), err)
+		}
+	}
+
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":null,"emptyDir":{}}}}`)
+	expectStorageExists(t, r.url, "Creation Successful")
+	if _, emptyDir := storageStatus(t, r.url); !emptyDir {
+		t.Error("status.storage is not the emptyDir")
+	}
+	ephemeral := []byte("in memory")
+	if resp := pushBlob(t, r.url, "sw/app", ephemeral); resp.StatusCode != 201 {
+		t.Fatalf("push to the emptyDir: %d", resp.StatusCode)
+	}
+	for _, b := range [][]byte{layer, second} {
+		if code, _ := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 404 {
+			t.Errorf("%q under the emptyDir: %d, want 404", b, code)
+		}
+	}
+
+	patchConfig(t, r.url, `{"spec":{"storage":{"emptyDir":null,"pvc":{"claim":"image-registry-storage"}}}}`)
+	expectStorageExists(t, r.url, "PVC Exists")
+	if code, body := pull(t, r.url, "sw/app", first); code != 200 || string(body) != string(layer) {
+		t.Errorf("the first layer back on the default volume: %d %q", code, body)
+	}
+	if code := pushManifest(t, r.url, "sw/app", "v2", config, layer); code != 201 {
+		t.Errorf("a manifest naming layers of the default volume, back on it: %d", code)
+	}
+	for _, b := range [][]byte{second, ephemeral} {
+		if code, _ := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 404 {
+			t.Errorf("%q on the default volume: %d, want 404", b, code)
+		}
+	}
+
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":null,"emptyDir":{}}}}`)
+	if code, body := pull(t, r.url, "sw/app", digest.FromBytes(ephemeral)); code != 200 || string(body) != string(ephemeral) {
+		t.Errorf("the emptyDir's blob after switching back to it: %d %q", code, body)
+	}
+}
+
+// The Config's storage is what a restarted process serves; an emptyDir's
+// blobs die with the process that held them, even though their records
+// outlive it.
+func TestStorageAfterRestart(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"second"}}}}`)
+	kept := []byte("kept on the second volume")
+	if resp := pushBlob(t, r.url, "rs/app", kept); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	r.shutdown(t)
+	r = start(t, Config{DataDir: dir})
+	if code, body := pull(t, r.url, "rs/app", digest.FromBytes(kept)); code != 200 || string(body) != string(kept) {
+		t.Fatalf("after a restart the second volume's blob: %d %q", code, body)
+	}
+	expectStorageExists(t, r.url, "PVC Exists")
+
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":null,"emptyDir":{}}}}`)
+	gone := []byte("in this process's memory")
+	if resp := pushBlob(t, r.url, "rs/app", gone); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	r.shutdown(t)
+	r = start(t, Config{DataDir: dir})
+	if code := status(t, "HEAD", r.url+"/v2/rs/app/blobs/"+digest.FromBytes(gone).String()); code != 404 {
+		t.Fatalf("an earlier process's emptyDir blob after a restart: %d, want 404", code)
+	}
+	if resp := pushBlob(t, r.url, "rs/app", gone); resp.StatusCode != 201 {
+		t.Fatalf("push it again: %d", resp.StatusCode)
+	}
+	if code := status(t, "HEAD", r.url+"/v2/rs/app/blobs/"+digest.FromBytes(gone).String()); code != 200 {
+		t.Fatalf("pushed again to this process's emptyDir: %d", code)
+	}
+}
+
+// A process whose metadata lives in memory serves its emptyDir only: a
+// volume is refused, said in status, and the emptyDir stays in effect.
+func TestMemoryProcessRefusesVolumes(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir(), Storage: "memory"})
+	content := []byte("stays in memory")
+	if resp := pushBlob(t, r.url, "mem/app", content); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	patchConfig(t, r.url, `{"spec":{"storage":{"emptyDir":null,"pvc":{"claim":"disk"}}}}`)
+	c, _ := getConfig(t, r.url)
+	if st, reason, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "--storage memory") {
+		t.Errorf("Degraded: %s %s %q", st, reason, msg)
+	}
+	if st, reason, _ := c.condition("StorageExists"); st != "False" || reason != "StorageNotApplied" {
+		t.Errorf("StorageExists: %s %s", st, reason)
+	}
+	if _, emptyDir := storageStatus(t, r.url); !emptyDir {
+		t.Error("status.storage is not the emptyDir in effect")
+	}
+	if code := status(t, "HEAD", r.url+"/v2/mem/app/blobs/"+digest.FromBytes(content).String()); code != 200 {
+		t.Errorf("the emptyDir's blob: %d", code)
+	}
+}

@@ -1,0 +1,51 @@
+package drivers_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
+)
+
+// Every driver of the table passes the suite when built the way the
+// server builds it: by name, with options. The filesystem driver runs
+// with its default place (the data directory's blob store) and with a
+// volume's own root.
+func TestEveryDriverThroughTheTable(t *testing.T) {
+	table := drivers.Builtin()
+	dataDir := func(t *testing.T) storage.Options { return storage.Options{DataDir: t.TempDir()} }
+	cases := []struct {
+		name, driver string
+		opts         func(t *testing.T) storage.Options
+	}{
+		{"memory", "memory", dataDir},
+		{"filesystem", "filesystem", dataDir},
+		{"filesystem volume", "filesystem", func(t *testing.T) storage.Options {
+			return storage.Options{DataDir: t.TempDir(), Root: filepath.Join(t.TempDir(), "volumes", "v")}
+		}},
+	}
+	if len(table) != 2 {
+		t.Errorf("the table has %v: add a case for each new driver", table.Names())
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			storagetest.Run(t, func(t *testing.T) storage.Driver {
+				o := c.opts(t)
+				d, err := table.New(context.Background(), c.driver, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if o.Root != "" {
+					if _, err := os.Stat(filepath.Join(o.Root, "blobs")); err != nil {
+						t.Fatalf("the driver does not keep its files at its root: %v", err)
+					}
+				}
+				return d
+			})
+		})
+	}
+}

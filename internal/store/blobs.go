@@ -1,0 +1,346 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// Blobs known to repositories, and upload sessions.
+//
+// Blob bytes live in one storage at a time (spec.storage of the registry
+// Config: a volume, an emptyDir, later object storage), and switching
+// storage moves nothing. So the store records, with each blob and each
+// upload session, the storage its bytes are in, and a blob counts as
+// present only in the storage the caller serves from.
+//
+// The caller names that storage on every method that decides presence
+// (BlobSize, MountBlob, LinkBlob, PutManifest) rather than the store
+// finding it in the context or in a handle scoped to one storage: a
+// context value is invisible at the call site, and a call that forgot it
+// would quietly answer for some default storage — a HEAD saying "exists"
+// for bytes that are elsewhere, which is the failure this guards against.
+// A scoped handle would be as explicit but doubles the surface (a second
+// type, its wrappers) for a handful of methods. An explicit parameter is
+// checked by the compiler at every call. An upload session carries its
+// storage in its row, so committing it needs no parameter.
+
+// DefaultStorage is the storage of blobs and sessions recorded before the
+// storage could be switched: the data directory's blob store, which is the
+// default volume claim's (migration 8 gives existing rows this value).
+const DefaultStorage = "pvc:image-registry-storage"
+
+// blobRef keys the size cache: the storage is part of the question, so an
+// answer for one storage is never given for another.
+type blobRef struct {
+	storage, repo string
+	dgst          digest.Digest
+}
+
+func checkStorage(storage string) error {
+	if storage == "" {
+		return fmt.Errorf("no storage named: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// BlobSize returns the size of dgst if repo holds it in storage.
+func (s *Store) BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
+	if err := checkStorage(storage); err != nil {
+		return 0, err
+	}
+	return s.blobSizes.Fetch(blobRef{storage, repo, dgst}, s.contentGen.Load, func() (int64, error) {
+		return s.blobSize(ctx, storage, repo, dgst)
+	})
+}
+
+func (s *Store) blobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
+	var size int64
+	err := s.queryRow(ctx, `
+SELECT b.size FROM repositories r
+JOIN repository_blobs rb ON rb.repository_id = r.id
+JOIN blobs b ON b.digest = rb.digest
+WHERE r.name = ? AND rb.digest = ? AND b.storage = ?`, repo, string(dgst), storage).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up blob %s in %s: %w", dgst, repo, err)
+	}
+	return size, nil
+}
+
+// MountBlob links dgst into repo from a repository that holds it in
+// storage: from, or, when from is "", any repository. It reports whether a
+// source held the blob. The lookup and the link are one transaction, so a
+// blob cannot vanish between them.
+func (s *Store) MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error) {
+	if err := checkStorage(storage); err != nil {
+		return false, err
+	}
+	mounted := false
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var size int64
+		err := tx.QueryRowContext(ctx, `
+SELECT b.size FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id
+JOIN blobs b ON b.digest = rb.digest
+WHERE rb.digest = ? AND b.storage = ? AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("find %s to mount: %w", dgst, err)
+		}
+		mounted = true
+		return s.linkBlob(ctx, tx, storage, repo, dgst, size)
+	})
+	return mounted, err
+}
+
+// LinkBlob records that repo holds blob dgst of size, whose bytes are in
+// storage, creating the repository when needed. Linking again is a no-op.
+func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
+	if err := checkStorage(storage); err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, dgst, size) })
+}
+
+// linkBlob records the blob in storage and links it into repo. A blob
+// recorded in another storage moves to this one: its bytes were just
+// committed here, while the copy left in the other storage is not deleted
+// (nothing is, on a storage switch) but is no longer counted.
+func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, dgst digest.Digest, size int64) error {
+	repoID, err := s.ensureRepository(ctx, tx, repo)
+	if err != nil {
+		return err
+	}
+	now := s.micros()
+	var recorded string
+	err = tx.QueryRowContext(ctx, `SELECT storage FROM blobs WHERE digest = ?`, string(dgst)).Scan(&recorded)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO blobs (digest, size, storage, created_at) VALUES (?, ?, ?, ?)`,
+			string(dgst), size, storage, now); err != nil {
+			return fmt.Errorf("record blob %s: %w", dgst, err)
+		}
+	case err != nil:
+		return fmt.Errorf("look up blob %s: %w", dgst, err)
+	case recorded != storage:
+		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET storage = ?, size = ? WHERE digest = ?`,
+			storage, size, string(dgst)); err != nil {
+			return fmt.Errorf("record blob %s in %s: %w", dgst, storage, err)
+		}
+		// The blob is gone from what recorded serves: cached sizes of it
+		// there must not outlive this commit.
+		s.effectsOf(tx).removals = true
+	}
+	res, err := tx.ExecContext(ctx,
+		`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		repoID, string(dgst), now)
+	if err != nil {
+		return fmt.Errorf("link blob %s to %s: %w", dgst, repo, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return s.appendEvent(ctx, tx, "BlobLinked", repo, dgst, "")
+	}
+	return nil
+}
+
+// CommitUpload links the blob an upload produced, in the storage the
+// session recorded, and ends the session, in one transaction. A session
+// that ended meanwhile (cancelled, expired, its project deleted) is
+// errdefs.ErrNotFound, and nothing is linked: the repository must not come
+// back after its project went.
+func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var storage string
+		err := tx.QueryRowContext(ctx, `DELETE FROM uploads WHERE id = ? AND repository = ? RETURNING storage`, uploadID, repo).Scan(&storage)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("upload %s ended before its commit: %w", uploadID, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("end upload %s: %w", uploadID, err)
+		}
+		return s.linkBlob(ctx, tx, storage, repo, dgst, size)
+	})
+}
+
+// UnlinkBlob removes blob dgst from repo, whatever storage it is in: a
+// blob deleted while another storage is in effect must not come back when
+// its own storage does. The bytes stay until garbage collection finds no
+// repository holding them.
+func (s *Store) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `
+DELETE FROM repository_blobs WHERE digest = ?
+AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst), repo)
+		if err != nil {
+			return fmt.Errorf("unlink blob %s from %s: %w", dgst, repo, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+		}
+		return s.appendEvent(ctx, tx, "BlobUnlinked", repo, dgst, "")
+	})
+}
+
+// UploadLimits cap the open upload sessions of one user and of one
+// project; 0 is no cap.
+type UploadLimits struct {
+	PerUser, PerProject int
+}
+
+// UploadLimitError refuses a session beyond a cap. It wraps
+// errdefs.ErrLimitExceeded.
+type UploadLimitError struct {
+	// Scope is "user" or "project"; Name names the one at its Limit.
+	Scope, Name string
+	Limit       int
+}
+
+func (e *UploadLimitError) Error() string {
+	return fmt.Sprintf("%s %s has %d open upload sessions, the most allowed", e.Scope, e.Name, e.Limit)
+}
+
+func (e *UploadLimitError) Unwrap() error { return errdefs.ErrLimitExceeded }
+
+// CreateUpload records a new upload session of u.Owner, whose bytes go to
+// u.Storage, unless that user or the repository's project already has as
+// many open as limits allow.
+func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits) error {
+	if err := checkStorage(u.Storage); err != nil {
+		return fmt.Errorf("create upload %s: %w", u.ID, err)
+	}
+	project := projectOf(u.Repository)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, c := range []struct {
+			scope, column, name string
+			limit               int
+		}{{"user", "owner", u.Owner, limits.PerUser}, {"project", "project", project, limits.PerProject}} {
+			if c.limit <= 0 {
+				continue
+			}
+			var open int
+			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM uploads WHERE `+c.column+` = ?`, c.name).Scan(&open); err != nil {
+				return fmt.Errorf("count upload sessions of %s %s: %w", c.scope, c.name, err)
+			}
+			if open >= c.limit {
+				return &UploadLimitError{Scope: c.scope, Name: c.name, Limit: c.limit}
+			}
+		}
+		now := s.micros()
+		if _, err := tx.ExecContext(ctx,
+			`INSERT INTO uploads (id, repository, owner, project, storage, size, hash_state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.Repository, u.Owner, project, u.Storage, u.Size, u.HashState, now, now); err != nil {
+			return fmt.Errorf("create upload %s: %w", u.ID, err)
+		}
+		return nil
+	})
+}
+
+// Upload returns session id if it belongs to repo; a session of another
+// repository is errdefs.ErrNotFound, exactly like one that never existed.
+func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
+	u := Upload{ID: id}
+	var created, updated int64
+	err := s.queryRow(ctx,
+		`SELECT repository, owner, storage, size, hash_state, epoch, created_at, updated_at FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repository, &u.Owner, &u.Storage, &u.Size, &u.HashState, &u.Epoch, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
+		return Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return Upload{}, fmt.Errorf("read upload %s: %w", id, err)
+	}
+	u.Created, u.Updated = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+	return u, nil
+}
+
+// AdvanceUpload records that session id grew from size from to u.Size with
+// hash state u.HashState, written in epoch u.Epoch. It fails with
+// errdefs.ErrUnavailable if the session is no longer at from (another
+// writer moved it).
+func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, updated_at = ? WHERE id = ? AND size = ?`,
+			u.Size, u.HashState, u.Epoch, s.micros(), u.ID, from)
+		if err != nil {
+			return fmt.Errorf("advance upload %s: %w", u.ID, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM uploads WHERE id = ?`, u.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("upload %s ended (expired or cancelled): %w", u.ID, errdefs.ErrNotFound)
+			}
+			return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
+		}
+		return nil
+	})
+}
+
+// DeleteUpload ends session id.
+func (s *Store) DeleteUpload(ctx context.Context, id string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete upload %s: %w", id, err)
+		}
+		return nil
+	})
+}
+
+// UploadIDs returns the ids of all open sessions.
+func (s *Store) UploadIDs(ctx context.Context) (map[string]bool, error) {
+	rows, err := s.query(ctx, `SELECT id FROM uploads`)
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	ids, err := scanStrings(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set, nil
+}
+
+// EndedUpload is an upload session that ended without a commit: its bytes
+// in Storage are the caller's to discard.
+type EndedUpload struct {
+	ID, Storage string
+}
+
+// ExpireUploads deletes sessions untouched since before and returns them.
+func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]EndedUpload, error) {
+	var ended []EndedUpload
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id, storage`, before.UnixMicro())
+		if err != nil {
+			return fmt.Errorf("expire uploads: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u EndedUpload
+			if err := rows.Scan(&u.ID, &u.Storage); err != nil {
+				return fmt.Errorf("expire uploads: %w", err)
+			}
+			ended = append(ended, u)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("expire uploads: %w", err)
+		}
+		return nil
+	})
+	return ended, err
+}

@@ -1,0 +1,145 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Two storages a registry switches between.
+const (
+	storageA = "pvc:image-registry-storage"
+	storageB = "pvc:second"
+)
+
+func expectSize(t *testing.T, s *store.Store, storage, repo string, dgst digest.Digest, want int64) {
+	t.Helper()
+	size, err := s.BlobSize(context.Background(), storage, repo, dgst)
+	if want < 0 {
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("%s in %s under %s: size %d, %v; want not found", dgst, repo, storage, size, err)
+		}
+		return
+	}
+	if err != nil || size != want {
+		t.Fatalf("%s in %s under %s: size %d, %v; want %d", dgst, repo, storage, size, err, want)
+	}
+}
+
+// A blob is present only in the storage its bytes were committed to; a
+// commit in another storage moves the record there, and the size cache
+// never answers for the storage it was not asked about.
+func TestBlobPresenceIsPerStorage(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	b := digest.FromString("layer")
+	must(t, s.LinkBlob(ctx, storageA, "p/app", b, 5))
+	expectSize(t, s, storageA, "p/app", b, 5) // cached from here on
+	expectSize(t, s, storageB, "p/app", b, -1)
+
+	// Committed again while B is in effect: present in B, and no longer
+	// counted in A (its bytes there stay, uncounted), cache or not.
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/app", Storage: storageB}, store.UploadLimits{}))
+	must(t, s.CommitUpload(ctx, "u1", "p/app", b, 5))
+	expectSize(t, s, storageB, "p/app", b, 5)
+	expectSize(t, s, storageA, "p/app", b, -1)
+
+	// Every repository linking the blob follows its bytes.
+	must(t, s.LinkBlob(ctx, storageB, "p/other", b, 5))
+	must(t, s.LinkBlob(ctx, storageA, "p/app", b, 5))
+	expectSize(t, s, storageA, "p/other", b, 5)
+	expectSize(t, s, storageB, "p/other", b, -1)
+
+	// Deleting a blob from a repository does not depend on the storage in
+	// effect: it must not come back when the other storage does.
+	must(t, s.UnlinkBlob(ctx, "p/other", b))
+	expectSize(t, s, storageA, "p/other", b, -1)
+	expectSize(t, s, storageB, "p/other", b, -1)
+
+	if _, err := s.BlobSize(ctx, "", "p/app", b); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("a lookup naming no storage: %v", err)
+	}
+}
+
+// A mount finds its source only in the storage in effect.
+func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	b := digest.FromString("shared layer")
+	must(t, s.LinkBlob(ctx, storageA, "p/source", b, 7))
+	for _, from := range []string{"p/source", ""} {
+		mounted, err := s.MountBlob(ctx, storageB, "p/target", from, b)
+		if err != nil || mounted {
+			t.Fatalf("mount from %q under B of a blob only in A = %t, %v", from, mounted, err)
+		}
+	}
+	expectSize(t, s, storageB, "p/target", b, -1)
+	expectSize(t, s, storageA, "p/target", b, -1)
+	mounted, err := s.MountBlob(ctx, storageA, "p/target", "p/source", b)
+	if err != nil || !mounted {
+		t.Fatalf("mount under A = %t, %v", mounted, err)
+	}
+	expectSize(t, s, storageA, "p/target", b, 7)
+}
+
+// A manifest whose layers are only in another storage is refused as if
+// they were absent; manifests themselves are metadata and stay.
+func TestManifestReferencesArePerStorage(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	cfg, layer := digest.FromString("cfg"), digest.FromString("layer")
+	must(t, s.LinkBlob(ctx, storageA, "p/app", cfg, 2))
+	must(t, s.LinkBlob(ctx, storageA, "p/app", layer, 3))
+	payload := []byte(`{"schemaVersion":2}`)
+	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
+		References: []store.Reference{{Digest: cfg, Size: 2, Required: true}, {Digest: layer, Size: 3, Required: true}}}
+
+	err := s.PutManifest(ctx, storageB, "p/app", m, []string{"v1"})
+	var missing *store.MissingReferenceError
+	if !errors.As(err, &missing) || missing.Digest != cfg || missing.Manifest {
+		t.Fatalf("manifest under B referencing blobs only in A = %v, want the config missing", err)
+	}
+	if _, err := s.Manifest(ctx, "p/app", "v1"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("a refused manifest was stored: %v", err)
+	}
+	must(t, s.PutManifest(ctx, storageA, "p/app", m, []string{"v1"}))
+	// After a switch to B the manifest still answers: it is metadata.
+	if got, err := s.Manifest(ctx, "p/app", "v1"); err != nil || got.Digest != m.Digest {
+		t.Fatalf("manifest after the switch = %v, %v", got.Digest, err)
+	}
+	// An optional reference held only in A is not compared under B.
+	m.References[0].Required, m.References[1].Required = false, false
+	m.References[1].Size = 99
+	if err := s.PutManifest(ctx, storageB, "p/app", m, nil); err != nil {
+		t.Fatalf("optional references absent from B: %v", err)
+	}
+}
+
+// A session records its storage; expiry says where each session's bytes are.
+func TestUploadSessionsKeepTheirStorage(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "ua", Repository: "p/app", Storage: storageA}, store.UploadLimits{}))
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "ub", Repository: "p/app", Storage: storageB}, store.UploadLimits{}))
+	if u, err := s.Upload(ctx, "p/app", "ub"); err != nil || u.Storage != storageB {
+		t.Fatalf("session ub = %+v, %v", u, err)
+	}
+	if err := s.CreateUpload(ctx, store.Upload{ID: "none", Repository: "p/app"}, store.UploadLimits{}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("a session without a storage: %v", err)
+	}
+	ended, err := s.ExpireUploads(ctx, time.Now().Add(time.Hour))
+	must(t, err)
+	got := map[string]string{}
+	for _, u := range ended {
+		got[u.ID] = u.Storage
+	}
+	if len(got) != 2 || got["ua"] != storageA || got["ub"] != storageB {
+		t.Fatalf("expired sessions = %+v", ended)
+	}
+}
