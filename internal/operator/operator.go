@@ -79,6 +79,9 @@ type Options struct {
 	// Resync is how often the operator reconciles with nothing changed
 	// (instances come and go without an event); 0: 10 s.
 	Resync time.Duration
+	// Debounce is the least time between two passes that a change
+	// triggers; 0: 250 ms.
+	Debounce time.Duration
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
 }
@@ -103,6 +106,9 @@ func New(opts Options) *Operator {
 	}
 	if opts.Resync == 0 {
 		opts.Resync = 10 * time.Second
+	}
+	if opts.Debounce == 0 {
+		opts.Debounce = 250 * time.Millisecond
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -133,6 +139,15 @@ func (o *Operator) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-changed:
+			// Any commit wakes the operator (a user's ConfigMap as much as
+			// the Config): passes are spaced by Debounce, so a flood of
+			// writes costs a few passes a second, and the changes that
+			// arrive meanwhile are seen by the next.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(o.opts.Debounce):
+			}
 		case <-ticker.C:
 		}
 	}

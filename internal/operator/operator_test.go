@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -553,3 +554,50 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+// A flood of unrelated writes costs a few passes a second, not one each.
+func TestRunDebouncesWrites(t *testing.T) {
+	f := newFixture(t)
+	var passes atomic.Int64
+	counting := &countingStore{Store: f.st, gets: &passes}
+	f.op = operator.New(operator.Options{
+		Store: counting, Settings: f.settings, Storage: volumes{}, Logger: slog.New(slog.DiscardHandler),
+		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, Storage: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}},
+		Debounce:  200 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.op.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	waitFor(t, func() bool { return f.settings.Load().Generation > 0 })
+	if err := f.st.CreateProject(context.Background(), store.Project{Name: "busy"}); err != nil {
+		t.Fatal(err)
+	}
+	before := passes.Load()
+	start := time.Now()
+	for i := range 200 {
+		body := []byte(fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm%d","namespace":"busy"}}`, i))
+		if _, err := f.st.CreateObject(context.Background(), store.Object{ObjectKey: store.ObjectKey{Resource: "configmaps", Namespace: "busy", Name: fmt.Sprintf("cm%d", i)}, UID: fmt.Sprint(i), Body: body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	elapsed := time.Since(start)
+	got := passes.Load() - before
+	// At most one pass per debounce period, plus the one already running.
+	if limit := int64(elapsed/(200*time.Millisecond)) + 2; got > limit {
+		t.Errorf("%d passes for 200 writes in %v, want at most %d", got, elapsed, limit)
+	}
+}
+
+// countingStore counts reads of the Config: one per pass.
+type countingStore struct {
+	*store.Store
+	gets *atomic.Int64
+}
+
+func (c *countingStore) GetObject(ctx context.Context, k store.ObjectKey) (store.Object, error) {
+	if k == operator.ConfigKey {
+		c.gets.Add(1)
+	}
+	return c.Store.GetObject(ctx, k)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/internal/limiter"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -87,19 +89,38 @@ func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Me
 	}
 }
 
+// exemptFromLimits names the requests the limiter lets through: health
+// probes and the metrics scrape, and the management API's long-running
+// reads, which Kubernetes' own in-flight limit leaves out too (a watch, a
+// followed pod log: they hold a connection, not the storage). Only GETs
+// the API serves as streams qualify, so a query parameter added to any
+// other request (a /v2 push) changes nothing.
 func exemptFromLimits(r *http.Request) bool {
 	switch r.URL.Path {
 	case "/", "/healthz", "/readyz", "/extensions/v2/metrics":
 		return true
 	}
+	if r.Method != http.MethodGet || !(strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/apis/")) {
+		return false
+	}
 	q := r.URL.Query()
-	return q.Get("watch") == "true" || q.Get("watch") == "1" || q.Get("follow") == "true" ||
-		strings.Contains(r.URL.Path, "/watch/")
+	if w := q.Get("watch"); w == "true" || w == "1" {
+		return true
+	}
+	return q.Get("follow") == "true" && podLogPath.MatchString(r.URL.Path)
 }
 
+var podLogPath = regexp.MustCompile(`^/api/v1/namespaces/[^/]+/pods/[^/]+/log$`)
+
+// rejectRequest refuses a request the limiter turned away. The limits
+// themselves are not told: the limiter runs before authentication, and
+// they are the administrator's business (the log at debug, the metrics).
 func rejectRequest(w http.ResponseWriter, r *http.Request, kind limiter.Kind, l settings.Limits) {
-	msg := fmt.Sprintf("too many requests: the registry's %s limit is reached (spec.requests.%s: maxRunning %d, maxInQueue %d, maxWaitInQueue %s); retry later",
-		kind, kind, l.MaxRunning, l.MaxInQueue, l.MaxWait)
+	msg := fmt.Sprintf("too many requests: the registry's %s limit is reached; retry later", kind)
+	if e := reqlog.FromContext(r.Context()); e.Debug() {
+		e.Decide(fmt.Sprintf("refused by the %s limit (maxRunning %d, maxInQueue %d, maxWaitInQueue %s)",
+			kind, l.MaxRunning, l.MaxInQueue, l.MaxWait))
+	}
 	if r.URL.Path == "/v2" || strings.HasPrefix(r.URL.Path, "/v2/") {
 		registry.WriteTooManyRequests(w, r, msg)
 		return

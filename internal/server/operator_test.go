@@ -173,10 +173,25 @@ func TestLimitsLive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, msg := registryError(t, resp); resp.StatusCode != 429 || code != "TOOMANYREQUESTS" || resp.Header.Get("Retry-After") != "1" || !strings.Contains(msg, "maxRunning 1") {
-		t.Errorf("a second write: %d %s %q Retry-After %q", resp.StatusCode, code, msg, resp.Header.Get("Retry-After"))
+	if code, msg := registryError(t, resp); resp.StatusCode != 429 || code != "TOOMANYREQUESTS" || resp.Header.Get("Retry-After") != "1" ||
+		!strings.Contains(msg, "write limit") || strings.Contains(msg, "maxRunning") {
+		t.Errorf("a second write: %d %s %q Retry-After %q (want the limit named, not its values)", resp.StatusCode, code, msg, resp.Header.Get("Retry-After"))
 	}
 	resp.Body.Close()
+	// The exemption of watches is not a parameter any request may carry,
+	// nor a path an image may have.
+	for _, u := range []string{"/v2/lim/app/blobs/uploads/?watch=true", "/v2/lim/app/blobs/uploads/?follow=true", "/v2/lim/watch/blobs/uploads/"} {
+		if c := status(t, "POST", r.url+u); c != 429 {
+			t.Errorf("POST %s while the write slot is taken: %d, want 429", u, c)
+		}
+	}
+	req, _ := http.NewRequest("POST", r.url+"/api/v1/namespaces/default/configmaps?watch=true", strings.NewReader(`{}`))
+	req.Header.Set("Content-Type", "application/json")
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 429 {
+		t.Errorf("an API write with watch=true while the write slot is taken: %v %v", resp.StatusCode, err)
+	} else {
+		resp.Body.Close()
+	}
 	// Reads have their own pool.
 	if c := status(t, "GET", r.url+"/v2/"); c != 200 {
 		t.Errorf("a read beside the write: %d", c)
@@ -188,7 +203,7 @@ func TestLimitsLive(t *testing.T) {
 	if resp := <-held; resp == nil || resp.StatusCode != 201 {
 		t.Fatalf("the held push: %v", resp)
 	}
-	if got := metricLine(t, r.url, `berth_limiter_rejected_requests_total{kind="write"}`); got != `berth_limiter_rejected_requests_total{kind="write"} 1` {
+	if got := metricLine(t, r.url, `berth_limiter_rejected_requests_total{kind="write"}`); got != `berth_limiter_rejected_requests_total{kind="write"} 5` {
 		t.Errorf("rejections counted: %q", got)
 	}
 	patchConfig(t, r.url, `{"spec":{"requests":{"write":{"maxRunning":0}}}}`)

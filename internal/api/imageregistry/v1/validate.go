@@ -118,6 +118,9 @@ func Validate(c *Config) []string {
 			add("spec.requests.%s.maxWaitInQueue: Invalid value: %q: must be greater than or equal to 0", l.name, l.MaxWaitInQueue.Duration)
 		}
 	}
+	if len(spec.Routes) > MaxRoutes {
+		add("spec.routes: Too many: %d: must have at most %d items", len(spec.Routes), MaxRoutes)
+	}
 	names := map[string]int{}
 	hosts := map[string]int{}
 	for i, r := range spec.Routes {
@@ -163,12 +166,31 @@ func validateProxy(p ProxyConfig) []string {
 		}
 		u, err := url.Parse(v)
 		if err != nil || u.Host == "" || !slices.Contains([]string{"http", "https", "socks5"}, u.Scheme) {
-			problems = append(problems, fmt.Sprintf("%s: Invalid value: %q: a proxy URL: http://, https:// or socks5://HOST:PORT", field, v))
+			problems = append(problems, fmt.Sprintf("%s: Invalid value: %q: a proxy URL: http://, https:// or socks5://HOST:PORT", field, redactUserinfo(v)))
 		}
 	}
 	slices.Sort(problems)
 	return problems
 }
+
+// redactUserinfo hides the password of a proxy URL that is quoted back:
+// the message may reach status and the ClusterOperator, which more people
+// read than the spec.
+func redactUserinfo(v string) string {
+	scheme, rest, ok := strings.Cut(v, "://")
+	if !ok {
+		return v
+	}
+	at := strings.LastIndex(rest, "@")
+	if at < 0 || (strings.Contains(rest[:at], "/")) {
+		return v
+	}
+	return scheme + "://" + "REDACTED@" + rest[at+1:]
+}
+
+// MaxRoutes bounds spec.routes: each is a host the operator serves and
+// checks at every pass.
+const MaxRoutes = 100
 
 func validateStorage(s StorageConfig) []string {
 	var problems []string
