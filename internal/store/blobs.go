@@ -14,11 +14,12 @@ import (
 
 // Blobs known to repositories, and upload sessions.
 //
-// Blob bytes live in one storage at a time (spec.storage of the registry
-// Config: a volume, an emptyDir, later object storage), and switching
-// storage moves nothing. So the store records, with each blob and each
-// upload session, the storage its bytes are in, and a blob counts as
-// present only in the storage the caller serves from.
+// Blob bytes live in storages (spec.storage of the registry Config: a
+// volume, an emptyDir, later object storage), and switching storage moves
+// nothing. So the store records, for each blob, every storage its bytes
+// were committed to (blob_storages), and with each upload session the
+// storage its bytes go to; a blob counts as present only in the storage
+// the caller serves from.
 //
 // The caller names that storage on every method that decides presence
 // (BlobSize, MountBlob, LinkBlob, PutManifest) rather than the store
@@ -66,7 +67,8 @@ func (s *Store) blobSize(ctx context.Context, storage, repo string, dgst digest.
 SELECT b.size FROM repositories r
 JOIN repository_blobs rb ON rb.repository_id = r.id
 JOIN blobs b ON b.digest = rb.digest
-WHERE r.name = ? AND rb.digest = ? AND b.storage = ?`, repo, string(dgst), storage).Scan(&size)
+WHERE r.name = ? AND rb.digest = ?
+AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)`, repo, string(dgst), storage).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
 	}
@@ -91,7 +93,8 @@ func (s *Store) MountBlob(ctx context.Context, storage, repo, from string, dgst 
 SELECT b.size FROM repository_blobs rb
 JOIN repositories r ON r.id = rb.repository_id
 JOIN blobs b ON b.digest = rb.digest
-WHERE rb.digest = ? AND b.storage = ? AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&size)
+WHERE rb.digest = ? AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)
+AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&size)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -114,34 +117,27 @@ func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.
 }
 
 // linkBlob records the blob in storage and links it into repo. A blob
-// recorded in another storage moves to this one: its bytes were just
-// committed here, while the copy left in the other storage is not deleted
-// (nothing is, on a storage switch) but is no longer counted.
+// recorded in other storages stays counted there too: each holds a copy
+// (nothing is deleted on a storage switch).
 func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, dgst digest.Digest, size int64) error {
 	repoID, err := s.ensureRepository(ctx, tx, repo)
 	if err != nil {
 		return err
 	}
 	now := s.micros()
-	var recorded string
-	err = tx.QueryRowContext(ctx, `SELECT storage FROM blobs WHERE digest = ?`, string(dgst)).Scan(&recorded)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO blobs (digest, size, storage, created_at) VALUES (?, ?, ?, ?)`,
-			string(dgst), size, storage, now); err != nil {
-			return fmt.Errorf("record blob %s: %w", dgst, err)
-		}
-	case err != nil:
-		return fmt.Errorf("look up blob %s: %w", dgst, err)
-	case recorded != storage:
-		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET storage = ?, size = ? WHERE digest = ?`,
-			storage, size, string(dgst)); err != nil {
-			return fmt.Errorf("record blob %s in %s: %w", dgst, storage, err)
-		}
-		// The blob is gone from what recorded serves: cached sizes of it
-		// there must not outlive this commit.
-		s.effectsOf(tx).removals = true
+	// blobs.storage keeps the storage a blob was first recorded in; where
+	// its bytes are now is blob_storages, a row per storage that holds
+	// them, so a commit in one storage never takes the blob away from
+	// another (a session that began before a switch commits in its own).
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO blobs (digest, size, storage, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+		string(dgst), size, storage, now); err != nil {
+		return fmt.Errorf("record blob %s: %w", dgst, err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO blob_storages (digest, storage) VALUES (?, ?) ON CONFLICT DO NOTHING`,
+		string(dgst), storage); err != nil {
+		return fmt.Errorf("record blob %s in %s: %w", dgst, storage, err)
 	}
 	res, err := tx.ExecContext(ctx,
 		`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,

@@ -255,4 +255,16 @@ CREATE INDEX instances_heartbeat ON instances (heartbeat_at);
 ALTER TABLE blobs ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
 ALTER TABLE uploads ADD COLUMN storage TEXT NOT NULL DEFAULT 'pvc:image-registry-storage';
 `,
+	// 9: a blob's bytes may be in several storages (pushed again after a
+	// switch, or committed by a session that began before one): presence
+	// is a row per storage, so a commit in one storage never takes a blob
+	// away from another. blobs.storage stays as the first storage.
+	`
+CREATE TABLE blob_storages (
+	digest  TEXT NOT NULL REFERENCES blobs (digest),
+	storage TEXT NOT NULL,
+	PRIMARY KEY (digest, storage)
+);
+INSERT INTO blob_storages (digest, storage) SELECT digest, storage FROM blobs;
+`,
 }

@@ -32,9 +32,11 @@ func expectSize(t *testing.T, s *store.Store, storage, repo string, dgst digest.
 	}
 }
 
-// A blob is present only in the storage its bytes were committed to; a
-// commit in another storage moves the record there, and the size cache
-// never answers for the storage it was not asked about.
+// A blob is present in the storages its bytes were committed to, and
+// only there; a commit in one storage never takes it away from another
+// (a session that began before a switch commits in its own storage, and
+// another tenant's copy in the new one stays counted), and the size cache
+// never answers for a storage it was not asked about.
 func TestBlobPresenceIsPerStorage(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()
@@ -43,18 +45,27 @@ func TestBlobPresenceIsPerStorage(t *testing.T) {
 	expectSize(t, s, storageA, "p/app", b, 5) // cached from here on
 	expectSize(t, s, storageB, "p/app", b, -1)
 
-	// Committed again while B is in effect: present in B, and no longer
-	// counted in A (its bytes there stay, uncounted), cache or not.
+	// A session opened while A was in effect, and the switch to B.
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "q/app", Storage: storageA}, store.UploadLimits{}))
+	// Committed again while B is in effect: present in B, and still in A.
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/app", Storage: storageB}, store.UploadLimits{}))
 	must(t, s.CommitUpload(ctx, "u1", "p/app", b, 5))
 	expectSize(t, s, storageB, "p/app", b, 5)
-	expectSize(t, s, storageA, "p/app", b, -1)
+	expectSize(t, s, storageA, "p/app", b, 5)
 
-	// Every repository linking the blob follows its bytes.
+	// The session of A ends after the switch: its commit records A, and
+	// the blob stays present in B for everyone.
+	must(t, s.CommitUpload(ctx, "old", "q/app", b, 5))
+	expectSize(t, s, storageA, "q/app", b, 5)
+	expectSize(t, s, storageB, "q/app", b, 5)
+	expectSize(t, s, storageB, "p/app", b, 5)
+
+	// A blob recorded only in A is absent in B for every repository.
+	c := digest.FromString("only in A")
+	must(t, s.LinkBlob(ctx, storageA, "p/other", c, 9))
+	expectSize(t, s, storageA, "p/other", c, 9)
+	expectSize(t, s, storageB, "p/other", c, -1)
 	must(t, s.LinkBlob(ctx, storageB, "p/other", b, 5))
-	must(t, s.LinkBlob(ctx, storageA, "p/app", b, 5))
-	expectSize(t, s, storageA, "p/other", b, 5)
-	expectSize(t, s, storageB, "p/other", b, -1)
 
 	// Deleting a blob from a repository does not depend on the storage in
 	// effect: it must not come back when the other storage does.

@@ -399,7 +399,8 @@ func checkReferences(ctx context.Context, tx *sql.Tx, storage string, repoID int
 WHERE rm.repository_id = ? AND rm.digest = ?`, repoID, string(ref.Digest)).Scan(&stored)
 		} else {
 			err = tx.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-WHERE rb.repository_id = ? AND rb.digest = ? AND b.storage = ?`, repoID, string(ref.Digest), storage).Scan(&stored)
+WHERE rb.repository_id = ? AND rb.digest = ?
+AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)`, repoID, string(ref.Digest), storage).Scan(&stored)
 		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
