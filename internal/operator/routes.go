@@ -40,6 +40,27 @@ type RouteOptions struct {
 	// CA issues the certificates of routes without a secret of their own;
 	// nil when the registry serves plain HTTP, where no certificate applies.
 	CA CA
+	// CAHosts are the names besides BaseDomain's and localhost's that the
+	// CA may issue for (the serving certificate's: the host name,
+	// --tls-host). Clients trust the CA, so it must not vouch for names
+	// the registry does not own: a route elsewhere brings its own secret.
+	CAHosts []string
+}
+
+// mayIssue says whether Berth's CA may issue a certificate for host.
+func (ro RouteOptions) mayIssue(host string) bool {
+	under := func(domain string) bool {
+		return domain != "" && (host == domain || strings.HasSuffix(host, "."+domain))
+	}
+	if under(localDomain) || under(strings.ToLower(ro.BaseDomain)) {
+		return true
+	}
+	for _, h := range ro.CAHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
 }
 
 // CA issues certificates for route hosts from Berth's CA (*pki.Source).
@@ -129,6 +150,11 @@ func (o *Operator) resolveRoutes(ctx context.Context, spec imageregistryv1.Confi
 			continue
 		}
 		if r.secret == "" {
+			if !o.opts.Routes.mayIssue(r.host) {
+				r.refuse("CertificateNotIssued", fmt.Sprintf("Berth's CA issues certificates only for names under --base-domain (%s) and localhost and for the serving certificate's names; give route %s a secretName with a certificate for %s",
+					orNone(o.opts.Routes.BaseDomain), r.name, r.host))
+				continue
+			}
 			r.message = "served with a certificate from Berth's CA"
 			fromCA = append(fromCA, r.host)
 			continue
@@ -465,4 +491,11 @@ func routesFingerprint(routes []settings.Route) string {
 		fmt.Fprintf(&b, "%s=%s/%s;", r.Name, r.Host, id)
 	}
 	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none given"
+	}
+	return s
 }

@@ -283,7 +283,7 @@ func TestRouteSecrets(t *testing.T) {
 	f.write(func(s *imageregistryv1.ConfigSpec) {
 		s.Routes = []imageregistryv1.Route{
 			{Name: "public-routes", Hostname: host, SecretName: "public-route-tls"},
-			{Name: "internal", Hostname: "registry.internal.example"},
+			{Name: "internal", Hostname: "registry.apps.example"},
 		}
 	})
 	f.reconcile()
@@ -291,10 +291,10 @@ func TestRouteSecrets(t *testing.T) {
 	if served == nil || !served.Certificate.Leaf.Equal(leafOf(t, certPEM)) {
 		t.Fatalf("the route is not served with its secret's certificate: %+v", served)
 	}
-	if f.served("registry.internal.example") == nil {
+	if f.served("registry.apps.example") == nil {
 		t.Fatal("the route without a secret is not served")
 	}
-	if _, err := f.served("registry.internal.example").Certificate.Leaf.Verify(x509.VerifyOptions{DNSName: "registry.internal.example", Roots: roots}); err != nil {
+	if _, err := f.served("registry.apps.example").Certificate.Leaf.Verify(x509.VerifyOptions{DNSName: "registry.apps.example", Roots: roots}); err != nil {
 		t.Errorf("a route without a secret: %v", err)
 	}
 	if r, _ := f.route("public-routes"); r.Spec.Host != host+":5000" || r.Spec.TLS.Termination != "reencrypt" {
@@ -326,10 +326,10 @@ func TestRouteSecrets(t *testing.T) {
 	if c := r.Status.Ingress[0].Conditions[0]; c.Status != "False" || c.Reason != "HostNotCovered" {
 		t.Errorf("Admitted: %+v", c)
 	}
-	if f.served("registry.internal.example") == nil {
+	if f.served("registry.apps.example") == nil {
 		t.Error("another route's trouble took this one away")
 	}
-	if got := f.externalHostnames(); !slices.Equal(got, []string{"registry.internal.example:5000"}) {
+	if got := f.externalHostnames(); !slices.Equal(got, []string{"registry.apps.example:5000"}) {
 		t.Errorf("externalRegistryHostnames = %v", got)
 	}
 
@@ -366,7 +366,7 @@ func TestRouteSecrets(t *testing.T) {
 	f.writeTLSSecret("image-registry", "public-route-tls-2", corev1.SecretTypeTLS, newCert, newKey)
 	f.reconcile()
 	f.expectCondition("Degraded", "True", "RouteDegraded", "a secret of that name is in project image-registry, but the registry reads route secrets from openshift-image-registry: create it there (berth create secret tls public-route-tls-2 -n openshift-image-registry")
-	if f.served("registry.internal.example") == nil {
+	if f.served("registry.apps.example") == nil {
 		t.Error("another route's missing secret took this one away")
 	}
 	f.writeTLSSecret("openshift-image-registry", "public-route-tls-2", corev1.SecretTypeTLS, newCert, newKey)
@@ -432,4 +432,21 @@ func TestRoutesRemovedWithTheRegistry(t *testing.T) {
 	if _, ok := f.route("default-route"); !ok {
 		t.Error("the route did not come back with Managed")
 	}
+}
+
+// Berth's CA vouches only for names the registry owns: a route elsewhere
+// without a secret of its own is not served, and Degraded says why.
+func TestCAIssuesOnlyOwnNames(t *testing.T) {
+	f, _ := routesFixture(t, "apps.example", 5000, false)
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Routes = []imageregistryv1.Route{{Name: "elsewhere", Hostname: "www.example.com"}, {Name: "mine", Hostname: "reg.apps.example"}}
+	})
+	f.reconcile()
+	if f.served("www.example.com") != nil {
+		t.Error("Berth's CA issued a certificate for a name outside --base-domain")
+	}
+	if f.served("reg.apps.example") == nil {
+		t.Error("a name under --base-domain is not served")
+	}
+	f.expectCondition("Degraded", "True", "RouteDegraded", "route elsewhere: Berth's CA issues certificates only for names under --base-domain (apps.example)")
 }

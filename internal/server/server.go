@@ -242,7 +242,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 	var certs *pki.Source
-	routeOpts := operator.RouteOptions{BaseDomain: cfg.BaseDomain, Port: ln.Addr().(*net.TCPAddr).Port}
+	routeOpts := operator.RouteOptions{BaseDomain: cfg.BaseDomain, Port: ln.Addr().(*net.TCPAddr).Port,
+		CAHosts: append(pki.DefaultHosts(), cfg.TLSHosts...)}
 	pkiDir := filepath.Join(cfg.DataDir, "pki")
 	if !cfg.InsecureHTTP {
 		if certs, err = pki.NewSource(pkiDir, append(pki.DefaultHosts(), cfg.TLSHosts...)); err != nil {
