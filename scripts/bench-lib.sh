@@ -63,3 +63,20 @@ http:
   secret: $ME-not-a-secret
 EOC
 }
+
+# write_section OUT MARKER HEADING TEXT replaces what stands between
+# <!-- BEGIN MARKER --> and <!-- END MARKER --> in OUT with TEXT, adding
+# the markers under "## HEADING" at the end when OUT has none.
+write_section() {
+	local out=$1 marker=$2 heading=$3 text=$4
+	if [ ! -f "$out" ]; then printf '# Benchmarks\n' >"$out"; fi
+	if ! grep -q "<!-- BEGIN $marker -->" "$out"; then
+		printf '\n## %s\n\n<!-- BEGIN %s -->\n<!-- END %s -->\n' "$heading" "$marker" "$marker" >>"$out"
+	fi
+	printf '%s\n' "$text" >"$WORK/section-$marker.md"
+	awk -v section="$WORK/section-$marker.md" -v begin="<!-- BEGIN $marker -->" -v end="<!-- END $marker -->" '
+		$0 == begin { print; while ((getline line < section) > 0) print line; skip = 1; next }
+		$0 == end { skip = 0 }
+		!skip { print }
+	' "$out" >"$out.tmp" && mv "$out.tmp" "$out"
+}

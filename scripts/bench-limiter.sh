@@ -113,15 +113,6 @@ def vals($side; $w): [ .[] | select(.side == $side and .workload == $w) | .req_p
   ] | join("\n")
 JQ
 )
-if [ ! -f "$OUT" ]; then printf '# Benchmarks\n' >"$OUT"; fi
-if ! grep -q '<!-- BEGIN LIMITER -->' "$OUT"; then
-	printf '\n## The request limiter, configured but not saturated\n\n<!-- BEGIN LIMITER -->\n<!-- END LIMITER -->\n' >>"$OUT"
-fi
-printf '%s\n' "$SECTION" >"$WORK/section.md"
-awk -v section="$WORK/section.md" '
-	/<!-- BEGIN LIMITER -->/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
-	/<!-- END LIMITER -->/ { skip = 0 }
-	!skip { print }
-' "$OUT" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+write_section "$OUT" LIMITER "The request limiter, configured but not saturated" "$SECTION"
 log "wrote $OUT"
 echo "$SECTION"

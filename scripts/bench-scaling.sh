@@ -210,16 +210,6 @@ def name: {new: "Berth \($new)", previous: "Berth \($base) (previous)", dist: "D
 JQ
 )
 
-# Replace (or append) the section between the markers.
-if [ ! -f "$OUT" ]; then printf '# Benchmarks\n' >"$OUT"; fi
-if ! grep -q '<!-- BEGIN SCALING -->' "$OUT"; then
-	printf '\n## Push scaling and small requests\n\n<!-- BEGIN SCALING -->\n<!-- END SCALING -->\n' >>"$OUT"
-fi
-printf '%s\n' "$SECTION" >"$WORK/section.md"
-awk -v section="$WORK/section.md" '
-	/<!-- BEGIN SCALING -->/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
-	/<!-- END SCALING -->/ { skip = 0 }
-	!skip { print }
-' "$OUT" >"$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+write_section "$OUT" SCALING "Push scaling and small requests" "$SECTION"
 log "wrote $OUT"
 echo "$SECTION"
