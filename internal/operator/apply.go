@@ -122,7 +122,33 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			degraded = append(degraded, "Error: "+err.Error())
 		}
 	}
-	if storageConfigured {
+	if spec.ManagementState == imageregistryv1.Removed {
+		// As the reference's operator: the storage recorded in status is
+		// removed once, when Berth provisioned it (Managed), never when the
+		// user did; status.storage is then empty, and a return to Managed
+		// provisions it afresh.
+		status.Storage, status.StorageManaged = cfg.Status.Storage, cfg.Status.StorageManaged
+		storageCond = cond(imageregistryv1.ConditionStorageExists, "True", "Storage Kept", "the registry is removed; its storage is kept")
+		switch remover, ok := o.opts.Storage.(StorageRemover); {
+		case len(cfg.Status.Storage.StorageTypes()) == 0:
+			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "Storage Removed", "the storage was removed with the registry")
+			if c := findCondition(cfg.Status.Conditions, imageregistryv1.ConditionStorageExists); c.Reason == "Storage Removed" {
+				storageCond.Message = c.Message
+			}
+		case cfg.Status.Storage.ManagementState != imageregistryv1.Managed:
+			storageCond.Message = "the registry is removed; its storage is Unmanaged (not provisioned by Berth), so it is kept"
+		case ok:
+			what, err := remover.RemoveStorage(ctx, cfg.Status.Storage)
+			if err != nil {
+				degraded = append(degraded, fmt.Sprintf("Error: unable to remove storage: %v", err))
+				storageCond = cond(imageregistryv1.ConditionStorageExists, "Unknown", "Removal Failed", err.Error())
+				break
+			}
+			o.log.Info("removed the registry's storage with the registry", "removed", what)
+			status.Storage, status.StorageManaged = imageregistryv1.StorageConfig{}, false
+			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "Storage Removed", "removed "+what)
+		}
+	} else if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)
 		status.Storage = inEffect.Config
 		status.StorageManaged = inEffect.Config.ManagementState == imageregistryv1.Managed
@@ -161,10 +187,14 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	var conds []imageregistryv1.OperatorCondition
 	switch {
 	case spec.ManagementState == imageregistryv1.Removed:
+		degradedCond := cond(imageregistryv1.ConditionDegraded, "False", "Removed", "The registry is removed")
+		if len(degraded) > 0 {
+			degradedCond = cond(imageregistryv1.ConditionDegraded, "True", "RemoveFailed", strings.Join(degraded, "; "))
+		}
 		conds = []imageregistryv1.OperatorCondition{
 			cond(imageregistryv1.ConditionAvailable, "True", "Removed", "The registry is removed"),
 			cond(imageregistryv1.ConditionProgressing, "False", "Removed", "All registry resources are removed"),
-			cond(imageregistryv1.ConditionDegraded, "False", "Removed", "The registry is removed"),
+			degradedCond,
 			cond(imageregistryv1.ConditionRemoved, "True", "Removed", "The registry is removed"),
 		}
 	case !storageConfigured:
@@ -275,3 +305,19 @@ func cond(typ, status, reason, message string) imageregistryv1.OperatorCondition
 }
 
 func typesUID() types.UID { return types.UID(uuid.NewString()) }
+
+// StorageRemover is the optional capability of a Storage to remove what
+// it provisioned, for a registry set to Removed; it describes what it
+// removed.
+type StorageRemover interface {
+	RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error)
+}
+
+func findCondition(conds []imageregistryv1.OperatorCondition, typ string) imageregistryv1.OperatorCondition {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c
+		}
+	}
+	return imageregistryv1.OperatorCondition{}
+}

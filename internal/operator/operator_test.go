@@ -601,3 +601,49 @@ func (c *countingStore) GetObject(ctx context.Context, k store.ObjectKey) (store
 	}
 	return c.Store.GetObject(ctx, k)
 }
+
+// removableVolumes also removes what it provisioned, counting calls.
+type removableVolumes struct {
+	volumes
+	removed []imageregistryv1.StorageConfig
+}
+
+func (r *removableVolumes) RemoveStorage(_ context.Context, s imageregistryv1.StorageConfig) (string, error) {
+	r.removed = append(r.removed, s)
+	return "pvc volume " + s.PVC.Claim + " (3 blobs)", nil
+}
+
+// Removed removes the storage in status once, when it is Managed; status
+// then says what went and shows no storage; Managed provisions afresh.
+func TestRemovedRemovesManagedStorageOnce(t *testing.T) {
+	f := newFixture(t)
+	rv := &removableVolumes{}
+	f.op = operator.New(operator.Options{
+		Store: f.st, Settings: f.settings, Storage: rv, Logger: slog.New(slog.DiscardHandler),
+		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, Storage: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{}}},
+	})
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Removed" })
+	f.reconcile()
+	f.reconcile()
+	if len(rv.removed) != 1 || rv.removed[0].PVC == nil || rv.removed[0].PVC.Claim != imageregistryv1.DefaultClaim {
+		t.Fatalf("removals: %+v", rv.removed)
+	}
+	f.expectCondition("StorageExists", "False", "Storage Removed", "removed pvc volume image-registry-storage (3 blobs)")
+	if cfg, _ := f.config(); len(cfg.Status.Storage.StorageTypes()) != 0 || cfg.Status.StorageManaged {
+		t.Errorf("status.storage after removal: %+v", cfg.Status.Storage)
+	}
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Managed" })
+	f.reconcile()
+	f.expectCondition("StorageExists", "True", "PVC Exists", "")
+
+	// Unmanaged storage is never removed.
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Storage.ManagementState = "Unmanaged" })
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Removed" })
+	f.reconcile()
+	if len(rv.removed) != 1 {
+		t.Errorf("Unmanaged storage was removed: %+v", rv.removed)
+	}
+	f.expectCondition("StorageExists", "True", "Storage Kept", "Unmanaged")
+}

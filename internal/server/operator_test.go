@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -233,17 +235,22 @@ func TestRemovedAndStorageNotConfiguredLive(t *testing.T) {
 			t.Errorf("pull: %d %s %q, want 503 UNAVAILABLE with %q", resp.StatusCode, code, msg, want)
 		}
 	}
+	// Storage the user provides (Unmanaged) is kept: back to Managed, the
+	// registry returns with its data.
+	patchConfig(t, r.url, `{"spec":{"storage":{"managementState":"Unmanaged"}}}`)
 	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
 	unavailable("the registry is removed")
 	c, _ := getConfig(t, r.url)
 	if st, reason, _ := c.condition("Removed"); st != "True" || reason != "Removed" {
 		t.Errorf("Removed condition: %s %s", st, reason)
 	}
+	if st, reason, msg := c.condition("StorageExists"); st != "True" || reason != "Storage Kept" || !strings.Contains(msg, "Unmanaged") {
+		t.Errorf("StorageExists while Removed with Unmanaged storage: %s %s %q", st, reason, msg)
+	}
 	patchConfig(t, r.url, `{"spec":{"managementState":"Managed"}}`)
 	if code := status(t, "GET", blob); code != 200 {
 		t.Errorf("pull after Managed again: %d", code)
 	}
-
 	patchConfig(t, r.url, `{"spec":{"storage":null}}`)
 	unavailable("storage backend not configured")
 	c, _ = getConfig(t, r.url)
@@ -331,5 +338,39 @@ func TestReplicasLive(t *testing.T) {
 	}
 	if st, reason, _ := c.condition("Progressing"); st != "False" || reason != "Error" {
 		t.Errorf("Progressing: %s %s", st, reason)
+	}
+}
+
+// Storage Berth provisioned (Managed) is removed with the registry, and
+// status says exactly what went; back to Managed, a fresh one serves.
+func TestRemovedRemovesManagedStorage(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	content := []byte("removed with the registry")
+	if resp := pushBlob(t, r.url, "gone/app", content); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	blobsDir := filepath.Join(dir, "storage")
+	if _, err := os.Stat(blobsDir); err != nil {
+		t.Fatalf("the default volume: %v", err)
+	}
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	c, _ := getConfig(t, r.url)
+	st, reason, msg := c.condition("StorageExists")
+	if st != "False" || reason != "Storage Removed" || !strings.Contains(msg, blobsDir) || !strings.Contains(msg, "1 blobs") {
+		t.Errorf("StorageExists after Removed: %s %s %q", st, reason, msg)
+	}
+	if _, err := os.Stat(blobsDir); !os.IsNotExist(err) {
+		t.Errorf("the volume Berth provisioned is still there: %v", err)
+	}
+	patchConfig(t, r.url, `{"spec":{"managementState":"Managed"}}`)
+	if code := status(t, "HEAD", r.url+"/v2/gone/app/blobs/"+digest.FromBytes(content).String()); code != 404 {
+		t.Errorf("a blob of the removed storage: %d, want 404", code)
+	}
+	if resp := pushBlob(t, r.url, "gone/app", content); resp.StatusCode != 201 {
+		t.Errorf("push to the fresh storage: %d", resp.StatusCode)
+	}
+	if code := status(t, "GET", r.url+"/v2/gone/app/blobs/"+digest.FromBytes(content).String()); code != 200 {
+		t.Errorf("pull from the fresh storage: %d", code)
 	}
 }

@@ -58,9 +58,11 @@ type blobStorages struct {
 	current operator.AppliedStorage
 }
 
-// uploadIDs lists the upload sessions the store records, in any storage.
+// uploadIDs lists the upload sessions the store records, in any storage,
+// and forgets a storage that was removed.
 type uploadIDs interface {
 	UploadIDs(ctx context.Context) (map[string]bool, error)
+	ForgetStorage(ctx context.Context, storage string) (int64, error)
 }
 
 func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, sessions uploadIDs, log *slog.Logger) *blobStorages {
@@ -287,4 +289,32 @@ func (s *blobStorages) Health(ctx context.Context) error {
 		return hc.Health(ctx)
 	}
 	return nil
+}
+
+// RemoveStorage implements operator.StorageRemover: the storage's records
+// go (no blob counts as present there, its sessions end) and then its
+// bytes: a volume's directory, an emptyDir's memory. Requests in flight on
+// it fail; /v2 is out of service while the registry is Removed anyway.
+func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, _, _, root, err := s.locate(spec)
+	if err != nil {
+		return "", err
+	}
+	blobs, err := s.sessions.ForgetStorage(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	delete(s.built, id)
+	if s.current.Blobs.ID == id {
+		s.current = operator.AppliedStorage{}
+	}
+	if root == "" {
+		return fmt.Sprintf("%s (%d blobs)", describeStorage(spec), blobs), nil
+	}
+	if err := os.RemoveAll(root); err != nil {
+		return "", fmt.Errorf("remove %s: %w", root, err)
+	}
+	return fmt.Sprintf("%s (%s, %d blobs)", describeStorage(spec), root, blobs), nil
 }

@@ -340,3 +340,27 @@ func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]EndedUpl
 	})
 	return ended, err
 }
+
+// ForgetStorage records that storage's bytes are gone (the registry was
+// Removed and the storage with it): no blob counts as present there any
+// more, and its upload sessions end. It returns how many blobs it held.
+func (s *Store) ForgetStorage(ctx context.Context, storage string) (int64, error) {
+	if err := checkStorage(storage); err != nil {
+		return 0, err
+	}
+	var n int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM blob_storages WHERE storage = ?`, storage)
+		if err != nil {
+			return fmt.Errorf("forget the blobs of %s: %w", storage, err)
+		}
+		n, _ = res.RowsAffected()
+		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE storage = ?`, storage); err != nil {
+			return fmt.Errorf("end the upload sessions of %s: %w", storage, err)
+		}
+		// Cached sizes of blobs in this storage must not outlive it.
+		s.effectsOf(tx).removals = true
+		return nil
+	})
+	return n, err
+}
