@@ -47,6 +47,8 @@ type Metrics struct {
 	limiterRunning  *prometheus.GaugeVec
 	limiterRejected *prometheus.CounterVec
 	readOnly        prometheus.Gauge
+	storageType     *prometheus.GaugeVec
+	reconfigured    prometheus.Counter
 }
 
 // New returns the metrics of one server, with the Go runtime's and the
@@ -117,6 +119,15 @@ func New() *Metrics {
 			Name: "berth_registry_read_only",
 			Help: "1 while the registry refuses writes (read-only mode), else 0.",
 		}),
+		// The reference operator's names.
+		storageType: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "image_registry_storage_type",
+			Help: "1 for the type of the storage in effect (EmptyDir, PVC, S3, …).",
+		}, []string{"storage"}),
+		reconfigured: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "image_registry_operator_storage_reconfigured_total",
+			Help: "Times the storage in effect changed to another one.",
+		}),
 	}
 	commit, version, major, minor := buildInfo()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -126,7 +137,7 @@ func New() *Metrics {
 	})
 	build.Set(1)
 	m.reg.MustRegister(m.inFlight, m.requests, m.duration, m.requestSize, m.responseSize, m.bytesPushed, m.bytesPulled,
-		m.storageDuration, m.storageErrors, m.storeCalls, m.limiterQueued, m.limiterRunning, m.limiterRejected, m.readOnly, build,
+		m.storageDuration, m.storageErrors, m.storeCalls, m.limiterQueued, m.limiterRunning, m.limiterRejected, m.readOnly, m.storageType, m.reconfigured, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The limiter's series exist from the start, at 0, so that dashboards
 	// and alerts over them have something to read before it is wired.
@@ -173,6 +184,19 @@ func (m *Metrics) SetReadOnly(readOnly bool) {
 		m.readOnly.Set(1)
 	} else {
 		m.readOnly.Set(0)
+	}
+}
+
+// SetStorage records the type of the storage in effect ("PVC",
+// "EmptyDir", …; "" for none) and, when changed says it replaced another,
+// counts the reconfiguration.
+func (m *Metrics) SetStorage(storageType string, changed bool) {
+	m.storageType.Reset()
+	if storageType != "" {
+		m.storageType.WithLabelValues(storageType).Set(1)
+	}
+	if changed {
+		m.reconfigured.Inc()
 	}
 }
 

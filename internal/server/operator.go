@@ -78,9 +78,15 @@ func (lm limiterMetrics) Rejected(k limiter.Kind)           { lm[k].Rejected.Inc
 // followSettings keeps the metrics that mirror a setting (read-only) in
 // step with the snapshot in effect.
 func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Metrics) {
+	previous := ""
 	for {
 		changed := current.Changed()
-		m.SetReadOnly(current.Load().ReadOnly)
+		s := current.Load()
+		m.SetReadOnly(s.ReadOnly)
+		if id := s.Storage.ID; id != previous {
+			m.SetStorage(storageTypeOf(id), previous != "" && id != "")
+			previous = id
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -149,4 +155,16 @@ func readyInstances(ctx context.Context, meta *store.Store) (int, error) {
 		}
 	}
 	return ready, nil
+}
+
+// storageTypeOf is the reference's name of the type of storage id.
+func storageTypeOf(id string) string {
+	kind, _, _ := strings.Cut(id, ":")
+	switch kind {
+	case "pvc":
+		return "PVC"
+	case "emptydir":
+		return "EmptyDir"
+	}
+	return kind
 }

@@ -346,6 +346,9 @@ func TestReplicasLive(t *testing.T) {
 func TestRemovedRemovesManagedStorage(t *testing.T) {
 	dir := t.TempDir()
 	r := start(t, Config{DataDir: dir})
+	if got := metricLine(t, r.url, `image_registry_storage_type{storage="PVC"}`); got != `image_registry_storage_type{storage="PVC"} 1` {
+		t.Errorf("storage type metric: %q", got)
+	}
 	content := []byte("removed with the registry")
 	if resp := pushBlob(t, r.url, "gone/app", content); resp.StatusCode != 201 {
 		t.Fatalf("push: %d", resp.StatusCode)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/storage/drivers"
@@ -213,6 +214,18 @@ func TestStorageSwitchLive(t *testing.T) {
 	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":null,"emptyDir":{}}}}`)
 	if code, body := pull(t, r.url, "sw/app", digest.FromBytes(ephemeral)); code != 200 || string(body) != string(ephemeral) {
 		t.Errorf("the emptyDir's blob after switching back to it: %d %q", code, body)
+	}
+	// Four switches (second, emptyDir, the default, emptyDir), counted as
+	// the reference's operator counts them; the type in effect is shown.
+	deadline := time.Now().Add(10 * time.Second)
+	for metricLine(t, r.url, "image_registry_operator_storage_reconfigured_total") != "image_registry_operator_storage_reconfigured_total 4" {
+		if time.Now().After(deadline) {
+			t.Fatalf("reconfigurations: %q", metricLine(t, r.url, "image_registry_operator_storage_reconfigured_total"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := metricLine(t, r.url, `image_registry_storage_type{storage="EmptyDir"}`); got != `image_registry_storage_type{storage="EmptyDir"} 1` {
+		t.Errorf("storage type: %q", got)
 	}
 }
 
