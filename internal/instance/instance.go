@@ -11,8 +11,9 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"time"
+
+	"github.com/berth-registry/berth/internal/buildinfo"
 
 	"github.com/google/uuid"
 
@@ -63,8 +64,8 @@ func New() Identity {
 // Version is the version of the running binary, as the Go toolchain
 // recorded it ("devel" for a build outside a module release).
 func Version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		return bi.Main.Version
+	if v := buildinfo.Read().Version; v != "" {
+		return v
 	}
 	return "devel"
 }

@@ -11,9 +11,10 @@ package metrics
 
 import (
 	"net/http"
-	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/buildinfo"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -212,25 +213,16 @@ func (m *Metrics) ObserveStoreCall(call string, d time.Duration) {
 // -buildvcs=false, a build outside a checkout).
 func buildInfo() (commit, version, major, minor string) {
 	commit, version = "unknown", "unknown"
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
-		return commit, version, "", ""
+	bi := buildinfo.Read()
+	if bi.Version != "" {
+		version = bi.Version
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		version = v
-	}
-	modified := false
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			commit = s.Value[:min(len(s.Value), 7)]
-		case "vcs.modified":
-			modified = s.Value == "true"
-		}
+	if bi.Revision != "" {
+		commit = bi.ShortRevision()
 	}
 	if version == "unknown" && commit != "unknown" {
 		version = "v0.0.0+" + commit
-		if modified {
+		if bi.Modified {
 			version += "-dirty"
 		}
 	}

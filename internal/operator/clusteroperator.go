@@ -5,10 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/buildinfo"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -131,29 +132,18 @@ func normalizeJSON(v any) string {
 // Version is Berth's version as the ClusterOperator reports it: the
 // module version, or the VCS revision of a development build.
 func Version() string {
-	info, ok := debug.ReadBuildInfo()
-	if !ok {
+	bi := buildinfo.Read()
+	if bi.Version != "" {
+		return strings.TrimPrefix(bi.Version, "v")
+	}
+	if !bi.Recorded {
 		return "unknown"
 	}
-	if v := info.Main.Version; v != "" && v != "(devel)" {
-		return strings.TrimPrefix(v, "v")
-	}
-	rev, dirty := "", false
-	for _, s := range info.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if len(rev) > 7 {
-		rev = rev[:7]
-	}
-	if rev == "" {
+	if bi.Revision == "" {
 		return "0.0.0-dev"
 	}
-	if dirty {
+	rev := bi.ShortRevision()
+	if bi.Modified {
 		rev += "-dirty"
 	}
 	return "0.0.0-" + rev

@@ -288,7 +288,8 @@ func (o *Operator) writeStatus(ctx context.Context, rec store.Object, cfg *image
 			}
 		}
 	}
-	if normalize(status) == normalize(cfg.Status) {
+	// Compared as stored (JSON: empty and nil slices, time precision alike).
+	if normalizeJSON(status) == normalizeJSON(cfg.Status) {
 		return nil
 	}
 	cfg.Status = status
@@ -304,10 +305,6 @@ func (o *Operator) writeStatus(ctx context.Context, rec store.Object, cfg *image
 	}
 	return nil
 }
-
-// normalize makes two statuses comparable after a JSON round trip (empty
-// and nil slices, time precision).
-func normalize(s imageregistryv1.ConfigStatus) string { return normalizeJSON(s) }
 
 func encode(cfg *imageregistryv1.Config) (store.Object, error) {
 	cfg.APIVersion = imageregistryv1.GroupName + "/v1"
