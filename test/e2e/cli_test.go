@@ -268,19 +268,7 @@ func TestCLIPodmanLogin(t *testing.T) {
 
 	content := []byte("pushed after berth login\n")
 	img := newTestImage(t, "v1", "hello.txt", content)
-	// podman names an image loaded from a layout after the layout's path,
-	// which must be lowercase (t.TempDir() holds the test's name).
-	lower, err := os.MkdirTemp("", "berth-e2e-cli-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(lower) })
-	layout := filepath.Join(lower, "layout")
-	if err := os.CopyFS(layout, os.DirFS(img.Layout)); err != nil {
-		t.Fatal(err)
-	}
-	out = pm("pull", "--signature-policy", ce.Policy, "oci:"+layout+":"+img.Tag)
-	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	id, _ := loadIntoPodman(t, ce, pm, img)
 	ref := s.Addr + "/podman-cli/app:v1"
 	pm("tag", id, ref)
 	pm("push", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)

@@ -279,6 +279,26 @@ func newContainersEnv(t testing.TB) *containersEnv {
 	return ce
 }
 
+// loadIntoPodman pulls img's layout into ce's storage through pm and
+// returns the image ID podman printed, and its output. podman names an
+// image loaded from a layout after the layout's path, which must be
+// lowercase (t.TempDir() holds the test's name): the layout is copied to
+// a lowercase temporary path first.
+func loadIntoPodman(t testing.TB, ce *containersEnv, pm func(...string) string, img *testImage) (id, out string) {
+	t.Helper()
+	lower, err := os.MkdirTemp("", "berth-e2e-podman-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(lower) })
+	layout := filepath.Join(lower, "layout")
+	if err := os.CopyFS(layout, os.DirFS(img.Layout)); err != nil {
+		t.Fatal(err)
+	}
+	out = pm("pull", "--signature-policy", ce.Policy, "oci:"+layout+":"+img.Tag)
+	return strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:]), out
+}
+
 // storageFlags are the global flags that keep podman and buildah on the
 // temp vfs storage.
 func (ce *containersEnv) storageFlags() []string {
@@ -427,19 +447,7 @@ func TestPodman(t *testing.T) {
 	}
 
 	// Load the layout into local storage; the image ID is the config digest.
-	// podman names the image after the layout's path, which must therefore
-	// be lowercase (t.TempDir() holds the test's name).
-	lower, err := os.MkdirTemp("", "berth-e2e-podman-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(lower) })
-	layout := filepath.Join(lower, "layout")
-	if err := os.CopyFS(layout, os.DirFS(img.Layout)); err != nil {
-		t.Fatal(err)
-	}
-	out := pm("pull", "--signature-policy", ce.Policy, "oci:"+layout+":"+img.Tag)
-	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	id, out := loadIntoPodman(t, ce, pm, img)
 	if "sha256:"+id != img.ConfigDigest {
 		t.Fatalf("podman pull oci: printed image ID %q, want %s\n%s", id, img.ConfigDigest, out)
 	}

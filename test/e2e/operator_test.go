@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,17 +23,7 @@ func TestReadOnlyLive(t *testing.T) {
 		return runIn(t, "", ce.Env, podman, append(global, args...)...)
 	}
 	img := newTestImage(t, "v1", "hello.txt", []byte("read-only test\n"))
-	lower, err := os.MkdirTemp("", "berth-e2e-readonly-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(lower) })
-	layout := filepath.Join(lower, "layout")
-	if err := os.CopyFS(layout, os.DirFS(img.Layout)); err != nil {
-		t.Fatal(err)
-	}
-	out := pm("pull", "--signature-policy", ce.Policy, "oci:"+layout+":"+img.Tag)
-	id := strings.TrimSpace(out[strings.LastIndex(strings.TrimSpace(out), "\n")+1:])
+	id, _ := loadIntoPodman(t, ce, pm, img)
 	ref := s.Addr + "/e2e/readonly:v1"
 	pm("tag", id, ref)
 	pm("login", "--cert-dir", s.CertDir(), "-u", devUser, "-p", registryToken(t, s), s.Addr)
