@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -62,13 +62,13 @@ func TestReadBackIsRecordedWhenTheClientHangsUp(t *testing.T) {
 	if resp := send(t, "PATCH", before.URL+loc, chunk, nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("PATCH = %d", resp.StatusCode)
 	}
-	id := filepath.Base(loc)
+	id := registrytest.SessionID(loc)
 
 	// After the restart: a PUT that ends the upload, without a body (so
 	// net/http cancels its context as soon as the client hangs up), whose
 	// client hangs up while the server reads the session back.
 	ctx, hangUp := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, "PUT", after.URL+loc+"?digest="+digest.FromBytes(chunk).String(), nil)
+	req, _ := http.NewRequestWithContext(ctx, "PUT", registrytest.WithDigest(after.URL+loc, digest.FromBytes(chunk).String()), nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

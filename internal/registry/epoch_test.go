@@ -17,6 +17,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 )
 
@@ -66,7 +67,7 @@ func TestSessionsAreCheckedAfterAMachineRestart(t *testing.T) {
 			if resp.StatusCode != http.StatusAccepted {
 				t.Fatalf("first PATCH = %d", resp.StatusCode)
 			}
-			id := filepath.Base(loc)
+			id := registrytest.SessionID(loc)
 			tc.damage(t, filepath.Join(dir, "storage", "uploads", id))
 
 			resp = send(t, "PATCH", after.URL+loc, content[10:], map[string]string{"Content-Range": "10-21"})
@@ -83,7 +84,7 @@ func TestSessionsAreCheckedAfterAMachineRestart(t *testing.T) {
 				t.Fatalf("PATCH after the restart = %d, want 202", resp.StatusCode)
 			}
 			dgst := digest.FromBytes(content)
-			if r := send(t, "PUT", after.URL+loc+"?digest="+dgst.String(), nil, nil); r.StatusCode != tc.want {
+			if r := send(t, "PUT", registrytest.WithDigest(after.URL+loc, dgst.String()), nil, nil); r.StatusCode != tc.want {
 				t.Fatalf("PUT = %d, want %d", r.StatusCode, tc.want)
 			}
 			rc, err := blobs.Open(context.Background(), dgst)
@@ -133,7 +134,7 @@ func TestFailedCommitEndsTheSession(t *testing.T) {
 	if r := send(t, "PATCH", srv.URL+loc, content, nil); r.StatusCode != http.StatusAccepted {
 		t.Fatalf("PATCH = %d", r.StatusCode)
 	}
-	put := srv.URL + loc + "?digest=" + digest.FromBytes(content).String()
+	put := registrytest.WithDigest(srv.URL+loc, digest.FromBytes(content).String())
 	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusNotFound {
 		t.Fatalf("PUT whose commit failed = %d, want 404 BLOB_UPLOAD_UNKNOWN", r.StatusCode)
 	}
@@ -167,7 +168,7 @@ func TestUnavailableCommitKeepsTheSession(t *testing.T) {
 	if r := send(t, "PATCH", srv.URL+loc, content, nil); r.StatusCode != http.StatusAccepted {
 		t.Fatalf("PATCH = %d", r.StatusCode)
 	}
-	put := srv.URL + loc + "?digest=" + digest.FromBytes(content).String()
+	put := registrytest.WithDigest(srv.URL+loc, digest.FromBytes(content).String())
 	if r := send(t, "PUT", put, nil, nil); r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Fatalf("PUT whose commit could not start = %d, want 503 with Retry-After", r.StatusCode)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -68,7 +69,7 @@ func TestPutFinishingAfterProjectDeletion(t *testing.T) {
 	content := []byte("a blob pushed into a project that is being deleted")
 	dgst := digest.FromBytes(content)
 
-	finish := heldRequest(t, "PUT", srv.URL+loc+"?digest="+dgst.String(), len(content))
+	finish := heldRequest(t, "PUT", registrytest.WithDigest(srv.URL+loc, dgst.String()), len(content))
 	if _, err := meta.DeleteProjectAndRepositories(ctx, "p"); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestChunkOfAnEndedSessionIsDiscarded(t *testing.T) {
 	meta, blobs, dir := newParts(t)
 	srv := serveRegistry(t, registry.Options{Metadata: meta, Blobs: blobs})
 	loc := send(t, "POST", srv.URL+"/v2/p/app/blobs/uploads/", nil, nil).Header.Get("Location")
-	id := filepath.Base(loc)
+	id := registrytest.SessionID(loc)
 	chunk := []byte("bytes of a session that ends meanwhile")
 	finish := heldRequest(t, "PATCH", srv.URL+loc, len(chunk))
 	if err := meta.DeleteUpload(ctx, id); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -169,7 +170,7 @@ func TestChunkedUploadResumesAcrossRequests(t *testing.T) {
 		t.Fatalf("status = %d, Range %q", st.status, st.header.Get("Range"))
 	}
 	dgst := digest.FromBytes(content)
-	r = do(t, srv, call{method: "PUT", path: loc + "?digest=" + dgst.String()})
+	r = do(t, srv, call{method: "PUT", path: registrytest.WithDigest(loc, dgst.String())})
 	if r.status != 201 || r.header.Get("Docker-Content-Digest") != dgst.String() {
 		t.Fatalf("PUT = %d %s", r.status, r.body)
 	}
@@ -189,7 +190,7 @@ func TestSHA512Upload(t *testing.T) {
 	dgst := digest.SHA512.FromBytes(content)
 	r := do(t, srv, call{method: "POST", path: "/v2/p/sha/blobs/uploads/"})
 	r = do(t, srv, call{method: "PATCH", path: r.header.Get("Location"), body: content[:5]})
-	r = do(t, srv, call{method: "PUT", path: r.header.Get("Location") + "?digest=" + dgst.String(), body: content[5:]})
+	r = do(t, srv, call{method: "PUT", path: registrytest.WithDigest(r.header.Get("Location"), dgst.String()), body: content[5:]})
 	if r.status != 201 {
 		t.Fatalf("PUT sha512 = %d %s", r.status, r.body)
 	}
@@ -480,7 +481,7 @@ func TestConcurrentPushesConverge(t *testing.T) {
 			}
 			r := do(t, srv, call{method: "POST", path: "/v2/p/race/blobs/uploads/"})
 			r = do(t, srv, call{method: "PATCH", path: r.header.Get("Location"), body: content[:len(content)/2]})
-			r = do(t, srv, call{method: "PUT", path: r.header.Get("Location") + "?digest=" + dgst.String(), body: content[len(content)/2:]})
+			r = do(t, srv, call{method: "PUT", path: registrytest.WithDigest(r.header.Get("Location"), dgst.String()), body: content[len(content)/2:]})
 			if r.status != 201 {
 				errs <- fmt.Errorf("chunked push %d: %d %s", i, r.status, r.body)
 			}

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
@@ -115,7 +115,7 @@ func TestUploadAcrossStorageSwitch(t *testing.T) {
 		t.Fatalf("start: %d", r.status)
 	}
 	loc := r.header.Get("Location")
-	id := loc[strings.LastIndex(loc, "/")+1:]
+	id := registrytest.SessionID(loc)
 	if r := do(t, s.srv, call{method: "PATCH", path: loc, body: []byte("first half ")}); r.status != 202 {
 		t.Fatalf("first chunk: %d %s", r.status, r.body)
 	}
@@ -143,7 +143,7 @@ func TestUploadAcrossStorageSwitch(t *testing.T) {
 	if holds(s.a.Driver) || holds(s.b.Driver) {
 		t.Fatal("the ended session's bytes are still in a storage")
 	}
-	if r := do(t, s.srv, call{method: "PUT", path: loc + "?digest=" + digest.FromString("first half second half").String()}); r.status != 404 || r.errorCode() != "BLOB_UPLOAD_UNKNOWN" {
+	if r := do(t, s.srv, call{method: "PUT", path: registrytest.WithDigest(loc, digest.FromString("first half second half").String())}); r.status != 404 || r.errorCode() != "BLOB_UPLOAD_UNKNOWN" {
 		t.Fatalf("the ended session answered a PUT: %d %s", r.status, r.body)
 	}
 

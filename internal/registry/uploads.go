@@ -86,7 +86,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		}
 		return fromClass(err, codeBlobUploadUnknown, "upload")
 	}
-	writeUploadHeaders(w, repo, store.Upload{ID: id})
+	writeUploadHeaders(ctx, w, repo, store.Upload{ID: id})
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -218,17 +218,17 @@ func lostUpload(err error) *Error {
 }
 
 // uploadHeader is what every answer about an upload session carries.
-func uploadHeader(repo string, u store.Upload) http.Header {
+func uploadHeader(ctx context.Context, repo string, u store.Upload) http.Header {
 	return http.Header{
-		"Location":           {uploadLocation(repo, u.ID)},
+		"Location":           {sessionLocation(ctx, repo, u.ID)},
 		"Range":              {rangeHeader(u.Size)},
 		"Docker-Upload-Uuid": {u.ID},
 	}
 }
 
-func writeUploadHeaders(w http.ResponseWriter, repo string, u store.Upload) {
+func writeUploadHeaders(ctx context.Context, w http.ResponseWriter, repo string, u store.Upload) {
 	h := w.Header()
-	for k, v := range uploadHeader(repo, u) {
+	for k, v := range uploadHeader(ctx, repo, u) {
 		h[k] = v
 	}
 	h.Set("Content-Length", "0")
@@ -247,6 +247,9 @@ func rangeHeader(size int64) string {
 // since a session of another storage ends here (endStaleSession).
 func (r *Registry) session(req *http.Request, repo string) (store.Upload, storage.Driver, func(), error) {
 	id := req.PathValue("id")
+	if err := checkSessionLocation(req, repo, id); err != nil {
+		return store.Upload{}, nil, nil, err
+	}
 	release, err := r.busy.acquire(id)
 	if err != nil {
 		return store.Upload{}, nil, nil, err
@@ -341,10 +344,10 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 	if cr := req.Header.Get("Content-Range"); cr != "" {
 		start, end, err := parseContentRange(cr)
 		if err != nil {
-			return &Error{Code: codeRangeInvalid, Message: err.Error(), Header: uploadHeader(repo, *u)}
+			return &Error{Code: codeRangeInvalid, Message: err.Error(), Header: uploadHeader(req.Context(), repo, *u)}
 		}
 		if start != u.Size {
-			return &Error{Code: codeRangeInvalid, Header: uploadHeader(repo, *u),
+			return &Error{Code: codeRangeInvalid, Header: uploadHeader(req.Context(), repo, *u),
 				Message: fmt.Sprintf("chunk starts at %d but the upload has %d bytes; send the chunk that starts at %d", start, u.Size, u.Size)}
 		}
 		want = end - start + 1
@@ -373,7 +376,7 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 				return aerr
 			}
 		}
-		e := &Error{Code: codeBlobUploadInvalid, Header: uploadHeader(repo, *u), Err: err,
+		e := &Error{Code: codeBlobUploadInvalid, Header: uploadHeader(req.Context(), repo, *u), Err: err,
 			Message: fmt.Sprintf("the chunk stopped after %d bytes (%v); the upload keeps %d bytes: resume from there", n, src.err, u.Size)}
 		if errors.Is(err, errdefs.ErrTimeout) {
 			e.Code = codeBodyTimeout
@@ -498,7 +501,7 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo st
 	if err := r.appendChunk(req, repo, d, &u, h, true); err != nil {
 		return err
 	}
-	writeUploadHeaders(w, repo, u)
+	writeUploadHeaders(req.Context(), w, repo, u)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
@@ -555,6 +558,9 @@ func rehash(ctx context.Context, d storage.Driver, id string, alg digest.Algorit
 
 // uploadStatus serves GET /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo string) error {
+	if err := checkSessionLocation(req, repo, req.PathValue("id")); err != nil {
+		return err
+	}
 	u, err := r.meta.Upload(req.Context(), repo, req.PathValue("id"))
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+req.PathValue("id"))
@@ -563,7 +569,7 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 		// A read ends nothing: the next write to the session does.
 		return staleSession(u.ID)
 	}
-	writeUploadHeaders(w, repo, u)
+	writeUploadHeaders(req.Context(), w, repo, u)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -33,6 +34,8 @@ type accessFixture struct {
 	meta   *store.Store
 	tokens map[string]string // caller → Authorization header value
 	n      int
+	// caller is the matrix's caller of the row being prepared.
+	caller string
 }
 
 // callers, in the column order of the matrix.
@@ -211,7 +214,13 @@ func TestRegistryAuthorizationMatrix(t *testing.T) {
 	layer := []byte("layer of proj/app")
 	layerDigest := digest.FromBytes(layer)
 	manifestDigest := f.pushImage("proj/app", "v1", layer)
+	// A session is the caller's own where the caller may start one (a
+	// session continues only with the user who started it), else the
+	// cluster administrator's.
 	session := func(f *accessFixture) string {
+		if own := f.do(f.caller, "POST", "/v2/proj/app/blobs/uploads/", nil); own.status == http.StatusAccepted {
+			return own.header.Get("Location")
+		}
 		return f.admin("POST", "/v2/proj/app/blobs/uploads/", nil, http.StatusAccepted).header.Get("Location")
 	}
 	emptyIndex := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}`)
@@ -276,6 +285,7 @@ func TestRegistryAuthorizationMatrix(t *testing.T) {
 	}
 	for _, row := range rows {
 		for i, caller := range callers {
+			f.caller = caller
 			method, path, body, header := row.prepare(f)
 			got := f.do(caller, method, path, body, header...)
 			if got.status != row.want[i] {
@@ -694,5 +704,32 @@ func TestConcurrentPushesKeepOneHistory(t *testing.T) {
 	head := f.do("cadmin", "HEAD", "/v2/proj/stream/manifests/latest", nil)
 	if got := head.header.Get("Docker-Content-Digest"); got != items[0].Image {
 		t.Fatalf("/v2 latest = %s, history's newest = %s", got, items[0].Image)
+	}
+}
+
+// A session continues only with the user who started it: another user
+// with push access to the same repository, holding the exact Location,
+// is told the session is unknown and changes nothing.
+func TestUploadSessionBelongsToItsUser(t *testing.T) {
+	f := newAccessFixture(t)
+	start := f.do("editor", "POST", "/v2/proj/app/blobs/uploads/", nil)
+	if start.status != http.StatusAccepted {
+		t.Fatalf("start: %d %s", start.status, start.body)
+	}
+	loc := start.header.Get("Location")
+	if r := f.do("editor", "PATCH", loc, []byte("01234")); r.status != http.StatusAccepted {
+		t.Fatalf("chunk: %d %s", r.status, r.body)
+	}
+	for _, method := range []string{"GET", "PATCH", "PUT", "DELETE"} {
+		path := loc
+		if method == "PUT" {
+			path = registrytest.WithDigest(loc, digest.FromString("0123456789").String())
+		}
+		if r := f.do("pusher", method, path, []byte("56789")); r.status != 404 || r.code() != "BLOB_UPLOAD_UNKNOWN" {
+			t.Errorf("%s of the editor's session as pusher: %d %s, want 404 BLOB_UPLOAD_UNKNOWN", method, r.status, r.body)
+		}
+	}
+	if r := f.do("editor", "GET", loc, nil); r.status != http.StatusNoContent || r.header.Get("Range") != "0-4" {
+		t.Errorf("the session after the other user's requests: %d Range %q, want 204 0-4", r.status, r.header.Get("Range"))
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -111,7 +112,7 @@ func TestStalledBodiesAreCutOff(t *testing.T) {
 	}
 	rest := bytes.Repeat([]byte("b"), 50)
 	whole := append(bytes.Repeat([]byte("a"), 100), rest...)
-	req, _ = http.NewRequest("PUT", r.url+session+"?digest="+digest.FromBytes(whole).String(), bytes.NewReader(rest))
+	req, _ = http.NewRequest("PUT", registrytest.WithDigest(r.url+session, digest.FromBytes(whole).String()), bytes.NewReader(rest))
 	req.Header.Set("Content-Range", "100-149")
 	resp, err = admin.Do(req)
 	if err != nil {

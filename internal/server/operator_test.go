@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -375,5 +376,42 @@ func TestRemovedRemovesManagedStorage(t *testing.T) {
 	}
 	if code := status(t, "GET", r.url+"/v2/gone/app/blobs/"+digest.FromBytes(content).String()); code != 200 {
 		t.Errorf("pull from the fresh storage: %d", code)
+	}
+}
+
+// httpSecret signs upload session Locations: a new secret, patched live,
+// ends the sessions signed with the old one, and new sessions work.
+func TestHTTPSecretSignsUploadSessions(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	send := func(method, url string, body []byte) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(method, url, bytes.NewReader(body))
+		resp, err := admin.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	open := func() string {
+		t.Helper()
+		resp := send("POST", r.url+"/v2/hs/app/blobs/uploads/", nil)
+		if resp.StatusCode != 202 || !strings.Contains(resp.Header.Get("Location"), "_state=") {
+			t.Fatalf("start: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+		}
+		return resp.Header.Get("Location")
+	}
+	old := open()
+	if resp := send("PATCH", r.url+old, []byte("before")); resp.StatusCode != 202 {
+		t.Fatalf("chunk: %d", resp.StatusCode)
+	}
+	patchConfig(t, r.url, `{"spec":{"httpSecret":"`+strings.Repeat("5e", 64)+`"}}`)
+	resp := send("PATCH", r.url+old, []byte("after"))
+	if code, msg := registryError(t, resp); resp.StatusCode != 404 || code != "BLOB_UPLOAD_UNKNOWN" || !strings.Contains(msg, "httpSecret") {
+		t.Errorf("a session signed with the previous httpSecret: %d %s %q", resp.StatusCode, code, msg)
+	}
+	content := []byte("a session under the new secret")
+	if resp := send("PUT", registrytest.WithDigest(r.url+open(), digest.FromBytes(content).String()), content); resp.StatusCode != 201 {
+		t.Errorf("a new session: %d", resp.StatusCode)
 	}
 }

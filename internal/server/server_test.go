@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -457,7 +458,7 @@ func TestDeletingAProjectDiscardsItsUploads(t *testing.T) {
 	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 202 {
 		t.Fatalf("PATCH = %v, %v", resp, err)
 	}
-	file := filepath.Join(dir, "storage", "uploads", filepath.Base(session))
+	file := filepath.Join(dir, "storage", "uploads", registrytest.SessionID(session))
 	if _, err := os.Stat(file); err != nil {
 		t.Fatalf("the session's bytes are not where expected: %v", err)
 	}

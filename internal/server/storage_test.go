@@ -14,6 +14,7 @@ import (
 	"time"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/opencontainers/go-digest"
 )
@@ -131,7 +132,7 @@ func TestStorageSwitchLive(t *testing.T) {
 	if resp, err := admin.Do(req); err != nil || resp.StatusCode != 202 {
 		t.Fatalf("PATCH = %v, %v", resp, err)
 	}
-	sessionFile := filepath.Join(defaultRoot, "uploads", filepath.Base(session))
+	sessionFile := filepath.Join(defaultRoot, "uploads", registrytest.SessionID(session))
 	if _, err := os.Stat(sessionFile); err != nil {
 		t.Fatalf("the session's bytes are not in the default volume: %v", err)
 	}

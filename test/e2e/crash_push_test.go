@@ -160,7 +160,11 @@ func (p *crashPusher) session(uploads string, b crashBlob, data []byte, chunked 
 		p.led.errorf("POST %s: Location %q, Docker-Upload-UUID %q", uploads, hdr.Get("Location"), id)
 		return false
 	}
-	s := &crashSession{repo: b.repo, id: id, data: data, dgst: b.dgst}
+	if !strings.Contains(loc.RawQuery, "_state=") {
+		p.led.errorf("POST %s: Location %q is not signed", uploads, hdr.Get("Location"))
+		return false
+	}
+	s := &crashSession{repo: b.repo, id: id, location: loc.RequestURI(), data: data, dgst: b.dgst}
 	p.led.openSession(s)
 	var put []byte
 	if chunked {

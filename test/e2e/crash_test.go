@@ -195,6 +195,7 @@ type crashManifest struct {
 // the request in flight at the kill would have taken it.
 type crashSession struct {
 	repo, id   string
+	location   string // the Location the server gave, with its signature
 	data       []byte
 	dgst       string
 	acked      int64
@@ -218,7 +219,7 @@ type crashLedger struct {
 	unackMans  []crashManifest
 	open       map[string]*crashSession // sessions in flight this round
 	stalled    map[string]*crashSession // sessions a kill interrupted
-	known      map[string]string        // every session id the test opened → repo
+	known      map[string]string        // every session id the test opened → its Location
 	errCount   int
 
 	// The 201s the pushers got this round (each one counts, a blob pushed
@@ -362,7 +363,7 @@ func (l *crashLedger) manifest(m crashManifest, acked bool) {
 func (l *crashLedger) openSession(s *crashSession) {
 	l.mu.Lock()
 	l.open[s.id] = s
-	l.known[s.id] = s.repo
+	l.known[s.id] = s.location
 	l.mu.Unlock()
 }
 
@@ -414,13 +415,13 @@ func (l *crashLedger) checkUploadsDir(ctx context.Context, s *server, timeout ti
 			continue
 		}
 		l.mu.Lock()
-		repo, ok := l.known[e.Name()]
+		loc, ok := l.known[e.Name()]
 		l.mu.Unlock()
 		if !ok {
 			l.errorf("storage/uploads/%s survived recovery but is no session the test opened (a monolithic upload's leftover?)", e.Name())
 			continue
 		}
-		st, _, _, err := crashDo(ctx, c, timeout, "GET", s.URL+"/v2/"+repo+"/blobs/uploads/"+e.Name(), nil, nil)
+		st, _, _, err := crashDo(ctx, c, timeout, "GET", s.URL+loc, nil, nil)
 		if err != nil || st != http.StatusNoContent {
 			l.errorf("storage/uploads/%s survived recovery but its session is not live (status %d, %v)", e.Name(), st, err)
 		}
@@ -567,7 +568,7 @@ func (l *crashLedger) verify(ctx context.Context, c *http.Client, base string, t
 // and, if resume, finishes it.
 func (l *crashLedger) checkSession(ctx context.Context, c *http.Client, base string, timeout time.Duration, s *crashSession, resume bool) {
 	l.t.Helper()
-	loc := base + "/v2/" + s.repo + "/blobs/uploads/" + s.id
+	loc := base + s.location
 	st, hdr, body, err := crashDo(ctx, c, timeout, "GET", loc, nil, nil)
 	if err != nil {
 		l.errorf("status of interrupted session %s: %v", s.id, err)
@@ -612,7 +613,7 @@ func (l *crashLedger) checkSession(ctx context.Context, c *http.Client, base str
 			return
 		}
 	}
-	st, hdr, body, err = crashDo(ctx, c, timeout, "PUT", loc+"?digest="+url.QueryEscape(s.dgst), nil, nil)
+	st, hdr, body, err = crashDo(ctx, c, timeout, "PUT", loc+"&digest="+url.QueryEscape(s.dgst), nil, nil)
 	l.closeSession(s.id)
 	if err != nil || st != http.StatusCreated {
 		l.errorf("finish interrupted session %s in %s (finishing=%v): status %d, %v: %s\n  server log:\n%s",
