@@ -109,7 +109,7 @@ func serveLogging(cfg *server.Config, w io.Writer, format, level string) error {
 
 func newServeCommand() *cobra.Command {
 	cfg := server.Config{}
-	var logFormat, logLevel, configFile string
+	var logFormat, logLevel, configFile, emptyDirLimit string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the registry",
@@ -164,6 +164,13 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 			if !cmd.Flags().Changed("metrics-secret") {
 				cfg.MetricsSecret = os.Getenv("BERTH_METRICS_SECRET")
 			}
+			if emptyDirLimit != "" {
+				limit, err := parseEmptyDirLimit(emptyDirLimit)
+				if err != nil {
+					return err
+				}
+				cfg.EmptyDirSizeLimit = limit
+			}
 			restrictUmask()
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -198,6 +205,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 		"secret that reads the metrics at /extensions/v2/metrics as a Basic password (any user name) or a bearer token, at least 16 characters; prefer $BERTH_METRICS_SECRET or a --config file, which other users cannot see in ps (without it: users granted get on registry/metrics)")
 	f.StringVar(&logFormat, "log-format", "logfmt", "log format: logfmt|json (text is logfmt)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug|info|warn|error")
+	f.StringVar(&emptyDirLimit, "emptydir-size-limit", "", "most memory an emptyDir storage holds, as a Kubernetes quantity (512Mi, 4Gi); an upload past it gets 507 (default: half the machine's memory; 0: no limit)")
 	f.StringVar(&configFile, "config", "", "YAML or JSON file of settings, keyed by flag name (e.g. htpasswd: /etc/berth/users); flags given on the command line win")
 	cmd.Long += "\n\nSettings a --config file may hold: " + configFlagHelp(f) + "."
 	return cmd

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/pflag"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/yaml"
 )
 
@@ -63,4 +64,22 @@ func configFlagHelp(flags *pflag.FlagSet) string {
 		}
 	})
 	return strings.Join(names, ", ")
+}
+
+// parseEmptyDirLimit reads --emptydir-size-limit, a Kubernetes quantity
+// as an emptyDir volume's sizeLimit is: 0 means no limit (the server's
+// negative).
+func parseEmptyDirLimit(s string) (int64, error) {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return 0, fmt.Errorf("--emptydir-size-limit %q: %w (a quantity such as 512Mi or 4Gi)", s, err)
+	}
+	n, ok := q.AsInt64()
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("--emptydir-size-limit %q: not a whole, non-negative number of bytes", s)
+	}
+	if n == 0 {
+		return -1, nil
+	}
+	return n, nil
 }

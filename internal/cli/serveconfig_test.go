@@ -59,3 +59,16 @@ metrics-secret: s3cret-for-the-scraper
 		}
 	}
 }
+
+func TestParseEmptyDirLimit(t *testing.T) {
+	for in, want := range map[string]int64{"512Mi": 512 << 20, "4Gi": 4 << 30, "1000": 1000, "1G": 1e9, "0": -1} {
+		if got, err := parseEmptyDirLimit(in); err != nil || got != want {
+			t.Errorf("%q: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"-1Gi", "lots", "1.5", ""} {
+		if got, err := parseEmptyDirLimit(in); err == nil {
+			t.Errorf("%q: %d, want an error", in, got)
+		}
+	}
+}

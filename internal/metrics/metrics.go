@@ -178,6 +178,21 @@ func (m *Metrics) LimiterObserver(kind string) LimiterMetrics {
 	}
 }
 
+// EmptyDirUsage serves the bytes the emptyDir storage holds and its
+// limit, read from usage at each scrape.
+func (m *Metrics) EmptyDirUsage(usage func() (used, limit int64)) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "berth_emptydir_bytes",
+			Help: "Bytes the emptyDir storage holds in memory (blobs and uploads).",
+		}, func() float64 { used, _ := usage(); return float64(used) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "berth_emptydir_limit_bytes",
+			Help: "The most bytes the emptyDir storage may hold (berth serve --emptydir-size-limit); 0: no limit.",
+		}, func() float64 { _, limit := usage(); return float64(limit) }),
+	)
+}
+
 // SetReadOnly records whether the registry refuses writes (the operator's
 // read-only mode sets it as the setting changes).
 func (m *Metrics) SetReadOnly(readOnly bool) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"syscall"
 
 	"github.com/berth-registry/berth/internal/errdefs"
 )
@@ -34,6 +35,7 @@ var (
 	codeRangeInvalid         = code{"BLOB_UPLOAD_INVALID", http.StatusRequestedRangeNotSatisfiable}
 	// codeBodyTimeout answers a body that stopped arriving.
 	codeBodyTimeout       = code{"BLOB_UPLOAD_INVALID", http.StatusRequestTimeout}
+	codeStorageFull       = code{"DENIED", http.StatusInsufficientStorage}
 	codeUnsupported       = code{"UNSUPPORTED", http.StatusMethodNotAllowed}
 	codeNotFound          = code{"NOT_FOUND", http.StatusNotFound}
 	codePaginationInvalid = code{"PAGINATION_NUMBER_INVALID", http.StatusBadRequest}
@@ -85,6 +87,10 @@ func fromClass(err error, notFound code, what string) *Error {
 		return &Error{Code: codeBlobUploadInvalid, Message: what + " invalid", Err: err}
 	case errors.Is(err, errdefs.ErrTimeout):
 		return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
+	case errors.Is(err, syscall.ENOSPC):
+		// No code of the spec fits; DENIED is what Harbor answers when
+		// its quota is reached, and 507 says it is the storage's state.
+		return &Error{Code: codeStorageFull, Message: "the registry's storage is full: its administrator must raise its limit or move it to a larger storage", Err: err}
 	case errors.Is(err, errdefs.ErrLimitExceeded):
 		return &Error{Code: codeTooManyRequests, Message: err.Error(), Err: err}
 	default:

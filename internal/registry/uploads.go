@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
@@ -146,6 +147,9 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 		_ = st.Driver.Abort(context.WithoutCancel(ctx), id)
 		if errors.Is(err, errdefs.ErrTimeout) {
 			return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
+		}
+		if errors.Is(err, syscall.ENOSPC) {
+			return fromClass(err, codeBlobUploadInvalid, "blob")
 		}
 		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
 	}
@@ -382,6 +386,10 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 			e.Code = codeBodyTimeout
 		}
 		return e
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		// The chunk is not kept (the session stays at its last size).
+		return fromClass(err, codeBlobUploadInvalid, "upload "+u.ID)
 	}
 	if err != nil {
 		return &Error{Code: codeBlobUploadInvalid, Message: "writing chunk failed; resume from the Range of a status request", Err: err}

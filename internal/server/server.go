@@ -113,6 +113,19 @@ type Config struct {
 	// credentials (any user name) or as a bearer token. Users granted get
 	// on registry/metrics may read them either way.
 	MetricsSecret string
+	// EmptyDirSizeLimit caps the bytes an emptyDir storage holds in
+	// memory: an upload past it fails with 507. 0: half the machine's
+	// memory (1 GiB where that is unknown); negative: no cap.
+	EmptyDirSizeLimit int64
+}
+
+// defaultEmptyDirSizeLimit is half the machine's memory, or 1 GiB where
+// that is unknown.
+func defaultEmptyDirSizeLimit() int64 {
+	if m := physicalMemory(); m > 0 {
+		return m / 2
+	}
+	return 1 << 30
 }
 
 func (cfg *Config) setDefaults() {
@@ -139,6 +152,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.BodyMinRate == 0 {
 		cfg.BodyMinRate = 1024
+	}
+	if cfg.EmptyDirSizeLimit == 0 {
+		cfg.EmptyDirSizeLimit = defaultEmptyDirSizeLimit()
 	}
 }
 
@@ -208,7 +224,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// read-only mode feed theirs.
 	m := metrics.New()
 	storages := newBlobStorages(cfg.DataDir, drivers.Builtin(), cfg.Storage == "memory", meta, log)
+	storages.emptyDirLimit = max(cfg.EmptyDirSizeLimit, 0)
 	storages.wrap = m.Driver
+	m.EmptyDirUsage(storages.EmptyDirUsage)
 	boot, err := storages.ApplyStorage(ctx, bootstrapSpec(cfg.Storage, slog.LevelInfo).Storage)
 	if err != nil {
 		return fmt.Errorf("blob storage: %w", err)

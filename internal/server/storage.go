@@ -49,12 +49,17 @@ type blobStorages struct {
 	emptyDirID string
 	sessions   uploadIDs
 	log        *slog.Logger
+	// emptyDirLimit caps the bytes the emptyDir holds (0: none).
+	emptyDirLimit int64
 
 	// wrap, when set, wraps every driver built (the metrics' timing).
 	wrap func(storage.Driver) storage.Driver
 
-	mu      sync.Mutex
-	built   map[string]storage.Driver
+	mu    sync.Mutex
+	built map[string]storage.Driver
+	// raw are the drivers of built before wrap: what only the driver
+	// itself answers (an emptyDir's usage, its Close).
+	raw     map[string]storage.Driver
 	current operator.AppliedStorage
 }
 
@@ -72,6 +77,7 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 		dataDir: dataDir, drivers: drivers, memoryMode: memoryMode, sessions: sessions, log: log,
 		emptyDirID: "emptydir:" + hex.EncodeToString(b),
 		built:      map[string]storage.Driver{},
+		raw:        map[string]storage.Driver{},
 	}
 }
 
@@ -114,6 +120,7 @@ func (s *blobStorages) locate(spec imageregistryv1.StorageConfig) (id, driver st
 	opts = storage.Options{DataDir: s.dataDir}
 	switch {
 	case spec.EmptyDir != nil:
+		opts.SizeLimit = s.emptyDirLimit
 		return s.emptyDirID, "memory", opts, "", nil
 	case spec.PVC != nil:
 		if s.memoryMode {
@@ -151,9 +158,13 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 	if d, ok := s.built[id]; ok {
 		return d, nil
 	}
-	d, err := s.newDriver(ctx, name, opts)
+	raw, err := s.drivers.New(ctx, name, opts)
 	if err != nil {
 		return nil, err
+	}
+	d := raw
+	if s.wrap != nil {
+		d = s.wrap(raw)
 	}
 	if rec, ok := d.(storage.Recoverer); ok {
 		live, err := s.sessions.UploadIDs(ctx)
@@ -165,17 +176,25 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 		}
 	}
 	s.built[id] = d
+	s.raw[id] = raw
 	return d, nil
 }
 
-// newDriver is where every blob driver is constructed: the one place to
-// wrap drivers (timing their operations, say).
-func (s *blobStorages) newDriver(ctx context.Context, name string, opts storage.Options) (storage.Driver, error) {
-	d, err := s.drivers.New(ctx, name, opts)
-	if err != nil || s.wrap == nil {
-		return d, err
+// sized is a driver that keeps its bytes in memory, under a limit.
+type sized interface {
+	Usage() (used, limit int64)
+}
+
+// EmptyDirUsage reports the bytes this process's emptyDir holds and its
+// limit (0: none); all zero while it has not been built.
+func (s *blobStorages) EmptyDirUsage() (used, limit int64) {
+	s.mu.Lock()
+	d, ok := s.raw[s.emptyDirID].(sized)
+	s.mu.Unlock()
+	if !ok {
+		return 0, s.emptyDirLimit
 	}
-	return s.wrap(d), nil
+	return d.Usage()
 }
 
 // Built implements registry.Storages: the driver of storage id if this
@@ -306,7 +325,15 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	if err != nil {
 		return "", err
 	}
+	raw := s.raw[id]
 	delete(s.built, id)
+	delete(s.raw, id)
+	if c, ok := raw.(io.Closer); ok {
+		// An emptyDir's memory goes now, not when its last reference does.
+		if err := c.Close(); err != nil {
+			return "", fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+		}
+	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
 	}

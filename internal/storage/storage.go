@@ -118,6 +118,9 @@ type Options struct {
 	// Root, when set, is the directory a local driver keeps its files in
 	// instead of its default place under DataDir (a named volume).
 	Root string
+	// SizeLimit caps the bytes a driver that keeps them in memory holds
+	// (0: no cap); an append past it fails with syscall.ENOSPC.
+	SizeLimit int64
 }
 
 // Constructor builds a driver.

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
@@ -43,16 +45,57 @@ type Driver struct {
 	mu      sync.RWMutex
 	blobs   map[digest.Digest]content
 	uploads map[string]content
+	// charged is the size each upload was last counted in used at.
+	charged map[string]int64
 	// newContent makes an upload's content.
 	newContent func() content
+
+	// limit caps used (0: no cap). used is the bytes held: blobs, and
+	// uploads as last counted, plus what appends in flight have
+	// reserved, so that concurrent appends together stay under limit.
+	limit int64
+	used  atomic.Int64
 }
 
-// New returns an empty driver.
-func New(context.Context, storage.Options) (storage.Driver, error) { return NewDriver(), nil }
+// New returns an empty driver holding at most opts.SizeLimit bytes.
+func New(_ context.Context, opts storage.Options) (storage.Driver, error) {
+	d := NewDriver()
+	d.limit = max(opts.SizeLimit, 0)
+	return d, nil
+}
 
-// NewDriver returns an empty driver.
+// NewDriver returns an empty driver with no size limit.
 func NewDriver() *Driver {
-	return &Driver{blobs: map[digest.Digest]content{}, uploads: map[string]content{}, newContent: memfdOrSegments}
+	return &Driver{blobs: map[digest.Digest]content{}, uploads: map[string]content{}, charged: map[string]int64{}, newContent: memfdOrSegments}
+}
+
+// Usage reports the bytes held (blobs and uploads) and the limit (0:
+// none).
+func (d *Driver) Usage() (used, limit int64) { return d.used.Load(), d.limit }
+
+// ErrFull is what an append past the size limit fails with: the driver's
+// "no space left on device".
+var ErrFull = syscall.ENOSPC
+
+// quotaReader reserves in d.used each chunk it reads, and fails with
+// ErrFull, reserving nothing, when the chunk would take d past its limit.
+type quotaReader struct {
+	r        io.Reader
+	d        *Driver
+	reserved int64
+}
+
+func (q *quotaReader) Read(p []byte) (int, error) {
+	n, err := q.r.Read(p)
+	if n > 0 {
+		if used := q.d.used.Add(int64(n)); used > q.d.limit {
+			q.d.used.Add(-int64(n))
+			return 0, fmt.Errorf("emptyDir storage holds %d bytes of its %d-byte limit (berth serve --emptydir-size-limit): %w",
+				used-int64(n), q.d.limit, ErrFull)
+		}
+		q.reserved += int64(n)
+	}
+	return n, err
 }
 
 // memfdOrSegments returns empty content: a memfd where there can be one,
@@ -92,13 +135,44 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 		return 0, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, c.size(), offset, errdefs.ErrInvalidArgument)
 	}
 	if err := c.truncate(offset); err != nil {
+		d.settle(id, c, 0)
 		return 0, fmt.Errorf("truncate upload %s: %w", id, err)
 	}
+	q := &quotaReader{r: r, d: d}
+	if d.limit > 0 {
+		r = q
+	}
 	n, err := c.readFrom(r)
+	d.settle(id, c, q.reserved)
 	if err != nil {
 		return n, fmt.Errorf("write upload %s: %w", id, err)
 	}
 	return n, nil
+}
+
+// settle counts upload id at the size of its content c, in place of what
+// it was counted at and of what its append reserved; an upload ended
+// meanwhile (its charge went with it) gives back only the reservation.
+func (d *Driver) settle(id string, c content, reserved int64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.uploads[id] != c {
+		d.used.Add(-reserved)
+		return
+	}
+	size := c.size()
+	d.used.Add(size - d.charged[id] - reserved)
+	d.charged[id] = size
+}
+
+// dropLocked forgets upload id's charge; its content is about to become
+// a blob (keep) or be released.
+func (d *Driver) dropLocked(id string, keep bool) {
+	if !keep {
+		d.used.Add(-d.charged[id])
+	}
+	delete(d.charged, id)
+	delete(d.uploads, id)
 }
 
 // ReadUpload implements storage.Ingester.
@@ -126,7 +200,7 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	c := d.uploads[id]
 	if _, ok := d.blobs[dgst]; ok {
 		// Content-addressed: the bytes are already here.
-		delete(d.uploads, id)
+		d.dropLocked(id, false)
 		if c != nil {
 			c.release()
 		}
@@ -138,7 +212,7 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	if c.size() != size {
 		return fmt.Errorf("upload %s holds %d bytes, blob %s declares %d: %w", id, c.size(), dgst, size, errdefs.ErrSizeMismatch)
 	}
-	delete(d.uploads, id)
+	d.dropLocked(id, true)
 	d.blobs[dgst] = c
 	return nil
 }
@@ -147,7 +221,7 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 func (d *Driver) Abort(_ context.Context, id string) error {
 	d.mu.Lock()
 	c := d.uploads[id]
-	delete(d.uploads, id)
+	d.dropLocked(id, false)
 	d.mu.Unlock()
 	if c != nil {
 		c.release()
@@ -160,11 +234,34 @@ func (d *Driver) Delete(_ context.Context, dgst digest.Digest) error {
 	d.mu.Lock()
 	c, ok := d.blobs[dgst]
 	delete(d.blobs, dgst)
+	if ok {
+		d.used.Add(-c.size())
+	}
 	d.mu.Unlock()
 	if !ok {
 		return fmt.Errorf("delete blob %s: %w", dgst, errdefs.ErrNotFound)
 	}
 	c.release()
+	return nil
+}
+
+// Close releases every blob and upload: the emptyDir is removed. Readers
+// already open keep working.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	all := make([]content, 0, len(d.blobs)+len(d.uploads))
+	for _, c := range d.blobs {
+		all = append(all, c)
+	}
+	for _, c := range d.uploads {
+		all = append(all, c)
+	}
+	d.blobs, d.uploads, d.charged = map[digest.Digest]content{}, map[string]content{}, map[string]int64{}
+	d.used.Store(0)
+	d.mu.Unlock()
+	for _, c := range all {
+		c.release()
+	}
 	return nil
 }
 
