@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/instance"
+	"github.com/berth-registry/berth/internal/limiter"
 	"github.com/berth-registry/berth/internal/logging"
 )
 
@@ -138,6 +139,8 @@ func (s *Server) podLog(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	ctx := r.Context()
+	// Following, the request holds a connection, not the registry's work.
+	limiter.Detach(ctx)
 	pace := time.NewTimer(0)
 	defer pace.Stop()
 	flushed := time.Now()

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/limiter"
 )
 
 // maxWatch bounds one watch request; clients reconnect from the last
@@ -94,6 +95,8 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	out.flush()
+	// From here on the watch holds a connection, not the registry's work.
+	limiter.Detach(ctx)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {

@@ -78,9 +78,24 @@ func (l *Limiter) Middleware(next http.Handler) http.Handler {
 			l.reject(w, r, p.kind, limits)
 			return
 		}
-		defer p.release()
-		next.ServeHTTP(w, r)
+		var once sync.Once
+		release := func() { once.Do(p.release) }
+		defer release()
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), detachKey{}, release)))
 	})
+}
+
+type detachKey struct{}
+
+// Detach gives back the slot the request of ctx holds, once it has done
+// the work its slot is for and goes on only to hold its connection: a
+// watch that has sent its first list, a followed log. Kubernetes' own
+// limiter counts a watch's start, not its life, likewise. Without a slot
+// (an exempt request, none taken) it does nothing.
+func Detach(ctx context.Context) {
+	if release, ok := ctx.Value(detachKey{}).(func()); ok {
+		release()
+	}
 }
 
 // KindOf is the pool a method's requests take.

@@ -243,3 +243,41 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A request that detaches gives its slot back while it goes on, once
+// only: the next request runs beside it, and its end frees nothing more.
+func TestDetach(t *testing.T) {
+	c := newCounts()
+	l := New(rejectWith429, nil, c)
+	g := newGate()
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			Detach(r.Context())
+			Detach(r.Context())
+		}
+		g.ServeHTTP(w, r)
+	})
+	srv := serve(t, l, h, &settings.Settings{Requests: settings.Requests{Read: settings.Limits{MaxRunning: 1}}})
+	streamDone := make(chan int, 1)
+	go func() { streamDone <- do(t, context.Background(), "GET", srv.URL+"/stream") }()
+	<-g.entered
+	if n := l.Running(Read); n != 0 {
+		t.Errorf("running after a detach: %d, want 0", n)
+	}
+	second := make(chan int, 1)
+	go func() { second <- do(t, context.Background(), "GET", srv.URL+"/x") }()
+	<-g.entered // runs beside the detached stream
+	if code := do(t, context.Background(), "GET", srv.URL+"/y"); code != 429 {
+		t.Errorf("a third read while the second holds the slot: %d, want 429", code)
+	}
+	close(g.release)
+	if a, b := <-streamDone, <-second; a != 204 || b != 204 {
+		t.Errorf("stream %d, second %d", a, b)
+	}
+	waitFor(t, func() bool { return l.Running(Read) == 0 })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running[Read] != 0 {
+		t.Errorf("the observer counts %d running at the end, want 0 (a slot given back twice?)", c.running[Read])
+	}
+}

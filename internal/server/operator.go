@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strings"
 	"time"
 
@@ -96,27 +95,16 @@ func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Me
 }
 
 // exemptFromLimits names the requests the limiter lets through: health
-// probes and the metrics scrape, and the management API's long-running
-// reads, which Kubernetes' own in-flight limit leaves out too (a watch, a
-// followed pod log: they hold a connection, not the storage). Only GETs
-// the API serves as streams qualify, so a query parameter added to any
-// other request (a /v2 push) changes nothing.
+// probes and the metrics scrape. A watch and a followed pod log take a
+// read slot like any read and give it back once they stream
+// (limiter.Detach), which no query parameter can claim on its own.
 func exemptFromLimits(r *http.Request) bool {
 	switch r.URL.Path {
 	case "/", "/healthz", "/readyz", "/extensions/v2/metrics":
 		return true
 	}
-	if r.Method != http.MethodGet || !(strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/apis/")) {
-		return false
-	}
-	q := r.URL.Query()
-	if w := q.Get("watch"); w == "true" || w == "1" {
-		return true
-	}
-	return q.Get("follow") == "true" && podLogPath.MatchString(r.URL.Path)
+	return false
 }
-
-var podLogPath = regexp.MustCompile(`^/api/v1/namespaces/[^/]+/pods/[^/]+/log$`)
 
 // rejectRequest refuses a request the limiter turned away. The limits
 // themselves are not told: the limiter runs before authentication, and

@@ -415,3 +415,59 @@ func TestHTTPSecretSignsUploadSessions(t *testing.T) {
 		t.Errorf("a new session: %d", resp.StatusCode)
 	}
 }
+
+// A watch takes a read slot to start, like any read, and gives it back
+// once it streams: under maxRunning 1 a watch leaves room for the next
+// read, and a watch parameter on a GET that is no watch buys nothing.
+func TestWatchesGiveBackTheirReadSlot(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	big := bytes.Repeat([]byte("w"), 32<<20)
+	if resp := pushBlob(t, r.url, "wl/app", big); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	patchConfig(t, r.url, `{"spec":{"requests":{"read":{"maxRunning":1,"maxInQueue":0}}}}`)
+	running := func() string {
+		return metricLine(t, r.url, `berth_limiter_running_requests{kind="read"}`)
+	}
+
+	watch, err := admin.Get(r.url + "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=20")
+	if err != nil || watch.StatusCode != 200 {
+		t.Fatalf("watch: %v %v", watch, err)
+	}
+	defer watch.Body.Close()
+	if c := status(t, "GET", r.url+"/v2/"); c != 200 {
+		t.Errorf("a read while a watch streams: %d, want 200 (the watch gave its slot back)", c)
+	}
+
+	// A blob GET whose client does not read holds the one slot.
+	held, err := admin.Get(r.url + "/v2/wl/app/blobs/" + digest.FromBytes(big).String())
+	if err != nil || held.StatusCode != 200 {
+		t.Fatalf("blob GET: %v %v", held, err)
+	}
+	waitUntil(t, func() bool { return running() == `berth_limiter_running_requests{kind="read"} 1` })
+	for _, u := range []string{
+		"/apis/image.openshift.io/v1/namespaces/wl/imagestreams/app?watch=true",
+		"/api/v1/namespaces/default/configmaps?watch=true",
+		"/api/v1/namespaces/default/configmaps/x?watch=1",
+	} {
+		if c := status(t, "GET", r.url+u); c != 429 {
+			t.Errorf("GET %s while the read slot is taken: %d, want 429", u, c)
+		}
+	}
+	if c := status(t, "GET", r.url+"/healthz"); c != 200 {
+		t.Errorf("health probe while the read slot is taken: %d", c)
+	}
+	held.Body.Close()
+	waitUntil(t, func() bool { return running() == `berth_limiter_running_requests{kind="read"} 0` })
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
