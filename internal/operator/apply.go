@@ -3,6 +3,7 @@ package operator
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -135,10 +136,16 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			if c := findCondition(cfg.Status.Conditions, imageregistryv1.ConditionStorageExists); c.Reason == "Storage Removed" {
 				storageCond.Message = c.Message
 			}
-		case cfg.Status.Storage.ManagementState != imageregistryv1.Managed:
+		case spec.Storage.ManagementState != imageregistryv1.Managed || cfg.Status.Storage.ManagementState != imageregistryv1.Managed:
+			// The spec says what may be removed now, as on the reference;
+			// status, what was Managed when it was last applied.
 			storageCond.Message = "the registry is removed; its storage is Unmanaged (not provisioned by Berth), so it is kept"
 		case ok:
 			what, err := remover.RemoveStorage(ctx, cfg.Status.Storage)
+			if errors.Is(err, ErrNotProvisioned) {
+				storageCond.Message = "the registry is removed; its storage is kept: " + err.Error()
+				break
+			}
 			if err != nil {
 				degraded = append(degraded, fmt.Sprintf("Error: unable to remove storage: %v", err))
 				storageCond = cond(imageregistryv1.ConditionStorageExists, "Unknown", "Removal Failed", err.Error())
@@ -311,6 +318,17 @@ func typesUID() types.UID { return types.UID(uuid.NewString()) }
 // removed.
 type StorageRemover interface {
 	RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error)
+}
+
+// ErrNotProvisioned is what RemoveStorage fails with for storage Berth
+// did not provision: it is kept.
+var ErrNotProvisioned = errors.New("not provisioned by Berth, so it is kept")
+
+// StorageProvisioner is a Storage that tells whether Berth provisions the
+// storage a spec names (so its managementState is Managed when the spec
+// leaves it empty). Without it, storage is Unmanaged.
+type StorageProvisioner interface {
+	Provisions(ctx context.Context, spec imageregistryv1.StorageConfig) (bool, error)
 }
 
 func findCondition(conds []imageregistryv1.OperatorCondition, typ string) imageregistryv1.OperatorCondition {

@@ -244,11 +244,18 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		filled = append(filled, "storage.pvc.claim")
 	}
 	if spec.Storage.ManagementState == "" && len(spec.Storage.StorageTypes()) == 1 {
-		// Berth provisions the volumes and emptyDirs it serves from, so
-		// they are Managed; object storage named by the user is not.
+		// As the reference: storage Berth provisions (an emptyDir, a volume
+		// it creates) is Managed; storage that was there before (a
+		// directory Berth did not make, object storage) is the user's.
 		spec.Storage.ManagementState = imageregistryv1.Unmanaged
-		if spec.Storage.EmptyDir != nil || spec.Storage.PVC != nil {
-			spec.Storage.ManagementState = imageregistryv1.Managed
+		if p, ok := o.opts.Storage.(StorageProvisioner); ok {
+			provisions, err := p.Provisions(ctx, spec.Storage)
+			if err != nil {
+				return false, fmt.Errorf("complete storage.managementState: %w", err)
+			}
+			if provisions {
+				spec.Storage.ManagementState = imageregistryv1.Managed
+			}
 		}
 		filled = append(filled, "storage.managementState")
 	}

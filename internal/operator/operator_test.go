@@ -28,6 +28,12 @@ import (
 // volume it creates.
 type volumes struct{}
 
+// Provisions: Berth provisions emptyDirs and volumes, except those whose
+// claim says the user made them.
+func (volumes) Provisions(_ context.Context, s imageregistryv1.StorageConfig) (bool, error) {
+	return s.EmptyDir != nil || (s.PVC != nil && !strings.HasPrefix(s.PVC.Claim, "users-")), nil
+}
+
 func (volumes) ApplyStorage(_ context.Context, s imageregistryv1.StorageConfig) (operator.AppliedStorage, error) {
 	if s.EmptyDir == nil && s.PVC == nil {
 		return operator.AppliedStorage{Config: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}},
@@ -609,19 +615,29 @@ type removableVolumes struct {
 }
 
 func (r *removableVolumes) RemoveStorage(_ context.Context, s imageregistryv1.StorageConfig) (string, error) {
+	if s.PVC != nil && strings.HasPrefix(s.PVC.Claim, "replaced-") {
+		return "", fmt.Errorf("pvc volume %s existed before Berth used it: %w", s.PVC.Claim, operator.ErrNotProvisioned)
+	}
 	r.removed = append(r.removed, s)
 	return "pvc volume " + s.PVC.Claim + " (3 blobs)", nil
 }
 
-// Removed removes the storage in status once, when it is Managed; status
-// then says what went and shows no storage; Managed provisions afresh.
-func TestRemovedRemovesManagedStorageOnce(t *testing.T) {
+// newRemovableFixture is a fixture whose storage removes volumes, on the
+// default claim.
+func newRemovableFixture(t *testing.T) (*fixture, *removableVolumes) {
 	f := newFixture(t)
 	rv := &removableVolumes{}
 	f.op = operator.New(operator.Options{
 		Store: f.st, Settings: f.settings, Storage: rv, Logger: slog.New(slog.DiscardHandler),
 		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, Storage: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{}}},
 	})
+	return f, rv
+}
+
+// Removed removes the storage in status once, when it is Managed; status
+// then says what went and shows no storage; Managed provisions afresh.
+func TestRemovedRemovesManagedStorageOnce(t *testing.T) {
+	f, rv := newRemovableFixture(t)
 	f.reconcile()
 	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Removed" })
 	f.reconcile()
@@ -646,4 +662,45 @@ func TestRemovedRemovesManagedStorageOnce(t *testing.T) {
 		t.Errorf("Unmanaged storage was removed: %+v", rv.removed)
 	}
 	f.expectCondition("StorageExists", "True", "Storage Kept", "Unmanaged")
+}
+
+// What may be removed is what the spec says now: Unmanaged in the same
+// write as Removed keeps the storage, though status last said Managed.
+// A volume that was there before Berth is completed as Unmanaged, and one
+// the storage says Berth did not make is kept whatever the spec says.
+func TestRemovedKeepsWhatBerthDidNotProvision(t *testing.T) {
+	f, rv := newRemovableFixture(t)
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.ManagementState = "Removed"
+		s.Storage.ManagementState = "Unmanaged"
+	})
+	f.reconcile()
+	if len(rv.removed) != 0 {
+		t.Fatalf("removed with spec.storage.managementState Unmanaged: %+v", rv.removed)
+	}
+	f.expectCondition("StorageExists", "True", "Storage Kept", "Unmanaged")
+
+	// A claim of the user's: completed as Unmanaged.
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.ManagementState = "Managed"
+		s.Storage = imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "users-disk"}}
+	})
+	f.reconcile()
+	if cfg, _ := f.config(); cfg.Spec.Storage.ManagementState != "Unmanaged" || cfg.Status.StorageManaged {
+		t.Errorf("a volume Berth did not make: spec %+v, storageManaged %v", cfg.Spec.Storage, cfg.Status.StorageManaged)
+	}
+
+	// Marked Managed by hand, a volume the storage knows it did not make
+	// is kept, and status says why.
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "replaced-disk"}, ManagementState: "Managed"}
+	})
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.ManagementState = "Removed" })
+	f.reconcile()
+	if len(rv.removed) != 0 {
+		t.Fatalf("removed a volume Berth did not make: %+v", rv.removed)
+	}
+	f.expectCondition("StorageExists", "True", "Storage Kept", "existed before Berth used it")
 }

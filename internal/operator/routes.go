@@ -195,7 +195,10 @@ func (o *Operator) secretCertificate(ctx context.Context, r *route) {
 		alt := key
 		alt.Namespace = alternateSecretProject
 		if _, err := o.opts.Store.GetObject(ctx, alt); err == nil {
-			msg += fmt.Sprintf("; a secret of that name is in project %s, but the registry reads route secrets from %s: create it there (berth create secret tls %s -n %s --cert=tls.crt --key=tls.key)",
+			// Any user may own that project: the message points at the
+			// command with the administrator's own certificate files, never
+			// at copying what is there.
+			msg += fmt.Sprintf("; a secret of that name is in project %s (a project any user may have created), but the registry reads route secrets only from %s: create it there from your certificate files (berth create secret tls %s -n %s --cert=tls.crt --key=tls.key)",
 				alternateSecretProject, imageregistryv1.Namespace, r.secret, imageregistryv1.Namespace)
 		}
 		r.refuse("SecretNotFound", msg)

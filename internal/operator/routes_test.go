@@ -365,7 +365,7 @@ func TestRouteSecrets(t *testing.T) {
 	}
 	f.writeTLSSecret("image-registry", "public-route-tls-2", corev1.SecretTypeTLS, newCert, newKey)
 	f.reconcile()
-	f.expectCondition("Degraded", "True", "RouteDegraded", "a secret of that name is in project image-registry, but the registry reads route secrets from openshift-image-registry: create it there (berth create secret tls public-route-tls-2 -n openshift-image-registry")
+	f.expectCondition("Degraded", "True", "RouteDegraded", "a secret of that name is in project image-registry (a project any user may have created), but the registry reads route secrets only from openshift-image-registry: create it there from your certificate files (berth create secret tls public-route-tls-2 -n openshift-image-registry")
 	if f.served("registry.apps.example") == nil {
 		t.Error("another route's missing secret took this one away")
 	}

@@ -156,3 +156,32 @@ func TestUploadAcrossStorageSwitch(t *testing.T) {
 		t.Fatal("the new upload went to A")
 	}
 }
+
+// A storage being removed admits no more commits: a push that finishes
+// after its gate closed is refused with 503 and leaves no record of
+// bytes the removal takes away.
+func TestNoCommitIntoAStorageBeingRemoved(t *testing.T) {
+	s := newSwitchable(t)
+	gate := &settings.Gate{}
+	st := s.a
+	st.Writes = gate
+	s.use(st)
+	r := do(t, s.srv, call{method: "POST", path: "/v2/p/app/blobs/uploads/"})
+	loc := r.header.Get("Location")
+	if r := do(t, s.srv, call{method: "PATCH", path: loc, body: []byte("chunked")}); r.status != 202 {
+		t.Fatalf("chunk: %d %s", r.status, r.body)
+	}
+	gate.Close()
+	mono := []byte("monolithic")
+	if r := do(t, s.srv, call{method: "POST", path: "/v2/p/app/blobs/uploads/?digest=" + digest.FromBytes(mono).String(), body: mono}); r.status != 503 {
+		t.Errorf("a monolithic push into a storage being removed: %d %s, want 503", r.status, r.body)
+	}
+	if r := do(t, s.srv, call{method: "PUT", path: registrytest.WithDigest(loc, digest.FromString("chunked").String())}); r.status != 503 {
+		t.Errorf("a session's PUT into a storage being removed: %d %s, want 503", r.status, r.body)
+	}
+	for _, d := range []digest.Digest{digest.FromBytes(mono), digest.FromString("chunked")} {
+		if r := do(t, s.srv, call{method: "HEAD", path: "/v2/p/app/blobs/" + d.String()}); r.status != 404 {
+			t.Errorf("HEAD of a blob refused at commit: %d, want 404", r.status)
+		}
+	}
+}

@@ -169,6 +169,19 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo, id string, dgst digest.Digest, size int64, session bool) error {
 	// Finish what the client was told is done even if it hangs up now.
 	ctx = context.WithoutCancel(ctx)
+	// The commit and the record of where the bytes are happen together,
+	// or not at all once the storage is being removed: a record of bytes
+	// removed would make the blob look present forever.
+	leave, ok := st.Writes.Enter()
+	if !ok {
+		if session {
+			r.abortSession(ctx, st.Driver, id)
+		} else {
+			_ = st.Driver.Abort(ctx, id)
+		}
+		return &Error{Code: codeUnavailable, Message: "the registry's storage was removed while the blob arrived; push it again when the registry serves", Err: errors.New("storage " + st.ID + " removed")}
+	}
+	defer leave()
 	if err := st.Driver.Commit(ctx, id, dgst, size); err != nil {
 		if !session {
 			_ = st.Driver.Abort(ctx, id)

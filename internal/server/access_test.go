@@ -45,11 +45,7 @@ func newAccessFixture(t *testing.T) *accessFixture {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
+	meta := openTestStore(t, dir)
 	storages := emptyDirStorages(t, dir, meta)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{AdminPassword: testAdminPassword}

@@ -37,7 +37,6 @@ func bootstrapSpec(storageFlag string, level slog.Level) imageregistryv1.ConfigS
 		spec.Logging = 1
 	}
 	spec.Storage = storageOfDriver(storageFlag)
-	spec.Storage.ManagementState = imageregistryv1.Managed
 	return spec
 }
 

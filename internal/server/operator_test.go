@@ -471,3 +471,56 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Removed never removes a volume Berth did not make: a directory that was
+// there before a claim named it (a mount point, the user's files) is
+// kept though the spec carries managementState Managed from the volume
+// before, and so is the blob store of an installation older than the
+// operator, whose storage is completed as Unmanaged.
+func TestRemovedKeepsVolumesBerthDidNotMake(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "volumes", "mine")
+	if err := os.MkdirAll(mine, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(mine, "README-important"), []byte("the user's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, Config{DataDir: dir})
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"mine"}}}}`)
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	c, _ := getConfig(t, r.url)
+	if st, reason, msg := c.condition("StorageExists"); st != "True" || reason != "Storage Kept" || !strings.Contains(msg, "existed before Berth used it") {
+		t.Errorf("StorageExists after Removed: %s %s %q", st, reason, msg)
+	}
+	if _, err := os.Stat(filepath.Join(mine, "README-important")); err != nil {
+		t.Errorf("the user's volume lost its file: %v", err)
+	}
+	r.shutdown(t)
+
+	// An installation from before the operator: its blob store was there
+	// before any Config, and is the user's.
+	old := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(old, "storage", "blobs"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, Config{DataDir: old})
+	c = waitApplied(t, r.url)
+	var spec struct {
+		Spec struct {
+			Storage struct{ ManagementState string } `json:"storage"`
+		} `json:"spec"`
+	}
+	resp, err := admin.Get(r.url + configURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&spec); err != nil || spec.Spec.Storage.ManagementState != "Unmanaged" {
+		t.Errorf("storage.managementState of a blob store older than the operator: %q, %v; want Unmanaged", spec.Spec.Storage.ManagementState, err)
+	}
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	if _, err := os.Stat(filepath.Join(old, "storage", "blobs")); err != nil {
+		t.Errorf("the old installation's blobs went: %v", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
@@ -47,7 +48,7 @@ type blobStorages struct {
 	// emptyDirID names this process's emptyDir: its bytes die with the
 	// process, so the next one must not find blobs recorded under it.
 	emptyDirID string
-	sessions   uploadIDs
+	sessions   storageRecords
 	log        *slog.Logger
 	// emptyDirLimit caps the bytes the emptyDir holds (0: none).
 	emptyDirLimit int64
@@ -59,18 +60,29 @@ type blobStorages struct {
 	built map[string]storage.Driver
 	// raw are the drivers of built before wrap: what only the driver
 	// itself answers (an emptyDir's usage, its Close).
-	raw     map[string]storage.Driver
+	raw map[string]storage.Driver
+	// gates admit commits into each storage built; removal closes one.
+	gates   map[string]*settings.Gate
 	current operator.AppliedStorage
 }
 
-// uploadIDs lists the upload sessions the store records, in any storage,
-// and forgets a storage that was removed.
-type uploadIDs interface {
+// storageRecords is what the store keeps about storages: the upload
+// sessions it records, in any storage; a storage that was removed,
+// forgotten; and which volumes Berth created (settings named
+// provisionedPrefix+ID), the only ones it ever removes.
+type storageRecords interface {
 	UploadIDs(ctx context.Context) (map[string]bool, error)
 	ForgetStorage(ctx context.Context, storage string) (int64, error)
+	Setting(ctx context.Context, name string) (string, error)
+	InitSetting(ctx context.Context, name, value string) (string, error)
+	DeleteSetting(ctx context.Context, name string) error
 }
 
-func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, sessions uploadIDs, log *slog.Logger) *blobStorages {
+// provisionedPrefix names the setting that records that Berth created a
+// volume: "storage.provisioned:pvc:<claim>", valued with when.
+const provisionedPrefix = "storage.provisioned:"
+
+func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, sessions storageRecords, log *slog.Logger) *blobStorages {
 	b := make([]byte, 8)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	return &blobStorages{
@@ -78,6 +90,7 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 		emptyDirID: "emptydir:" + hex.EncodeToString(b),
 		built:      map[string]storage.Driver{},
 		raw:        map[string]storage.Driver{},
+		gates:      map[string]*settings.Gate{},
 	}
 }
 
@@ -105,8 +118,14 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, spec imageregistryv1.St
 	if err != nil {
 		return s.current, fmt.Errorf("%s: %w", describeStorage(spec), err)
 	}
+	if created {
+		// Berth made this volume: it is Berth's to remove.
+		if _, err := s.sessions.InitSetting(ctx, provisionedPrefix+id, time.Now().UTC().Format(time.RFC3339)); err != nil {
+			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
+		}
+	}
 	previous := s.current.Blobs.ID
-	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d}, Created: created}
+	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id]}, Created: created}
 	if previous != "" {
 		s.log.Info("blob storage switched: new blobs go to the new storage, blobs in the old one stay there and count as absent until it is in effect again",
 			"from", previous, "to", id, "created", created)
@@ -177,7 +196,44 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 	}
 	s.built[id] = d
 	s.raw[id] = raw
+	s.gates[id] = &settings.Gate{}
 	return d, nil
+}
+
+// Provisions implements operator.StorageProvisioner: whether Berth
+// provisions the storage spec names, so that its managementState is
+// Managed. An emptyDir is always Berth's; a volume is when Berth created
+// its directory, or will (it does not exist yet); anything else (a
+// directory that was there before Berth used it, object storage) is the
+// user's.
+func (s *blobStorages) Provisions(ctx context.Context, spec imageregistryv1.StorageConfig) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if spec.EmptyDir != nil {
+		return true, nil
+	}
+	if spec.PVC == nil {
+		return false, nil
+	}
+	id, _, _, root, err := s.locate(spec)
+	if err != nil {
+		return false, err
+	}
+	return s.provisionedLocked(ctx, id, root)
+}
+
+func (s *blobStorages) provisionedLocked(ctx context.Context, id, root string) (bool, error) {
+	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	switch _, err := s.sessions.Setting(ctx, provisionedPrefix+id); {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errdefs.ErrNotFound):
+		return false, nil
+	default:
+		return false, err
+	}
 }
 
 // sized is a driver that keeps its bytes in memory, under a limit.
@@ -321,6 +377,21 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	if err != nil {
 		return "", err
 	}
+	if root != "" {
+		if provisioned, err := s.provisionedLocked(ctx, id, root); err != nil {
+			return "", err
+		} else if !provisioned {
+			return "", fmt.Errorf("%s (%s) existed before Berth used it: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
+		}
+		if fi, err := os.Lstat(root); err == nil && !fi.IsDir() {
+			return "", fmt.Errorf("%s: %s is not a directory Berth made (a %v): %w", describeStorage(spec), root, fi.Mode().Type(), operator.ErrNotProvisioned)
+		}
+	}
+	// Commits in flight finish first and no more start: none records
+	// bytes this removes.
+	if g := s.gates[id]; g != nil {
+		g.Close()
+	}
 	blobs, err := s.sessions.ForgetStorage(ctx, id)
 	if err != nil {
 		return "", err
@@ -328,6 +399,7 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	raw := s.raw[id]
 	delete(s.built, id)
 	delete(s.raw, id)
+	delete(s.gates, id)
 	if c, ok := raw.(io.Closer); ok {
 		// An emptyDir's memory goes now, not when its last reference does.
 		if err := c.Close(); err != nil {
@@ -342,6 +414,9 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	}
 	if err := os.RemoveAll(root); err != nil {
 		return "", fmt.Errorf("remove %s: %w", root, err)
+	}
+	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
+		return "", err
 	}
 	return fmt.Sprintf("%s (%s, %d blobs)", describeStorage(spec), root, blobs), nil
 }

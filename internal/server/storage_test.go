@@ -16,18 +16,30 @@ import (
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/store"
 	"github.com/opencontainers/go-digest"
 )
 
 // emptyDirStorages is the blob storage of a test that serves a handler
 // without the operator: an emptyDir in effect.
-func emptyDirStorages(t testing.TB, dir string, sessions uploadIDs) *blobStorages {
+func emptyDirStorages(t testing.TB, dir string, sessions storageRecords) *blobStorages {
 	t.Helper()
 	s := newBlobStorages(dir, drivers.Builtin(), true, sessions, slog.New(slog.DiscardHandler))
 	if _, err := s.ApplyStorage(context.Background(), imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// openTestStore opens a SQLite store in dir for the test.
+func openTestStore(t testing.TB, dir string) *store.Store {
+	t.Helper()
+	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	return meta
 }
 
 // storageStatus is the part of the Config's status this file checks.
@@ -287,5 +299,47 @@ func TestMemoryProcessRefusesVolumes(t *testing.T) {
 	}
 	if code := status(t, "HEAD", r.url+"/v2/mem/app/blobs/"+digest.FromBytes(content).String()); code != 200 {
 		t.Errorf("the emptyDir's blob: %d", code)
+	}
+}
+
+// Removing a storage waits for the commits in flight into it, and then
+// admits none: a commit either lands before the removal (which then
+// counts and removes it) or is refused.
+func TestRemoveStorageWaitsForCommits(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := openTestStore(t, dir)
+	s := newBlobStorages(dir, drivers.Builtin(), false, meta, slog.New(slog.DiscardHandler))
+	spec := imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "scratch"}, ManagementState: "Managed"}
+	applied, err := s.ApplyStorage(ctx, spec)
+	if err != nil || !applied.Created {
+		t.Fatalf("apply: %+v %v", applied, err)
+	}
+	leave, ok := applied.Blobs.Writes.Enter()
+	if !ok {
+		t.Fatal("a fresh storage refused a commit")
+	}
+	removed := make(chan error, 1)
+	go func() {
+		_, err := s.RemoveStorage(ctx, spec)
+		removed <- err
+	}()
+	select {
+	case err := <-removed:
+		t.Fatalf("the removal did not wait for the commit in flight: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := os.Stat(filepath.Join(dir, "volumes", "scratch")); err != nil {
+		t.Fatalf("the volume went while a commit was in flight: %v", err)
+	}
+	leave()
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := applied.Blobs.Writes.Enter(); ok {
+		t.Error("the removed storage admits commits")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "volumes", "scratch")); !os.IsNotExist(err) {
+		t.Errorf("the volume Berth made is still there: %v", err)
 	}
 }

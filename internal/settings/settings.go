@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -96,6 +97,37 @@ type Storage struct {
 	// under an earlier one's).
 	ID     string
 	Driver storage.Driver
+	// Writes admits the commits of blobs into the storage; removing the
+	// storage closes it, after the commits in flight (nil: always open).
+	Writes *Gate
+}
+
+// Gate lets writes into a storage run side by side and its removal wait
+// for them: once closed, no write enters again.
+type Gate struct {
+	mu     sync.RWMutex
+	closed bool
+}
+
+// Enter admits a write, which calls leave when done; ok is false once the
+// gate is closed. A nil gate admits everything.
+func (g *Gate) Enter() (leave func(), ok bool) {
+	if g == nil {
+		return func() {}, true
+	}
+	g.mu.RLock()
+	if g.closed {
+		g.mu.RUnlock()
+		return nil, false
+	}
+	return g.mu.RUnlock, true
+}
+
+// Close waits for the writes admitted to leave and admits no more.
+func (g *Gate) Close() {
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // Requests are the read and write limits.

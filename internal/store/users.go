@@ -148,6 +148,17 @@ func (s *Store) InitSetting(ctx context.Context, name, value string) (string, er
 	return v, err
 }
 
+// DeleteSetting unsets a cluster-wide setting; unsetting one that is not
+// set is no error.
+func (s *Store) DeleteSetting(ctx context.Context, name string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM settings WHERE name = ?`, name); err != nil {
+			return fmt.Errorf("delete setting %s: %w", name, err)
+		}
+		return nil
+	})
+}
+
 // DeleteExpiredTokens removes tokens that expired or were revoked before
 // before, and returns how many went.
 func (s *Store) DeleteExpiredTokens(ctx context.Context, before time.Time) (int64, error) {
