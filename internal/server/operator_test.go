@@ -505,7 +505,7 @@ func TestRemovedKeepsVolumesBerthDidNotMake(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = start(t, Config{DataDir: old})
-	c = waitApplied(t, r.url)
+	waitApplied(t, r.url)
 	var spec struct {
 		Spec struct {
 			Storage struct{ ManagementState string } `json:"storage"`
