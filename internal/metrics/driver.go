@@ -20,8 +20,9 @@ import (
 // reference names its driver's, "StorageDriver.<Method>".
 //
 // The wrapper has every optional capability of storage (Redirector,
-// Volatile, Recoverer), each answering as a driver without it would when
-// d lacks it: no redirect, no epoch, nothing to recover.
+// Volatile, Recoverer, HealthChecker), each answering as a driver without
+// it would when d lacks it: no redirect, no epoch, nothing to recover,
+// nothing to check.
 func (m *Metrics) Driver(d storage.Driver) storage.Driver {
 	op := func(name string) storageOp {
 		return storageOp{name: name, duration: m.storageDuration.WithLabelValues(name), errors: m.storageErrors}
@@ -178,4 +179,13 @@ func (t *timedDriver) Recover(ctx context.Context, live func(id string) bool) er
 	err := rec.Recover(ctx, live)
 	t.recover.observe(start, err)
 	return err
+}
+
+// Health implements storage.HealthChecker: healthy when the driver cannot
+// tell. Not timed: /healthz probes are not storage operations.
+func (t *timedDriver) Health(ctx context.Context) error {
+	if hc, ok := t.d.(storage.HealthChecker); ok {
+		return hc.Health(ctx)
+	}
+	return nil
 }

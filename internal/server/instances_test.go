@@ -279,3 +279,27 @@ func TestRestartForgetsDeadInstances(t *testing.T) {
 		t.Errorf("pods after a restart: %d %s", code, body)
 	}
 }
+
+// A running server's /healthz checks the storage in effect through every
+// wrapper it has (the metrics' timing): a blob root gone is 503, back is
+// 200.
+func TestHealthzChecksTheStorageInEffect(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	health := func() int {
+		code, _ := getBody(t, r.url+"/healthz")
+		return code
+	}
+	if c := health(); c != 200 {
+		t.Fatalf("/healthz: %d", c)
+	}
+	blobs := filepath.Join(dir, "storage", "blobs")
+	if err := os.Rename(blobs, blobs+".away"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return health() == 503 })
+	if err := os.Rename(blobs+".away", blobs); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool { return health() == 200 })
+}
