@@ -95,8 +95,6 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 		}
 	}
 	out.flush()
-	// From here on the watch holds a connection, not the registry's work.
-	limiter.Detach(ctx)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	for {
@@ -122,6 +120,10 @@ func serveWatch[T metav1.Object](s *Server, w http.ResponseWriter, r *http.Reque
 		if full {
 			continue
 		}
+		// Caught up (the initial list, and the history after the
+		// resourceVersion asked for, are sent): from here on the watch
+		// holds a connection, not the registry's work.
+		limiter.Detach(ctx)
 		select {
 		case <-changed:
 		case <-accessChanged:

@@ -66,7 +66,7 @@ func errorCode(err error) string {
 		return "READ_ONLY_FILESYSTEM"
 	case errors.Is(err, syscall.EFBIG):
 		return "FILE_TOO_LARGE"
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return "DEVICE_OUT_OF_SPACE"
 	case errors.Is(err, errdefs.ErrNotFound):
 		return "PATH_NOT_FOUND"

@@ -87,7 +87,7 @@ func fromClass(err error, notFound code, what string) *Error {
 		return &Error{Code: codeBlobUploadInvalid, Message: what + " invalid", Err: err}
 	case errors.Is(err, errdefs.ErrTimeout):
 		return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
-	case errors.Is(err, syscall.ENOSPC):
+	case storageFull(err):
 		// No code of the spec fits; DENIED is what Harbor answers when
 		// its quota is reached, and 507 says it is the storage's state.
 		return &Error{Code: codeStorageFull, Message: "the registry's storage is full: its administrator must raise its limit or move it to a larger storage", Err: err}
@@ -106,6 +106,13 @@ type errorEntry struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Detail  any    `json:"detail,omitempty"`
+}
+
+// storageFull tells whether err says the storage has no room: the disk is
+// full (ENOSPC), a volume's quota is reached (EDQUOT), an emptyDir at its
+// limit.
+func storageFull(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // writeError is the one place an error becomes a response.

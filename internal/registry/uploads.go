@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"syscall"
 
 	"github.com/opencontainers/go-digest"
 
@@ -142,16 +141,20 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 	ctx := req.Context()
 	id := newUploadID() // never recorded: a crash leaves a file Recover removes
 	h := dgst.Algorithm().Hash()
-	n, err := st.Driver.Append(ctx, id, 0, &hashingReader{r: req.Body, h: h})
+	src := &clientReader{r: req.Body}
+	n, err := st.Driver.Append(ctx, id, 0, &hashingReader{r: src, h: h})
 	if err != nil {
 		_ = st.Driver.Abort(context.WithoutCancel(ctx), id)
-		if errors.Is(err, errdefs.ErrTimeout) {
+		switch {
+		case errors.Is(err, errdefs.ErrTimeout):
 			return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
+		case src.err != nil && errors.Is(err, src.err):
+			return &Error{Code: codeBlobUploadInvalid, Err: err,
+				Message: fmt.Sprintf("the blob stopped after %d bytes (%v); push it again", n, src.err)}
 		}
-		if errors.Is(err, syscall.ENOSPC) {
-			return fromClass(err, codeBlobUploadInvalid, "blob")
-		}
-		return newError(codeBlobUploadInvalid, "reading blob: %v", err)
+		// The storage failed (full: 507; else 500, logged): its words may
+		// name a path, so they go to the log only.
+		return fromClass(err, codeBlobUploadInvalid, "blob")
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
 		_ = st.Driver.Abort(ctx, id)
@@ -400,12 +403,14 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 		}
 		return e
 	}
-	if errors.Is(err, syscall.ENOSPC) {
+	if storageFull(err) {
 		// The chunk is not kept (the session stays at its last size).
 		return fromClass(err, codeBlobUploadInvalid, "upload "+u.ID)
 	}
 	if err != nil {
-		return &Error{Code: codeBlobUploadInvalid, Message: "writing chunk failed; resume from the Range of a status request", Err: err}
+		// The storage failed, not the client: a 500, logged with the
+		// driver's words, which stay out of the answer.
+		return &Error{Code: codeInternal, Message: "writing the chunk failed; resume from the Range of a status request", Err: err}
 	}
 	if want >= 0 && n != want {
 		return newError(codeBlobUploadInvalid, "chunk has %d bytes, expected %d; resume from %d", n, want, u.Size)

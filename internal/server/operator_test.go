@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -522,5 +523,71 @@ func TestRemovedKeepsVolumesBerthDidNotMake(t *testing.T) {
 	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
 	if _, err := os.Stat(filepath.Join(old, "storage", "blobs")); err != nil {
 		t.Errorf("the old installation's blobs went: %v", err)
+	}
+}
+
+// A watch from an old resourceVersion replays the history inside its read
+// slot: a client that does not read the replay keeps the slot, and gives
+// it back when it leaves.
+func TestWatchReplayHoldsItsReadSlot(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	req, _ := http.NewRequest("POST", r.url+"/apis/project.openshift.io/v1/projectrequests", strings.NewReader(`{"metadata":{"name":"replay"}}`))
+	if resp, err := admin.Do(req); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create project: %v %v", resp, err)
+	}
+	value := strings.Repeat("v", 256<<10)
+	for i := range 40 {
+		body := fmt.Sprintf(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"cm%d"},"data":{"k":%q}}`, i, value)
+		req, _ := http.NewRequest("POST", r.url+"/api/v1/namespaces/replay/configmaps", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := admin.Do(req)
+		if err != nil || resp.StatusCode != 201 {
+			t.Fatalf("create configmap %d: %v %v", i, resp.StatusCode, err)
+		}
+		resp.Body.Close()
+	}
+	patchConfig(t, r.url, `{"spec":{"requests":{"read":{"maxRunning":1,"maxInQueue":0}}}}`)
+	running := func() string {
+		return metricLine(t, r.url, `berth_limiter_running_requests{kind="read"}`)
+	}
+	replay, err := admin.Get(r.url + "/api/v1/namespaces/replay/configmaps?watch=true&resourceVersion=1&timeoutSeconds=30")
+	if err != nil || replay.StatusCode != 200 {
+		t.Fatalf("watch: %v %v", replay, err)
+	}
+	waitUntil(t, func() bool { return running() == `berth_limiter_running_requests{kind="read"} 1` })
+	if c := status(t, "GET", r.url+"/v2/"); c != 429 {
+		t.Errorf("a read while a replay that is not read holds the slot: %d, want 429", c)
+	}
+	replay.Body.Close()
+	waitUntil(t, func() bool { return running() == `berth_limiter_running_requests{kind="read"} 0` })
+}
+
+// A volume Berth made, removed by hand and replaced by a directory of the
+// user's under the same claim, is the user's: Removed keeps it though the
+// store still records the claim as provisioned and the spec says
+// Managed (the marker in the directory Berth made is gone).
+func TestRemovedKeepsAVolumeReplacedByHand(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"vol"}}}}`)
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"other"}}}}`)
+	vol := filepath.Join(dir, "volumes", "vol")
+	if err := os.RemoveAll(vol); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(vol, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(vol, "precious"), []byte("the user's"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"vol"},"managementState":"Managed"}}}`)
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	c, _ := getConfig(t, r.url)
+	if st, reason, msg := c.condition("StorageExists"); st != "True" || reason != "Storage Kept" {
+		t.Errorf("StorageExists after Removed: %s %s %q", st, reason, msg)
+	}
+	if _, err := os.Stat(filepath.Join(vol, "precious")); err != nil {
+		t.Errorf("the user's directory lost its file: %v", err)
 	}
 }

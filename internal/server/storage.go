@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -111,16 +112,24 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, spec imageregistryv1.St
 	}
 	created := false
 	if root != "" {
-		_, err := os.Stat(root)
-		created = errors.Is(err, fs.ErrNotExist)
+		// Mkdir, not a Stat before the driver's MkdirAll: only a directory
+		// this call made counts as Berth's.
+		if err := os.MkdirAll(filepath.Dir(root), 0o700); err != nil {
+			return s.current, fmt.Errorf("%s: %w", describeStorage(spec), err)
+		}
+		switch err := os.Mkdir(root, 0o700); {
+		case err == nil:
+			created = true
+		case !errors.Is(err, fs.ErrExist):
+			return s.current, fmt.Errorf("%s: %w", describeStorage(spec), err)
+		}
 	}
 	d, err := s.open(ctx, id, name, opts)
 	if err != nil {
 		return s.current, fmt.Errorf("%s: %w", describeStorage(spec), err)
 	}
 	if created {
-		// Berth made this volume: it is Berth's to remove.
-		if _, err := s.sessions.InitSetting(ctx, provisionedPrefix+id, time.Now().UTC().Format(time.RFC3339)); err != nil {
+		if err := s.recordProvisioned(ctx, id, root); err != nil {
 			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
 		}
 	}
@@ -222,18 +231,57 @@ func (s *blobStorages) Provisions(ctx context.Context, spec imageregistryv1.Stor
 	return s.provisionedLocked(ctx, id, root)
 }
 
+// provisionMarker is the file in a volume Berth made that holds the token
+// recorded for it: a name in the store is not enough, since the directory
+// it named may have been replaced by someone else's since.
+const provisionMarker = ".berth-volume"
+
+// recordProvisioned marks root, just made for storage id, as Berth's: a
+// random token in its marker file and in the store.
+func (s *blobStorages) recordProvisioned(ctx context.Context, id, root string) error {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	token := hex.EncodeToString(b)
+	if err := os.WriteFile(filepath.Join(root, provisionMarker), []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
+		return err
+	}
+	_, err := s.sessions.InitSetting(ctx, provisionedPrefix+id, token)
+	return err
+}
+
+// provisionedLocked tells whether the volume of storage id at root is
+// Berth's: it does not exist yet (Berth will make it), or it is a
+// directory whose marker holds the token the store recorded when Berth
+// made it.
 func (s *blobStorages) provisionedLocked(ctx context.Context, id, root string) (bool, error) {
-	if _, err := os.Lstat(root); errors.Is(err, fs.ErrNotExist) {
+	fi, err := os.Lstat(root)
+	if errors.Is(err, fs.ErrNotExist) {
 		return true, nil
 	}
-	switch _, err := s.sessions.Setting(ctx, provisionedPrefix+id); {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, errdefs.ErrNotFound):
-		return false, nil
-	default:
+	if err != nil {
 		return false, err
 	}
+	if !fi.IsDir() {
+		return false, nil
+	}
+	token, err := s.sessions.Setting(ctx, provisionedPrefix+id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	marker, err := os.ReadFile(filepath.Join(root, provisionMarker))
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return subtle.ConstantTimeCompare([]byte(strings.TrimSpace(string(marker))), []byte(token)) == 1, nil
 }
 
 // sized is a driver that keeps its bytes in memory, under a limit.
@@ -371,30 +419,48 @@ func (s *blobStorages) Health(ctx context.Context) error {
 // bytes: a volume's directory, an emptyDir's memory. Requests in flight on
 // it fail; /v2 is out of service while the registry is Removed anyway.
 func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	id, _, _, root, err := s.locate(spec)
+	root, id, blobs, err := s.forget(ctx, spec)
 	if err != nil {
 		return "", err
+	}
+	if root == "" {
+		return fmt.Sprintf("%s (%d blobs)", describeStorage(spec), blobs), nil
+	}
+	// The bytes go outside the lock: /healthz and the metrics ask for the
+	// storage in effect meanwhile.
+	if err := os.RemoveAll(root); err != nil {
+		return "", fmt.Errorf("remove %s: %w", root, err)
+	}
+	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s (%s, %d blobs)", describeStorage(spec), root, blobs), nil
+}
+
+// forget takes the storage spec names out of service if Berth provisioned
+// it: its commits in flight finish and no more start, the store forgets
+// its blobs and sessions (how many blobs it returns), and an emptyDir's
+// memory is released. It returns the volume's directory, for the caller
+// to remove ("" for an emptyDir).
+func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageConfig) (root, id string, blobs int64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id, _, _, root, err = s.locate(spec)
+	if err != nil {
+		return "", "", 0, err
 	}
 	if root != "" {
 		if provisioned, err := s.provisionedLocked(ctx, id, root); err != nil {
-			return "", err
+			return "", "", 0, err
 		} else if !provisioned {
-			return "", fmt.Errorf("%s (%s) existed before Berth used it: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
-		}
-		if fi, err := os.Lstat(root); err == nil && !fi.IsDir() {
-			return "", fmt.Errorf("%s: %s is not a directory Berth made (a %v): %w", describeStorage(spec), root, fi.Mode().Type(), operator.ErrNotProvisioned)
+			return "", "", 0, fmt.Errorf("%s (%s) existed before Berth used it, or is no longer the directory Berth made: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
 		}
 	}
-	// Commits in flight finish first and no more start: none records
-	// bytes this removes.
 	if g := s.gates[id]; g != nil {
 		g.Close()
 	}
-	blobs, err := s.sessions.ForgetStorage(ctx, id)
-	if err != nil {
-		return "", err
+	if blobs, err = s.sessions.ForgetStorage(ctx, id); err != nil {
+		return "", "", 0, err
 	}
 	raw := s.raw[id]
 	delete(s.built, id)
@@ -403,20 +469,11 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	if c, ok := raw.(io.Closer); ok {
 		// An emptyDir's memory goes now, not when its last reference does.
 		if err := c.Close(); err != nil {
-			return "", fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+			return "", "", 0, fmt.Errorf("remove %s: %w", describeStorage(spec), err)
 		}
 	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
 	}
-	if root == "" {
-		return fmt.Sprintf("%s (%d blobs)", describeStorage(spec), blobs), nil
-	}
-	if err := os.RemoveAll(root); err != nil {
-		return "", fmt.Errorf("remove %s: %w", root, err)
-	}
-	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
-		return "", err
-	}
-	return fmt.Sprintf("%s (%s, %d blobs)", describeStorage(spec), root, blobs), nil
+	return root, id, blobs, nil
 }

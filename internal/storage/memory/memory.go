@@ -14,6 +14,7 @@ package memory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -134,8 +135,11 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 	if c.size() < offset {
 		return 0, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, c.size(), offset, errdefs.ErrInvalidArgument)
 	}
-	if err := c.truncate(offset); err != nil {
-		d.settle(id, c, 0)
+	err := c.truncate(offset)
+	// Counted at its size now, before the new bytes reserve their room:
+	// the bytes dropped free theirs first.
+	d.settle(id, c, 0)
+	if err != nil {
 		return 0, fmt.Errorf("truncate upload %s: %w", id, err)
 	}
 	q := &quotaReader{r: r, d: d}
@@ -143,6 +147,15 @@ func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader)
 		r = q
 	}
 	n, err := c.readFrom(r)
+	if errors.Is(err, ErrFull) {
+		// A chunk that does not fit is not kept, not even its part that
+		// did: what the session holds stays what it recorded, and the
+		// room goes back to everyone else at once.
+		if terr := c.truncate(offset); terr != nil {
+			err = errors.Join(err, terr)
+		}
+		n = 0
+	}
 	d.settle(id, c, q.reserved)
 	if err != nil {
 		return n, fmt.Errorf("write upload %s: %w", id, err)

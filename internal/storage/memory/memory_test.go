@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/iotest"
 
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/memory"
@@ -125,5 +126,38 @@ func TestSizeLimitUnderConcurrentAppends(t *testing.T) {
 	}
 	if used < limit/2 {
 		t.Errorf("usage %d: the appends stopped far below the limit %d", used, limit)
+	}
+}
+
+// An append that runs past the limit keeps nothing, not even the part
+// that fitted, so the room is everyone's again at once; a retry at the
+// same offset is charged once.
+func TestSizeLimitRefusedChunkKeepsNothing(t *testing.T) {
+	ctx := context.Background()
+	sd, err := memory.New(ctx, storage.Options{SizeLimit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := sd.(*memory.Driver)
+	// 10-byte reads: 100 bytes fit before the refusal.
+	n, err := d.Append(ctx, "u", 0, iotest.OneByteReader(bytes.NewReader(make([]byte, 150))))
+	if !errors.Is(err, syscall.ENOSPC) || n != 0 {
+		t.Fatalf("append past the limit: %d, %v; want 0, ENOSPC", n, err)
+	}
+	if used, _ := d.Usage(); used != 0 {
+		t.Fatalf("usage after a refused chunk: %d, want 0", used)
+	}
+	if _, err := d.Append(ctx, "other", 0, bytes.NewReader(make([]byte, 60))); err != nil {
+		t.Fatalf("another upload after the refusal: %v", err)
+	}
+	if _, err := d.Append(ctx, "u", 0, bytes.NewReader(make([]byte, 30))); err != nil {
+		t.Fatal(err)
+	}
+	// Rewriting the same 30 bytes (unrecorded) costs nothing more.
+	if _, err := d.Append(ctx, "u", 0, bytes.NewReader(make([]byte, 40))); err != nil {
+		t.Fatalf("a retry at the same offset: %v", err)
+	}
+	if used, _ := d.Usage(); used != 100 {
+		t.Errorf("usage %d, want 100", used)
 	}
 }
