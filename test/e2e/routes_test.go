@@ -296,7 +296,7 @@ func TestCustomRoutesLive(t *testing.T) {
 	eventually(t, "Degraded naming the missing secret and the fix", func() string {
 		d := degraded(admin)
 		if !strings.Contains(d, `secret "public-route-tls-2" not found in project openshift-image-registry`) ||
-			!strings.Contains(d, "create it there (berth create secret tls public-route-tls-2 -n openshift-image-registry") {
+			!strings.Contains(d, "create it there from your certificate files (berth create secret tls public-route-tls-2 -n openshift-image-registry") {
 			return d
 		}
 		return ""
