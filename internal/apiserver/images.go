@@ -29,7 +29,7 @@ import (
 // read, and the bytes of upload sessions a deleted project ended to
 // discard.
 type Blobs interface {
-	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
+	Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error)
 	Abort(ctx context.Context, id string) error
 }
 
@@ -110,7 +110,7 @@ func (s *Server) imageConfig(ctx context.Context, dgst digest.Digest) (ocispec.I
 	if s.opts.Blobs == nil {
 		return cfg, errors.New("no blob store")
 	}
-	f, err := s.opts.Blobs.Open(ctx, dgst)
+	f, err := s.opts.Blobs.Open(ctx, dgst, 0, -1)
 	if err != nil {
 		return cfg, err
 	}

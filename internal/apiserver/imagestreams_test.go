@@ -15,6 +15,7 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver/apiservertest"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -106,13 +107,13 @@ type countingBlobs struct {
 	opens atomic.Int64
 }
 
-func (b *countingBlobs) Open(_ context.Context, d digest.Digest) (io.ReadSeekCloser, error) {
+func (b *countingBlobs) Open(_ context.Context, d digest.Digest, offset, length int64) (io.ReadCloser, error) {
 	b.opens.Add(1)
 	data, ok := b.blobs[d]
 	if !ok {
 		return nil, errdefs.ErrNotFound
 	}
-	return nopCloser{bytes.NewReader(data)}, nil
+	return storage.Section(nopCloser{bytes.NewReader(data)}, offset, length)
 }
 
 func (b *countingBlobs) Abort(context.Context, string) error { return nil }

@@ -22,16 +22,20 @@ import (
 // The wrapper has every optional capability of storage (Redirector,
 // Volatile, Recoverer, HealthChecker), each answering as a driver without
 // it would when d lacks it: no redirect, no epoch, nothing to recover,
-// nothing to check.
+// nothing to check; and it is a Seeker exactly when d is.
 func (m *Metrics) Driver(d storage.Driver) storage.Driver {
 	op := func(name string) storageOp {
 		return storageOp{name: name, duration: m.storageDuration.WithLabelValues(name), errors: m.storageErrors}
 	}
-	return &timedDriver{d: d,
+	t := &timedDriver{d: d,
 		open: op("StorageDriver.Open"), append: op("StorageDriver.Append"), readUpload: op("StorageDriver.ReadUpload"),
 		commit: op("StorageDriver.Commit"), abort: op("StorageDriver.Abort"), delete: op("StorageDriver.Delete"),
 		redirect: op("StorageDriver.RedirectURL"), recover: op("StorageDriver.Recover"),
 	}
+	if _, ok := d.(storage.Seeker); ok {
+		return timedSeeker{t}
+	}
+	return t
 }
 
 type timedDriver struct {
@@ -81,9 +85,21 @@ func errorCode(err error) string {
 // Unwrap returns the driver wrapped.
 func (t *timedDriver) Unwrap() storage.Driver { return t.d }
 
-func (t *timedDriver) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+func (t *timedDriver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
 	start := time.Now()
-	rc, err := t.d.Open(ctx, dgst)
+	rc, err := t.d.Open(ctx, dgst, offset, length)
+	t.open.observe(start, err)
+	return rc, err
+}
+
+// timedSeeker is the wrapper of a driver that is a storage.Seeker: a
+// wrapper of one that is not must not claim to be.
+type timedSeeker struct{ *timedDriver }
+
+// OpenSeeker implements storage.Seeker, timed as Open.
+func (t timedSeeker) OpenSeeker(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+	start := time.Now()
+	rc, err := t.d.(storage.Seeker).OpenSeeker(ctx, dgst)
 	t.open.observe(start, err)
 	return rc, err // as it is: an *os.File goes on to sendfile
 }

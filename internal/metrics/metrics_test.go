@@ -192,7 +192,7 @@ func TestInstrumentSurvivesPanics(t *testing.T) {
 // failingDriver fails each operation with err.
 type failingDriver struct{ err error }
 
-func (f failingDriver) Open(context.Context, digest.Digest) (io.ReadSeekCloser, error) {
+func (f failingDriver) Open(context.Context, digest.Digest, int64, int64) (io.ReadCloser, error) {
 	return nil, f.err
 }
 func (f failingDriver) Append(_ context.Context, _ string, _ int64, r io.Reader) (int64, error) {
@@ -222,12 +222,18 @@ func TestDriverTimesAndCountsErrors(t *testing.T) {
 	if err := d.Commit(ctx, "u1", dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := d.Open(ctx, dgst)
+	rc, err := d.Open(ctx, dgst, 0, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rc.Close()
-	_, _ = d.Open(ctx, digest.FromString("missing"))
+	_, _ = d.Open(ctx, digest.FromString("missing"), 0, -1)
+	if _, ok := d.(storage.Seeker); !ok {
+		t.Error("the wrapper of a Seeker is no Seeker")
+	}
+	if _, ok := m.Driver(rangesOnly{d}).(storage.Seeker); ok {
+		t.Error("the wrapper of a driver that is no Seeker claims to be one")
+	}
 	g := m.Gatherer()
 	for _, op := range []string{"Append", "Commit", "Open"} {
 		if n := sampleCount(t, g, "imageregistry_storage_duration_seconds", "operation", "StorageDriver."+op); n == 0 {
@@ -388,3 +394,6 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// rangesOnly is a driver without the Seeker capability.
+type rangesOnly struct{ storage.Driver }

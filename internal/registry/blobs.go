@@ -47,7 +47,9 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 			return nil
 		}
 	}
-	content, err := st.Driver.Open(ctx, dgst)
+	// Probed unless a range is asked for: a blob missing from the storage
+	// is an error answer, not a 200 cut short.
+	content, err := storage.OpenReadSeeker(ctx, st.Driver, dgst, size, req.Header.Get("Range") == "")
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The store says the blob exists but its bytes are gone.
@@ -58,7 +60,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 	defer content.Close()
 	setBlobHeaders()
 	// ServeContent answers Range (206), bad ranges (416) and If-None-Match,
-	// and hands an *os.File to the connection's sendfile.
+	// and hands an *os.File (a Seeker's) to the connection's sendfile.
 	http.ServeContent(w, req, "", time.Time{}, content)
 	return nil
 }

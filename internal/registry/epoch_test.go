@@ -87,7 +87,7 @@ func TestSessionsAreCheckedAfterAMachineRestart(t *testing.T) {
 			if r := send(t, "PUT", registrytest.WithDigest(after.URL+loc, dgst.String()), nil, nil); r.StatusCode != tc.want {
 				t.Fatalf("PUT = %d, want %d", r.StatusCode, tc.want)
 			}
-			rc, err := blobs.Open(context.Background(), dgst)
+			rc, err := blobs.Open(context.Background(), dgst, 0, -1)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -149,10 +149,10 @@ func TestUploadAcrossStorageSwitch(t *testing.T) {
 
 	// The client starts over; the upload lands in B.
 	dgst := pushBlob(t, s.srv, "p/app", []byte("first half second half"))
-	if _, err := s.b.Driver.Open(context.Background(), dgst); err != nil {
+	if _, err := s.b.Driver.Open(context.Background(), dgst, 0, -1); err != nil {
 		t.Fatalf("the new upload is not in B: %v", err)
 	}
-	if _, err := s.a.Driver.Open(context.Background(), dgst); err == nil {
+	if _, err := s.a.Driver.Open(context.Background(), dgst, 0, -1); err == nil {
 		t.Fatal("the new upload went to A")
 	}
 }

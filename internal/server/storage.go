@@ -350,12 +350,12 @@ func storageConfigOf(spec imageregistryv1.StorageConfig) imageregistryv1.Storage
 // sessions a deleted project ended, discarded wherever they are.
 type apiBlobs struct{ storages *blobStorages }
 
-func (a apiBlobs) Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+func (a apiBlobs) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
 	st := settings.From(ctx).Storage
 	if st.Driver == nil {
 		st = a.storages.inEffect()
 	}
-	return st.Driver.Open(ctx, dgst)
+	return st.Driver.Open(ctx, dgst, offset, length)
 }
 
 // Abort discards upload id in every storage built: ids are random and

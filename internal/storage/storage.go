@@ -11,8 +11,9 @@
 //  2. Commit checks the size, makes the bytes durable and publishes them
 //     under their digest in one atomic step. The caller has already checked
 //     the digest while the bytes streamed in.
-//  3. Open serves the blob; a driver that can hand clients a direct URL
-//     also implements Redirector.
+//  3. Open serves ranges of the blob (the size is the store's); a driver
+//     whose content is local also implements Seeker, and one that can hand
+//     clients a direct URL implements Redirector.
 //
 // Drivers are chosen by name from a Registry table; S3, GCS, Azure and Swift
 // arrive later as more rows of that table without touching callers.
@@ -29,10 +30,22 @@ import (
 
 // Provider reads committed blobs.
 type Provider interface {
-	// Open returns the content of dgst. The caller closes it. A missing
-	// blob is errdefs.ErrNotFound. A driver backed by local files returns
-	// an *os.File so that serving can use sendfile.
-	Open(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
+	// Open returns length bytes of dgst from offset on, or all of them to
+	// its end when length < 0: one ranged read, which is what object
+	// storage serves (the caller knows the size from the metadata store).
+	// The caller closes it. A missing blob is errdefs.ErrNotFound; an
+	// offset past its end is errdefs.ErrInvalidArgument.
+	Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error)
+}
+
+// Seeker is implemented by drivers whose blobs cost nothing to move about
+// in (local files, memory): serving then seeks one handle for each range
+// instead of opening one per range, and an *os.File it returns lets the
+// connection use sendfile.
+type Seeker interface {
+	// OpenSeeker returns the content of dgst, positioned at its start.
+	// The caller closes it. A missing blob is errdefs.ErrNotFound.
+	OpenSeeker(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
 }
 
 // Ingester runs upload sessions. Upload ids are chosen by the caller

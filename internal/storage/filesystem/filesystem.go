@@ -127,9 +127,18 @@ func validUploadID(id string) bool {
 	return true
 }
 
-// Open implements storage.Provider. The *os.File it returns lets net/http
-// send the content with sendfile.
-func (d *Driver) Open(_ context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+// Open implements storage.Provider.
+func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	f, err := d.OpenSeeker(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	return storage.Section(f, offset, length)
+}
+
+// OpenSeeker implements storage.Seeker. The *os.File it returns lets
+// net/http send the content with sendfile.
+func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
 	p, err := d.blobPath(dgst)
 	if err != nil {
 		return nil, err

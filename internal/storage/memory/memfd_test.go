@@ -92,7 +92,7 @@ func TestMemfdsLeaveDescriptorsForTheProcess(t *testing.T) {
 	}
 	f.Close()
 	for i, dgst := range dgsts {
-		rc, err := d.Open(t.Context(), dgst)
+		rc, err := d.OpenSeeker(t.Context(), dgst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -111,7 +111,7 @@ func TestMemfdFallbackReaderOutlivesDelete(t *testing.T) {
 	dgsts := pushTiny(t, d, 1)
 	lowerFDLimit(t, 16)
 	exhaustFDs(t) // no descriptor to spare: reader() takes its fallback
-	rc, err := d.Open(t.Context(), dgsts[0])
+	rc, err := d.OpenSeeker(t.Context(), dgsts[0])
 	if err != nil {
 		t.Fatal(err)
 	}

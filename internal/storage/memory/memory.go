@@ -109,7 +109,17 @@ func memfdOrSegments() content {
 }
 
 // Open implements storage.Provider.
-func (d *Driver) Open(_ context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
+func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	rc, err := d.OpenSeeker(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	return storage.Section(rc, offset, length)
+}
+
+// OpenSeeker implements storage.Seeker: a memfd's *os.File where there is
+// one, for sendfile.
+func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekCloser, error) {
 	d.mu.RLock()
 	c, ok := d.blobs[dgst]
 	d.mu.RUnlock()

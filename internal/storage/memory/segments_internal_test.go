@@ -39,7 +39,7 @@ func TestMemfdContent(t *testing.T) {
 	if err := d.Commit(ctx, "u1", dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	rc, err := d.Open(ctx, dgst)
+	rc, err := d.OpenSeeker(ctx, dgst)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestMemfdContent(t *testing.T) {
 	if _, err := rc.Read(got); err != nil || string(got) != string(content) {
 		t.Fatalf("reader after delete: %q, %v", got, err)
 	}
-	if _, err := d.Open(ctx, dgst); err == nil {
+	if _, err := d.OpenSeeker(ctx, dgst); err == nil {
 		t.Fatal("deleted blob opens")
 	}
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"Delete", testDelete},
 		{"ConcurrentCommitsOfOneDigest", testConcurrentCommits},
 		{"Seek", testSeek},
+		{"Ranges", testRanges},
 		{"LargeContent", testLargeContent},
 		{"Health", testHealth},
 	}
@@ -83,7 +84,7 @@ func ingest(t *testing.T, d storage.Driver, content []byte) digest.Digest {
 
 func readBlob(t *testing.T, d storage.Driver, dgst digest.Digest) []byte {
 	t.Helper()
-	rc, err := d.Open(context.Background(), dgst)
+	rc, err := d.Open(context.Background(), dgst, 0, -1)
 	if err != nil {
 		t.Fatalf("Open %s: %v", dgst, err)
 	}
@@ -167,7 +168,7 @@ func testCommitChecksSize(t *testing.T, d storage.Driver) {
 	if err := d.Commit(ctx, id, dgst, 13); !errors.Is(err, errdefs.ErrSizeMismatch) {
 		t.Fatalf("Commit with wrong size = %v, want ErrSizeMismatch", err)
 	}
-	if _, err := d.Open(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := d.Open(ctx, dgst, 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("blob visible after failed commit: %v", err)
 	}
 	if err := d.Commit(ctx, id, dgst, 12); err != nil {
@@ -262,7 +263,7 @@ func testAbort(t *testing.T, d storage.Driver) {
 }
 
 func testOpenMissing(t *testing.T, d storage.Driver) {
-	if _, err := d.Open(context.Background(), digest.FromString("never stored")); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := d.Open(context.Background(), digest.FromString("never stored"), 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Open missing = %v, want ErrNotFound", err)
 	}
 }
@@ -273,7 +274,7 @@ func testDelete(t *testing.T, d storage.Driver) {
 	if err := d.Delete(ctx, dgst); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Open(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := d.Open(ctx, dgst, 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("Open after Delete = %v", err)
 	}
 	if err := d.Delete(ctx, dgst); !errors.Is(err, errdefs.ErrNotFound) {
@@ -308,17 +309,80 @@ func testConcurrentCommits(t *testing.T, d storage.Driver) {
 func testSeek(t *testing.T, d storage.Driver) {
 	content := []byte("0123456789")
 	dgst := ingest(t, d, content)
-	rc, err := d.Open(context.Background(), dgst)
+	for name, p := range providers(d) {
+		rc, err := storage.OpenReadSeeker(context.Background(), p, dgst, int64(len(content)), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := rc.Seek(4, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 3)
+		if _, err := io.ReadFull(rc, b); err != nil || string(b) != "456" {
+			t.Errorf("%s: read after seek = %q, %v", name, b, err)
+		}
+		rc.Close()
+	}
+}
+
+// providers are the ways the registry reads d: as it is, and through
+// ranged opens only (as of a driver that is no Seeker).
+func providers(d storage.Driver) map[string]storage.Provider {
+	return map[string]storage.Provider{"the driver": d, "ranged opens": rangesOnly{d}}
+}
+
+// rangesOnly hides every capability of a Provider but Open.
+type rangesOnly struct{ p storage.Provider }
+
+func (r rangesOnly) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	return r.p.Open(ctx, dgst, offset, length)
+}
+
+// testRanges reads ranges with Open: from an offset to the end, a length
+// from an offset, nothing at the end; past the end is an invalid argument.
+func testRanges(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	content := randomBytes(t, 1<<20+7)
+	dgst := ingest(t, d, content)
+	size := int64(len(content))
+	for _, r := range []struct{ offset, length int64 }{
+		{0, -1}, {0, size}, {1, -1}, {1 << 19, 100}, {size - 1, -1}, {size - 3, 3}, {size, -1}, {size, 0}, {10, 0},
+	} {
+		rc, err := d.Open(ctx, dgst, r.offset, r.length)
+		if err != nil {
+			t.Fatalf("Open(%d, %d): %v", r.offset, r.length, err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		end := size
+		if r.length >= 0 {
+			end = r.offset + r.length
+		}
+		if err != nil || !bytes.Equal(got, content[r.offset:end]) {
+			t.Errorf("Open(%d, %d): %d bytes, %v; want %d", r.offset, r.length, len(got), err, end-r.offset)
+		}
+	}
+	if _, err := d.Open(ctx, dgst, size+1, -1); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("Open past the end: %v, want ErrInvalidArgument", err)
+	}
+	// Through ranged opens, a seek back and a read across the end.
+	rc, err := storage.OpenReadSeeker(ctx, rangesOnly{d}, dgst, size, false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	if _, err := rc.Seek(4, io.SeekStart); err != nil {
-		t.Fatal(err)
+	for _, at := range []int64{size - 10, 5, 1 << 19} {
+		if _, err := rc.Seek(at, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(io.LimitReader(rc, 20))
+		if want := content[at:min(at+20, size)]; err != nil || !bytes.Equal(got, want) {
+			t.Errorf("ranged read at %d: %d bytes, %v", at, len(got), err)
+		}
 	}
-	b := make([]byte, 3)
-	if _, err := io.ReadFull(rc, b); err != nil || string(b) != "456" {
-		t.Fatalf("read after seek = %q, %v", b, err)
+	// A blob missing from the storage shows at open when probed.
+	if _, err := storage.OpenReadSeeker(ctx, rangesOnly{d}, digest.FromString("never stored"), 10, true); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("probing a missing blob: %v, want ErrNotFound", err)
 	}
 }
 
@@ -349,7 +413,7 @@ func testLargeContent(t *testing.T, d storage.Driver) {
 	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("large content differs")
 	}
-	rc, err := d.Open(ctx, dgst)
+	rc, err := storage.OpenReadSeeker(ctx, d, dgst, int64(len(content)), true)
 	if err != nil {
 		t.Fatal(err)
 	}
