@@ -436,6 +436,8 @@ func TestWatchesGiveBackTheirReadSlot(t *testing.T) {
 		t.Fatalf("watch: %v %v", watch, err)
 	}
 	defer watch.Body.Close()
+	// Once it has caught up, the watch holds no slot while it streams.
+	waitUntil(t, func() bool { return running() == `berth_limiter_running_requests{kind="read"} 0` })
 	if c := status(t, "GET", r.url+"/v2/"); c != 200 {
 		t.Errorf("a read while a watch streams: %d, want 200 (the watch gave its slot back)", c)
 	}
