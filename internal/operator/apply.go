@@ -113,15 +113,18 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	// last in effect stays in the snapshot for what still reads blobs
 	// (the API's image configs).
 	next.Storage = cur.Storage
+	want := DesiredStorage{Config: spec.Storage}
 	if storageConfigured {
 		creds, err := o.storageCredentials(ctx, spec.Storage)
 		if err != nil {
 			degraded = append(degraded, "Error: "+err.Error())
 		}
-		next.StorageCredentials = creds
-		if _, err := o.trustedCA(ctx, spec.Storage); err != nil {
+		next.StorageCredentials, want.Credentials = creds, creds
+		ca, err := o.trustedCA(ctx, spec.Storage)
+		if err != nil {
 			degraded = append(degraded, "Error: "+err.Error())
 		}
+		want.TrustedCA = ca
 	}
 	if spec.ManagementState == imageregistryv1.Removed {
 		// As the reference's operator: the storage recorded in status is
@@ -156,7 +159,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "Storage Removed", "removed "+what)
 		}
 	} else if storageConfigured {
-		inEffect, err := o.opts.Storage.ApplyStorage(ctx, spec.Storage)
+		inEffect, err := o.opts.Storage.ApplyStorage(ctx, want)
 		status.Storage = inEffect.Config
 		status.StorageManaged = inEffect.Config.ManagementState == imageregistryv1.Managed
 		next.Storage = inEffect.Blobs

@@ -42,7 +42,19 @@ type Store interface {
 // previous storage, which stays in effect). It is called at every pass, so
 // applying the storage already in effect must be cheap.
 type Storage interface {
-	ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (AppliedStorage, error)
+	ApplyStorage(ctx context.Context, want DesiredStorage) (AppliedStorage, error)
+}
+
+// DesiredStorage is what the spec asks of the storage, with what it names
+// elsewhere resolved: a changed credential or CA bundle is a changed
+// storage, applied live.
+type DesiredStorage struct {
+	Config imageregistryv1.StorageConfig
+	// Credentials are the user secret's storage keys over the server's
+	// environment.
+	Credentials map[string]string
+	// TrustedCA is the PEM bundle spec.storage.s3.trustedCA names, or nil.
+	TrustedCA []byte
 }
 
 // AppliedStorage is the storage in effect.

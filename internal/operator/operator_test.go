@@ -34,7 +34,8 @@ func (volumes) Provisions(_ context.Context, s imageregistryv1.StorageConfig) (b
 	return s.EmptyDir != nil || (s.PVC != nil && !strings.HasPrefix(s.PVC.Claim, "users-")), nil
 }
 
-func (volumes) ApplyStorage(_ context.Context, s imageregistryv1.StorageConfig) (operator.AppliedStorage, error) {
+func (volumes) ApplyStorage(_ context.Context, want operator.DesiredStorage) (operator.AppliedStorage, error) {
+	s := want.Config
 	if s.EmptyDir == nil && s.PVC == nil {
 		return operator.AppliedStorage{Config: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}},
 			Blobs: settings.Storage{ID: "emptydir:test"}}, fmt.Errorf("the %s storage driver is not built yet", s.StorageTypes()[0])

@@ -22,7 +22,7 @@ const caBundleKey = "ca-bundle.crt"
 
 // trustedCA returns the CA bundle spec.storage.s3.trustedCA names (nil
 // when it names none), or an error that names what is missing.
-func (o *Operator) trustedCA(ctx context.Context, s imageregistryv1.StorageConfig) (*x509.CertPool, error) {
+func (o *Operator) trustedCA(ctx context.Context, s imageregistryv1.StorageConfig) ([]byte, error) {
 	if s.S3 == nil || s.S3.TrustedCA.Name == "" {
 		return nil, nil
 	}
@@ -42,9 +42,8 @@ func (o *Operator) trustedCA(ctx context.Context, s imageregistryv1.StorageConfi
 	if !ok {
 		return nil, fmt.Errorf("configmap %q named by spec.storage.s3.trustedCA has no key %s", configNamespace+"/"+name, caBundleKey)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM([]byte(bundle)) {
+	if !x509.NewCertPool().AppendCertsFromPEM([]byte(bundle)) {
 		return nil, fmt.Errorf("configmap %q: %s holds no PEM certificate", configNamespace+"/"+name, caBundleKey)
 	}
-	return pool, nil
+	return []byte(bundle), nil
 }

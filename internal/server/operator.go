@@ -53,6 +53,14 @@ func describeStorage(s imageregistryv1.StorageConfig) string {
 		return "pvc volume " + s.PVC.Claim
 	case s.EmptyDir != nil:
 		return "emptyDir"
+	case s.S3 != nil:
+		return "s3 bucket " + s.S3.Bucket
+	case s.GCS != nil:
+		return "gcs bucket " + s.GCS.Bucket
+	case s.Azure != nil:
+		return "azure container " + s.Azure.Container
+	case s.Swift != nil:
+		return "swift container " + s.Swift.Container
 	}
 	return strings.ToLower(strings.Join(s.StorageTypes(), ","))
 }
@@ -152,6 +160,10 @@ func storageTypeOf(id string) string {
 		return "PVC"
 	case "emptydir":
 		return "EmptyDir"
+	case "s3", "gcs":
+		return strings.ToUpper(kind)
+	case "azure", "swift":
+		return strings.ToUpper(kind[:1]) + kind[1:]
 	}
 	return kind
 }

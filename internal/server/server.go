@@ -25,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/operator"
+	"github.com/berth-registry/berth/internal/outbound"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
@@ -227,7 +228,7 @@ func Run(ctx context.Context, cfg Config) error {
 	storages.emptyDirLimit = max(cfg.EmptyDirSizeLimit, 0)
 	storages.wrap = m.Driver
 	m.EmptyDirUsage(storages.EmptyDirUsage)
-	boot, err := storages.ApplyStorage(ctx, bootstrapSpec(cfg.Storage, slog.LevelInfo).Storage)
+	boot, err := storages.ApplyStorage(ctx, operator.DesiredStorage{Config: bootstrapSpec(cfg.Storage, slog.LevelInfo).Storage})
 	if err != nil {
 		return fmt.Errorf("blob storage: %w", err)
 	}
@@ -272,6 +273,8 @@ func Run(ctx context.Context, cfg Config) error {
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
 	current := settings.NewHolder(&settings.Settings{Storage: boot.Blobs})
+	// Object storage reaches its backend through the Config's proxy, live.
+	storages.client = outbound.Client(current)
 	startLevel := slog.LevelInfo
 	var setLevel func(slog.Level)
 	if cfg.LogLevel != nil {

@@ -3,15 +3,20 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -63,7 +68,12 @@ type blobStorages struct {
 	// itself answers (an emptyDir's usage, its Close).
 	raw map[string]storage.Driver
 	// gates admit commits into each storage built; removal closes one.
-	gates   map[string]*settings.Gate
+	gates map[string]*settings.Gate
+	// fingerprints are the settings each storage's driver was built with.
+	fingerprints map[string]string
+	// client is the outbound HTTP client drivers reach their backends
+	// with (nil: http.DefaultClient).
+	client  *http.Client
 	current operator.AppliedStorage
 }
 
@@ -88,23 +98,27 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
 	return &blobStorages{
 		dataDir: dataDir, drivers: drivers, memoryMode: memoryMode, sessions: sessions, log: log,
-		emptyDirID: "emptydir:" + hex.EncodeToString(b),
-		built:      map[string]storage.Driver{},
-		raw:        map[string]storage.Driver{},
-		gates:      map[string]*settings.Gate{},
+		emptyDirID:   "emptydir:" + hex.EncodeToString(b),
+		built:        map[string]storage.Driver{},
+		raw:          map[string]storage.Driver{},
+		gates:        map[string]*settings.Gate{},
+		fingerprints: map[string]string{},
 	}
 }
 
 // ApplyStorage implements operator.Storage.
-func (s *blobStorages) ApplyStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (operator.AppliedStorage, error) {
+func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredStorage) (operator.AppliedStorage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	spec := want.Config
 	id, name, opts, root, err := s.locate(spec)
 	if err != nil {
 		return s.current, err
 	}
+	opts.Credentials, opts.TrustedCA = want.Credentials, want.TrustedCA
+	opts.HTTPClient = s.client
 	config := storageConfigOf(spec)
-	if id == s.current.Blobs.ID {
+	if id == s.current.Blobs.ID && fingerprint(name, opts) == s.fingerprints[id] {
 		// Already in effect (every pass of the operator asks): only the
 		// managementState shown may have changed.
 		s.current.Config = config
@@ -175,26 +189,59 @@ func (s *blobStorages) locate(spec imageregistryv1.StorageConfig) (id, driver st
 	if len(names) == 0 {
 		return "", "", opts, "", errors.New("no storage configured")
 	}
-	return "", "", opts, "", fmt.Errorf("the %s storage driver is not built yet; the registry keeps serving from %s", names[0], describeStorage(s.current.Config))
+	id, name, section := objectStorage(spec)
+	if _, ok := s.drivers[name]; !ok || id == "" {
+		return "", "", opts, "", fmt.Errorf("the %s storage driver is not built yet; the registry keeps serving from %s", names[0], describeStorage(s.current.Config))
+	}
+	settings, err := json.Marshal(section)
+	if err != nil {
+		return "", "", opts, "", fmt.Errorf("%s settings: %w", name, err)
+	}
+	opts.Settings = settings
+	return id, name, opts, "", nil
 }
 
-// open returns the storage id, building it the first time. A storage
-// built now has its driver's leftovers removed (uploads no session
-// records: a crash mid-request) before anything writes to it, which is
-// safe only because nothing can be using a driver not built until now.
+// objectStorage names the object storage spec configures: its ID, which
+// is where its bytes are (so that settings which do not move them, a chunk
+// size or credentials, keep the blobs recorded there), the driver of that
+// name in the driver table, and the spec's section of it.
+func objectStorage(spec imageregistryv1.StorageConfig) (id, driver string, section any) {
+	switch {
+	case spec.S3 != nil:
+		endpoint := spec.S3.RegionEndpoint
+		if endpoint == "" {
+			endpoint = "aws"
+		}
+		return "s3:" + endpoint + "/" + spec.S3.Bucket, "s3", spec.S3
+	case spec.GCS != nil:
+		return "gcs:" + spec.GCS.Bucket, "gcs", spec.GCS
+	case spec.Azure != nil:
+		return "azure:" + spec.Azure.CloudName + "/" + spec.Azure.AccountName + "/" + spec.Azure.Container, "azure", spec.Azure
+	case spec.Swift != nil:
+		return "swift:" + spec.Swift.AuthURL + "/" + spec.Swift.Container, "swift", spec.Swift
+	}
+	return "", "", nil
+}
+
+// open returns the storage id, building it the first time, and again
+// when its settings changed (new credentials, say: the same bytes, reached
+// another way; requests in flight finish with the driver they have). A
+// storage built for the first time has its driver's leftovers removed
+// (uploads no session records: a crash mid-request) before anything
+// writes to it, which is safe only because nothing can be using a driver
+// not built until now.
 func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.Options) (storage.Driver, error) {
-	if d, ok := s.built[id]; ok {
-		return d, nil
+	fp := fingerprint(name, opts)
+	old, rebuilt := s.built[id]
+	if rebuilt && s.fingerprints[id] == fp {
+		return old, nil
 	}
 	raw, err := s.drivers.New(ctx, name, opts)
 	if err != nil {
 		return nil, err
 	}
-	d := raw
-	if s.wrap != nil {
-		d = s.wrap(raw)
-	}
-	if rec, ok := d.(storage.Recoverer); ok {
+	d := s.wrapped(raw)
+	if rec, ok := d.(storage.Recoverer); ok && !rebuilt {
 		live, err := s.sessions.UploadIDs(ctx)
 		if err != nil {
 			return nil, err
@@ -203,10 +250,39 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 			return nil, fmt.Errorf("recover storage %s: %w", id, err)
 		}
 	}
-	s.built[id] = d
-	s.raw[id] = raw
-	s.gates[id] = &settings.Gate{}
+	s.install(id, fp, raw, d)
 	return d, nil
+}
+
+// wrapped is raw as requests use it: wrapped by wrap, when set.
+func (s *blobStorages) wrapped(raw storage.Driver) storage.Driver {
+	if s.wrap == nil {
+		return raw
+	}
+	return s.wrap(raw)
+}
+
+// install makes d (raw, wrapped) the driver of storage id, built with the
+// settings of fingerprint fp.
+func (s *blobStorages) install(id, fp string, raw, d storage.Driver) {
+	s.built[id], s.raw[id], s.fingerprints[id] = d, raw, fp
+	if s.gates[id] == nil {
+		s.gates[id] = &settings.Gate{}
+	}
+}
+
+// fingerprint identifies the settings a driver is built with: the same
+// storage (the same bytes) with other settings is built anew. Credentials
+// count by a hash, never as themselves.
+func fingerprint(name string, opts storage.Options) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%d\x00%s\x00", name, opts.DataDir, opts.Root, opts.SizeLimit, opts.Settings)
+	keys := slices.Sorted(maps.Keys(opts.Credentials))
+	for _, k := range keys {
+		fmt.Fprintf(h, "%s=%s\x00", k, opts.Credentials[k])
+	}
+	h.Write(opts.TrustedCA)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // Provisions implements operator.StorageProvisioner: whether Berth
@@ -341,6 +417,8 @@ func storageConfigOf(spec imageregistryv1.StorageConfig) imageregistryv1.Storage
 			pvc.Claim = imageregistryv1.DefaultClaim
 		}
 		out.PVC = &pvc
+	default:
+		out.S3, out.GCS, out.Azure, out.Swift = spec.S3, spec.GCS, spec.Azure, spec.Swift
 	}
 	return out
 }

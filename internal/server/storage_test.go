@@ -14,8 +14,11 @@ import (
 	"time"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/registry/registrytest"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/store"
 	"github.com/opencontainers/go-digest"
 )
@@ -25,7 +28,7 @@ import (
 func emptyDirStorages(t testing.TB, dir string, sessions storageRecords) *blobStorages {
 	t.Helper()
 	s := newBlobStorages(dir, drivers.Builtin(), true, sessions, slog.New(slog.DiscardHandler))
-	if _, err := s.ApplyStorage(context.Background(), imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}); err != nil {
+	if _, err := s.ApplyStorage(context.Background(), operator.DesiredStorage{Config: imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}}); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -311,7 +314,7 @@ func TestRemoveStorageWaitsForCommits(t *testing.T) {
 	meta := openTestStore(t, dir)
 	s := newBlobStorages(dir, drivers.Builtin(), false, meta, slog.New(slog.DiscardHandler))
 	spec := imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "scratch"}, ManagementState: "Managed"}
-	applied, err := s.ApplyStorage(ctx, spec)
+	applied, err := s.ApplyStorage(ctx, operator.DesiredStorage{Config: spec})
 	if err != nil || !applied.Created {
 		t.Fatalf("apply: %+v %v", applied, err)
 	}
@@ -341,5 +344,99 @@ func TestRemoveStorageWaitsForCommits(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "volumes", "scratch")); !os.IsNotExist(err) {
 		t.Errorf("the volume Berth made is still there: %v", err)
+	}
+}
+
+// fakeS3 is a driver registered as "s3" in a test's driver table: memory
+// underneath, with the typed settings and credentials it was built with.
+type fakeS3 struct {
+	*memory.Driver
+	settings fakeS3Settings
+	creds    map[string]string
+	ca       []byte
+	client   *http.Client
+}
+
+type fakeS3Settings struct {
+	Bucket         string `json:"bucket"`
+	Region         string `json:"region"`
+	RegionEndpoint string `json:"regionEndpoint"`
+	ChunkSizeMiB   int    `json:"chunkSizeMiB"`
+	TrustedCA      struct {
+		Name string `json:"name"`
+	} `json:"trustedCA"`
+}
+
+// An object-storage driver in the driver table is built from its typed
+// settings, the credentials and the trusted CA in effect, with the
+// outbound client; settings that do not move the bytes (credentials, a
+// chunk size) rebuild the driver under the same storage, whose blobs stay
+// present; another bucket is another storage; a type with no driver in
+// the table is refused, naming it.
+func TestObjectStorageDriversFromTheTable(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := openTestStore(t, dir)
+	var built []*fakeS3
+	table := storage.Registry{
+		"memory": memory.New,
+		"s3": func(_ context.Context, opts storage.Options) (storage.Driver, error) {
+			set, err := storage.DecodeSettings[fakeS3Settings](opts)
+			if err != nil {
+				return nil, err
+			}
+			d := &fakeS3{Driver: memory.NewDriver(), settings: set, creds: opts.Credentials, ca: opts.TrustedCA, client: opts.HTTPClient}
+			built = append(built, d)
+			return d, nil
+		},
+	}
+	s := newBlobStorages(dir, table, false, meta, slog.New(slog.DiscardHandler))
+	s.client = &http.Client{}
+	want := operator.DesiredStorage{
+		Config:      imageregistryv1.StorageConfig{S3: &imageregistryv1.S3Storage{Bucket: "blobs", Region: "us-east-1", RegionEndpoint: "http://127.0.0.1:9000", ChunkSizeMiB: 16}},
+		Credentials: map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "k1", "REGISTRY_STORAGE_S3_SECRETKEY": "s1"},
+		TrustedCA:   []byte("-----BEGIN CERTIFICATE-----"),
+	}
+	first, err := s.ApplyStorage(ctx, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(built) != 1 || built[0].settings != (fakeS3Settings{Bucket: "blobs", Region: "us-east-1", RegionEndpoint: "http://127.0.0.1:9000", ChunkSizeMiB: 16}) ||
+		built[0].creds["REGISTRY_STORAGE_S3_SECRETKEY"] != "s1" || string(built[0].ca) != "-----BEGIN CERTIFICATE-----" || built[0].client != s.client {
+		t.Fatalf("the driver was built with %+v", built)
+	}
+	if first.Blobs.ID != "s3:http://127.0.0.1:9000/blobs" {
+		t.Errorf("storage ID %q", first.Blobs.ID)
+	}
+	if again, _ := s.ApplyStorage(ctx, want); len(built) != 1 || again.Blobs.Driver != first.Blobs.Driver {
+		t.Errorf("the same settings built the driver again (%d builds)", len(built))
+	}
+
+	// New credentials, a new chunk size: the same storage, rebuilt.
+	want.Credentials = map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "k2", "REGISTRY_STORAGE_S3_SECRETKEY": "s2"}
+	rotated, err := s.ApplyStorage(ctx, want)
+	if err != nil || len(built) != 2 || rotated.Blobs.ID != first.Blobs.ID || built[1].creds["REGISTRY_STORAGE_S3_SECRETKEY"] != "s2" {
+		t.Fatalf("after new credentials: %v, %d builds, ID %q", err, len(built), rotated.Blobs.ID)
+	}
+	if d, ok := s.Built(first.Blobs.ID); !ok || d != rotated.Blobs.Driver {
+		t.Error("Built does not give the rebuilt driver")
+	}
+	s3 := *want.Config.S3
+	s3.ChunkSizeMiB = 32
+	want.Config.S3 = &s3
+	if chunked, err := s.ApplyStorage(ctx, want); err != nil || len(built) != 3 || chunked.Blobs.ID != first.Blobs.ID {
+		t.Errorf("after a new chunk size: %v, %d builds, ID %q", err, len(built), chunked.Blobs.ID)
+	}
+
+	// Another bucket is another storage.
+	s3.Bucket = "other"
+	if moved, err := s.ApplyStorage(ctx, want); err != nil || moved.Blobs.ID != "s3:http://127.0.0.1:9000/other" {
+		t.Errorf("another bucket: %v, ID %q", err, moved.Blobs.ID)
+	}
+
+	// A type the table has no driver for.
+	_, err = s.ApplyStorage(ctx, operator.DesiredStorage{Config: imageregistryv1.StorageConfig{GCS: &imageregistryv1.GCSStorage{Bucket: "b"}}})
+	if err == nil || !strings.Contains(err.Error(), "the GCS storage driver is not built yet; the registry keeps serving from s3 bucket other") {
+		t.Errorf("gcs without a driver: %v", err)
 	}
 }

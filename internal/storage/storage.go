@@ -20,11 +20,15 @@
 package storage
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -134,6 +138,37 @@ type Options struct {
 	// SizeLimit caps the bytes a driver that keeps them in memory holds
 	// (0: no cap); an append past it fails with syscall.ENOSPC.
 	SizeLimit int64
+
+	// Settings is an object-storage driver's own section of the registry
+	// Config's spec.storage (its s3, gcs, azure or swift object), as JSON:
+	// DecodeSettings reads it into the driver's typed settings.
+	Settings json.RawMessage
+	// Credentials are the storage credentials in effect, by the user
+	// secret's key names (REGISTRY_STORAGE_S3_ACCESSKEY, …): the secret's
+	// over the server's environment. They never reach a log.
+	Credentials map[string]string
+	// TrustedCA is a PEM bundle of CAs the driver trusts for its endpoint
+	// beside the system's (spec.storage.s3.trustedCA), or nil.
+	TrustedCA []byte
+	// HTTPClient is how a driver reaches its backend: it follows the
+	// registry Config's proxy, live. Nil: http.DefaultClient.
+	HTTPClient *http.Client
+}
+
+// DecodeSettings decodes opts.Settings into a driver's typed settings T,
+// refusing a field T does not know (a typo must not be a setting that is
+// silently ignored). No settings decode to T's zero value.
+func DecodeSettings[T any](opts Options) (T, error) {
+	var out T
+	if len(opts.Settings) == 0 {
+		return out, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(opts.Settings))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&out); err != nil {
+		return out, fmt.Errorf("storage settings: %w: %v", errdefs.ErrInvalidArgument, err)
+	}
+	return out, nil
 }
 
 // Constructor builds a driver.
