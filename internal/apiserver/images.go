@@ -30,7 +30,7 @@ import (
 // discard.
 type Blobs interface {
 	Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error)
-	Abort(ctx context.Context, id string) error
+	AbortUpload(ctx context.Context, u store.EndedUpload) error
 }
 
 var resImages = auth.Resource{Group: groupImage, Resource: "images"}

@@ -116,7 +116,7 @@ func (b *countingBlobs) Open(_ context.Context, d digest.Digest, offset, length 
 	return storage.Section(nopCloser{bytes.NewReader(data)}, offset, length)
 }
 
-func (b *countingBlobs) Abort(context.Context, string) error { return nil }
+func (b *countingBlobs) AbortUpload(context.Context, store.EndedUpload) error { return nil }
 
 type nopCloser struct{ *bytes.Reader }
 

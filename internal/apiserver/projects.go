@@ -224,9 +224,9 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if s.opts.Blobs != nil {
-		for _, id := range gone.Uploads {
-			if err := s.opts.Blobs.Abort(context.WithoutCancel(r.Context()), id); err != nil {
-				s.log.Warn("discard an upload of a deleted project", "project", name, "upload", id, "err", err)
+		for _, u := range gone.Uploads {
+			if err := s.opts.Blobs.AbortUpload(context.WithoutCancel(r.Context()), u); err != nil {
+				s.log.Warn("discard an upload of a deleted project", "project", name, "upload", u.ID, "err", err)
 			}
 		}
 	}

@@ -107,16 +107,16 @@ func (t timedSeeker) OpenSeeker(ctx context.Context, dgst digest.Digest) (io.Rea
 // Append's time includes reading the client's bytes, which arrive as the
 // driver writes them. A failure to read them is the client's, not the
 // storage's, and is not counted as a storage error.
-func (t *timedDriver) Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error) {
+func (t *timedDriver) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
 	start := time.Now()
 	src := &sourceReader{r: r}
-	n, err := t.d.Append(ctx, id, offset, src)
+	n, state, err := t.d.Append(ctx, u, offset, src)
 	if src.err != nil {
 		t.append.duration.Observe(time.Since(start).Seconds())
 	} else {
 		t.append.observe(start, err)
 	}
-	return n, err
+	return n, state, err
 }
 
 // sourceReader remembers whether the bytes to append failed to arrive.
@@ -133,23 +133,23 @@ func (s *sourceReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (t *timedDriver) ReadUpload(ctx context.Context, id string) (io.ReadCloser, error) {
+func (t *timedDriver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadCloser, error) {
 	start := time.Now()
-	rc, err := t.d.ReadUpload(ctx, id)
+	rc, err := t.d.ReadUpload(ctx, u)
 	t.readUpload.observe(start, err)
 	return rc, err
 }
 
-func (t *timedDriver) Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error {
+func (t *timedDriver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
 	start := time.Now()
-	err := t.d.Commit(ctx, id, dgst, size)
+	err := t.d.Commit(ctx, u, dgst, size)
 	t.commit.observe(start, err)
 	return err
 }
 
-func (t *timedDriver) Abort(ctx context.Context, id string) error {
+func (t *timedDriver) Abort(ctx context.Context, u storage.Upload) error {
 	start := time.Now()
-	err := t.d.Abort(ctx, id)
+	err := t.d.Abort(ctx, u)
 	t.abort.observe(start, err)
 	return err
 }

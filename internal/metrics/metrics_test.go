@@ -195,16 +195,20 @@ type failingDriver struct{ err error }
 func (f failingDriver) Open(context.Context, digest.Digest, int64, int64) (io.ReadCloser, error) {
 	return nil, f.err
 }
-func (f failingDriver) Append(_ context.Context, _ string, _ int64, r io.Reader) (int64, error) {
+func (f failingDriver) Append(_ context.Context, _ storage.Upload, _ int64, r io.Reader) (int64, []byte, error) {
 	if _, err := io.Copy(io.Discard, r); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return 0, f.err
+	return 0, nil, f.err
 }
-func (f failingDriver) ReadUpload(context.Context, string) (io.ReadCloser, error)  { return nil, f.err }
-func (f failingDriver) Commit(context.Context, string, digest.Digest, int64) error { return f.err }
-func (f failingDriver) Abort(context.Context, string) error                        { return f.err }
-func (f failingDriver) Delete(context.Context, digest.Digest) error                { return f.err }
+func (f failingDriver) ReadUpload(context.Context, storage.Upload) (io.ReadCloser, error) {
+	return nil, f.err
+}
+func (f failingDriver) Commit(context.Context, storage.Upload, digest.Digest, int64) error {
+	return f.err
+}
+func (f failingDriver) Abort(context.Context, storage.Upload) error { return f.err }
+func (f failingDriver) Delete(context.Context, digest.Digest) error { return f.err }
 
 type brokenReader struct{}
 
@@ -216,10 +220,10 @@ func TestDriverTimesAndCountsErrors(t *testing.T) {
 	d := m.Driver(memory.NewDriver())
 	content := "layer"
 	dgst := digest.FromString(content)
-	if _, err := d.Append(ctx, "u1", 0, strings.NewReader(content)); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "u1"}, 0, strings.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Commit(ctx, "u1", dgst, int64(len(content))); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "u1"}, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := d.Open(ctx, dgst, 0, -1)
@@ -260,7 +264,7 @@ func TestDriverTimesAndCountsErrors(t *testing.T) {
 	} {
 		m := New()
 		d := m.Driver(failingDriver{c.err})
-		_ = d.Commit(ctx, "u", dgst, 1)
+		_ = d.Commit(ctx, storage.Upload{ID: "u"}, dgst, 1)
 		total := 0.0
 		for _, f := range must(m.Gatherer().Gather()) {
 			if f.GetName() == "imageregistry_storage_errors_total" {
@@ -279,7 +283,7 @@ func TestDriverTimesAndCountsErrors(t *testing.T) {
 	}
 	// A body that fails to arrive is no storage error.
 	m = New()
-	_, _ = m.Driver(failingDriver{errors.New("client hung up")}).Append(ctx, "u", 0, brokenReader{})
+	_, _, _ = m.Driver(failingDriver{errors.New("client hung up")}).Append(ctx, storage.Upload{ID: "u"}, 0, brokenReader{})
 	if got := value(t, m.Gatherer(), "imageregistry_storage_errors_total", "operation", "StorageDriver.Append", "code", "UNKNOWN"); got != 0 {
 		t.Errorf("a client's failure counted as a storage error")
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/registry/registrytest"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -22,8 +23,8 @@ type gatedBoot struct {
 	reading, proceed chan struct{}
 }
 
-func (g gatedBoot) ReadUpload(ctx context.Context, id string) (io.ReadCloser, error) {
-	rc, err := g.otherBoot.ReadUpload(ctx, id)
+func (g gatedBoot) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadCloser, error) {
+	rc, err := g.otherBoot.ReadUpload(ctx, u)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/registry/registrytest"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 )
 
@@ -119,7 +120,7 @@ func send(t *testing.T, method, url string, body []byte, header map[string]strin
 // failingSync is the filesystem driver on a disk that fails to write back.
 type failingSync struct{ *filesystem.Driver }
 
-func (failingSync) Commit(context.Context, string, digest.Digest, int64) error {
+func (failingSync) Commit(context.Context, storage.Upload, digest.Digest, int64) error {
 	return errors.New("sync upload: input/output error")
 }
 
@@ -150,12 +151,12 @@ type busyDisk struct {
 	failed *bool
 }
 
-func (b busyDisk) Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error {
+func (b busyDisk) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
 	if !*b.failed {
 		*b.failed = true
-		return fmt.Errorf("open upload %s: %w: too many open files", id, errdefs.ErrUnavailable)
+		return fmt.Errorf("open upload %s: %w: too many open files", u.ID, errdefs.ErrUnavailable)
 	}
-	return b.Driver.Commit(ctx, id, dgst, size)
+	return b.Driver.Commit(ctx, u, dgst, size)
 }
 
 // A commit that failed before making anything durable keeps the session:

@@ -120,7 +120,7 @@ func TestUploadAcrossStorageSwitch(t *testing.T) {
 		t.Fatalf("first chunk: %d %s", r.status, r.body)
 	}
 	holds := func(d storage.Driver) bool {
-		rc, err := d.ReadUpload(context.Background(), id)
+		rc, err := d.ReadUpload(context.Background(), storage.Upload{ID: id})
 		if err != nil {
 			t.Fatal(err)
 		}

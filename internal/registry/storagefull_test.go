@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 )
 
@@ -21,9 +22,9 @@ type failingWrites struct {
 	errno syscall.Errno
 }
 
-func (f failingWrites) Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error) {
+func (f failingWrites) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
 	_, _ = io.CopyN(io.Discard, r, 10)
-	return 0, &fs.PathError{Op: "write", Path: "/srv/secret/storage/uploads/" + id, Err: f.errno}
+	return 0, nil, &fs.PathError{Op: "write", Path: "/srv/secret/storage/uploads/" + u.ID, Err: f.errno}
 }
 
 // A full disk and a volume at its quota answer 507 DENIED saying the

@@ -139,12 +139,14 @@ func (r *Registry) pullableHolder(ctx context.Context, user auth.User, dgst dige
 // monolithicUpload stores a whole blob sent with POST ?digest= in st.
 func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, repo string, dgst digest.Digest, st settings.Storage) error {
 	ctx := req.Context()
-	id := newUploadID() // never recorded: a crash leaves a file Recover removes
+	// Never recorded: a crash leaves bytes the driver's Recover removes.
+	up := storage.Upload{ID: newUploadID()}
 	h := dgst.Algorithm().Hash()
 	src := &clientReader{r: req.Body}
-	n, err := st.Driver.Append(ctx, id, 0, &hashingReader{r: src, h: h})
+	n, state, err := st.Driver.Append(ctx, up, 0, &hashingReader{r: src, h: h})
+	up.State = state
 	if err != nil {
-		_ = st.Driver.Abort(context.WithoutCancel(ctx), id)
+		_ = st.Driver.Abort(context.WithoutCancel(ctx), up)
 		switch {
 		case errors.Is(err, errdefs.ErrTimeout):
 			return &Error{Code: codeBodyTimeout, Message: err.Error(), Err: err}
@@ -157,19 +159,19 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 		return fromClass(err, codeBlobUploadInvalid, "blob")
 	}
 	if got := digest.NewDigest(dgst.Algorithm(), h); got != dgst {
-		_ = st.Driver.Abort(ctx, id)
+		_ = st.Driver.Abort(ctx, up)
 		return digestMismatch("content", dgst, got)
 	}
-	if err := r.commitBlob(ctx, st, repo, id, dgst, n, false); err != nil {
+	if err := r.commitBlob(ctx, st, repo, up, dgst, n, false); err != nil {
 		return err
 	}
 	return blobCreated(w, repo, dgst)
 }
 
-// commitBlob publishes upload id as dgst in st and links it into repo;
+// commitBlob publishes upload up as dgst in st and links it into repo;
 // session says whether a recorded upload session (whose bytes are in st)
 // ends with it.
-func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo, id string, dgst digest.Digest, size int64, session bool) error {
+func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo string, up storage.Upload, dgst digest.Digest, size int64, session bool) error {
 	// Finish what the client was told is done even if it hangs up now.
 	ctx = context.WithoutCancel(ctx)
 	// The commit and the record of where the bytes are happen together,
@@ -178,16 +180,16 @@ func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo, id
 	leave, ok := st.Writes.Enter()
 	if !ok {
 		if session {
-			r.abortSession(ctx, st.Driver, id)
+			r.abortSession(ctx, st.Driver, up)
 		} else {
-			_ = st.Driver.Abort(ctx, id)
+			_ = st.Driver.Abort(ctx, up)
 		}
 		return &Error{Code: codeUnavailable, Message: "the registry's storage was removed while the blob arrived; push it again when the registry serves", Err: errors.New("storage " + st.ID + " removed")}
 	}
 	defer leave()
-	if err := st.Driver.Commit(ctx, id, dgst, size); err != nil {
+	if err := st.Driver.Commit(ctx, up, dgst, size); err != nil {
 		if !session {
-			_ = st.Driver.Abort(ctx, id)
+			_ = st.Driver.Abort(ctx, up)
 			return fromClass(err, codeBlobUploadInvalid, "upload")
 		}
 		if errors.Is(err, errdefs.ErrUnavailable) {
@@ -200,12 +202,12 @@ func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo, id
 		// streamed in, not as they lie on disk, and a sync reports a lost
 		// write once only: a retry could publish what the disk failed to
 		// keep.
-		r.abortSession(ctx, st.Driver, id)
+		r.abortSession(ctx, st.Driver, up)
 		return lostUpload(err)
 	}
 	var err error
 	if session {
-		err = r.meta.CommitUpload(ctx, id, repo, dgst, size)
+		err = r.meta.CommitUpload(ctx, up.ID, repo, dgst, size)
 	} else {
 		err = r.meta.LinkBlob(ctx, st.ID, repo, dgst, size)
 	}
@@ -305,7 +307,7 @@ func staleSession(id string) *Error {
 func (r *Registry) endStaleSession(ctx context.Context, u store.Upload, now settings.Storage) {
 	ctx = context.WithoutCancel(ctx)
 	if d, ok := r.storages.Built(u.Storage); ok {
-		if err := d.Abort(ctx, u.ID); err != nil {
+		if err := d.Abort(ctx, driverUpload(u)); err != nil {
 			r.log.WarnContext(ctx, "abort upload", "id", u.ID, "storage", u.Storage, "err", err)
 		}
 	} else {
@@ -379,11 +381,11 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 		want = req.ContentLength
 	}
 	src := &clientReader{r: body}
-	n, err := d.Append(ctx, u.ID, u.Size, &hashingReader{r: src, h: h})
+	n, state, err := d.Append(ctx, driverUpload(*u), u.Size, &hashingReader{r: src, h: h})
 	if errors.Is(err, errdefs.ErrInvalidArgument) {
 		// The driver lost bytes it had acknowledged (a crash before a sync):
 		// the session cannot continue.
-		r.abortSession(ctx, d, u.ID)
+		r.abortSession(ctx, d, driverUpload(*u))
 		return lostUpload(err)
 	}
 	if err != nil && src.err != nil && errors.Is(err, src.err) {
@@ -392,7 +394,7 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 		// them and the client can resume where it stopped. Its context may
 		// be cancelled already: the bookkeeping must still happen.
 		if n > 0 {
-			if aerr := r.advance(context.WithoutCancel(ctx), d, u, h, n); aerr != nil {
+			if aerr := r.advance(context.WithoutCancel(ctx), d, u, h, n, state); aerr != nil {
 				return aerr
 			}
 		}
@@ -417,29 +419,37 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 	}
 	if !record {
 		u.Size += n
+		u.DriverState = state
 		return nil
 	}
-	return r.advance(ctx, d, u, h, n)
+	return r.advance(ctx, d, u, h, n, state)
+}
+
+// driverUpload is session u as its driver knows it.
+func driverUpload(u store.Upload) storage.Upload {
+	return storage.Upload{ID: u.ID, State: u.DriverState}
 }
 
 // advance records that upload u, in driver d, grew by n bytes whose
-// running hash is h.
-func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Upload, h hash.Hash, n int64) error {
-	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
+// running hash is h, after which the driver's state of it is state: in
+// one step, so that the size recorded and what the driver needs to go on
+// from it never disagree.
+func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Upload, h hash.Hash, n int64, state []byte) error {
+	hashState, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
-	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: state, Epoch: epoch(d)}
+	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: hashState, Epoch: epoch(d), DriverState: state}
 	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The session ended while its bytes arrived (cancelled,
 			// expired, its project deleted): nothing will discard them but
 			// this request.
-			_ = d.Abort(context.WithoutCancel(ctx), u.ID)
+			_ = d.Abort(context.WithoutCancel(ctx), storage.Upload{ID: u.ID, State: state})
 		}
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
-	u.Size, u.HashState, u.Epoch = next.Size, next.HashState, next.Epoch
+	u.Size, u.HashState, u.Epoch, u.DriverState = next.Size, next.HashState, next.Epoch, next.DriverState
 	return nil
 }
 
@@ -464,7 +474,7 @@ func (r *Registry) verifySession(ctx context.Context, d storage.Driver, u *store
 	// Once begun, the check is finished and recorded even if the client
 	// hangs up: abandoned, it would be paid for again by every request.
 	ctx = context.WithoutCancel(ctx)
-	rc, err := d.ReadUpload(ctx, u.ID)
+	rc, err := d.ReadUpload(ctx, driverUpload(*u))
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
@@ -479,7 +489,7 @@ func (r *Registry) verifySession(ctx context.Context, d storage.Driver, u *store
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
 	if n != u.Size || !bytes.Equal(state, u.HashState) {
-		r.abortSession(ctx, d, u.ID)
+		r.abortSession(ctx, d, driverUpload(*u))
 		return lostUpload(fmt.Errorf("upload %s: %d of its %d bytes were read back after a restart of the machine, and they do not hash as recorded", u.ID, n, u.Size))
 	}
 	next := *u
@@ -507,13 +517,13 @@ func (c *clientReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (r *Registry) abortSession(ctx context.Context, d storage.Driver, id string) {
+func (r *Registry) abortSession(ctx context.Context, d storage.Driver, up storage.Upload) {
 	ctx = context.WithoutCancel(ctx)
-	if err := d.Abort(ctx, id); err != nil {
-		r.log.WarnContext(ctx, "abort upload", "id", id, "err", err)
+	if err := d.Abort(ctx, up); err != nil {
+		r.log.WarnContext(ctx, "abort upload", "id", up.ID, "err", err)
 	}
-	if err := r.meta.DeleteUpload(ctx, id); err != nil {
-		r.log.WarnContext(ctx, "delete upload session", "id", id, "err", err)
+	if err := r.meta.DeleteUpload(ctx, up.ID); err != nil {
+		r.log.WarnContext(ctx, "delete upload session", "id", up.ID, "err", err)
 	}
 }
 
@@ -554,14 +564,14 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	var got digest.Digest
 	if dgst.Algorithm() == digest.SHA256 {
 		got = digest.NewDigest(digest.SHA256, h)
-	} else if got, err = rehash(ctx, d, u.ID, dgst.Algorithm()); err != nil {
+	} else if got, err = rehash(ctx, d, driverUpload(u), dgst.Algorithm()); err != nil {
 		return err
 	}
 	if got != dgst {
-		r.abortSession(ctx, d, u.ID)
+		r.abortSession(ctx, d, driverUpload(u))
 		return digestMismatch("upload (now discarded)", dgst, got)
 	}
-	if err := r.commitBlob(ctx, r.storageOf(ctx), repo, u.ID, dgst, u.Size, true); err != nil {
+	if err := r.commitBlob(ctx, r.storageOf(ctx), repo, driverUpload(u), dgst, u.Size, true); err != nil {
 		return err
 	}
 	return blobCreated(w, repo, dgst)
@@ -569,15 +579,15 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 
 // rehash reads an upload back to digest it with an algorithm other than
 // the streaming sha256.
-func rehash(ctx context.Context, d storage.Driver, id string, alg digest.Algorithm) (digest.Digest, error) {
-	rc, err := d.ReadUpload(ctx, id)
+func rehash(ctx context.Context, d storage.Driver, up storage.Upload, alg digest.Algorithm) (digest.Digest, error) {
+	rc, err := d.ReadUpload(ctx, up)
 	if err != nil {
-		return "", fromClass(err, codeBlobUploadUnknown, "upload "+id)
+		return "", fromClass(err, codeBlobUploadUnknown, "upload "+up.ID)
 	}
 	defer rc.Close()
 	got, err := alg.FromReader(rc)
 	if err != nil {
-		return "", fmt.Errorf("rehash upload %s: %w", id, err)
+		return "", fmt.Errorf("rehash upload %s: %w", up.ID, err)
 	}
 	return got, nil
 }
@@ -607,7 +617,7 @@ func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo s
 		return err
 	}
 	defer release()
-	r.abortSession(req.Context(), d, u.ID)
+	r.abortSession(req.Context(), d, driverUpload(u))
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

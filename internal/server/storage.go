@@ -393,17 +393,6 @@ func (s *blobStorages) inEffect() settings.Storage {
 	return s.current.Blobs
 }
 
-// all returns every storage built.
-func (s *blobStorages) all() map[string]storage.Driver {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]storage.Driver, len(s.built))
-	for id, d := range s.built {
-		out[id] = d
-	}
-	return out
-}
-
 // storageConfigOf is the one storage section a spec names, for
 // status.storage.
 func storageConfigOf(spec imageregistryv1.StorageConfig) imageregistryv1.StorageConfig {
@@ -436,17 +425,19 @@ func (a apiBlobs) Open(ctx context.Context, dgst digest.Digest, offset, length i
 	return st.Driver.Open(ctx, dgst, offset, length)
 }
 
-// Abort discards upload id in every storage built: ids are random and
-// unique across storages, and aborting an id a driver does not hold is
-// no error. Bytes in a volume not built are removed when it next is.
-func (a apiBlobs) Abort(ctx context.Context, id string) error {
-	var errs []error
-	for sid, d := range a.storages.all() {
-		if err := d.Abort(ctx, id); err != nil {
-			errs = append(errs, fmt.Errorf("storage %s: %w", sid, err))
-		}
+// AbortUpload discards the bytes of upload u, which ended with its
+// project, in its storage. Bytes in a volume this process has not built
+// are removed when it next is; an emptyDir of an earlier process took
+// them with it.
+func (a apiBlobs) AbortUpload(ctx context.Context, u store.EndedUpload) error {
+	d, ok := a.storages.Built(u.Storage)
+	if !ok {
+		return nil
 	}
-	return errors.Join(errs...)
+	if err := d.Abort(ctx, storage.Upload{ID: u.ID, State: u.DriverState}); err != nil {
+		return fmt.Errorf("storage %s: %w", u.Storage, err)
+	}
+	return nil
 }
 
 type uploadExpiry interface {
@@ -470,7 +461,7 @@ func expireUploads(ctx context.Context, meta uploadExpiry, storages *blobStorage
 			left[u.Storage]++
 			continue
 		}
-		if err := d.Abort(ctx, u.ID); err != nil {
+		if err := d.Abort(ctx, storage.Upload{ID: u.ID, State: u.DriverState}); err != nil {
 			log.Warn("remove expired upload", "id", u.ID, "storage", u.Storage, "err", err)
 		}
 	}

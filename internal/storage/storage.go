@@ -52,31 +52,47 @@ type Seeker interface {
 	OpenSeeker(ctx context.Context, dgst digest.Digest) (io.ReadSeekCloser, error)
 }
 
-// Ingester runs upload sessions. Upload ids are chosen by the caller
-// (random, unguessable) and are opaque tokens of [a-z0-9] to the driver.
+// Upload is an upload session as its driver sees it: the caller's ID for
+// it (random, unguessable, [a-z0-9] only), and the state the driver keeps
+// about it between requests (an S3 multipart upload's ID and its parts'
+// ETags, a GCS resumable session's URI). The caller records State with the
+// session's size, in the same step, and passes it back with every later
+// call on the session; it is nil for a new session and for drivers that
+// keep nothing (local files hold all they need).
+type Upload struct {
+	ID    string
+	State []byte
+}
+
+// Ingester runs upload sessions.
 type Ingester interface {
-	// Append writes r to upload id at offset and returns how many bytes it
-	// wrote. offset is the length the caller recorded for the upload; a
-	// driver holding more bytes than that (a crash after the write, before
-	// the record) drops the excess first. Fewer bytes than offset is
-	// errdefs.ErrInvalidArgument: the upload lost data and must restart. An
-	// unknown id at offset 0 starts the upload. Appended bytes need not be
+	// Append writes r to upload u at offset and returns how many bytes it
+	// wrote and the upload's state after them (to be recorded with the
+	// new size), also when it fails after writing some. offset is the
+	// length the caller recorded for the upload; a driver holding more
+	// bytes than that (a crash after the write, before the record) drops
+	// the excess first. Fewer bytes than offset is
+	// errdefs.ErrInvalidArgument: the upload lost data and must restart.
+	// An unknown upload at offset 0 starts. Appended bytes need not be
 	// durable before Commit; a driver whose bytes can be lost meanwhile
 	// says so by implementing Volatile.
-	Append(ctx context.Context, id string, offset int64, r io.Reader) (int64, error)
+	Append(ctx context.Context, u Upload, offset int64, r io.Reader) (n int64, state []byte, err error)
 	// ReadUpload returns the bytes appended so far, for a caller that must
 	// hash them again (a digest algorithm other than the streaming one).
-	ReadUpload(ctx context.Context, id string) (io.ReadCloser, error)
-	// Commit makes upload id durable and visible as blob dgst. It fails
+	ReadUpload(ctx context.Context, u Upload) (io.ReadCloser, error)
+	// Commit makes upload u durable and visible as blob dgst. It fails
 	// with errdefs.ErrSizeMismatch, leaving the upload untouched, unless the
 	// upload holds exactly size bytes; errdefs.ErrUnavailable says it
 	// failed before anything was made durable and may be retried. After
-	// any other failure the upload's bytes can no longer be trusted. Committing content that already
-	// exists succeeds and discards the upload (so a commit repeated after a
-	// crash succeeds). After Commit returns nil the blob survives a crash.
-	Commit(ctx context.Context, id string, dgst digest.Digest, size int64) error
-	// Abort discards upload id. An unknown id is not an error.
-	Abort(ctx context.Context, id string) error
+	// any other failure the upload's bytes can no longer be trusted.
+	// Committing content that already exists succeeds and discards the
+	// upload (so a commit repeated after a crash succeeds). After Commit
+	// returns nil the blob survives a crash.
+	Commit(ctx context.Context, u Upload, dgst digest.Digest, size int64) error
+	// Abort discards upload u. An unknown upload is not an error. Its
+	// State may be missing (a caller that lost it): the driver then finds
+	// what it holds for u.ID by itself.
+	Abort(ctx context.Context, u Upload) error
 }
 
 // Deleter removes committed content.

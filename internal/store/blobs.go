@@ -249,8 +249,8 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 	u := Upload{ID: id}
 	var created, updated int64
 	err := s.queryRow(ctx,
-		`SELECT repository, owner, storage, size, hash_state, epoch, created_at, updated_at FROM uploads WHERE id = ?`, id).
-		Scan(&u.Repository, &u.Owner, &u.Storage, &u.Size, &u.HashState, &u.Epoch, &created, &updated)
+		`SELECT repository, owner, storage, size, hash_state, epoch, driver_state, created_at, updated_at FROM uploads WHERE id = ?`, id).
+		Scan(&u.Repository, &u.Owner, &u.Storage, &u.Size, &u.HashState, &u.Epoch, &u.DriverState, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) || (err == nil && u.Repository != repo) {
 		return Upload{}, fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
 	}
@@ -262,14 +262,15 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 }
 
 // AdvanceUpload records that session id grew from size from to u.Size with
-// hash state u.HashState, written in epoch u.Epoch. It fails with
+// hash state u.HashState and driver state u.DriverState, written in epoch
+// u.Epoch. It fails with
 // errdefs.ErrUnavailable if the session is no longer at from (another
 // writer moved it).
 func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, updated_at = ? WHERE id = ? AND size = ?`,
-			u.Size, u.HashState, u.Epoch, s.micros(), u.ID, from)
+			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, driver_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
+			u.Size, u.HashState, u.Epoch, u.DriverState, s.micros(), u.ID, from)
 		if err != nil {
 			return fmt.Errorf("advance upload %s: %w", u.ID, err)
 		}
@@ -315,30 +316,39 @@ func (s *Store) UploadIDs(ctx context.Context) (map[string]bool, error) {
 // in Storage are the caller's to discard.
 type EndedUpload struct {
 	ID, Storage string
+	// DriverState is what the driver kept about it (storage.Upload.State).
+	DriverState []byte
 }
 
 // ExpireUploads deletes sessions untouched since before and returns them.
 func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]EndedUpload, error) {
 	var ended []EndedUpload
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id, storage`, before.UnixMicro())
+		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id, storage, driver_state`, before.UnixMicro())
 		if err != nil {
 			return fmt.Errorf("expire uploads: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var u EndedUpload
-			if err := rows.Scan(&u.ID, &u.Storage); err != nil {
-				return fmt.Errorf("expire uploads: %w", err)
-			}
-			ended = append(ended, u)
-		}
-		if err := rows.Err(); err != nil {
+		if ended, err = scanEndedUploads(rows); err != nil {
 			return fmt.Errorf("expire uploads: %w", err)
 		}
 		return nil
 	})
 	return ended, err
+}
+
+// scanEndedUploads reads rows of (id, storage, driver_state) and closes
+// them.
+func scanEndedUploads(rows *sql.Rows) ([]EndedUpload, error) {
+	defer rows.Close()
+	var ended []EndedUpload
+	for rows.Next() {
+		var u EndedUpload
+		if err := rows.Scan(&u.ID, &u.Storage, &u.DriverState); err != nil {
+			return nil, err
+		}
+		ended = append(ended, u)
+	}
+	return ended, rows.Err()
 }
 
 // ForgetStorage records that storage's bytes are gone (the registry was

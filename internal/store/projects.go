@@ -53,9 +53,9 @@ func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) (
 type ProjectDeletion struct {
 	// Repositories are the project's repositories.
 	Repositories []string
-	// Uploads are the upload sessions that ended: their bytes in the blob
-	// driver are the caller's to discard.
-	Uploads []string
+	// Uploads are the upload sessions that ended: their bytes in their
+	// storage are the caller's to discard.
+	Uploads []EndedUpload
 }
 
 // deleteRepositoriesOf removes the repositories of project with their
@@ -83,11 +83,11 @@ WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, project
 		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
 	}
 	if endUploads {
-		rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id`, project)
+		rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id, storage, driver_state`, project)
 		if err != nil {
 			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
 		}
-		if gone.Uploads, err = scanStrings(rows); err != nil {
+		if gone.Uploads, err = scanEndedUploads(rows); err != nil {
 			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
 		}
 	}

@@ -275,10 +275,11 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u-team", Size: 5, DriverState: []byte("part 1")}, 0))
 	gone, err := s.DeleteProjectAndRepositories(ctx, "team")
 	must(t, err)
-	if !slices.Equal(gone.Uploads, []string{"u-team"}) {
-		t.Errorf("ended uploads %v, want [u-team] (the caller discards their bytes)", gone.Uploads)
+	if len(gone.Uploads) != 1 || gone.Uploads[0].ID != "u-team" || gone.Uploads[0].Storage != store.DefaultStorage || string(gone.Uploads[0].DriverState) != "part 1" {
+		t.Errorf("ended uploads %+v, want u-team with its storage and driver state (the caller discards their bytes)", gone.Uploads)
 	}
 	if _, err := s.Upload(ctx, "team/app", "u-team"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("upload of the deleted project: %v, want not found", err)

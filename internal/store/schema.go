@@ -267,4 +267,10 @@ CREATE TABLE blob_storages (
 );
 INSERT INTO blob_storages (digest, storage) SELECT digest, storage FROM blobs;
 `,
+	// 10: what a blob driver keeps about an upload session between
+	// requests (an S3 multipart upload's ID and parts), recorded in the
+	// same step as the size it goes with.
+	`
+ALTER TABLE uploads ADD COLUMN driver_state BLOB;
+`,
 }

@@ -177,9 +177,12 @@ type Upload struct {
 	// Epoch is the blob driver's epoch when the bytes were written, for a
 	// driver whose appends are durable only from commit on ("" for others;
 	// see storage.Volatile).
-	Epoch   string
-	Created time.Time
-	Updated time.Time
+	Epoch string
+	// DriverState is what the blob driver keeps about the session between
+	// requests (storage.Upload.State), as of Size.
+	DriverState []byte
+	Created     time.Time
+	Updated     time.Time
 }
 
 // MissingReferenceError reports a manifest that references content the

@@ -354,12 +354,12 @@ func testUploads(t *testing.T, s *store.Store) {
 	if _, err := s.Upload(ctx, "p/b", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("upload visible from another repository: %v", err)
 	}
-	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 5, HashState: []byte("h5")}, 0))
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 5, HashState: []byte("h5"), DriverState: []byte("multipart 7")}, 0))
 	if err := s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 9}, 0); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("stale advance = %v, want ErrUnavailable", err)
 	}
 	u, err := s.Upload(ctx, "p/a", "u1")
-	if err != nil || u.Size != 5 || string(u.HashState) != "h5" {
+	if err != nil || u.Size != 5 || string(u.HashState) != "h5" || string(u.DriverState) != "multipart 7" {
 		t.Fatalf("Upload = %+v, %v", u, err)
 	}
 	ids, err := s.UploadIDs(ctx)
@@ -372,8 +372,9 @@ func testUploads(t *testing.T, s *store.Store) {
 		t.Fatalf("upload survives commit: %v", err)
 	}
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "p/a", Storage: store.DefaultStorage}, store.UploadLimits{}))
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "old", Size: 1, DriverState: []byte("session uri")}, 0))
 	expired, err := s.ExpireUploads(ctx, time.Now().Add(time.Hour))
-	if err != nil || len(expired) != 1 || expired[0] != (store.EndedUpload{ID: "old", Storage: store.DefaultStorage}) {
+	if err != nil || len(expired) != 1 || expired[0].ID != "old" || expired[0].Storage != store.DefaultStorage || string(expired[0].DriverState) != "session uri" {
 		t.Fatalf("ExpireUploads = %v, %v", expired, err)
 	}
 }

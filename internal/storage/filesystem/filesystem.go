@@ -153,8 +153,8 @@ func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekC
 	return f, nil
 }
 
-// Append implements storage.Ingester.
-func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader) (int64, error) {
+// appendID is Append of upload id.
+func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
 	p, err := d.uploadPath(id)
 	if err != nil {
 		return 0, err
@@ -214,8 +214,8 @@ func (w *flushingWriter) Write(p []byte) (int, error) {
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// ReadUpload implements storage.Ingester.
-func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error) {
+// readUploadID is ReadUpload of upload id.
+func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
 	p, err := d.uploadPath(id)
 	if err != nil {
 		return nil, err
@@ -232,7 +232,7 @@ func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error)
 
 // Commit implements storage.Ingester: fsync the data, check the size,
 // rename into place, fsync the directory.
-func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size int64) error {
+func (d *Driver) commitID(id string, dgst digest.Digest, size int64) error {
 	src, err := d.uploadPath(id)
 	if err != nil {
 		return err
@@ -326,8 +326,8 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// Abort implements storage.Ingester.
-func (d *Driver) Abort(_ context.Context, id string) error {
+// abortID is Abort of upload id.
+func (d *Driver) abortID(id string) error {
 	p, err := d.uploadPath(id)
 	if err != nil {
 		return err
@@ -392,4 +392,26 @@ func (d *Driver) Health(context.Context) error {
 		return fmt.Errorf("blob storage: %w", err)
 	}
 	return nil
+}
+
+// Append implements storage.Ingester. The driver's files hold all it
+// needs: it keeps no state.
+func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
+	n, err := d.appendID(u.ID, offset, r)
+	return n, nil, err
+}
+
+// ReadUpload implements storage.Ingester.
+func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
+	return d.readUploadID(u.ID)
+}
+
+// Commit implements storage.Ingester.
+func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
+	return d.commitID(u.ID, dgst, size)
+}
+
+// Abort implements storage.Ingester.
+func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
+	return d.abortID(u.ID)
 }

@@ -30,7 +30,7 @@ func TestRecoverRemovesUnrecordedUploads(t *testing.T) {
 	}
 	ctx := context.Background()
 	for _, id := range []string{"keep1", "stale1"} {
-		if _, err := d.Append(ctx, id, 0, strings.NewReader("x")); err != nil {
+		if _, _, err := d.Append(ctx, storage.Upload{ID: id}, 0, strings.NewReader("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -59,7 +59,7 @@ func TestRejectsHostileIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range []string{"../etc", "a/b", "", "UPPER", strings.Repeat("a", 200)} {
-		if _, err := d.Append(context.Background(), id, 0, strings.NewReader("x")); err == nil {
+		if _, _, err := d.Append(context.Background(), storage.Upload{ID: id}, 0, strings.NewReader("x")); err == nil {
 			t.Errorf("Append(%q) accepted", id)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 )
 
@@ -31,17 +32,17 @@ func TestFilesArePrivate(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := d.Append(ctx, "open1", 0, strings.NewReader("half an upload")); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "open1"}, 0, strings.NewReader("half an upload")); err != nil {
 		t.Fatal(err)
 	}
 	content := "a whole blob"
-	if _, err := d.Append(ctx, "done1", 0, strings.NewReader(content)); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "done1"}, 0, strings.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Commit(ctx, "done1", digest.FromString(content), int64(len(content))); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "done1"}, digest.FromString(content), int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Commit(ctx, "empty1", digest.FromString(""), 0); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "empty1"}, digest.FromString(""), 0); err != nil {
 		t.Fatal(err)
 	}
 	files := 0

@@ -9,6 +9,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -66,11 +67,11 @@ func pushTiny(t *testing.T, d *Driver, n int) []digest.Digest {
 	for i := range n {
 		content := []byte(fmt.Sprintf("blob %d\n", i))
 		id := fmt.Sprintf("u%d", i)
-		if _, err := d.Append(t.Context(), id, 0, bytes.NewReader(content)); err != nil {
+		if _, _, err := d.Append(t.Context(), storage.Upload{ID: id}, 0, bytes.NewReader(content)); err != nil {
 			t.Fatal(err)
 		}
 		dgst := digest.FromBytes(content)
-		if err := d.Commit(t.Context(), id, dgst, int64(len(content))); err != nil {
+		if err := d.Commit(t.Context(), storage.Upload{ID: id}, dgst, int64(len(content))); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, dgst)

@@ -133,8 +133,8 @@ func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekC
 	return rc, nil
 }
 
-// Append implements storage.Ingester.
-func (d *Driver) Append(_ context.Context, id string, offset int64, r io.Reader) (int64, error) {
+// appendID is Append of upload id.
+func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
 	d.mu.Lock()
 	c := d.uploads[id]
 	if c == nil {
@@ -198,8 +198,8 @@ func (d *Driver) dropLocked(id string, keep bool) {
 	delete(d.uploads, id)
 }
 
-// ReadUpload implements storage.Ingester.
-func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error) {
+// readUploadID is ReadUpload of upload id.
+func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
 	d.mu.RLock()
 	c := d.uploads[id]
 	d.mu.RUnlock()
@@ -213,8 +213,8 @@ func (d *Driver) ReadUpload(_ context.Context, id string) (io.ReadCloser, error)
 	return rc, nil
 }
 
-// Commit implements storage.Ingester.
-func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size int64) error {
+// commitID is Commit of upload id.
+func (d *Driver) commitID(id string, dgst digest.Digest, size int64) error {
 	if err := dgst.Validate(); err != nil {
 		return fmt.Errorf("commit %q: %w: %v", dgst, errdefs.ErrInvalidArgument, err)
 	}
@@ -240,8 +240,8 @@ func (d *Driver) Commit(_ context.Context, id string, dgst digest.Digest, size i
 	return nil
 }
 
-// Abort implements storage.Ingester.
-func (d *Driver) Abort(_ context.Context, id string) error {
+// abortID is Abort of upload id.
+func (d *Driver) abortID(id string) error {
 	d.mu.Lock()
 	c := d.uploads[id]
 	d.dropLocked(id, false)
@@ -296,3 +296,25 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &
 // Health implements storage.HealthChecker: memory is there while the
 // process is.
 func (d *Driver) Health(context.Context) error { return nil }
+
+// Append implements storage.Ingester. The driver's files hold all it
+// needs: it keeps no state.
+func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
+	n, err := d.appendID(u.ID, offset, r)
+	return n, nil, err
+}
+
+// ReadUpload implements storage.Ingester.
+func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
+	return d.readUploadID(u.ID)
+}
+
+// Commit implements storage.Ingester.
+func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
+	return d.commitID(u.ID, dgst, size)
+}
+
+// Abort implements storage.Ingester.
+func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
+	return d.abortID(u.ID)
+}

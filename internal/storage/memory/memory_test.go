@@ -51,7 +51,7 @@ func TestSizeLimit(t *testing.T) {
 	}
 	appendBytes := func(id string, off int64, b []byte) error {
 		t.Helper()
-		_, err := d.Append(ctx, id, off, bytes.NewReader(b))
+		_, _, err := d.Append(ctx, storage.Upload{ID: id}, off, bytes.NewReader(b))
 		return err
 	}
 	a := bytes.Repeat([]byte("a"), 60)
@@ -64,7 +64,7 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(60)
-	if err := d.Commit(ctx, "u1", digest.FromBytes(a), 60); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "u1"}, digest.FromBytes(a), 60); err != nil {
 		t.Fatal(err)
 	}
 	want(60)
@@ -77,14 +77,14 @@ func TestSizeLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	want(90)
-	if err := d.Commit(ctx, "u2", digest.FromBytes(a[:30]), 30); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "u2"}, digest.FromBytes(a[:30]), 30); err != nil {
 		t.Fatal(err)
 	}
 	if err := appendBytes("u3", 0, a[:10]); err != nil {
 		t.Fatal(err)
 	}
 	want(100)
-	if err := d.Abort(ctx, "u3"); err != nil {
+	if err := d.Abort(ctx, storage.Upload{ID: "u3"}); err != nil {
 		t.Fatal(err)
 	}
 	want(90)
@@ -115,7 +115,7 @@ func TestSizeLimitUnderConcurrentAppends(t *testing.T) {
 	var accepted atomic.Int64
 	for i := range 16 {
 		wg.Go(func() {
-			n, _ := d.Append(ctx, fmt.Sprintf("u%d", i), 0, bytes.NewReader(make([]byte, 256<<10)))
+			n, _, _ := d.Append(ctx, storage.Upload{ID: fmt.Sprintf("u%d", i)}, 0, bytes.NewReader(make([]byte, 256<<10)))
 			accepted.Add(n)
 		})
 	}
@@ -140,21 +140,21 @@ func TestSizeLimitRefusedChunkKeepsNothing(t *testing.T) {
 	}
 	d := sd.(*memory.Driver)
 	// 10-byte reads: 100 bytes fit before the refusal.
-	n, err := d.Append(ctx, "u", 0, iotest.OneByteReader(bytes.NewReader(make([]byte, 150))))
+	n, _, err := d.Append(ctx, storage.Upload{ID: "u"}, 0, iotest.OneByteReader(bytes.NewReader(make([]byte, 150))))
 	if !errors.Is(err, syscall.ENOSPC) || n != 0 {
 		t.Fatalf("append past the limit: %d, %v; want 0, ENOSPC", n, err)
 	}
 	if used, _ := d.Usage(); used != 0 {
 		t.Fatalf("usage after a refused chunk: %d, want 0", used)
 	}
-	if _, err := d.Append(ctx, "other", 0, bytes.NewReader(make([]byte, 60))); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "other"}, 0, bytes.NewReader(make([]byte, 60))); err != nil {
 		t.Fatalf("another upload after the refusal: %v", err)
 	}
-	if _, err := d.Append(ctx, "u", 0, bytes.NewReader(make([]byte, 30))); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "u"}, 0, bytes.NewReader(make([]byte, 30))); err != nil {
 		t.Fatal(err)
 	}
 	// Rewriting the same 30 bytes (unrecorded) costs nothing more.
-	if _, err := d.Append(ctx, "u", 0, bytes.NewReader(make([]byte, 40))); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "u"}, 0, bytes.NewReader(make([]byte, 40))); err != nil {
 		t.Fatalf("a retry at the same offset: %v", err)
 	}
 	if used, _ := d.Usage(); used != 100 {

@@ -32,11 +32,11 @@ func TestMemfdContent(t *testing.T) {
 	}
 	ctx := t.Context()
 	content := []byte("read while deleted")
-	if _, err := d.Append(ctx, "u1", 0, bytes.NewReader(content)); err != nil {
+	if _, _, err := d.Append(ctx, storage.Upload{ID: "u1"}, 0, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
 	dgst := digest.FromBytes(content)
-	if err := d.Commit(ctx, "u1", dgst, int64(len(content))); err != nil {
+	if err := d.Commit(ctx, storage.Upload{ID: "u1"}, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
 	rc, err := d.OpenSeeker(ctx, dgst)

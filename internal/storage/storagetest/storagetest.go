@@ -71,12 +71,12 @@ func newID() string {
 func ingest(t *testing.T, d storage.Driver, content []byte) digest.Digest {
 	t.Helper()
 	ctx := context.Background()
-	id := newID()
-	if n, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil || n != int64(len(content)) {
+	up := newSession(d)
+	if n, err := up.append(ctx, 0, bytes.NewReader(content)); err != nil || n != int64(len(content)) {
 		t.Fatalf("Append = %d, %v; want %d, nil", n, err, len(content))
 	}
 	dgst := digest.FromBytes(content)
-	if err := d.Commit(ctx, id, dgst, int64(len(content))); err != nil {
+	if err := up.commit(ctx, dgst, int64(len(content))); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
 	return dgst
@@ -107,17 +107,17 @@ func testAppendCommitOpen(t *testing.T, d storage.Driver) {
 func testChunkedAppend(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	content := randomBytes(t, 100_000)
-	id := newID()
+	up := newSession(d)
 	var off int64
 	for _, end := range []int{1, 4096, 50_000, 100_000} {
-		n, err := d.Append(ctx, id, off, bytes.NewReader(content[off:end]))
+		n, err := up.append(ctx, off, bytes.NewReader(content[off:end]))
 		if err != nil {
 			t.Fatalf("Append at %d: %v", off, err)
 		}
 		off += n
 	}
 	dgst := digest.FromBytes(content)
-	if err := d.Commit(ctx, id, dgst, off); err != nil {
+	if err := up.commit(ctx, dgst, off); err != nil {
 		t.Fatal(err)
 	}
 	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
@@ -127,11 +127,11 @@ func testChunkedAppend(t *testing.T, d storage.Driver) {
 
 func testAppendAtWrongOffset(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
-	if _, err := d.Append(ctx, id, 0, strings.NewReader("abc")); err != nil {
+	up := newSession(d)
+	if _, err := up.append(ctx, 0, strings.NewReader("abc")); err != nil {
 		t.Fatal(err)
 	}
-	_, err := d.Append(ctx, id, 10, strings.NewReader("def"))
+	_, err := up.append(ctx, 10, strings.NewReader("def"))
 	if !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("Append past the end = %v, want ErrInvalidArgument", err)
 	}
@@ -139,17 +139,17 @@ func testAppendAtWrongOffset(t *testing.T, d storage.Driver) {
 
 func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
-	if _, err := d.Append(ctx, id, 0, strings.NewReader("hello, garbage")); err != nil {
+	up := newSession(d)
+	if _, err := up.append(ctx, 0, strings.NewReader("hello, garbage")); err != nil {
 		t.Fatal(err)
 	}
 	// The caller recorded only 7 bytes (say it crashed after the write).
-	if _, err := d.Append(ctx, id, 7, strings.NewReader("world")); err != nil {
+	if _, err := up.append(ctx, 7, strings.NewReader("world")); err != nil {
 		t.Fatal(err)
 	}
 	want := []byte("hello, world")
 	dgst := digest.FromBytes(want)
-	if err := d.Commit(ctx, id, dgst, int64(len(want))); err != nil {
+	if err := up.commit(ctx, dgst, int64(len(want))); err != nil {
 		t.Fatal(err)
 	}
 	if got := readBlob(t, d, dgst); !bytes.Equal(got, want) {
@@ -159,19 +159,19 @@ func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
 
 func testCommitChecksSize(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
+	up := newSession(d)
 	content := []byte("twelve bytes")
-	if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+	if _, err := up.append(ctx, 0, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
 	dgst := digest.FromBytes(content)
-	if err := d.Commit(ctx, id, dgst, 13); !errors.Is(err, errdefs.ErrSizeMismatch) {
+	if err := up.commit(ctx, dgst, 13); !errors.Is(err, errdefs.ErrSizeMismatch) {
 		t.Fatalf("Commit with wrong size = %v, want ErrSizeMismatch", err)
 	}
 	if _, err := d.Open(ctx, dgst, 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("blob visible after failed commit: %v", err)
 	}
-	if err := d.Commit(ctx, id, dgst, 12); err != nil {
+	if err := up.commit(ctx, dgst, 12); err != nil {
 		t.Fatalf("upload unusable after a failed commit: %v", err)
 	}
 }
@@ -194,13 +194,13 @@ func testCommitExistingContent(t *testing.T, d storage.Driver) {
 func testCommitAgainAfterPublish(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	content := randomBytes(t, 4096)
-	id := newID()
-	if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+	up := newSession(d)
+	if _, err := up.append(ctx, 0, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
 	dgst := digest.FromBytes(content)
 	for i := range 2 {
-		if err := d.Commit(ctx, id, dgst, int64(len(content))); err != nil {
+		if err := up.commit(ctx, dgst, int64(len(content))); err != nil {
 			t.Fatalf("commit %d: %v", i+1, err)
 		}
 	}
@@ -211,9 +211,9 @@ func testCommitAgainAfterPublish(t *testing.T, d storage.Driver) {
 
 func testEmptyBlob(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
+	up := newSession(d)
 	dgst := digest.FromBytes(nil)
-	if err := d.Commit(ctx, id, dgst, 0); err != nil {
+	if err := up.commit(ctx, dgst, 0); err != nil {
 		t.Fatalf("commit empty upload without Append: %v", err)
 	}
 	if got := readBlob(t, d, dgst); len(got) != 0 {
@@ -223,8 +223,8 @@ func testEmptyBlob(t *testing.T, d storage.Driver) {
 
 func testReadUpload(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
-	rc, err := d.ReadUpload(ctx, id)
+	up := newSession(d)
+	rc, err := up.read(ctx)
 	if err != nil {
 		t.Fatalf("ReadUpload of a fresh id: %v", err)
 	}
@@ -232,10 +232,10 @@ func testReadUpload(t *testing.T, d storage.Driver) {
 		t.Fatalf("fresh upload has %d bytes", len(b))
 	}
 	rc.Close()
-	if _, err := d.Append(ctx, id, 0, strings.NewReader("partial")); err != nil {
+	if _, err := up.append(ctx, 0, strings.NewReader("partial")); err != nil {
 		t.Fatal(err)
 	}
-	rc, err = d.ReadUpload(ctx, id)
+	rc, err = up.read(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,17 +247,17 @@ func testReadUpload(t *testing.T, d storage.Driver) {
 
 func testAbort(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	id := newID()
-	if _, err := d.Append(ctx, id, 0, strings.NewReader("doomed")); err != nil {
+	up := newSession(d)
+	if _, err := up.append(ctx, 0, strings.NewReader("doomed")); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Abort(ctx, id); err != nil {
+	if err := up.abort(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Abort(ctx, id); err != nil {
+	if err := up.abort(ctx); err != nil {
 		t.Fatalf("second Abort: %v", err)
 	}
-	if err := d.Commit(ctx, id, digest.FromString("doomed"), 6); !errors.Is(err, errdefs.ErrSizeMismatch) {
+	if err := up.commit(ctx, digest.FromString("doomed"), 6); !errors.Is(err, errdefs.ErrSizeMismatch) {
 		t.Fatalf("Commit after Abort = %v, want ErrSizeMismatch (upload is empty)", err)
 	}
 }
@@ -290,12 +290,12 @@ func testConcurrentCommits(t *testing.T, d storage.Driver) {
 		go func() {
 			defer wg.Done()
 			ctx := context.Background()
-			id := newID()
-			if _, err := d.Append(ctx, id, 0, bytes.NewReader(content)); err != nil {
+			up := newSession(d)
+			if _, err := up.append(ctx, 0, bytes.NewReader(content)); err != nil {
 				t.Error(err)
 				return
 			}
-			if err := d.Commit(ctx, id, digest.FromBytes(content), int64(len(content))); err != nil {
+			if err := up.commit(ctx, digest.FromBytes(content), int64(len(content))); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -392,10 +392,10 @@ func testRanges(t *testing.T, d storage.Driver) {
 func testLargeContent(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	content := randomBytes(t, 5<<20+321)
-	id := newID()
+	up := newSession(d)
 	var off int64
 	for _, end := range []int{7, 70_000, 1 << 20, 3<<20 + 5} {
-		n, err := d.Append(ctx, id, off, bytes.NewReader(content[off:end]))
+		n, err := up.append(ctx, off, bytes.NewReader(content[off:end]))
 		if err != nil {
 			t.Fatalf("Append at %d: %v", off, err)
 		}
@@ -403,11 +403,11 @@ func testLargeContent(t *testing.T, d storage.Driver) {
 	}
 	// Bytes past what the caller recorded (1 MiB + 11) are replaced.
 	off = 1<<20 + 11
-	if _, err := d.Append(ctx, id, off, bytes.NewReader(content[off:])); err != nil {
+	if _, err := up.append(ctx, off, bytes.NewReader(content[off:])); err != nil {
 		t.Fatal(err)
 	}
 	dgst := digest.FromBytes(content)
-	if err := d.Commit(ctx, id, dgst, int64(len(content))); err != nil {
+	if err := up.commit(ctx, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
 	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
@@ -452,3 +452,30 @@ func testHealth(t *testing.T, d storage.Driver) {
 		t.Fatalf("the blob after a health check: %q", got)
 	}
 }
+
+// session drives one upload as the registry does: it keeps the state
+// each Append returns and passes it back with every later call.
+type session struct {
+	d storage.Driver
+	u storage.Upload
+}
+
+func newSession(d storage.Driver) *session {
+	return &session{d: d, u: storage.Upload{ID: newID()}}
+}
+
+func (s *session) append(ctx context.Context, offset int64, r io.Reader) (int64, error) {
+	n, state, err := s.d.Append(ctx, s.u, offset, r)
+	if err == nil || n > 0 {
+		s.u.State = state
+	}
+	return n, err
+}
+
+func (s *session) commit(ctx context.Context, dgst digest.Digest, size int64) error {
+	return s.d.Commit(ctx, s.u, dgst, size)
+}
+
+func (s *session) abort(ctx context.Context) error { return s.d.Abort(ctx, s.u) }
+
+func (s *session) read(ctx context.Context) (io.ReadCloser, error) { return s.d.ReadUpload(ctx, s.u) }
