@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"path"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -38,7 +37,10 @@ type BlobIndex interface {
 type UploadSessions interface {
 	CreateUpload(ctx context.Context, u store.Upload, limits store.UploadLimits) error
 	Upload(ctx context.Context, repo, id string) (store.Upload, error)
-	AdvanceUpload(ctx context.Context, u store.Upload, from int64) error
+	AcquireUpload(ctx context.Context, repo, id, holder string, until time.Time) (store.Upload, error)
+	RenewUpload(ctx context.Context, id, holder string, until time.Time) error
+	ReleaseUpload(ctx context.Context, id, holder string) error
+	AdvanceUpload(ctx context.Context, u store.Upload, from int64, release bool) error
 	CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error
 	DeleteUpload(ctx context.Context, id string) error
 }
@@ -109,10 +111,12 @@ type Registry struct {
 	maxManifest int64
 	allowSparse bool
 	mux         *http.ServeMux
-	busy        busySet
-	authz       auth.Authorizer
-	projects    Projects
-	tokenRealm  string
+	// leaseTTL is how long a writer lease of an upload session lasts
+	// without renewal.
+	leaseTTL   time.Duration
+	authz      auth.Authorizer
+	projects   Projects
+	tokenRealm string
 	// uploadLimits cap open upload sessions.
 	uploadLimits store.UploadLimits
 }
@@ -128,7 +132,7 @@ func New(opts Options) *Registry {
 		log:          opts.Logger,
 		maxManifest:  opts.MaxManifestBytes,
 		allowSparse:  opts.AllowSparse,
-		busy:         busySet{m: map[string]time.Time{}},
+		leaseTTL:     leaseTTL,
 		authz:        opts.Authorizer,
 		projects:     opts.Projects,
 		tokenRealm:   opts.TokenRealm,
@@ -322,29 +326,6 @@ func (r *Registry) base(w http.ResponseWriter, _ *http.Request, _ string) error 
 	w.Header().Set("Content-Length", "2")
 	_, _ = w.Write([]byte("{}")) // after the header a failed write is the client's hang-up
 	return nil
-}
-
-// busySet is a per-upload try-lock: a second request on the same upload
-// is refused at once instead of interleaving its bytes with the first.
-type busySet struct {
-	mu sync.Mutex
-	m  map[string]time.Time
-}
-
-func (b *busySet) acquire(id string) (release func(), err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if since, held := b.m[id]; held {
-		return nil, &Error{Code: codeUnavailable, Header: http.Header{"Retry-After": {"1"}},
-			Message: "upload " + id + " is being written by another request (for " +
-				time.Since(since).Round(time.Millisecond).String() + "); retry when it ends"}
-	}
-	b.m[id] = time.Now()
-	return func() {
-		b.mu.Lock()
-		delete(b.m, id)
-		b.mu.Unlock()
-	}, nil
 }
 
 // storageOf is the blob storage of a request: the one in effect when it

@@ -76,9 +76,24 @@ func (t timedMetadata) Upload(ctx context.Context, repo, id string) (store.Uploa
 	return t.Metadata.Upload(ctx, repo, id)
 }
 
-func (t timedMetadata) AdvanceUpload(ctx context.Context, u store.Upload, from int64) error {
+func (t timedMetadata) AdvanceUpload(ctx context.Context, u store.Upload, from int64, release bool) error {
 	defer t.start(ctx, "AdvanceUpload").stop()
-	return t.Metadata.AdvanceUpload(ctx, u, from)
+	return t.Metadata.AdvanceUpload(ctx, u, from, release)
+}
+
+func (t timedMetadata) AcquireUpload(ctx context.Context, repo, id, holder string, until time.Time) (store.Upload, error) {
+	defer t.start(ctx, "AcquireUpload").stop()
+	return t.Metadata.AcquireUpload(ctx, repo, id, holder, until)
+}
+
+func (t timedMetadata) RenewUpload(ctx context.Context, id, holder string, until time.Time) error {
+	defer t.start(ctx, "RenewUpload").stop()
+	return t.Metadata.RenewUpload(ctx, id, holder, until)
+}
+
+func (t timedMetadata) ReleaseUpload(ctx context.Context, id, holder string) error {
+	defer t.start(ctx, "ReleaseUpload").stop()
+	return t.Metadata.ReleaseUpload(ctx, id, holder)
 }
 
 func (t timedMetadata) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {

@@ -267,28 +267,23 @@ func rangeHeader(size int64) string {
 // session loads upload id of repo and locks it for this request. It
 // returns the driver the session's bytes are in: the storage in effect,
 // since a session of another storage ends here (endStaleSession).
-func (r *Registry) session(req *http.Request, repo string) (store.Upload, storage.Driver, func(), error) {
+func (r *Registry) session(req *http.Request, repo string) (store.Upload, storage.Driver, *lease, error) {
 	id := req.PathValue("id")
 	if err := checkSessionLocation(req, repo, id); err != nil {
 		return store.Upload{}, nil, nil, err
 	}
-	release, err := r.busy.acquire(id)
+	ctx := req.Context()
+	u, l, err := r.acquireSession(ctx, repo, id)
 	if err != nil {
 		return store.Upload{}, nil, nil, err
-	}
-	ctx := req.Context()
-	u, err := r.meta.Upload(ctx, repo, id)
-	if err != nil {
-		release()
-		return store.Upload{}, nil, nil, fromClass(err, codeBlobUploadUnknown, "upload "+id)
 	}
 	st := r.storageOf(ctx)
 	if u.Storage != st.ID {
 		r.endStaleSession(ctx, u, st)
-		release()
+		l.release(ctx)
 		return store.Upload{}, nil, nil, staleSession(id)
 	}
-	return u, st.Driver, release, nil
+	return u, st.Driver, l, nil
 }
 
 // staleSession is the answer about a session whose bytes are in a storage
@@ -322,21 +317,21 @@ func (r *Registry) endStaleSession(ctx context.Context, u store.Upload, now sett
 
 // writableSession is session with the running hash of the bytes so far,
 // checked when they were written before the machine restarted.
-func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, storage.Driver, hash.Hash, func(), error) {
-	u, d, release, err := r.session(req, repo)
+func (r *Registry) writableSession(req *http.Request, repo string) (store.Upload, storage.Driver, hash.Hash, *lease, error) {
+	u, d, l, err := r.session(req, repo)
 	if err != nil {
 		return store.Upload{}, nil, nil, nil, err
 	}
 	if err := r.verifySession(req.Context(), d, &u); err != nil {
-		release()
+		l.release(req.Context())
 		return store.Upload{}, nil, nil, nil, err
 	}
 	h, err := runningHash(u)
 	if err != nil {
-		release()
+		l.release(req.Context())
 		return store.Upload{}, nil, nil, nil, err
 	}
-	return u, d, h, release, nil
+	return u, d, h, l, nil
 }
 
 // runningHash restores the sha256 of the bytes an upload has received.
@@ -355,11 +350,12 @@ func runningHash(u store.Upload) (hash.Hash, error) {
 }
 
 // appendChunk writes a request body to the session (in driver d),
-// honouring its Content-Range, and moves u and h past it. It records the new size and
-// hash state when record is set; a caller about to commit the blob skips
+// honouring its Content-Range, and moves u and h past it. With a lease
+// (the request's, which the record gives back) it records the new size and
+// hash state; a caller about to commit the blob passes none and skips
 // that write (the commit ends the session) — until then the driver drops
 // the unrecorded bytes on the next Append, as after a crash.
-func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver, u *store.Upload, h hash.Hash, record bool) error {
+func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver, u *store.Upload, h hash.Hash, record *lease) error {
 	ctx := req.Context()
 	body := io.Reader(req.Body)
 	want := int64(-1)
@@ -394,7 +390,7 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 		// them and the client can resume where it stopped. Its context may
 		// be cancelled already: the bookkeeping must still happen.
 		if n > 0 {
-			if aerr := r.advance(context.WithoutCancel(ctx), d, u, h, n, state); aerr != nil {
+			if aerr := r.advance(context.WithoutCancel(ctx), d, u, h, n, state, record); aerr != nil {
 				return aerr
 			}
 		}
@@ -417,12 +413,12 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 	if want >= 0 && n != want {
 		return newError(codeBlobUploadInvalid, "chunk has %d bytes, expected %d; resume from %d", n, want, u.Size)
 	}
-	if !record {
+	if record == nil {
 		u.Size += n
 		u.DriverState = state
 		return nil
 	}
-	return r.advance(ctx, d, u, h, n, state)
+	return r.advance(ctx, d, u, h, n, state, record)
 }
 
 // driverUpload is session u as its driver knows it.
@@ -433,14 +429,15 @@ func driverUpload(u store.Upload) storage.Upload {
 // advance records that upload u, in driver d, grew by n bytes whose
 // running hash is h, after which the driver's state of it is state: in
 // one step, so that the size recorded and what the driver needs to go on
-// from it never disagree.
-func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Upload, h hash.Hash, n int64, state []byte) error {
+// from it never disagree. With giveBack (the request's lease), the same
+// step gives the writer lease back: the request writes no more.
+func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Upload, h hash.Hash, n int64, state []byte, giveBack *lease) error {
 	hashState, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return fmt.Errorf("save hash of upload %s: %w", u.ID, err)
 	}
-	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: hashState, Epoch: epoch(d), DriverState: state}
-	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
+	next := store.Upload{ID: u.ID, Size: u.Size + n, HashState: hashState, Epoch: epoch(d), DriverState: state, Lease: u.Lease}
+	if err := r.meta.AdvanceUpload(ctx, next, u.Size, giveBack != nil); err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The session ended while its bytes arrived (cancelled,
 			// expired, its project deleted): nothing will discard them but
@@ -450,6 +447,9 @@ func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Uploa
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
 	u.Size, u.HashState, u.Epoch, u.DriverState = next.Size, next.HashState, next.Epoch, next.DriverState
+	if giveBack != nil {
+		giveBack.given = true
+	}
 	return nil
 }
 
@@ -494,7 +494,7 @@ func (r *Registry) verifySession(ctx context.Context, d storage.Driver, u *store
 	}
 	next := *u
 	next.Epoch = current
-	if err := r.meta.AdvanceUpload(ctx, next, u.Size); err != nil {
+	if err := r.meta.AdvanceUpload(ctx, next, u.Size, false); err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
 	u.Epoch = current
@@ -529,12 +529,12 @@ func (r *Registry) abortSession(ctx context.Context, d storage.Driver, up storag
 
 // patchUpload serves PATCH /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, d, h, release, err := r.writableSession(req, repo)
+	u, d, h, l, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
-	defer release()
-	if err := r.appendChunk(req, repo, d, &u, h, true); err != nil {
+	defer l.release(req.Context())
+	if err := r.appendChunk(req, repo, d, &u, h, l); err != nil {
 		return err
 	}
 	writeUploadHeaders(req.Context(), w, repo, u)
@@ -550,13 +550,13 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
 	}
-	u, d, h, release, err := r.writableSession(req, repo)
+	u, d, h, l, err := r.writableSession(req, repo)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer l.release(req.Context())
 	if req.ContentLength != 0 {
-		if err := r.appendChunk(req, repo, d, &u, h, false); err != nil {
+		if err := r.appendChunk(req, repo, d, &u, h, nil); err != nil {
 			return err
 		}
 	}
@@ -574,6 +574,7 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err := r.commitBlob(ctx, r.storageOf(ctx), repo, driverUpload(u), dgst, u.Size, true); err != nil {
 		return err
 	}
+	l.given = true // the session, and its lease with it, ended
 	return blobCreated(w, repo, dgst)
 }
 
@@ -612,12 +613,13 @@ func (r *Registry) uploadStatus(w http.ResponseWriter, req *http.Request, repo s
 
 // cancelUpload serves DELETE /v2/<name>/blobs/uploads/<id>.
 func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo string) error {
-	u, d, release, err := r.session(req, repo)
+	u, d, l, err := r.session(req, repo)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer l.release(req.Context())
 	r.abortSession(req.Context(), d, driverUpload(u))
+	l.given = true // the session, and its lease with it, ended
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

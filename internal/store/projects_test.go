@@ -275,7 +275,7 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-teamb", Repository: "team-b/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
-	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u-team", Size: 5, DriverState: []byte("part 1")}, 0))
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u-team", Size: 5, DriverState: []byte("part 1")}, 0, false))
 	gone, err := s.DeleteProjectAndRepositories(ctx, "team")
 	must(t, err)
 	if len(gone.Uploads) != 1 || gone.Uploads[0].ID != "u-team" || gone.Uploads[0].Storage != store.DefaultStorage || string(gone.Uploads[0].DriverState) != "part 1" {

@@ -181,8 +181,12 @@ type Upload struct {
 	// DriverState is what the blob driver keeps about the session between
 	// requests (storage.Upload.State), as of Size.
 	DriverState []byte
-	Created     time.Time
-	Updated     time.Time
+	// Lease is the holder of the session's writer lease that writes this
+	// record (AdvanceUpload): a writer whose lease lapsed and passed to
+	// another cannot move the session any more.
+	Lease   string
+	Created time.Time
+	Updated time.Time
 }
 
 // MissingReferenceError reports a manifest that references content the

@@ -28,7 +28,7 @@ func BenchmarkAdvanceUpload(b *testing.B) {
 	}
 	state := make([]byte, 108)
 	for i := int64(0); b.Loop(); i++ {
-		if err := s.AdvanceUpload(ctx, store.Upload{ID: "u", Size: i + 1, HashState: state}, i); err != nil {
+		if err := s.AdvanceUpload(ctx, store.Upload{ID: "u", Size: i + 1, HashState: state}, i, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -81,6 +81,7 @@ func runSuite(t *testing.T, open func(*testing.T) *store.Store) {
 		"Pagination":          testPagination,
 		"Referrers":           testReferrers,
 		"Uploads":             testUploads,
+		"UploadLeases":        testUploadLeases,
 		"UploadLimits":        testUploadLimits,
 		"Events":              testEvents,
 		"ConcurrentTagPushes": testConcurrentTagPushes,
@@ -354,8 +355,8 @@ func testUploads(t *testing.T, s *store.Store) {
 	if _, err := s.Upload(ctx, "p/b", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("upload visible from another repository: %v", err)
 	}
-	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 5, HashState: []byte("h5"), DriverState: []byte("multipart 7")}, 0))
-	if err := s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 9}, 0); !errors.Is(err, errdefs.ErrUnavailable) {
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 5, HashState: []byte("h5"), DriverState: []byte("multipart 7")}, 0, false))
+	if err := s.AdvanceUpload(ctx, store.Upload{ID: "u1", Size: 9}, 0, false); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("stale advance = %v, want ErrUnavailable", err)
 	}
 	u, err := s.Upload(ctx, "p/a", "u1")
@@ -372,7 +373,7 @@ func testUploads(t *testing.T, s *store.Store) {
 		t.Fatalf("upload survives commit: %v", err)
 	}
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "p/a", Storage: store.DefaultStorage}, store.UploadLimits{}))
-	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "old", Size: 1, DriverState: []byte("session uri")}, 0))
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "old", Size: 1, DriverState: []byte("session uri")}, 0, false))
 	expired, err := s.ExpireUploads(ctx, time.Now().Add(time.Hour))
 	if err != nil || len(expired) != 1 || expired[0].ID != "old" || expired[0].Storage != store.DefaultStorage || string(expired[0].DriverState) != "session uri" {
 		t.Fatalf("ExpireUploads = %v, %v", expired, err)
@@ -458,5 +459,60 @@ func testConcurrentTagPushes(t *testing.T, s *store.Store) {
 	must(t, err)
 	if len(h) != len(ms) || h[0].Digest != got.Digest {
 		t.Fatalf("history has %d entries (want %d), head %s, tag resolves to %s", len(h), len(ms), h[0].Digest, got.Digest)
+	}
+}
+
+// One writer holds a session's lease at a time: another is refused with
+// how long it has been held, until the holder advances with release, gives
+// it back, or lets it lapse; a writer whose lease passed to another cannot
+// move the session.
+func testUploadLeases(t *testing.T, s *store.Store) {
+	ctx := context.Background()
+	must(t, s.CreateUpload(ctx, store.Upload{ID: "l1", Repository: "p/a", Storage: store.DefaultStorage}, store.UploadLimits{}))
+	soon := time.Now().Add(time.Minute)
+	u, err := s.AcquireUpload(ctx, "p/a", "l1", "A", soon)
+	if err != nil || u.Lease != "A" || u.Repository != "p/a" || u.Storage != store.DefaultStorage {
+		t.Fatalf("acquire: %+v, %v", u, err)
+	}
+	var held *store.LeaseHeldError
+	if _, err := s.AcquireUpload(ctx, "p/a", "l1", "B", soon); !errors.As(err, &held) || !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("a second writer: %v, want LeaseHeldError", err)
+	}
+	if _, err := s.AcquireUpload(ctx, "p/other", "l1", "B", soon); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("through another repository: %v, want not found", err)
+	}
+	if _, err := s.AcquireUpload(ctx, "p/a", "nope", "B", soon); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("an unknown session: %v, want not found", err)
+	}
+	// Advance and give back in one step; then B may write.
+	must(t, s.AdvanceUpload(ctx, store.Upload{ID: "l1", Size: 3, Lease: "A"}, 0, true))
+	if _, err := s.AcquireUpload(ctx, "p/a", "l1", "B", soon); err != nil {
+		t.Fatalf("after A gave it back: %v", err)
+	}
+	if err := s.AdvanceUpload(ctx, store.Upload{ID: "l1", Size: 6, Lease: "A"}, 3, false); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("A advancing without the lease: %v, want ErrUnavailable", err)
+	}
+	if err := s.RenewUpload(ctx, "l1", "A", soon); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("A renewing B's lease: %v", err)
+	}
+	must(t, s.RenewUpload(ctx, "l1", "B", soon))
+	must(t, s.ReleaseUpload(ctx, "l1", "A")) // not A's: nothing happens
+	if _, err := s.AcquireUpload(ctx, "p/a", "l1", "C", soon); !errors.As(err, &held) {
+		t.Fatalf("a release by a non-holder freed the lease: %v", err)
+	}
+	must(t, s.ReleaseUpload(ctx, "l1", "B"))
+	// A lease its holder never gives back lapses.
+	if _, err := s.AcquireUpload(ctx, "p/a", "l1", "C", time.Now().Add(-time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := s.AcquireUpload(ctx, "p/a", "l1", "D", soon); err != nil || u.Size != 3 {
+		t.Fatalf("after C's lease lapsed: %+v, %v", u, err)
+	}
+	// At the start of the only process using the store, all go.
+	if n, err := s.ReleaseUploadLeases(ctx); err != nil || n != 1 {
+		t.Fatalf("ReleaseUploadLeases = %d, %v; want 1", n, err)
+	}
+	if _, err := s.AcquireUpload(ctx, "p/a", "l1", "E", soon); err != nil {
+		t.Fatalf("after all leases were released: %v", err)
 	}
 }
