@@ -16,16 +16,15 @@ import (
 // session stays locked after the process writing to it died.
 const leaseTTL = 30 * time.Second
 
-// lease is a request's writer lease of an upload session, kept in the
+// lease is a request's writer lease of an upload session, kept by the
 // store so that one request writes to a session at a time, whichever
 // instance it reached. The request that takes it owns it: release stops
-// its renewal and gives it back, unless the session's last record gave it
-// back already (given).
+// its renewal and gives it back (again, when the session's last record
+// gave it back already: the store forgets it either way).
 type lease struct {
 	r          *Registry
 	id, holder string
 	stop, done chan struct{}
-	given      bool
 }
 
 // acquireSession takes the writer lease of session id of repo and returns
@@ -70,9 +69,6 @@ func (l *lease) renew(ctx context.Context) {
 func (l *lease) release(ctx context.Context) {
 	close(l.stop)
 	<-l.done
-	if l.given {
-		return
-	}
 	if err := l.r.meta.ReleaseUpload(context.WithoutCancel(ctx), l.id, l.holder); err != nil {
 		l.r.log.WarnContext(ctx, "release the writer lease of an upload", "id", l.id, "err", err)
 	}

@@ -447,9 +447,6 @@ func (r *Registry) advance(ctx context.Context, d storage.Driver, u *store.Uploa
 		return fromClass(err, codeBlobUploadUnknown, "upload "+u.ID)
 	}
 	u.Size, u.HashState, u.Epoch, u.DriverState = next.Size, next.HashState, next.Epoch, next.DriverState
-	if giveBack != nil {
-		giveBack.given = true
-	}
 	return nil
 }
 
@@ -574,7 +571,6 @@ func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo s
 	if err := r.commitBlob(ctx, r.storageOf(ctx), repo, driverUpload(u), dgst, u.Size, true); err != nil {
 		return err
 	}
-	l.given = true // the session, and its lease with it, ended
 	return blobCreated(w, repo, dgst)
 }
 
@@ -619,7 +615,6 @@ func (r *Registry) cancelUpload(w http.ResponseWriter, req *http.Request, repo s
 	}
 	defer l.release(req.Context())
 	r.abortSession(req.Context(), d, driverUpload(u))
-	l.given = true // the session, and its lease with it, ended
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusNoContent)
 	return nil

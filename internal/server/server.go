@@ -248,13 +248,6 @@ func Run(ctx context.Context, cfg Config) error {
 	} else if n > 0 {
 		log.Info("forgot the instances of earlier runs", "count", n)
 	}
-	// Likewise the writer leases of upload sessions: their holders died
-	// with the processes, and their clients may resume at once.
-	if n, err := meta.ReleaseUploadLeases(ctx); err != nil {
-		return err
-	} else if n > 0 {
-		log.Info("released the upload writer leases of earlier runs", "count", n)
-	}
 	// The listener and the CA come first: the operator names the port in
 	// the routes' hosts and issues their certificates.
 	ln, err := net.Listen("tcp", cfg.Listen)

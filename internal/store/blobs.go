@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -263,20 +264,19 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 
 // AdvanceUpload records that session id grew from size from to u.Size with
 // hash state u.HashState and driver state u.DriverState, written in epoch
-// u.Epoch, by the holder of its writer lease u.Lease; with release, the
-// lease is given back in the same step. It fails with
-// errdefs.ErrUnavailable if the session is no longer at from, or the
-// lease is no longer u.Lease's (it lapsed, and another writer took it).
+// u.Epoch, by the holder of its writer lease u.Lease ("": a session no one
+// holds); with release, the lease is given back once the record is made.
+// It fails with errdefs.ErrUnavailable if the session is no longer at
+// from, or the lease is no longer u.Lease's (it lapsed, and another
+// writer took it).
 func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64, release bool) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		lease := `lease_holder`
-		if release {
-			lease = `''`
-		}
+	if !s.leases.holds(u.ID, u.Lease, s.now()) {
+		return fmt.Errorf("upload %s: its writer lease passed to another writer: %w", u.ID, errdefs.ErrUnavailable)
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
-			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, driver_state = ?, updated_at = ?, lease_holder = `+lease+
-				` WHERE id = ? AND size = ? AND lease_holder = ?`,
-			u.Size, u.HashState, u.Epoch, u.DriverState, s.micros(), u.ID, from, u.Lease)
+			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, driver_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
+			u.Size, u.HashState, u.Epoch, u.DriverState, s.micros(), u.ID, from)
 		if err != nil {
 			return fmt.Errorf("advance upload %s: %w", u.ID, err)
 		}
@@ -285,10 +285,14 @@ func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64, release
 			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM uploads WHERE id = ?`, u.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
 				return fmt.Errorf("upload %s ended (expired or cancelled): %w", u.ID, errdefs.ErrNotFound)
 			}
-			return fmt.Errorf("upload %s moved on from %d, or its writer lease passed to another writer: %w", u.ID, from, errdefs.ErrUnavailable)
+			return fmt.Errorf("upload %s moved on from %d: %w", u.ID, from, errdefs.ErrUnavailable)
 		}
 		return nil
 	})
+	if err == nil && release {
+		s.leases.release(u.ID, u.Lease)
+	}
+	return err
 }
 
 // LeaseHeldError says another writer holds an upload session's lease.
@@ -305,80 +309,102 @@ func (e *LeaseHeldError) Unwrap() error { return errdefs.ErrUnavailable }
 
 // AcquireUpload takes the writer lease of session id of repo for holder
 // until until, and returns the session: one request writes to a session
-// at a time, on any instance. A session of another repository is
-// errdefs.ErrNotFound like one that never existed; a lease another holder
-// has, not lapsed, is a *LeaseHeldError.
+// at a time. A session of another repository is errdefs.ErrNotFound like
+// one that never existed; a lease another holder has, not lapsed, is a
+// *LeaseHeldError.
+//
+// The SQLite store is one process's (the data directory's lock), so its
+// leases are that process's memory: taking one writes nothing to disk,
+// and a process that dies takes its leases with it. A store that
+// instances share keeps them in its rows instead.
 func (s *Store) AcquireUpload(ctx context.Context, repo, id, holder string, until time.Time) (Upload, error) {
-	u := Upload{ID: id, Lease: holder}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		now := s.micros()
-		var created, updated int64
-		err := tx.QueryRowContext(ctx,
-			`UPDATE uploads SET lease_holder = ?, lease_since = ?, lease_until = ?
-			 WHERE id = ? AND repository = ? AND (lease_holder = '' OR lease_until < ?)
-			 RETURNING owner, storage, size, hash_state, epoch, driver_state, created_at, updated_at`,
-			holder, now, until.UnixMicro(), id, repo, now).
-			Scan(&u.Owner, &u.Storage, &u.Size, &u.HashState, &u.Epoch, &u.DriverState, &created, &updated)
-		if err == nil {
-			u.Repository = repo
-			u.Created, u.Updated = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
-			return nil
+	if err := s.leases.acquire(id, holder, s.now(), until); err != nil {
+		// Held, but said so only of a session of repo: another
+		// repository's is one that never existed.
+		if _, rerr := s.Upload(ctx, repo, id); rerr != nil {
+			return Upload{}, rerr
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("lease upload %s: %w", id, err)
-		}
-		var since int64
-		switch err := tx.QueryRowContext(ctx, `SELECT lease_since FROM uploads WHERE id = ? AND repository = ?`, id, repo).Scan(&since); {
-		case errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("upload %s in %s: %w", id, repo, errdefs.ErrNotFound)
-		case err != nil:
-			return fmt.Errorf("lease upload %s: %w", id, err)
-		}
-		return &LeaseHeldError{ID: id, Since: time.UnixMicro(since)}
-	})
-	return u, err
+		return Upload{}, err
+	}
+	u, err := s.Upload(ctx, repo, id)
+	if err != nil {
+		s.leases.release(id, holder)
+		return Upload{}, err
+	}
+	u.Lease = holder
+	return u, nil
 }
 
 // RenewUpload extends holder's lease of session id to until; it fails
 // with errdefs.ErrUnavailable when holder no longer has it.
-func (s *Store) RenewUpload(ctx context.Context, id, holder string, until time.Time) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE uploads SET lease_until = ? WHERE id = ? AND lease_holder = ?`, until.UnixMicro(), id, holder)
-		if err != nil {
-			return fmt.Errorf("renew the lease of upload %s: %w", id, err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return fmt.Errorf("upload %s: the lease is no longer held: %w", id, errdefs.ErrUnavailable)
-		}
-		return nil
-	})
-}
-
-// ReleaseUploadLeases gives back every writer lease, and reports how many
-// were held: for a store only this process uses, whose earlier holders
-// died with their processes.
-func (s *Store) ReleaseUploadLeases(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE uploads SET lease_holder = '', lease_until = 0 WHERE lease_holder != ''`)
-		if err != nil {
-			return fmt.Errorf("release upload leases: %w", err)
-		}
-		n, _ = res.RowsAffected()
-		return nil
-	})
-	return n, err
+func (s *Store) RenewUpload(_ context.Context, id, holder string, until time.Time) error {
+	if !s.leases.renew(id, holder, s.now(), until) {
+		return fmt.Errorf("upload %s: the lease is no longer held: %w", id, errdefs.ErrUnavailable)
+	}
+	return nil
 }
 
 // ReleaseUpload gives back holder's lease of session id; a lease holder
-// no longer has (or a session that ended) is no error.
-func (s *Store) ReleaseUpload(ctx context.Context, id, holder string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE uploads SET lease_holder = '', lease_until = 0 WHERE id = ? AND lease_holder = ?`, id, holder); err != nil {
-			return fmt.Errorf("release the lease of upload %s: %w", id, err)
-		}
-		return nil
-	})
+// no longer has is no error.
+func (s *Store) ReleaseUpload(_ context.Context, id, holder string) error {
+	s.leases.release(id, holder)
+	return nil
+}
+
+// uploadLeases are the writer leases of upload sessions, by session ID.
+type uploadLeases struct {
+	mu sync.Mutex
+	m  map[string]uploadLease
+}
+
+type uploadLease struct {
+	holder       string
+	since, until time.Time
+}
+
+func (l *uploadLeases) acquire(id, holder string, now, until time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.m[id]; ok && cur.holder != holder && now.Before(cur.until) {
+		return &LeaseHeldError{ID: id, Since: cur.since}
+	}
+	if l.m == nil {
+		l.m = map[string]uploadLease{}
+	}
+	l.m[id] = uploadLease{holder: holder, since: now, until: until}
+	return nil
+}
+
+// holds tells whether holder has session id's lease at now; "" holds a
+// session no one has a lease of.
+func (l *uploadLeases) holds(id, holder string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur, ok := l.m[id]
+	if holder == "" {
+		return !ok || !now.Before(cur.until)
+	}
+	return ok && cur.holder == holder
+}
+
+func (l *uploadLeases) renew(id, holder string, now, until time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur, ok := l.m[id]
+	if !ok || cur.holder != holder {
+		return false
+	}
+	cur.until = until
+	l.m[id] = cur
+	return true
+}
+
+func (l *uploadLeases) release(id, holder string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur, ok := l.m[id]; ok && cur.holder == holder {
+		delete(l.m, id)
+	}
 }
 
 // DeleteUpload ends session id.

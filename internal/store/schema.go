@@ -273,12 +273,4 @@ INSERT INTO blob_storages (digest, storage) SELECT digest, storage FROM blobs;
 	`
 ALTER TABLE uploads ADD COLUMN driver_state BLOB;
 `,
-	// 11: the writer lease of an upload session: one request writes to a
-	// session at a time, whichever instance it reaches; a lease its holder
-	// did not give back (the process died) lapses at lease_until.
-	`
-ALTER TABLE uploads ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
-ALTER TABLE uploads ADD COLUMN lease_since BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE uploads ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
-`,
 }

@@ -46,6 +46,8 @@ type Store struct {
 	accessChanges changeNotifier
 	// secretKeys encrypt Secrets at rest (none: stored as they come).
 	secretKeys secretKeys
+	// leases are the writer leases of upload sessions (AcquireUpload).
+	leases uploadLeases
 
 	// Pulls read the same rows over and over: manifests and blob sizes are
 	// cached. contentGen moves after every commit that removed a blob or
