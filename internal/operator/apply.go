@@ -114,15 +114,21 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	// (the API's image configs).
 	next.Storage = cur.Storage
 	want := DesiredStorage{Config: spec.Storage}
+	// What the storage needs but could not be read (the user secret, the
+	// trusted-CA ConfigMap) leaves the storage in effect as it is: built
+	// without them it would fail, or reach its backend as no one.
+	unresolved := false
 	if storageConfigured {
 		creds, err := o.storageCredentials(ctx, spec.Storage)
 		if err != nil {
 			degraded = append(degraded, "Error: "+err.Error())
+			unresolved, creds = true, cur.StorageCredentials
 		}
 		next.StorageCredentials, want.Credentials = creds, creds
 		ca, err := o.trustedCA(ctx, spec.Storage)
 		if err != nil {
 			degraded = append(degraded, "Error: "+err.Error())
+			unresolved = true
 		}
 		want.TrustedCA = ca
 	}
@@ -157,6 +163,12 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			o.log.Info("removed the registry's storage with the registry", "removed", what)
 			status.Storage, status.StorageManaged = imageregistryv1.StorageConfig{}, false
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "Storage Removed", "removed "+what)
+		}
+	} else if storageConfigured && unresolved {
+		status.Storage, status.StorageManaged = cfg.Status.Storage, cfg.Status.StorageManaged
+		storageCond = findCondition(cfg.Status.Conditions, imageregistryv1.ConditionStorageExists)
+		if storageCond.Type == "" {
+			storageCond = cond(imageregistryv1.ConditionStorageExists, "Unknown", "StorageNotApplied", "what the storage needs could not be read (see Degraded)")
 		}
 	} else if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, want)

@@ -330,6 +330,11 @@ func TestStorageStates(t *testing.T) {
 	putSecret(map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "secret-access-value"})
 	f.reconcile()
 	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", `does not contain required key "REGISTRY_STORAGE_S3_SECRETKEY"`)
+	// A secret that cannot be used leaves the credentials in effect as
+	// they were: the storage is not rebuilt as no one.
+	if got := f.settings.Load().StorageCredentials["REGISTRY_STORAGE_S3_ACCESSKEY"]; got != "env-access" {
+		t.Errorf("credentials in effect after an unusable secret: access key %q, want the environment's still", got)
+	}
 	putSecret(map[string]string{"REGISTRY_STORAGE_S3_ACCESSKEY": "secret-access-value", "REGISTRY_STORAGE_S3_SECRETKEY": "secret-key-value"})
 	f.reconcile()
 	if c := f.settings.Load().StorageCredentials; c["REGISTRY_STORAGE_S3_ACCESSKEY"] != "secret-access-value" || c["REGISTRY_STORAGE_S3_SECRETKEY"] != "secret-key-value" {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -47,9 +48,21 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 			return nil
 		}
 	}
-	// Probed unless a range is asked for: a blob missing from the storage
-	// is an error answer, not a 200 cut short.
-	content, err := storage.OpenReadSeeker(ctx, st.Driver, dgst, size, req.Header.Get("Range") == "")
+	first := int64(0)
+	if _, local := st.Driver.(storage.Seeker); !local {
+		// Each range of a driver that is no Seeker is a read of the
+		// backend: several are served as the whole blob (as nginx's
+		// max_ranges 1 does), so that one request cannot ask the backend
+		// for a read per range. A single range is read from its start.
+		if h := req.Header.Get("Range"); strings.Contains(h, ",") {
+			req.Header.Del("Range")
+		} else if start, ok := singleRangeStart(h, size); ok && req.Header.Get("If-Range") == "" {
+			first = start
+		}
+	}
+	// The first read is opened now, where it will be read: a blob missing
+	// from the storage is an error answer, not an answer cut short.
+	content, err := storage.OpenReadSeeker(ctx, st.Driver, dgst, size, first)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The store says the blob exists but its bytes are gone.
@@ -78,4 +91,31 @@ func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, repo str
 	w.Header().Set("Content-Length", "0")
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// singleRangeStart reads a Range header of one byte range of a blob of
+// size bytes and returns where it starts; single is false for no Range,
+// several ranges, or one net/http will refuse or ignore (it answers those
+// in full, or with 416, reading from the start if at all).
+func singleRangeStart(h string, size int64) (start int64, single bool) {
+	spec, ok := strings.CutPrefix(h, "bytes=")
+	if !ok || strings.Contains(spec, ",") {
+		return 0, false
+	}
+	from, to, ok := strings.Cut(strings.TrimSpace(spec), "-")
+	if !ok {
+		return 0, false
+	}
+	if from == "" {
+		n, err := strconv.ParseInt(to, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, false
+		}
+		return max(size-n, 0), true
+	}
+	start, err := strconv.ParseInt(from, 10, 64)
+	if err != nil || start < 0 || start >= size {
+		return 0, false
+	}
+	return start, true
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -203,24 +204,66 @@ func (s *blobStorages) locate(spec imageregistryv1.StorageConfig) (id, driver st
 
 // objectStorage names the object storage spec configures: its ID, which
 // is where its bytes are (so that settings which do not move them, a chunk
-// size or credentials, keep the blobs recorded there), the driver of that
-// name in the driver table, and the spec's section of it.
+// size or credentials, keep the blobs recorded there, and two places never
+// share one), the driver of that name in the driver table, and the spec's
+// section of it.
 func objectStorage(spec imageregistryv1.StorageConfig) (id, driver string, section any) {
 	switch {
 	case spec.S3 != nil:
-		endpoint := spec.S3.RegionEndpoint
-		if endpoint == "" {
-			endpoint = "aws"
+		// Bucket names are unique within one AWS partition only.
+		where := "aws-partition:" + awsPartition(spec.S3.Region)
+		if spec.S3.RegionEndpoint != "" {
+			where = normalEndpoint(spec.S3.RegionEndpoint)
 		}
-		return "s3:" + endpoint + "/" + spec.S3.Bucket, "s3", spec.S3
+		return storageID("s3", where, spec.S3.Bucket), "s3", spec.S3
 	case spec.GCS != nil:
-		return "gcs:" + spec.GCS.Bucket, "gcs", spec.GCS
+		return storageID("gcs", spec.GCS.Bucket), "gcs", spec.GCS
 	case spec.Azure != nil:
-		return "azure:" + spec.Azure.CloudName + "/" + spec.Azure.AccountName + "/" + spec.Azure.Container, "azure", spec.Azure
+		return storageID("azure", spec.Azure.CloudName, spec.Azure.AccountName, spec.Azure.Container), "azure", spec.Azure
 	case spec.Swift != nil:
-		return "swift:" + spec.Swift.AuthURL + "/" + spec.Swift.Container, "swift", spec.Swift
+		// A container belongs to a project (tenant) in a region.
+		sw := spec.Swift
+		return storageID("swift", normalEndpoint(sw.AuthURL), sw.Domain+"|"+sw.DomainID, sw.Tenant+"|"+sw.TenantID, sw.RegionName, sw.Container), "swift", sw
 	}
 	return "", "", nil
+}
+
+// storageID joins kind and the parts that locate a storage, each escaped,
+// so that no two different lists of parts give one ID.
+func storageID(kind string, parts ...string) string {
+	escaped := make([]string, len(parts))
+	for i, p := range parts {
+		escaped[i] = url.PathEscape(p)
+	}
+	return kind + ":" + strings.Join(escaped, "/")
+}
+
+// awsPartition is the AWS partition of a region: bucket names are unique
+// within one.
+func awsPartition(region string) string {
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		return "aws-cn"
+	case strings.HasPrefix(region, "us-gov-"):
+		return "aws-us-gov"
+	}
+	return "aws"
+}
+
+// normalEndpoint is an endpoint URL as one ID names it whatever way it was
+// written: scheme and host lower case, no default port, no trailing slash.
+func normalEndpoint(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Scheme, u.Host = strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if (u.Scheme == "https" && u.Port() == "443") || (u.Scheme == "http" && u.Port() == "80") {
+		u.Host = u.Hostname()
+	}
+	u.Path = strings.TrimRight(u.Path, "/")
+	u.User = nil
+	return u.String()
 }
 
 // open returns the storage id, building it the first time, and again

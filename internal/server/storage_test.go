@@ -405,7 +405,7 @@ func TestObjectStorageDriversFromTheTable(t *testing.T) {
 		built[0].creds["REGISTRY_STORAGE_S3_SECRETKEY"] != "s1" || string(built[0].ca) != "-----BEGIN CERTIFICATE-----" || built[0].client != s.client {
 		t.Fatalf("the driver was built with %+v", built)
 	}
-	if first.Blobs.ID != "s3:http://127.0.0.1:9000/blobs" {
+	if first.Blobs.ID != "s3:http:%2F%2F127.0.0.1:9000/blobs" {
 		t.Errorf("storage ID %q", first.Blobs.ID)
 	}
 	if again, _ := s.ApplyStorage(ctx, want); len(built) != 1 || again.Blobs.Driver != first.Blobs.Driver {
@@ -430,7 +430,7 @@ func TestObjectStorageDriversFromTheTable(t *testing.T) {
 
 	// Another bucket is another storage.
 	s3.Bucket = "other"
-	if moved, err := s.ApplyStorage(ctx, want); err != nil || moved.Blobs.ID != "s3:http://127.0.0.1:9000/other" {
+	if moved, err := s.ApplyStorage(ctx, want); err != nil || moved.Blobs.ID != "s3:http:%2F%2F127.0.0.1:9000/other" {
 		t.Errorf("another bucket: %v, ID %q", err, moved.Blobs.ID)
 	}
 
@@ -438,5 +438,39 @@ func TestObjectStorageDriversFromTheTable(t *testing.T) {
 	_, err = s.ApplyStorage(ctx, operator.DesiredStorage{Config: imageregistryv1.StorageConfig{GCS: &imageregistryv1.GCSStorage{Bucket: "b"}}})
 	if err == nil || !strings.Contains(err.Error(), "the GCS storage driver is not built yet; the registry keeps serving from s3 bucket other") {
 		t.Errorf("gcs without a driver: %v", err)
+	}
+}
+
+// Two object stores never share a storage ID (blobs recorded in one would
+// count as present in the other), and one store written two ways has one.
+func TestObjectStorageIDs(t *testing.T) {
+	id := func(spec imageregistryv1.StorageConfig) string {
+		id, _, _ := objectStorage(spec)
+		return id
+	}
+	s3 := func(region, endpoint, bucket string) imageregistryv1.StorageConfig {
+		return imageregistryv1.StorageConfig{S3: &imageregistryv1.S3Storage{Region: region, RegionEndpoint: endpoint, Bucket: bucket}}
+	}
+	swift := func(tenant, region, container string) imageregistryv1.StorageConfig {
+		return imageregistryv1.StorageConfig{Swift: &imageregistryv1.SwiftStorage{AuthURL: "https://keystone.example:5000/v3", Tenant: tenant, RegionName: region, Container: container}}
+	}
+	for _, pair := range [][2]imageregistryv1.StorageConfig{
+		{s3("us-east-1", "", "registry"), s3("cn-north-1", "", "registry")},
+		{s3("us-east-1", "", "registry"), s3("us-gov-west-1", "", "registry")},
+		{s3("", "https://a.example", "b/c"), s3("", "https://a.example/b", "c")},
+		{swift("team-a", "RegionOne", "registry"), swift("team-b", "RegionOne", "registry")},
+		{swift("team-a", "RegionOne", "registry"), swift("team-a", "RegionTwo", "registry")},
+	} {
+		if a, b := id(pair[0]), id(pair[1]); a == b {
+			t.Errorf("two stores share the ID %q", a)
+		}
+	}
+	for _, pair := range [][2]imageregistryv1.StorageConfig{
+		{s3("us-east-1", "", "registry"), s3("eu-west-1", "", "registry")},
+		{s3("", "https://S3.Example.com:443/", "b"), s3("", "https://s3.example.com", "b")},
+	} {
+		if a, b := id(pair[0]), id(pair[1]); a != b {
+			t.Errorf("one store, two IDs: %q and %q", a, b)
+		}
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -45,32 +47,36 @@ type section struct {
 // store says), as a seekable reader for serving ranges: the driver's own
 // handle when it is a Seeker, else one that opens a ranged read of the
 // driver where it is read, and again only where a seek moved away from
-// the read in progress. With probe, that first read is opened now, from
-// the start, so that a blob missing from the storage shows here rather
-// than at the first Read, after an answer has begun.
-func OpenReadSeeker(ctx context.Context, p Provider, dgst digest.Digest, size int64, probe bool) (io.ReadSeekCloser, error) {
+// the read in progress. That first read is opened now, at first (where
+// the caller will read first), so that a blob missing from the storage
+// shows here rather than at the first Read, after an answer has begun.
+func OpenReadSeeker(ctx context.Context, p Provider, dgst digest.Digest, size, first int64) (io.ReadSeekCloser, error) {
 	if s, ok := p.(Seeker); ok {
 		return s.OpenSeeker(ctx, dgst)
 	}
-	r := &rangeReader{ctx: ctx, p: p, dgst: dgst, size: size}
-	if probe {
-		if err := r.open(); err != nil {
-			return nil, err
-		}
+	r := &rangeReader{ctx: ctx, p: p, dgst: dgst, size: size, pos: min(max(first, 0), size)}
+	if err := r.open(); err != nil {
+		return nil, err
 	}
 	return r, nil
 }
 
-// rangeReader reads a blob through ranged opens of its driver.
+// rangeReader reads a blob through ranged opens of its driver. Its
+// methods may be called from several goroutines (net/http writes a
+// multi-range answer from one of its own, which can outlive the handler
+// that closes the reader): a lock orders them, and nothing opens after
+// Close.
 type rangeReader struct {
 	ctx  context.Context
 	p    Provider
 	dgst digest.Digest
 	size int64
 
-	pos  int64         // where the next Read reads
-	body io.ReadCloser // the read in progress, if any
-	at   int64         // where body reads next
+	mu     sync.Mutex
+	closed bool
+	pos    int64         // where the next Read reads
+	body   io.ReadCloser // the read in progress, if any
+	at     int64         // where body reads next
 }
 
 func (r *rangeReader) open() error {
@@ -87,6 +93,11 @@ func (r *rangeReader) open() error {
 }
 
 func (r *rangeReader) Read(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return 0, os.ErrClosed
+	}
 	if r.pos >= r.size {
 		return 0, io.EOF
 	}
@@ -109,6 +120,8 @@ func (r *rangeReader) Read(p []byte) (int, error) {
 
 // Seek moves where the next Read reads; it opens nothing.
 func (r *rangeReader) Seek(offset int64, whence int) (int64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	switch whence {
 	case io.SeekStart:
 	case io.SeekCurrent:
@@ -126,6 +139,9 @@ func (r *rangeReader) Seek(offset int64, whence int) (int64, error) {
 }
 
 func (r *rangeReader) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.closed = true
 	if r.body == nil {
 		return nil
 	}

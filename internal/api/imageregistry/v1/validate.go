@@ -212,13 +212,24 @@ func validateStorage(s StorageConfig) []string {
 			add("spec.storage.pvc.claim: Invalid value: %q: %s", s.PVC.Claim, msg)
 		}
 	}
+	if sw := s.Swift; sw != nil && sw.AuthURL != "" {
+		if u, err := url.Parse(sw.AuthURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+			add("spec.storage.swift.authURL: Invalid value: %q: a URL with scheme http or https", redactUserinfo(sw.AuthURL))
+		} else if u.User != nil {
+			add("spec.storage.swift.authURL: Invalid value: a URL with credentials in it: put them in the secret %s/%s", Namespace, UserSecretName)
+		}
+	}
 	if s3 := s.S3; s3 != nil {
 		if s3.ChunkSizeMiB != 0 && (s3.ChunkSizeMiB < 5 || s3.ChunkSizeMiB > 5120) {
 			add("spec.storage.s3.chunkSizeMiB: Invalid value: %d: must be between 5 and 5120", s3.ChunkSizeMiB)
 		}
 		if s3.RegionEndpoint != "" {
 			if u, err := url.Parse(s3.RegionEndpoint); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-				add("spec.storage.s3.regionEndpoint: Invalid value: %q: a URL with scheme http or https", s3.RegionEndpoint)
+				add("spec.storage.s3.regionEndpoint: Invalid value: %q: a URL with scheme http or https", redactUserinfo(s3.RegionEndpoint))
+			} else if u.User != nil {
+				// Credentials belong in the user secret: a URL is logged,
+				// shown in status and recorded with every blob.
+				add("spec.storage.s3.regionEndpoint: Invalid value: a URL with credentials in it: put them in the secret %s/%s", Namespace, UserSecretName)
 			}
 		}
 		if cf := s3.CloudFront; cf != nil {

@@ -25,3 +25,20 @@ func TestTooManyRoutes(t *testing.T) {
 		t.Errorf("problems: %s", p)
 	}
 }
+
+// Credentials in an endpoint URL are refused (they would be logged, shown
+// in status and recorded with every blob), and never quoted back.
+func TestEndpointWithCredentialsIsRefused(t *testing.T) {
+	for _, spec := range []StorageConfig{
+		{S3: &S3Storage{Bucket: "b", RegionEndpoint: "https://AKIAKEY:s3cretpw@s3.example.com"}},
+		{S3: &S3Storage{Bucket: "b", RegionEndpoint: "https://AKIAKEY:s3cretpw@s3.example.com bad"}},
+		{Swift: &SwiftStorage{Container: "c", AuthURL: "https://user:s3cretpw@keystone.example/v3"}},
+	} {
+		c := &Config{Spec: ConfigSpec{Storage: spec}}
+		c.Name = ConfigName
+		problems := strings.Join(Validate(c), "\n")
+		if !strings.Contains(problems, "Invalid value") || strings.Contains(problems, "s3cretpw") {
+			t.Errorf("problems: %s", problems)
+		}
+	}
+}
