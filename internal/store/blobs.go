@@ -338,7 +338,7 @@ func (s *Store) AcquireUpload(ctx context.Context, repo, id, holder string, unti
 // RenewUpload extends holder's lease of session id to until; it fails
 // with errdefs.ErrUnavailable when holder no longer has it.
 func (s *Store) RenewUpload(_ context.Context, id, holder string, until time.Time) error {
-	if !s.leases.renew(id, holder, s.now(), until) {
+	if !s.leases.renew(id, holder, until) {
 		return fmt.Errorf("upload %s: the lease is no longer held: %w", id, errdefs.ErrUnavailable)
 	}
 	return nil
@@ -387,7 +387,7 @@ func (l *uploadLeases) holds(id, holder string, now time.Time) bool {
 	return ok && cur.holder == holder
 }
 
-func (l *uploadLeases) renew(id, holder string, now, until time.Time) bool {
+func (l *uploadLeases) renew(id, holder string, until time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	cur, ok := l.m[id]
