@@ -28,12 +28,14 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 		{"ChunkedAppend", testChunkedAppend},
 		{"AppendAtWrongOffset", testAppendAtWrongOffset},
 		{"AppendDropsUnrecordedBytes", testAppendDropsUnrecordedBytes},
+		{"AppendFromTheRecordedState", testAppendFromTheRecordedState},
 		{"CommitChecksSize", testCommitChecksSize},
 		{"CommitExistingContent", testCommitExistingContent},
 		{"CommitAgainAfterPublish", testCommitAgainAfterPublish},
 		{"EmptyBlob", testEmptyBlob},
 		{"ReadUpload", testReadUpload},
 		{"Abort", testAbort},
+		{"AbortWithoutState", testAbortWithoutState},
 		{"OpenMissing", testOpenMissing},
 		{"Delete", testDelete},
 		{"ConcurrentCommitsOfOneDigest", testConcurrentCommits},
@@ -157,6 +159,36 @@ func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
 	}
 }
 
+// testAppendFromTheRecordedState is a crash between an append and its
+// record, as a driver with state sees it: the caller goes on from the
+// size and the state it recorded before that append, and the bytes and
+// state of the lost append are replaced, in the upload and in the blob.
+func testAppendFromTheRecordedState(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	up := newSession(d)
+	first := randomBytes(t, 300<<10)
+	if _, err := up.append(ctx, 0, bytes.NewReader(first)); err != nil {
+		t.Fatal(err)
+	}
+	recorded := up.u // the record the caller made
+	if _, err := up.append(ctx, int64(len(first)), bytes.NewReader(randomBytes(t, 200<<10))); err != nil {
+		t.Fatal(err)
+	}
+	up.u = recorded // the second append was never recorded
+	rest := randomBytes(t, 100<<10)
+	if _, err := up.append(ctx, int64(len(first)), bytes.NewReader(rest)); err != nil {
+		t.Fatal(err)
+	}
+	want := append(append([]byte{}, first...), rest...)
+	dgst := digest.FromBytes(want)
+	if err := up.commit(ctx, dgst, int64(len(want))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBlob(t, d, dgst); !bytes.Equal(got, want) {
+		t.Fatalf("the blob holds %d bytes, not the %d recorded ones", len(got), len(want))
+	}
+}
+
 func testCommitChecksSize(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	up := newSession(d)
@@ -259,6 +291,33 @@ func testAbort(t *testing.T, d storage.Driver) {
 	}
 	if err := up.commit(ctx, digest.FromString("doomed"), 6); !errors.Is(err, errdefs.ErrSizeMismatch) {
 		t.Fatalf("Commit after Abort = %v, want ErrSizeMismatch (upload is empty)", err)
+	}
+}
+
+// testAbortWithoutState: a caller that lost an upload's state (it ended
+// with a crash, or with a project deleted by another path) still has its
+// bytes discarded by ID.
+func testAbortWithoutState(t *testing.T, d storage.Driver) {
+	ctx := context.Background()
+	up := newSession(d)
+	if _, err := up.append(ctx, 0, bytes.NewReader(randomBytes(t, 64<<10))); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Abort(ctx, storage.Upload{ID: up.u.ID}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := storage.Upload{ID: up.u.ID}
+	n, _, err := d.Append(ctx, fresh, 0, strings.NewReader("again"))
+	if err != nil || n != 5 {
+		t.Fatalf("the ID started anew after the abort: %d, %v", n, err)
+	}
+	rc, err := d.ReadUpload(ctx, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	if got, _ := io.ReadAll(rc); string(got) != "again" {
+		t.Errorf("after an abort without state the upload holds %q, want only the new bytes", got)
 	}
 }
 
