@@ -569,11 +569,7 @@ func TestClusterWideBuilderDoesNotCreateProjects(t *testing.T) {
 func TestUsersAreRecordedAtLogin(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer meta.Close()
+	meta := openTestStore(t, dir)
 	storages := emptyDirStorages(t, dir, meta)
 	hash, err := bcrypt.GenerateFromPassword([]byte("carol-pw"), bcrypt.MinCost)
 	if err != nil {

@@ -6,14 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
-	"github.com/berth-registry/berth/internal/store"
 )
 
 // BenchmarkAuthOverhead serves the same manifest GET by tag (the cheapest
@@ -23,11 +21,7 @@ import (
 func BenchmarkAuthOverhead(b *testing.B) {
 	ctx := context.Background()
 	dir := b.TempDir()
-	meta, err := store.OpenSQLite(ctx, filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer meta.Close()
+	meta := openTestStore(b, dir)
 	storages := emptyDirStorages(b, dir, meta)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := Config{AdminPassword: testAdminPassword}

@@ -156,11 +156,7 @@ func TestReadyzDuringShutdown(t *testing.T) {
 		t.Errorf("the pod while shutting down: %s", table)
 	}
 	r.shutdown(t)
-	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer meta.Close()
+	meta := openTestStore(t, dir)
 	if rows, err := meta.Instances(context.Background()); err != nil || len(rows) != 0 {
 		t.Errorf("heartbeat rows after a graceful stop: %+v, %v", rows, err)
 	}

@@ -153,42 +153,44 @@ func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekC
 	return f, nil
 }
 
-// appendID is Append of upload id.
-func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
+// Append implements storage.Ingester. The driver keeps no state about
+// an upload: its content holds all it needs.
+func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
+	id := u.ID
 	p, err := d.uploadPath(id)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE, fileMode)
 	if err != nil {
-		return 0, fmt.Errorf("open upload %s: %w", id, err)
+		return 0, nil, fmt.Errorf("open upload %s: %w", id, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return 0, fmt.Errorf("stat upload %s: %w", id, err)
+		return 0, nil, fmt.Errorf("stat upload %s: %w", id, err)
 	}
 	switch {
 	case st.Size() < offset:
-		return 0, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, st.Size(), offset, errdefs.ErrInvalidArgument)
+		return 0, nil, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, st.Size(), offset, errdefs.ErrInvalidArgument)
 	case st.Size() > offset:
 		if err := f.Truncate(offset); err != nil {
-			return 0, fmt.Errorf("truncate upload %s: %w", id, err)
+			return 0, nil, fmt.Errorf("truncate upload %s: %w", id, err)
 		}
 	}
 	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, fmt.Errorf("seek upload %s: %w", id, err)
+		return 0, nil, fmt.Errorf("seek upload %s: %w", id, err)
 	}
 	buf := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(buf)
 	n, err := io.CopyBuffer(&flushingWriter{f: f, off: offset, flushed: offset}, r, *buf)
 	if err != nil {
-		return n, fmt.Errorf("write upload %s: %w", id, err)
+		return n, nil, fmt.Errorf("write upload %s: %w", id, err)
 	}
 	// No sync: Commit syncs once, before the blob becomes visible. Until
 	// then the bytes outlive a crash of Berth but not of the machine, and
 	// the caller checks a session last written in another epoch.
-	return n, nil
+	return n, nil, nil
 }
 
 // writebackEvery is how much an upload writes before asking the kernel to
@@ -214,8 +216,9 @@ func (w *flushingWriter) Write(p []byte) (int, error) {
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
-// readUploadID is ReadUpload of upload id.
-func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
+// ReadUpload implements storage.Ingester.
+func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
+	id := u.ID
 	p, err := d.uploadPath(id)
 	if err != nil {
 		return nil, err
@@ -232,7 +235,8 @@ func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
 
 // Commit implements storage.Ingester: fsync the data, check the size,
 // rename into place, fsync the directory.
-func (d *Driver) commitID(id string, dgst digest.Digest, size int64) error {
+func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
+	id := u.ID
 	src, err := d.uploadPath(id)
 	if err != nil {
 		return err
@@ -326,8 +330,9 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// abortID is Abort of upload id.
-func (d *Driver) abortID(id string) error {
+// Abort implements storage.Ingester.
+func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
+	id := u.ID
 	p, err := d.uploadPath(id)
 	if err != nil {
 		return err
@@ -392,26 +397,4 @@ func (d *Driver) Health(context.Context) error {
 		return fmt.Errorf("blob storage: %w", err)
 	}
 	return nil
-}
-
-// Append implements storage.Ingester. The driver's files hold all it
-// needs: it keeps no state.
-func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
-	n, err := d.appendID(u.ID, offset, r)
-	return n, nil, err
-}
-
-// ReadUpload implements storage.Ingester.
-func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
-	return d.readUploadID(u.ID)
-}
-
-// Commit implements storage.Ingester.
-func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
-	return d.commitID(u.ID, dgst, size)
-}
-
-// Abort implements storage.Ingester.
-func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
-	return d.abortID(u.ID)
 }

@@ -133,8 +133,10 @@ func (d *Driver) OpenSeeker(_ context.Context, dgst digest.Digest) (io.ReadSeekC
 	return rc, nil
 }
 
-// appendID is Append of upload id.
-func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
+// Append implements storage.Ingester. The driver keeps no state about
+// an upload: its content holds all it needs.
+func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
+	id := u.ID
 	d.mu.Lock()
 	c := d.uploads[id]
 	if c == nil {
@@ -143,14 +145,14 @@ func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
 	}
 	d.mu.Unlock()
 	if c.size() < offset {
-		return 0, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, c.size(), offset, errdefs.ErrInvalidArgument)
+		return 0, nil, fmt.Errorf("upload %s holds %d bytes, expected %d: %w", id, c.size(), offset, errdefs.ErrInvalidArgument)
 	}
 	err := c.truncate(offset)
 	// Counted at its size now, before the new bytes reserve their room:
 	// the bytes dropped free theirs first.
 	d.settle(id, c, 0)
 	if err != nil {
-		return 0, fmt.Errorf("truncate upload %s: %w", id, err)
+		return 0, nil, fmt.Errorf("truncate upload %s: %w", id, err)
 	}
 	q := &quotaReader{r: r, d: d}
 	if d.limit > 0 {
@@ -168,9 +170,9 @@ func (d *Driver) appendID(id string, offset int64, r io.Reader) (int64, error) {
 	}
 	d.settle(id, c, q.reserved)
 	if err != nil {
-		return n, fmt.Errorf("write upload %s: %w", id, err)
+		return n, nil, fmt.Errorf("write upload %s: %w", id, err)
 	}
-	return n, nil
+	return n, nil, nil
 }
 
 // settle counts upload id at the size of its content c, in place of what
@@ -198,8 +200,9 @@ func (d *Driver) dropLocked(id string, keep bool) {
 	delete(d.uploads, id)
 }
 
-// readUploadID is ReadUpload of upload id.
-func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
+// ReadUpload implements storage.Ingester.
+func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
+	id := u.ID
 	d.mu.RLock()
 	c := d.uploads[id]
 	d.mu.RUnlock()
@@ -213,8 +216,9 @@ func (d *Driver) readUploadID(id string) (io.ReadCloser, error) {
 	return rc, nil
 }
 
-// commitID is Commit of upload id.
-func (d *Driver) commitID(id string, dgst digest.Digest, size int64) error {
+// Commit implements storage.Ingester.
+func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
+	id := u.ID
 	if err := dgst.Validate(); err != nil {
 		return fmt.Errorf("commit %q: %w: %v", dgst, errdefs.ErrInvalidArgument, err)
 	}
@@ -240,8 +244,9 @@ func (d *Driver) commitID(id string, dgst digest.Digest, size int64) error {
 	return nil
 }
 
-// abortID is Abort of upload id.
-func (d *Driver) abortID(id string) error {
+// Abort implements storage.Ingester.
+func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
+	id := u.ID
 	d.mu.Lock()
 	c := d.uploads[id]
 	d.dropLocked(id, false)
@@ -296,25 +301,3 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &
 // Health implements storage.HealthChecker: memory is there while the
 // process is.
 func (d *Driver) Health(context.Context) error { return nil }
-
-// Append implements storage.Ingester. The driver's files hold all it
-// needs: it keeps no state.
-func (d *Driver) Append(_ context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
-	n, err := d.appendID(u.ID, offset, r)
-	return n, nil, err
-}
-
-// ReadUpload implements storage.Ingester.
-func (d *Driver) ReadUpload(_ context.Context, u storage.Upload) (io.ReadCloser, error) {
-	return d.readUploadID(u.ID)
-}
-
-// Commit implements storage.Ingester.
-func (d *Driver) Commit(_ context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
-	return d.commitID(u.ID, dgst, size)
-}
-
-// Abort implements storage.Ingester.
-func (d *Driver) Abort(_ context.Context, u storage.Upload) error {
-	return d.abortID(u.ID)
-}
