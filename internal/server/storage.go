@@ -150,7 +150,10 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 	}
 	previous := s.current.Blobs.ID
 	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id]}, Created: created}
-	if previous != "" {
+	switch {
+	case previous == id:
+		s.log.Info("blob storage rebuilt with new settings (credentials, CA, or settings that do not move its bytes)", "storage", id)
+	case previous != "":
 		s.log.Info("blob storage switched: new blobs go to the new storage, blobs in the old one stay there and count as absent until it is in effect again",
 			"from", previous, "to", id, "created", created)
 	}
