@@ -17,11 +17,12 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testtool"
 )
 
 var berthBin string
@@ -51,35 +52,7 @@ func run(m *testing.M) int {
 // when it is absent (failing under CI).
 func requireTool(t testing.TB, name string) string {
 	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(goPath(), "bin")} {
-		if dir == "" {
-			continue
-		}
-		if p := filepath.Join(dir, name); isExecutable(p) {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("this test needs %s, which is not installed (CI installs it in .ci/run)", name)
-	}
-	t.Skipf("skipping: this test needs %s, which is not installed (see .ci/run)", name)
-	return ""
-}
-
-func goPath() string {
-	out, err := exec.Command("go", "env", "GOPATH").Output()
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(out))
-}
-
-func isExecutable(p string) bool {
-	st, err := os.Stat(p)
-	return err == nil && !st.IsDir() && st.Mode()&0o111 != 0
+	return testtool.Require(t, name)
 }
 
 // server is a running berth process.
