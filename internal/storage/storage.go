@@ -215,3 +215,24 @@ func (r Registry) Names() []string {
 	sort.Strings(names)
 	return names
 }
+
+// Condition is a fact about a storage for the registry Config's status,
+// in the reference's terms: StorageExists, StoragePublicAccessBlocked,
+// StorageEncrypted, StorageIncompleteUploadCleanupEnabled, ….
+type Condition struct {
+	Type, Status, Reason, Message string
+}
+
+// Destroyer is implemented by drivers that can remove their backend
+// (a bucket with everything in it), for a registry set to Removed whose
+// storage Berth provisioned.
+type Destroyer interface {
+	Destroy(ctx context.Context) error
+}
+
+// Reporter is implemented by drivers that check or provision their
+// backend when built (a bucket found, or created with its access block
+// and lifecycle rule): what they found and did, for status.
+type Reporter interface {
+	Conditions() []Condition
+}

@@ -307,10 +307,11 @@ func testAbortWithoutState(t *testing.T, d storage.Driver) {
 		t.Fatal(err)
 	}
 	fresh := storage.Upload{ID: up.u.ID}
-	n, _, err := d.Append(ctx, fresh, 0, strings.NewReader("again"))
+	n, state, err := d.Append(ctx, fresh, 0, strings.NewReader("again"))
 	if err != nil || n != 5 {
 		t.Fatalf("the ID started anew after the abort: %d, %v", n, err)
 	}
+	fresh.State = state
 	rc, err := d.ReadUpload(ctx, fresh)
 	if err != nil {
 		t.Fatal(err)

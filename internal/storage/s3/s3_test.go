@@ -1,0 +1,589 @@
+package s3_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/s3"
+	"github.com/berth-registry/berth/internal/storage/s3/s3test"
+	"github.com/berth-registry/berth/internal/storage/storagetest"
+)
+
+var gateway *s3test.Gateway
+
+func TestMain(m *testing.M) {
+	// The gateway is plain HTTP on loopback; a CA bundle of the machine's
+	// would only ask the driver to wrap the test's counting transport.
+	os.Unsetenv("AWS_CA_BUNDLE")
+	dir, err := os.MkdirTemp("", "berth-s3-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	g, ok, err := s3test.StartMain(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if ok {
+		gateway = g
+	}
+	code := m.Run()
+	if g != nil {
+		g.Stop()
+	}
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// counter counts the S3 requests a driver sends, by operation, and keeps
+// their headers.
+type counter struct {
+	mu       sync.Mutex
+	calls    []string
+	requests []*http.Request
+}
+
+func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.calls = append(c.calls, operation(req))
+	c.requests = append(c.requests, req.Clone(context.Background()))
+	c.mu.Unlock()
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (c *counter) reset() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	calls := c.calls
+	c.calls, c.requests = nil, nil
+	return calls
+}
+
+// operation names an S3 request by its method and query, as the S3 API
+// reference does.
+func operation(req *http.Request) string {
+	q := req.URL.Query()
+	path := strings.Trim(req.URL.Path, "/")
+	object := strings.Contains(path, "/")
+	switch {
+	case q.Has("uploads") && req.Method == http.MethodPost:
+		return "CreateMultipartUpload"
+	case q.Has("uploads"):
+		return "ListMultipartUploads"
+	case q.Has("uploadId") && req.Method == http.MethodPut && req.Header.Get("X-Amz-Copy-Source") != "":
+		return "UploadPartCopy"
+	case q.Has("uploadId") && req.Method == http.MethodPut:
+		return "UploadPart"
+	case q.Has("uploadId") && req.Method == http.MethodPost:
+		return "CompleteMultipartUpload"
+	case q.Has("uploadId") && req.Method == http.MethodGet:
+		return "ListParts"
+	case q.Has("uploadId") && req.Method == http.MethodDelete:
+		return "AbortMultipartUpload"
+	case !object && req.Method == http.MethodGet:
+		return "ListObjects"
+	case req.Method == http.MethodPut && req.Header.Get("X-Amz-Copy-Source") != "":
+		return "CopyObject"
+	}
+	kind := "Object"
+	if !object {
+		kind = "Bucket"
+	}
+	m := strings.ToUpper(req.Method[:1]) + strings.ToLower(req.Method[1:])
+	return m + kind
+}
+
+type fixture struct {
+	driver *s3.Driver
+	calls  *counter
+	bucket string
+}
+
+func newDriver(t *testing.T, extra map[string]any) fixture {
+	t.Helper()
+	if gateway == nil {
+		testtoolMissing(t)
+	}
+	bucket := s3test.Bucket()
+	set := gateway.Settings(bucket)
+	set["chunkSizeMiB"] = 5
+	for k, v := range extra {
+		set[k] = v
+	}
+	raw, err := json.Marshal(set)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := &counter{}
+	d, err := s3.New(context.Background(), storage.Options{
+		DataDir: t.TempDir(), Settings: raw, Credentials: s3test.Credentials(),
+		HTTPClient: &http.Client{Transport: calls},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls.reset()
+	return fixture{driver: d.(*s3.Driver), calls: calls, bucket: bucket}
+}
+
+func TestDriverSuite(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Driver { return newDriver(t, nil).driver })
+}
+
+func random(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func readAll(t *testing.T, d storage.Provider, dgst digest.Digest) []byte {
+	t.Helper()
+	rc, err := d.Open(context.Background(), dgst, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// push appends content in chunks of the given sizes and commits it,
+// keeping the state as the registry does.
+func push(t *testing.T, d storage.Driver, id string, content []byte, chunks ...int) digest.Digest {
+	t.Helper()
+	ctx := context.Background()
+	u := storage.Upload{ID: id}
+	var off int64
+	for i := 0; off < int64(len(content)); i++ {
+		end := int64(len(content))
+		if i < len(chunks) {
+			end = min(off+int64(chunks[i]), end)
+		}
+		n, state, err := d.Append(ctx, u, off, bytes.NewReader(content[off:end]))
+		if err != nil {
+			t.Fatalf("append at %d: %v", off, err)
+		}
+		u.State, off = state, off+n
+	}
+	dgst := digest.FromBytes(content)
+	if err := d.Commit(ctx, u, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	return dgst
+}
+
+// TestMultipartUpload: a blob of several parts, sent in chunks that cross
+// part boundaries, short chunks between them, reads back whole and by
+// ranges.
+func TestMultipartUpload(t *testing.T) {
+	f := newDriver(t, nil)
+	content := random(t, 12<<20+12345)
+	dgst := push(t, f.driver, "multipart", content, 1<<20, 7, 6<<20, 100, 3<<20)
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs from what was pushed")
+	}
+	calls := f.calls.reset()
+	if n := count(calls, "UploadPart"); n != 2 {
+		t.Errorf("%d parts uploaded through Berth, want 2 (the short rest is copied by the server): %v", n, calls)
+	}
+	rc, err := f.driver.Open(context.Background(), dgst, 5<<20-3, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(rc)
+	rc.Close()
+	if !bytes.Equal(got, content[5<<20-3:5<<20+7]) {
+		t.Error("a range across a part boundary differs")
+	}
+}
+
+// TestCrashAcrossAPart: an append that wrote a part and a new tail was
+// never recorded; the caller goes on from the recorded state (before the
+// part), and the blob holds what was recorded and sent again.
+func TestCrashAcrossAPart(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	content := random(t, 11<<20)
+	u := storage.Upload{ID: "crash"}
+	n, state, err := f.driver.Append(ctx, u, 0, bytes.NewReader(content[:3<<20]))
+	if err != nil || n != 3<<20 {
+		t.Fatal(n, err)
+	}
+	recorded := state
+	// Lost: 4 MiB of garbage that completes part 1 and leaves a tail.
+	if _, _, err := f.driver.Append(ctx, storage.Upload{ID: "crash", State: recorded}, 3<<20, bytes.NewReader(random(t, 4<<20))); err != nil {
+		t.Fatal(err)
+	}
+	u.State = recorded
+	n, state, err = f.driver.Append(ctx, u, 3<<20, bytes.NewReader(content[3<<20:]))
+	if err != nil || n != 8<<20 {
+		t.Fatal(n, err)
+	}
+	u.State = state
+	dgst := digest.FromBytes(content)
+	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob holds the lost append's bytes")
+	}
+}
+
+// TestDropInsideAPartIsRefused: parts cannot be read back, so a caller
+// whose record is behind a written part restarts the upload.
+func TestDropInsideAPartIsRefused(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	_, state, err := f.driver.Append(ctx, storage.Upload{ID: "drop"}, 0, bytes.NewReader(random(t, 6<<20)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = f.driver.Append(ctx, storage.Upload{ID: "drop", State: state}, 1<<20, strings.NewReader("x"))
+	if !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("append inside a written part: %v, want ErrInvalidArgument", err)
+	}
+}
+
+// TestReadUploadThenCommit: reading back an upload of several parts (a
+// sha512 digest is checked that way) completes it; the commit after finds
+// it completed.
+func TestReadUploadThenCommit(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	content := random(t, 7<<20+5)
+	u := storage.Upload{ID: "reread"}
+	n, state, err := f.driver.Append(ctx, u, 0, bytes.NewReader(content))
+	if err != nil || n != int64(len(content)) {
+		t.Fatal(n, err)
+	}
+	u.State = state
+	rc, err := f.driver.ReadUpload(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dgst, err := digest.SHA512.FromReader(rc)
+	rc.Close()
+	if err != nil || dgst != digest.SHA512.FromBytes(content) {
+		t.Fatalf("read back: %v, %v", dgst, err)
+	}
+	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs")
+	}
+}
+
+// TestMultipartCopy: a blob larger than one copy request takes is copied
+// into place in parts.
+func TestMultipartCopy(t *testing.T) {
+	f := newDriver(t, nil)
+	f.driver.SetCopyPartSize(5 << 20)
+	content := random(t, 11<<20+1)
+	dgst := push(t, f.driver, "bigcopy", content)
+	if n := count(f.calls.reset(), "UploadPartCopy"); n < 3 {
+		t.Errorf("%d part copies, want 3 for the blob and 1 for the tail", n)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs")
+	}
+}
+
+// TestNoListingOnRequestPaths counts the S3 requests of a push and a pull:
+// none lists the bucket, and a small blob takes a handful.
+func TestNoListingOnRequestPaths(t *testing.T) {
+	f := newDriver(t, nil)
+	small := random(t, 1000)
+	dgst := push(t, f.driver, "small", small)
+	pushCalls := f.calls.reset()
+	readAll(t, f.driver, dgst)
+	pullCalls := f.calls.reset()
+	big := random(t, 11<<20)
+	bigDgst := push(t, f.driver, "big", big, 3<<20)
+	bigPush := f.calls.reset()
+	readAll(t, f.driver, bigDgst)
+	bigPull := f.calls.reset()
+	for name, calls := range map[string][]string{"small push": pushCalls, "small pull": pullCalls, "big push": bigPush, "big pull": bigPull} {
+		for _, c := range calls {
+			if c == "ListObjects" || c == "ListMultipartUploads" {
+				t.Errorf("%s lists the bucket: %v", name, calls)
+			}
+		}
+		t.Logf("%s: %d requests: %v", name, len(calls), calls)
+	}
+	if want := []string{"PutObject", "HeadObject", "CopyObject", "DeleteObject"}; !slices.Equal(pushCalls, want) {
+		t.Errorf("a small push sends %v, want %v", pushCalls, want)
+	}
+	if want := []string{"GetObject"}; !slices.Equal(pullCalls, want) {
+		t.Errorf("a pull sends %v, want %v", pullCalls, want)
+	}
+}
+
+func count(calls []string, op string) int {
+	n := 0
+	for _, c := range calls {
+		if c == op {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBucketProvisioning: a bucket that is absent is created with public
+// access blocked and the cleanup rules, each reported as a condition; one
+// that exists is used as it is.
+func TestBucketProvisioning(t *testing.T) {
+	f := newDriver(t, map[string]any{"encrypt": true})
+	conds := map[string]storage.Condition{}
+	for _, c := range f.driver.Conditions() {
+		conds[c.Type] = c
+	}
+	t.Logf("conditions: %+v", conds)
+	if c := conds["StorageExists"]; c.Status != "True" || c.Reason != "Creation Successful" {
+		t.Errorf("StorageExists = %+v, want True / Creation Successful", c)
+	}
+	for _, typ := range []string{"StoragePublicAccessBlocked", "StorageIncompleteUploadCleanupEnabled", "StorageEncrypted"} {
+		if c, ok := conds[typ]; !ok || c.Status == "" || c.Reason == "" {
+			t.Errorf("no %s condition after creating the bucket: %+v", typ, c)
+		}
+	}
+	// The same bucket, built again: it exists.
+	raw, _ := json.Marshal(gateway.Settings(f.bucket))
+	d, err := s3.New(context.Background(), storage.Options{Settings: raw, Credentials: s3test.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := d.(storage.Reporter).Conditions()
+	if len(got) != 1 || got[0].Type != "StorageExists" || got[0].Reason != "S3 Bucket Exists" {
+		t.Errorf("conditions of an existing bucket: %+v", got)
+	}
+}
+
+// TestEncryptionOnEveryWrite: encrypt asks for SSE-S3 on every request
+// that writes an object, keyID for SSE-KMS with that key. (versitygw
+// ignores the headers, so the requests are what is checked.)
+func TestEncryptionOnEveryWrite(t *testing.T) {
+	for _, tc := range []struct {
+		settings  map[string]any
+		algorithm string
+		key       string
+	}{
+		{map[string]any{"encrypt": true}, "AES256", ""},
+		{map[string]any{"encrypt": true, "keyID": "arn:aws:kms:us-east-1:111122223333:key/test"}, "aws:kms", "arn:aws:kms:us-east-1:111122223333:key/test"},
+		{nil, "", ""},
+	} {
+		f := newDriver(t, tc.settings)
+		push(t, f.driver, "sse", random(t, 6<<20+1), 3<<20)
+		push(t, f.driver, "ssesmall", random(t, 10))
+		f.calls.mu.Lock()
+		writes := 0
+		for _, req := range f.calls.requests {
+			op := operation(req)
+			if op != "PutObject" && op != "CreateMultipartUpload" && op != "CopyObject" {
+				continue
+			}
+			writes++
+			if got := req.Header.Get("X-Amz-Server-Side-Encryption"); got != tc.algorithm {
+				t.Errorf("%v: %s asks for encryption %q, want %q", tc.settings, op, got, tc.algorithm)
+			}
+			if got := req.Header.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"); got != tc.key {
+				t.Errorf("%v: %s names KMS key %q, want %q", tc.settings, op, got, tc.key)
+			}
+		}
+		f.calls.mu.Unlock()
+		if writes < 4 {
+			t.Errorf("%v: only %d writes seen", tc.settings, writes)
+		}
+	}
+}
+
+// TestSettingsRefused: settings that would be ignored or cannot work are
+// refused when the driver is built.
+func TestSettingsRefused(t *testing.T) {
+	if gateway == nil {
+		testtoolMissing(t)
+	}
+	for name, extra := range map[string]map[string]any{
+		"keyID without encrypt": {"keyID": "k"},
+		"chunk too small":       {"chunkSizeMiB": 4},
+		"unknown field":         {"chunkSize": 5},
+		"no bucket":             {"bucket": ""},
+	} {
+		set := gateway.Settings(s3test.Bucket())
+		for k, v := range extra {
+			set[k] = v
+		}
+		raw, _ := json.Marshal(set)
+		_, err := s3.New(context.Background(), storage.Options{Settings: raw, Credentials: s3test.Credentials()})
+		if !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
+		}
+	}
+	// Wrong credentials: the bucket cannot be reached, and the storage is
+	// not built.
+	raw, _ := json.Marshal(gateway.Settings(s3test.Bucket()))
+	_, err := s3.New(context.Background(), storage.Options{Settings: raw, Credentials: map[string]string{
+		s3.AccessKeyKey: s3test.AccessKey, s3.SecretKeyKey: "wrong"}})
+	if err == nil {
+		t.Error("a driver was built with a wrong secret key")
+	}
+}
+
+// TestRedirectURL: the presigned URL serves the blob, and ranges of it.
+func TestRedirectURL(t *testing.T) {
+	f := newDriver(t, nil)
+	content := random(t, 100_000)
+	dgst := push(t, f.driver, "redirect", content)
+	u, err := f.driver.RedirectURL(context.Background(), dgst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(u, "X-Amz-Expires=1200") {
+		t.Errorf("the redirect is not bounded to 20 minutes: %s", u)
+	}
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Range", "bytes=10-19")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || !bytes.Equal(got, content[10:20]) {
+		t.Fatalf("ranged GET of the redirect: %d, %q", resp.StatusCode, got)
+	}
+	resp, err = http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(got, content) {
+		t.Fatalf("GET of the redirect: %d, %d bytes", resp.StatusCode, len(got))
+	}
+}
+
+// TestRecover: at start, the objects and multipart uploads of sessions
+// that no longer exist go; those of live sessions stay.
+func TestRecover(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	states := map[string][]byte{}
+	for _, id := range []string{"live", "dead", "deadsmall"} {
+		size := 6 << 20
+		if id == "deadsmall" {
+			size = 10
+		}
+		_, st, err := f.driver.Append(ctx, storage.Upload{ID: id}, 0, bytes.NewReader(random(t, size)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		states[id] = st
+	}
+	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"dead", "deadsmall"} {
+		err := f.driver.Commit(ctx, storage.Upload{ID: id, State: states[id]}, digest.FromString(id), sizeOf(t, states[id]))
+		if !errors.Is(err, errdefs.ErrSizeMismatch) {
+			t.Errorf("commit of recovered-away upload %s: %v, want ErrSizeMismatch", id, err)
+		}
+	}
+	n, _, err := f.driver.Append(ctx, storage.Upload{ID: "live", State: states["live"]}, 6<<20, strings.NewReader("more"))
+	if err != nil || n != 4 {
+		t.Errorf("the live upload after recovery: %d, %v", n, err)
+	}
+	entries, err := os.ReadDir(gateway.Dir + "/" + f.bucket + "/uploads")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != "live" {
+			t.Errorf("uploads/%s is left after recovery", e.Name())
+		}
+	}
+}
+
+func sizeOf(t *testing.T, state []byte) int64 {
+	var st struct {
+		P int64
+		N int64
+		T int64
+	}
+	if err := json.Unmarshal(state, &st); err != nil {
+		t.Fatal(err)
+	}
+	return (st.N-1)*st.P + st.T
+}
+
+// TestBackendDown: while the gateway is down the driver is unhealthy and
+// its operations fail as unavailable; it recovers by itself, and an upload
+// begun before goes on.
+func TestBackendDown(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	first := random(t, 3<<20)
+	_, state, err := f.driver.Append(ctx, storage.Upload{ID: "outage"}, 0, bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gateway.Stop()
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = gateway.Restart()
+		}
+	})
+	if err := f.driver.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Health with the backend down: %v, want ErrUnavailable", err)
+	}
+	n, _, err := f.driver.Append(ctx, storage.Upload{ID: "outage", State: state}, 3<<20, bytes.NewReader(random(t, 3<<20)))
+	if !errors.Is(err, errdefs.ErrUnavailable) || n != 0 {
+		t.Errorf("Append with the backend down: %d, %v, want 0 and ErrUnavailable", n, err)
+	}
+	if _, err := f.driver.Open(ctx, digest.FromString("x"), 0, -1); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Errorf("Open with the backend down: %v, want ErrUnavailable", err)
+	}
+	if err := gateway.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	if err := f.driver.Health(ctx); err != nil {
+		t.Fatalf("Health after the backend returned: %v", err)
+	}
+	rest := random(t, 3<<20)
+	n, state, err = f.driver.Append(ctx, storage.Upload{ID: "outage", State: state}, 3<<20, bytes.NewReader(rest))
+	if err != nil || n != int64(len(rest)) {
+		t.Fatal(n, err)
+	}
+	content := append(first, rest...)
+	dgst := digest.FromBytes(content)
+	if err := f.driver.Commit(ctx, storage.Upload{ID: "outage", State: state}, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs")
+	}
+}
