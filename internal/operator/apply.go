@@ -102,6 +102,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 
 	var degraded []string
 	storageCond := imageregistryv1.OperatorCondition{}
+	var storageMore []imageregistryv1.OperatorCondition
 	storageConfigured := len(spec.Storage.StorageTypes()) > 0
 	switch {
 	case spec.ManagementState == imageregistryv1.Removed:
@@ -179,7 +180,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			degraded = append(degraded, fmt.Sprintf("Error: unable to sync storage configuration: %v", err))
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
 		} else {
-			storageCond = storageExists(inEffect)
+			storageCond, storageMore = storageConditions(inEffect)
 		}
 	} else {
 		status.Storage = imageregistryv1.StorageConfig{}
@@ -246,6 +247,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	if storageCond.Type != "" {
 		conds = append(conds, storageCond)
 	}
+	conds = append(conds, storageMore...)
 	status.Conditions = conds
 	return status
 }
@@ -300,6 +302,21 @@ func availableNow(s *settings.Settings) imageregistryv1.OperatorCondition {
 		return cond(imageregistryv1.ConditionAvailable, "False", "NoReplicasAvailable", s.Unavailable)
 	}
 	return cond(imageregistryv1.ConditionAvailable, "True", "Ready", "The registry is ready with the last valid configuration")
+}
+
+// storageConditions are StorageExists and the driver's other conditions
+// of the storage in effect.
+func storageConditions(a AppliedStorage) (exists imageregistryv1.OperatorCondition, more []imageregistryv1.OperatorCondition) {
+	exists = storageExists(a)
+	for _, c := range a.Conditions {
+		oc := cond(c.Type, c.Status, c.Reason, c.Message)
+		if c.Type == imageregistryv1.ConditionStorageExists {
+			exists = oc
+			continue
+		}
+		more = append(more, oc)
+	}
+	return exists, more
 }
 
 func storageExists(a AppliedStorage) imageregistryv1.OperatorCondition {

@@ -24,6 +24,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -67,6 +68,10 @@ type AppliedStorage struct {
 	// did not exist): StorageExists says "PVC Created" rather than "PVC
 	// Exists", as the reference's operator does after it provisions one.
 	Created bool
+	// Conditions are what the driver found and did when it was built (a
+	// bucket found, or created with its access block and lifecycle
+	// rule), in the reference's condition types.
+	Conditions []storage.Condition
 }
 
 // Options configure an Operator.
@@ -249,6 +254,17 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		spec.Storage = o.opts.Bootstrap.Storage
 		filled = append(filled, "storage")
 	}
+	if spec.Storage.S3 != nil && spec.Storage.S3.Bucket == "" {
+		// As the reference: a bucket is named for the registry and its
+		// region, and Berth creates it, so it is Managed.
+		s3 := *spec.Storage.S3
+		s3.Bucket = generatedBucket(s3.Region)
+		spec.Storage.S3 = &s3
+		if spec.Storage.ManagementState == "" {
+			spec.Storage.ManagementState = imageregistryv1.Managed
+		}
+		filled = append(filled, "storage.s3.bucket")
+	}
 	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
 		pvc := *spec.Storage.PVC
 		pvc.Claim = imageregistryv1.DefaultClaim
@@ -360,4 +376,25 @@ func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
 		parts = append(parts, c.Type+"="+c.Status+"/"+c.Reason)
 	}
 	return strings.Join(parts, " ")
+}
+
+// generatedBucket names a bucket for a Config that names none, in the
+// reference's shape <infrastructure>-image-registry-<region>: Berth has
+// no infrastructure name, so a random one stands in (bucket names are
+// global, and two installations must not share one). At most 62
+// characters, lower case, never ending in '-'.
+func generatedBucket(region string) string {
+	if region == "" {
+		region = "us-east-1"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	name := strings.ToLower("berth-" + hex.EncodeToString(b) + "-image-registry-" + region)
+	if len(name) > 62 {
+		name = name[:62]
+	}
+	if strings.HasSuffix(name, "-") {
+		name = name[:len(name)-1] + "s"
+	}
+	return name
 }

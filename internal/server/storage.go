@@ -150,6 +150,9 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 	}
 	previous := s.current.Blobs.ID
 	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id]}, Created: created}
+	if r, ok := s.raw[id].(storage.Reporter); ok {
+		s.current.Conditions = r.Conditions()
+	}
 	switch {
 	case previous == id:
 		s.log.Info("blob storage rebuilt with new settings (credentials, CA, or settings that do not move its bytes)", "storage", id)
@@ -534,9 +537,14 @@ func (s *blobStorages) Health(ctx context.Context) error {
 // bytes: a volume's directory, an emptyDir's memory. Requests in flight on
 // it fail; /v2 is out of service while the registry is Removed anyway.
 func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error) {
-	root, id, blobs, err := s.forget(ctx, spec)
+	root, id, blobs, destroy, err := s.forget(ctx, spec)
 	if err != nil {
 		return "", err
+	}
+	if destroy != nil {
+		if err := destroy.Destroy(ctx); err != nil {
+			return "", fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+		}
 	}
 	if root == "" {
 		return fmt.Sprintf("%s (%d blobs)", describeStorage(spec), blobs), nil
@@ -556,26 +564,35 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 // it: its commits in flight finish and no more start, the store forgets
 // its blobs and sessions (how many blobs it returns), and an emptyDir's
 // memory is released. It returns the volume's directory, for the caller
-// to remove ("" for an emptyDir).
-func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageConfig) (root, id string, blobs int64, err error) {
+// to remove ("" for an emptyDir), or the object storage's driver, for the
+// caller to destroy its bucket.
+func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageConfig) (root, id string, blobs int64, destroy storage.Destroyer, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, _, _, root, err = s.locate(spec)
 	if err != nil {
-		return "", "", 0, err
+		return "", "", 0, nil, err
 	}
 	if root != "" {
 		if provisioned, err := s.provisionedLocked(ctx, id, root); err != nil {
-			return "", "", 0, err
+			return "", "", 0, nil, err
 		} else if !provisioned {
-			return "", "", 0, fmt.Errorf("%s (%s) existed before Berth used it, or is no longer the directory Berth made: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
+			return "", "", 0, nil, fmt.Errorf("%s (%s) existed before Berth used it, or is no longer the directory Berth made: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
+		}
+	}
+	if spec.EmptyDir == nil && spec.PVC == nil {
+		// Object storage: removed by its driver, which this process must
+		// have built (it is the storage status names as in effect).
+		var ok bool
+		if destroy, ok = s.raw[id].(storage.Destroyer); !ok {
+			return "", "", 0, nil, fmt.Errorf("%s is not in use by this instance, or its driver cannot remove it: %w", describeStorage(spec), operator.ErrNotProvisioned)
 		}
 	}
 	if g := s.gates[id]; g != nil {
 		g.Close()
 	}
 	if blobs, err = s.sessions.ForgetStorage(ctx, id); err != nil {
-		return "", "", 0, err
+		return "", "", 0, nil, err
 	}
 	raw := s.raw[id]
 	delete(s.built, id)
@@ -584,11 +601,11 @@ func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageC
 	if c, ok := raw.(io.Closer); ok {
 		// An emptyDir's memory goes now, not when its last reference does.
 		if err := c.Close(); err != nil {
-			return "", "", 0, fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+			return "", "", 0, nil, fmt.Errorf("remove %s: %w", describeStorage(spec), err)
 		}
 	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
 	}
-	return root, id, blobs, nil
+	return root, id, blobs, destroy, nil
 }

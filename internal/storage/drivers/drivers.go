@@ -6,6 +6,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 	"github.com/berth-registry/berth/internal/storage/memory"
+	"github.com/berth-registry/berth/internal/storage/s3"
 )
 
 // Builtin returns the drivers compiled into berth.
@@ -13,5 +14,6 @@ func Builtin() storage.Registry {
 	return storage.Registry{
 		"filesystem": filesystem.New,
 		"memory":     memory.New,
+		"s3":         s3.New,
 	}
 }

@@ -1,0 +1,188 @@
+package server
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/storage/s3/s3test"
+)
+
+// putStorageSecret creates the user secret with the storage credentials,
+// as the reference's procedure does (oc create secret generic
+// image-registry-private-configuration-user …).
+func putStorageSecret(t *testing.T, url string, creds map[string]string) {
+	t.Helper()
+	data := map[string]string{}
+	for k, v := range creds {
+		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
+	}
+	body, _ := json.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{"name": "image-registry-private-configuration-user", "namespace": "openshift-image-registry"},
+		"data":     data,
+	})
+	resp, err := admin.Post(url+"/api/v1/namespaces/openshift-image-registry/secrets", "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("create the storage secret: %d %s", resp.StatusCode, msg)
+	}
+}
+
+// TestS3StorageLive follows the reference's S3 procedure: the credentials
+// go in the user secret, spec.storage.s3 names an endpoint and no bucket;
+// Berth names the bucket, creates it, reports it, serves pushes and pulls
+// from it (redirected to the bucket unless disableRedirect), and removes
+// it with the registry when it is Managed.
+func TestS3StorageLive(t *testing.T) {
+	gw := s3test.Start(t)
+	r := start(t, Config{DataDir: t.TempDir()})
+	putStorageSecret(t, r.url, s3test.Credentials())
+	patchConfig(t, r.url, fmt.Sprintf(`{"spec":{"storage":{"pvc":null,"managementState":"","s3":{"region":%q,"regionEndpoint":%q}}}}`, s3test.Region, gw.Endpoint))
+	c := waitApplied(t, r.url)
+	var full struct {
+		Spec struct {
+			Storage struct {
+				ManagementState string `json:"managementState"`
+				S3              struct {
+					Bucket string `json:"bucket"`
+				} `json:"s3"`
+			} `json:"storage"`
+		} `json:"spec"`
+	}
+	getJSON(t, r.url+configURL, &full)
+	bucket := full.Spec.Storage.S3.Bucket
+	if !strings.HasPrefix(bucket, "berth-") || !strings.HasSuffix(bucket, "-image-registry-us-east-1") {
+		t.Fatalf("generated bucket %q", bucket)
+	}
+	if full.Spec.Storage.ManagementState != "Managed" {
+		t.Errorf("a generated bucket's managementState is %q, want Managed", full.Spec.Storage.ManagementState)
+	}
+	if st, reason, msg := c.condition("StorageExists"); st != "True" || reason != "Creation Successful" {
+		t.Errorf("StorageExists = %s %s %q", st, reason, msg)
+	}
+	// versitygw does not implement the public access block: the condition
+	// says so rather than claiming success.
+	if st, reason, _ := c.condition("StoragePublicAccessBlocked"); st == "" || (st == "False" && reason == "") {
+		t.Errorf("StoragePublicAccessBlocked = %s %s", st, reason)
+	}
+	if _, err := os.Stat(filepath.Join(gw.Dir, bucket)); err != nil {
+		t.Fatalf("the bucket was not created on the gateway: %v", err)
+	}
+
+	config, layer := []byte(`{"architecture":"amd64","os":"linux"}`), bytes.Repeat([]byte("s3 layer "), 1<<20)
+	for _, b := range [][]byte{config, layer} {
+		if resp := pushBlob(t, r.url, "s3/app", b); resp.StatusCode != 201 {
+			t.Fatalf("push to S3: %d", resp.StatusCode)
+		}
+	}
+	if code := pushManifest(t, r.url, "s3/app", "v1", config, layer); code != 201 {
+		t.Fatalf("manifest: %d", code)
+	}
+	dgst := digest.FromBytes(layer)
+	if _, err := os.Stat(filepath.Join(gw.Dir, bucket, "blobs", "sha256", dgst.Encoded()[:2], dgst.Encoded())); err != nil {
+		t.Fatalf("the layer is not in the bucket: %v", err)
+	}
+
+	// A GET redirects to the bucket, a HEAD does not; both ways serve it.
+	noFollow := &http.Client{Transport: admin.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(r.url + "/v2/s3/app/blobs/" + dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, gw.Endpoint+"/"+bucket+"/blobs/") {
+		t.Fatalf("GET of a blob on S3: %d Location %q, want 307 to the bucket", resp.StatusCode, loc)
+	}
+	req, _ := http.NewRequest(http.MethodHead, r.url+"/v2/s3/app/blobs/"+dgst.String(), nil)
+	if resp, err := noFollow.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD of a blob on S3: %v %v, want 200", resp, err)
+	}
+	if code, got := pull(t, r.url, "s3/app", dgst); code != 200 || !bytes.Equal(got, layer) {
+		t.Fatalf("pull through the redirect: %d, %d bytes", code, len(got))
+	}
+	patchConfig(t, r.url, `{"spec":{"disableRedirect":true}}`)
+	resp, err = noFollow.Get(r.url + "/v2/s3/app/blobs/" + dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, layer) {
+		t.Fatalf("GET with disableRedirect: %d, %d bytes; want the blob streamed", resp.StatusCode, len(got))
+	}
+	req, _ = http.NewRequest(http.MethodGet, r.url+"/v2/s3/app/blobs/"+dgst.String(), nil)
+	req.Header.Set("Range", "bytes=5-13")
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 206 || !bytes.Equal(got, layer[5:14]) {
+		t.Errorf("a range streamed from S3: %d %q", resp.StatusCode, got)
+	}
+
+	// /healthz follows the bucket: 503 while the gateway is down, 200
+	// again when it is back.
+	gw.Stop()
+	waitHealth(t, r.url, http.StatusServiceUnavailable)
+	if err := gw.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(t, r.url, http.StatusOK)
+
+	// Removed: a Managed bucket goes with the registry.
+	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
+	if _, err := os.Stat(filepath.Join(gw.Dir, bucket)); !os.IsNotExist(err) {
+		c, _ := getConfig(t, r.url)
+		t.Errorf("the Managed bucket is still there after Removed: %v; conditions %+v", err, c.Status.Conditions)
+	}
+}
+
+func waitHealth(t *testing.T, url string, want int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := admin.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == want {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/healthz did not turn %d", want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func getJSON(t *testing.T, url string, v any) {
+	t.Helper()
+	resp, err := admin.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d", url, resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
