@@ -190,10 +190,12 @@ for v in BENCH_C BENCH_N BENCH_SCALE BENCH_TIMEOUT BENCH_WORKLOADS; do
 done
 
 # Keep a hand-written analysis between the NOTES markers across runs.
-NOTES="" SCALING="" LIMITER=""
+NOTES="" SCALING="" LIMITER="" S3=""
 if [ -f "$OUT" ]; then
 	# and scripts/bench-limiter.sh's.
 	LIMITER=$(awk '/<!-- BEGIN LIMITER -->/ {on = 1; next} /<!-- END LIMITER -->/ {on = 0} on' "$OUT")
+	# and scripts/bench-s3.sh's.
+	S3=$(awk '/<!-- BEGIN S3 -->/ {on = 1; next} /<!-- END S3 -->/ {on = 0} on' "$OUT")
 	NOTES=$(awk '/<!-- BEGIN NOTES -->/ {on = 1; next} /<!-- END NOTES -->/ {on = 0} on' "$OUT")
 	# scripts/bench-scaling.sh's tables are kept too.
 	SCALING=$(awk '/<!-- BEGIN SCALING -->/ {on = 1; next} /<!-- END SCALING -->/ {on = 0} on' "$OUT")
@@ -214,7 +216,7 @@ jq -r \
 	--arg c "$C" --arg idle "$IDLE_OTHER" --arg other "$OTHER_CPU" --arg steal "$STEAL_CPU" --arg avail "$AVAIL_CPU" \
 	--arg timeout "$TIMEOUT" --arg repro "$REPRO" --arg elapsed "$ELAPSED" \
 	--argjson bhwm "${BERTH_HWM:-0}" --argjson dhwm "${DIST_HWM:-0}" \
-	--arg notes "$NOTES" --arg scaling "$SCALING" --arg limiter "$LIMITER" \
+	--arg notes "$NOTES" --arg scaling "$SCALING" --arg limiter "$LIMITER" --arg s3 "$S3" \
 	-f /dev/stdin "$WORK/combined.json" >"$OUT" <<'JQ'
 def r(n): . as $x | pow(10; n) as $p | ($x * $p | round) / $p;
 def x2: if . == null then "—" else "\(r(2))×" end;
@@ -341,6 +343,15 @@ def cpumb: if .server.cpu_s != null and .blob_size > 0 and .bytes > 0 then .serv
   "<!-- BEGIN LIMITER -->",
   (if $limiter == "" then "(not run yet)" else $limiter end),
   "<!-- END LIMITER -->",
+  "",
+  "## S3 storage",
+  "",
+  "Written by `scripts/bench-s3.sh` (Berth's S3 driver and Distribution's on one versitygw); kept when",
+  "this script rewrites the file.",
+  "",
+  "<!-- BEGIN S3 -->",
+  (if $s3 == "" then "(not run yet)" else $s3 end),
+  "<!-- END S3 -->",
   "",
   "## Notes",
   "",
