@@ -78,7 +78,7 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 			},
 			{
 				ID: aws.String(expireRuleID), Status: types.ExpirationStatusEnabled,
-				Filter:     &types.LifecycleRuleFilter{Prefix: aws.String("uploads/")},
+				Filter:     &types.LifecycleRuleFilter{Prefix: aws.String(uploadsPrefix)},
 				Expiration: &types.LifecycleExpiration{Days: aws.Int32(expireUploadsDays)},
 			},
 		}},

@@ -99,17 +99,20 @@ func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, e
 
 // Recover implements storage.Recoverer: multipart uploads and objects of
 // upload sessions that no longer exist (a crash, an abort that failed)
-// go. It lists the uploads/ prefix once, at start.
+// go. It lists the upload keys once, at start.
 func (d *Driver) Recover(ctx context.Context, live func(id string) bool) error {
-	return d.removeUploads(ctx, "uploads/", live)
+	return d.removeUploads(ctx, uploadsPrefix, live)
 }
 
 // removeUploads aborts the multipart uploads and deletes the objects
-// under prefix whose session is not live (every key outside uploads/
-// counts as of no session).
+// under prefix whose session is not live (a key of no session counts as
+// not live).
 func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(id string) bool) error {
 	sessionOf := func(key string) string {
-		id, _, _ := strings.Cut(strings.TrimPrefix(key, "uploads/"), "/")
+		if !strings.HasPrefix(key, uploadsPrefix) {
+			return ""
+		}
+		id, _, _ := strings.Cut(strings.TrimPrefix(key, uploadsPrefix), ".")
 		return id
 	}
 	var errs []error

@@ -1,7 +1,7 @@
 // Package s3 is the blob driver for Amazon S3 and S3-compatible object
 // storage, on the AWS SDK for Go v2. docs/STORAGE.md has the design: blobs
-// at blobs/<alg>/<xx>/<hex>, each upload session a multipart upload under
-// uploads/<id>/ with a short tail object, small fixed-size state, commit by
+// at blobs/<alg>/<xx>/<hex>, each upload session a multipart upload and a
+// short tail object under upload-<id>., small fixed-size state, commit by
 // server-side copy. No request path lists the bucket.
 package s3
 
@@ -198,21 +198,14 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 	return d, nil
 }
 
-// clientWithCA is base (or http.DefaultClient) trusting ca besides the
-// system's roots.
+// clientWithCA is base (or http.DefaultClient) tuned for a storage
+// backend, trusting ca besides the system's roots: connections to the
+// one endpoint are kept for reuse (the default keeps 2, and every request
+// past that pays a new connection), and reads and writes use larger
+// buffers (blobs, not web pages, go through them).
 func clientWithCA(base *http.Client, ca []byte) (*http.Client, error) {
 	if base == nil {
 		base = http.DefaultClient
-	}
-	if len(ca) == 0 {
-		return base, nil
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("s3: %w: the trusted CA bundle holds no PEM certificate", errdefs.ErrInvalidArgument)
 	}
 	var t *http.Transport
 	switch bt := base.Transport.(type) {
@@ -221,12 +214,26 @@ func clientWithCA(base *http.Client, ca []byte) (*http.Client, error) {
 	case nil:
 		t = http.DefaultTransport.(*http.Transport).Clone()
 	default:
-		return nil, fmt.Errorf("s3: cannot add a trusted CA to a %T", base.Transport)
+		if len(ca) > 0 {
+			return nil, fmt.Errorf("s3: cannot add a trusted CA to a %T", base.Transport)
+		}
+		return base, nil
 	}
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
+	t.MaxIdleConnsPerHost = 64
+	t.ReadBufferSize, t.WriteBufferSize = 256<<10, 256<<10
+	if len(ca) > 0 {
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(ca) {
+			return nil, fmt.Errorf("s3: %w: the trusted CA bundle holds no PEM certificate", errdefs.ErrInvalidArgument)
+		}
+		if t.TLSClientConfig == nil {
+			t.TLSClientConfig = &tls.Config{}
+		}
+		t.TLSClientConfig.RootCAs = pool
 	}
-	t.TLSClientConfig.RootCAs = pool
 	c := *base
 	c.Transport = t
 	return &c, nil
@@ -241,12 +248,20 @@ func blobKey(dgst digest.Digest) (string, error) {
 	return "blobs/" + string(dgst.Algorithm()) + "/" + hex[:2] + "/" + hex, nil
 }
 
-// uploadPrefix is where upload id keeps its objects.
+// uploadsPrefix starts the key of every object of an upload session, and
+// uploadPrefix(id) those of session id. The keys are flat, at the top of
+// the bucket: S3 servers that keep objects as files (versitygw, MinIO's
+// FS mode) remove a directory when its last object goes, and a PUT into a
+// shared uploads/ directory then races a DELETE of another session's last
+// object (versitygw answers 409 ExistingObjectIsDirectory).
+const uploadsPrefix = "upload-"
+
+// uploadPrefix is what the keys of upload id start with.
 func uploadPrefix(id string) (string, error) {
 	if !validUploadID(id) {
 		return "", fmt.Errorf("upload id %q: %w", id, errdefs.ErrInvalidArgument)
 	}
-	return "uploads/" + id + "/", nil
+	return uploadsPrefix + id + ".", nil
 }
 
 func validUploadID(id string) bool {

@@ -35,7 +35,7 @@ type uploadState struct {
 	// recorded: it is overwritten, or left out of the commit.
 	Next int32 `json:"n"`
 	// Tail is how many bytes of the next part wait in the tail object
-	// (uploads/<id>/tail-<Next>): parts but the last must be at least
+	// (upload-<id>.tail-<Next>): parts but the last must be at least
 	// 5 MiB, and clients send chunks of any size.
 	Tail int64 `json:"t,omitempty"`
 	// Stale names the tail object this state no longer needs (its bytes
