@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -232,9 +233,19 @@ func validateStorage(s StorageConfig) []string {
 				add("spec.storage.s3.regionEndpoint: Invalid value: a URL with credentials in it: put them in the secret %s/%s", Namespace, UserSecretName)
 			}
 		}
+		if s3.KeyID != "" && !s3.Encrypt {
+			// The reference ignores keyID then; a key named and not used
+			// is a setting silently ignored, so it is refused.
+			add("spec.storage.s3.keyID: Invalid value: %q: a KMS key is used only with encrypt: true; set encrypt, or remove keyID", s3.KeyID)
+		}
 		if cf := s3.CloudFront; cf != nil {
 			if cf.BaseURL == "" {
 				add("spec.storage.s3.cloudFront.baseURL: Required value")
+			} else if u, err := url.Parse(cf.BaseURL); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") || u.User != nil || u.RawQuery != "" {
+				add("spec.storage.s3.cloudFront.baseURL: Invalid value: %q: an http or https URL without credentials or query", redactUserinfo(cf.BaseURL))
+			}
+			if cf.Duration.Duration < 0 || cf.Duration.Duration > 7*24*time.Hour {
+				add("spec.storage.s3.cloudFront.duration: Invalid value: %q: between 0 (the default, 20m) and 168h", cf.Duration.Duration)
 			}
 			if cf.KeypairID == "" {
 				add("spec.storage.s3.cloudFront.keypairID: Required value")

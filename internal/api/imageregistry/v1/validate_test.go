@@ -3,6 +3,10 @@ package imageregistryv1
 import (
 	"strings"
 	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // A proxy URL quoted back in a refusal never carries its password.
@@ -40,5 +44,25 @@ func TestEndpointWithCredentialsIsRefused(t *testing.T) {
 		if !strings.Contains(problems, "Invalid value") || strings.Contains(problems, "s3cretpw") {
 			t.Errorf("problems: %s", problems)
 		}
+	}
+}
+
+// S3 settings that cannot take effect are refused when written.
+func TestS3SettingsRefused(t *testing.T) {
+	for want, s3 := range map[string]*S3Storage{
+		"spec.storage.s3.keyID":               {Bucket: "b", KeyID: "arn:aws:kms:k"},
+		"spec.storage.s3.cloudFront.baseURL":  {Bucket: "b", CloudFront: &S3CloudFront{BaseURL: "cdn.example.com", KeypairID: "K", PrivateKey: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cf"}, Key: "pk"}}},
+		"spec.storage.s3.cloudFront.duration": {Bucket: "b", CloudFront: &S3CloudFront{BaseURL: "https://cdn.example.com", KeypairID: "K", PrivateKey: corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "cf"}, Key: "pk"}, Duration: metav1.Duration{Duration: -time.Second}}},
+	} {
+		c := &Config{Spec: ConfigSpec{Storage: StorageConfig{S3: s3}}}
+		c.Name = ConfigName
+		if problems := strings.Join(Validate(c), "\n"); !strings.Contains(problems, want+": Invalid value") {
+			t.Errorf("%s: problems %q", want, problems)
+		}
+	}
+	ok := &Config{Spec: ConfigSpec{Storage: StorageConfig{S3: &S3Storage{Bucket: "b", Encrypt: true, KeyID: "arn:aws:kms:k"}}}}
+	ok.Name = ConfigName
+	if problems := Validate(ok); len(problems) != 0 {
+		t.Errorf("encrypt with a keyID: %v", problems)
 	}
 }
