@@ -132,6 +132,12 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			unresolved = true
 		}
 		want.TrustedCA = ca
+		secrets, err := o.storageSecrets(ctx, spec.Storage)
+		if err != nil {
+			degraded = append(degraded, "Error: "+err.Error())
+			unresolved = true
+		}
+		want.Secrets = secrets
 	}
 	if spec.ManagementState == imageregistryv1.Removed {
 		// As the reference's operator: the storage recorded in status is

@@ -56,6 +56,9 @@ type DesiredStorage struct {
 	Credentials map[string]string
 	// TrustedCA is the PEM bundle spec.storage.s3.trustedCA names, or nil.
 	TrustedCA []byte
+	// Secrets are the values of the Secrets the storage names, by field
+	// (storage.SecretCloudFrontKey).
+	Secrets map[string][]byte
 }
 
 // AppliedStorage is the storage in effect.

@@ -2,8 +2,12 @@ package server
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,13 +27,19 @@ import (
 // image-registry-private-configuration-user …).
 func putStorageSecret(t *testing.T, url string, creds map[string]string) {
 	t.Helper()
+	putSecret(t, url, "image-registry-private-configuration-user", creds)
+}
+
+// putSecret creates a Secret in openshift-image-registry.
+func putSecret(t *testing.T, url, name string, values map[string]string) {
+	t.Helper()
 	data := map[string]string{}
-	for k, v := range creds {
+	for k, v := range values {
 		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
 	}
 	body, _ := json.Marshal(map[string]any{
 		"apiVersion": "v1", "kind": "Secret",
-		"metadata": map[string]any{"name": "image-registry-private-configuration-user", "namespace": "openshift-image-registry"},
+		"metadata": map[string]any{"name": name, "namespace": "openshift-image-registry"},
 		"data":     data,
 	})
 	resp, err := admin.Post(url+"/api/v1/namespaces/openshift-image-registry/secrets", "application/json", bytes.NewReader(body))
@@ -39,7 +49,7 @@ func putStorageSecret(t *testing.T, url string, creds map[string]string) {
 	msg, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != 201 {
-		t.Fatalf("create the storage secret: %d %s", resp.StatusCode, msg)
+		t.Fatalf("create secret %s: %d %s", name, resp.StatusCode, msg)
 	}
 }
 
@@ -184,5 +194,53 @@ func getJSON(t *testing.T, url string, v any) {
 	}
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestS3CloudFrontLive: cloudFront names a key in a Secret; until the
+// Secret exists the storage stays as it was and Degraded names it; once
+// it does, blob GETs redirect to the distribution.
+func TestS3CloudFrontLive(t *testing.T) {
+	gw := s3test.Start(t)
+	r := start(t, Config{DataDir: t.TempDir()})
+	putStorageSecret(t, r.url, s3test.Credentials())
+	patchConfig(t, r.url, fmt.Sprintf(`{"spec":{"storage":{"pvc":null,"s3":{"bucket":%q,"region":%q,"regionEndpoint":%q,`+
+		`"cloudFront":{"baseURL":"https://d111111abcdef8.cloudfront.net","keypairID":"K2JCJMDEHXQW5F","privateKey":{"name":"cloudfront-key","key":"private.pem"}}}}}}`,
+		s3test.Bucket(), s3test.Region, gw.Endpoint))
+	c, _ := getConfig(t, r.url)
+	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, `secret "openshift-image-registry/cloudfront-key"`) {
+		t.Errorf("Degraded without the key's Secret: %s %q", st, msg)
+	}
+	if claim, _ := storageStatus(t, r.url); claim == "" {
+		t.Error("the storage in effect changed although the cloudFront key is missing")
+	}
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putSecret(t, r.url, "cloudfront-key", map[string]string{"private.pem": string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, _ = getConfig(t, r.url)
+		if st, reason, _ := c.condition("StorageExists"); st == "True" && reason == "Creation Successful" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the S3 storage was not put in effect once the key existed: %+v", c.Status.Conditions)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	layer := []byte("served by the CDN")
+	if resp := pushBlob(t, r.url, "cf/app", layer); resp.StatusCode != 201 {
+		t.Fatalf("push: %d", resp.StatusCode)
+	}
+	noFollow := &http.Client{Transport: admin.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(r.url + "/v2/cf/app/blobs/" + digest.FromBytes(layer).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != 307 || !strings.HasPrefix(loc, "https://d111111abcdef8.cloudfront.net/blobs/sha256/") || !strings.Contains(loc, "Key-Pair-Id=K2JCJMDEHXQW5F") {
+		t.Errorf("GET with cloudFront: %d %s", resp.StatusCode, loc)
 	}
 }

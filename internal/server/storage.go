@@ -116,7 +116,7 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 	if err != nil {
 		return s.current, err
 	}
-	opts.Credentials, opts.TrustedCA = want.Credentials, want.TrustedCA
+	opts.Credentials, opts.TrustedCA, opts.Secrets = want.Credentials, want.TrustedCA, want.Secrets
 	opts.HTTPClient = s.client
 	config := storageConfigOf(spec)
 	if id == s.current.Blobs.ID && fingerprint(name, opts) == s.fingerprints[id] {
@@ -329,6 +329,9 @@ func fingerprint(name string, opts storage.Options) string {
 	keys := slices.Sorted(maps.Keys(opts.Credentials))
 	for _, k := range keys {
 		fmt.Fprintf(h, "%s=%s\x00", k, opts.Credentials[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.Secrets)) {
+		fmt.Fprintf(h, "%s=%x\x00", k, sha256.Sum256(opts.Secrets[k]))
 	}
 	h.Write(opts.TrustedCA)
 	return hex.EncodeToString(h.Sum(nil))

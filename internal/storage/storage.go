@@ -163,6 +163,9 @@ type Options struct {
 	// secret's key names (REGISTRY_STORAGE_S3_ACCESSKEY, …): the secret's
 	// over the server's environment. They never reach a log.
 	Credentials map[string]string
+	// Secrets are the values of Secrets the settings name, by field
+	// (SecretCloudFrontKey). They never reach a log.
+	Secrets map[string][]byte
 	// TrustedCA is a PEM bundle of CAs the driver trusts for its endpoint
 	// beside the system's (spec.storage.s3.trustedCA), or nil.
 	TrustedCA []byte
@@ -170,6 +173,10 @@ type Options struct {
 	// registry Config's proxy, live. Nil: http.DefaultClient.
 	HTTPClient *http.Client
 }
+
+// SecretCloudFrontKey is the Options.Secrets entry of the CloudFront
+// private key that spec.storage.s3.cloudFront.privateKey names.
+const SecretCloudFrontKey = "cloudFront.privateKey"
 
 // DecodeSettings decodes opts.Settings into a driver's typed settings T,
 // refusing a field T does not know (a typo must not be a setting that is

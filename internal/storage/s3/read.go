@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -84,11 +85,15 @@ func (d *Driver) Delete(ctx context.Context, dgst digest.Digest) error {
 }
 
 // RedirectURL implements storage.Redirector: a GET of the blob presigned
-// for a bounded time.
+// for a bounded time, or a signed URL of the CloudFront distribution in
+// front of the bucket.
 func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, error) {
 	key, err := blobKey(dgst)
 	if err != nil {
 		return "", err
+	}
+	if d.front != nil {
+		return d.front.url(key, time.Now())
 	}
 	req, err := d.presign.PresignGetObject(ctx, &s3.GetObjectInput{Bucket: &d.bucket, Key: &key}, s3.WithPresignExpires(redirectLifetime))
 	if err != nil {

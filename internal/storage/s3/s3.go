@@ -91,6 +91,9 @@ type Driver struct {
 	copyPartSize int64
 	sse          sse
 	spool        string
+	// front, when set, signs redirects to a CloudFront distribution in
+	// front of the bucket instead of presigning S3 GETs.
+	front *cloudFront
 
 	mu         sync.Mutex
 	conditions []storage.Condition
@@ -123,9 +126,9 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 	if set.Bucket == "" {
 		return nil, fmt.Errorf("s3: %w: no bucket named", errdefs.ErrInvalidArgument)
 	}
-	if set.CloudFront != nil {
-		// Refused rather than ignored: redirects would go to the bucket.
-		return nil, fmt.Errorf("s3: %w: cloudFront redirects are not supported yet", errdefs.ErrInvalidArgument)
+	front, err := newCloudFront(set.CloudFront, opts.Secrets)
+	if err != nil {
+		return nil, err
 	}
 	if set.KeyID != "" && !set.Encrypt {
 		return nil, fmt.Errorf("s3: %w: keyID names a KMS key but encrypt is false: set encrypt to true to use it", errdefs.ErrInvalidArgument)
@@ -188,6 +191,7 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 		partSize:     chunk * mib,
 		copyPartSize: maxCopySize,
 		spool:        opts.DataDir,
+		front:        front,
 	}
 	if set.Encrypt {
 		d.sse.algorithm = types.ServerSideEncryptionAes256
