@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 	"k8s.io/apimachinery/pkg/types"
@@ -187,6 +188,13 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
 		} else {
 			storageCond, storageMore = storageConditions(inEffect)
+			if err := o.storageHealth(ctx); err != nil {
+				// In effect but not answering (a bucket unreachable, a
+				// volume gone read-only): said at every pass until it
+				// answers again.
+				storageCond = cond(imageregistryv1.ConditionStorageExists, "Unknown", "Storage Unreachable", err.Error())
+				degraded = append(degraded, "Error: the storage in effect does not answer: "+err.Error())
+			}
 		}
 	} else {
 		status.Storage = imageregistryv1.StorageConfig{}
@@ -376,4 +384,23 @@ func findCondition(conds []imageregistryv1.OperatorCondition, typ string) imager
 		}
 	}
 	return imageregistryv1.OperatorCondition{}
+}
+
+// StorageHealth is a Storage that can tell whether the storage in effect
+// answers (/healthz asks the same).
+type StorageHealth interface {
+	Health(ctx context.Context) error
+}
+
+// storageHealthTimeout bounds the operator's check of the storage.
+const storageHealthTimeout = 5 * time.Second
+
+func (o *Operator) storageHealth(ctx context.Context) error {
+	hc, ok := o.opts.Storage.(StorageHealth)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, storageHealthTimeout)
+	defer cancel()
+	return hc.Health(ctx)
 }

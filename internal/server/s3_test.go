@@ -149,12 +149,26 @@ func TestS3StorageLive(t *testing.T) {
 
 	// /healthz follows the bucket: 503 while the gateway is down, 200
 	// again when it is back.
+	// The Config says so too, at the operator's next pass.
 	gw.Stop()
 	waitHealth(t, r.url, http.StatusServiceUnavailable)
+	patchConfig(t, r.url, `{"spec":{"logLevel":"Debug"}}`)
+	c, _ = getConfig(t, r.url)
+	if st, reason, _ := c.condition("StorageExists"); st != "Unknown" || reason != "Storage Unreachable" {
+		t.Errorf("StorageExists with the bucket unreachable: %s %s", st, reason)
+	}
+	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "does not answer") {
+		t.Errorf("Degraded with the bucket unreachable: %s %q", st, msg)
+	}
 	if err := gw.Restart(); err != nil {
 		t.Fatal(err)
 	}
 	waitHealth(t, r.url, http.StatusOK)
+	patchConfig(t, r.url, `{"spec":{"logLevel":"Normal"}}`)
+	c, _ = getConfig(t, r.url)
+	if st, _, _ := c.condition("StorageExists"); st != "True" {
+		t.Errorf("StorageExists with the bucket back: %s", st)
+	}
 
 	// Removed: a Managed bucket goes with the registry.
 	patchConfig(t, r.url, `{"spec":{"managementState":"Removed"}}`)
