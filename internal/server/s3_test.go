@@ -2,14 +2,17 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +22,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/operator"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
 )
 
@@ -256,5 +264,95 @@ func TestS3CloudFrontLive(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != 307 || !strings.HasPrefix(loc, "https://d111111abcdef8.cloudfront.net/blobs/sha256/") || !strings.Contains(loc, "Key-Pair-Id=K2JCJMDEHXQW5F") {
 		t.Errorf("GET with cloudFront: %d %s", resp.StatusCode, loc)
+	}
+}
+
+// destroyable is object storage whose driver created its bucket and fails
+// to destroy it the first times it is asked.
+type destroyable struct {
+	*memory.Driver
+	token     string
+	failures  int
+	destroyed []string
+}
+
+func (d *destroyable) ProvisionToken() string { return d.token }
+
+func (d *destroyable) Destroy(_ context.Context, token string) (string, error) {
+	d.destroyed = append(d.destroyed, token)
+	if d.failures > 0 {
+		d.failures--
+		return "", errors.New("the backend is down")
+	}
+	return "bucket deleted", nil
+}
+
+// A bucket is destroyed only with the token its driver left when it
+// created it, the store forgets it only once it is gone, and a failed
+// destroy leaves everything in place for the next pass to retry.
+func TestDestroyObjectStorage(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := openTestStore(t, dir)
+	var drv *destroyable
+	table := storage.Registry{"s3": func(_ context.Context, opts storage.Options) (storage.Driver, error) {
+		set, err := storage.DecodeSettings[fakeS3Settings](opts)
+		if err != nil {
+			return nil, err
+		}
+		token := ""
+		if set.Bucket == "made-by-berth" {
+			token = "tok-" + set.Bucket
+		}
+		drv = &destroyable{Driver: memory.NewDriver(), token: token, failures: 1}
+		return drv, nil
+	}}
+	s := newBlobStorages(dir, table, false, meta, slog.New(slog.DiscardHandler))
+	spec := func(bucket string) imageregistryv1.StorageConfig {
+		return imageregistryv1.StorageConfig{ManagementState: imageregistryv1.Managed,
+			S3: &imageregistryv1.S3Storage{Bucket: bucket, Region: "us-east-1", RegionEndpoint: "http://127.0.0.1:9000"}}
+	}
+
+	// A bucket Berth found (no token), even Managed, is kept.
+	if _, err := s.ApplyStorage(ctx, operator.DesiredStorage{Config: spec("users-bucket")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.RemoveStorage(ctx, spec("users-bucket")); !errors.Is(err, operator.ErrNotProvisioned) || len(drv.destroyed) != 0 {
+		t.Fatalf("removing a bucket Berth did not create: %v, destroy called %d times", err, len(drv.destroyed))
+	}
+
+	applied, err := s.ApplyStorage(ctx, operator.DesiredStorage{Config: spec("made-by-berth")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := applied.Blobs.ID
+	if _, err := s.RemoveStorage(ctx, spec("made-by-berth")); err == nil || errors.Is(err, operator.ErrNotProvisioned) {
+		t.Fatalf("the failed destroy: %v", err)
+	}
+	if _, ok := s.Built(id); !ok {
+		t.Fatal("a failed destroy forgot the storage")
+	}
+	// Commits are admitted again (the registry may go back to Managed).
+	again, err := s.ApplyStorage(ctx, operator.DesiredStorage{Config: spec("made-by-berth")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leave, ok := again.Blobs.Writes.Enter()
+	if !ok {
+		t.Fatal("commits stay refused after a failed destroy")
+	}
+	leave()
+	what, err := s.RemoveStorage(ctx, spec("made-by-berth"))
+	if err != nil || !strings.Contains(what, "bucket deleted") {
+		t.Fatalf("the retried destroy: %q, %v", what, err)
+	}
+	if len(drv.destroyed) != 2 || drv.destroyed[1] != "tok-made-by-berth" {
+		t.Errorf("destroy was asked with %v", drv.destroyed)
+	}
+	if _, ok := s.Built(id); ok {
+		t.Error("the destroyed storage is still built")
+	}
+	if _, err := meta.Setting(ctx, provisionedPrefix+id); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("the token is still recorded: %v", err)
 	}
 }

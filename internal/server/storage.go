@@ -148,6 +148,13 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
 		}
 	}
+	if p, ok := s.raw[id].(storage.Provisioner); ok && p.ProvisionToken() != "" {
+		// The driver created its backend: the token it left there is
+		// what lets a Removed registry remove it, and nothing else.
+		if err := s.recordToken(ctx, id, p.ProvisionToken()); err != nil {
+			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
+		}
+	}
 	previous := s.current.Blobs.ID
 	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id]}, Created: created}
 	if r, ok := s.raw[id].(storage.Reporter); ok {
@@ -380,6 +387,15 @@ func (s *blobStorages) recordProvisioned(ctx context.Context, id, root string) e
 	return err
 }
 
+// recordToken records token as the proof that Berth made storage id.
+func (s *blobStorages) recordToken(ctx context.Context, id, token string) error {
+	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
+		return err
+	}
+	_, err := s.sessions.InitSetting(ctx, provisionedPrefix+id, token)
+	return err
+}
+
 // provisionedLocked tells whether the volume of storage id at root is
 // Berth's: it does not exist yet (Berth will make it), or it is a
 // directory whose marker holds the token the store recorded when Berth
@@ -540,14 +556,12 @@ func (s *blobStorages) Health(ctx context.Context) error {
 // bytes: a volume's directory, an emptyDir's memory. Requests in flight on
 // it fail; /v2 is out of service while the registry is Removed anyway.
 func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error) {
-	root, id, blobs, destroy, err := s.forget(ctx, spec)
+	if spec.EmptyDir == nil && spec.PVC == nil {
+		return s.destroy(ctx, spec)
+	}
+	root, id, blobs, err := s.forget(ctx, spec)
 	if err != nil {
 		return "", err
-	}
-	if destroy != nil {
-		if err := destroy.Destroy(ctx); err != nil {
-			return "", fmt.Errorf("remove %s: %w", describeStorage(spec), err)
-		}
 	}
 	if root == "" {
 		return fmt.Sprintf("%s (%d blobs)", describeStorage(spec), blobs), nil
@@ -563,39 +577,90 @@ func (s *blobStorages) RemoveStorage(ctx context.Context, spec imageregistryv1.S
 	return fmt.Sprintf("%s (%s, %d blobs)", describeStorage(spec), root, blobs), nil
 }
 
-// forget takes the storage spec names out of service if Berth provisioned
-// it: its commits in flight finish and no more start, the store forgets
-// its blobs and sessions (how many blobs it returns), and an emptyDir's
-// memory is released. It returns the volume's directory, for the caller
-// to remove ("" for an emptyDir), or the object storage's driver, for the
-// caller to destroy its bucket.
-func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageConfig) (root, id string, blobs int64, destroy storage.Destroyer, err error) {
+// destroy removes object storage Berth created (its driver left a token
+// in it, recorded in the store when it did): commits stop, the driver
+// removes Berth's objects and the bucket, and only then does the store
+// forget the storage. A failure keeps everything as it was, commits
+// admitted again, for the next pass to retry.
+func (s *blobStorages) destroy(ctx context.Context, spec imageregistryv1.StorageConfig) (string, error) {
+	s.mu.Lock()
+	id, _, _, _, err := s.locate(spec)
+	if err != nil {
+		s.mu.Unlock()
+		return "", err
+	}
+	destroyer, ok := s.raw[id].(storage.Destroyer)
+	gate := s.gates[id]
+	s.mu.Unlock()
+	if !ok {
+		return "", fmt.Errorf("%s is not in use by this instance, or its driver cannot remove it: %w", describeStorage(spec), operator.ErrNotProvisioned)
+	}
+	token, err := s.sessions.Setting(ctx, provisionedPrefix+id)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return "", fmt.Errorf("%s was not created by Berth: %w", describeStorage(spec), operator.ErrNotProvisioned)
+	}
+	if err != nil {
+		return "", err
+	}
+	gate.Close()
+	done, err := destroyer.Destroy(ctx, token)
+	if err != nil {
+		s.mu.Lock()
+		s.gates[id] = &settings.Gate{}
+		if s.current.Blobs.ID == id {
+			// Rebuilt with the new gate at the next apply.
+			s.current = operator.AppliedStorage{}
+		}
+		s.mu.Unlock()
+		if errors.Is(err, storage.ErrNotProvisioned) {
+			return "", fmt.Errorf("%s: %v: %w", describeStorage(spec), err, operator.ErrNotProvisioned)
+		}
+		return "", fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+	}
+	s.mu.Lock()
+	blobs, err := s.sessions.ForgetStorage(ctx, id)
+	if err == nil {
+		delete(s.built, id)
+		delete(s.raw, id)
+		delete(s.gates, id)
+		if s.current.Blobs.ID == id {
+			s.current = operator.AppliedStorage{}
+		}
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s (%d blobs; %s)", describeStorage(spec), blobs, done), nil
+}
+
+// forget takes the volume or emptyDir spec names out of service if Berth
+// provisioned it: its commits in flight finish and no more start, the
+// store forgets its blobs and sessions (how many blobs it returns), and an
+// emptyDir's memory is released. It returns the volume's directory, for
+// the caller to remove ("" for an emptyDir).
+func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageConfig) (root, id string, blobs int64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, _, _, root, err = s.locate(spec)
 	if err != nil {
-		return "", "", 0, nil, err
+		return "", "", 0, err
 	}
 	if root != "" {
 		if provisioned, err := s.provisionedLocked(ctx, id, root); err != nil {
-			return "", "", 0, nil, err
+			return "", "", 0, err
 		} else if !provisioned {
-			return "", "", 0, nil, fmt.Errorf("%s (%s) existed before Berth used it, or is no longer the directory Berth made: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
-		}
-	}
-	if spec.EmptyDir == nil && spec.PVC == nil {
-		// Object storage: removed by its driver, which this process must
-		// have built (it is the storage status names as in effect).
-		var ok bool
-		if destroy, ok = s.raw[id].(storage.Destroyer); !ok {
-			return "", "", 0, nil, fmt.Errorf("%s is not in use by this instance, or its driver cannot remove it: %w", describeStorage(spec), operator.ErrNotProvisioned)
+			return "", "", 0, fmt.Errorf("%s (%s) existed before Berth used it, or is no longer the directory Berth made: %w", describeStorage(spec), root, operator.ErrNotProvisioned)
 		}
 	}
 	if g := s.gates[id]; g != nil {
 		g.Close()
 	}
 	if blobs, err = s.sessions.ForgetStorage(ctx, id); err != nil {
-		return "", "", 0, nil, err
+		return "", "", 0, err
 	}
 	raw := s.raw[id]
 	delete(s.built, id)
@@ -604,11 +669,11 @@ func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageC
 	if c, ok := raw.(io.Closer); ok {
 		// An emptyDir's memory goes now, not when its last reference does.
 		if err := c.Close(); err != nil {
-			return "", "", 0, nil, fmt.Errorf("remove %s: %w", describeStorage(spec), err)
+			return "", "", 0, fmt.Errorf("remove %s: %w", describeStorage(spec), err)
 		}
 	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
 	}
-	return root, id, blobs, destroy, nil
+	return root, id, blobs, nil
 }

@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -230,12 +231,26 @@ type Condition struct {
 	Type, Status, Reason, Message string
 }
 
-// Destroyer is implemented by drivers that can remove their backend
-// (a bucket with everything in it), for a registry set to Removed whose
-// storage Berth provisioned.
-type Destroyer interface {
-	Destroy(ctx context.Context) error
+// Provisioner is implemented by drivers that create their backend when it
+// is absent (a bucket). ProvisionToken is the random token the driver
+// left in the backend it created, "" when it created none: the caller
+// records it, and only a backend still holding it is Berth's to destroy.
+type Provisioner interface {
+	ProvisionToken() string
 }
+
+// Destroyer is implemented by drivers that can remove the backend they
+// created (a bucket and Berth's objects in it), for a registry set to
+// Removed whose storage is Managed. A backend that does not hold token,
+// or holds objects Berth did not write, is kept: ErrNotProvisioned.
+type Destroyer interface {
+	// Destroy says what it removed.
+	Destroy(ctx context.Context, token string) (string, error)
+}
+
+// ErrNotProvisioned says that a backend, or part of it, was not made by
+// Berth, and is kept.
+var ErrNotProvisioned = errors.New("not provisioned by Berth")
 
 // Reporter is implemented by drivers that check or provision their
 // backend when built (a bucket found, or created with its access block

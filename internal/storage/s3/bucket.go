@@ -2,9 +2,12 @@ package s3
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -12,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
@@ -59,6 +63,14 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 		return fmt.Errorf("s3: create bucket %s: %w", d.bucket, err)
 	}
 	conds := []storage.Condition{{Type: condExists, Status: "True", Reason: "Creation Successful", Message: "S3 bucket was successfully created"}}
+	// The token proves later that Berth made this bucket (a bucket named
+	// in the Config afterwards is not Berth's to remove).
+	token := randomToken()
+	if err := d.putBytes(ctx, provisionKey, []byte(token)); err == nil {
+		d.mu.Lock()
+		d.token = token
+		d.mu.Unlock()
+	}
 	_, err = d.client.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{
 		Bucket: &d.bucket,
 		PublicAccessBlockConfiguration: &types.PublicAccessBlockConfiguration{
@@ -148,15 +160,65 @@ func httpStatus(err error) int {
 	return 0
 }
 
-// Destroy implements storage.Destroyer: every object and multipart upload
-// in the bucket goes, then the bucket (a registry Removed whose storage
-// is Managed).
-func (d *Driver) Destroy(ctx context.Context) error {
-	if err := d.removeUploads(ctx, "", func(string) bool { return false }); err != nil {
-		return fmt.Errorf("empty bucket %s: %w", d.bucket, err)
+// provisionKey is the object that holds the token of a bucket Berth
+// created.
+const provisionKey = "berth-provisioned"
+
+// ProvisionToken implements storage.Provisioner.
+func (d *Driver) ProvisionToken() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.token
+}
+
+// blobKeyShape matches the keys of blobs.
+var blobKeyShape = regexp.MustCompile(`^blobs/[a-z0-9]+/[0-9a-f]{2}/[0-9a-f]+$`)
+
+// Destroy implements storage.Destroyer: if the bucket holds token, Berth's
+// objects and multipart uploads in it go, then the bucket, unless it holds
+// other objects.
+func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
+	b, err := d.readAll(ctx, provisionKey, 4096)
+	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return "", fmt.Errorf("read %s of bucket %s: %w", provisionKey, d.bucket, err)
 	}
-	if _, err := d.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &d.bucket}); err != nil && httpStatus(err) != http.StatusNotFound {
-		return fmt.Errorf("delete bucket %s: %w", d.bucket, err)
+	if token == "" || string(b) != token {
+		return "", fmt.Errorf("bucket %s does not hold the token Berth left when it created it: %w", d.bucket, storage.ErrNotProvisioned)
 	}
-	return nil
+	if err := d.removeUploads(ctx, uploadsPrefix, func(string) bool { return false }, 0); err != nil {
+		return "", fmt.Errorf("empty bucket %s: %w", d.bucket, err)
+	}
+	var errs []error
+	pages := s3.NewListObjectsV2Paginator(d.client, &s3.ListObjectsV2Input{Bucket: &d.bucket, Prefix: aws.String("blobs/")})
+	for pages.HasMorePages() {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return "", classify(err, "list the blobs of bucket "+d.bucket)
+		}
+		for _, o := range out.Contents {
+			if blobKeyShape.MatchString(aws.ToString(o.Key)) {
+				errs = append(errs, d.deleteKey(ctx, aws.ToString(o.Key)))
+			}
+		}
+	}
+	if err := firstErrors(errs); err != nil {
+		return "", fmt.Errorf("empty bucket %s: %w", d.bucket, err)
+	}
+	if err := d.deleteKey(ctx, provisionKey); err != nil {
+		return "", err
+	}
+	_, err = d.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &d.bucket})
+	switch {
+	case err == nil, httpStatus(err) == http.StatusNotFound:
+		return "bucket deleted", nil
+	case errorCode(err) == "BucketNotEmpty":
+		return "Berth's objects removed; the bucket is kept, since it holds objects Berth did not write", nil
+	}
+	return "", fmt.Errorf("delete bucket %s: %w", d.bucket, err)
+}
+
+func randomToken() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

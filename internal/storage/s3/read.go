@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
+	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -103,22 +103,31 @@ func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, e
 }
 
 // Recover implements storage.Recoverer: multipart uploads and objects of
-// upload sessions that no longer exist (a crash, an abort that failed)
-// go. It lists the upload keys once, at start.
+// upload sessions that no longer exist (a crash, an abort that failed, an
+// append never recorded) go. It lists the upload keys once, at start, and
+// leaves alone any key not of Berth's shape and anything younger than
+// recoverGrace (what another registry on the same bucket may be writing).
 func (d *Driver) Recover(ctx context.Context, live func(id string) bool) error {
-	return d.removeUploads(ctx, uploadsPrefix, live)
+	return d.removeUploads(ctx, uploadsPrefix, live, d.recoverGrace)
 }
 
+// recoverGrace is how old a leftover must be for Recover to remove it.
+const recoverGrace = time.Hour
+
+// uploadKey matches the keys of upload sessions, and names the session.
+var uploadKey = regexp.MustCompile(`^upload-([a-z0-9]{1,128})\.(data|sealed|tail-[0-9]{1,5})$`)
+
 // removeUploads aborts the multipart uploads and deletes the objects
-// under prefix whose session is not live (a key of no session counts as
-// not live).
-func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(id string) bool) error {
-	sessionOf := func(key string) string {
-		if !strings.HasPrefix(key, uploadsPrefix) {
-			return ""
+// under prefix that are of an upload session which is not live and are
+// older than grace. Keys not of a session's shape are never touched.
+func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(id string) bool, grace time.Duration) error {
+	cutoff := time.Now().Add(-grace)
+	dead := func(key string, at *time.Time) bool {
+		m := uploadKey.FindStringSubmatch(key)
+		if m == nil || live(m[1]) {
+			return false
 		}
-		id, _, _ := strings.Cut(strings.TrimPrefix(key, uploadsPrefix), ".")
-		return id
+		return grace == 0 || (at != nil && at.Before(cutoff))
 	}
 	var errs []error
 	mp := &s3.ListMultipartUploadsInput{Bucket: &d.bucket, Prefix: &prefix}
@@ -128,7 +137,7 @@ func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(id 
 			return classify(err, "list the multipart uploads under "+prefix)
 		}
 		for _, u := range out.Uploads {
-			if !live(sessionOf(aws.ToString(u.Key))) {
+			if dead(aws.ToString(u.Key), u.Initiated) {
 				errs = append(errs, d.abortMultipart(ctx, aws.ToString(u.Key), u.UploadId))
 			}
 		}
@@ -144,10 +153,25 @@ func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(id 
 			return classify(err, "list the objects under "+prefix)
 		}
 		for _, o := range out.Contents {
-			if !live(sessionOf(aws.ToString(o.Key))) {
+			if dead(aws.ToString(o.Key), o.LastModified) {
 				errs = append(errs, d.deleteKey(ctx, aws.ToString(o.Key)))
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return firstErrors(errs)
+}
+
+// firstErrors joins the first few of errs, and counts the rest: a
+// message that goes into status stays short.
+func firstErrors(errs []error) error {
+	var failed []error
+	for _, err := range errs {
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 3 {
+		return fmt.Errorf("%w (and %d more errors)", errors.Join(failed[:3]...), len(failed)-3)
+	}
+	return errors.Join(failed...)
 }

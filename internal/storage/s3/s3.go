@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"sync"
@@ -91,12 +92,17 @@ type Driver struct {
 	copyPartSize int64
 	sse          sse
 	spool        string
+	// recoverGrace: Recover leaves leftovers younger than this.
+	recoverGrace time.Duration
 	// front, when set, signs redirects to a CloudFront distribution in
 	// front of the bucket instead of presigning S3 GETs.
 	front *cloudFront
 
 	mu         sync.Mutex
 	conditions []storage.Condition
+	// token is what the driver left in the bucket it created ("" for a
+	// bucket it found).
+	token string
 }
 
 // sse is the server-side encryption every write asks for.
@@ -177,6 +183,10 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 		if set.RegionEndpoint != "" {
 			o.BaseEndpoint = aws.String(set.RegionEndpoint)
 			o.UsePathStyle = !set.VirtualHostedStyle
+		} else {
+			// AWS itself, as the storage's ID says: not an endpoint that
+			// AWS_ENDPOINT_URL or a shared config file names.
+			o.BaseEndpoint = nil
 		}
 		// The payload's SHA-256 is signed with every part (the parts are
 		// buffered), which is integrity enough; the newer trailing
@@ -192,6 +202,7 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 		copyPartSize: maxCopySize,
 		spool:        opts.DataDir,
 		front:        front,
+		recoverGrace: recoverGrace,
 	}
 	if set.Encrypt {
 		d.sse.algorithm = types.ServerSideEncryptionAes256
@@ -282,8 +293,10 @@ func validUploadID(id string) bool {
 
 // classify maps an S3 error onto the driver errors the registry answers
 // by: a missing key or upload is not found, a bad range an invalid
-// argument, a backend that cannot be reached (after the SDK's retries)
-// unavailable. what says what was being done.
+// argument, a backend that answers 5xx or 429 or does not answer at all
+// (after the SDK's retries) unavailable. A missing bucket, refused
+// credentials and the like stay plain errors: no retry mends them. what
+// says what was being done.
 func classify(err error, what string) error {
 	if err == nil {
 		return nil
@@ -291,14 +304,19 @@ func classify(err error, what string) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("s3 %s: %w", what, err)
 	}
-	code := errorCode(err)
-	switch code {
-	case "NoSuchKey", "NotFound", "NoSuchUpload", "NoSuchBucket":
+	code, status := errorCode(err), httpStatus(err)
+	var netErr net.Error
+	switch {
+	case code == "NoSuchBucket":
+		return fmt.Errorf("s3 %s: the bucket does not exist: %w", what, err)
+	case code == "NoSuchKey" || code == "NoSuchUpload" || status == http.StatusNotFound:
 		return fmt.Errorf("s3 %s: %w: %v", what, errdefs.ErrNotFound, err)
-	case "InvalidRange":
+	case code == "InvalidRange" || status == http.StatusRequestedRangeNotSatisfiable:
 		return fmt.Errorf("s3 %s: %w: %v", what, errdefs.ErrInvalidArgument, err)
-	case "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "":
-		// "" is no answer at all: the connection failed.
+	case status >= 500 || status == http.StatusTooManyRequests || code == "SlowDown" || code == "RequestTimeout":
+		return fmt.Errorf("s3 %s: %w: %v", what, errdefs.ErrUnavailable, err)
+	case status == 0 && errors.As(err, &netErr):
+		// No answer: the connection failed or timed out.
 		return fmt.Errorf("s3 %s: %w: %v", what, errdefs.ErrUnavailable, err)
 	}
 	return fmt.Errorf("s3 %s: %w", what, err)

@@ -502,8 +502,31 @@ func TestRecover(t *testing.T) {
 		}
 		states[id] = st
 	}
+	// Keys that look like Berth's but are not of its shape are the user's.
+	foreign := []string{"upload-2024-q3-report.csv", "upload-x.tail-1.bak", "uploads/dead/tail-1"}
+	for _, k := range foreign {
+		if err := f.driver.Put(ctx, k, []byte("not Berth's")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Leftovers younger than the grace (another registry on this bucket
+	// may be writing them) stay.
 	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live" }); err != nil {
 		t.Fatal(err)
+	}
+	for _, k := range []string{"upload-dead.tail-2", "upload-deadsmall.tail-1"} {
+		if _, err := os.Stat(gateway.Dir + "/" + f.bucket + "/" + k); err != nil {
+			t.Errorf("a leftover younger than the grace was removed: %s", k)
+		}
+	}
+	f.driver.SetRecoverGrace(0)
+	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live" }); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range foreign {
+		if _, err := os.Stat(gateway.Dir + "/" + f.bucket + "/" + k); err != nil {
+			t.Errorf("Recover removed %s, which is not of Berth's shape: %v", k, err)
+		}
 	}
 	for _, id := range []string{"dead", "deadsmall"} {
 		err := f.driver.Commit(ctx, storage.Upload{ID: id, State: states[id]}, digest.FromString(id), sizeOf(t, states[id]))
@@ -520,7 +543,7 @@ func TestRecover(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "upload-") && !strings.HasPrefix(e.Name(), "upload-live.") {
+		if strings.HasPrefix(e.Name(), "upload-dead") {
 			t.Errorf("%s is left after recovery", e.Name())
 		}
 	}
@@ -625,5 +648,128 @@ func TestConcurrentSessions(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// stallingReader gives n bytes of b and then fails, as a client that
+// stalls and is cut off.
+type stallingReader struct {
+	b    []byte
+	n    int
+	read int
+}
+
+var errStalled = errors.New("stalled")
+
+func (s *stallingReader) Read(p []byte) (int, error) {
+	if s.read >= s.n {
+		return 0, errStalled
+	}
+	m := copy(p, s.b[s.read:s.n])
+	s.read += m
+	return m, nil
+}
+
+// TestClientStopsMidPart: every byte read from a client that stops in the
+// middle of a part is kept (the registry hashed them all), and the upload
+// goes on from there to the right blob.
+func TestClientStopsMidPart(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	content := random(t, 12<<20)
+	src := &stallingReader{b: content, n: 7 << 20}
+	n, state, err := f.driver.Append(ctx, storage.Upload{ID: "stall"}, 0, src)
+	if !errors.Is(err, errStalled) || n != int64(src.read) {
+		t.Fatalf("Append of a stalled body: %d bytes kept of %d read, %v", n, src.read, err)
+	}
+	u := storage.Upload{ID: "stall", State: state}
+	m, state, err := f.driver.Append(ctx, u, n, bytes.NewReader(content[n:]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.State = state
+	dgst := digest.FromBytes(content)
+	if err := f.driver.Commit(ctx, u, dgst, n+m); err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs")
+	}
+}
+
+// TestCommitTakesTheRecordedTail: an append that was never recorded left
+// the tail object longer than recorded; the blob is the recorded bytes
+// only, with parts and without.
+func TestCommitTakesTheRecordedTail(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	for _, size := range []int{10, 6<<20 + 10} {
+		id := fmt.Sprintf("tail%d", size)
+		content := random(t, size)
+		n, recorded, err := f.driver.Append(ctx, storage.Upload{ID: id}, 0, bytes.NewReader(content))
+		if err != nil || n != int64(size) {
+			t.Fatal(n, err)
+		}
+		// Unrecorded: 50 more bytes (a chunk the registry refused).
+		if _, _, err := f.driver.Append(ctx, storage.Upload{ID: id, State: recorded}, n, strings.NewReader(strings.Repeat("EVIL", 50))); err != nil {
+			t.Fatal(err)
+		}
+		dgst := digest.FromBytes(content)
+		if err := f.driver.Commit(ctx, storage.Upload{ID: id, State: recorded}, dgst, n); err != nil {
+			t.Fatal(err)
+		}
+		if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+			t.Errorf("%d bytes recorded: the blob has %d bytes", size, len(got))
+		}
+	}
+}
+
+// TestCommitReplacesAnObjectOfAnotherSize: an object under a blob's key
+// whose size is not the blob's is not the blob; the commit replaces it.
+func TestCommitReplacesAnObjectOfAnotherSize(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	content := []byte("the real content")
+	dgst := digest.FromBytes(content)
+	if err := f.driver.Put(ctx, "blobs/sha256/"+dgst.Encoded()[:2]+"/"+dgst.Encoded(), []byte("garbage of another size")); err != nil {
+		t.Fatal(err)
+	}
+	push(t, f.driver, "replace", content)
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatalf("the blob holds %q", got)
+	}
+}
+
+// TestSealedAtAnotherState: ReadUpload completed the upload at one state;
+// a commit at another state of the same size (another last chunk) does
+// not take the completed bytes for its own.
+func TestSealedAtAnotherState(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	first := random(t, 6<<20)
+	_, before, err := f.driver.Append(ctx, storage.Upload{ID: "sealed"}, 0, bytes.NewReader(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, one, err := f.driver.Append(ctx, storage.Upload{ID: "sealed", State: before}, 6<<20, strings.NewReader("chunk one"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := f.driver.ReadUpload(ctx, storage.Upload{ID: "sealed", State: one})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	_, two, err := f.driver.Append(ctx, storage.Upload{ID: "sealed", State: before}, 6<<20, strings.NewReader("chunk two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := append(append([]byte{}, first...), "chunk two"...)
+	err = f.driver.Commit(ctx, storage.Upload{ID: "sealed", State: two}, digest.FromBytes(other), int64(len(other)))
+	if !errors.Is(err, errdefs.ErrSizeMismatch) {
+		t.Fatalf("a commit at another state after a seal: %v, want ErrSizeMismatch (the upload is lost)", err)
+	}
+	if _, err := f.driver.Open(ctx, digest.FromBytes(other), 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("the blob exists after the refused commit: %v", err)
 	}
 }

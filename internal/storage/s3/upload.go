@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -38,6 +40,11 @@ type uploadState struct {
 	// (upload-<id>.tail-<Next>): parts but the last must be at least
 	// 5 MiB, and clients send chunks of any size.
 	Tail int64 `json:"t,omitempty"`
+	// TailETag is the ETag of the tail object as written with Tail
+	// bytes: an append that was never recorded may have rewritten the
+	// object longer since (its first Tail bytes stay the same), so a copy
+	// of the whole object is made only if it still has this ETag.
+	TailETag string `json:"e,omitempty"`
 	// Stale names the tail object this state no longer needs (its bytes
 	// went into a part): the next append, or the commit, deletes it.
 	Stale int32 `json:"s,omitempty"`
@@ -48,7 +55,8 @@ func decodeState(b []byte, partSize int64) (uploadState, error) {
 	if len(b) == 0 {
 		return st, nil
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.PartSize < 5*mib || st.PartSize > maxPartSize || st.Next < 1 || st.Tail < 0 {
+	if err := json.Unmarshal(b, &st); err != nil || st.PartSize < 5*mib || st.PartSize > maxPartSize ||
+		st.Next < 1 || st.Next > maxParts+1 || st.Tail < 0 || st.Tail > maxPartSize || st.Stale < 0 || st.Stale > maxParts {
 		return st, fmt.Errorf("s3 upload state %q: %w", b, errdefs.ErrInvalidArgument)
 	}
 	return st, nil
@@ -135,7 +143,9 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		}
 		size := st.partSizeOf(st.Next)
 		p, n, rerr := d.fill(src, size)
-		if n == size {
+		ended := rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
+		switch {
+		case n == size:
 			err := d.uploadPart(ctx, prefix, &st, p)
 			p.Close()
 			if err != nil {
@@ -144,25 +154,45 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 			if rerr == nil {
 				continue
 			}
-		} else if n > st.Tail && (rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)) {
-			_, err := d.client.PutObject(ctx, d.sseOnPut(&s3.PutObjectInput{
-				Bucket: &d.bucket, Key: aws.String(tailKey(prefix, st.Next)), Body: p, ContentLength: aws.Int64(n),
-			}))
+		case n > st.Tail:
+			// What is short of a part is kept as the tail, also when the
+			// client stopped mid-part: every byte read from it is then
+			// kept, and the caller (who hashed them) may go on from there.
+			wctx := ctx
+			if !ended {
+				var cancel context.CancelFunc
+				wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), tailWriteTimeout)
+				defer cancel()
+			}
+			err := d.putTail(wctx, prefix, &st, p, n)
 			p.Close()
 			if err != nil {
-				return progress(), st.encode(), classify(err, "write the tail of upload "+u.ID)
+				return progress(), st.encode(), err
 			}
-			st.Tail = n
-		} else {
+		default:
 			p.Close()
 		}
-		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
-			// The client went away mid-part: what reached a part or the
-			// tail is kept, the rest it sends again.
+		if !ended {
 			return progress(), st.encode(), fmt.Errorf("append to upload %s: %w", u.ID, rerr)
 		}
 		return progress(), st.encode(), nil
 	}
+}
+
+// tailWriteTimeout bounds the write of what a client sent before it went
+// away.
+const tailWriteTimeout = 30 * time.Second
+
+// putTail writes p (n bytes) as the tail of st.
+func (d *Driver) putTail(ctx context.Context, prefix string, st *uploadState, p part, n int64) error {
+	out, err := d.client.PutObject(ctx, d.sseOnPut(&s3.PutObjectInput{
+		Bucket: &d.bucket, Key: aws.String(tailKey(prefix, st.Next)), Body: p, ContentLength: aws.Int64(n),
+	}))
+	if err != nil {
+		return classify(err, "write the tail of "+prefix)
+	}
+	st.Tail, st.TailETag = n, aws.ToString(out.ETag)
+	return nil
 }
 
 // uploadPart writes p as part st.Next, starting the multipart upload on
@@ -181,6 +211,11 @@ func (d *Driver) uploadPart(ctx context.Context, prefix string, st *uploadState,
 		Bucket: &d.bucket, Key: aws.String(dataKey(prefix)), UploadId: &st.UploadID,
 		PartNumber: aws.Int32(st.Next), Body: p, ContentLength: aws.Int64(p.Len()),
 	})
+	if errorCode(err) == "NoSuchUpload" {
+		// Aborted: by the bucket's lifecycle rule a day after it began, or
+		// by hand. What it held is gone; the upload starts again.
+		return fmt.Errorf("write part %d of %s: %w: the multipart upload is gone (aborted by a lifecycle rule or by hand)", st.Next, prefix, errdefs.ErrInvalidArgument)
+	}
 	if err != nil {
 		return classify(err, fmt.Sprintf("write part %d of %s", st.Next, prefix))
 	}
@@ -188,7 +223,7 @@ func (d *Driver) uploadPart(ctx context.Context, prefix string, st *uploadState,
 		st.Stale = st.Next
 	}
 	st.Next++
-	st.Tail = 0
+	st.Tail, st.TailETag = 0, ""
 	return nil
 }
 
@@ -209,29 +244,33 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	if got := st.size(); got != size {
 		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, got, size)
 	}
-	switch _, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key}); {
-	case err == nil:
+	switch head, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key}); {
+	case err == nil && aws.ToInt64(head.ContentLength) == size:
 		// Content-addressed: the blob is there already.
 		d.discard(ctx, prefix, st, false)
 		return nil
+	case err == nil:
+		// An object of another size under this digest is not this blob
+		// (written by hand, or damaged): it is replaced.
 	case !errors.Is(classify(err, ""), errdefs.ErrNotFound):
 		return classify(err, "head blob "+dgst.String())
 	}
 	switch {
 	case st.UploadID == "" && size == 0:
 		// S3 refuses a multipart upload of no parts.
-		_, err = d.client.PutObject(ctx, d.sseOnPut(&s3.PutObjectInput{
-			Bucket: &d.bucket, Key: &key, Body: bytes.NewReader(nil), ContentLength: aws.Int64(0),
-		}))
-		err = classify(err, "write empty blob "+dgst.String())
+		err = d.putBytes(ctx, key, nil)
 	case st.UploadID == "":
-		err = d.copyObject(ctx, tailKey(prefix, st.Next), key, size)
-		if errors.Is(err, errdefs.ErrNotFound) {
-			err = fmt.Errorf("commit upload %s: %w: it holds nothing (aborted?)", u.ID, errdefs.ErrSizeMismatch)
-		}
+		err = d.copyTail(ctx, prefix, st, key)
 	default:
-		if err = d.complete(ctx, prefix, st, size); err == nil {
-			err = d.copyObject(ctx, dataKey(prefix), key, size)
+		if err = d.complete(ctx, prefix, st, size); err != nil {
+			break
+		}
+		if err = d.copyObject(ctx, dataKey(prefix), key, size); err != nil {
+			// The multipart upload is completed and gone: a retry could
+			// not tell its data from other bytes of this size, so the
+			// upload ends here.
+			d.discard(ctx, prefix, st, true)
+			err = fmt.Errorf("copy the completed upload into place (the upload is discarded): %v", err)
 		}
 	}
 	if err != nil {
@@ -241,38 +280,104 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	return nil
 }
 
+// putBytes writes b as key.
+func (d *Driver) putBytes(ctx context.Context, key string, b []byte) error {
+	_, err := d.client.PutObject(ctx, d.sseOnPut(&s3.PutObjectInput{
+		Bucket: &d.bucket, Key: &key, Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+	}))
+	return classify(err, "write "+key)
+}
+
+// copyTail makes the tail of st, which is the whole upload, the object
+// key: copied by the server while it is as recorded, else its recorded
+// first bytes read back and written.
+func (d *Driver) copyTail(ctx context.Context, prefix string, st uploadState, key string) error {
+	tail := tailKey(prefix, st.Next)
+	_, err := d.client.CopyObject(ctx, d.sseOnCopy(&s3.CopyObjectInput{
+		Bucket: &d.bucket, Key: &key, CopySource: aws.String(d.bucket + "/" + tail), CopySourceIfMatch: optional(st.TailETag),
+	}))
+	if httpStatus(err) == http.StatusPreconditionFailed {
+		b, rerr := d.readRange(ctx, tail, st.Tail)
+		if rerr != nil {
+			return rerr
+		}
+		return d.putBytes(ctx, key, b)
+	}
+	if errors.Is(classify(err, ""), errdefs.ErrNotFound) {
+		return fmt.Errorf("%w: the upload holds nothing (aborted?)", errdefs.ErrSizeMismatch)
+	}
+	return classify(err, "copy "+tail+" to "+key)
+}
+
+// readRange reads the first n bytes of key, which must have them.
+func (d *Driver) readRange(ctx context.Context, key string, n int64) ([]byte, error) {
+	rc, err := d.getRange(ctx, key, 0, n)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s is gone (aborted?)", errdefs.ErrSizeMismatch, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b := make([]byte, n)
+	if _, err := io.ReadFull(rc, b); err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	return b, nil
+}
+
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// sealedKey is where ReadUpload records the state it completed the upload
+// at: the data object then holds exactly those bytes.
+func sealedKey(prefix string) string { return prefix + "sealed" }
+
 // complete completes the multipart upload of st into the upload's data
-// object, the tail (copied by the server) as its last part; parts past the
-// recorded ones are left out. An upload completed already (ReadUpload did)
-// counts when its data object has the size.
+// object, the tail as its last part; parts past the recorded ones are left
+// out. An upload already completed counts only if ReadUpload completed it
+// at this very state (its record says so): the data object of another
+// attempt, of the same size, may hold other bytes.
 func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, size int64) error {
 	data := dataKey(prefix)
 	last := st.Next - 1
-	sealed := func() error {
-		out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &data})
-		if err != nil {
-			if errors.Is(classify(err, ""), errdefs.ErrNotFound) {
-				return fmt.Errorf("%w: the multipart upload is gone (aborted?)", errdefs.ErrSizeMismatch)
-			}
-			return classify(err, "head "+data)
-		}
-		if got := aws.ToInt64(out.ContentLength); got != size {
-			return fmt.Errorf("%w: the completed upload holds %d bytes, not %d", errdefs.ErrSizeMismatch, got, size)
+	gone := func() error {
+		b, err := d.readAll(ctx, sealedKey(prefix), 4096)
+		if err != nil || !bytes.Equal(b, st.encode()) {
+			return fmt.Errorf("%w: the multipart upload is gone (aborted, or completed by an earlier attempt)", errdefs.ErrSizeMismatch)
 		}
 		return nil
 	}
 	if st.Tail > 0 {
 		last = st.Next
+		tail := tailKey(prefix, st.Next)
 		_, err := d.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
 			Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID, PartNumber: aws.Int32(last),
-			CopySource:      aws.String(d.bucket + "/" + tailKey(prefix, st.Next)),
-			CopySourceRange: aws.String(fmt.Sprintf("bytes=0-%d", st.Tail-1)),
+			CopySource:        aws.String(d.bucket + "/" + tail),
+			CopySourceRange:   aws.String(fmt.Sprintf("bytes=0-%d", st.Tail-1)),
+			CopySourceIfMatch: optional(st.TailETag),
 		})
-		if code := errorCode(err); code == "NoSuchUpload" {
-			return sealed()
+		if httpStatus(err) == http.StatusPreconditionFailed {
+			// Rewritten since it was recorded: its first Tail bytes are
+			// still the recorded ones.
+			var b []byte
+			if b, err = d.readRange(ctx, tail, st.Tail); err != nil {
+				return err
+			}
+			_, err = d.client.UploadPart(ctx, &s3.UploadPartInput{
+				Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID,
+				PartNumber: aws.Int32(last), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+			})
+		}
+		if errorCode(err) == "NoSuchUpload" {
+			return gone()
 		}
 		if err != nil {
-			return classify(err, "copy the tail into the last part of "+prefix)
+			return classify(err, "write the tail as the last part of "+prefix)
 		}
 	}
 	var parts []types.CompletedPart
@@ -280,7 +385,7 @@ func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, si
 	for {
 		out, err := d.client.ListParts(ctx, &s3.ListPartsInput{Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID, PartNumberMarker: marker})
 		if errorCode(err) == "NoSuchUpload" {
-			return sealed()
+			return gone()
 		}
 		if err != nil {
 			return classify(err, "list the parts of "+prefix)
@@ -308,9 +413,26 @@ func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, si
 		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
 	})
 	if errorCode(err) == "NoSuchUpload" {
-		return sealed()
+		return gone()
 	}
 	return classify(err, "complete the multipart upload of "+prefix)
+}
+
+// readAll reads key whole, if it has at most limit bytes.
+func (d *Driver) readAll(ctx context.Context, key string, limit int64) ([]byte, error) {
+	rc, err := d.getRange(ctx, key, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s has more than %d bytes", key, limit)
+	}
+	return b, nil
 }
 
 // copyObject copies src to dst within the bucket, server-side: in one
@@ -346,11 +468,14 @@ func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) er
 				Bucket: &d.bucket, Key: &dst, UploadId: id, PartNumber: n,
 				CopySource: aws.String(d.bucket + "/" + src), CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", first, last)),
 			})
-			if err != nil {
+			switch {
+			case err != nil:
 				errs[i] = classify(err, fmt.Sprintf("copy part %d of %s", i+1, src))
-				return
+			case res.CopyPartResult == nil || res.CopyPartResult.ETag == nil:
+				errs[i] = fmt.Errorf("copy part %d of %s: the answer has no ETag", i+1, src)
+			default:
+				parts[i] = types.CompletedPart{PartNumber: n, ETag: res.CopyPartResult.ETag}
 			}
-			parts[i] = types.CompletedPart{PartNumber: n, ETag: res.CopyPartResult.ETag}
 		}()
 	}
 	wg.Wait()
@@ -370,7 +495,8 @@ func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) er
 
 // ReadUpload implements storage.Ingester. An upload with parts is
 // completed into its data object to be read (S3 serves no part of an
-// incomplete one); its Commit then finds it completed.
+// incomplete one), and the state it was completed at recorded beside it:
+// a Commit at that same state then finds it completed.
 func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadCloser, error) {
 	prefix, err := uploadPrefix(u.ID)
 	if err != nil {
@@ -389,29 +515,34 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	if err := d.complete(ctx, prefix, st, st.size()); err != nil {
 		return nil, fmt.Errorf("read upload %s: %w", u.ID, err)
 	}
+	if err := d.putBytes(ctx, sealedKey(prefix), st.encode()); err != nil {
+		return nil, fmt.Errorf("read upload %s: %w", u.ID, err)
+	}
 	return d.getRange(ctx, dataKey(prefix), 0, st.size())
 }
 
-// Abort implements storage.Ingester. Without state the upload's objects
-// and multipart uploads are found by its key prefix: a listing of that
-// upload's keys only, on no request path.
+// Abort implements storage.Ingester: everything of the upload goes, found
+// by its key prefix (a listing of that upload's keys only, on no request
+// path), so that what appends never recorded made goes too.
 func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
 	prefix, err := uploadPrefix(u.ID)
 	if err != nil {
 		return err
 	}
-	if len(u.State) == 0 {
-		return d.removeUploads(ctx, prefix, func(string) bool { return false })
+	if len(u.State) > 0 {
+		if st, err := decodeState(u.State, d.partSize); err == nil && st.UploadID != "" {
+			if err := d.abortMultipart(ctx, dataKey(prefix), &st.UploadID); err != nil {
+				return err
+			}
+		}
 	}
-	st, err := decodeState(u.State, d.partSize)
-	if err != nil {
-		return err
-	}
-	return d.discard(ctx, prefix, st, false)
+	return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
 }
 
-// discard removes what upload st holds: its multipart upload (unless it
-// was completed), its tail objects, its data object.
+// discard removes what upload st holds, as far as st knows it: its
+// multipart upload (unless it was completed), its tail objects, its data
+// object and record. Leftovers of appends never recorded are Recover's
+// and the lifecycle rule's.
 func (d *Driver) discard(ctx context.Context, prefix string, st uploadState, completed bool) error {
 	var errs []error
 	if st.UploadID != "" && !completed {
@@ -422,7 +553,7 @@ func (d *Driver) discard(ctx context.Context, prefix string, st uploadState, com
 		keys = append(keys, tailKey(prefix, st.Stale))
 	}
 	if st.UploadID != "" {
-		keys = append(keys, dataKey(prefix))
+		keys = append(keys, dataKey(prefix), sealedKey(prefix))
 	}
 	for _, k := range keys {
 		errs = append(errs, d.deleteKey(ctx, k))
@@ -459,7 +590,10 @@ type part interface {
 // part size doubled past it for a very large blob) spool to a file.
 const memoryPartLimit = 64 * mib
 
-var partBuffers sync.Pool
+// firstBuffer is where a part's buffer starts: it grows as the bytes
+// arrive, so that a slow client holds memory for what it sent, not for a
+// whole part.
+const firstBuffer = 256 << 10
 
 // fill reads up to size bytes of src into a part, and returns it, how many
 // bytes it holds and the read error (io.EOF or io.ErrUnexpectedEOF when
@@ -480,30 +614,28 @@ func (d *Driver) fill(src io.Reader, size int64) (part, int64, error) {
 		}
 		return filePart{File: f, n: n}, n, err
 	}
-	var buf []byte
-	if b, ok := partBuffers.Get().(*[]byte); ok && int64(cap(*b)) >= size {
-		buf = (*b)[:size]
-	} else {
-		buf = make([]byte, size)
+	buf := make([]byte, min(size, firstBuffer))
+	var n int
+	var err error
+	for {
+		var m int
+		m, err = io.ReadFull(src, buf[n:])
+		n += m
+		if err != nil || int64(n) == size {
+			break
+		}
+		grown := make([]byte, min(int64(2*len(buf)), size))
+		copy(grown, buf[:n])
+		buf = grown
 	}
-	n, err := io.ReadFull(src, buf)
-	return memPart{Reader: bytes.NewReader(buf[:n]), buf: buf}, int64(n), err
+	return memPart{Reader: bytes.NewReader(buf[:n])}, int64(n), err
 }
 
-type memPart struct {
-	*bytes.Reader
-	buf []byte
-}
+type memPart struct{ *bytes.Reader }
 
 func (p memPart) Len() int64 { return p.Reader.Size() }
 
-func (p memPart) Close() error {
-	if p.buf != nil {
-		b := p.buf[:0]
-		partBuffers.Put(&b)
-	}
-	return nil
-}
+func (p memPart) Close() error { return nil }
 
 type filePart struct {
 	*os.File
