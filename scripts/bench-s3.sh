@@ -14,7 +14,8 @@
 #
 # Settings (environment): BENCH_C (default 4), BENCH_SCALE (default 1),
 # BENCH_TIMEOUT (default 120s), BENCH_WORKLOADS, BENCH_TMPDIR, BENCH_OUT,
-# BENCH_KEEP=1, as scripts/bench-compare.sh.
+# BENCH_KEEP=1, as scripts/bench-compare.sh; BENCH_BERTH_FLAGS adds flags to berth serve
+# (--debug-listen 127.0.0.1:6060 to profile it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -99,7 +100,7 @@ EOC
 log "starting berth on $BERTH_URL, distribution on $DIST_URL, versitygw on $GW"
 ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
 BERTH_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-	"$BIN" serve --listen "127.0.0.1:$BERTH_PORT" --data "$WORK/berth-data" --insecure-http --log-level warn >"$WORK/berth.log" 2>&1 &
+	"$BIN" serve --listen "127.0.0.1:$BERTH_PORT" --data "$WORK/berth-data" --insecure-http --log-level warn ${BENCH_BERTH_FLAGS:-} >"$WORK/berth.log" 2>&1 &
 BERTH_PID=$!
 env -u AWS_CA_BUNDLE "$DISTRIBUTION" serve "$WORK/dist.yml" >"$WORK/dist.log" 2>&1 &
 DIST_PID=$!

@@ -590,10 +590,10 @@ type part interface {
 // part size doubled past it for a very large blob) spool to a file.
 const memoryPartLimit = 64 * mib
 
-// firstBuffer is where a part's buffer starts: it grows as the bytes
-// arrive, so that a slow client holds memory for what it sent, not for a
-// whole part.
-const firstBuffer = 256 << 10
+// chunkSize is the unit a part's memory is taken in as its bytes arrive:
+// a slow client holds memory for what it sent, not for a whole part, and
+// no byte is copied twice to grow a buffer.
+const chunkSize = 1 << 20
 
 // fill reads up to size bytes of src into a part, and returns it, how many
 // bytes it holds and the read error (io.EOF or io.ErrUnexpectedEOF when
@@ -602,7 +602,7 @@ func (d *Driver) fill(src io.Reader, size int64) (part, int64, error) {
 	if size > memoryPartLimit {
 		f, err := os.CreateTemp(d.spool, "s3-part-*")
 		if err != nil {
-			return memPart{Reader: bytes.NewReader(nil)}, 0, fmt.Errorf("spool a part: %w", err)
+			return &memPart{}, 0, fmt.Errorf("spool a part: %w", err)
 		}
 		os.Remove(f.Name()) // the open file lives on until closed
 		n, err := io.Copy(f, io.LimitReader(src, size))
@@ -614,28 +614,61 @@ func (d *Driver) fill(src io.Reader, size int64) (part, int64, error) {
 		}
 		return filePart{File: f, n: n}, n, err
 	}
-	buf := make([]byte, min(size, firstBuffer))
-	var n int
-	var err error
-	for {
-		var m int
-		m, err = io.ReadFull(src, buf[n:])
-		n += m
-		if err != nil || int64(n) == size {
-			break
+	p := &memPart{}
+	for p.size < size {
+		// Fresh memory, never pooled: the HTTP transport may still read a
+		// body after its request was answered.
+		c := make([]byte, min(chunkSize, size-p.size))
+		m, err := io.ReadFull(src, c)
+		if m > 0 {
+			p.chunks = append(p.chunks, c[:m])
+			p.size += int64(m)
 		}
-		grown := make([]byte, min(int64(2*len(buf)), size))
-		copy(grown, buf[:n])
-		buf = grown
+		if err != nil {
+			return p, p.size, err
+		}
 	}
-	return memPart{Reader: bytes.NewReader(buf[:n])}, int64(n), err
+	return p, p.size, nil
 }
 
-type memPart struct{ *bytes.Reader }
+// memPart is a part in memory, in chunks.
+type memPart struct {
+	chunks [][]byte
+	size   int64
+	off    int64
+}
 
-func (p memPart) Len() int64 { return p.Reader.Size() }
+func (p *memPart) Read(b []byte) (int, error) {
+	if p.off >= p.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(b) && p.off < p.size {
+		c := p.chunks[p.off/chunkSize]
+		m := copy(b[n:], c[p.off%chunkSize:])
+		n += m
+		p.off += int64(m)
+	}
+	return n, nil
+}
 
-func (p memPart) Close() error { return nil }
+func (p *memPart) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += p.off
+	case io.SeekEnd:
+		offset += p.size
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("seek to %d: %w", offset, errdefs.ErrInvalidArgument)
+	}
+	p.off = offset
+	return offset, nil
+}
+
+func (p *memPart) Len() int64 { return p.size }
+
+func (p *memPart) Close() error { return nil }
 
 type filePart struct {
 	*os.File
