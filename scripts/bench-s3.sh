@@ -182,7 +182,7 @@ for v in BENCH_C BENCH_SCALE BENCH_TIMEOUT BENCH_WORKLOADS; do
 	if [ -n "${!v:-}" ]; then REPRO="$v=${!v} $REPRO"; fi
 done
 SECTION=$(jq -r --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" --arg commit "$COMMIT" --arg c "$C" --arg elapsed "$ELAPSED" \
-	--arg repro "$REPRO" --arg gw "$("$VERSITYGW" --version 2>/dev/null | head -1)" -f /dev/stdin "$WORK/combined.json" <<'JQ'
+	--arg repro "$REPRO" --arg gw "versitygw $(go version -m "$VERSITYGW" 2>/dev/null | awk '$1 == "mod" {print $3}')" -f /dev/stdin "$WORK/combined.json" <<'JQ'
 def r(n): . as $x | pow(10; n) as $p | ($x * $p | round) / $p;
 def ok($res): ($res.errors == 0 and ($res.setup_error // "") == "" and $res.completed > 0);
 def metric: if .berth.kind == "pull" then "mb_per_s" else "req_per_s" end;
@@ -194,6 +194,7 @@ def cpugb($x): if ($x.server.cpu_s // null) != null and $x.bytes > 0 then ($x.se
   "10 MiB parts and blob redirects off; each workload runs against Berth, then Distribution. S3 requests",
   "are those versitygw logged during the workload, its setup (the pushes a pull workload starts with)",
   "included; listings are GETs of a bucket itself. Target: Berth ≥ 1.5× Distribution, and no listing.",
+  "Pulls here pass through the servers; with redirects on (the default of both) they go to the bucket.",
   "",
   "| Workload | Metric | Berth | Distribution | Ratio | Server CPU s per GiB (Berth / Distribution) | S3 requests per op (Berth / Distribution) | Listings (Berth / Distribution) | Result |",
   "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
