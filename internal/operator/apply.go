@@ -188,6 +188,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
 		} else {
 			storageCond, storageMore = storageConditions(inEffect)
+			if c := redirectCondition(inEffect, spec.DisableRedirect); c.Type != "" {
+				storageMore = append(storageMore, c)
+			}
 			if err := o.storageHealth(ctx); err != nil {
 				// In effect but not answering (a bucket unreachable, a
 				// volume gone read-only): said at every pass until it
@@ -403,4 +406,21 @@ func (o *Operator) storageHealth(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, storageHealthTimeout)
 	defer cancel()
 	return hc.Health(ctx)
+}
+
+// ConditionBlobRedirects says whether blob GETs are redirected to the
+// storage, and where (Berth's: the reference's status does not say).
+const ConditionBlobRedirects = "BlobRedirects"
+
+// redirectCondition is BlobRedirects for a storage that can redirect;
+// none for one that streams.
+func redirectCondition(a AppliedStorage, disabled bool) imageregistryv1.OperatorCondition {
+	switch {
+	case a.Redirects == "":
+		return imageregistryv1.OperatorCondition{}
+	case disabled:
+		return cond(ConditionBlobRedirects, "False", "RedirectDisabled",
+			"spec.disableRedirect is set: blobs are streamed through the registry (the storage could redirect to "+a.Redirects+")")
+	}
+	return cond(ConditionBlobRedirects, "True", "Redirecting", "blob GETs redirect to "+a.Redirects+"; HEADs never do")
 }

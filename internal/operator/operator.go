@@ -75,6 +75,9 @@ type AppliedStorage struct {
 	// bucket found, or created with its access block and lifecycle
 	// rule), in the reference's condition types.
 	Conditions []storage.Condition
+	// Redirects says where blob GETs are redirected to, "" for a storage
+	// that streams them.
+	Redirects string
 }
 
 // Options configure an Operator.

@@ -133,7 +133,14 @@ func TestS3StorageLive(t *testing.T) {
 	if code, got := pull(t, r.url, "s3/app", dgst); code != 200 || !bytes.Equal(got, layer) {
 		t.Fatalf("pull through the redirect: %d, %d bytes", code, len(got))
 	}
+	if st, reason, msg := c.condition("BlobRedirects"); st != "True" || reason != "Redirecting" || !strings.Contains(msg, bucket) {
+		t.Errorf("BlobRedirects = %s %s %q", st, reason, msg)
+	}
 	patchConfig(t, r.url, `{"spec":{"disableRedirect":true}}`)
+	c, _ = getConfig(t, r.url)
+	if st, reason, _ := c.condition("BlobRedirects"); st != "False" || reason != "RedirectDisabled" {
+		t.Errorf("BlobRedirects with disableRedirect = %s %s", st, reason)
+	}
 	resp, err = noFollow.Get(r.url + "/v2/s3/app/blobs/" + dgst.String())
 	if err != nil {
 		t.Fatal(err)

@@ -160,6 +160,9 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 	if r, ok := s.raw[id].(storage.Reporter); ok {
 		s.current.Conditions = r.Conditions()
 	}
+	if r, ok := s.raw[id].(storage.RedirectDescriber); ok {
+		s.current.Redirects = r.DescribeRedirects()
+	}
 	switch {
 	case previous == id:
 		s.log.Info("blob storage rebuilt with new settings (credentials, CA, or settings that do not move its bytes)", "storage", id)

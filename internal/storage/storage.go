@@ -117,6 +117,12 @@ type Redirector interface {
 	RedirectURL(ctx context.Context, dgst digest.Digest) (string, error)
 }
 
+// RedirectDescriber is a Redirector that says where it sends clients
+// (for status): "presigned S3 URLs valid for 20m0s".
+type RedirectDescriber interface {
+	DescribeRedirects() string
+}
+
 // Volatile is implemented by drivers whose appended bytes are durable only
 // from Commit on, and until then survive within an epoch: a local file
 // system's page cache lives as long as the machine's boot, not beyond. A

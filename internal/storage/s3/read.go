@@ -175,3 +175,11 @@ func firstErrors(errs []error) error {
 	}
 	return errors.Join(failed...)
 }
+
+// DescribeRedirects implements storage.RedirectDescriber.
+func (d *Driver) DescribeRedirects() string {
+	if d.front != nil {
+		return fmt.Sprintf("CloudFront %s, signed URLs valid for %v", d.front.baseURL, d.front.duration)
+	}
+	return fmt.Sprintf("presigned URLs of bucket %s valid for %v", d.bucket, redirectLifetime)
+}
