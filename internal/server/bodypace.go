@@ -102,9 +102,29 @@ func (w *pacedWriter) WriteHeader(code int) {
 }
 
 func (w *pacedWriter) Write(p []byte) (int, error) {
-	w.allow(len(p))
-	return w.ResponseWriter.Write(p)
+	// A large write goes in slices, each with the time its size takes at
+	// the minimum rate: a client that stops reading is cut off a window
+	// and a slice's time after it stopped, not after a large write's.
+	if len(p) == 0 {
+		w.allow(0)
+		return w.ResponseWriter.Write(p)
+	}
+	written := 0
+	for len(p) > 0 {
+		slice := p[:min(len(p), pacedSlice)]
+		w.allow(len(slice))
+		n, err := w.ResponseWriter.Write(slice)
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[n:]
+	}
+	return written, nil
 }
+
+// pacedSlice is the most a write waits for at the minimum rate.
+const pacedSlice = 64 << 10
 
 // flushSize bounds what a Flush sends: what net/http buffers.
 const flushSize = 8 << 10

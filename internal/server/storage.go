@@ -626,9 +626,13 @@ func (s *blobStorages) destroy(ctx context.Context, spec imageregistryv1.Storage
 		delete(s.built, id)
 		delete(s.raw, id)
 		delete(s.gates, id)
-		if s.current.Blobs.ID == id {
-			s.current = operator.AppliedStorage{}
-		}
+	} else {
+		// Retried at the next pass (the driver says the bucket is gone);
+		// meanwhile commits are admitted again, as after a failed destroy.
+		s.gates[id] = &settings.Gate{}
+	}
+	if s.current.Blobs.ID == id {
+		s.current = operator.AppliedStorage{}
 	}
 	s.mu.Unlock()
 	if err != nil {

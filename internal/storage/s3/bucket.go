@@ -66,7 +66,9 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 	// The token proves later that Berth made this bucket (a bucket named
 	// in the Config afterwards is not Berth's to remove).
 	token := randomToken()
-	if err := d.putBytes(ctx, provisionKey, []byte(token)); err == nil {
+	if err := d.putBytes(ctx, provisionKey, []byte(token)); err != nil {
+		conds[0].Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
+	} else {
 		d.mu.Lock()
 		d.token = token
 		d.mu.Unlock()
@@ -178,11 +180,28 @@ var blobKeyShape = regexp.MustCompile(`^blobs/[a-z0-9]+/[0-9a-f]{2}/[0-9a-f]+$`)
 // objects and multipart uploads in it go, then the bucket, unless it holds
 // other objects.
 func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
-	b, err := d.readAll(ctx, provisionKey, 4096)
-	if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		return "", fmt.Errorf("read %s of bucket %s: %w", provisionKey, d.bucket, err)
+	if token == "" {
+		return "", fmt.Errorf("bucket %s: Berth recorded no token for it: %w", d.bucket, storage.ErrNotProvisioned)
 	}
-	if token == "" || string(b) != token {
+	b, err := d.readAll(ctx, provisionKey, 4096)
+	switch {
+	case errorCode(err) == "NoSuchBucket":
+		return "the bucket was gone already", nil
+	case errors.Is(err, errdefs.ErrNotFound):
+		// No token: an earlier destroy removed it and then failed to
+		// delete the bucket, or the bucket is not Berth's. Only an empty
+		// bucket (nothing to lose) is deleted then.
+		out, lerr := d.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &d.bucket, MaxKeys: aws.Int32(1)})
+		if lerr != nil {
+			return "", classify(lerr, "list bucket "+d.bucket)
+		}
+		if len(out.Contents) > 0 {
+			return "", fmt.Errorf("bucket %s does not hold the token Berth left when it created it: %w", d.bucket, storage.ErrNotProvisioned)
+		}
+		return d.deleteBucket(ctx)
+	case err != nil:
+		return "", fmt.Errorf("read %s of bucket %s: %w", provisionKey, d.bucket, err)
+	case string(b) != token:
 		return "", fmt.Errorf("bucket %s does not hold the token Berth left when it created it: %w", d.bucket, storage.ErrNotProvisioned)
 	}
 	if err := d.removeUploads(ctx, uploadsPrefix, func(string) bool { return false }, 0); err != nil {
@@ -207,7 +226,11 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 	if err := d.deleteKey(ctx, provisionKey); err != nil {
 		return "", err
 	}
-	_, err = d.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &d.bucket})
+	return d.deleteBucket(ctx)
+}
+
+func (d *Driver) deleteBucket(ctx context.Context) (string, error) {
+	_, err := d.client.DeleteBucket(ctx, &s3.DeleteBucketInput{Bucket: &d.bucket})
 	switch {
 	case err == nil, httpStatus(err) == http.StatusNotFound:
 		return "bucket deleted", nil

@@ -111,8 +111,10 @@ func (d *Driver) Recover(ctx context.Context, live func(id string) bool) error {
 	return d.removeUploads(ctx, uploadsPrefix, live, d.recoverGrace)
 }
 
-// recoverGrace is how old a leftover must be for Recover to remove it.
-const recoverGrace = time.Hour
+// recoverGrace is how old a leftover must be for Recover to remove it:
+// longer than an upload session lives untouched (24 hours), since a
+// multipart upload's age counts from its start, not its last part.
+const recoverGrace = 25 * time.Hour
 
 // uploadKey matches the keys of upload sessions, and names the session.
 var uploadKey = regexp.MustCompile(`^upload-([a-z0-9]{1,128})\.(data|sealed|tail-[0-9]{1,5})$`)

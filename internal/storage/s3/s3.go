@@ -307,7 +307,13 @@ func classify(err error, what string) error {
 	}
 	code, status := errorCode(err), httpStatus(err)
 	var netErr net.Error
+	var certErr *tls.CertificateVerificationError
+	var authErr x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
 	switch {
+	case errors.As(err, &certErr) || errors.As(err, &authErr) || errors.As(err, &hostErr):
+		// The endpoint's certificate is not trusted: no retry mends it.
+		return fmt.Errorf("s3 %s: the endpoint's certificate is not trusted (spec.storage.s3.trustedCA): %w", what, err)
 	case code == "NoSuchBucket":
 		return fmt.Errorf("s3 %s: the bucket does not exist: %w", what, err)
 	case code == "NoSuchKey" || code == "NoSuchUpload" || status == http.StatusNotFound:

@@ -57,14 +57,38 @@ type counter struct {
 	mu       sync.Mutex
 	calls    []string
 	requests []*http.Request
+	// failOp, while failures > 0, is answered 503 instead of being sent.
+	failOp   string
+	failures int
 }
 
 func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
+	op := operation(req)
 	c.mu.Lock()
-	c.calls = append(c.calls, operation(req))
+	c.calls = append(c.calls, op)
 	c.requests = append(c.requests, req.Clone(context.Background()))
+	fail := op == c.failOp && c.failures > 0
+	if fail {
+		c.failures--
+	}
 	c.mu.Unlock()
+	if fail {
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		body := "<Error><Code>ServiceUnavailable</Code><Message>injected</Message></Error>"
+		return &http.Response{StatusCode: 503, Status: "503 Service Unavailable", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+			Header: http.Header{"Content-Type": {"application/xml"}}, Body: io.NopCloser(strings.NewReader(body)),
+			ContentLength: int64(len(body)), Request: req}, nil
+	}
 	return http.DefaultTransport.RoundTrip(req)
+}
+
+// failNext makes the next n requests of op fail with 503.
+func (c *counter) failNext(op string, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.failOp, c.failures = op, n
 }
 
 func (c *counter) reset() []string {
@@ -771,5 +795,77 @@ func TestSealedAtAnotherState(t *testing.T) {
 	}
 	if _, err := f.driver.Open(ctx, digest.FromBytes(other), 0, -1); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("the blob exists after the refused commit: %v", err)
+	}
+}
+
+// TestClientHangsUpMidBody: net/http reports a client that hung up before
+// its Content-Length as io.ErrUnexpectedEOF; that is the client's error,
+// not the end of its bytes, and what it sent is kept.
+func TestClientHangsUpMidBody(t *testing.T) {
+	f := newDriver(t, nil)
+	r := io.MultiReader(strings.NewReader("twelve bytes"), iotestErrReader{io.ErrUnexpectedEOF})
+	n, _, err := f.driver.Append(context.Background(), storage.Upload{ID: "hangup"}, 0, r)
+	if !errors.Is(err, io.ErrUnexpectedEOF) || n != 12 {
+		t.Fatalf("Append of a body cut short: %d, %v; want 12 and the client's error", n, err)
+	}
+}
+
+type iotestErrReader struct{ err error }
+
+func (e iotestErrReader) Read([]byte) (int, error) { return 0, e.err }
+
+// TestCopyFailureIsRetried: the copy into place fails (503) after the
+// multipart upload was completed; the commit says the storage is
+// unavailable, and the same commit retried succeeds with the right bytes.
+func TestCopyFailureIsRetried(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	content := random(t, 6<<20+3)
+	n, state, err := f.driver.Append(ctx, storage.Upload{ID: "copyfail"}, 0, bytes.NewReader(content))
+	if err != nil {
+		t.Fatal(n, err)
+	}
+	u := storage.Upload{ID: "copyfail", State: state}
+	dgst := digest.FromBytes(content)
+	f.calls.failNext("CopyObject", 100)
+	if err := f.driver.Commit(ctx, u, dgst, n); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("commit with the copy failing: %v, want ErrUnavailable", err)
+	}
+	f.calls.failNext("", 0)
+	if err := f.driver.Commit(ctx, u, dgst, n); err != nil {
+		t.Fatalf("the retried commit: %v", err)
+	}
+	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob differs")
+	}
+}
+
+// TestDestroyRetried: a bucket Berth created is destroyed with its token;
+// a DeleteBucket that fails leaves it to a retry (which finds the token
+// gone and the bucket empty), and a bucket already gone is destroyed.
+func TestDestroyRetried(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	push(t, f.driver, "doomed", random(t, 100))
+	token := f.driver.ProvisionToken()
+	if token == "" {
+		t.Fatal("no token for a bucket the driver created")
+	}
+	if _, err := f.driver.Destroy(ctx, "another token"); !errors.Is(err, storage.ErrNotProvisioned) {
+		t.Fatalf("destroy with a wrong token: %v", err)
+	}
+	f.calls.failNext("DeleteBucket", 100)
+	if _, err := f.driver.Destroy(ctx, token); err == nil {
+		t.Fatal("the destroy with DeleteBucket failing succeeded")
+	}
+	f.calls.failNext("", 0)
+	if what, err := f.driver.Destroy(ctx, token); err != nil || what != "bucket deleted" {
+		t.Fatalf("the retried destroy: %q, %v", what, err)
+	}
+	if _, err := os.Stat(gateway.Dir + "/" + f.bucket); !os.IsNotExist(err) {
+		t.Errorf("the bucket is still there: %v", err)
+	}
+	if what, err := f.driver.Destroy(ctx, token); err != nil || what != "the bucket was gone already" {
+		t.Errorf("destroy of a bucket gone: %q, %v", what, err)
 	}
 }

@@ -124,7 +124,12 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		st.Stale = 0
 	}
 	st.Tail = offset - partsEnd
-	var src io.Reader = r
+	// The client's own error, whatever it is, is told apart from the end
+	// of its bytes (net/http reports a client that hung up before its
+	// Content-Length as io.ErrUnexpectedEOF, which fill also returns at
+	// a clean end).
+	client := &errRecorder{r: r}
+	var src io.Reader = client
 	if st.Tail > 0 {
 		rc, err := d.getRange(ctx, tailKey(prefix, st.Next), 0, st.Tail)
 		if errors.Is(err, errdefs.ErrNotFound) {
@@ -134,7 +139,7 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 			return 0, u.State, err
 		}
 		defer rc.Close()
-		src = io.MultiReader(&exactly{r: rc, n: st.Tail}, r)
+		src = io.MultiReader(&exactly{r: rc, n: st.Tail}, client)
 	}
 	progress := func() int64 { return st.size() - offset }
 	for {
@@ -143,7 +148,10 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		}
 		size := st.partSizeOf(st.Next)
 		p, n, rerr := d.fill(src, size)
-		ended := rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF)
+		ended := client.err == nil && (rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF))
+		if client.err != nil {
+			rerr = client.err
+		}
 		switch {
 		case n == size:
 			err := d.uploadPart(ctx, prefix, &st, p)
@@ -177,6 +185,20 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		}
 		return progress(), st.encode(), nil
 	}
+}
+
+// errRecorder remembers the first error of r other than io.EOF.
+type errRecorder struct {
+	r   io.Reader
+	err error
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF && e.err == nil {
+		e.err = err
+	}
+	return n, err
 }
 
 // tailWriteTimeout bounds the write of what a client sent before it went
@@ -265,13 +287,9 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 		if err = d.complete(ctx, prefix, st, size); err != nil {
 			break
 		}
-		if err = d.copyObject(ctx, dataKey(prefix), key, size); err != nil {
-			// The multipart upload is completed and gone: a retry could
-			// not tell its data from other bytes of this size, so the
-			// upload ends here.
-			d.discard(ctx, prefix, st, true)
-			err = fmt.Errorf("copy the completed upload into place (the upload is discarded): %v", err)
-		}
+		// A copy that fails leaves the completed data and its record: a
+		// commit retried at this state copies it then.
+		err = d.copyObject(ctx, dataKey(prefix), key, size)
 	}
 	if err != nil {
 		return fmt.Errorf("commit upload %s as %s: %w", u.ID, dgst, err)
@@ -293,15 +311,22 @@ func (d *Driver) putBytes(ctx context.Context, key string, b []byte) error {
 // first bytes read back and written.
 func (d *Driver) copyTail(ctx context.Context, prefix string, st uploadState, key string) error {
 	tail := tailKey(prefix, st.Next)
-	_, err := d.client.CopyObject(ctx, d.sseOnCopy(&s3.CopyObjectInput{
-		Bucket: &d.bucket, Key: &key, CopySource: aws.String(d.bucket + "/" + tail), CopySourceIfMatch: optional(st.TailETag),
-	}))
-	if httpStatus(err) == http.StatusPreconditionFailed {
-		b, rerr := d.readRange(ctx, tail, st.Tail)
+	var err error
+	if st.TailETag != "" {
+		_, err = d.client.CopyObject(ctx, d.sseOnCopy(&s3.CopyObjectInput{
+			Bucket: &d.bucket, Key: &key, CopySource: aws.String(d.bucket + "/" + tail), CopySourceIfMatch: &st.TailETag,
+		}))
+	}
+	if st.TailETag == "" || httpStatus(err) == http.StatusPreconditionFailed {
+		// Rewritten since it was recorded (or its ETag is unknown): its
+		// first Tail bytes are the recorded ones.
+		p, rerr := d.readPart(ctx, tail, st.Tail)
 		if rerr != nil {
 			return rerr
 		}
-		return d.putBytes(ctx, key, b)
+		defer p.Close()
+		_, err = d.client.PutObject(ctx, d.sseOnPut(&s3.PutObjectInput{Bucket: &d.bucket, Key: &key, Body: p, ContentLength: aws.Int64(p.Len())}))
+		return classify(err, "write "+key)
 	}
 	if errors.Is(classify(err, ""), errdefs.ErrNotFound) {
 		return fmt.Errorf("%w: the upload holds nothing (aborted?)", errdefs.ErrSizeMismatch)
@@ -309,8 +334,9 @@ func (d *Driver) copyTail(ctx context.Context, prefix string, st uploadState, ke
 	return classify(err, "copy "+tail+" to "+key)
 }
 
-// readRange reads the first n bytes of key, which must have them.
-func (d *Driver) readRange(ctx context.Context, key string, n int64) ([]byte, error) {
+// readPart reads the first n bytes of key, which must have them, as a
+// part (in memory, or spooled when large).
+func (d *Driver) readPart(ctx context.Context, key string, n int64) (part, error) {
 	rc, err := d.getRange(ctx, key, 0, n)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s is gone (aborted?)", errdefs.ErrSizeMismatch, key)
@@ -319,29 +345,27 @@ func (d *Driver) readRange(ctx context.Context, key string, n int64) ([]byte, er
 		return nil, err
 	}
 	defer rc.Close()
-	b := make([]byte, n)
-	if _, err := io.ReadFull(rc, b); err != nil {
+	p, got, err := d.fill(&exactly{r: rc, n: n}, n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		p.Close()
 		return nil, fmt.Errorf("read %s: %w", key, err)
 	}
-	return b, nil
-}
-
-func optional(s string) *string {
-	if s == "" {
-		return nil
+	if got != n {
+		p.Close()
+		return nil, fmt.Errorf("read %s: %d of %d bytes", key, got, n)
 	}
-	return &s
+	return p, nil
 }
 
-// sealedKey is where ReadUpload records the state it completed the upload
+// sealedKey is where complete records the state it completes the upload
 // at: the data object then holds exactly those bytes.
 func sealedKey(prefix string) string { return prefix + "sealed" }
 
 // complete completes the multipart upload of st into the upload's data
 // object, the tail as its last part; parts past the recorded ones are left
-// out. An upload already completed counts only if ReadUpload completed it
-// at this very state (its record says so): the data object of another
-// attempt, of the same size, may hold other bytes.
+// out. An upload already completed counts only if it was completed at this
+// very state (its record says so): the data object of another attempt, of
+// the same size, may hold other bytes.
 func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, size int64) error {
 	data := dataKey(prefix)
 	last := st.Next - 1
@@ -355,23 +379,27 @@ func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, si
 	if st.Tail > 0 {
 		last = st.Next
 		tail := tailKey(prefix, st.Next)
-		_, err := d.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
-			Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID, PartNumber: aws.Int32(last),
-			CopySource:        aws.String(d.bucket + "/" + tail),
-			CopySourceRange:   aws.String(fmt.Sprintf("bytes=0-%d", st.Tail-1)),
-			CopySourceIfMatch: optional(st.TailETag),
-		})
-		if httpStatus(err) == http.StatusPreconditionFailed {
-			// Rewritten since it was recorded: its first Tail bytes are
-			// still the recorded ones.
-			var b []byte
-			if b, err = d.readRange(ctx, tail, st.Tail); err != nil {
-				return err
+		var err error
+		if st.TailETag != "" {
+			_, err = d.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
+				Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID, PartNumber: aws.Int32(last),
+				CopySource:        aws.String(d.bucket + "/" + tail),
+				CopySourceRange:   aws.String(fmt.Sprintf("bytes=0-%d", st.Tail-1)),
+				CopySourceIfMatch: &st.TailETag,
+			})
+		}
+		if st.TailETag == "" || httpStatus(err) == http.StatusPreconditionFailed {
+			// Rewritten since it was recorded (or its ETag is unknown):
+			// its first Tail bytes are still the recorded ones.
+			p, rerr := d.readPart(ctx, tail, st.Tail)
+			if rerr != nil {
+				return rerr
 			}
 			_, err = d.client.UploadPart(ctx, &s3.UploadPartInput{
 				Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID,
-				PartNumber: aws.Int32(last), Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
+				PartNumber: aws.Int32(last), Body: p, ContentLength: aws.Int64(p.Len()),
 			})
+			p.Close()
 		}
 		if errorCode(err) == "NoSuchUpload" {
 			return gone()
@@ -407,6 +435,12 @@ func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, si
 	}
 	if len(parts) != int(last) {
 		return fmt.Errorf("%w: %s has %d of its %d parts", errdefs.ErrSizeMismatch, prefix, len(parts), last)
+	}
+	// The state it is completed at, recorded first: the data object
+	// holds exactly its bytes, and a retry at this state (after a crash,
+	// a failed copy, or a ReadUpload) may take it.
+	if err := d.putBytes(ctx, sealedKey(prefix), st.encode()); err != nil {
+		return err
 	}
 	_, err := d.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
 		Bucket: &d.bucket, Key: &data, UploadId: &st.UploadID,
@@ -513,9 +547,6 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 		return d.getRange(ctx, tailKey(prefix, st.Next), 0, st.Tail)
 	}
 	if err := d.complete(ctx, prefix, st, st.size()); err != nil {
-		return nil, fmt.Errorf("read upload %s: %w", u.ID, err)
-	}
-	if err := d.putBytes(ctx, sealedKey(prefix), st.encode()); err != nil {
 		return nil, fmt.Errorf("read upload %s: %w", u.ID, err)
 	}
 	return d.getRange(ctx, dataKey(prefix), 0, st.size())
