@@ -82,6 +82,8 @@ type pacedWriter struct {
 	sendfile bool
 	// due is the write deadline set last.
 	due time.Time
+	// slice is how much a write sends at once now (see Write).
+	slice int
 }
 
 // allow makes sure the write deadline leaves time to write n bytes: a
@@ -102,29 +104,46 @@ func (w *pacedWriter) WriteHeader(code int) {
 }
 
 func (w *pacedWriter) Write(p []byte) (int, error) {
-	// A large write goes in slices, each with the time its size takes at
-	// the minimum rate: a client that stops reading is cut off a window
-	// and a slice's time after it stopped, not after a large write's.
 	if len(p) == 0 {
 		w.allow(0)
 		return w.ResponseWriter.Write(p)
 	}
+	// A large write goes in slices, each with the time its size takes at
+	// the minimum rate. Slices start at 64 KiB, so a client that stops
+	// reading is cut off a window and 64 KiB's time after it stopped; they
+	// double, up to 512 KiB, while the client takes each at once (every
+	// slice costs a system call: a pull from object storage took half the
+	// CPU with 512 KiB writes), and fall back as soon as one is slow. A
+	// client that read fast and then stops dead is thus held at most a
+	// window and 512 KiB's time.
+	if w.slice == 0 {
+		w.slice = minPacedSlice
+	}
 	written := 0
 	for len(p) > 0 {
-		slice := p[:min(len(p), pacedSlice)]
+		slice := p[:min(len(p), w.slice)]
 		w.allow(len(slice))
+		start := time.Now()
 		n, err := w.ResponseWriter.Write(slice)
 		written += n
 		if err != nil {
 			return written, err
+		}
+		if time.Since(start) < w.pace.window/16 {
+			w.slice = min(2*w.slice, maxPacedSlice)
+		} else {
+			w.slice = minPacedSlice
 		}
 		p = p[n:]
 	}
 	return written, nil
 }
 
-// pacedSlice is the most a write waits for at the minimum rate.
-const pacedSlice = 64 << 10
+// The least and most a paced write sends at once.
+const (
+	minPacedSlice = 64 << 10
+	maxPacedSlice = 512 << 10
+)
 
 // flushSize bounds what a Flush sends: what net/http buffers.
 const flushSize = 8 << 10

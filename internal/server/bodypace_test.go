@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +297,45 @@ func TestStalledResponseReaderIsCutOff(t *testing.T) {
 		}
 	case <-time.After(2 * time.Minute):
 		t.Fatal("the slow reader did not finish")
+	}
+}
+
+// sizes records the size of each write, taking delay over each.
+type sizes struct {
+	http.ResponseWriter
+	got   []int
+	delay time.Duration
+}
+
+func (s *sizes) Write(p []byte) (int, error) {
+	s.got = append(s.got, len(p))
+	time.Sleep(s.delay)
+	return len(p), nil
+}
+
+// A large paced write goes out in slices that grow, up to 512 KiB, while
+// the client takes them at once, and stay at 64 KiB while it does not: a
+// client that stops reading is held a window and one slice's time at the
+// minimum rate.
+func TestPacedWriteSlices(t *testing.T) {
+	for _, tc := range []struct {
+		delay time.Duration
+		want  []int
+	}{
+		{0, []int{64 << 10, 128 << 10, 256 << 10, 512 << 10, 512 << 10, 128 << 10}},
+		{20 * time.Millisecond, []int{64 << 10, 64 << 10, 64 << 10}},
+	} {
+		rec := &sizes{ResponseWriter: httptest.NewRecorder(), delay: tc.delay}
+		w := &pacedWriter{ResponseWriter: rec, ctl: http.NewResponseController(rec), pace: newBodyPace(160*time.Millisecond, 1024)}
+		total := 0
+		for _, n := range tc.want {
+			total += n
+		}
+		if n, err := w.Write(make([]byte, total)); err != nil || n != total {
+			t.Fatalf("Write: %d, %v", n, err)
+		}
+		if !slices.Equal(rec.got, tc.want) {
+			t.Errorf("with writes taking %v: slices %v, want %v", tc.delay, rec.got, tc.want)
+		}
 	}
 }
