@@ -552,20 +552,14 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	return d.getRange(ctx, dataKey(prefix), 0, st.size())
 }
 
-// Abort implements storage.Ingester: everything of the upload goes, found
-// by its key prefix (a listing of that upload's keys only, on no request
-// path), so that what appends never recorded made goes too.
+// Abort implements storage.Ingester: every object and multipart upload of
+// the upload goes, found by its key prefix (listings of that upload's keys
+// only, on no push or pull), so that what appends never recorded made goes
+// too; the state is not needed.
 func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
 	prefix, err := uploadPrefix(u.ID)
 	if err != nil {
 		return err
-	}
-	if len(u.State) > 0 {
-		if st, err := decodeState(u.State, d.partSize); err == nil && st.UploadID != "" {
-			if err := d.abortMultipart(ctx, dataKey(prefix), &st.UploadID); err != nil {
-				return err
-			}
-		}
 	}
 	return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
 }
