@@ -106,7 +106,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 		s.Close()
 		return nil, err
 	}
-	s.writer = newGroupWriter(write, s.committed, s.ended)
+	s.writer = newGroupWriter(write, s.committing, s.committed, s.ended)
 	if err := s.adoptLegacyBindings(ctx); err != nil {
 		s.Close()
 		return nil, err

@@ -37,6 +37,13 @@ type Store struct {
 	// it stands still. accessTouched holds the open transactions that made
 	// such a change.
 	accessGen atomic.Int64
+	// accessCommitting counts the commits of access changes under way:
+	// between a commit and the move of accessGen after it, a reader could
+	// see the new rows and still find what it cached from the old ones
+	// under the old generation. Meanwhile AccessGeneration hands out
+	// numbers no cache entry is ever stored under twice (uncacheable).
+	accessCommitting atomic.Int64
+	uncacheable      atomic.Int64
 	// touched holds what the open transaction changed (a batch's writes
 	// share one), for committed to move the generations that caches go by.
 	touched sync.Map // *sql.Tx → *effects
@@ -64,14 +71,23 @@ type Store struct {
 type repoRef struct{ repo, ref string }
 
 // effects are what a transaction changed that caches depend on.
-type effects struct{ access, tags, removals bool }
+type effects struct {
+	access, tags, removals bool
+	// committing: accessCommitting counts this transaction's commit.
+	committing bool
+}
 
 // AccessGeneration changes after every committed change to users,
 // groups, tokens, projects, role bindings or ClusterRoles made through
 // this Store.
 // Read it before reading those, and a cache of what was read stays valid
 // while it does not change.
-func (s *Store) AccessGeneration() int64 { return s.accessGen.Load() }
+func (s *Store) AccessGeneration() int64 {
+	if s.accessCommitting.Load() > 0 {
+		return s.uncacheable.Add(-1)
+	}
+	return s.accessGen.Load()
+}
 
 // AccessChanged returns a channel closed at the next access change, when
 // AccessGeneration has already moved: an open watch waits on it to check
@@ -239,6 +255,17 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	return s.writer.do(ctx, fn)
 }
 
+// committing runs right before every commit of the writer: an access
+// change makes the generation uncacheable until it has moved.
+func (s *Store) committing(tx *sql.Tx) {
+	if v, ok := s.touched.Load(tx); ok {
+		if e := v.(*effects); e.access {
+			e.committing = true
+			s.accessCommitting.Add(1)
+		}
+	}
+}
+
 // committed runs after every commit of the writer.
 func (s *Store) committed(tx *sql.Tx) {
 	// After the commit: a cache filled from now on reads the change. And
@@ -254,12 +281,22 @@ func (s *Store) committed(tx *sql.Tx) {
 		if e.access {
 			s.accessChanged()
 		}
+		if e.committing {
+			e.committing = false
+			s.accessCommitting.Add(-1)
+		}
 	}
 	s.changes.notify()
 }
 
 // ended runs after every transaction of the writer, committed or not.
-func (s *Store) ended(tx *sql.Tx) { s.touched.Delete(tx) }
+func (s *Store) ended(tx *sql.Tx) {
+	if v, ok := s.touched.Load(tx); ok && v.(*effects).committing {
+		// The commit failed: nothing changed.
+		s.accessCommitting.Add(-1)
+	}
+	s.touched.Delete(tx)
+}
 
 // projectOf returns the project of a repository name "<project>/<image>".
 func projectOf(repo string) string {

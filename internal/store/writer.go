@@ -29,9 +29,9 @@ type groupWriter struct {
 	stop     chan struct{}
 	stopped  chan struct{}
 	stopOnce sync.Once
-	// committed is called after each commit, ended is called after each
-	// transaction, committed or not.
-	committed, ended func(*sql.Tx)
+	// committing is called right before each commit, committed after
+	// each commit, ended after each transaction, committed or not.
+	committing, committed, ended func(*sql.Tx)
 }
 
 // maxBatch bounds how many writes share one commit, so one commit never
@@ -51,11 +51,11 @@ type writeOp struct {
 	result chan error // buffered: the writer never waits on it
 }
 
-func newGroupWriter(db *sql.DB, committed, ended func(*sql.Tx)) *groupWriter {
+func newGroupWriter(db *sql.DB, committing, committed, ended func(*sql.Tx)) *groupWriter {
 	w := &groupWriter{
 		db: db, queue: make(chan *writeOp, maxBatch),
 		stop: make(chan struct{}), stopped: make(chan struct{}),
-		committed: committed, ended: ended,
+		committing: committing, committed: committed, ended: ended,
 	}
 	go w.loop()
 	return w
@@ -199,6 +199,7 @@ func (w *groupWriter) run(batch []*writeOp) {
 		finish(nil)
 		return
 	}
+	w.committing(tx)
 	if err := tx.Commit(); err != nil {
 		// Every write of the batch is lost with the commit.
 		for i := range results {

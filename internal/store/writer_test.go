@@ -34,7 +34,7 @@ func newWriterFixture(t *testing.T) *writerFixture {
 		t.Fatal(err)
 	}
 	f := &writerFixture{db: s.read}
-	f.w = newGroupWriter(s.write, func(*sql.Tx) { f.commits.Add(1) }, func(*sql.Tx) {})
+	f.w = newGroupWriter(s.write, func(*sql.Tx) {}, func(*sql.Tx) { f.commits.Add(1) }, func(*sql.Tx) {})
 	t.Cleanup(f.w.close)
 	return f
 }
