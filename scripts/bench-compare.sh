@@ -115,7 +115,7 @@ requests_for() {
 	if [ -n "${BENCH_N:-}" ]; then
 		echo "$BENCH_N"
 	else
-		awk -v n="$(default_n "$1")" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'
+		n_of "$(default_n "$1")"
 	fi
 }
 

@@ -41,10 +41,17 @@ settle() {
 	sleep 1
 }
 
-# dist_config PORT writes the configuration of a Distribution server on
-# 127.0.0.1:PORT keeping its data in $WORK/dist-data to $WORK/dist.yml:
-# filesystem storage, deletes on, warn-level logs, no access log.
+# n_of N prints N times $SCALE (the scripts' BENCH_SCALE), rounded, at
+# least 1: a request count scaled for a quick look or a long run.
+n_of() { awk -v n="$1" -v s="${SCALE:-1}" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
+
+# dist_config PORT [STORAGE] writes the configuration of a Distribution
+# server on 127.0.0.1:PORT to $WORK/dist.yml: deletes on, warn-level logs,
+# no access log, and STORAGE as its storage driver (YAML at two spaces'
+# indent; default: filesystem storage in $WORK/dist-data).
 dist_config() {
+	local storage=${2:-"  filesystem:
+    rootdirectory: $WORK/dist-data"}
 	cat >"$WORK/dist.yml" <<EOC
 version: 0.1
 log:
@@ -52,8 +59,7 @@ log:
   accesslog:
     disabled: true
 storage:
-  filesystem:
-    rootdirectory: $WORK/dist-data
+$storage
   delete:
     enabled: true
   cache:

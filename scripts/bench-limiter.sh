@@ -64,7 +64,6 @@ for _ in $(seq 100); do
 done
 [ "$observed" = "$generation" ] || { echo "bench-limiter: the limits were not applied" >&2; exit 1; }
 
-n_of() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
 measure() {
 	local side=$1 w=$2 c=$3 n=$4 round=$5
 	settle

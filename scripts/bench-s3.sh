@@ -70,14 +70,8 @@ while [ "$DIST_PORT" = "$BERTH_PORT" ] || [ "$DIST_PORT" = "$GW_PORT" ]; do DIST
 BERTH_URL=http://127.0.0.1:$BERTH_PORT
 DIST_URL=http://127.0.0.1:$DIST_PORT
 
-cat >"$WORK/dist.yml" <<EOC
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  s3:
+# Distribution's S3 driver on its bucket, redirects off.
+dist_config "$DIST_PORT" "  s3:
     accesskey: $ACCESS
     secretkey: $SECRET
     region: us-east-1
@@ -86,16 +80,8 @@ storage:
     secure: false
     v4auth: true
     chunksize: 10485760
-  delete:
-    enabled: true
   redirect:
-    disable: true
-  cache:
-    blobdescriptor: inmemory
-http:
-  addr: 127.0.0.1:$DIST_PORT
-  secret: $ME-not-a-secret
-EOC
+    disable: true"
 
 log "starting berth on $BERTH_URL, distribution on $DIST_URL, versitygw on $GW"
 ADMIN_PASSWORD=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
@@ -139,7 +125,7 @@ default_n() {
 	*) echo 1000 ;;
 	esac
 }
-requests_for() { awk -v n="$(default_n "$1")" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
+requests_for() { n_of "$(default_n "$1")"; }
 # gw_lines counts versitygw's request log lines; gw_lists those that GET a
 # bucket itself (a listing).
 gw_lines() { grep -c '| vgw |' "$WORK/gw.log" || true; }

@@ -110,7 +110,6 @@ PIDS+=("$!")
 URL[dist]=http://127.0.0.1:$port
 wait_ready "${URL[dist]}" "${PID[dist]}" dist
 
-n_of() { awk -v n="$1" -v s="$SCALE" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
 
 # measure SIDE WORKLOAD C N ROUND: one run, its JSON kept.
 measure() {

@@ -383,11 +383,7 @@ func (s *blobStorages) recordProvisioned(ctx context.Context, id, root string) e
 	if err := os.WriteFile(filepath.Join(root, provisionMarker), []byte(token+"\n"), 0o600); err != nil {
 		return err
 	}
-	if err := s.sessions.DeleteSetting(ctx, provisionedPrefix+id); err != nil {
-		return err
-	}
-	_, err := s.sessions.InitSetting(ctx, provisionedPrefix+id, token)
-	return err
+	return s.recordToken(ctx, id, token)
 }
 
 // recordToken records token as the proof that Berth made storage id.

@@ -38,6 +38,16 @@ func Section(rsc io.ReadSeekCloser, offset, length int64) (io.ReadCloser, error)
 	return section{Reader: io.LimitReader(rsc, length), Closer: rsc}, nil
 }
 
+// OpenSection is Open of a Seeker: length bytes of dgst from offset on,
+// read from the handle OpenSeeker returns.
+func OpenSection(ctx context.Context, s Seeker, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	rsc, err := s.OpenSeeker(ctx, dgst)
+	if err != nil {
+		return nil, err
+	}
+	return Section(rsc, offset, length)
+}
+
 type section struct {
 	io.Reader
 	io.Closer

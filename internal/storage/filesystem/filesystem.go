@@ -129,11 +129,7 @@ func validUploadID(id string) bool {
 
 // Open implements storage.Provider.
 func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	f, err := d.OpenSeeker(ctx, dgst)
-	if err != nil {
-		return nil, err
-	}
-	return storage.Section(f, offset, length)
+	return storage.OpenSection(ctx, d, dgst, offset, length)
 }
 
 // OpenSeeker implements storage.Seeker. The *os.File it returns lets

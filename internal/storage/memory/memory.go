@@ -110,11 +110,7 @@ func memfdOrSegments() content {
 
 // Open implements storage.Provider.
 func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	rc, err := d.OpenSeeker(ctx, dgst)
-	if err != nil {
-		return nil, err
-	}
-	return storage.Section(rc, offset, length)
+	return storage.OpenSection(ctx, d, dgst, offset, length)
 }
 
 // OpenSeeker implements storage.Seeker: a memfd's *os.File where there is

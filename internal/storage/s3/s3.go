@@ -28,7 +28,9 @@ import (
 	"github.com/berth-registry/berth/internal/storage"
 )
 
-// Settings are spec.storage.s3 of the registry Config.
+// Settings are spec.storage.s3 of the registry Config. They mirror the
+// API's type on purpose: decoded strictly, a field the API gains that this
+// driver does not know is refused, not accepted and ignored.
 type Settings struct {
 	Bucket             string      `json:"bucket,omitempty"`
 	Region             string      `json:"region,omitempty"`

@@ -284,7 +284,7 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	case st.UploadID == "":
 		err = d.copyTail(ctx, prefix, st, key)
 	default:
-		if err = d.complete(ctx, prefix, st, size); err != nil {
+		if err = d.complete(ctx, prefix, st); err != nil {
 			break
 		}
 		// A copy that fails leaves the completed data and its record: a
@@ -366,7 +366,7 @@ func sealedKey(prefix string) string { return prefix + "sealed" }
 // out. An upload already completed counts only if it was completed at this
 // very state (its record says so): the data object of another attempt, of
 // the same size, may hold other bytes.
-func (d *Driver) complete(ctx context.Context, prefix string, st uploadState, size int64) error {
+func (d *Driver) complete(ctx context.Context, prefix string, st uploadState) error {
 	data := dataKey(prefix)
 	last := st.Next - 1
 	gone := func() error {
@@ -546,7 +546,7 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	case st.UploadID == "":
 		return d.getRange(ctx, tailKey(prefix, st.Next), 0, st.Tail)
 	}
-	if err := d.complete(ctx, prefix, st, st.size()); err != nil {
+	if err := d.complete(ctx, prefix, st); err != nil {
 		return nil, fmt.Errorf("read upload %s: %w", u.ID, err)
 	}
 	return d.getRange(ctx, dataKey(prefix), 0, st.size())
