@@ -84,7 +84,9 @@ type effects struct {
 // while it does not change.
 func (s *Store) AccessGeneration() int64 {
 	if s.accessCommitting.Load() > 0 {
-		return s.uncacheable.Add(-1)
+		// Far above any generation the counter reaches, and never
+		// negative (callers keep -1 for "none yet").
+		return 1<<62 + s.uncacheable.Add(1)
 	}
 	return s.accessGen.Load()
 }
