@@ -116,51 +116,7 @@ func TestS3StorageLive(t *testing.T) {
 		t.Fatalf("the layer is not in the bucket: %v", err)
 	}
 
-	// A GET redirects to the bucket, a HEAD does not; both ways serve it.
-	noFollow := &http.Client{Transport: admin.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := noFollow.Get(r.url + "/v2/s3/app/blobs/" + dgst.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !strings.HasPrefix(loc, gw.Endpoint+"/"+bucket+"/blobs/") {
-		t.Fatalf("GET of a blob on S3: %d Location %q, want 307 to the bucket", resp.StatusCode, loc)
-	}
-	req, _ := http.NewRequest(http.MethodHead, r.url+"/v2/s3/app/blobs/"+dgst.String(), nil)
-	if resp, err := noFollow.Do(req); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("HEAD of a blob on S3: %v %v, want 200", resp, err)
-	}
-	if code, got := pull(t, r.url, "s3/app", dgst); code != 200 || !bytes.Equal(got, layer) {
-		t.Fatalf("pull through the redirect: %d, %d bytes", code, len(got))
-	}
-	if st, reason, msg := c.condition("BlobRedirects"); st != "True" || reason != "Redirecting" || !strings.Contains(msg, bucket) {
-		t.Errorf("BlobRedirects = %s %s %q", st, reason, msg)
-	}
-	patchConfig(t, r.url, `{"spec":{"disableRedirect":true}}`)
-	c, _ = getConfig(t, r.url)
-	if st, reason, _ := c.condition("BlobRedirects"); st != "False" || reason != "RedirectDisabled" {
-		t.Errorf("BlobRedirects with disableRedirect = %s %s", st, reason)
-	}
-	resp, err = noFollow.Get(r.url + "/v2/s3/app/blobs/" + dgst.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || !bytes.Equal(got, layer) {
-		t.Fatalf("GET with disableRedirect: %d, %d bytes; want the blob streamed", resp.StatusCode, len(got))
-	}
-	req, _ = http.NewRequest(http.MethodGet, r.url+"/v2/s3/app/blobs/"+dgst.String(), nil)
-	req.Header.Set("Range", "bytes=5-13")
-	resp, err = admin.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 206 || !bytes.Equal(got, layer[5:14]) {
-		t.Errorf("a range streamed from S3: %d %q", resp.StatusCode, got)
-	}
+	servesFromBucket(t, r.url, "s3/app", layer, func(loc string) bool { return strings.HasPrefix(loc, gw.Endpoint+"/"+bucket+"/blobs/") }, bucket)
 
 	// /healthz follows the bucket: 503 while the gateway is down, 200
 	// again when it is back.
@@ -190,6 +146,61 @@ func TestS3StorageLive(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(gw.Dir, bucket)); !os.IsNotExist(err) {
 		c, _ := getConfig(t, r.url)
 		t.Errorf("the Managed bucket is still there after Removed: %v; conditions %+v", err, c.Status.Conditions)
+	}
+}
+
+// servesFromBucket checks how a registry serves layer, pushed to repo and
+// kept in an object store's bucket: a GET redirects (307) to a Location
+// redirected approves, a HEAD does not, a pull through the redirect gets
+// the bytes, BlobRedirects names the bucket; with disableRedirect the GET
+// streams the blob, and a range of it.
+func servesFromBucket(t *testing.T, url, repo string, layer []byte, redirected func(loc string) bool, bucket string) {
+	t.Helper()
+	dgst := digest.FromBytes(layer)
+	noFollow := &http.Client{Transport: admin.Transport, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noFollow.Get(url + "/v2/" + repo + "/blobs/" + dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusTemporaryRedirect || !redirected(loc) {
+		t.Fatalf("GET of a blob in a bucket: %d Location %q, want 307 to the bucket", resp.StatusCode, loc)
+	}
+	req, _ := http.NewRequest(http.MethodHead, url+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
+	if resp, err := noFollow.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HEAD of a blob in a bucket: %v %v, want 200", resp, err)
+	}
+	if code, got := pull(t, url, repo, dgst); code != 200 || !bytes.Equal(got, layer) {
+		t.Fatalf("pull through the redirect: %d, %d bytes", code, len(got))
+	}
+	c, _ := getConfig(t, url)
+	if st, reason, msg := c.condition("BlobRedirects"); st != "True" || reason != "Redirecting" || !strings.Contains(msg, bucket) {
+		t.Errorf("BlobRedirects = %s %s %q", st, reason, msg)
+	}
+	patchConfig(t, url, `{"spec":{"disableRedirect":true}}`)
+	c, _ = getConfig(t, url)
+	if st, reason, _ := c.condition("BlobRedirects"); st != "False" || reason != "RedirectDisabled" {
+		t.Errorf("BlobRedirects with disableRedirect = %s %s", st, reason)
+	}
+	resp, err = noFollow.Get(url + "/v2/" + repo + "/blobs/" + dgst.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Equal(got, layer) {
+		t.Fatalf("GET with disableRedirect: %d, %d bytes; want the blob streamed", resp.StatusCode, len(got))
+	}
+	req, _ = http.NewRequest(http.MethodGet, url+"/v2/"+repo+"/blobs/"+dgst.String(), nil)
+	req.Header.Set("Range", "bytes=5-13")
+	resp, err = admin.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 206 || !bytes.Equal(got, layer[5:14]) {
+		t.Errorf("a range streamed from a bucket: %d %q", resp.StatusCode, got)
 	}
 }
 

@@ -2,12 +2,9 @@ package s3
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -17,6 +14,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // The reference operator's storage condition types.
@@ -48,7 +46,7 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
 	switch status := httpStatus(err); {
 	case err == nil:
-		d.setConditions(storage.Condition{Type: condExists, Status: "True", Reason: "S3 Bucket Exists", Message: "User supplied S3 bucket exists and is accessible"})
+		d.SetConditions(storage.Condition{Type: condExists, Status: "True", Reason: "S3 Bucket Exists", Message: "User supplied S3 bucket exists and is accessible"})
 		return nil
 	case status == http.StatusForbidden:
 		return fmt.Errorf("s3: Unable to Access Bucket: the bucket %s exists, but is owned by another account or these credentials may not use it: %w", d.bucket, err)
@@ -65,13 +63,11 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 	conds := []storage.Condition{{Type: condExists, Status: "True", Reason: "Creation Successful", Message: "S3 bucket was successfully created"}}
 	// The token proves later that Berth made this bucket (a bucket named
 	// in the Config afterwards is not Berth's to remove).
-	token := randomToken()
-	if err := d.putBytes(ctx, provisionKey, []byte(token)); err != nil {
+	token := objstore.NewToken()
+	if err := d.putBytes(ctx, objstore.ProvisionKey, []byte(token)); err != nil {
 		conds[0].Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
 	} else {
-		d.mu.Lock()
-		d.token = token
-		d.mu.Unlock()
+		d.SetToken(token)
 	}
 	_, err = d.client.PutPublicAccessBlock(ctx, &s3.PutPublicAccessBlockInput{
 		Bucket: &d.bucket,
@@ -92,7 +88,7 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 			},
 			{
 				ID: aws.String(expireRuleID), Status: types.ExpirationStatusEnabled,
-				Filter:     &types.LifecycleRuleFilter{Prefix: aws.String(uploadsPrefix)},
+				Filter:     &types.LifecycleRuleFilter{Prefix: aws.String(objstore.UploadsPrefix)},
 				Expiration: &types.LifecycleExpiration{Days: aws.Int32(expireUploadsDays)},
 			},
 		}},
@@ -113,7 +109,7 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 		conds = append(conds, stepCondition(condEncrypted, err, "Encryption Successful",
 			fmt.Sprintf("Default %s encryption was successfully enabled on the S3 bucket", d.sse.algorithm)))
 	}
-	d.setConditions(conds...)
+	d.SetConditions(conds...)
 	return nil
 }
 
@@ -129,19 +125,6 @@ func stepCondition(typ string, err error, reason, message string) storage.Condit
 		code = "Unknown Error Occurred"
 	}
 	return storage.Condition{Type: typ, Status: "False", Reason: code, Message: err.Error()}
-}
-
-func (d *Driver) setConditions(c ...storage.Condition) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.conditions = c
-}
-
-// Conditions implements storage.Reporter.
-func (d *Driver) Conditions() []storage.Condition {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]storage.Condition(nil), d.conditions...)
 }
 
 // errorCode is the S3 error code of err ("" when S3 did not answer).
@@ -162,20 +145,6 @@ func httpStatus(err error) int {
 	return 0
 }
 
-// provisionKey is the object that holds the token of a bucket Berth
-// created.
-const provisionKey = "berth-provisioned"
-
-// ProvisionToken implements storage.Provisioner.
-func (d *Driver) ProvisionToken() string {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.token
-}
-
-// blobKeyShape matches the keys of blobs.
-var blobKeyShape = regexp.MustCompile(`^blobs/[a-z0-9]+/[0-9a-f]{2}/[0-9a-f]+$`)
-
 // Destroy implements storage.Destroyer: if the bucket holds token, Berth's
 // objects and multipart uploads in it go, then the bucket, unless it holds
 // other objects.
@@ -183,7 +152,7 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("bucket %s: Berth recorded no token for it: %w", d.bucket, storage.ErrNotProvisioned)
 	}
-	b, err := d.readAll(ctx, provisionKey, 4096)
+	b, err := d.readAll(ctx, objstore.ProvisionKey, 4096)
 	switch {
 	case errorCode(err) == "NoSuchBucket":
 		return "the bucket was gone already", nil
@@ -200,11 +169,11 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 		}
 		return d.deleteBucket(ctx)
 	case err != nil:
-		return "", fmt.Errorf("read %s of bucket %s: %w", provisionKey, d.bucket, err)
+		return "", fmt.Errorf("read %s of bucket %s: %w", objstore.ProvisionKey, d.bucket, err)
 	case string(b) != token:
 		return "", fmt.Errorf("bucket %s does not hold the token Berth left when it created it: %w", d.bucket, storage.ErrNotProvisioned)
 	}
-	if err := d.removeUploads(ctx, uploadsPrefix, func(string) bool { return false }, 0); err != nil {
+	if err := d.removeUploads(ctx, objstore.UploadsPrefix, func(string) bool { return false }, 0); err != nil {
 		return "", fmt.Errorf("empty bucket %s: %w", d.bucket, err)
 	}
 	var errs []error
@@ -215,7 +184,7 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 			return "", classify(err, "list the blobs of bucket "+d.bucket)
 		}
 		for _, o := range out.Contents {
-			if blobKeyShape.MatchString(aws.ToString(o.Key)) {
+			if objstore.BlobKeyShape.MatchString(aws.ToString(o.Key)) {
 				errs = append(errs, d.deleteKey(ctx, aws.ToString(o.Key)))
 			}
 		}
@@ -223,7 +192,7 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 	if err := firstErrors(errs); err != nil {
 		return "", fmt.Errorf("empty bucket %s: %w", d.bucket, err)
 	}
-	if err := d.deleteKey(ctx, provisionKey); err != nil {
+	if err := d.deleteKey(ctx, objstore.ProvisionKey); err != nil {
 		return "", err
 	}
 	return d.deleteBucket(ctx)
@@ -238,10 +207,4 @@ func (d *Driver) deleteBucket(ctx context.Context) (string, error) {
 		return "Berth's objects removed; the bucket is kept, since it holds objects Berth did not write", nil
 	}
 	return "", fmt.Errorf("delete bucket %s: %w", d.bucket, err)
-}
-
-func randomToken() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -14,11 +14,12 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // Open implements storage.Provider: one ranged GET.
 func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	key, err := blobKey(dgst)
+	key, err := objstore.BlobKey(dgst)
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func (d *Driver) getRange(ctx context.Context, key string, offset, length int64)
 
 // Delete implements storage.Deleter.
 func (d *Driver) Delete(ctx context.Context, dgst digest.Digest) error {
-	key, err := blobKey(dgst)
+	key, err := objstore.BlobKey(dgst)
 	if err != nil {
 		return err
 	}
@@ -88,7 +89,7 @@ func (d *Driver) Delete(ctx context.Context, dgst digest.Digest) error {
 // for a bounded time, or a signed URL of the CloudFront distribution in
 // front of the bucket.
 func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, error) {
-	key, err := blobKey(dgst)
+	key, err := objstore.BlobKey(dgst)
 	if err != nil {
 		return "", err
 	}
@@ -108,7 +109,7 @@ func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, e
 // leaves alone any key not of Berth's shape and anything younger than
 // recoverGrace (what another registry on the same bucket may be writing).
 func (d *Driver) Recover(ctx context.Context, live func(id string) bool) error {
-	return d.removeUploads(ctx, uploadsPrefix, live, d.recoverGrace)
+	return d.removeUploads(ctx, objstore.UploadsPrefix, live, d.recoverGrace)
 }
 
 // recoverGrace is how old a leftover must be for Recover to remove it:

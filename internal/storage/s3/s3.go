@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -22,10 +21,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // Settings are spec.storage.s3 of the registry Config. They mirror the
@@ -100,11 +99,8 @@ type Driver struct {
 	// front of the bucket instead of presigning S3 GETs.
 	front *cloudFront
 
-	mu         sync.Mutex
-	conditions []storage.Condition
-	// token is what the driver left in the bucket it created ("" for a
-	// bucket it found).
-	token string
+	// Findings are what the driver found and did when built.
+	objstore.Findings
 }
 
 // sse is the server-side encryption every write asks for.
@@ -158,7 +154,7 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 		}
 		ca = append(append(append([]byte(nil), ca...), '\n'), bundle...)
 	}
-	httpClient, err := clientWithCA(opts.HTTPClient, ca)
+	httpClient, err := storage.BackendClient(opts.HTTPClient, ca)
 	if err != nil {
 		return nil, err
 	}
@@ -213,85 +209,6 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 		}
 	}
 	return d, nil
-}
-
-// clientWithCA is base (or http.DefaultClient) tuned for a storage
-// backend, trusting ca besides the system's roots: connections to the
-// one endpoint are kept for reuse (the default keeps 2, and every request
-// past that pays a new connection). Larger read and write buffers than
-// the transport's 4 KiB were measured slower (bench-s3: 40 against 56
-// pushes/s of 1 MiB).
-func clientWithCA(base *http.Client, ca []byte) (*http.Client, error) {
-	if base == nil {
-		base = http.DefaultClient
-	}
-	var t *http.Transport
-	switch bt := base.Transport.(type) {
-	case *http.Transport:
-		t = bt.Clone()
-	case nil:
-		t = http.DefaultTransport.(*http.Transport).Clone()
-	default:
-		if len(ca) > 0 {
-			return nil, fmt.Errorf("s3: cannot add a trusted CA to a %T", base.Transport)
-		}
-		return base, nil
-	}
-	t.MaxIdleConnsPerHost = 64
-
-	if len(ca) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(ca) {
-			return nil, fmt.Errorf("s3: %w: the trusted CA bundle holds no PEM certificate", errdefs.ErrInvalidArgument)
-		}
-		if t.TLSClientConfig == nil {
-			t.TLSClientConfig = &tls.Config{}
-		}
-		t.TLSClientConfig.RootCAs = pool
-	}
-	c := *base
-	c.Transport = t
-	return &c, nil
-}
-
-// blobKey is where blob dgst lives.
-func blobKey(dgst digest.Digest) (string, error) {
-	if err := dgst.Validate(); err != nil {
-		return "", fmt.Errorf("blob key for %q: %w: %v", dgst, errdefs.ErrInvalidArgument, err)
-	}
-	hex := dgst.Encoded()
-	return "blobs/" + string(dgst.Algorithm()) + "/" + hex[:2] + "/" + hex, nil
-}
-
-// uploadsPrefix starts the key of every object of an upload session, and
-// uploadPrefix(id) those of session id. The keys are flat, at the top of
-// the bucket: S3 servers that keep objects as files (versitygw, MinIO's
-// FS mode) remove a directory when its last object goes, and a PUT into a
-// shared uploads/ directory then races a DELETE of another session's last
-// object (versitygw answers 409 ExistingObjectIsDirectory).
-const uploadsPrefix = "upload-"
-
-// uploadPrefix is what the keys of upload id start with.
-func uploadPrefix(id string) (string, error) {
-	if !validUploadID(id) {
-		return "", fmt.Errorf("upload id %q: %w", id, errdefs.ErrInvalidArgument)
-	}
-	return uploadsPrefix + id + ".", nil
-}
-
-func validUploadID(id string) bool {
-	if len(id) == 0 || len(id) > 128 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 // classify maps an S3 error onto the driver errors the registry answers

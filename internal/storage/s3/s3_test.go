@@ -3,7 +3,6 @@ package s3_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -170,29 +169,6 @@ func TestDriverSuite(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Driver { return newDriver(t, nil).driver })
 }
 
-func random(t *testing.T, n int) []byte {
-	t.Helper()
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-func readAll(t *testing.T, d storage.Provider, dgst digest.Digest) []byte {
-	t.Helper()
-	rc, err := d.Open(context.Background(), dgst, 0, -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 // push appends content in chunks of the given sizes and commits it,
 // keeping the state as the registry does.
 func push(t *testing.T, d storage.Driver, id string, content []byte, chunks ...int) digest.Digest {
@@ -223,9 +199,9 @@ func push(t *testing.T, d storage.Driver, id string, content []byte, chunks ...i
 // ranges.
 func TestMultipartUpload(t *testing.T) {
 	f := newDriver(t, nil)
-	content := random(t, 12<<20+12345)
+	content := storagetest.RandomBytes(t, 12<<20+12345)
 	dgst := push(t, f.driver, "multipart", content, 1<<20, 7, 6<<20, 100, 3<<20)
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs from what was pushed")
 	}
 	calls := f.calls.reset()
@@ -249,7 +225,7 @@ func TestMultipartUpload(t *testing.T) {
 func TestCrashAcrossAPart(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	content := random(t, 11<<20)
+	content := storagetest.RandomBytes(t, 11<<20)
 	u := storage.Upload{ID: "crash"}
 	n, state, err := f.driver.Append(ctx, u, 0, bytes.NewReader(content[:3<<20]))
 	if err != nil || n != 3<<20 {
@@ -257,7 +233,7 @@ func TestCrashAcrossAPart(t *testing.T) {
 	}
 	recorded := state
 	// Lost: 4 MiB of garbage that completes part 1 and leaves a tail.
-	if _, _, err := f.driver.Append(ctx, storage.Upload{ID: "crash", State: recorded}, 3<<20, bytes.NewReader(random(t, 4<<20))); err != nil {
+	if _, _, err := f.driver.Append(ctx, storage.Upload{ID: "crash", State: recorded}, 3<<20, bytes.NewReader(storagetest.RandomBytes(t, 4<<20))); err != nil {
 		t.Fatal(err)
 	}
 	u.State = recorded
@@ -270,7 +246,7 @@ func TestCrashAcrossAPart(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob holds the lost append's bytes")
 	}
 }
@@ -280,7 +256,7 @@ func TestCrashAcrossAPart(t *testing.T) {
 func TestDropInsideAPartIsRefused(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	_, state, err := f.driver.Append(ctx, storage.Upload{ID: "drop"}, 0, bytes.NewReader(random(t, 6<<20)))
+	_, state, err := f.driver.Append(ctx, storage.Upload{ID: "drop"}, 0, bytes.NewReader(storagetest.RandomBytes(t, 6<<20)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,7 +272,7 @@ func TestDropInsideAPartIsRefused(t *testing.T) {
 func TestReadUploadThenCommit(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	content := random(t, 7<<20+5)
+	content := storagetest.RandomBytes(t, 7<<20+5)
 	u := storage.Upload{ID: "reread"}
 	n, state, err := f.driver.Append(ctx, u, 0, bytes.NewReader(content))
 	if err != nil || n != int64(len(content)) {
@@ -315,7 +291,7 @@ func TestReadUploadThenCommit(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs")
 	}
 }
@@ -325,12 +301,12 @@ func TestReadUploadThenCommit(t *testing.T) {
 func TestMultipartCopy(t *testing.T) {
 	f := newDriver(t, nil)
 	f.driver.SetCopyPartSize(5 << 20)
-	content := random(t, 11<<20+1)
+	content := storagetest.RandomBytes(t, 11<<20+1)
 	dgst := push(t, f.driver, "bigcopy", content)
 	if n := count(f.calls.reset(), "UploadPartCopy"); n < 3 {
 		t.Errorf("%d part copies, want 3 for the blob and 1 for the tail", n)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs")
 	}
 }
@@ -339,15 +315,15 @@ func TestMultipartCopy(t *testing.T) {
 // none lists the bucket, and a small blob takes a handful.
 func TestNoListingOnRequestPaths(t *testing.T) {
 	f := newDriver(t, nil)
-	small := random(t, 1000)
+	small := storagetest.RandomBytes(t, 1000)
 	dgst := push(t, f.driver, "small", small)
 	pushCalls := f.calls.reset()
-	readAll(t, f.driver, dgst)
+	storagetest.ReadBlob(t, f.driver, dgst)
 	pullCalls := f.calls.reset()
-	big := random(t, 11<<20)
+	big := storagetest.RandomBytes(t, 11<<20)
 	bigDgst := push(t, f.driver, "big", big, 3<<20)
 	bigPush := f.calls.reset()
-	readAll(t, f.driver, bigDgst)
+	storagetest.ReadBlob(t, f.driver, bigDgst)
 	bigPull := f.calls.reset()
 	for name, calls := range map[string][]string{"small push": pushCalls, "small pull": pullCalls, "big push": bigPush, "big pull": bigPull} {
 		for _, c := range calls {
@@ -419,8 +395,8 @@ func TestEncryptionOnEveryWrite(t *testing.T) {
 		{nil, "", ""},
 	} {
 		f := newDriver(t, tc.settings)
-		push(t, f.driver, "sse", random(t, 6<<20+1), 3<<20)
-		push(t, f.driver, "ssesmall", random(t, 10))
+		push(t, f.driver, "sse", storagetest.RandomBytes(t, 6<<20+1), 3<<20)
+		push(t, f.driver, "ssesmall", storagetest.RandomBytes(t, 10))
 		f.calls.mu.Lock()
 		writes := 0
 		for _, req := range f.calls.requests {
@@ -478,7 +454,7 @@ func TestSettingsRefused(t *testing.T) {
 // TestRedirectURL: the presigned URL serves the blob, and ranges of it.
 func TestRedirectURL(t *testing.T) {
 	f := newDriver(t, nil)
-	content := random(t, 100_000)
+	content := storagetest.RandomBytes(t, 100_000)
 	dgst := push(t, f.driver, "redirect", content)
 	u, err := f.driver.RedirectURL(context.Background(), dgst)
 	if err != nil {
@@ -520,7 +496,7 @@ func TestRecover(t *testing.T) {
 		if id == "deadsmall" {
 			size = 10
 		}
-		_, st, err := f.driver.Append(ctx, storage.Upload{ID: id}, 0, bytes.NewReader(random(t, size)))
+		_, st, err := f.driver.Append(ctx, storage.Upload{ID: id}, 0, bytes.NewReader(storagetest.RandomBytes(t, size)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -591,7 +567,7 @@ func sizeOf(t *testing.T, state []byte) int64 {
 func TestBackendDown(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	first := random(t, 3<<20)
+	first := storagetest.RandomBytes(t, 3<<20)
 	_, state, err := f.driver.Append(ctx, storage.Upload{ID: "outage"}, 0, bytes.NewReader(first))
 	if err != nil {
 		t.Fatal(err)
@@ -606,7 +582,7 @@ func TestBackendDown(t *testing.T) {
 	if err := f.driver.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Errorf("Health with the backend down: %v, want ErrUnavailable", err)
 	}
-	n, _, err := f.driver.Append(ctx, storage.Upload{ID: "outage", State: state}, 3<<20, bytes.NewReader(random(t, 3<<20)))
+	n, _, err := f.driver.Append(ctx, storage.Upload{ID: "outage", State: state}, 3<<20, bytes.NewReader(storagetest.RandomBytes(t, 3<<20)))
 	if !errors.Is(err, errdefs.ErrUnavailable) || n != 0 {
 		t.Errorf("Append with the backend down: %d, %v, want 0 and ErrUnavailable", n, err)
 	}
@@ -620,7 +596,7 @@ func TestBackendDown(t *testing.T) {
 	if err := f.driver.Health(ctx); err != nil {
 		t.Fatalf("Health after the backend returned: %v", err)
 	}
-	rest := random(t, 3<<20)
+	rest := storagetest.RandomBytes(t, 3<<20)
 	n, state, err = f.driver.Append(ctx, storage.Upload{ID: "outage", State: state}, 3<<20, bytes.NewReader(rest))
 	if err != nil || n != int64(len(rest)) {
 		t.Fatal(n, err)
@@ -630,7 +606,7 @@ func TestBackendDown(t *testing.T) {
 	if err := f.driver.Commit(ctx, storage.Upload{ID: "outage", State: state}, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs")
 	}
 }
@@ -700,7 +676,7 @@ func (s *stallingReader) Read(p []byte) (int, error) {
 func TestClientStopsMidPart(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	content := random(t, 12<<20)
+	content := storagetest.RandomBytes(t, 12<<20)
 	src := &stallingReader{b: content, n: 7 << 20}
 	n, state, err := f.driver.Append(ctx, storage.Upload{ID: "stall"}, 0, src)
 	if !errors.Is(err, errStalled) || n != int64(src.read) {
@@ -716,7 +692,7 @@ func TestClientStopsMidPart(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, n+m); err != nil {
 		t.Fatal(err)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs")
 	}
 }
@@ -729,7 +705,7 @@ func TestCommitTakesTheRecordedTail(t *testing.T) {
 	ctx := context.Background()
 	for _, size := range []int{10, 6<<20 + 10} {
 		id := fmt.Sprintf("tail%d", size)
-		content := random(t, size)
+		content := storagetest.RandomBytes(t, size)
 		n, recorded, err := f.driver.Append(ctx, storage.Upload{ID: id}, 0, bytes.NewReader(content))
 		if err != nil || n != int64(size) {
 			t.Fatal(n, err)
@@ -742,7 +718,7 @@ func TestCommitTakesTheRecordedTail(t *testing.T) {
 		if err := f.driver.Commit(ctx, storage.Upload{ID: id, State: recorded}, dgst, n); err != nil {
 			t.Fatal(err)
 		}
-		if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+		if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 			t.Errorf("%d bytes recorded: the blob has %d bytes", size, len(got))
 		}
 	}
@@ -759,7 +735,7 @@ func TestCommitReplacesAnObjectOfAnotherSize(t *testing.T) {
 		t.Fatal(err)
 	}
 	push(t, f.driver, "replace", content)
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatalf("the blob holds %q", got)
 	}
 }
@@ -770,7 +746,7 @@ func TestCommitReplacesAnObjectOfAnotherSize(t *testing.T) {
 func TestSealedAtAnotherState(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	first := random(t, 6<<20)
+	first := storagetest.RandomBytes(t, 6<<20)
 	_, before, err := f.driver.Append(ctx, storage.Upload{ID: "sealed"}, 0, bytes.NewReader(first))
 	if err != nil {
 		t.Fatal(err)
@@ -820,7 +796,7 @@ func (e iotestErrReader) Read([]byte) (int, error) { return 0, e.err }
 func TestCopyFailureIsRetried(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	content := random(t, 6<<20+3)
+	content := storagetest.RandomBytes(t, 6<<20+3)
 	n, state, err := f.driver.Append(ctx, storage.Upload{ID: "copyfail"}, 0, bytes.NewReader(content))
 	if err != nil {
 		t.Fatal(n, err)
@@ -835,7 +811,7 @@ func TestCopyFailureIsRetried(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, n); err != nil {
 		t.Fatalf("the retried commit: %v", err)
 	}
-	if got := readAll(t, f.driver, dgst); !bytes.Equal(got, content) {
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob differs")
 	}
 }
@@ -846,7 +822,7 @@ func TestCopyFailureIsRetried(t *testing.T) {
 func TestDestroyRetried(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	push(t, f.driver, "doomed", random(t, 100))
+	push(t, f.driver, "doomed", storagetest.RandomBytes(t, 100))
 	token := f.driver.ProvisionToken()
 	if token == "" {
 		t.Fatal("no token for a bucket the driver created")

@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // uploadState is what the driver keeps about an upload between requests:
@@ -99,7 +100,7 @@ func dataKey(prefix string) string { return prefix + "data" }
 // part size; what is short of a part at the end stays in the tail object,
 // which the next append sends ahead of its own bytes.
 func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
-	prefix, err := uploadPrefix(u.ID)
+	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return 0, u.State, err
 	}
@@ -128,7 +129,7 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	// of its bytes (net/http reports a client that hung up before its
 	// Content-Length as io.ErrUnexpectedEOF, which fill also returns at
 	// a clean end).
-	client := &errRecorder{r: r}
+	client := &objstore.ClientReader{R: r}
 	var src io.Reader = client
 	if st.Tail > 0 {
 		rc, err := d.getRange(ctx, tailKey(prefix, st.Next), 0, st.Tail)
@@ -148,9 +149,9 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		}
 		size := st.partSizeOf(st.Next)
 		p, n, rerr := d.fill(src, size)
-		ended := client.err == nil && (rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF))
-		if client.err != nil {
-			rerr = client.err
+		ended := client.Err == nil && (rerr == nil || errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF))
+		if client.Err != nil {
+			rerr = client.Err
 		}
 		switch {
 		case n == size:
@@ -185,20 +186,6 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		}
 		return progress(), st.encode(), nil
 	}
-}
-
-// errRecorder remembers the first error of r other than io.EOF.
-type errRecorder struct {
-	r   io.Reader
-	err error
-}
-
-func (e *errRecorder) Read(p []byte) (int, error) {
-	n, err := e.r.Read(p)
-	if err != nil && err != io.EOF && e.err == nil {
-		e.err = err
-	}
-	return n, err
 }
 
 // tailWriteTimeout bounds the write of what a client sent before it went
@@ -251,11 +238,11 @@ func (d *Driver) uploadPart(ctx context.Context, prefix string, st *uploadState,
 
 // Commit implements storage.Ingester.
 func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
-	key, err := blobKey(dgst)
+	key, err := objstore.BlobKey(dgst)
 	if err != nil {
 		return err
 	}
-	prefix, err := uploadPrefix(u.ID)
+	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return err
 	}
@@ -532,7 +519,7 @@ func (d *Driver) copyObject(ctx context.Context, src, dst string, size int64) er
 // incomplete one), and the state it was completed at recorded beside it:
 // a Commit at that same state then finds it completed.
 func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadCloser, error) {
-	prefix, err := uploadPrefix(u.ID)
+	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -557,7 +544,7 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 // only, on no push or pull), so that what appends never recorded made goes
 // too; the state is not needed.
 func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
-	prefix, err := uploadPrefix(u.ID)
+	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return err
 	}

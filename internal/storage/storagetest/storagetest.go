@@ -49,7 +49,8 @@ func Run(t *testing.T, newDriver func(t *testing.T) storage.Driver) {
 	}
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+// RandomBytes is n random bytes.
+func RandomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -84,7 +85,8 @@ func ingest(t *testing.T, d storage.Driver, content []byte) digest.Digest {
 	return dgst
 }
 
-func readBlob(t *testing.T, d storage.Driver, dgst digest.Digest) []byte {
+// ReadBlob is all of blob dgst, read with one Open.
+func ReadBlob(t testing.TB, d storage.Provider, dgst digest.Digest) []byte {
 	t.Helper()
 	rc, err := d.Open(context.Background(), dgst, 0, -1)
 	if err != nil {
@@ -99,16 +101,16 @@ func readBlob(t *testing.T, d storage.Driver, dgst digest.Digest) []byte {
 }
 
 func testAppendCommitOpen(t *testing.T, d storage.Driver) {
-	content := randomBytes(t, 3<<20+17)
+	content := RandomBytes(t, 3<<20+17)
 	dgst := ingest(t, d, content)
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatalf("content differs: got %d bytes, want %d", len(got), len(content))
 	}
 }
 
 func testChunkedAppend(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	content := randomBytes(t, 100_000)
+	content := RandomBytes(t, 100_000)
 	up := newSession(d)
 	var off int64
 	for _, end := range []int{1, 4096, 50_000, 100_000} {
@@ -122,7 +124,7 @@ func testChunkedAppend(t *testing.T, d storage.Driver) {
 	if err := up.commit(ctx, dgst, off); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("chunked content differs")
 	}
 }
@@ -154,7 +156,7 @@ func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
 	if err := up.commit(ctx, dgst, int64(len(want))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, want) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
@@ -166,16 +168,16 @@ func testAppendDropsUnrecordedBytes(t *testing.T, d storage.Driver) {
 func testAppendFromTheRecordedState(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	up := newSession(d)
-	first := randomBytes(t, 300<<10)
+	first := RandomBytes(t, 300<<10)
 	if _, err := up.append(ctx, 0, bytes.NewReader(first)); err != nil {
 		t.Fatal(err)
 	}
 	recorded := up.u // the record the caller made
-	if _, err := up.append(ctx, int64(len(first)), bytes.NewReader(randomBytes(t, 200<<10))); err != nil {
+	if _, err := up.append(ctx, int64(len(first)), bytes.NewReader(RandomBytes(t, 200<<10))); err != nil {
 		t.Fatal(err)
 	}
 	up.u = recorded // the second append was never recorded
-	rest := randomBytes(t, 100<<10)
+	rest := RandomBytes(t, 100<<10)
 	if _, err := up.append(ctx, int64(len(first)), bytes.NewReader(rest)); err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +186,7 @@ func testAppendFromTheRecordedState(t *testing.T, d storage.Driver) {
 	if err := up.commit(ctx, dgst, int64(len(want))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, want) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, want) {
 		t.Fatalf("the blob holds %d bytes, not the %d recorded ones", len(got), len(want))
 	}
 }
@@ -209,13 +211,13 @@ func testCommitChecksSize(t *testing.T, d storage.Driver) {
 }
 
 func testCommitExistingContent(t *testing.T, d storage.Driver) {
-	content := randomBytes(t, 1000)
+	content := RandomBytes(t, 1000)
 	dgst := ingest(t, d, content)
 	dgst2 := ingest(t, d, content)
 	if dgst != dgst2 {
 		t.Fatal("digests differ")
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("content differs after second commit")
 	}
 }
@@ -225,7 +227,7 @@ func testCommitExistingContent(t *testing.T, d storage.Driver) {
 // upload's bytes are gone by then and the commit must still succeed.
 func testCommitAgainAfterPublish(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	content := randomBytes(t, 4096)
+	content := RandomBytes(t, 4096)
 	up := newSession(d)
 	if _, err := up.append(ctx, 0, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
@@ -236,7 +238,7 @@ func testCommitAgainAfterPublish(t *testing.T, d storage.Driver) {
 			t.Fatalf("commit %d: %v", i+1, err)
 		}
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("content differs")
 	}
 }
@@ -248,7 +250,7 @@ func testEmptyBlob(t *testing.T, d storage.Driver) {
 	if err := up.commit(ctx, dgst, 0); err != nil {
 		t.Fatalf("commit empty upload without Append: %v", err)
 	}
-	if got := readBlob(t, d, dgst); len(got) != 0 {
+	if got := ReadBlob(t, d, dgst); len(got) != 0 {
 		t.Fatalf("empty blob has %d bytes", len(got))
 	}
 }
@@ -300,7 +302,7 @@ func testAbort(t *testing.T, d storage.Driver) {
 func testAbortWithoutState(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
 	up := newSession(d)
-	if _, err := up.append(ctx, 0, bytes.NewReader(randomBytes(t, 64<<10))); err != nil {
+	if _, err := up.append(ctx, 0, bytes.NewReader(RandomBytes(t, 64<<10))); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Abort(ctx, storage.Upload{ID: up.u.ID}); err != nil {
@@ -343,7 +345,7 @@ func testDelete(t *testing.T, d storage.Driver) {
 }
 
 func testConcurrentCommits(t *testing.T, d storage.Driver) {
-	content := randomBytes(t, 256<<10)
+	content := RandomBytes(t, 256<<10)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Add(1)
@@ -361,7 +363,7 @@ func testConcurrentCommits(t *testing.T, d storage.Driver) {
 		}()
 	}
 	wg.Wait()
-	if got := readBlob(t, d, digest.FromBytes(content)); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, digest.FromBytes(content)); !bytes.Equal(got, content) {
 		t.Fatal("content differs after concurrent commits")
 	}
 }
@@ -402,7 +404,7 @@ func (r rangesOnly) Open(ctx context.Context, dgst digest.Digest, offset, length
 // from an offset, nothing at the end; past the end is an invalid argument.
 func testRanges(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	content := randomBytes(t, 1<<20+7)
+	content := RandomBytes(t, 1<<20+7)
 	dgst := ingest(t, d, content)
 	size := int64(len(content))
 	for _, r := range []struct{ offset, length int64 }{
@@ -451,7 +453,7 @@ func testRanges(t *testing.T, d storage.Driver) {
 // keep content in pieces (pages, segments, parts) must join them right.
 func testLargeContent(t *testing.T, d storage.Driver) {
 	ctx := context.Background()
-	content := randomBytes(t, 5<<20+321)
+	content := RandomBytes(t, 5<<20+321)
 	up := newSession(d)
 	var off int64
 	for _, end := range []int{7, 70_000, 1 << 20, 3<<20 + 5} {
@@ -470,7 +472,7 @@ func testLargeContent(t *testing.T, d storage.Driver) {
 	if err := up.commit(ctx, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if got := readBlob(t, d, dgst); !bytes.Equal(got, content) {
+	if got := ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
 		t.Fatal("large content differs")
 	}
 	rc, err := storage.OpenReadSeeker(ctx, d, dgst, int64(len(content)), 0)
@@ -508,7 +510,7 @@ func testHealth(t *testing.T, d storage.Driver) {
 	if err := hc.Health(ctx); err != nil {
 		t.Fatalf("unhealthy after a commit: %v", err)
 	}
-	if got := readBlob(t, d, dgst); string(got) != "health" {
+	if got := ReadBlob(t, d, dgst); string(got) != "health" {
 		t.Fatalf("the blob after a health check: %q", got)
 	}
 }

@@ -4,16 +4,9 @@
 package s3test
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
-	"net"
-	"os/exec"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/berth-registry/berth/internal/testtool"
 )
@@ -31,20 +24,15 @@ type Gateway struct {
 	Endpoint string
 	// Dir is the directory its buckets live in.
 	Dir string
-
-	bin  string
-	addr string
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	*testtool.Daemon
 }
 
 // Start runs a gateway for the life of t.
 func Start(t testing.TB) *Gateway {
 	t.Helper()
 	bin := testtool.Require(t, "versitygw")
-	g := &Gateway{bin: bin, Dir: t.TempDir()}
-	if err := g.start(); err != nil {
+	g, err := start(bin, t.TempDir())
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Stop)
@@ -58,58 +46,19 @@ func StartMain(dir string) (g *Gateway, ok bool, err error) {
 	if !found {
 		return nil, false, nil
 	}
-	g = &Gateway{bin: bin, Dir: dir}
-	return g, true, g.start()
+	g, err = start(bin, dir)
+	return g, true, err
 }
 
-func (g *Gateway) start() error {
-	if g.addr == "" {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		g.addr = l.Addr().String()
-		l.Close()
-		g.Endpoint = "http://" + g.addr
+func start(bin, dir string) (*Gateway, error) {
+	d, err := testtool.NewDaemon("versitygw", bin, func(addr string) []string {
+		return []string{"--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", addr, "posix", dir}
+	})
+	if err != nil {
+		return nil, err
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.logs = &bytes.Buffer{}
-	cmd := exec.Command(g.bin, "--access", AccessKey, "--secret", SecretKey, "--region", Region, "--port", g.addr, "posix", g.Dir)
-	cmd.Stdout, cmd.Stderr = g.logs, g.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start versitygw: %w", err)
-	}
-	g.cmd = cmd
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", g.addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-	return fmt.Errorf("versitygw did not listen on %s: %s", g.addr, g.logs)
-}
-
-// Stop kills the gateway (its buckets stay in Dir).
-func (g *Gateway) Stop() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cmd == nil {
-		return
-	}
-	_ = g.cmd.Process.Kill()
-	_ = g.cmd.Wait()
-	g.cmd = nil
-}
-
-// Restart starts a stopped gateway again on the same address and
-// directory.
-func (g *Gateway) Restart() error {
-	g.Stop()
-	return g.start()
+	g := &Gateway{Endpoint: "http://" + d.Addr, Dir: dir, Daemon: d}
+	return g, g.Start()
 }
 
 // Bucket is a fresh bucket name (not created: the driver creates it).
