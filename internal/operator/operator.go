@@ -264,12 +264,21 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		// As the reference: a bucket is named for the registry and its
 		// region, and Berth creates it, so it is Managed.
 		s3 := *spec.Storage.S3
-		s3.Bucket = generatedBucket(s3.Region)
+		s3.Bucket = generatedBucket(s3.Region, "us-east-1")
 		spec.Storage.S3 = &s3
 		if spec.Storage.ManagementState == "" {
 			spec.Storage.ManagementState = imageregistryv1.Managed
 		}
 		filled = append(filled, "storage.s3.bucket")
+	}
+	if spec.Storage.GCS != nil && spec.Storage.GCS.Bucket == "" {
+		gcs := *spec.Storage.GCS
+		gcs.Bucket = generatedBucket(gcs.Region, "us")
+		spec.Storage.GCS = &gcs
+		if spec.Storage.ManagementState == "" {
+			spec.Storage.ManagementState = imageregistryv1.Managed
+		}
+		filled = append(filled, "storage.gcs.bucket")
 	}
 	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
 		pvc := *spec.Storage.PVC
@@ -385,13 +394,14 @@ func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
 }
 
 // generatedBucket names a bucket for a Config that names none, in the
-// reference's shape <infrastructure>-image-registry-<region>: Berth has
+// reference's shape <infrastructure>-image-registry-<region> (the
+// provider's default region when the Config names none): Berth has
 // no infrastructure name, so a random one stands in (bucket names are
 // global, and two installations must not share one). At most 62
 // characters, lower case, never ending in '-'.
-func generatedBucket(region string) string {
+func generatedBucket(region, defaultRegion string) string {
 	if region == "" {
-		region = "us-east-1"
+		region = defaultRegion
 	}
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)

@@ -15,8 +15,8 @@
 //     whose content is local also implements Seeker, and one that can hand
 //     clients a direct URL implements Redirector.
 //
-// Drivers are chosen by name from a Registry table; S3, GCS, Azure and Swift
-// arrive later as more rows of that table without touching callers.
+// Drivers are chosen by name from a Registry table (filesystem, memory, S3,
+// GCS); Azure and Swift arrive as more rows of it without touching callers.
 package storage
 
 import (

@@ -5,6 +5,7 @@ package drivers
 import (
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
+	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/storage/s3"
 )
@@ -13,6 +14,7 @@ import (
 func Builtin() storage.Registry {
 	return storage.Registry{
 		"filesystem": filesystem.New,
+		"gcs":        gcs.New,
 		"memory":     memory.New,
 		"s3":         s3.New,
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/storage/drivers"
+	"github.com/berth-registry/berth/internal/storage/gcs"
+	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
 )
@@ -43,13 +45,29 @@ func TestEveryDriverThroughTheTable(t *testing.T) {
 		}
 		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: s3test.Credentials()}
 	}})
-	if len(table) != 3 {
+	var emulator *gcstest.Emulator
+	cases = append(cases, struct {
+		name, driver string
+		opts         func(t *testing.T) storage.Options
+	}{"gcs", "gcs", func(t *testing.T) storage.Options {
+		raw, err := json.Marshal(gcstest.Settings(gcstest.Bucket()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keyFile, _ := gcstest.KeyFile(t)
+		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: map[string]string{gcs.KeyFileKey: string(keyFile)}}
+	}})
+	if len(table) != 4 {
 		t.Errorf("the table has %v: add a case for each new driver", table.Names())
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if c.driver == "s3" {
+			switch c.driver {
+			case "s3":
 				gw = s3test.Start(t)
+			case "gcs":
+				emulator = gcstest.Start(t)
+				t.Setenv(gcstest.EmulatorHostVar, emulator.Host)
 			}
 			storagetest.Run(t, func(t *testing.T) storage.Driver {
 				o := c.opts(t)
