@@ -9,24 +9,111 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/storage/gcs"
+	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
 )
 
 const configPath = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
 
-// useS3 puts s on a fresh bucket of gw as the reference's procedure does:
-// the credentials in the user secret, then spec.storage.s3 (the bucket
-// left for Berth to name and create). It returns the bucket's name.
-func useS3(t *testing.T, s *server, gw *s3test.Gateway, extra string) string {
+// objectStore is an object-storage server on loopback that a registry's
+// blobs go to, as the end-to-end tests of every object-storage driver see
+// it.
+type objectStore struct {
+	// kind is the storage's key in spec.storage (s3, gcs).
+	kind string
+	// credentials go in the user secret; section is the rest of
+	// spec.storage.<kind> (the bucket left for Berth to name and create).
+	credentials map[string]string
+	section     map[string]any
+	// object reads a blob's object from bucket; blobCount counts the
+	// blobs in it.
+	object    func(t *testing.T, bucket, hex string) ([]byte, error)
+	blobCount func(t *testing.T, bucket string) int
+	stop      func()
+	restart   func() error
+	// servedBy is in the conformance suite's record of a blob GET
+	// redirected to the store.
+	servedBy string
+}
+
+func s3Store(t *testing.T) objectStore {
+	gw := s3test.Start(t)
+	return objectStore{
+		kind: "s3", credentials: s3test.Credentials(),
+		section: map[string]any{"region": s3test.Region, "regionEndpoint": gw.Endpoint},
+		object: func(t *testing.T, bucket, hex string) ([]byte, error) {
+			return os.ReadFile(filepath.Join(gw.Dir, bucket, "blobs", "sha256", hex[:2], hex))
+		},
+		blobCount: func(t *testing.T, bucket string) int {
+			dirs, _ := os.ReadDir(filepath.Join(gw.Dir, bucket, "blobs", "sha256"))
+			n := 0
+			for _, d := range dirs {
+				files, _ := os.ReadDir(filepath.Join(gw.Dir, bucket, "blobs", "sha256", d.Name()))
+				n += len(files)
+			}
+			return n
+		},
+		stop: gw.Stop, restart: gw.Restart,
+		servedBy: "Server: [VERSITYGW]",
+	}
+}
+
+func gcsStore(t *testing.T) objectStore {
+	e := gcstest.Start(t)
+	// The server (a child process) reaches the emulator as Google's
+	// libraries do.
+	t.Setenv(gcstest.EmulatorHostVar, e.Host)
+	keyFile, _ := gcstest.KeyFile(t)
+	get := func(t *testing.T, path string) ([]byte, int) {
+		resp, err := http.Get(e.Endpoint + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, resp.StatusCode
+	}
+	return objectStore{
+		kind: "gcs", credentials: map[string]string{gcs.KeyFileKey: string(keyFile)},
+		section: map[string]any{"projectID": "berth-e2e", "region": "us-central1"},
+		object: func(t *testing.T, bucket, hex string) ([]byte, error) {
+			b, st := get(t, "/storage/v1/b/"+bucket+"/o/"+url.PathEscape("blobs/sha256/"+hex[:2]+"/"+hex)+"?alt=media")
+			if st != http.StatusOK {
+				return nil, fmt.Errorf("GET object: %d %s", st, b)
+			}
+			return b, nil
+		},
+		blobCount: func(t *testing.T, bucket string) int {
+			b, st := get(t, "/storage/v1/b/"+bucket+"/o?prefix=blobs/&maxResults=1000")
+			var list struct{ Items []struct{ Name string } }
+			if err := json.Unmarshal(b, &list); st != http.StatusOK || err != nil {
+				t.Fatalf("list the bucket's blobs: %d %s", st, b)
+			}
+			return len(list.Items)
+		},
+		stop: e.Stop, restart: e.Restart,
+		servedBy: "X-Goog-Signature=",
+	}
+}
+
+// useObjectStore puts s on a fresh bucket of store as the reference's
+// procedure does: the credentials in the user secret, then
+// spec.storage.<kind>. It returns the bucket's name.
+func useObjectStore(t *testing.T, s *server, store objectStore, extra string) string {
 	t.Helper()
 	data := map[string]string{}
-	for k, v := range s3test.Credentials() {
+	for k, v := range store.credentials {
 		data[k] = base64.StdEncoding.EncodeToString([]byte(v))
 	}
 	st, b := s.apiCall("POST", "/api/v1/namespaces/openshift-image-registry/secrets", map[string]any{
@@ -37,30 +124,34 @@ func useS3(t *testing.T, s *server, gw *s3test.Gateway, extra string) string {
 	if st != http.StatusCreated {
 		t.Fatalf("create the storage secret: %d %s", st, b)
 	}
-	patchConfigE2E(t, s, fmt.Sprintf(`{"spec":{%s"storage":{"pvc":null,"managementState":"","s3":{"region":%q,"regionEndpoint":%q}}}}`, extra, s3test.Region, gw.Endpoint))
+	section, err := json.Marshal(store.section)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patchConfigE2E(t, s, fmt.Sprintf(`{"spec":{%s"storage":{"pvc":null,"managementState":"",%q:%s}}}`, extra, store.kind, section))
 	var cfg struct {
 		Spec struct {
-			Storage struct {
-				S3 struct{ Bucket string } `json:"s3"`
-			} `json:"storage"`
+			Storage map[string]json.RawMessage `json:"storage"`
 		} `json:"spec"`
 		Status struct {
-			Storage struct {
-				S3 *struct{ Bucket string } `json:"s3"`
-			} `json:"storage"`
+			Storage map[string]json.RawMessage `json:"storage"`
 		} `json:"status"`
 	}
-	eventually(t, "the S3 storage in effect", func() string {
+	var inEffect, named struct{ Bucket string }
+	eventually(t, "the "+store.kind+" storage in effect", func() string {
 		_, b := s.apiCall("GET", configPath, nil)
 		if err := json.Unmarshal(b, &cfg); err != nil {
 			return err.Error()
 		}
-		if cfg.Status.Storage.S3 == nil || cfg.Status.Storage.S3.Bucket == "" {
+		if err := json.Unmarshal(cfg.Status.Storage[store.kind], &inEffect); err != nil || inEffect.Bucket == "" {
 			return "status.storage: " + string(b)
 		}
 		return ""
 	})
-	return cfg.Spec.Storage.S3.Bucket
+	if err := json.Unmarshal(cfg.Spec.Storage[store.kind], &named); err != nil {
+		t.Fatal(err)
+	}
+	return named.Bucket
 }
 
 // patchConfigE2E merge-patches the registry Config as `berth patch
@@ -100,8 +191,13 @@ func patchConfigE2E(t *testing.T, s *server, patch string) {
 // bucket it fails only where the suite wants Docker-Content-Digest on the
 // final response, which then comes from the bucket (S3 cannot add that
 // header; clients check the digest of what they pull anyway).
-func TestS3Conformance(t *testing.T) {
-	gw := s3test.Start(t)
+func TestS3Conformance(t *testing.T) { conformanceOnObjectStore(t, s3Store(t)) }
+
+// TestGCSConformance: the same on GCS (its emulator), redirected to
+// V4-signed URLs of the bucket.
+func TestGCSConformance(t *testing.T) { conformanceOnObjectStore(t, gcsStore(t)) }
+
+func conformanceOnObjectStore(t *testing.T, store objectStore) {
 	bin := buildConformance(t, t.TempDir())
 	for _, mode := range []string{"streamed", "redirected"} {
 		t.Run(mode, func(t *testing.T) {
@@ -110,22 +206,21 @@ func TestS3Conformance(t *testing.T) {
 			if mode == "redirected" {
 				extra = ""
 			}
-			bucket := useS3(t, s, gw, extra)
+			bucket := useObjectStore(t, s, store, extra)
 			res := runConformance(t, bin, s, "1.1", true, creds...)
-			line := res.summary("s3-" + mode + "-tls-1.1")
+			line := res.summary(store.kind + "-" + mode + "-tls-1.1")
 			t.Log(line)
 			reportConformance(t, line)
 			if res.passed <= 700 {
 				t.Errorf("only %d testcases passed, want more than 700", res.passed)
 			}
 			// The suite's blobs are in the bucket.
-			dirs, err := os.ReadDir(filepath.Join(gw.Dir, bucket, "blobs", "sha256"))
-			if err != nil || len(dirs) < 10 {
-				t.Errorf("the bucket holds %d blob directories (%v), want the suite's blobs", len(dirs), err)
+			if n := store.blobCount(t, bucket); n < 10 {
+				t.Errorf("the bucket holds %d blobs, want the suite's", n)
 			}
 			if mode == "streamed" {
 				if res.exitCode != 0 || res.failures != 0 || res.errors != 0 {
-					t.Errorf("conformance on S3: exit %d, failures %d, errors %d\n%s", res.exitCode, res.failures, res.errors, describeCases(res.failedCases(), 25))
+					t.Errorf("conformance on %s: exit %d, failures %d, errors %d\n%s", store.kind, res.exitCode, res.failures, res.errors, describeCases(res.failedCases(), 25))
 				}
 				return
 			}
@@ -135,7 +230,7 @@ func TestS3Conformance(t *testing.T) {
 					t.Errorf("a redirected run failed for another reason than the bucket's headers: %s", describeCases([]junitCase{tc}, 1))
 					continue
 				}
-				if strings.Contains(tc.SystemErr, "Status: 307") && strings.Contains(tc.SystemErr, "Server: [VERSITYGW]") {
+				if strings.Contains(tc.SystemErr, "Status: 307") && strings.Contains(tc.SystemErr, store.servedBy) {
 					redirected++
 				}
 			}
@@ -203,19 +298,30 @@ func layeredImage(t *testing.T, tag string, bigSize int) (layout string, manifes
 func TestS3Clients(t *testing.T) {
 	skopeo := requireTool(t, "skopeo")
 	podman := requireTool(t, "podman")
-	gw := s3test.Start(t)
+	clientsOnObjectStore(t, skopeo, podman, s3Store(t))
+}
+
+// TestGCSClients: the same on GCS.
+func TestGCSClients(t *testing.T) {
+	skopeo := requireTool(t, "skopeo")
+	podman := requireTool(t, "podman")
+	clientsOnObjectStore(t, skopeo, podman, gcsStore(t))
+}
+
+func clientsOnObjectStore(t *testing.T, skopeo, podman string, store objectStore) {
 	s := startDevServer(t)
-	bucket := useS3(t, s, gw, "")
+	bucket := useObjectStore(t, s, store, "")
+	repo := "e2e/" + store.kind
 	certs := s.CertDir()
 	ce := newContainersEnv(t)
 	layout, manifestDigest, layers := layeredImage(t, "v1", 200<<20)
 	creds := devUser + ":" + devPassword
-	ref := "docker://" + s.Addr + "/e2e/s3:v1"
+	ref := "docker://" + s.Addr + "/" + repo + ":v1"
 	runIn(t, "", ce.Env, skopeo, "--policy", ce.Policy, "copy", "--preserve-digests", "--dest-cert-dir", certs, "--dest-creds", creds, "oci:"+layout+":v1", ref)
 	for _, l := range layers {
 		hex := strings.TrimPrefix(l, "sha256:")
 		want, _ := os.ReadFile(filepath.Join(layout, "blobs", "sha256", hex))
-		got, err := os.ReadFile(filepath.Join(gw.Dir, bucket, "blobs", "sha256", hex[:2], hex))
+		got, err := store.object(t, bucket, hex)
 		if err != nil || !bytes.Equal(got, want) {
 			t.Errorf("layer %s in the bucket: %v, equal %t", l, err, bytes.Equal(got, want))
 		}
@@ -233,7 +339,7 @@ func TestS3Clients(t *testing.T) {
 		}
 	}
 
-	if !strings.Contains(s.logs.String(), "path=/v2/e2e/s3/blobs/"+layers[1]+" status=307") {
+	if !strings.Contains(s.logs.String(), "path=/v2/"+repo+"/blobs/"+layers[1]+" status=307") {
 		t.Error("skopeo's pull of the big layer was not redirected to the bucket")
 	}
 	redirects := strings.Count(s.logs.String(), " status=307")
@@ -246,17 +352,17 @@ func TestS3Clients(t *testing.T) {
 		return runIn(t, "", ce.Env, podman, append(global, args...)...)
 	}
 	pm("login", "--cert-dir", certs, "-u", devUser, "-p", devPassword, s.Addr)
-	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/e2e/s3:v1")
-	out := pm("image", "inspect", "--format", "{{.Digest}}", s.Addr+"/e2e/s3:v1")
+	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/"+repo+":v1")
+	out := pm("image", "inspect", "--format", "{{.Digest}}", s.Addr+"/"+repo+":v1")
 	if strings.TrimSpace(out) != manifestDigest {
 		t.Errorf("podman pulled %q, want %s", out, manifestDigest)
 	}
 	if n := strings.Count(s.logs.String(), " status=307"); n != redirects {
 		t.Errorf("%d more redirects with disableRedirect set", n-redirects)
 	}
-	pm("tag", s.Addr+"/e2e/s3:v1", s.Addr+"/e2e/s3-copy:v1")
-	pm("push", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/e2e/s3-copy:v1")
-	st, _, body := getURL(t, s.Client(), s.URL+"/v2/e2e/s3-copy/manifests/v1", manifestAccept)
+	pm("tag", s.Addr+"/"+repo+":v1", s.Addr+"/"+repo+"-copy:v1")
+	pm("push", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/"+repo+"-copy:v1")
+	st, _, body := getURL(t, s.Client(), s.URL+"/v2/"+repo+"-copy/manifests/v1", manifestAccept)
 	if st != http.StatusOK {
 		t.Fatalf("the image podman pushed: %d %s", st, body)
 	}
@@ -275,10 +381,14 @@ func fileDigest(t *testing.T, path string) string {
 // push. The client gets an error, Berth stays up (unhealthy while the
 // bucket is unreachable), nothing half-written becomes visible, and once
 // the server is back the same push works.
-func TestS3ServerKilledMidPush(t *testing.T) {
-	gw := s3test.Start(t)
+func TestS3ServerKilledMidPush(t *testing.T) { killedMidPush(t, s3Store(t)) }
+
+// TestGCSServerKilledMidPush: the same on GCS.
+func TestGCSServerKilledMidPush(t *testing.T) { killedMidPush(t, gcsStore(t)) }
+
+func killedMidPush(t *testing.T, store objectStore) {
 	s := startDevServer(t)
-	bucket := useS3(t, s, gw, "")
+	bucket := useObjectStore(t, s, store, "")
 	c := s.Client()
 	content := make([]byte, 40<<20)
 	if _, err := rand.Read(content); err != nil {
@@ -298,9 +408,9 @@ func TestS3ServerKilledMidPush(t *testing.T) {
 	if !strings.HasPrefix(location, "http") {
 		location = s.URL + location
 	}
-	// The body stops the gateway once 15 MB are sent (parts are on S3 by
-	// then), and goes on sending.
-	body := &killAfter{r: bytes.NewReader(content), after: 15 << 20, kill: gw.Stop}
+	// The body stops the storage server once 15 MB are sent (some are in
+	// the store by then), and goes on sending.
+	body := &killAfter{r: bytes.NewReader(content), after: 15 << 20, kill: store.stop}
 	sep := "?"
 	if strings.Contains(location, "?") {
 		sep = "&"
@@ -317,7 +427,7 @@ func TestS3ServerKilledMidPush(t *testing.T) {
 		}
 	}
 	if !body.killed {
-		t.Fatal("the gateway was never stopped")
+		t.Fatal("the storage server was never stopped")
 	}
 	// Berth is up, says it is unhealthy, and the blob is nowhere.
 	eventually(t, "healthz 503 with the bucket unreachable", func() string {
@@ -327,7 +437,7 @@ func TestS3ServerKilledMidPush(t *testing.T) {
 		}
 		return ""
 	})
-	if err := gw.Restart(); err != nil {
+	if err := store.restart(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "healthz 200 with the bucket back", func() string {
@@ -342,8 +452,8 @@ func TestS3ServerKilledMidPush(t *testing.T) {
 		t.Errorf("HEAD of the blob whose push failed: %v %v, want 404", resp, err)
 	}
 	hex := strings.TrimPrefix(dgst, "sha256:")
-	if _, err := os.Stat(filepath.Join(gw.Dir, bucket, "blobs", "sha256", hex[:2], hex)); !os.IsNotExist(err) {
-		t.Errorf("the half-pushed blob is in the bucket: %v", err)
+	if b, err := store.object(t, bucket, hex); err == nil {
+		t.Errorf("the half-pushed blob is in the bucket (%d bytes)", len(b))
 	}
 	// The same push again, whole.
 	resp, err = c.Post(s.URL+"/v2/e2e/killed/blobs/uploads/?digest="+dgst, "application/octet-stream", bytes.NewReader(content))
