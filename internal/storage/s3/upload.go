@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strconv"
 	"sync"
 	"time"
@@ -592,102 +591,13 @@ func (d *Driver) deleteKey(ctx context.Context, key string) error {
 
 // part is one part's bytes, buffered so that the SDK can sign them and
 // send them again on a retry.
-type part interface {
-	io.ReadSeeker
-	Len() int64
-	Close() error
-}
+type part = objstore.Buffer
 
-// memoryPartLimit is the largest part held in memory; larger ones (a
-// part size doubled past it for a very large blob) spool to a file.
-const memoryPartLimit = 64 * mib
-
-// chunkSize is the unit a part's memory is taken in as its bytes arrive:
-// a slow client holds memory for what it sent, not for a whole part, and
-// no byte is copied twice to grow a buffer.
-const chunkSize = 1 << 20
-
-// fill reads up to size bytes of src into a part, and returns it, how many
-// bytes it holds and the read error (io.EOF or io.ErrUnexpectedEOF when
-// src ended first).
+// fill reads up to size bytes of src into a part (objstore.Fill, spooled
+// in the data directory when large).
 func (d *Driver) fill(src io.Reader, size int64) (part, int64, error) {
-	if size > memoryPartLimit {
-		f, err := os.CreateTemp(d.spool, "s3-part-*")
-		if err != nil {
-			return &memPart{}, 0, fmt.Errorf("spool a part: %w", err)
-		}
-		os.Remove(f.Name()) // the open file lives on until closed
-		n, err := io.Copy(f, io.LimitReader(src, size))
-		if err == nil && n < size {
-			err = io.EOF
-		}
-		if _, serr := f.Seek(0, io.SeekStart); serr != nil && err == nil {
-			err = serr
-		}
-		return filePart{File: f, n: n}, n, err
-	}
-	p := &memPart{}
-	for p.size < size {
-		// Fresh memory, never pooled: the HTTP transport may still read a
-		// body after its request was answered.
-		c := make([]byte, min(chunkSize, size-p.size))
-		m, err := io.ReadFull(src, c)
-		if m > 0 {
-			p.chunks = append(p.chunks, c[:m])
-			p.size += int64(m)
-		}
-		if err != nil {
-			return p, p.size, err
-		}
-	}
-	return p, p.size, nil
+	return objstore.Fill(src, size, d.spool)
 }
-
-// memPart is a part in memory, in chunks.
-type memPart struct {
-	chunks [][]byte
-	size   int64
-	off    int64
-}
-
-func (p *memPart) Read(b []byte) (int, error) {
-	if p.off >= p.size {
-		return 0, io.EOF
-	}
-	n := 0
-	for n < len(b) && p.off < p.size {
-		c := p.chunks[p.off/chunkSize]
-		m := copy(b[n:], c[p.off%chunkSize:])
-		n += m
-		p.off += int64(m)
-	}
-	return n, nil
-}
-
-func (p *memPart) Seek(offset int64, whence int) (int64, error) {
-	switch whence {
-	case io.SeekCurrent:
-		offset += p.off
-	case io.SeekEnd:
-		offset += p.size
-	}
-	if offset < 0 {
-		return 0, fmt.Errorf("seek to %d: %w", offset, errdefs.ErrInvalidArgument)
-	}
-	p.off = offset
-	return offset, nil
-}
-
-func (p *memPart) Len() int64 { return p.size }
-
-func (p *memPart) Close() error { return nil }
-
-type filePart struct {
-	*os.File
-	n int64
-}
-
-func (p filePart) Len() int64 { return p.n }
 
 // exactly reads n bytes of r and fails if r has fewer: a tail shorter
 // than recorded is lost data, not a short blob.
