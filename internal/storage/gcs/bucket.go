@@ -69,7 +69,16 @@ func (d *Driver) provision(ctx context.Context, set Settings, project string) er
 		want.Encryption = &gstorage.BucketEncryption{DefaultKMSKeyName: d.kmsKey}
 	}
 	if err := d.bucket.Create(ctx, project, want); err != nil {
-		return fmt.Errorf("gcs: create bucket %s in project %s: %w", d.name, project, err)
+		if apiStatus(err) != http.StatusConflict {
+			return fmt.Errorf("gcs: create bucket %s in project %s: %w", d.name, project, err)
+		}
+		// Another instance created it a moment ago, or the name is
+		// someone else's.
+		if _, aerr := d.bucket.Attrs(ctx); aerr != nil {
+			return fmt.Errorf("gcs: create bucket %s: the name is taken (%v), and these credentials cannot use that bucket: %w", d.name, err, aerr)
+		}
+		d.SetConditions(storage.Condition{Type: condExists, Status: "True", Reason: "GCS Bucket Exists", Message: "User supplied GCS bucket exists and is accessible"})
+		return nil
 	}
 	conds := []storage.Condition{{Type: condExists, Status: "True", Reason: "Creation Successful", Message: "GCS bucket was successfully created"}}
 	// The token proves later that Berth made this bucket.

@@ -12,9 +12,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -132,7 +134,8 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 	}
 	if keyJSON != nil {
 		if err := json.Unmarshal(keyJSON, &sa); err != nil {
-			return nil, sa, fmt.Errorf("gcs: %w: %s is not a key file (JSON): %v", errdefs.ErrInvalidArgument, KeyFileKey, err)
+			// Not the decoder's words: they may quote the secret.
+			return nil, sa, fmt.Errorf("gcs: %w: %s is not a key file (its JSON does not parse)", errdefs.ErrInvalidArgument, KeyFileKey)
 		}
 		if sa.Type != string(credentials.ServiceAccount) {
 			return nil, sa, fmt.Errorf("gcs: %w: %s holds a key of type %q; it must be a service account's key file (type service_account)", errdefs.ErrInvalidArgument, KeyFileKey, sa.Type)
@@ -156,7 +159,11 @@ func newDriver(ctx context.Context, set Settings, opts storage.Options) (*Driver
 			creds, err = credentials.DetectDefault(detect)
 		}
 		if err != nil {
-			return nil, sa, fmt.Errorf("gcs: credentials (%s, or the application default credentials): %w", KeyFileKey, err)
+			if keyJSON != nil {
+				// The library's words may quote the key file.
+				return nil, sa, fmt.Errorf("gcs: %w: %s holds no usable service account key", errdefs.ErrInvalidArgument, KeyFileKey)
+			}
+			return nil, sa, fmt.Errorf("gcs: the application default credentials (no %s was given): %w", KeyFileKey, err)
 		}
 		httpClient, err = httptransport.NewClient(&httptransport.Options{Credentials: creds, BaseRoundTripper: base.Transport})
 		if err != nil {
@@ -203,18 +210,25 @@ func emulatorEndpoint(host string) string {
 	return strings.TrimRight(host, "/") + "/storage/v1/"
 }
 
-// readKeyFile is the key file value names: JSON, or the path of a file
-// holding it. nil for none.
+// readKeyFile is the key file value names: its JSON, or the path of a
+// file holding it. nil for none. The value is a secret: no error repeats
+// it, and only a short single line is taken for a path.
 func readKeyFile(value string) ([]byte, error) {
-	value = strings.TrimSpace(value)
+	value = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(value), "\ufeff"))
 	switch {
 	case value == "":
 		return nil, nil
 	case strings.HasPrefix(value, "{"):
 		return []byte(value), nil
+	case len(value) > 1024 || strings.ContainsAny(value, "\n\r{}\"") || !filepath.IsAbs(value):
+		return nil, fmt.Errorf("gcs: %w: %s is neither a key file's JSON nor the absolute path of one", errdefs.ErrInvalidArgument, KeyFileKey)
 	}
 	b, err := os.ReadFile(value)
 	if err != nil {
+		var pathErr *fs.PathError
+		if errors.As(err, &pathErr) {
+			err = pathErr.Err // the path is the secret's value
+		}
 		return nil, fmt.Errorf("gcs: read the key file %s names: %w", KeyFileKey, err)
 	}
 	return b, nil

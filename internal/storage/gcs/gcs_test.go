@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,16 @@ type counter struct {
 
 func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) {
 	kept := req.Clone(context.Background())
+	if operation(req) == "compose" && req.Body != nil {
+		// A compose says what it deletes in its body.
+		body, err := io.ReadAll(req.Body)
+		req.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		kept.Body = io.NopCloser(bytes.NewReader(body))
+	}
 	c.mu.Lock()
 	c.calls = append(c.calls, operation(req))
 	c.requests = append(c.requests, kept)
@@ -185,8 +196,26 @@ func TestRequestCounts(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
+	reqs := f.calls.taken()
 	if got := f.calls.reset(); !slices.Equal(got, []string{"get", "compose", "delete"}) {
 		t.Errorf("commit sent %v, want get, compose, delete", got)
+	}
+	// The compose publishes only where nothing is (a blob another commit
+	// published meanwhile stays), and hard-deletes its sources (no
+	// soft-deleted copies of temporary bytes).
+	for _, req := range reqs {
+		if operation(req) != "compose" {
+			continue
+		}
+		var body struct {
+			DeleteSourceObjects bool `json:"deleteSourceObjects"`
+		}
+		if err := json.NewDecoder(req.Body).Decode(&body); err != nil || !body.DeleteSourceObjects {
+			t.Errorf("the compose does not delete its sources (%v)", err)
+		}
+		if req.URL.Query().Get("ifGenerationMatch") != "0" {
+			t.Errorf("the compose into the blob is not conditional on its absence: %s", req.URL)
+		}
 	}
 	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob reads back other bytes")
@@ -365,7 +394,9 @@ func TestStateIsSmall(t *testing.T) {
 	if len(u.State) > 40 {
 		t.Errorf("state after %d appends is %d bytes: %s", len(chunks), len(u.State), u.State)
 	}
-	for _, bad := range []string{`{"n":0,"z":0}`, `{"n":3,"h":3,"z":1}`, `{"n":2,"z":-1}`, `[]`} {
+	// A state names at most the objects one compose joins: one from the
+	// store that names millions is refused, not listed.
+	for _, bad := range []string{`{"n":0,"z":0}`, `{"n":3,"h":3,"z":1}`, `{"n":2,"z":-1}`, `[]`, `{"n":100,"h":1,"z":5}`, `{"n":1073741824,"z":0}`} {
 		if _, _, err := f.driver.Append(context.Background(), storage.Upload{ID: "small2", State: []byte(bad)}, 0, strings.NewReader("x")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("state %s: %v, want ErrInvalidArgument", bad, err)
 		}
@@ -542,6 +573,63 @@ func TestRefusedSettings(t *testing.T) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)
 		}
 	}
+}
+
+// TestKeyFileNeverInErrors: a key file value that is neither JSON nor a
+// path (a BOM, base64, quotes) is refused without repeating it: errors
+// reach the Config's status.
+func TestKeyFileNeverInErrors(t *testing.T) {
+	keyFile, _ := gcstest.KeyFile(t)
+	for name, value := range map[string]string{
+		"base64":    base64.StdEncoding.EncodeToString(keyFile),
+		"quoted":    `"` + string(keyFile) + `"`,
+		"two lines": "/etc/x\n" + string(keyFile),
+		"broken":    string(keyFile[:len(keyFile)-3]),
+	} {
+		_, err := gcs.New(context.Background(), storage.Options{Settings: settingsJSON(t, "b", nil), Credentials: map[string]string{gcs.KeyFileKey: value}})
+		if err == nil {
+			t.Errorf("%s: accepted", name)
+			continue
+		}
+		if strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), value[:20]) {
+			t.Errorf("%s: the error repeats the key file: %v", name, err)
+		}
+	}
+}
+
+// TestCutAtAPartBoundary: a caller that recorded fewer bytes than the
+// state holds, at the start of the last part, has that part left out.
+func TestCutAtAPartBoundary(t *testing.T) {
+	f := newDriver(t, nil)
+	ctx := context.Background()
+	parts, rest := storagetest.RandomBytes(t, 20), storagetest.RandomBytes(t, 15)
+	u := appendChunks(t, f.driver, storage.Upload{ID: "cut1"}, parts, 10, 10)
+	n, st, err := f.driver.Append(ctx, u, 10, bytes.NewReader(rest))
+	if err != nil || n != 15 {
+		t.Fatalf("Append at the part boundary: %d, %v", n, err)
+	}
+	u.State = st
+	want := append(parts[:10:10], rest...)
+	if got, _ := io.ReadAll(mustRead(t, f.driver, u)); !bytes.Equal(got, want) {
+		t.Errorf("ReadUpload after the cut: %d bytes, want %d", len(got), len(want))
+	}
+	dgst := digest.FromBytes(want)
+	if err := f.driver.Commit(ctx, u, dgst, int64(len(want))); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, want) {
+		t.Fatal("the blob reads back other bytes")
+	}
+}
+
+func mustRead(t *testing.T, d storage.Driver, u storage.Upload) io.Reader {
+	t.Helper()
+	rc, err := d.ReadUpload(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
 }
 
 // TestKeyFileByPath: as on the reference, the server's environment may

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
+	"syscall"
 	"time"
 
 	"net/http"
@@ -45,15 +47,28 @@ type uploadState struct {
 // registry's).
 const maxPart = 1 << 30
 
+// decodeState reads a recorded state. It comes back from the metadata
+// store, so it is checked as input: no state names more objects than one
+// compose joins (every append keeps it so).
 func decodeState(b []byte) (uploadState, error) {
 	st := uploadState{Next: 1}
 	if len(b) == 0 {
 		return st, nil
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxPart || st.Head < 0 || st.Head >= st.Next || st.Size < 0 {
+	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxPart || st.Head < 0 || st.Head >= st.Next || st.Size < 0 ||
+		st.objects() > maxSources {
 		return st, fmt.Errorf("gcs upload state %q: %w", b, errdefs.ErrInvalidArgument)
 	}
 	return st, nil
+}
+
+// objects is how many objects hold the session's bytes.
+func (st uploadState) objects() int {
+	n := int(st.Next - 1 - st.Head)
+	if st.Head > 0 {
+		n++
+	}
+	return n
 }
 
 func (st uploadState) encode() []byte {
@@ -97,7 +112,7 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 		// bytes it keeps ahead of the new ones.
 		return d.appendOverLastPart(ctx, u, prefix, st, offset, r)
 	}
-	if len(st.sources(prefix)) >= maxSources {
+	if st.objects() >= maxSources {
 		if st, err = d.merge(ctx, prefix, st); err != nil {
 			return 0, u.State, err
 		}
@@ -130,8 +145,22 @@ func (d *Driver) appendOverLastPart(ctx context.Context, u storage.Upload, prefi
 		return 0, u.State, refuse
 	}
 	kept := offset - start
+	if kept == 0 {
+		// The cut is at the start of the last part: it is left out, and
+		// the new bytes become it.
+		st = uploadState{Next: st.Next - 1, Head: st.Head, Size: offset}
+		n, clientErr, err := d.writePart(ctx, partName(prefix, st.Next), nil, r)
+		if err != nil {
+			return 0, u.State, err
+		}
+		if n > 0 {
+			st.Next++
+			st.Size += n
+		}
+		return n, st.encode(), clientErr
+	}
 	var head io.Reader = bytes.NewReader(nil)
-	if kept > 0 {
+	{
 		rc, err := d.bucket.Object(last).NewRangeReader(ctx, 0, kept)
 		if err != nil {
 			return 0, u.State, classify(err, "read "+last)
@@ -150,48 +179,72 @@ func (d *Driver) appendOverLastPart(ctx context.Context, u storage.Upload, prefi
 	return n - kept, st.encode(), clientErr
 }
 
-// writeTimeout bounds the write of what a client sent before it went
-// away (the request's context is cancelled by then).
-const writeTimeout = 2 * time.Minute
+// writeTimeout bounds the write of what a client sent once the request
+// is over (the client went away), and chunkTimeout each request of a
+// write (a backend that stalls).
+const (
+	writeTimeout = 2 * time.Minute
+	chunkTimeout = time.Minute
+)
 
 // writePart streams before (bytes of the backend's, or nil) and then the
 // client's r into object name, and returns how many bytes it kept: all
 // it read, also when r failed (the registry hashed them), in which case
 // clientErr is r's error. err says the object was not written (a backend
 // failure); nothing is kept then.
+//
+// The first writeChunkSize bytes are read into a buffer that grows as
+// they arrive: an append no longer than that is one request of its own
+// size, and the library's writer (which takes a whole chunk of memory at
+// once) is made only for a client that has sent a chunk's worth.
 func (d *Driver) writePart(ctx context.Context, name string, before, r io.Reader) (n int64, clientErr, err error) {
-	// The write must outlive a client that hangs up mid-body, so that
-	// what it sent is kept; a failure of the backend cancels it.
-	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancel()
-	w := d.bucket.Object(name).NewWriter(wctx)
-	w.ChunkSize = writeChunkSize
-	w.ContentType = "application/octet-stream"
-	w.KMSKeyName = d.kmsKey
 	rec := &objstore.ClientReader{R: r}
 	var src io.Reader = rec
 	if before != nil {
 		src = io.MultiReader(before, rec)
 	}
-	n, copyErr := io.Copy(w, src)
-	switch {
-	case copyErr != nil && rec.Err == nil:
+	first, got, ferr := objstore.Fill(src, writeChunkSize, "")
+	if ferr != nil && rec.Err == nil && !errors.Is(ferr, io.EOF) && !errors.Is(ferr, io.ErrUnexpectedEOF) {
+		first.Close()
+		return 0, nil, classify(ferr, "read the bytes before "+name)
+	}
+	defer first.Close()
+	ended := ferr != nil
+	if got == 0 {
+		return 0, rec.Err, nil // nothing to keep: no empty object
+	}
+	// The write must outlive a client that hangs up mid-body, so that
+	// what it sent is kept; it is bounded once the request is over, and a
+	// failure of the backend cancels it.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(writeTimeout, cancel) })
+	defer stop()
+	w := d.bucket.Object(name).NewWriter(wctx)
+	w.ChunkSize = writeChunkSize
+	if ended {
+		// One request, of about the bytes there are (the writer rounds up
+		// to 256 KiB).
+		w.ChunkSize = int(got)
+	}
+	w.ChunkTransferTimeout = chunkTimeout
+	w.ContentType = "application/octet-stream"
+	w.KMSKeyName = d.kmsKey
+	if ended {
+		_, err = io.Copy(w, first)
+	} else {
+		n, err = io.Copy(w, io.MultiReader(first, src))
+	}
+	if err != nil && rec.Err == nil {
 		cancel()
 		_ = w.Close()
-		return 0, nil, classify(copyErr, "write "+name)
-	case n == 0:
-		cancel() // nothing to keep: no empty object
-		_ = w.Close()
-		return 0, rec.Err, nil
-	}
-	if rec.Err != nil {
-		// The client is gone, and the request's context with it: the
-		// rest of the write gets a bound of its own.
-		t := time.AfterFunc(writeTimeout, cancel)
-		defer t.Stop()
+		return 0, nil, classify(err, "write "+name)
 	}
 	if err := w.Close(); err != nil {
 		return 0, nil, classify(err, "write "+name)
+	}
+	if ended {
+		n = got
 	}
 	return n, rec.Err, nil
 }
@@ -203,10 +256,14 @@ func (d *Driver) writePart(ctx context.Context, name string, before, r io.Reader
 func (d *Driver) merge(ctx context.Context, prefix string, st uploadState) (uploadState, error) {
 	head := headName(prefix, st.Next-1)
 	merged := uploadState{Next: st.Next, Head: st.Next - 1, Size: st.Size}
-	if ok, err := d.hasSize(ctx, head, st.Size); err != nil || ok {
+	if found, err := d.stat(ctx, head); err != nil || (found.exists && found.size == st.Size) {
 		return merged, err
 	}
-	if err := d.compose(ctx, head, st.sources(prefix), st.Size); err != nil {
+	if err := d.compose(ctx, head, st.sources(prefix), st.Size, nil); err != nil {
+		if errors.Is(err, errSourceGone) {
+			// The session lost bytes (aborted meanwhile): it must restart.
+			return st, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+		}
 		return st, err
 	}
 	d.deleteAll(ctx, st.sources(prefix))
@@ -221,35 +278,48 @@ func (d *Driver) resolve(ctx context.Context, prefix string, st uploadState) ([]
 		return sources, nil
 	}
 	head := headName(prefix, st.Next-1)
-	ok, err := d.hasSize(ctx, head, st.Size)
+	found, err := d.stat(ctx, head)
 	if err != nil {
 		return nil, err
 	}
-	if ok {
+	if found.exists && found.size == st.Size {
 		return []string{head}, nil
 	}
 	return sources, nil
 }
 
-// hasSize tells whether object name exists with size bytes.
-func (d *Driver) hasSize(ctx context.Context, name string, size int64) (bool, error) {
-	attrs, err := d.bucket.Object(name).Attrs(ctx)
-	if errors.Is(err, gstorage.ErrObjectNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, classify(err, "get "+name)
-	}
-	return attrs.Size == size, nil
+// object is what stat found of an object.
+type object struct {
+	exists     bool
+	size       int64
+	generation int64
 }
 
+// stat reads an object's size and generation.
+func (d *Driver) stat(ctx context.Context, name string) (object, error) {
+	attrs, err := d.bucket.Object(name).Attrs(ctx)
+	if errors.Is(err, gstorage.ErrObjectNotExist) {
+		return object{}, nil
+	}
+	if err != nil {
+		return object{}, classify(err, "get "+name)
+	}
+	return object{exists: true, size: attrs.Size, generation: attrs.Generation}, nil
+}
+
+// errSourceGone says that an object a compose names is missing.
+var errSourceGone = errors.New("a source of the compose is gone")
+
 // compose joins sources (at most maxSources) into dst, which must then
-// hold size bytes; a dst of another size is removed. It is a call of the
-// JSON API's own client, since the library's Composer cannot name the
-// KMS key of the object it makes (the compose's kmsKeyName); retried on
-// the answers the library retries, with gax's backoff and jitter.
-func (d *Driver) compose(ctx context.Context, dst string, sources []string, size int64) error {
-	req := &raw.ComposeRequest{Destination: &raw.Object{ContentType: "application/octet-stream"}}
+// hold size bytes, and hard-deletes them (no soft-deleted or noncurrent
+// copies of temporary bytes to pay for). With ifGeneration set, only
+// over that generation of dst (0: only if dst does not exist): a commit
+// never replaces a blob another one published meanwhile. A dst of another
+// size is removed, by its own generation. It is a call of the JSON API's
+// own client, since the library's Composer cannot name the KMS key of the
+// object it makes (the compose's kmsKeyName).
+func (d *Driver) compose(ctx context.Context, dst string, sources []string, size int64, ifGeneration *int64) error {
+	req := &raw.ComposeRequest{Destination: &raw.Object{ContentType: "application/octet-stream"}, DeleteSourceObjects: true}
 	for _, s := range sources {
 		req.SourceObjects = append(req.SourceObjects, &raw.ComposeRequestSourceObjects{Name: s})
 	}
@@ -259,19 +329,24 @@ func (d *Driver) compose(ctx context.Context, dst string, sources []string, size
 		if d.kmsKey != "" {
 			call.KmsKeyName(d.kmsKey)
 		}
+		if ifGeneration != nil {
+			call.IfGenerationMatch(*ifGeneration)
+		}
 		var err error
 		obj, err = call.Do()
 		return err
 	}, gax.WithRetry(newRetryer))
 	if err != nil {
-		if missing := d.firstMissing(ctx, sources); missing != "" {
-			// GCS answers 404 for a missing source (its emulator, 500).
-			return fmt.Errorf("gcs compose %s: %w: %s is gone (the upload was aborted?)", dst, errdefs.ErrSizeMismatch, missing)
+		// GCS answers 404 for a missing source; its emulator, 500.
+		if status := apiStatus(err); status == http.StatusNotFound || status == http.StatusInternalServerError {
+			if missing := d.firstMissing(ctx, sources); missing != "" {
+				return fmt.Errorf("gcs compose %s: %w: %s", dst, errSourceGone, missing)
+			}
 		}
 		return classify(err, "compose "+dst)
 	}
 	if int64(obj.Size) != size {
-		_ = d.bucket.Object(dst).Delete(context.WithoutCancel(ctx))
+		_ = d.bucket.Object(dst).If(gstorage.Conditions{GenerationMatch: obj.Generation}).Delete(context.WithoutCancel(ctx))
 		return fmt.Errorf("gcs compose %s: it holds %d bytes, not the %d its sources were recorded with", dst, obj.Size, size)
 	}
 	return nil
@@ -280,16 +355,19 @@ func (d *Driver) compose(ctx context.Context, dst string, sources []string, size
 // retries is how many times a compose is tried again.
 const retries = 4
 
-// newRetryer retries a compose on 408, 429 and 5xx, retries times at most.
+// newRetryer retries a compose on 408, 429, 5xx and a connection that
+// failed, retries times at most, with gax's backoff and jitter.
 func newRetryer() gax.Retryer {
-	return &boundedRetryer{left: retries, inner: gax.OnHTTPCodes(gax.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2},
+	backoff := gax.Backoff{Initial: 100 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2}
+	return &boundedRetryer{left: retries, backoff: backoff, onCodes: gax.OnHTTPCodes(backoff,
 		http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusInternalServerError, http.StatusBadGateway,
 		http.StatusServiceUnavailable, http.StatusGatewayTimeout)}
 }
 
 type boundedRetryer struct {
-	left  int
-	inner gax.Retryer
+	left    int
+	backoff gax.Backoff
+	onCodes gax.Retryer
 }
 
 func (r *boundedRetryer) Retry(err error) (time.Duration, bool) {
@@ -297,14 +375,21 @@ func (r *boundedRetryer) Retry(err error) (time.Duration, bool) {
 		return 0, false
 	}
 	r.left--
-	return r.inner.Retry(err)
+	var netErr net.Error
+	if apiStatus(err) == 0 && (errors.As(err, &netErr) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+		return r.backoff.Pause(), true
+	}
+	return r.onCodes.Retry(err)
 }
 
 // firstMissing is the first of names that does not exist, "" if all do
 // (or when it cannot tell).
 func (d *Driver) firstMissing(ctx context.Context, names []string) string {
 	for _, name := range names {
-		if _, err := d.bucket.Object(name).Attrs(ctx); errors.Is(err, gstorage.ErrObjectNotExist) {
+		// Asked once each: this runs after a failure, and must not be
+		// the slow part of it.
+		once := d.bucket.Object(name).Retryer(gstorage.WithPolicy(gstorage.RetryNever))
+		if _, err := once.Attrs(ctx); errors.Is(err, gstorage.ErrObjectNotExist) {
 			return name
 		}
 	}
@@ -404,25 +489,40 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	}
 	// The blob's name is its content: an object there of its size is the
 	// blob (a commit repeated after a crash, or a parallel push).
-	exists, err := d.hasSize(ctx, key, size)
+	found, err := d.stat(ctx, key)
 	switch {
 	case err != nil:
 		return err
-	case exists:
+	case found.exists && found.size == size:
 	case len(sources) == 0:
-		w := d.bucket.Object(key).NewWriter(ctx)
+		w := d.bucket.Object(key).If(gstorage.Conditions{DoesNotExist: !found.exists, GenerationMatch: found.generation}).NewWriter(ctx)
 		w.ContentType = "application/octet-stream"
 		w.KMSKeyName = d.kmsKey
-		if err := w.Close(); err != nil {
+		if err := w.Close(); err != nil && !d.published(ctx, key, size, err) {
 			return classify(err, "write empty blob "+dgst.String())
 		}
 	default:
-		if err := d.compose(ctx, key, sources, size); err != nil {
+		// Only over what was there (nothing, or an object of another
+		// size): a blob another commit published meanwhile stays.
+		if err := d.compose(ctx, key, sources, size, &found.generation); err != nil && !d.published(ctx, key, size, err) {
+			if errors.Is(err, errSourceGone) {
+				return fmt.Errorf("commit upload %s as %s: %w: %v (the upload was aborted?)", u.ID, dgst, errdefs.ErrSizeMismatch, err)
+			}
 			return fmt.Errorf("commit upload %s as %s: %w", u.ID, dgst, err)
 		}
 	}
 	d.deleteAll(ctx, sources)
 	return nil
+}
+
+// published tells whether a write of key that failed with err lost to
+// another that published key with size bytes (its precondition failed).
+func (d *Driver) published(ctx context.Context, key string, size int64, err error) bool {
+	if apiStatus(err) != http.StatusPreconditionFailed {
+		return false
+	}
+	found, serr := d.stat(ctx, key)
+	return serr == nil && found.exists && found.size == size
 }
 
 // Abort implements storage.Ingester: every object of the session, found
@@ -454,7 +554,8 @@ func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(str
 	cutoff := time.Now().Add(-grace)
 	return d.deleteListed(ctx, prefix, func(attrs *gstorage.ObjectAttrs) bool {
 		m := uploadObject.FindStringSubmatch(attrs.Name)
-		return m != nil && !live(m[1]) && !attrs.Updated.After(cutoff)
+		// With no grace, no clock is compared (the server's may be ahead).
+		return m != nil && !live(m[1]) && (grace == 0 || !attrs.Updated.After(cutoff))
 	})
 }
 
