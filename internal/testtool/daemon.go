@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -15,6 +17,10 @@ import (
 type Daemon struct {
 	// Addr is its host:port.
 	Addr string
+	// StopSignal, when set, is how Stop ends it (a server that must save
+	// its state to find it after a restart), SIGKILL after 10 seconds;
+	// unset, Stop kills it.
+	StopSignal os.Signal
 
 	name string
 	bin  string
@@ -68,6 +74,15 @@ func (d *Daemon) Stop() {
 	if d.cmd == nil {
 		return
 	}
+	if d.StopSignal != nil && d.cmd.Process.Signal(d.StopSignal) == nil {
+		done := make(chan struct{})
+		t := time.AfterFunc(10*time.Second, func() { _ = d.cmd.Process.Kill() })
+		go func() { _ = d.cmd.Wait(); close(done) }()
+		<-done
+		t.Stop()
+		d.cmd = nil
+		return
+	}
 	_ = d.cmd.Process.Kill()
 	_ = d.cmd.Wait()
 	d.cmd = nil
@@ -77,4 +92,30 @@ func (d *Daemon) Stop() {
 func (d *Daemon) Restart() error {
 	d.Stop()
 	return d.Start()
+}
+
+// StartFor runs a test server for the life of t with start, given the
+// path of tool (the test skips, or fails under CI, when it is missing)
+// and a fresh directory.
+func StartFor[T interface{ Stop() }](t testing.TB, tool string, start func(bin, dir string) (T, error)) T {
+	t.Helper()
+	bin := Require(t, tool)
+	s, err := start(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// StartForMain runs a test server for a TestMain with start, in dir: stop
+// it with Stop. ok is false, with nothing started, when tool is not
+// installed.
+func StartForMain[T any](tool, dir string, start func(bin, dir string) (T, error)) (s T, ok bool, err error) {
+	bin, found := Path(tool)
+	if !found {
+		return s, false, nil
+	}
+	s, err = start(bin, dir)
+	return s, true, err
 }

@@ -11,13 +11,24 @@ import (
 	"testing"
 )
 
-// Path returns where tool name is installed: on PATH, in GOBIN, or in
-// GOPATH/bin (where go install puts it).
+// NodeToolsDir is where .ci/run installs the npm packages tests drive
+// (npm install --prefix): their commands are in node_modules/.bin.
+func NodeToolsDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return filepath.Join(home, ".local", "lib", "berth-tools")
+}
+
+// Path returns where tool name is installed: on PATH, in GOBIN, in
+// GOPATH/bin (where go install puts it), or among the npm tools of
+// NodeToolsDir.
 func Path(name string) (string, bool) {
 	if p, err := exec.LookPath(name); err == nil {
 		return p, true
 	}
-	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(goPath(), "bin")} {
+	for _, dir := range []string{os.Getenv("GOBIN"), filepath.Join(goPath(), "bin"), filepath.Join(NodeToolsDir(), "node_modules", ".bin")} {
 		if dir == "" {
 			continue
 		}

@@ -163,25 +163,6 @@ func TestDriverSuite(t *testing.T) {
 	storagetest.Run(t, func(t *testing.T) storage.Driver { return newDriver(t, nil).driver })
 }
 
-// appendChunks appends content in chunks of the given sizes, keeping the
-// state as the registry does, and returns the state.
-func appendChunks(t *testing.T, d storage.Driver, u storage.Upload, content []byte, chunks ...int) storage.Upload {
-	t.Helper()
-	var off int64
-	for _, c := range chunks {
-		n, st, err := d.Append(context.Background(), u, off, bytes.NewReader(content[off:off+int64(c)]))
-		if err != nil || n != int64(c) {
-			t.Fatalf("Append at %d: %d, %v", off, n, err)
-		}
-		u.State = st
-		off += n
-	}
-	if off != int64(len(content)) {
-		t.Fatalf("chunks sum to %d of %d bytes", off, len(content))
-	}
-	return u
-}
-
 // TestRequestCounts: an append is one request, a commit three (is the
 // blob there, compose, delete the part), a pull one; nothing lists.
 func TestRequestCounts(t *testing.T) {
@@ -189,7 +170,7 @@ func TestRequestCounts(t *testing.T) {
 	ctx := context.Background()
 	content := storagetest.RandomBytes(t, 100_000)
 	dgst := digest.FromBytes(content)
-	u := appendChunks(t, f.driver, storage.Upload{ID: "counts1"}, content, len(content))
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "counts1"}, content, len(content))
 	if got := f.calls.reset(); !slices.Equal(got, []string{"insert"}) {
 		t.Errorf("append sent %v, want one insert", got)
 	}
@@ -293,7 +274,7 @@ func TestMergeCrash(t *testing.T) {
 		chunks[i] = 500
 	}
 	content := storagetest.RandomBytes(t, 500*gcs.MaxSources+700)
-	recorded := appendChunks(t, f.driver, storage.Upload{ID: "mergecrash1"}, content[:500*gcs.MaxSources], chunks...)
+	recorded := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "mergecrash1"}, content[:500*gcs.MaxSources], chunks...)
 	off := int64(500 * gcs.MaxSources)
 	// The append that merges, then "crashes": its state is thrown away.
 	if _, _, err := f.driver.Append(ctx, recorded, off, bytes.NewReader(storagetest.RandomBytes(t, 300))); err != nil {
@@ -327,7 +308,7 @@ func TestMergeCrash(t *testing.T) {
 
 	// A commit straight from a state whose merge crashed.
 	content2 := storagetest.RandomBytes(t, 500*gcs.MaxSources)
-	recorded2 := appendChunks(t, f.driver, storage.Upload{ID: "mergecrash2"}, content2, chunks...)
+	recorded2 := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "mergecrash2"}, content2, chunks...)
 	if _, _, err := f.driver.Append(ctx, recorded2, int64(len(content2)), bytes.NewReader([]byte("lost"))); err != nil {
 		t.Fatal(err)
 	}
@@ -340,20 +321,6 @@ func TestMergeCrash(t *testing.T) {
 	}
 }
 
-// failingReader yields its bytes, then fails as a client hanging up does.
-type failingReader struct {
-	r   io.Reader
-	err error
-}
-
-func (f *failingReader) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if err == io.EOF {
-		return n, f.err
-	}
-	return n, err
-}
-
 // TestClientHangsUpMidBody: what a client sent before it went away is
 // kept (the registry hashed it), in a context that is cancelled, and the
 // client's error is returned.
@@ -361,7 +328,7 @@ func TestClientHangsUpMidBody(t *testing.T) {
 	f := newDriver(t, nil)
 	content := storagetest.RandomBytes(t, 9<<20+123) // more than one write chunk
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &failingReader{r: bytes.NewReader(content[:5<<20]), err: io.ErrUnexpectedEOF}
+	r := storagetest.HangingUp(bytes.NewReader(content[:5<<20]), io.ErrUnexpectedEOF)
 	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
 	n, st, err := f.driver.Append(ctx, storage.Upload{ID: "hangup1"}, 0, r)
 	if !errors.Is(err, io.ErrUnexpectedEOF) || n != 5<<20 {
@@ -390,7 +357,7 @@ func TestStateIsSmall(t *testing.T) {
 	for i := range chunks {
 		chunks[i] = 10
 	}
-	u := appendChunks(t, f.driver, storage.Upload{ID: "small1"}, storagetest.RandomBytes(t, 20*gcs.MaxSources), chunks...)
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "small1"}, storagetest.RandomBytes(t, 20*gcs.MaxSources), chunks...)
 	if len(u.State) > 40 {
 		t.Errorf("state after %d appends is %d bytes: %s", len(chunks), len(u.State), u.State)
 	}
@@ -451,7 +418,7 @@ func TestKMSKeyOnWrites(t *testing.T) {
 	const key = "projects/p/locations/global/keyRings/r/cryptoKeys/k"
 	f := newDriver(t, map[string]any{"keyID": key})
 	content := storagetest.RandomBytes(t, 1000)
-	u := appendChunks(t, f.driver, storage.Upload{ID: "kms1"}, content, 400, 600)
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "kms1"}, content, 400, 600)
 	if err := f.driver.Commit(context.Background(), u, digest.FromBytes(content), 1000); err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +445,7 @@ func TestKMSKeyOnWrites(t *testing.T) {
 func TestSignedRedirect(t *testing.T) {
 	f := newDriver(t, nil)
 	content := storagetest.RandomBytes(t, 5000)
-	u := appendChunks(t, f.driver, storage.Upload{ID: "redirect1"}, content, len(content))
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "redirect1"}, content, len(content))
 	dgst := digest.FromBytes(content)
 	if err := f.driver.Commit(context.Background(), u, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
@@ -603,7 +570,7 @@ func TestCutAtAPartBoundary(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
 	parts, rest := storagetest.RandomBytes(t, 20), storagetest.RandomBytes(t, 15)
-	u := appendChunks(t, f.driver, storage.Upload{ID: "cut1"}, parts, 10, 10)
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "cut1"}, parts, 10, 10)
 	n, st, err := f.driver.Append(ctx, u, 10, bytes.NewReader(rest))
 	if err != nil || n != 15 {
 		t.Fatalf("Append at the part boundary: %d, %v", n, err)
@@ -658,8 +625,8 @@ func TestKeyFileByPath(t *testing.T) {
 func TestRecover(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
-	appendChunks(t, f.driver, storage.Upload{ID: "dead1"}, storagetest.RandomBytes(t, 100), 100)
-	appendChunks(t, f.driver, storage.Upload{ID: "live1"}, storagetest.RandomBytes(t, 100), 100)
+	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "dead1"}, storagetest.RandomBytes(t, 100), 100)
+	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "live1"}, storagetest.RandomBytes(t, 100), 100)
 	if err := f.driver.Put(ctx, "upload-notours", []byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -689,7 +656,7 @@ func TestDestroy(t *testing.T) {
 	f := newDriver(t, nil)
 	ctx := context.Background()
 	content := storagetest.RandomBytes(t, 100)
-	u := appendChunks(t, f.driver, storage.Upload{ID: "destroy1"}, content, 100)
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "destroy1"}, content, 100)
 	if err := f.driver.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
 		t.Fatal(err)
 	}
@@ -743,7 +710,7 @@ func TestBackendGoesAway(t *testing.T) {
 		t.Errorf("Health after the backend came back: %v", err)
 	}
 	content := storagetest.RandomBytes(t, 100)
-	u := appendChunks(t, drv, storage.Upload{ID: "back1"}, content, 100)
+	u := storagetest.AppendChunks(t, drv, storage.Upload{ID: "back1"}, content, 100)
 	if err := drv.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,7 @@
 package gcs
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -11,50 +9,34 @@ import (
 	gstorage "cloud.google.com/go/storage"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // Open implements storage.Provider: one ranged GET.
 func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	key, err := objstore.BlobKey(dgst)
-	if err != nil {
-		return nil, err
-	}
-	if offset < 0 {
-		return nil, fmt.Errorf("open blob %s at %d: %w", dgst, offset, errdefs.ErrInvalidArgument)
-	}
-	if length == 0 {
-		// Nothing to read, but a missing blob or an offset past its end
-		// is still an error.
-		return d.emptyAt(ctx, key, dgst, offset)
-	}
+	return objstore.OpenRange(ctx, blobRanges{d}, dgst, offset, length)
+}
+
+// blobRanges reads the bucket's objects for objstore.OpenRange.
+type blobRanges struct{ d *Driver }
+
+func (r blobRanges) ReadRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
 	if length < 0 {
 		length = -1
 	}
-	r, err := d.bucket.Object(key).NewRangeReader(ctx, offset, length)
+	rc, err := r.d.bucket.Object(key).NewRangeReader(ctx, offset, length)
 	if err != nil {
-		err = classify(err, "read blob "+dgst.String())
-		if errors.Is(err, errdefs.ErrInvalidArgument) {
-			// GCS refuses a range that starts at the end; the contract
-			// serves it empty.
-			return d.emptyAt(ctx, key, dgst, offset)
-		}
-		return nil, err
+		return nil, classify(err, "read "+key)
 	}
-	return r, nil
+	return rc, nil
 }
 
-// emptyAt is an empty read at offset of key, if key has offset bytes.
-func (d *Driver) emptyAt(ctx context.Context, key string, dgst digest.Digest, offset int64) (io.ReadCloser, error) {
-	attrs, err := d.bucket.Object(key).Attrs(ctx)
+func (r blobRanges) Size(ctx context.Context, key string) (int64, error) {
+	attrs, err := r.d.bucket.Object(key).Attrs(ctx)
 	if err != nil {
-		return nil, classify(err, "get blob "+dgst.String())
+		return 0, classify(err, "get "+key)
 	}
-	if offset > attrs.Size {
-		return nil, fmt.Errorf("open blob %s at %d: %w: it has %d bytes", dgst, offset, errdefs.ErrInvalidArgument, attrs.Size)
-	}
-	return io.NopCloser(bytes.NewReader(nil)), nil
+	return attrs.Size, nil
 }
 
 // Delete implements storage.Deleter: one request (GCS says when the

@@ -1,7 +1,6 @@
 package s3
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,46 +12,27 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
 // Open implements storage.Provider: one ranged GET.
 func (d *Driver) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	key, err := objstore.BlobKey(dgst)
-	if err != nil {
-		return nil, err
-	}
-	if offset < 0 {
-		return nil, fmt.Errorf("open blob %s at %d: %w", dgst, offset, errdefs.ErrInvalidArgument)
-	}
-	if length == 0 {
-		// Nothing to read, but a missing blob or an offset past its end
-		// is still an error.
-		return d.emptyAt(ctx, key, dgst, offset)
-	}
-	rc, err := d.getRange(ctx, key, offset, length)
-	if errors.Is(err, errdefs.ErrInvalidArgument) {
-		// S3 refuses a range that starts at the end; the contract serves
-		// it empty.
-		return d.emptyAt(ctx, key, dgst, offset)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("open blob %s: %w", dgst, err)
-	}
-	return rc, nil
+	return objstore.OpenRange(ctx, blobRanges{d}, dgst, offset, length)
 }
 
-// emptyAt is an empty read at offset of key, if key has offset bytes.
-func (d *Driver) emptyAt(ctx context.Context, key string, dgst digest.Digest, offset int64) (io.ReadCloser, error) {
-	out, err := d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &d.bucket, Key: &key})
+// blobRanges reads the bucket's objects for objstore.OpenRange.
+type blobRanges struct{ d *Driver }
+
+func (r blobRanges) ReadRange(ctx context.Context, key string, offset, length int64) (io.ReadCloser, error) {
+	return r.d.getRange(ctx, key, offset, length)
+}
+
+func (r blobRanges) Size(ctx context.Context, key string) (int64, error) {
+	out, err := r.d.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &r.d.bucket, Key: &key})
 	if err != nil {
-		return nil, classify(err, "head blob "+dgst.String())
+		return 0, classify(err, "head "+key)
 	}
-	if size := aws.ToInt64(out.ContentLength); offset > size {
-		return nil, fmt.Errorf("open blob %s at %d: %w: it has %d bytes", dgst, offset, errdefs.ErrInvalidArgument, size)
-	}
-	return io.NopCloser(bytes.NewReader(nil)), nil
+	return aws.ToInt64(out.ContentLength), nil
 }
 
 // getRange reads length bytes of key from offset (to its end when

@@ -541,3 +541,36 @@ func (s *session) commit(ctx context.Context, dgst digest.Digest, size int64) er
 func (s *session) abort(ctx context.Context) error { return s.d.Abort(ctx, s.u) }
 
 func (s *session) read(ctx context.Context) (io.ReadCloser, error) { return s.d.ReadUpload(ctx, s.u) }
+
+// AppendChunks appends content to u in chunks of the given sizes, keeping
+// the state as the registry does, and returns u with its last state.
+func AppendChunks(t testing.TB, d storage.Driver, u storage.Upload, content []byte, chunks ...int) storage.Upload {
+	t.Helper()
+	var off int64
+	for _, c := range chunks {
+		n, st, err := d.Append(context.Background(), u, off, bytes.NewReader(content[off:off+int64(c)]))
+		if err != nil || n != int64(c) {
+			t.Fatalf("Append at %d: %d, %v", off, n, err)
+		}
+		u.State = st
+		off += n
+	}
+	return u
+}
+
+// HangingUp yields r's bytes, then fails with err instead of io.EOF, as a
+// client that hangs up mid-body does.
+func HangingUp(r io.Reader, err error) io.Reader { return &hangingUp{r: r, err: err} }
+
+type hangingUp struct {
+	r   io.Reader
+	err error
+}
+
+func (h *hangingUp) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if err == io.EOF {
+		return n, h.err
+	}
+	return n, err
+}

@@ -36,24 +36,13 @@ type Emulator struct {
 // Start runs an emulator for the life of t.
 func Start(t testing.TB) *Emulator {
 	t.Helper()
-	bin := testtool.Require(t, "fake-gcs-server")
-	e, err := start(bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Stop)
-	return e
+	return testtool.StartFor(t, "fake-gcs-server", start)
 }
 
-// StartMain runs an emulator for a TestMain: stop it with Stop. ok is
-// false, with nothing started, when fake-gcs-server is not installed.
-func StartMain(dir string) (e *Emulator, ok bool, err error) {
-	bin, found := testtool.Path("fake-gcs-server")
-	if !found {
-		return nil, false, nil
-	}
-	e, err = start(bin, dir)
-	return e, true, err
+// StartMain runs an emulator for a TestMain: stop it with Stop. ok is false,
+// with nothing started, when fake-gcs-server is not installed.
+func StartMain(dir string) (*Emulator, bool, error) {
+	return testtool.StartForMain("fake-gcs-server", dir, start)
 }
 
 func start(bin, dir string) (*Emulator, error) {

@@ -30,24 +30,13 @@ type Gateway struct {
 // Start runs a gateway for the life of t.
 func Start(t testing.TB) *Gateway {
 	t.Helper()
-	bin := testtool.Require(t, "versitygw")
-	g, err := start(bin, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(g.Stop)
-	return g
+	return testtool.StartFor(t, "versitygw", start)
 }
 
 // StartMain runs a gateway for a TestMain: stop it with Stop. ok is false,
 // with nothing started, when versitygw is not installed.
-func StartMain(dir string) (g *Gateway, ok bool, err error) {
-	bin, found := testtool.Path("versitygw")
-	if !found {
-		return nil, false, nil
-	}
-	g, err = start(bin, dir)
-	return g, true, err
+func StartMain(dir string) (*Gateway, bool, error) {
+	return testtool.StartForMain("versitygw", dir, start)
 }
 
 func start(bin, dir string) (*Gateway, error) {
