@@ -280,6 +280,18 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		}
 		filled = append(filled, "storage.gcs.bucket")
 	}
+	if spec.Storage.Azure != nil && spec.Storage.Azure.Container == "" {
+		// As the reference: a container is named for the registry and
+		// created (in the account the Config names: Berth creates no
+		// storage accounts), so it is Managed.
+		azure := *spec.Storage.Azure
+		azure.Container = generatedContainer()
+		spec.Storage.Azure = &azure
+		if spec.Storage.ManagementState == "" {
+			spec.Storage.ManagementState = imageregistryv1.Managed
+		}
+		filled = append(filled, "storage.azure.container")
+	}
 	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
 		pvc := *spec.Storage.PVC
 		pvc.Claim = imageregistryv1.DefaultClaim
@@ -391,6 +403,15 @@ func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
 		parts = append(parts, c.Type+"="+c.Status+"/"+c.Reason)
 	}
 	return strings.Join(parts, " ")
+}
+
+// generatedContainer names an Azure container for a Config that names
+// none: berth-<random>-image-registry (the reference's pattern,
+// ^[0-9a-z]+(-[0-9a-z]+)*$, 3 to 63 characters).
+func generatedContainer() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "berth-" + hex.EncodeToString(b) + "-image-registry"
 }
 
 // generatedBucket names a bucket for a Config that names none, in the

@@ -16,7 +16,7 @@
 //     clients a direct URL implements Redirector.
 //
 // Drivers are chosen by name from a Registry table (filesystem, memory, S3,
-// GCS); Azure and Swift arrive as more rows of it without touching callers.
+// GCS, Azure); Swift arrives as one more row of it without touching callers.
 package storage
 
 import (

@@ -3,6 +3,7 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -16,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/berth-registry/berth/internal/storage/azure/azuretest"
 	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
@@ -107,6 +110,47 @@ func gcsStore(t *testing.T) objectStore {
 	}
 }
 
+func azureStore(t *testing.T) objectStore {
+	e := azuretest.Start(t)
+	// The server (a child process) is pointed at the emulator's service.
+	t.Setenv(azuretest.ServiceURLVar, e.ServiceURL)
+	cred, err := azblob.NewSharedKeyCredential(azuretest.AccountName, azuretest.AccountKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := azblob.NewClientWithSharedKeyCredential(e.ServiceURL, cred, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return objectStore{
+		kind: "azure", credentials: azuretest.Credentials(),
+		section: map[string]any{"accountName": azuretest.AccountName},
+		object: func(t *testing.T, container, hex string) ([]byte, error) {
+			resp, err := client.DownloadStream(context.Background(), container, "blobs/sha256/"+hex[:2]+"/"+hex, nil)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			return io.ReadAll(resp.Body)
+		},
+		blobCount: func(t *testing.T, container string) int {
+			prefix := "blobs/"
+			pager := client.NewListBlobsFlatPager(container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
+			n := 0
+			for pager.More() {
+				page, err := pager.NextPage(context.Background())
+				if err != nil {
+					t.Fatalf("list the container's blobs: %v", err)
+				}
+				n += len(page.Segment.BlobItems)
+			}
+			return n
+		},
+		stop: e.Stop, restart: e.Restart,
+		servedBy: "sig=",
+	}
+}
+
 // useObjectStore puts s on a fresh bucket of store as the reference's
 // procedure does: the credentials in the user secret, then
 // spec.storage.<kind>. It returns the bucket's name.
@@ -137,13 +181,14 @@ func useObjectStore(t *testing.T, s *server, store objectStore, extra string) st
 			Storage map[string]json.RawMessage `json:"storage"`
 		} `json:"status"`
 	}
-	var inEffect, named struct{ Bucket string }
+	// The bucket's name, or the container's.
+	var inEffect, named struct{ Bucket, Container string }
 	eventually(t, "the "+store.kind+" storage in effect", func() string {
 		_, b := s.apiCall("GET", configPath, nil)
 		if err := json.Unmarshal(b, &cfg); err != nil {
 			return err.Error()
 		}
-		if err := json.Unmarshal(cfg.Status.Storage[store.kind], &inEffect); err != nil || inEffect.Bucket == "" {
+		if err := json.Unmarshal(cfg.Status.Storage[store.kind], &inEffect); err != nil || inEffect.Bucket+inEffect.Container == "" {
 			return "status.storage: " + string(b)
 		}
 		return ""
@@ -151,7 +196,7 @@ func useObjectStore(t *testing.T, s *server, store objectStore, extra string) st
 	if err := json.Unmarshal(cfg.Spec.Storage[store.kind], &named); err != nil {
 		t.Fatal(err)
 	}
-	return named.Bucket
+	return named.Bucket + named.Container
 }
 
 // patchConfigE2E merge-patches the registry Config as `berth patch
@@ -196,6 +241,10 @@ func TestS3Conformance(t *testing.T) { conformanceOnObjectStore(t, s3Store(t)) }
 // TestGCSConformance: the same on GCS (its emulator), redirected to
 // V4-signed URLs of the bucket.
 func TestGCSConformance(t *testing.T) { conformanceOnObjectStore(t, gcsStore(t)) }
+
+// TestAzureConformance: the same on Azure Blob (Azurite), redirected to
+// SAS URLs of the container.
+func TestAzureConformance(t *testing.T) { conformanceOnObjectStore(t, azureStore(t)) }
 
 func conformanceOnObjectStore(t *testing.T, store objectStore) {
 	bin := buildConformance(t, t.TempDir())
@@ -308,6 +357,13 @@ func TestGCSClients(t *testing.T) {
 	clientsOnObjectStore(t, skopeo, podman, gcsStore(t))
 }
 
+// TestAzureClients: the same on Azure Blob.
+func TestAzureClients(t *testing.T) {
+	skopeo := requireTool(t, "skopeo")
+	podman := requireTool(t, "podman")
+	clientsOnObjectStore(t, skopeo, podman, azureStore(t))
+}
+
 func clientsOnObjectStore(t *testing.T, skopeo, podman string, store objectStore) {
 	s := startDevServer(t)
 	bucket := useObjectStore(t, s, store, "")
@@ -385,6 +441,9 @@ func TestS3ServerKilledMidPush(t *testing.T) { killedMidPush(t, s3Store(t)) }
 
 // TestGCSServerKilledMidPush: the same on GCS.
 func TestGCSServerKilledMidPush(t *testing.T) { killedMidPush(t, gcsStore(t)) }
+
+// TestAzureServerKilledMidPush: the same on Azure Blob.
+func TestAzureServerKilledMidPush(t *testing.T) { killedMidPush(t, azureStore(t)) }
 
 func killedMidPush(t *testing.T, store objectStore) {
 	s := startDevServer(t)

@@ -4,6 +4,7 @@ package drivers
 
 import (
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/azure"
 	"github.com/berth-registry/berth/internal/storage/filesystem"
 	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/memory"
@@ -13,6 +14,7 @@ import (
 // Builtin returns the drivers compiled into berth.
 func Builtin() storage.Registry {
 	return storage.Registry{
+		"azure":      azure.New,
 		"filesystem": filesystem.New,
 		"gcs":        gcs.New,
 		"memory":     memory.New,

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/azure/azuretest"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
@@ -57,7 +58,17 @@ func TestEveryDriverThroughTheTable(t *testing.T) {
 		keyFile, _ := gcstest.KeyFile(t)
 		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: map[string]string{gcs.KeyFileKey: string(keyFile)}}
 	}})
-	if len(table) != 4 {
+	cases = append(cases, struct {
+		name, driver string
+		opts         func(t *testing.T) storage.Options
+	}{"azure", "azure", func(t *testing.T) storage.Options {
+		raw, err := json.Marshal(azuretest.Settings(azuretest.Container()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: azuretest.Credentials()}
+	}})
+	if len(table) != 5 {
 		t.Errorf("the table has %v: add a case for each new driver", table.Names())
 	}
 	for _, c := range cases {
@@ -65,6 +76,8 @@ func TestEveryDriverThroughTheTable(t *testing.T) {
 			switch c.driver {
 			case "s3":
 				gw = s3test.Start(t)
+			case "azure":
+				t.Setenv(azuretest.ServiceURLVar, azuretest.Start(t).ServiceURL)
 			case "gcs":
 				emulator = gcstest.Start(t)
 				t.Setenv(gcstest.EmulatorHostVar, emulator.Host)
