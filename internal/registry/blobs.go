@@ -38,7 +38,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if rd, ok := st.Driver.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect {
+	if rd, ok := st.Driver.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect && redirectable(req.Header.Get("Range")) {
 		url, err := rd.RedirectURL(ctx, dgst)
 		if err != nil {
 			return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
@@ -118,4 +118,17 @@ func singleRangeStart(h string, size int64) (start int64, single bool) {
 		return 0, false
 	}
 	return start, true
+}
+
+// redirectable tells whether a blob GET with this Range header may be
+// sent to the storage: one without, or one range from an offset. A suffix
+// range (bytes=-N) or several ranges are served by Berth, which knows the
+// blob's size: object stores differ in them (Azure's emulator answers a
+// suffix range with a Content-Length of "NaN").
+func redirectable(rangeHeader string) bool {
+	if rangeHeader == "" {
+		return true
+	}
+	spec, ok := strings.CutPrefix(rangeHeader, "bytes=")
+	return ok && !strings.Contains(spec, ",") && !strings.HasPrefix(strings.TrimSpace(spec), "-")
 }

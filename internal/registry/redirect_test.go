@@ -37,9 +37,13 @@ func TestDisableRedirect(t *testing.T) {
 	content := []byte("served one way or the other")
 	dgst := pushBlob(t, srv, "p/app", content)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	get := func() (int, string, []byte) {
+	get := func(rng ...string) (int, string, []byte) {
 		t.Helper()
-		resp, err := client.Get(srv.URL + "/v2/p/app/blobs/" + dgst.String())
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/v2/p/app/blobs/"+dgst.String(), nil)
+		for _, r := range rng {
+			req.Header.Set("Range", r)
+		}
+		resp, err := client.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,6 +53,16 @@ func TestDisableRedirect(t *testing.T) {
 	}
 	if code, loc, _ := get(); code != http.StatusTemporaryRedirect || loc != "https://objects.example/"+dgst.Encoded() {
 		t.Errorf("with redirects: %d Location %q, want 307 to the driver's URL", code, loc)
+	}
+	// A range from an offset goes to the storage too; a suffix range or
+	// several ranges are Berth's to serve (object stores differ in them).
+	if code, _, _ := get("bytes=3-9"); code != http.StatusTemporaryRedirect {
+		t.Errorf("a range from an offset: %d, want 307", code)
+	}
+	for _, r := range []string{"bytes=-5", "bytes=0-1,4-5"} {
+		if code, loc, body := get(r); code != http.StatusPartialContent || loc != "" || len(body) == 0 {
+			t.Errorf("Range %s: %d Location %q, want 206 from Berth", r, code, loc)
+		}
 	}
 	disable.Store(true)
 	if code, loc, body := get(); code != http.StatusOK || loc != "" || string(body) != string(content) {
