@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -81,6 +82,13 @@ const (
 	recoverGrace = 25 * time.Hour
 )
 
+// accountName is the shape of a storage account's name.
+var accountName = regexp.MustCompile(`^[a-z0-9]{3,24}$`)
+
+// tryTimeout bounds one request (a block of 8 MiB staged, a 100 MiB range
+// copied server-side).
+const tryTimeout = 3 * time.Minute
+
 // Driver is the Azure Blob blob driver.
 type Driver struct {
 	container     *container.Client
@@ -116,6 +124,9 @@ func newDriver(set Settings, opts storage.Options) (*Driver, error) {
 	switch {
 	case set.AccountName == "":
 		return nil, fmt.Errorf("azure: %w: no accountName (Berth does not create storage accounts)", errdefs.ErrInvalidArgument)
+	case !accountName.MatchString(set.AccountName):
+		// It becomes the endpoint's host name, and signed requests go there.
+		return nil, fmt.Errorf("azure: %w: accountName %q is not a storage account's name (3 to 24 lower-case letters and digits)", errdefs.ErrInvalidArgument, set.AccountName)
 	case set.Container == "":
 		return nil, fmt.Errorf("azure: %w: no container named", errdefs.ErrInvalidArgument)
 	case set.NetworkAccess != nil && set.NetworkAccess.Type == "Internal":
@@ -148,7 +159,9 @@ func newDriver(set Settings, opts storage.Options) (*Driver, error) {
 		Transport: httpClient,
 		// The SDK's retry policy: exponential backoff with jitter on 408,
 		// 429, 5xx and connection errors.
-		Retry:     policy.RetryOptions{MaxRetries: 4, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 5 * time.Second},
+		// Each try is bounded, so that a backend that stalls cannot hold a
+		// request (and its session, and its storage's write gate) forever.
+		Retry:     policy.RetryOptions{MaxRetries: 4, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: 5 * time.Second, TryTimeout: tryTimeout},
 		Telemetry: policy.TelemetryOptions{Disabled: true},
 	}})
 	if err != nil {

@@ -53,15 +53,31 @@ func TestMain(m *testing.M) {
 
 // counter counts the Azure requests a driver sends, by operation.
 type counter struct {
-	mu    sync.Mutex
-	calls []string
+	mu       sync.Mutex
+	calls    []string
+	requests []*http.Request
 }
 
 func (c *counter) Do(req *http.Request) (*http.Response, error) {
 	c.mu.Lock()
 	c.calls = append(c.calls, operation(req))
+	c.requests = append(c.requests, req.Clone(context.Background()))
 	c.mu.Unlock()
 	return http.DefaultTransport.RoundTrip(req)
+}
+
+func (c *counter) names() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.calls)
+}
+
+func (c *counter) taken() []*http.Request {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	reqs := c.requests
+	c.calls, c.requests = nil, nil
+	return reqs
 }
 
 func (c *counter) RoundTrip(req *http.Request) (*http.Response, error) { return c.Do(req) }
@@ -70,7 +86,7 @@ func (c *counter) reset() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	calls := c.calls
-	c.calls = nil
+	c.calls, c.requests = nil, nil
 	return calls
 }
 
@@ -100,6 +116,17 @@ func operation(req *http.Request) string {
 		return "DeleteBlob"
 	}
 	return req.Method
+}
+
+// headerValue is req's header name, as the SDK sets it (in lower case,
+// not canonicalized) or canonicalized.
+func headerValue(req *http.Request, name string) string {
+	for k, v := range req.Header {
+		if strings.EqualFold(k, name) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
 }
 
 // hasHeader tells whether req has header name, as the SDK sets it (in
@@ -169,8 +196,22 @@ func TestRequestCounts(t *testing.T) {
 	if err := f.driver.Commit(ctx, u, dgst, int64(len(content))); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.calls.reset(); !slices.Equal(got, []string{"GetBlobProperties", "GetBlobProperties", "PutBlockFromURL", "PutBlockList", "GetBlobProperties", "DeleteBlob"}) {
+	if got := f.calls.names(); !slices.Equal(got, []string{"GetBlobProperties", "GetBlobProperties", "PutBlockFromURL", "PutBlockList", "GetBlobProperties", "DeleteBlob"}) {
 		t.Errorf("commit sent %v", got)
+	}
+	// The block list that publishes the blob does so only where none is,
+	// and every copied block is pinned to the upload's ETag.
+	for _, req := range f.calls.taken() {
+		switch operation(req) {
+		case "PutBlockList":
+			if strings.Contains(req.URL.Path, "/blobs") && headerValue(req, "If-None-Match") != "*" {
+				t.Errorf("the blob's block list is not conditional on its absence: %v", req.Header)
+			}
+		case "PutBlockFromURL":
+			if headerValue(req, "x-ms-source-if-match") == "" {
+				t.Errorf("a copied block is not pinned to its source's ETag: %v", req.Header)
+			}
+		}
 	}
 	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
 		t.Fatal("the blob reads back other bytes")
@@ -180,6 +221,58 @@ func TestRequestCounts(t *testing.T) {
 	}
 	if names, err := f.driver.Names(ctx, "upload-"); err != nil || len(names) != 0 {
 		t.Errorf("after the commit the container holds %v (%v)", names, err)
+	}
+}
+
+// TestSmallAppendsStayFewBlocks: each append tops up a short last block,
+// so a session of many small chunks has about size / 8 MiB blocks (Azure
+// allows 50,000), and its bytes are right.
+func TestSmallAppendsStayFewBlocks(t *testing.T) {
+	f := newDriver(t)
+	chunks := make([]int, 60)
+	for i := range chunks {
+		chunks[i] = 1000 + i
+	}
+	total := 0
+	for _, c := range chunks {
+		total += c
+	}
+	content := storagetest.RandomBytes(t, total)
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "small1"}, content, chunks...)
+	if !strings.Contains(string(u.State), `"n":2,`) {
+		t.Errorf("state after %d small appends: %s, want one block", len(chunks), u.State)
+	}
+	dgst := digest.FromBytes(content)
+	if err := f.driver.Commit(context.Background(), u, dgst, int64(total)); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob reads back other bytes")
+	}
+}
+
+// TestCommitReplacesOnlyAWrongBlob: a blob of another size at the blob's
+// name (someone else's object) is replaced; one of the right size is the
+// blob.
+func TestCommitReplacesOnlyAWrongBlob(t *testing.T) {
+	f := newDriver(t)
+	ctx := context.Background()
+	content := storagetest.RandomBytes(t, 3000)
+	dgst := digest.FromBytes(content)
+	key := "blobs/sha256/" + dgst.Encoded()[:2] + "/" + dgst.Encoded()
+	if err := f.driver.Put(ctx, key, []byte("not the blob")); err != nil {
+		t.Fatal(err)
+	}
+	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "wrong1"}, content, 3000)
+	if err := f.driver.Commit(ctx, u, dgst, 3000); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the wrong blob was not replaced")
+	}
+	u = storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "wrong2"}, content, 3000)
+	if err := f.driver.Commit(ctx, u, dgst, 3000); err != nil {
+		t.Fatalf("a second commit of the same blob: %v", err)
 	}
 }
 
@@ -229,7 +322,7 @@ func TestClientHangsUpMidBody(t *testing.T) {
 // TestBadState: a state from the store that does not add up is refused.
 func TestBadState(t *testing.T) {
 	f := newDriver(t)
-	for _, bad := range []string{`{"n":0,"z":0}`, `{"n":2,"z":0}`, `{"n":1,"z":5}`, `{"n":50002,"z":5}`, `[]`} {
+	for _, bad := range []string{`{"n":0,"z":0}`, `{"n":2,"z":0}`, `{"n":1,"z":5}`, `{"n":50002,"z":5}`, `{"n":3,"z":5}`, `{"n":2,"z":8388609}`, `[]`} {
 		if _, _, err := f.driver.Append(context.Background(), storage.Upload{ID: "bad1", State: []byte(bad)}, 0, strings.NewReader("x")); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("state %s: %v, want ErrInvalidArgument", bad, err)
 		}
@@ -268,11 +361,12 @@ func TestProvisioning(t *testing.T) {
 // TestRefusedSettings: what Berth cannot do is refused, clearly.
 func TestRefusedSettings(t *testing.T) {
 	for name, opts := range map[string]storage.Options{
-		"no key":        {Settings: settingsJSON(t, "c", nil)},
-		"bad key":       {Settings: settingsJSON(t, "c", nil), Credentials: map[string]string{azure.AccountKeyKey: "not base64!"}},
-		"no account":    {Settings: []byte(`{"container":"c"}`), Credentials: azuretest.Credentials()},
-		"internal":      {Settings: settingsJSON(t, "c", map[string]any{"networkAccess": map[string]any{"type": "Internal"}}), Credentials: azuretest.Credentials()},
-		"unknown field": {Settings: settingsJSON(t, "c", map[string]any{"bucket": "b"}), Credentials: azuretest.Credentials()},
+		"no key":          {Settings: settingsJSON(t, "c", nil)},
+		"bad key":         {Settings: settingsJSON(t, "c", nil), Credentials: map[string]string{azure.AccountKeyKey: "not base64!"}},
+		"no account":      {Settings: []byte(`{"container":"c"}`), Credentials: azuretest.Credentials()},
+		"internal":        {Settings: settingsJSON(t, "c", map[string]any{"networkAccess": map[string]any{"type": "Internal"}}), Credentials: azuretest.Credentials()},
+		"hostile account": {Settings: settingsJSON(t, "c", map[string]any{"accountName": "attacker.example/x"}), Credentials: azuretest.Credentials()},
+		"unknown field":   {Settings: settingsJSON(t, "c", map[string]any{"bucket": "b"}), Credentials: azuretest.Credentials()},
 	} {
 		if _, err := azure.New(context.Background(), opts); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want ErrInvalidArgument", name, err)

@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -32,20 +35,30 @@ func (d *Driver) provision(ctx context.Context) error {
 	props, err := d.container.GetProperties(ctx, nil)
 	switch {
 	case err == nil:
-		conds := []storage.Condition{{Type: condExists, Status: "True", Reason: "ContainerExists", Message: "Storage container exists"}}
-		d.SetConditions(append(conds, publicAccess(props.BlobPublicAccess != nil, ""))...)
+		d.found(props.BlobPublicAccess != nil)
 		return nil
 	case responseStatus(err) == http.StatusForbidden:
 		return fmt.Errorf("azure: Unable to Access Container: the account %s refuses these credentials for container %s: %w", d.account, d.containerName, err)
 	case !bloberror.HasCode(err, bloberror.ContainerNotFound):
 		return classify(err, "get container "+d.containerName)
 	}
-	if _, err := d.container.Create(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+	if _, err := d.container.Create(ctx, nil); err != nil {
+		if bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+			// Another instance created it a moment ago: it is found, and
+			// the token is that instance's to leave.
+			props, gerr := d.container.GetProperties(ctx, nil)
+			if gerr != nil {
+				return classify(gerr, "get container "+d.containerName)
+			}
+			d.found(props.BlobPublicAccess != nil)
+			return nil
+		}
 		return fmt.Errorf("azure: create container %s: %w", d.containerName, err)
 	}
 	conds := []storage.Condition{{Type: condExists, Status: "True", Reason: "ContainerExists", Message: "Storage container exists (created by Berth)"}}
 	token := objstore.NewToken()
-	if _, err := d.container.NewBlockBlobClient(objstore.ProvisionKey).Upload(ctx, nopSeekCloser{strings.NewReader(token)}, nil); err != nil {
+	onlyNew := &blockblob.UploadOptions{AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}}}
+	if _, err := d.container.NewBlockBlobClient(objstore.ProvisionKey).Upload(ctx, nopSeekCloser{strings.NewReader(token)}, onlyNew); err != nil {
 		conds[0].Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
 	} else {
 		d.SetToken(token)
@@ -56,6 +69,12 @@ func (d *Driver) provision(ctx context.Context) error {
 	}
 	d.SetConditions(append(conds, publicAccess(props.BlobPublicAccess != nil, "created"))...)
 	return nil
+}
+
+// found reports a container that was there.
+func (d *Driver) found(public bool) {
+	d.SetConditions(storage.Condition{Type: condExists, Status: "True", Reason: "ContainerExists", Message: "Storage container exists"},
+		publicAccess(public, ""))
 }
 
 // publicAccess is StoragePublicAccessBlocked of a container whose blobs

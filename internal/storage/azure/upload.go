@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"regexp"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blockblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
@@ -24,7 +27,10 @@ import (
 
 // uploadState is what the driver keeps about an upload between requests:
 // two numbers. The session's bytes are the first Size bytes of its data
-// blob, blocks 1..Next-1 as committed by the append that recorded them.
+// blob: blocks 1..Next-1 as committed by the append that recorded them,
+// every one full (blockSize) but the last, since each append first tops
+// up a short last block. So a block's bytes follow from its number, and a
+// session's blocks number about size / 8 MiB however it is chunked.
 type uploadState struct {
 	// Next is the number of the next block to stage (from 1). Blocks with
 	// this number or higher are left over from an append never recorded:
@@ -34,12 +40,15 @@ type uploadState struct {
 	Size int64 `json:"z"`
 }
 
+// decodeState reads a recorded state, which comes back from the metadata
+// store and is checked as input.
 func decodeState(b []byte) (uploadState, error) {
 	st := uploadState{Next: 1}
 	if len(b) == 0 {
 		return st, nil
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxBlocks+1 || st.Size < 0 || (st.Next == 1) != (st.Size == 0) {
+	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxBlocks+1 || st.Size < 0 ||
+		st.Size > int64(st.Next-1)*blockSize || (st.Next > 1 && st.Size <= int64(st.Next-2)*blockSize) {
 		return st, fmt.Errorf("azure upload state %q: %w", b, errdefs.ErrInvalidArgument)
 	}
 	return st, nil
@@ -66,10 +75,14 @@ func blockIDs(n int32) []string {
 
 func dataName(prefix string) string { return prefix + "data" }
 
+// writeTimeout bounds the staging and commit of what a client sent once
+// the request is over (the client went away).
+const writeTimeout = 2 * time.Minute
+
 // Append implements storage.Ingester: the bytes are staged as blocks of
-// the session's data blob, and the blob's block list committed with
-// them, so that the data blob always holds what the state records (and
-// can be read back).
+// the session's data blob (a short last block topped up first), and the
+// blob's block list committed with them, so that the data blob always
+// holds what the state records (and can be read back).
 func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
 	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
@@ -79,93 +92,84 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	if err != nil {
 		return 0, u.State, err
 	}
-	data := d.container.NewBlockBlobClient(dataName(prefix))
-	next, kept := st.Next, int64(0)
-	switch {
-	case offset > st.Size:
+	if offset > st.Size {
 		return 0, u.State, fmt.Errorf("append to upload %s at %d: %w: it holds %d bytes", u.ID, offset, errdefs.ErrInvalidArgument, st.Size)
-	case offset < st.Size:
-		// A caller that recorded fewer bytes than the state holds: the
-		// blocks from the one holding offset on are staged again, that
-		// one with the bytes it keeps.
-		if next, kept, err = d.restage(ctx, data, st, offset); err != nil {
-			return 0, u.State, err
-		}
+	}
+	// The writes outlive a client that hangs up mid-body, so that what it
+	// sent is kept; they are bounded once the request is over.
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(writeTimeout, cancel) })
+	defer stop()
+	data := d.container.NewBlockBlobClient(dataName(prefix))
+	// From the block that holds offset on, blocks are staged again: that
+	// one with the bytes before offset (a short last block topped up, or a
+	// caller that recorded fewer bytes than the state holds).
+	next := int32(offset/blockSize) + 1
+	before, err := d.readBack(ctx, data, int64(next-1)*blockSize, offset)
+	if err != nil {
+		return 0, u.State, err
 	}
 	client := &objstore.ClientReader{R: r}
-	var n int64
+	src := io.MultiReader(bytes.NewReader(before), client)
+	var staged int64
 	for {
-		if next > maxBlocks {
-			return 0, u.State, fmt.Errorf("append to upload %s: %w: it has %d blocks, Azure's limit (send larger chunks)", u.ID, errdefs.ErrInvalidArgument, maxBlocks)
+		buf, m, rerr := objstore.Fill(src, blockSize, "")
+		if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			buf.Close()
+			return 0, u.State, rerr
 		}
-		buf, m, rerr := objstore.Fill(client, blockSize, "")
 		if m > 0 {
-			_, err := data.StageBlock(context.WithoutCancel(ctx), blockID(next), buf, nil)
+			if next > maxBlocks {
+				buf.Close()
+				return 0, u.State, fmt.Errorf("append to upload %s: %w: a blob has at most %d blocks of %d MiB", u.ID, errdefs.ErrLimitExceeded, maxBlocks, blockSize>>20)
+			}
+			_, err := data.StageBlock(wctx, blockID(next), buf, nil)
 			buf.Close()
 			if err != nil {
 				return 0, u.State, classify(err, fmt.Sprintf("stage block %d of %s", next, prefix))
 			}
 			next++
-			n += m
+			staged += m
 		}
 		if rerr != nil || m < blockSize {
-			if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
-				return 0, u.State, rerr
-			}
 			break
 		}
 	}
-	if next == st.Next && kept == 0 {
-		return 0, u.State, client.Err // nothing sent
+	n := staged - int64(len(before))
+	if n <= 0 && offset == st.Size {
+		return 0, u.State, client.Err // nothing sent, nothing changed
 	}
-	// The commit outlives a client that hung up mid-body, so that what it
-	// sent is kept.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	if _, err := data.CommitBlockList(cctx, blockIDs(next), nil); err != nil {
+	if _, err := data.CommitBlockList(wctx, blockIDs(next), nil); err != nil {
 		return 0, u.State, classify(err, "commit the blocks of "+prefix)
 	}
 	return n, uploadState{Next: next, Size: offset + n}.encode(), client.Err
 }
 
-// restage stages again the blocks from the one that holds offset on: that
-// one with its bytes before offset (read from the data blob, where the
-// append that recorded them committed them). It returns the number of the
-// next block and how many bytes the restaged one holds.
-func (d *Driver) restage(ctx context.Context, data *blockblob.Client, st uploadState, offset int64) (int32, int64, error) {
-	list, err := data.GetBlockList(ctx, blockblob.BlockListTypeCommitted, nil)
+// readBack reads bytes [from, to) of the data blob: the first bytes of a
+// block staged again.
+func (d *Driver) readBack(ctx context.Context, data *blockblob.Client, from, to int64) ([]byte, error) {
+	if to <= from {
+		return nil, nil
+	}
+	resp, err := data.DownloadStream(ctx, &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: from, Count: to - from}})
 	if err != nil {
-		return 0, 0, classify(err, "get the blocks of "+dataName(""))
-	}
-	var start int64
-	for i, b := range list.CommittedBlocks {
-		n := int32(i + 1)
-		if n >= st.Next || b.Size == nil {
-			break
+		err = classify(err, "read back a block")
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// The recorded bytes are gone (aborted): the session is lost.
+			return nil, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
 		}
-		end := start + *b.Size
-		if offset < end {
-			kept := offset - start
-			if kept == 0 {
-				return n, 0, nil
-			}
-			resp, err := data.DownloadStream(ctx, &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: start, Count: kept}})
-			if err != nil {
-				return 0, 0, classify(err, "read a block back")
-			}
-			buf, m, err := objstore.Fill(resp.Body, kept, "")
-			resp.Body.Close()
-			if m != kept {
-				return 0, 0, fmt.Errorf("azure read a block back: %d of %d bytes: %v", m, kept, err)
-			}
-			if _, err := data.StageBlock(ctx, blockID(n), buf, nil); err != nil {
-				return 0, 0, classify(err, "stage a block again")
-			}
-			return n + 1, kept, nil
-		}
-		start = end
+		return nil, err
 	}
-	return 0, 0, fmt.Errorf("append at %d: %w: the upload's committed blocks do not reach it", offset, errdefs.ErrInvalidArgument)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, to-from))
+	if err != nil {
+		return nil, classify(err, "read back a block")
+	}
+	if int64(len(b)) != to-from {
+		return nil, fmt.Errorf("azure read back a block: %d of %d bytes: %w", len(b), to-from, errdefs.ErrInvalidArgument)
+	}
+	return b, nil
 }
 
 // ReadUpload implements storage.Ingester: the recorded bytes of the data
@@ -191,8 +195,9 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 
 // Commit implements storage.Ingester: the data blob, with the recorded
 // blocks committed, is copied block by block into the blob's name (Put
-// Block From URL, then one block list: the blob appears whole or not at
-// all), and then deleted.
+// Block From URL, pinned to the data blob's ETag, then one block list,
+// only where no blob is: the blob appears whole or not at all, and a blob
+// another commit published meanwhile stays), and then deleted.
 func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
 	key, err := objstore.BlobKey(dgst)
 	if err != nil {
@@ -210,56 +215,124 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
 	}
 	dst := d.container.NewBlockBlobClient(key)
+	data := d.container.NewBlockBlobClient(dataName(prefix))
 	// The blob's name is its content: a blob there of its size is it.
-	if props, err := dst.GetProperties(ctx, nil); err == nil && props.ContentLength != nil && *props.ContentLength == size {
+	found, err := d.stat(ctx, key)
+	switch {
+	case err != nil:
+		return err
+	case found.exists && found.size == size:
 		d.deleteBlob(ctx, dataName(prefix))
 		return nil
-	} else if err != nil && !errors.Is(classify(err, ""), errdefs.ErrNotFound) {
-		return classify(err, "get blob "+dgst.String())
+	}
+	// Only over what was there: nothing, or a blob of another size.
+	cond := &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfNoneMatch: to.Ptr(azcore.ETagAny)}}
+	if found.exists {
+		cond.ModifiedAccessConditions = &blob.ModifiedAccessConditions{IfMatch: &found.etag}
 	}
 	if size == 0 {
-		if _, err := dst.Upload(ctx, nopSeekCloser{bytes.NewReader(nil)}, nil); err != nil {
+		_, err := dst.Upload(ctx, nopSeekCloser{bytes.NewReader(nil)}, &blockblob.UploadOptions{AccessConditions: cond})
+		if err != nil && !d.published(ctx, key, size, err) {
 			return classify(err, "write empty blob "+dgst.String())
 		}
+		d.deleteBlob(ctx, dataName(prefix))
 		return nil
 	}
-	data := d.container.NewBlockBlobClient(dataName(prefix))
-	props, err := data.GetProperties(ctx, nil)
-	if errors.Is(classify(err, ""), errdefs.ErrNotFound) {
+	source, err := d.stat(ctx, dataName(prefix))
+	switch {
+	case err != nil:
+		return err
+	case !source.exists:
 		return fmt.Errorf("commit upload %s: %w: its data is gone (aborted?)", u.ID, errdefs.ErrSizeMismatch)
-	}
-	if err != nil {
-		return classify(err, "get "+dataName(prefix))
-	}
-	if props.ContentLength == nil || *props.ContentLength != size {
-		// An append never recorded committed more blocks: back to the
-		// recorded ones.
+	case source.size != size:
+		// An append never recorded committed other blocks: back to the
+		// recorded ones, and checked again.
 		if _, err := data.CommitBlockList(ctx, blockIDs(st.Next), nil); err != nil {
 			return classify(err, "commit the recorded blocks of "+prefix)
 		}
-	}
-	source, err := data.GetSASURL(sas.BlobPermissions{Read: true}, time.Now().Add(time.Hour), nil)
-	if err != nil {
-		return fmt.Errorf("azure sign a copy source: %w", err)
+		if source, err = d.stat(ctx, dataName(prefix)); err != nil {
+			return err
+		}
+		if source.size != size {
+			return fmt.Errorf("commit upload %s: %w: its data holds %d bytes, not the %d recorded", u.ID, errdefs.ErrSizeMismatch, source.size, size)
+		}
 	}
 	var ids []string
 	for off, i := int64(0), int32(1); off < size; off, i = off+d.copyRangeSize, i+1 {
-		id := blockID(i)
-		count := min(d.copyRangeSize, size-off)
-		if _, err := dst.StageBlockFromURL(ctx, id, source, &blockblob.StageBlockFromURLOptions{Range: blob.HTTPRange{Offset: off, Count: count}}); err != nil {
+		// Signed for each block (a local HMAC): a long copy outlives no
+		// signature.
+		from, err := data.GetSASURL(sas.BlobPermissions{Read: true}, time.Now().Add(time.Hour), nil)
+		if err != nil {
+			return fmt.Errorf("azure sign a copy source: %w", err)
+		}
+		id, count := blockID(i), min(d.copyRangeSize, size-off)
+		_, err = dst.StageBlockFromURL(ctx, id, from, &blockblob.StageBlockFromURLOptions{
+			Range:                          blob.HTTPRange{Offset: off, Count: count},
+			SourceModifiedAccessConditions: &blob.SourceModifiedAccessConditions{SourceIfMatch: &source.etag},
+		})
+		if err != nil {
 			return classify(err, fmt.Sprintf("copy bytes %d-%d of %s into %s", off, off+count-1, prefix, key))
 		}
 		ids = append(ids, id)
 	}
-	if _, err := dst.CommitBlockList(ctx, ids, nil); err != nil {
+	committed, err := dst.CommitBlockList(ctx, ids, &blockblob.CommitBlockListOptions{AccessConditions: cond})
+	if err != nil {
+		if d.published(ctx, key, size, err) {
+			d.deleteBlob(ctx, dataName(prefix))
+			return nil
+		}
 		return classify(err, "commit blob "+dgst.String())
 	}
-	if props, err := dst.GetProperties(ctx, nil); err != nil || props.ContentLength == nil || *props.ContentLength != size {
-		_, _ = dst.Delete(context.WithoutCancel(ctx), nil)
-		return fmt.Errorf("azure commit blob %s: it does not read back with %d bytes (%v)", dgst, size, err)
+	got, err := d.stat(ctx, key)
+	if err != nil {
+		// Not known to be wrong: a retry finds it, or replaces it.
+		return err
+	}
+	if got.size != size {
+		if committed.ETag != nil {
+			_, _ = dst.Delete(context.WithoutCancel(ctx), &blob.DeleteOptions{AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: committed.ETag}}})
+		}
+		return fmt.Errorf("azure commit blob %s: it reads back with %d bytes, not %d", dgst, got.size, size)
 	}
 	d.deleteBlob(ctx, dataName(prefix))
 	return nil
+}
+
+// object is what stat found of a blob.
+type object struct {
+	exists bool
+	size   int64
+	etag   azcore.ETag
+}
+
+// stat reads a blob's size and ETag.
+func (d *Driver) stat(ctx context.Context, name string) (object, error) {
+	props, err := d.container.NewBlobClient(name).GetProperties(ctx, nil)
+	if err != nil {
+		if err := classify(err, "get "+name); errors.Is(err, errdefs.ErrNotFound) {
+			return object{}, nil
+		} else {
+			return object{}, err
+		}
+	}
+	o := object{exists: true}
+	if props.ContentLength != nil {
+		o.size = *props.ContentLength
+	}
+	if props.ETag != nil {
+		o.etag = *props.ETag
+	}
+	return o, nil
+}
+
+// published tells whether a write of key that failed with err lost to
+// another that published key with size bytes (its condition failed).
+func (d *Driver) published(ctx context.Context, key string, size int64, err error) bool {
+	if status := responseStatus(err); status != http.StatusConflict && status != http.StatusPreconditionFailed {
+		return false
+	}
+	found, serr := d.stat(ctx, key)
+	return serr == nil && found.exists && found.size == size
 }
 
 type nopSeekCloser struct{ io.ReadSeeker }
@@ -271,15 +344,18 @@ func (d *Driver) deleteBlob(ctx context.Context, name string) {
 	_, _ = d.container.NewBlobClient(name).Delete(context.WithoutCancel(ctx), nil)
 }
 
-// Abort implements storage.Ingester: the session's data blob, found by
-// its prefix (blocks never committed go with it, or within the week
-// Azure keeps them).
+// Abort implements storage.Ingester: the session's one blob (blocks
+// never committed go with it, or within the week Azure keeps them).
 func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
 	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return err
 	}
-	return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
+	_, err = d.container.NewBlobClient(dataName(prefix)).Delete(ctx, nil)
+	if err := classify(err, "delete "+dataName(prefix)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	return nil
 }
 
 // Recover implements storage.Recoverer: data blobs of upload sessions
@@ -299,7 +375,8 @@ func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(str
 	cutoff := time.Now().Add(-grace)
 	return d.deleteListed(ctx, prefix, func(name string, modified time.Time) bool {
 		m := uploadBlob.FindStringSubmatch(name)
-		return m != nil && !live(m[1]) && !modified.After(cutoff)
+		// With no grace, no clock is compared (the server's may be ahead).
+		return m != nil && !live(m[1]) && (grace == 0 || !modified.After(cutoff))
 	})
 }
 
