@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -292,33 +291,6 @@ func TestLargeAppendAndCopy(t *testing.T) {
 	}
 }
 
-// TestClientHangsUpMidBody: what a client sent before it went away is
-// kept, in a context that is cancelled, and its error is returned.
-func TestClientHangsUpMidBody(t *testing.T) {
-	f := newDriver(t)
-	content := storagetest.RandomBytes(t, 9<<20+123)
-	ctx, cancel := context.WithCancel(context.Background())
-	r := storagetest.HangingUp(bytes.NewReader(content[:5<<20]), io.ErrUnexpectedEOF)
-	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
-	n, st, err := f.driver.Append(ctx, storage.Upload{ID: "hangup1"}, 0, r)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || n != 5<<20 {
-		t.Fatalf("Append = %d, %v; want %d and the client's error", n, err, 5<<20)
-	}
-	u := storage.Upload{ID: "hangup1", State: st}
-	n, st, err = f.driver.Append(context.Background(), u, 5<<20, bytes.NewReader(content[5<<20:]))
-	if err != nil || n != int64(len(content))-5<<20 {
-		t.Fatalf("the client's next append: %d, %v", n, err)
-	}
-	u.State = st
-	dgst := digest.FromBytes(content)
-	if err := f.driver.Commit(context.Background(), u, dgst, int64(len(content))); err != nil {
-		t.Fatal(err)
-	}
-	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
-		t.Fatal("the blob reads back other bytes")
-	}
-}
-
 // TestBadState: a state from the store that does not add up is refused.
 func TestBadState(t *testing.T) {
 	f := newDriver(t)
@@ -412,70 +384,10 @@ func TestSASRedirect(t *testing.T) {
 	}
 }
 
-// TestRecover: data blobs of sessions the store no longer has go; a live
-// session's, and blobs not of Berth's shape, stay.
-func TestRecover(t *testing.T) {
-	f := newDriver(t)
-	ctx := context.Background()
-	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "dead1"}, storagetest.RandomBytes(t, 100), 100)
-	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "live1"}, storagetest.RandomBytes(t, 100), 100)
-	if err := f.driver.Put(ctx, "upload-notours", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live1" }); err != nil {
-		t.Fatal(err)
-	}
-	if names, _ := f.driver.Names(ctx, "upload-dead1."); len(names) != 1 {
-		t.Error("Recover removed a leftover younger than the grace")
-	}
-	f.driver.SetRecoverGrace(0)
-	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live1" }); err != nil {
-		t.Fatal(err)
-	}
-	names, err := f.driver.Names(ctx, "upload-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"upload-live1.data", "upload-notours"}; !slices.Equal(names, want) {
-		t.Errorf("after Recover: %v, want %v", names, want)
-	}
+func TestObjectStore(t *testing.T) {
+	storagetest.RunObjectStore(t, func(t *testing.T) storagetest.Bucket { return newDriver(t).driver })
 }
 
-// TestDestroy: a container Berth created goes with Berth's blobs, only
-// with its token; one holding others' blobs is kept.
-func TestDestroy(t *testing.T) {
-	f := newDriver(t)
-	ctx := context.Background()
-	content := storagetest.RandomBytes(t, 100)
-	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "destroy1"}, content, 100)
-	if err := f.driver.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.driver.Destroy(ctx, "not-the-token"); !errors.Is(err, storage.ErrNotProvisioned) {
-		t.Fatalf("Destroy with another token: %v", err)
-	}
-	what, err := f.driver.Destroy(ctx, f.driver.ProvisionToken())
-	if err != nil || what != "container deleted" {
-		t.Fatalf("Destroy = %q, %v", what, err)
-	}
-	if err := f.driver.Health(ctx); err == nil {
-		t.Error("the container answers after Destroy")
-	}
-	g := newDriver(t)
-	if err := g.driver.Put(ctx, "someone-elses", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	what, err = g.driver.Destroy(ctx, g.driver.ProvisionToken())
-	if err != nil || !strings.Contains(what, "kept") {
-		t.Fatalf("Destroy of a container holding others' blobs = %q, %v", what, err)
-	}
-	if names, _ := g.driver.Names(ctx, "someone-elses"); len(names) != 1 {
-		t.Error("Destroy removed a blob Berth did not write")
-	}
-}
-
-// TestBackendGoesAway: with the emulator down, health and reads fail as
-// unavailable; when it is back, they work again with the same driver.
 func TestBackendGoesAway(t *testing.T) {
 	e := azuretest.Start(t)
 	t.Setenv(azuretest.ServiceURLVar, e.ServiceURL)
@@ -483,25 +395,5 @@ func TestBackendGoesAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drv := d.(*azure.Driver)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	e.Stop()
-	if err := drv.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
-		t.Errorf("Health with the backend down: %v, want ErrUnavailable", err)
-	}
-	if _, err := drv.Open(ctx, digest.FromString("x"), 0, -1); !errors.Is(err, errdefs.ErrUnavailable) {
-		t.Errorf("Open with the backend down: %v, want ErrUnavailable", err)
-	}
-	if err := e.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if err := drv.Health(ctx); err != nil {
-		t.Errorf("Health after the backend came back: %v", err)
-	}
-	content := storagetest.RandomBytes(t, 100)
-	u := storagetest.AppendChunks(t, drv, storage.Upload{ID: "back1"}, content, 100)
-	if err := drv.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
-		t.Fatal(err)
-	}
+	storagetest.RunBackendGoesAway(t, d, e.Stop, e.Restart)
 }

@@ -20,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -321,34 +320,6 @@ func TestMergeCrash(t *testing.T) {
 	}
 }
 
-// TestClientHangsUpMidBody: what a client sent before it went away is
-// kept (the registry hashed it), in a context that is cancelled, and the
-// client's error is returned.
-func TestClientHangsUpMidBody(t *testing.T) {
-	f := newDriver(t, nil)
-	content := storagetest.RandomBytes(t, 9<<20+123) // more than one write chunk
-	ctx, cancel := context.WithCancel(context.Background())
-	r := storagetest.HangingUp(bytes.NewReader(content[:5<<20]), io.ErrUnexpectedEOF)
-	go func() { time.Sleep(10 * time.Millisecond); cancel() }()
-	n, st, err := f.driver.Append(ctx, storage.Upload{ID: "hangup1"}, 0, r)
-	if !errors.Is(err, io.ErrUnexpectedEOF) || n != 5<<20 {
-		t.Fatalf("Append = %d, %v; want %d and the client's error", n, err, 5<<20)
-	}
-	u := storage.Upload{ID: "hangup1", State: st}
-	n, st, err = f.driver.Append(context.Background(), u, 5<<20, bytes.NewReader(content[5<<20:]))
-	if err != nil || n != int64(len(content))-5<<20 {
-		t.Fatalf("the client's next append: %d, %v", n, err)
-	}
-	u.State = st
-	dgst := digest.FromBytes(content)
-	if err := f.driver.Commit(context.Background(), u, dgst, int64(len(content))); err != nil {
-		t.Fatal(err)
-	}
-	if got := storagetest.ReadBlob(t, f.driver, dgst); !bytes.Equal(got, content) {
-		t.Fatal("the blob reads back other bytes")
-	}
-}
-
 // TestStateIsSmall: the state every PATCH rewrites stays a few bytes
 // however many appends a session has had.
 func TestStateIsSmall(t *testing.T) {
@@ -620,72 +591,10 @@ func TestKeyFileByPath(t *testing.T) {
 	}
 }
 
-// TestRecover: objects of sessions the store no longer has go; a live
-// session's, and objects not of Berth's shape, stay.
-func TestRecover(t *testing.T) {
-	f := newDriver(t, nil)
-	ctx := context.Background()
-	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "dead1"}, storagetest.RandomBytes(t, 100), 100)
-	storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "live1"}, storagetest.RandomBytes(t, 100), 100)
-	if err := f.driver.Put(ctx, "upload-notours", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	// Not yet past the grace: kept.
-	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live1" }); err != nil {
-		t.Fatal(err)
-	}
-	if ok, _ := f.driver.Exists(ctx, "upload-dead1.part-1"); !ok {
-		t.Error("Recover removed a leftover younger than the grace")
-	}
-	f.driver.SetRecoverGrace(0)
-	if err := f.driver.Recover(ctx, func(id string) bool { return id == "live1" }); err != nil {
-		t.Fatal(err)
-	}
-	names, err := f.driver.Names(ctx, "upload-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"upload-live1.part-1", "upload-notours"}; !slices.Equal(names, want) {
-		t.Errorf("after Recover: %v, want %v", names, want)
-	}
+func TestObjectStore(t *testing.T) {
+	storagetest.RunObjectStore(t, func(t *testing.T) storagetest.Bucket { return newDriver(t, nil).driver })
 }
 
-// TestDestroy: a bucket Berth created goes with Berth's objects, only
-// with its token; one holding others' objects is kept.
-func TestDestroy(t *testing.T) {
-	f := newDriver(t, nil)
-	ctx := context.Background()
-	content := storagetest.RandomBytes(t, 100)
-	u := storagetest.AppendChunks(t, f.driver, storage.Upload{ID: "destroy1"}, content, 100)
-	if err := f.driver.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.driver.Destroy(ctx, "not-the-token"); !errors.Is(err, storage.ErrNotProvisioned) {
-		t.Fatalf("Destroy with another token: %v", err)
-	}
-	what, err := f.driver.Destroy(ctx, f.driver.ProvisionToken())
-	if err != nil || what != "bucket deleted" {
-		t.Fatalf("Destroy = %q, %v", what, err)
-	}
-	if err := f.driver.Health(ctx); err == nil {
-		t.Error("the bucket answers after Destroy")
-	}
-
-	g := newDriver(t, nil)
-	if err := g.driver.Put(ctx, "someone-elses", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	what, err = g.driver.Destroy(ctx, g.driver.ProvisionToken())
-	if err != nil || !strings.Contains(what, "kept") {
-		t.Fatalf("Destroy of a bucket holding others' objects = %q, %v", what, err)
-	}
-	if ok, _ := g.driver.Exists(ctx, "someone-elses"); !ok {
-		t.Error("Destroy removed an object Berth did not write")
-	}
-}
-
-// TestBackendGoesAway: with the emulator down, health and writes fail as
-// unavailable; when it is back, they work again with the same driver.
 func TestBackendGoesAway(t *testing.T) {
 	e := gcstest.Start(t)
 	t.Setenv(gcstest.EmulatorHostVar, e.Host)
@@ -693,25 +602,5 @@ func TestBackendGoesAway(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	drv := d.(*gcs.Driver)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	e.Stop()
-	if err := drv.Health(ctx); !errors.Is(err, errdefs.ErrUnavailable) {
-		t.Errorf("Health with the backend down: %v, want ErrUnavailable", err)
-	}
-	if _, err := drv.Open(ctx, digest.FromString("x"), 0, -1); !errors.Is(err, errdefs.ErrUnavailable) {
-		t.Errorf("Open with the backend down: %v, want ErrUnavailable", err)
-	}
-	if err := e.Restart(); err != nil {
-		t.Fatal(err)
-	}
-	if err := drv.Health(ctx); err != nil {
-		t.Errorf("Health after the backend came back: %v", err)
-	}
-	content := storagetest.RandomBytes(t, 100)
-	u := storagetest.AppendChunks(t, drv, storage.Upload{ID: "back1"}, content, 100)
-	if err := drv.Commit(ctx, u, digest.FromBytes(content), 100); err != nil {
-		t.Fatal(err)
-	}
+	storagetest.RunBackendGoesAway(t, d, e.Stop, e.Restart)
 }

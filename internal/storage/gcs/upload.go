@@ -420,48 +420,13 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	if err != nil {
 		return nil, err
 	}
-	return &sequence{ctx: ctx, d: d, names: sources}, nil
-}
-
-// sequence reads objects one after the other, opening each when the one
-// before it ends.
-type sequence struct {
-	ctx   context.Context
-	d     *Driver
-	names []string
-	cur   io.ReadCloser
-}
-
-func (s *sequence) Read(p []byte) (int, error) {
-	for {
-		if s.cur == nil {
-			if len(s.names) == 0 {
-				return 0, io.EOF
-			}
-			r, err := s.d.bucket.Object(s.names[0]).NewReader(s.ctx)
-			if err != nil {
-				return 0, classify(err, "read "+s.names[0])
-			}
-			s.cur, s.names = r, s.names[1:]
+	return objstore.Sequence(ctx, sources, func(ctx context.Context, name string) (io.ReadCloser, error) {
+		r, err := d.bucket.Object(name).NewReader(ctx)
+		if err != nil {
+			return nil, classify(err, "read "+name)
 		}
-		n, err := s.cur.Read(p)
-		if err == io.EOF {
-			s.cur.Close()
-			s.cur = nil
-			if n > 0 {
-				return n, nil
-			}
-			continue
-		}
-		return n, err
-	}
-}
-
-func (s *sequence) Close() error {
-	if s.cur != nil {
-		return s.cur.Close()
-	}
-	return nil
+		return r, nil
+	}), nil
 }
 
 // Commit implements storage.Ingester: one compose of the session's

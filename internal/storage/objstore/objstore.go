@@ -169,3 +169,48 @@ func OpenRange(ctx context.Context, r Ranger, dgst digest.Digest, offset, length
 	}
 	return io.NopCloser(bytes.NewReader(nil)), nil
 }
+
+// Sequence reads the objects names, one after the other, opening each
+// with open when the one before it ends.
+func Sequence(ctx context.Context, names []string, open func(ctx context.Context, name string) (io.ReadCloser, error)) io.ReadCloser {
+	return &sequence{ctx: ctx, names: names, open: open}
+}
+
+type sequence struct {
+	ctx   context.Context
+	names []string
+	open  func(ctx context.Context, name string) (io.ReadCloser, error)
+	cur   io.ReadCloser
+}
+
+func (s *sequence) Read(p []byte) (int, error) {
+	for {
+		if s.cur == nil {
+			if len(s.names) == 0 {
+				return 0, io.EOF
+			}
+			r, err := s.open(s.ctx, s.names[0])
+			if err != nil {
+				return 0, err
+			}
+			s.cur, s.names = r, s.names[1:]
+		}
+		n, err := s.cur.Read(p)
+		if err == io.EOF {
+			s.cur.Close()
+			s.cur = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (s *sequence) Close() error {
+	if s.cur != nil {
+		return s.cur.Close()
+	}
+	return nil
+}
