@@ -292,6 +292,17 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		}
 		filled = append(filled, "storage.azure.container")
 	}
+	if spec.Storage.Swift != nil && spec.Storage.Swift.Container == "" {
+		// As the reference: a container is named for the registry and
+		// created, so it is Managed.
+		sw := *spec.Storage.Swift
+		sw.Container = generatedContainer()
+		spec.Storage.Swift = &sw
+		if spec.Storage.ManagementState == "" {
+			spec.Storage.ManagementState = imageregistryv1.Managed
+		}
+		filled = append(filled, "storage.swift.container")
+	}
 	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
 		pvc := *spec.Storage.PVC
 		pvc.Claim = imageregistryv1.DefaultClaim
@@ -405,8 +416,8 @@ func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
 	return strings.Join(parts, " ")
 }
 
-// generatedContainer names an Azure container for a Config that names
-// none: berth-<random>-image-registry (the reference's pattern,
+// generatedContainer names an Azure or Swift container for a Config that
+// names none: berth-<random>-image-registry (the reference's pattern,
 // ^[0-9a-z]+(-[0-9a-z]+)*$, 3 to 63 characters).
 func generatedContainer() string {
 	b := make([]byte, 4)

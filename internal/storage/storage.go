@@ -16,7 +16,7 @@
 //     clients a direct URL implements Redirector.
 //
 // Drivers are chosen by name from a Registry table (filesystem, memory, S3,
-// GCS, Azure); Swift arrives as one more row of it without touching callers.
+// GCS, Azure, Swift): a new backend is one more row, callers unchanged.
 package storage
 
 import (

@@ -22,6 +22,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
+	"github.com/berth-registry/berth/internal/storage/swift/swifttest"
 )
 
 const configPath = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
@@ -151,6 +152,54 @@ func azureStore(t *testing.T) objectStore {
 	}
 }
 
+func swiftStore(t *testing.T) objectStore {
+	c := swifttest.Start(t)
+	proxy := strings.TrimSuffix(c.AuthURL, "/auth/v1.0")
+	get := func(t *testing.T, path string) ([]byte, int) {
+		auth, _ := http.NewRequest(http.MethodGet, c.AuthURL, nil)
+		auth.Header.Set("X-Auth-User", swifttest.User)
+		auth.Header.Set("X-Auth-Key", swifttest.Key)
+		resp, err := http.DefaultClient.Do(auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		req, _ := http.NewRequest(http.MethodGet, proxy+"/v1/AUTH_test/"+path, nil)
+		req.Header.Set("X-Auth-Token", resp.Header.Get("X-Auth-Token"))
+		resp, err = http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b, resp.StatusCode
+	}
+	return objectStore{
+		kind: "swift", credentials: swifttest.Credentials(),
+		section: map[string]any{"authURL": c.AuthURL, "authVersion": "1"},
+		object: func(t *testing.T, container, hex string) ([]byte, error) {
+			b, st := get(t, container+"/blobs/sha256/"+hex[:2]+"/"+hex)
+			if st != http.StatusOK {
+				return nil, fmt.Errorf("GET object: %d %s", st, b)
+			}
+			return b, nil
+		},
+		blobCount: func(t *testing.T, container string) int {
+			b, st := get(t, container+"?prefix=blobs/&format=json")
+			var list []struct{ Name string }
+			if err := json.Unmarshal(b, &list); st != http.StatusOK || err != nil {
+				t.Fatalf("list the container's blobs: %d %s", st, b)
+			}
+			return len(list)
+		},
+		stop: c.Stop, restart: c.Restart,
+		servedBy: "temp_url_sig=",
+	}
+}
+
 // useObjectStore puts s on a fresh bucket of store as the reference's
 // procedure does: the credentials in the user secret, then
 // spec.storage.<kind>. It returns the bucket's name.
@@ -245,6 +294,9 @@ func TestGCSConformance(t *testing.T) { conformanceOnObjectStore(t, gcsStore(t))
 // TestAzureConformance: the same on Azure Blob (Azurite), redirected to
 // SAS URLs of the container.
 func TestAzureConformance(t *testing.T) { conformanceOnObjectStore(t, azureStore(t)) }
+
+// TestSwiftConformance: the same on Swift, redirected to temp URLs.
+func TestSwiftConformance(t *testing.T) { conformanceOnObjectStore(t, swiftStore(t)) }
 
 func conformanceOnObjectStore(t *testing.T, store objectStore) {
 	bin := buildConformance(t, t.TempDir())
@@ -364,6 +416,13 @@ func TestAzureClients(t *testing.T) {
 	clientsOnObjectStore(t, skopeo, podman, azureStore(t))
 }
 
+// TestSwiftClients: the same on Swift.
+func TestSwiftClients(t *testing.T) {
+	skopeo := requireTool(t, "skopeo")
+	podman := requireTool(t, "podman")
+	clientsOnObjectStore(t, skopeo, podman, swiftStore(t))
+}
+
 func clientsOnObjectStore(t *testing.T, skopeo, podman string, store objectStore) {
 	s := startDevServer(t)
 	bucket := useObjectStore(t, s, store, "")
@@ -444,6 +503,9 @@ func TestGCSServerKilledMidPush(t *testing.T) { killedMidPush(t, gcsStore(t)) }
 
 // TestAzureServerKilledMidPush: the same on Azure Blob.
 func TestAzureServerKilledMidPush(t *testing.T) { killedMidPush(t, azureStore(t)) }
+
+// TestSwiftServerKilledMidPush: the same on Swift.
+func TestSwiftServerKilledMidPush(t *testing.T) { killedMidPush(t, swiftStore(t)) }
 
 func killedMidPush(t *testing.T, store objectStore) {
 	s := startDevServer(t)

@@ -9,6 +9,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage/gcs"
 	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/storage/s3"
+	"github.com/berth-registry/berth/internal/storage/swift"
 )
 
 // Builtin returns the drivers compiled into berth.
@@ -19,5 +20,6 @@ func Builtin() storage.Registry {
 		"gcs":        gcs.New,
 		"memory":     memory.New,
 		"s3":         s3.New,
+		"swift":      swift.New,
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/berth-registry/berth/internal/storage/gcs/gcstest"
 	"github.com/berth-registry/berth/internal/storage/s3/s3test"
 	"github.com/berth-registry/berth/internal/storage/storagetest"
+	"github.com/berth-registry/berth/internal/storage/swift/swifttest"
 )
 
 // Every driver of the table passes the suite when built the way the
@@ -68,7 +69,18 @@ func TestEveryDriverThroughTheTable(t *testing.T) {
 		}
 		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: azuretest.Credentials()}
 	}})
-	if len(table) != 5 {
+	var sw *swifttest.Cluster
+	cases = append(cases, struct {
+		name, driver string
+		opts         func(t *testing.T) storage.Options
+	}{"swift", "swift", func(t *testing.T) storage.Options {
+		raw, err := json.Marshal(sw.Settings(swifttest.Container()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return storage.Options{DataDir: t.TempDir(), Settings: raw, Credentials: swifttest.Credentials()}
+	}})
+	if len(table) != 6 {
 		t.Errorf("the table has %v: add a case for each new driver", table.Names())
 	}
 	for _, c := range cases {
@@ -76,6 +88,8 @@ func TestEveryDriverThroughTheTable(t *testing.T) {
 			switch c.driver {
 			case "s3":
 				gw = s3test.Start(t)
+			case "swift":
+				sw = swifttest.Start(t)
 			case "azure":
 				t.Setenv(azuretest.ServiceURLVar, azuretest.Start(t).ServiceURL)
 			case "gcs":

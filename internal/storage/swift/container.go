@@ -1,0 +1,130 @@
+package swift
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/containers"
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/objstore"
+)
+
+const condExists = "StorageExists"
+
+// provision checks the container and creates it when it is absent, with
+// Berth's token and a temp URL key; a container without a key gets one,
+// so that blob GETs can redirect (one Berth may not set leaves them
+// streamed, and status says so).
+func (d *Driver) provision(ctx context.Context) error {
+	hdr, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
+	switch status := responseStatus(err); {
+	case err == nil:
+		cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift container Exists", Message: "User supplied container already exists"}
+		d.tempURLKey = hdr.TempURLKey
+		if d.tempURLKey == "" {
+			key := randomKey()
+			if _, uerr := containers.Update(ctx, d.client, d.containerName, containers.UpdateOpts{TempURLKey: key}).Extract(); uerr != nil {
+				cond.Message += fmt.Sprintf("; it has no temp URL key and Berth may not set one (%v): blobs are streamed, not redirected", uerr)
+			} else {
+				d.tempURLKey = key
+			}
+		}
+		d.SetConditions(cond)
+		return nil
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return fmt.Errorf("swift: Could not connect to registry storage: container %s refuses these credentials: %w", d.containerName, err)
+	case status != http.StatusNotFound:
+		return classify(err, "get container "+d.containerName)
+	}
+	key := randomKey()
+	if _, err := containers.Create(ctx, d.client, d.containerName, containers.CreateOpts{TempURLKey: key}).Extract(); err != nil {
+		return fmt.Errorf("swift: Creation Failed: container %s: %w", d.containerName, classify(err, "create container"))
+	}
+	d.tempURLKey = key
+	cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift Container Created", Message: "The container was created by Berth"}
+	token := objstore.NewToken()
+	if err := d.put(ctx, objstore.ProvisionKey, []byte(token)); err != nil {
+		cond.Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
+	} else {
+		d.SetToken(token)
+	}
+	d.SetConditions(cond)
+	return nil
+}
+
+// Destroy implements storage.Destroyer: if the container holds token,
+// Berth's objects in it go, then the container, unless it holds others.
+func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
+	if token == "" {
+		return "", fmt.Errorf("container %s: Berth recorded no token for it: %w", d.containerName, storage.ErrNotProvisioned)
+	}
+	res := objects.Download(ctx, d.client, d.containerName, objstore.ProvisionKey, nil)
+	var held []byte
+	err := res.Err
+	if err == nil {
+		held, err = io.ReadAll(io.LimitReader(res.Body, 4096))
+		res.Body.Close()
+	}
+	switch {
+	case errors.Is(classify(err, ""), errdefs.ErrNotFound):
+		if _, cerr := containers.Get(ctx, d.client, d.containerName, nil).Extract(); responseStatus(cerr) == http.StatusNotFound {
+			return "the container was gone already", nil
+		}
+		// No token: only an empty container (nothing to lose) is deleted.
+		return d.deleteContainer(ctx, "")
+	case err != nil:
+		return "", classify(err, "read "+objstore.ProvisionKey+" of container "+d.containerName)
+	case string(held) != token:
+		return "", fmt.Errorf("container %s does not hold the token Berth left when it created it: %w", d.containerName, storage.ErrNotProvisioned)
+	}
+	if err := d.removeUploads(ctx, objstore.UploadsPrefix, func(string) bool { return false }, 0); err != nil {
+		return "", fmt.Errorf("empty container %s: %w", d.containerName, err)
+	}
+	for _, prefix := range []string{"blobs/", "segments/"} {
+		if err := d.deleteListed(ctx, prefix, func(o objects.Object) bool { return berths(o.Name) }); err != nil {
+			return "", fmt.Errorf("empty container %s: %w", d.containerName, err)
+		}
+	}
+	if err := deleteObject(ctx, d, objstore.ProvisionKey, objects.DeleteOpts{}); err != nil && !errors.Is(classify(err, ""), errdefs.ErrNotFound) {
+		return "", classify(err, "delete "+objstore.ProvisionKey)
+	}
+	return d.deleteContainer(ctx, "Berth's objects removed; ")
+}
+
+// berths tells whether name is a blob's or a large blob's segment.
+func berths(name string) bool {
+	if objstore.BlobKeyShape.MatchString(name) {
+		return true
+	}
+	parts := strings.Split(name, "/")
+	return len(parts) == 4 && parts[0] == "segments" && objstore.BlobKeyShape.MatchString("blobs/"+parts[1]+"/"+safePrefix(parts[2])+"/"+parts[2])
+}
+
+func safePrefix(hex string) string {
+	if len(hex) < 2 {
+		return hex
+	}
+	return hex[:2]
+}
+
+func (d *Driver) deleteContainer(ctx context.Context, done string) (string, error) {
+	err := containerDeleteErr(containers.Delete(ctx, d.client, d.containerName).Extract())
+	switch status := responseStatus(err); {
+	case err == nil, status == http.StatusNotFound:
+		return "container deleted", nil
+	case status == http.StatusConflict && done == "":
+		return "", fmt.Errorf("container %s does not hold the token Berth left when it created it: %w", d.containerName, storage.ErrNotProvisioned)
+	case status == http.StatusConflict:
+		return done + "the container is kept, since it holds objects Berth did not write", nil
+	}
+	return "", classify(err, "delete container "+d.containerName)
+}
+
+func containerDeleteErr(_ *containers.DeleteHeader, err error) error { return err }

@@ -1,0 +1,375 @@
+package swift
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/objstore"
+)
+
+// uploadState is what the driver keeps about an upload between requests:
+// two numbers. The session's bytes are its segments 1..Next-1, each as
+// the append that recorded it wrote it.
+type uploadState struct {
+	// Next is the number of the next segment to write (from 1). A segment
+	// with this number or higher is left over from an append never
+	// recorded: it is written again, or left out.
+	Next int32 `json:"n"`
+	// Size is how many bytes the session holds.
+	Size int64 `json:"z"`
+}
+
+// decodeState reads a recorded state, which comes back from the metadata
+// store and is checked as input.
+func decodeState(b []byte) (uploadState, error) {
+	st := uploadState{Next: 1}
+	if len(b) == 0 {
+		return st, nil
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxSegments+1 || st.Size < 0 || (st.Next == 1) != (st.Size == 0) ||
+		st.Size > int64(st.Next-1)*segmentBufferLimit {
+		return st, fmt.Errorf("swift upload state %q: %w", b, errdefs.ErrInvalidArgument)
+	}
+	return st, nil
+}
+
+func (st uploadState) encode() []byte {
+	b, _ := json.Marshal(st) // a struct of numbers
+	return b
+}
+
+func segmentName(prefix string, n int32) string { return prefix + "seg-" + strconv.Itoa(int(n)) }
+
+// segments are the names of segments 1..next-1.
+func segments(prefix string, next int32) []string {
+	names := make([]string, 0, next-1)
+	for n := int32(1); n < next; n++ {
+		names = append(names, segmentName(prefix, n))
+	}
+	return names
+}
+
+// Append implements storage.Ingester: the bytes become segments of up to
+// 8 MiB, each buffered as it arrives (so that Swift checks its MD5, and a
+// client that hangs up mid-segment has what it sent kept).
+func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
+	prefix, err := objstore.UploadPrefix(u.ID)
+	if err != nil {
+		return 0, u.State, err
+	}
+	st, err := decodeState(u.State)
+	if err != nil {
+		return 0, u.State, err
+	}
+	var before []byte
+	switch {
+	case offset > st.Size:
+		return 0, u.State, fmt.Errorf("append to upload %s at %d: %w: it holds %d bytes", u.ID, offset, errdefs.ErrInvalidArgument, st.Size)
+	case offset < st.Size:
+		// A caller that recorded fewer bytes than the state holds: the
+		// last segment is written again with the bytes it keeps.
+		if st, before, err = d.cutLast(ctx, prefix, st, offset); err != nil {
+			return 0, u.State, err
+		}
+	}
+	client := &objstore.ClientReader{R: r}
+	src := io.MultiReader(bytes.NewReader(before), client)
+	kept := int64(len(before))
+	var n int64
+	for {
+		if st.Next > maxSegments {
+			return 0, u.State, fmt.Errorf("append to upload %s: %w: it has %d segments (send larger chunks)", u.ID, errdefs.ErrInvalidArgument, maxSegments)
+		}
+		buf, m, rerr := objstore.Fill(src, segmentBufferLimit, "")
+		if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
+			buf.Close()
+			return 0, u.State, rerr
+		}
+		if m > 0 {
+			// Written also when the client is gone: what it sent is kept.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+			_, err := objects.Create(wctx, d.client, d.containerName, segmentName(prefix, st.Next), objects.CreateOpts{
+				Content: buf, ContentLength: m, ContentType: "application/octet-stream",
+			}).Extract()
+			cancel()
+			buf.Close()
+			if err != nil {
+				return 0, u.State, classify(err, fmt.Sprintf("write segment %d of %s", st.Next, prefix))
+			}
+			st.Next++
+			st.Size += m
+			n += m
+		}
+		if rerr != nil || m < segmentBufferLimit {
+			break
+		}
+	}
+	return n - kept, st.encode(), client.Err
+}
+
+// cutLast takes the last segment out of st and returns its first bytes up
+// to offset, when offset is inside it; further back is refused.
+func (d *Driver) cutLast(ctx context.Context, prefix string, st uploadState, offset int64) (uploadState, []byte, error) {
+	last := segmentName(prefix, st.Next-1)
+	hdr, err := objects.Get(ctx, d.client, d.containerName, last, nil).Extract()
+	if err != nil {
+		return st, nil, classify(err, "get "+last)
+	}
+	start := st.Size - hdr.ContentLength
+	if offset < start {
+		return st, nil, fmt.Errorf("append at %d: %w: it holds %d bytes, and only its last segment can be cut", offset, errdefs.ErrInvalidArgument, st.Size)
+	}
+	st = uploadState{Next: st.Next - 1, Size: start}
+	if offset == start {
+		return st, nil, nil
+	}
+	res := objects.Download(ctx, d.client, d.containerName, last, objects.DownloadOpts{Range: fmt.Sprintf("bytes=0-%d", offset-start-1)})
+	before, err := res.ExtractContent()
+	if err != nil {
+		return st, nil, classify(err, "read "+last)
+	}
+	if int64(len(before)) != offset-start {
+		return st, nil, fmt.Errorf("swift read %s: %d of %d bytes", last, len(before), offset-start)
+	}
+	return st, before, nil
+}
+
+// ReadUpload implements storage.Ingester: the segments, one after the
+// other.
+func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadCloser, error) {
+	prefix, err := objstore.UploadPrefix(u.ID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := decodeState(u.State)
+	if err != nil {
+		return nil, err
+	}
+	return objstore.Sequence(ctx, segments(prefix, st.Next), func(ctx context.Context, name string) (io.ReadCloser, error) {
+		res := objects.Download(ctx, d.client, d.containerName, name, nil)
+		if res.Err != nil {
+			return nil, classify(res.Err, "read "+name)
+		}
+		return res.Body, nil
+	}), nil
+}
+
+// Commit implements storage.Ingester. One segment is copied into the
+// blob's name; several are joined by a static large object manifest,
+// which is copied, flattened, into it (a server-side copy: the blob is one
+// plain object). A blob above Swift's largest object stays a manifest,
+// over copies of the segments under segments/<alg>/<hex>/. Then the
+// session's objects go.
+func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
+	key, err := objstore.BlobKey(dgst)
+	if err != nil {
+		return err
+	}
+	prefix, err := objstore.UploadPrefix(u.ID)
+	if err != nil {
+		return err
+	}
+	st, err := decodeState(u.State)
+	if err != nil {
+		return err
+	}
+	if st.Size != size {
+		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
+	}
+	// The blob's name is its content: an object there of its size is it.
+	if got, err := d.size(ctx, key); err == nil && got == size {
+		d.deleteAll(ctx, segments(prefix, st.Next))
+		return nil
+	} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		return err
+	}
+	segs := segments(prefix, st.Next)
+	if missing := d.firstMissing(ctx, segs); missing != "" {
+		return fmt.Errorf("commit upload %s: %w: %s is gone (aborted?)", u.ID, errdefs.ErrSizeMismatch, missing)
+	}
+	switch {
+	case size == 0:
+		err = d.put(ctx, key, nil)
+	case len(segs) == 1:
+		err = d.copy(ctx, segs[0], key)
+	case size <= d.flatLimit:
+		var manifests []string
+		if manifests, err = d.putManifest(ctx, prefix+"manifest", segs); err == nil {
+			err = d.copy(ctx, prefix+"manifest", key)
+			d.deleteAll(ctx, manifests)
+		}
+	default:
+		err = d.commitLarge(ctx, dgst, key, segs)
+	}
+	if err != nil {
+		return fmt.Errorf("commit upload %s as %s: %w", u.ID, dgst, err)
+	}
+	if got, err := d.size(ctx, key); err != nil || got != size {
+		return fmt.Errorf("commit upload %s as %s: the blob does not read back with %d bytes (%d, %v)", u.ID, dgst, size, got, err)
+	}
+	d.deleteAll(ctx, segs)
+	return nil
+}
+
+// commitLarge makes the blob a manifest over copies of the segments, of
+// its own (the session's go).
+func (d *Driver) commitLarge(ctx context.Context, dgst digest.Digest, key string, segs []string) error {
+	dir := "segments/" + string(dgst.Algorithm()) + "/" + dgst.Encoded() + "/"
+	own := make([]string, len(segs))
+	for i, s := range segs {
+		own[i] = dir + strconv.Itoa(i+1)
+		if err := d.copy(ctx, s, own[i]); err != nil {
+			return err
+		}
+	}
+	_, err := d.putManifest(ctx, key, own)
+	return err
+}
+
+// putManifest writes a static large object manifest at name over segs
+// (manifests of manifests above maxManifestSegments), and returns the
+// names of every manifest it wrote.
+func (d *Driver) putManifest(ctx context.Context, name string, segs []string) ([]string, error) {
+	var written []string
+	if per := d.manifestSegments; len(segs) > per {
+		var subs []string
+		for i := 0; i < len(segs); i += per {
+			sub := name + "-" + strconv.Itoa(i/per+1)
+			w, err := d.putManifest(ctx, sub, segs[i:min(i+per, len(segs))])
+			written = append(written, w...)
+			if err != nil {
+				return written, err
+			}
+			subs = append(subs, sub)
+		}
+		segs = subs
+	}
+	type entry struct {
+		Path string `json:"path"`
+	}
+	entries := make([]entry, len(segs))
+	for i, s := range segs {
+		entries[i] = entry{Path: "/" + d.containerName + "/" + s}
+	}
+	body, err := json.Marshal(entries)
+	if err != nil {
+		return written, err
+	}
+	// No ETag: on a manifest it would be checked against the segments'.
+	_, err = objects.Create(ctx, d.client, d.containerName, name, objects.CreateOpts{
+		Content: bytes.NewReader(body), MultipartManifest: "put", ContentType: "application/octet-stream", NoETag: true,
+	}).Extract()
+	if err != nil {
+		return written, classify(err, "write manifest "+name)
+	}
+	return append(written, name), nil
+}
+
+// put writes b as object name.
+func (d *Driver) put(ctx context.Context, name string, b []byte) error {
+	_, err := objects.Create(ctx, d.client, d.containerName, name, objects.CreateOpts{
+		Content: bytes.NewReader(b), ContentType: "application/octet-stream",
+	}).Extract()
+	return classify(err, "write "+name)
+}
+
+// copy copies object from to to, server-side (a manifest's content,
+// flattened).
+func (d *Driver) copy(ctx context.Context, from, to string) error {
+	_, err := objects.Copy(ctx, d.client, d.containerName, from, objects.CopyOpts{Destination: "/" + d.containerName + "/" + to}).Extract()
+	return classify(err, "copy "+from+" to "+to)
+}
+
+// size is the length of object name.
+func (d *Driver) size(ctx context.Context, name string) (int64, error) {
+	hdr, err := objects.Get(ctx, d.client, d.containerName, name, nil).Extract()
+	if err != nil {
+		return 0, classify(err, "get "+name)
+	}
+	return hdr.ContentLength, nil
+}
+
+// firstMissing is the first of names that does not exist, "" if all do
+// (or when it cannot tell). It asks once per segment: a commit is not a
+// hot path, and Swift lists containers only eventually.
+func (d *Driver) firstMissing(ctx context.Context, names []string) string {
+	for _, name := range names {
+		if _, err := d.size(ctx, name); errors.Is(err, errdefs.ErrNotFound) {
+			return name
+		}
+	}
+	return ""
+}
+
+// deleteAll removes objects, leaving what it cannot to Abort and Recover.
+func (d *Driver) deleteAll(ctx context.Context, names []string) {
+	ctx = context.WithoutCancel(ctx)
+	for _, name := range names {
+		_ = deleteObject(ctx, d, name, objects.DeleteOpts{})
+	}
+}
+
+// Abort implements storage.Ingester: every object of the session, found
+// by its prefix.
+func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
+	prefix, err := objstore.UploadPrefix(u.ID)
+	if err != nil {
+		return err
+	}
+	return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
+}
+
+// Recover implements storage.Recoverer: objects of upload sessions that
+// no longer exist go. It lists the upload objects once, at start, and
+// leaves alone any name not of Berth's shape and anything younger than
+// recoverGrace.
+func (d *Driver) Recover(ctx context.Context, live func(id string) bool) error {
+	return d.removeUploads(ctx, objstore.UploadsPrefix, live, d.recoverGrace)
+}
+
+// uploadObject matches the names of upload sessions' objects, and names
+// the session.
+var uploadObject = regexp.MustCompile(`^upload-([a-z0-9]{1,128})\.(seg-[0-9]{1,7}|manifest(-[0-9]{1,4})?)$`)
+
+func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(string) bool, grace time.Duration) error {
+	cutoff := time.Now().Add(-grace)
+	return d.deleteListed(ctx, prefix, func(o objects.Object) bool {
+		m := uploadObject.FindStringSubmatch(o.Name)
+		return m != nil && !live(m[1]) && (grace == 0 || !o.LastModified.After(cutoff))
+	})
+}
+
+// deleteListed lists the objects under prefix and deletes those doomed
+// says must go.
+func (d *Driver) deleteListed(ctx context.Context, prefix string, doomed func(objects.Object) bool) error {
+	pages, err := objects.List(d.client, d.containerName, objects.ListOpts{Prefix: prefix}).AllPages(ctx)
+	if err != nil {
+		return classify(err, "list "+prefix)
+	}
+	list, err := objects.ExtractInfo(pages)
+	if err != nil {
+		return classify(err, "list "+prefix)
+	}
+	var errs []error
+	for _, o := range list {
+		if !doomed(o) {
+			continue
+		}
+		if err := deleteObject(ctx, d, o.Name, objects.DeleteOpts{}); err != nil && !errors.Is(classify(err, ""), errdefs.ErrNotFound) {
+			errs = append(errs, classify(err, "delete "+o.Name))
+		}
+	}
+	return errors.Join(errs...)
+}
