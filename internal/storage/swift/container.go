@@ -29,11 +29,10 @@ func (d *Driver) provision(ctx context.Context) error {
 		cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift container Exists", Message: "User supplied container already exists"}
 		d.tempURLKey = hdr.TempURLKey
 		if d.tempURLKey == "" {
-			key := randomKey()
-			if _, uerr := containers.Update(ctx, d.client, d.containerName, containers.UpdateOpts{TempURLKey: key}).Extract(); uerr != nil {
+			if _, uerr := containers.Update(ctx, d.client, d.containerName, containers.UpdateOpts{TempURLKey: randomKey()}).Extract(); uerr != nil {
 				cond.Message += fmt.Sprintf("; it has no temp URL key and Berth may not set one (%v): blobs are streamed, not redirected", uerr)
-			} else {
-				d.tempURLKey = key
+			} else if d.tempURLKey, err = d.readTempURLKey(ctx); err != nil {
+				return err
 			}
 		}
 		d.SetConditions(cond)
@@ -43,20 +42,33 @@ func (d *Driver) provision(ctx context.Context) error {
 	case status != http.StatusNotFound:
 		return classify(err, "get container "+d.containerName)
 	}
-	key := randomKey()
-	if _, err := containers.Create(ctx, d.client, d.containerName, containers.CreateOpts{TempURLKey: key}).Extract(); err != nil {
+	if _, err := containers.Create(ctx, d.client, d.containerName, containers.CreateOpts{TempURLKey: randomKey()}).Extract(); err != nil {
 		return fmt.Errorf("swift: Creation Failed: container %s: %w", d.containerName, classify(err, "create container"))
 	}
-	d.tempURLKey = key
+	// The key is read back: an instance creating the container at the
+	// same moment may have set its own, and only the last one is valid.
+	if d.tempURLKey, err = d.readTempURLKey(ctx); err != nil {
+		return err
+	}
 	cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift Container Created", Message: "The container was created by Berth"}
 	token := objstore.NewToken()
-	if err := d.put(ctx, objstore.ProvisionKey, []byte(token)); err != nil {
+	onlyNew := objects.CreateOpts{Content: strings.NewReader(token), ContentType: "application/octet-stream", IfNoneMatch: "*"}
+	if _, err := objects.Create(ctx, d.client, d.containerName, objstore.ProvisionKey, onlyNew).Extract(); err != nil {
 		cond.Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
 	} else {
 		d.SetToken(token)
 	}
 	d.SetConditions(cond)
 	return nil
+}
+
+// readTempURLKey is the container's temp URL key as Swift has it.
+func (d *Driver) readTempURLKey(ctx context.Context) (string, error) {
+	hdr, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
+	if err != nil {
+		return "", classify(err, "get container "+d.containerName)
+	}
+	return hdr.TempURLKey, nil
 }
 
 // Destroy implements storage.Destroyer: if the container holds token,

@@ -189,31 +189,38 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
 	}
 	// The blob's name is its content: an object there of its size is it.
-	if got, err := d.size(ctx, key); err == nil && got == size {
-		d.deleteAll(ctx, segments(prefix, st.Next))
+	segs := segments(prefix, st.Next)
+	got, err := d.size(ctx, key)
+	switch {
+	case err == nil && got == size:
+		d.deleteAll(ctx, segs)
 		return nil
-	} else if err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+	case err != nil && !errors.Is(err, errdefs.ErrNotFound):
 		return err
 	}
-	segs := segments(prefix, st.Next)
-	if missing := d.firstMissing(ctx, segs); missing != "" {
-		return fmt.Errorf("commit upload %s: %w: %s is gone (aborted?)", u.ID, errdefs.ErrSizeMismatch, missing)
-	}
+	// A blob another commit publishes meanwhile has the same bytes (its
+	// digest was checked as they streamed in, as these were), so a copy
+	// over it changes nothing, and nothing here deletes the blob's name.
+	// (Swift's copy takes If-None-Match for the source's: it cannot be
+	// made conditional on the destination.)
 	switch {
 	case size == 0:
-		err = d.put(ctx, key, nil)
+		err = d.publish(ctx, key, "")
 	case len(segs) == 1:
-		err = d.copy(ctx, segs[0], key)
+		err = d.publish(ctx, key, segs[0])
 	case size <= d.flatLimit:
 		var manifests []string
 		if manifests, err = d.putManifest(ctx, prefix+"manifest", segs); err == nil {
-			err = d.copy(ctx, prefix+"manifest", key)
-			d.deleteAll(ctx, manifests)
+			err = d.publish(ctx, key, prefix+"manifest")
 		}
+		d.deleteAll(ctx, manifests)
 	default:
 		err = d.commitLarge(ctx, dgst, key, segs)
 	}
 	if err != nil {
+		if missing := d.firstMissing(ctx, segs); missing != "" {
+			return fmt.Errorf("commit upload %s: %w: %s is gone (aborted?)", u.ID, errdefs.ErrSizeMismatch, missing)
+		}
 		return fmt.Errorf("commit upload %s as %s: %w", u.ID, dgst, err)
 	}
 	if got, err := d.size(ctx, key); err != nil || got != size {
@@ -223,6 +230,17 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	return nil
 }
 
+// publish writes key as a server-side copy of from (its content, when
+// from is a manifest), or empty when from is "".
+func (d *Driver) publish(ctx context.Context, key, from string) error {
+	opts := objects.CreateOpts{Content: bytes.NewReader(nil), ContentType: "application/octet-stream", NoETag: true}
+	if from != "" {
+		opts.CopyFrom = "/" + d.containerName + "/" + from
+	}
+	_, err := objects.Create(ctx, d.client, d.containerName, key, opts).Extract()
+	return classify(err, "write "+key)
+}
+
 // commitLarge makes the blob a manifest over copies of the segments, of
 // its own (the session's go).
 func (d *Driver) commitLarge(ctx context.Context, dgst digest.Digest, key string, segs []string) error {
@@ -230,7 +248,7 @@ func (d *Driver) commitLarge(ctx context.Context, dgst digest.Digest, key string
 	own := make([]string, len(segs))
 	for i, s := range segs {
 		own[i] = dir + strconv.Itoa(i+1)
-		if err := d.copy(ctx, s, own[i]); err != nil {
+		if err := d.publish(ctx, own[i], s); err != nil {
 			return err
 		}
 	}
@@ -285,13 +303,6 @@ func (d *Driver) put(ctx context.Context, name string, b []byte) error {
 	return classify(err, "write "+name)
 }
 
-// copy copies object from to to, server-side (a manifest's content,
-// flattened).
-func (d *Driver) copy(ctx context.Context, from, to string) error {
-	_, err := objects.Copy(ctx, d.client, d.containerName, from, objects.CopyOpts{Destination: "/" + d.containerName + "/" + to}).Extract()
-	return classify(err, "copy "+from+" to "+to)
-}
-
 // size is the length of object name.
 func (d *Driver) size(ctx context.Context, name string) (int64, error) {
 	hdr, err := objects.Get(ctx, d.client, d.containerName, name, nil).Extract()
@@ -302,8 +313,8 @@ func (d *Driver) size(ctx context.Context, name string) (int64, error) {
 }
 
 // firstMissing is the first of names that does not exist, "" if all do
-// (or when it cannot tell). It asks once per segment: a commit is not a
-// hot path, and Swift lists containers only eventually.
+// (or when it cannot tell): asked after a commit failed, to tell an
+// aborted session from a failing backend.
 func (d *Driver) firstMissing(ctx context.Context, names []string) string {
 	for _, name := range names {
 		if _, err := d.size(ctx, name); errors.Is(err, errdefs.ErrNotFound) {
