@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/containers"
@@ -27,12 +28,10 @@ func (d *Driver) provision(ctx context.Context) error {
 	switch status := responseStatus(err); {
 	case err == nil:
 		cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift container Exists", Message: "User supplied container already exists"}
-		d.tempURLKey = hdr.TempURLKey
-		if d.tempURLKey == "" {
-			if _, uerr := containers.Update(ctx, d.client, d.containerName, containers.UpdateOpts{TempURLKey: randomKey()}).Extract(); uerr != nil {
-				cond.Message += fmt.Sprintf("; it has no temp URL key and Berth may not set one (%v): blobs are streamed, not redirected", uerr)
-			} else if d.tempURLKey, err = d.readTempURLKey(ctx); err != nil {
-				return err
+		d.setTempURLKey(hdr.TempURLKey)
+		if hdr.TempURLKey == "" {
+			if err := d.ensureTempURLKey(ctx); err != nil {
+				cond.Message += fmt.Sprintf("; it has no temp URL key and Berth may not set one (%v): blobs are streamed, not redirected", err)
 			}
 		}
 		d.SetConditions(cond)
@@ -42,12 +41,10 @@ func (d *Driver) provision(ctx context.Context) error {
 	case status != http.StatusNotFound:
 		return classify(err, "get container "+d.containerName)
 	}
-	if _, err := containers.Create(ctx, d.client, d.containerName, containers.CreateOpts{TempURLKey: randomKey()}).Extract(); err != nil {
+	if _, err := containers.Create(ctx, d.client, d.containerName, nil).Extract(); err != nil {
 		return fmt.Errorf("swift: Creation Failed: container %s: %w", d.containerName, classify(err, "create container"))
 	}
-	// The key is read back: an instance creating the container at the
-	// same moment may have set its own, and only the last one is valid.
-	if d.tempURLKey, err = d.readTempURLKey(ctx); err != nil {
+	if err := d.ensureTempURLKey(ctx); err != nil {
 		return err
 	}
 	cond := storage.Condition{Type: condExists, Status: "True", Reason: "Swift Container Created", Message: "The container was created by Berth"}
@@ -55,20 +52,39 @@ func (d *Driver) provision(ctx context.Context) error {
 	onlyNew := objects.CreateOpts{Content: strings.NewReader(token), ContentType: "application/octet-stream", IfNoneMatch: "*"}
 	if _, err := objects.Create(ctx, d.client, d.containerName, objstore.ProvisionKey, onlyNew).Extract(); err != nil {
 		cond.Message += fmt.Sprintf("; but Berth could not leave its token in it (%v), so it will never remove it", err)
-	} else {
+	} else if held, err := d.readToken(ctx); err == nil && held == token {
+		// Read back: of two instances creating the container at once,
+		// only the one whose token it holds records one.
 		d.SetToken(token)
 	}
 	d.SetConditions(cond)
 	return nil
 }
 
-// readTempURLKey is the container's temp URL key as Swift has it.
-func (d *Driver) readTempURLKey(ctx context.Context) (string, error) {
+// ensureTempURLKey gives the container a temp URL key when it has none,
+// and takes the one Swift then holds (an instance doing the same at the
+// same moment may have won; Health takes it again later).
+func (d *Driver) ensureTempURLKey(ctx context.Context) error {
+	if _, err := containers.Update(ctx, d.client, d.containerName, containers.UpdateOpts{TempURLKey: randomKey()}).Extract(); err != nil {
+		return classify(err, "set the temp URL key of container "+d.containerName)
+	}
 	hdr, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
 	if err != nil {
-		return "", classify(err, "get container "+d.containerName)
+		return classify(err, "get container "+d.containerName)
 	}
-	return hdr.TempURLKey, nil
+	d.setTempURLKey(hdr.TempURLKey)
+	return nil
+}
+
+// readToken is the token the container holds.
+func (d *Driver) readToken(ctx context.Context) (string, error) {
+	res := objects.Download(ctx, d.client, d.containerName, objstore.ProvisionKey, nil)
+	if res.Err != nil {
+		return "", res.Err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, 4096))
+	return string(b), err
 }
 
 // Destroy implements storage.Destroyer: if the container holds token,
@@ -77,13 +93,7 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("container %s: Berth recorded no token for it: %w", d.containerName, storage.ErrNotProvisioned)
 	}
-	res := objects.Download(ctx, d.client, d.containerName, objstore.ProvisionKey, nil)
-	var held []byte
-	err := res.Err
-	if err == nil {
-		held, err = io.ReadAll(io.LimitReader(res.Body, 4096))
-		res.Body.Close()
-	}
+	held, err := d.readToken(ctx)
 	switch {
 	case errors.Is(classify(err, ""), errdefs.ErrNotFound):
 		if _, cerr := containers.Get(ctx, d.client, d.containerName, nil).Extract(); responseStatus(cerr) == http.StatusNotFound {
@@ -93,7 +103,7 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 		return d.deleteContainer(ctx, "")
 	case err != nil:
 		return "", classify(err, "read "+objstore.ProvisionKey+" of container "+d.containerName)
-	case string(held) != token:
+	case held != token:
 		return "", fmt.Errorf("container %s does not hold the token Berth left when it created it: %w", d.containerName, storage.ErrNotProvisioned)
 	}
 	if err := d.removeUploads(ctx, objstore.UploadsPrefix, func(string) bool { return false }, 0); err != nil {
@@ -110,21 +120,16 @@ func (d *Driver) Destroy(ctx context.Context, token string) (string, error) {
 	return d.deleteContainer(ctx, "Berth's objects removed; ")
 }
 
-// berths tells whether name is a blob's or a large blob's segment.
+// berths tells whether name is a blob's, or a segment of a large blob's
+// (segments/<alg>/<hex>/<upload>/<n>).
 func berths(name string) bool {
 	if objstore.BlobKeyShape.MatchString(name) {
 		return true
 	}
-	parts := strings.Split(name, "/")
-	return len(parts) == 4 && parts[0] == "segments" && objstore.BlobKeyShape.MatchString("blobs/"+parts[1]+"/"+safePrefix(parts[2])+"/"+parts[2])
+	return largeSegment.MatchString(name)
 }
 
-func safePrefix(hex string) string {
-	if len(hex) < 2 {
-		return hex
-	}
-	return hex[:2]
-}
+var largeSegment = regexp.MustCompile(`^segments/[a-z0-9]+/[0-9a-f]+/[a-z0-9]{1,128}/[0-9]{1,7}$`)
 
 func (d *Driver) deleteContainer(ctx context.Context, done string) (string, error) {
 	err := containerDeleteErr(containers.Delete(ctx, d.client, d.containerName).Extract())

@@ -68,7 +68,7 @@ func (d *Driver) Delete(ctx context.Context, dgst digest.Digest) error {
 		if jerr := json.Unmarshal(unexpected.Body, &report); jerr == nil && strings.HasPrefix(report.Status, "200") && len(report.Errors) == 0 {
 			return nil
 		}
-		return fmt.Errorf("swift delete blob %s and its segments: %s", dgst, unexpected.Body)
+		return fmt.Errorf("swift delete blob %s and its segments: Swift reported %d errors", dgst, len(report.Errors))
 	}
 	return classify(err, "delete blob "+dgst.String())
 }
@@ -76,7 +76,8 @@ func (d *Driver) Delete(ctx context.Context, dgst digest.Digest) error {
 // RedirectURL implements storage.Redirector: a temp URL (HMAC-SHA256 with
 // the container's key) valid for a bounded time; none without a key.
 func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, error) {
-	if d.tempURLKey == "" {
+	tempURLKey := d.currentTempURLKey()
+	if tempURLKey == "" {
 		return "", nil
 	}
 	key, err := objstore.BlobKey(dgst)
@@ -84,7 +85,7 @@ func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, e
 		return "", err
 	}
 	u, err := objects.CreateTempURL(ctx, d.client, d.containerName, key, objects.CreateTempURLOpts{
-		Method: objects.GET, TTL: int(redirectLifetime.Seconds()), TempURLKey: d.tempURLKey, Digest: "sha256",
+		Method: objects.GET, TTL: int(redirectLifetime.Seconds()), TempURLKey: tempURLKey, Digest: "sha256",
 	})
 	if err != nil {
 		return "", fmt.Errorf("sign a temp URL of blob %s: %w", dgst, err)
@@ -94,7 +95,7 @@ func (d *Driver) RedirectURL(ctx context.Context, dgst digest.Digest) (string, e
 
 // DescribeRedirects implements storage.RedirectDescriber.
 func (d *Driver) DescribeRedirects() string {
-	if d.tempURLKey == "" {
+	if d.currentTempURLKey() == "" {
 		return ""
 	}
 	return fmt.Sprintf("temp URLs of container %s valid for %v", d.containerName, redirectLifetime)

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2"
@@ -45,12 +47,12 @@ type Settings struct {
 
 // The credentials' keys in the user secret (and the server's environment).
 const (
-	UsernameKey        = "REGISTRY_STORAGE_SWIFT_USERNAME"
-	PasswordKey        = "REGISTRY_STORAGE_SWIFT_PASSWORD"
-	AppCredIDKey       = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALID"
-	AppCredNameKey     = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALNAME"
-	AppCredSecretKey   = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALSECRET"
-	segmentBufferLimit = 8 << 20
+	UsernameKey      = "REGISTRY_STORAGE_SWIFT_USERNAME"
+	PasswordKey      = "REGISTRY_STORAGE_SWIFT_PASSWORD"
+	AppCredIDKey     = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALID"
+	AppCredNameKey   = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALNAME"
+	AppCredSecretKey = "REGISTRY_STORAGE_SWIFT_APPLICATIONCREDENTIALSECRET"
+	TokenIDKey       = "REGISTRY_STORAGE_SWIFT_TOKENID"
 )
 
 const (
@@ -60,9 +62,14 @@ const (
 	// maxManifestSegments is how many segments one manifest lists
 	// (max_manifest_segments); more are listed by manifests of manifests.
 	maxManifestSegments = 1000
-	// maxSegments bounds the segments of one session (a session of a
-	// million appends is not a registry's).
-	maxSegments = 1_000_000
+	// segmentSize is the most bytes one segment holds (each is buffered).
+	segmentSize = 8 << 20
+	// maxSegments bounds the segments of one session: 781 GiB.
+	maxSegments = 100_000
+	// requestTimeout bounds a request (a segment written, a commit's
+	// steps), so that a backend that stops answering holds nothing
+	// forever.
+	requestTimeout = 2 * time.Minute
 	// redirectLifetime bounds a temp URL redirect (as the other drivers').
 	redirectLifetime = 20 * time.Minute
 	// recoverGrace: Recover leaves leftovers younger than this.
@@ -74,7 +81,8 @@ type Driver struct {
 	client        *gophercloud.ServiceClient
 	containerName string
 	// tempURLKey signs redirects ("" when the container has none and
-	// Berth may not set one: blobs are streamed).
+	// Berth may not set one: blobs are streamed). Health reads it again.
+	keyMu      sync.Mutex
 	tempURLKey string
 	// flatLimit is the largest blob copied into one object at commit.
 	flatLimit int64
@@ -157,15 +165,28 @@ func connect(ctx context.Context, set Settings, opts storage.Options) (*gophercl
 	default:
 		return nil, fmt.Errorf("swift: %w: authVersion %q is not 1, 2 or 3", errdefs.ErrInvalidArgument, set.AuthVersion)
 	}
+	// gophercloud picks the identity API by the URL's version (v2.0, v3),
+	// or by asking the service: a version named in the settings is named
+	// in the URL.
+	endpoint := strings.TrimRight(set.AuthURL, "/")
+	switch want := map[string]string{"2": "/v2.0", "3": "/v3"}[set.AuthVersion]; {
+	case want == "":
+	case strings.HasSuffix(endpoint, "/v2.0") || strings.HasSuffix(endpoint, "/v3"):
+		if !strings.HasSuffix(endpoint, want) {
+			return nil, fmt.Errorf("swift: %w: authVersion %s but authURL %s names another identity API version", errdefs.ErrInvalidArgument, set.AuthVersion, set.AuthURL)
+		}
+	default:
+		endpoint += want
+	}
 	ao := gophercloud.AuthOptions{
-		IdentityEndpoint: set.AuthURL, Username: user, Password: password,
+		IdentityEndpoint: endpoint + "/", Username: user, Password: password, TokenID: creds[TokenIDKey],
 		DomainName: set.Domain, DomainID: set.DomainID, TenantName: set.Tenant, TenantID: set.TenantID,
 		ApplicationCredentialID: creds[AppCredIDKey], ApplicationCredentialName: creds[AppCredNameKey],
 		ApplicationCredentialSecret: creds[AppCredSecretKey],
 		AllowReauth:                 true,
 	}
-	if ao.Password == "" && ao.ApplicationCredentialSecret == "" {
-		return nil, fmt.Errorf("swift: %w: the credentials have neither %s nor %s", errdefs.ErrInvalidArgument, PasswordKey, AppCredSecretKey)
+	if ao.Password == "" && ao.ApplicationCredentialSecret == "" && ao.TokenID == "" {
+		return nil, fmt.Errorf("swift: %w: the credentials have none of %s, %s and %s", errdefs.ErrInvalidArgument, PasswordKey, AppCredSecretKey, TokenIDKey)
 	}
 	if err := openstack.Authenticate(ctx, pc, ao); err != nil {
 		return nil, fmt.Errorf("swift: authenticate at %s: %w", set.AuthURL, classify(err, "authenticate"))
@@ -193,6 +214,11 @@ func classify(err error, what string) error {
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("swift %s: %w", what, err)
+	}
+	var reauth *gophercloud.ErrUnableToReauthenticate
+	if errors.As(err, &reauth) && reauth.ErrReauth != nil {
+		// No new token: as unavailable as the identity service is.
+		return classify(reauth.ErrReauth, what+" (authenticating again)")
 	}
 	status := responseStatus(err)
 	var netErr net.Error
@@ -226,10 +252,28 @@ func responseStatus(err error) int {
 	return 0
 }
 
-// Health implements storage.HealthChecker: the container answers.
+// Health implements storage.HealthChecker: the container answers. It
+// takes the container's temp URL key again (another instance, or the
+// cloud's operator, may have changed it).
 func (d *Driver) Health(ctx context.Context) error {
-	_, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
-	return classify(err, "get container "+d.containerName)
+	hdr, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
+	if err != nil {
+		return classify(err, "get container "+d.containerName)
+	}
+	d.setTempURLKey(hdr.TempURLKey)
+	return nil
+}
+
+func (d *Driver) setTempURLKey(key string) {
+	d.keyMu.Lock()
+	defer d.keyMu.Unlock()
+	d.tempURLKey = key
+}
+
+func (d *Driver) currentTempURLKey() string {
+	d.keyMu.Lock()
+	defer d.keyMu.Unlock()
+	return d.tempURLKey
 }
 
 func randomKey() string {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
+	"github.com/gophercloud/gophercloud/v2/pagination"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berth-registry/berth/internal/errdefs"
@@ -20,8 +21,12 @@ import (
 )
 
 // uploadState is what the driver keeps about an upload between requests:
-// two numbers. The session's bytes are its segments 1..Next-1, each as
-// the append that recorded it wrote it.
+// two numbers. The session's bytes are the first Size bytes of its
+// segments 1..Next-1, every one full (segmentSize) but the last, since
+// each append first tops up a short last segment: a segment's bytes
+// follow from its number, a session has about size / 8 MiB segments
+// however it is chunked, and the large object a commit makes of them
+// holds no small segments (which Swift serves slowly).
 type uploadState struct {
 	// Next is the number of the next segment to write (from 1). A segment
 	// with this number or higher is left over from an append never
@@ -38,8 +43,11 @@ func decodeState(b []byte) (uploadState, error) {
 	if len(b) == 0 {
 		return st, nil
 	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxSegments+1 || st.Size < 0 || (st.Next == 1) != (st.Size == 0) ||
-		st.Size > int64(st.Next-1)*segmentBufferLimit {
+	if len(b) > 64 {
+		return st, fmt.Errorf("swift upload state of %d bytes: %w", len(b), errdefs.ErrInvalidArgument)
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxSegments+1 || st.Size < 0 ||
+		st.Size > int64(st.Next-1)*segmentSize || (st.Next > 1 && st.Size <= int64(st.Next-2)*segmentSize) {
 		return st, fmt.Errorf("swift upload state %q: %w", b, errdefs.ErrInvalidArgument)
 	}
 	return st, nil
@@ -63,7 +71,10 @@ func segments(prefix string, next int32) []string {
 
 // Append implements storage.Ingester: the bytes become segments of up to
 // 8 MiB, each buffered as it arrives (so that Swift checks its MD5, and a
-// client that hangs up mid-segment has what it sent kept).
+// client that hangs up mid-segment has what it sent kept). From the
+// segment that holds offset on, segments are written again: that one with
+// its bytes before offset (a short last segment topped up, or a caller
+// that recorded fewer bytes than the state holds).
 func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r io.Reader) (int64, []byte, error) {
 	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
@@ -73,77 +84,75 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	if err != nil {
 		return 0, u.State, err
 	}
-	var before []byte
-	switch {
-	case offset > st.Size:
+	if offset > st.Size {
 		return 0, u.State, fmt.Errorf("append to upload %s at %d: %w: it holds %d bytes", u.ID, offset, errdefs.ErrInvalidArgument, st.Size)
-	case offset < st.Size:
-		// A caller that recorded fewer bytes than the state holds: the
-		// last segment is written again with the bytes it keeps.
-		if st, before, err = d.cutLast(ctx, prefix, st, offset); err != nil {
-			return 0, u.State, err
-		}
+	}
+	next := int32(offset/segmentSize) + 1
+	before, err := d.readBack(ctx, segmentName(prefix, next), offset-int64(next-1)*segmentSize)
+	if err != nil {
+		return 0, u.State, err
 	}
 	client := &objstore.ClientReader{R: r}
 	src := io.MultiReader(bytes.NewReader(before), client)
-	kept := int64(len(before))
-	var n int64
+	var written int64
 	for {
-		if st.Next > maxSegments {
-			return 0, u.State, fmt.Errorf("append to upload %s: %w: it has %d segments (send larger chunks)", u.ID, errdefs.ErrInvalidArgument, maxSegments)
-		}
-		buf, m, rerr := objstore.Fill(src, segmentBufferLimit, "")
+		buf, m, rerr := objstore.Fill(src, segmentSize, "")
 		if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
 			buf.Close()
 			return 0, u.State, rerr
 		}
 		if m > 0 {
+			if next > maxSegments {
+				buf.Close()
+				return 0, u.State, fmt.Errorf("append to upload %s: %w: a session has at most %d segments of %d MiB", u.ID, errdefs.ErrLimitExceeded, maxSegments, segmentSize>>20)
+			}
 			// Written also when the client is gone: what it sent is kept.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-			_, err := objects.Create(wctx, d.client, d.containerName, segmentName(prefix, st.Next), objects.CreateOpts{
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+			_, err := objects.Create(wctx, d.client, d.containerName, segmentName(prefix, next), objects.CreateOpts{
 				Content: buf, ContentLength: m, ContentType: "application/octet-stream",
 			}).Extract()
 			cancel()
 			buf.Close()
 			if err != nil {
-				return 0, u.State, classify(err, fmt.Sprintf("write segment %d of %s", st.Next, prefix))
+				return 0, u.State, classify(err, fmt.Sprintf("write segment %d of %s", next, prefix))
 			}
-			st.Next++
-			st.Size += m
-			n += m
+			next++
+			written += m
 		}
-		if rerr != nil || m < segmentBufferLimit {
+		if rerr != nil || m < segmentSize {
 			break
 		}
 	}
-	return n - kept, st.encode(), client.Err
+	n := written - int64(len(before))
+	if n <= 0 && offset == st.Size {
+		return 0, u.State, client.Err // nothing sent, nothing changed
+	}
+	return n, uploadState{Next: next, Size: offset + n}.encode(), client.Err
 }
 
-// cutLast takes the last segment out of st and returns its first bytes up
-// to offset, when offset is inside it; further back is refused.
-func (d *Driver) cutLast(ctx context.Context, prefix string, st uploadState, offset int64) (uploadState, []byte, error) {
-	last := segmentName(prefix, st.Next-1)
-	hdr, err := objects.Get(ctx, d.client, d.containerName, last, nil).Extract()
+// readBack reads the first n bytes of segment name.
+func (d *Driver) readBack(ctx context.Context, name string, n int64) ([]byte, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	res := objects.Download(ctx, d.client, d.containerName, name, objects.DownloadOpts{Range: fmt.Sprintf("bytes=0-%d", n-1)})
+	if res.Err != nil {
+		err := classify(res.Err, "read back "+name)
+		if errors.Is(err, errdefs.ErrNotFound) {
+			// The recorded bytes are gone (aborted): the session is lost.
+			return nil, fmt.Errorf("%w: %v", errdefs.ErrInvalidArgument, err)
+		}
+		return nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, n))
 	if err != nil {
-		return st, nil, classify(err, "get "+last)
+		return nil, classify(err, "read back "+name)
 	}
-	start := st.Size - hdr.ContentLength
-	if offset < start {
-		return st, nil, fmt.Errorf("append at %d: %w: it holds %d bytes, and only its last segment can be cut", offset, errdefs.ErrInvalidArgument, st.Size)
+	if int64(len(b)) != n {
+		return nil, fmt.Errorf("swift read back %s: %d of %d bytes: %w", name, len(b), n, errdefs.ErrInvalidArgument)
 	}
-	st = uploadState{Next: st.Next - 1, Size: start}
-	if offset == start {
-		return st, nil, nil
-	}
-	res := objects.Download(ctx, d.client, d.containerName, last, objects.DownloadOpts{Range: fmt.Sprintf("bytes=0-%d", offset-start-1)})
-	before, err := res.ExtractContent()
-	if err != nil {
-		return st, nil, classify(err, "read "+last)
-	}
-	if int64(len(before)) != offset-start {
-		return st, nil, fmt.Errorf("swift read %s: %d of %d bytes", last, len(before), offset-start)
-	}
-	return st, before, nil
+	return b, nil
 }
 
 // ReadUpload implements storage.Ingester: the segments, one after the
@@ -157,13 +166,19 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	if err != nil {
 		return nil, err
 	}
-	return objstore.Sequence(ctx, segments(prefix, st.Next), func(ctx context.Context, name string) (io.ReadCloser, error) {
+	// The last segment may hold more than recorded (an append never
+	// recorded topped it up): the recorded bytes are its first ones.
+	seq := objstore.Sequence(ctx, segments(prefix, st.Next), func(ctx context.Context, name string) (io.ReadCloser, error) {
 		res := objects.Download(ctx, d.client, d.containerName, name, nil)
 		if res.Err != nil {
 			return nil, classify(res.Err, "read "+name)
 		}
 		return res.Body, nil
-	}), nil
+	})
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.LimitReader(seq, st.Size), seq}, nil
 }
 
 // Commit implements storage.Ingester. One segment is copied into the
@@ -188,6 +203,10 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	if st.Size != size {
 		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
 	}
+	// Bounded: a backend that stops answering must not hold the session
+	// (and the storage's write gate) forever; a large copy gets longer.
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout+time.Duration(size/(20<<20))*time.Second)
+	defer cancel()
 	// The blob's name is its content: an object there of its size is it.
 	segs := segments(prefix, st.Next)
 	got, err := d.size(ctx, key)
@@ -197,6 +216,12 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 		return nil
 	case err != nil && !errors.Is(err, errdefs.ErrNotFound):
 		return err
+	}
+	if err := d.trimLast(ctx, prefix, st); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return fmt.Errorf("commit upload %s: %w: its last segment is gone (aborted?)", u.ID, errdefs.ErrSizeMismatch)
+		}
+		return fmt.Errorf("commit upload %s as %s: %w", u.ID, dgst, err)
 	}
 	// A blob another commit publishes meanwhile has the same bytes (its
 	// digest was checked as they streamed in, as these were), so a copy
@@ -215,7 +240,7 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 		}
 		d.deleteAll(ctx, manifests)
 	default:
-		err = d.commitLarge(ctx, dgst, key, segs)
+		err = d.commitLarge(ctx, key, u.ID, dgst, segs)
 	}
 	if err != nil {
 		if missing := d.firstMissing(ctx, segs); missing != "" {
@@ -241,19 +266,47 @@ func (d *Driver) publish(ctx context.Context, key, from string) error {
 	return classify(err, "write "+key)
 }
 
-// commitLarge makes the blob a manifest over copies of the segments, of
-// its own (the session's go).
-func (d *Driver) commitLarge(ctx context.Context, dgst digest.Digest, key string, segs []string) error {
-	dir := "segments/" + string(dgst.Algorithm()) + "/" + dgst.Encoded() + "/"
+// trimLast rewrites the last segment with its recorded bytes when it
+// holds more (an append never recorded topped it up).
+func (d *Driver) trimLast(ctx context.Context, prefix string, st uploadState) error {
+	if st.Next == 1 {
+		return nil
+	}
+	last := segmentName(prefix, st.Next-1)
+	want := st.Size - int64(st.Next-2)*segmentSize
+	got, err := d.size(ctx, last)
+	if err != nil || got == want {
+		return err
+	}
+	b, err := d.readBack(ctx, last, want)
+	if err != nil {
+		return err
+	}
+	_, err = objects.Create(ctx, d.client, d.containerName, last, objects.CreateOpts{
+		Content: bytes.NewReader(b), ContentLength: want, ContentType: "application/octet-stream",
+	}).Extract()
+	return classify(err, "write "+last)
+}
+
+// commitLarge makes the blob a manifest over copies of the segments in a
+// directory of this commit's own (segments/<alg>/<hex>/<upload>/): a
+// commit of the same blob at the same moment, chunked otherwise, never
+// mixes its segments with these.
+func (d *Driver) commitLarge(ctx context.Context, key, id string, dgst digest.Digest, segs []string) error {
+	dir := "segments/" + string(dgst.Algorithm()) + "/" + dgst.Encoded() + "/" + id + "/"
 	own := make([]string, len(segs))
 	for i, s := range segs {
 		own[i] = dir + strconv.Itoa(i+1)
 		if err := d.publish(ctx, own[i], s); err != nil {
+			d.deleteAll(ctx, own[:i])
 			return err
 		}
 	}
-	_, err := d.putManifest(ctx, key, own)
-	return err
+	if _, err := d.putManifest(ctx, key, own); err != nil {
+		d.deleteAll(ctx, own)
+		return err
+	}
+	return nil
 }
 
 // putManifest writes a static large object manifest at name over segs
@@ -326,20 +379,39 @@ func (d *Driver) firstMissing(ctx context.Context, names []string) string {
 
 // deleteAll removes objects, leaving what it cannot to Abort and Recover.
 func (d *Driver) deleteAll(ctx context.Context, names []string) {
-	ctx = context.WithoutCancel(ctx)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+	defer cancel()
 	for _, name := range names {
 		_ = deleteObject(ctx, d, name, objects.DeleteOpts{})
 	}
 }
 
-// Abort implements storage.Ingester: every object of the session, found
-// by its prefix.
+// Abort implements storage.Ingester: the session's segments by name
+// (Swift's listings may lag its writes), those of an append never
+// recorded found by asking for the next until one is missing; a session
+// whose state is lost is found by its prefix.
 func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
 	prefix, err := objstore.UploadPrefix(u.ID)
 	if err != nil {
 		return err
 	}
-	return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	st, err := decodeState(u.State)
+	if err != nil || len(u.State) == 0 {
+		return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
+	}
+	d.deleteAll(ctx, segments(prefix, st.Next))
+	for n := st.Next; n <= maxSegments; n++ {
+		err := deleteObject(ctx, d, segmentName(prefix, n), objects.DeleteOpts{})
+		if err != nil {
+			if err := classify(err, ""); !errors.Is(err, errdefs.ErrNotFound) {
+				return classify(err, "delete "+segmentName(prefix, n))
+			}
+			break
+		}
+	}
+	return nil
 }
 
 // Recover implements storage.Recoverer: objects of upload sessions that
@@ -362,25 +434,27 @@ func (d *Driver) removeUploads(ctx context.Context, prefix string, live func(str
 	})
 }
 
-// deleteListed lists the objects under prefix and deletes those doomed
-// says must go.
+// deleteListed lists the objects under prefix, a page at a time, and
+// deletes those doomed says must go.
 func (d *Driver) deleteListed(ctx context.Context, prefix string, doomed func(objects.Object) bool) error {
-	pages, err := objects.List(d.client, d.containerName, objects.ListOpts{Prefix: prefix}).AllPages(ctx)
-	if err != nil {
-		return classify(err, "list "+prefix)
-	}
-	list, err := objects.ExtractInfo(pages)
-	if err != nil {
-		return classify(err, "list "+prefix)
-	}
 	var errs []error
-	for _, o := range list {
-		if !doomed(o) {
-			continue
+	err := objects.List(d.client, d.containerName, objects.ListOpts{Prefix: prefix}).EachPage(ctx, func(ctx context.Context, page pagination.Page) (bool, error) {
+		list, err := objects.ExtractInfo(page)
+		if err != nil {
+			return false, err
 		}
-		if err := deleteObject(ctx, d, o.Name, objects.DeleteOpts{}); err != nil && !errors.Is(classify(err, ""), errdefs.ErrNotFound) {
-			errs = append(errs, classify(err, "delete "+o.Name))
+		for _, o := range list {
+			if !doomed(o) {
+				continue
+			}
+			if err := deleteObject(ctx, d, o.Name, objects.DeleteOpts{}); err != nil && !errors.Is(classify(err, ""), errdefs.ErrNotFound) {
+				errs = append(errs, classify(err, "delete "+o.Name))
+			}
 		}
+		return true, nil
+	})
+	if err != nil {
+		return classify(err, "list "+prefix)
 	}
 	return errors.Join(errs...)
 }
