@@ -13,6 +13,7 @@ import (
 	"github.com/gophercloud/gophercloud/v2/openstack/objectstorage/v1/objects"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
@@ -36,6 +37,12 @@ func (r blobRanges) ReadRange(ctx context.Context, key string, offset, length in
 	res := objects.Download(ctx, r.d.client, r.d.containerName, key, opts)
 	if res.Err != nil {
 		return nil, classify(res.Err, "read "+key)
+	}
+	if opts.Range != "" && res.Header.Get("Content-Range") == "" {
+		// A proxy on the way dropped the range: these are the blob's
+		// first bytes, not the ones asked for.
+		res.Body.Close()
+		return nil, fmt.Errorf("swift read %s: %w: the answer to a ranged read is not a range", key, errdefs.ErrUnavailable)
 	}
 	return res.Body, nil
 }
