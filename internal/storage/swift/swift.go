@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -107,6 +108,7 @@ func New(ctx context.Context, opts storage.Options) (storage.Driver, error) {
 		return nil, err
 	}
 	d := &Driver{client: client, containerName: set.Container, flatLimit: maxObjectSize, manifestSegments: maxManifestSegments, recoverGrace: recoverGrace}
+	d.readLimits(ctx)
 	if err := d.provision(ctx); err != nil {
 		return nil, err
 	}
@@ -196,6 +198,41 @@ func connect(ctx context.Context, set Settings, opts storage.Options) (*gophercl
 		return nil, fmt.Errorf("swift: find the object storage endpoint (region %q): %w", set.RegionName, err)
 	}
 	return client, nil
+}
+
+// readLimits takes the cluster's largest object and manifest size from
+// its /info (the proxy's root, beside /v1), when it publishes them and
+// they are below Swift's defaults: a commit then keeps under them
+// (swift.TestClusterLimits).
+func (d *Driver) readLimits(ctx context.Context) {
+	u, err := url.Parse(d.client.Endpoint)
+	if err != nil {
+		return
+	}
+	i := strings.Index(u.Path, "/v1/")
+	if i < 0 {
+		return
+	}
+	u.Path, u.RawQuery = u.Path[:i]+"/info", ""
+	var info struct {
+		Swift struct {
+			MaxFileSize int64 `json:"max_file_size"`
+		} `json:"swift"`
+		SLO struct {
+			MaxManifestSegments int `json:"max_manifest_segments"`
+		} `json:"slo"`
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := d.client.ProviderClient.Request(ctx, http.MethodGet, u.String(), &gophercloud.RequestOpts{JSONResponse: &info, OkCodes: []int{http.StatusOK}}); err != nil {
+		return // an older or locked-down cluster: Swift's defaults
+	}
+	if n := info.Swift.MaxFileSize; n > segmentSize && n < d.flatLimit {
+		d.flatLimit = n
+	}
+	if n := info.SLO.MaxManifestSegments; n > 1 && n < d.manifestSegments {
+		d.manifestSegments = n
+	}
 }
 
 // tempAuthToken is a TempAuth token as gophercloud records an

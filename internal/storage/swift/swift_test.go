@@ -136,6 +136,30 @@ func TestCommitShapes(t *testing.T) {
 	}
 }
 
+// TestClusterLimits: a cluster whose manifests are smaller than Swift's
+// default says so in /info, and a commit keeps under it (a manifest of
+// more segments is refused by Swift): manifests of manifests, copied flat.
+func TestClusterLimits(t *testing.T) {
+	c := swifttest.StartWith(t, swifttest.Limits{MaxManifestSegments: 2})
+	ctx := context.Background()
+	d, err := swift.New(ctx, storage.Options{Settings: settingsJSON(t, c, swifttest.Container(), nil), Credentials: swifttest.Credentials()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := storagetest.RandomBytes(t, 25<<20+3)
+	u := storagetest.AppendChunks(t, d, storage.Upload{ID: "limits1"}, content, 25<<20+3)
+	dgst := digest.FromBytes(content)
+	if err := d.Commit(ctx, u, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if got := storagetest.ReadBlob(t, d, dgst); !bytes.Equal(got, content) {
+		t.Fatal("the blob reads back other bytes")
+	}
+	if names, _ := d.(*swift.Driver).Names(ctx, "upload-"); len(names) != 0 {
+		t.Errorf("upload objects left: %v", names)
+	}
+}
+
 // TestSmallAppendsStayFewSegments: each append tops up a short last
 // segment, so a session of many small chunks is one segment (Swift serves
 // a large object of small segments slowly), and reads and commits whole;

@@ -35,10 +35,21 @@ type Cluster struct {
 	daemons []*testtool.Daemon
 }
 
+// Limits are cluster settings below Swift's defaults (zero: the
+// default). Only the proxy's own can be set: Debian's servers read
+// [swift-constraints] (max_file_size) from /etc/swift/swift.conf whatever
+// swift_dir says.
+type Limits struct {
+	MaxManifestSegments int // [filter:slo] max_manifest_segments
+}
+
 // Start runs a cluster for the life of t.
-func Start(t testing.TB) *Cluster {
+func Start(t testing.TB) *Cluster { return StartWith(t, Limits{}) }
+
+// StartWith runs a cluster with limits for the life of t.
+func StartWith(t testing.TB, limits Limits) *Cluster {
 	t.Helper()
-	c, err := start(t.TempDir())
+	c, err := start(t.TempDir(), limits)
 	if err != nil {
 		if os.IsNotExist(err) {
 			testtool.Missing(t, "swift-proxy-server (Debian's swift-proxy, swift-object, swift-container, swift-account, memcached)")
@@ -52,14 +63,14 @@ func Start(t testing.TB) *Cluster {
 // StartMain runs a cluster for a TestMain: stop it with Stop. ok is false,
 // with nothing started, when Swift is not installed.
 func StartMain(dir string) (*Cluster, bool, error) {
-	c, err := start(dir)
+	c, err := start(dir, Limits{})
 	if os.IsNotExist(err) {
 		return nil, false, nil
 	}
 	return c, true, err
 }
 
-func start(dir string) (*Cluster, error) {
+func start(dir string, limits Limits) (*Cluster, error) {
 	bins := map[string]string{}
 	for _, tool := range []string{"memcached", "swift-ring-builder", "swift-proxy-server", "swift-account-server", "swift-container-server", "swift-object-server"} {
 		p, ok := testtool.Path(tool)
@@ -94,7 +105,12 @@ func start(dir string) (*Cluster, error) {
 	c.daemons = append(c.daemons, mc)
 	conf := func(name string) string { return filepath.Join(dir, name+".conf") }
 	write := func(name, body string) error { return os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600) }
-	if err := write("swift.conf", "[swift-hash]\nswift_hash_path_suffix = berth\nswift_hash_path_prefix = berth\n\n[storage-policy:0]\nname = Policy-0\ndefault = yes\n"); err != nil {
+	swiftConf := "[swift-hash]\nswift_hash_path_suffix = berth\nswift_hash_path_prefix = berth\n\n[storage-policy:0]\nname = Policy-0\ndefault = yes\n"
+	sloLimits := ""
+	if limits.MaxManifestSegments > 0 {
+		sloLimits = fmt.Sprintf("max_manifest_segments = %d\n", limits.MaxManifestSegments)
+	}
+	if err := write("swift.conf", swiftConf); err != nil {
 		return nil, err
 	}
 	for _, kind := range []string{"account", "container", "object"} {
@@ -175,10 +191,10 @@ use = egg:swift#copy
 
 [filter:slo]
 use = egg:swift#slo
-
+%s
 [filter:dlo]
 use = egg:swift#dlo
-`, portOf(proxy.Addr), dir, me, Key, mc.Addr)); err != nil {
+`, portOf(proxy.Addr), dir, me, Key, mc.Addr, sloLimits)); err != nil {
 		return nil, err
 	}
 	c.AuthURL = "http://" + proxy.Addr + "/auth/v1.0"
