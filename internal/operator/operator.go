@@ -260,48 +260,13 @@ func (o *Operator) completeSpec(ctx context.Context, rec store.Object, cfg *imag
 		spec.Storage = o.opts.Bootstrap.Storage
 		filled = append(filled, "storage")
 	}
-	if spec.Storage.S3 != nil && spec.Storage.S3.Bucket == "" {
-		// As the reference: a bucket is named for the registry and its
-		// region, and Berth creates it, so it is Managed.
-		s3 := *spec.Storage.S3
-		s3.Bucket = generatedBucket(s3.Region, "us-east-1")
-		spec.Storage.S3 = &s3
+	if field := nameObjectStore(&spec.Storage); field != "" {
+		// As the reference: a bucket or container named for the registry,
+		// which Berth creates, so it is Managed.
 		if spec.Storage.ManagementState == "" {
 			spec.Storage.ManagementState = imageregistryv1.Managed
 		}
-		filled = append(filled, "storage.s3.bucket")
-	}
-	if spec.Storage.GCS != nil && spec.Storage.GCS.Bucket == "" {
-		gcs := *spec.Storage.GCS
-		gcs.Bucket = generatedBucket(gcs.Region, "us")
-		spec.Storage.GCS = &gcs
-		if spec.Storage.ManagementState == "" {
-			spec.Storage.ManagementState = imageregistryv1.Managed
-		}
-		filled = append(filled, "storage.gcs.bucket")
-	}
-	if spec.Storage.Azure != nil && spec.Storage.Azure.Container == "" {
-		// As the reference: a container is named for the registry and
-		// created (in the account the Config names: Berth creates no
-		// storage accounts), so it is Managed.
-		azure := *spec.Storage.Azure
-		azure.Container = generatedContainer()
-		spec.Storage.Azure = &azure
-		if spec.Storage.ManagementState == "" {
-			spec.Storage.ManagementState = imageregistryv1.Managed
-		}
-		filled = append(filled, "storage.azure.container")
-	}
-	if spec.Storage.Swift != nil && spec.Storage.Swift.Container == "" {
-		// As the reference: a container is named for the registry and
-		// created, so it is Managed.
-		sw := *spec.Storage.Swift
-		sw.Container = generatedContainer()
-		spec.Storage.Swift = &sw
-		if spec.Storage.ManagementState == "" {
-			spec.Storage.ManagementState = imageregistryv1.Managed
-		}
-		filled = append(filled, "storage.swift.container")
+		filled = append(filled, field)
 	}
 	if spec.Storage.PVC != nil && spec.Storage.PVC.Claim == "" {
 		pvc := *spec.Storage.PVC
@@ -414,6 +379,35 @@ func conditionSummary(conds []imageregistryv1.OperatorCondition) string {
 		parts = append(parts, c.Type+"="+c.Status+"/"+c.Reason)
 	}
 	return strings.Join(parts, " ")
+}
+
+// nameObjectStore names the bucket or container of an object store the
+// spec names none for, and says which field it filled ("" for none).
+// Azure's account is the Config's: Berth creates no storage accounts.
+func nameObjectStore(s *imageregistryv1.StorageConfig) string {
+	switch {
+	case s.S3 != nil && s.S3.Bucket == "":
+		c := *s.S3
+		c.Bucket = generatedBucket(c.Region, "us-east-1")
+		s.S3 = &c
+		return "storage.s3.bucket"
+	case s.GCS != nil && s.GCS.Bucket == "":
+		c := *s.GCS
+		c.Bucket = generatedBucket(c.Region, "us")
+		s.GCS = &c
+		return "storage.gcs.bucket"
+	case s.Azure != nil && s.Azure.Container == "":
+		c := *s.Azure
+		c.Container = generatedContainer()
+		s.Azure = &c
+		return "storage.azure.container"
+	case s.Swift != nil && s.Swift.Container == "":
+		c := *s.Swift
+		c.Container = generatedContainer()
+		s.Swift = &c
+		return "storage.swift.container"
+	}
+	return ""
 }
 
 // generatedContainer names an Azure or Swift container for a Config that
