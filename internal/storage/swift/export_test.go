@@ -1,6 +1,7 @@
 package swift
 
 import (
+	"bytes"
 	"context"
 	"time"
 
@@ -17,7 +18,12 @@ func (d *Driver) SetFlatLimit(limit int64) { d.flatLimit = limit }
 func (d *Driver) SetManifestSegments(n int) { d.manifestSegments = n }
 
 // Put writes an object as someone else might have.
-func (d *Driver) Put(ctx context.Context, name string, b []byte) error { return d.put(ctx, name, b) }
+func (d *Driver) Put(ctx context.Context, name string, b []byte) error {
+	_, err := objects.Create(ctx, d.client, d.containerName, name, objects.CreateOpts{
+		Content: bytes.NewReader(b), ContentType: "application/octet-stream",
+	}).Extract()
+	return err
+}
 
 // Names lists the objects whose names start with prefix.
 func (d *Driver) Names(ctx context.Context, prefix string) ([]string, error) {

@@ -348,14 +348,6 @@ func (d *Driver) putManifest(ctx context.Context, name string, segs []string) ([
 	return append(written, name), nil
 }
 
-// put writes b as object name.
-func (d *Driver) put(ctx context.Context, name string, b []byte) error {
-	_, err := objects.Create(ctx, d.client, d.containerName, name, objects.CreateOpts{
-		Content: bytes.NewReader(b), ContentType: "application/octet-stream",
-	}).Extract()
-	return classify(err, "write "+name)
-}
-
 // size is the length of object name.
 func (d *Driver) size(ctx context.Context, name string) (int64, error) {
 	hdr, err := objects.Get(ctx, d.client, d.containerName, name, nil).Extract()
