@@ -298,7 +298,7 @@ func TestProjects(t *testing.T) {
 	payload := []byte(`{"schemaVersion":2}`)
 	cfg := digest.FromString("cfg")
 	must(t, s.Store.LinkBlob(ctx, store.DefaultStorage, "team/app", cfg, 3))
-	must(t, s.Store.PutManifest(ctx, store.DefaultStorage, "team/app", store.Manifest{Digest: digest.FromBytes(payload),
+	must(t, s.Store.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", store.Manifest{Digest: digest.FromBytes(payload),
 		MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
 		References: []store.Reference{{Digest: cfg, Size: 3, Required: true}}}, []string{"v1"}))
 	if a := bob.expect(200, "DELETE", projects+"/projects/team", nil); a.str("status") != "Success" {

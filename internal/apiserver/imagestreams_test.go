@@ -27,7 +27,7 @@ func pushImage(t *testing.T, st *store.Store, repo, tag, seed string) digest.Dig
 	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"layers":[{"digest":%q}]}`, layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
 		Payload: payload, References: []store.Reference{{Digest: layer, Size: 1, Required: true}}}
-	must(t, st.PutManifest(ctx, store.DefaultStorage, repo, m, []string{tag}))
+	must(t, st.PutManifest(ctx, store.Only(store.DefaultStorage), repo, m, []string{tag}))
 	return m.Digest
 }
 
@@ -139,7 +139,7 @@ func TestImageMetadataFromConfigIsCached(t *testing.T) {
 		cfgDigest, len(config), layer))
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
 		References: []store.Reference{{Digest: layer, Size: 5, Required: true}, {Digest: cfgDigest, Size: int64(len(config)), Required: true}}}
-	must(t, s.Store.PutManifest(ctx, store.DefaultStorage, "team/app", m, []string{"v1"}))
+	must(t, s.Store.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", m, []string{"v1"}))
 
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
 	for range 3 {

@@ -123,7 +123,7 @@ var watchedKinds = []watchedKind{
 		func(t *testing.T, s *apiservertest.Server, _ client, name string) {
 			// One commit, so one event: a manifest that names no blobs.
 			payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"annotations":{"name":%q}}`, name))
-			must(t, s.Store.PutManifest(context.Background(), store.DefaultStorage, "team/"+name, store.Manifest{Digest: digest.FromBytes(payload),
+			must(t, s.Store.PutManifest(context.Background(), store.Only(store.DefaultStorage), "team/"+name, store.Manifest{Digest: digest.FromBytes(payload),
 				MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload}, []string{"v1"}))
 		}},
 }

@@ -19,10 +19,21 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}
 	ctx := req.Context()
-	st := r.storageOf(ctx)
-	size, err := r.meta.BlobSize(ctx, st.ID, repo, dgst)
+	loc, err := r.meta.LocateBlob(ctx, r.readableOf(ctx), repo, dgst)
 	if err != nil {
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
+	}
+	size := loc.Size
+	// The storage in effect, or an older one the blob was not migrated
+	// from yet.
+	st := r.holderOf(ctx, loc.Storage)
+	if st.Driver == nil {
+		// Present, but where it is cannot be read now: unavailable, not
+		// unknown, so that a client retries rather than pushes again.
+		r.log.ErrorContext(ctx, "blob in a storage that could not be opened", "repository", repo, "digest", dgst, "storage", loc.Storage)
+		return &Error{Code: codeUnavailable, Header: http.Header{"Retry-After": {"30"}},
+			Message: "blob " + dgst.String() + " is in an older storage of the registry that cannot be read now (see the registry's Degraded condition)",
+			Err:     errors.New("storage " + loc.Storage + " not opened")}
 	}
 	h := w.Header()
 	setBlobHeaders := func() {

@@ -91,7 +91,7 @@ func TestReadBackIsRecordedWhenTheClientHangsUp(t *testing.T) {
 	// request to repeat).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		if _, err := meta.BlobSize(context.Background(), store.DefaultStorage, "p/app", digest.FromBytes(chunk)); err == nil {
+		if _, err := meta.BlobSize(context.Background(), store.Only(store.DefaultStorage), "p/app", digest.FromBytes(chunk)); err == nil {
 			return
 		}
 		u, err := meta.Upload(context.Background(), "p/app", id)

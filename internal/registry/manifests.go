@@ -380,7 +380,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 	}
 	// The layers and config must be in the storage in effect: after a
 	// storage switch, blobs left in the old one count as absent.
-	if err := r.meta.PutManifest(req.Context(), r.storageOf(req.Context()).ID, repo, m, tags); err != nil {
+	if err := r.meta.PutManifest(req.Context(), r.readableOf(req.Context()), repo, m, tags); err != nil {
 		return referenceError(err)
 	}
 	h := w.Header()

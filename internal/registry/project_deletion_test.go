@@ -82,7 +82,7 @@ func TestPutFinishingAfterProjectDeletion(t *testing.T) {
 	if err := meta.CreateProject(ctx, store.Project{Name: "p", Creator: "victim"}); err != nil {
 		t.Fatal(err)
 	}
-	if size, err := meta.BlobSize(ctx, store.DefaultStorage, "p/app", dgst); err == nil {
+	if size, err := meta.BlobSize(ctx, store.Only(store.DefaultStorage), "p/app", dgst); err == nil {
 		t.Errorf("the next project named p holds the blob (%d bytes)", size)
 	}
 }

@@ -25,10 +25,10 @@ import (
 )
 
 // BlobIndex records which repository holds which blob, and in which
-// storage its bytes are: a blob is present only in the storage named.
+// storage its bytes are: a blob is present only in the storages named.
 type BlobIndex interface {
-	BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error)
-	MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error)
+	LocateBlob(ctx context.Context, in store.Storages, repo string, dgst digest.Digest) (store.BlobLocation, error)
+	MountBlob(ctx context.Context, in store.Storages, repo, from string, dgst digest.Digest) (bool, error)
 	LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error
 	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
@@ -47,7 +47,7 @@ type UploadSessions interface {
 
 // ManifestIndex stores manifests, tags and referrers.
 type ManifestIndex interface {
-	PutManifest(ctx context.Context, storage, repo string, m store.Manifest, tags []string) error
+	PutManifest(ctx context.Context, in store.Storages, repo string, m store.Manifest, tags []string) error
 	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
 	DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error
 	DeleteTag(ctx context.Context, repo, tag string) error
@@ -336,6 +336,31 @@ func (r *Registry) storageOf(ctx context.Context) settings.Storage {
 		return s
 	}
 	return r.blobs
+}
+
+// readableOf names the storages blobs of a request are found in: the
+// storage of its snapshot, and the older ones that still hold blobs.
+func (r *Registry) readableOf(ctx context.Context) store.Storages {
+	in := store.Only(r.storageOf(ctx).ID)
+	for _, o := range settings.From(ctx).Older {
+		in.Older = append(in.Older, o.ID)
+	}
+	return in
+}
+
+// holderOf is the storage of a request's snapshot whose ID is id: the one
+// in effect or an older one (whose Driver is nil if it could not be
+// opened).
+func (r *Registry) holderOf(ctx context.Context, id string) settings.Storage {
+	if st := r.storageOf(ctx); st.ID == id {
+		return st
+	}
+	for _, o := range settings.From(ctx).Older {
+		if o.ID == id {
+			return o
+		}
+	}
+	return settings.Storage{ID: id}
 }
 
 // ownStorage finds the registry's own storage only.

@@ -46,14 +46,14 @@ func (t timedMetadata) start(ctx context.Context, name string) storeCall {
 	return startCall(ctx, t.observe, name)
 }
 
-func (t timedMetadata) BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
-	defer t.start(ctx, "BlobSize").stop()
-	return t.Metadata.BlobSize(ctx, storage, repo, dgst)
+func (t timedMetadata) LocateBlob(ctx context.Context, in store.Storages, repo string, dgst digest.Digest) (store.BlobLocation, error) {
+	defer t.start(ctx, "LocateBlob").stop()
+	return t.Metadata.LocateBlob(ctx, in, repo, dgst)
 }
 
-func (t timedMetadata) MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error) {
+func (t timedMetadata) MountBlob(ctx context.Context, in store.Storages, repo, from string, dgst digest.Digest) (bool, error) {
 	defer t.start(ctx, "MountBlob").stop()
-	return t.Metadata.MountBlob(ctx, storage, repo, from, dgst)
+	return t.Metadata.MountBlob(ctx, in, repo, from, dgst)
 }
 
 func (t timedMetadata) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
@@ -106,9 +106,9 @@ func (t timedMetadata) DeleteUpload(ctx context.Context, id string) error {
 	return t.Metadata.DeleteUpload(ctx, id)
 }
 
-func (t timedMetadata) PutManifest(ctx context.Context, storage, repo string, m store.Manifest, tags []string) error {
+func (t timedMetadata) PutManifest(ctx context.Context, in store.Storages, repo string, m store.Manifest, tags []string) error {
 	defer t.start(ctx, "PutManifest").stop()
-	return t.Metadata.PutManifest(ctx, storage, repo, m, tags)
+	return t.Metadata.PutManifest(ctx, in, repo, m, tags)
 }
 
 func (t timedMetadata) Manifest(ctx context.Context, repo, reference string) (store.Manifest, error) {

@@ -73,7 +73,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		if err != nil {
 			return newError(codeDigestInvalid, "invalid mount digest %q: %v", mount, err)
 		}
-		mounted, err := r.mount(ctx, st.ID, repo, dgst, q.Get("from"), q.Has("from"))
+		mounted, err := r.mount(ctx, r.readableOf(ctx), repo, dgst, q.Get("from"), q.Has("from"))
 		if err != nil {
 			return err
 		}
@@ -104,11 +104,11 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 }
 
 // mount links dgst into repo from another repository that holds it in
-// storage (the one in effect): from, or, when the request names no source,
+// one of the readable storages (its bytes stay where they are): from, or, when the request names no source,
 // any repository. Only a source the caller may pull from counts; any other
 // is reported as not mountable, so a mount never tells whether someone
 // else's repository holds a blob.
-func (r *Registry) mount(ctx context.Context, storage, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
+func (r *Registry) mount(ctx context.Context, in store.Storages, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
 	if named && parseName(from) != nil {
 		return false, nil // a bad source is just not mountable
 	}
@@ -126,7 +126,7 @@ func (r *Registry) mount(ctx context.Context, storage, repo string, dgst digest.
 		}
 		from = source
 	}
-	mounted, err := r.meta.MountBlob(ctx, storage, repo, from, dgst)
+	mounted, err := r.meta.MountBlob(ctx, in, repo, from, dgst)
 	if err != nil {
 		return false, fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}

@@ -56,6 +56,11 @@ type Settings struct {
 	// blobs are looked for. Its zero value is none (before the operator
 	// put one in effect; a test that builds one handler).
 	Storage Storage
+	// Older are the storages switched away from that still hold blobs
+	// (not yet migrated): blobs are read from them, never written. One
+	// whose Driver is nil could not be opened; its blobs are unavailable,
+	// not absent.
+	Older []Storage
 }
 
 // Proxy names the proxies of outbound connections; an empty field falls

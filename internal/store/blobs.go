@@ -19,83 +19,101 @@ import (
 // volume, an emptyDir, later object storage), and switching storage moves
 // nothing. So the store records, for each blob, every storage its bytes
 // were committed to (blob_storages), and with each upload session the
-// storage its bytes go to; a blob counts as present only in the storage
-// the caller serves from.
+// storage its bytes go to; a blob counts as present only in the storages
+// the caller can read from (Storages: the one in effect, and older ones
+// not yet migrated away from).
 //
-// The caller names that storage on every method that decides presence
-// (BlobSize, MountBlob, LinkBlob, PutManifest) rather than the store
-// finding it in the context or in a handle scoped to one storage: a
-// context value is invisible at the call site, and a call that forgot it
-// would quietly answer for some default storage — a HEAD saying "exists"
-// for bytes that are elsewhere, which is the failure this guards against.
-// A scoped handle would be as explicit but doubles the surface (a second
-// type, its wrappers) for a handful of methods. An explicit parameter is
-// checked by the compiler at every call. An upload session carries its
-// storage in its row, so committing it needs no parameter.
+// The caller names those storages on every method that decides presence
+// (BlobSize, LocateBlob, MountBlob, PutManifest), and the one storage
+// bytes were written to on LinkBlob, rather than the store finding them
+// in the context or in a handle scoped to one storage: a context value is
+// invisible at the call site, and a call that forgot it would quietly
+// answer for some default storage — a HEAD saying "exists" for bytes that
+// are elsewhere, which is the failure this guards against. An explicit
+// parameter is checked by the compiler at every call. An upload session
+// carries its storage in its row, so committing it needs no parameter.
 
 // DefaultStorage is the storage of blobs and sessions recorded before the
 // storage could be switched: the data directory's blob store, which is the
 // default volume claim's (migration 8 gives existing rows this value).
 const DefaultStorage = "pvc:image-registry-storage"
 
-// blobRef keys the size cache: the storage is part of the question, so an
-// answer for one storage is never given for another.
+// blobRef keys the location cache: the storages are part of the
+// question, so an answer for one set is never given for another.
 type blobRef struct {
-	storage, repo string
-	dgst          digest.Digest
+	storages, repo string
+	dgst           digest.Digest
 }
 
-func checkStorage(storage string) error {
-	if storage == "" {
-		return fmt.Errorf("no storage named: %w", errdefs.ErrInvalidArgument)
-	}
-	return nil
+// BlobLocation is where a repository's blob is: its size, and the storage
+// that holds its bytes.
+type BlobLocation struct {
+	Size    int64
+	Storage string
 }
 
-// BlobSize returns the size of dgst if repo holds it in storage.
-func (s *Store) BlobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
-	if err := checkStorage(storage); err != nil {
-		return 0, err
+// BlobSize returns the size of dgst if repo holds it in one of in.
+func (s *Store) BlobSize(ctx context.Context, in Storages, repo string, dgst digest.Digest) (int64, error) {
+	loc, err := s.LocateBlob(ctx, in, repo, dgst)
+	return loc.Size, err
+}
+
+// LocateBlob returns the size of dgst and the storage of in that holds
+// its bytes, if repo holds it: the storage in effect when it does, else
+// an older one.
+func (s *Store) LocateBlob(ctx context.Context, in Storages, repo string, dgst digest.Digest) (BlobLocation, error) {
+	if err := in.check(); err != nil {
+		return BlobLocation{}, err
 	}
-	return s.blobSizes.Fetch(blobRef{storage, repo, dgst}, s.contentGen.Load, func() (int64, error) {
-		return s.blobSize(ctx, storage, repo, dgst)
+	return s.blobLocations.Fetch(blobRef{in.key(), repo, dgst}, s.contentGen.Load, func() (BlobLocation, error) {
+		return s.locateBlob(ctx, in, repo, dgst)
 	})
 }
 
-func (s *Store) blobSize(ctx context.Context, storage, repo string, dgst digest.Digest) (int64, error) {
-	var size int64
-	err := s.queryRow(ctx, `
-SELECT b.size FROM repositories r
-JOIN repository_blobs rb ON rb.repository_id = r.id
-JOIN blobs b ON b.digest = rb.digest
-WHERE r.name = ? AND rb.digest = ?
-AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)`, repo, string(dgst), storage).Scan(&size)
+func (s *Store) locateBlob(ctx context.Context, in Storages, repo string, dgst digest.Digest) (BlobLocation, error) {
+	var loc BlobLocation
+	err := s.queryRow(ctx, locateBlobQuery(in.count()),
+		append(append([]any{repo, string(dgst)}, in.args()...), in.InEffect)...).Scan(&loc.Size, &loc.Storage)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
+		return BlobLocation{}, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("look up blob %s in %s: %w", dgst, repo, err)
+		return BlobLocation{}, fmt.Errorf("look up blob %s in %s: %w", dgst, repo, err)
 	}
-	return size, nil
+	return loc, nil
 }
 
-// MountBlob links dgst into repo from a repository that holds it in
-// storage: from, or, when from is "", any repository. It reports whether a
+// locateBlobQuery finds a repository's blob in one of n storages, the
+// first of them first. Its text differs by n only: with no migration
+// pending (n = 1) it is one statement for every blob GET, prepared once,
+// and there are as many more as older storages, a handful.
+func locateBlobQuery(n int) string {
+	return `
+SELECT b.size, bs.storage FROM repositories r
+JOIN repository_blobs rb ON rb.repository_id = r.id
+JOIN blobs b ON b.digest = rb.digest
+JOIN blob_storages bs ON bs.digest = rb.digest
+WHERE r.name = ? AND rb.digest = ? AND bs.storage IN (` + placeholders(n) + `)
+ORDER BY bs.storage = ? DESC LIMIT 1`
+}
+
+// MountBlob links dgst into repo from a repository that holds it in one of
+// in: from, or, when from is "", any repository. It reports whether a
 // source held the blob. The lookup and the link are one transaction, so a
-// blob cannot vanish between them.
-func (s *Store) MountBlob(ctx context.Context, storage, repo, from string, dgst digest.Digest) (bool, error) {
-	if err := checkStorage(storage); err != nil {
+// blob cannot vanish between them. The blob stays where its bytes are: a
+// mount copies nothing.
+func (s *Store) MountBlob(ctx context.Context, in Storages, repo, from string, dgst digest.Digest) (bool, error) {
+	if err := in.check(); err != nil {
 		return false, err
 	}
 	mounted := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var size int64
+		var one int
 		err := tx.QueryRowContext(ctx, `
-SELECT b.size FROM repository_blobs rb
+SELECT 1 FROM repository_blobs rb
 JOIN repositories r ON r.id = rb.repository_id
-JOIN blobs b ON b.digest = rb.digest
-WHERE rb.digest = ? AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)
-AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&size)
+WHERE rb.digest = ? AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))
+AND (? = '' OR r.name = ?) LIMIT 1`, append(append([]any{string(dgst)}, in.args()...), from, from)...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -103,7 +121,7 @@ AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&si
 			return fmt.Errorf("find %s to mount: %w", dgst, err)
 		}
 		mounted = true
-		return s.linkBlob(ctx, tx, storage, repo, dgst, size)
+		return s.linkRepository(ctx, tx, repo, dgst)
 	})
 	return mounted, err
 }
@@ -111,7 +129,7 @@ AND (? = '' OR r.name = ?) LIMIT 1`, string(dgst), storage, from, from).Scan(&si
 // LinkBlob records that repo holds blob dgst of size, whose bytes are in
 // storage, creating the repository when needed. Linking again is a no-op.
 func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
-	if err := checkStorage(storage); err != nil {
+	if err := Only(storage).check(); err != nil {
 		return err
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, dgst, size) })
@@ -121,10 +139,14 @@ func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.
 // recorded in other storages stays counted there too: each holds a copy
 // (nothing is deleted on a storage switch).
 func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, dgst digest.Digest, size int64) error {
-	repoID, err := s.ensureRepository(ctx, tx, repo)
-	if err != nil {
+	if err := s.recordBlob(ctx, tx, storage, dgst, size); err != nil {
 		return err
 	}
+	return s.linkRepository(ctx, tx, repo, dgst)
+}
+
+// recordBlob records that storage holds the bytes of dgst.
+func (s *Store) recordBlob(ctx context.Context, tx *sql.Tx, storage string, dgst digest.Digest, size int64) error {
 	now := s.micros()
 	// blobs.storage keeps the storage a blob was first recorded in; where
 	// its bytes are now is blob_storages, a row per storage that holds
@@ -140,9 +162,19 @@ func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, 
 		string(dgst), storage); err != nil {
 		return fmt.Errorf("record blob %s in %s: %w", dgst, storage, err)
 	}
+	return nil
+}
+
+// linkRepository links the recorded blob dgst into repo, creating the
+// repository when needed.
+func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest) error {
+	repoID, err := s.ensureRepository(ctx, tx, repo)
+	if err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx,
 		`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-		repoID, string(dgst), now)
+		repoID, string(dgst), s.micros())
 	if err != nil {
 		return fmt.Errorf("link blob %s to %s: %w", dgst, repo, err)
 	}
@@ -214,7 +246,7 @@ func (e *UploadLimitError) Unwrap() error { return errdefs.ErrLimitExceeded }
 // u.Storage, unless that user or the repository's project already has as
 // many open as limits allow.
 func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits) error {
-	if err := checkStorage(u.Storage); err != nil {
+	if err := Only(u.Storage).check(); err != nil {
 		return fmt.Errorf("create upload %s: %w", u.ID, err)
 	}
 	project := projectOf(u.Repository)
@@ -477,7 +509,7 @@ func scanEndedUploads(rows *sql.Rows) ([]EndedUpload, error) {
 // Removed and the storage with it): no blob counts as present there any
 // more, and its upload sessions end. It returns how many blobs it held.
 func (s *Store) ForgetStorage(ctx context.Context, storage string) (int64, error) {
-	if err := checkStorage(storage); err != nil {
+	if err := Only(storage).check(); err != nil {
 		return 0, err
 	}
 	var n int64
@@ -489,6 +521,9 @@ func (s *Store) ForgetStorage(ctx context.Context, storage string) (int64, error
 		n, _ = res.RowsAffected()
 		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE storage = ?`, storage); err != nil {
 			return fmt.Errorf("end the upload sessions of %s: %w", storage, err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM storages WHERE id = ?`, storage); err != nil {
+			return fmt.Errorf("forget storage %s: %w", storage, err)
 		}
 		// Cached sizes of blobs in this storage must not outlive it.
 		s.effectsOf(tx).removals = true

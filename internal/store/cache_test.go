@@ -24,13 +24,13 @@ func TestCachedLookupsFollowChanges(t *testing.T) {
 		return m.Digest, err
 	}
 	one, two := image(t, s, "p/app", "one"), image(t, s, "p/app", "two")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/app", one, []string{"v"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", one, []string{"v"}))
 	for range 3 { // read until cached
 		if d, err := manifestAt("v"); err != nil || d != one.Digest {
 			t.Fatalf("v = %s, %v; want %s", d, err, one.Digest)
 		}
 	}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/app", two, []string{"v"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", two, []string{"v"}))
 	if d, _ := manifestAt("v"); d != two.Digest {
 		t.Fatalf("after the tag moved v = %s, want %s", d, two.Digest)
 	}
@@ -49,24 +49,24 @@ func TestCachedLookupsFollowChanges(t *testing.T) {
 	b := digest.FromString("sized")
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/app", b, 7))
 	for range 3 {
-		if n, err := s.BlobSize(ctx, store.DefaultStorage, "p/app", b); err != nil || n != 7 {
+		if n, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/app", b); err != nil || n != 7 {
 			t.Fatalf("BlobSize = %d, %v", n, err)
 		}
 	}
 	must(t, s.UnlinkBlob(ctx, "p/app", b))
-	if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/app", b); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/app", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("unlinked blob = %v, want not found", err)
 	}
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/app", b, 7)) // a miss is not remembered
-	if n, err := s.BlobSize(ctx, store.DefaultStorage, "p/app", b); err != nil || n != 7 {
+	if n, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/app", b); err != nil || n != 7 {
 		t.Fatalf("relinked BlobSize = %d, %v", n, err)
 	}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/app", two, []string{"w"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", two, []string{"w"}))
 	if d, _ := manifestAt("w"); d != two.Digest {
 		t.Fatal("w not readable")
 	}
 	must(t, s.DeleteProject(ctx, "p"))
-	if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/app", b); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/app", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("blob of a deleted project = %v, want not found", err)
 	}
 	if _, err := manifestAt("w"); !errors.Is(err, errdefs.ErrNotFound) {
@@ -87,7 +87,7 @@ func TestCachedTagNeverStaleAfterMove(t *testing.T) {
 	for i := range images {
 		images[i] = image(t, s, "p/app", fmt.Sprint("gen", i))
 	}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/app", images[0], []string{"latest"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", images[0], []string{"latest"}))
 	var mu sync.Mutex
 	current := 0 // index of the last move that returned
 	stop := make(chan struct{})
@@ -118,7 +118,7 @@ func TestCachedTagNeverStaleAfterMove(t *testing.T) {
 		})
 	}
 	for i := 1; i < moves; i++ {
-		must(t, s.PutManifest(ctx, store.DefaultStorage, "p/app", images[i], []string{"latest"}))
+		must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", images[i], []string{"latest"}))
 		mu.Lock()
 		current = i
 		mu.Unlock()

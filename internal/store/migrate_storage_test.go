@@ -39,10 +39,10 @@ func TestMigrationPutsExistingBlobsInTheDefaultStorage(t *testing.T) {
 		t.Fatalf("migrate to the current schema: %v", err)
 	}
 	defer s.Close()
-	if size, err := s.BlobSize(ctx, DefaultStorage, "p/app", dgst); err != nil || size != 9 {
+	if size, err := s.BlobSize(ctx, Only(DefaultStorage), "p/app", dgst); err != nil || size != 9 {
 		t.Fatalf("an existing blob in the default storage: %d, %v", size, err)
 	}
-	if _, err := s.BlobSize(ctx, "pvc:other", "p/app", dgst); err == nil {
+	if _, err := s.BlobSize(ctx, Only("pvc:other"), "p/app", dgst); err == nil {
 		t.Fatal("an existing blob is present in another storage")
 	}
 	if u, err := s.Upload(ctx, "p/app", "u"); err != nil || u.Storage != DefaultStorage {

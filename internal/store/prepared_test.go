@@ -33,16 +33,11 @@ func TestDynamicQueriesStayOutOfTheStatementCache(t *testing.T) {
 	n := len(s.prepared.m)
 	s.prepared.mu.RUnlock()
 	// A fixed query first run now (a pull's blob lookup) is not prepared.
-	if _, err := s.BlobSize(ctx, DefaultStorage, "p0/app", digest.Digest("sha256:"+fmt.Sprintf("%064d", 0))); err == nil {
+	if _, err := s.BlobSize(ctx, Only(DefaultStorage), "p0/app", digest.Digest("sha256:"+fmt.Sprintf("%064d", 0))); err == nil {
 		t.Fatal("unexpected blob")
 	}
 	s.prepared.mu.RLock()
-	_, blobSizePrepared := s.prepared.m[`
-SELECT b.size FROM repositories r
-JOIN repository_blobs rb ON rb.repository_id = r.id
-JOIN blobs b ON b.digest = rb.digest
-WHERE r.name = ? AND rb.digest = ?
-AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)`]
+	_, blobSizePrepared := s.prepared.m[locateBlobQuery(1)]
 	s.prepared.mu.RUnlock()
 	if n >= maxStatements || !blobSizePrepared {
 		t.Errorf("after catalog listings over 1..%d projects the statement cache holds %d of %d slots and a pull's blob lookup prepared = %v; "+

@@ -23,13 +23,13 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateProject(ctx, store.Project{Name: "other", Creator: "bob"}))
 	shared := image(t, s, "team/app", "shared")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "team/app", shared, []string{"v1"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", shared, []string{"v1"}))
 	only := image(t, s, "team/db", "only")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "team/db", only, []string{"latest"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/db", only, []string{"latest"}))
 	// The same manifest in another project must survive.
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "other/app", shared.References[0].Digest, 10))
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "other/app", shared.References[1].Digest, 20))
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "other/app", shared, []string{"v1"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "other/app", shared, []string{"v1"}))
 	// A service account of team, bound in other too, with a token.
 	sa := auth.ServiceAccountUser("team", "ci")
 	must(t, s.CreateUser(ctx, store.User{Name: sa}))
@@ -55,7 +55,7 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 		if ok, err := s.RepositoryExists(ctx, repo); ok || err != nil {
 			t.Errorf("%s exists after delete: %v %v", repo, ok, err)
 		}
-		if _, err := s.BlobSize(ctx, store.DefaultStorage, repo, shared.References[0].Digest); !errors.Is(err, errdefs.ErrNotFound) {
+		if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), repo, shared.References[0].Digest); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("blob link of %s survived: %v", repo, err)
 		}
 	}
@@ -65,7 +65,7 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 	if m, err := s.Manifest(ctx, "other/app", "v1"); err != nil || m.Digest != shared.Digest {
 		t.Errorf("other project's manifest: %v %v", m.Digest, err)
 	}
-	if size, err := s.BlobSize(ctx, store.DefaultStorage, "other/app", shared.References[1].Digest); err != nil || size != 20 {
+	if size, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "other/app", shared.References[1].Digest); err != nil || size != 20 {
 		t.Errorf("other project's blob: %d %v", size, err)
 	}
 	// Recreating the repository must not resurrect the old tags.

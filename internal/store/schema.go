@@ -273,4 +273,14 @@ INSERT INTO blob_storages (digest, storage) SELECT digest, storage FROM blobs;
 	`
 ALTER TABLE uploads ADD COLUMN driver_state BLOB;
 `,
+	// 11: the storages the operator put in effect, with what opens them
+	// again (their spec.storage section, never credentials), so that
+	// blobs left in an older storage stay readable from any instance.
+	`
+CREATE TABLE storages (
+	id          TEXT PRIMARY KEY,
+	config      TEXT NOT NULL,
+	recorded_at INTEGER NOT NULL
+);
+`,
 }

@@ -100,7 +100,7 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 		// most 64 MiB.
 		manifests: &gencache.Cache[repoRef, Manifest]{TTL: cacheTTL, Max: 2048,
 			Keep: func(m Manifest) bool { return len(m.Payload) <= 32<<10 }},
-		blobSizes: &gencache.Cache[blobRef, int64]{TTL: cacheTTL, Max: 100000},
+		blobLocations: &gencache.Cache[blobRef, BlobLocation]{TTL: cacheTTL, Max: 100000},
 	}
 	if err := migrate(ctx, write, sqliteMigrations); err != nil {
 		s.Close()

@@ -20,7 +20,7 @@ const (
 
 func expectSize(t *testing.T, s *store.Store, storage, repo string, dgst digest.Digest, want int64) {
 	t.Helper()
-	size, err := s.BlobSize(context.Background(), storage, repo, dgst)
+	size, err := s.BlobSize(context.Background(), store.Only(storage), repo, dgst)
 	if want < 0 {
 		if !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("%s in %s under %s: size %d, %v; want not found", dgst, repo, storage, size, err)
@@ -73,7 +73,7 @@ func TestBlobPresenceIsPerStorage(t *testing.T) {
 	expectSize(t, s, storageA, "p/other", b, -1)
 	expectSize(t, s, storageB, "p/other", b, -1)
 
-	if _, err := s.BlobSize(ctx, "", "p/app", b); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if _, err := s.BlobSize(ctx, store.Only(""), "p/app", b); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Errorf("a lookup naming no storage: %v", err)
 	}
 }
@@ -85,14 +85,14 @@ func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
 	b := digest.FromString("shared layer")
 	must(t, s.LinkBlob(ctx, storageA, "p/source", b, 7))
 	for _, from := range []string{"p/source", ""} {
-		mounted, err := s.MountBlob(ctx, storageB, "p/target", from, b)
+		mounted, err := s.MountBlob(ctx, store.Only(storageB), "p/target", from, b)
 		if err != nil || mounted {
 			t.Fatalf("mount from %q under B of a blob only in A = %t, %v", from, mounted, err)
 		}
 	}
 	expectSize(t, s, storageB, "p/target", b, -1)
 	expectSize(t, s, storageA, "p/target", b, -1)
-	mounted, err := s.MountBlob(ctx, storageA, "p/target", "p/source", b)
+	mounted, err := s.MountBlob(ctx, store.Only(storageA), "p/target", "p/source", b)
 	if err != nil || !mounted {
 		t.Fatalf("mount under A = %t, %v", mounted, err)
 	}
@@ -111,7 +111,7 @@ func TestManifestReferencesArePerStorage(t *testing.T) {
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
 		References: []store.Reference{{Digest: cfg, Size: 2, Required: true}, {Digest: layer, Size: 3, Required: true}}}
 
-	err := s.PutManifest(ctx, storageB, "p/app", m, []string{"v1"})
+	err := s.PutManifest(ctx, store.Only(storageB), "p/app", m, []string{"v1"})
 	var missing *store.MissingReferenceError
 	if !errors.As(err, &missing) || missing.Digest != cfg || missing.Manifest {
 		t.Fatalf("manifest under B referencing blobs only in A = %v, want the config missing", err)
@@ -119,7 +119,7 @@ func TestManifestReferencesArePerStorage(t *testing.T) {
 	if _, err := s.Manifest(ctx, "p/app", "v1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("a refused manifest was stored: %v", err)
 	}
-	must(t, s.PutManifest(ctx, storageA, "p/app", m, []string{"v1"}))
+	must(t, s.PutManifest(ctx, store.Only(storageA), "p/app", m, []string{"v1"}))
 	// After a switch to B the manifest still answers: it is metadata.
 	if got, err := s.Manifest(ctx, "p/app", "v1"); err != nil || got.Digest != m.Digest {
 		t.Fatalf("manifest after the switch = %v, %v", got.Digest, err)
@@ -127,7 +127,7 @@ func TestManifestReferencesArePerStorage(t *testing.T) {
 	// An optional reference held only in A is not compared under B.
 	m.References[0].Required, m.References[1].Required = false, false
 	m.References[1].Size = 99
-	if err := s.PutManifest(ctx, storageB, "p/app", m, nil); err != nil {
+	if err := s.PutManifest(ctx, store.Only(storageB), "p/app", m, nil); err != nil {
 		t.Fatalf("optional references absent from B: %v", err)
 	}
 }

@@ -64,7 +64,7 @@ type Store struct {
 	// caches valid.
 	contentGen, tagGen atomic.Int64
 	manifests          *gencache.Cache[repoRef, Manifest]
-	blobSizes          *gencache.Cache[blobRef, int64]
+	blobLocations      *gencache.Cache[blobRef, BlobLocation]
 }
 
 // repoRef is a repository and a reference in it (tag or digest).
@@ -379,8 +379,8 @@ func scanStrings(rows *sql.Rows) ([]string, error) {
 // every reference repo holds must have the declared size, else a
 // *ReferenceSizeError. Pointing a tag at the digest it already has appends
 // no history.
-func (s *Store) PutManifest(ctx context.Context, storage, repo string, m Manifest, tags []string) error {
-	if err := checkStorage(storage); err != nil {
+func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Manifest, tags []string) error {
+	if err := in.check(); err != nil {
 		return err
 	}
 	annotations := ""
@@ -396,7 +396,7 @@ func (s *Store) PutManifest(ctx context.Context, storage, repo string, m Manifes
 		if err != nil {
 			return err
 		}
-		if err := checkReferences(ctx, tx, storage, repoID, m); err != nil {
+		if err := checkReferences(ctx, tx, in, repoID, m); err != nil {
 			return err
 		}
 		now := s.micros()
@@ -434,11 +434,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 }
 
 // checkReferences compares every reference with what repoID holds (blobs
-// in storage; manifests are metadata, in no storage): an absent required
+// in one of storages in; manifests are metadata, in no storage): an absent required
 // one, or a present one of another size than its descriptor declares,
 // refuses the manifest. An absent optional reference (a sparse mirror, a
 // foreign layer) is not checked.
-func checkReferences(ctx context.Context, tx *sql.Tx, storage string, repoID int64, m Manifest) error {
+func checkReferences(ctx context.Context, tx *sql.Tx, in Storages, repoID int64, m Manifest) error {
 	for _, ref := range m.References {
 		var stored int64
 		var err error
@@ -448,7 +448,8 @@ WHERE rm.repository_id = ? AND rm.digest = ?`, repoID, string(ref.Digest)).Scan(
 		} else {
 			err = tx.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 WHERE rb.repository_id = ? AND rb.digest = ?
-AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage = ?)`, repoID, string(ref.Digest), storage).Scan(&stored)
+AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))`,
+				append([]any{repoID, string(ref.Digest)}, in.args()...)...).Scan(&stored)
 		}
 		switch {
 		case errors.Is(err, sql.ErrNoRows):

@@ -44,7 +44,7 @@ func BenchmarkManifestByTag(b *testing.B) {
 	payload := []byte(`{"schemaVersion":2}`)
 	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json",
 		Payload: payload, References: []store.Reference{{Digest: cfg, Size: 1, Required: true}}}
-	if err := s.PutManifest(ctx, store.DefaultStorage, "p/bench", m, []string{"latest"}); err != nil {
+	if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/bench", m, []string{"latest"}); err != nil {
 		b.Fatal(err)
 	}
 	b.RunParallel(func(pb *testing.PB) {
@@ -68,7 +68,7 @@ func BenchmarkBlobSize(b *testing.B) {
 	}
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/bench", dgst); err != nil {
+			if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/bench", dgst); err != nil {
 				b.Error(err)
 				return
 			}
@@ -88,7 +88,7 @@ func BenchmarkBlobSizeAbsent(b *testing.B) {
 	dgst := digest.FromString("absent")
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/bench", dgst); err == nil {
+			if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/bench", dgst); err == nil {
 				b.Error("an absent blob was found")
 				return
 			}

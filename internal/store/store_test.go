@@ -62,7 +62,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if size, err := s.BlobSize(ctx, store.DefaultStorage, "p/a", b); err != nil || size != 4 {
+	if size, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/a", b); err != nil || size != 4 {
 		t.Fatalf("after reopen BlobSize = %d, %v", size, err)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -113,31 +113,31 @@ func image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
 func testBlobs(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	b := digest.FromString("blob")
-	if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("BlobSize before link = %v", err)
 	}
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/a", b, 4))
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/a", b, 4))
-	if size, err := s.BlobSize(ctx, store.DefaultStorage, "p/a", b); err != nil || size != 4 {
+	if size, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/a", b); err != nil || size != 4 {
 		t.Fatalf("BlobSize = %d, %v", size, err)
 	}
-	if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/other", b); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/other", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("blob visible in another repository: %v", err)
 	}
 	for _, from := range []string{"p/a", ""} {
-		ok, err := s.MountBlob(ctx, store.DefaultStorage, "p/mounted"+from, from, b)
+		ok, err := s.MountBlob(ctx, store.Only(store.DefaultStorage), "p/mounted"+from, from, b)
 		if err != nil || !ok {
 			t.Fatalf("MountBlob from %q = %v, %v", from, ok, err)
 		}
-		if size, err := s.BlobSize(ctx, store.DefaultStorage, "p/mounted"+from, b); err != nil || size != 4 {
+		if size, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/mounted"+from, b); err != nil || size != 4 {
 			t.Fatalf("mounted blob size = %d, %v", size, err)
 		}
 	}
-	if ok, err := s.MountBlob(ctx, store.DefaultStorage, "p/x", "p/other", b); err != nil || ok {
+	if ok, err := s.MountBlob(ctx, store.Only(store.DefaultStorage), "p/x", "p/other", b); err != nil || ok {
 		t.Fatalf("MountBlob from a repository without the blob = %v, %v", ok, err)
 	}
 	must(t, s.UnlinkBlob(ctx, "p/a", b))
-	if _, err := s.BlobSize(ctx, store.DefaultStorage, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.BlobSize(ctx, store.Only(store.DefaultStorage), "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("BlobSize after unlink = %v", err)
 	}
 	if err := s.UnlinkBlob(ctx, "p/a", b); !errors.Is(err, errdefs.ErrNotFound) {
@@ -153,25 +153,25 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 	bad.References = append([]store.Reference{}, m.References...)
 	bad.References = append(bad.References, store.Reference{Digest: missing, Required: true})
 	var mre *store.MissingReferenceError
-	if err := s.PutManifest(ctx, store.DefaultStorage, "p/a", bad, []string{"latest"}); !errors.As(err, &mre) || mre.Digest != missing || mre.Manifest {
+	if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", bad, []string{"latest"}); !errors.As(err, &mre) || mre.Digest != missing || mre.Manifest {
 		t.Fatalf("PutManifest with a missing blob = %v", err)
 	}
 	if _, err := s.Manifest(ctx, "p/a", "latest"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("tag written by a failed put: %v", err)
 	}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m, []string{"latest"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"latest"}))
 	index := store.Manifest{
 		Digest: digest.FromString("index"), MediaType: "application/vnd.oci.image.index.v1+json",
 		Payload: []byte("index"), References: []store.Reference{{Digest: m.Digest, Manifest: true, Size: int64(len(m.Payload)), Required: true}},
 	}
-	if err := s.PutManifest(ctx, store.DefaultStorage, "p/b", index, nil); !errors.As(err, &mre) || !mre.Manifest {
+	if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/b", index, nil); !errors.As(err, &mre) || !mre.Manifest {
 		t.Fatalf("index whose child is in another repository = %v", err)
 	}
 	sparse := index
 	sparse.References = []store.Reference{{Digest: digest.FromString("absent child"), Manifest: true}}
 	sparse.Digest, sparse.Payload = digest.FromString("sparse"), []byte("sparse")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/b", sparse, nil)) // not required: accepted
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", index, []string{"multi"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/b", sparse, nil)) // not required: accepted
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", index, []string{"multi"}))
 	got, err := s.Manifest(ctx, "p/a", "multi")
 	if err != nil || got.Digest != index.Digest || string(got.Payload) != "index" || got.MediaType != index.MediaType {
 		t.Fatalf("Manifest by tag = %+v, %v", got, err)
@@ -191,7 +191,7 @@ func testManifestReferences(t *testing.T, s *store.Store) {
 func testReferenceSizes(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	m := image(t, s, "p/a", "sizes") // config 10 bytes, layer 20
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m, nil))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, nil))
 	layer, child := m.References[1].Digest, m.Digest
 	childSize := int64(len(m.Payload))
 	for _, tc := range []struct {
@@ -208,7 +208,7 @@ func testReferenceSizes(t *testing.T, s *store.Store) {
 		bad := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.index.v1+json",
 			Payload: payload, References: []store.Reference{m.References[0], tc.ref}}
 		var sizeErr *store.ReferenceSizeError
-		err := s.PutManifest(ctx, store.DefaultStorage, "p/a", bad, []string{"bad"})
+		err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", bad, []string{"bad"})
 		if !errors.As(err, &sizeErr) || !errors.Is(err, errdefs.ErrSizeMismatch) || sizeErr.Digest != tc.ref.Digest ||
 			sizeErr.Manifest != tc.ref.Manifest || sizeErr.Declared != tc.ref.Size || sizeErr.Stored != tc.stored {
 			t.Fatalf("%s: PutManifest = %v (%+v), want a size error %d != %d", tc.name, err, sizeErr, tc.ref.Size, tc.stored)
@@ -224,15 +224,15 @@ func testReferenceSizes(t *testing.T, s *store.Store) {
 	sparse := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.index.v1+json",
 		Payload: payload, References: []store.Reference{m.References[0],
 			{Digest: digest.FromString("absent layer"), Size: 5}, {Digest: digest.FromString("absent child"), Manifest: true, Size: 7}}}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", sparse, []string{"sparse"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", sparse, []string{"sparse"}))
 }
 
 func testTagHistory(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	m1, m2 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m1, []string{"v"}))
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m1, []string{"v"})) // same digest: no new history
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m2, []string{"v"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m1, []string{"v"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m1, []string{"v"})) // same digest: no new history
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m2, []string{"v"}))
 	got, err := s.Manifest(ctx, "p/a", "v")
 	if err != nil || got.Digest != m2.Digest {
 		t.Fatalf("tag resolves to %s, %v; want newest %s", got.Digest, err, m2.Digest)
@@ -263,7 +263,7 @@ func testTagHistory(t *testing.T, s *store.Store) {
 func testDeleteManifest(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	m := image(t, s, "p/a", "del")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m, []string{"a", "b"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"a", "b"}))
 	must(t, s.DeleteManifest(ctx, "p/a", m.Digest))
 	for _, ref := range []string{"a", "b", string(m.Digest)} {
 		if _, err := s.Manifest(ctx, "p/a", ref); !errors.Is(err, errdefs.ErrNotFound) {
@@ -286,7 +286,7 @@ func testPagination(t *testing.T, s *store.Store) {
 	for i := range 7 {
 		all = append(all, fmt.Sprintf("t%02d", i))
 	}
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m, all))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, all))
 	var got []string
 	last := ""
 	for range 10 {
@@ -316,12 +316,12 @@ func testPagination(t *testing.T, s *store.Store) {
 func testReferrers(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	subject := image(t, s, "p/a", "subject")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", subject, nil))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", subject, nil))
 	for i, at := range []string{"application/sig", "application/sbom", "application/sig"} {
 		r := image(t, s, "p/a", fmt.Sprint("ref", i))
 		r.Subject, r.ArtifactType = subject.Digest, at
 		r.Annotations = map[string]string{"n": fmt.Sprint(i)}
-		must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", r, nil))
+		must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", r, nil))
 	}
 	all, more, err := s.Referrers(ctx, "p/a", subject.Digest, "", "", 10)
 	must(t, err)
@@ -415,7 +415,7 @@ func testUploadLimits(t *testing.T, s *store.Store) {
 func testEvents(t *testing.T, s *store.Store) {
 	ctx := context.Background()
 	m := image(t, s, "p/a", "ev")
-	must(t, s.PutManifest(ctx, store.DefaultStorage, "p/a", m, []string{"x"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"x"}))
 	must(t, s.DeleteTag(ctx, "p/a", "x"))
 	evs, err := s.Events(ctx, 0, 100)
 	must(t, err)
@@ -447,7 +447,7 @@ func testConcurrentTagPushes(t *testing.T, s *store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.PutManifest(ctx, store.DefaultStorage, "p/a", m, []string{"race"}); err != nil {
+			if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"race"}); err != nil {
 				t.Error(err)
 			}
 		}()
