@@ -45,6 +45,8 @@ type Options struct {
 	// PodLogs its log (nil: empty).
 	PodName string
 	PodLogs PodLogs
+	// StorageMigrator runs berth adm migrate-storage (nil: not served).
+	StorageMigrator StorageMigrator
 }
 
 // Server is the management API handler.
@@ -111,6 +113,8 @@ func (s *Server) routes() {
 	s.handle("POST "+authz+"/resourceaccessreviews", s.resourceAccessReview)
 
 	s.handle("POST "+core+"/{name}/token", s.createServiceAccountToken)
+
+	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/configs/{name}/storagemigration", s.migrateStorage)
 
 	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {
 		return &StatusError{Code: http.StatusNotFound, Reason: "NotFound",

@@ -143,6 +143,50 @@ func (c *apiClient) send(req *http.Request, out any) error {
 	if err != nil {
 		return fmt.Errorf("read the answer of %s: %w", c.server, err)
 	}
+	if err := c.failure(req, resp, b); err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return fmt.Errorf("%s %s: the answer is not what berth expects (is %s a Berth server?): %w", req.Method, req.URL.Path, c.server, err)
+	}
+	return nil
+}
+
+// stream sends a bodiless request with method to path and returns the
+// answer to read as it arrives, with no time limit on it (the caller's
+// ctx ends it); a failure answer is a *statusError.
+func (c *apiClient) stream(ctx context.Context, method, path string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.server+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	hc := *c.http
+	hc.Timeout = 0
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach %s: %w", c.server, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read the answer of %s: %w", c.server, err)
+	}
+	return nil, c.failure(req, resp, b)
+}
+
+// failure is the *statusError of a failure answer with body b, nil for a
+// success.
+func (c *apiClient) failure(req *http.Request, resp *http.Response, b []byte) error {
 	if resp.StatusCode >= 300 {
 		se := &statusError{Code: resp.StatusCode, server: c.server}
 		var st struct {
@@ -161,12 +205,6 @@ func (c *apiClient) send(req *http.Request, out any) error {
 			se.Message = fmt.Sprintf("%s %s: %s", req.Method, req.URL.Path, resp.Status)
 		}
 		return se
-	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("%s %s: the answer is not what berth expects (is %s a Berth server?): %w", req.Method, req.URL.Path, c.server, err)
 	}
 	return nil
 }

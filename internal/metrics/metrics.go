@@ -217,7 +217,7 @@ func (m *Metrics) SetStorage(storageType string, changed bool) {
 }
 
 // ObserveStoreCall records how long a call of the metadata store took, by
-// the call's name (BlobSize, PutManifest, …).
+// the call's name (LocateBlob, PutManifest, …).
 func (m *Metrics) ObserveStoreCall(call string, d time.Duration) {
 	m.storeCalls.WithLabelValues(call).Observe(d.Seconds())
 }

@@ -14,6 +14,7 @@ import (
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storagemigration"
 )
 
 // Levels below slog's Debug for the reference's finer log levels.
@@ -115,7 +116,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	// last in effect stays in the snapshot for what still reads blobs
 	// (the API's image configs).
 	next.Storage = cur.Storage
-	want := DesiredStorage{Config: spec.Storage}
+	want := DesiredStorage{Config: spec.Storage, Resolve: o.resolveStorage}
 	// What the storage needs but could not be read (the user secret, the
 	// trusted-CA ConfigMap) leaves the storage in effect as it is: built
 	// without them it would fail, or reach its backend as no one.
@@ -183,11 +184,17 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		status.Storage = inEffect.Config
 		status.StorageManaged = inEffect.Config.ManagementState == imageregistryv1.Managed
 		next.Storage = inEffect.Blobs
+		next.Older = inEffect.Older
+		pending, trouble := migrationPending(inEffect.Pending)
+		storageMore = append(storageMore, pending)
+		degraded = append(degraded, trouble...)
 		if err != nil {
 			degraded = append(degraded, fmt.Sprintf("Error: unable to sync storage configuration: %v", err))
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "False", "StorageNotApplied", err.Error())
 		} else {
-			storageCond, storageMore = storageConditions(inEffect)
+			var more []imageregistryv1.OperatorCondition
+			storageCond, more = storageConditions(inEffect)
+			storageMore = append(more, storageMore...)
 			if c := redirectCondition(inEffect, spec.DisableRedirect); c.Type != "" {
 				storageMore = append(storageMore, c)
 			}
@@ -269,6 +276,46 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	return status
 }
 
+// resolveStorage resolves what the storage configuration s names: its
+// credentials, CA bundle and secrets (an older storage opened again).
+func (o *Operator) resolveStorage(ctx context.Context, s imageregistryv1.StorageConfig) (DesiredStorage, error) {
+	want := DesiredStorage{Config: s}
+	var err error
+	if want.Credentials, err = o.storageCredentials(ctx, s); err != nil {
+		return want, err
+	}
+	if want.TrustedCA, err = o.trustedCA(ctx, s); err != nil {
+		return want, err
+	}
+	if want.Secrets, err = o.storageSecrets(ctx, s); err != nil {
+		return want, err
+	}
+	return want, nil
+}
+
+// migrationPending is the StorageMigrationPending condition of the older
+// storages still holding blobs, and what Degraded says of those that
+// cannot be opened (their blobs are unavailable until they can).
+func migrationPending(pending []PendingStorage) (imageregistryv1.OperatorCondition, []string) {
+	if len(pending) == 0 {
+		return cond(imageregistryv1.ConditionStorageMigrationPending, "False", "AllBlobsInEffect",
+			"every blob is in the storage in effect"), nil
+	}
+	var blobs, bytes int64
+	var each, trouble []string
+	for _, p := range pending {
+		blobs += p.Blobs
+		bytes += p.Bytes
+		each = append(each, fmt.Sprintf("%s: %d blobs, %s", p.Name, p.Blobs, storagemigration.Size(p.Bytes)))
+		if p.Err != nil {
+			trouble = append(trouble, fmt.Sprintf("Error: the older storage %s holds %d blobs and cannot be opened (its blobs are unavailable until it can): %v", p.Name, p.Blobs, p.Err))
+		}
+	}
+	return cond(imageregistryv1.ConditionStorageMigrationPending, "True", "OlderStoragesHoldBlobs",
+		fmt.Sprintf("%d blobs (%s) are in storages the registry was switched away from, and are read from there until berth adm migrate-storage moves them: %s",
+			blobs, storagemigration.Size(bytes), strings.Join(each, "; "))), trouble
+}
+
 // swap puts next in effect unless it is what is in effect.
 func (o *Operator) swap(next *settings.Settings) {
 	cur := o.opts.Settings.Load()
@@ -293,7 +340,17 @@ func (o *Operator) swap(next *settings.Settings) {
 // A storage is known by its ID: one ID, one driver, for the process's life.
 func fingerprint(s *settings.Settings) string {
 	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
-		routesFingerprint(s.Routes), s.Storage.ID) + "|" + credentialsDigest(s.StorageCredentials)
+		routesFingerprint(s.Routes), s.Storage.ID) + "|" + s.Storage.Version + "|" + olderFingerprint(s.Older) + "|" + credentialsDigest(s.StorageCredentials)
+}
+
+// olderFingerprint stands for the older storages of a snapshot: which,
+// whether each could be opened, and with what settings.
+func olderFingerprint(older []settings.Storage) string {
+	parts := make([]string, len(older))
+	for i, o := range older {
+		parts[i] = fmt.Sprintf("%s=%t/%s", o.ID, o.Driver != nil, o.Version)
+	}
+	return strings.Join(parts, ",")
 }
 
 func limits(l imageregistryv1.RequestLimits) settings.Limits {

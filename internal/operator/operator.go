@@ -59,6 +59,9 @@ type DesiredStorage struct {
 	// Secrets are the values of the Secrets the storage names, by field
 	// (storage.SecretCloudFrontKey).
 	Secrets map[string][]byte
+	// Resolve resolves what another storage configuration names (an older
+	// storage's, to open it again); nil resolves nothing.
+	Resolve func(ctx context.Context, s imageregistryv1.StorageConfig) (DesiredStorage, error)
 }
 
 // AppliedStorage is the storage in effect.
@@ -78,6 +81,21 @@ type AppliedStorage struct {
 	// Redirects says where blob GETs are redirected to, "" for a storage
 	// that streams them.
 	Redirects string
+	// Older are the storages switched away from that still hold blobs,
+	// read from until their blobs are migrated (a Driver nil: it could
+	// not be opened), and Pending what each holds.
+	Older   []settings.Storage
+	Pending []PendingStorage
+}
+
+// PendingStorage is an older storage still holding blobs.
+type PendingStorage struct {
+	ID string
+	// Name says what it is to a person.
+	Name         string
+	Blobs, Bytes int64
+	// Err is why it could not be opened; nil when it is read from.
+	Err error
 }
 
 // Options configure an Operator.

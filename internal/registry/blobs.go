@@ -49,7 +49,11 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
-	if rd, ok := st.Driver.(storage.Redirector); ok && !settings.From(ctx).DisableRedirect && redirectable(req.Header.Get("Range")) {
+	// A blob in an older storage is streamed: a migration may delete its
+	// bytes there the moment after, which a client redirected to them
+	// would meet as a 404 from the backend.
+	inEffect := st.ID == r.storageOf(ctx).ID
+	if rd, ok := st.Driver.(storage.Redirector); ok && inEffect && !settings.From(ctx).DisableRedirect && redirectable(req.Header.Get("Range")) {
 		url, err := rd.RedirectURL(ctx, dgst)
 		if err != nil {
 			return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
@@ -74,6 +78,15 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 	// The first read is opened now, where it will be read: a blob missing
 	// from the storage is an error answer, not an answer cut short.
 	content, err := storage.OpenReadSeeker(ctx, st.Driver, dgst, size, first)
+	if errors.Is(err, errdefs.ErrNotFound) && !inEffect {
+		// Migrated between the lookup and the read: where it is now.
+		if loc, lerr := r.meta.LocateBlob(ctx, r.readableOf(ctx), repo, dgst); lerr == nil && loc.Storage != st.ID {
+			if now := r.holderOf(ctx, loc.Storage); now.Driver != nil {
+				st = now
+				content, err = storage.OpenReadSeeker(ctx, st.Driver, dgst, size, first)
+			}
+		}
+	}
 	if err != nil {
 		if errors.Is(err, errdefs.ErrNotFound) {
 			// The store says the blob exists but its bytes are gone.

@@ -37,24 +37,6 @@ func blobLocation(repo string, dgst digest.Digest) string {
 	return "/v2/" + repo + "/blobs/" + dgst.String()
 }
 
-// hashingReader hashes what it reads: the digest is checked as the bytes
-// stream in, once, whatever driver stores them. It counts them too: a
-// driver that kept a different number of bytes than it read makes the
-// hash describe bytes that are not stored, which is checked after every
-// append (errKeptOtherBytes).
-type hashingReader struct {
-	r io.Reader
-	h hash.Hash
-	n int64
-}
-
-func (hr *hashingReader) Read(p []byte) (int, error) {
-	n, err := hr.r.Read(p)
-	hr.h.Write(p[:n])
-	hr.n += int64(n)
-	return n, err
-}
-
 // keptOtherBytes says that the driver kept n of the read bytes the hash
 // covers: the upload can no longer be trusted.
 func keptOtherBytes(read, n int64) error {
@@ -155,12 +137,12 @@ func (r *Registry) monolithicUpload(w http.ResponseWriter, req *http.Request, re
 	up := storage.Upload{ID: newUploadID()}
 	h := dgst.Algorithm().Hash()
 	src := &clientReader{r: req.Body}
-	hr := &hashingReader{r: src, h: h}
+	hr := &storage.HashingReader{R: src, Hash: h}
 	n, state, err := st.Driver.Append(ctx, up, 0, hr)
 	up.State = state
-	if err == nil && hr.n != n {
+	if err == nil && hr.N != n {
 		_ = st.Driver.Abort(context.WithoutCancel(ctx), up)
-		return keptOtherBytes(hr.n, n)
+		return keptOtherBytes(hr.N, n)
 	}
 	if err != nil {
 		_ = st.Driver.Abort(context.WithoutCancel(ctx), up)
@@ -394,13 +376,13 @@ func (r *Registry) appendChunk(req *http.Request, repo string, d storage.Driver,
 		want = req.ContentLength
 	}
 	src := &clientReader{r: body}
-	hr := &hashingReader{r: src, h: h}
+	hr := &storage.HashingReader{R: src, Hash: h}
 	n, state, err := d.Append(ctx, driverUpload(*u), u.Size, hr)
-	if hr.n != n && (err == nil || (src.err != nil && errors.Is(err, src.err))) {
-		// What would be recorded (n bytes, the hash of hr.n) disagrees:
+	if hr.N != n && (err == nil || (src.err != nil && errors.Is(err, src.err))) {
+		// What would be recorded (n bytes, the hash of hr.N) disagrees:
 		// the session cannot go on.
 		r.abortSession(context.WithoutCancel(ctx), d, driverUpload(*u))
-		return keptOtherBytes(hr.n, n)
+		return keptOtherBytes(hr.N, n)
 	}
 	if errors.Is(err, errdefs.ErrInvalidArgument) {
 		// The driver lost bytes it had acknowledged (a crash before a sync):

@@ -214,7 +214,7 @@ func TestMetricsFollowTraffic(t *testing.T) {
 	for _, op := range []string{"Append", "Commit", "Open"} {
 		moved("imageregistry_storage_duration_seconds", 1, "operation", "StorageDriver."+op)
 	}
-	moved("berth_store_call_duration_seconds", 1, "call", "BlobSize")
+	moved("berth_store_call_duration_seconds", 1, "call", "LocateBlob")
 	if v := sample(after, "imageregistry_http_in_flight_requests"); v != 1 {
 		t.Errorf("in flight during a scrape = %v, want 1 (the scrape)", v)
 	}

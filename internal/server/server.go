@@ -298,7 +298,7 @@ func Run(ctx context.Context, cfg Config) error {
 	expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 	stopping := make(chan struct{})
 	probes := newHealth(meta, storages, log)
-	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m)
+	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile)
 	if err != nil {
 		return err
 	}
@@ -455,7 +455,7 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics) (*http.ServeMux, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error) (*http.ServeMux, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -490,6 +490,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
+		StorageMigrator: &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))

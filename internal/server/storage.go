@@ -29,6 +29,7 @@ import (
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storagemigration"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -79,12 +80,15 @@ type blobStorages struct {
 }
 
 // storageRecords is what the store keeps about storages: the upload
-// sessions it records, in any storage; a storage that was removed,
-// forgotten; and which volumes Berth created (settings named
+// sessions it records, in any storage; the storages put in effect, and
+// what each holds; a storage that was removed, forgotten; and which volumes Berth created (settings named
 // provisionedPrefix+ID), the only ones it ever removes.
 type storageRecords interface {
 	UploadIDs(ctx context.Context) (map[string]bool, error)
 	ForgetStorage(ctx context.Context, storage string) (int64, error)
+	RecordStorage(ctx context.Context, id string, config []byte) error
+	Storages(ctx context.Context) ([]store.RecordedStorage, error)
+	DropStorageRecord(ctx context.Context, id string) (bool, error)
 	Setting(ctx context.Context, name string) (string, error)
 	InitSetting(ctx context.Context, name, value string) (string, error)
 	DeleteSetting(ctx context.Context, name string) error
@@ -107,10 +111,21 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 	}
 }
 
-// ApplyStorage implements operator.Storage.
+// ApplyStorage implements operator.Storage: it puts the spec's storage in
+// effect, and opens the older storages that still hold blobs.
 func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredStorage) (operator.AppliedStorage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	applied, err := s.applyLocked(ctx, want)
+	// The boot storage (before the operator) has nothing resolved to open
+	// older storages with: the operator's first pass opens them.
+	if applied.Blobs.ID != "" && want.Resolve != nil {
+		applied.Older, applied.Pending = s.olderLocked(ctx, applied.Blobs.ID, want.Resolve)
+	}
+	return applied, err
+}
+
+func (s *blobStorages) applyLocked(ctx context.Context, want operator.DesiredStorage) (operator.AppliedStorage, error) {
 	spec := want.Config
 	id, name, opts, root, err := s.locate(spec)
 	if err != nil {
@@ -155,8 +170,15 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
 		}
 	}
+	if spec.EmptyDir == nil {
+		// Recorded before it takes writes: whatever it comes to hold can
+		// be read again after a switch away, by any instance.
+		if err := s.recordStorage(ctx, id, config); err != nil {
+			return s.current, err
+		}
+	}
 	previous := s.current.Blobs.ID
-	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id]}, Created: created}
+	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id], Version: s.fingerprints[id]}, Created: created}
 	if r, ok := s.raw[id].(storage.Reporter); ok {
 		s.current.Conditions = r.Conditions()
 	}
@@ -167,10 +189,117 @@ func (s *blobStorages) ApplyStorage(ctx context.Context, want operator.DesiredSt
 	case previous == id:
 		s.log.Info("blob storage rebuilt with new settings (credentials, CA, or settings that do not move its bytes)", "storage", id)
 	case previous != "":
-		s.log.Info("blob storage switched: new blobs go to the new storage, blobs in the old one stay there and count as absent until it is in effect again",
+		s.log.Info("blob storage switched: new blobs go to the new storage; blobs in the old one stay there and are read from there until berth adm migrate-storage moves them",
 			"from", previous, "to", id, "created", created)
 	}
 	return s.current, nil
+}
+
+// recordStorage records storage id with the configuration that opens it
+// again: its section of the spec, without managementState (which says who
+// provisioned it, not where it is).
+func (s *blobStorages) recordStorage(ctx context.Context, id string, config imageregistryv1.StorageConfig) error {
+	config.ManagementState = ""
+	b, err := json.Marshal(config)
+	if err != nil {
+		return fmt.Errorf("record storage %s: %w", id, err)
+	}
+	return s.sessions.RecordStorage(ctx, id, b)
+}
+
+// olderLocked opens the storages other than current that still hold blobs
+// and says what each holds; a storage that holds none is forgotten, and
+// so is an emptyDir of an earlier process (its bytes died with it).
+func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) ([]settings.Storage, []operator.PendingStorage) {
+	recorded, err := s.sessions.Storages(ctx)
+	if err != nil {
+		// The last answer stands until the store answers again.
+		s.log.Warn("list the storages holding blobs", "err", err)
+		return s.current.Older, s.current.Pending
+	}
+	var older []settings.Storage
+	var pending []operator.PendingStorage
+	for _, r := range recorded {
+		switch {
+		case r.ID == current:
+			continue
+		case r.Blobs == 0:
+			if _, err := s.sessions.DropStorageRecord(ctx, r.ID); err != nil {
+				s.log.Warn("forget an emptied storage", "storage", r.ID, "err", err)
+			}
+			continue
+		case strings.HasPrefix(r.ID, "emptydir:") && r.ID != s.emptyDirID:
+			n, err := s.sessions.ForgetStorage(ctx, r.ID)
+			if err != nil {
+				s.log.Warn("forget the emptyDir of an earlier process", "storage", r.ID, "err", err)
+			} else {
+				s.log.Info("forgot the blobs of an earlier process's emptyDir: its bytes died with it", "storage", r.ID, "blobs", n)
+			}
+			continue
+		}
+		d, name, err := s.openOlderLocked(ctx, r, resolve)
+		if err != nil {
+			s.log.Warn("an older storage holding blobs cannot be opened; its blobs are unavailable", "storage", r.ID, "blobs", r.Blobs, "err", err)
+		}
+		older = append(older, settings.Storage{ID: r.ID, Driver: d, Version: s.fingerprints[r.ID]})
+		pending = append(pending, operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err})
+	}
+	s.current.Older, s.current.Pending = older, pending
+	return older, pending
+}
+
+// openOlderLocked opens the older storage r with its recorded
+// configuration, and names it; the driver is nil when it cannot be
+// opened.
+func (s *blobStorages) openOlderLocked(ctx context.Context, r store.RecordedStorage, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) (storage.Driver, string, error) {
+	if r.ID == s.emptyDirID {
+		d, ok := s.built[r.ID]
+		if !ok {
+			return nil, "emptyDir", errors.New("this process's emptyDir was never built")
+		}
+		return d, "emptyDir", nil
+	}
+	var spec imageregistryv1.StorageConfig
+	switch {
+	case len(r.Config) > 0:
+		if err := json.Unmarshal(r.Config, &spec); err != nil {
+			return nil, r.ID, fmt.Errorf("decode its recorded configuration: %w", err)
+		}
+	case strings.HasPrefix(r.ID, "pvc:"):
+		// Volumes in effect before storages were recorded: the claim is
+		// all there is to know.
+		spec.PVC = &imageregistryv1.PVCStorage{Claim: strings.TrimPrefix(r.ID, "pvc:")}
+	default:
+		return nil, r.ID, errors.New("it was in effect before Berth recorded how to open storages: put it in effect once more to record it, then switch back")
+	}
+	name := describeStorage(spec)
+	id, driver, opts, root, err := s.locate(spec)
+	if err != nil {
+		return nil, name, err
+	}
+	if id != r.ID {
+		return nil, name, fmt.Errorf("its recorded configuration names another storage (%s)", id)
+	}
+	if root != "" {
+		// An older volume is read, never made: a missing directory means
+		// its blobs are gone, which must not look like an empty volume.
+		if _, err := os.Stat(root); err != nil {
+			return nil, name, err
+		}
+	}
+	if resolve != nil {
+		want, err := resolve(ctx, spec)
+		if err != nil {
+			return nil, name, err
+		}
+		opts.Credentials, opts.TrustedCA, opts.Secrets = want.Credentials, want.TrustedCA, want.Secrets
+	}
+	opts.HTTPClient = s.client
+	d, err := s.open(ctx, id, driver, opts)
+	if err != nil {
+		return nil, name, err
+	}
+	return d, name, nil
 }
 
 // locate maps a spec to its storage: ID, driver, driver options, and the
@@ -485,11 +614,25 @@ func storageConfigOf(spec imageregistryv1.StorageConfig) imageregistryv1.Storage
 type apiBlobs struct{ storages *blobStorages }
 
 func (a apiBlobs) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
-	st := settings.From(ctx).Storage
+	snap := settings.From(ctx)
+	st := snap.Storage
 	if st.Driver == nil {
 		st = a.storages.inEffect()
 	}
-	return st.Driver.Open(ctx, dgst, offset, length)
+	r, err := st.Driver.Open(ctx, dgst, offset, length)
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		return r, err
+	}
+	// Not migrated yet: in an older storage that still holds blobs.
+	for _, o := range snap.Older {
+		if o.Driver == nil {
+			continue
+		}
+		if r, oerr := o.Driver.Open(ctx, dgst, offset, length); oerr == nil {
+			return r, nil
+		}
+	}
+	return nil, err
 }
 
 // AbortUpload discards the bytes of upload u, which ended with its
@@ -679,4 +822,54 @@ func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageC
 		s.current = operator.AppliedStorage{}
 	}
 	return root, id, blobs, nil
+}
+
+// storageMigrations runs berth adm migrate-storage for the management
+// API: one at a time in this process, from the older storages the last
+// pass of the operator opened into the storage in effect, and then a pass
+// of the operator, so that status says at once what is left.
+type storageMigrations struct {
+	storages  *blobStorages
+	records   storagemigration.Records
+	reconcile func(context.Context) error
+	log       *slog.Logger
+	running   sync.Mutex
+}
+
+// MigrateStorage implements apiserver.StorageMigrator.
+func (m *storageMigrations) MigrateStorage(ctx context.Context, dryRun bool, progress func(storagemigration.Progress)) (storagemigration.Report, error) {
+	if !m.running.TryLock() {
+		return storagemigration.Report{}, fmt.Errorf("a storage migration is already running: %w", errdefs.ErrConflict)
+	}
+	defer m.running.Unlock()
+	if m.reconcile != nil {
+		// What the store holds now, not at the last pass: a storage
+		// switched to a moment ago is the target.
+		if err := m.reconcile(ctx); err != nil {
+			return storagemigration.Report{}, err
+		}
+	}
+	to, from := m.storages.migration()
+	mig := &storagemigration.Migrator{Records: m.records, Log: m.log}
+	m.log.InfoContext(ctx, "storage migration started", "to", to.ID, "from", len(from), "dryRun", dryRun)
+	rep, err := mig.Run(ctx, to, from, dryRun, progress)
+	m.log.InfoContext(ctx, "storage migration ended", "to", to.ID, "failures", len(rep.Failures), "err", err)
+	if m.reconcile != nil && !dryRun {
+		if rerr := m.reconcile(context.WithoutCancel(ctx)); rerr != nil {
+			m.log.WarnContext(ctx, "apply the registry Config after a storage migration", "err", rerr)
+		}
+	}
+	return rep, err
+}
+
+// migration is the storage in effect and the older storages, as the last
+// pass of the operator found them.
+func (s *blobStorages) migration() (settings.Storage, []storagemigration.Source) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := make([]storagemigration.Source, 0, len(s.current.Pending))
+	for i, p := range s.current.Pending {
+		from = append(from, storagemigration.Source{Storage: s.current.Older[i], Name: p.Name, Blobs: p.Blobs, Bytes: p.Bytes})
+	}
+	return s.current.Blobs, from
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/registry/registrytest"
 	"github.com/berth-registry/berth/internal/storage"
@@ -76,6 +77,66 @@ func expectStorageExists(t *testing.T, url, reason string) {
 	if st, r, msg := c.condition("Degraded"); st != "False" {
 		t.Errorf("Degraded: %s %s %q", st, r, msg)
 	}
+}
+
+// expectMigrationPending waits for StorageMigrationPending to be True
+// with a message holding each of want (the operator's pass follows a
+// push), and Degraded False.
+func expectMigrationPending(t *testing.T, url string, want ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, _ := getConfig(t, url)
+		st, _, msg := c.condition("StorageMigrationPending")
+		ok := st == "True"
+		for _, w := range want {
+			ok = ok && strings.Contains(msg, w)
+		}
+		if ok {
+			if st, r, msg := c.condition("Degraded"); st != "False" {
+				t.Errorf("Degraded: %s %s %q", st, r, msg)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("StorageMigrationPending: %s %q, want True with %q", st, msg, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// migrateStorage runs a storage migration through the management API and
+// returns the events it streamed.
+func migrateStorage(t *testing.T, url string, dryRun bool) []apiserver.MigrationEvent {
+	t.Helper()
+	path := url + "/apis/imageregistry.operator.openshift.io/v1/configs/cluster/storagemigration"
+	if dryRun {
+		path += "?dryRun=All"
+	}
+	resp, err := admin.Post(path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("storage migration: %d %s", resp.StatusCode, b)
+	}
+	var events []apiserver.MigrationEvent
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev apiserver.MigrationEvent
+		if err := dec.Decode(&ev); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, ev)
+	}
+	if len(events) == 0 {
+		t.Fatal("the storage migration streamed nothing")
+	}
+	return events
 }
 
 // pull GETs a blob and returns its status and bytes.
@@ -157,8 +218,12 @@ func TestStorageSwitchLive(t *testing.T) {
 	if claim, _ := storageStatus(t, r.url); claim != "second" {
 		t.Errorf("status.storage claim = %q", claim)
 	}
-	if code, _ := pull(t, r.url, "sw/app", first); code != 404 {
-		t.Errorf("the first layer under the second volume: %d, want 404", code)
+	// Blobs left in the default volume are read from there.
+	if code, body := pull(t, r.url, "sw/app", first); code != 200 || string(body) != string(layer) {
+		t.Errorf("the first layer under the second volume: %d %q, want it from the default volume", code, body)
+	}
+	if code := status(t, "HEAD", r.url+"/v2/sw/app/blobs/"+first.String()); code != 200 {
+		t.Errorf("HEAD of the first layer under the second volume: %d", code)
 	}
 	if code := status(t, "GET", r.url+"/v2/sw/app/manifests/v1"); code != 200 {
 		t.Errorf("the manifest after the switch: %d (manifests are metadata)", code)
@@ -166,9 +231,10 @@ func TestStorageSwitchLive(t *testing.T) {
 	if code := status(t, "GET", r.url+"/v2/sw/app/tags/list"); code != 200 {
 		t.Errorf("tags after the switch: %d", code)
 	}
-	if code := pushManifest(t, r.url, "sw/app", "v2", config, layer); code != 400 {
-		t.Errorf("a manifest naming layers left in the old volume: %d, want 400", code)
+	if code := pushManifest(t, r.url, "sw/app", "v2", config, layer); code != 201 {
+		t.Errorf("a manifest naming layers left in the old volume: %d, want 201", code)
 	}
+	expectMigrationPending(t, r.url, "2 blobs", "pvc volume image-registry-storage: 2 blobs")
 	req, _ = http.NewRequest("PATCH", r.url+session, strings.NewReader(" and the rest"))
 	resp, err = admin.Do(req)
 	if err != nil {
@@ -208,39 +274,87 @@ func TestStorageSwitchLive(t *testing.T) {
 		t.Fatalf("push to the emptyDir: %d", resp.StatusCode)
 	}
 	for _, b := range [][]byte{layer, second} {
-		if code, _ := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 404 {
-			t.Errorf("%q under the emptyDir: %d, want 404", b, code)
+		if code, body := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 200 || string(body) != string(b) {
+			t.Errorf("%q under the emptyDir: %d %q, want it from its volume", b, code, body)
 		}
 	}
 
 	patchConfig(t, r.url, `{"spec":{"storage":{"emptyDir":null,"pvc":{"claim":"image-registry-storage"}}}}`)
 	expectStorageExists(t, r.url, "PVC Exists")
-	if code, body := pull(t, r.url, "sw/app", first); code != 200 || string(body) != string(layer) {
-		t.Errorf("the first layer back on the default volume: %d %q", code, body)
-	}
-	if code := pushManifest(t, r.url, "sw/app", "v2", config, layer); code != 201 {
-		t.Errorf("a manifest naming layers of the default volume, back on it: %d", code)
-	}
-	for _, b := range [][]byte{second, ephemeral} {
-		if code, _ := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 404 {
-			t.Errorf("%q on the default volume: %d, want 404", b, code)
+	for _, b := range [][]byte{layer, second, ephemeral} {
+		if code, body := pull(t, r.url, "sw/app", digest.FromBytes(b)); code != 200 || string(body) != string(b) {
+			t.Errorf("%q back on the default volume: %d %q", b, code, body)
 		}
 	}
+	// The default volume holds the first push; the second volume and this
+	// process's emptyDir hold one blob each.
+	expectMigrationPending(t, r.url, "2 blobs", "pvc volume second: 1 blobs", "emptyDir: 1 blobs")
 
 	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":null,"emptyDir":{}}}}`)
 	if code, body := pull(t, r.url, "sw/app", digest.FromBytes(ephemeral)); code != 200 || string(body) != string(ephemeral) {
 		t.Errorf("the emptyDir's blob after switching back to it: %d %q", code, body)
 	}
-	// Four switches (second, emptyDir, the default, emptyDir), counted as
+
+	// Then a last volume, and everything migrates into it.
+	patchConfig(t, r.url, `{"spec":{"storage":{"emptyDir":null,"pvc":{"claim":"third"}}}}`)
+	expectMigrationPending(t, r.url, "4 blobs")
+	events := migrateStorage(t, r.url, true)
+	dry := events[len(events)-1]
+	if dry.Type != "Done" || !dry.Report.DryRun || len(dry.Report.Storages) != 3 {
+		t.Fatalf("dry run: %+v", dry)
+	}
+	if _, err := os.Stat(blobFile(defaultRoot, first)); err != nil {
+		t.Errorf("a dry run moved the first layer: %v", err)
+	}
+	events = migrateStorage(t, r.url, false)
+	done := events[len(events)-1]
+	if done.Type != "Done" || done.Report.DryRun || len(done.Report.Failures) != 0 {
+		t.Fatalf("migration: %+v", done)
+	}
+	copied := int64(0)
+	for _, s := range done.Report.Storages {
+		copied += s.Copied
+		if !s.Forgotten {
+			t.Errorf("%s not emptied: %+v", s.Name, s)
+		}
+	}
+	if p := events[len(events)-2]; copied != 4 || p.Type != "Progress" || p.Progress.Blobs != 4 || p.Progress.TotalBlobs != 4 {
+		t.Errorf("copied %d blobs, last progress %+v; want 4 of 4", copied, p.Progress)
+	}
+	thirdRoot := filepath.Join(dir, "volumes", "third")
+	for _, b := range [][]byte{config, layer, second, ephemeral} {
+		d := digest.FromBytes(b)
+		if _, err := os.Stat(blobFile(thirdRoot, d)); err != nil {
+			t.Errorf("%q is not in the third volume: %v", b, err)
+		}
+		for _, old := range []string{defaultRoot, secondRoot} {
+			if _, err := os.Stat(blobFile(old, d)); !os.IsNotExist(err) {
+				t.Errorf("%q is still in %s: %v", b, old, err)
+			}
+		}
+		if code, body := pull(t, r.url, "sw/app", d); code != 200 || string(body) != string(b) {
+			t.Errorf("%q after the migration: %d %q", b, code, body)
+		}
+	}
+	c, _ := getConfig(t, r.url)
+	if st, reason, msg := c.condition("StorageMigrationPending"); st != "False" {
+		t.Errorf("StorageMigrationPending after the migration: %s %s %q", st, reason, msg)
+	}
+	// Nothing is left to move: a second run says so.
+	again := migrateStorage(t, r.url, false)
+	if last := again[len(again)-1]; last.Type != "Done" || len(last.Report.Storages) != 0 {
+		t.Errorf("a second migration: %+v", last)
+	}
+	// Five switches (second, emptyDir, the default, emptyDir, third), counted as
 	// the reference's operator counts them; the type in effect is shown.
 	deadline := time.Now().Add(10 * time.Second)
-	for metricLine(t, r.url, "image_registry_operator_storage_reconfigured_total") != "image_registry_operator_storage_reconfigured_total 4" {
+	for metricLine(t, r.url, "image_registry_operator_storage_reconfigured_total") != "image_registry_operator_storage_reconfigured_total 5" {
 		if time.Now().After(deadline) {
 			t.Fatalf("reconfigurations: %q", metricLine(t, r.url, "image_registry_operator_storage_reconfigured_total"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := metricLine(t, r.url, `image_registry_storage_type{storage="EmptyDir"}`); got != `image_registry_storage_type{storage="EmptyDir"} 1` {
+	if got := metricLine(t, r.url, `image_registry_storage_type{storage="PVC"}`); got != `image_registry_storage_type{storage="PVC"} 1` {
 		t.Errorf("storage type: %q", got)
 	}
 }
@@ -278,6 +392,41 @@ func TestStorageAfterRestart(t *testing.T) {
 	}
 	if code := status(t, "HEAD", r.url+"/v2/rs/app/blobs/"+digest.FromBytes(gone).String()); code != 200 {
 		t.Fatalf("pushed again to this process's emptyDir: %d", code)
+	}
+	// The second volume, switched away from before the restart, is opened
+	// again from its record: its blob is served, and only it is pending
+	// (the earlier emptyDir's records were forgotten with its bytes).
+	if code, body := pull(t, r.url, "rs/app", digest.FromBytes(kept)); code != 200 || string(body) != string(kept) {
+		t.Fatalf("after a restart, the older volume's blob: %d %q", code, body)
+	}
+	expectMigrationPending(t, r.url, "1 blobs", "pvc volume second: 1 blobs")
+
+	// An older storage that cannot be opened leaves its blobs
+	// unavailable, not absent, and Degraded says which.
+	if err := os.RemoveAll(filepath.Join(dir, "volumes", "second")); err != nil {
+		t.Fatal(err)
+	}
+	patchConfig(t, r.url, `{"spec":{"logLevel":"Debug"}}`) // a pass now, not at the resync
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, _ := getConfig(t, r.url)
+		if st, _, msg := c.condition("Degraded"); st == "True" && strings.Contains(msg, "pvc volume second holds 1 blobs and cannot be opened") {
+			break
+		}
+		if time.Now().After(deadline) {
+			st, reason, msg := c.condition("Degraded")
+			t.Fatalf("Degraded: %s %s %q, want the volume named", st, reason, msg)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, method := range []string{"HEAD", "GET"} {
+		if code := status(t, method, r.url+"/v2/rs/app/blobs/"+digest.FromBytes(kept).String()); code != 503 {
+			t.Errorf("%s of a blob in an older storage that cannot be opened: %d, want 503", method, code)
+		}
+	}
+	events := migrateStorage(t, r.url, false)
+	if last := events[len(events)-1]; last.Type != "Done" || len(last.Report.Storages) != 1 || last.Report.Storages[0].Unreadable == "" {
+		t.Errorf("migrating from a storage that cannot be opened: %+v", last)
 	}
 }
 

@@ -105,6 +105,9 @@ type Storage struct {
 	// Writes admits the commits of blobs into the storage; removing the
 	// storage closes it, after the commits in flight (nil: always open).
 	Writes *Gate
+	// Version names the settings Driver was built with: a storage rebuilt
+	// (new credentials) is another snapshot.
+	Version string
 }
 
 // Gate lets writes into a storage run side by side and its removal wait

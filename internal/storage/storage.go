@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net/http"
 	"sort"
@@ -263,4 +264,22 @@ var ErrNotProvisioned = errors.New("not provisioned by Berth")
 // and lifecycle rule): what they found and did, for status.
 type Reporter interface {
 	Conditions() []Condition
+}
+
+// HashingReader hashes what it reads: a digest is checked as the bytes
+// stream in, once, whatever driver stores them. It counts them too: a
+// driver that kept a different number of bytes than it read (Append's n
+// against N) makes the hash describe bytes that are not stored.
+type HashingReader struct {
+	R    io.Reader
+	Hash hash.Hash
+	// N is how many bytes were read.
+	N int64
+}
+
+func (hr *HashingReader) Read(p []byte) (int, error) {
+	n, err := hr.R.Read(p)
+	hr.Hash.Write(p[:n])
+	hr.N += int64(n)
+	return n, err
 }

@@ -114,22 +114,27 @@ SELECT id, MAX(config), SUM(blobs), SUM(bytes) FROM (
 	return out, nil
 }
 
-// DropStorageRecord forgets the record of storage id if it holds no blob
-// (and reports whether it did): a storage switched away from whose blobs
-// all moved needs opening no more.
+// DropStorageRecord forgets storage id if it holds no blob, and reports
+// whether it held none: a storage switched away from whose blobs all
+// moved needs opening no more.
 func (s *Store) DropStorageRecord(ctx context.Context, id string) (bool, error) {
-	dropped := false
+	empty := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `
-DELETE FROM storages WHERE id = ? AND NOT EXISTS (SELECT 1 FROM blob_storages WHERE storage = ?)`, id, id)
-		if err != nil {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM blob_storages WHERE storage = ? LIMIT 1`, id).Scan(&one)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("look up the blobs of storage %s: %w", id, err)
+		}
+		empty = true
+		if _, err := tx.ExecContext(ctx, `DELETE FROM storages WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("forget storage %s: %w", id, err)
 		}
-		n, _ := res.RowsAffected()
-		dropped = n > 0
 		return nil
 	})
-	return dropped, err
+	return empty, err
 }
 
 // StoredBlob is a blob whose bytes a storage holds.

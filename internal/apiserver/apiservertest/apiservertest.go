@@ -47,6 +47,8 @@ type Options struct {
 	PodLogs apiserver.PodLogs
 	// Stopping, closed, tells watches and followed logs to end.
 	Stopping <-chan struct{}
+	// StorageMigrator runs storage migrations (none when nil).
+	StorageMigrator apiserver.StorageMigrator
 }
 
 // New starts a server with "admin" (cluster-admin) and opts.Users, and the
@@ -107,6 +109,7 @@ func New(t testing.TB, opts Options) *Server {
 	api := apiserver.New(apiserver.Options{
 		Store: st, Authorizer: authz, Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
 		Blobs: opts.Blobs, PodName: opts.PodName, PodLogs: opts.PodLogs, Stopping: opts.Stopping,
+		StorageMigrator: opts.StorageMigrator,
 	})
 	mux := http.NewServeMux()
 	for _, prefix := range apiserver.Paths {

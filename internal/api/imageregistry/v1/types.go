@@ -54,6 +54,10 @@ const (
 	ConditionDegraded      = "Degraded"
 	ConditionRemoved       = "Removed"
 	ConditionStorageExists = "StorageExists"
+	// ConditionStorageMigrationPending is Berth's: blobs are left in
+	// storages the registry was switched away from (read from there until
+	// berth adm migrate-storage moves them).
+	ConditionStorageMigrationPending = "StorageMigrationPending"
 )
 
 // Config is configs.imageregistry.operator.openshift.io/v1 Config.

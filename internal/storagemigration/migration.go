@@ -1,0 +1,286 @@
+// Package storagemigration moves blobs out of the storages a registry was
+// switched away from into the storage in effect, so that the older ones
+// can be forgotten (berth adm migrate-storage).
+//
+// Each blob is read from its older storage, hashed as it is written into
+// the storage in effect, committed there only when its digest and size
+// match, and then its record moves to the new storage in one step of the
+// store: at every moment the blob is present in one of them, so pulls go
+// on while it runs. The old bytes are deleted last. A run interrupted at
+// any point is resumed by running again: what moved is no longer recorded
+// in the older storage, and what was written but not recorded is an
+// upload no session records, which the driver's recovery removes.
+package storagemigration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Records is what a migration needs of the metadata store.
+type Records interface {
+	StorageBlobs(ctx context.Context, storage string, after digest.Digest, limit int) ([]store.StoredBlob, error)
+	BlobIn(ctx context.Context, storage string, dgst digest.Digest) (bool, error)
+	MoveBlob(ctx context.Context, dgst digest.Digest, from, to string) error
+	DropStorageRecord(ctx context.Context, id string) (bool, error)
+}
+
+// Source is an older storage to empty.
+type Source struct {
+	settings.Storage
+	// Name says what it is to a person ("S3 bucket b at http://…").
+	Name string
+	// Blobs and Bytes are what the store records it holds.
+	Blobs, Bytes int64
+}
+
+// Progress is where a run is, after each blob.
+type Progress struct {
+	// Storage is the Name of the storage being emptied.
+	Storage string `json:"storage"`
+	// Blobs and Bytes are those handled so far (moved, or found to move in
+	// a dry run, or failed), of TotalBlobs and TotalBytes.
+	Blobs      int64 `json:"blobs"`
+	Bytes      int64 `json:"bytes"`
+	TotalBlobs int64 `json:"totalBlobs"`
+	TotalBytes int64 `json:"totalBytes"`
+}
+
+// Failure is a blob left where it was, and why.
+type Failure struct {
+	Storage string        `json:"storage"`
+	Digest  digest.Digest `json:"digest"`
+	Error   string        `json:"error"`
+}
+
+// StorageReport is what a run did to one older storage.
+type StorageReport struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// Blobs and Bytes are what it held when the run began.
+	Blobs int64 `json:"blobs"`
+	Bytes int64 `json:"bytes"`
+	// Copied were copied into the storage in effect; Deduplicated were
+	// there already (pushed again after the switch): only their record
+	// and old bytes went.
+	Copied       int64 `json:"copied"`
+	CopiedBytes  int64 `json:"copiedBytes"`
+	Deduplicated int64 `json:"deduplicated"`
+	// Forgotten says the storage holds no blob any more and its record
+	// was dropped.
+	Forgotten bool `json:"forgotten"`
+	// Unreadable is why the storage could not be read ("" when it could).
+	Unreadable string `json:"unreadable,omitempty"`
+}
+
+// Report is what a run did, or in a dry run would do.
+type Report struct {
+	DryRun   bool            `json:"dryRun"`
+	To       string          `json:"to"`
+	Storages []StorageReport `json:"storages"`
+	Failures []Failure       `json:"failures,omitempty"`
+}
+
+// pageSize is how many blob records a run reads at once.
+const pageSize = 200
+
+// Migrator runs migrations.
+type Migrator struct {
+	Records Records
+	Log     *slog.Logger
+}
+
+// Run moves every blob of from into to, or, with dryRun, counts what it
+// would move. progress, when set, is called after each blob. A blob that
+// cannot be moved (unreadable, its bytes not matching its digest) is left
+// where it was and reported; the run goes on with the next. Only a
+// failure of the store or of ctx ends a run early.
+func (m *Migrator) Run(ctx context.Context, to settings.Storage, from []Source, dryRun bool, progress func(Progress)) (Report, error) {
+	rep := Report{DryRun: dryRun, To: to.ID}
+	p := Progress{}
+	for _, src := range from {
+		p.TotalBlobs += src.Blobs
+		p.TotalBytes += src.Bytes
+	}
+	if to.Driver == nil {
+		return rep, fmt.Errorf("no storage in effect to migrate to: %w", errdefs.ErrUnavailable)
+	}
+	for _, src := range from {
+		sr := StorageReport{ID: src.ID, Name: src.Name, Blobs: src.Blobs, Bytes: src.Bytes}
+		if src.ID == to.ID {
+			continue
+		}
+		p.Storage = src.Name
+		if src.Driver == nil && !dryRun {
+			sr.Unreadable = "the storage could not be opened (see the registry's Degraded condition)"
+			rep.Storages = append(rep.Storages, sr)
+			p.Blobs += src.Blobs
+			p.Bytes += src.Bytes
+			if progress != nil {
+				progress(p)
+			}
+			continue
+		}
+		var after digest.Digest
+		for {
+			page, err := m.Records.StorageBlobs(ctx, src.ID, after, pageSize)
+			if err != nil {
+				return rep, err
+			}
+			for _, b := range page {
+				after = b.Digest
+				if err := ctx.Err(); err != nil {
+					rep.Storages = append(rep.Storages, sr)
+					return rep, err
+				}
+				if !dryRun {
+					if err := m.move(ctx, to, src, b, &sr); err != nil {
+						if ctx.Err() != nil {
+							rep.Storages = append(rep.Storages, sr)
+							return rep, ctx.Err()
+						}
+						if errors.Is(err, errStore) {
+							rep.Storages = append(rep.Storages, sr)
+							return rep, err
+						}
+						m.Log.WarnContext(ctx, "blob left in its older storage", "digest", b.Digest, "storage", src.ID, "err", err)
+						rep.Failures = append(rep.Failures, Failure{Storage: src.Name, Digest: b.Digest, Error: err.Error()})
+					}
+				}
+				p.Blobs++
+				p.Bytes += b.Size
+				if progress != nil {
+					progress(p)
+				}
+			}
+			if len(page) < pageSize {
+				break
+			}
+		}
+		if !dryRun {
+			forgotten, err := m.Records.DropStorageRecord(ctx, src.ID)
+			if err != nil {
+				return rep, err
+			}
+			sr.Forgotten = forgotten
+			if forgotten {
+				m.Log.InfoContext(ctx, "older storage emptied and forgotten", "storage", src.ID)
+			}
+		}
+		rep.Storages = append(rep.Storages, sr)
+	}
+	return rep, nil
+}
+
+// errDigest: the bytes read are not the blob's.
+var errDigest = errors.New("digest mismatch")
+
+// errStore marks a failure of the metadata store: it ends the run, since
+// every blob after would fail the same way.
+var errStore = errors.New("metadata store")
+
+// move moves blob b from src into to.
+func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b store.StoredBlob, sr *StorageReport) error {
+	there, err := m.Records.BlobIn(ctx, to.ID, b.Digest)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errStore, err)
+	}
+	if !there {
+		if err := m.copyBlob(ctx, to, src.Driver, b); err != nil {
+			return err
+		}
+	}
+	switch err := m.Records.MoveBlob(ctx, b.Digest, src.ID, to.ID); {
+	case errors.Is(err, errdefs.ErrNotFound):
+		return nil // moved meanwhile (another run): nothing of ours to delete
+	case err != nil:
+		return fmt.Errorf("%w: %w", errStore, err)
+	}
+	if there {
+		sr.Deduplicated++
+	} else {
+		sr.Copied++
+		sr.CopiedBytes += b.Size
+	}
+	// The blob is now the new storage's alone; its old bytes are garbage.
+	// Failing to delete them leaves garbage in a storage no longer read,
+	// not a broken blob.
+	if err := src.Driver.Delete(ctx, b.Digest); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		m.Log.WarnContext(ctx, "old bytes of a migrated blob left behind", "digest", b.Digest, "storage", src.ID, "err", err)
+	}
+	return nil
+}
+
+// copyBlob writes blob b, read from from, into to, and commits it there
+// only if what was read is b: its size and its digest.
+func (m *Migrator) copyBlob(ctx context.Context, to settings.Storage, from storage.Driver, b store.StoredBlob) error {
+	if err := b.Digest.Validate(); err != nil {
+		return fmt.Errorf("recorded digest: %w", err)
+	}
+	r, err := from.Open(ctx, b.Digest, 0, -1)
+	if err != nil {
+		return fmt.Errorf("read from the older storage: %w", err)
+	}
+	defer r.Close()
+	up := storage.Upload{ID: newUploadID()}
+	h := &storage.HashingReader{R: r, Hash: b.Digest.Algorithm().Hash()}
+	n, state, err := to.Driver.Append(ctx, up, 0, h)
+	up.State = state
+	// Whatever happens next, an upload not committed is discarded; the
+	// abort must run even if ctx ended.
+	abort := func() { _ = to.Driver.Abort(context.WithoutCancel(ctx), up) }
+	if err != nil {
+		abort()
+		return fmt.Errorf("write into the storage in effect: %w", err)
+	}
+	if n != b.Size || h.N != b.Size {
+		abort()
+		return fmt.Errorf("read %d bytes of a blob recorded as %d: %w", h.N, b.Size, errdefs.ErrSizeMismatch)
+	}
+	if got := digest.NewDigest(b.Digest.Algorithm(), h.Hash); got != b.Digest {
+		abort()
+		return fmt.Errorf("the older storage's bytes have digest %s, not %s: %w", got, b.Digest, errDigest)
+	}
+	leave, ok := to.Writes.Enter()
+	if !ok {
+		abort()
+		return fmt.Errorf("the storage in effect was removed: %w", errdefs.ErrUnavailable)
+	}
+	defer leave()
+	if err := to.Driver.Commit(context.WithoutCancel(ctx), up, b.Digest, b.Size); err != nil {
+		abort()
+		return fmt.Errorf("commit into the storage in effect: %w", err)
+	}
+	return nil
+}
+
+func newUploadID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return "migrate" + hex.EncodeToString(b)
+}
+
+// Size is n bytes as people read sizes, in binary units ("1.5 MiB").
+func Size(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

@@ -1,0 +1,198 @@
+package storagemigration_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/storage/filesystem"
+	"github.com/berth-registry/berth/internal/storagemigration"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// put commits content as dgst in d (dgst is the caller's word: a test
+// stores bytes that do not match it on purpose) and records it in meta.
+func put(t *testing.T, meta *store.Store, id string, d storage.Driver, repo string, dgst digest.Digest, content []byte) {
+	t.Helper()
+	ctx := context.Background()
+	up := storage.Upload{ID: "u" + strings.ToLower(dgst.Encoded()[:12]) + strings.ReplaceAll(id, ":", "")}
+	if _, _, err := d.Append(ctx, up, 0, bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Commit(ctx, up, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.LinkBlob(ctx, id, repo, dgst, int64(len(content))); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func read(t *testing.T, d storage.Driver, dgst digest.Digest) ([]byte, error) {
+	t.Helper()
+	r, err := d.Open(context.Background(), dgst, 0, -1)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// setup opens a store and filesystem drivers named after dirs, in a
+// directory of the test's.
+func setup(t *testing.T, dirs ...string) (*store.Store, []*filesystem.Driver) {
+	t.Helper()
+	dir := t.TempDir()
+	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	var drivers []*filesystem.Driver
+	for _, d := range dirs {
+		fd, err := filesystem.Open(filepath.Join(dir, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		drivers = append(drivers, fd)
+	}
+	return meta, drivers
+}
+
+func TestRunMovesVerifiesAndResumes(t *testing.T) {
+	ctx := context.Background()
+	meta, d := setup(t, "old", "new")
+	oldD, newD := d[0], d[1]
+	const oldID, newID = "pvc:old", "pvc:new"
+
+	plain := []byte("a layer only the old storage holds")
+	both := []byte("a layer pushed again after the switch")
+	good := []byte("the bytes this digest names")
+	dPlain, dBoth, dBad := digest.FromBytes(plain), digest.FromBytes(both), digest.FromBytes(good)
+	put(t, meta, oldID, oldD, "p/app", dPlain, plain)
+	put(t, meta, oldID, oldD, "p/app", dBoth, both)
+	put(t, meta, newID, newD, "p/other", dBoth, both)
+	// Bytes that rotted in the old storage: the same length, other bytes.
+	put(t, meta, oldID, oldD, "p/app", dBad, []byte("THE BYTES THIS DIGEST NAMES"))
+
+	m := &storagemigration.Migrator{Records: meta, Log: slog.New(slog.DiscardHandler)}
+	to := settings.Storage{ID: newID, Driver: newD}
+	src := []storagemigration.Source{{Storage: settings.Storage{ID: oldID, Driver: oldD}, Name: "old volume", Blobs: 3,
+		Bytes: int64(len(plain) + len(both) + len(good))}}
+	readable := store.Storages{InEffect: newID, Older: []string{oldID}}
+
+	// A dry run counts and changes nothing.
+	var last storagemigration.Progress
+	rep, err := m.Run(ctx, to, src, true, func(p storagemigration.Progress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last.Blobs != 3 || last.TotalBlobs != 3 || last.Bytes != last.TotalBytes || !rep.DryRun || len(rep.Failures) != 0 {
+		t.Fatalf("dry run: progress %+v, report %+v", last, rep)
+	}
+	if in, err := meta.BlobIn(ctx, oldID, dPlain); err != nil || !in {
+		t.Fatalf("a dry run moved a blob: %v %v", in, err)
+	}
+
+	rep, err = m.Run(ctx, to, src, false, func(p storagemigration.Progress) { last = p })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := rep.Storages[0]
+	if sr.Copied != 1 || sr.CopiedBytes != int64(len(plain)) || sr.Deduplicated != 1 || sr.Forgotten {
+		t.Errorf("report %+v: want one copied, one deduplicated, the storage kept (the bad blob is left)", sr)
+	}
+	if len(rep.Failures) != 1 || rep.Failures[0].Digest != dBad || !strings.Contains(rep.Failures[0].Error, "have digest") {
+		t.Errorf("failures %+v: want the rotten blob, for its digest", rep.Failures)
+	}
+	if last.Blobs != 3 {
+		t.Errorf("progress ended at %+v", last)
+	}
+	// Moved: in the new storage, readable there, gone from the old one.
+	for _, c := range []struct {
+		d       digest.Digest
+		content []byte
+	}{{dPlain, plain}, {dBoth, both}} {
+		if b, err := read(t, newD, c.d); err != nil || !bytes.Equal(b, c.content) {
+			t.Errorf("%s in the new storage: %q %v", c.d, b, err)
+		}
+		if _, err := read(t, oldD, c.d); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("%s still in the old storage: %v", c.d, err)
+		}
+		if in, _ := meta.BlobIn(ctx, oldID, c.d); in {
+			t.Errorf("%s still recorded in the old storage", c.d)
+		}
+		loc, err := meta.LocateBlob(ctx, readable, "p/app", c.d)
+		if err != nil || loc.Storage != newID {
+			t.Errorf("%s located at %+v, %v; want %s", c.d, loc, err, newID)
+		}
+	}
+	// Left: still where it was, never published in the new storage.
+	if _, err := read(t, newD, dBad); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("the rotten blob reached the new storage: %v", err)
+	}
+	if loc, err := meta.LocateBlob(ctx, readable, "p/app", dBad); err != nil || loc.Storage != oldID {
+		t.Errorf("the rotten blob located at %+v, %v; want the old storage", loc, err)
+	}
+
+	// Repaired, a second run resumes: only what is left moves, and the
+	// emptied storage is forgotten.
+	if err := oldD.Delete(ctx, dBad); err != nil {
+		t.Fatal(err)
+	}
+	up := storage.Upload{ID: "repair"}
+	if _, _, err := oldD.Append(ctx, up, 0, bytes.NewReader(good)); err != nil {
+		t.Fatal(err)
+	}
+	if err := oldD.Commit(ctx, up, dBad, int64(len(good))); err != nil {
+		t.Fatal(err)
+	}
+	src[0].Blobs, src[0].Bytes = 1, int64(len(good))
+	rep, err = m.Run(ctx, to, src, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr := rep.Storages[0]; sr.Copied != 1 || sr.Deduplicated != 0 || !sr.Forgotten || len(rep.Failures) != 0 {
+		t.Errorf("second run: %+v, failures %+v", sr, rep.Failures)
+	}
+	all, err := meta.Storages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		if s.ID == oldID {
+			t.Errorf("the emptied storage is still listed: %+v", s)
+		}
+	}
+}
+
+func TestRunReportsAStorageThatCannotBeOpened(t *testing.T) {
+	ctx := context.Background()
+	meta, d := setup(t, "new")
+	newD := d[0]
+	content := []byte("x")
+	if err := meta.LinkBlob(ctx, "s3:gone/bucket", "p/app", digest.FromBytes(content), 1); err != nil {
+		t.Fatal(err)
+	}
+	m := &storagemigration.Migrator{Records: meta, Log: slog.New(slog.DiscardHandler)}
+	rep, err := m.Run(ctx, settings.Storage{ID: "pvc:new", Driver: newD},
+		[]storagemigration.Source{{Storage: settings.Storage{ID: "s3:gone/bucket"}, Name: "gone", Blobs: 1, Bytes: 1}}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Storages) != 1 || rep.Storages[0].Unreadable == "" || rep.Storages[0].Forgotten {
+		t.Fatalf("report %+v: want the storage reported unreadable and kept", rep)
+	}
+	if in, _ := meta.BlobIn(ctx, "s3:gone/bucket", digest.FromBytes(content)); !in {
+		t.Error("the blob's record left a storage that could not be read")
+	}
+}
