@@ -116,6 +116,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 	// last in effect stays in the snapshot for what still reads blobs
 	// (the API's image configs).
 	next.Storage = cur.Storage
+	next.Older = cur.Older
 	want := DesiredStorage{Config: spec.Storage, Resolve: o.resolveStorage}
 	// What the storage needs but could not be read (the user secret, the
 	// trusted-CA ConfigMap) leaves the storage in effect as it is: built
@@ -178,6 +179,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		storageCond = findCondition(cfg.Status.Conditions, imageregistryv1.ConditionStorageExists)
 		if storageCond.Type == "" {
 			storageCond = cond(imageregistryv1.ConditionStorageExists, "Unknown", "StorageNotApplied", "what the storage needs could not be read (see Degraded)")
+		}
+		if c := findCondition(cfg.Status.Conditions, imageregistryv1.ConditionStorageMigrationPending); c.Type != "" {
+			storageMore = append(storageMore, c)
 		}
 	} else if storageConfigured {
 		inEffect, err := o.opts.Storage.ApplyStorage(ctx, want)

@@ -20,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/settings"
+	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -41,9 +42,18 @@ func (volumes) ApplyStorage(_ context.Context, want operator.DesiredStorage) (op
 			Blobs: settings.Storage{ID: "emptydir:test"}}, fmt.Errorf("the %s storage driver is not built yet", s.StorageTypes()[0])
 	}
 	if s.PVC != nil {
-		return operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "pvc:" + s.PVC.Claim}, Created: s.PVC.Claim == "fresh"}, nil
+		a := operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "pvc:" + s.PVC.Claim}, Created: s.PVC.Claim == "fresh"}
+		if s.PVC.Claim == "fresh" {
+			// Switched to from the default volume, which holds blobs.
+			a.Older = []settings.Storage{{ID: "pvc:image-registry-storage", Driver: memory.NewDriver()}}
+			a.Pending = []operator.PendingStorage{{ID: "pvc:image-registry-storage", Name: "pvc volume image-registry-storage", Blobs: 2, Bytes: 3 << 20}}
+		}
+		return a, nil
 	}
-	return operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "emptydir:test"}}, nil
+	// The emptyDir finds the fresh volume gone.
+	return operator.AppliedStorage{Config: s, Blobs: settings.Storage{ID: "emptydir:test"},
+		Older:   []settings.Storage{{ID: "pvc:fresh"}},
+		Pending: []operator.PendingStorage{{ID: "pvc:fresh", Name: "pvc volume fresh", Blobs: 1, Bytes: 10, Err: errors.New("volume directory gone")}}}, nil
 }
 
 type fixture struct {
@@ -368,12 +378,42 @@ func TestStorageSwitch(t *testing.T) {
 		t.Fatalf("storage in effect = %q", id)
 	}
 	f.expectCondition("StorageExists", "True", "PVC Exists", "image-registry-storage")
+	f.expectCondition("StorageMigrationPending", "False", "AllBlobsInEffect", "every blob is in the storage in effect")
 
 	f.write(func(s *imageregistryv1.ConfigSpec) {
 		s.Storage = imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: "fresh"}}
 	})
 	f.reconcile()
 	f.expectCondition("StorageExists", "True", "PVC Created", "fresh")
+	// The older storage is read from, and said to hold what it holds.
+	f.expectCondition("StorageMigrationPending", "True", "OlderStoragesHoldBlobs", "2 blobs (3.0 MiB) are in storages the registry was switched away from")
+	f.expectCondition("StorageMigrationPending", "True", "OlderStoragesHoldBlobs", "pvc volume image-registry-storage: 2 blobs, 3.0 MiB")
+	f.expectCondition("Degraded", "False", "", "")
+	if older := f.settings.Load().Older; len(older) != 1 || older[0].ID != "pvc:image-registry-storage" || older[0].Driver == nil {
+		t.Errorf("older storages in the snapshot: %+v", older)
+	}
+	// What the storage needs cannot be read (a secret without its keys):
+	// the storages in effect, older ones included, stay.
+	if err := f.st.CreateProject(context.Background(), store.Project{Name: imageregistryv1.Namespace}); err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Fatal(err)
+	}
+	secret, err := f.st.CreateObject(context.Background(), store.Object{ObjectKey: operator.UserSecretKey, UID: "u1",
+		Body: []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"image-registry-private-configuration-user","namespace":"openshift-image-registry"},"data":{}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{S3: &imageregistryv1.S3Storage{Bucket: "b", Region: "us-east-1"}}
+	})
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "REGISTRY_STORAGE_S3_ACCESSKEY")
+	f.expectCondition("StorageMigrationPending", "True", "OlderStoragesHoldBlobs", "pvc volume image-registry-storage: 2 blobs")
+	if s := f.settings.Load(); s.Storage.ID != "pvc:fresh" || len(s.Older) != 1 {
+		t.Errorf("an unresolved storage changed the storages in effect: %q, older %+v", s.Storage.ID, s.Older)
+	}
+	if _, err := f.st.DeleteObject(context.Background(), operator.UserSecretKey, secret.ResourceVersion, secret.UID); err != nil {
+		t.Fatal(err)
+	}
 	if id := f.settings.Load().Storage.ID; id != "pvc:fresh" {
 		t.Fatalf("storage in effect after the switch = %q", id)
 	}
@@ -386,7 +426,11 @@ func TestStorageSwitch(t *testing.T) {
 	})
 	f.reconcile()
 	f.expectCondition("StorageExists", "True", "Creation Successful", "EmptyDir storage successfully created")
-	f.expectCondition("Degraded", "False", "", "")
+	// An older storage that cannot be opened: Degraded names it.
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "the older storage pvc volume fresh holds 1 blobs and cannot be opened (its blobs are unavailable until it can): volume directory gone")
+	if older := f.settings.Load().Older; len(older) != 1 || older[0].Driver != nil {
+		t.Errorf("an older storage that cannot be opened, in the snapshot: %+v", older)
+	}
 	if id := f.settings.Load().Storage.ID; id != "emptydir:test" {
 		t.Fatalf("storage in effect after the switch to emptyDir = %q", id)
 	}
