@@ -87,7 +87,7 @@ type storageRecords interface {
 	UploadIDs(ctx context.Context) (map[string]bool, error)
 	ForgetStorage(ctx context.Context, storage string) (int64, error)
 	RecordStorage(ctx context.Context, id string, config []byte) error
-	Storages(ctx context.Context) ([]store.RecordedStorage, error)
+	OlderStorages(ctx context.Context, current string) ([]store.RecordedStorage, error)
 	DropStorageRecord(ctx context.Context, id string) (bool, error)
 	Setting(ctx context.Context, name string) (string, error)
 	InitSetting(ctx context.Context, name, value string) (string, error)
@@ -170,12 +170,10 @@ func (s *blobStorages) applyLocked(ctx context.Context, want operator.DesiredSto
 			return s.current, fmt.Errorf("record %s as provisioned: %w", describeStorage(spec), err)
 		}
 	}
-	if spec.EmptyDir == nil {
-		// Recorded before it takes writes: whatever it comes to hold can
-		// be read again after a switch away, by any instance.
-		if err := s.recordStorage(ctx, id, config); err != nil {
-			return s.current, err
-		}
+	// Recorded before it takes writes: whatever it comes to hold can be
+	// read again after a switch away (an emptyDir by this process only).
+	if err := s.recordStorage(ctx, id, config); err != nil {
+		return s.current, err
 	}
 	previous := s.current.Blobs.ID
 	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id], Version: s.fingerprints[id]}, Created: created}
@@ -211,7 +209,7 @@ func (s *blobStorages) recordStorage(ctx context.Context, id string, config imag
 // and says what each holds; a storage that holds none is forgotten, and
 // so is an emptyDir of an earlier process (its bytes died with it).
 func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) ([]settings.Storage, []operator.PendingStorage) {
-	recorded, err := s.sessions.Storages(ctx)
+	recorded, err := s.sessions.OlderStorages(ctx, current)
 	if err != nil {
 		// The last answer stands until the store answers again.
 		s.log.Warn("list the storages holding blobs", "err", err)
@@ -221,8 +219,6 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 	var pending []operator.PendingStorage
 	for _, r := range recorded {
 		switch {
-		case r.ID == current:
-			continue
 		case r.Blobs == 0:
 			if _, err := s.sessions.DropStorageRecord(ctx, r.ID); err != nil {
 				s.log.Warn("forget an emptied storage", "storage", r.ID, "err", err)

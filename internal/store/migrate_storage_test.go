@@ -49,3 +49,41 @@ func TestMigrationPutsExistingBlobsInTheDefaultStorage(t *testing.T) {
 		t.Fatalf("an existing session: %+v, %v", u, err)
 	}
 }
+
+// Migration 11: every storage that holds blobs when storages start being
+// recorded is recorded, by ID alone, so that a switch made before it is
+// still listed as holding them.
+func TestMigrationRecordsTheStoragesHoldingBlobs(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, old, sqliteMigrations[:10]); err != nil {
+		t.Fatal(err)
+	}
+	a, b := digest.FromString("in the default volume"), digest.FromString("in a second volume")
+	for _, q := range []string{
+		`INSERT INTO blobs (digest, size, storage, created_at) VALUES ('` + a.String() + `', 21, 'pvc:image-registry-storage', 1)`,
+		`INSERT INTO blobs (digest, size, storage, created_at) VALUES ('` + b.String() + `', 18, 'pvc:second', 1)`,
+		`INSERT INTO blob_storages (digest, storage) VALUES ('` + a.String() + `', 'pvc:image-registry-storage'), ('` + b.String() + `', 'pvc:second')`,
+	} {
+		if _, err := old.ExecContext(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("migrate to the current schema: %v", err)
+	}
+	defer s.Close()
+	older, err := s.OlderStorages(ctx, "pvc:second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(older) != 1 || older[0].ID != DefaultStorage || older[0].Blobs != 1 || older[0].Bytes != 21 || older[0].Config != nil {
+		t.Errorf("older storages after the migration: %+v", older)
+	}
+}

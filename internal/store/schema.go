@@ -276,11 +276,18 @@ ALTER TABLE uploads ADD COLUMN driver_state BLOB;
 	// 11: the storages the operator put in effect, with what opens them
 	// again (their spec.storage section, never credentials), so that
 	// blobs left in an older storage stay readable from any instance.
+	// Every storage a blob is recorded in is recorded here too.
 	`
 CREATE TABLE storages (
 	id          TEXT PRIMARY KEY,
 	config      TEXT NOT NULL,
 	recorded_at INTEGER NOT NULL
 );
+-- Storages that hold blobs from before they were recorded: known by ID
+-- alone (a volume opens from its ID; another says how to record it).
+INSERT INTO storages (id, config, recorded_at) SELECT DISTINCT storage, '', 0 FROM blob_storages;
+-- A storage's blobs, in digest order: what a migration pages through,
+-- and whether an older storage still holds any.
+CREATE INDEX blob_storages_by_storage ON blob_storages (storage, digest);
 `,
 }

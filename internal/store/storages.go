@@ -83,24 +83,20 @@ ON CONFLICT (id) DO UPDATE SET config = excluded.config, recorded_at = excluded.
 	})
 }
 
-// Storages lists the storages that are recorded or hold blobs, with what
-// each holds, by ID.
-func (s *Store) Storages(ctx context.Context) ([]RecordedStorage, error) {
-	rows, err := s.read.QueryContext(ctx, `
-SELECT id, MAX(config), SUM(blobs), SUM(bytes) FROM (
-	SELECT id, config, 0 AS blobs, 0 AS bytes FROM storages
-	UNION ALL
-	SELECT bs.storage, '', COUNT(*), COALESCE(SUM(b.size), 0) FROM blob_storages bs JOIN blobs b ON b.digest = bs.digest GROUP BY bs.storage
-) GROUP BY id ORDER BY id`)
+// OlderStorages lists the recorded storages other than current, by ID,
+// with what each holds. It reads each one's blobs through an index:
+// the storage in effect, which holds most, is never counted.
+func (s *Store) OlderStorages(ctx context.Context, current string) ([]RecordedStorage, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT id, config FROM storages WHERE id <> ? ORDER BY id`, current)
 	if err != nil {
 		return nil, fmt.Errorf("list storages: %w", err)
 	}
-	defer rows.Close()
 	var out []RecordedStorage
 	for rows.Next() {
 		var r RecordedStorage
 		var config string
-		if err := rows.Scan(&r.ID, &config, &r.Blobs, &r.Bytes); err != nil {
+		if err := rows.Scan(&r.ID, &config); err != nil {
+			rows.Close()
 			return nil, fmt.Errorf("list storages: %w", err)
 		}
 		if config != "" {
@@ -108,8 +104,16 @@ SELECT id, MAX(config), SUM(blobs), SUM(bytes) FROM (
 		}
 		out = append(out, r)
 	}
+	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list storages: %w", err)
+	}
+	for i := range out {
+		if err := s.read.QueryRowContext(ctx, `
+SELECT COUNT(*), COALESCE(SUM(b.size), 0) FROM blob_storages bs JOIN blobs b ON b.digest = bs.digest
+WHERE bs.storage = ?`, out[i].ID).Scan(&out[i].Blobs, &out[i].Bytes); err != nil {
+			return nil, fmt.Errorf("count the blobs of %s: %w", out[i].ID, err)
+		}
 	}
 	return out, nil
 }
