@@ -46,8 +46,13 @@ func (in Storages) args() []any {
 	return a
 }
 
-// key is in as a cache key: storage IDs never hold a NUL.
+// key is in as a cache key: storage IDs never hold a NUL. The storage in
+// effect alone (no migration pending, every blob GET) is its own key,
+// allocating nothing.
 func (in Storages) key() string {
+	if len(in.Older) == 0 {
+		return in.InEffect
+	}
 	return in.InEffect + "\x00" + strings.Join(in.Older, "\x00")
 }
 
