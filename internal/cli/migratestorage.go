@@ -154,12 +154,19 @@ func printMigrationReport(w io.Writer, rep storagemigration.Report) {
 			fmt.Fprintf(w, "%s: %d blobs (%s) not moved: %s\n", s.Name, s.Blobs, storagemigration.Size(s.Bytes), s.Unreadable)
 		case rep.DryRun:
 			fmt.Fprintf(w, "%s: %d blobs (%s) would move\n", s.Name, s.Blobs, storagemigration.Size(s.Bytes))
+		case s.SamePlace:
+			fmt.Fprintf(w, "%s: the same place as the storage in effect: %d blobs' records moved, nothing copied or deleted", s.Name, s.Deduplicated)
 		default:
 			fmt.Fprintf(w, "%s: %d blobs copied (%s), %d already in the storage in effect", s.Name, s.Copied, storagemigration.Size(s.CopiedBytes), s.Deduplicated)
+		}
+		if s.Unreadable == "" && !rep.DryRun {
 			if s.Forgotten {
 				fmt.Fprint(w, "; emptied and forgotten")
 			}
 			fmt.Fprintln(w)
+			if s.KeptOldBytes != "" {
+				fmt.Fprintf(w, "  its old bytes were kept: %s\n", s.KeptOldBytes)
+			}
 		}
 	}
 	for _, f := range rep.Failures {

@@ -13,11 +13,13 @@
 package storagemigration
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 
 	"github.com/opencontainers/go-digest"
@@ -80,6 +82,16 @@ type StorageReport struct {
 	// Forgotten says the storage holds no blob any more and its record
 	// was dropped.
 	Forgotten bool `json:"forgotten"`
+	// SamePlace says the storage keeps its bytes where the storage in
+	// effect does (two configurations naming one bucket, a volume linked
+	// to another): its blobs' records moved, and nothing was copied or
+	// deleted.
+	SamePlace bool `json:"samePlace,omitempty"`
+	// KeptOldBytes says why its bytes were not deleted after their copy
+	// ("" when they were): whether it is the same place as the storage in
+	// effect could not be told, and deleting them then could delete the
+	// only copy.
+	KeptOldBytes string `json:"keptOldBytes,omitempty"`
 	// Unreadable is why the storage could not be read ("" when it could).
 	Unreadable string `json:"unreadable,omitempty"`
 }
@@ -132,6 +144,22 @@ func (m *Migrator) Run(ctx context.Context, to settings.Storage, from []Source, 
 			}
 			continue
 		}
+		keepOld := false
+		if !dryRun {
+			same, err := m.samePlace(ctx, to, src.Driver)
+			switch {
+			case ctx.Err() != nil:
+				rep.Storages = append(rep.Storages, sr)
+				return rep, ctx.Err()
+			case err != nil:
+				keepOld = true
+				sr.KeptOldBytes = "whether it is the same place as the storage in effect could not be told: " + err.Error()
+				m.Log.WarnContext(ctx, "blobs are copied out of an older storage but their old bytes kept", "storage", src.ID, "err", err)
+			case same:
+				keepOld, sr.SamePlace = true, true
+				m.Log.InfoContext(ctx, "an older storage keeps its bytes where the storage in effect does: only records move", "storage", src.ID, "inEffect", to.ID)
+			}
+		}
 		var after digest.Digest
 		for {
 			page, err := m.Records.StorageBlobs(ctx, src.ID, after, pageSize)
@@ -145,7 +173,7 @@ func (m *Migrator) Run(ctx context.Context, to settings.Storage, from []Source, 
 					return rep, err
 				}
 				if !dryRun {
-					if err := m.move(ctx, to, src, b, &sr); err != nil {
+					if err := m.move(ctx, to, src, b, keepOld, &sr); err != nil {
 						if ctx.Err() != nil {
 							rep.Storages = append(rep.Storages, sr)
 							return rep, ctx.Err()
@@ -191,11 +219,15 @@ var errDigest = errors.New("digest mismatch")
 var errStore = errors.New("metadata store")
 
 // move moves blob b from src into to.
-func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b store.StoredBlob, sr *StorageReport) error {
+// move moves blob b from src into to; keepOld keeps its bytes in src (the
+// same place as to's, or perhaps so).
+func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b store.StoredBlob, keepOld bool, sr *StorageReport) error {
 	there, err := m.Records.BlobIn(ctx, to.ID, b.Digest)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errStore, err)
 	}
+	// In the same place, the bytes are to's already.
+	there = there || sr.SamePlace
 	if !there {
 		if err := m.copyBlob(ctx, to, src.Driver, b); err != nil {
 			return err
@@ -213,6 +245,9 @@ func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b 
 		sr.Copied++
 		sr.CopiedBytes += b.Size
 	}
+	if keepOld {
+		return nil
+	}
 	// The blob is now the new storage's alone; its old bytes are garbage.
 	// Failing to delete them leaves garbage in a storage no longer read,
 	// not a broken blob.
@@ -220,6 +255,59 @@ func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b 
 		m.Log.WarnContext(ctx, "old bytes of a migrated blob left behind", "digest", b.Digest, "storage", src.ID, "err", err)
 	}
 	return nil
+}
+
+// samePlace tells whether from keeps its bytes where to does: two
+// storage IDs can name one place (an endpoint spelt two ways, a volume
+// linked to another), and deleting a blob's old bytes there would delete
+// its only copy. A probe blob of random bytes is committed through to and
+// looked for through from, then deleted. An error says it could not be
+// told.
+func (m *Migrator) samePlace(ctx context.Context, to settings.Storage, from storage.Driver) (bool, error) {
+	probe := make([]byte, 64)
+	_, _ = rand.Read(probe)
+	probe = append([]byte("berth storage migration probe\n"), probe...)
+	dgst := digest.FromBytes(probe)
+	up := storage.Upload{ID: newUploadID()}
+	n, state, err := to.Driver.Append(ctx, up, 0, bytes.NewReader(probe))
+	up.State = state
+	if err == nil && n != int64(len(probe)) {
+		err = fmt.Errorf("the storage in effect kept %d of %d bytes", n, len(probe))
+	}
+	if err == nil {
+		leave, ok := to.Writes.Enter()
+		if !ok {
+			err = fmt.Errorf("the storage in effect was removed: %w", errdefs.ErrUnavailable)
+		} else {
+			err = to.Driver.Commit(ctx, up, dgst, int64(len(probe)))
+			leave()
+		}
+	}
+	if err != nil {
+		_ = to.Driver.Abort(context.WithoutCancel(ctx), up)
+		return false, fmt.Errorf("write a probe into the storage in effect: %w", err)
+	}
+	defer func() {
+		if err := to.Driver.Delete(context.WithoutCancel(ctx), dgst); err != nil {
+			m.Log.WarnContext(ctx, "the storage migration's probe blob is left in the storage in effect", "digest", dgst, "err", err)
+		}
+	}()
+	r, err := from.Open(ctx, dgst, 0, -1)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look for the probe in the older storage: %w", err)
+	}
+	defer r.Close()
+	got, err := io.ReadAll(io.LimitReader(r, int64(len(probe))+1))
+	if err != nil {
+		return false, fmt.Errorf("read the probe in the older storage: %w", err)
+	}
+	if !bytes.Equal(got, probe) {
+		return false, fmt.Errorf("the older storage holds other bytes under the probe's digest %s", dgst)
+	}
+	return true, nil
 }
 
 // copyBlob writes blob b, read from from, into to, and commits it there

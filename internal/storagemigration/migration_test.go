@@ -49,7 +49,7 @@ func read(t *testing.T, d storage.Driver, dgst digest.Digest) ([]byte, error) {
 
 // setup opens a store and filesystem drivers named after dirs, in a
 // directory of the test's.
-func setup(t *testing.T, dirs ...string) (*store.Store, []*filesystem.Driver) {
+func setup(t *testing.T, dirs ...string) (*store.Store, []*filesystem.Driver, string) {
 	t.Helper()
 	dir := t.TempDir()
 	meta, err := store.OpenSQLite(context.Background(), filepath.Join(dir, "meta.db"))
@@ -65,12 +65,12 @@ func setup(t *testing.T, dirs ...string) (*store.Store, []*filesystem.Driver) {
 		}
 		drivers = append(drivers, fd)
 	}
-	return meta, drivers
+	return meta, drivers, dir
 }
 
 func TestRunMovesVerifiesAndResumes(t *testing.T) {
 	ctx := context.Background()
-	meta, d := setup(t, "old", "new")
+	meta, d, _ := setup(t, "old", "new")
 	oldD, newD := d[0], d[1]
 	const oldID, newID = "pvc:old", "pvc:new"
 	for _, id := range []string{oldID, newID} {
@@ -188,7 +188,7 @@ func TestRunMovesVerifiesAndResumes(t *testing.T) {
 
 func TestRunReportsAStorageThatCannotBeOpened(t *testing.T) {
 	ctx := context.Background()
-	meta, d := setup(t, "new")
+	meta, d, _ := setup(t, "new")
 	newD := d[0]
 	content := []byte("x")
 	if err := meta.LinkBlob(ctx, "s3:gone/bucket", "p/app", digest.FromBytes(content), 1); err != nil {
@@ -205,5 +205,75 @@ func TestRunReportsAStorageThatCannotBeOpened(t *testing.T) {
 	}
 	if in, _ := meta.BlobIn(ctx, "s3:gone/bucket", digest.FromBytes(content)); !in {
 		t.Error("the blob's record left a storage that could not be read")
+	}
+}
+
+// Two storage IDs naming one place (a volume linked to another, an
+// endpoint spelt two ways): the records move, and the bytes, which are
+// the storage in effect's too, are neither copied nor deleted.
+func TestRunFindsTheSamePlaceUnderTwoNames(t *testing.T) {
+	ctx := context.Background()
+	meta, d, dir := setup(t, "shared")
+	shared := d[0]
+	again, err := filesystem.Open(filepath.Join(dir, "shared"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	content := []byte("one copy only")
+	dgst := digest.FromBytes(content)
+	put(t, meta, "pvc:a", shared, "p/app", dgst, content)
+	m := &storagemigration.Migrator{Records: meta, Log: slog.New(slog.DiscardHandler)}
+	rep, err := m.Run(ctx, settings.Storage{ID: "pvc:b", Driver: again},
+		[]storagemigration.Source{{Storage: settings.Storage{ID: "pvc:a", Driver: shared}, Name: "a", Blobs: 1, Bytes: int64(len(content))}}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr := rep.Storages[0]; !sr.SamePlace || sr.Copied != 0 || !sr.Forgotten {
+		t.Errorf("report %+v: want the same place found, nothing copied, the old name forgotten", sr)
+	}
+	if b, err := read(t, again, dgst); err != nil || !bytes.Equal(b, content) {
+		t.Fatalf("the only copy after the migration: %q, %v", b, err)
+	}
+	if loc, err := meta.LocateBlob(ctx, store.Only("pvc:b"), "p/app", dgst); err != nil || loc.Storage != "pvc:b" {
+		t.Errorf("located at %+v, %v", loc, err)
+	}
+}
+
+// failingOpen is a storage whose reads of blobs it was not given fail
+// with something other than "not found" (a backend in trouble).
+type failingOpen struct {
+	storage.Driver
+	known map[digest.Digest]bool
+}
+
+func (f failingOpen) Open(ctx context.Context, dgst digest.Digest, offset, length int64) (io.ReadCloser, error) {
+	if !f.known[dgst] {
+		return nil, errors.New("503 SlowDown")
+	}
+	return f.Driver.Open(ctx, dgst, offset, length)
+}
+
+// When whether the older storage is the same place cannot be told, blobs
+// are copied and their records moved, but no old byte is deleted.
+func TestRunKeepsOldBytesInDoubt(t *testing.T) {
+	ctx := context.Background()
+	meta, d, _ := setup(t, "old", "new")
+	content := []byte("kept in doubt")
+	dgst := digest.FromBytes(content)
+	put(t, meta, "pvc:old", d[0], "p/app", dgst, content)
+	m := &storagemigration.Migrator{Records: meta, Log: slog.New(slog.DiscardHandler)}
+	from := failingOpen{d[0], map[digest.Digest]bool{dgst: true}}
+	rep, err := m.Run(ctx, settings.Storage{ID: "pvc:new", Driver: d[1]},
+		[]storagemigration.Source{{Storage: settings.Storage{ID: "pvc:old", Driver: from}, Name: "old", Blobs: 1, Bytes: int64(len(content))}}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr := rep.Storages[0]; sr.SamePlace || sr.Copied != 1 || !strings.Contains(sr.KeptOldBytes, "503 SlowDown") {
+		t.Errorf("report %+v: want the blob copied and its old bytes kept, saying why", sr)
+	}
+	for i, drv := range d {
+		if b, err := read(t, drv, dgst); err != nil || !bytes.Equal(b, content) {
+			t.Errorf("storage %d: %q, %v; want the blob in both", i, b, err)
+		}
 	}
 }
