@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,39 +24,9 @@ import (
 	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
-// uploadState is what the driver keeps about an upload between requests:
-// two numbers. The session's bytes are the first Size bytes of its data
-// blob: blocks 1..Next-1 as committed by the append that recorded them,
-// every one full (blockSize) but the last, since each append first tops
-// up a short last block. So a block's bytes follow from its number, and a
-// session's blocks number about size / 8 MiB however it is chunked.
-type uploadState struct {
-	// Next is the number of the next block to stage (from 1). Blocks with
-	// this number or higher are left over from an append never recorded:
-	// they are staged again, or left out.
-	Next int32 `json:"n"`
-	// Size is how many bytes the session holds.
-	Size int64 `json:"z"`
-}
-
-// decodeState reads a recorded state, which comes back from the metadata
-// store and is checked as input.
-func decodeState(b []byte) (uploadState, error) {
-	st := uploadState{Next: 1}
-	if len(b) == 0 {
-		return st, nil
-	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxBlocks+1 || st.Size < 0 ||
-		st.Size > int64(st.Next-1)*blockSize || (st.Next > 1 && st.Size <= int64(st.Next-2)*blockSize) {
-		return st, fmt.Errorf("azure upload state %q: %w", b, errdefs.ErrInvalidArgument)
-	}
-	return st, nil
-}
-
-func (st uploadState) encode() []byte {
-	b, _ := json.Marshal(st) // a struct of numbers
-	return b
-}
+// layout cuts a session into blocks of its data blob: blocks 1..Next-1
+// are committed by the append that recorded them (objstore.Pieces).
+var layout = objstore.PieceLayout{Size: blockSize, Max: maxBlocks, Driver: "azure", Piece: "block"}
 
 // blockID is the ID of block n: every ID of a blob has one length.
 func blockID(n int32) string {
@@ -88,12 +57,13 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	if err != nil {
 		return 0, u.State, err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return 0, u.State, err
 	}
-	if offset > st.Size {
-		return 0, u.State, fmt.Errorf("append to upload %s at %d: %w: it holds %d bytes", u.ID, offset, errdefs.ErrInvalidArgument, st.Size)
+	_, start, err := layout.Start(u.ID, st, offset)
+	if err != nil {
+		return 0, u.State, err
 	}
 	// The writes outlive a client that hangs up mid-body, so that what it
 	// sent is kept; they are bounded once the request is over.
@@ -102,48 +72,26 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	stop := context.AfterFunc(ctx, func() { time.AfterFunc(writeTimeout, cancel) })
 	defer stop()
 	data := d.container.NewBlockBlobClient(dataName(prefix))
-	// From the block that holds offset on, blocks are staged again: that
-	// one with the bytes before offset (a short last block topped up, or a
-	// caller that recorded fewer bytes than the state holds).
-	next := int32(offset/blockSize) + 1
-	before, err := d.readBack(ctx, data, int64(next-1)*blockSize, offset)
+	before, err := d.readBack(ctx, data, start, offset)
 	if err != nil {
 		return 0, u.State, err
 	}
-	client := &objstore.ClientReader{R: r}
-	src := io.MultiReader(bytes.NewReader(before), client)
-	var staged int64
-	for {
-		buf, m, rerr := objstore.Fill(src, blockSize, "")
-		if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
-			buf.Close()
-			return 0, u.State, rerr
+	res, err := layout.Append(u.ID, st, offset, before, r, func(n int32, buf objstore.Buffer, _ int64) error {
+		if _, err := data.StageBlock(wctx, blockID(n), buf, nil); err != nil {
+			return classify(err, fmt.Sprintf("stage block %d of %s", n, prefix))
 		}
-		if m > 0 {
-			if next > maxBlocks {
-				buf.Close()
-				return 0, u.State, fmt.Errorf("append to upload %s: %w: a blob has at most %d blocks of %d MiB", u.ID, errdefs.ErrLimitExceeded, maxBlocks, blockSize>>20)
-			}
-			_, err := data.StageBlock(wctx, blockID(next), buf, nil)
-			buf.Close()
-			if err != nil {
-				return 0, u.State, classify(err, fmt.Sprintf("stage block %d of %s", next, prefix))
-			}
-			next++
-			staged += m
-		}
-		if rerr != nil || m < blockSize {
-			break
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, u.State, err
 	}
-	n := staged - int64(len(before))
-	if n <= 0 && offset == st.Size {
-		return 0, u.State, client.Err // nothing sent, nothing changed
+	if !res.Changed {
+		return 0, u.State, res.ClientErr // nothing sent, nothing changed
 	}
-	if _, err := data.CommitBlockList(wctx, blockIDs(next), nil); err != nil {
+	if _, err := data.CommitBlockList(wctx, blockIDs(res.State.Next), nil); err != nil {
 		return 0, u.State, classify(err, "commit the blocks of "+prefix)
 	}
-	return n, uploadState{Next: next, Size: offset + n}.encode(), client.Err
+	return res.N, res.State.Encode(), res.ClientErr
 }
 
 // readBack reads bytes [from, to) of the data blob: the first bytes of a
@@ -179,7 +127,7 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	if err != nil {
 		return nil, err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +155,7 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	if err != nil {
 		return err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return err
 	}

@@ -20,43 +20,10 @@ import (
 	"github.com/berth-registry/berth/internal/storage/objstore"
 )
 
-// uploadState is what the driver keeps about an upload between requests:
-// two numbers. The session's bytes are the first Size bytes of its
-// segments 1..Next-1, every one full (segmentSize) but the last, since
-// each append first tops up a short last segment: a segment's bytes
-// follow from its number, a session has about size / 8 MiB segments
-// however it is chunked, and the large object a commit makes of them
-// holds no small segments (which Swift serves slowly).
-type uploadState struct {
-	// Next is the number of the next segment to write (from 1). A segment
-	// with this number or higher is left over from an append never
-	// recorded: it is written again, or left out.
-	Next int32 `json:"n"`
-	// Size is how many bytes the session holds.
-	Size int64 `json:"z"`
-}
-
-// decodeState reads a recorded state, which comes back from the metadata
-// store and is checked as input.
-func decodeState(b []byte) (uploadState, error) {
-	st := uploadState{Next: 1}
-	if len(b) == 0 {
-		return st, nil
-	}
-	if len(b) > 64 {
-		return st, fmt.Errorf("swift upload state of %d bytes: %w", len(b), errdefs.ErrInvalidArgument)
-	}
-	if err := json.Unmarshal(b, &st); err != nil || st.Next < 1 || st.Next > maxSegments+1 || st.Size < 0 ||
-		st.Size > int64(st.Next-1)*segmentSize || (st.Next > 1 && st.Size <= int64(st.Next-2)*segmentSize) {
-		return st, fmt.Errorf("swift upload state %q: %w", b, errdefs.ErrInvalidArgument)
-	}
-	return st, nil
-}
-
-func (st uploadState) encode() []byte {
-	b, _ := json.Marshal(st) // a struct of numbers
-	return b
-}
+// layout cuts a session into segments of up to 8 MiB (objstore.Pieces):
+// the large object a commit makes of them holds no small segments, which
+// Swift serves slowly.
+var layout = objstore.PieceLayout{Size: segmentSize, Max: maxSegments, Driver: "swift", Piece: "segment"}
 
 func segmentName(prefix string, n int32) string { return prefix + "seg-" + strconv.Itoa(int(n)) }
 
@@ -80,54 +47,37 @@ func (d *Driver) Append(ctx context.Context, u storage.Upload, offset int64, r i
 	if err != nil {
 		return 0, u.State, err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return 0, u.State, err
 	}
-	if offset > st.Size {
-		return 0, u.State, fmt.Errorf("append to upload %s at %d: %w: it holds %d bytes", u.ID, offset, errdefs.ErrInvalidArgument, st.Size)
-	}
-	next := int32(offset/segmentSize) + 1
-	before, err := d.readBack(ctx, segmentName(prefix, next), offset-int64(next-1)*segmentSize)
+	next, start, err := layout.Start(u.ID, st, offset)
 	if err != nil {
 		return 0, u.State, err
 	}
-	client := &objstore.ClientReader{R: r}
-	src := io.MultiReader(bytes.NewReader(before), client)
-	var written int64
-	for {
-		buf, m, rerr := objstore.Fill(src, segmentSize, "")
-		if rerr != nil && client.Err == nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, io.ErrUnexpectedEOF) {
-			buf.Close()
-			return 0, u.State, rerr
-		}
-		if m > 0 {
-			if next > maxSegments {
-				buf.Close()
-				return 0, u.State, fmt.Errorf("append to upload %s: %w: a session has at most %d segments of %d MiB", u.ID, errdefs.ErrLimitExceeded, maxSegments, segmentSize>>20)
-			}
-			// Written also when the client is gone: what it sent is kept.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
-			_, err := objects.Create(wctx, d.client, d.containerName, segmentName(prefix, next), objects.CreateOpts{
-				Content: buf, ContentLength: m, ContentType: "application/octet-stream",
-			}).Extract()
-			cancel()
-			buf.Close()
-			if err != nil {
-				return 0, u.State, classify(err, fmt.Sprintf("write segment %d of %s", next, prefix))
-			}
-			next++
-			written += m
-		}
-		if rerr != nil || m < segmentSize {
-			break
-		}
+	before, err := d.readBack(ctx, segmentName(prefix, next), offset-start)
+	if err != nil {
+		return 0, u.State, err
 	}
-	n := written - int64(len(before))
-	if n <= 0 && offset == st.Size {
-		return 0, u.State, client.Err // nothing sent, nothing changed
+	res, err := layout.Append(u.ID, st, offset, before, r, func(n int32, buf objstore.Buffer, size int64) error {
+		// Written also when the client is gone: what it sent is kept.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
+		defer cancel()
+		_, err := objects.Create(wctx, d.client, d.containerName, segmentName(prefix, n), objects.CreateOpts{
+			Content: buf, ContentLength: size, ContentType: "application/octet-stream",
+		}).Extract()
+		if err != nil {
+			return classify(err, fmt.Sprintf("write segment %d of %s", n, prefix))
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, u.State, err
 	}
-	return n, uploadState{Next: next, Size: offset + n}.encode(), client.Err
+	if !res.Changed {
+		return 0, u.State, res.ClientErr // nothing sent, nothing changed
+	}
+	return res.N, res.State.Encode(), res.ClientErr
 }
 
 // readBack reads the first n bytes of segment name.
@@ -162,7 +112,7 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 	if err != nil {
 		return nil, err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +146,7 @@ func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Diges
 	if err != nil {
 		return err
 	}
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil {
 		return err
 	}
@@ -268,7 +218,7 @@ func (d *Driver) publish(ctx context.Context, key, from string) error {
 
 // trimLast rewrites the last segment with its recorded bytes when it
 // holds more (an append never recorded topped it up).
-func (d *Driver) trimLast(ctx context.Context, prefix string, st uploadState) error {
+func (d *Driver) trimLast(ctx context.Context, prefix string, st objstore.Pieces) error {
 	if st.Next == 1 {
 		return nil
 	}
@@ -389,7 +339,7 @@ func (d *Driver) Abort(ctx context.Context, u storage.Upload) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	st, err := decodeState(u.State)
+	st, err := layout.Decode(u.State)
 	if err != nil || len(u.State) == 0 {
 		return d.removeUploads(ctx, prefix, func(string) bool { return false }, 0)
 	}
