@@ -29,7 +29,7 @@ the registry Config's StorageMigrationPending condition) into the storage in
 effect. The server copies each blob, checks its digest, records it in the
 storage in effect and deletes it from the older storage; images stay pullable
 throughout. A blob whose bytes do not match its digest is left where it was
-and reported. An emptied storage is forgotten.
+and reported. An emptied storage is no longer read.
 
 The migration runs while this command does: interrupted, it is resumed by
 running it again. --dry-run reports what would move.`,
@@ -85,7 +85,7 @@ func followMigration(body io.Reader, out, progress io.Writer) error {
 				return errors.New(ev.Message)
 			}
 			if ev.Report != nil && len(ev.Report.Failures) > 0 {
-				return fmt.Errorf("%d blobs could not be moved and were left where they were (listed above)", len(ev.Report.Failures))
+				return fmt.Errorf("%d blobs could not be moved and were left where they were (listed above)", int64(len(ev.Report.Failures))+ev.Report.MoreFailures)
 			}
 			if ev.Report != nil && !ev.Report.DryRun {
 				for _, s := range ev.Report.Storages {
@@ -160,8 +160,8 @@ func printMigrationReport(w io.Writer, rep storagemigration.Report) {
 			fmt.Fprintf(w, "%s: %d blobs copied (%s), %d already in the storage in effect", s.Name, s.Copied, storagemigration.Size(s.CopiedBytes), s.Deduplicated)
 		}
 		if s.Unreadable == "" && !rep.DryRun {
-			if s.Forgotten {
-				fmt.Fprint(w, "; emptied and forgotten")
+			if s.Emptied {
+				fmt.Fprint(w, "; emptied")
 			}
 			fmt.Fprintln(w)
 			if s.KeptOldBytes != "" {
@@ -171,5 +171,8 @@ func printMigrationReport(w io.Writer, rep storagemigration.Report) {
 	}
 	for _, f := range rep.Failures {
 		fmt.Fprintf(w, "left in %s: %s: %s\n", f.Storage, f.Digest, f.Error)
+	}
+	if rep.MoreFailures > 0 {
+		fmt.Fprintf(w, "and %d more blobs left behind (the registry's log lists each)\n", rep.MoreFailures)
 	}
 }

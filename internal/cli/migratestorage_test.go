@@ -22,15 +22,15 @@ func TestFollowMigration(t *testing.T) {
 	}{{
 		name: "done",
 		stream: progress(1, 1024) + progress(2, 1100) + progress(4, 4096) +
-			`{"type":"Done","report":{"to":"pvc:x","storages":[{"name":"s3 bucket b","blobs":4,"bytes":4096,"copied":3,"copiedBytes":3000,"deduplicated":1,"forgotten":true}]}}` + "\n",
-		wantOut:      []string{"s3 bucket b: 3 blobs copied (2.9 KiB), 1 already in the storage in effect; emptied and forgotten"},
+			`{"type":"Done","report":{"to":"pvc:x","storages":[{"name":"s3 bucket b","blobs":4,"bytes":4096,"copied":3,"copiedBytes":3000,"deduplicated":1,"emptied":true}]}}` + "\n",
+		wantOut:      []string{"s3 bucket b: 3 blobs copied (2.9 KiB), 1 already in the storage in effect; emptied"},
 		wantProgress: []string{" 25% |", "100% |", "4/4 blobs, 4.0 KiB/4.0 KiB  s3 bucket b"},
 	}, {
 		name: "same place, and in doubt",
-		stream: `{"type":"Done","report":{"storages":[{"name":"s3 bucket b","blobs":2,"deduplicated":2,"samePlace":true,"forgotten":true},` +
-			`{"name":"pvc volume v","blobs":1,"copied":1,"copiedBytes":5,"forgotten":true,"keptOldBytes":"could not be told: 503"}]}}` + "\n",
-		wantOut: []string{"s3 bucket b: the same place as the storage in effect: 2 blobs' records moved, nothing copied or deleted; emptied and forgotten",
-			"pvc volume v: 1 blobs copied (5 B), 0 already in the storage in effect; emptied and forgotten\n  its old bytes were kept: could not be told: 503"},
+		stream: `{"type":"Done","report":{"storages":[{"name":"s3 bucket b","blobs":2,"deduplicated":2,"samePlace":true,"emptied":true},` +
+			`{"name":"pvc volume v","blobs":1,"copied":1,"copiedBytes":5,"emptied":true,"keptOldBytes":"could not be told: 503"}]}}` + "\n",
+		wantOut: []string{"s3 bucket b: the same place as the storage in effect: 2 blobs' records moved, nothing copied or deleted; emptied",
+			"pvc volume v: 1 blobs copied (5 B), 0 already in the storage in effect; emptied\n  its old bytes were kept: could not be told: 503"},
 	}, {
 		name: "dry run",
 		stream: progress(4, 4096) +

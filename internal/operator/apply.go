@@ -310,7 +310,11 @@ func migrationPending(pending []PendingStorage) (imageregistryv1.OperatorConditi
 	for _, p := range pending {
 		blobs += p.Blobs
 		bytes += p.Bytes
-		each = append(each, fmt.Sprintf("%s: %d blobs, %s", p.Name, p.Blobs, storagemigration.Size(p.Bytes)))
+		line := fmt.Sprintf("%s: %d blobs, %s", p.Name, p.Blobs, storagemigration.Size(p.Bytes))
+		if p.Note != "" {
+			line += " (" + p.Note + ")"
+		}
+		each = append(each, line)
 		if p.Err != nil {
 			trouble = append(trouble, fmt.Sprintf("Error: the older storage %s holds %d blobs and cannot be opened (its blobs are unavailable until it can): %v", p.Name, p.Blobs, p.Err))
 		}

@@ -96,6 +96,9 @@ type PendingStorage struct {
 	Blobs, Bytes int64
 	// Err is why it could not be opened; nil when it is read from.
 	Err error
+	// Note says how it is read when not as its configuration says (with
+	// the settings it opened with before).
+	Note string
 }
 
 // Options configure an Operator.

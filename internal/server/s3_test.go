@@ -374,3 +374,38 @@ func TestDestroyObjectStorage(t *testing.T) {
 		t.Errorf("the token is still recorded: %v", err)
 	}
 }
+
+// An older bucket that is gone is not made again, empty: its blobs answer
+// 503 and Degraded says why, until it comes back.
+func TestOlderS3BucketGone(t *testing.T) {
+	gw := s3test.Start(t)
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	putStorageSecret(t, r.url, s3test.Credentials())
+	patchConfig(t, r.url, fmt.Sprintf(`{"spec":{"storage":{"pvc":null,"managementState":"","s3":{"region":%q,"regionEndpoint":%q,"bucket":"older"}}}}`, s3test.Region, gw.Endpoint))
+	waitApplied(t, r.url)
+	layer := []byte("a layer left in the bucket")
+	if resp := pushBlob(t, r.url, "gone/app", layer); resp.StatusCode != 201 {
+		t.Fatalf("push to the bucket: %d", resp.StatusCode)
+	}
+	patchConfig(t, r.url, `{"spec":{"storage":{"s3":null,"managementState":"","pvc":{"claim":"after"}}}}`)
+	expectMigrationPending(t, r.url, "s3 bucket older: 1 blobs")
+	if code, body := pull(t, r.url, "gone/app", digest.FromBytes(layer)); code != 200 || string(body) != string(layer) {
+		t.Fatalf("the layer from the older bucket: %d %q", code, body)
+	}
+	r.shutdown(t)
+	if err := os.RemoveAll(filepath.Join(gw.Dir, "older")); err != nil {
+		t.Fatal(err)
+	}
+	r = start(t, Config{DataDir: dir})
+	c, _ := getConfig(t, r.url)
+	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "s3 bucket older holds 1 blobs and cannot be opened") || !strings.Contains(msg, "does not exist") {
+		t.Errorf("Degraded: %s %q, want the older bucket named as gone", st, msg)
+	}
+	if code := status(t, "GET", r.url+"/v2/gone/app/blobs/"+digest.FromBytes(layer).String()); code != 503 {
+		t.Errorf("a blob of the gone bucket: %d, want 503", code)
+	}
+	if _, err := os.Stat(filepath.Join(gw.Dir, "older")); !os.IsNotExist(err) {
+		t.Errorf("the gone bucket was made again: %v", err)
+	}
+}

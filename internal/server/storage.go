@@ -25,6 +25,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/settings"
@@ -77,6 +78,12 @@ type blobStorages struct {
 	// with (nil: http.DefaultClient).
 	client  *http.Client
 	current operator.AppliedStorage
+	// counts are what older storages hold, as last counted.
+	counts olderCounts
+	// openFailures are the older storages that last failed to open.
+	openFailures map[string]openFailure
+	// openTimeout bounds opening an older storage (0: olderOpenTimeout).
+	openTimeout time.Duration
 }
 
 // storageRecords is what the store keeps about storages: the upload
@@ -88,7 +95,6 @@ type storageRecords interface {
 	ForgetStorage(ctx context.Context, storage string) (int64, error)
 	RecordStorage(ctx context.Context, id string, config []byte) error
 	OlderStorages(ctx context.Context, current string) ([]store.RecordedStorage, error)
-	DropStorageRecord(ctx context.Context, id string) (bool, error)
 	Setting(ctx context.Context, name string) (string, error)
 	InitSetting(ctx context.Context, name, value string) (string, error)
 	DeleteSetting(ctx context.Context, name string) error
@@ -108,6 +114,7 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 		raw:          map[string]storage.Driver{},
 		gates:        map[string]*settings.Gate{},
 		fingerprints: map[string]string{},
+		openFailures: map[string]openFailure{},
 	}
 }
 
@@ -206,23 +213,28 @@ func (s *blobStorages) recordStorage(ctx context.Context, id string, config imag
 }
 
 // olderLocked opens the storages other than current that still hold blobs
-// and says what each holds; a storage that holds none is forgotten, and
-// so is an emptyDir of an earlier process (its bytes died with it).
+// and says what each holds; an emptyDir of an earlier process is
+// forgotten (its bytes died with it).
+//
+// What each holds is counted through an index, but on a large registry
+// just switched that is a second of work, and a pass follows every
+// commit: counts are kept for countsTTL unless the storage in effect
+// changed or a migration ended (recount).
 func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) ([]settings.Storage, []operator.PendingStorage) {
-	recorded, err := s.sessions.OlderStorages(ctx, current)
-	if err != nil {
-		// The last answer stands until the store answers again.
-		s.log.Warn("list the storages holding blobs", "err", err)
-		return s.current.Older, s.current.Pending
+	if s.counts.current != current || s.counts.stale || time.Since(s.counts.at) > countsTTL {
+		recorded, err := s.sessions.OlderStorages(ctx, current)
+		if err != nil {
+			// The last answer stands until the store answers again.
+			s.log.Warn("list the storages holding blobs", "err", err)
+			return s.current.Older, s.current.Pending
+		}
+		s.counts = olderCounts{current: current, at: time.Now(), recorded: recorded}
 	}
 	var older []settings.Storage
 	var pending []operator.PendingStorage
-	for _, r := range recorded {
+	for _, r := range s.counts.recorded {
 		switch {
 		case r.Blobs == 0:
-			if _, err := s.sessions.DropStorageRecord(ctx, r.ID); err != nil {
-				s.log.Warn("forget an emptied storage", "storage", r.ID, "err", err)
-			}
 			continue
 		case strings.HasPrefix(r.ID, "emptydir:") && r.ID != s.emptyDirID:
 			n, err := s.sessions.ForgetStorage(ctx, r.ID)
@@ -230,72 +242,153 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 				s.log.Warn("forget the emptyDir of an earlier process", "storage", r.ID, "err", err)
 			} else {
 				s.log.Info("forgot the blobs of an earlier process's emptyDir: its bytes died with it", "storage", r.ID, "blobs", n)
+				s.counts.stale = true
 			}
 			continue
 		}
-		d, name, err := s.openOlderLocked(ctx, r, resolve)
+		d, name, note, err := s.openOlderLocked(ctx, r, resolve)
 		if err != nil {
 			s.log.Warn("an older storage holding blobs cannot be opened; its blobs are unavailable", "storage", r.ID, "blobs", r.Blobs, "err", err)
 		}
-		older = append(older, settings.Storage{ID: r.ID, Driver: d, Version: s.fingerprints[r.ID]})
-		pending = append(pending, operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err})
+		older = append(older, settings.Storage{ID: r.ID, Driver: d, Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]})
+		pending = append(pending, operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err, Note: note})
 	}
+	// Those that can be read first: a blob in two older storages is read
+	// from one that opened.
+	slices.SortStableFunc(older, func(a, b settings.Storage) int {
+		return cmpBool(a.Driver == nil, b.Driver == nil)
+	})
 	s.current.Older, s.current.Pending = older, pending
 	return older, pending
 }
 
+// cmpBool orders false before true.
+func cmpBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	}
+	return 1
+}
+
+// countsTTL is how long what older storages hold is counted for.
+const countsTTL = 30 * time.Second
+
+// olderCounts are the older storages as last counted.
+type olderCounts struct {
+	current  string
+	at       time.Time
+	stale    bool
+	recorded []store.RecordedStorage
+}
+
+// recount makes the next pass count what older storages hold (a
+// migration moved blobs).
+func (s *blobStorages) recount() {
+	s.mu.Lock()
+	s.counts.stale = true
+	s.mu.Unlock()
+}
+
+// olderOpenTimeout bounds the opening of an older storage: one whose
+// backend does not answer must not hold the operator's pass (and the
+// server's start) for longer.
+const olderOpenTimeout = 15 * time.Second
+
+// openTimeoutOf is the bound on opening an older storage (a test's, or
+// olderOpenTimeout).
+func (s *blobStorages) openTimeoutOf() time.Duration {
+	if s.openTimeout > 0 {
+		return s.openTimeout
+	}
+	return olderOpenTimeout
+}
+
+// olderRetry is how long an older storage that could not be opened with
+// some settings is not tried again with the same ones.
+const olderRetry = time.Minute
+
+// openFailure is an older storage's last failure to open.
+type openFailure struct {
+	fingerprint string
+	at          time.Time
+	err         error
+}
+
 // openOlderLocked opens the older storage r with its recorded
 // configuration, and names it; the driver is nil when it cannot be
-// opened.
-func (s *blobStorages) openOlderLocked(ctx context.Context, r store.RecordedStorage, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) (storage.Driver, string, error) {
+// opened. A storage that opened before and now does not with what its
+// configuration resolves to (the user secret changed to another
+// account's keys) goes on being read with the driver that opened, and
+// note says so.
+func (s *blobStorages) openOlderLocked(ctx context.Context, r store.RecordedStorage, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) (d storage.Driver, name, note string, err error) {
 	if r.ID == s.emptyDirID {
 		d, ok := s.built[r.ID]
 		if !ok {
-			return nil, "emptyDir", errors.New("this process's emptyDir was never built")
+			return nil, "emptyDir", "", errors.New("this process's emptyDir was never built")
 		}
-		return d, "emptyDir", nil
+		return d, "emptyDir", "", nil
 	}
 	var spec imageregistryv1.StorageConfig
 	switch {
 	case len(r.Config) > 0:
 		if err := json.Unmarshal(r.Config, &spec); err != nil {
-			return nil, r.ID, fmt.Errorf("decode its recorded configuration: %w", err)
+			return nil, r.ID, "", fmt.Errorf("decode its recorded configuration: %w", err)
 		}
 	case strings.HasPrefix(r.ID, "pvc:"):
 		// Volumes in effect before storages were recorded: the claim is
 		// all there is to know.
 		spec.PVC = &imageregistryv1.PVCStorage{Claim: strings.TrimPrefix(r.ID, "pvc:")}
 	default:
-		return nil, r.ID, errors.New("it was in effect before Berth recorded how to open storages: put it in effect once more to record it, then switch back")
+		return nil, r.ID, "", errors.New("it was in effect before Berth recorded how to open storages: put it in effect once more to record it, then switch back")
 	}
-	name := describeStorage(spec)
+	name = describeStorage(spec)
 	id, driver, opts, root, err := s.locate(spec)
 	if err != nil {
-		return nil, name, err
+		return nil, name, "", err
 	}
 	if id != r.ID {
-		return nil, name, fmt.Errorf("its recorded configuration names another storage (%s)", id)
+		return nil, name, "", fmt.Errorf("its recorded configuration names another storage (%s)", id)
 	}
 	if root != "" {
 		// An older volume is read, never made: a missing directory means
 		// its blobs are gone, which must not look like an empty volume.
 		if _, err := os.Stat(root); err != nil {
-			return nil, name, err
+			return nil, name, "", err
 		}
+	}
+	// Built before: what to fall back on.
+	before, built := s.built[id]
+	fallback := func(err error) (storage.Driver, string, string, error) {
+		if built && !errors.Is(err, errdefs.ErrNotFound) {
+			return before, name, "read with the settings it opened with before: " + err.Error(), nil
+		}
+		return nil, name, "", err
 	}
 	if resolve != nil {
 		want, err := resolve(ctx, spec)
 		if err != nil {
-			return nil, name, err
+			return fallback(err)
 		}
 		opts.Credentials, opts.TrustedCA, opts.Secrets = want.Credentials, want.TrustedCA, want.Secrets
 	}
 	opts.HTTPClient = s.client
-	d, err := s.open(ctx, id, driver, opts)
-	if err != nil {
-		return nil, name, err
+	opts.Existing = true
+	fp := fingerprint(driver, opts)
+	if f, ok := s.openFailures[id]; ok && f.fingerprint == fp && time.Since(f.at) < olderRetry {
+		return fallback(f.err)
 	}
-	return d, name, nil
+	octx, cancel := context.WithTimeout(ctx, s.openTimeoutOf())
+	defer cancel()
+	d, err = s.open(octx, id, driver, opts)
+	if err != nil {
+		s.openFailures[id] = openFailure{fingerprint: fp, at: time.Now(), err: err}
+		return fallback(err)
+	}
+	delete(s.openFailures, id)
+	return d, name, "", nil
 }
 
 // locate maps a spec to its storage: ID, driver, driver options, and the
@@ -835,7 +928,8 @@ type storageMigrations struct {
 // MigrateStorage implements apiserver.StorageMigrator.
 func (m *storageMigrations) MigrateStorage(ctx context.Context, dryRun bool, progress func(storagemigration.Progress)) (storagemigration.Report, error) {
 	if !m.running.TryLock() {
-		return storagemigration.Report{}, fmt.Errorf("a storage migration is already running: %w", errdefs.ErrConflict)
+		return storagemigration.Report{}, &apiserver.StatusError{Code: http.StatusConflict, Reason: "Conflict",
+			Message: "a storage migration is already running; wait for it to end"}
 	}
 	defer m.running.Unlock()
 	if m.reconcile != nil {
@@ -846,10 +940,18 @@ func (m *storageMigrations) MigrateStorage(ctx context.Context, dryRun bool, pro
 		}
 	}
 	to, from := m.storages.migration()
-	mig := &storagemigration.Migrator{Records: m.records, Log: m.log}
+	if strings.HasPrefix(to.ID, "emptydir:") {
+		// Memory: blobs moved there from durable storage would die with
+		// the process, and a large older storage would not fit.
+		return storagemigration.Report{}, &apiserver.StatusError{Code: http.StatusConflict, Reason: "Conflict",
+			Message: "the storage in effect is an emptyDir (this process's memory): migrating would move blobs out of durable storage into memory that dies with the process; put a volume or object storage in effect first"}
+	}
+	mig := &storagemigration.Migrator{Records: m.records, Log: m.log,
+		InEffect: func() string { return m.storages.inEffect().ID }}
 	m.log.InfoContext(ctx, "storage migration started", "to", to.ID, "from", len(from), "dryRun", dryRun)
 	rep, err := mig.Run(ctx, to, from, dryRun, progress)
-	m.log.InfoContext(ctx, "storage migration ended", "to", to.ID, "failures", len(rep.Failures), "err", err)
+	m.log.InfoContext(ctx, "storage migration ended", "to", to.ID, "failures", int64(len(rep.Failures))+rep.MoreFailures, "err", err)
+	m.storages.recount()
 	if m.reconcile != nil && !dryRun {
 		if rerr := m.reconcile(context.WithoutCancel(ctx)); rerr != nil {
 			m.log.WarnContext(ctx, "apply the registry Config after a storage migration", "err", rerr)

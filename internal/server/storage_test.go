@@ -314,7 +314,7 @@ func TestStorageSwitchLive(t *testing.T) {
 	copied := int64(0)
 	for _, s := range done.Report.Storages {
 		copied += s.Copied
-		if !s.Forgotten {
+		if !s.Emptied {
 			t.Errorf("%s not emptied: %+v", s.Name, s)
 		}
 	}
@@ -424,9 +424,15 @@ func TestStorageAfterRestart(t *testing.T) {
 			t.Errorf("%s of a blob in an older storage that cannot be opened: %d, want 503", method, code)
 		}
 	}
-	events := migrateStorage(t, r.url, false)
-	if last := events[len(events)-1]; last.Type != "Done" || len(last.Report.Storages) != 1 || last.Report.Storages[0].Unreadable == "" {
-		t.Errorf("migrating from a storage that cannot be opened: %+v", last)
+	// Nothing migrates into an emptyDir: memory would be the only copy.
+	resp, err := admin.Post(r.url+"/apis/imageregistry.operator.openshift.io/v1/configs/cluster/storagemigration", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 409 || !strings.Contains(string(b), "the storage in effect is an emptyDir") {
+		t.Errorf("a migration into an emptyDir: %d %s", resp.StatusCode, b)
 	}
 }
 
@@ -621,5 +627,57 @@ func TestObjectStorageIDs(t *testing.T) {
 		if a, b := id(pair[0]), id(pair[1]); a != b {
 			t.Errorf("one store, two IDs: %q and %q", a, b)
 		}
+	}
+}
+
+// An older storage whose backend does not answer holds the operator's
+// pass (and a start) for the open timeout at most, and is not tried again
+// with the same settings for a while: the pass after is quick.
+func TestOlderStorageThatHangs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := openTestStore(t, dir)
+	builds := 0
+	table := drivers.Builtin()
+	table["s3"] = func(ctx context.Context, opts storage.Options) (storage.Driver, error) {
+		builds++
+		if builds == 1 {
+			return memory.NewDriver(), nil
+		}
+		<-ctx.Done() // a backend that accepts and never answers
+		return nil, ctx.Err()
+	}
+	resolve := func(_ context.Context, c imageregistryv1.StorageConfig) (operator.DesiredStorage, error) {
+		return operator.DesiredStorage{Config: c}, nil
+	}
+	bucket := imageregistryv1.StorageConfig{S3: &imageregistryv1.S3Storage{Bucket: "b", Region: "us-east-1", RegionEndpoint: "http://127.0.0.1:9"}}
+	s := newBlobStorages(dir, table, false, meta, slog.New(slog.DiscardHandler))
+	applied, err := s.ApplyStorage(ctx, operator.DesiredStorage{Config: bucket, Resolve: resolve})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := meta.LinkBlob(ctx, applied.Blobs.ID, "p/app", digest.FromString("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	// Started again, on a volume, with the bucket's endpoint hung.
+	s = newBlobStorages(dir, table, false, meta, slog.New(slog.DiscardHandler))
+	s.openTimeout = 200 * time.Millisecond
+	volume := operator.DesiredStorage{Config: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: imageregistryv1.DefaultClaim}}, Resolve: resolve}
+	began := time.Now()
+	applied, err = s.ApplyStorage(ctx, volume)
+	took := time.Since(began)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied.Pending) != 1 || applied.Pending[0].Err == nil || applied.Older[0].Driver != nil {
+		t.Fatalf("pending %+v: want the bucket, not opened", applied.Pending)
+	}
+	if took > 5*time.Second {
+		t.Errorf("the pass waited %v for a backend that does not answer", took)
+	}
+	began = time.Now()
+	if applied, _ = s.ApplyStorage(ctx, volume); applied.Pending[0].Err == nil || builds != 2 || time.Since(began) > time.Second {
+		t.Errorf("the next pass: %d builds, %v, err %v; want the failure remembered, not tried again", builds, time.Since(began), applied.Pending[0].Err)
 	}
 }

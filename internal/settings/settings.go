@@ -131,6 +131,18 @@ func (g *Gate) Enter() (leave func(), ok bool) {
 	return g.mu.RUnlock, true
 }
 
+// Alone runs fn with no write inside: the writes in flight finish first,
+// and new ones wait until fn returns (a migration deleting a blob's bytes
+// while no commit can record them there again). A nil gate runs fn.
+func (g *Gate) Alone(fn func() error) error {
+	if g == nil {
+		return fn()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return fn()
+}
+
 // Close waits for the writes admitted to leave and admits no more.
 func (g *Gate) Close() {
 	g.mu.Lock()

@@ -180,6 +180,10 @@ type Options struct {
 	// HTTPClient is how a driver reaches its backend: it follows the
 	// registry Config's proxy, live. Nil: http.DefaultClient.
 	HTTPClient *http.Client
+	// Existing opens a storage that must exist already (an older storage
+	// opened again to be read): a missing bucket or container is
+	// errdefs.ErrNotFound, never created afresh and empty.
+	Existing bool
 }
 
 // SecretCloudFrontKey is the Options.Secrets entry of the CloudFront

@@ -1,6 +1,6 @@
 // Package storagemigration moves blobs out of the storages a registry was
 // switched away from into the storage in effect, so that the older ones
-// can be forgotten (berth adm migrate-storage).
+// need not be read any more (berth adm migrate-storage).
 //
 // Each blob is read from its older storage, hashed as it is written into
 // the storage in effect, committed there only when its digest and size
@@ -35,7 +35,6 @@ type Records interface {
 	StorageBlobs(ctx context.Context, storage string, after digest.Digest, limit int) ([]store.StoredBlob, error)
 	BlobIn(ctx context.Context, storage string, dgst digest.Digest) (bool, error)
 	MoveBlob(ctx context.Context, dgst digest.Digest, from, to string) error
-	DropStorageRecord(ctx context.Context, id string) (bool, error)
 }
 
 // Source is an older storage to empty.
@@ -79,9 +78,9 @@ type StorageReport struct {
 	Copied       int64 `json:"copied"`
 	CopiedBytes  int64 `json:"copiedBytes"`
 	Deduplicated int64 `json:"deduplicated"`
-	// Forgotten says the storage holds no blob any more and its record
-	// was dropped.
-	Forgotten bool `json:"forgotten"`
+	// Emptied says the storage holds no blob any more: it is no longer
+	// read, nor listed as pending.
+	Emptied bool `json:"emptied"`
 	// SamePlace says the storage keeps its bytes where the storage in
 	// effect does (two configurations naming one bucket, a volume linked
 	// to another): its blobs' records moved, and nothing was copied or
@@ -101,16 +100,37 @@ type Report struct {
 	DryRun   bool            `json:"dryRun"`
 	To       string          `json:"to"`
 	Storages []StorageReport `json:"storages"`
-	Failures []Failure       `json:"failures,omitempty"`
+	// Failures are the first maxFailures blobs left behind;
+	// MoreFailures counts the others (a storage where every blob fails
+	// must not make a report of millions of lines).
+	Failures     []Failure `json:"failures,omitempty"`
+	MoreFailures int64     `json:"moreFailures,omitempty"`
 }
 
 // pageSize is how many blob records a run reads at once.
 const pageSize = 200
 
+// maxFailures is how many failures a report lists.
+const maxFailures = 100
+
 // Migrator runs migrations.
 type Migrator struct {
 	Records Records
 	Log     *slog.Logger
+	// InEffect, when set, names the storage in effect now: a run stops
+	// when it is no longer the one the run moves blobs into.
+	InEffect func() string
+}
+
+// errChanged: the storage in effect changed during a run.
+var errChanged = errors.New("the storage in effect changed during the migration")
+
+func (rep *Report) fail(f Failure) {
+	if len(rep.Failures) < maxFailures {
+		rep.Failures = append(rep.Failures, f)
+		return
+	}
+	rep.MoreFailures++
 }
 
 // Run moves every blob of from into to, or, with dryRun, counts what it
@@ -129,115 +149,157 @@ func (m *Migrator) Run(ctx context.Context, to settings.Storage, from []Source, 
 		return rep, fmt.Errorf("no storage in effect to migrate to: %w", errdefs.ErrUnavailable)
 	}
 	for _, src := range from {
-		sr := StorageReport{ID: src.ID, Name: src.Name, Blobs: src.Blobs, Bytes: src.Bytes}
 		if src.ID == to.ID {
 			continue
 		}
-		p.Storage = src.Name
-		if src.Driver == nil && !dryRun {
-			sr.Unreadable = "the storage could not be opened (see the registry's Degraded condition)"
-			rep.Storages = append(rep.Storages, sr)
-			p.Blobs += src.Blobs
-			p.Bytes += src.Bytes
-			if progress != nil {
-				progress(p)
-			}
-			continue
-		}
-		keepOld := false
-		if !dryRun {
-			same, err := m.samePlace(ctx, to, src.Driver)
-			switch {
-			case ctx.Err() != nil:
-				rep.Storages = append(rep.Storages, sr)
-				return rep, ctx.Err()
-			case err != nil:
-				keepOld = true
-				sr.KeptOldBytes = "whether it is the same place as the storage in effect could not be told: " + err.Error()
-				m.Log.WarnContext(ctx, "blobs are copied out of an older storage but their old bytes kept", "storage", src.ID, "err", err)
-			case same:
-				keepOld, sr.SamePlace = true, true
-				m.Log.InfoContext(ctx, "an older storage keeps its bytes where the storage in effect does: only records move", "storage", src.ID, "inEffect", to.ID)
-			}
-		}
-		var after digest.Digest
-		for {
-			page, err := m.Records.StorageBlobs(ctx, src.ID, after, pageSize)
-			if err != nil {
-				return rep, err
-			}
-			for _, b := range page {
-				after = b.Digest
-				if err := ctx.Err(); err != nil {
-					rep.Storages = append(rep.Storages, sr)
-					return rep, err
-				}
-				if !dryRun {
-					if err := m.move(ctx, to, src, b, keepOld, &sr); err != nil {
-						if ctx.Err() != nil {
-							rep.Storages = append(rep.Storages, sr)
-							return rep, ctx.Err()
-						}
-						if errors.Is(err, errStore) {
-							rep.Storages = append(rep.Storages, sr)
-							return rep, err
-						}
-						m.Log.WarnContext(ctx, "blob left in its older storage", "digest", b.Digest, "storage", src.ID, "err", err)
-						rep.Failures = append(rep.Failures, Failure{Storage: src.Name, Digest: b.Digest, Error: err.Error()})
-					}
-				}
-				p.Blobs++
-				p.Bytes += b.Size
-				if progress != nil {
-					progress(p)
-				}
-			}
-			if len(page) < pageSize {
-				break
-			}
-		}
-		if !dryRun {
-			forgotten, err := m.Records.DropStorageRecord(ctx, src.ID)
-			if err != nil {
-				return rep, err
-			}
-			sr.Forgotten = forgotten
-			if forgotten {
-				m.Log.InfoContext(ctx, "older storage emptied and forgotten", "storage", src.ID)
-			}
-		}
+		sr, err := m.empty(ctx, to, src, dryRun, &rep, &p, progress)
 		rep.Storages = append(rep.Storages, sr)
+		if err != nil {
+			return rep, err
+		}
 	}
 	return rep, nil
+}
+
+// empty moves every blob of src into to (or counts them, with dryRun).
+func (m *Migrator) empty(ctx context.Context, to settings.Storage, src Source, dryRun bool, rep *Report, p *Progress, progress func(Progress)) (StorageReport, error) {
+	sr := StorageReport{ID: src.ID, Name: src.Name, Blobs: src.Blobs, Bytes: src.Bytes}
+	p.Storage = src.Name
+	if src.Driver == nil {
+		sr.Unreadable = "the storage could not be opened (see the registry's Degraded condition)"
+		p.Blobs += src.Blobs
+		p.Bytes += src.Bytes
+		if progress != nil {
+			progress(*p)
+		}
+		return sr, nil
+	}
+	keepOld := false
+	if !dryRun {
+		same, err := m.samePlace(ctx, to, src.Driver)
+		switch {
+		case ctx.Err() != nil:
+			return sr, ctx.Err()
+		case err != nil:
+			keepOld = true
+			sr.KeptOldBytes = "whether it is the same place as the storage in effect could not be told: " + err.Error()
+			m.Log.WarnContext(ctx, "blobs are copied out of an older storage but their old bytes kept", "storage", src.ID, "err", err)
+		case same:
+			keepOld, sr.SamePlace = true, true
+			m.Log.InfoContext(ctx, "an older storage keeps its bytes where the storage in effect does: only records move", "storage", src.ID, "inEffect", to.ID)
+		}
+	}
+	var after digest.Digest
+	for {
+		page, err := m.Records.StorageBlobs(ctx, src.ID, after, pageSize)
+		if err != nil {
+			return sr, err
+		}
+		for _, b := range page {
+			after = b.Digest
+			if err := ctx.Err(); err != nil {
+				return sr, err
+			}
+			if m.InEffect != nil && m.InEffect() != to.ID {
+				return sr, fmt.Errorf("%w: run it again to move blobs into the storage in effect now: %w", errChanged, errdefs.ErrConflict)
+			}
+			if !dryRun {
+				if err := m.move(ctx, to, src, b, keepOld, &sr); err != nil {
+					if ctx.Err() != nil {
+						return sr, ctx.Err()
+					}
+					if errors.Is(err, errFatal) {
+						return sr, err
+					}
+					m.Log.WarnContext(ctx, "blob left in its older storage", "digest", b.Digest, "storage", src.ID, "err", err)
+					rep.fail(Failure{Storage: src.Name, Digest: b.Digest, Error: err.Error()})
+				}
+			}
+			p.Blobs++
+			p.Bytes += b.Size
+			if progress != nil {
+				progress(*p)
+			}
+		}
+		if len(page) < pageSize {
+			break
+		}
+	}
+	if !dryRun {
+		left, err := m.Records.StorageBlobs(ctx, src.ID, "", 1)
+		if err != nil {
+			return sr, err
+		}
+		sr.Emptied = len(left) == 0
+		if sr.Emptied {
+			m.Log.InfoContext(ctx, "older storage emptied", "storage", src.ID)
+		}
+	}
+	return sr, nil
 }
 
 // errDigest: the bytes read are not the blob's.
 var errDigest = errors.New("digest mismatch")
 
-// errStore marks a failure of the metadata store: it ends the run, since
-// every blob after would fail the same way.
-var errStore = errors.New("metadata store")
+// errFatal marks a failure that ends the run, since every blob after
+// would fail the same way (the metadata store, the storage in effect
+// removed).
+var errFatal = errors.New("the migration cannot go on")
 
-// move moves blob b from src into to.
 // move moves blob b from src into to; keepOld keeps its bytes in src (the
 // same place as to's, or perhaps so).
+//
+// The commit into to and the record of it happen inside to's write gate,
+// as every commit does (a storage being removed does not gain records of
+// bytes it no longer holds). The record's move and the deletion of the
+// old bytes happen with src's gate to themselves: a request that began
+// before the switch and commits into src now waits, so that it cannot
+// record bytes there between the move and the deletion (its record would
+// name bytes deleted; the next migration back would delete the last
+// copy).
 func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b store.StoredBlob, keepOld bool, sr *StorageReport) error {
-	there, err := m.Records.BlobIn(ctx, to.ID, b.Digest)
-	if err != nil {
-		return fmt.Errorf("%w: %w", errStore, err)
+	leave, ok := to.Writes.Enter()
+	if !ok {
+		return fmt.Errorf("%w: the storage in effect was removed: %w", errFatal, errdefs.ErrUnavailable)
 	}
-	// In the same place, the bytes are to's already.
-	there = there || sr.SamePlace
+	defer leave()
+	recorded, err := m.Records.BlobIn(ctx, to.ID, b.Digest)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errFatal, err)
+	}
+	// Recorded there: the bytes must really be there before the only
+	// other copy goes (in the same place, they are the same bytes).
+	there := sr.SamePlace || (recorded && present(ctx, to.Driver, b))
 	if !there {
 		if err := m.copyBlob(ctx, to, src.Driver, b); err != nil {
 			return err
 		}
 	}
-	switch err := m.Records.MoveBlob(ctx, b.Digest, src.ID, to.ID); {
-	case errors.Is(err, errdefs.ErrNotFound):
-		return nil // moved meanwhile (another run): nothing of ours to delete
-	case err != nil:
-		return fmt.Errorf("%w: %w", errStore, err)
+	// Committed: the record and the deletion finish even if the client
+	// goes away now.
+	ctx = context.WithoutCancel(ctx)
+	moved := true
+	err = src.Writes.Alone(func() error {
+		switch err := m.Records.MoveBlob(ctx, b.Digest, src.ID, to.ID); {
+		case errors.Is(err, errdefs.ErrNotFound):
+			moved = false // moved meanwhile (another run): nothing of ours to delete
+			return nil
+		case err != nil:
+			return fmt.Errorf("%w: %w", errFatal, err)
+		}
+		if keepOld {
+			return nil
+		}
+		// The blob is now the new storage's alone; its old bytes are
+		// garbage. Failing to delete them leaves garbage in a storage no
+		// longer read, not a broken blob.
+		if err := src.Driver.Delete(ctx, b.Digest); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			m.Log.WarnContext(ctx, "old bytes of a migrated blob left behind", "digest", b.Digest, "storage", src.ID, "err", err)
+		}
+		return nil
+	})
+	if err != nil || !moved {
+		return err
 	}
 	if there {
 		sr.Deduplicated++
@@ -245,16 +307,21 @@ func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b 
 		sr.Copied++
 		sr.CopiedBytes += b.Size
 	}
-	if keepOld {
-		return nil
-	}
-	// The blob is now the new storage's alone; its old bytes are garbage.
-	// Failing to delete them leaves garbage in a storage no longer read,
-	// not a broken blob.
-	if err := src.Driver.Delete(ctx, b.Digest); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-		m.Log.WarnContext(ctx, "old bytes of a migrated blob left behind", "digest", b.Digest, "storage", src.ID, "err", err)
-	}
 	return nil
+}
+
+// present tells whether d holds the bytes of b (a first byte can be read).
+func present(ctx context.Context, d storage.Driver, b store.StoredBlob) bool {
+	length := int64(1)
+	if b.Size == 0 {
+		length = -1
+	}
+	r, err := d.Open(ctx, b.Digest, 0, length)
+	if err != nil {
+		return false
+	}
+	r.Close()
+	return true
 }
 
 // samePlace tells whether from keeps its bytes where to does: two
@@ -311,7 +378,8 @@ func (m *Migrator) samePlace(ctx context.Context, to settings.Storage, from stor
 }
 
 // copyBlob writes blob b, read from from, into to, and commits it there
-// only if what was read is b: its size and its digest.
+// only if what was read is b: its size and its digest. The caller holds
+// to's write gate.
 func (m *Migrator) copyBlob(ctx context.Context, to settings.Storage, from storage.Driver, b store.StoredBlob) error {
 	if err := b.Digest.Validate(); err != nil {
 		return fmt.Errorf("recorded digest: %w", err)
@@ -340,12 +408,7 @@ func (m *Migrator) copyBlob(ctx context.Context, to settings.Storage, from stora
 		abort()
 		return fmt.Errorf("the older storage's bytes have digest %s, not %s: %w", got, b.Digest, errDigest)
 	}
-	leave, ok := to.Writes.Enter()
-	if !ok {
-		abort()
-		return fmt.Errorf("the storage in effect was removed: %w", errdefs.ErrUnavailable)
-	}
-	defer leave()
+	// The caller holds to's write gate.
 	if err := to.Driver.Commit(context.WithoutCancel(ctx), up, b.Digest, b.Size); err != nil {
 		abort()
 		return fmt.Errorf("commit into the storage in effect: %w", err)

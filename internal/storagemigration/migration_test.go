@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -121,7 +122,7 @@ func TestRunMovesVerifiesAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	sr := rep.Storages[0]
-	if sr.Copied != 1 || sr.CopiedBytes != int64(len(plain)) || sr.Deduplicated != 1 || sr.Forgotten {
+	if sr.Copied != 1 || sr.CopiedBytes != int64(len(plain)) || sr.Deduplicated != 1 || sr.Emptied {
 		t.Errorf("report %+v: want one copied, one deduplicated, the storage kept (the bad blob is left)", sr)
 	}
 	if len(rep.Failures) != 1 || rep.Failures[0].Digest != dBad || !strings.Contains(rep.Failures[0].Error, "have digest") {
@@ -162,7 +163,7 @@ func TestRunMovesVerifiesAndResumes(t *testing.T) {
 	}
 
 	// Repaired, a second run resumes: only what is left moves, and the
-	// emptied storage is forgotten.
+	// emptied storage holds nothing.
 	if err := oldD.Delete(ctx, dBad); err != nil {
 		t.Fatal(err)
 	}
@@ -178,11 +179,11 @@ func TestRunMovesVerifiesAndResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sr := rep.Storages[0]; sr.Copied != 1 || sr.Deduplicated != 0 || !sr.Forgotten || len(rep.Failures) != 0 {
+	if sr := rep.Storages[0]; sr.Copied != 1 || sr.Deduplicated != 0 || !sr.Emptied || len(rep.Failures) != 0 {
 		t.Errorf("second run: %+v, failures %+v", sr, rep.Failures)
 	}
-	if l := listed(); len(l) != 0 {
-		t.Errorf("the emptied storage is still listed: %+v", l)
+	if l := listed(); len(l) != 1 || l[0].Blobs != 0 || l[0].Bytes != 0 {
+		t.Errorf("the emptied storage: %+v, want it recorded and holding nothing", l)
 	}
 }
 
@@ -200,7 +201,7 @@ func TestRunReportsAStorageThatCannotBeOpened(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Storages) != 1 || rep.Storages[0].Unreadable == "" || rep.Storages[0].Forgotten {
+	if len(rep.Storages) != 1 || rep.Storages[0].Unreadable == "" || rep.Storages[0].Emptied {
 		t.Fatalf("report %+v: want the storage reported unreadable and kept", rep)
 	}
 	if in, _ := meta.BlobIn(ctx, "s3:gone/bucket", digest.FromBytes(content)); !in {
@@ -228,8 +229,8 @@ func TestRunFindsTheSamePlaceUnderTwoNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sr := rep.Storages[0]; !sr.SamePlace || sr.Copied != 0 || !sr.Forgotten {
-		t.Errorf("report %+v: want the same place found, nothing copied, the old name forgotten", sr)
+	if sr := rep.Storages[0]; !sr.SamePlace || sr.Copied != 0 || !sr.Emptied {
+		t.Errorf("report %+v: want the same place found, nothing copied, the old name emptied", sr)
 	}
 	if b, err := read(t, again, dgst); err != nil || !bytes.Equal(b, content) {
 		t.Fatalf("the only copy after the migration: %q, %v", b, err)
@@ -277,3 +278,113 @@ func TestRunKeepsOldBytesInDoubt(t *testing.T) {
 		}
 	}
 }
+
+// racingRecords commits the blob being moved into the older storage (a
+// request that began before the switch) at the moment the migration
+// moves its record, as an in-flight commit would: inside the older
+// storage's write gate, bytes then record.
+type racingRecords struct {
+	*store.Store
+	t        *testing.T
+	src      settings.Storage
+	content  []byte
+	repo     string
+	done     chan struct{}
+	raceOnce bool
+}
+
+func (r *racingRecords) MoveBlob(ctx context.Context, dgst digest.Digest, from, to string) error {
+	if !r.raceOnce {
+		r.raceOnce = true
+		go func() {
+			defer close(r.done)
+			leave, ok := r.src.Writes.Enter() // waits while the migration has the gate to itself
+			if !ok {
+				r.t.Error("the older storage's gate closed")
+				return
+			}
+			defer leave()
+			up := storage.Upload{ID: "racing"}
+			if _, _, err := r.src.Driver.Append(ctx, up, 0, bytes.NewReader(r.content)); err != nil {
+				r.t.Error(err)
+				return
+			}
+			if err := r.src.Driver.Commit(ctx, up, dgst, int64(len(r.content))); err != nil {
+				r.t.Error(err)
+				return
+			}
+			if err := r.Store.LinkBlob(ctx, from, r.repo, dgst, int64(len(r.content))); err != nil {
+				r.t.Error(err)
+			}
+		}()
+	}
+	return r.Store.MoveBlob(ctx, dgst, from, to)
+}
+
+// A commit into the older storage that races the move of the same blob
+// never leaves a record of bytes that were deleted: it waits for the move
+// and the deletion, and then its bytes and its record are both there.
+func TestRunLetsNoCommitIntoTheOlderStorageRecordDeletedBytes(t *testing.T) {
+	ctx := context.Background()
+	meta, d, _ := setup(t, "old", "new")
+	content := []byte("pushed again while it moves")
+	dgst := digest.FromBytes(content)
+	put(t, meta, "pvc:old", d[0], "p/app", dgst, content)
+	src := settings.Storage{ID: "pvc:old", Driver: d[0], Writes: &settings.Gate{}}
+	rec := &racingRecords{Store: meta, t: t, src: src, content: content, repo: "p/app", done: make(chan struct{})}
+	m := &storagemigration.Migrator{Records: rec, Log: slog.New(slog.DiscardHandler)}
+	if _, err := m.Run(ctx, settings.Storage{ID: "pvc:new", Driver: d[1]},
+		[]storagemigration.Source{{Storage: src, Name: "old", Blobs: 1, Bytes: int64(len(content))}}, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	<-rec.done
+	// Every record names bytes that are there.
+	for i, id := range []string{"pvc:old", "pvc:new"} {
+		in, err := meta.BlobIn(ctx, id, dgst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, rerr := read(t, d[i], dgst)
+		if in && (rerr != nil || !bytes.Equal(b, content)) {
+			t.Errorf("%s records the blob but holds %q, %v", id, b, rerr)
+		}
+	}
+}
+
+// What a run refuses and reports: a storage it cannot open, in a dry run
+// too; the storage in effect changing under it; a report of failures
+// kept short.
+func TestRunReportsAndStops(t *testing.T) {
+	ctx := context.Background()
+	meta, d, _ := setup(t, "old", "new")
+	var blobs []store.StoredBlob
+	for i := range maxTestFailures + 5 {
+		content := []byte("rotten " + strconv.Itoa(i))
+		dgst := digest.FromString("what it should have been " + strconv.Itoa(i))
+		put(t, meta, "pvc:old", d[0], "p/app", dgst, content)
+		blobs = append(blobs, store.StoredBlob{Digest: dgst, Size: int64(len(content))})
+	}
+	m := &storagemigration.Migrator{Records: meta, Log: slog.New(slog.DiscardHandler)}
+	to := settings.Storage{ID: "pvc:new", Driver: d[1]}
+	gone := []storagemigration.Source{{Storage: settings.Storage{ID: "s3:gone"}, Name: "gone", Blobs: 3, Bytes: 30}}
+	rep, err := m.Run(ctx, to, gone, true, nil)
+	if err != nil || len(rep.Storages) != 1 || rep.Storages[0].Unreadable == "" {
+		t.Errorf("a dry run over a storage that cannot be opened: %+v, %v; want it reported unreadable", rep, err)
+	}
+
+	rep, err = m.Run(ctx, to, []storagemigration.Source{{Storage: settings.Storage{ID: "pvc:old", Driver: d[0]}, Name: "old", Blobs: int64(len(blobs))}}, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Failures) != 100 || rep.MoreFailures != int64(len(blobs)-100) {
+		t.Errorf("%d failures listed, %d more; want 100 and the rest counted", len(rep.Failures), rep.MoreFailures)
+	}
+
+	m.InEffect = func() string { return "pvc:elsewhere" }
+	_, err = m.Run(ctx, to, []storagemigration.Source{{Storage: settings.Storage{ID: "pvc:old", Driver: d[0]}, Name: "old", Blobs: int64(len(blobs))}}, false, nil)
+	if !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("a run whose target is no longer in effect: %v, want a conflict", err)
+	}
+}
+
+const maxTestFailures = 100

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -60,12 +61,12 @@ func (s *Store) BlobSize(ctx context.Context, in Storages, repo string, dgst dig
 
 // LocateBlob returns the size of dgst and the storage of in that holds
 // its bytes, if repo holds it: the storage in effect when it does, else
-// an older one.
+// the first older one that does, in the order in names them.
 func (s *Store) LocateBlob(ctx context.Context, in Storages, repo string, dgst digest.Digest) (BlobLocation, error) {
 	if err := in.check(); err != nil {
 		return BlobLocation{}, err
 	}
-	return s.blobLocations.Fetch(blobRef{in.key(), repo, dgst}, s.contentGen.Load, func() (BlobLocation, error) {
+	return s.blobLocations.Fetch(blobRef{in.key(), repo, dgst}, s.locationGen, func() (BlobLocation, error) {
 		return s.locateBlob(ctx, in, repo, dgst)
 	})
 }
@@ -73,7 +74,7 @@ func (s *Store) LocateBlob(ctx context.Context, in Storages, repo string, dgst d
 func (s *Store) locateBlob(ctx context.Context, in Storages, repo string, dgst digest.Digest) (BlobLocation, error) {
 	var loc BlobLocation
 	err := s.queryRow(ctx, locateBlobQuery(in.count()),
-		append(append([]any{repo, string(dgst)}, in.args()...), in.InEffect)...).Scan(&loc.Size, &loc.Storage)
+		append(append([]any{repo, string(dgst)}, in.args()...), in.args()...)...).Scan(&loc.Size, &loc.Storage)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BlobLocation{}, fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
 	}
@@ -83,10 +84,15 @@ func (s *Store) locateBlob(ctx context.Context, in Storages, repo string, dgst d
 	return loc, nil
 }
 
-// locateBlobQuery finds a repository's blob in one of n storages, the
-// first of them first. Its text differs by n only: with no migration
-// pending (n = 1) it is one statement for every blob GET, prepared once,
-// and there are as many more as older storages, a handful.
+// locationGen moves when what a location answer depends on changed: a
+// blob removed, or moved between storages.
+func (s *Store) locationGen() int64 { return s.contentGen.Load() + s.movedGen.Load() }
+
+// locateBlobQuery finds a repository's blob in one of n storages, in the
+// order they are named (a storage's place in the list, bound once more
+// after the list). Its text differs by n only: with no migration pending
+// (n = 1) it is one statement for every blob GET, prepared once, and
+// there are as many more as older storages, a handful.
 func locateBlobQuery(n int) string {
 	return `
 SELECT b.size, bs.storage FROM repositories r
@@ -94,7 +100,19 @@ JOIN repository_blobs rb ON rb.repository_id = r.id
 JOIN blobs b ON b.digest = rb.digest
 JOIN blob_storages bs ON bs.digest = rb.digest
 WHERE r.name = ? AND rb.digest = ? AND bs.storage IN (` + placeholders(n) + `)
-ORDER BY bs.storage = ? DESC LIMIT 1`
+ORDER BY ` + preference(n) + ` LIMIT 1`
+}
+
+// preference orders rows by bs.storage's place among n storages bound in
+// order: CASE bs.storage WHEN ? THEN 0 WHEN ? THEN 1 … END.
+func preference(n int) string {
+	var b strings.Builder
+	b.WriteString("CASE bs.storage")
+	for i := range n {
+		fmt.Fprintf(&b, " WHEN ? THEN %d", i)
+	}
+	b.WriteString(" END")
+	return b.String()
 }
 
 // MountBlob links dgst into repo from a repository that holds it in one of

@@ -154,3 +154,34 @@ func TestUploadSessionsKeepTheirStorage(t *testing.T) {
 		t.Fatalf("expired sessions = %+v", ended)
 	}
 }
+
+// A blob in several storages is located in the first of them in the
+// order the caller names them: the storage in effect, then older ones as
+// preferred (those that can be read first).
+func TestLocateBlobPrefersTheOrderNamed(t *testing.T) {
+	s := openSQLite(t)
+	ctx := context.Background()
+	dgst := digest.FromString("in three storages")
+	for _, id := range []string{"pvc:a", "pvc:b", "pvc:c"} {
+		if err := s.LinkBlob(ctx, id, "p/app", dgst, 17); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		in   store.Storages
+		want string
+	}{
+		{store.Storages{InEffect: "pvc:b", Older: []string{"pvc:a", "pvc:c"}}, "pvc:b"},
+		{store.Storages{InEffect: "pvc:x", Older: []string{"pvc:c", "pvc:a"}}, "pvc:c"},
+		{store.Storages{InEffect: "pvc:x", Older: []string{"pvc:a", "pvc:c"}}, "pvc:a"},
+		{store.Storages{InEffect: "pvc:x", Older: []string{"pvc:y", "pvc:b"}}, "pvc:b"},
+	} {
+		loc, err := s.LocateBlob(ctx, c.in, "p/app", dgst)
+		if err != nil || loc.Storage != c.want || loc.Size != 17 {
+			t.Errorf("LocateBlob(%+v) = %+v, %v; want %s", c.in, loc, err, c.want)
+		}
+	}
+	if _, err := s.LocateBlob(ctx, store.Storages{InEffect: "pvc:x", Older: []string{"pvc:y"}}, "p/app", dgst); err == nil {
+		t.Error("located in storages that do not hold it")
+	}
+}

@@ -14,7 +14,7 @@ import (
 
 // Storages names the storages a presence check counts: the one in effect,
 // where new bytes go, and the older ones still holding blobs that have not
-// been migrated to it (readable until they are).
+// been migrated to it (readable until they are), those preferred first.
 type Storages struct {
 	InEffect string
 	Older    []string
@@ -89,8 +89,10 @@ ON CONFLICT (id) DO UPDATE SET config = excluded.config, recorded_at = excluded.
 }
 
 // OlderStorages lists the recorded storages other than current, by ID,
-// with what each holds. It reads each one's blobs through an index:
-// the storage in effect, which holds most, is never counted.
+// with what each holds (a record stays when its storage is emptied: a
+// request begun before a switch may still commit into it). It reads
+// each one's blobs through an index: the storage in effect, which holds
+// most, is never counted.
 func (s *Store) OlderStorages(ctx context.Context, current string) ([]RecordedStorage, error) {
 	rows, err := s.read.QueryContext(ctx, `SELECT id, config FROM storages WHERE id <> ? ORDER BY id`, current)
 	if err != nil {
@@ -121,29 +123,6 @@ WHERE bs.storage = ?`, out[i].ID).Scan(&out[i].Blobs, &out[i].Bytes); err != nil
 		}
 	}
 	return out, nil
-}
-
-// DropStorageRecord forgets storage id if it holds no blob, and reports
-// whether it held none: a storage switched away from whose blobs all
-// moved needs opening no more.
-func (s *Store) DropStorageRecord(ctx context.Context, id string) (bool, error) {
-	empty := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM blob_storages WHERE storage = ? LIMIT 1`, id).Scan(&one)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("look up the blobs of storage %s: %w", id, err)
-		}
-		empty = true
-		if _, err := tx.ExecContext(ctx, `DELETE FROM storages WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("forget storage %s: %w", id, err)
-		}
-		return nil
-	})
-	return empty, err
 }
 
 // StoredBlob is a blob whose bytes a storage holds.
@@ -212,7 +191,7 @@ func (s *Store) MoveBlob(ctx context.Context, dgst digest.Digest, from, to strin
 			return fmt.Errorf("record blob %s in %s: %w", dgst, to, err)
 		}
 		// A location cached as from must not be served any more.
-		s.effectsOf(tx).removals = true
+		s.effectsOf(tx).moves = true
 		return nil
 	})
 }

@@ -63,8 +63,12 @@ type Store struct {
 	// tag names may change). Pushes only add, so a push leaves the digest
 	// caches valid.
 	contentGen, tagGen atomic.Int64
-	manifests          *gencache.Cache[repoRef, Manifest]
-	blobLocations      *gencache.Cache[blobRef, BlobLocation]
+	// movedGen moves after every commit that moved a blob between
+	// storages: only where blobs are changed, not what tags and digests
+	// name, so a migration leaves the manifest caches warm.
+	movedGen      atomic.Int64
+	manifests     *gencache.Cache[repoRef, Manifest]
+	blobLocations *gencache.Cache[blobRef, BlobLocation]
 }
 
 // repoRef is a repository and a reference in it (tag or digest).
@@ -72,7 +76,7 @@ type repoRef struct{ repo, ref string }
 
 // effects are what a transaction changed that caches depend on.
 type effects struct {
-	access, tags, removals bool
+	access, tags, removals, moves bool
 	// committing: accessCommitting counts this transaction's commit.
 	committing bool
 }
@@ -276,6 +280,9 @@ func (s *Store) committed(tx *sql.Tx) {
 		e := v.(*effects)
 		if e.removals {
 			s.contentGen.Add(1)
+		}
+		if e.moves {
+			s.movedGen.Add(1)
 		}
 		if e.tags || e.removals {
 			s.tagGen.Add(1)

@@ -76,7 +76,7 @@ func TestStorageMigrationFromS3(t *testing.T) {
 	if err != nil {
 		t.Fatalf("migrate-storage: %v\n%s\n%s", err, out, progress)
 	}
-	if !strings.Contains(out, "emptied and forgotten") || !strings.Contains(progress, "100% |") {
+	if !strings.Contains(out, "; emptied") || !strings.Contains(progress, "100% |") {
 		t.Errorf("migrate-storage said:\n%s\nprogress:\n%s", out, progress)
 	}
 	if n := store.blobCount(t, bucket); n != 0 {

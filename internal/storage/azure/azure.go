@@ -114,7 +114,7 @@ func New(ctx context.Context, opts storage.Options) (storage.Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.provision(ctx); err != nil {
+	if err := d.provision(ctx, opts.Existing); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -31,7 +31,7 @@ const (
 // (private: no public access), leaving Berth's token in it. The
 // reference's conditions say what it found. A container that cannot be
 // reached is an error: the storage is not put in effect.
-func (d *Driver) provision(ctx context.Context) error {
+func (d *Driver) provision(ctx context.Context, existing bool) error {
 	props, err := d.container.GetProperties(ctx, nil)
 	switch {
 	case err == nil:
@@ -41,6 +41,8 @@ func (d *Driver) provision(ctx context.Context) error {
 		return fmt.Errorf("azure: Unable to Access Container: the account %s refuses these credentials for container %s: %w", d.account, d.containerName, err)
 	case !bloberror.HasCode(err, bloberror.ContainerNotFound):
 		return classify(err, "get container "+d.containerName)
+	case existing:
+		return fmt.Errorf("azure: container %s does not exist: %w", d.containerName, errdefs.ErrNotFound)
 	}
 	if _, err := d.container.Create(ctx, nil); err != nil {
 		if bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {

@@ -37,7 +37,7 @@ const expireUploadsDays = 7
 // bucket reads back (a server that ignores a setting is not said to
 // have it). A bucket that cannot be reached or belongs to someone else is
 // an error: the storage is not put in effect.
-func (d *Driver) provision(ctx context.Context, set Settings, project string) error {
+func (d *Driver) provision(ctx context.Context, set Settings, project string, existing bool) error {
 	_, err := d.bucket.Attrs(ctx)
 	switch {
 	case err == nil:
@@ -52,6 +52,8 @@ func (d *Driver) provision(ctx context.Context, set Settings, project string) er
 		return fmt.Errorf("gcs: Unable to Access Bucket: the bucket %s exists, but these credentials may not use it: %w", d.name, err)
 	case !errors.Is(err, gstorage.ErrBucketNotExist):
 		return classify(err, "get bucket "+d.name)
+	case existing:
+		return fmt.Errorf("gcs: bucket %s does not exist: %w", d.name, errdefs.ErrNotFound)
 	}
 	if project == "" {
 		return fmt.Errorf("gcs: %w: bucket %s does not exist, and creating it needs a project: set spec.storage.gcs.projectID (or use a key file that names one)", errdefs.ErrInvalidArgument, d.name)

@@ -117,7 +117,7 @@ func New(ctx context.Context, opts storage.Options) (storage.Driver, error) {
 	if project == "" {
 		project = keyFile.ProjectID
 	}
-	if err := d.provision(ctx, set, project); err != nil {
+	if err := d.provision(ctx, set, project, opts.Existing); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -37,12 +37,13 @@ const (
 	expireUploadsDays = 7
 )
 
-// provision checks the bucket and creates it when it is absent, with
+// provision checks the bucket and creates it when it is absent (unless it
+// must exist), with
 // public access blocked, the cleanup rules and, when asked, default
 // encryption. Each step is a condition. A bucket that cannot be reached
 // or belongs to someone else is an error: the storage is not put in
 // effect.
-func (d *Driver) provision(ctx context.Context, set Settings) error {
+func (d *Driver) provision(ctx context.Context, set Settings, existing bool) error {
 	_, err := d.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &d.bucket})
 	switch status := httpStatus(err); {
 	case err == nil:
@@ -52,6 +53,8 @@ func (d *Driver) provision(ctx context.Context, set Settings) error {
 		return fmt.Errorf("s3: Unable to Access Bucket: the bucket %s exists, but is owned by another account or these credentials may not use it: %w", d.bucket, err)
 	case status != http.StatusNotFound:
 		return classify(err, "head bucket "+d.bucket)
+	case existing:
+		return fmt.Errorf("s3: bucket %s does not exist: %w", d.bucket, errdefs.ErrNotFound)
 	}
 	in := &s3.CreateBucketInput{Bucket: &d.bucket}
 	if set.Region != "" && set.Region != "us-east-1" {

@@ -120,7 +120,7 @@ func New(ctx context.Context, opts storage.Options) (storage.Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.provision(ctx, set); err != nil {
+	if err := d.provision(ctx, set, opts.Existing); err != nil {
 		return nil, err
 	}
 	return d, nil

@@ -23,7 +23,7 @@ const condExists = "StorageExists"
 // Berth's token and a temp URL key; a container without a key gets one,
 // so that blob GETs can redirect (one Berth may not set leaves them
 // streamed, and status says so).
-func (d *Driver) provision(ctx context.Context) error {
+func (d *Driver) provision(ctx context.Context, existing bool) error {
 	hdr, err := containers.Get(ctx, d.client, d.containerName, nil).Extract()
 	switch status := responseStatus(err); {
 	case err == nil:
@@ -40,6 +40,8 @@ func (d *Driver) provision(ctx context.Context) error {
 		return fmt.Errorf("swift: Could not connect to registry storage: container %s refuses these credentials: %w", d.containerName, err)
 	case status != http.StatusNotFound:
 		return classify(err, "get container "+d.containerName)
+	case existing:
+		return fmt.Errorf("swift: container %s does not exist: %w", d.containerName, errdefs.ErrNotFound)
 	}
 	if _, err := containers.Create(ctx, d.client, d.containerName, nil).Extract(); err != nil {
 		return fmt.Errorf("swift: Creation Failed: container %s: %w", d.containerName, classify(err, "create container"))

@@ -109,7 +109,7 @@ func New(ctx context.Context, opts storage.Options) (storage.Driver, error) {
 	}
 	d := &Driver{client: client, containerName: set.Container, flatLimit: maxObjectSize, manifestSegments: maxManifestSegments, recoverGrace: recoverGrace}
 	d.readLimits(ctx)
-	if err := d.provision(ctx); err != nil {
+	if err := d.provision(ctx, opts.Existing); err != nil {
 		return nil, err
 	}
 	return d, nil
