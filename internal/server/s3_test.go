@@ -393,12 +393,22 @@ func TestOlderS3BucketGone(t *testing.T) {
 	if code, body := pull(t, r.url, "gone/app", digest.FromBytes(layer)); code != 200 || string(body) != string(layer) {
 		t.Fatalf("the layer from the older bucket: %d %q", code, body)
 	}
-	r.shutdown(t)
+	// Gone while the process runs: found at the next count (a switch
+	// counts at once).
 	if err := os.RemoveAll(filepath.Join(gw.Dir, "older")); err != nil {
 		t.Fatal(err)
 	}
-	r = start(t, Config{DataDir: dir})
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"after-again"}}}}`)
 	c, _ := getConfig(t, r.url)
+	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "s3 bucket older holds 1 blobs and cannot be opened") {
+		t.Errorf("Degraded with the bucket gone while running: %s %q", st, msg)
+	}
+	if code := status(t, "GET", r.url+"/v2/gone/app/blobs/"+digest.FromBytes(layer).String()); code != 503 {
+		t.Errorf("a blob of the bucket gone while running: %d, want 503", code)
+	}
+	r.shutdown(t)
+	r = start(t, Config{DataDir: dir})
+	c, _ = getConfig(t, r.url)
 	if st, _, msg := c.condition("Degraded"); st != "True" || !strings.Contains(msg, "s3 bucket older holds 1 blobs and cannot be opened") || !strings.Contains(msg, "does not exist") {
 		t.Errorf("Degraded: %s %q, want the older bucket named as gone", st, msg)
 	}

@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -82,8 +83,13 @@ type blobStorages struct {
 	counts olderCounts
 	// openFailures are the older storages that last failed to open.
 	openFailures map[string]openFailure
+	// recovered are the storages whose leftovers were removed, when they
+	// were first built to be written to.
+	recovered map[string]bool
 	// openTimeout bounds opening an older storage (0: olderOpenTimeout).
 	openTimeout time.Duration
+	// effect is s.current.Blobs as last published, read without s.mu.
+	effect atomic.Pointer[settings.Storage]
 }
 
 // storageRecords is what the store keeps about storages: the upload
@@ -115,6 +121,7 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 		gates:        map[string]*settings.Gate{},
 		fingerprints: map[string]string{},
 		openFailures: map[string]openFailure{},
+		recovered:    map[string]bool{},
 	}
 }
 
@@ -184,6 +191,7 @@ func (s *blobStorages) applyLocked(ctx context.Context, want operator.DesiredSto
 	}
 	previous := s.current.Blobs.ID
 	s.current = operator.AppliedStorage{Config: config, Blobs: settings.Storage{ID: id, Driver: d, Writes: s.gates[id], Version: s.fingerprints[id]}, Created: created}
+	s.publish()
 	if r, ok := s.raw[id].(storage.Reporter); ok {
 		s.current.Conditions = r.Conditions()
 	}
@@ -219,8 +227,13 @@ func (s *blobStorages) recordStorage(ctx context.Context, id string, config imag
 // What each holds is counted through an index, but on a large registry
 // just switched that is a second of work, and a pass follows every
 // commit: counts are kept for countsTTL unless the storage in effect
-// changed or a migration ended (recount).
+// changed or a migration ended (recount). A storage this process built
+// is read from even when it was counted empty: a request begun before a
+// switch may commit into it meanwhile. At each count, the older storages
+// that are open are asked whether they still answer (a bucket deleted
+// meanwhile is unavailable, not a source of errors).
 func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve func(context.Context, imageregistryv1.StorageConfig) (operator.DesiredStorage, error)) ([]settings.Storage, []operator.PendingStorage) {
+	counted := false
 	if s.counts.current != current || s.counts.stale || time.Since(s.counts.at) > countsTTL {
 		recorded, err := s.sessions.OlderStorages(ctx, current)
 		if err != nil {
@@ -228,15 +241,21 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 			s.log.Warn("list the storages holding blobs", "err", err)
 			return s.current.Older, s.current.Pending
 		}
-		s.counts = olderCounts{current: current, at: time.Now(), recorded: recorded}
+		s.counts = olderCounts{current: current, at: time.Now(), recorded: recorded, unhealthy: map[string]error{}}
+		counted = true
 	}
-	var older []settings.Storage
-	var pending []operator.PendingStorage
+	type olderStorage struct {
+		st      settings.Storage
+		pending *operator.PendingStorage
+	}
+	var found []olderStorage
 	for _, r := range s.counts.recorded {
+		_, built := s.built[r.ID]
 		switch {
-		case r.Blobs == 0:
-			continue
 		case strings.HasPrefix(r.ID, "emptydir:") && r.ID != s.emptyDirID:
+			if r.Blobs == 0 {
+				continue
+			}
 			n, err := s.sessions.ForgetStorage(ctx, r.ID)
 			if err != nil {
 				s.log.Warn("forget the emptyDir of an earlier process", "storage", r.ID, "err", err)
@@ -245,21 +264,56 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 				s.counts.stale = true
 			}
 			continue
+		case r.Blobs == 0 && built:
+			// Read from, not listed: it held nothing when counted.
+			found = append(found, olderStorage{st: settings.Storage{ID: r.ID, Driver: s.built[r.ID], Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]}})
+			continue
+		case r.Blobs == 0:
+			continue
 		}
 		d, name, note, err := s.openOlderLocked(ctx, r, resolve)
-		if err != nil {
-			s.log.Warn("an older storage holding blobs cannot be opened; its blobs are unavailable", "storage", r.ID, "blobs", r.Blobs, "err", err)
+		if err == nil && counted {
+			s.counts.unhealthy[r.ID] = s.checkOlder(ctx, d)
 		}
-		older = append(older, settings.Storage{ID: r.ID, Driver: d, Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]})
-		pending = append(pending, operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err, Note: note})
+		if herr := s.counts.unhealthy[r.ID]; err == nil && herr != nil {
+			d, err = nil, fmt.Errorf("it does not answer: %w", herr)
+		}
+		if err != nil {
+			s.log.Warn("an older storage holding blobs cannot be read; its blobs are unavailable", "storage", r.ID, "blobs", r.Blobs, "err", err)
+		}
+		found = append(found, olderStorage{
+			st:      settings.Storage{ID: r.ID, Driver: d, Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]},
+			pending: &operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err, Note: note},
+		})
 	}
 	// Those that can be read first: a blob in two older storages is read
-	// from one that opened.
-	slices.SortStableFunc(older, func(a, b settings.Storage) int {
-		return cmpBool(a.Driver == nil, b.Driver == nil)
+	// from one that opened. The list of what is pending keeps the same
+	// order (a migration pairs them by ID anyway).
+	slices.SortStableFunc(found, func(a, b olderStorage) int {
+		return cmpBool(a.st.Driver == nil, b.st.Driver == nil)
 	})
+	var older []settings.Storage
+	var pending []operator.PendingStorage
+	for _, f := range found {
+		older = append(older, f.st)
+		if f.pending != nil {
+			pending = append(pending, *f.pending)
+		}
+	}
 	s.current.Older, s.current.Pending = older, pending
 	return older, pending
+}
+
+// checkOlder asks an open older storage whether it still answers, within
+// a bound; nil for one that cannot be asked.
+func (s *blobStorages) checkOlder(ctx context.Context, d storage.Driver) error {
+	hc, ok := d.(storage.HealthChecker)
+	if !ok {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, min(s.openTimeoutOf(), 5*time.Second))
+	defer cancel()
+	return hc.Health(hctx)
 }
 
 // cmpBool orders false before true.
@@ -282,6 +336,8 @@ type olderCounts struct {
 	at       time.Time
 	stale    bool
 	recorded []store.RecordedStorage
+	// unhealthy are the older storages that did not answer when counted.
+	unhealthy map[string]error
 }
 
 // recount makes the next pass count what older storages hold (a
@@ -382,7 +438,7 @@ func (s *blobStorages) openOlderLocked(ctx context.Context, r store.RecordedStor
 	}
 	octx, cancel := context.WithTimeout(ctx, s.openTimeoutOf())
 	defer cancel()
-	d, err = s.open(octx, id, driver, opts)
+	d, err = s.openToRead(octx, id, driver, opts)
 	if err != nil {
 		s.openFailures[id] = openFailure{fingerprint: fp, at: time.Now(), err: err}
 		return fallback(err)
@@ -508,6 +564,17 @@ func normalEndpoint(raw string) string {
 // writes to it, which is safe only because nothing can be using a driver
 // not built until now.
 func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.Options) (storage.Driver, error) {
+	return s.build(ctx, id, name, opts, true)
+}
+
+// openToRead is open for an older storage, read from and never written
+// to: its leftovers are not removed (that is for when it is in effect
+// again), which would make opening it take as long as they are many.
+func (s *blobStorages) openToRead(ctx context.Context, id, name string, opts storage.Options) (storage.Driver, error) {
+	return s.build(ctx, id, name, opts, false)
+}
+
+func (s *blobStorages) build(ctx context.Context, id, name string, opts storage.Options, recover bool) (storage.Driver, error) {
 	fp := fingerprint(name, opts)
 	old, rebuilt := s.built[id]
 	if rebuilt && s.fingerprints[id] == fp {
@@ -518,7 +585,7 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 		return nil, err
 	}
 	d := s.wrapped(raw)
-	if rec, ok := d.(storage.Recoverer); ok && !rebuilt {
+	if rec, ok := d.(storage.Recoverer); ok && recover && !s.recovered[id] {
 		live, err := s.sessions.UploadIDs(ctx)
 		if err != nil {
 			return nil, err
@@ -526,6 +593,10 @@ func (s *blobStorages) open(ctx context.Context, id, name string, opts storage.O
 		if err := rec.Recover(ctx, func(id string) bool { return live[id] }); err != nil {
 			return nil, fmt.Errorf("recover storage %s: %w", id, err)
 		}
+	}
+	if recover {
+		// Recovered, or nothing to recover from (no Recoverer).
+		s.recovered[id] = true
 	}
 	s.install(id, fp, raw, d)
 	return d, nil
@@ -543,6 +614,7 @@ func (s *blobStorages) wrapped(raw storage.Driver) storage.Driver {
 // settings of fingerprint fp.
 func (s *blobStorages) install(id, fp string, raw, d storage.Driver) {
 	s.built[id], s.raw[id], s.fingerprints[id] = d, raw, fp
+	delete(s.openFailures, id)
 	if s.gates[id] == nil {
 		s.gates[id] = &settings.Gate{}
 	}
@@ -673,9 +745,18 @@ func (s *blobStorages) Built(id string) (storage.Driver, bool) {
 
 // inEffect is the storage in effect.
 func (s *blobStorages) inEffect() settings.Storage {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.current.Blobs
+	if st := s.effect.Load(); st != nil {
+		return *st
+	}
+	return settings.Storage{}
+}
+
+// publish makes the storage of s.current what inEffect answers (called
+// with s.mu held, after every change of it): /healthz and the metrics
+// read it without waiting for a pass that is opening storages.
+func (s *blobStorages) publish() {
+	b := s.current.Blobs
+	s.effect.Store(&b)
 }
 
 // storageConfigOf is the one storage section a spec names, for
@@ -841,6 +922,7 @@ func (s *blobStorages) destroy(ctx context.Context, spec imageregistryv1.Storage
 		if s.current.Blobs.ID == id {
 			// Rebuilt with the new gate at the next apply.
 			s.current = operator.AppliedStorage{}
+			s.publish()
 		}
 		s.mu.Unlock()
 		if errors.Is(err, storage.ErrNotProvisioned) {
@@ -861,6 +943,7 @@ func (s *blobStorages) destroy(ctx context.Context, spec imageregistryv1.Storage
 	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
+		s.publish()
 	}
 	s.mu.Unlock()
 	if err != nil {
@@ -909,6 +992,7 @@ func (s *blobStorages) forget(ctx context.Context, spec imageregistryv1.StorageC
 	}
 	if s.current.Blobs.ID == id {
 		s.current = operator.AppliedStorage{}
+		s.publish()
 	}
 	return root, id, blobs, nil
 }
@@ -934,7 +1018,9 @@ func (m *storageMigrations) MigrateStorage(ctx context.Context, dryRun bool, pro
 	defer m.running.Unlock()
 	if m.reconcile != nil {
 		// What the store holds now, not at the last pass: a storage
-		// switched to a moment ago is the target.
+		// switched to a moment ago is the target, and blobs committed
+		// into an older storage since it was counted are moved too.
+		m.storages.recount()
 		if err := m.reconcile(ctx); err != nil {
 			return storagemigration.Report{}, err
 		}
@@ -965,9 +1051,13 @@ func (m *storageMigrations) MigrateStorage(ctx context.Context, dryRun bool, pro
 func (s *blobStorages) migration() (settings.Storage, []storagemigration.Source) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	byID := make(map[string]settings.Storage, len(s.current.Older))
+	for _, o := range s.current.Older {
+		byID[o.ID] = o
+	}
 	from := make([]storagemigration.Source, 0, len(s.current.Pending))
-	for i, p := range s.current.Pending {
-		from = append(from, storagemigration.Source{Storage: s.current.Older[i], Name: p.Name, Blobs: p.Blobs, Bytes: p.Bytes})
+	for _, p := range s.current.Pending {
+		from = append(from, storagemigration.Source{Storage: byID[p.ID], Name: p.Name, Blobs: p.Blobs, Bytes: p.Bytes})
 	}
 	return s.current.Blobs, from
 }

@@ -681,3 +681,71 @@ func TestOlderStorageThatHangs(t *testing.T) {
 		t.Errorf("the next pass: %d builds, %v, err %v; want the failure remembered, not tried again", builds, time.Since(began), applied.Pending[0].Err)
 	}
 }
+
+// A storage this process used is read from even when it was counted
+// empty: a request begun before the switch may commit into it (its blob
+// must not be absent until the next count).
+func TestOlderStorageCountedEmptyIsStillRead(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	meta := openTestStore(t, dir)
+	s := newBlobStorages(dir, drivers.Builtin(), false, meta, slog.New(slog.DiscardHandler))
+	resolve := func(_ context.Context, c imageregistryv1.StorageConfig) (operator.DesiredStorage, error) {
+		return operator.DesiredStorage{Config: c}, nil
+	}
+	volume := func(claim string) operator.DesiredStorage {
+		return operator.DesiredStorage{Config: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{Claim: claim}}, Resolve: resolve}
+	}
+	first, err := s.ApplyStorage(ctx, volume("first"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	applied, err := s.ApplyStorage(ctx, volume("second"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(applied.Older) != 1 || applied.Older[0].ID != "pvc:first" || applied.Older[0].Driver == nil || len(applied.Pending) != 0 {
+		t.Fatalf("older %+v, pending %+v: want the first volume read from, and nothing pending", applied.Older, applied.Pending)
+	}
+	if applied.Older[0].Writes != first.Blobs.Writes {
+		t.Error("the older storage's gate is not the one its commits enter")
+	}
+}
+
+// A migration's report names each storage with its own name, whatever
+// order readable and unreadable storages are listed in.
+func TestMigrationReportNamesEachStorage(t *testing.T) {
+	dir := t.TempDir()
+	r := start(t, Config{DataDir: dir})
+	for i, claim := range []string{"aaa", "zzz"} {
+		patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"`+claim+`"}}}}`)
+		if resp := pushBlob(t, r.url, "names/app", []byte("a layer in "+claim+strings.Repeat("!", i))); resp.StatusCode != 201 {
+			t.Fatalf("push: %d", resp.StatusCode)
+		}
+	}
+	patchConfig(t, r.url, `{"spec":{"storage":{"pvc":{"claim":"final"}}}}`)
+	if err := os.RemoveAll(filepath.Join(dir, "volumes", "aaa")); err != nil {
+		t.Fatal(err)
+	}
+	patchConfig(t, r.url, `{"spec":{"logLevel":"Debug"}}`) // a pass that finds aaa gone
+	events := migrateStorage(t, r.url, false)
+	done := events[len(events)-1]
+	if done.Type != "Done" || len(done.Report.Storages) != 2 {
+		t.Fatalf("migration: %+v", done)
+	}
+	for _, s := range done.Report.Storages {
+		if s.Name != "pvc volume "+strings.TrimPrefix(s.ID, "pvc:") {
+			t.Errorf("storage %s reported as %q", s.ID, s.Name)
+		}
+		switch s.ID {
+		case "pvc:aaa":
+			if s.Unreadable == "" || s.Emptied {
+				t.Errorf("the gone volume: %+v", s)
+			}
+		case "pvc:zzz":
+			if s.Unreadable != "" || !s.Emptied || s.Copied != 1 {
+				t.Errorf("the readable volume: %+v", s)
+			}
+		}
+	}
+}

@@ -250,7 +250,7 @@ var errFatal = errors.New("the migration cannot go on")
 // same place as to's, or perhaps so).
 //
 // The commit into to and the record of it happen inside to's write gate,
-// as every commit does (a storage being removed does not gain records of
+// as every commit does (the copy before it does not) (a storage being removed does not gain records of
 // bytes it no longer holds). The record's move and the deletion of the
 // old bytes happen with src's gate to themselves: a request that began
 // before the switch and commits into src now waits, so that it cannot
@@ -258,11 +258,6 @@ var errFatal = errors.New("the migration cannot go on")
 // name bytes deleted; the next migration back would delete the last
 // copy).
 func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b store.StoredBlob, keepOld bool, sr *StorageReport) error {
-	leave, ok := to.Writes.Enter()
-	if !ok {
-		return fmt.Errorf("%w: the storage in effect was removed: %w", errFatal, errdefs.ErrUnavailable)
-	}
-	defer leave()
 	recorded, err := m.Records.BlobIn(ctx, to.ID, b.Digest)
 	if err != nil {
 		return fmt.Errorf("%w: %w", errFatal, err)
@@ -270,14 +265,31 @@ func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b 
 	// Recorded there: the bytes must really be there before the only
 	// other copy goes (in the same place, they are the same bytes).
 	there := sr.SamePlace || (recorded && present(ctx, to.Driver, b))
+	var staged *storage.Upload
 	if !there {
-		if err := m.copyBlob(ctx, to, src.Driver, b); err != nil {
+		// Copied and checked outside the gate: a removal of the storage
+		// in effect waits for commits, not for copies.
+		if staged, err = m.stage(ctx, to, src.Driver, b); err != nil {
 			return err
 		}
 	}
-	// Committed: the record and the deletion finish even if the client
-	// goes away now.
+	leave, ok := to.Writes.Enter()
+	if !ok {
+		if staged != nil {
+			_ = to.Driver.Abort(context.WithoutCancel(ctx), *staged)
+		}
+		return fmt.Errorf("%w: the storage in effect was removed: %w", errFatal, errdefs.ErrUnavailable)
+	}
+	defer leave()
+	// From the commit on, the record and the deletion finish even if the
+	// client goes away.
 	ctx = context.WithoutCancel(ctx)
+	if staged != nil {
+		if err := to.Driver.Commit(ctx, *staged, b.Digest, b.Size); err != nil {
+			_ = to.Driver.Abort(ctx, *staged)
+			return fmt.Errorf("commit into the storage in effect: %w", err)
+		}
+	}
 	moved := true
 	err = src.Writes.Alone(func() error {
 		switch err := m.Records.MoveBlob(ctx, b.Digest, src.ID, to.ID); {
@@ -377,43 +389,37 @@ func (m *Migrator) samePlace(ctx context.Context, to settings.Storage, from stor
 	return true, nil
 }
 
-// copyBlob writes blob b, read from from, into to, and commits it there
-// only if what was read is b: its size and its digest. The caller holds
-// to's write gate.
-func (m *Migrator) copyBlob(ctx context.Context, to settings.Storage, from storage.Driver, b store.StoredBlob) error {
+// stage writes blob b, read from from, into an upload of to, and returns
+// it if what was read is b: its size and its digest (the caller commits
+// it, or aborts it).
+func (m *Migrator) stage(ctx context.Context, to settings.Storage, from storage.Driver, b store.StoredBlob) (*storage.Upload, error) {
 	if err := b.Digest.Validate(); err != nil {
-		return fmt.Errorf("recorded digest: %w", err)
+		return nil, fmt.Errorf("recorded digest: %w", err)
 	}
 	r, err := from.Open(ctx, b.Digest, 0, -1)
 	if err != nil {
-		return fmt.Errorf("read from the older storage: %w", err)
+		return nil, fmt.Errorf("read from the older storage: %w", err)
 	}
 	defer r.Close()
 	up := storage.Upload{ID: newUploadID()}
 	h := &storage.HashingReader{R: r, Hash: b.Digest.Algorithm().Hash()}
 	n, state, err := to.Driver.Append(ctx, up, 0, h)
 	up.State = state
-	// Whatever happens next, an upload not committed is discarded; the
-	// abort must run even if ctx ended.
+	// An upload not to be committed is discarded, even if ctx ended.
 	abort := func() { _ = to.Driver.Abort(context.WithoutCancel(ctx), up) }
 	if err != nil {
 		abort()
-		return fmt.Errorf("write into the storage in effect: %w", err)
+		return nil, fmt.Errorf("write into the storage in effect: %w", err)
 	}
 	if n != b.Size || h.N != b.Size {
 		abort()
-		return fmt.Errorf("read %d bytes of a blob recorded as %d: %w", h.N, b.Size, errdefs.ErrSizeMismatch)
+		return nil, fmt.Errorf("read %d bytes of a blob recorded as %d: %w", h.N, b.Size, errdefs.ErrSizeMismatch)
 	}
 	if got := digest.NewDigest(b.Digest.Algorithm(), h.Hash); got != b.Digest {
 		abort()
-		return fmt.Errorf("the older storage's bytes have digest %s, not %s: %w", got, b.Digest, errDigest)
+		return nil, fmt.Errorf("the older storage's bytes have digest %s, not %s: %w", got, b.Digest, errDigest)
 	}
-	// The caller holds to's write gate.
-	if err := to.Driver.Commit(context.WithoutCancel(ctx), up, b.Digest, b.Size); err != nil {
-		abort()
-		return fmt.Errorf("commit into the storage in effect: %w", err)
-	}
-	return nil
+	return &up, nil
 }
 
 func newUploadID() string {
