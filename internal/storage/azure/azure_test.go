@@ -328,6 +328,15 @@ func TestProvisioning(t *testing.T) {
 	if d.(storage.Provisioner).ProvisionToken() != "" {
 		t.Error("a found container has a provision token")
 	}
+	// An older storage is opened, never made: a missing container stays
+	// missing (asked twice: the first did not create it).
+	missing := azuretest.Container()
+	for range 2 {
+		_, err := azure.New(context.Background(), storage.Options{Settings: settingsJSON(t, missing, nil), Credentials: azuretest.Credentials(), Existing: true})
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a missing container that must exist: %v", err)
+		}
+	}
 }
 
 // TestRefusedSettings: what Berth cannot do is refused, clearly.

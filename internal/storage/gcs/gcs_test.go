@@ -376,6 +376,16 @@ func TestProvisioning(t *testing.T) {
 	if d.(storage.Provisioner).ProvisionToken() != "" {
 		t.Error("a found bucket has a provision token")
 	}
+	// An older storage is opened, never made: a missing bucket stays
+	// missing (asked twice: the first did not create it).
+	missing := gcstest.Bucket()
+	for range 2 {
+		_, err := gcs.New(context.Background(), storage.Options{Settings: settingsJSON(t, missing, nil),
+			Credentials: map[string]string{gcs.KeyFileKey: string(keyFile)}, Existing: true})
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a missing bucket that must exist: %v", err)
+		}
+	}
 	// No project, no key file naming one: refused, clearly.
 	_, err = gcs.New(context.Background(), storage.Options{Settings: settingsJSON(t, gcstest.Bucket(), map[string]any{"projectID": ""})})
 	if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), "projectID") {

@@ -379,6 +379,14 @@ func TestBucketProvisioning(t *testing.T) {
 	if len(got) != 1 || got[0].Type != "StorageExists" || got[0].Reason != "S3 Bucket Exists" {
 		t.Errorf("conditions of an existing bucket: %+v", got)
 	}
+	// An older storage is opened, never made: a missing bucket stays
+	// missing (asked twice: the first did not create it).
+	raw, _ = json.Marshal(gateway.Settings(s3test.Bucket()))
+	for range 2 {
+		if _, err := s3.New(context.Background(), storage.Options{Settings: raw, Credentials: s3test.Credentials(), Existing: true}); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a missing bucket that must exist: %v", err)
+		}
+	}
 }
 
 // TestEncryptionOnEveryWrite: encrypt asks for SSE-S3 on every request

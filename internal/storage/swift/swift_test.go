@@ -230,6 +230,15 @@ func TestProvisioning(t *testing.T) {
 	if d.(storage.Provisioner).ProvisionToken() != "" {
 		t.Error("a found container has a provision token")
 	}
+	// An older storage is opened, never made: a missing container stays
+	// missing (asked twice: the first did not create it).
+	missing := swifttest.Container()
+	for range 2 {
+		_, err := swift.New(context.Background(), storage.Options{Settings: settingsJSON(t, cluster, missing, nil), Credentials: swifttest.Credentials(), Existing: true})
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Fatalf("a missing container that must exist: %v", err)
+		}
+	}
 }
 
 // TestRefusedSettings: what cannot work is refused, clearly.
