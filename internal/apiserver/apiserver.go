@@ -24,12 +24,11 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/reqlog"
-	"github.com/berth-registry/berth/internal/store"
 )
 
 // Options configure the API server.
 type Options struct {
-	Store         *store.Store
+	Store         Store
 	Authorizer    *auth.RBAC
 	Authenticator *auth.Authenticator
 	Issuer        *auth.Issuer
