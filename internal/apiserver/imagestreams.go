@@ -211,7 +211,7 @@ func (s *Server) imageStreamWatchFeed(r *http.Request, ns string) watchFeed[*ima
 			created := map[string]bool{}
 			for _, e := range events {
 				after = e.Seq
-				if !streamChanges[e.Kind] {
+				if !e.Kind.ChangesStream() {
 					continue // a blob link: the stream looks the same
 				}
 				if _, ok := seen[e.Repository]; !ok {
@@ -261,12 +261,6 @@ func (s *Server) imageStreamChange(ctx context.Context, r *http.Request, name st
 		typ = "ADDED"
 	}
 	return watchChange[*imagev1.ImageStream]{Type: typ, Object: is}, nil
-}
-
-// streamChanges are the repository events that change its ImageStream.
-var streamChanges = map[string]bool{
-	"RepositoryCreated": true, "RepositoryDeleted": true, "TagUpdated": true, "TagDeleted": true,
-	"ManifestPushed": true, "ManifestDeleted": true,
 }
 
 // imageStreamTag builds the ImageStreamTag "name:tag" from the stream.

@@ -59,7 +59,7 @@ func (s *Store) CreateProject(ctx context.Context, p Project) error {
 				return fmt.Errorf("make %s admin of %s: %w", p.Creator, p.Name, err)
 			}
 		}
-		return s.appendEvent(ctx, tx, "ProjectCreated", p.Name, "", "")
+		return s.appendEvent(ctx, tx, EventProjectCreated, p.Name, "", "")
 	})
 }
 

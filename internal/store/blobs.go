@@ -197,7 +197,7 @@ func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgs
 		return fmt.Errorf("link blob %s to %s: %w", dgst, repo, err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
-		return s.appendEvent(ctx, tx, "BlobLinked", repo, dgst, "")
+		return s.appendEvent(ctx, tx, EventBlobLinked, repo, dgst, "")
 	}
 	return nil
 }
@@ -236,7 +236,7 @@ AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst),
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("blob %s in %s: %w", dgst, repo, errdefs.ErrNotFound)
 		}
-		return s.appendEvent(ctx, tx, "BlobUnlinked", repo, dgst, "")
+		return s.appendEvent(ctx, tx, EventBlobUnlinked, repo, dgst, "")
 	})
 }
 

@@ -121,7 +121,7 @@ ORDER BY e.tag, e.id DESC`, repo)
 // RepositoryEvent is a change to a repository, in the event sequence.
 type RepositoryEvent struct {
 	Seq        int64
-	Kind       string
+	Kind       EventKind
 	Repository string
 }
 

@@ -41,7 +41,7 @@ func (s *Store) DeleteProjectAndRepositories(ctx context.Context, name string) (
 		if err := s.deleteNamespaceObjects(ctx, tx, name); err != nil {
 			return err
 		}
-		return s.appendEvent(ctx, tx, "ProjectDeleted", name, "", "")
+		return s.appendEvent(ctx, tx, EventProjectDeleted, name, "", "")
 	})
 	if err != nil {
 		return ProjectDeletion{}, err
@@ -113,7 +113,7 @@ AND NOT EXISTS (SELECT 1 FROM repository_manifests WHERE digest = ?)`, d, d); er
 		}
 	}
 	for _, r := range gone.Repositories {
-		if err := s.appendEvent(ctx, tx, "RepositoryDeleted", r, "", ""); err != nil {
+		if err := s.appendEvent(ctx, tx, EventRepositoryDeleted, r, "", ""); err != nil {
 			return gone, err
 		}
 	}

@@ -118,19 +118,6 @@ func (s *Store) effectsOf(tx *sql.Tx) *effects {
 	return e.(*effects)
 }
 
-// removalEvents are the event kinds that take a blob or a manifest away
-// from a repository: lookups by digest may answer differently after them.
-// Every removal (a delete, garbage collection, pruning) appends one.
-var removalEvents = map[string]bool{
-	"BlobUnlinked": true, "ManifestDeleted": true, "RepositoryDeleted": true, "ProjectDeleted": true,
-}
-
-// accessEvents are the event kinds that change access.
-var accessEvents = map[string]bool{
-	"ProjectCreated": true, "ProjectDeleted": true, "RoleBound": true, "RoleUnbound": true,
-	"GroupChanged": true, "UserCreated": true, "UserDeleted": true,
-}
-
 // Close releases the database.
 func (s *Store) Close() error {
 	if s.writer != nil {
@@ -327,7 +314,7 @@ func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (
 		repo, projectOf(repo), s.micros()).Scan(&id); err != nil {
 		return 0, fmt.Errorf("create repository %s: %w", repo, err)
 	}
-	if err := s.appendEvent(ctx, tx, "RepositoryCreated", repo, "", ""); err != nil {
+	if err := s.appendEvent(ctx, tx, EventRepositoryCreated, repo, "", ""); err != nil {
 		return 0, err
 	}
 	return id, nil
@@ -349,19 +336,19 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind, repo string, dgst digest.Digest, tag string) error {
+func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string) error {
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO events (kind, repository, digest, tag, created_at) VALUES (?, ?, ?, ?, ?)`,
-		kind, repo, string(dgst), tag, s.micros()); err != nil {
+		string(kind), repo, string(dgst), tag, s.micros()); err != nil {
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
 	switch {
-	case accessEvents[kind]:
+	case kind.ChangesAccess():
 		s.touchAccess(tx)
-	case kind == "TagUpdated" || kind == "TagDeleted":
+	case kind.ChangesTags():
 		s.effectsOf(tx).tags = true
 	}
-	if removalEvents[kind] {
+	if kind.Removes() {
 		s.effectsOf(tx).removals = true
 	}
 	return nil
@@ -427,7 +414,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 			return fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			if err := s.appendEvent(ctx, tx, "ManifestPushed", repo, m.Digest, ""); err != nil {
+			if err := s.appendEvent(ctx, tx, EventManifestPushed, repo, m.Digest, ""); err != nil {
 				return err
 			}
 		}
@@ -507,7 +494,7 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_i
 		repoID, tag, string(dgst), eventID); err != nil {
 		return fmt.Errorf("move tag %s:%s: %w", repo, tag, err)
 	}
-	return s.appendEvent(ctx, tx, "TagUpdated", repo, dgst, tag)
+	return s.appendEvent(ctx, tx, EventTagUpdated, repo, dgst, tag)
 }
 
 // appendTagEvent appends to a tag's history; digest "" records a deletion.
@@ -601,7 +588,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, dgst digest.Dig
 				return err
 			}
 		}
-		return s.appendEvent(ctx, tx, "ManifestDeleted", repo, dgst, "")
+		return s.appendEvent(ctx, tx, EventManifestDeleted, repo, dgst, "")
 	})
 }
 
@@ -627,7 +614,7 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 	if _, err := s.appendTagEvent(ctx, tx, repoID, tag, ""); err != nil {
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
 	}
-	return s.appendEvent(ctx, tx, "TagDeleted", repo, "", tag)
+	return s.appendEvent(ctx, tx, EventTagDeleted, repo, "", tag)
 }
 
 // Tags lists up to n tags of repo after last, in byte order, and whether

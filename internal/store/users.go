@@ -45,7 +45,7 @@ func (s *Store) insertUser(ctx context.Context, tx *sql.Tx, u User) error {
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("user %s: %w", u.Name, errdefs.ErrAlreadyExists)
 	}
-	return s.appendEvent(ctx, tx, "UserCreated", "", "", u.Name)
+	return s.appendEvent(ctx, tx, EventUserCreated, "", "", u.Name)
 }
 
 // User returns one user.
@@ -116,7 +116,7 @@ func (s *Store) forgetUser(ctx context.Context, tx *sql.Tx, name string) error {
 	if _, err := s.dropSubjects(ctx, tx, `subject_kind = 'User' AND subject = ?`, name); err != nil {
 		return fmt.Errorf("delete user %s: %w", name, err)
 	}
-	return s.appendEvent(ctx, tx, "UserDeleted", "", "", name)
+	return s.appendEvent(ctx, tx, EventUserDeleted, "", "", name)
 }
 
 // Setting returns a cluster-wide setting; an unset one is
