@@ -23,6 +23,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/reqlog"
 )
 
@@ -46,6 +47,9 @@ type Options struct {
 	PodLogs PodLogs
 	// StorageMigrator runs berth adm migrate-storage (nil: not served).
 	StorageMigrator StorageMigrator
+	// ImageStreams serves image streams and their tags (nil: the
+	// image-stream service over Store).
+	ImageStreams ImageStreams
 }
 
 // Server is the management API handler.
@@ -54,6 +58,7 @@ type Server struct {
 	log     *slog.Logger
 	mux     *http.ServeMux
 	configs imageConfigCache
+	streams ImageStreams
 }
 
 // API groups and versions served.
@@ -75,7 +80,10 @@ func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{opts: opts, log: opts.Logger, mux: http.NewServeMux(), streams: opts.ImageStreams}
+	if s.streams == nil {
+		s.streams = imagestream.New(opts.Store)
+	}
 	s.routes()
 	return s
 }

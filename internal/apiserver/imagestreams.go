@@ -13,21 +13,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
 
-// ImageStreams and ImageStreamTags are views of the registry's own rows:
-// a repository <project>/<name> is the ImageStream <name> in namespace
-// <project>, and its tags' histories (the append-only tag events /v2
-// writes) are the stream's status.tags. Nothing is copied, so the two
-// cannot diverge. The JSON field names are the reference's.
+// ImageStreams and ImageStreamTags, served from the image-stream service
+// (internal/imagestream, where what they are is told). The JSON field
+// names are the reference's.
 
 const groupImage = imagev1.GroupName
 
@@ -51,39 +49,14 @@ func (s *Server) imageStreamRoutes() {
 // request came to (the API and the registry share the listener).
 func registryHost(r *http.Request) string { return r.Host }
 
-func (s *Server) imageStream(ctx context.Context, r *http.Request, repo store.Repository) (*imagev1.ImageStream, error) {
-	tags, err := s.opts.Store.StreamTags(ctx, repo.Name)
-	if err != nil {
-		return nil, err
-	}
-	_, name, _ := strings.Cut(repo.Name, "/")
-	pullSpec := registryHost(r) + "/" + repo.Name
-	is := &imagev1.ImageStream{
-		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStream"},
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: repo.Project,
-			UID:               types.UID(uidFor("imagestream", repo.Name, repo.Created)),
-			ResourceVersion:   strconv.FormatInt(repo.Version, 10),
-			CreationTimestamp: metav1.NewTime(repo.Created.Truncate(time.Second))},
-		Status: imagev1.ImageStreamStatus{DockerImageRepository: pullSpec},
-	}
-	for _, t := range tags {
-		list := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}}
-		for _, ev := range t.Items {
-			list.Items = append(list.Items, imagev1.TagEvent{
-				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
-				DockerImageReference: pullSpec + "@" + string(ev.Digest),
-				Image:                string(ev.Digest), Generation: ev.Generation,
-			})
-		}
-		is.Status.Tags = append(is.Status.Tags, list)
-	}
-	return is, nil
-}
-
-// uidFor is a stable UID for a view object: the same repository created
-// at the same time always has the same one, and a re-created one another.
-func uidFor(kind, name string, created time.Time) string {
-	return newUIDFrom(kind + "\x00" + name + "\x00" + created.UTC().Format(time.RFC3339Nano))
+// ImageStreams are the image-stream operations the API serves
+// (internal/imagestream).
+type ImageStreams interface {
+	Stream(ctx context.Context, host string, repo store.Repository) (*imagev1.ImageStream, error)
+	In(ctx context.Context, host, project string) ([]*imagev1.ImageStream, error)
+	Named(ctx context.Context, host, project, name string) (*imagev1.ImageStream, error)
+	Tag(ctx context.Context, host, project, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error)
+	Untag(ctx context.Context, project, stream, tag string) error
 }
 
 var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
@@ -152,17 +125,9 @@ func (s *Server) imageStreamsIn(r *http.Request, ns string) ([]*imagev1.ImageStr
 	if err != nil {
 		return nil, 0, err
 	}
-	repos, err := s.opts.Store.RepositoriesOfProject(r.Context(), ns)
+	out, err := s.streams.In(r.Context(), registryHost(r), ns)
 	if err != nil {
 		return nil, 0, err
-	}
-	out := make([]*imagev1.ImageStream, 0, len(repos))
-	for _, repo := range repos {
-		is, err := s.imageStream(r.Context(), r, repo)
-		if err != nil {
-			return nil, 0, err
-		}
-		out = append(out, is)
 	}
 	return out, rv, nil
 }
@@ -172,14 +137,10 @@ func (s *Server) getImageStream(w http.ResponseWriter, r *http.Request) error {
 	if err := s.authorize(r, "get", resImageStreams, ns); err != nil {
 		return err
 	}
-	repo, err := s.opts.Store.RepositoryByName(r.Context(), ns+"/"+name)
+	is, err := s.streams.Named(r.Context(), registryHost(r), ns, name)
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return &StatusError{http.StatusNotFound, "NotFound", `imagestreams.image.openshift.io "` + name + `" not found`}
 	}
-	if err != nil {
-		return err
-	}
-	is, err := s.imageStream(r.Context(), r, repo)
 	if err != nil {
 		return err
 	}
@@ -218,7 +179,7 @@ func (s *Server) imageStreamWatchFeed(r *http.Request, ns string) watchFeed[*ima
 					order = append(order, e.Repository)
 				}
 				seen[e.Repository] = e.Seq
-				created[e.Repository] = created[e.Repository] || e.Kind == "RepositoryCreated"
+				created[e.Repository] = created[e.Repository] || e.Kind == store.EventRepositoryCreated
 			}
 			var changes []watchChange[*imagev1.ImageStream]
 			for _, name := range order {
@@ -251,7 +212,7 @@ func (s *Server) imageStreamChange(ctx context.Context, r *http.Request, name st
 	if err != nil {
 		return watchChange[*imagev1.ImageStream]{}, err
 	}
-	is, err := s.imageStream(ctx, r, repo)
+	is, err := s.streams.Stream(ctx, registryHost(r), repo)
 	if err != nil {
 		return watchChange[*imagev1.ImageStream]{}, err
 	}
@@ -261,21 +222,6 @@ func (s *Server) imageStreamChange(ctx context.Context, r *http.Request, name st
 		typ = "ADDED"
 	}
 	return watchChange[*imagev1.ImageStream]{Type: typ, Object: is}, nil
-}
-
-// imageStreamTag builds the ImageStreamTag "name:tag" from the stream.
-func imageStreamTag(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.ImageStreamTag {
-	latest := tag.Items[0]
-	return &imagev1.ImageStreamTag{
-		TypeMeta: metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStreamTag"},
-		ObjectMeta: metav1.ObjectMeta{Name: is.Name + ":" + tag.Tag, Namespace: is.Namespace,
-			UID:               types.UID(uidFor("imagestreamtag", is.Namespace+"/"+is.Name+":"+tag.Tag, latest.Created.Time)),
-			ResourceVersion:   is.ResourceVersion,
-			CreationTimestamp: latest.Created},
-		Generation: latest.Generation,
-		Image: imagev1.ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
-			DockerImageReference: latest.DockerImageReference},
-	}
 }
 
 var imageStreamTagColumns = []metav1.TableColumnDefinition{columnName,
@@ -306,7 +252,7 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 	items := []*imagev1.ImageStreamTag{}
 	for _, is := range streams {
 		for _, tag := range is.Status.Tags {
-			if ist := imageStreamTag(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
+			if ist := imagestream.TagView(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
 				items = append(items, ist)
 			}
 		}
@@ -322,28 +268,14 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 
 // findTag returns the stream and tag named "stream:tag" in ns.
 func (s *Server) findTag(r *http.Request, ns, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error) {
-	stream, tag, ok := strings.Cut(name, ":")
-	notFound := &StatusError{http.StatusNotFound, "NotFound", `imagestreamtags.image.openshift.io "` + name + `" not found`}
-	if !ok || stream == "" || tag == "" {
-		return nil, imagev1.NamedTagEventList{}, badRequest("an ImageStreamTag is named STREAM:TAG, not %q", name)
+	is, tag, err := s.streams.Tag(r.Context(), registryHost(r), ns, name)
+	switch {
+	case errors.Is(err, imagestream.ErrTagName):
+		return nil, tag, badRequest("an ImageStreamTag is named STREAM:TAG, not %q", name)
+	case errors.Is(err, errdefs.ErrNotFound):
+		return nil, tag, &StatusError{http.StatusNotFound, "NotFound", `imagestreamtags.image.openshift.io "` + name + `" not found`}
 	}
-	repo, err := s.opts.Store.RepositoryByName(r.Context(), ns+"/"+stream)
-	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil, imagev1.NamedTagEventList{}, notFound
-	}
-	if err != nil {
-		return nil, imagev1.NamedTagEventList{}, err
-	}
-	is, err := s.imageStream(r.Context(), r, repo)
-	if err != nil {
-		return nil, imagev1.NamedTagEventList{}, err
-	}
-	for _, t := range is.Status.Tags {
-		if t.Tag == tag && len(t.Items) > 0 {
-			return is, t, nil
-		}
-	}
-	return nil, imagev1.NamedTagEventList{}, notFound
+	return is, tag, err
 }
 
 func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error {
@@ -355,7 +287,7 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
-	ist := imageStreamTag(is, tag)
+	ist := imagestream.TagView(is, tag)
 	if m, err := s.opts.Store.StoredManifestByDigest(r.Context(), digest.Digest(ist.Image.Name)); err == nil {
 		ist.Image.DockerImageManifestMediaType = m.MediaType
 	}
@@ -365,8 +297,7 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 	return writeJSONOrYAML(w, r, http.StatusOK, ist)
 }
 
-// deleteImageStreamTag deletes the tag, as DELETE of the /v2 tag does:
-// the same row, seen in both places.
+// deleteImageStreamTag deletes the tag (imagestream.Service.Untag).
 func (s *Server) deleteImageStreamTag(w http.ResponseWriter, r *http.Request) error {
 	ns, name := r.PathValue("ns"), r.PathValue("name")
 	if err := s.authorize(r, "delete", resImageStreamTags, ns); err != nil {
@@ -379,7 +310,7 @@ func (s *Server) deleteImageStreamTag(w http.ResponseWriter, r *http.Request) er
 	if err := refuseWhenReadOnly(r, "tags cannot be deleted"); err != nil {
 		return err
 	}
-	if err := s.opts.Store.DeleteTag(r.Context(), ns+"/"+is.Name, tag.Tag); err != nil {
+	if err := s.streams.Untag(r.Context(), ns, is.Name, tag.Tag); err != nil {
 		return err
 	}
 	writeSuccess(w, name, groupImage, "imagestreamtags")

@@ -1,0 +1,149 @@
+// Package imagestream is the image-stream service: the operations on
+// streams and their tags that the management API, /v2 and background jobs
+// (import, pruning) share, so that none of them holds the rules alone.
+//
+// An ImageStream is a view of the registry's own rows: a repository
+// <project>/<name> is the stream <name> in namespace <project>, and its
+// tags' histories (the append-only tag events /v2 writes) are the
+// stream's status.tags. Nothing is copied, so the two cannot diverge.
+package imagestream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
+	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// Content is what the service reads and writes of the metadata store.
+type Content interface {
+	RepositoriesOfProject(ctx context.Context, project string) ([]store.Repository, error)
+	RepositoryByName(ctx context.Context, name string) (store.Repository, error)
+	StreamTags(ctx context.Context, repo string) ([]store.StreamTag, error)
+	DeleteTag(ctx context.Context, repo, tag string) error
+}
+
+// Service runs the image-stream operations.
+type Service struct {
+	content Content
+}
+
+// New returns the service over content.
+func New(content Content) *Service { return &Service{content: content} }
+
+// Stream is the ImageStream of repo, whose images are pulled from host.
+func (s *Service) Stream(ctx context.Context, host string, repo store.Repository) (*imagev1.ImageStream, error) {
+	tags, err := s.content.StreamTags(ctx, repo.Name)
+	if err != nil {
+		return nil, err
+	}
+	_, name, _ := strings.Cut(repo.Name, "/")
+	pullSpec := host + "/" + repo.Name
+	is := &imagev1.ImageStream{
+		TypeMeta: metav1.TypeMeta{APIVersion: imagev1.GroupName + "/v1", Kind: "ImageStream"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: repo.Project,
+			UID:               uidFor("imagestream", repo.Name, repo.Created),
+			ResourceVersion:   strconv.FormatInt(repo.Version, 10),
+			CreationTimestamp: metav1.NewTime(repo.Created.Truncate(time.Second))},
+		Status: imagev1.ImageStreamStatus{DockerImageRepository: pullSpec},
+	}
+	for _, t := range tags {
+		list := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}}
+		for _, ev := range t.Items {
+			list.Items = append(list.Items, imagev1.TagEvent{
+				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
+				DockerImageReference: pullSpec + "@" + string(ev.Digest),
+				Image:                string(ev.Digest), Generation: ev.Generation,
+			})
+		}
+		is.Status.Tags = append(is.Status.Tags, list)
+	}
+	return is, nil
+}
+
+// Named is the stream name of project; errdefs.ErrNotFound when there is
+// none.
+func (s *Service) Named(ctx context.Context, host, project, name string) (*imagev1.ImageStream, error) {
+	repo, err := s.content.RepositoryByName(ctx, project+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	return s.Stream(ctx, host, repo)
+}
+
+// In are the streams of project (of every project when "").
+func (s *Service) In(ctx context.Context, host, project string) ([]*imagev1.ImageStream, error) {
+	repos, err := s.content.RepositoriesOfProject(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*imagev1.ImageStream, 0, len(repos))
+	for _, repo := range repos {
+		is, err := s.Stream(ctx, host, repo)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, is)
+	}
+	return out, nil
+}
+
+// ErrTagName refuses an ImageStreamTag name that is not STREAM:TAG.
+var ErrTagName = errors.New("an ImageStreamTag is named STREAM:TAG")
+
+// Tag finds the tag named "stream:tag" in project, with its stream:
+// errdefs.ErrNotFound when either is missing (a tag with no history is
+// none), ErrTagName (an errdefs.ErrInvalidArgument) for another name.
+func (s *Service) Tag(ctx context.Context, host, project, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error) {
+	stream, tag, ok := strings.Cut(name, ":")
+	if !ok || stream == "" || tag == "" {
+		return nil, imagev1.NamedTagEventList{}, fmt.Errorf("%w, not %q: %w", ErrTagName, name, errdefs.ErrInvalidArgument)
+	}
+	is, err := s.Named(ctx, host, project, stream)
+	if err != nil {
+		return nil, imagev1.NamedTagEventList{}, err
+	}
+	for _, t := range is.Status.Tags {
+		if t.Tag == tag && len(t.Items) > 0 {
+			return is, t, nil
+		}
+	}
+	return nil, imagev1.NamedTagEventList{}, fmt.Errorf("tag %s of %s/%s: %w", tag, project, stream, errdefs.ErrNotFound)
+}
+
+// Untag deletes tag of stream in project, as DELETE of the /v2 tag does:
+// the same row, seen in both places.
+func (s *Service) Untag(ctx context.Context, project, stream, tag string) error {
+	return s.content.DeleteTag(ctx, project+"/"+stream, tag)
+}
+
+// TagView is the ImageStreamTag of tag in is: its latest image.
+func TagView(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.ImageStreamTag {
+	latest := tag.Items[0]
+	return &imagev1.ImageStreamTag{
+		TypeMeta: metav1.TypeMeta{APIVersion: imagev1.GroupName + "/v1", Kind: "ImageStreamTag"},
+		ObjectMeta: metav1.ObjectMeta{Name: is.Name + ":" + tag.Tag, Namespace: is.Namespace,
+			UID:               uidFor("imagestreamtag", is.Namespace+"/"+is.Name+":"+tag.Tag, latest.Created.Time),
+			ResourceVersion:   is.ResourceVersion,
+			CreationTimestamp: latest.Created},
+		Generation: latest.Generation,
+		Image: imagev1.ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
+			DockerImageReference: latest.DockerImageReference},
+	}
+}
+
+// uidFor is a stable UID for a view object: the same repository created
+// at the same time always has the same one, and a re-created one another.
+func uidFor(kind, name string, created time.Time) types.UID {
+	return types.UID(uuid.NewSHA1(uuid.NameSpaceOID, []byte(kind+"\x00"+name+"\x00"+created.UTC().Format(time.RFC3339Nano))).String())
+}
