@@ -104,7 +104,8 @@ func TestKubectlPatchesEachConfigField(t *testing.T) {
 		before := []byte("in the default volume")
 		d := uploadBlob(t, s, "kf/app", before)
 		patch(t, `{"spec":{"storage":{"pvc":{"claim":"kubectl-volume"}}}}`)
-		expect(t, "HEAD", "/v2/kf/app/blobs/"+d, 404)
+		// Left in the default volume, and read from there.
+		expect(t, "HEAD", "/v2/kf/app/blobs/"+d, 200)
 		uploadBlob(t, s, "kf/app", []byte("in the new volume"))
 		if _, err := os.Stat(filepath.Join(s.DataDir, "volumes", "kubectl-volume", "blobs")); err != nil {
 			t.Errorf("the new volume: %v", err)
