@@ -46,8 +46,10 @@ const volumesDir = "volumes"
 // away from keeps working), and says which one is in effect. It is the
 // operator's storage applier and the registry's lookup of storages by ID.
 //
-// A storage is never closed or removed: nothing is migrated or deleted on
-// a switch, as on the reference platform.
+// A storage is never closed or removed on a switch, and nothing is moved
+// then: the older storages that still hold blobs are opened again from
+// their records and read from, until berth adm migrate-storage moves
+// their blobs (storageMigrations).
 type blobStorages struct {
 	dataDir string
 	drivers storage.Registry
