@@ -378,8 +378,8 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 	if err != nil {
 		return err
 	}
-	// The layers and config must be in the storage in effect: after a
-	// storage switch, blobs left in the old one count as absent.
+	// The layers and config must be in a storage the registry reads: the
+	// one in effect, or an older one not migrated from yet.
 	if err := r.meta.PutManifest(req.Context(), r.readableOf(req.Context()), repo, m, tags); err != nil {
 		return referenceError(err)
 	}

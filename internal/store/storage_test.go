@@ -78,7 +78,8 @@ func TestBlobPresenceIsPerStorage(t *testing.T) {
 	}
 }
 
-// A mount finds its source only in the storage in effect.
+// A mount finds its source only in the storages named; across them, the
+// blob is linked where its bytes are, never recorded where they are not.
 func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
 	s := openSQLite(t)
 	ctx := context.Background()
@@ -97,6 +98,16 @@ func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
 		t.Fatalf("mount under A = %t, %v", mounted, err)
 	}
 	expectSize(t, s, storageA, "p/target", b, 7)
+
+	// B in effect, A older: mountable, and still only in A.
+	mounted, err = s.MountBlob(ctx, store.Storages{InEffect: storageB, Older: []string{storageA}}, "p/third", "p/source", b)
+	if err != nil || !mounted {
+		t.Fatalf("mount under B with A older = %t, %v", mounted, err)
+	}
+	if loc, err := s.LocateBlob(ctx, store.Storages{InEffect: storageB, Older: []string{storageA}}, "p/third", b); err != nil || loc.Storage != storageA {
+		t.Errorf("the mounted blob located at %+v, %v; want A, where its bytes are", loc, err)
+	}
+	expectSize(t, s, storageB, "p/third", b, -1)
 }
 
 // A manifest whose layers are only in another storage is refused as if
