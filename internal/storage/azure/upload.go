@@ -147,20 +147,9 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 // only where no blob is: the blob appears whole or not at all, and a blob
 // another commit published meanwhile stays), and then deleted.
 func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
-	key, err := objstore.BlobKey(dgst)
+	key, prefix, st, err := layout.Committing(u, dgst, size)
 	if err != nil {
 		return err
-	}
-	prefix, err := objstore.UploadPrefix(u.ID)
-	if err != nil {
-		return err
-	}
-	st, err := layout.Decode(u.State)
-	if err != nil {
-		return err
-	}
-	if st.Size != size {
-		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
 	}
 	dst := d.container.NewBlockBlobClient(key)
 	data := d.container.NewBlockBlobClient(dataName(prefix))

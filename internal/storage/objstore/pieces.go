@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/opencontainers/go-digest"
+
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
 )
 
 // Pieces is the state of an upload a driver keeps as numbered pieces
@@ -128,4 +131,23 @@ func (l PieceLayout) Append(id string, st Pieces, offset int64, before []byte, r
 		return Appended{State: st, ClientErr: client.Err}, nil
 	}
 	return Appended{N: n, State: Pieces{Next: next, Size: offset + n}, Changed: true, ClientErr: client.Err}, nil
+}
+
+// Committing checks a commit of upload u as blob dgst of size, and returns
+// the blob's key, the upload's prefix and its state: the session must
+// hold exactly size bytes (errdefs.ErrSizeMismatch otherwise).
+func (l PieceLayout) Committing(u storage.Upload, dgst digest.Digest, size int64) (key, prefix string, st Pieces, err error) {
+	if key, err = BlobKey(dgst); err != nil {
+		return "", "", st, err
+	}
+	if prefix, err = UploadPrefix(u.ID); err != nil {
+		return "", "", st, err
+	}
+	if st, err = l.Decode(u.State); err != nil {
+		return "", "", st, err
+	}
+	if st.Size != size {
+		return "", "", st, fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
+	}
+	return key, prefix, st, nil
 }

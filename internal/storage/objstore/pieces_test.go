@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/storage"
+	"github.com/opencontainers/go-digest"
 )
 
 var testLayout = PieceLayout{Size: 4, Max: 3, Driver: "test", Piece: "piece"}
@@ -67,5 +69,25 @@ func TestPiecesAppend(t *testing.T) {
 	}
 	if _, err := testLayout.Append("u", Pieces{Next: 2, Size: 3}, 3, []byte("a"), strings.NewReader("b"), put); err == nil {
 		t.Error("an append with fewer bytes read back than precede it passed")
+	}
+}
+
+// A commit is checked before anything is copied: the blob's key, the
+// upload's prefix, its state, and that it holds exactly the size given.
+func TestPiecesCommitting(t *testing.T) {
+	dgst := digest.FromString("content")
+	state := Pieces{Next: 2, Size: 3}.Encode()
+	key, prefix, st, err := testLayout.Committing(storage.Upload{ID: "u1", State: state}, dgst, 3)
+	if err != nil || st.Size != 3 || key == "" || prefix == "" {
+		t.Fatalf("Committing = %q, %q, %+v, %v", key, prefix, st, err)
+	}
+	if _, _, _, err := testLayout.Committing(storage.Upload{ID: "u1", State: state}, dgst, 4); !errors.Is(err, errdefs.ErrSizeMismatch) {
+		t.Errorf("another size: %v", err)
+	}
+	if _, _, _, err := testLayout.Committing(storage.Upload{ID: "../u1", State: state}, dgst, 3); err == nil {
+		t.Error("a hostile upload ID passed")
+	}
+	if _, _, _, err := testLayout.Committing(storage.Upload{ID: "u1", State: []byte("{")}, dgst, 3); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Errorf("a broken state: %v", err)
 	}
 }

@@ -138,20 +138,9 @@ func (d *Driver) ReadUpload(ctx context.Context, u storage.Upload) (io.ReadClose
 // over copies of the segments under segments/<alg>/<hex>/. Then the
 // session's objects go.
 func (d *Driver) Commit(ctx context.Context, u storage.Upload, dgst digest.Digest, size int64) error {
-	key, err := objstore.BlobKey(dgst)
+	key, prefix, st, err := layout.Committing(u, dgst, size)
 	if err != nil {
 		return err
-	}
-	prefix, err := objstore.UploadPrefix(u.ID)
-	if err != nil {
-		return err
-	}
-	st, err := layout.Decode(u.State)
-	if err != nil {
-		return err
-	}
-	if st.Size != size {
-		return fmt.Errorf("commit upload %s as %s: %w: it holds %d bytes, not %d", u.ID, dgst, errdefs.ErrSizeMismatch, st.Size, size)
 	}
 	// Bounded: a backend that stops answering must not hold the session
 	// (and the storage's write gate) forever; a large copy gets longer.
