@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -66,13 +65,11 @@ func (s *Server) migrateStorage(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	ctl := http.NewResponseController(w)
-	var mu sync.Mutex
+	// The migrator calls progress on this goroutine: no lock.
 	started := false
 	enc := json.NewEncoder(w)
 	var flushed time.Time
 	send := func(ev MigrationEvent, force bool) {
-		mu.Lock()
-		defer mu.Unlock()
 		if !force && time.Since(flushed) < migrationFlushEvery {
 			return
 		}

@@ -246,11 +246,10 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 		s.counts = olderCounts{current: current, at: time.Now(), recorded: recorded, unhealthy: map[string]error{}}
 		counted = true
 	}
-	type olderStorage struct {
-		st      settings.Storage
-		pending *operator.PendingStorage
-	}
-	var found []olderStorage
+	// Those that can be read first: a blob in two older storages is read
+	// from one that opened. (A migration pairs pending and older by ID.)
+	var readable, unreadable []settings.Storage
+	var pending []operator.PendingStorage
 	for _, r := range s.counts.recorded {
 		_, built := s.built[r.ID]
 		switch {
@@ -268,7 +267,7 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 			continue
 		case r.Blobs == 0 && built:
 			// Read from, not listed: it held nothing when counted.
-			found = append(found, olderStorage{st: settings.Storage{ID: r.ID, Driver: s.built[r.ID], Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]}})
+			readable = append(readable, settings.Storage{ID: r.ID, Driver: s.built[r.ID], Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]})
 			continue
 		case r.Blobs == 0:
 			continue
@@ -283,25 +282,15 @@ func (s *blobStorages) olderLocked(ctx context.Context, current string, resolve 
 		if err != nil {
 			s.log.Warn("an older storage holding blobs cannot be read; its blobs are unavailable", "storage", r.ID, "blobs", r.Blobs, "err", err)
 		}
-		found = append(found, olderStorage{
-			st:      settings.Storage{ID: r.ID, Driver: d, Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]},
-			pending: &operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err, Note: note},
-		})
-	}
-	// Those that can be read first: a blob in two older storages is read
-	// from one that opened. The list of what is pending keeps the same
-	// order (a migration pairs them by ID anyway).
-	slices.SortStableFunc(found, func(a, b olderStorage) int {
-		return cmpBool(a.st.Driver == nil, b.st.Driver == nil)
-	})
-	var older []settings.Storage
-	var pending []operator.PendingStorage
-	for _, f := range found {
-		older = append(older, f.st)
-		if f.pending != nil {
-			pending = append(pending, *f.pending)
+		st := settings.Storage{ID: r.ID, Driver: d, Writes: s.gates[r.ID], Version: s.fingerprints[r.ID]}
+		if d != nil {
+			readable = append(readable, st)
+		} else {
+			unreadable = append(unreadable, st)
 		}
+		pending = append(pending, operator.PendingStorage{ID: r.ID, Name: name, Blobs: r.Blobs, Bytes: r.Bytes, Err: err, Note: note})
 	}
+	older := append(readable, unreadable...)
 	s.current.Older, s.current.Pending = older, pending
 	return older, pending
 }
@@ -316,17 +305,6 @@ func (s *blobStorages) checkOlder(ctx context.Context, d storage.Driver) error {
 	hctx, cancel := context.WithTimeout(ctx, min(s.openTimeoutOf(), 5*time.Second))
 	defer cancel()
 	return hc.Health(hctx)
-}
-
-// cmpBool orders false before true.
-func cmpBool(a, b bool) int {
-	switch {
-	case a == b:
-		return 0
-	case !a:
-		return -1
-	}
-	return 1
 }
 
 // countsTTL is how long what older storages hold is counted for.

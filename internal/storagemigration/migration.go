@@ -136,8 +136,9 @@ func (rep *Report) fail(f Failure) {
 // Run moves every blob of from into to, or, with dryRun, counts what it
 // would move. progress, when set, is called after each blob. A blob that
 // cannot be moved (unreadable, its bytes not matching its digest) is left
-// where it was and reported; the run goes on with the next. Only a
-// failure of the store or of ctx ends a run early.
+// where it was and reported; the run goes on with the next. A failure of
+// the store, the storage in effect removed or switched (InEffect), or ctx
+// ending ends a run early.
 func (m *Migrator) Run(ctx context.Context, to settings.Storage, from []Source, dryRun bool, progress func(Progress)) (Report, error) {
 	rep := Report{DryRun: dryRun, To: to.ID}
 	p := Progress{}

@@ -26,7 +26,7 @@ import (
 func put(t *testing.T, meta *store.Store, id string, d storage.Driver, repo string, dgst digest.Digest, content []byte) {
 	t.Helper()
 	ctx := context.Background()
-	up := storage.Upload{ID: "u" + strings.ToLower(dgst.Encoded()[:12]) + strings.ReplaceAll(id, ":", "")}
+	up := storage.Upload{ID: "u" + dgst.Encoded()[:12] + strings.ReplaceAll(id, ":", "")}
 	if _, _, err := d.Append(ctx, up, 0, bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
