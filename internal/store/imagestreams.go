@@ -78,13 +78,17 @@ func scanRepositories(rows *sql.Rows) ([]Repository, error) {
 type StreamTag struct {
 	Tag   string
 	Items []TagEvent
+	// AliasOf is the tag this one follows (AliasTag), "" when none.
+	AliasOf string
 }
 
 // StreamTags returns the live tags of repo, by name, with their
 // histories.
 func (s *Store) StreamTags(ctx context.Context, repo string) ([]StreamTag, error) {
 	rows, err := s.query(ctx, `
-SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason,
+	COALESCE((SELECT a.source_tag FROM tag_aliases a WHERE a.repository_id = r.id AND a.tag = e.tag), '')
+FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag IN (SELECT h.tag FROM tag_heads h WHERE h.repository_id = r.id)
 ORDER BY e.tag, e.id DESC`, repo)
@@ -96,14 +100,14 @@ ORDER BY e.tag, e.id DESC`, repo)
 	ended := false // the current tag's history reached a deletion
 	for rows.Next() {
 		var ev TagEvent
-		var dgst string
+		var dgst, aliasOf string
 		var created int64
-		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created); err != nil {
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason, &aliasOf); err != nil {
 			return nil, err
 		}
 		ev.Digest, ev.Created = digest.Digest(dgst), time.UnixMicro(created).UTC()
 		if len(out) == 0 || out[len(out)-1].Tag != ev.Tag {
-			out = append(out, StreamTag{Tag: ev.Tag})
+			out = append(out, StreamTag{Tag: ev.Tag, AliasOf: aliasOf})
 			ended = false
 		}
 		if ended {

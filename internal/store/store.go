@@ -68,6 +68,8 @@ type Store struct {
 	// name, so a migration leaves the manifest caches warm.
 	movedGen      atomic.Int64
 	manifests     *gencache.Cache[repoRef, Manifest]
+	// tagHistory bounds each tag's history (0: DefaultTagHistory).
+	tagHistory atomic.Int64
 	blobLocations *gencache.Cache[blobRef, BlobLocation]
 }
 
@@ -170,6 +172,9 @@ type TagEvent struct {
 	Digest     digest.Digest
 	Generation int64
 	Created    time.Time
+	// Actor is who made the change ("" when the registry did).
+	Actor  string
+	Reason TagReason
 }
 
 // Upload is an upload session.
@@ -338,8 +343,8 @@ type querier interface {
 
 func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string) error {
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO events (kind, repository, digest, tag, created_at) VALUES (?, ?, ?, ?, ?)`,
-		string(kind), repo, string(dgst), tag, s.micros()); err != nil {
+		`INSERT INTO events (kind, repository, digest, tag, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		string(kind), repo, string(dgst), tag, ActorFrom(ctx), s.micros()); err != nil {
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
 	switch {
@@ -419,7 +424,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 			}
 		}
 		for _, tag := range tags {
-			if err := s.setTag(ctx, tx, repoID, repo, tag, m.Digest); err != nil {
+			if err := s.setTag(ctx, tx, repoID, repo, tag, m.Digest, ReasonPushed); err != nil {
 				return err
 			}
 		}
@@ -472,51 +477,6 @@ func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
 		}
 	}
 	return nil
-}
-
-// setTag appends a tag event unless the tag already points at dgst.
-func (s *Store) setTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest) error {
-	var current string
-	err := tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag).Scan(&current)
-	if err == nil && current == string(dgst) {
-		return nil
-	}
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read tag %s:%s: %w", repo, tag, err)
-	}
-	eventID, err := s.appendTagEvent(ctx, tx, repoID, tag, string(dgst))
-	if err != nil {
-		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
-	}
-	if _, err := tx.ExecContext(ctx, `
-INSERT INTO tag_heads (repository_id, tag, digest, event_id) VALUES (?, ?, ?, ?)
-ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_id = excluded.event_id`,
-		repoID, tag, string(dgst), eventID); err != nil {
-		return fmt.Errorf("move tag %s:%s: %w", repo, tag, err)
-	}
-	return s.appendEvent(ctx, tx, EventTagUpdated, repo, dgst, tag)
-}
-
-// appendTagEvent appends to a tag's history; digest "" records a deletion.
-// The generation counts tag changes in the repository.
-func (s *Store) appendTagEvent(ctx context.Context, tx *sql.Tx, repoID int64, tag, dgst string) (int64, error) {
-	var nullable any
-	if dgst != "" {
-		nullable = dgst
-	}
-	var generation, id int64
-	if err := tx.QueryRowContext(ctx,
-		`UPDATE repositories SET tag_generation = tag_generation + 1 WHERE id = ? RETURNING tag_generation`,
-		repoID).Scan(&generation); err != nil {
-		return 0, fmt.Errorf("next tag generation: %w", err)
-	}
-	err := tx.QueryRowContext(ctx, `
-INSERT INTO tag_events (repository_id, tag, digest, generation, created_at)
-VALUES (?, ?, ?, ?, ?) RETURNING id`, repoID, tag, nullable, generation, s.micros()).Scan(&id)
-	if err != nil {
-		return 0, fmt.Errorf("append tag event: %w", err)
-	}
-	return id, nil
 }
 
 // Manifest returns the manifest that reference (a tag or a digest) names
@@ -603,20 +563,6 @@ func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
 	})
 }
 
-func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string) error {
-	res, err := tx.ExecContext(ctx, `DELETE FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag)
-	if err != nil {
-		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("tag %s:%s: %w", repo, tag, errdefs.ErrNotFound)
-	}
-	if _, err := s.appendTagEvent(ctx, tx, repoID, tag, ""); err != nil {
-		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
-	}
-	return s.appendEvent(ctx, tx, EventTagDeleted, repo, "", tag)
-}
-
 // Tags lists up to n tags of repo after last, in byte order, and whether
 // more follow. An unknown repository is errdefs.ErrNotFound.
 func (s *Store) Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error) {
@@ -657,7 +603,7 @@ func page(rows *sql.Rows, n int) ([]string, bool, error) {
 // TagHistory returns the history of tag in repo, newest first.
 func (s *Store) TagHistory(ctx context.Context, repo, tag string) ([]TagEvent, error) {
 	rows, err := s.query(ctx, `
-SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at FROM tag_events e
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 	if err != nil {
@@ -669,7 +615,7 @@ WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 		var ev TagEvent
 		var dgst string
 		var created int64
-		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created); err != nil {
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason); err != nil {
 			return nil, err
 		}
 		ev.Digest = digest.Digest(dgst)

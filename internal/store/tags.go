@@ -1,0 +1,319 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// Tags are history: every change appends a tag event, and tag_heads
+// indexes the newest live one. Besides a push, a tag moves when a user
+// tags an image that is already in the registry (from this repository or
+// another), when the tag an alias follows moves, and on a rollback. The
+// history of each tag is bounded (SetTagHistoryLimit); trimming drops
+// entries only, never an image: garbage collection decides about those.
+
+// TagReason says why a tag moved, recorded with the history entry.
+type TagReason string
+
+// The reasons a tag moves.
+const (
+	ReasonPushed   TagReason = ""         // a manifest was pushed with the tag
+	ReasonTagged   TagReason = "Tagged"   // a user tagged an image already stored
+	ReasonAlias    TagReason = "Alias"    // the tag an alias follows moved
+	ReasonRollback TagReason = "Rollback" // a user went back to an earlier entry
+	ReasonImported TagReason = "Imported" // an import from another registry
+	ReasonDeleted  TagReason = "Deleted"  // the tag was deleted
+)
+
+// DefaultTagHistory is how many entries each tag's history keeps unless
+// SetTagHistoryLimit says otherwise.
+const DefaultTagHistory = 25
+
+// maxAliasChain bounds how far a move propagates through aliases of
+// aliases (they are refused from forming a cycle, so this is a backstop).
+const maxAliasChain = 16
+
+type actorKey struct{}
+
+// WithActor returns ctx naming who acts: the events and tag history
+// entries the store appends within it record the name.
+func WithActor(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, actorKey{}, name)
+}
+
+// ActorFrom is the name WithActor put in ctx ("" when none: the registry
+// itself acts).
+func ActorFrom(ctx context.Context) string {
+	name, _ := ctx.Value(actorKey{}).(string)
+	return name
+}
+
+// SetTagHistoryLimit bounds each tag's history to n entries from the next
+// change of the tag on (n < 1: DefaultTagHistory).
+func (s *Store) SetTagHistoryLimit(n int) {
+	if n < 1 {
+		n = DefaultTagHistory
+	}
+	s.tagHistory.Store(int64(n))
+}
+
+func (s *Store) tagHistoryLimit() int64 {
+	if n := s.tagHistory.Load(); n > 0 {
+		return n
+	}
+	return DefaultTagHistory
+}
+
+// setTag points tag at dgst unless it already points there. A tag set
+// directly (anything but ReasonAlias) stops following the tag it was an
+// alias of; the aliases of tag follow it.
+func (s *Store) setTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest, why TagReason) error {
+	if why != ReasonAlias {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM tag_aliases WHERE repository_id = ? AND tag = ?`, repoID, tag); err != nil {
+			return fmt.Errorf("end alias %s:%s: %w", repo, tag, err)
+		}
+	}
+	return s.moveTag(ctx, tx, repoID, repo, tag, dgst, why, 0)
+}
+
+func (s *Store) moveTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest, why TagReason, depth int) error {
+	var current string
+	err := tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag).Scan(&current)
+	if err == nil && current == string(dgst) {
+		return nil
+	}
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("read tag %s:%s: %w", repo, tag, err)
+	}
+	eventID, err := s.appendTagEvent(ctx, tx, repoID, tag, string(dgst), why)
+	if err != nil {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, err)
+	}
+	if _, err := tx.ExecContext(ctx, `
+INSERT INTO tag_heads (repository_id, tag, digest, event_id) VALUES (?, ?, ?, ?)
+ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_id = excluded.event_id`,
+		repoID, tag, string(dgst), eventID); err != nil {
+		return fmt.Errorf("move tag %s:%s: %w", repo, tag, err)
+	}
+	if err := s.appendEvent(ctx, tx, EventTagUpdated, repo, dgst, tag); err != nil {
+		return err
+	}
+	if depth >= maxAliasChain {
+		return nil
+	}
+	aliases, err := s.aliasesOf(ctx, tx, repoID, tag)
+	if err != nil {
+		return err
+	}
+	for _, alias := range aliases {
+		if err := s.moveTag(ctx, tx, repoID, repo, alias, dgst, ReasonAlias, depth+1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) aliasesOf(ctx context.Context, tx *sql.Tx, repoID int64, tag string) ([]string, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT tag FROM tag_aliases WHERE repository_id = ? AND source_tag = ? ORDER BY tag`, repoID, tag)
+	if err != nil {
+		return nil, fmt.Errorf("aliases of %s: %w", tag, err)
+	}
+	return scanStrings(rows)
+}
+
+// appendTagEvent appends to a tag's history (digest "" records a
+// deletion) and trims it to the limit. The generation counts tag changes
+// in the repository.
+func (s *Store) appendTagEvent(ctx context.Context, tx *sql.Tx, repoID int64, tag, dgst string, why TagReason) (int64, error) {
+	var nullable any
+	if dgst != "" {
+		nullable = dgst
+	}
+	var generation, id int64
+	if err := tx.QueryRowContext(ctx,
+		`UPDATE repositories SET tag_generation = tag_generation + 1 WHERE id = ? RETURNING tag_generation`,
+		repoID).Scan(&generation); err != nil {
+		return 0, fmt.Errorf("next tag generation: %w", err)
+	}
+	err := tx.QueryRowContext(ctx, `
+INSERT INTO tag_events (repository_id, tag, digest, generation, actor, reason, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`, repoID, tag, nullable, generation, ActorFrom(ctx), string(why), s.micros()).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("append tag event: %w", err)
+	}
+	// The entries older than the limit's oldest go; the index on
+	// (repository_id, tag, id) makes this a short range delete.
+	if _, err := tx.ExecContext(ctx, `
+DELETE FROM tag_events WHERE repository_id = ? AND tag = ? AND id < (
+	SELECT id FROM tag_events WHERE repository_id = ? AND tag = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+		repoID, tag, repoID, tag, s.tagHistoryLimit()-1); err != nil {
+		return 0, fmt.Errorf("trim history of %s: %w", tag, err)
+	}
+	return id, nil
+}
+
+func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string) error {
+	res, err := tx.ExecContext(ctx, `DELETE FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag)
+	if err != nil {
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("tag %s:%s: %w", repo, tag, errdefs.ErrNotFound)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM tag_aliases WHERE repository_id = ? AND tag = ?`, repoID, tag); err != nil {
+		return fmt.Errorf("end alias %s:%s: %w", repo, tag, err)
+	}
+	if _, err := s.appendTagEvent(ctx, tx, repoID, tag, "", ReasonDeleted); err != nil {
+		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
+	}
+	return s.appendEvent(ctx, tx, EventTagDeleted, repo, "", tag)
+}
+
+// TagImage points tag of repo at manifest dgst, which repository from
+// holds (repo itself, or another the caller may read), and records why.
+// The manifest and everything it references (an index's children and
+// their blobs) are linked into repo in the same transaction, so the tag
+// can be pulled from repo at once; repo is created if needed. A manifest
+// from does not hold is errdefs.ErrNotFound.
+func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why TagReason) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		fromID, err := s.repositoryID(ctx, tx, from)
+		if err != nil {
+			return err
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`, fromID, string(dgst)).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("manifest %s in %s: %w", dgst, from, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("find manifest %s in %s: %w", dgst, from, err)
+		}
+		repoID, err := s.ensureRepository(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		if repoID != fromID {
+			if err := s.linkManifestTree(ctx, tx, repoID, repo, dgst); err != nil {
+				return err
+			}
+		}
+		return s.setTag(ctx, tx, repoID, repo, tag, dgst, why)
+	})
+}
+
+// linkManifestTree links manifest dgst, its child manifests and every
+// blob they reference into repoID, appending an event for each new link
+// as a push would.
+func (s *Store) linkManifestTree(ctx context.Context, tx *sql.Tx, repoID int64, repo string, dgst digest.Digest) error {
+	rows, err := tx.QueryContext(ctx, `
+WITH RECURSIVE tree(digest) AS (
+	SELECT ?
+	UNION SELECT mr.reference FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest WHERE mr.is_manifest = 1
+)
+SELECT t.digest, 1 FROM tree t JOIN manifests m ON m.digest = t.digest
+UNION
+SELECT mr.reference, 0 FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest
+WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = mr.reference)`, string(dgst))
+	if err != nil {
+		return fmt.Errorf("references of %s: %w", dgst, err)
+	}
+	type link struct {
+		digest   digest.Digest
+		manifest bool
+	}
+	var links []link
+	for rows.Next() {
+		var l link
+		var d string
+		if err := rows.Scan(&d, &l.manifest); err != nil {
+			rows.Close()
+			return fmt.Errorf("references of %s: %w", dgst, err)
+		}
+		l.digest = digest.Digest(d)
+		links = append(links, l)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("references of %s: %w", dgst, err)
+	}
+	now := s.micros()
+	for _, l := range links {
+		if !l.manifest {
+			if err := s.linkRepository(ctx, tx, repo, l.digest); err != nil {
+				return err
+			}
+			continue
+		}
+		res, err := tx.ExecContext(ctx,
+			`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+			repoID, string(l.digest), now)
+		if err != nil {
+			return fmt.Errorf("link manifest %s to %s: %w", l.digest, repo, err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			if err := s.appendEvent(ctx, tx, EventManifestPushed, repo, l.digest, ""); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// AliasTag makes tag of repo follow sourceTag of the same repository: it
+// points at sourceTag's image now, and moves whenever sourceTag moves,
+// until it is set directly or deleted. An absent sourceTag is
+// errdefs.ErrNotFound; an alias that would follow itself (through other
+// aliases) is errdefs.ErrInvalidArgument.
+func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceTag string) error {
+	if tag == sourceTag {
+		return fmt.Errorf("tag %s:%s cannot follow itself: %w", repo, tag, errdefs.ErrInvalidArgument)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		repoID, err := s.repositoryID(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		var head string
+		err = tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, sourceTag).Scan(&head)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("tag %s:%s: %w", repo, sourceTag, errdefs.ErrNotFound)
+		}
+		if err != nil {
+			return fmt.Errorf("read tag %s:%s: %w", repo, sourceTag, err)
+		}
+		// sourceTag may itself follow another: refuse when the chain leads
+		// back to tag.
+		next := sourceTag
+		for range maxAliasChain {
+			var up string
+			err := tx.QueryRowContext(ctx, `SELECT source_tag FROM tag_aliases WHERE repository_id = ? AND tag = ?`, repoID, next).Scan(&up)
+			if errors.Is(err, sql.ErrNoRows) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("read alias %s:%s: %w", repo, next, err)
+			}
+			if up == tag {
+				return fmt.Errorf("tag %s:%s would follow itself through %s: %w", repo, tag, sourceTag, errdefs.ErrInvalidArgument)
+			}
+			next = up
+		}
+		if err := s.setTag(ctx, tx, repoID, repo, tag, digest.Digest(head), ReasonAlias); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `
+INSERT INTO tag_aliases (repository_id, tag, source_tag) VALUES (?, ?, ?)
+ON CONFLICT (repository_id, tag) DO UPDATE SET source_tag = excluded.source_tag`, repoID, tag, sourceTag); err != nil {
+			return fmt.Errorf("alias %s:%s to %s: %w", repo, tag, sourceTag, err)
+		}
+		// A new alias changes the stream's spec even when the image stays.
+		return s.appendEvent(ctx, tx, EventTagUpdated, repo, digest.Digest(head), tag)
+	})
+}
