@@ -66,10 +66,10 @@ type Store struct {
 	// movedGen moves after every commit that moved a blob between
 	// storages: only where blobs are changed, not what tags and digests
 	// name, so a migration leaves the manifest caches warm.
-	movedGen      atomic.Int64
-	manifests     *gencache.Cache[repoRef, Manifest]
+	movedGen  atomic.Int64
+	manifests *gencache.Cache[repoRef, Manifest]
 	// tagHistory bounds each tag's history (0: DefaultTagHistory).
-	tagHistory atomic.Int64
+	tagHistory    atomic.Int64
 	blobLocations *gencache.Cache[blobRef, BlobLocation]
 }
 
