@@ -78,7 +78,8 @@ func scanRepositories(rows *sql.Rows) ([]Repository, error) {
 type StreamTag struct {
 	Tag   string
 	Items []TagEvent
-	// AliasOf is the tag this one follows (AliasTag), "" when none.
+	// AliasOf is the tag this one follows (AliasTag) as "project/stream:tag",
+	// "" when none.
 	AliasOf string
 }
 
@@ -87,7 +88,8 @@ type StreamTag struct {
 func (s *Store) StreamTags(ctx context.Context, repo string) ([]StreamTag, error) {
 	rows, err := s.query(ctx, `
 SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason,
-	COALESCE((SELECT a.source_tag FROM tag_aliases a WHERE a.repository_id = r.id AND a.tag = e.tag), '')
+	COALESCE((SELECT sr.name || ':' || a.source_tag FROM tag_aliases a JOIN repositories sr ON sr.id = a.source_repository_id
+	          WHERE a.repository_id = r.id AND a.tag = e.tag), '')
 FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag IN (SELECT h.tag FROM tag_heads h WHERE h.repository_id = r.id)

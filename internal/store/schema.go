@@ -293,18 +293,19 @@ CREATE INDEX blob_storages_by_storage ON blob_storages (storage, digest);
 	// 12: tags that users write. Each history entry says who made it and
 	// why (a push, a tag from another image, an alias following its
 	// source, a rollback, an import); an alias tag follows its source tag
-	// in the same transaction; every event says who caused it (webhooks'
-	// actor).
+	// (of any repository) in the same transaction; every event says who
+	// caused it (webhooks' actor).
 	`
 ALTER TABLE tag_events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
 ALTER TABLE tag_events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 ALTER TABLE events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
 CREATE TABLE tag_aliases (
-	repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
-	tag           TEXT   NOT NULL,
-	source_tag    TEXT   NOT NULL,
+	repository_id        BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	tag                  TEXT   NOT NULL,
+	source_repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	source_tag           TEXT   NOT NULL,
 	PRIMARY KEY (repository_id, tag)
 );
-CREATE INDEX tag_aliases_source ON tag_aliases (repository_id, source_tag);
+CREATE INDEX tag_aliases_source ON tag_aliases (source_repository_id, source_tag);
 `,
 }

@@ -111,20 +111,43 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_i
 	if err != nil {
 		return err
 	}
-	for _, alias := range aliases {
-		if err := s.moveTag(ctx, tx, repoID, repo, alias, dgst, ReasonAlias, depth+1); err != nil {
+	for _, a := range aliases {
+		if a.repoID != repoID {
+			if err := s.linkManifestTree(ctx, tx, a.repoID, a.repo, dgst); err != nil {
+				return err
+			}
+		}
+		if err := s.moveTag(ctx, tx, a.repoID, a.repo, a.tag, dgst, ReasonAlias, depth+1); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) aliasesOf(ctx context.Context, tx *sql.Tx, repoID int64, tag string) ([]string, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT tag FROM tag_aliases WHERE repository_id = ? AND source_tag = ? ORDER BY tag`, repoID, tag)
+// alias is a tag that follows another.
+type alias struct {
+	repoID int64
+	repo   string
+	tag    string
+}
+
+func (s *Store) aliasesOf(ctx context.Context, tx *sql.Tx, repoID int64, tag string) ([]alias, error) {
+	rows, err := tx.QueryContext(ctx, `
+SELECT a.repository_id, r.name, a.tag FROM tag_aliases a JOIN repositories r ON r.id = a.repository_id
+WHERE a.source_repository_id = ? AND a.source_tag = ? ORDER BY r.name, a.tag`, repoID, tag)
 	if err != nil {
 		return nil, fmt.Errorf("aliases of %s: %w", tag, err)
 	}
-	return scanStrings(rows)
+	defer rows.Close()
+	var out []alias
+	for rows.Next() {
+		var a alias
+		if err := rows.Scan(&a.repoID, &a.repo, &a.tag); err != nil {
+			return nil, fmt.Errorf("aliases of %s: %w", tag, err)
+		}
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // appendTagEvent appends to a tag's history (digest "" records a
@@ -266,52 +289,64 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = mr.r
 	return nil
 }
 
-// AliasTag makes tag of repo follow sourceTag of the same repository: it
-// points at sourceTag's image now, and moves whenever sourceTag moves,
-// until it is set directly or deleted. An absent sourceTag is
+// AliasTag makes tag of repo follow sourceTag of sourceRepo (repo
+// itself, or another the caller may read): it points at sourceTag's
+// image now, linked into repo, and moves whenever sourceTag moves, until
+// it is set directly or deleted. An absent sourceTag is
 // errdefs.ErrNotFound; an alias that would follow itself (through other
 // aliases) is errdefs.ErrInvalidArgument.
-func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceTag string) error {
-	if tag == sourceTag {
+func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag string) error {
+	if repo == sourceRepo && tag == sourceTag {
 		return fmt.Errorf("tag %s:%s cannot follow itself: %w", repo, tag, errdefs.ErrInvalidArgument)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		repoID, err := s.repositoryID(ctx, tx, repo)
+		sourceID, err := s.repositoryID(ctx, tx, sourceRepo)
 		if err != nil {
 			return err
 		}
 		var head string
-		err = tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, sourceTag).Scan(&head)
+		err = tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, sourceID, sourceTag).Scan(&head)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("tag %s:%s: %w", repo, sourceTag, errdefs.ErrNotFound)
+			return fmt.Errorf("tag %s:%s: %w", sourceRepo, sourceTag, errdefs.ErrNotFound)
 		}
 		if err != nil {
-			return fmt.Errorf("read tag %s:%s: %w", repo, sourceTag, err)
+			return fmt.Errorf("read tag %s:%s: %w", sourceRepo, sourceTag, err)
+		}
+		repoID, err := s.ensureRepository(ctx, tx, repo)
+		if err != nil {
+			return err
 		}
 		// sourceTag may itself follow another: refuse when the chain leads
 		// back to tag.
-		next := sourceTag
+		nextID, next := sourceID, sourceTag
 		for range maxAliasChain {
+			var upID int64
 			var up string
-			err := tx.QueryRowContext(ctx, `SELECT source_tag FROM tag_aliases WHERE repository_id = ? AND tag = ?`, repoID, next).Scan(&up)
+			err := tx.QueryRowContext(ctx, `SELECT source_repository_id, source_tag FROM tag_aliases WHERE repository_id = ? AND tag = ?`, nextID, next).Scan(&upID, &up)
 			if errors.Is(err, sql.ErrNoRows) {
 				break
 			}
 			if err != nil {
-				return fmt.Errorf("read alias %s:%s: %w", repo, next, err)
+				return fmt.Errorf("read alias %s: %w", next, err)
 			}
-			if up == tag {
-				return fmt.Errorf("tag %s:%s would follow itself through %s: %w", repo, tag, sourceTag, errdefs.ErrInvalidArgument)
+			if upID == repoID && up == tag {
+				return fmt.Errorf("tag %s:%s would follow itself through %s:%s: %w", repo, tag, sourceRepo, sourceTag, errdefs.ErrInvalidArgument)
 			}
-			next = up
+			nextID, next = upID, up
+		}
+		if repoID != sourceID {
+			if err := s.linkManifestTree(ctx, tx, repoID, repo, digest.Digest(head)); err != nil {
+				return err
+			}
 		}
 		if err := s.setTag(ctx, tx, repoID, repo, tag, digest.Digest(head), ReasonAlias); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `
-INSERT INTO tag_aliases (repository_id, tag, source_tag) VALUES (?, ?, ?)
-ON CONFLICT (repository_id, tag) DO UPDATE SET source_tag = excluded.source_tag`, repoID, tag, sourceTag); err != nil {
-			return fmt.Errorf("alias %s:%s to %s: %w", repo, tag, sourceTag, err)
+INSERT INTO tag_aliases (repository_id, tag, source_repository_id, source_tag) VALUES (?, ?, ?, ?)
+ON CONFLICT (repository_id, tag) DO UPDATE SET source_repository_id = excluded.source_repository_id, source_tag = excluded.source_tag`,
+			repoID, tag, sourceID, sourceTag); err != nil {
+			return fmt.Errorf("alias %s:%s to %s:%s: %w", repo, tag, sourceRepo, sourceTag, err)
 		}
 		// A new alias changes the stream's spec even when the image stays.
 		return s.appendEvent(ctx, tx, EventTagUpdated, repo, digest.Digest(head), tag)

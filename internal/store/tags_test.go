@@ -83,11 +83,11 @@ func testTagAliases(t *testing.T, s *store.Store) {
 	in := store.Only(store.DefaultStorage)
 	m1, m2, m3 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2"), image(t, s, "p/a", "3")
 	must(t, s.PutManifest(ctx, in, "p/a", m1, []string{"latest"}))
-	if err := s.AliasTag(ctx, "p/a", "stable", "absent"); !errors.Is(err, errdefs.ErrNotFound) {
+	if err := s.AliasTag(ctx, "p/a", "stable", "p/a", "absent"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("alias of an absent tag = %v", err)
 	}
-	must(t, s.AliasTag(ctx, "p/a", "stable", "latest"))
-	must(t, s.AliasTag(ctx, "p/a", "prod", "stable")) // an alias of an alias
+	must(t, s.AliasTag(ctx, "p/a", "stable", "p/a", "latest"))
+	must(t, s.AliasTag(ctx, "p/a", "prod", "p/a", "stable")) // an alias of an alias
 	resolves := func(tag string, want digest.Digest) {
 		t.Helper()
 		m, err := s.Manifest(ctx, "p/a", tag)
@@ -97,10 +97,10 @@ func testTagAliases(t *testing.T, s *store.Store) {
 	}
 	resolves("stable", m1.Digest)
 	resolves("prod", m1.Digest)
-	if err := s.AliasTag(ctx, "p/a", "latest", "prod"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := s.AliasTag(ctx, "p/a", "latest", "p/a", "prod"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("a cycle of aliases = %v, want invalid", err)
 	}
-	if err := s.AliasTag(ctx, "p/a", "latest", "latest"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+	if err := s.AliasTag(ctx, "p/a", "latest", "p/a", "latest"); !errors.Is(err, errdefs.ErrInvalidArgument) {
 		t.Fatalf("an alias of itself = %v, want invalid", err)
 	}
 	must(t, s.PutManifest(ctx, in, "p/a", m2, []string{"latest"}))
@@ -112,7 +112,7 @@ func testTagAliases(t *testing.T, s *store.Store) {
 	for _, tag := range tags {
 		aliases[tag.Tag] = tag.AliasOf
 	}
-	if aliases["stable"] != "latest" || aliases["prod"] != "stable" || aliases["latest"] != "" {
+	if aliases["stable"] != "p/a:latest" || aliases["prod"] != "p/a:stable" || aliases["latest"] != "" {
 		t.Fatalf("aliases in the stream = %v", aliases)
 	}
 	h, err := s.TagHistory(ctx, "p/a", "prod")
@@ -131,6 +131,24 @@ func testTagAliases(t *testing.T, s *store.Store) {
 	must(t, s.PutManifest(ctx, in, "p/a", m2, []string{"stable"}))
 	if _, err := s.Manifest(ctx, "p/a", "prod"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("a deleted alias came back: %v", err)
+	}
+
+	// An alias in another repository links each new image there.
+	must(t, s.AliasTag(ctx, "q/mirror", "stable", "p/a", "stable"))
+	if m, err := s.Manifest(ctx, "q/mirror", "stable"); err != nil || m.Digest != m2.Digest {
+		t.Fatalf("q/mirror:stable = %s, %v", m.Digest, err)
+	}
+	must(t, s.PutManifest(ctx, in, "p/a", m3, []string{"stable"}))
+	if m, err := s.Manifest(ctx, "q/mirror", "stable"); err != nil || m.Digest != m3.Digest {
+		t.Fatalf("q/mirror:stable after the source moved = %s, %v", m.Digest, err)
+	}
+	for _, ref := range m3.References {
+		if _, err := s.BlobSize(ctx, in, "q/mirror", ref.Digest); err != nil {
+			t.Errorf("blob %s not linked into q/mirror: %v", ref.Digest, err)
+		}
+	}
+	if err := s.AliasTag(ctx, "p/a", "stable", "q/mirror", "stable"); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("a cycle across repositories = %v", err)
 	}
 }
 
