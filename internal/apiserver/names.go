@@ -1,12 +1,6 @@
 package apiserver
 
-import "regexp"
-
-// nameComponent is the rule /v2 applies to each component of a repository
-// name (the OCI Distribution Spec's), so that every project created here
-// can hold repositories: lowercase letters and digits, separated by '.',
-// '_', '__' or runs of '-'.
-var nameComponent = regexp.MustCompile(`^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$`)
+import "github.com/berth-registry/berth/internal/names"
 
 // maxProjectName leaves room in the registry's 255-character limit for
 // "/" and an image name.
@@ -14,7 +8,9 @@ const maxProjectName = 253
 
 const nameRule = "lowercase letters and digits, separated by '.', '_', '__' or runs of '-'"
 
-// validName reports whether s may name a project or a service account.
+// validName reports whether s may name a project or a service account:
+// the rule /v2 applies to each component of a repository name, so that
+// every project created here can hold repositories.
 func validName(s string) bool {
-	return len(s) <= maxProjectName && nameComponent.MatchString(s)
+	return len(s) <= maxProjectName && names.Component(s)
 }

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 )
 
 // getBlob serves GET and HEAD /v2/<name>/blobs/<digest> (spec: "Pulling blobs").
 func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string) error {
-	dgst, err := parseDigest(req.PathValue("digest"))
+	dgst, err := names.Digest(req.PathValue("digest"))
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}
@@ -105,7 +106,7 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 // deleteBlob serves DELETE /v2/<name>/blobs/<digest>: the blob leaves the
 // repository at once; its bytes go when no repository holds them (GC).
 func (r *Registry) deleteBlob(w http.ResponseWriter, req *http.Request, repo string) error {
-	dgst, err := parseDigest(req.PathValue("digest"))
+	dgst, err := names.Digest(req.PathValue("digest"))
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	k8sjson "sigs.k8s.io/json"
 
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -20,14 +21,14 @@ func FuzzParseName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		err := parseName(s)
+		err := names.Repository(s)
 		if err != nil {
 			return
 		}
 		// Whatever is accepted is safe as a path and a SQL key: two
 		// lowercase components, no dot segments, no empty parts.
 		parts := strings.Split(s, "/")
-		if len(parts) != 2 || len(s) > maxNameLength {
+		if len(parts) != 2 || len(s) > names.MaxRepositoryLength {
 			t.Fatalf("accepted %q", s)
 		}
 		for _, p := range parts {

@@ -11,6 +11,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -126,7 +127,7 @@ func (r *Registry) listReferrers(w http.ResponseWriter, req *http.Request, repo 
 // listReferrersOf answers for repo, or, when hidden, as for a repository
 // that does not exist (after the same checks of the request).
 func (r *Registry) listReferrersOf(w http.ResponseWriter, req *http.Request, repo string, hidden bool) error {
-	dgst, err := parseDigest(req.PathValue("digest"))
+	dgst, err := names.Digest(req.PathValue("digest"))
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", req.PathValue("digest"), err)
 	}

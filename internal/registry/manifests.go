@@ -16,6 +16,7 @@ import (
 	v1 "github.com/opencontainers/image-spec/specs-go/v1"
 	k8sjson "sigs.k8s.io/json"
 
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -276,7 +277,7 @@ func distributable(d v1.Descriptor) bool {
 }
 
 func checkDescriptor(field string, d v1.Descriptor) error {
-	if _, err := parseDigest(string(d.Digest)); err != nil {
+	if _, err := names.Digest(string(d.Digest)); err != nil {
 		return newError(codeManifestInvalid, "%s has an invalid digest %q: %v", field, d.Digest, err)
 	}
 	if d.Size < 0 {
@@ -308,13 +309,13 @@ func (ref reference) String() string {
 
 func parseReference(s string) (reference, error) {
 	if strings.Contains(s, ":") {
-		d, err := parseDigest(s)
+		d, err := names.Digest(s)
 		if err != nil {
 			return reference{}, newError(codeDigestInvalid, "invalid digest %q: %v", s, err)
 		}
 		return reference{digest: d}, nil
 	}
-	if !validTag(s) {
+	if !names.Tag(s) {
 		return reference{}, newError(codeManifestInvalid, "invalid tag %q: tags are up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'", s)
 	}
 	return reference{tag: s}, nil
@@ -353,7 +354,7 @@ func (r *Registry) putManifest(w http.ResponseWriter, req *http.Request, repo st
 		tags = append(tags, ref.tag)
 	}
 	for _, t := range req.URL.Query()["tag"] {
-		if !validTag(t) {
+		if !names.Tag(t) {
 			return newError(codeManifestInvalid, "invalid tag %q in the tag parameter", t)
 		}
 		tags = append(tags, t)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/reqlog"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
@@ -226,7 +227,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// ServeMux would answer a path with "." or ".." segments or doubled
 	// slashes with a redirect; a registry answers with a spec error.
 	if p := req.URL.Path; p != "/v2/" && path.Clean(p) != strings.TrimSuffix(p, "/") {
-		writeError(w, req, r.log, newError(codeNameInvalid, "path %q is not canonical; %s", p, nameFormat))
+		writeError(w, req, r.log, newError(codeNameInvalid, "path %q is not canonical; %s", p, names.RepositoryFormat))
 		return
 	}
 	r.mux.ServeHTTP(w, req)
@@ -253,8 +254,8 @@ func (r *Registry) dispatch(methods map[string]endpoint, hasRepo bool) http.Hand
 		repo := ""
 		if hasRepo {
 			repo = req.PathValue("project") + "/" + req.PathValue("image")
-			if err := parseName(repo); err != nil {
-				writeError(w, req, r.log, newError(codeNameInvalid, "%v; %s", err, nameFormat))
+			if err := names.Repository(repo); err != nil {
+				writeError(w, req, r.log, newError(codeNameInvalid, "%v; %s", err, names.RepositoryFormat))
 				return
 			}
 		}
@@ -313,8 +314,8 @@ func (r *Registry) unknownRoute(w http.ResponseWriter, req *http.Request) {
 	reqlog.FromContext(req.Context()).SetRoute(req.Pattern)
 	p := strings.TrimPrefix(req.URL.Path, "/v2/")
 	for _, marker := range []string{"/blobs/", "/manifests/", "/tags/list", "/referrers/"} {
-		if i := strings.Index(p, marker); i > 0 && parseName(p[:i]) != nil {
-			writeError(w, req, r.log, newError(codeNameInvalid, "repository name %q is invalid: %s", p[:i], nameFormat))
+		if i := strings.Index(p, marker); i > 0 && names.Repository(p[:i]) != nil {
+			writeError(w, req, r.log, newError(codeNameInvalid, "repository name %q is invalid: %s", p[:i], names.RepositoryFormat))
 			return
 		}
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/names"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
@@ -51,7 +52,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 	st := r.storageOf(ctx)
 	q := req.URL.Query()
 	if mount := q.Get("mount"); mount != "" {
-		dgst, err := parseDigest(mount)
+		dgst, err := names.Digest(mount)
 		if err != nil {
 			return newError(codeDigestInvalid, "invalid mount digest %q: %v", mount, err)
 		}
@@ -64,7 +65,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 		}
 		// Not mountable: fall through to a new session, as the spec says.
 	} else if d := q.Get("digest"); d != "" || q.Has("digest") {
-		dgst, err := parseDigest(d)
+		dgst, err := names.Digest(d)
 		if err != nil {
 			return newError(codeDigestInvalid, "invalid digest %q: %v", d, err)
 		}
@@ -91,7 +92,7 @@ func (r *Registry) startUpload(w http.ResponseWriter, req *http.Request, repo st
 // is reported as not mountable, so a mount never tells whether someone
 // else's repository holds a blob.
 func (r *Registry) mount(ctx context.Context, in store.Storages, repo string, dgst digest.Digest, from string, named bool) (bool, error) {
-	if named && parseName(from) != nil {
+	if named && names.Repository(from) != nil {
 		return false, nil // a bad source is just not mountable
 	}
 	user := auth.IdentityFrom(ctx).User
@@ -549,7 +550,7 @@ func (r *Registry) patchUpload(w http.ResponseWriter, req *http.Request, repo st
 // optional last chunk.
 func (r *Registry) finishUpload(w http.ResponseWriter, req *http.Request, repo string) error {
 	raw := req.URL.Query().Get("digest")
-	dgst, err := parseDigest(raw)
+	dgst, err := names.Digest(raw)
 	if err != nil {
 		return newError(codeDigestInvalid, "invalid digest %q: %v", raw, err)
 	}

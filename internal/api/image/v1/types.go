@@ -4,8 +4,6 @@
 package imagev1
 
 import (
-	"encoding/json"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -20,12 +18,53 @@ type ImageStream struct {
 	Status            ImageStreamStatus `json:"status"`
 }
 
-// ImageStreamSpec holds the stream's spec tags (managed with tag and
-// import, in a later step; empty for a pushed stream).
+// ImageStreamSpec holds the stream's spec tags: the tags that follow or
+// were set from other images (tag, alias, import); pushed tags are in
+// status only.
 type ImageStreamSpec struct {
 	LookupPolicy ImageLookupPolicy `json:"lookupPolicy"`
-	Tags         []json.RawMessage `json:"tags,omitempty" description:"Tags that follow other images (set by tag and import); pushed tags are in status only."`
+	Tags         []TagReference    `json:"tags,omitempty" description:"Tags that follow or were set from other images (tag, alias, import); pushed tags are in status only."`
 }
+
+// TagReference is a spec tag: where the tag's image comes from.
+type TagReference struct {
+	Name        string            `json:"name" description:"The tag."`
+	Annotations map[string]string `json:"annotations,omitempty"`
+	From        *ObjectReference  `json:"from,omitempty" description:"The image: an ImageStreamTag (the tag follows it), an ImageStreamImage (stream@digest, set once) or a DockerImage (imported)."`
+	// Reference, for a DockerImage, records the pull spec without
+	// importing anything.
+	Reference       bool               `json:"reference,omitempty" description:"For a DockerImage: record the external pull spec only, fetch nothing."`
+	Generation      *int64             `json:"generation,omitempty" description:"The stream generation this tag was last set at; set it to 0 (or omit) to ask for it to be set again."`
+	ImportPolicy    TagImportPolicy    `json:"importPolicy,omitempty"`
+	ReferencePolicy TagReferencePolicy `json:"referencePolicy,omitempty"`
+}
+
+// ObjectReference names the source of a spec tag.
+type ObjectReference struct {
+	Kind      string `json:"kind" description:"ImageStreamTag, ImageStreamImage or DockerImage."`
+	Namespace string `json:"namespace,omitempty" description:"The project of an ImageStreamTag or ImageStreamImage (the stream's own when empty)."`
+	Name      string `json:"name" description:"stream:tag, stream@sha256:..., or a pull spec."`
+}
+
+// TagImportPolicy says how a DockerImage tag is imported.
+type TagImportPolicy struct {
+	Insecure   bool   `json:"insecure,omitempty" description:"Allow HTTP or an unverified certificate for this import."`
+	Scheduled  bool   `json:"scheduled,omitempty" description:"Import again periodically."`
+	ImportMode string `json:"importMode,omitempty" description:"Legacy (one platform of an index) or PreserveOriginal (the whole index)."`
+}
+
+// TagReferencePolicy says how pulls of the tag are referred: Source (the
+// upstream pull spec) or Local (through this registry, pull-through).
+type TagReferencePolicy struct {
+	Type string `json:"type,omitempty" description:"Source or Local."`
+}
+
+// The kinds a spec tag's from names.
+const (
+	KindImageStreamTag   = "ImageStreamTag"
+	KindImageStreamImage = "ImageStreamImage"
+	KindDockerImage      = "DockerImage"
+)
 
 // ImageLookupPolicy says whether the stream's tags resolve locally.
 type ImageLookupPolicy struct {
@@ -59,7 +98,7 @@ type TagEvent struct {
 type ImageStreamTag struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Tag               *json.RawMessage  `json:"tag"`
+	Tag               *TagReference     `json:"tag"`
 	Generation        int64             `json:"generation"`
 	LookupPolicy      ImageLookupPolicy `json:"lookupPolicy" description:"Whether the stream's tags resolve for workloads of its project."`
 	Image             ImageRef          `json:"image"`
