@@ -3,6 +3,7 @@ package apiserver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -43,6 +44,8 @@ func (s *Server) imageStreamRoutes() {
 	s.handle("GET "+base+"/namespaces/{ns}/imagestreamtags", s.listImageStreamTags)
 	s.handle("GET "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.getImageStreamTag)
 	s.handle("DELETE "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.deleteImageStreamTag)
+	s.handleDryRun("POST "+base+"/namespaces/{ns}/imagestreamtags", s.writeImageStreamTag)
+	s.handleDryRun("PUT "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.writeImageStreamTag)
 }
 
 // registryHost is the host clients reach the registry at: the one this
@@ -57,6 +60,7 @@ type ImageStreams interface {
 	Named(ctx context.Context, host, project, name string) (*imagev1.ImageStream, error)
 	Tag(ctx context.Context, host, project, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error)
 	Untag(ctx context.Context, project, stream, tag string) error
+	SetTag(ctx context.Context, project, stream, tag string, src imagestream.Source) error
 }
 
 var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
@@ -295,6 +299,101 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable([]*imagev1.ImageStreamTag{ist}, ist.ResourceVersion))
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, ist)
+}
+
+// writeImageStreamTag creates (POST) or updates (PUT, which creates too,
+// as the reference's does) a tag from its tag.from: an ImageStreamTag it
+// then follows, or an ImageStreamImage (stream@digest) set once — the
+// request behind berth tag and berth rollback.
+func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) error {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	creating := r.Method == http.MethodPost
+	verb := "update"
+	if creating {
+		verb = "create"
+	}
+	if err := s.authorize(r, verb, resImageStreamTags, ns); err != nil {
+		return err
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var ist imagev1.ImageStreamTag
+	if err := decodeJSONOrYAML(r, body, &ist); err != nil {
+		return err
+	}
+	if ist.Kind != "" && (ist.Kind != "ImageStreamTag" || ist.APIVersion != groupImage+"/v1") {
+		return badRequest("the body is a %s %s, not an %s/v1 ImageStreamTag", ist.APIVersion, ist.Kind, groupImage)
+	}
+	if ist.Namespace != "" && ist.Namespace != ns {
+		return badRequest("the namespace of the provided object (%q) does not match the namespace sent on the request (%q)", ist.Namespace, ns)
+	}
+	switch {
+	case creating:
+		name = ist.Name
+	case ist.Name != "" && ist.Name != name:
+		return badRequest("the name of the object (%s) does not match the name on the URL (%s)", ist.Name, name)
+	}
+	stream, tag, ok := strings.Cut(name, ":")
+	if !ok || stream == "" || tag == "" {
+		return invalid("metadata.name: Invalid value: %q: an ImageStreamTag is named STREAM:TAG", name)
+	}
+	if err := imagestream.CheckTagName(ns, stream, tag); err != nil {
+		return invalid("metadata.name: Invalid value: %q: %s", name, withoutClass(err))
+	}
+	if ist.Tag == nil || ist.Tag.From == nil {
+		return invalid("tag.from: Required value: the image the tag points at (an ImageStreamTag to follow, or an ImageStreamImage STREAM@DIGEST); push to create a tag from new content")
+	}
+	if ist.Tag.Name != "" && ist.Tag.Name != tag {
+		return invalid("tag.name: Invalid value: %q: must be the tag of the name, %q", ist.Tag.Name, tag)
+	}
+	src, err := imagestream.SourceOf(ns, *ist.Tag.From)
+	if errors.Is(err, imagestream.ErrImportNeeded) {
+		return invalid("tag.from: Unsupported value: %q: a DockerImage is imported with an ImageStreamImport (berth import-image)", ist.Tag.From.Kind)
+	}
+	if err != nil {
+		return invalid("tag.%s", withoutClass(err))
+	}
+	if src.Namespace != ns {
+		// Tagging copies what the caller can read: pulling from the source
+		// project is the right asked for.
+		if err := s.authorize(r, "get", auth.ImageStreamLayers, src.Namespace); err != nil {
+			return err
+		}
+	}
+	if err := refuseWhenReadOnly(r, "tags cannot be changed"); err != nil {
+		return err
+	}
+	if creating {
+		if _, _, err := s.findTag(r, ns, name); err == nil {
+			return &StatusError{http.StatusConflict, "AlreadyExists", `imagestreamtags.image.openshift.io "` + name + `" already exists`}
+		}
+	}
+	code := http.StatusOK
+	if creating {
+		code = http.StatusCreated
+	}
+	if isDryRun(r) {
+		return writeJSONOrYAML(w, r, code, &ist)
+	}
+	if err := s.streams.SetTag(r.Context(), ns, stream, tag, src); err != nil {
+		if errors.Is(err, errdefs.ErrNotFound) {
+			return &StatusError{http.StatusNotFound, "NotFound", fmt.Sprintf("tag.from %s %s/%s: not found", src.Kind, src.Namespace, src.Name)}
+		}
+		return err
+	}
+	is, cur, err := s.findTag(r, ns, name)
+	if err != nil {
+		return err
+	}
+	return writeJSONOrYAML(w, r, code, imagestream.TagView(is, cur))
+}
+
+// withoutClass is err's message without the error class it wraps last
+// (": invalid argument"), for a message that names the class itself.
+func withoutClass(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error())
 }
 
 // deleteImageStreamTag deletes the tag (imagestream.Service.Untag).

@@ -158,3 +158,90 @@ func TestImageMetadataFromConfigIsCached(t *testing.T) {
 		t.Errorf("get images as a Table: %d, %d config reads: %.300s", table.code, blobs.opens.Load(), table.raw)
 	}
 }
+
+// Tags are written through imagestreamtags: from an image by digest (set
+// once, a rollback when it is in the tag's history), from another tag
+// (followed), across projects only for who may pull from the source.
+func TestImageStreamTagsAreWritable(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	bob := login(t, s, "bob", "bob-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	bob.expect(201, "POST", projects+"/projectrequests", projectRequest("bobs"))
+	first := pushImage(t, s.Store, "team/app", "latest", "one")
+	second := pushImage(t, s.Store, "team/app", "latest", "two")
+
+	const base = "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags"
+	istag := func(name, kind, from string) map[string]any {
+		return map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
+			"metadata": map[string]any{"name": name}, "tag": map[string]any{"from": map[string]any{"kind": kind, "name": from}}}
+	}
+	imageOf := func(a answer) string { return a.body["image"].(map[string]any)["metadata"].(map[string]any)["name"].(string) }
+
+	// An image by digest, set once.
+	if a := alice.expect(201, "POST", base, istag("app:v1", "ImageStreamImage", "app@"+string(first))); imageOf(a) != string(first) {
+		t.Fatalf("created istag: %s", a.raw)
+	}
+	alice.expect(409, "POST", base, istag("app:v1", "ImageStreamImage", "app@"+string(first)))
+	// A tag followed: it moves with its source.
+	a := alice.expect(201, "POST", base, istag("app:stable", "ImageStreamTag", "app:latest"))
+	if imageOf(a) != string(second) || a.body["tag"].(map[string]any)["from"].(map[string]any)["name"] != "app:latest" {
+		t.Fatalf("alias istag: %s", a.raw)
+	}
+	third := pushImage(t, s.Store, "team/app", "latest", "three")
+	if a := alice.expect(200, "GET", base+"/app:stable", nil); imageOf(a) != string(third) {
+		t.Fatalf("the alias did not follow the push: %s", a.raw)
+	}
+	is := alice.expect(200, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreams/app", nil)
+	if !strings.Contains(string(is.raw), `"from":{"kind":"ImageStreamTag","name":"app:latest"}`) {
+		t.Fatalf("the stream's spec does not show the alias: %s", is.raw)
+	}
+
+	// A rollback: PUT of an earlier image of the tag's own history.
+	if a := alice.expect(200, "PUT", base+"/app:latest", istag("app:latest", "ImageStreamImage", "app@"+string(first))); imageOf(a) != string(first) {
+		t.Fatalf("rolled back istag: %s", a.raw)
+	}
+	h, err := s.Store.TagHistory(context.Background(), "team/app", "latest")
+	must(t, err)
+	if len(h) != 4 || h[0].Reason != store.ReasonRollback || h[0].Actor != "alice" {
+		t.Fatalf("history after the rollback: %+v", h)
+	}
+
+	// Refusals, each with its reason.
+	for _, c := range []struct {
+		code int
+		body map[string]any
+	}{
+		{422, istag("app", "ImageStreamImage", "app@"+string(first))},
+		{422, istag("app:-bad", "ImageStreamImage", "app@"+string(first))},
+		{422, istag("App:x", "ImageStreamImage", "app@"+string(first))},
+		{422, istag("app:x", "ImageStreamImage", "app:latest")},
+		{422, istag("app:x", "ImageStreamTag", "app@"+string(first))},
+		{422, istag("app:x", "Pod", "app:latest")},
+		{422, istag("app:x", "DockerImage", "docker.io/library/busybox:latest")},
+		{422, istag("app:x", "ImageStreamTag", "app:x")},
+		{404, istag("app:x", "ImageStreamTag", "app:absent")},
+		{404, istag("app:x", "ImageStreamImage", "app@"+string(digest.FromString("absent")))},
+		{422, map[string]any{"metadata": map[string]any{"name": "app:x"}}},
+		{400, map[string]any{"metadata": map[string]any{"name": "app:x"}, "tag": map[string]any{"bogus": 1}}},
+	} {
+		if a := alice.do("POST", base, c.body); a.code != c.code {
+			t.Errorf("POST %v = %d %s, want %d", c.body, a.code, a.raw, c.code)
+		}
+	}
+	alice.expect(400, "PUT", base+"/app:v2", istag("app:v3", "ImageStreamImage", "app@"+string(first)))
+
+	// Across projects: bob may write in his project but not read alice's.
+	bobBase := "/apis/image.openshift.io/v1/namespaces/bobs/imagestreamtags"
+	cross := istag("copy:v1", "ImageStreamImage", "app@"+string(first))
+	cross["tag"].(map[string]any)["from"].(map[string]any)["namespace"] = "team"
+	bob.expect(403, "POST", bobBase, cross)
+	bob.expect(403, "POST", base, istag("app:bob", "ImageStreamImage", "app@"+string(first)))
+	alice.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("system:image-puller", user("bob")))
+	if a := bob.expect(201, "POST", bobBase, cross); imageOf(a) != string(first) {
+		t.Fatalf("cross-project istag: %s", a.raw)
+	}
+	if _, err := s.Store.Manifest(context.Background(), "bobs/copy", "v1"); err != nil {
+		t.Fatalf("the copied tag does not resolve in /v2: %v", err)
+	}
+}

@@ -57,6 +57,9 @@ type ContentStore interface {
 	StoredManifestByDigest(ctx context.Context, dgst digest.Digest) (store.StoredManifest, error)
 	ManifestsPage(ctx context.Context, after digest.Digest, n int) ([]store.StoredManifest, bool, error)
 	DeleteTag(ctx context.Context, repo, tag string) error
+	TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why store.TagReason) error
+	AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag string) error
+	TagHistory(ctx context.Context, repo, tag string) ([]store.TagEvent, error)
 }
 
 // InstanceStore knows the registry's instances (pods).

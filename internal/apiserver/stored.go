@@ -248,20 +248,29 @@ func (k *storedKind) decodeObject(r *http.Request, body []byte) (object, error) 
 			return nil, badRequest("the protobuf body is not a %s: %v", k.info.Kind, err)
 		}
 		return k.checkKind(obj)
+	}
+	if err := decodeJSONOrYAML(r, body, obj); err != nil {
+		return nil, err
+	}
+	return k.checkKind(obj)
+}
+
+// decodeJSONOrYAML decodes a JSON or YAML request body into v, refusing
+// unknown fields unless the request says fieldValidation=Ignore.
+func decodeJSONOrYAML(r *http.Request, body []byte, v any) error {
+	ct, _, _ := strings.Cut(r.Header.Get("Content-Type"), ";")
+	switch strings.TrimSpace(ct) {
 	case "application/yaml":
 		j, err := yaml.YAMLToJSON(body)
 		if err != nil {
-			return nil, badRequest("the YAML body is not valid: %v", err)
+			return badRequest("the YAML body is not valid: %v", err)
 		}
 		body = j
 	case "", "application/json":
 	default:
-		return nil, unsupportedMedia(ct)
+		return unsupportedMedia(ct)
 	}
-	if err := decodeStrictJSON(body, obj, r.URL.Query().Get("fieldValidation") != "Ignore"); err != nil {
-		return nil, err
-	}
-	return k.checkKind(obj)
+	return decodeStrictJSON(body, v, r.URL.Query().Get("fieldValidation") != "Ignore")
 }
 
 // readObject reads the request's object, which must be in namespace ns

@@ -52,7 +52,11 @@ func (a *Authenticator) Middleware(next http.Handler, fail func(http.ResponseWri
 			return
 		}
 		entry.SetUser(LoggedUser(id.User))
-		next.ServeHTTP(w, r.WithContext(WithIdentity(r.Context(), id)))
+		ctx := WithIdentity(r.Context(), id)
+		if a.Annotate != nil {
+			ctx = a.Annotate(ctx, id)
+		}
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 

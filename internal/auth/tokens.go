@@ -106,6 +106,9 @@ type Authenticator struct {
 	// OnLogin, when set, is told of each user whose password was verified
 	// (not of cached verifications), so the user can be recorded.
 	OnLogin func(ctx context.Context, user string)
+	// Annotate, when set, adds to each authenticated request's context
+	// what other layers record of the identity (the store's actor).
+	Annotate func(ctx context.Context, id Identity) context.Context
 
 	cacheOnce   sync.Once
 	cache       *passwordCache

@@ -36,10 +36,17 @@ type Content interface {
 // Service runs the image-stream operations.
 type Service struct {
 	content Content
+	tags    Tagger
 }
 
-// New returns the service over content.
-func New(content Content) *Service { return &Service{content: content} }
+// Store is the metadata the service reads and writes.
+type Store interface {
+	Content
+	Tagger
+}
+
+// New returns the service over the store.
+func New(st Store) *Service { return &Service{content: st, tags: st} }
 
 // Stream is the ImageStream of repo, whose images are pulled from host.
 func (s *Service) Stream(ctx context.Context, host string, repo store.Repository) (*imagev1.ImageStream, error) {
@@ -58,6 +65,9 @@ func (s *Service) Stream(ctx context.Context, host string, repo store.Repository
 		Status: imagev1.ImageStreamStatus{DockerImageRepository: pullSpec},
 	}
 	for _, t := range tags {
+		if t.AliasOf != "" {
+			is.Spec.Tags = append(is.Spec.Tags, aliasSpec(repo.Project, t))
+		}
 		list := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}}
 		for _, ev := range t.Items {
 			list.Items = append(list.Items, imagev1.TagEvent{
@@ -69,6 +79,23 @@ func (s *Service) Stream(ctx context.Context, host string, repo store.Repository
 		is.Status.Tags = append(is.Status.Tags, list)
 	}
 	return is, nil
+}
+
+// aliasSpec is the spec tag of an alias: from the ImageStreamTag it
+// follows, its namespace left out when it is the stream's own.
+func aliasSpec(project string, t store.StreamTag) imagev1.TagReference {
+	source, tag, _ := strings.Cut(t.AliasOf, ":")
+	ns, stream, _ := strings.Cut(source, "/")
+	if ns == project {
+		ns = ""
+	}
+	generation := int64(0)
+	if len(t.Items) > 0 {
+		generation = t.Items[0].Generation
+	}
+	return imagev1.TagReference{Name: t.Tag, Generation: &generation,
+		From:            &imagev1.ObjectReference{Kind: imagev1.KindImageStreamTag, Namespace: ns, Name: stream + ":" + tag},
+		ReferencePolicy: imagev1.TagReferencePolicy{Type: "Source"}}
 }
 
 // Named is the stream name of project; errdefs.ErrNotFound when there is
@@ -137,6 +164,7 @@ func TagView(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.Im
 			ResourceVersion:   is.ResourceVersion,
 			CreationTimestamp: latest.Created},
 		Generation: latest.Generation,
+		Tag:        specOf(is, tag.Tag),
 		Image: imagev1.ImageRef{ObjectMeta: metav1.ObjectMeta{Name: latest.Image, CreationTimestamp: latest.Created},
 			DockerImageReference: latest.DockerImageReference},
 	}
@@ -146,4 +174,16 @@ func TagView(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.Im
 // at the same time always has the same one, and a re-created one another.
 func uidFor(kind, name string, created time.Time) types.UID {
 	return types.UID(uuid.NewSHA1(uuid.NameSpaceOID, []byte(kind+"\x00"+name+"\x00"+created.UTC().Format(time.RFC3339Nano))).String())
+}
+
+// specOf is the spec tag of tag in is, nil when it has none (a pushed
+// tag).
+func specOf(is *imagev1.ImageStream, tag string) *imagev1.TagReference {
+	for i := range is.Spec.Tags {
+		if is.Spec.Tags[i].Name == tag {
+			ref := is.Spec.Tags[i]
+			return &ref
+		}
+	}
+	return nil
 }

@@ -466,6 +466,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Generation: meta.AccessGeneration,
 		Logger:     log,
+		Annotate:   func(ctx context.Context, id auth.Identity) context.Context { return store.WithActor(ctx, id.User.Name) },
 		// A user an identity provider vouched for becomes a User object on
 		// first login, as on the reference platform.
 		OnLogin: func(ctx context.Context, user string) {

@@ -97,8 +97,9 @@ func New(t testing.TB, opts Options) *Server {
 			u, err := st.User(ctx, name)
 			return u.PasswordHash, err
 		}},
-		Users:   &auth.Throttle{Limit: attempts, Window: time.Minute, Lockout: time.Minute},
-		Clients: &auth.Throttle{Limit: 4 * attempts, Window: time.Minute, Lockout: time.Minute},
+		Users:    &auth.Throttle{Limit: attempts, Window: time.Minute, Lockout: time.Minute},
+		Annotate: func(ctx context.Context, id auth.Identity) context.Context { return store.WithActor(ctx, id.User.Name) },
+		Clients:  &auth.Throttle{Limit: 4 * attempts, Window: time.Minute, Lockout: time.Minute},
 		// Cached as in the server: a test of a change to access sees what
 		// a real request would.
 		Generation: st.AccessGeneration,
