@@ -176,7 +176,9 @@ func TestImageStreamTagsAreWritable(t *testing.T) {
 		return map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
 			"metadata": map[string]any{"name": name}, "tag": map[string]any{"from": map[string]any{"kind": kind, "name": from}}}
 	}
-	imageOf := func(a answer) string { return a.body["image"].(map[string]any)["metadata"].(map[string]any)["name"].(string) }
+	imageOf := func(a answer) string {
+		return a.body["image"].(map[string]any)["metadata"].(map[string]any)["name"].(string)
+	}
 
 	// An image by digest, set once.
 	if a := alice.expect(201, "POST", base, istag("app:v1", "ImageStreamImage", "app@"+string(first))); imageOf(a) != string(first) {
