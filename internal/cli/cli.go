@@ -46,7 +46,8 @@ func NewRoot() *cobra.Command {
 	}
 	root.AddCommand(newServeCommand(), newBenchCommand())
 	root.AddCommand(newLoginCommand(), newLogoutCommand(), newWhoamiCommand(),
-		newNewProjectCommand(), newProjectCommand(), newPolicyCommand(), newAdmCommand())
+		newNewProjectCommand(), newProjectCommand(), newPolicyCommand(), newAdmCommand(),
+		newTagCommand(), newRollbackCommand())
 	addKubectlCommands(root)
 	// Cobra adds its completion command when the root executes; added
 	// now, it is a command group like the others.
