@@ -113,15 +113,19 @@ tag's history (berth rollback goes back). -d deletes the DEST tags.`,
 			if len(args) < 2 {
 				return errors.New("name a SOURCE and at least one DEST (or -d DEST to delete)")
 			}
-			from, shown, err := tagSource(cmd, c, ns, args[0], source, alias)
-			if err != nil {
-				return err
-			}
+			var dsts []tagRef
 			for _, a := range args[1:] {
 				dst, err := parseTagRef(a, ns, false)
 				if err != nil {
 					return err
 				}
+				dsts = append(dsts, dst)
+			}
+			from, shown, err := tagSource(cmd, c, ns, args[0], source, alias)
+			if err != nil {
+				return err
+			}
+			for _, dst := range dsts {
 				body := map[string]any{"apiVersion": imagev1.GroupName + "/v1", "kind": "ImageStreamTag",
 					"metadata": map[string]any{"name": dst.name(), "namespace": dst.project},
 					"tag":      map[string]any{"name": dst.ref, "from": from}}
