@@ -13,6 +13,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	berthv1 "github.com/berth-registry/berth/internal/api/berth/v1"
 	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
@@ -54,6 +55,8 @@ var schemaKinds = []schemaKind{
 	{groupUser, "v1", "User", User{}, "User is a person who logged in; ~ is the caller."},
 	{groupUser, "v1", "Group", Group{}, "Group is a named set of users; roles granted to it reach its members."},
 	{groupOAuth, "v1", "UserOAuthAccessToken", UserOAuthAccessToken{}, "UserOAuthAccessToken is one of the caller's tokens (never its secret)."},
+	{groupBerth, "v1", "Webhook", berthv1.Webhook{}, "Webhook sends its project's registry events (push, pull, delete, tag) to an HTTP endpoint as CloudEvents; status reports the deliveries."},
+	{groupBerth, "v1", "ClusterWebhook", berthv1.Webhook{}, "ClusterWebhook sends every project's registry events (push, pull, delete, tag) to an HTTP endpoint as CloudEvents; status reports the deliveries."},
 }
 
 func (s *Server) openAPIRoutes() {

@@ -80,6 +80,13 @@ var served = []resourceInfo{
 		Kind: "UserOAuthAccessToken", Verbs: []string{"delete", "get", "list"},
 		// Berth's short names: `berth get tokens`, `berth delete token NAME`.
 		ShortNames: []string{"tokens", "token"}},
+	// Berth's own kinds (kinds_webhook.go), last: no other group serves
+	// their names. No short names: kubectl's built-in ones would be
+	// easy to clash with, and the names are short.
+	{Group: groupBerth, Version: "v1", Resource: "webhooks", Singular: "webhook", Kind: "Webhook", Namespaced: true,
+		Verbs: verbsCRUD, Subresources: map[string][]string{"status": verbsStatus}},
+	{Group: groupBerth, Version: "v1", Resource: "clusterwebhooks", Singular: "clusterwebhook", Kind: "ClusterWebhook",
+		Verbs: verbsCRUD, Subresources: map[string][]string{"status": verbsStatus}},
 }
 
 // groupVersions lists the API groups served (besides the core group) with

@@ -19,6 +19,7 @@ const (
 	groupRBAC    = "rbac.authorization.k8s.io"
 	groupProject = "project.openshift.io"
 	groupAuthz   = "authorization.openshift.io"
+	groupBerth   = "berth.io"
 )
 
 var (
@@ -32,6 +33,12 @@ var (
 	// projectResources are the ordinary namespaced kinds edit and view
 	// cover; secrets are left to edit and admin.
 	projectResources = []string{"configmaps", "serviceaccounts", "namespaces", "projects"}
+	// A project's webhooks are its admins' alone (admin, registry-admin):
+	// a webhook's URL may carry the receiver's token, so edit, view and
+	// the registry's viewer and editor do not even read them. Their status
+	// is the server's to write. ClusterWebhooks are cluster-admin's only.
+	webhookResource       = []string{"webhooks"}
+	webhookStatusResource = []string{"webhooks/status"}
 )
 
 func rule(groups []string, resources []string, verbs ...[]string) Rule {
@@ -51,6 +58,8 @@ var BuiltinRoles = map[string]Role{
 		rule([]string{groupImage, groupCore, groupProject}, one("*"), allVerbs),
 		rule(one(groupRBAC), []string{"rolebindings", "roles"}, allVerbs),
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
+		rule(one(groupBerth), webhookResource, allVerbs),
+		rule(one(groupBerth), webhookStatusResource, one("get")),
 	}},
 	"edit": {Rules: []Rule{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers"), readVerbs, writeVerbs),
@@ -67,6 +76,8 @@ var BuiltinRoles = map[string]Role{
 		rule(one(groupRBAC), one("rolebindings"), allVerbs),
 		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
+		rule(one(groupBerth), webhookResource, readVerbs, writeVerbs),
+		rule(one(groupBerth), webhookStatusResource, one("get")),
 	}},
 	"registry-editor": {Rules: []Rule{
 		rule(one(groupImage), imageWriteResources, readVerbs, writeVerbs),

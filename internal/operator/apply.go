@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -94,6 +95,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 			Read:  limits(spec.Requests.Read),
 			Write: limits(spec.Requests.Write),
 		},
+		TagHistoryLimit: int(spec.ImageStreams.TagHistoryLimit),
+		// A copy: the snapshot is never changed, whatever becomes of cfg.
+		WebhookDestinations: slices.Clone(spec.Webhooks.AllowedDestinations),
 	}
 	// A generated secret is hex; one a user chose is used as written.
 	secret, err := hex.DecodeString(spec.HTTPSecret)
@@ -341,14 +345,14 @@ func (o *Operator) swap(next *settings.Settings) {
 	o.log.Info("registry settings in effect", "generation", next.Generation, "storage", next.Storage.ID, "readOnly", next.ReadOnly,
 		"logLevel", next.LogLevel, "unavailable", next.Unavailable,
 		"read", fmt.Sprintf("%+v", next.Requests.Read), "write", fmt.Sprintf("%+v", next.Requests.Write),
-		"routes", hosts)
+		"routes", hosts, "tagHistoryLimit", next.TagHistoryLimit, "webhookDestinations", next.WebhookDestinations)
 }
 
 // fingerprint compares snapshots; the secret is compared, never logged.
 // A storage is known by its ID: one ID, one driver, for the process's life.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
-		routesFingerprint(s.Routes), s.Storage.ID) + "|" + s.Storage.Version + "|" + olderFingerprint(s.Older) + "|" + credentialsDigest(s.StorageCredentials)
+	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q|%d|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
+		routesFingerprint(s.Routes), s.Storage.ID, s.TagHistoryLimit, s.WebhookDestinations) + "|" + s.Storage.Version + "|" + olderFingerprint(s.Older) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 // olderFingerprint stands for the older storages of a snapshot: which,

@@ -56,6 +56,15 @@ type Settings struct {
 	// blobs are looked for. Its zero value is none (before the operator
 	// put one in effect; a test that builds one handler).
 	Storage Storage
+	// TagHistoryLimit bounds each tag's history (the registry Config's
+	// spec.imageStreams.tagHistoryLimit); 0 is the store's default
+	// (store.DefaultTagHistory).
+	TagHistoryLimit int
+	// WebhookDestinations are the CIDRs, addresses and host names that
+	// webhooks may reach although they are not public (the registry
+	// Config's spec.webhooks.allowedDestinations, each valid for
+	// webhook.NewDestinations). Read-only, like the rest of the snapshot.
+	WebhookDestinations []string
 	// Older are the storages switched away from that still hold blobs
 	// (not yet migrated): blobs are read from them, never written. One
 	// whose Driver is nil could not be opened; its blobs are unavailable,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -49,6 +50,10 @@ type Options struct {
 	Stopping <-chan struct{}
 	// StorageMigrator runs storage migrations (none when nil).
 	StorageMigrator apiserver.StorageMigrator
+	// Settings, when set, gives each request the snapshot in effect, as
+	// the server's middleware does (without it requests read the
+	// defaults); a test changes the settings with Settings.Store.
+	Settings *settings.Holder
 }
 
 // New starts a server with "admin" (cluster-admin) and opts.Users, and the
@@ -117,7 +122,11 @@ func New(t testing.TB, opts Options) *Server {
 		mux.Handle(prefix, authn.Middleware(api, apiserver.WriteAuthError))
 	}
 	mux.Handle("/oauth/", api)
-	hs := httptest.NewUnstartedServer(mux)
+	var handler http.Handler = mux
+	if opts.Settings != nil {
+		handler = opts.Settings.Middleware(mux)
+	}
+	hs := httptest.NewUnstartedServer(handler)
 	// Clients that do not trust the certificate are what some tests are
 	// about: their handshake errors are not news.
 	hs.Config.ErrorLog = stdlog.New(io.Discard, "", 0)

@@ -90,6 +90,11 @@ type ConfigSpec struct {
 	Routes                     []Route         `json:"routes,omitempty" description:"Extra host names the registry serves, each with the certificate of its TLS secret."`
 	Replicas                   int32           `json:"replicas,omitempty" description:"How many registry instances should run; more than one needs shared storage and the PostgreSQL store."`
 	RolloutStrategy            string          `json:"rolloutStrategy,omitempty" description:"RollingUpdate (Berth applies changes live; Recreate is refused)."`
+	// ImageStreams and Webhooks are Berth's: the reference has no such
+	// fields (its image streams are the cluster's, and it sends no
+	// webhooks).
+	ImageStreams ImageStreamsConfig `json:"imageStreams,omitempty" description:"How image streams keep their history."`
+	Webhooks     WebhooksConfig     `json:"webhooks,omitempty" description:"Where webhooks (berth.io Webhook and ClusterWebhook) may send events."`
 	// The placement fields of the reference's pods: Berth runs as
 	// processes its deployment places, so a value is refused, not ignored.
 	Resources                 *corev1.ResourceRequirements      `json:"resources,omitempty" description:"Not supported by Berth (set by its deployment): refused."`
@@ -207,6 +212,34 @@ type OSSStorage struct {
 	Region                string          `json:"region,omitempty"`
 	EndpointAccessibility string          `json:"endpointAccessibility,omitempty"`
 	Encryption            json.RawMessage `json:"encryption,omitempty"`
+}
+
+// ImageStreamsConfig is how image streams keep their history.
+type ImageStreamsConfig struct {
+	// TagHistoryLimit bounds each tag's history (status.tags[].items): a
+	// change of the tag beyond it drops the oldest entry. 0 means
+	// DefaultTagHistoryLimit. A lower limit trims a history at the tag's
+	// next change, not at once.
+	TagHistoryLimit int32 `json:"tagHistoryLimit,omitempty" description:"How many entries each tag's history keeps, 0 to 1000; 0 means the default, 25. A lowered limit trims a tag's history at its next change."`
+}
+
+// Bounds of spec.imageStreams.tagHistoryLimit.
+const (
+	// DefaultTagHistoryLimit is the limit 0 stands for (the store's
+	// DefaultTagHistory).
+	DefaultTagHistoryLimit = 25
+	// MaxTagHistoryLimit bounds the limit: each entry is a row the image
+	// stream's views read.
+	MaxTagHistoryLimit = 1000
+)
+
+// WebhooksConfig is where webhooks may send events.
+type WebhooksConfig struct {
+	// AllowedDestinations are the CIDRs ("10.0.0.0/8"), addresses
+	// ("127.0.0.1") and host names ("hooks.internal.example", matched
+	// exactly, whatever it resolves to) that webhooks may reach although
+	// they are not public addresses. Public addresses need no entry.
+	AllowedDestinations []string `json:"allowedDestinations,omitempty" description:"CIDRs, IP addresses or host names (matched exactly) that webhooks may reach although they are not public addresses; private, loopback and link-local destinations are refused otherwise."`
 }
 
 // Requests limits concurrent requests, per instance.

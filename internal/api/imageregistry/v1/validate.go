@@ -12,6 +12,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/berth-registry/berth/internal/webhook"
 )
 
 // DeepCopyObject implements runtime.Object: the kind is plain data, so a
@@ -119,6 +121,10 @@ func Validate(c *Config) []string {
 			add("spec.requests.%s.maxWaitInQueue: Invalid value: %q: must be greater than or equal to 0", l.name, l.MaxWaitInQueue.Duration)
 		}
 	}
+	if l := spec.ImageStreams.TagHistoryLimit; l < 0 || l > MaxTagHistoryLimit {
+		add("spec.imageStreams.tagHistoryLimit: Invalid value: %d: must be between 0 (the default, %d) and %d", l, DefaultTagHistoryLimit, MaxTagHistoryLimit)
+	}
+	problems = append(problems, validateAllowedDestinations(spec.Webhooks.AllowedDestinations)...)
 	if len(spec.Routes) > MaxRoutes {
 		add("spec.routes: Too many: %d: must have at most %d items", len(spec.Routes), MaxRoutes)
 	}
@@ -187,6 +193,21 @@ func redactUserinfo(v string) string {
 		return v
 	}
 	return scheme + "://" + "REDACTED@" + rest[at+1:]
+}
+
+// validateAllowedDestinations checks each entry of
+// spec.webhooks.allowedDestinations by the rules the webhook sender
+// applies them with, so that what is stored is what takes effect.
+func validateAllowedDestinations(entries []string) []string {
+	var problems []string
+	for i, e := range entries {
+		if _, err := webhook.NewDestinations([]string{e}); err != nil {
+			// The sender's message names the entry; the field path does here.
+			why := strings.TrimPrefix(err.Error(), fmt.Sprintf("webhook allowed destination %q: ", e))
+			problems = append(problems, fmt.Sprintf("spec.webhooks.allowedDestinations[%d]: Invalid value: %q: %s", i, e, why))
+		}
+	}
+	return problems
 }
 
 // MaxRoutes bounds spec.routes: each is a host the operator serves and

@@ -1,12 +1,15 @@
 package imageregistryv1
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // A proxy URL quoted back in a refusal never carries its password.
@@ -64,5 +67,54 @@ func TestS3SettingsRefused(t *testing.T) {
 	ok.Name = ConfigName
 	if problems := Validate(ok); len(problems) != 0 {
 		t.Errorf("encrypt with a keyID: %v", problems)
+	}
+}
+
+// spec.imageStreams.tagHistoryLimit is 0 (the default) to 1000.
+func TestTagHistoryLimitBounds(t *testing.T) {
+	for limit, want := range map[int32]string{
+		-1:   "spec.imageStreams.tagHistoryLimit: Invalid value: -1: must be between 0",
+		1001: "spec.imageStreams.tagHistoryLimit: Invalid value: 1001: must be between 0",
+		0:    "",
+		1:    "",
+		1000: "",
+	} {
+		c := &Config{Spec: ConfigSpec{ImageStreams: ImageStreamsConfig{TagHistoryLimit: limit}}}
+		c.Name = ConfigName
+		problems := strings.Join(Validate(c), "\n")
+		if want == "" && problems != "" {
+			t.Errorf("limit %d refused: %s", limit, problems)
+		}
+		if want != "" && !strings.Contains(problems, want) {
+			t.Errorf("limit %d: problems %q, want %q", limit, problems, want)
+		}
+	}
+}
+
+// The default limit the API documents is the store's.
+func TestDefaultTagHistoryLimitIsTheStores(t *testing.T) {
+	if DefaultTagHistoryLimit != store.DefaultTagHistory {
+		t.Errorf("DefaultTagHistoryLimit %d, store.DefaultTagHistory %d", DefaultTagHistoryLimit, store.DefaultTagHistory)
+	}
+}
+
+// Each allowed destination is a CIDR, an address or a host name, as the
+// webhook sender reads them; a bad one is refused by its index and value.
+func TestAllowedDestinations(t *testing.T) {
+	good := []string{"127.0.0.1", "10.0.0.0/8", "fd00::/8", "::1", "hooks.internal.example", "localhost"}
+	c := &Config{Spec: ConfigSpec{Webhooks: WebhooksConfig{AllowedDestinations: good}}}
+	c.Name = ConfigName
+	if problems := Validate(c); len(problems) != 0 {
+		t.Errorf("good destinations refused: %v", problems)
+	}
+	for _, bad := range []string{"10.0.0.0/33", "not a host", "", "fe80::1%eth0", "10.0.0.256", "http://hooks.example"} {
+		c.Spec.Webhooks.AllowedDestinations = []string{"127.0.0.1", bad}
+		problems := strings.Join(Validate(c), "\n")
+		want := fmt.Sprintf("spec.webhooks.allowedDestinations[1]: Invalid value: %q: ", bad)
+		// The field path names the entry; the sender's own prefix, which
+		// names it too, is not repeated.
+		if !strings.Contains(problems, want) || strings.Contains(problems, "[0]") || strings.Contains(problems, "webhook allowed destination") {
+			t.Errorf("%q: problems %q, want %q", bad, problems, want)
+		}
 	}
 }
