@@ -50,6 +50,10 @@ type Metrics struct {
 	readOnly        prometheus.Gauge
 	storageType     *prometheus.GaugeVec
 	reconfigured    prometheus.Counter
+
+	webhookDeliveries *prometheus.CounterVec
+	webhookQueue      prometheus.Gauge
+	webhookLost       prometheus.Counter
 }
 
 // New returns the metrics of one server, with the Go runtime's and the
@@ -129,6 +133,18 @@ func New() *Metrics {
 			Name: "image_registry_operator_storage_reconfigured_total",
 			Help: "Times the storage in effect changed to another one.",
 		}),
+		webhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_webhook_deliveries_total",
+			Help: "Webhook delivery attempts by result: Delivered, Retrying (failed, to be retried) or Failed (given up).",
+		}, []string{"result"}),
+		webhookQueue: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_webhook_queue_depth",
+			Help: "Webhook deliveries waiting to be sent or retried.",
+		}),
+		webhookLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_webhook_events_lost_total",
+			Help: "Events pruned from the log before webhooks were queued for them.",
+		}),
 	}
 	commit, version, major, minor := buildInfo()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -139,14 +155,35 @@ func New() *Metrics {
 	build.Set(1)
 	m.reg.MustRegister(m.inFlight, m.requests, m.duration, m.requestSize, m.responseSize, m.bytesPushed, m.bytesPulled,
 		m.storageDuration, m.storageErrors, m.storeCalls, m.limiterQueued, m.limiterRunning, m.limiterRejected, m.readOnly, m.storageType, m.reconfigured, build,
+		m.webhookDeliveries, m.webhookQueue, m.webhookLost,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The limiter's series exist from the start, at 0, so that dashboards
 	// and alerts over them have something to read before it is wired.
 	for _, kind := range []string{"read", "write"} {
 		m.LimiterObserver(kind)
 	}
+	for _, result := range []string{"Delivered", "Retrying", "Failed"} {
+		m.webhookDeliveries.WithLabelValues(result)
+	}
 	return m
 }
+
+// Webhooks are the webhook dispatcher's counters.
+func (m *Metrics) Webhooks() WebhookCounters { return WebhookCounters{m} }
+
+// WebhookCounters counts webhook deliveries (webhook.Counters).
+type WebhookCounters struct{ m *Metrics }
+
+// Delivered counts an attempt by its result.
+func (c WebhookCounters) Delivered(result string) {
+	c.m.webhookDeliveries.WithLabelValues(result).Inc()
+}
+
+// QueueDepth sets how many deliveries wait.
+func (c WebhookCounters) QueueDepth(n int64) { c.m.webhookQueue.Set(float64(n)) }
+
+// Lost counts events pruned before they were queued.
+func (c WebhookCounters) Lost(n int64) { c.m.webhookLost.Add(float64(n)) }
 
 // Gatherer is what the metrics are read from (the endpoint, tests).
 func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }

@@ -100,6 +100,14 @@ type Options struct {
 	// StoreTimes, when set, is told how long each metadata store call the
 	// registry makes took, by the call's name (metrics).
 	StoreTimes func(call string, d time.Duration)
+	// Pulls, when set, is told of each manifest GET served (webhooks'
+	// pull events); it must not block.
+	Pulls Pulls
+}
+
+// Pulls notes pulls (store.PullLog).
+type Pulls interface {
+	Pulled(repo string, dgst digest.Digest, actor string)
 }
 
 // Registry is the /v2 protocol handler.
@@ -120,6 +128,7 @@ type Registry struct {
 	tokenRealm string
 	// uploadLimits cap open upload sessions.
 	uploadLimits store.UploadLimits
+	pulls        Pulls
 }
 
 const defaultMaxManifestBytes = 4 << 20
@@ -138,6 +147,7 @@ func New(opts Options) *Registry {
 		projects:     opts.Projects,
 		tokenRealm:   opts.TokenRealm,
 		uploadLimits: opts.UploadLimits,
+		pulls:        opts.Pulls,
 	}
 	if r.log == nil {
 		r.log = slog.Default()

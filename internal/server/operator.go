@@ -83,12 +83,13 @@ func (lm limiterMetrics) Rejected(k limiter.Kind)           { lm[k].Rejected.Inc
 
 // followSettings keeps the metrics that mirror a setting (read-only) in
 // step with the snapshot in effect.
-func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Metrics) {
+func followSettings(ctx context.Context, current *settings.Holder, m *metrics.Metrics, meta *store.Store) {
 	previous := ""
 	for {
 		changed := current.Changed()
 		s := current.Load()
 		m.SetReadOnly(s.ReadOnly)
+		meta.SetTagHistoryLimit(s.TagHistoryLimit)
 		if id := s.Storage.ID; id != previous {
 			m.SetStorage(storageTypeOf(id), previous != "" && id != "")
 			previous = id

@@ -31,6 +31,7 @@ import (
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
+	"github.com/berth-registry/berth/internal/webhook"
 )
 
 // Config is what `berth serve` is told.
@@ -298,7 +299,10 @@ func Run(ctx context.Context, cfg Config) error {
 	expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 	stopping := make(chan struct{})
 	probes := newHealth(meta, storages, log)
-	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile)
+	// Pulls are noted in memory and appended as events in batches
+	// (webhooks' pull events), by the goroutine started below.
+	pulls := meta.NewPullLog(time.Minute)
+	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls)
 	if err != nil {
 		return err
 	}
@@ -361,7 +365,16 @@ func Run(ctx context.Context, cfg Config) error {
 	janitorCtx, stopJanitor := context.WithCancel(ctx)
 	defer func() { stopJanitor(); wg.Wait() }()
 	wg.Go(func() { op.Run(janitorCtx) })
-	wg.Go(func() { followSettings(janitorCtx, current, m) })
+	wg.Go(func() { followSettings(janitorCtx, current, m, meta) })
+	wg.Go(func() {
+		pulls.Run(janitorCtx, 10*time.Second, func(err error) { log.Warn("record pulls", "err", err) })
+	})
+	dispatcher := &webhook.Dispatcher{
+		Queue: meta, Hooks: storedHooks{meta}, Log: log, Counters: m.Webhooks(),
+		Sender: (&webhookSenders{settings: current, client: outbound.Client(current), log: log}).current,
+		Source: scheme + "://" + shownAddr(cfg.Listen, ln.Addr()),
+	}
+	wg.Go(func() { dispatcher.Run(janitorCtx) })
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
 			expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
@@ -455,7 +468,7 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error) (*http.ServeMux, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls) (*http.ServeMux, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -487,6 +500,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Authorizer: authz, Projects: meta, TokenRealm: auth.TokenPath,
 		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
 		StoreTimes:   m.ObserveStoreCall,
+		Pulls:        pulls,
 	})
 	api := apiserver.New(apiserver.Options{
 		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},

@@ -20,6 +20,13 @@ const (
 	EventManifestDeleted   EventKind = "ManifestDeleted"
 	EventTagUpdated        EventKind = "TagUpdated"
 	EventTagDeleted        EventKind = "TagDeleted"
+	// EventStreamSpecChanged records a change of an image stream's spec
+	// object (labels, annotations, spec tags) that moved no tag.
+	EventStreamSpecChanged EventKind = "StreamSpecChanged"
+	// EventImagePulled records that an image was pulled, at most once a
+	// minute per repository and image (PullLog): for webhooks, not a
+	// change of anything.
+	EventImagePulled EventKind = "ImagePulled"
 )
 
 // Removes says that the event takes a blob or a manifest away from a
@@ -51,7 +58,8 @@ func (k EventKind) ChangesTags() bool {
 // the stream itself, its tags, or the images they name.
 func (k EventKind) ChangesStream() bool {
 	switch k {
-	case EventRepositoryCreated, EventRepositoryDeleted, EventTagUpdated, EventTagDeleted, EventManifestPushed, EventManifestDeleted:
+	case EventRepositoryCreated, EventRepositoryDeleted, EventTagUpdated, EventTagDeleted, EventManifestPushed, EventManifestDeleted,
+		EventStreamSpecChanged:
 		return true
 	}
 	return false

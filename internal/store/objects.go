@@ -534,7 +534,23 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 			return err
 		}
 		horizon := maxSeq - keep
-		if horizon <= 0 {
+		// Events webhooks have not been queued for yet stay, unless the
+		// dispatcher is so far behind (ten times what is kept) that it
+		// must be stuck: then they go, and it counts them as lost.
+		var cursor sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(seq) FROM webhook_cursor`).Scan(&cursor); err != nil {
+			return fmt.Errorf("read webhook cursor: %w", err)
+		}
+		if cursor.Valid && cursor.Int64 < horizon {
+			horizon = max(cursor.Int64, maxSeq-10*keep)
+		}
+		// The horizon never moves back: what is before it is gone.
+		var was string
+		err := tx.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, settingEventHorizon).Scan(&was)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read event horizon: %w", err)
+		}
+		if prev, _ := strconv.ParseInt(was, 10, 64); horizon <= prev || horizon <= 0 {
 			return nil
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM events WHERE seq <= ?`, horizon)

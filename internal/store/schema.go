@@ -294,7 +294,8 @@ CREATE INDEX blob_storages_by_storage ON blob_storages (storage, digest);
 	// why (a push, a tag from another image, an alias following its
 	// source, a rollback, an import); an alias tag follows its source tag
 	// (of any repository) in the same transaction; every event says who
-	// caused it (webhooks' actor).
+	// caused it (webhooks' actor). Webhook deliveries are queued in the
+	// store.
 	`
 ALTER TABLE tag_events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
 ALTER TABLE tag_events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
@@ -307,5 +308,32 @@ CREATE TABLE tag_aliases (
 	PRIMARY KEY (repository_id, tag)
 );
 CREATE INDEX tag_aliases_source ON tag_aliases (source_repository_id, source_tag);
+-- Why a tag moved, on its TagUpdated event (the tag history's reason).
+ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
+
+-- Webhooks: the dispatcher reads the event log from the cursor on and
+-- queues a delivery per matching webhook in the same transaction that
+-- moves the cursor, so an event is queued exactly once whatever crashes.
+CREATE TABLE webhook_cursor (
+	id  INTEGER PRIMARY KEY CHECK (id = 1),
+	seq BIGINT NOT NULL
+);
+CREATE TABLE webhook_deliveries (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	webhook_uid TEXT    NOT NULL,
+	event_id    TEXT    NOT NULL,
+	event_type  TEXT    NOT NULL,
+	subject     TEXT    NOT NULL,
+	payload     BLOB    NOT NULL,
+	state       TEXT    NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	next_at     BIGINT  NOT NULL,
+	created_at  BIGINT  NOT NULL,
+	updated_at  BIGINT  NOT NULL,
+	last_status INTEGER NOT NULL DEFAULT 0,
+	last_error  TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE state = 'Queued';
+CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_uid, updated_at);
 `,
 }

@@ -342,9 +342,14 @@ type querier interface {
 }
 
 func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string) error {
+	return s.appendEventWhy(ctx, tx, kind, repo, dgst, tag, "")
+}
+
+// appendEventWhy is appendEvent with the reason a tag moved.
+func (s *Store) appendEventWhy(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string, why TagReason) error {
 	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO events (kind, repository, digest, tag, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		string(kind), repo, string(dgst), tag, ActorFrom(ctx), s.micros()); err != nil {
+		`INSERT INTO events (kind, repository, digest, tag, actor, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		string(kind), repo, string(dgst), tag, ActorFrom(ctx), string(why), s.micros()); err != nil {
 		return fmt.Errorf("append %s event: %w", kind, err)
 	}
 	switch {
@@ -419,7 +424,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 			return fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			if err := s.appendEvent(ctx, tx, EventManifestPushed, repo, m.Digest, ""); err != nil {
+			// The event names the push's tag, if any: a push by digest is
+			// told apart from one whose TagUpdated event follows.
+			first := ""
+			if len(tags) > 0 {
+				first = tags[0]
+			}
+			if err := s.appendEvent(ctx, tx, EventManifestPushed, repo, m.Digest, first); err != nil {
 				return err
 			}
 		}
@@ -670,12 +681,17 @@ type Event struct {
 	Repository string
 	Digest     digest.Digest
 	Tag        string
+	// Actor is who caused it ("" when the registry did).
+	Actor string
+	// Reason is why a tag moved (TagUpdated).
+	Reason  TagReason
+	Created time.Time
 }
 
 // Events returns up to limit events after seq, oldest first.
 func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, error) {
 	rows, err := s.query(ctx,
-		`SELECT seq, kind, repository, digest, tag FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+		`SELECT seq, kind, repository, digest, tag, actor, reason, created_at FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}
@@ -684,10 +700,11 @@ func (s *Store) Events(ctx context.Context, after int64, limit int) ([]Event, er
 	for rows.Next() {
 		var e Event
 		var dgst string
-		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository, &dgst, &e.Tag); err != nil {
+		var created int64
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository, &dgst, &e.Tag, &e.Actor, &e.Reason, &created); err != nil {
 			return nil, err
 		}
-		e.Digest = digest.Digest(dgst)
+		e.Digest, e.Created = digest.Digest(dgst), time.UnixMicro(created).UTC()
 		out = append(out, e)
 	}
 	return out, rows.Err()

@@ -101,7 +101,7 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_i
 		repoID, tag, string(dgst), eventID); err != nil {
 		return fmt.Errorf("move tag %s:%s: %w", repo, tag, err)
 	}
-	if err := s.appendEvent(ctx, tx, EventTagUpdated, repo, dgst, tag); err != nil {
+	if err := s.appendEventWhy(ctx, tx, EventTagUpdated, repo, dgst, tag, why); err != nil {
 		return err
 	}
 	if depth >= maxAliasChain {
@@ -281,7 +281,8 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = mr.r
 			return fmt.Errorf("link manifest %s to %s: %w", l.digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			if err := s.appendEvent(ctx, tx, EventManifestPushed, repo, l.digest, ""); err != nil {
+			// Linked by a tag, not pushed: the reason tells them apart.
+			if err := s.appendEventWhy(ctx, tx, EventManifestPushed, repo, l.digest, "", ReasonTagged); err != nil {
 				return err
 			}
 		}

@@ -72,6 +72,9 @@ type EventData struct {
 	Size      int64  `json:"size,omitempty"`
 	// Actor is who did it (a user or service account name).
 	Actor string `json:"actor,omitempty"`
+	// Reason is why a tag moved other than by a push: Tagged, Alias,
+	// Rollback, Imported.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Subject returns an event's subject: "project/stream:tag", or
@@ -133,4 +136,21 @@ func Encode(e Event) ([]byte, error) {
 		return nil, fmt.Errorf("encode webhook event %q: %w", e.ID, err)
 	}
 	return b, nil
+}
+
+// Decode reads an event Encode wrote.
+func Decode(b []byte) (Event, error) {
+	var ce cloudEvent
+	if err := json.Unmarshal(b, &ce); err != nil {
+		return Event{}, fmt.Errorf("decode webhook event: %w", err)
+	}
+	e := Event{ID: ce.ID, Source: ce.Source, Type: ce.Type, Subject: ce.Subject, Data: ce.Data}
+	if ce.Time != "" {
+		t, err := time.Parse(time.RFC3339Nano, ce.Time)
+		if err != nil {
+			return Event{}, fmt.Errorf("decode webhook event %q: time: %w", ce.ID, err)
+		}
+		e.Time = t
+	}
+	return e, nil
 }
