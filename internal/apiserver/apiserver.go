@@ -101,6 +101,7 @@ func (s *Server) routes() {
 	s.storedRoutes()
 	s.namespaceRoutes()
 	s.imageStreamRoutes()
+	s.imageStreamWriteRoutes()
 	s.clusterRoleRoutes()
 	s.imageRoutes()
 	s.podRoutes()

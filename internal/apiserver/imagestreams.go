@@ -61,6 +61,7 @@ type ImageStreams interface {
 	Tag(ctx context.Context, host, project, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error)
 	Untag(ctx context.Context, project, stream, tag string) error
 	SetTag(ctx context.Context, project, stream, tag string, src imagestream.Source) error
+	StreamWriter
 }
 
 var imageStreamColumns = []metav1.TableColumnDefinition{columnName,

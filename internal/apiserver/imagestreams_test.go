@@ -247,3 +247,118 @@ func TestImageStreamTagsAreWritable(t *testing.T) {
 		t.Fatalf("the copied tag does not resolve in /v2: %v", err)
 	}
 }
+
+// ImageStreams are objects users write: an empty stream; one whose spec
+// tags name images (set at once); updates that retarget or drop spec
+// tags; merge patches; delete, which takes the tags and history.
+func TestImageStreamsAreWritable(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	one := pushImage(t, s.Store, "team/base", "v1", "one")
+	two := pushImage(t, s.Store, "team/base", "v2", "two")
+	const base = "/apis/image.openshift.io/v1/namespaces/team/imagestreams"
+	stream := func(name string, tags ...map[string]any) map[string]any {
+		is := map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStream",
+			"metadata": map[string]any{"name": name, "labels": map[string]any{"app": "x"}}, "spec": map[string]any{}}
+		if len(tags) > 0 {
+			is["spec"] = map[string]any{"tags": tags}
+		}
+		return is
+	}
+	from := func(tag, kind, name string) map[string]any {
+		return map[string]any{"name": tag, "from": map[string]any{"kind": kind, "name": name}}
+	}
+	head := func(repo, tag string) digest.Digest {
+		t.Helper()
+		m, err := s.Store.Manifest(context.Background(), repo, tag)
+		if err != nil {
+			return ""
+		}
+		return m.Digest
+	}
+
+	// An empty stream, listed and watched like a pushed one.
+	a := alice.expect(201, "POST", base, stream("empty"))
+	if a.body["metadata"].(map[string]any)["generation"] != float64(1) || a.body["metadata"].(map[string]any)["labels"].(map[string]any)["app"] != "x" {
+		t.Fatalf("created stream: %s", a.raw)
+	}
+	alice.expect(409, "POST", base, stream("empty"))
+	alice.expect(409, "POST", base, stream("base")) // pushed to: exists
+	if names := alice.expect(200, "GET", base, nil).names(); !slices.Contains(names, "empty") || !slices.Contains(names, "base") {
+		t.Fatalf("streams: %v", names)
+	}
+
+	// Spec tags set at once: by digest, and following a tag.
+	a = alice.expect(201, "POST", base, stream("app", from("stable", "ImageStreamImage", "base@"+string(one)), from("edge", "ImageStreamTag", "base:v2")))
+	if head("team/app", "stable") != one || head("team/app", "edge") != two {
+		t.Fatalf("spec tags not set: stable %s, edge %s: %s", head("team/app", "stable"), head("team/app", "edge"), a.raw)
+	}
+	got := alice.expect(200, "GET", base+"/app", nil)
+	if !strings.Contains(string(got.raw), `"name":"base@`+string(one)+`"`) || !strings.Contains(string(got.raw), `"tag":"stable"`) {
+		t.Fatalf("stream: %s", got.raw)
+	}
+	three := pushImage(t, s.Store, "team/base", "v2", "three")
+	if head("team/app", "edge") != three {
+		t.Fatalf("edge did not follow base:v2")
+	}
+
+	// Refusals: invalid names and sources, absent sources; nothing made.
+	for _, c := range []struct {
+		code int
+		body map[string]any
+	}{
+		{422, stream("Bad")},
+		{422, stream("x", from("-t", "ImageStreamTag", "base:v1"))},
+		{422, stream("x", from("t", "ImageStreamTag", "base:v1"), from("t", "ImageStreamTag", "base:v2"))},
+		{422, stream("x", from("t", "DockerImage", "docker.io/library/busybox"))},
+		{422, stream("x", from("t", "ImageStreamTag", "x:t"))},
+		{404, stream("x", from("t", "ImageStreamTag", "base:absent"))},
+		{400, map[string]any{"metadata": map[string]any{"name": "x"}, "spec": map[string]any{"bogus": true}}},
+	} {
+		if a := alice.do("POST", base, c.body); a.code != c.code {
+			t.Errorf("POST %v = %d %s, want %d", c.body, a.code, a.raw, c.code)
+		}
+	}
+	alice.expect(404, "GET", base+"/x", nil)
+
+	// Update: retarget stable, drop edge; the generation moves.
+	cur := alice.expect(200, "GET", base+"/app", nil)
+	upd := stream("app", from("stable", "ImageStreamImage", "base@"+string(two)))
+	upd["metadata"].(map[string]any)["resourceVersion"] = cur.body["metadata"].(map[string]any)["resourceVersion"]
+	a = alice.expect(200, "PUT", base+"/app", upd)
+	if head("team/app", "stable") != two || head("team/app", "edge") != "" || a.body["metadata"].(map[string]any)["generation"] != float64(2) {
+		t.Fatalf("after update: stable %s, edge %s: %s", head("team/app", "stable"), head("team/app", "edge"), a.raw)
+	}
+	alice.expect(409, "PUT", base+"/app", upd) // stale resourceVersion
+
+	// A merge patch of the labels only changes neither tags nor generation.
+	a = alice.raw("PATCH", base+"/app", "application/merge-patch+json", []byte(`{"metadata":{"annotations":{"note":"hi"}}}`))
+	if a.code != 200 || a.body["metadata"].(map[string]any)["generation"] != float64(2) || head("team/app", "stable") != two {
+		t.Fatalf("patch: %d %s", a.code, a.raw)
+	}
+	if a := alice.expect(200, "GET", base+"/app", nil); a.body["metadata"].(map[string]any)["annotations"].(map[string]any)["note"] != "hi" {
+		t.Fatalf("annotation not kept: %s", a.raw)
+	}
+	// Deleting an istag drops its spec tag too: it is not set again.
+	alice.expect(200, "DELETE", "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags/app:stable", nil)
+	if a := alice.expect(200, "GET", base+"/app", nil); strings.Contains(string(a.raw), `"name":"stable"`) {
+		t.Fatalf("spec tag survived the istag's deletion: %s", a.raw)
+	}
+
+	// Delete: tags and history go, the source stays.
+	alice.expect(200, "DELETE", base+"/app", nil)
+	alice.expect(404, "GET", base+"/app", nil)
+	alice.expect(404, "DELETE", base+"/app", nil)
+	if _, err := s.Store.RepositoryByName(context.Background(), "team/app"); err == nil {
+		t.Fatal("the repository of the deleted stream is still there")
+	}
+	if head("team/base", "v1") != one {
+		t.Fatal("deleting a stream touched its source")
+	}
+	// A pushed stream is deleted the same way.
+	alice.expect(200, "DELETE", base+"/base", nil)
+	if head("team/base", "v1") != "" {
+		t.Fatal("the pushed stream's tags survived its deletion")
+	}
+}

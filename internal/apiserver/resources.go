@@ -63,7 +63,7 @@ var served = []resourceInfo{
 	{Group: groupImage, Version: "v1", Resource: "images", Singular: "image", Kind: "Image",
 		Verbs: []string{"get", "list"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreams", Singular: "imagestream", Kind: "ImageStream",
-		Namespaced: true, Verbs: []string{"get", "list", "watch"}, ShortNames: []string{"is"}},
+		Namespaced: true, Verbs: verbsCRUD, ShortNames: []string{"is"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",
 		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update"}, ShortNames: []string{"istag"}},
 	// After image.openshift.io: the order of groups is kubectl's priority,

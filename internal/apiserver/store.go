@@ -60,6 +60,9 @@ type ContentStore interface {
 	TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why store.TagReason) error
 	AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag string) error
 	TagHistory(ctx context.Context, repo, tag string) ([]store.TagEvent, error)
+	TouchRepository(ctx context.Context, repo string) error
+	DeleteRepository(ctx context.Context, repo string) (store.ProjectDeletion, error)
+	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
 }
 
 // InstanceStore knows the registry's instances (pods).

@@ -659,6 +659,17 @@ func (s *Server) patchStored(k *storedKind) func(http.ResponseWriter, *http.Requ
 const maxPatchRetries = 100
 
 func (k *storedKind) applyPatch(contentType string, cur, patch []byte) ([]byte, error) {
+	var schema object
+	if k.builtin {
+		schema = k.new()
+	}
+	return applyPatch(contentType, cur, patch, schema)
+}
+
+// applyPatch applies a JSON merge patch or a JSON patch to cur; a
+// strategic merge patch needs the typed object of a built-in kind
+// (schema), and answers 415 without one.
+func applyPatch(contentType string, cur, patch []byte, schema object) ([]byte, error) {
 	var out []byte
 	var err error
 	if strings.HasSuffix(contentType, "json") {
@@ -676,12 +687,12 @@ func (k *storedKind) applyPatch(contentType string, cur, patch []byte) ([]byte, 
 			out, err = p.Apply(cur)
 		}
 	case "application/strategic-merge-patch+json":
-		if !k.builtin {
+		if schema == nil {
 			return nil, &StatusError{http.StatusUnsupportedMediaType, "UnsupportedMediaType",
 				"the body of the request was in an unknown format - accepted media types include: " +
 					"application/json-patch+json, application/merge-patch+json (strategic merge patch is only for built-in kinds)"}
 		}
-		out, err = strategicpatch.StrategicMergePatch(cur, patch, k.new())
+		out, err = strategicpatch.StrategicMergePatch(cur, patch, schema)
 	case "application/apply-patch+yaml":
 		return nil, &StatusError{http.StatusUnsupportedMediaType, "UnsupportedMediaType",
 			"server-side apply is not supported; use kubectl apply without --server-side"}

@@ -10,6 +10,7 @@ package imagestream
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -37,16 +38,18 @@ type Content interface {
 type Service struct {
 	content Content
 	tags    Tagger
+	specs   Specs
 }
 
 // Store is the metadata the service reads and writes.
 type Store interface {
 	Content
 	Tagger
+	Specs
 }
 
 // New returns the service over the store.
-func New(st Store) *Service { return &Service{content: st, tags: st} }
+func New(st Store) *Service { return &Service{content: st, tags: st, specs: st} }
 
 // Stream is the ImageStream of repo, whose images are pulled from host.
 func (s *Service) Stream(ctx context.Context, host string, repo store.Repository) (*imagev1.ImageStream, error) {
@@ -77,6 +80,9 @@ func (s *Service) Stream(ctx context.Context, host string, repo store.Repository
 			})
 		}
 		is.Status.Tags = append(is.Status.Tags, list)
+	}
+	if err := s.overlaySpec(ctx, is, repo.Version); err != nil {
+		return nil, err
 	}
 	return is, nil
 }
@@ -150,8 +156,40 @@ func (s *Service) Tag(ctx context.Context, host, project, name string) (*imagev1
 
 // Untag deletes tag of stream in project, as DELETE of the /v2 tag does:
 // the same row, seen in both places.
+// A spec tag of that name goes too, as on the reference: a tag deleted
+// is not set again from its source.
 func (s *Service) Untag(ctx context.Context, project, stream, tag string) error {
-	return s.content.DeleteTag(ctx, project+"/"+stream, tag)
+	if err := s.content.DeleteTag(ctx, project+"/"+stream, tag); err != nil {
+		return err
+	}
+	o, err := s.specs.GetObject(ctx, SpecKey(project, stream))
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var stored imagev1.ImageStream
+	if err := json.Unmarshal(o.Body, &stored); err != nil {
+		return fmt.Errorf("decode the spec of %s/%s: %w", project, stream, err)
+	}
+	if specOf(&stored, tag) == nil {
+		return nil
+	}
+	kept := stored.Spec.Tags[:0]
+	for _, t := range stored.Spec.Tags {
+		if t.Name != tag {
+			kept = append(kept, t)
+		}
+	}
+	stored.Spec.Tags = kept
+	stored.Generation++
+	updated, err := specObject(&stored)
+	if err != nil {
+		return err
+	}
+	_, err = s.specs.UpdateObject(ctx, updated, o.ResourceVersion)
+	return err
 }
 
 // TagView is the ImageStreamTag of tag in is: its latest image.
@@ -179,6 +217,9 @@ func uidFor(kind, name string, created time.Time) types.UID {
 // specOf is the spec tag of tag in is, nil when it has none (a pushed
 // tag).
 func specOf(is *imagev1.ImageStream, tag string) *imagev1.TagReference {
+	if is == nil {
+		return nil
+	}
 	for i := range is.Spec.Tags {
 		if is.Spec.Tags[i].Name == tag {
 			ref := is.Spec.Tags[i]
@@ -187,3 +228,5 @@ func specOf(is *imagev1.ImageStream, tag string) *imagev1.TagReference {
 	}
 	return nil
 }
+
+func typesUID(uid string) types.UID { return types.UID(uid) }

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -223,4 +224,22 @@ FROM manifests m WHERE `+where, args...)
 		out = append(out, m)
 	}
 	return out, rows.Err()
+}
+
+// TouchRepository records that the image stream of repo changed without a
+// tag moving (its spec object was written), creating the repository when
+// it does not exist: watchers of streams see the change.
+func (s *Store) TouchRepository(ctx context.Context, repo string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var id int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			_, err = s.ensureRepository(ctx, tx, repo)
+			return err
+		}
+		if err != nil {
+			return fmt.Errorf("look up repository %s: %w", repo, err)
+		}
+		return s.appendEvent(ctx, tx, EventStreamSpecChanged, repo, "", "")
+	})
 }

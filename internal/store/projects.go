@@ -60,47 +60,77 @@ type ProjectDeletion struct {
 
 // deleteRepositoriesOf removes the repositories of project with their
 // tags, history and links, the manifests no other repository links, and,
-// with endUploads, the open upload sessions into them (a commit after this
-// would recreate a repository in a project that no longer exists; the
-// caller discards their bytes).
+// when endUploads, their upload sessions.
 func (s *Store) deleteRepositoriesOf(ctx context.Context, tx *sql.Tx, project string, endUploads bool) (ProjectDeletion, error) {
+	uploads := ""
+	if endUploads {
+		uploads = `project = ?`
+	}
+	return s.deleteRepositoriesWhere(ctx, tx, `project = ?`, project, uploads)
+}
+
+// DeleteRepository removes one repository (an image stream) with its
+// tags, history and links, the manifests no other repository links, and
+// its upload sessions, whose bytes the caller discards. Blob rows and
+// bytes stay for the garbage collector. An unknown repository is
+// errdefs.ErrNotFound.
+func (s *Store) DeleteRepository(ctx context.Context, name string) (ProjectDeletion, error) {
 	var gone ProjectDeletion
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE project = ? ORDER BY name`, project)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		gone, err = s.deleteRepositoriesWhere(ctx, tx, `name = ?`, name, `repository = ?`)
+		if err == nil && len(gone.Repositories) == 0 {
+			err = fmt.Errorf("repository %s: %w", name, errdefs.ErrNotFound)
+		}
+		return err
+	})
+	return gone, err
+}
+
+// deleteRepositoriesWhere removes the repositories where (a condition on
+// the repositories table with the one argument arg) selects, and the
+// upload sessions uploads (a condition on the uploads table with the same
+// argument, "" for none) selects: a project's sessions may be for a
+// repository its first push has not created yet.
+func (s *Store) deleteRepositoriesWhere(ctx context.Context, tx *sql.Tx, where string, arg any, uploads string) (ProjectDeletion, error) {
+	var gone ProjectDeletion
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM repositories WHERE `+where+` ORDER BY name`, arg)
 	if err != nil {
-		return gone, fmt.Errorf("list repositories of %s: %w", project, err)
+		return gone, fmt.Errorf("list repositories where %s %v: %w", where, arg, err)
 	}
 	if gone.Repositories, err = scanStrings(rows); err != nil {
-		return gone, fmt.Errorf("list repositories of %s: %w", project, err)
+		return gone, fmt.Errorf("list repositories where %s %v: %w", where, arg, err)
 	}
-	rows, err = tx.QueryContext(ctx, `
-SELECT DISTINCT digest FROM repository_manifests
-WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`, project)
+	if uploads != "" {
+		rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE `+uploads+` RETURNING id, storage, driver_state`, arg)
+		if err != nil {
+			return gone, fmt.Errorf("delete upload sessions where %s %v: %w", uploads, arg, err)
+		}
+		if gone.Uploads, err = scanEndedUploads(rows); err != nil {
+			return gone, fmt.Errorf("delete upload sessions where %s %v: %w", uploads, arg, err)
+		}
+	}
+	if len(gone.Repositories) == 0 {
+		return gone, nil
+	}
+	selected := ` WHERE repository_id IN (SELECT id FROM repositories WHERE ` + where + `)`
+	rows, err = tx.QueryContext(ctx, `SELECT DISTINCT digest FROM repository_manifests`+selected, arg)
 	if err != nil {
-		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
+		return gone, fmt.Errorf("list manifests where %s %v: %w", where, arg, err)
 	}
 	manifests, err := scanStrings(rows)
 	if err != nil {
-		return gone, fmt.Errorf("list manifests of %s: %w", project, err)
+		return gone, fmt.Errorf("list manifests where %s %v: %w", where, arg, err)
 	}
-	if endUploads {
-		rows, err = tx.QueryContext(ctx, `DELETE FROM uploads WHERE project = ? RETURNING id, storage, driver_state`, project)
-		if err != nil {
-			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
-		}
-		if gone.Uploads, err = scanEndedUploads(rows); err != nil {
-			return gone, fmt.Errorf("delete upload sessions of %s: %w", project, err)
-		}
-	}
-	const inProject = ` WHERE repository_id IN (SELECT id FROM repositories WHERE project = ?)`
 	for _, q := range []string{
-		`DELETE FROM tag_heads` + inProject,
-		`DELETE FROM tag_events` + inProject,
-		`DELETE FROM repository_manifests` + inProject,
-		`DELETE FROM repository_blobs` + inProject,
-		`DELETE FROM repositories WHERE project = ?`,
+		`DELETE FROM tag_heads` + selected,
+		`DELETE FROM tag_events` + selected,
+		`DELETE FROM repository_manifests` + selected,
+		`DELETE FROM repository_blobs` + selected,
+		`DELETE FROM repositories WHERE ` + where,
 	} {
-		if _, err := tx.ExecContext(ctx, q, project); err != nil {
-			return gone, fmt.Errorf("delete repositories of %s: %w", project, err)
+		if _, err := tx.ExecContext(ctx, q, arg); err != nil {
+			return gone, fmt.Errorf("delete repositories where %s %v: %w", where, arg, err)
 		}
 	}
 	// Manifests are shared content: a row goes only when no repository
