@@ -174,10 +174,6 @@ func (s *Service) CreateStream(ctx context.Context, host, project string, is *im
 	is.UID = typesUID(uid)
 	is.CreationTimestamp = metav1.NewTime(time.Now().UTC().Truncate(time.Second))
 	is.Generation = 1
-	generation := int64(1)
-	for i := range is.Spec.Tags {
-		is.Spec.Tags[i].Generation = &generation
-	}
 	if dryRun {
 		is.Status = imagev1.ImageStreamStatus{}
 		return is, nil
@@ -219,14 +215,6 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 	if !reflect.DeepEqual(normalSpec(cur.Spec), normalSpec(is.Spec)) {
 		is.Generation++
 	}
-	for i := range is.Spec.Tags {
-		t := &is.Spec.Tags[i]
-		old := specOf(cur, t.Name)
-		if old == nil || !sameSource(old, t) || t.Generation == nil || *t.Generation == 0 {
-			g := is.Generation
-			t.Generation = &g
-		}
-	}
 	if dryRun {
 		is.Status = cur.Status
 		return is, nil
@@ -254,15 +242,17 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 	return s.Named(ctx, host, project, name)
 }
 
-// applyTags sets each spec tag whose source is new or changed (its
-// generation is the stream's new one) and deletes the tags cur's spec
-// had that tags no longer has.
+// applyTags sets each spec tag whose source is new or changed, and
+// deletes the tags cur's spec had that tags no longer has. The spec tags
+// are kept as written, with nothing the server adds: kubectl apply
+// compares them whole, and a field added here would make every apply a
+// change.
 func (s *Service) applyTags(ctx context.Context, project, stream string, cur *imagev1.ImageStream, tags []imagev1.TagReference, sources []Source) error {
 	for i, t := range tags {
 		if t.From == nil {
 			continue
 		}
-		if old := specOf(cur, t.Name); old != nil && sameSource(old, &t) && old.Generation != nil && t.Generation != nil && *old.Generation == *t.Generation {
+		if old := specOf(cur, t.Name); old != nil && sameSource(old, &t) {
 			continue
 		}
 		if err := s.SetTag(ctx, project, stream, t.Name, sources[i]); err != nil {
@@ -312,13 +302,10 @@ func specOfTags(tags []imagev1.TagReference, name string) *imagev1.TagReference 
 	return nil
 }
 
-// normalSpec is a spec with what does not change it cleared (the tags'
-// generations), for comparing.
+// normalSpec is a spec as compared: nil and empty tag lists alike.
 func normalSpec(spec imagev1.ImageStreamSpec) imagev1.ImageStreamSpec {
-	out := imagev1.ImageStreamSpec{LookupPolicy: spec.LookupPolicy}
-	for _, t := range spec.Tags {
-		t.Generation = nil
-		out.Tags = append(out.Tags, t)
+	if len(spec.Tags) == 0 {
+		spec.Tags = nil
 	}
-	return out
+	return spec
 }

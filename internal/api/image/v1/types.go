@@ -35,8 +35,8 @@ type TagReference struct {
 	// importing anything.
 	Reference       bool               `json:"reference,omitempty" description:"For a DockerImage: record the external pull spec only, fetch nothing."`
 	Generation      *int64             `json:"generation,omitempty" description:"The stream generation this tag was last set at; set it to 0 (or omit) to ask for it to be set again."`
-	ImportPolicy    TagImportPolicy    `json:"importPolicy,omitempty"`
-	ReferencePolicy TagReferencePolicy `json:"referencePolicy,omitempty"`
+	ImportPolicy    TagImportPolicy    `json:"importPolicy,omitzero"`
+	ReferencePolicy TagReferencePolicy `json:"referencePolicy,omitzero"`
 }
 
 // ObjectReference names the source of a spec tag.
