@@ -243,16 +243,38 @@ func imageStreamTagTable(items []*imagev1.ImageStreamTag, rv string) metav1.Tabl
 
 func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) error {
 	ns := r.PathValue("ns")
-	if err := s.authorize(r, "list", resImageStreamTags, ns); err != nil {
-		return err
-	}
 	q, err := parseListQuery(r)
 	if err != nil {
 		return err
 	}
-	streams, rv, err := s.imageStreamsIn(r, ns)
+	if v := r.URL.Query().Get("watch"); v == "true" || v == "1" {
+		if err := s.authorize(r, "watch", resImageStreamTags, ns); err != nil {
+			return err
+		}
+		return serveWatch(s, w, r, q, s.imageStreamTagWatchFeed(r, ns, q))
+	}
+	if err := s.authorize(r, "list", resImageStreamTags, ns); err != nil {
+		return err
+	}
+	items, rv, err := s.imageStreamTagsIn(r, ns, q)
 	if err != nil {
 		return err
+	}
+	if wantsTable(r) {
+		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable(items, strconv.FormatInt(rv, 10)))
+	}
+	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
+		"kind": "ImageStreamTagList", "apiVersion": groupImage + "/v1",
+		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
+	})
+}
+
+// imageStreamTagsIn are the tags of the streams of ns (all when "") that
+// q selects, and the resourceVersion they are as of.
+func (s *Server) imageStreamTagsIn(r *http.Request, ns string, q listQuery) ([]*imagev1.ImageStreamTag, int64, error) {
+	streams, rv, err := s.imageStreamsIn(r, ns)
+	if err != nil {
+		return nil, 0, err
 	}
 	items := []*imagev1.ImageStreamTag{}
 	for _, is := range streams {
@@ -262,13 +284,69 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 			}
 		}
 	}
-	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable(items, strconv.FormatInt(rv, 10)))
+	return items, rv, nil
+}
+
+// imageStreamTagWatchFeed is how serveWatch reads the tags of ns (all
+// when ""): a MODIFIED event (ADDED for a tag's first entry) with the tag
+// as it now is whenever it moves, DELETED when it is deleted.
+func (s *Server) imageStreamTagWatchFeed(r *http.Request, ns string, q listQuery) watchFeed[*imagev1.ImageStreamTag] {
+	const batch = 200
+	return watchFeed[*imagev1.ImageStreamTag]{
+		resource: resImageStreamTags, project: ns,
+		current: func(context.Context) ([]*imagev1.ImageStreamTag, int64, error) { return s.imageStreamTagsIn(r, ns, q) },
+		changes: func(ctx context.Context, after int64) ([]watchChange[*imagev1.ImageStreamTag], int64, bool, error) {
+			events, err := s.opts.Store.RepositoryEvents(ctx, ns, after, batch)
+			if err != nil {
+				return nil, after, false, err
+			}
+			// One event per tag per batch, with the tag as it is now.
+			type tagKey struct{ repo, tag string }
+			last := map[tagKey]int64{}
+			var order []tagKey
+			for _, e := range events {
+				after = e.Seq
+				if !e.Kind.ChangesTags() || e.Tag == "" {
+					continue
+				}
+				k := tagKey{e.Repository, e.Tag}
+				if _, ok := last[k]; !ok {
+					order = append(order, k)
+				}
+				last[k] = e.Seq
+			}
+			var changes []watchChange[*imagev1.ImageStreamTag]
+			for _, k := range order {
+				project, stream, _ := strings.Cut(k.repo, "/")
+				name := stream + ":" + k.tag
+				rv := strconv.FormatInt(last[k], 10)
+				is, tag, err := s.streams.Tag(ctx, registryHost(r), project, name)
+				if errors.Is(err, errdefs.ErrNotFound) {
+					changes = append(changes, watchChange[*imagev1.ImageStreamTag]{Type: "DELETED", Object: &imagev1.ImageStreamTag{
+						TypeMeta:   metav1.TypeMeta{APIVersion: groupImage + "/v1", Kind: "ImageStreamTag"},
+						ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: project, ResourceVersion: rv}}})
+					continue
+				}
+				if err != nil {
+					return nil, after, false, err
+				}
+				ist := imagestream.TagView(is, tag)
+				ist.ResourceVersion = rv
+				if !q.fields.Matches(fieldSet(ist.ObjectMeta)) {
+					continue
+				}
+				typ := "MODIFIED"
+				if len(tag.Items) == 1 {
+					typ = "ADDED"
+				}
+				changes = append(changes, watchChange[*imagev1.ImageStreamTag]{Type: typ, Object: ist})
+			}
+			return changes, after, len(events) == batch, nil
+		},
+		table: func(ist *imagev1.ImageStreamTag) metav1.Table {
+			return imageStreamTagTable([]*imagev1.ImageStreamTag{ist}, ist.ResourceVersion)
+		},
 	}
-	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
-		"kind": "ImageStreamTagList", "apiVersion": groupImage + "/v1",
-		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
-	})
 }
 
 // findTag returns the stream and tag named "stream:tag" in ns.

@@ -65,7 +65,7 @@ var served = []resourceInfo{
 	{Group: groupImage, Version: "v1", Resource: "imagestreams", Singular: "imagestream", Kind: "ImageStream",
 		Namespaced: true, Verbs: verbsCRUD, ShortNames: []string{"is"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",
-		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update"}, ShortNames: []string{"istag"}},
+		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update", "watch"}, ShortNames: []string{"istag"}},
 	// After image.openshift.io: the order of groups is kubectl's priority,
 	// so a bare "images" is the registry's images, as on the reference.
 	{Group: groupConfig, Version: "v1", Resource: "images", Singular: "image", Kind: "Image", Verbs: verbsCRUD,

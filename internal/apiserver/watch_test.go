@@ -111,6 +111,24 @@ func (w *openWatch) expectError(code int, reason string) watchEvent {
 type watchedKind struct {
 	name, path, role string
 	add              func(t *testing.T, s *apiservertest.Server, alice client, name string)
+	// shown is the name the object add made has in the watch (name when
+	// nil).
+	shown func(name string) string
+}
+
+func (k watchedKind) nameOf(name string) string {
+	if k.shown == nil {
+		return name
+	}
+	return k.shown(name)
+}
+
+// pushEmpty pushes, in one commit (so one event), a manifest that names
+// no blobs, tagged tag in repo.
+func pushEmpty(t *testing.T, s *apiservertest.Server, repo, tag, seed string) {
+	payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"annotations":{"name":%q}}`, seed))
+	must(t, s.Store.PutManifest(context.Background(), store.Only(store.DefaultStorage), repo, store.Manifest{Digest: digest.FromBytes(payload),
+		MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload}, []string{tag}))
 }
 
 var watchedKinds = []watchedKind{
@@ -118,14 +136,12 @@ var watchedKinds = []watchedKind{
 		func(t *testing.T, _ *apiservertest.Server, alice client, name string) {
 			alice.expect(201, "POST", "/api/v1/namespaces/team/secrets", map[string]any{"apiVersion": "v1", "kind": "Secret",
 				"metadata": map[string]any{"name": name}, "data": map[string]string{"password": "c2VjcmV0"}})
-		}},
+		}, nil},
 	{"imagestreams", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", "registry-viewer",
-		func(t *testing.T, s *apiservertest.Server, _ client, name string) {
-			// One commit, so one event: a manifest that names no blobs.
-			payload := []byte(fmt.Sprintf(`{"schemaVersion":2,"annotations":{"name":%q}}`, name))
-			must(t, s.Store.PutManifest(context.Background(), store.Only(store.DefaultStorage), "team/"+name, store.Manifest{Digest: digest.FromBytes(payload),
-				MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload}, []string{"v1"}))
-		}},
+		func(t *testing.T, s *apiservertest.Server, _ client, name string) { pushEmpty(t, s, "team/"+name, "v1", name) }, nil},
+	{"imagestreamtags", "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags", "registry-viewer",
+		func(t *testing.T, s *apiservertest.Server, _ client, name string) { pushEmpty(t, s, "team/app", name, name) },
+		func(name string) string { return "app:" + name }},
 }
 
 // A watch ends, with the refusal a new request would get, as soon as its
@@ -146,7 +162,7 @@ func TestWatchEndsWhenAccessEnds(t *testing.T) {
 			s, alice, bob := setup(t)
 			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
 			k.add(t, s, alice, "before")
-			w.expectAdded("before")
+			w.expectAdded(k.nameOf("before"))
 			alice.expect(200, "DELETE", rbac+"/namespaces/team/rolebindings/"+k.role, nil)
 			k.add(t, s, alice, "after")
 			refusal := w.expectError(http.StatusForbidden, "Forbidden")
@@ -159,7 +175,7 @@ func TestWatchEndsWhenAccessEnds(t *testing.T) {
 			s, alice, bob := setup(t)
 			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
 			k.add(t, s, alice, "before")
-			w.expectAdded("before")
+			w.expectAdded(k.nameOf("before"))
 			alice.expect(200, "DELETE", rbac+"/namespaces/team/rolebindings/"+k.role, nil)
 			w.expectError(http.StatusForbidden, "Forbidden")
 		})
@@ -167,7 +183,7 @@ func TestWatchEndsWhenAccessEnds(t *testing.T) {
 			s, alice, bob := setup(t)
 			w := startWatch(t, s.URL, bob.token, k.path+"?watch=true", limit)
 			k.add(t, s, alice, "before")
-			w.expectAdded("before")
+			w.expectAdded(k.nameOf("before"))
 			bob.expect(200, "DELETE", tokens+"/~", nil)
 			if e := w.expectError(http.StatusUnauthorized, "Unauthorized"); !strings.Contains(e.Object.Message, "revoked") {
 				t.Fatalf("the watch's 401 does not say why: %q", e.Object.Message)
@@ -211,7 +227,7 @@ func TestWatchFromPrunedHistoryIsExpired(t *testing.T) {
 		alice.expect(201, "POST", "/api/v1/namespaces/team/secrets", map[string]any{"apiVersion": "v1", "kind": "Secret",
 			"metadata": map[string]any{"name": name}})
 	}
-	for _, k := range []watchedKind{watchedKinds[1], {name: "configmaps", path: cms}} {
+	for _, k := range []watchedKind{watchedKinds[1], watchedKinds[2], {name: "configmaps", path: cms}} {
 		t.Run(k.name+"/from before the kept history", func(t *testing.T) {
 			s := newServer(t)
 			alice := login(t, s, "alice", "alice-pw")
@@ -239,5 +255,26 @@ func TestWatchFromPrunedHistoryIsExpired(t *testing.T) {
 			}
 			w.expectError(http.StatusGone, "Expired")
 		})
+	}
+}
+
+// A watch of ImageStreamTags shows a tag's first push as ADDED, each move
+// as MODIFIED with the new image, and its deletion as DELETED.
+func TestWatchImageStreamTags(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	const path = "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags"
+	rv := alice.expect(200, "GET", path, nil).str("metadata", "resourceVersion")
+	w := startWatch(t, s.URL, alice.token, path+"?watch=true&resourceVersion="+rv, 20*time.Second)
+	pushEmpty(t, s, "team/app", "v1", "one")
+	w.expectAdded("app:v1")
+	pushEmpty(t, s, "team/app", "v1", "two")
+	if e, ok := w.next(); !ok || e.Type != "MODIFIED" || e.Object.Metadata.Name != "app:v1" || !strings.Contains(e.raw, `"image":{"metadata":{"name":"sha256:`) {
+		t.Fatalf("want MODIFIED app:v1, got %v %s", ok, e.raw)
+	}
+	alice.expect(200, "DELETE", path+"/app:v1", nil)
+	if e, ok := w.next(); !ok || e.Type != "DELETED" || e.Object.Metadata.Name != "app:v1" {
+		t.Fatalf("want DELETED app:v1, got %v %s", ok, e.raw)
 	}
 }

@@ -130,13 +130,15 @@ type RepositoryEvent struct {
 	Seq        int64
 	Kind       EventKind
 	Repository string
+	// Tag is the tag a tag event is about.
+	Tag string
 }
 
 // RepositoryEvents returns up to limit changes to repositories of project
 // (all when "") after seq, oldest first; errdefs.ErrGone when the history
 // no longer reaches back there.
 func (s *Store) RepositoryEvents(ctx context.Context, project string, after int64, limit int) ([]RepositoryEvent, error) {
-	q, args := `SELECT seq, kind, repository FROM events WHERE seq > ? AND repository <> ''`, []any{after}
+	q, args := `SELECT seq, kind, repository, tag FROM events WHERE seq > ? AND repository <> ''`, []any{after}
 	if project != "" {
 		q += ` AND substr(repository, 1, ?) = ?`
 		args = append(args, len(project)+1, project+"/")
@@ -149,7 +151,7 @@ func (s *Store) RepositoryEvents(ctx context.Context, project string, after int6
 	var out []RepositoryEvent
 	for rows.Next() {
 		var e RepositoryEvent
-		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository); err != nil {
+		if err := rows.Scan(&e.Seq, &e.Kind, &e.Repository, &e.Tag); err != nil {
 			return nil, err
 		}
 		out = append(out, e)
