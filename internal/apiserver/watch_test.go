@@ -138,9 +138,13 @@ var watchedKinds = []watchedKind{
 				"metadata": map[string]any{"name": name}, "data": map[string]string{"password": "c2VjcmV0"}})
 		}, nil},
 	{"imagestreams", "/apis/image.openshift.io/v1/namespaces/team/imagestreams", "registry-viewer",
-		func(t *testing.T, s *apiservertest.Server, _ client, name string) { pushEmpty(t, s, "team/"+name, "v1", name) }, nil},
+		func(t *testing.T, s *apiservertest.Server, _ client, name string) {
+			pushEmpty(t, s, "team/"+name, "v1", name)
+		}, nil},
 	{"imagestreamtags", "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags", "registry-viewer",
-		func(t *testing.T, s *apiservertest.Server, _ client, name string) { pushEmpty(t, s, "team/app", name, name) },
+		func(t *testing.T, s *apiservertest.Server, _ client, name string) {
+			pushEmpty(t, s, "team/app", name, name)
+		},
 		func(name string) string { return "app:" + name }},
 }
 
