@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -82,13 +83,16 @@ type StreamTag struct {
 	// AliasOf is the tag this one follows (AliasTag) as "project/stream:tag",
 	// "" when none.
 	AliasOf string
+	// Conditions are the tag's conditions (a failed import). A tag whose
+	// only import failed has conditions and no history.
+	Conditions []TagCondition
 }
 
 // StreamTags returns the live tags of repo, by name, with their
 // histories.
 func (s *Store) StreamTags(ctx context.Context, repo string) ([]StreamTag, error) {
 	rows, err := s.query(ctx, `
-SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason,
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason, e.source,
 	COALESCE((SELECT sr.name || ':' || a.source_tag FROM tag_aliases a JOIN repositories sr ON sr.id = a.source_repository_id
 	          WHERE a.repository_id = r.id AND a.tag = e.tag), '')
 FROM tag_events e
@@ -105,7 +109,7 @@ ORDER BY e.tag, e.id DESC`, repo)
 		var ev TagEvent
 		var dgst, aliasOf string
 		var created int64
-		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason, &aliasOf); err != nil {
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason, &ev.Source, &aliasOf); err != nil {
 			return nil, err
 		}
 		ev.Digest, ev.Created = digest.Digest(dgst), time.UnixMicro(created).UTC()
@@ -122,7 +126,22 @@ ORDER BY e.tag, e.id DESC`, repo)
 		}
 		out[len(out)-1].Items = append(out[len(out)-1].Items, ev)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	conds, err := s.TagConditions(ctx, repo)
+	if err != nil || len(conds) == 0 {
+		return out, err
+	}
+	for i := range out {
+		out[i].Conditions = conds[out[i].Tag]
+		delete(conds, out[i].Tag)
+	}
+	for tag, cs := range conds {
+		out = append(out, StreamTag{Tag: tag, Conditions: cs})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Tag < out[j].Tag })
+	return out, nil
 }
 
 // RepositoryEvent is a change to a repository, in the event sequence.

@@ -311,6 +311,31 @@ CREATE INDEX tag_aliases_source ON tag_aliases (source_repository_id, source_tag
 -- Why a tag moved, on its TagUpdated event (the tag history's reason).
 ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 
+-- Imports from other registries. A tag event of an import names the
+-- upstream image it came from (pull spec by digest); a repository's
+-- imported manifests say where they and their blobs can be fetched
+-- (pull-through); a tag's last failed import is its ImportSuccess
+-- condition.
+ALTER TABLE tag_events ADD COLUMN source TEXT NOT NULL DEFAULT '';
+CREATE TABLE remote_manifests (
+	repository_id BIGINT  NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	digest        TEXT    NOT NULL,
+	source        TEXT    NOT NULL,
+	insecure      INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (repository_id, digest)
+);
+CREATE TABLE tag_conditions (
+	repository_id BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	tag           TEXT   NOT NULL,
+	type          TEXT   NOT NULL,
+	status        TEXT   NOT NULL,
+	reason        TEXT   NOT NULL,
+	message       TEXT   NOT NULL,
+	generation    BIGINT NOT NULL,
+	changed_at    BIGINT NOT NULL,
+	PRIMARY KEY (repository_id, tag, type)
+);
+
 -- Webhooks: the dispatcher reads the event log from the cursor on and
 -- queues a delivery per matching webhook in the same transaction that
 -- moves the cursor, so an event is queued exactly once whatever crashes.

@@ -175,6 +175,9 @@ type TagEvent struct {
 	// Actor is who made the change ("" when the registry did).
 	Actor  string
 	Reason TagReason
+	// Source is the upstream image an import took (pull spec by digest),
+	// "" for an image pushed here.
+	Source string
 }
 
 // Upload is an upload session.
@@ -614,7 +617,7 @@ func page(rows *sql.Rows, n int) ([]string, bool, error) {
 // TagHistory returns the history of tag in repo, newest first.
 func (s *Store) TagHistory(ctx context.Context, repo, tag string) ([]TagEvent, error) {
 	rows, err := s.query(ctx, `
-SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason FROM tag_events e
+SELECT e.tag, COALESCE(e.digest, ''), e.generation, e.created_at, e.actor, e.reason, e.source FROM tag_events e
 JOIN repositories r ON r.id = e.repository_id
 WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 	if err != nil {
@@ -626,7 +629,7 @@ WHERE r.name = ? AND e.tag = ? ORDER BY e.id DESC`, repo, tag)
 		var ev TagEvent
 		var dgst string
 		var created int64
-		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason); err != nil {
+		if err := rows.Scan(&ev.Tag, &dgst, &ev.Generation, &created, &ev.Actor, &ev.Reason, &ev.Source); err != nil {
 			return nil, err
 		}
 		ev.Digest = digest.Digest(dgst)

@@ -189,8 +189,11 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("tag %s:%s: %w", repo, tag, errdefs.ErrNotFound)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM tag_aliases WHERE repository_id = ? AND tag = ?`, repoID, tag); err != nil {
-		return fmt.Errorf("end alias %s:%s: %w", repo, tag, err)
+	for _, q := range []string{`DELETE FROM tag_aliases WHERE repository_id = ? AND tag = ?`,
+		`DELETE FROM tag_conditions WHERE repository_id = ? AND tag = ?`} {
+		if _, err := tx.ExecContext(ctx, q, repoID, tag); err != nil {
+			return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
+		}
 	}
 	if _, err := s.appendTagEvent(ctx, tx, repoID, tag, "", ReasonDeleted); err != nil {
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
