@@ -46,6 +46,7 @@ func (s *Server) imageStreamRoutes() {
 	s.handle("DELETE "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.deleteImageStreamTag)
 	s.handleDryRun("POST "+base+"/namespaces/{ns}/imagestreamtags", s.writeImageStreamTag)
 	s.handleDryRun("PUT "+base+"/namespaces/{ns}/imagestreamtags/{name}", s.writeImageStreamTag)
+	s.handle("POST "+base+"/namespaces/{ns}/imagestreamimports", s.createImageStreamImport)
 }
 
 // registryHost is the host clients reach the registry at: the one this
@@ -62,6 +63,7 @@ type ImageStreams interface {
 	Untag(ctx context.Context, project, stream, tag string) error
 	SetTag(ctx context.Context, project, stream, tag string, src imagestream.Source) error
 	StreamWriter
+	Importer
 }
 
 var imageStreamColumns = []metav1.TableColumnDefinition{columnName,
@@ -428,13 +430,14 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) err
 		return invalid("tag.name: Invalid value: %q: must be the tag of the name, %q", ist.Tag.Name, tag)
 	}
 	src, err := imagestream.SourceOf(ns, *ist.Tag.From)
-	if errors.Is(err, imagestream.ErrImportNeeded) {
-		return invalid("tag.from: Unsupported value: %q: a DockerImage is imported with an ImageStreamImport (berth import-image)", ist.Tag.From.Kind)
-	}
 	if err != nil {
 		return invalid("tag.%s", withoutClass(err))
 	}
-	if src.Namespace != ns {
+	if src.Kind == imagev1.KindDockerImage {
+		src.Import = imagestream.ImportOptions{Insecure: ist.Tag.ImportPolicy.Insecure,
+			PreserveOriginal: ist.Tag.ImportPolicy.ImportMode == "PreserveOriginal",
+			CheckImportList:  s.authorize(r, "create", resImages, "") != nil}
+	} else if src.Namespace != ns {
 		// Tagging copies what the caller can read: pulling from the source
 		// project is the right asked for.
 		if err := s.authorize(r, "get", auth.ImageStreamLayers, src.Namespace); err != nil {
@@ -457,6 +460,13 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) err
 		return writeJSONOrYAML(w, r, code, &ist)
 	}
 	if err := s.streams.SetTag(r.Context(), ns, stream, tag, src); err != nil {
+		var ie *imagestream.ImportError
+		if errors.As(err, &ie) {
+			return importRefusal(ie)
+		}
+		if errors.Is(err, imagestream.ErrImportNeeded) {
+			return invalid("tag.from: Unsupported value: %q: %v", src.Kind, err)
+		}
 		if errors.Is(err, errdefs.ErrNotFound) {
 			return &StatusError{http.StatusNotFound, "NotFound", fmt.Sprintf("tag.from %s %s/%s: not found", src.Kind, src.Namespace, src.Name)}
 		}
@@ -467,6 +477,19 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	return writeJSONOrYAML(w, r, code, imagestream.TagView(is, cur))
+}
+
+// importRefusal answers a failed import of a tag: Forbidden (a registry
+// the cluster's policy refuses) and NotFound as they are, anything else
+// as the import's reason in a 422 (an upstream's 401 is not the caller's).
+func importRefusal(ie *imagestream.ImportError) *StatusError {
+	switch ie.Reason {
+	case "Forbidden":
+		return &StatusError{http.StatusForbidden, "Forbidden", "import: " + ie.Message}
+	case "NotFound":
+		return &StatusError{http.StatusNotFound, "NotFound", "import: " + ie.Message}
+	}
+	return &StatusError{http.StatusUnprocessableEntity, "Invalid", "import failed (" + ie.Reason + "): " + ie.Message}
 }
 
 // withoutClass is err's message without the error class it wraps last

@@ -60,7 +60,7 @@ func checkImageStream(is *imagev1.ImageStream, ns string) error {
 // is name in other projects.
 func (s *Server) authorizeSources(r *http.Request, ns string, is *imagev1.ImageStream) error {
 	for _, src := range imagestream.Sources(ns, is) {
-		if src.Namespace != ns {
+		if src.Kind != imagev1.KindDockerImage && src.Namespace != ns {
 			if err := s.authorize(r, "get", auth.ImageStreamLayers, src.Namespace); err != nil {
 				return err
 			}

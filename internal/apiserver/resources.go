@@ -64,6 +64,8 @@ var served = []resourceInfo{
 		Verbs: []string{"get", "list"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreams", Singular: "imagestream", Kind: "ImageStream",
 		Namespaced: true, Verbs: verbsCRUD, ShortNames: []string{"is"}},
+	{Group: groupImage, Version: "v1", Resource: "imagestreamimports", Singular: "imagestreamimport", Kind: "ImageStreamImport",
+		Namespaced: true, Verbs: []string{"create"}},
 	{Group: groupImage, Version: "v1", Resource: "imagestreamtags", Singular: "imagestreamtag", Kind: "ImageStreamTag",
 		Namespaced: true, Verbs: []string{"create", "delete", "get", "list", "update", "watch"}, ShortNames: []string{"istag"}},
 	// After image.openshift.io: the order of groups is kubectl's priority,

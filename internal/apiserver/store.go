@@ -63,6 +63,8 @@ type ContentStore interface {
 	TouchRepository(ctx context.Context, repo string) error
 	DeleteRepository(ctx context.Context, repo string) (store.ProjectDeletion, error)
 	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
+	RecordImport(ctx context.Context, repo, tag string, im store.Imported) error
+	SetTagCondition(ctx context.Context, repo, tag string, c store.TagCondition) error
 }
 
 // InstanceStore knows the registry's instances (pods).

@@ -47,7 +47,7 @@ func NewRoot() *cobra.Command {
 	root.AddCommand(newServeCommand(), newBenchCommand())
 	root.AddCommand(newLoginCommand(), newLogoutCommand(), newWhoamiCommand(),
 		newNewProjectCommand(), newProjectCommand(), newPolicyCommand(), newAdmCommand(),
-		newTagCommand(), newRollbackCommand())
+		newTagCommand(), newRollbackCommand(), newImportImageCommand())
 	addKubectlCommands(root)
 	// Cobra adds its completion command when the root executes; added
 	// now, it is a command group like the others.
@@ -200,6 +200,8 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.Int64Var(&cfg.BodyMinRate, "body-min-rate", 1024, "least average rate, in bytes per second, of a request body or a response over each --body-timeout")
 	f.IntVar(&cfg.MaxUploadsPerUser, "max-uploads-per-user", 500, "open upload sessions one user may have (0: no cap)")
 	f.IntVar(&cfg.MaxUploadsPerProject, "max-uploads-per-project", 2000, "open upload sessions one project may have (0: no cap)")
+	f.IntVar(&cfg.MaxImagesBulkImported, "max-images-bulk-imported", 50, "tags one repository import (berth import-image --all) takes at most; the rest are reported (-1: no cap)")
+	f.DurationVar(&cfg.ScheduledImportInterval, "scheduled-import-interval", 15*time.Minute, "how often tags imported with --scheduled are imported again")
 	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
 		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
 	f.StringVar(&cfg.MetricsSecret, "metrics-secret", "",

@@ -78,7 +78,7 @@ func TestTagAndRollback(t *testing.T) {
 	e.fails("bob", "no history", "rollback", "app:none")
 	e.fails("bob", "is not [PROJECT/]STREAM:TAG", "tag", "app", "app:x")
 	e.fails("bob", "not found", "tag", "app:absent", "app:x")
-	e.fails("bob", "a DockerImage is imported", "tag", "--source=docker", "docker.io/library/busybox:1", "app:x")
+	e.fails("bob", "importing from other registries is not available", "tag", "--source=docker", "docker.io/library/busybox:1", "app:x")
 
 	// Delete.
 	if out := e.ok("bob", "tag", "-d", "app:prod"); out != "Deleted tag team/app:prod.\n" {

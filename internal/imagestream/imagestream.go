@@ -36,9 +36,10 @@ type Content interface {
 
 // Service runs the image-stream operations.
 type Service struct {
-	content Content
-	tags    Tagger
-	specs   Specs
+	content  Content
+	tags     Tagger
+	specs    Specs
+	importer *Importer
 }
 
 // Store is the metadata the service reads and writes.
@@ -73,16 +74,35 @@ func (s *Service) Stream(ctx context.Context, host string, repo store.Repository
 		}
 		list := imagev1.NamedTagEventList{Tag: t.Tag, Items: []imagev1.TagEvent{}}
 		for _, ev := range t.Items {
+			// An imported image is referred to where it came from; one
+			// pushed here, here.
+			ref := pullSpec + "@" + string(ev.Digest)
+			if ev.Source != "" {
+				ref = ev.Source
+			}
 			list.Items = append(list.Items, imagev1.TagEvent{
 				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
-				DockerImageReference: pullSpec + "@" + string(ev.Digest),
+				DockerImageReference: ref,
 				Image:                string(ev.Digest), Generation: ev.Generation,
 			})
+		}
+		for _, c := range t.Conditions {
+			list.Conditions = append(list.Conditions, imagev1.TagEventCondition{Type: c.Type, Status: c.Status,
+				LastTransitionTime: metav1.NewTime(c.Changed.Truncate(time.Second)), Reason: c.Reason, Message: c.Message, Generation: c.Generation})
 		}
 		is.Status.Tags = append(is.Status.Tags, list)
 	}
 	if err := s.overlaySpec(ctx, is, repo.Version); err != nil {
 		return nil, err
+	}
+	// A tag whose reference policy is Local is pulled through this
+	// registry, whatever its images' sources.
+	for i, t := range is.Status.Tags {
+		if spec := specOf(is, t.Tag); spec != nil && spec.ReferencePolicy.Type == "Local" {
+			for j := range t.Items {
+				is.Status.Tags[i].Items[j].DockerImageReference = pullSpec + "@" + t.Items[j].Image
+			}
+		}
 	}
 	return is, nil
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
@@ -92,11 +93,19 @@ func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.Ima
 			continue // a tag with no source: pushed to, or set later
 		}
 		src, err := SourceOf(project, *t.From)
-		if errors.Is(err, ErrImportNeeded) {
-			return nil, fmt.Errorf("%s.from: Unsupported value: %q: a DockerImage is imported with an ImageStreamImport (berth import-image): %w", field, t.From.Kind, errdefs.ErrInvalidArgument)
-		}
 		if err != nil {
 			return nil, fmt.Errorf("%s.%s: %w", field, withoutClass(err), errdefs.ErrInvalidArgument)
+		}
+		if src.Kind == imagev1.KindDockerImage {
+			if t.Reference {
+				return nil, fmt.Errorf("%s.reference: Unsupported value: true: Berth imports a DockerImage (and pulls its layers through); a reference without an import is not kept: %w", field, errdefs.ErrInvalidArgument)
+			}
+			if s.importer == nil {
+				return nil, fmt.Errorf("%s.from: Unsupported value: %q: %v: %w", field, t.From.Kind, ErrImportNeeded, errdefs.ErrInvalidArgument)
+			}
+			src.Import = ImportOptions{Insecure: t.ImportPolicy.Insecure, PreserveOriginal: t.ImportPolicy.ImportMode == "PreserveOriginal"}
+			sources[i] = src
+			continue // fetched when applied; a failure is the tag's condition
 		}
 		if src.Repository() == project+"/"+is.Name && src.Kind == imagev1.KindImageStreamTag {
 			if _, ref, _ := cutReference(src.Name); ref == t.Name {
@@ -255,7 +264,8 @@ func (s *Service) applyTags(ctx context.Context, project, stream string, cur *im
 		if old := specOf(cur, t.Name); old != nil && sameSource(old, &t) {
 			continue
 		}
-		if err := s.SetTag(ctx, project, stream, t.Name, sources[i]); err != nil {
+		var ie *ImportError
+		if err := s.SetTag(ctx, project, stream, t.Name, sources[i]); err != nil && !errors.As(err, &ie) {
 			return fmt.Errorf("spec.tags[%d]: %w", i, err)
 		}
 	}
@@ -309,3 +319,7 @@ func normalSpec(spec imagev1.ImageStreamSpec) imagev1.ImageStreamSpec {
 	}
 	return spec
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }
+
+func newObjectUID() string { return uuid.NewString() }

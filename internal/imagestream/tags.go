@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/opencontainers/go-digest"
 
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
@@ -20,21 +21,26 @@ type Tagger interface {
 	TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why store.TagReason) error
 	AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag string) error
 	TagHistory(ctx context.Context, repo, tag string) ([]store.TagEvent, error)
+	RecordImport(ctx context.Context, repo, tag string, im store.Imported) error
+	SetTagCondition(ctx context.Context, repo, tag string, c store.TagCondition) error
 }
 
 // ErrImportNeeded refuses a tag whose image is in another registry
 // (from of kind DockerImage) where importing is not available.
-var ErrImportNeeded = errors.New("a DockerImage is brought in by an import")
+var ErrImportNeeded = errors.New("importing from other registries is not available")
 
 // Source is where SetTag takes a tag's image from: a tag (followed, as
 // an alias) or an image by digest, in Namespace's streams.
 type Source struct {
-	Kind      string // imagev1.KindImageStreamTag or imagev1.KindImageStreamImage
+	Kind      string // imagev1.KindImageStreamTag, KindImageStreamImage or KindDockerImage
 	Namespace string
-	Name      string // "stream:tag" or "stream@sha256:…"
+	Name      string // "stream:tag", "stream@sha256:…" or a pull spec
+	// Import says how a DockerImage is imported.
+	Import ImportOptions
 }
 
-// Repository is the repository of the source's stream.
+// Repository is the repository of the source's stream (of an
+// ImageStreamTag or ImageStreamImage).
 func (src Source) Repository() string {
 	stream, _, _ := cutReference(src.Name)
 	return src.Namespace + "/" + stream
@@ -73,7 +79,11 @@ func SourceOf(project string, from imagev1.ObjectReference) (Source, error) {
 			return Source{}, fmt.Errorf("from.name %q: %v: %w", src.Name, err, errdefs.ErrInvalidArgument)
 		}
 	case imagev1.KindDockerImage:
-		return Source{}, fmt.Errorf("from %s %q: %w", src.Kind, src.Name, ErrImportNeeded)
+		if _, err := name.ParseReference(src.Name, name.Insecure); err != nil {
+			return Source{}, fmt.Errorf("from.name of a DockerImage is a pull spec, not %q: %w", src.Name, errdefs.ErrInvalidArgument)
+		}
+		src.Namespace = ""
+		return src, nil
 	default:
 		return Source{}, fmt.Errorf("from.kind must be ImageStreamTag, ImageStreamImage or DockerImage, not %q: %w", src.Kind, errdefs.ErrInvalidArgument)
 	}
@@ -95,9 +105,11 @@ func CheckTagName(project, stream, tag string) error {
 }
 
 // SetTag points tag of project/stream at src: a tag of any stream, which
-// it then follows (an alias), or an image by digest, linked once. An
-// image of the tag's own history is recorded as a rollback. The caller
-// checks that the caller may read src.Namespace.
+// it then follows (an alias), an image by digest, linked once, or an
+// image of another registry, imported (a failed import is an
+// *ImportError, also recorded on the tag). An image of the tag's own
+// history is recorded as a rollback. The caller checks that the caller
+// may read src.Namespace.
 func (s *Service) SetTag(ctx context.Context, project, stream, tag string, src Source) error {
 	if err := CheckTagName(project, stream, tag); err != nil {
 		return err
@@ -107,6 +119,9 @@ func (s *Service) SetTag(ctx context.Context, project, stream, tag string, src S
 	switch src.Kind {
 	case imagev1.KindImageStreamTag:
 		return s.tags.AliasTag(ctx, repo, tag, src.Repository(), ref)
+	case imagev1.KindDockerImage:
+		_, err := s.ImportTag(ctx, project, stream, tag, src.Name, src.Import)
+		return err
 	case imagev1.KindImageStreamImage:
 		dgst := digest.Digest(ref)
 		why := store.ReasonTagged

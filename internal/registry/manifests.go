@@ -121,6 +121,13 @@ func parseManifest(payload []byte, contentType string, dgst digest.Digest, allow
 	return m, nil
 }
 
+// ParseManifest reads a manifest fetched from elsewhere (an import, a
+// pull-through), by the rules of a push: what the store records of it,
+// with no reference required (its blobs are fetched later, if ever).
+func ParseManifest(payload []byte, mediaType string, dgst digest.Digest) (store.Manifest, error) {
+	return parseManifest(payload, mediaType, dgst, true)
+}
+
 // decodeManifest reads payload with exact key case and refuses a key given
 // twice in one object or one that differs only in case from a field Berth
 // reads. Parsers disagree on both (encoding/json takes the last duplicate

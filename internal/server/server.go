@@ -21,6 +21,7 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/instance"
 	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/metrics"
@@ -31,6 +32,7 @@ import (
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage/drivers"
 	"github.com/berth-registry/berth/internal/store"
+	"github.com/berth-registry/berth/internal/upstream"
 	"github.com/berth-registry/berth/internal/webhook"
 )
 
@@ -102,6 +104,12 @@ type Config struct {
 	// (0: no cap).
 	MaxUploadsPerUser    int
 	MaxUploadsPerProject int
+	// MaxImagesBulkImported caps the tags a repository import takes (the
+	// reference's maxImagesBulkImportedPerRepository; 0: 50, -1: none).
+	MaxImagesBulkImported int
+	// ScheduledImportInterval is how often tags with a scheduled import
+	// are imported again (0: 15 minutes).
+	ScheduledImportInterval time.Duration
 	// LogLevelGiven says the level was asked for explicitly (--log-level):
 	// it is the Config's first logLevel, and a Config that says otherwise
 	// is named in a warning.
@@ -302,7 +310,10 @@ func Run(ctx context.Context, cfg Config) error {
 	// Pulls are noted in memory and appended as events in batches
 	// (webhooks' pull events), by the goroutine started below.
 	pulls := meta.NewPullLog(time.Minute)
-	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls)
+	// Every outbound call (imports, pull-through, webhooks) goes through
+	// the proxy the settings name.
+	outboundClient := outbound.Client(current)
+	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
 	if err != nil {
 		return err
 	}
@@ -371,7 +382,7 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	dispatcher := &webhook.Dispatcher{
 		Queue: meta, Hooks: storedHooks{meta}, Log: log, Counters: m.Webhooks(),
-		Sender: (&webhookSenders{settings: current, client: outbound.Client(current), log: log}).current,
+		Sender: (&webhookSenders{settings: current, client: outboundClient, log: log}).current,
 		Source: scheme + "://" + shownAddr(cfg.Listen, ln.Addr()),
 	}
 	wg.Go(func() { dispatcher.Run(janitorCtx) })
@@ -468,7 +479,7 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls) (*http.ServeMux, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
 		return nil, err
@@ -502,8 +513,18 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		StoreTimes:   m.ObserveStoreCall,
 		Pulls:        pulls,
 	})
+	streams := imagestream.New(meta)
+	if outboundClient != nil {
+		images := clusterImages{meta}
+		streams.SetImporter(&imagestream.Importer{
+			Upstreams: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy},
+			Blobs:     importBlobs{storages: storages, meta: meta},
+			MaxBulk:   cfg.MaxImagesBulkImported,
+		})
+	}
 	api := apiserver.New(apiserver.Options{
-		Store: meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
+		ImageStreams: streams,
+		Store:        meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
 		StorageMigrator: &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
 	})

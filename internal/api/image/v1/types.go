@@ -81,8 +81,19 @@ type ImageStreamStatus struct {
 
 // NamedTagEventList is one tag and its history, newest first.
 type NamedTagEventList struct {
-	Tag   string     `json:"tag"`
-	Items []TagEvent `json:"items" description:"The tag's history, newest first: the first entry is what the tag points at."`
+	Tag        string              `json:"tag"`
+	Items      []TagEvent          `json:"items" description:"The tag's history, newest first: the first entry is what the tag points at."`
+	Conditions []TagEventCondition `json:"conditions,omitempty" description:"ImportSuccess False when the tag's last import failed (the image before stays current)."`
+}
+
+// TagEventCondition is a condition of a tag: ImportSuccess.
+type TagEventCondition struct {
+	Type               string      `json:"type"`
+	Status             string      `json:"status"`
+	LastTransitionTime metav1.Time `json:"lastTransitionTime,omitempty"`
+	Reason             string      `json:"reason,omitempty" description:"NotFound, Unauthorized, Forbidden, BadRequest, InternalError, …"`
+	Message            string      `json:"message,omitempty"`
+	Generation         int64       `json:"generation"`
 }
 
 // TagEvent is one entry of a tag's history.
@@ -164,4 +175,67 @@ type ImageManifest struct {
 	Architecture string `json:"architecture,omitempty"`
 	OS           string `json:"os,omitempty"`
 	Variant      string `json:"variant,omitempty"`
+}
+
+// ImageStreamImport is image.openshift.io/v1 ImageStreamImport: a request
+// (create only) to import images from other registries into the stream
+// of its name, answered with the outcome of each.
+type ImageStreamImport struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ImageStreamImportSpec   `json:"spec"`
+	Status            ImageStreamImportStatus `json:"status"`
+}
+
+// ImageStreamImportSpec is what to import.
+type ImageStreamImportSpec struct {
+	// Import writes the result into the stream (creating it); false only
+	// looks the images up (a dry run).
+	Import     bool                  `json:"import" description:"Write the result into the stream (creating it); false looks the images up only."`
+	Repository *RepositoryImportSpec `json:"repository,omitempty" description:"Import every tag of an upstream repository, up to the server's maximum."`
+	Images     []ImageImportSpec     `json:"images,omitempty" description:"Import these images, each to a tag."`
+}
+
+// RepositoryImportSpec imports a whole upstream repository.
+type RepositoryImportSpec struct {
+	From            ObjectReference    `json:"from" description:"A DockerImage naming the upstream repository."`
+	ImportPolicy    TagImportPolicy    `json:"importPolicy,omitzero"`
+	ReferencePolicy TagReferencePolicy `json:"referencePolicy,omitzero"`
+	IncludeManifest bool               `json:"includeManifest,omitempty"`
+}
+
+// ImageImportSpec imports one image.
+type ImageImportSpec struct {
+	From            ObjectReference       `json:"from" description:"A DockerImage: the upstream pull spec, by tag or digest."`
+	To              *LocalObjectReference `json:"to,omitempty" description:"The tag to set; none only looks the image up."`
+	ImportPolicy    TagImportPolicy       `json:"importPolicy,omitzero"`
+	ReferencePolicy TagReferencePolicy    `json:"referencePolicy,omitzero"`
+	IncludeManifest bool                  `json:"includeManifest,omitempty"`
+}
+
+// LocalObjectReference names a tag of the stream.
+type LocalObjectReference struct {
+	Name string `json:"name"`
+}
+
+// ImageStreamImportStatus is the outcome of an import.
+type ImageStreamImportStatus struct {
+	Import     *ImageStream            `json:"import,omitempty" description:"The stream after the import."`
+	Repository *RepositoryImportStatus `json:"repository,omitempty"`
+	Images     []ImageImportStatus     `json:"images,omitempty" description:"One per spec.images entry, in order."`
+}
+
+// RepositoryImportStatus is the outcome of a repository import.
+type RepositoryImportStatus struct {
+	Status         metav1.Status       `json:"status"`
+	Images         []ImageImportStatus `json:"images,omitempty"`
+	AdditionalTags []string            `json:"additionalTags,omitempty" description:"Upstream tags beyond the server's maximum, not imported."`
+}
+
+// ImageImportStatus is the outcome of one image's import.
+type ImageImportStatus struct {
+	Status    metav1.Status `json:"status"`
+	Image     *Image        `json:"image,omitempty"`
+	Tag       string        `json:"tag,omitempty"`
+	Manifests []Image       `json:"manifests,omitempty" description:"An index's images, when the import preserved it."`
 }
