@@ -65,6 +65,7 @@ type ContentStore interface {
 	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
 	RecordImport(ctx context.Context, repo, tag string, im store.Imported) error
 	SetTagCondition(ctx context.Context, repo, tag string, c store.TagCondition) error
+	BlobSources(ctx context.Context, repo string, dgst digest.Digest) ([]store.RemoteSource, error)
 }
 
 // InstanceStore knows the registry's instances (pods).

@@ -39,6 +39,7 @@ type Service struct {
 	content  Content
 	tags     Tagger
 	specs    Specs
+	remotes  Remotes
 	importer *Importer
 }
 
@@ -47,10 +48,11 @@ type Store interface {
 	Content
 	Tagger
 	Specs
+	Remotes
 }
 
 // New returns the service over the store.
-func New(st Store) *Service { return &Service{content: st, tags: st, specs: st} }
+func New(st Store) *Service { return &Service{content: st, tags: st, specs: st, remotes: st} }
 
 // Stream is the ImageStream of repo, whose images are pulled from host.
 func (s *Service) Stream(ctx context.Context, host string, repo store.Repository) (*imagev1.ImageStream, error) {

@@ -42,7 +42,10 @@ type BlobSink interface {
 // Importer is what imports need besides the metadata store.
 type Importer struct {
 	Upstreams Upstreams
-	Blobs     BlobSink
+	// PullThrough reaches upstreams for pull-through (nil: Upstreams);
+	// unlike imports, a pull is not rate-limited.
+	PullThrough Upstreams
+	Blobs       BlobSink
 	// MaxBulk caps a repository import (the reference's
 	// maxImagesBulkImportedPerRepository, default 50; -1: none).
 	MaxBulk int

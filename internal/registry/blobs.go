@@ -21,6 +21,9 @@ func (r *Registry) getBlob(w http.ResponseWriter, req *http.Request, repo string
 	}
 	ctx := req.Context()
 	loc, err := r.meta.LocateBlob(ctx, r.readableOf(ctx), repo, dgst)
+	if errors.Is(err, errdefs.ErrNotFound) && r.upstreams != nil {
+		return r.pullThroughBlob(w, req, repo, dgst, err)
+	}
 	if err != nil {
 		return fromClass(err, codeBlobUnknown, "blob "+dgst.String())
 	}

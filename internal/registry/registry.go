@@ -103,6 +103,9 @@ type Options struct {
 	// Pulls, when set, is told of each manifest GET served (webhooks'
 	// pull events); it must not block.
 	Pulls Pulls
+	// Upstreams, when set, serve the blobs of imported images that are
+	// not here yet (pull-through).
+	Upstreams Upstreams
 }
 
 // Pulls notes pulls (store.PullLog).
@@ -129,6 +132,8 @@ type Registry struct {
 	// uploadLimits cap open upload sessions.
 	uploadLimits store.UploadLimits
 	pulls        Pulls
+	upstreams    Upstreams
+	fetching     inflight
 }
 
 const defaultMaxManifestBytes = 4 << 20
@@ -148,6 +153,7 @@ func New(opts Options) *Registry {
 		tokenRealm:   opts.TokenRealm,
 		uploadLimits: opts.UploadLimits,
 		pulls:        opts.Pulls,
+		upstreams:    opts.Upstreams,
 	}
 	if r.log == nil {
 		r.log = slog.Default()

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +12,8 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
-	"github.com/berth-registry/berth/internal/storage"
 	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/upstream"
 )
@@ -136,41 +134,8 @@ func (b importBlobs) PutBlob(ctx context.Context, repo string, dgst digest.Diges
 	if st.Driver == nil {
 		return fmt.Errorf("store blob %s: no storage in effect: %w", dgst, errdefs.ErrUnavailable)
 	}
-	if err := dgst.Validate(); err != nil {
-		return fmt.Errorf("blob digest %q: %v: %w", dgst, err, errdefs.ErrInvalidArgument)
-	}
 	if n, err := b.meta.BlobSize(ctx, store.Only(st.ID), repo, dgst); err == nil && n == size {
 		return nil // already here
 	}
-	id := make([]byte, 16)
-	_, _ = rand.Read(id)
-	up := storage.Upload{ID: "import" + hex.EncodeToString(id)}
-	h := &storage.HashingReader{R: r, Hash: dgst.Algorithm().Hash()}
-	n, state, err := st.Driver.Append(ctx, up, 0, h)
-	up.State = state
-	abort := func() { _ = st.Driver.Abort(context.WithoutCancel(ctx), up) }
-	if err != nil {
-		abort()
-		return fmt.Errorf("store blob %s: %w", dgst, err)
-	}
-	if n != size || h.N != size {
-		abort()
-		return fmt.Errorf("blob %s: read %d bytes, the manifest says %d: %w", dgst, h.N, size, errdefs.ErrSizeMismatch)
-	}
-	if got := digest.NewDigest(dgst.Algorithm(), h.Hash); got != dgst {
-		abort()
-		return fmt.Errorf("blob %s: the bytes have digest %s: %w", dgst, got, errdefs.ErrInvalidArgument)
-	}
-	leave, ok := st.Writes.Enter()
-	if !ok {
-		abort()
-		return fmt.Errorf("store blob %s: the storage was switched: %w", dgst, errdefs.ErrUnavailable)
-	}
-	defer leave()
-	ctx = context.WithoutCancel(ctx)
-	if err := st.Driver.Commit(ctx, up, dgst, size); err != nil {
-		abort()
-		return fmt.Errorf("commit blob %s: %w", dgst, err)
-	}
-	return b.meta.LinkBlob(ctx, st.ID, repo, dgst, size)
+	return registry.Ingest(ctx, st, b.meta, repo, dgst, size, r)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/upstream"
 	"github.com/berth-registry/berth/internal/webhook"
+	"golang.org/x/time/rate"
 )
 
 // Config is what `berth serve` is told.
@@ -313,7 +314,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Every outbound call (imports, pull-through, webhooks) goes through
 	// the proxy the settings name.
 	outboundClient := outbound.Client(current)
-	mux, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
+	mux, streams, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
 	if err != nil {
 		return err
 	}
@@ -386,6 +387,11 @@ func Run(ctx context.Context, cfg Config) error {
 		Source: scheme + "://" + shownAddr(cfg.Listen, ln.Addr()),
 	}
 	wg.Go(func() { dispatcher.Run(janitorCtx) })
+	// Scheduled imports: tags imported with importPolicy.scheduled are
+	// imported again about every ScheduledImportInterval.
+	wg.Go(func() {
+		(&imagestream.Scheduler{Service: streams, Specs: meta, Interval: cfg.ScheduledImportInterval, Log: log}).Run(janitorCtx)
+	})
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
 			expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
@@ -479,10 +485,10 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	authn := &auth.Authenticator{
 		Tokens: timedAccess{meta}, Groups: timedAccess{meta}, Identity: identity, NameHashKey: nameHashKey,
@@ -503,6 +509,18 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	authz.Generation = meta.AccessGeneration
 	issuer := &auth.Issuer{Tokens: meta}
 
+	streams := imagestream.New(meta)
+	if outboundClient != nil {
+		images := clusterImages{meta}
+		streams.SetImporter(&imagestream.Importer{
+			Upstreams: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy},
+			// Pulls wait for no rate: the upstream's own limits apply.
+			PullThrough: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy,
+				Limiter: rate.NewLimiter(rate.Inf, 0)},
+			Blobs:   importBlobs{storages: storages, meta: meta},
+			MaxBulk: cfg.MaxImagesBulkImported,
+		})
+	}
 	reg := registry.New(registry.Options{
 		// Every request's snapshot names its storage; the one in effect now
 		// serves a handler used without the settings middleware (tests).
@@ -512,16 +530,8 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		UploadLimits: store.UploadLimits{PerUser: cfg.MaxUploadsPerUser, PerProject: cfg.MaxUploadsPerProject},
 		StoreTimes:   m.ObserveStoreCall,
 		Pulls:        pulls,
+		Upstreams:    streams,
 	})
-	streams := imagestream.New(meta)
-	if outboundClient != nil {
-		images := clusterImages{meta}
-		streams.SetImporter(&imagestream.Importer{
-			Upstreams: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy},
-			Blobs:     importBlobs{storages: storages, meta: meta},
-			MaxBulk:   cfg.MaxImagesBulkImported,
-		})
-	}
 	api := apiserver.New(apiserver.Options{
 		ImageStreams: streams,
 		Store:        meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
@@ -539,7 +549,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
-	return mux, nil
+	return mux, streams, nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes

@@ -163,6 +163,8 @@ JOIN repositories r ON r.id = c.repository_id WHERE r.name = ? ORDER BY c.tag, c
 type RemoteSource struct {
 	Source   string // upstream repository
 	Insecure bool
+	// Size is the size the manifests declare for a blob (-1: unknown).
+	Size int64
 }
 
 // ManifestSource is where manifest dgst of repo came from;
@@ -185,10 +187,11 @@ WHERE r.name = ? AND rm.digest = ?`, repo, string(dgst)).Scan(&src.Source, &src.
 // sources of the imported manifests of repo that reference it.
 func (s *Store) BlobSources(ctx context.Context, repo string, dgst digest.Digest) ([]RemoteSource, error) {
 	rows, err := s.query(ctx, `
-SELECT DISTINCT rm.source, rm.insecure FROM remote_manifests rm
+SELECT rm.source, rm.insecure, MAX(mr.size) FROM remote_manifests rm
 JOIN repositories r ON r.id = rm.repository_id
 JOIN manifest_references mr ON mr.manifest_digest = rm.digest
-WHERE r.name = ? AND mr.reference = ? ORDER BY rm.insecure, rm.source`, repo, string(dgst))
+WHERE r.name = ? AND mr.reference = ? AND mr.is_manifest = 0
+GROUP BY rm.source, rm.insecure ORDER BY rm.insecure, rm.source`, repo, string(dgst))
 	if err != nil {
 		return nil, fmt.Errorf("sources of %s in %s: %w", dgst, repo, err)
 	}
@@ -196,7 +199,7 @@ WHERE r.name = ? AND mr.reference = ? ORDER BY rm.insecure, rm.source`, repo, st
 	var out []RemoteSource
 	for rows.Next() {
 		var src RemoteSource
-		if err := rows.Scan(&src.Source, &src.Insecure); err != nil {
+		if err := rows.Scan(&src.Source, &src.Insecure, &src.Size); err != nil {
 			return nil, fmt.Errorf("sources of %s in %s: %w", dgst, repo, err)
 		}
 		out = append(out, src)

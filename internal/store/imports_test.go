@@ -42,7 +42,7 @@ func TestRecordImport(t *testing.T) {
 	if m, err := s.Manifest(ctx, "p/app", "v1"); err != nil || m.Digest != index.Digest {
 		t.Fatalf("p/app:v1 = %s, %v", m.Digest, err)
 	}
-	if srcs, err := s.BlobSources(ctx, "p/app", layer); err != nil || len(srcs) != 1 || srcs[0].Source != im.Source {
+	if srcs, err := s.BlobSources(ctx, "p/app", layer); err != nil || len(srcs) != 1 || srcs[0].Source != im.Source || srcs[0].Size != 5 {
 		t.Fatalf("blob sources of the layer: %+v %v", srcs, err)
 	}
 	if srcs, err := s.BlobSources(ctx, "p/other", layer); err != nil || len(srcs) != 0 {

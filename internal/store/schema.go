@@ -317,6 +317,9 @@ ALTER TABLE events ADD COLUMN reason TEXT NOT NULL DEFAULT '';
 -- (pull-through); a tag's last failed import is its ImportSuccess
 -- condition.
 ALTER TABLE tag_events ADD COLUMN source TEXT NOT NULL DEFAULT '';
+-- The size a manifest's descriptor declares for each reference (-1 for
+-- rows from before): what a pulled-through blob's HEAD answers.
+ALTER TABLE manifest_references ADD COLUMN size BIGINT NOT NULL DEFAULT -1;
 CREATE TABLE remote_manifests (
 	repository_id BIGINT  NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
 	digest        TEXT    NOT NULL,

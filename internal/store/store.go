@@ -485,8 +485,8 @@ func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
 			isManifest = 1
 		}
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO manifest_references (manifest_digest, reference, is_manifest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-			string(m.Digest), string(ref.Digest), isManifest); err != nil {
+			`INSERT INTO manifest_references (manifest_digest, reference, is_manifest, size) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			string(m.Digest), string(ref.Digest), isManifest, ref.Size); err != nil {
 			return fmt.Errorf("record reference %s -> %s: %w", m.Digest, ref.Digest, err)
 		}
 	}

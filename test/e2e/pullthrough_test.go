@@ -1,0 +1,83 @@
+package e2e
+
+import (
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Pull-through from Distribution: podman and skopeo pull an imported
+// image through Berth, which fetches its layers from the upstream once
+// and keeps them; with the upstream stopped, what was pulled before is
+// still served, and a layer never pulled fails with a clear error.
+func TestPullThrough(t *testing.T) {
+	crane := requireTool(t, "crane")
+	podman := requireTool(t, "podman")
+	skopeo := requireTool(t, "skopeo")
+	up := startDistribution(t)
+	dir := t.TempDir()
+	craneEnv := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "docker"), "SSL_CERT_FILE=" + up.CAFile}
+	runIn(t, dir, craneEnv, crane, "auth", "login", up.Addr, "-u", up.User, "-p", up.Password)
+	for _, tag := range []string{"v1", "v2"} {
+		layer, _ := tarGz(t, "f.txt", []byte("pulled through "+tag+"\n"))
+		if err := os.WriteFile(filepath.Join(dir, "l.tgz"), layer, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		runIn(t, dir, craneEnv, crane, "append", "-f", "l.tgz", "-t", up.Addr+"/lib/app:"+tag)
+	}
+
+	s := startServer(t)
+	admin := newBerthCLI(t)
+	admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
+	admin.run("", "new-project", "pt")
+	key := strings.ReplaceAll(up.Addr, ":", "..")
+	admin.run("", "create", "configmap", "upstream-ca", "--from-file="+key+"="+up.CAFile, "-n", "openshift-config")
+	admin.run("", "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", `{"spec":{"additionalTrustedCA":{"name":"upstream-ca"}}}`)
+	admin.run("", "create", "secret", "docker-registry", "upstream", "--docker-server="+up.Addr,
+		"--docker-username="+up.User, "--docker-password="+up.Password)
+	for _, tag := range []string{"v1", "v2"} {
+		admin.run("", "import-image", "app:"+tag, "--from="+up.Addr+"/lib/app:"+tag, "--confirm", "--reference-policy=local")
+	}
+	token := strings.TrimSpace(admin.run("", "whoami", "-t"))
+
+	ce := newContainersEnv(t)
+	certs := s.CertDir()
+	global := append(ce.storageFlags(), "--tmpdir", ce.TmpDir, "--cgroup-manager=cgroupfs", "--events-backend=file")
+	pm := func(args ...string) string {
+		t.Helper()
+		return runIn(t, "", ce.Env, podman, append(global, args...)...)
+	}
+	pm("login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, s.Addr)
+	ref := s.Addr + "/pt/app:v1"
+	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
+	skopeoOut := filepath.Join(t.TempDir(), "oci")
+	runIn(t, "", ce.Env, skopeo, "--policy", ce.Policy, "copy", "--src-cert-dir", certs, "--src-creds", "kubeadmin:"+token,
+		"docker://"+ref, "oci:"+skopeoOut+":v1")
+
+	// Upstream gone: what was pulled is served from Berth.
+	up.Stop()
+	pm("rmi", "--all", "--force")
+	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
+	// A layer never pulled cannot be served, and the error says why.
+	o, e, err := tryIn("", ce.Env, podman, append(global, "pull", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/pt/app:v2")...)
+	blob := digestRE.FindString(o + e)
+	if err == nil || !strings.Contains(o+e, "503") || blob == "" {
+		t.Fatalf("pull of a never-pulled layer with the upstream down: %v\n%s%s", err, o, e)
+	}
+	st, _, body := getURL(t, s.Client(), s.URL+"/v2/pt/app/blobs/"+blob, "")
+	if st != http.StatusServiceUnavailable || !strings.Contains(string(body), "UNAVAILABLE") || !strings.Contains(string(body), "upstream") {
+		t.Fatalf("GET of the never-pulled layer = %d %s", st, body)
+	}
+	// A HEAD of it needs no upstream: the manifest says its size.
+	req, _ := http.NewRequest(http.MethodHead, s.URL+"/v2/pt/app/blobs/"+blob, nil)
+	resp, err := s.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 {
+		t.Errorf("HEAD of the never-pulled layer = %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+}
