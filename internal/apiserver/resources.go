@@ -89,6 +89,7 @@ var served = []resourceInfo{
 		Verbs: verbsCRUD, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupBerth, Version: "v1", Resource: "clusterwebhooks", Singular: "clusterwebhook", Kind: "ClusterWebhook",
 		Verbs: verbsCRUD, Subresources: map[string][]string{"status": verbsStatus}},
+	{Group: groupBerth, Version: "v1", Resource: "proxycaches", Singular: "proxycache", Kind: "ProxyCache", Verbs: verbsCRUD},
 }
 
 // groupVersions lists the API groups served (besides the core group) with

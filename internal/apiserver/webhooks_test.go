@@ -331,7 +331,7 @@ func TestWebhookDiscovery(t *testing.T) {
 		t.Fatalf("/apis lacks berth.io: %s", groups.raw)
 	}
 	res := anon.expect(200, "GET", berthAPI, nil)
-	want := map[string]bool{"webhooks": true, "webhooks/status": true, "clusterwebhooks": false, "clusterwebhooks/status": false}
+	want := map[string]bool{"webhooks": true, "webhooks/status": true, "clusterwebhooks": false, "clusterwebhooks/status": false, "proxycaches": false}
 	for _, r := range res.body["resources"].([]any) {
 		r := r.(map[string]any)
 		name := r["name"].(string)
@@ -360,4 +360,26 @@ func TestWebhookDiscovery(t *testing.T) {
 	if paths["/apis/berth.io/v1/namespaces/{namespace}/webhooks/{name}"] == nil || paths["/apis/berth.io/v1/clusterwebhooks/{name}"] == nil {
 		t.Errorf("paths: %v", paths)
 	}
+}
+
+// ProxyCaches are for cluster admins alone (a proxy cache makes the
+// registry reach a host of the writer's choosing), and name a registry.
+func TestProxyCachesAreClusterAdmins(t *testing.T) {
+	s := newServer(t)
+	admin := login(t, s, "admin", apiservertest.AdminPassword)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("hub"))
+	pc := func(upstream, prefix string) map[string]any {
+		return map[string]any{"apiVersion": "berth.io/v1", "kind": "ProxyCache", "metadata": map[string]any{"name": "hub"},
+			"spec": map[string]any{"upstream": upstream, "prefix": prefix}}
+	}
+	const path = berthAPI + "/proxycaches"
+	alice.expect(403, "POST", path, pc("docker.io", "library"))
+	for _, bad := range []map[string]any{pc("", ""), pc("https://docker.io", ""), pc("docker.io/library", ""), pc("docker.io", "Lib")} {
+		if a := admin.do("POST", path, bad); a.code != 422 {
+			t.Errorf("POST %v = %d %s, want 422", bad, a.code, a.raw)
+		}
+	}
+	admin.expect(201, "POST", path, pc("registry.example.com:5000", "mirror/lib"))
+	alice.expect(403, "GET", path+"/hub", nil)
 }

@@ -41,6 +41,7 @@ type Service struct {
 	specs    Specs
 	remotes  Remotes
 	importer *Importer
+	proxy    proxyState
 }
 
 // Store is the metadata the service reads and writes.

@@ -51,6 +51,14 @@ type Importer struct {
 	MaxBulk int
 }
 
+// PullUpstreams are the upstreams pulls go through.
+func (im *Importer) PullUpstreams() Upstreams {
+	if im.PullThrough != nil {
+		return im.PullThrough
+	}
+	return im.Upstreams
+}
+
 // SetImporter lets the service import (without one, a DockerImage source
 // is refused with ErrImportNeeded).
 func (s *Service) SetImporter(im *Importer) { s.importer = im }
@@ -67,6 +75,9 @@ type ImportOptions struct {
 	// CheckImportList applies allowedRegistriesForImport (callers who may
 	// not create images).
 	CheckImportList bool
+	// ForPull fetches for a client's pull (a proxy cache): without the
+	// imports' rate limit.
+	ForPull bool
 }
 
 // Fetched is an image an import fetched.
@@ -110,7 +121,11 @@ func (s *Service) Fetch(ctx context.Context, project, repo, pullSpec string, o I
 	if err != nil {
 		return Fetched{}, &ImportError{Reason: "Invalid", Message: fmt.Sprintf("%q is not a pull spec: %v", pullSpec, err)}
 	}
-	opts, err := s.importer.Upstreams.Remote(ctx, project, ref, o.Insecure, o.CheckImportList)
+	ups := s.importer.Upstreams
+	if o.ForPull {
+		ups = s.importer.PullUpstreams()
+	}
+	opts, err := ups.Remote(ctx, project, ref, o.Insecure, o.CheckImportList)
 	if err != nil {
 		return Fetched{}, importFailure(err)
 	}

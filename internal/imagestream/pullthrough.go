@@ -57,10 +57,7 @@ func (s *Service) OpenUpstreamBlob(ctx context.Context, repo string, dgst digest
 		return nil, err
 	}
 	project, _, _ := strings.Cut(repo, "/")
-	pull := s.importer.PullThrough
-	if pull == nil {
-		pull = s.importer.Upstreams
-	}
+	pull := s.importer.PullUpstreams()
 	var failures []error
 	unavailable := false
 	for _, src := range srcs {

@@ -334,6 +334,15 @@ func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, repo st
 	if err != nil {
 		return err
 	}
+	if r.proxy != nil {
+		if err := r.proxy.ResolvePull(req.Context(), repo, ref.String()); err != nil {
+			if errors.Is(err, ErrUpstreamUnavailable) {
+				return &Error{Code: codeUnavailable, Header: http.Header{"Retry-After": {"30"}},
+					Message: "manifest " + ref.String() + " is not cached and the proxied registry cannot serve it now: " + err.Error(), Err: err}
+			}
+			return fromClass(err, codeManifestUnknown, "manifest "+ref.String())
+		}
+	}
 	m, err := r.meta.Manifest(req.Context(), repo, ref.String())
 	if err != nil {
 		return fromClass(err, codeManifestUnknown, "manifest "+ref.String())

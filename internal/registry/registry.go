@@ -106,6 +106,18 @@ type Options struct {
 	// Upstreams, when set, serve the blobs of imported images that are
 	// not here yet (pull-through).
 	Upstreams Upstreams
+	// Proxy, when set, brings in the manifests a pull asks for in a
+	// proxy-cache project before they are looked up.
+	Proxy Proxy
+}
+
+// Proxy resolves pulls of proxy-cache projects (the image-stream
+// service).
+type Proxy interface {
+	// ResolvePull makes reference (tag or digest) of repo present when
+	// repo's project is a proxy cache. A failure wraps
+	// errdefs.ErrNotFound or ErrUpstreamUnavailable.
+	ResolvePull(ctx context.Context, repo, reference string) error
 }
 
 // Pulls notes pulls (store.PullLog).
@@ -133,6 +145,7 @@ type Registry struct {
 	uploadLimits store.UploadLimits
 	pulls        Pulls
 	upstreams    Upstreams
+	proxy        Proxy
 	fetching     inflight
 }
 
@@ -154,6 +167,7 @@ func New(opts Options) *Registry {
 		uploadLimits: opts.UploadLimits,
 		pulls:        opts.Pulls,
 		upstreams:    opts.Upstreams,
+		proxy:        opts.Proxy,
 	}
 	if r.log == nil {
 		r.log = slog.Default()

@@ -531,6 +531,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		StoreTimes:   m.ObserveStoreCall,
 		Pulls:        pulls,
 		Upstreams:    streams,
+		Proxy:        streams,
 	})
 	api := apiserver.New(apiserver.Options{
 		ImageStreams: streams,

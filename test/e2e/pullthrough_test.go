@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Pull-through from Distribution: podman and skopeo pull an imported
@@ -79,5 +80,80 @@ func TestPullThrough(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.ContentLength <= 0 {
 		t.Errorf("HEAD of the never-pulled layer = %d, length %d", resp.StatusCode, resp.ContentLength)
+	}
+}
+
+// A proxy-cache project serves an upstream's images on first pull,
+// creating the stream and its history; it keeps serving them with the
+// upstream down, and notices a moved tag after the recheck interval.
+func TestProxyCache(t *testing.T) {
+	crane := requireTool(t, "crane")
+	up := startDistribution(t)
+	dir := t.TempDir()
+	upEnv := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "up"), "SSL_CERT_FILE=" + up.CAFile}
+	runIn(t, dir, upEnv, crane, "auth", "login", up.Addr, "-u", up.User, "-p", up.Password)
+	push := func(content string) string {
+		t.Helper()
+		layer, _ := tarGz(t, "f.txt", []byte(content))
+		if err := os.WriteFile(filepath.Join(dir, "l.tgz"), layer, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return digestRE.FindString(runIn(t, dir, upEnv, crane, "append", "-f", "l.tgz", "-t", up.Addr+"/lib/tool:v1"))
+	}
+	first := push("first\n")
+
+	s := startServer(t)
+	admin := newBerthCLI(t)
+	admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
+	admin.run("", "new-project", "hub")
+	key := strings.ReplaceAll(up.Addr, ":", "..")
+	admin.run("", "create", "configmap", "upstream-ca", "--from-file="+key+"="+up.CAFile, "-n", "openshift-config")
+	admin.run("", "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", `{"spec":{"additionalTrustedCA":{"name":"upstream-ca"}}}`)
+	admin.run("", "create", "secret", "docker-registry", "upstream", "--docker-server="+up.Addr,
+		"--docker-username="+up.User, "--docker-password="+up.Password)
+	pc := filepath.Join(dir, "pc.yaml")
+	if err := os.WriteFile(pc, []byte("apiVersion: berth.io/v1\nkind: ProxyCache\nmetadata:\n  name: hub\nspec:\n  upstream: "+up.Addr+
+		"\n  prefix: lib\n  recheckInterval: 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := admin.run("", "create", "-f", pc); !strings.Contains(out, "proxycache.berth.io/hub created") {
+		t.Fatalf("create the proxy cache: %q", out)
+	}
+
+	env := []string{"DOCKER_CONFIG=" + filepath.Join(dir, "berth"), "SSL_CERT_FILE=" + s.CAFile()}
+	runIn(t, dir, env, crane, "auth", "login", s.Addr, "-u", "admin", "-p", adminPassword)
+	ref := s.Addr + "/hub/tool:v1"
+	if got := strings.TrimSpace(runIn(t, dir, env, crane, "digest", ref)); got != first {
+		t.Fatalf("proxied digest = %s, want %s", got, first)
+	}
+	runIn(t, dir, env, crane, "export", ref, filepath.Join(dir, "fs1.tar")) // every layer, through
+	if got := admin.run("", "get", "istag", "tool:v1", "-n", "hub", "-o", "jsonpath={.image.metadata.name}"); got != first {
+		t.Fatalf("the proxied stream's tag = %q, want %s", got, first)
+	}
+
+	// The tag moves upstream: seen after the recheck interval.
+	second := push("second\n")
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.TrimSpace(runIn(t, dir, env, crane, "digest", ref)) != second {
+		if time.Now().After(deadline) {
+			t.Fatalf("the proxy still serves %s after the upstream moved to %s", first, second)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	runIn(t, dir, env, crane, "export", ref, filepath.Join(dir, "fs2.tar"))
+	if h := strings.Fields(admin.run("", "get", "is", "tool", "-n", "hub", "-o", `jsonpath={range .status.tags[0].items[*]}{.image} {end}`)); len(h) != 2 {
+		t.Fatalf("history of the proxied tag: %v", h)
+	}
+
+	// Upstream down: the cache answers, stale but whole.
+	up.Stop()
+	time.Sleep(1500 * time.Millisecond) // past the recheck interval
+	if got := strings.TrimSpace(runIn(t, dir, env, crane, "digest", ref)); got != second {
+		t.Fatalf("with the upstream down the proxy serves %q, want %s", got, second)
+	}
+	runIn(t, dir, env, crane, "export", ref, filepath.Join(dir, "fs3.tar"))
+	// Something never pulled is not there, and the error says why.
+	if _, errOut, err := tryIn(dir, env, crane, "digest", s.Addr+"/hub/other:v1"); err == nil || !strings.Contains(errOut, "UNAVAILABLE") {
+		t.Fatalf("a never-pulled image with the upstream down: %v %s", err, errOut)
 	}
 }

@@ -91,3 +91,41 @@ type WebhookDelivery struct {
 	// Result is Delivered, Retrying or Failed (given up).
 	Result string `json:"result" description:"Delivered, Retrying or Failed (given up)."`
 }
+
+// ProxyCache is berth.io/v1 ProxyCache (cluster-scoped, named after a
+// project): the project serves <project>/<name>:<tag> from the upstream
+// registry's <prefix>/<name>:<tag> on first pull, creating the stream and
+// its history as it goes (Harbor's proxy-cache projects, zot's on-demand
+// sync). Only cluster admins write them.
+type ProxyCache struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ProxyCacheSpec `json:"spec"`
+}
+
+// DeepCopyObject implements runtime.Object.
+func (p *ProxyCache) DeepCopyObject() runtime.Object {
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // a ProxyCache always marshals: a programming error
+	}
+	out := &ProxyCache{}
+	if err := json.Unmarshal(b, out); err != nil {
+		panic(err)
+	}
+	return out
+}
+
+// ProxyCacheSpec says where the project's images come from.
+type ProxyCacheSpec struct {
+	// Upstream is the registry: host[:port] (docker.io, quay.io, …).
+	Upstream string `json:"upstream" description:"The upstream registry, host[:port] (docker.io, quay.io, registry.example.com:5000)."`
+	// Prefix is put before each image name upstream ("library" for
+	// Docker Hub's official images).
+	Prefix string `json:"prefix,omitempty" description:"Put before each image name upstream: with prefix library, <project>/busybox is docker.io/library/busybox."`
+	// RecheckInterval is how long a pulled tag is served without asking
+	// the upstream whether it moved (default 5m).
+	RecheckInterval *metav1.Duration `json:"recheckInterval,omitempty" description:"How long a tag is served before the upstream is asked again whether it moved (default 5m). The cache answers when the upstream fails."`
+	// Insecure allows plain HTTP or an unverified certificate.
+	Insecure bool `json:"insecure,omitempty" description:"Reach the upstream over plain HTTP or without verifying its certificate."`
+}
