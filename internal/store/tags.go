@@ -113,7 +113,7 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_i
 	}
 	for _, a := range aliases {
 		if a.repoID != repoID {
-			if err := s.linkManifestTree(ctx, tx, a.repoID, a.repo, dgst); err != nil {
+			if err := s.linkManifestTree(ctx, tx, repoID, a.repoID, a.repo, dgst); err != nil {
 				return err
 			}
 		}
@@ -226,7 +226,7 @@ func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst diges
 			return err
 		}
 		if repoID != fromID {
-			if err := s.linkManifestTree(ctx, tx, repoID, repo, dgst); err != nil {
+			if err := s.linkManifestTree(ctx, tx, fromID, repoID, repo, dgst); err != nil {
 				return err
 			}
 		}
@@ -234,19 +234,24 @@ func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst diges
 	})
 }
 
-// linkManifestTree links manifest dgst, its child manifests and every
-// blob they reference into repoID, appending an event for each new link
-// as a push would.
-func (s *Store) linkManifestTree(ctx context.Context, tx *sql.Tx, repoID int64, repo string, dgst digest.Digest) error {
+// linkManifestTree links manifest dgst, its child manifests and the blobs
+// they reference into repoID, appending an event for each new link as a
+// push would; only what repository fromID holds is linked (a manifest may
+// name blobs its repository does not hold: a foreign layer, an imported
+// image's layers), with where fromID's imported manifests came from, so
+// that pull-through serves the copy as it serves the original.
+func (s *Store) linkManifestTree(ctx context.Context, tx *sql.Tx, fromID, repoID int64, repo string, dgst digest.Digest) error {
 	rows, err := tx.QueryContext(ctx, `
 WITH RECURSIVE tree(digest) AS (
 	SELECT ?
 	UNION SELECT mr.reference FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest WHERE mr.is_manifest = 1
 )
-SELECT t.digest, 1 FROM tree t JOIN manifests m ON m.digest = t.digest
+SELECT t.digest, 1 FROM tree t
+WHERE EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.repository_id = ? AND rm.digest = t.digest)
 UNION
 SELECT mr.reference, 0 FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest
-WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = mr.reference)`, string(dgst))
+WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = ? AND rb.digest = mr.reference)`,
+		string(dgst), fromID, fromID)
 	if err != nil {
 		return fmt.Errorf("references of %s: %w", dgst, err)
 	}
@@ -288,6 +293,12 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM blobs b WHERE b.digest = mr.r
 			if err := s.appendEventWhy(ctx, tx, EventManifestPushed, repo, l.digest, "", ReasonTagged); err != nil {
 				return err
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `
+INSERT INTO remote_manifests (repository_id, digest, source, insecure)
+SELECT ?, digest, source, insecure FROM remote_manifests WHERE repository_id = ? AND digest = ?
+ON CONFLICT (repository_id, digest) DO NOTHING`, repoID, fromID, string(l.digest)); err != nil {
+			return fmt.Errorf("copy the source of %s: %w", l.digest, err)
 		}
 	}
 	return nil
@@ -339,7 +350,7 @@ func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag s
 			nextID, next = upID, up
 		}
 		if repoID != sourceID {
-			if err := s.linkManifestTree(ctx, tx, repoID, repo, digest.Digest(head)); err != nil {
+			if err := s.linkManifestTree(ctx, tx, sourceID, repoID, repo, digest.Digest(head)); err != nil {
 				return err
 			}
 		}

@@ -188,3 +188,37 @@ func testTagHistoryLimit(t *testing.T, s *store.Store) {
 		}
 	}
 }
+
+// A manifest may name blobs its repository does not hold (a foreign
+// layer, an imported image's layers): tagging it elsewhere links only
+// what the source holds, so a tag cannot read another repository's
+// blobs by naming their digests.
+func TestTagImageLinksOnlyWhatTheSourceHolds(t *testing.T) {
+	ctx := context.Background()
+	s := openSQLite(t)
+	in := store.Only(store.DefaultStorage)
+	secret := digest.FromString("the victim's layer")
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "victim/app", secret, 9))
+	cfg := digest.FromString("evil config")
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "evil/x", cfg, 3))
+	payload := []byte(`{"schemaVersion":2,"evil":1}`)
+	m := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload,
+		References: []store.Reference{{Digest: cfg, Size: 3, Required: true}, {Digest: secret, Size: 9}}} // a foreign layer: not required
+	must(t, s.PutManifest(ctx, in, "evil/x", m, []string{"t"}))
+	must(t, s.TagImage(ctx, "evil/y", "t", "evil/x", m.Digest, store.ReasonTagged))
+	if _, err := s.BlobSize(ctx, in, "evil/y", secret); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the victim's blob was linked into evil/y: %v", err)
+	}
+	if _, err := s.BlobSize(ctx, in, "evil/y", cfg); err != nil {
+		t.Fatalf("the source's own blob was not linked: %v", err)
+	}
+	// An imported image tagged elsewhere keeps where its layers come from.
+	layer := digest.FromString("remote layer")
+	imp := store.Manifest{Digest: digest.FromString("imp"), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: []byte(`{"imp":1}`),
+		References: []store.Reference{{Digest: layer, Size: 5}}}
+	must(t, s.RecordImport(ctx, "evil/src", "v1", store.Imported{Manifests: []store.Manifest{imp}, Source: "upstream.example/lib/x"}))
+	must(t, s.TagImage(ctx, "evil/copy", "v1", "evil/src", imp.Digest, store.ReasonTagged))
+	if srcs, err := s.BlobSources(ctx, "evil/copy", layer); err != nil || len(srcs) != 1 || srcs[0].Source != "upstream.example/lib/x" {
+		t.Fatalf("the copy's pull-through sources: %+v %v", srcs, err)
+	}
+}
