@@ -104,8 +104,9 @@ func CheckTagName(project, stream, tag string) error {
 	return nil
 }
 
-// SetTag points tag of project/stream at src: a tag of any stream, which
-// it then follows (an alias), an image by digest, linked once, or an
+// SetTag points tag of project/stream at src: a tag of the same stream,
+// which it then follows (an alias), a tag of another stream or an image
+// by digest, linked once as they are now, or an
 // image of another registry, imported (a failed import is an
 // *ImportError, also recorded on the tag). An image of the tag's own
 // history is recorded as a rollback. The caller checks that the caller
@@ -118,7 +119,17 @@ func (s *Service) SetTag(ctx context.Context, project, stream, tag string, src S
 	_, ref, _ := cutReference(src.Name)
 	switch src.Kind {
 	case imagev1.KindImageStreamTag:
-		return s.tags.AliasTag(ctx, repo, tag, src.Repository(), ref)
+		if src.Repository() == repo {
+			return s.tags.AliasTag(ctx, repo, tag, repo, ref)
+		}
+		// A tag of another stream is taken as it is now (oc tag without
+		// --alias): following it would go on copying another project's
+		// images after the caller lost access to them.
+		m, err := s.specs.Manifest(ctx, src.Repository(), ref)
+		if err != nil {
+			return err
+		}
+		return s.tags.TagImage(ctx, repo, tag, src.Repository(), m.Digest, store.ReasonTagged)
 	case imagev1.KindDockerImage:
 		_, err := s.ImportTag(ctx, project, stream, tag, src.Name, src.Import)
 		return err

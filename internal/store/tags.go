@@ -304,15 +304,23 @@ ON CONFLICT (repository_id, digest) DO NOTHING`, repoID, fromID, string(l.digest
 	return nil
 }
 
-// AliasTag makes tag of repo follow sourceTag of sourceRepo (repo
-// itself, or another the caller may read): it points at sourceTag's
-// image now, linked into repo, and moves whenever sourceTag moves, until
-// it is set directly or deleted. An absent sourceTag is
-// errdefs.ErrNotFound; an alias that would follow itself (through other
-// aliases) is errdefs.ErrInvalidArgument.
+// AliasTag makes tag of repo follow sourceTag of the same repository
+// (sourceRepo must be repo): it points at sourceTag's image now, and
+// moves whenever sourceTag moves, until it is set directly or deleted. An
+// absent sourceTag is errdefs.ErrNotFound; an alias of another
+// repository, one that would follow itself (through other aliases), or
+// one that would end a chain longer than maxAliasChain is
+// errdefs.ErrInvalidArgument.
 func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag string) error {
 	if repo == sourceRepo && tag == sourceTag {
 		return fmt.Errorf("tag %s:%s cannot follow itself: %w", repo, tag, errdefs.ErrInvalidArgument)
+	}
+	// Within one stream, as the reference's oc tag --alias: an alias in
+	// another project would go on copying the source's images after its
+	// author lost access to them, in the source's pushes' transactions.
+	if repo != sourceRepo {
+		return fmt.Errorf("tag %s:%s cannot follow a tag of another stream (%s): an alias follows a tag of its own stream: %w",
+			repo, tag, sourceRepo, errdefs.ErrInvalidArgument)
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		sourceID, err := s.repositoryID(ctx, tx, sourceRepo)
@@ -334,7 +342,10 @@ func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag s
 		// sourceTag may itself follow another: refuse when the chain leads
 		// back to tag.
 		nextID, next := sourceID, sourceTag
-		for range maxAliasChain {
+		for depth := 0; ; depth++ {
+			if depth >= maxAliasChain {
+				return fmt.Errorf("tag %s:%s would end a chain of more than %d aliases: %w", repo, tag, maxAliasChain, errdefs.ErrInvalidArgument)
+			}
 			var upID int64
 			var up string
 			err := tx.QueryRowContext(ctx, `SELECT source_repository_id, source_tag FROM tag_aliases WHERE repository_id = ? AND tag = ?`, nextID, next).Scan(&upID, &up)
