@@ -20,8 +20,8 @@ import (
 
 // StreamWriter is what the writes ask of the image-stream service.
 type StreamWriter interface {
-	CreateStream(ctx context.Context, host, project string, is *imagev1.ImageStream, uid string, dryRun bool) (*imagev1.ImageStream, error)
-	UpdateStream(ctx context.Context, host, project, name string, is *imagev1.ImageStream, expect string, dryRun bool) (*imagev1.ImageStream, error)
+	CreateStream(ctx context.Context, host, project string, is *imagev1.ImageStream, uid string, o imagestream.WriteOptions) (*imagev1.ImageStream, error)
+	UpdateStream(ctx context.Context, host, project, name string, is *imagev1.ImageStream, expect string, o imagestream.WriteOptions) (*imagev1.ImageStream, error)
 	DeleteStream(ctx context.Context, project, name string) (store.ProjectDeletion, error)
 }
 
@@ -69,6 +69,13 @@ func (s *Server) authorizeSources(r *http.Request, ns string, is *imagev1.ImageS
 	return nil
 }
 
+// streamWriteOptions are the options of a stream write by r's caller:
+// allowedRegistriesForImport applies to those who may not create images
+// (the reference's rule), as for an ImageStreamImport.
+func (s *Server) streamWriteOptions(r *http.Request) imagestream.WriteOptions {
+	return imagestream.WriteOptions{DryRun: isDryRun(r), CheckImportList: s.authorize(r, "create", resImages, "") != nil}
+}
+
 // streamError answers the service's errors in the API's words.
 func streamError(err error, name string) error {
 	switch {
@@ -106,7 +113,7 @@ func (s *Server) createImageStream(w http.ResponseWriter, r *http.Request) error
 	if err := refuseWhenReadOnly(r, "image streams cannot be created"); err != nil {
 		return err
 	}
-	out, err := s.streams.CreateStream(r.Context(), registryHost(r), ns, is, newUID(), isDryRun(r))
+	out, err := s.streams.CreateStream(r.Context(), registryHost(r), ns, is, newUID(), s.streamWriteOptions(r))
 	if err != nil {
 		return streamError(err, is.Name)
 	}
@@ -135,7 +142,7 @@ func (s *Server) replaceImageStream(w http.ResponseWriter, r *http.Request, ns, 
 	if err := refuseWhenReadOnly(r, "image streams cannot be changed"); err != nil {
 		return err
 	}
-	out, err := s.streams.UpdateStream(r.Context(), registryHost(r), ns, name, is, expect, isDryRun(r))
+	out, err := s.streams.UpdateStream(r.Context(), registryHost(r), ns, name, is, expect, s.streamWriteOptions(r))
 	if errors.Is(err, errdefs.ErrNotFound) && !strings.Contains(err.Error(), ".from") {
 		return &StatusError{http.StatusNotFound, "NotFound", `imagestreams.image.openshift.io "` + name + `" not found`}
 	}

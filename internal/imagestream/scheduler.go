@@ -252,7 +252,11 @@ func (s *Scheduler) candidates(ctx context.Context, bucket int) ([]candidate, er
 				tags = append(tags, candidate{
 					candidateKey: candidateKey{namespace: o.Namespace, stream: o.Name, tag: t.Name},
 					from:         t.From.Name,
-					opts:         ImportOptions{Insecure: t.ImportPolicy.Insecure, PreserveOriginal: t.ImportPolicy.ImportMode == "PreserveOriginal"},
+					// Who wrote the spec is not known here: the
+					// cluster's list of registries imports may reach
+					// applies, whoever that was.
+					opts: ImportOptions{Insecure: t.ImportPolicy.Insecure, PreserveOriginal: t.ImportPolicy.ImportMode == "PreserveOriginal",
+						CheckImportList: true},
 				})
 			}
 			slices.SortFunc(tags, func(a, b candidate) int {

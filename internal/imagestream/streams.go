@@ -35,6 +35,15 @@ type Specs interface {
 	Manifest(ctx context.Context, repo, reference string) (store.Manifest, error)
 }
 
+// WriteOptions say how a stream write is made.
+type WriteOptions struct {
+	DryRun bool
+	// CheckImportList applies allowedRegistriesForImport to the imports
+	// the spec's DockerImage tags start (callers who may not create
+	// images).
+	CheckImportList bool
+}
+
 // SpecKey is where the spec of stream name of project is kept.
 func SpecKey(project, name string) store.ObjectKey {
 	return store.ObjectKey{Group: imagev1.GroupName, Resource: "imagestreams", Namespace: project, Name: name}
@@ -74,7 +83,7 @@ func (s *Service) overlaySpec(ctx context.Context, is *imagev1.ImageStream, repo
 
 // checkSpec validates the spec tags of is (in project) and checks that
 // every source they name exists, without the network.
-func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.ImageStream) ([]Source, error) {
+func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.ImageStream, o WriteOptions) ([]Source, error) {
 	if err := names.Repository(project + "/" + is.Name); err != nil {
 		return nil, fmt.Errorf("metadata.name: Invalid value: %q: %v: %w", is.Name, err, errdefs.ErrInvalidArgument)
 	}
@@ -103,7 +112,8 @@ func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.Ima
 			if s.importer == nil {
 				return nil, fmt.Errorf("%s.from: Unsupported value: %q: %v: %w", field, t.From.Kind, ErrImportNeeded, errdefs.ErrInvalidArgument)
 			}
-			src.Import = ImportOptions{Insecure: t.ImportPolicy.Insecure, PreserveOriginal: t.ImportPolicy.ImportMode == "PreserveOriginal"}
+			src.Import = ImportOptions{Insecure: t.ImportPolicy.Insecure, PreserveOriginal: t.ImportPolicy.ImportMode == "PreserveOriginal",
+				CheckImportList: o.CheckImportList}
 			sources[i] = src
 			continue // fetched when applied; a failure is the tag's condition
 		}
@@ -169,9 +179,9 @@ func specObject(is *imagev1.ImageStream) (store.Object, error) {
 // repository (empty until a push or a tag fills it), and the tags its
 // spec.tags name, each set from its source. A stream that exists (pushed
 // to, or created) is errdefs.ErrAlreadyExists.
-func (s *Service) CreateStream(ctx context.Context, host, project string, is *imagev1.ImageStream, uid string, dryRun bool) (*imagev1.ImageStream, error) {
+func (s *Service) CreateStream(ctx context.Context, host, project string, is *imagev1.ImageStream, uid string, o WriteOptions) (*imagev1.ImageStream, error) {
 	is.Namespace = project
-	sources, err := s.checkSpec(ctx, project, is)
+	sources, err := s.checkSpec(ctx, project, is, o)
 	if err != nil {
 		return nil, err
 	}
@@ -183,15 +193,15 @@ func (s *Service) CreateStream(ctx context.Context, host, project string, is *im
 	is.UID = typesUID(uid)
 	is.CreationTimestamp = metav1.NewTime(time.Now().UTC().Truncate(time.Second))
 	is.Generation = 1
-	if dryRun {
+	if o.DryRun {
 		is.Status = imagev1.ImageStreamStatus{}
 		return is, nil
 	}
-	o, err := specObject(is)
+	obj, err := specObject(is)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := s.specs.CreateObject(ctx, o); err != nil {
+	if _, err := s.specs.CreateObject(ctx, obj); err != nil {
 		return nil, err
 	}
 	if err := s.specs.TouchRepository(ctx, project+"/"+is.Name); err != nil {
@@ -207,7 +217,7 @@ func (s *Service) CreateStream(ctx context.Context, host, project string, is *im
 // (at resourceVersion expect, when it is not ""): the tags whose source
 // changed (or whose generation was cleared, asking for them again) are
 // set again, the spec tags that went are deleted with their history.
-func (s *Service) UpdateStream(ctx context.Context, host, project, name string, is *imagev1.ImageStream, expect string, dryRun bool) (*imagev1.ImageStream, error) {
+func (s *Service) UpdateStream(ctx context.Context, host, project, name string, is *imagev1.ImageStream, expect string, o WriteOptions) (*imagev1.ImageStream, error) {
 	cur, err := s.Named(ctx, host, project, name)
 	if err != nil {
 		return nil, err
@@ -216,7 +226,7 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 		return nil, fmt.Errorf("image stream %s/%s is at %s, not %s: %w", project, name, cur.ResourceVersion, expect, errdefs.ErrConflict)
 	}
 	is.Name, is.Namespace = name, project
-	sources, err := s.checkSpec(ctx, project, is)
+	sources, err := s.checkSpec(ctx, project, is, o)
 	if err != nil {
 		return nil, err
 	}
@@ -224,20 +234,20 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 	if !reflect.DeepEqual(normalSpec(cur.Spec), normalSpec(is.Spec)) {
 		is.Generation++
 	}
-	if dryRun {
+	if o.DryRun {
 		is.Status = cur.Status
 		return is, nil
 	}
-	o, err := specObject(is)
+	obj, err := specObject(is)
 	if err != nil {
 		return nil, err
 	}
 	stored, err := s.specs.GetObject(ctx, SpecKey(project, name))
 	switch {
 	case errors.Is(err, errdefs.ErrNotFound):
-		_, err = s.specs.CreateObject(ctx, o)
+		_, err = s.specs.CreateObject(ctx, obj)
 	case err == nil:
-		_, err = s.specs.UpdateObject(ctx, o, stored.ResourceVersion)
+		_, err = s.specs.UpdateObject(ctx, obj, stored.ResourceVersion)
 	}
 	if err != nil {
 		return nil, err
