@@ -123,11 +123,18 @@ func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
 	return out, rows.Err()
 }
 
+// duePerWebhook is how many due deliveries of one webhook a listing
+// takes: a webhook with a backlog must not crowd the others out.
+const duePerWebhook = 5
+
 // DueDeliveries lists up to limit queued deliveries due by now, oldest
-// first, and when the next one after them is due (zero when none is).
+// first and at most a few per webhook, and when the next one after them
+// is due (zero when none is).
 func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]Delivery, time.Time, error) {
-	rows, err := s.query(ctx, `SELECT `+deliveryColumns+` FROM webhook_deliveries
-WHERE state = ? AND next_at <= ? ORDER BY next_at, id LIMIT ?`, DeliveryQueued, now.UnixMicro(), limit)
+	rows, err := s.query(ctx, `SELECT `+deliveryColumns+` FROM (
+	SELECT `+deliveryColumns+`, ROW_NUMBER() OVER (PARTITION BY webhook_uid ORDER BY next_at, id) AS nth
+	FROM webhook_deliveries WHERE state = ? AND next_at <= ?
+) WHERE nth <= ? ORDER BY next_at, id LIMIT ?`, DeliveryQueued, now.UnixMicro(), duePerWebhook, limit)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("due deliveries: %w", err)
 	}
@@ -225,4 +232,24 @@ func (s *Store) QueuedDeliveries(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("count queued deliveries: %w", err)
 	}
 	return n, nil
+}
+
+// PendingByWebhook counts the deliveries waiting, by webhook: the
+// dispatcher stops queueing for a webhook whose backlog is full.
+func (s *Store) PendingByWebhook(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.query(ctx, `SELECT webhook_uid, COUNT(*) FROM webhook_deliveries WHERE state = ? GROUP BY webhook_uid`, DeliveryQueued)
+	if err != nil {
+		return nil, fmt.Errorf("count pending deliveries: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var uid string
+		var n int64
+		if err := rows.Scan(&uid, &n); err != nil {
+			return nil, fmt.Errorf("count pending deliveries: %w", err)
+		}
+		out[uid] = n
+	}
+	return out, rows.Err()
 }

@@ -72,12 +72,28 @@ func TestWebhookDeliveries(t *testing.T) {
 		ds = append(ds, store.QueuedDelivery{WebhookUID: "hook-2", EventID: "x" + string(rune('a'+i)), EventType: "t", Subject: "s", Payload: []byte("{}")})
 		must(t, s.QueueDeliveries(ctx, cursor, cursor, ds))
 	}
+	// A listing takes a few of each webhook's: one with a backlog does
+	// not crowd out the others.
 	due, _, err = s.DueDeliveries(ctx, time.Now().Add(time.Second), 100)
 	must(t, err)
+	perHook := map[string]int{}
 	for _, d := range due {
-		if d.WebhookUID == "hook-2" {
-			must(t, s.FinishAttempt(ctx, d.ID, store.DeliveryAttempt{Status: 200, State: store.DeliveryDelivered}))
+		perHook[d.WebhookUID]++
+	}
+	if perHook["hook-2"] != 5 {
+		t.Fatalf("a listing took %d of hook-2's 15 due deliveries, want 5", perHook["hook-2"])
+	}
+	for range 10 {
+		due, _, err = s.DueDeliveries(ctx, time.Now().Add(time.Second), 100)
+		must(t, err)
+		for _, d := range due {
+			if d.WebhookUID == "hook-2" {
+				must(t, s.FinishAttempt(ctx, d.ID, store.DeliveryAttempt{Status: 200, State: store.DeliveryDelivered}))
+			}
 		}
+	}
+	if counts, err := s.PendingByWebhook(ctx); err != nil || counts["hook-2"] != 0 || counts["hook-1"] != 1 {
+		t.Fatalf("pending by webhook: %v %v", counts, err)
 	}
 	recent, pending, err = s.WebhookDeliveries(ctx, "hook-2", 100)
 	must(t, err)

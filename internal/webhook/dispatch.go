@@ -29,6 +29,7 @@ type Queue interface {
 	WebhookDeliveries(ctx context.Context, uid string, limit int) ([]store.Delivery, int64, error)
 	DropDeliveries(ctx context.Context, keep []string) (int64, error)
 	QueuedDeliveries(ctx context.Context) (int64, error)
+	PendingByWebhook(ctx context.Context) (map[string]int64, error)
 	StoredManifestByDigest(ctx context.Context, dgst digest.Digest) (store.StoredManifest, error)
 	Changed() <-chan struct{}
 }
@@ -84,6 +85,11 @@ type Dispatcher struct {
 }
 
 const eventBatch = 500
+
+// maxPendingPerWebhook bounds a webhook's backlog: past it, its events
+// are dropped (and counted lost) rather than queued, so that an endpoint
+// down for long cannot fill the store.
+const maxPendingPerWebhook = 10000
 
 func (d *Dispatcher) now() time.Time {
 	if d.Now != nil {
@@ -174,7 +180,12 @@ func (d *Dispatcher) fanOut(ctx context.Context, hooks []Hook) error {
 			d.Counters.Lost(gap)
 			d.Log.Warn("webhook events lost to pruning", "events", gap)
 		}
+		pending, err := d.Queue.PendingByWebhook(ctx)
+		if err != nil {
+			return err
+		}
 		var ds []store.QueuedDelivery
+		var dropped int64
 		for _, ev := range events {
 			e, ok, err := d.event(ctx, ev)
 			if err != nil {
@@ -188,9 +199,21 @@ func (d *Dispatcher) fanOut(ctx context.Context, hooks []Hook) error {
 				return err
 			}
 			for _, h := range hooks {
-				if matches(h, e) {
-					ds = append(ds, store.QueuedDelivery{WebhookUID: h.UID, EventID: e.ID, EventType: e.Type, Subject: e.Subject, Payload: payload})
+				if !matches(h, e) {
+					continue
 				}
+				if pending[h.UID] >= maxPendingPerWebhook {
+					dropped++
+					continue
+				}
+				pending[h.UID]++
+				ds = append(ds, store.QueuedDelivery{WebhookUID: h.UID, EventID: e.ID, EventType: e.Type, Subject: e.Subject, Payload: payload})
+			}
+		}
+		if dropped > 0 {
+			d.Log.Warn("webhook backlogs full: events dropped", "deliveries", dropped)
+			if d.Counters != nil {
+				d.Counters.Lost(dropped)
 			}
 		}
 		err = d.Queue.QueueDeliveries(ctx, cursor, events[len(events)-1].Seq, ds)
