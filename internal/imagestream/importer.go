@@ -63,6 +63,10 @@ func (im *Importer) PullUpstreams() Upstreams {
 // is refused with ErrImportNeeded).
 func (s *Service) SetImporter(im *Importer) { s.importer = im }
 
+// MaxIndexChildren bounds the manifests of an imported index (a
+// multi-platform image has tens).
+const MaxIndexChildren = 256
+
 // maxConfigBytes bounds an image config fetched by an import.
 const maxConfigBytes = 4 << 20
 
@@ -108,7 +112,8 @@ func importFailure(err error) *ImportError {
 }
 
 // Fetch fetches the image pullSpec names for project and stores the
-// config blobs of what it fetched in repo.
+// config blobs of what it fetched in repo (none when repo is "": a
+// look-up).
 func (s *Service) Fetch(ctx context.Context, project, repo, pullSpec string, o ImportOptions) (Fetched, error) {
 	if s.importer == nil {
 		return Fetched{}, fmt.Errorf("import %s: %w", pullSpec, ErrImportNeeded)
@@ -157,6 +162,10 @@ func (s *Service) Fetch(ctx context.Context, project, repo, pullSpec string, o I
 		if err != nil {
 			return Fetched{}, importFailure(err)
 		}
+		if len(im.Manifests) > MaxIndexChildren {
+			return Fetched{}, &ImportError{Reason: "BadRequest", Message: fmt.Sprintf("index %s@%s lists %d manifests, more than %d",
+				f.Source, desc.Digest, len(im.Manifests), MaxIndexChildren)}
+		}
 		if o.PreserveOriginal {
 			f.Manifests = append(f.Manifests, top)
 			children = im.Manifests
@@ -178,6 +187,9 @@ func (s *Service) Fetch(ctx context.Context, project, repo, pullSpec string, o I
 			return Fetched{}, err
 		}
 		f.Manifests = append(f.Manifests, m)
+	}
+	if repo == "" {
+		return f, nil // a look-up: nothing is kept
 	}
 	for _, m := range f.Manifests {
 		if err := s.fetchConfig(ctx, ref, opts, repo, m); err != nil {

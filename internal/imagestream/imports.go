@@ -32,6 +32,10 @@ type ImportOutcome struct {
 	RepositoryErr error
 }
 
+// MaxImagesPerImport bounds spec.images of one ImageStreamImport: one
+// request must not hold the importer (and its rate) for everyone.
+const MaxImagesPerImport = 100
+
 // DefaultMaxBulk is how many tags a repository import takes by default
 // (the reference's maxImagesBulkImportedPerRepository).
 const DefaultMaxBulk = 50
@@ -52,6 +56,10 @@ func (s *Service) Import(ctx context.Context, project string, isi *imagev1.Image
 	}
 	if isi.Spec.Repository == nil && len(isi.Spec.Images) == 0 {
 		return out, fmt.Errorf("spec: Required value: spec.images or spec.repository: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(isi.Spec.Images) > MaxImagesPerImport {
+		return out, fmt.Errorf("spec.images: Too many: %d: must have at most %d items (import a repository with spec.repository): %w",
+			len(isi.Spec.Images), MaxImagesPerImport, errdefs.ErrInvalidArgument)
 	}
 	for i, img := range isi.Spec.Images {
 		if img.From.Kind != imagev1.KindDockerImage {
@@ -124,7 +132,8 @@ func (s *Service) importOne(ctx context.Context, project, stream, from string, t
 		res.Fetched, res.Err = s.ImportTag(ctx, project, stream, to.Name, from, o)
 		return res
 	}
-	res.Fetched, res.Err = s.Fetch(ctx, project, project+"/"+stream, from, o)
+	// A look-up writes nothing: no config blob is kept.
+	res.Fetched, res.Err = s.Fetch(ctx, project, "", from, o)
 	if res.Err != nil {
 		res.Err = importFailure(res.Err)
 	}

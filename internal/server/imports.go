@@ -134,6 +134,9 @@ func (b importBlobs) PutBlob(ctx context.Context, repo string, dgst digest.Diges
 	if st.Driver == nil {
 		return fmt.Errorf("store blob %s: no storage in effect: %w", dgst, errdefs.ErrUnavailable)
 	}
+	if settings.From(ctx).ReadOnly {
+		return fmt.Errorf("store blob %s: the registry is read-only: %w", dgst, errdefs.ErrUnavailable)
+	}
 	if n, err := b.meta.BlobSize(ctx, store.Only(st.ID), repo, dgst); err == nil && n == size {
 		return nil // already here
 	}
