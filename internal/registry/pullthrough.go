@@ -26,7 +26,10 @@ import (
 // so the next pull is local and survives the upstream going down. A HEAD
 // answers from the size the manifest declares, without a download.
 // Concurrent GETs of one blob fetch it once: the others wait for it to
-// land and are then served locally.
+// land and are then served locally. The bytes reach the first client as
+// they arrive, before the digest is checked at the end (as Distribution's
+// proxy does): clients check the digest they asked for, and bytes that
+// fail it are not kept. Fetches are bounded in size and in number.
 
 // Upstreams find and open the blobs of imported images (the image-stream
 // service).
@@ -43,12 +46,16 @@ type Upstreams interface {
 // now (down, overloaded, unreachable): the answer is 503, not 404.
 var ErrUpstreamUnavailable = errors.New("the upstream registry is unavailable")
 
-// fetchWait bounds how long a GET waits for another's fetch of the same
-// blob before it fetches itself.
-const fetchWait = 2 * time.Minute
+// DefaultMaxPullThroughBytes bounds the blob a pull-through fetches (the
+// size its manifest declares): an upstream must not fill the storage
+// with one layer.
+const DefaultMaxPullThroughBytes = 10 << 30
 
-// fetchTimeout bounds one upstream fetch, which goes on when its client
-// leaves (the next pull finds the blob here).
+// DefaultPullThroughFetches bounds the upstream fetches under way at
+// once; a pull beyond them is asked to retry (429).
+const DefaultPullThroughFetches = 32
+
+// fetchTimeout bounds one upstream fetch.
 const fetchTimeout = 30 * time.Minute
 
 // inflight holds the blobs being fetched, each with a channel closed when
@@ -90,6 +97,10 @@ func (r *Registry) pullThroughBlob(w http.ResponseWriter, req *http.Request, rep
 	if err != nil {
 		return err
 	}
+	if size > r.maxPullThrough {
+		return &Error{Code: codeDenied, Message: fmt.Sprintf("blob %s is declared %d bytes upstream, more than the %d a pull-through fetches",
+			dgst, size, r.maxPullThrough)}
+	}
 	h := w.Header()
 	h.Set("Docker-Content-Digest", dgst.String())
 	h.Set("ETag", `"`+dgst.String()+`"`)
@@ -105,16 +116,12 @@ func (r *Registry) pullThroughBlob(w http.ResponseWriter, req *http.Request, rep
 			defer r.fetching.release(dgst)
 			return r.fetchBlob(w, req, repo, dgst, size)
 		}
-		t := time.NewTimer(fetchWait)
+		// One fetch per blob, however slow: a second would only share
+		// the upstream's bandwidth and the storage with the first.
 		select {
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
-		case <-t.C:
-			// A slow fetch: fetch too rather than wait on.
-			return r.fetchBlob(w, req, repo, dgst, size)
 		case <-wait:
-			t.Stop()
 		}
 		if _, err := r.meta.LocateBlob(ctx, r.readableOf(ctx), repo, dgst); err == nil {
 			h.Del("Docker-Content-Digest")
@@ -128,10 +135,18 @@ func (r *Registry) pullThroughBlob(w http.ResponseWriter, req *http.Request, rep
 }
 
 // fetchBlob streams blob dgst from the upstream to the client and into
-// the storage in effect.
+// the storage in effect. The fetch ends with its client: a client that
+// leaves must not leave the registry writing gigabytes nobody waits for
+// (the next pull fetches again).
 func (r *Registry) fetchBlob(w http.ResponseWriter, req *http.Request, repo string, dgst digest.Digest, size int64) error {
-	// The fetch outlives its client: the bytes are wanted here anyway.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(req.Context()), fetchTimeout)
+	select {
+	case r.fetchSlots <- struct{}{}:
+		defer func() { <-r.fetchSlots }()
+	default:
+		return &Error{Code: codeTooManyRequests, Header: http.Header{"Retry-After": {"10"}},
+			Message: fmt.Sprintf("%d pull-through fetches are under way, the most this registry runs at once: retry later", cap(r.fetchSlots))}
+	}
+	ctx, cancel := context.WithTimeout(req.Context(), fetchTimeout)
 	defer cancel()
 	body, err := r.upstreams.OpenUpstreamBlob(ctx, repo, dgst)
 	if err != nil {
@@ -147,7 +162,7 @@ func (r *Registry) fetchBlob(w http.ResponseWriter, req *http.Request, repo stri
 	defer body.Close()
 	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	w.WriteHeader(http.StatusOK)
-	client := &bestEffortWriter{w: w}
+	client := &clientWriter{ctx: req.Context(), w: w}
 	st := r.storageOf(req.Context())
 	if st.Driver == nil || settings.From(req.Context()).ReadOnly {
 		// Nowhere to keep it: the client gets it, the next one fetches again.
@@ -161,20 +176,23 @@ func (r *Registry) fetchBlob(w http.ResponseWriter, req *http.Request, repo stri
 	return nil // the answer is under way: what went wrong is in the log
 }
 
-// bestEffortWriter writes to a client until it fails (it went away), and
-// then swallows the rest so that the fetch it tees from goes on.
-type bestEffortWriter struct {
-	w      io.Writer
-	failed bool
+// clientWriter writes to the client a fetch is for; once the client is
+// gone (a write fails, or its request ended) it fails every write, which
+// ends the fetch it tees from.
+type clientWriter struct {
+	ctx context.Context
+	w   io.Writer
 }
 
-func (b *bestEffortWriter) Write(p []byte) (int, error) {
-	if !b.failed {
-		if _, err := b.w.Write(p); err != nil {
-			b.failed = true
-		}
+func (c *clientWriter) Write(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, fmt.Errorf("the client left: %w", err)
 	}
-	return len(p), nil
+	n, err := c.w.Write(p)
+	if err != nil {
+		return n, fmt.Errorf("the client left: %w", err)
+	}
+	return n, nil
 }
 
 // BlobLinker records a blob's bytes in a storage and links it into a

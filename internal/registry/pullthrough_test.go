@@ -135,3 +135,56 @@ func TestPullThroughKeepsOnlyVerifiedBytes(t *testing.T) {
 		t.Fatalf("%d fetches, want 2 (the corrupt bytes were not kept)", got)
 	}
 }
+
+// endless is an upstream whose one blob never ends, counting what it sent.
+type endless struct {
+	declared int64
+	sent     atomic.Int64
+}
+
+func (e *endless) BlobUpstream(context.Context, string, digest.Digest) (int64, error) { return e.declared, nil }
+
+func (e *endless) OpenUpstreamBlob(context.Context, string, digest.Digest) (io.ReadCloser, error) {
+	return io.NopCloser(readerFunc(func(p []byte) (int, error) {
+		time.Sleep(time.Millisecond)
+		e.sent.Add(int64(len(p)))
+		return len(p), nil
+	})), nil
+}
+
+type readerFunc func([]byte) (int, error)
+
+func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
+
+// A pull-through fetch is bounded: a blob declared larger than the
+// maximum is refused before any fetch, and a fetch ends when its client
+// leaves instead of writing on for nobody.
+func TestPullThroughIsBounded(t *testing.T) {
+	huge := &endless{declared: 1 << 40}
+	srv := newServer(t, registry.Options{Upstreams: huge, MaxPullThroughBytes: 1 << 30})
+	url := srv.URL + "/v2/team/app/blobs/" + digest.FromString("huge").String()
+	if code, body := get(t, http.MethodGet, url); code != http.StatusForbidden || !strings.Contains(string(body), "more than") {
+		t.Fatalf("GET of a blob declared 1 TiB = %d %s", code, body)
+	}
+	if huge.sent.Load() != 0 {
+		t.Fatal("a refused blob was fetched")
+	}
+
+	big := &endless{declared: 1 << 30}
+	srv = newServer(t, registry.Options{Upstreams: big})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/v2/team/app/blobs/"+digest.FromString("big").String(), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.ReadFull(resp.Body, make([]byte, 1<<16))
+	cancel()
+	resp.Body.Close()
+	time.Sleep(300 * time.Millisecond)
+	after := big.sent.Load()
+	time.Sleep(500 * time.Millisecond)
+	if grew := big.sent.Load() - after; grew > 0 {
+		t.Fatalf("the fetch went on after its client left (%d more bytes)", grew)
+	}
+}

@@ -109,6 +109,11 @@ type Options struct {
 	// Proxy, when set, brings in the manifests a pull asks for in a
 	// proxy-cache project before they are looked up.
 	Proxy Proxy
+	// MaxPullThroughBytes bounds a pulled-through blob (0:
+	// DefaultMaxPullThroughBytes); PullThroughFetches the fetches at
+	// once (0: DefaultPullThroughFetches).
+	MaxPullThroughBytes int64
+	PullThroughFetches  int
 }
 
 // Proxy resolves pulls of proxy-cache projects (the image-stream
@@ -147,6 +152,9 @@ type Registry struct {
 	upstreams    Upstreams
 	proxy        Proxy
 	fetching     inflight
+	// maxPullThrough and fetchSlots bound pull-through fetches.
+	maxPullThrough int64
+	fetchSlots     chan struct{}
 }
 
 const defaultMaxManifestBytes = 4 << 20
@@ -169,6 +177,15 @@ func New(opts Options) *Registry {
 		upstreams:    opts.Upstreams,
 		proxy:        opts.Proxy,
 	}
+	r.maxPullThrough = opts.MaxPullThroughBytes
+	if r.maxPullThrough <= 0 {
+		r.maxPullThrough = DefaultMaxPullThroughBytes
+	}
+	slots := opts.PullThroughFetches
+	if slots <= 0 {
+		slots = DefaultPullThroughFetches
+	}
+	r.fetchSlots = make(chan struct{}, slots)
 	if r.log == nil {
 		r.log = slog.Default()
 	}
