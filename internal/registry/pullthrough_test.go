@@ -142,7 +142,9 @@ type endless struct {
 	sent     atomic.Int64
 }
 
-func (e *endless) BlobUpstream(context.Context, string, digest.Digest) (int64, error) { return e.declared, nil }
+func (e *endless) BlobUpstream(context.Context, string, digest.Digest) (int64, error) {
+	return e.declared, nil
+}
 
 func (e *endless) OpenUpstreamBlob(context.Context, string, digest.Digest) (io.ReadCloser, error) {
 	return io.NopCloser(readerFunc(func(p []byte) (int, error) {
