@@ -16,6 +16,7 @@ import (
 
 	imagev1 "github.com/berth-registry/berth/internal/api/image/v1"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -76,6 +77,10 @@ type Scheduler struct {
 	PerMinute int
 	// Log receives what happened (nil: slog.Default()).
 	Log *slog.Logger
+	// Settings, when set, is the registry's live settings: each pass runs
+	// with the snapshot in effect when it starts, as a request does (the
+	// destinations imports may reach, the storage configs go to).
+	Settings interface{ Load() *settings.Settings }
 	// Now is the clock of the token bucket (nil: time.Now).
 	Now func() time.Time
 
@@ -169,7 +174,11 @@ func (s *Scheduler) Run(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		n, err := s.Pass(ctx, bucket)
+		pctx := ctx
+		if s.Settings != nil {
+			pctx = settings.With(ctx, s.Settings.Load())
+		}
+		n, err := s.Pass(pctx, bucket)
 		if err != nil && ctx.Err() == nil {
 			s.log().Warn("scheduled imports", "bucket", bucket, "err", err)
 		}

@@ -98,6 +98,7 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		TagHistoryLimit: int(spec.ImageStreams.TagHistoryLimit),
 		// A copy: the snapshot is never changed, whatever becomes of cfg.
 		WebhookDestinations: slices.Clone(spec.Webhooks.AllowedDestinations),
+		ImportDestinations:  slices.Clone(spec.ImageStreams.AllowedImportDestinations),
 	}
 	// A generated secret is hex; one a user chose is used as written.
 	secret, err := hex.DecodeString(spec.HTTPSecret)
@@ -351,8 +352,8 @@ func (o *Operator) swap(next *settings.Settings) {
 // fingerprint compares snapshots; the secret is compared, never logged.
 // A storage is known by its ID: one ID, one driver, for the process's life.
 func fingerprint(s *settings.Settings) string {
-	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q|%d|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
-		routesFingerprint(s.Routes), s.Storage.ID, s.TagHistoryLimit, s.WebhookDestinations) + "|" + s.Storage.Version + "|" + olderFingerprint(s.Older) + "|" + credentialsDigest(s.StorageCredentials)
+	return fmt.Sprintf("%d|%d|%q|%t|%d|%+v|%x|%t|%q|%s|%q|%d|%q|%q", s.Generation, s.Replicas, s.Unavailable, s.ReadOnly, s.LogLevel, s.Requests, s.HTTPSecret, s.DisableRedirect, s.Proxy,
+		routesFingerprint(s.Routes), s.Storage.ID, s.TagHistoryLimit, s.WebhookDestinations, s.ImportDestinations) + "|" + s.Storage.Version + "|" + olderFingerprint(s.Older) + "|" + credentialsDigest(s.StorageCredentials)
 }
 
 // olderFingerprint stands for the older storages of a snapshot: which,

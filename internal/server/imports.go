@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/upstream"
+	"github.com/berth-registry/berth/internal/webhook"
 )
 
 // What imports and pull-through read of the cluster: the project's pull
@@ -141,4 +143,17 @@ func (b importBlobs) PutBlob(ctx context.Context, repo string, dgst digest.Diges
 		return nil // already here
 	}
 	return registry.Ingest(ctx, st, b.meta, repo, dgst, size, r)
+}
+
+// importDestinations are the addresses of the cluster's own network that
+// imports and pull-through may reach, from the settings of the request
+// (or of the scheduler's pass): the Config's
+// spec.imageStreams.allowedImportDestinations, public addresses besides.
+func importDestinations(ctx context.Context) (*webhook.Destinations, string, error) {
+	allowed := settings.From(ctx).ImportDestinations
+	d, err := webhook.NewDestinations(allowed)
+	if err != nil {
+		return nil, "", fmt.Errorf("spec.imageStreams.allowedImportDestinations: %w", err)
+	}
+	return d, strings.Join(allowed, "\n"), nil
 }

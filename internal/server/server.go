@@ -390,7 +390,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Scheduled imports: tags imported with importPolicy.scheduled are
 	// imported again about every ScheduledImportInterval.
 	wg.Go(func() {
-		(&imagestream.Scheduler{Service: streams, Specs: meta, Interval: cfg.ScheduledImportInterval, Log: log}).Run(janitorCtx)
+		(&imagestream.Scheduler{Service: streams, Specs: meta, Interval: cfg.ScheduledImportInterval, Log: log, Settings: current}).Run(janitorCtx)
 	})
 	wg.Go(func() {
 		every(janitorCtx, time.Hour, func(ctx context.Context) {
@@ -513,10 +513,11 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	if outboundClient != nil {
 		images := clusterImages{meta}
 		streams.SetImporter(&imagestream.Importer{
-			Upstreams: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy},
+			Upstreams: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy,
+				Destinations: importDestinations},
 			// Pulls wait for no rate: the upstream's own limits apply.
 			PullThrough: &upstream.Access{Client: outboundClient, Secrets: images.Secrets, Trust: images.Trust, Policy: images.Policy,
-				Limiter: rate.NewLimiter(rate.Inf, 0)},
+				Destinations: importDestinations, Limiter: rate.NewLimiter(rate.Inf, 0)},
 			Blobs:   importBlobs{storages: storages, meta: meta},
 			MaxBulk: cfg.MaxImagesBulkImported,
 		})

@@ -65,6 +65,10 @@ type Settings struct {
 	// Config's spec.webhooks.allowedDestinations, each valid for
 	// webhook.NewDestinations). Read-only, like the rest of the snapshot.
 	WebhookDestinations []string
+	// ImportDestinations are the addresses of the cluster's own network
+	// that imports, pull-through and proxy caches may reach (the
+	// registry Config's spec.imageStreams.allowedImportDestinations).
+	ImportDestinations []string
 	// Older are the storages switched away from that still hold blobs
 	// (not yet migrated): blobs are read from them, never written. One
 	// whose Driver is nil could not be opened; its blobs are unavailable,

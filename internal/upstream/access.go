@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/berth-registry/berth/internal/buildinfo"
+	"github.com/berth-registry/berth/internal/webhook"
 )
 
 // The reference's importer limits its upstream calls with a token bucket
@@ -53,6 +54,11 @@ type Access struct {
 	// is the reference's 2 per second, burst 3. rate.NewLimiter(rate.Inf, 0)
 	// disables pacing.
 	Limiter *rate.Limiter
+	// Destinations, when set, are the addresses calls may reach, with a
+	// key that changes with them: every dial is vetted (redirects and
+	// token realms included), so that a tenant cannot make the registry
+	// reach the cluster's own network unless a cluster admin listed it.
+	Destinations func(ctx context.Context) (*webhook.Destinations, string, error)
 
 	limiterOnce sync.Once
 	limiter     *rate.Limiter
@@ -64,11 +70,17 @@ type Access struct {
 type transportKey struct {
 	ca       [sha256.Size]byte // of the PEM; zero when none or insecure
 	insecure bool
+	dest     string // the Destinations' key
+}
+
+type idleCloser interface {
+	http.RoundTripper
+	CloseIdleConnections()
 }
 
 type cachedTransport struct {
 	key transportKey
-	t   *http.Transport
+	t   idleCloser
 }
 
 // Remote returns the options with which ggcr reaches ref for project:
@@ -117,7 +129,16 @@ func (a *Access) Remote(ctx context.Context, project string, ref name.Reference,
 		}
 		ca = trustedCA(data, registry)
 	}
-	base, err := a.transport(ca, insecure)
+	var dest *webhook.Destinations
+	destKey := ""
+	if a.Destinations != nil {
+		d, key, err := a.Destinations(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the destinations upstreams may be at: %w", err)
+		}
+		dest, destKey = d, key
+	}
+	base, err := a.transport(ca, insecure, dest, destKey)
 	if err != nil {
 		return nil, fmt.Errorf("registry %q: %w", registry, err)
 	}
@@ -196,8 +217,8 @@ func (a *Access) rateLimiter() *rate.Limiter {
 // transport returns the cached transport for (ca, insecure), building it
 // from Client's on first use: one per trust set, so that connections to a
 // registry are reused across calls, and a changed CA gets a new one.
-func (a *Access) transport(ca []byte, insecure bool) (*http.Transport, error) {
-	key := transportKey{insecure: insecure}
+func (a *Access) transport(ca []byte, insecure bool, dest *webhook.Destinations, destKey string) (http.RoundTripper, error) {
+	key := transportKey{insecure: insecure, dest: destKey}
 	if !insecure && len(ca) > 0 {
 		key.ca = sha256.Sum256(ca)
 	}
@@ -243,15 +264,19 @@ func (a *Access) transport(ca []byte, insecure bool) (*http.Transport, error) {
 		cfg.RootCAs = pool
 	}
 	t.TLSClientConfig = cfg
+	var rt idleCloser = t
+	if dest != nil {
+		rt = dest.Guard(t).(idleCloser)
+	}
 
-	a.transports = append(a.transports, cachedTransport{key: key, t: t})
+	a.transports = append(a.transports, cachedTransport{key: key, t: rt})
 	if len(a.transports) > maxTransports {
 		// Calls still holding the evicted transport keep working; only
 		// its idle connections go.
 		a.transports[0].t.CloseIdleConnections()
 		a.transports = a.transports[1:]
 	}
-	return t, nil
+	return rt, nil
 }
 
 func (a *Access) clientTransport() http.RoundTripper {

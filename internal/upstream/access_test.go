@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/webhook"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/time/rate"
@@ -442,7 +443,7 @@ func TestRemoteTransportCache(t *testing.T) {
 	// The cache is bounded; the most recent stay.
 	for i := range maxTransports + 4 {
 		ca := append([]byte(fmt.Sprintf("# variant %d\n", i)), reg.pemCert()...)
-		if _, err := a.transport(ca, false); err != nil {
+		if _, err := a.transport(ca, false, nil, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -500,3 +501,32 @@ func TestRemoteErrors(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// With Destinations set, a registry in the cluster's own network (here
+// loopback) is reached only when a cluster admin listed it: an import
+// cannot be used to probe or read internal services.
+func TestRemoteDestinations(t *testing.T) {
+	reg := newTestRegistry(t, registryOptions{tls: true})
+	reg.push(t, "team/app:v1", "", "")
+	trust := map[string][]byte{TrustKey(reg.host): reg.pemCert()}
+	for _, c := range []struct {
+		allowed []string
+		ok      bool
+	}{{nil, false}, {[]string{"10.0.0.0/8"}, false}, {[]string{"127.0.0.1"}, true}} {
+		a := testAccess(Policy{}, trust)
+		d, err := webhook.NewDestinations(c.allowed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Destinations = func(context.Context) (*webhook.Destinations, string, error) {
+			return d, strings.Join(c.allowed, ","), nil
+		}
+		_, err = get(context.Background(), a, reg.ref(t, "team/app:v1"), false, false)
+		if (err == nil) != c.ok {
+			t.Errorf("allowed %v: %v, want ok=%v", c.allowed, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, webhook.ErrDestinationRefused) {
+			t.Errorf("allowed %v: %v is not a refused destination", c.allowed, err)
+		}
+	}
+}

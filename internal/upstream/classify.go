@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-registry/berth/internal/webhook"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
 
@@ -60,6 +61,9 @@ func Classify(err error) (reason, message string) {
 	}
 	if errors.Is(err, ErrForbidden) {
 		return ReasonForbidden, sanitize(err.Error())
+	}
+	if errors.Is(err, webhook.ErrDestinationRefused) {
+		return ReasonForbidden, sanitize(err.Error()) + " (spec.imageStreams.allowedImportDestinations of the registry Config)"
 	}
 	if terr := httpError(err); terr != nil {
 		return classifyHTTP(terr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strconv"
@@ -369,3 +370,32 @@ func (d *Destinations) DialContext(ctx context.Context, network, addr string) (n
 	}
 	return nil, firstErr
 }
+
+// Guard returns a transport that reaches only what d allows: a clone of
+// t whose every dial d vets (the proxy t names for a request excepted, as
+// for webhooks), whatever host a request, a redirect or a token realm
+// names. Other outbound calls that tenants steer (image imports,
+// pull-through) go through it, so that none can reach the cluster's own
+// network unless a cluster admin allowed it.
+func (d *Destinations) Guard(t *http.Transport) http.RoundTripper {
+	c := t.Clone()
+	c.DialContext = d.DialContext
+	c.DialTLSContext = nil
+	//lint:ignore SA1019 a deprecated hook left set would bypass the guard
+	c.DialTLS = nil
+	//lint:ignore SA1019 a deprecated hook left set would bypass the guard
+	c.Dial = nil
+	return &guarded{t: c}
+}
+
+type guarded struct{ t *http.Transport }
+
+func (g *guarded) RoundTrip(req *http.Request) (*http.Response, error) {
+	if p := proxyAddrFor(g.t, req); p != "" {
+		req = req.WithContext(context.WithValue(req.Context(), proxyAddrKey{}, p))
+	}
+	return g.t.RoundTrip(req)
+}
+
+// CloseIdleConnections closes the idle connections of the transport.
+func (g *guarded) CloseIdleConnections() { g.t.CloseIdleConnections() }

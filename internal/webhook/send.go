@@ -212,7 +212,16 @@ func (s *Sender) send(ctx context.Context, rawURL string, key []byte, e Event) R
 // dial finds no match and the proxy is vetted like any address.
 func (s *Sender) proxyAddr(req *http.Request) string {
 	t, ok := s.client.Transport.(*http.Transport)
-	if !ok || t.Proxy == nil {
+	if !ok {
+		return ""
+	}
+	return proxyAddrFor(t, req)
+}
+
+// proxyAddrFor is the address ("host:port") t dials for req when a proxy
+// is in effect for it, "" when it goes direct.
+func proxyAddrFor(t *http.Transport, req *http.Request) string {
+	if t.Proxy == nil {
 		return ""
 	}
 	u, err := t.Proxy(req)

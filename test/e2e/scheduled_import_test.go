@@ -129,6 +129,7 @@ func TestScheduledImportBetweenBerths(t *testing.T) {
 	admin := newBerthCLI(t)
 	admin.run("", "login", down.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", down.CAFile())
 	admin.run("", "new-project", "dst")
+	allowLoopbackImports(t, admin)
 
 	// The seed's procedure: the upstream's CA in a ConfigMap of
 	// openshift-config under "host..port", named by the cluster image

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,4 +100,25 @@ func testCA(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		}
 	}
 	return caFile, certFile, keyFile
+}
+
+// allowLoopbackImports lets imports, pull-through and proxy caches reach
+// registries on 127.0.0.1 (the cluster's own network, refused unless a
+// cluster admin lists it), and waits until the operator applied it.
+func allowLoopbackImports(t *testing.T, admin *berthCLI) {
+	t.Helper()
+	admin.run("", "patch", "configs.imageregistry.operator.openshift.io/cluster", "--type=merge", "-p",
+		`{"spec":{"imageStreams":{"allowedImportDestinations":["127.0.0.1"]}}}`)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := admin.run("", "get", "configs.imageregistry.operator.openshift.io", "cluster", "-o",
+			"jsonpath={.metadata.generation} {.status.observedGeneration}")
+		if f := strings.Fields(got); len(f) == 2 && f[0] == f[1] {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the operator did not apply allowedImportDestinations: %q", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -221,6 +221,10 @@ type ImageStreamsConfig struct {
 	// DefaultTagHistoryLimit. A lower limit trims a history at the tag's
 	// next change, not at once.
 	TagHistoryLimit int32 `json:"tagHistoryLimit,omitempty" description:"How many entries each tag's history keeps, 0 to 1000; 0 means the default, 25. A lowered limit trims a tag's history at its next change."`
+	// AllowedImportDestinations are the addresses in the cluster's own
+	// network (private, loopback, link-local) that imports, pull-through
+	// and proxy caches may reach; public addresses need no entry.
+	AllowedImportDestinations []string `json:"allowedImportDestinations,omitempty" description:"CIDRs, addresses or host names of the cluster's own network (private, loopback, link-local) that imports, pull-through and proxy caches may reach; public registries need no entry."`
 }
 
 // Bounds of spec.imageStreams.tagHistoryLimit.

@@ -124,7 +124,8 @@ func Validate(c *Config) []string {
 	if l := spec.ImageStreams.TagHistoryLimit; l < 0 || l > MaxTagHistoryLimit {
 		add("spec.imageStreams.tagHistoryLimit: Invalid value: %d: must be between 0 (the default, %d) and %d", l, DefaultTagHistoryLimit, MaxTagHistoryLimit)
 	}
-	problems = append(problems, validateAllowedDestinations(spec.Webhooks.AllowedDestinations)...)
+	problems = append(problems, validateAllowedDestinations("spec.webhooks.allowedDestinations", spec.Webhooks.AllowedDestinations)...)
+	problems = append(problems, validateAllowedDestinations("spec.imageStreams.allowedImportDestinations", spec.ImageStreams.AllowedImportDestinations)...)
 	if len(spec.Routes) > MaxRoutes {
 		add("spec.routes: Too many: %d: must have at most %d items", len(spec.Routes), MaxRoutes)
 	}
@@ -198,13 +199,13 @@ func redactUserinfo(v string) string {
 // validateAllowedDestinations checks each entry of
 // spec.webhooks.allowedDestinations by the rules the webhook sender
 // applies them with, so that what is stored is what takes effect.
-func validateAllowedDestinations(entries []string) []string {
+func validateAllowedDestinations(field string, entries []string) []string {
 	var problems []string
 	for i, e := range entries {
 		if _, err := webhook.NewDestinations([]string{e}); err != nil {
 			// The sender's message names the entry; the field path does here.
 			why := strings.TrimPrefix(err.Error(), fmt.Sprintf("webhook allowed destination %q: ", e))
-			problems = append(problems, fmt.Sprintf("spec.webhooks.allowedDestinations[%d]: Invalid value: %q: %s", i, e, why))
+			problems = append(problems, fmt.Sprintf("%s[%d]: Invalid value: %q: %s", field, i, e, why))
 		}
 	}
 	return problems
