@@ -281,6 +281,9 @@ func (s *Server) imageStreamTagsIn(r *http.Request, ns string, q listQuery) ([]*
 	items := []*imagev1.ImageStreamTag{}
 	for _, is := range streams {
 		for _, tag := range is.Status.Tags {
+			if len(tag.Items) == 0 {
+				continue // a failed first import: a condition, no image yet
+			}
 			if ist := imagestream.TagView(is, tag); q.fields.Matches(fieldSet(ist.ObjectMeta)) {
 				items = append(items, ist)
 			}

@@ -363,3 +363,22 @@ func TestImageStreamsAreWritable(t *testing.T) {
 		t.Fatal("the pushed stream's tags survived its deletion")
 	}
 }
+
+// A tag whose first import failed has a condition and no image: the
+// stream shows it, the tag listing skips it instead of failing.
+func TestTagWithoutImageIsListed(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	pushImage(t, s.Store, "team/app", "v1", "one")
+	must(t, s.Store.SetTagCondition(context.Background(), "team/app", "broken", store.TagCondition{
+		Type: store.ConditionImportSuccess, Status: "False", Reason: "NotFound", Message: "no such image upstream"}))
+	list := alice.expect(200, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreamtags", nil)
+	if names := list.names(); len(names) != 1 || names[0] != "app:v1" {
+		t.Fatalf("istags: %v", names)
+	}
+	is := alice.expect(200, "GET", "/apis/image.openshift.io/v1/namespaces/team/imagestreams/app", nil)
+	if !strings.Contains(string(is.raw), `"reason":"NotFound"`) {
+		t.Fatalf("the stream does not show the failed import: %s", is.raw)
+	}
+}

@@ -121,6 +121,17 @@ tag's history (berth rollback goes back). -d deletes the DEST tags.`,
 				}
 				dsts = append(dsts, dst)
 			}
+			if alias {
+				src, err := parseTagRef(args[0], ns, true)
+				if err != nil {
+					return err
+				}
+				for _, dst := range dsts {
+					if dst.project != src.project || dst.stream != src.stream {
+						return fmt.Errorf("--alias follows a tag of the same image stream: %s is in another stream than %s", dst, src)
+					}
+				}
+			}
 			from, shown, err := tagSource(cmd, c, ns, args[0], source, alias)
 			if err != nil {
 				return err

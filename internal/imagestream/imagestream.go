@@ -217,7 +217,10 @@ func (s *Service) Untag(ctx context.Context, project, stream, tag string) error 
 
 // TagView is the ImageStreamTag of tag in is: its latest image.
 func TagView(is *imagev1.ImageStream, tag imagev1.NamedTagEventList) *imagev1.ImageStreamTag {
-	latest := tag.Items[0]
+	var latest imagev1.TagEvent // none: a tag whose first import failed
+	if len(tag.Items) > 0 {
+		latest = tag.Items[0]
+	}
 	return &imagev1.ImageStreamTag{
 		TypeMeta: metav1.TypeMeta{APIVersion: imagev1.GroupName + "/v1", Kind: "ImageStreamTag"},
 		ObjectMeta: metav1.ObjectMeta{Name: is.Name + ":" + tag.Tag, Namespace: is.Namespace,

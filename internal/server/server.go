@@ -384,7 +384,7 @@ func Run(ctx context.Context, cfg Config) error {
 	dispatcher := &webhook.Dispatcher{
 		Queue: meta, Hooks: storedHooks{meta}, Log: log, Counters: m.Webhooks(),
 		Sender: (&webhookSenders{settings: current, client: outboundClient, log: log}).current,
-		Source: scheme + "://" + shownAddr(cfg.Listen, ln.Addr()),
+		Source: scheme + "://" + eventHost(shownAddr(cfg.Listen, ln.Addr())),
 	}
 	wg.Go(func() { dispatcher.Run(janitorCtx) })
 	// Scheduled imports: tags imported with importPolicy.scheduled are
@@ -455,6 +455,22 @@ func shownAddr(listen string, bound net.Addr) string {
 		return listen
 	}
 	return bound.String()
+}
+
+// eventHost is how webhook events name this registry: the listen
+// address, with this machine's name for a wildcard or missing host
+// (":5000" names no host a receiver could use).
+func eventHost(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if name, err := os.Hostname(); err == nil && name != "" {
+			host = name
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // podLogs is the ring as the API server reads it (a nil ring: no log).

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -168,5 +169,16 @@ func TestWebhooksDeliverEvents(t *testing.T) {
 	})
 	if got := metricLine(t, r.url, `berth_webhook_deliveries_total{result="Retrying"}`); !strings.HasSuffix(got, " 1") {
 		t.Errorf("retrying metric: %q", got)
+	}
+}
+
+// An event names a host a receiver can use, not a wildcard address.
+func TestEventHost(t *testing.T) {
+	name, _ := os.Hostname()
+	for in, want := range map[string]string{":5000": name + ":5000", "0.0.0.0:5000": name + ":5000", "[::]:5000": name + ":5000",
+		"127.0.0.1:5000": "127.0.0.1:5000", "registry.example.com:443": "registry.example.com:443"} {
+		if got := eventHost(in); got != want && name != "" {
+			t.Errorf("eventHost(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -374,7 +374,8 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET source_repository_id = excluded.s
 			repoID, tag, sourceID, sourceTag); err != nil {
 			return fmt.Errorf("alias %s:%s to %s:%s: %w", repo, tag, sourceRepo, sourceTag, err)
 		}
-		// A new alias changes the stream's spec even when the image stays.
-		return s.appendEvent(ctx, tx, EventTagUpdated, repo, digest.Digest(head), tag)
+		// A new alias changes the stream's spec even when the image stays
+		// (an alias, not a push, for webhooks).
+		return s.appendEventWhy(ctx, tx, EventTagUpdated, repo, digest.Digest(head), tag, ReasonAlias)
 	})
 }

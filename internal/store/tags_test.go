@@ -86,7 +86,15 @@ func testTagAliases(t *testing.T, s *store.Store) {
 	if err := s.AliasTag(ctx, "p/a", "stable", "p/a", "absent"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("alias of an absent tag = %v", err)
 	}
+	before, _ := s.LatestResourceVersion(ctx)
 	must(t, s.AliasTag(ctx, "p/a", "stable", "p/a", "latest"))
+	events, err := s.Events(ctx, before, 10)
+	must(t, err)
+	for _, e := range events {
+		if e.Kind == string(store.EventTagUpdated) && e.Reason != store.ReasonAlias {
+			t.Fatalf("an alias's event says %q, not Alias: webhooks would call it a push", e.Reason)
+		}
+	}
 	must(t, s.AliasTag(ctx, "p/a", "prod", "p/a", "stable")) // an alias of an alias
 	resolves := func(tag string, want digest.Digest) {
 		t.Helper()

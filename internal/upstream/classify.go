@@ -63,7 +63,7 @@ func Classify(err error) (reason, message string) {
 		return ReasonForbidden, sanitize(err.Error())
 	}
 	if errors.Is(err, webhook.ErrDestinationRefused) {
-		return ReasonForbidden, sanitize(err.Error()) + " (spec.imageStreams.allowedImportDestinations of the registry Config)"
+		return ReasonForbidden, sanitize(err.Error())
 	}
 	if terr := httpError(err); terr != nil {
 		return classifyHTTP(terr)

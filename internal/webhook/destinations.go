@@ -16,7 +16,7 @@ import (
 
 // ErrDestinationRefused is what a refused destination's error wraps. Its
 // text is shown to the API's users, so it says how to lift the refusal.
-var ErrDestinationRefused = errors.New("not a public address; a cluster admin may list it in the registry Config's webhook allowed destinations")
+var ErrDestinationRefused = errors.New("not a public address; a cluster admin may list it in the registry Config's allowed destinations (spec.webhooks.allowedDestinations for webhooks, spec.imageStreams.allowedImportDestinations for imports)")
 
 // Destinations is the policy of where webhooks may be sent: anywhere
 // public, and to the addresses and host names a cluster admin allowed.
