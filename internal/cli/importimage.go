@@ -107,7 +107,7 @@ and registry sources apply.`,
 				case spec != nil && spec.From != nil && spec.From.Kind != imagev1.KindDockerImage:
 					return fmt.Errorf("tag %q points to existing %s %q, it cannot be re-imported", tag, spec.From.Kind, spec.From.Name)
 				case spec != nil && spec.From != nil && from != "" && from != spec.From.Name:
-					return fmt.Errorf("tag %q already imports %q: change its source with berth tag --source=docker %s %s/%s:%s", tag, spec.From.Name, from, ns, stream, tag)
+					return fmt.Errorf("tag %q already imports %q: change its source in the stream's spec (berth edit is %s -n %s)", tag, spec.From.Name, stream, ns)
 				case spec != nil && spec.From != nil:
 					from = spec.From.Name
 					policy = mergePolicy(spec.ImportPolicy, policy, cmd)
