@@ -333,9 +333,28 @@ func TestImageStreamsAreWritable(t *testing.T) {
 	}
 	alice.expect(409, "PUT", base+"/app", upd) // stale resourceVersion
 
+	// A tag moved by a push is set from its source again only when asked:
+	// generation 0 on the spec tag.
+	pushImage(t, s.Store, "team/app", "stable", "pushed over")
+	again := stream("app", from("stable", "ImageStreamImage", "base@"+string(two)))
+	alice.expect(200, "PUT", base+"/app", again)
+	if head("team/app", "stable") == two {
+		t.Fatal("an unchanged spec tag was set again")
+	}
+	zero := from("stable", "ImageStreamImage", "base@"+string(two))
+	zero["generation"] = 0
+	alice.expect(200, "PUT", base+"/app", stream("app", zero))
+	if head("team/app", "stable") != two {
+		t.Fatal("generation 0 did not set the tag again")
+	}
+	if a := alice.expect(200, "GET", base+"/app", nil); strings.Contains(string(a.raw), `"generation":0`) {
+		t.Fatalf("the request for a new generation was kept: %s", a.raw)
+	}
+
 	// A merge patch of the labels only changes neither tags nor generation.
+	gen := alice.expect(200, "GET", base+"/app", nil).body["metadata"].(map[string]any)["generation"]
 	a = alice.raw("PATCH", base+"/app", "application/merge-patch+json", []byte(`{"metadata":{"annotations":{"note":"hi"}}}`))
-	if a.code != 200 || a.body["metadata"].(map[string]any)["generation"] != float64(2) || head("team/app", "stable") != two {
+	if a.code != 200 || a.body["metadata"].(map[string]any)["generation"] != gen || head("team/app", "stable") != two {
 		t.Fatalf("patch: %d %s", a.code, a.raw)
 	}
 	if a := alice.expect(200, "GET", base+"/app", nil); a.body["metadata"].(map[string]any)["annotations"].(map[string]any)["note"] != "hi" {

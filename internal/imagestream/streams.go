@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -238,6 +239,15 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 		is.Status = cur.Status
 		return is, nil
 	}
+	// A spec tag written with generation 0 asks for it to be set again
+	// (re-imported); the request is not kept, or every later write
+	// would repeat it.
+	tags := slices.Clone(is.Spec.Tags)
+	for i := range is.Spec.Tags {
+		if g := is.Spec.Tags[i].Generation; g != nil && *g == 0 {
+			is.Spec.Tags[i].Generation = nil
+		}
+	}
 	obj, err := specObject(is)
 	if err != nil {
 		return nil, err
@@ -255,13 +265,14 @@ func (s *Service) UpdateStream(ctx context.Context, host, project, name string, 
 	if err := s.specs.TouchRepository(ctx, project+"/"+name); err != nil {
 		return nil, err
 	}
-	if err := s.applyTags(ctx, project, name, cur, is.Spec.Tags, sources); err != nil {
+	if err := s.applyTags(ctx, project, name, cur, tags, sources); err != nil {
 		return nil, err
 	}
 	return s.Named(ctx, host, project, name)
 }
 
-// applyTags sets each spec tag whose source is new or changed, and
+// applyTags sets each spec tag whose source is new or changed (or whose
+// generation is 0: set it again, a re-import for a DockerImage), and
 // deletes the tags cur's spec had that tags no longer has. The spec tags
 // are kept as written, with nothing the server adds: kubectl apply
 // compares them whole, and a field added here would make every apply a
@@ -271,7 +282,8 @@ func (s *Service) applyTags(ctx context.Context, project, stream string, cur *im
 		if t.From == nil {
 			continue
 		}
-		if old := specOf(cur, t.Name); old != nil && sameSource(old, &t) {
+		again := t.Generation != nil && *t.Generation == 0
+		if old := specOf(cur, t.Name); old != nil && sameSource(old, &t) && !again {
 			continue
 		}
 		var ie *ImportError
