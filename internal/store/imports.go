@@ -54,27 +54,12 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 		if err != nil {
 			return err
 		}
-		now := s.micros()
 		for _, m := range im.Manifests {
-			res, err := tx.ExecContext(ctx, `
-INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-VALUES (?, ?, ?, ?, '', ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
-				string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), len(m.Payload), m.Payload, now)
+			linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
 			if err != nil {
-				return fmt.Errorf("record manifest %s: %w", m.Digest, err)
+				return err
 			}
-			if n, _ := res.RowsAffected(); n > 0 {
-				if err := insertReferences(ctx, tx, m); err != nil {
-					return err
-				}
-			}
-			res, err = tx.ExecContext(ctx,
-				`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-				repoID, string(m.Digest), now)
-			if err != nil {
-				return fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
-			}
-			if n, _ := res.RowsAffected(); n > 0 {
+			if linked {
 				if err := s.appendEventWhy(ctx, tx, EventManifestPushed, repo, m.Digest, "", ReasonImported); err != nil {
 					return err
 				}

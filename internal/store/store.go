@@ -390,14 +390,6 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 	if err := in.check(); err != nil {
 		return err
 	}
-	annotations := ""
-	if len(m.Annotations) > 0 {
-		b, err := json.Marshal(m.Annotations)
-		if err != nil {
-			return fmt.Errorf("encode annotations: %w", err)
-		}
-		annotations = string(b)
-	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
@@ -406,27 +398,11 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 		if err := checkReferences(ctx, tx, in, repoID, m); err != nil {
 			return err
 		}
-		now := s.micros()
-		res, err := tx.ExecContext(ctx, `
-INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
-			string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations,
-			len(m.Payload), m.Payload, now)
+		linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
 		if err != nil {
-			return fmt.Errorf("record manifest %s: %w", m.Digest, err)
+			return err
 		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			if err := insertReferences(ctx, tx, m); err != nil {
-				return err
-			}
-		}
-		res, err = tx.ExecContext(ctx,
-			`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
-			repoID, string(m.Digest), now)
-		if err != nil {
-			return fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
+		if linked {
 			// The event names the push's tag, if any: a push by digest is
 			// told apart from one whose TagUpdated event follows.
 			first := ""
@@ -476,6 +452,41 @@ AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.st
 		}
 	}
 	return nil
+}
+
+// recordManifest stores m (once per digest, with its references) and
+// links it into repoID; linked says the link is new.
+func (s *Store) recordManifest(ctx context.Context, tx *sql.Tx, repoID int64, repo string, m Manifest) (linked bool, err error) {
+	annotations := ""
+	if len(m.Annotations) > 0 {
+		b, err := json.Marshal(m.Annotations)
+		if err != nil {
+			return false, fmt.Errorf("encode annotations: %w", err)
+		}
+		annotations = string(b)
+	}
+	now := s.micros()
+	res, err := tx.ExecContext(ctx, `
+INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
+		string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations,
+		len(m.Payload), m.Payload, now)
+	if err != nil {
+		return false, fmt.Errorf("record manifest %s: %w", m.Digest, err)
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		if err := insertReferences(ctx, tx, m); err != nil {
+			return false, err
+		}
+	}
+	res, err = tx.ExecContext(ctx,
+		`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+		repoID, string(m.Digest), now)
+	if err != nil {
+		return false, fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {

@@ -34,11 +34,7 @@ func TestPullThrough(t *testing.T) {
 	admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
 	admin.run("", "new-project", "pt")
 	allowLoopbackImports(t, admin)
-	key := strings.ReplaceAll(up.Addr, ":", "..")
-	admin.run("", "create", "configmap", "upstream-ca", "--from-file="+key+"="+up.CAFile, "-n", "openshift-config")
-	admin.run("", "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", `{"spec":{"additionalTrustedCA":{"name":"upstream-ca"}}}`)
-	admin.run("", "create", "secret", "docker-registry", "upstream", "--docker-server="+up.Addr,
-		"--docker-username="+up.User, "--docker-password="+up.Password)
+	trustDistribution(t, admin, up, "upstream-ca")
 	for _, tag := range []string{"v1", "v2"} {
 		admin.run("", "import-image", "app:"+tag, "--from="+up.Addr+"/lib/app:"+tag, "--confirm", "--reference-policy=local")
 	}
@@ -108,11 +104,7 @@ func TestProxyCache(t *testing.T) {
 	admin.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
 	admin.run("", "new-project", "hub")
 	allowLoopbackImports(t, admin)
-	key := strings.ReplaceAll(up.Addr, ":", "..")
-	admin.run("", "create", "configmap", "upstream-ca", "--from-file="+key+"="+up.CAFile, "-n", "openshift-config")
-	admin.run("", "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", `{"spec":{"additionalTrustedCA":{"name":"upstream-ca"}}}`)
-	admin.run("", "create", "secret", "docker-registry", "upstream", "--docker-server="+up.Addr,
-		"--docker-username="+up.User, "--docker-password="+up.Password)
+	trustDistribution(t, admin, up, "upstream-ca")
 	pc := filepath.Join(dir, "pc.yaml")
 	if err := os.WriteFile(pc, []byte("apiVersion: berth.io/v1\nkind: ProxyCache\nmetadata:\n  name: hub\nspec:\n  upstream: "+up.Addr+
 		"\n  prefix: lib\n  recheckInterval: 1s\n"), 0o644); err != nil {

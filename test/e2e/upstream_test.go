@@ -122,3 +122,15 @@ func allowLoopbackImports(t *testing.T, admin *berthCLI) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// trustDistribution makes Berth trust up's CA (a ConfigMap named name,
+// patched into the cluster image config) and gives the current project
+// of admin a pull secret for it.
+func trustDistribution(t *testing.T, admin *berthCLI, up *distribution, name string) {
+	t.Helper()
+	key := strings.ReplaceAll(up.Addr, ":", "..")
+	admin.run("", "create", "configmap", name, "--from-file="+key+"="+up.CAFile, "-n", "openshift-config")
+	admin.run("", "patch", "image.config.openshift.io/cluster", "--type=merge", "-p", `{"spec":{"additionalTrustedCA":{"name":"`+name+`"}}}`)
+	admin.run("", "create", "secret", "docker-registry", "upstream", "--docker-server="+up.Addr,
+		"--docker-username="+up.User, "--docker-password="+up.Password)
+}
