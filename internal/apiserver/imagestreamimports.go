@@ -69,7 +69,7 @@ func (s *Server) createImageStreamImport(w http.ResponseWriter, r *http.Request)
 	outcome, err := s.streams.Import(r.Context(), ns, &isi, checkList)
 	if err != nil {
 		if errors.Is(err, errdefs.ErrInvalidArgument) {
-			return invalid("ImageStreamImport.image.openshift.io %q is invalid: %s", isi.Name, withoutClass(err))
+			return invalid("ImageStreamImport.image.openshift.io %q is invalid: %s", isi.Name, imagestream.WithoutClass(err))
 		}
 		return err
 	}

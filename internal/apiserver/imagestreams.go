@@ -424,7 +424,7 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) err
 		return invalid("metadata.name: Invalid value: %q: an ImageStreamTag is named STREAM:TAG", name)
 	}
 	if err := imagestream.CheckTagName(ns, stream, tag); err != nil {
-		return invalid("metadata.name: Invalid value: %q: %s", name, withoutClass(err))
+		return invalid("metadata.name: Invalid value: %q: %s", name, imagestream.WithoutClass(err))
 	}
 	if ist.Tag == nil || ist.Tag.From == nil {
 		return invalid("tag.from: Required value: the image the tag points at (an ImageStreamTag to follow, or an ImageStreamImage STREAM@DIGEST); push to create a tag from new content")
@@ -434,7 +434,7 @@ func (s *Server) writeImageStreamTag(w http.ResponseWriter, r *http.Request) err
 	}
 	src, err := imagestream.SourceOf(ns, *ist.Tag.From)
 	if err != nil {
-		return invalid("tag.%s", withoutClass(err))
+		return invalid("tag.%s", imagestream.WithoutClass(err))
 	}
 	if src.Kind == imagev1.KindDockerImage {
 		src.Import = imagestream.ImportOptions{Insecure: ist.Tag.ImportPolicy.Insecure,
@@ -493,12 +493,6 @@ func importRefusal(ie *imagestream.ImportError) *StatusError {
 		return &StatusError{http.StatusNotFound, "NotFound", "import: " + ie.Message}
 	}
 	return &StatusError{http.StatusUnprocessableEntity, "Invalid", "import failed (" + ie.Reason + "): " + ie.Message}
-}
-
-// withoutClass is err's message without the error class it wraps last
-// (": invalid argument"), for a message that names the class itself.
-func withoutClass(err error) string {
-	return strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error())
 }
 
 // deleteImageStreamTag deletes the tag (imagestream.Service.Untag).

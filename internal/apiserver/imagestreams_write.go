@@ -85,7 +85,7 @@ func streamError(err error, name string) error {
 		return &StatusError{http.StatusConflict, "Conflict", `Operation cannot be fulfilled on imagestreams.image.openshift.io "` + name +
 			`": the object has been modified; please apply your changes to the latest version and try again`}
 	case errors.Is(err, errdefs.ErrInvalidArgument):
-		return invalid("ImageStream.image.openshift.io %q is invalid: %s", name, withoutClass(err))
+		return invalid("ImageStream.image.openshift.io %q is invalid: %s", name, imagestream.WithoutClass(err))
 	case errors.Is(err, errdefs.ErrNotFound):
 		return &StatusError{http.StatusNotFound, "NotFound", strings.TrimSuffix(err.Error(), ": "+errdefs.ErrNotFound.Error())}
 	}

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,7 +105,7 @@ func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.Ima
 		}
 		src, err := SourceOf(project, *t.From)
 		if err != nil {
-			return nil, fmt.Errorf("%s.%s: %w", field, withoutClass(err), errdefs.ErrInvalidArgument)
+			return nil, fmt.Errorf("%s.%s: %w", field, WithoutClass(err), errdefs.ErrInvalidArgument)
 		}
 		if src.Kind == imagev1.KindDockerImage {
 			if t.Reference {
@@ -135,13 +136,11 @@ func (s *Service) checkSpec(ctx context.Context, project string, is *imagev1.Ima
 	return sources, nil
 }
 
-func withoutClass(err error) string {
-	msg := err.Error()
-	suffix := ": " + errdefs.ErrInvalidArgument.Error()
-	if len(msg) > len(suffix) && msg[len(msg)-len(suffix):] == suffix {
-		return msg[:len(msg)-len(suffix)]
-	}
-	return msg
+// WithoutClass is err's message without the errdefs.ErrInvalidArgument
+// it wraps last (": invalid argument"), for a message that names the
+// class in its own words (the API's 422 Invalid).
+func WithoutClass(err error) string {
+	return strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error())
 }
 
 // Sources are the sources a stream's spec tags name, for the caller's

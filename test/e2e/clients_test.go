@@ -776,3 +776,24 @@ func digestFrom(t testing.TB, out string) string {
 	t.Fatalf("no Digest line in:\n%s", out)
 	return ""
 }
+
+// podmanFor is a podman with storage of its own, logged in to s with
+// token (the reference's `podman login -u kubeadmin -p $(berth whoami
+// -t)`): pm runs a command and fails the test when it fails, try runs
+// one and returns its output and error.
+func podmanFor(t *testing.T, s *server, token string) (ce *containersEnv, pm func(...string) string, try func(...string) (string, error)) {
+	t.Helper()
+	podman := requireTool(t, "podman")
+	ce = newContainersEnv(t)
+	global := append(ce.storageFlags(), "--tmpdir", ce.TmpDir, "--cgroup-manager=cgroupfs", "--events-backend=file")
+	pm = func(args ...string) string {
+		t.Helper()
+		return runIn(t, "", ce.Env, podman, append(global, args...)...)
+	}
+	try = func(args ...string) (string, error) {
+		o, e, err := tryIn("", ce.Env, podman, append(global, args...)...)
+		return o + e, err
+	}
+	pm("login", "--cert-dir", s.CertDir(), "-u", "kubeadmin", "-p", token, s.Addr)
+	return ce, pm, try
+}

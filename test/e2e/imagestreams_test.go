@@ -134,21 +134,14 @@ tag:
 // berth rollback points a tag back at its previous image, and podman
 // pulls that image by the tag.
 func TestRollbackPodman(t *testing.T) {
-	podman := requireTool(t, "podman")
 	s := startServer(t)
 	cli := newBerthCLI(t)
 	cli.run("", "login", s.URL, "-u", "admin", "-p", adminPassword, "--certificate-authority", s.CAFile())
 	cli.run("", "new-project", "rb")
 	token := strings.TrimSpace(cli.run("", "whoami", "-t"))
 
-	ce := newContainersEnv(t)
+	ce, pm, _ := podmanFor(t, s, token)
 	certs := s.CertDir()
-	global := append(ce.storageFlags(), "--tmpdir", ce.TmpDir, "--cgroup-manager=cgroupfs", "--events-backend=file")
-	pm := func(args ...string) string {
-		t.Helper()
-		return runIn(t, "", ce.Env, podman, append(global, args...)...)
-	}
-	pm("login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, s.Addr)
 	ref := s.Addr + "/rb/app:latest"
 	var configs []string
 	for _, v := range []string{"first", "second"} {

@@ -15,7 +15,6 @@ import (
 // still served, and a layer never pulled fails with a clear error.
 func TestPullThrough(t *testing.T) {
 	crane := requireTool(t, "crane")
-	podman := requireTool(t, "podman")
 	skopeo := requireTool(t, "skopeo")
 	up := startDistribution(t)
 	dir := t.TempDir()
@@ -40,14 +39,8 @@ func TestPullThrough(t *testing.T) {
 	}
 	token := strings.TrimSpace(admin.run("", "whoami", "-t"))
 
-	ce := newContainersEnv(t)
+	ce, pm, try := podmanFor(t, s, token)
 	certs := s.CertDir()
-	global := append(ce.storageFlags(), "--tmpdir", ce.TmpDir, "--cgroup-manager=cgroupfs", "--events-backend=file")
-	pm := func(args ...string) string {
-		t.Helper()
-		return runIn(t, "", ce.Env, podman, append(global, args...)...)
-	}
-	pm("login", "--cert-dir", certs, "-u", "kubeadmin", "-p", token, s.Addr)
 	ref := s.Addr + "/pt/app:v1"
 	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
 	skopeoOut := filepath.Join(t.TempDir(), "oci")
@@ -59,10 +52,10 @@ func TestPullThrough(t *testing.T) {
 	pm("rmi", "--all", "--force")
 	pm("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, ref)
 	// A layer never pulled cannot be served, and the error says why.
-	o, e, err := tryIn("", ce.Env, podman, append(global, "pull", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/pt/app:v2")...)
-	blob := digestRE.FindString(o + e)
-	if err == nil || !strings.Contains(o+e, "503") || blob == "" {
-		t.Fatalf("pull of a never-pulled layer with the upstream down: %v\n%s%s", err, o, e)
+	out, err := try("pull", "--signature-policy", ce.Policy, "--cert-dir", certs, s.Addr+"/pt/app:v2")
+	blob := digestRE.FindString(out)
+	if err == nil || !strings.Contains(out, "503") || blob == "" {
+		t.Fatalf("pull of a never-pulled layer with the upstream down: %v\n%s", err, out)
 	}
 	st, _, body := getURL(t, s.Client(), s.URL+"/v2/pt/app/blobs/"+blob, "")
 	if st != http.StatusServiceUnavailable || !strings.Contains(string(body), "UNAVAILABLE") || !strings.Contains(string(body), "upstream") {
