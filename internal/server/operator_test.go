@@ -593,3 +593,37 @@ func TestRemovedKeepsAVolumeReplacedByHand(t *testing.T) {
 		t.Errorf("the user's directory lost its file: %v", err)
 	}
 }
+
+// spec.imageStreams.tagHistoryLimit applies live: the next change of a
+// tag trims its history to it.
+func TestTagHistoryLimitLive(t *testing.T) {
+	r := start(t, Config{DataDir: t.TempDir()})
+	patchConfig(t, r.url, `{"spec":{"imageStreams":{"tagHistoryLimit":2}}}`)
+	layer := []byte("history layer")
+	if resp := pushBlob(t, r.url, "hist/app", layer); resp.StatusCode != 201 {
+		t.Fatalf("blob: %d", resp.StatusCode)
+	}
+	for i := range 4 {
+		config := []byte(fmt.Sprintf(`{"architecture":"amd64","os":"linux","n":%d}`, i))
+		if resp := pushBlob(t, r.url, "hist/app", config); resp.StatusCode != 201 {
+			t.Fatalf("config: %d", resp.StatusCode)
+		}
+		if code := pushManifest(t, r.url, "hist/app", "v1", config, layer); code != 201 {
+			t.Fatalf("manifest: %d", code)
+		}
+	}
+	resp, err := admin.Get(r.url + "/apis/image.openshift.io/v1/namespaces/hist/imagestreams/app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var is struct {
+		Status struct{ Tags []struct{ Items []json.RawMessage } }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&is); err != nil || len(is.Status.Tags) != 1 {
+		t.Fatalf("stream: %v %+v", err, is)
+	}
+	if n := len(is.Status.Tags[0].Items); n != 2 {
+		t.Fatalf("history has %d entries after 4 pushes with a limit of 2", n)
+	}
+}
