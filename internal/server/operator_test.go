@@ -618,7 +618,9 @@ func TestTagHistoryLimitLive(t *testing.T) {
 	}
 	defer resp.Body.Close()
 	var is struct {
-		Status struct{ Tags []struct{ Items []json.RawMessage } }
+		Status struct {
+			Tags []struct{ Items []json.RawMessage }
+		}
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&is); err != nil || len(is.Status.Tags) != 1 {
 		t.Fatalf("stream: %v %+v", err, is)
