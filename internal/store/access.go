@@ -308,8 +308,7 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
 		}
-		s.touchAccess(tx)
-		return nil
+		return s.touchAccess(ctx, tx)
 	})
 }
 

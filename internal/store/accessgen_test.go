@@ -25,13 +25,13 @@ func TestAccessGenerationWhileCommitting(t *testing.T) {
 	}
 	var seen []int64
 	var committing func(*sql.Tx)
-	committing, s.writer.committing = s.writer.committing, func(tx *sql.Tx) {
+	w := s.writer.(*groupWriter)
+	committing, w.committing = w.committing, func(tx *sql.Tx) {
 		committing(tx)
 		seen = append(seen, s.AccessGeneration(), s.AccessGeneration())
 	}
 	if err := s.tx(ctx, func(tx *sql.Tx) error {
-		s.touchAccess(tx)
-		return nil
+		return s.touchAccess(ctx, tx)
 	}); err != nil {
 		t.Fatal(err)
 	}

@@ -125,13 +125,13 @@ func (s *Store) MountBlob(ctx context.Context, in Storages, repo, from string, d
 		return false, err
 	}
 	mounted := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.pushTx(ctx, func(tx *sql.Tx) error {
 		var one int
 		err := tx.QueryRowContext(ctx, `
 SELECT 1 FROM repository_blobs rb
 JOIN repositories r ON r.id = rb.repository_id
 WHERE rb.digest = ? AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))
-AND (? = '' OR r.name = ?) LIMIT 1`, append(append([]any{string(dgst)}, in.args()...), from, from)...).Scan(&one)
+AND (? = '' OR r.name = ?) LIMIT 1`+s.dialect.keepRows, append(append([]any{string(dgst)}, in.args()...), from, from)...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -150,7 +150,7 @@ func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.
 	if err := Only(storage).check(); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, dgst, size) })
+	return s.pushTx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, dgst, size) })
 }
 
 // linkBlob records the blob in storage and links it into repo. A blob
@@ -208,7 +208,7 @@ func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgs
 // errdefs.ErrNotFound, and nothing is linked: the repository must not come
 // back after its project went.
 func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		var storage string
 		err := tx.QueryRowContext(ctx, `DELETE FROM uploads WHERE id = ? AND repository = ? RETURNING storage`, uploadID, repo).Scan(&storage)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -268,7 +268,7 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits)
 		return fmt.Errorf("create upload %s: %w", u.ID, err)
 	}
 	project := projectOf(u.Repository)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		for _, c := range []struct {
 			scope, column, name string
 			limit               int
@@ -323,7 +323,7 @@ func (s *Store) AdvanceUpload(ctx context.Context, u Upload, from int64, release
 	if !s.leases.holds(u.ID, u.Lease, s.now()) {
 		return fmt.Errorf("upload %s: its writer lease passed to another writer: %w", u.ID, errdefs.ErrUnavailable)
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.pushTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE uploads SET size = ?, hash_state = ?, epoch = ?, driver_state = ?, updated_at = ? WHERE id = ? AND size = ?`,
 			u.Size, u.HashState, u.Epoch, u.DriverState, s.micros(), u.ID, from)

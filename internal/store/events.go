@@ -1,5 +1,13 @@
 package store
 
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+)
+
 // EventKind names what an event of the registry's log records. The kinds
 // say themselves what they change, so that the caches, the access
 // generation and the image-stream watch read one definition instead of
@@ -63,4 +71,85 @@ func (k EventKind) ChangesStream() bool {
 		return true
 	}
 	return false
+}
+
+// The event log's order is the order of commits. Its sequence numbers are
+// not the database's own (an AUTOINCREMENT or a sequence hands numbers out
+// at insert, and with concurrent writers one that commits later may hold
+// the lower number: a reader that saw seq 7 and asks for seq > 7 would
+// never see the 6 committed after it). Instead the newest number is a row
+// of sequences, moved inside the writing transaction: its row lock is held
+// to the commit, so the next writer takes the next number only once this
+// one committed (or rolled back, and the number is taken again). A reader
+// of seq > n never skips an event.
+
+// With concurrent writers (PostgreSQL) that lock serializes commits, so
+// it is held as briefly as can be: a transaction appends its events at
+// the end (deferEvents, flushEvents), right before it commits, and takes
+// no other lock after it, so no two writers wait for each other through
+// it. A write of an API object needs its resourceVersion (the event's
+// number) at once: it takes the sequence first (holdSequence), before any
+// other lock, and keeps it to the commit.
+
+// pendingEvent is an event of the registry's log that a transaction
+// appends when it commits.
+type pendingEvent struct {
+	kind      EventKind
+	repo, tag string
+	digest    digest.Digest
+	actor     string
+	reason    TagReason
+	created   int64
+}
+
+func (s *Store) insertEvent(ctx context.Context, tx *sql.Tx, ev pendingEvent) error {
+	seq, err := s.nextSeq(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("append %s event: %w", ev.kind, err)
+	}
+	if _, err := tx.ExecContext(ctx,
+		`INSERT INTO events (seq, kind, repository, digest, tag, actor, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		seq, string(ev.kind), ev.repo, string(ev.digest), ev.tag, ev.actor, string(ev.reason), ev.created); err != nil {
+		return fmt.Errorf("append %s event: %w", ev.kind, err)
+	}
+	return nil
+}
+
+// flushEvents appends the events tx deferred and counts its access
+// change, right before it commits.
+func (s *Store) flushEvents(ctx context.Context, tx *sql.Tx) error {
+	v, ok := s.touched.Load(tx)
+	if !ok {
+		return nil
+	}
+	e := v.(*effects)
+	for _, ev := range e.pending {
+		if err := s.insertEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+	}
+	e.pending = nil
+	if e.access {
+		return s.countAccessChange(ctx, tx)
+	}
+	return nil
+}
+
+// holdSequence takes the event sequence's lock for the rest of tx (see
+// above): a write that numbers an event before its end calls it first.
+func (s *Store) holdSequence(ctx context.Context, tx *sql.Tx) error {
+	return s.lockRows(ctx, tx, `SELECT 1 FROM sequences WHERE name = 'events'`)
+}
+
+// latestSeqQuery reads the newest event's sequence number (as a
+// transaction or snapshot sees it).
+const latestSeqQuery = `SELECT value FROM sequences WHERE name = 'events'`
+
+// nextSeq takes the next event sequence number in tx.
+func (s *Store) nextSeq(ctx context.Context, tx *sql.Tx) (int64, error) {
+	var seq int64
+	if err := tx.QueryRowContext(ctx, `UPDATE sequences SET value = value + 1 WHERE name = 'events' RETURNING value`).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("take an event number: %w", err)
+	}
+	return seq, nil
 }

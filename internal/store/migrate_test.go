@@ -94,3 +94,43 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 		t.Errorf("registry-viewer's groups lost: %+v", b)
 	}
 }
+
+// Migration 13 numbers events from a row of their own: the numbers go on
+// after the last one handed out, even when the events holding it were
+// pruned (a watch must never see a number twice).
+func TestMigrationContinuesTheEventNumbers(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	old, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(ctx, old, sqliteMigrations[:12]); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := old.ExecContext(ctx, `INSERT INTO events (kind, created_at) VALUES ('ProjectCreated', 1)`); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := old.ExecContext(ctx, `DELETE FROM events WHERE seq > 2`); err != nil {
+		t.Fatal(err)
+	}
+	old.Close()
+
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("migrate to the current schema: %v", err)
+	}
+	defer s.Close()
+	if err := s.CreateProject(ctx, Project{Name: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, 2, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) == 0 || evs[0].Seq != 6 {
+		t.Fatalf("events after the migration: %+v, want the first numbered 6", evs)
+	}
+}

@@ -77,6 +77,9 @@ func (s *Store) CreateObject(ctx context.Context, o Object) (Object, error) {
 }
 
 func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object, error) {
+	if err := s.holdSequence(ctx, tx); err != nil {
+		return Object{}, err
+	}
 	labels, err := json.Marshal(nonNilLabels(o.Labels))
 	if err != nil {
 		return Object{}, err
@@ -119,6 +122,13 @@ func (s *Store) createObject(ctx context.Context, tx *sql.Tx, o Object) (Object,
 		return Object{}, fmt.Errorf("create %s: %w", o.ObjectKey, err)
 	}
 	return o, s.indexObject(ctx, tx, o, false)
+}
+
+// lockObject holds k's row until tx ends: what tx reads of it next stays
+// true until it commits.
+func (s *Store) lockObject(ctx context.Context, tx *sql.Tx, k ObjectKey) error {
+	return s.lockRows(ctx, tx, `SELECT 1 FROM objects WHERE api_group = ? AND resource = ? AND namespace = ? AND name = ?`,
+		k.Group, k.Resource, k.Namespace, k.Name)
 }
 
 // projectExists reports whether project exists, as tx sees it.
@@ -227,13 +237,13 @@ type ObjectCursor struct {
 func (s *Store) ListObjects(ctx context.Context, q ObjectQuery) ([]Object, bool, int64, error) {
 	// One read transaction: the list and its resourceVersion are one
 	// snapshot.
-	tx, err := s.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
 	}
 	defer tx.Rollback()
 	var rv int64
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv); err != nil {
+	if err := tx.QueryRowContext(ctx, latestSeqQuery).Scan(&rv); err != nil {
 		return nil, false, 0, fmt.Errorf("list %s/%s: %w", q.Group, q.Resource, err)
 	}
 	query := `SELECT ` + objectColumns + ` FROM objects WHERE api_group = ? AND resource = ?`
@@ -285,8 +295,14 @@ func (s *Store) UpdateObject(ctx context.Context, o Object, expect int64) (Objec
 }
 
 func (s *Store) updateObject(ctx context.Context, tx *sql.Tx, o Object, expect int64) (Object, error) {
+	if err := s.holdSequence(ctx, tx); err != nil {
+		return Object{}, err
+	}
 	labels, err := json.Marshal(nonNilLabels(o.Labels))
 	if err != nil {
+		return Object{}, err
+	}
+	if err := s.lockObject(ctx, tx, o.ObjectKey); err != nil {
 		return Object{}, err
 	}
 	cur, err := s.getOpenObject(ctx, tx, o.ObjectKey)
@@ -333,6 +349,12 @@ func (s *Store) DeleteObject(ctx context.Context, k ObjectKey, expect int64, uid
 }
 
 func (s *Store) deleteObject(ctx context.Context, tx *sql.Tx, k ObjectKey, expect int64, uid string) (Object, error) {
+	if err := s.holdSequence(ctx, tx); err != nil {
+		return Object{}, err
+	}
+	if err := s.lockObject(ctx, tx, k); err != nil {
+		return Object{}, err
+	}
 	cur, err := getObject(ctx, tx, k)
 	if err != nil {
 		return Object{}, err
@@ -366,10 +388,12 @@ func (s *Store) appendObjectEvent(ctx context.Context, tx *sql.Tx, kind string, 
 	if err != nil {
 		return 0, err
 	}
-	var seq int64
-	err = tx.QueryRowContext(ctx, `
-INSERT INTO events (kind, api_resource, namespace, name, object, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
-		kind, o.APIResource(), o.Namespace, o.Name, stored, s.micros()).Scan(&seq)
+	seq, err := s.nextSeq(ctx, tx)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `
+INSERT INTO events (seq, kind, api_resource, namespace, name, object, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			seq, kind, o.APIResource(), o.Namespace, o.Name, stored, s.micros())
+	}
 	if err != nil {
 		return 0, fmt.Errorf("append %s event for %s: %w", kind, o.ObjectKey, err)
 	}
@@ -530,7 +554,7 @@ func (s *Store) PruneEvents(ctx context.Context, keep int64) (int64, error) {
 	var pruned int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		var maxSeq int64
-		if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&maxSeq); err != nil {
+		if err := tx.QueryRowContext(ctx, latestSeqQuery).Scan(&maxSeq); err != nil {
 			return err
 		}
 		horizon := maxSeq - keep
@@ -570,7 +594,7 @@ ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.u
 // LatestResourceVersion is the sequence number of the newest change.
 func (s *Store) LatestResourceVersion(ctx context.Context) (int64, error) {
 	var rv int64
-	err := s.queryRow(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&rv)
+	err := s.queryRow(ctx, latestSeqQuery).Scan(&rv)
 	return rv, err
 }
 

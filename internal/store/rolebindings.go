@@ -90,8 +90,7 @@ func subjectJSON(s Subject) bindingSubject {
 // index).
 func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
 	if isClusterRole(o.ObjectKey) {
-		s.touchAccess(tx)
-		return nil
+		return s.touchAccess(ctx, tx)
 	}
 	if isGroup(o.ObjectKey) {
 		return s.indexGroup(ctx, tx, o, deleted)
@@ -102,7 +101,9 @@ func (s *Store) indexObject(ctx context.Context, tx *sql.Tx, o Object, deleted b
 	if !isBinding(o.ObjectKey) {
 		return nil
 	}
-	s.touchAccess(tx)
+	if err := s.touchAccess(ctx, tx); err != nil {
+		return err
+	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM role_bindings WHERE project = ? AND name = ?`, o.Namespace, o.Name); err != nil {
 		return fmt.Errorf("index %s: %w", o.ObjectKey, err)
 	}

@@ -364,4 +364,18 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE state = 'Queued';
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_uid, updated_at);
 `,
+	// 13: the event log in commit order. The newest sequence number is a
+	// row moved inside each writing transaction (see nextSeq), where it was
+	// the table's AUTOINCREMENT; the access counter moves with every change
+	// of who may do what, for every instance to see.
+	`
+CREATE TABLE sequences (
+	name  TEXT   PRIMARY KEY,
+	value BIGINT NOT NULL
+);
+INSERT INTO sequences (name, value) VALUES ('events', MAX(
+	COALESCE((SELECT MAX(seq) FROM events), 0),
+	COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)));
+INSERT INTO sequences (name, value) VALUES ('access', 0);
+`,
 }

@@ -338,11 +338,8 @@ func (s *Store) EncryptSecrets(ctx context.Context) (int, error) {
 	if scrubbed && rewritten == 0 {
 		return 0, nil
 	}
-	if _, err := s.write.ExecContext(ctx, `VACUUM`); err != nil {
-		return rewritten, fmt.Errorf("encrypt secrets: rebuild the database: %w", err)
-	}
-	if _, err := s.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
-		return rewritten, fmt.Errorf("encrypt secrets: empty the WAL: %w", err)
+	if err := s.dialect.compact(ctx, s.write); err != nil {
+		return rewritten, fmt.Errorf("encrypt secrets: %w", err)
 	}
 	if !scrubbed {
 		if _, err := s.InitSetting(ctx, settingSecretsScrubbed, s.now().UTC().Format(time.RFC3339)); err != nil {

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/berth-registry/berth/internal/store"
+	"github.com/berth-registry/berth/internal/store/storetest"
 )
 
 func newSecretKey(t *testing.T) []byte {
@@ -106,7 +107,7 @@ func notStored(t *testing.T, path string, values ...string) {
 func TestSecretsAreEncryptedAtRest(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "metadata.db")
-	s := withProjects(t, openWith(t, path, store.WithSecretKeys(newSecretKey(t))), "team")
+	s := storetest.WithProjects(t, openWith(t, path, store.WithSecretKeys(newSecretKey(t))), "team")
 	first, second, public := marker(t, "first"), marker(t, "second"), marker(t, "public")
 
 	created, err := s.CreateObject(ctx, secret("team", "db", first))
@@ -118,7 +119,7 @@ func TestSecretsAreEncryptedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A ConfigMap is not encrypted: the search below can find a value.
-	if _, err := s.CreateObject(ctx, configMap("team", "settings", `{"data":{"k":"`+public+`"}}`)); err != nil {
+	if _, err := s.CreateObject(ctx, storetest.ConfigMap("team", "settings", `{"data":{"k":"`+public+`"}}`)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -159,7 +160,7 @@ func TestPlaintextSecretsAreEncryptedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "metadata.db")
 	first, second, gone := marker(t, "first"), marker(t, "second"), marker(t, "gone")
-	old := withProjects(t, openWith(t, path), "team")
+	old := storetest.WithProjects(t, openWith(t, path), "team")
 	// One deleted, its history pruned: only freed pages (overflow pages:
 	// it is larger than a page) still hold it.
 	g, err := old.CreateObject(ctx, secret("team", "gone", strings.Repeat("x", 10000)+gone))
@@ -221,7 +222,7 @@ func TestFreedPlaintextIsScrubbed(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "metadata.db")
 	gone := marker(t, "gone")
-	old := withProjects(t, openWith(t, path), "team")
+	old := storetest.WithProjects(t, openWith(t, path), "team")
 	// Larger than a page: its overflow pages go to the free list whole.
 	g, err := old.CreateObject(ctx, secret("team", "gone", strings.Repeat("x", 10000)+gone))
 	if err != nil {
@@ -252,12 +253,12 @@ func TestWrongSecretKeyFailsClearly(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metadata.db")
 	right, wrong := newSecretKey(t), newSecretKey(t)
 	value := marker(t, "value")
-	s := withProjects(t, openWith(t, path, store.WithSecretKeys(right)), "team")
+	s := storetest.WithProjects(t, openWith(t, path, store.WithSecretKeys(right)), "team")
 	created, err := s.CreateObject(ctx, secret("team", "db", value))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.CreateObject(ctx, configMap("team", "settings", `{}`)); err != nil {
+	if _, err := s.CreateObject(ctx, storetest.ConfigMap("team", "settings", `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
@@ -277,7 +278,7 @@ func TestWrongSecretKeyFailsClearly(t *testing.T) {
 	}
 	// A watch of Secrets in another project is not failed by the one that
 	// cannot be decrypted: other namespaces' events are not decoded.
-	withProjects(t, s, "other")
+	storetest.WithProjects(t, s, "other")
 	if _, err := s.CreateObject(ctx, secret("other", "fine", "readable")); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +288,7 @@ func TestWrongSecretKeyFailsClearly(t *testing.T) {
 	if _, err := s.UpdateObject(ctx, secret("team", "db", "overwritten"), 0); !errors.As(err, &keyErr) {
 		t.Fatalf("update with the wrong key = %v", err)
 	}
-	if _, err := s.GetObject(ctx, configMap("team", "settings", "").ObjectKey); err != nil {
+	if _, err := s.GetObject(ctx, storetest.ConfigMap("team", "settings", "").ObjectKey); err != nil {
 		t.Fatalf("a ConfigMap with the wrong secret key: %v", err)
 	}
 	counts, err := s.CountStoredSecrets(ctx)
@@ -319,7 +320,7 @@ func TestSecretKeyRotation(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "metadata.db")
 	oldKey, newKey := newSecretKey(t), newSecretKey(t)
 	value := marker(t, "value")
-	s := withProjects(t, openWith(t, path, store.WithSecretKeys(oldKey)), "team")
+	s := storetest.WithProjects(t, openWith(t, path, store.WithSecretKeys(oldKey)), "team")
 	created, err := s.CreateObject(ctx, secret("team", "db", value))
 	if err != nil {
 		t.Fatal(err)
@@ -347,7 +348,7 @@ func TestSecretKeyRotation(t *testing.T) {
 func TestUndecryptableSecretsCanBeDeleted(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "metadata.db")
-	s := withProjects(t, openWith(t, path, store.WithSecretKeys(newSecretKey(t))), "team", "other")
+	s := storetest.WithProjects(t, openWith(t, path, store.WithSecretKeys(newSecretKey(t))), "team", "other")
 	for _, o := range []store.Object{secret("team", "a", "x"), secret("other", "b", "y")} {
 		if _, err := s.CreateObject(ctx, o); err != nil {
 			t.Fatal(err)

@@ -25,7 +25,9 @@ func ServiceAccountKey(project, name string) ObjectKey {
 func isServiceAccount(k ObjectKey) bool { return k.Group == "" && k.Resource == "serviceaccounts" }
 
 func (s *Store) indexServiceAccount(ctx context.Context, tx *sql.Tx, o Object, deleted bool) error {
-	s.touchAccess(tx)
+	if err := s.touchAccess(ctx, tx); err != nil {
+		return err
+	}
 	user := auth.ServiceAccountUser(o.Namespace, o.Name)
 	if deleted {
 		return s.forgetUser(ctx, tx, user)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -11,12 +12,11 @@ import (
 	"time"
 
 	"modernc.org/sqlite" // pure Go; also registers the "sqlite" driver
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/berth-registry/berth/internal/gencache"
 )
 
-// OpenSQLite opens (creating and migrating as needed) the SQLite store at
-// path.
 // cacheTTL bounds how long a cached manifest or blob size is used: within
 // one instance every change invalidates what it touches at once; the bound
 // is for changes another instance made.
@@ -37,6 +37,9 @@ func Ephemeral() Option {
 	return func(o *options) { o.ephemeral = true }
 }
 
+// OpenSQLite opens (creating and migrating as needed) the SQLite store at
+// path. One process opens a database: its writes are serialized by SQLite
+// and the writer's queue.
 func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
 	var o options
 	for _, opt := range opts {
@@ -95,60 +98,57 @@ func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error
 	}
 	read.SetMaxOpenConns(max(4, 2*runtime.GOMAXPROCS(0)))
 	read.SetMaxIdleConns(max(4, 2*runtime.GOMAXPROCS(0)))
-	s := &Store{read: read, write: write, prepared: statements{db: read}, now: time.Now, secretKeys: keys,
+	if err := migrate(ctx, write, sqliteDialect.migrations); err != nil {
+		write.Close()
+		read.Close()
+		return nil, err
+	}
+	return newStore(ctx, &sqliteDialect, read, write, keys, func(s *Store) txRunner {
+		return newGroupWriter(write, s.committing, s.committed, s.ended)
+	})
+}
+
+// sqliteDialect is SQLite's: one writer at a time, so writes never race.
+var sqliteDialect = dialect{
+	name:       "sqlite",
+	migrations: sqliteMigrations,
+	uniqueViolation: func(err error) bool {
+		var se *sqlite.Error
+		if !errors.As(err, &se) {
+			return false
+		}
+		code := se.Code()
+		return code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+	},
+	retryable: func(error) bool { return false },
+	compact: func(ctx context.Context, db *sql.DB) error {
+		if _, err := db.ExecContext(ctx, `VACUUM`); err != nil {
+			return fmt.Errorf("rebuild the database: %w", err)
+		}
+		if _, err := db.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`); err != nil {
+			return fmt.Errorf("empty the WAL: %w", err)
+		}
+		return nil
+	},
+}
+
+// newStore assembles a Store on an opened, migrated database: read serves
+// reads, write the write transactions that the runner newWriter makes
+// runs.
+func newStore(ctx context.Context, d *dialect, read, write *sql.DB, keys secretKeys, newWriter func(*Store) txRunner) (*Store, error) {
+	s := &Store{dialect: d, read: read, write: write, prepared: statements{db: read}, now: time.Now, secretKeys: keys,
 		// Up to 2048 manifests of up to 32 KiB (most are a few KiB): at
 		// most 64 MiB.
 		manifests: &gencache.Cache[repoRef, Manifest]{TTL: cacheTTL, Max: 2048,
 			Keep: func(m Manifest) bool { return len(m.Payload) <= 32<<10 }},
 		blobLocations: &gencache.Cache[blobRef, BlobLocation]{TTL: cacheTTL, Max: 100000},
 	}
-	if err := migrate(ctx, write, sqliteMigrations); err != nil {
-		s.Close()
-		return nil, err
-	}
-	s.writer = newGroupWriter(write, s.committing, s.committed, s.ended)
-	if err := s.adoptLegacyBindings(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.adoptLegacyGroups(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.adoptLegacyServiceAccounts(ctx); err != nil {
-		s.Close()
-		return nil, err
+	s.writer = newWriter(s)
+	for _, adopt := range []func(context.Context) error{s.adoptLegacyBindings, s.adoptLegacyGroups, s.adoptLegacyServiceAccounts} {
+		if err := adopt(ctx); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	return s, nil
-}
-
-func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
-	}
-	var current int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if current > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this berth (%d)", current, len(migrations))
-	}
-	for v := current + 1; v <= len(migrations); v++ {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMicro()); err != nil {
-			tx.Rollback()
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("migration %d: %w", v, err)
-		}
-	}
-	return nil
 }

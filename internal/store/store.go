@@ -1,8 +1,9 @@
 // Package store is Berth's metadata store: repositories, blobs known to
 // each repository, manifests and what they reference, tags as history,
-// referrers, upload sessions, and the change sequence. It is SQL, embedded
-// SQLite by default; queries are written once with ? placeholders and kept
-// to the SQL that PostgreSQL shares.
+// referrers, upload sessions, and the change sequence. It is SQL: embedded
+// SQLite by default, PostgreSQL when several instances share it. Queries
+// are written once, with ? placeholders, in the SQL both speak; what
+// differs (types, placeholders, locks, errors) is the dialect's.
 package store
 
 import (
@@ -24,10 +25,13 @@ import (
 
 // Store is the metadata store.
 type Store struct {
-	read  *sql.DB // many connections
-	write *sql.DB // one connection: SQLite has one writer; queueing here beats SQLITE_BUSY
-	// writer runs every write transaction on write, several at once.
-	writer *groupWriter
+	dialect *dialect
+	read    *sql.DB // many connections
+	// write holds the connections of write transactions: SQLite's one
+	// (queueing here beats SQLITE_BUSY), or PostgreSQL's pool.
+	write *sql.DB
+	// writer runs every write transaction on write.
+	writer txRunner
 	// prepared holds read's queries, parsed once.
 	prepared statements
 	now      func() time.Time
@@ -79,6 +83,8 @@ type repoRef struct{ repo, ref string }
 // effects are what a transaction changed that caches depend on.
 type effects struct {
 	access, tags, removals, moves bool
+	// pending are the events tx appends at its commit (deferEvents).
+	pending []pendingEvent
 	// committing: accessCommitting counts this transaction's commit.
 	committing bool
 }
@@ -109,9 +115,24 @@ func (s *Store) accessChanged() {
 	s.accessChanges.notify()
 }
 
-// touchAccess marks tx as changing access: once it commits, the access
-// generation moves.
-func (s *Store) touchAccess(tx *sql.Tx) { s.effectsOf(tx).access = true }
+// touchAccess marks tx as changing access: it moves the store's access
+// counter, which other instances watch, and once tx commits, this
+// instance's access generation moves.
+func (s *Store) touchAccess(ctx context.Context, tx *sql.Tx) error {
+	e := s.effectsOf(tx)
+	e.access = true
+	if s.dialect.deferEvents {
+		return nil // flushEvents moves the counter
+	}
+	return s.countAccessChange(ctx, tx)
+}
+
+func (s *Store) countAccessChange(ctx context.Context, tx *sql.Tx) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE sequences SET value = value + 1 WHERE name = 'access'`); err != nil {
+		return fmt.Errorf("count an access change: %w", err)
+	}
+	return nil
+}
 
 // effectsOf returns what tx changed so far. Writes run on the writer's
 // goroutine alone, so the flags need no lock.
@@ -126,6 +147,9 @@ func (s *Store) Close() error {
 		s.writer.close()
 	}
 	s.prepared.close()
+	if s.read == s.write {
+		return s.read.Close()
+	}
 	return errors.Join(s.write.Close(), s.read.Close())
 }
 
@@ -249,11 +273,47 @@ func (e *ReferenceSizeError) Unwrap() error { return errdefs.ErrSizeMismatch }
 
 func (s *Store) micros() int64 { return s.now().UnixMicro() }
 
+// txRunner runs write transactions: the group writer on SQLite, one
+// transaction per write on PostgreSQL.
+type txRunner interface {
+	// do runs fn in a write transaction and returns once it committed
+	// (nil) or failed, whether or not ctx ended meanwhile.
+	do(ctx context.Context, fn func(*sql.Tx) error) error
+	// close stops the runner; writes after it fail.
+	close()
+}
+
 // tx runs fn in a write transaction, which it may share with other writes
 // that arrive at the same time (group commit; see groupWriter): fn must not
-// call tx itself. It returns once the transaction committed or fn failed.
+// call tx itself. It returns once the transaction committed or fn failed;
+// a duplicate key another writer committed first is
+// errdefs.ErrAlreadyExists.
+//
+// With concurrent writers (PostgreSQL) it first takes the event sequence's
+// lock (holdSequence), so these writes run one at a time, as on SQLite:
+// they are the rare ones (API objects, access, projects, imports,
+// settings), and many of them read before they write. The push path's
+// writes, frequent and each made safe against concurrent ones, use pushTx.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	return s.writer.do(ctx, fn)
+	if s.dialect.rowLocks {
+		inner := fn
+		fn = func(tx *sql.Tx) error {
+			if err := s.holdSequence(ctx, tx); err != nil {
+				return err
+			}
+			return inner(tx)
+		}
+	}
+	return s.pushTx(ctx, fn)
+}
+
+// pushTx is tx for the writes of pushes and pulls, which run concurrently
+// with PostgreSQL: each is safe without the others waiting (inserts ON
+// CONFLICT, updates conditional on what was read, row locks where a write
+// reads what it changes, shared locks on what it relies on), and appends
+// its events at its commit.
+func (s *Store) pushTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	return s.dialect.mapError(s.writer.do(ctx, fn))
 }
 
 // committing runs right before every commit of the writer: an access
@@ -308,6 +368,8 @@ func projectOf(repo string) string {
 	return project
 }
 
+// ensureRepository returns repo's ID, creating the repository when it is
+// new. Two writers creating it at once both get the one ID.
 func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (int64, error) {
 	var id int64
 	err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
@@ -317,9 +379,16 @@ func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (
 	if !errors.Is(err, sql.ErrNoRows) {
 		return 0, fmt.Errorf("look up repository %s: %w", repo, err)
 	}
-	if err := tx.QueryRowContext(ctx,
-		`INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) RETURNING id`,
-		repo, projectOf(repo), s.micros()).Scan(&id); err != nil {
+	// Another writer may create it between the look and the insert: then
+	// the insert does nothing (waiting for that writer's commit on
+	// PostgreSQL), and the second look finds its row.
+	err = tx.QueryRowContext(ctx,
+		`INSERT INTO repositories (name, project, created_at) VALUES (?, ?, ?) ON CONFLICT (name) DO NOTHING RETURNING id`,
+		repo, projectOf(repo), s.micros()).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return s.repositoryID(ctx, tx, repo)
+	}
+	if err != nil {
 		return 0, fmt.Errorf("create repository %s: %w", repo, err)
 	}
 	if err := s.appendEvent(ctx, tx, EventRepositoryCreated, repo, "", ""); err != nil {
@@ -350,19 +419,23 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind EventKind, rep
 
 // appendEventWhy is appendEvent with the reason a tag moved.
 func (s *Store) appendEventWhy(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string, why TagReason) error {
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO events (kind, repository, digest, tag, actor, reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		string(kind), repo, string(dgst), tag, ActorFrom(ctx), string(why), s.micros()); err != nil {
-		return fmt.Errorf("append %s event: %w", kind, err)
+	ev := pendingEvent{kind: kind, repo: repo, digest: dgst, tag: tag, actor: ActorFrom(ctx), reason: why, created: s.micros()}
+	e := s.effectsOf(tx)
+	if s.dialect.deferEvents {
+		e.pending = append(e.pending, ev)
+	} else if err := s.insertEvent(ctx, tx, ev); err != nil {
+		return err
 	}
 	switch {
 	case kind.ChangesAccess():
-		s.touchAccess(tx)
+		if err := s.touchAccess(ctx, tx); err != nil {
+			return err
+		}
 	case kind.ChangesTags():
-		s.effectsOf(tx).tags = true
+		e.tags = true
 	}
 	if kind.Removes() {
-		s.effectsOf(tx).removals = true
+		e.removals = true
 	}
 	return nil
 }
@@ -390,12 +463,12 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 	if err := in.check(); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
 			return err
 		}
-		if err := checkReferences(ctx, tx, in, repoID, m); err != nil {
+		if err := s.checkReferences(ctx, tx, in, repoID, m); err != nil {
 			return err
 		}
 		linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
@@ -427,17 +500,17 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 // one, or a present one of another size than its descriptor declares,
 // refuses the manifest. An absent optional reference (a sparse mirror, a
 // foreign layer) is not checked.
-func checkReferences(ctx context.Context, tx *sql.Tx, in Storages, repoID int64, m Manifest) error {
+func (s *Store) checkReferences(ctx context.Context, tx *sql.Tx, in Storages, repoID int64, m Manifest) error {
 	for _, ref := range m.References {
 		var stored int64
 		var err error
 		if ref.Manifest {
 			err = tx.QueryRowContext(ctx, `SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-WHERE rm.repository_id = ? AND rm.digest = ?`, repoID, string(ref.Digest)).Scan(&stored)
+WHERE rm.repository_id = ? AND rm.digest = ?`+s.dialect.keepRows, repoID, string(ref.Digest)).Scan(&stored)
 		} else {
 			err = tx.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 WHERE rb.repository_id = ? AND rb.digest = ?
-AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))`,
+AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))`+s.dialect.keepRows,
 				append([]any{repoID, string(ref.Digest)}, in.args()...)...).Scan(&stored)
 		}
 		switch {

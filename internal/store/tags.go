@@ -83,6 +83,11 @@ func (s *Store) setTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag 
 }
 
 func (s *Store) moveTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest, why TagReason, depth int) error {
+	// The repository's row is the lock of its tags: two writers moving a
+	// tag at once take turns, each reading the head the other left.
+	if err := s.lockRows(ctx, tx, `SELECT 1 FROM repositories WHERE id = ?`, repoID); err != nil {
+		return err
+	}
 	var current string
 	err := tx.QueryRowContext(ctx, `SELECT digest FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag).Scan(&current)
 	if err == nil && current == string(dgst) {
@@ -243,7 +248,7 @@ func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst diges
 func (s *Store) linkManifestTree(ctx context.Context, tx *sql.Tx, fromID, repoID int64, repo string, dgst digest.Digest) error {
 	rows, err := tx.QueryContext(ctx, `
 WITH RECURSIVE tree(digest) AS (
-	SELECT ?
+	SELECT digest FROM manifests WHERE digest = ?
 	UNION SELECT mr.reference FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest WHERE mr.is_manifest = 1
 )
 SELECT t.digest, 1 FROM tree t

@@ -186,7 +186,6 @@ func (s *Store) SetUserPassword(ctx context.Context, name, hash string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
 		}
-		s.touchAccess(tx)
-		return nil
+		return s.touchAccess(ctx, tx)
 	})
 }

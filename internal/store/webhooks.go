@@ -73,7 +73,7 @@ func (s *Store) WebhookCursor(ctx context.Context) (int64, error) {
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
-			`INSERT INTO webhook_cursor (id, seq) SELECT 1, COALESCE(MAX(seq), 0) FROM events WHERE true ON CONFLICT (id) DO NOTHING`); err != nil {
+			`INSERT INTO webhook_cursor (id, seq) SELECT 1, value FROM sequences WHERE name = 'events' ON CONFLICT (id) DO NOTHING`); err != nil {
 			return fmt.Errorf("start webhook cursor: %w", err)
 		}
 		return tx.QueryRowContext(ctx, `SELECT seq FROM webhook_cursor WHERE id = 1`).Scan(&seq)
@@ -134,7 +134,7 @@ func (s *Store) DueDeliveries(ctx context.Context, now time.Time, limit int) ([]
 	rows, err := s.query(ctx, `SELECT `+deliveryColumns+` FROM (
 	SELECT `+deliveryColumns+`, ROW_NUMBER() OVER (PARTITION BY webhook_uid ORDER BY next_at, id) AS nth
 	FROM webhook_deliveries WHERE state = ? AND next_at <= ?
-) WHERE nth <= ? ORDER BY next_at, id LIMIT ?`, DeliveryQueued, now.UnixMicro(), duePerWebhook, limit)
+) AS due WHERE nth <= ? ORDER BY next_at, id LIMIT ?`, DeliveryQueued, now.UnixMicro(), duePerWebhook, limit)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("due deliveries: %w", err)
 	}

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -37,8 +37,8 @@ func expectSize(t *testing.T, s *store.Store, storage, repo string, dgst digest.
 // (a session that began before a switch commits in its own storage, and
 // another tenant's copy in the new one stays counted), and the size cache
 // never answers for a storage it was not asked about.
-func TestBlobPresenceIsPerStorage(t *testing.T) {
-	s := openSQLite(t)
+func testBlobPresenceIsPerStorage(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	b := digest.FromString("layer")
 	must(t, s.LinkBlob(ctx, storageA, "p/app", b, 5))
@@ -80,8 +80,8 @@ func TestBlobPresenceIsPerStorage(t *testing.T) {
 
 // A mount finds its source only in the storages named; across them, the
 // blob is linked where its bytes are, never recorded where they are not.
-func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
-	s := openSQLite(t)
+func testMountOnlyFromTheStorageInEffect(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	b := digest.FromString("shared layer")
 	must(t, s.LinkBlob(ctx, storageA, "p/source", b, 7))
@@ -112,8 +112,8 @@ func TestMountOnlyFromTheStorageInEffect(t *testing.T) {
 
 // A manifest whose layers are only in another storage is refused as if
 // they were absent; manifests themselves are metadata and stay.
-func TestManifestReferencesArePerStorage(t *testing.T) {
-	s := openSQLite(t)
+func testManifestReferencesArePerStorage(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	cfg, layer := digest.FromString("cfg"), digest.FromString("layer")
 	must(t, s.LinkBlob(ctx, storageA, "p/app", cfg, 2))
@@ -144,8 +144,8 @@ func TestManifestReferencesArePerStorage(t *testing.T) {
 }
 
 // A session records its storage; expiry says where each session's bytes are.
-func TestUploadSessionsKeepTheirStorage(t *testing.T) {
-	s := openSQLite(t)
+func testUploadSessionsKeepTheirStorage(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "ua", Repository: "p/app", Storage: storageA}, store.UploadLimits{}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "ub", Repository: "p/app", Storage: storageB}, store.UploadLimits{}))
@@ -169,8 +169,8 @@ func TestUploadSessionsKeepTheirStorage(t *testing.T) {
 // A blob in several storages is located in the first of them in the
 // order the caller names them: the storage in effect, then older ones as
 // preferred (those that can be read first).
-func TestLocateBlobPrefersTheOrderNamed(t *testing.T) {
-	s := openSQLite(t)
+func testLocateBlobPrefersTheOrderNamed(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	dgst := digest.FromString("in three storages")
 	for _, id := range []string{"pvc:a", "pvc:b", "pvc:c"} {

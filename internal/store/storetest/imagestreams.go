@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -10,8 +10,8 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-func TestStreamTagsAreTheTagHistory(t *testing.T) {
-	s := openSQLite(t)
+func testStreamTagsAreTheTagHistory(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	var pushed []string
 	for i := range 3 {

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -16,8 +16,8 @@ import (
 // Manifests and blob sizes are cached; every change that could alter an
 // answer is seen by the next lookup: a tag moved or deleted, a manifest
 // deleted, a blob unlinked, a project deleted and pushed again.
-func TestCachedLookupsFollowChanges(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "p")
+func testCachedLookupsFollowChanges(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "p")
 	ctx := context.Background()
 	manifestAt := func(ref string) (digest.Digest, error) {
 		m, err := s.Manifest(ctx, "p/app", ref)
@@ -79,8 +79,8 @@ func TestCachedLookupsFollowChanges(t *testing.T) {
 
 // A reader that starts after a tag move returned never sees the old
 // digest, however the reads and the move interleave.
-func TestCachedTagNeverStaleAfterMove(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "p")
+func testCachedTagNeverStaleAfterMove(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "p")
 	ctx := context.Background()
 	const moves = 30
 	images := make([]store.Manifest, moves)

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -15,7 +15,8 @@ import (
 // Tagging an image another repository holds links it, with an index's
 // children and every blob, so that the new tag pulls at once; the entry
 // records who tagged it and why.
-func testTagImage(t *testing.T, s *store.Store) {
+func testTagImage(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	in := store.Only(store.DefaultStorage)
 	child := image(t, s, "p/src", "child")
@@ -78,7 +79,8 @@ func testTagImage(t *testing.T, s *store.Store) {
 
 // An alias follows its source tag in the same transaction as the move,
 // until it is set directly; aliases cannot form a cycle.
-func testTagAliases(t *testing.T, s *store.Store) {
+func testTagAliases(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	in := store.Only(store.DefaultStorage)
 	m1, m2, m3 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2"), image(t, s, "p/a", "3")
@@ -161,7 +163,8 @@ func testTagAliases(t *testing.T, s *store.Store) {
 
 // Each tag keeps at most the limit's entries, the newest; trimming drops
 // entries, never the manifests they named.
-func testTagHistoryLimit(t *testing.T, s *store.Store) {
+func testTagHistoryLimit(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	in := store.Only(store.DefaultStorage)
 	s.SetTagHistoryLimit(3)
@@ -200,9 +203,9 @@ func testTagHistoryLimit(t *testing.T, s *store.Store) {
 // layer, an imported image's layers): tagging it elsewhere links only
 // what the source holds, so a tag cannot read another repository's
 // blobs by naming their digests.
-func TestTagImageLinksOnlyWhatTheSourceHolds(t *testing.T) {
+func testTagImageLinksOnlyWhatTheSourceHolds(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	in := store.Only(store.DefaultStorage)
 	secret := digest.FromString("the victim's layer")
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "victim/app", secret, 9))

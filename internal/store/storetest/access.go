@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -15,8 +15,8 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-func TestProjects(t *testing.T) {
-	s := openSQLite(t)
+func testProjects(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	if err := s.CreateProject(ctx, store.Project{Name: "team"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
@@ -36,8 +36,8 @@ func TestProjects(t *testing.T) {
 	}
 }
 
-func TestBindingsFeedTheAuthorizer(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team", "other")
+func testBindingsFeedTheAuthorizer(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team", "other")
 	ctx := context.Background()
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "User", "bob"))
 	must(t, s.AddBinding(ctx, "team", "registry-viewer", "Group", "qa"))
@@ -76,8 +76,8 @@ func TestBindingsFeedTheAuthorizer(t *testing.T) {
 	}
 }
 
-func TestTokens(t *testing.T) {
-	s := openSQLite(t)
+func testTokens(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	secret := sha256.Sum256([]byte("secret"))
 	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: secret[:], User: "alice", Expires: time.Now().Add(time.Hour)}))
@@ -105,9 +105,9 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func TestAccessGenerationMovesOnAccessChangesOnly(t *testing.T) {
+func testAccessGenerationMovesOnAccessChangesOnly(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	gen := s.AccessGeneration()
 	moved := func(what string, want bool) {
 		t.Helper()
@@ -163,9 +163,9 @@ func clusterRoleObject(name, verb string) store.Object {
 		`"metadata":{"name":"` + name + `"},"rules":[{"apiGroups":["image.openshift.io"],"resources":["registry/metrics"],"verbs":["` + verb + `"]}]}`)}
 }
 
-func TestClusterRoles(t *testing.T) {
+func testClusterRoles(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	if roles, err := s.ClusterRoles(ctx); err != nil || len(roles) != 0 {
 		t.Fatalf("ClusterRoles of an empty store = %v, %v", roles, err)
 	}
@@ -188,9 +188,9 @@ func TestClusterRoles(t *testing.T) {
 // AccessChanged wakes a waiter at each access change, inside a
 // transaction or not, and by then the generation has moved; other
 // commits leave it waiting.
-func TestAccessChangedWakesAfterTheGenerationMoved(t *testing.T) {
+func testAccessChangedWakesAfterTheGenerationMoved(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	must(t, s.CreateToken(ctx, store.Token{ID: "t1", SecretHash: []byte("h"), User: "alice", Expires: time.Now().Add(time.Hour)}))
 	steps := []struct {
 		what   string

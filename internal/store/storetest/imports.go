@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -14,9 +14,9 @@ import (
 // An import records manifests without their blobs, with where they came
 // from; the tag's entry names the upstream image; a failed import is a
 // condition the next success clears; an unchanged digest adds nothing.
-func TestRecordImport(t *testing.T) {
+func testRecordImport(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	layer, cfg := digest.FromString("remote layer"), digest.FromString("remote config")
 	child := store.Manifest{Digest: digest.FromString("child"), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: []byte(`{"child":1}`),
 		References: []store.Reference{{Digest: cfg, Size: 3}, {Digest: layer, Size: 5}}}

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -16,9 +16,9 @@ import (
 // that read the same events finds the cursor moved and queues nothing.
 // Attempts are recorded, and each webhook keeps its newest finished
 // deliveries only.
-func TestWebhookDeliveries(t *testing.T) {
+func testWebhookDeliveries(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	in := store.Only(store.DefaultStorage)
 	m := image(t, s, "p/a", "before")
 	must(t, s.PutManifest(ctx, in, "p/a", m, []string{"v0"}))
@@ -110,9 +110,9 @@ func TestWebhookDeliveries(t *testing.T) {
 
 // Pulls are appended in batches, each repository and image once per
 // interval, with who pulled.
-func TestPullLog(t *testing.T) {
+func testPullLog(t *testing.T, open Opener) {
 	ctx := context.Background()
-	s := openSQLite(t)
+	s := open(t)
 	log := s.NewPullLog(time.Hour)
 	before, _ := s.LatestResourceVersion(ctx)
 	d := digest.FromString("m")

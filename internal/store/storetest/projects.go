@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-func TestDeleteProjectAndRepositories(t *testing.T) {
-	s := openSQLite(t)
+func testDeleteProjectAndRepositories(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateProject(ctx, store.Project{Name: "other", Creator: "bob"}))
@@ -96,8 +96,8 @@ func TestDeleteProjectAndRepositories(t *testing.T) {
 // Bindings are objects; the store keeps their index (what the authorizer
 // reads) in step with every write: by the API's object writes, by its own
 // grants, and by removals of a subject everywhere.
-func TestRoleBindings(t *testing.T) {
-	s := openSQLite(t)
+func testRoleBindings(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "bob"}))
 	rb := func(name, role string, subjects ...string) store.Object {
@@ -171,8 +171,8 @@ func TestRoleBindings(t *testing.T) {
 	}
 }
 
-func TestGroups(t *testing.T) {
-	s := openSQLite(t)
+func testGroups(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	if _, err := s.GroupMembers(ctx, "qa"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("members of a missing group: %v", err)
@@ -202,8 +202,8 @@ func TestGroups(t *testing.T) {
 // write, and deleting a user edits the groups that name it.
 // A service account is an object whose user is its index: deleting the
 // object takes the user, its tokens and its grants.
-func TestServiceAccountObjects(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testServiceAccountObjects(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
 	user := auth.ServiceAccountUser("team", "ci")
 	body := `{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"ci","namespace":"team","labels":{"a":"b"}}}`
@@ -239,8 +239,8 @@ func TestServiceAccountObjects(t *testing.T) {
 	}
 }
 
-func TestGroupObjectsAndTheirIndex(t *testing.T) {
-	s := openSQLite(t)
+func testGroupObjectsAndTheirIndex(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateUser(ctx, store.User{Name: "dave"}))
 	body := `{"apiVersion":"user.openshift.io/v1","kind":"Group","metadata":{"name":"ops","labels":{"keep":"me"}},"users":["dave","erin"]}`
@@ -269,8 +269,8 @@ func TestGroupObjectsAndTheirIndex(t *testing.T) {
 	}
 }
 
-func TestDeleteProjectEndsItsUploads(t *testing.T) {
-	s := openSQLite(t)
+func testDeleteProjectEndsItsUploads(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u-team", Repository: "team/app", Storage: store.DefaultStorage}, store.UploadLimits{}))
@@ -307,8 +307,8 @@ func TestDeleteProjectEndsItsUploads(t *testing.T) {
 
 // A project re-created under a deleted one's name inherits no grant made
 // elsewhere to the old project's service accounts, created or not.
-func TestDeleteProjectForgetsGrantsToItsServiceAccounts(t *testing.T) {
-	s := openSQLite(t)
+func testDeleteProjectForgetsGrantsToItsServiceAccounts(t *testing.T, open Opener) {
+	s := open(t)
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "secret", Creator: "alice"}))
 	must(t, s.CreateProject(ctx, store.Project{Name: "ci", Creator: "alice"}))
@@ -345,8 +345,8 @@ func TestDeleteProjectForgetsGrantsToItsServiceAccounts(t *testing.T) {
 // interleaves with other writes: once a change has returned, the
 // generation differs from any read before it began (so a cache filled
 // before is not used after). Changes committed together may share a move.
-func TestAccessGenerationCountsConcurrentChanges(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "p")
+func testAccessGenerationCountsConcurrentChanges(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "p")
 	ctx := context.Background()
 	start := s.AccessGeneration()
 	const n = 200

@@ -1,4 +1,4 @@
-package store_test
+package storetest
 
 import (
 	"context"
@@ -13,21 +13,22 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
-func configMap(ns, name, body string) store.Object {
+// ConfigMap is a ConfigMap object with body, labelled app=name.
+func ConfigMap(ns, name, body string) store.Object {
 	return store.Object{
 		ObjectKey: store.ObjectKey{Resource: "configmaps", Namespace: ns, Name: name},
 		UID:       "uid-" + name, Labels: map[string]string{"app": name}, Body: []byte(body),
 	}
 }
 
-func TestObjectLifecycle(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testObjectLifecycle(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
-	created, err := s.CreateObject(ctx, configMap("team", "a", `{"data":{"k":"1"}}`))
+	created, err := s.CreateObject(ctx, ConfigMap("team", "a", `{"data":{"k":"1"}}`))
 	if err != nil || created.ResourceVersion == 0 || created.Created.IsZero() {
 		t.Fatalf("create = %+v, %v", created, err)
 	}
-	if _, err := s.CreateObject(ctx, configMap("team", "a", `{}`)); !errors.Is(err, errdefs.ErrAlreadyExists) {
+	if _, err := s.CreateObject(ctx, ConfigMap("team", "a", `{}`)); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("second create = %v, want AlreadyExists", err)
 	}
 	got, err := s.GetObject(ctx, created.ObjectKey)
@@ -38,12 +39,12 @@ func TestObjectLifecycle(t *testing.T) {
 
 	// Optimistic concurrency: a write at a stale version is a conflict
 	// and changes nothing.
-	upd := configMap("team", "a", `{"data":{"k":"2"}}`)
+	upd := ConfigMap("team", "a", `{"data":{"k":"2"}}`)
 	updated, err := s.UpdateObject(ctx, upd, created.ResourceVersion)
 	if err != nil || updated.ResourceVersion <= created.ResourceVersion || updated.UID != "uid-a" {
 		t.Fatalf("update = %+v, %v", updated, err)
 	}
-	if _, err := s.UpdateObject(ctx, configMap("team", "a", `{"data":{"k":"3"}}`), created.ResourceVersion); !errors.Is(err, errdefs.ErrConflict) {
+	if _, err := s.UpdateObject(ctx, ConfigMap("team", "a", `{"data":{"k":"3"}}`), created.ResourceVersion); !errors.Is(err, errdefs.ErrConflict) {
 		t.Fatalf("stale update = %v, want Conflict", err)
 	}
 	// A write of the same content is a no-op: same resourceVersion.
@@ -51,7 +52,7 @@ func TestObjectLifecycle(t *testing.T) {
 	if err != nil || same.ResourceVersion != updated.ResourceVersion {
 		t.Fatalf("no-op update = %+v, %v; want resourceVersion %d", same, err, updated.ResourceVersion)
 	}
-	if _, err := s.UpdateObject(ctx, configMap("team", "zz", `{}`), 0); !errors.Is(err, errdefs.ErrNotFound) {
+	if _, err := s.UpdateObject(ctx, ConfigMap("team", "zz", `{}`), 0); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("update of a missing object = %v", err)
 	}
 
@@ -94,11 +95,11 @@ func TestObjectLifecycle(t *testing.T) {
 	}
 }
 
-func TestListObjectsPagesAndScopes(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "a", "b", "c")
+func testListObjectsPagesAndScopes(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "a", "b", "c")
 	ctx := context.Background()
 	for _, k := range [][2]string{{"b", "x"}, {"a", "y"}, {"a", "x"}, {"c", "z"}} {
-		if _, err := s.CreateObject(ctx, configMap(k[0], k[1], `{}`)); err != nil {
+		if _, err := s.CreateObject(ctx, ConfigMap(k[0], k[1], `{}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,10 +143,10 @@ func TestListObjectsPagesAndScopes(t *testing.T) {
 }
 
 // Two writers at the same resourceVersion: exactly one wins.
-func TestConcurrentUpdatesConflict(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testConcurrentUpdatesConflict(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
-	o, err := s.CreateObject(ctx, configMap("team", "a", `{"n":0}`))
+	o, err := s.CreateObject(ctx, ConfigMap("team", "a", `{"n":0}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +155,7 @@ func TestConcurrentUpdatesConflict(t *testing.T) {
 	errs := make(chan error, writers)
 	for i := range writers {
 		wg.Go(func() {
-			_, err := s.UpdateObject(ctx, configMap("team", "a", fmt.Sprintf(`{"n":%d}`, i+1)), o.ResourceVersion)
+			_, err := s.UpdateObject(ctx, ConfigMap("team", "a", fmt.Sprintf(`{"n":%d}`, i+1)), o.ResourceVersion)
 			errs <- err
 		})
 	}
@@ -176,12 +177,12 @@ func TestConcurrentUpdatesConflict(t *testing.T) {
 	}
 }
 
-func TestWatchHistoryIsBounded(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testWatchHistoryIsBounded(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
 	var last store.Object
 	for i := range 10 {
-		o, err := s.CreateObject(ctx, configMap("team", fmt.Sprint(i), `{}`))
+		o, err := s.CreateObject(ctx, ConfigMap("team", fmt.Sprint(i), `{}`))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,8 +200,8 @@ func TestWatchHistoryIsBounded(t *testing.T) {
 	}
 }
 
-func TestChangedWakesWatchers(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testChangedWakesWatchers(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
 	ch := s.Changed()
 	select {
@@ -208,7 +209,7 @@ func TestChangedWakesWatchers(t *testing.T) {
 		t.Fatal("woken before any change")
 	default:
 	}
-	if _, err := s.CreateObject(ctx, configMap("team", "a", `{}`)); err != nil {
+	if _, err := s.CreateObject(ctx, ConfigMap("team", "a", `{}`)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -220,8 +221,8 @@ func TestChangedWakesWatchers(t *testing.T) {
 
 // Deleting a project deletes its objects and forgets their history, so a
 // project re-created under the name cannot read or replay them.
-func TestDeleteProjectForgetsItsObjects(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "p2")
+func testDeleteProjectForgetsItsObjects(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "p2")
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "p1", Creator: "alice"}))
 	secret := store.Object{ObjectKey: store.ObjectKey{Resource: "secrets", Namespace: "p1", Name: "db"},
@@ -229,7 +230,7 @@ func TestDeleteProjectForgetsItsObjects(t *testing.T) {
 	if _, err := s.CreateObject(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	other, err := s.CreateObject(ctx, configMap("p2", "keep", `{}`))
+	other, err := s.CreateObject(ctx, ConfigMap("p2", "keep", `{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,11 +254,11 @@ func TestDeleteProjectForgetsItsObjects(t *testing.T) {
 // An object is created only in a project that exists when it is written:
 // a project deleted after a handler looked must not keep a Secret or a
 // role binding for the next project of that name.
-func TestObjectsNeedTheirProject(t *testing.T) {
-	s := withProjects(t, openSQLite(t), "team")
+func testObjectsNeedTheirProject(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "team")
 	ctx := context.Background()
 	must(t, s.DeleteProject(ctx, "team"))
-	_, err := s.CreateObject(ctx, configMap("team", "late", `{}`))
+	_, err := s.CreateObject(ctx, ConfigMap("team", "late", `{}`))
 	if _, ok := errors.AsType[*store.MissingNamespaceError](err); !ok || !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("create in a deleted project: %v", err)
 	}

@@ -1,0 +1,176 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// dialect is what differs between the SQL engines the store runs on. The
+// queries are shared: written once with ? placeholders in the SQL that
+// SQLite and PostgreSQL both speak, and rebound for the engine by its
+// connection (see rebind). What cannot be shared is here.
+type dialect struct {
+	name string
+	// migrations are the engine's schema versions, applied in order.
+	migrations []string
+	// snapshot starts a read transaction that sees one snapshot of the
+	// database (SQLite's deferred transactions do; PostgreSQL's default
+	// READ COMMITTED takes a snapshot per statement).
+	snapshot *sql.TxOptions
+	// rowLocks: concurrent write transactions need row locks to read
+	// what they are about to change (PostgreSQL); SQLite runs one write
+	// transaction at a time, and has no FOR UPDATE.
+	rowLocks bool
+	// keepRows ends a SELECT whose rows a write relies on without
+	// changing them: until it commits, no other may delete or change
+	// their keys (PostgreSQL: FOR KEY SHARE).
+	keepRows string
+	// deferEvents: a transaction appends its events right before it
+	// commits (see flushEvents).
+	deferEvents bool
+	// uniqueViolation says err is the engine refusing a duplicate key.
+	uniqueViolation func(error) bool
+	// retryable says a write transaction failed for a reason of the
+	// moment (a deadlock, a serialization failure) and may be run again.
+	retryable func(error) bool
+	// compact rewrites the database files so that deleted content is
+	// gone from them (after Secrets were encrypted in place).
+	compact func(ctx context.Context, db *sql.DB) error
+}
+
+// conflictError is a write the engine refused for a duplicate key: two
+// writers created the same thing at once, and the one that committed
+// first won. It is errdefs.ErrAlreadyExists to callers.
+type conflictError struct{ err error }
+
+func (e conflictError) Error() string        { return e.err.Error() }
+func (e conflictError) Unwrap() error        { return e.err }
+func (e conflictError) Is(target error) bool { return target == errdefs.ErrAlreadyExists }
+
+// mapError gives a write's error the meaning callers test for.
+func (d *dialect) mapError(err error) error {
+	if err == nil || errors.Is(err, errdefs.ErrAlreadyExists) {
+		return err
+	}
+	if d.uniqueViolation != nil && d.uniqueViolation(err) {
+		return conflictError{err}
+	}
+	return err
+}
+
+// rebind rewrites the ? placeholders of query as $1, $2, … (PostgreSQL's),
+// leaving alone a ? inside a string literal, a quoted identifier or a
+// comment.
+func rebind(query string) string {
+	if !strings.Contains(query, "?") {
+		return query
+	}
+	var b strings.Builder
+	b.Grow(len(query) + 16)
+	n := 0
+	for i := 0; i < len(query); i++ {
+		c := query[i]
+		switch {
+		case c == '\'' || c == '"':
+			end := strings.IndexByte(query[i+1:], c)
+			if end < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+end+2])
+			i += end + 1
+		case c == '-' && i+1 < len(query) && query[i+1] == '-':
+			end := strings.IndexByte(query[i:], '\n')
+			if end < 0 {
+				b.WriteString(query[i:])
+				return b.String()
+			}
+			b.WriteString(query[i : i+end+1])
+			i += end
+		case c == '?':
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// lockRows takes the row locks of the rows query (a SELECT) finds, held
+// until tx ends, where the engine needs them (see dialect.rowLocks): a
+// write that reads a row and then changes it reads it locked, and a
+// concurrent one waits instead of overwriting.
+func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
+	if !s.dialect.rowLocks {
+		return nil
+	}
+	// NO KEY UPDATE: the store never changes a key, and the weaker lock
+	// leaves alone the KEY SHARE locks that inserts referencing the row
+	// (a foreign key) take; FOR UPDATE would deadlock with them.
+	rows, err := tx.QueryContext(ctx, query+` FOR NO KEY UPDATE`, args...)
+	if err != nil {
+		return fmt.Errorf("lock rows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("lock rows: %w", err)
+	}
+	return nil
+}
+
+// snapshot begins a read-only transaction whose reads all see one
+// snapshot of the database.
+func (s *Store) snapshot(ctx context.Context) (*sql.Tx, error) {
+	opts := s.dialect.snapshot
+	if opts == nil {
+		opts = &sql.TxOptions{ReadOnly: true}
+	}
+	return s.read.BeginTx(ctx, opts)
+}
+
+// migrator is a database or one connection of it.
+type migrator interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+func migrate(ctx context.Context, db migrator, migrations []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	var current int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this berth (%d)", current, len(migrations))
+	}
+	for v := current + 1; v <= len(migrations); v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().UnixMicro()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// postgresDialect is PostgreSQL's: many write transactions at once, each
+// on its own connection, so a write that reads before it changes takes
+// row locks (lockRows), duplicates are refused by unique constraints
+// (errdefs.ErrAlreadyExists), and a deadlock or serialization failure is
+// retried.
+var postgresDialect = dialect{
+	name:        "postgres",
+	migrations:  postgresMigrations,
+	snapshot:    &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	rowLocks:    true,
+	deferEvents: true,
+	keepRows:    ` FOR KEY SHARE`,
+	uniqueViolation: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505"
+	},
+	retryable: func(err error) bool {
+		var pe *pgconn.PgError
+		// serialization_failure, deadlock_detected
+		return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	},
+	compact: func(ctx context.Context, db *sql.DB) error {
+		// PostgreSQL reuses the space of deleted row versions; VACUUM
+		// marks it free (the old bytes stay until overwritten, as with
+		// any PostgreSQL data: encrypt its volume for more).
+		if _, err := db.ExecContext(ctx, `VACUUM objects, events`); err != nil {
+			return fmt.Errorf("vacuum: %w", err)
+		}
+		return nil
+	},
+}
+
+// OpenPostgres opens the PostgreSQL store at dsn (a postgres:// URL or a
+// key=value connection string), migrating its schema first: instances
+// that start together take turns under an advisory lock, and the first
+// migrates.
+func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	keys, err := newSecretKeys(o.secretKeys)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store: %w", err)
+	}
+	db := sql.OpenDB(rebinding{stdlib.GetConnector(*cfg)})
+	db.SetMaxOpenConns(postgresMaxConns)
+	db.SetMaxIdleConns(postgresMaxConns)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	if err := migratePostgres(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return newStore(ctx, &postgresDialect, db, db, keys, func(s *Store) txRunner {
+		return &concurrentWriter{db: db, retryable: postgresDialect.retryable, flush: s.flushEvents,
+			committing: s.committing, committed: s.committed, ended: s.ended}
+	})
+}
+
+// postgresMaxConns bounds one instance's connections: PostgreSQL's
+// default max_connections is 100, shared by every instance.
+const postgresMaxConns = 20
+
+// migrationLock is the advisory lock key under which instances migrate
+// (per schema: tests share a database, one schema each).
+const migrationLock = `SELECT pg_advisory_lock(hashtext('berth-migrate:' || current_schema()))`
+
+func migratePostgres(ctx context.Context, db *sql.DB) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres store: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, migrationLock); err != nil {
+		return fmt.Errorf("postgres store: take the migration lock: %w", err)
+	}
+	// The lock is the session's: it goes with the connection, should the
+	// unlock fail.
+	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(hashtext('berth-migrate:' || current_schema()))`)
+	return migrate(ctx, conn, postgresDialect.migrations)
+}
+
+// concurrentWriter runs each write in a transaction of its own, on its
+// own connection, as many at once as the pool allows. A transaction that
+// failed for a reason of the moment (a deadlock between two writers) runs
+// again, a few times.
+type concurrentWriter struct {
+	db        *sql.DB
+	retryable func(error) bool
+	// flush runs last in each transaction, before committing is called.
+	flush                        func(context.Context, *sql.Tx) error
+	committing, committed, ended func(*sql.Tx)
+	mu                           sync.RWMutex
+	closed                       bool
+}
+
+// writeTimeout bounds one write transaction: its statements run whether
+// or not the caller hangs up (the caller must learn whether it happened),
+// but not forever against a database that stopped answering.
+const writeTimeout = 30 * time.Second
+
+const maxWriteAttempts = 5
+
+func (w *concurrentWriter) do(ctx context.Context, fn func(*sql.Tx) error) error {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if w.closed {
+		return errStoreClosed
+	}
+	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := w.once(ctx, fn)
+		if err == nil || attempt == maxWriteAttempts || !w.retryable(err) {
+			return err
+		}
+		time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond))))
+	}
+}
+
+func (w *concurrentWriter) once(ctx context.Context, fn func(*sql.Tx) error) error {
+	txCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+	defer cancel()
+	tx, err := w.db.BeginTx(txCtx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	defer w.ended(tx)
+	defer tx.Rollback() // after Commit a no-op
+	if err := call(fn, tx); err != nil {
+		return err
+	}
+	if err := w.flush(txCtx, tx); err != nil {
+		return err
+	}
+	w.committing(tx)
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	w.committed(tx)
+	return nil
+}
+
+// close waits for the writes under way; later ones fail.
+func (w *concurrentWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// rebinding connects to PostgreSQL through pgx, rewriting the store's ?
+// placeholders as PostgreSQL's $n (once per query text).
+type rebinding struct{ driver.Connector }
+
+func (c rebinding) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pc, ok := conn.(*stdlib.Conn)
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("pgx connection is a %T, not a *stdlib.Conn", conn)
+	}
+	return rebindingConn{pc}, nil
+}
+
+// rebindingConn is a pgx connection whose query texts are rebound. It
+// passes on every optional interface of *stdlib.Conn.
+type rebindingConn struct{ *stdlib.Conn }
+
+// reboundQueries remembers rebound query texts. They are fixed in the
+// code but for those built with a list of placeholders, so past
+// maxRebound the rest are rebound every time.
+var (
+	reboundQueries sync.Map // query text → rebound text
+	rebound        atomic.Int64
+)
+
+const maxRebound = 1024
+
+func reboundQuery(query string) string {
+	if q, ok := reboundQueries.Load(query); ok {
+		return q.(string)
+	}
+	q := rebind(query)
+	if rebound.Load() < maxRebound {
+		if _, loaded := reboundQueries.LoadOrStore(query, q); !loaded {
+			rebound.Add(1)
+		}
+	}
+	return q
+}
+
+func (c rebindingConn) Prepare(query string) (driver.Stmt, error) {
+	return c.Conn.Prepare(reboundQuery(query))
+}
+
+func (c rebindingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
+	return c.Conn.PrepareContext(ctx, reboundQuery(query))
+}
+
+func (c rebindingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
+	return c.Conn.ExecContext(ctx, reboundQuery(query), args)
+}
+
+func (c rebindingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
+	return c.Conn.QueryContext(ctx, reboundQuery(query), args)
+}
+
+// CheckNamedValue passes a Go bool as 0 or 1: the schema keeps flags in
+// integer columns, as SQLite does, so that the queries stay shared.
+func (c rebindingConn) CheckNamedValue(nv *driver.NamedValue) error {
+	if b, ok := nv.Value.(bool); ok {
+		nv.Value = int64(0)
+		if b {
+			nv.Value = int64(1)
+		}
+		return nil
+	}
+	return c.Conn.CheckNamedValue(nv)
+}
