@@ -86,7 +86,12 @@ func (s *Store) locateBlob(ctx context.Context, in Storages, repo string, dgst d
 
 // locationGen moves when what a location answer depends on changed: a
 // blob removed, or moved between storages.
-func (s *Store) locationGen() int64 { return s.contentGen.Load() + s.movedGen.Load() }
+func (s *Store) locationGen() int64 {
+	if s.deaf.Load() {
+		return s.uncacheableGeneration()
+	}
+	return s.contentGen.Load() + s.movedGen.Load()
+}
 
 // locateBlobQuery finds a repository's blob in one of n storages, in the
 // order they are named (a storage's place in the list, bound once more

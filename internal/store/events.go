@@ -130,9 +130,11 @@ func (s *Store) flushEvents(ctx context.Context, tx *sql.Tx) error {
 	}
 	e.pending = nil
 	if e.access {
-		return s.countAccessChange(ctx, tx)
+		if err := s.countAccessChange(ctx, tx); err != nil {
+			return err
+		}
 	}
-	return nil
+	return s.notifyCommit(ctx, tx, e)
 }
 
 // holdSequence takes the event sequence's lock for the rest of tx (see

@@ -388,6 +388,7 @@ func (s *Store) appendObjectEvent(ctx context.Context, tx *sql.Tx, kind string, 
 	if err != nil {
 		return 0, err
 	}
+	s.effectsOf(tx) // the commit is heard of (flushEvents)
 	seq, err := s.nextSeq(ctx, tx)
 	if err == nil {
 		_, err = tx.ExecContext(ctx, `

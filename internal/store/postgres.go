@@ -73,11 +73,26 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, erro
 		db.Close()
 		return nil, err
 	}
-	return newStore(ctx, &postgresDialect, db, db, keys, func(s *Store) txRunner {
+	s, err := newStore(ctx, &postgresDialect, db, db, keys, func(s *Store) txRunner {
 		return &concurrentWriter{db: db, retryable: postgresDialect.retryable, flush: s.flushEvents,
 			committing: s.committing, committed: s.committed, ended: s.ended}
 	})
+	if err != nil {
+		return nil, err
+	}
+	s.listener = newListener(cfg.Copy())
+	s.listener.start(s)
+	listenCtx, cancel := context.WithTimeout(ctx, listenTimeout)
+	defer cancel()
+	if err := s.listener.awaitReady(listenCtx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
+
+// listenTimeout bounds how long opening the store waits for its listener.
+const listenTimeout = 30 * time.Second
 
 // postgresMaxConns bounds one instance's connections: PostgreSQL's
 // default max_connections is 100, shared by every instance.

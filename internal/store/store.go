@@ -70,7 +70,13 @@ type Store struct {
 	// movedGen moves after every commit that moved a blob between
 	// storages: only where blobs are changed, not what tags and digests
 	// name, so a migration leaves the manifest caches warm.
-	movedGen  atomic.Int64
+	movedGen atomic.Int64
+	// deaf is true while a store that instances share cannot hear the
+	// others' changes (its listener is down): then caches are not used.
+	deaf atomic.Bool
+	// listener hears other instances' commits (PostgreSQL); nil for a
+	// store of one process.
+	listener *listener
 	manifests *gencache.Cache[repoRef, Manifest]
 	// tagHistory bounds each tag's history (0: DefaultTagHistory).
 	tagHistory    atomic.Int64
@@ -95,12 +101,32 @@ type effects struct {
 // Read it before reading those, and a cache of what was read stays valid
 // while it does not change.
 func (s *Store) AccessGeneration() int64 {
-	if s.accessCommitting.Load() > 0 {
-		// Far above any generation the counter reaches, and never
-		// negative (callers keep -1 for "none yet").
-		return 1<<62 + s.uncacheable.Add(1)
+	if s.accessCommitting.Load() > 0 || s.deaf.Load() {
+		return s.uncacheableGeneration()
 	}
 	return s.accessGen.Load()
+}
+
+// uncacheableGeneration is a generation no cache entry is ever stored
+// under twice: far above any a counter reaches, and never negative
+// (callers keep -1 for "none yet").
+func (s *Store) uncacheableGeneration() int64 { return 1<<62 + s.uncacheable.Add(1) }
+
+// tagGeneration and contentGeneration are the generations of what tags
+// and digests name; while a shared store cannot hear other instances'
+// changes (deaf), nothing is cached.
+func (s *Store) tagGeneration() int64 {
+	if s.deaf.Load() {
+		return s.uncacheableGeneration()
+	}
+	return s.tagGen.Load()
+}
+
+func (s *Store) contentGeneration() int64 {
+	if s.deaf.Load() {
+		return s.uncacheableGeneration()
+	}
+	return s.contentGen.Load()
 }
 
 // AccessChanged returns a channel closed at the next access change, when
@@ -143,6 +169,9 @@ func (s *Store) effectsOf(tx *sql.Tx) *effects {
 
 // Close releases the database.
 func (s *Store) Close() error {
+	if s.listener != nil {
+		s.listener.stop()
+	}
 	if s.writer != nil {
 		s.writer.close()
 	}
@@ -333,24 +362,30 @@ func (s *Store) committed(tx *sql.Tx) {
 	// before the wake-up, so that whoever wakes sees the generation moved.
 	if v, ok := s.touched.Load(tx); ok {
 		e := v.(*effects)
-		if e.removals {
-			s.contentGen.Add(1)
-		}
-		if e.moves {
-			s.movedGen.Add(1)
-		}
-		if e.tags || e.removals {
-			s.tagGen.Add(1)
-		}
-		if e.access {
-			s.accessChanged()
-		}
+		s.moveGenerations(e)
 		if e.committing {
 			e.committing = false
 			s.accessCommitting.Add(-1)
 		}
 	}
 	s.changes.notify()
+}
+
+// moveGenerations moves the generations of the caches that a commit with
+// effects e made stale (this instance's commit, or another's it heard of).
+func (s *Store) moveGenerations(e *effects) {
+	if e.removals {
+		s.contentGen.Add(1)
+	}
+	if e.moves {
+		s.movedGen.Add(1)
+	}
+	if e.tags || e.removals {
+		s.tagGen.Add(1)
+	}
+	if e.access {
+		s.accessChanged()
+	}
 }
 
 // ended runs after every transaction of the writer, committed or not.
@@ -581,9 +616,9 @@ func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
 // in repo. Only Digest, MediaType and Payload are filled; the Payload may
 // be shared with other callers and must not be modified.
 func (s *Store) Manifest(ctx context.Context, repo, reference string) (Manifest, error) {
-	generation := s.tagGen.Load
+	generation := s.tagGeneration
 	if strings.Contains(reference, ":") {
-		generation = s.contentGen.Load
+		generation = s.contentGeneration
 	}
 	return s.manifests.Fetch(repoRef{repo, reference}, generation, func() (Manifest, error) {
 		return s.manifest(ctx, repo, reference)

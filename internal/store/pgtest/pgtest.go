@@ -49,19 +49,21 @@ func DSN(t testing.TB) string {
 		defer db.Close()
 		dropSchema(db, schema)
 	})
-	return WithSearchPath(base, schema)
+	return InSchema(base, schema)
 }
 
-// WithSearchPath returns dsn (a URL or key=value string) with its
-// search_path set to schema.
-func WithSearchPath(dsn, schema string) string {
+// InSchema returns dsn (a URL or key=value string) with its search_path
+// set to schema, and its application_name too: a test finds its own
+// connections in pg_stat_activity by it.
+func InSchema(dsn, schema string) string {
 	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
 		q := u.Query()
 		q.Set("search_path", schema)
+		q.Set("application_name", schema)
 		u.RawQuery = q.Encode()
 		return u.String()
 	}
-	return dsn + " search_path=" + schema
+	return dsn + " search_path=" + schema + " application_name=" + schema
 }
 
 func dropSchema(db *sql.DB, schema string) {

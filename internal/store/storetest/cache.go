@@ -23,7 +23,7 @@ func testCachedLookupsFollowChanges(t *testing.T, open Opener) {
 		m, err := s.Manifest(ctx, "p/app", ref)
 		return m.Digest, err
 	}
-	one, two := image(t, s, "p/app", "one"), image(t, s, "p/app", "two")
+	one, two := Image(t, s, "p/app", "one"), Image(t, s, "p/app", "two")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", one, []string{"v"}))
 	for range 3 { // read until cached
 		if d, err := manifestAt("v"); err != nil || d != one.Digest {
@@ -85,7 +85,7 @@ func testCachedTagNeverStaleAfterMove(t *testing.T, open Opener) {
 	const moves = 30
 	images := make([]store.Manifest, moves)
 	for i := range images {
-		images[i] = image(t, s, "p/app", fmt.Sprint("gen", i))
+		images[i] = Image(t, s, "p/app", fmt.Sprint("gen", i))
 	}
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", images[0], []string{"latest"}))
 	var mu sync.Mutex

@@ -15,14 +15,14 @@ func testStreamTagsAreTheTagHistory(t *testing.T, open Opener) {
 	ctx := context.Background()
 	var pushed []string
 	for i := range 3 {
-		m := image(t, s, "team/app", fmt.Sprint(i))
+		m := Image(t, s, "team/app", fmt.Sprint(i))
 		must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", m, []string{"v1"}))
 		pushed = append(pushed, string(m.Digest))
 	}
-	other := image(t, s, "team/app", "other")
+	other := Image(t, s, "team/app", "other")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", other, []string{"gone"}))
 	must(t, s.DeleteTag(ctx, "team/app", "gone"))
-	again := image(t, s, "team/app", "again")
+	again := Image(t, s, "team/app", "again")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", again, []string{"old"}))
 	must(t, s.DeleteTag(ctx, "team/app", "old"))
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", again, []string{"old"}))

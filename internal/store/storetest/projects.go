@@ -22,9 +22,9 @@ func testDeleteProjectAndRepositories(t *testing.T, open Opener) {
 	ctx := context.Background()
 	must(t, s.CreateProject(ctx, store.Project{Name: "team", Creator: "alice"}))
 	must(t, s.CreateProject(ctx, store.Project{Name: "other", Creator: "bob"}))
-	shared := image(t, s, "team/app", "shared")
+	shared := Image(t, s, "team/app", "shared")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", shared, []string{"v1"}))
-	only := image(t, s, "team/db", "only")
+	only := Image(t, s, "team/db", "only")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "team/db", only, []string{"latest"}))
 	// The same manifest in another project must survive.
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "other/app", shared.References[0].Digest, 10))

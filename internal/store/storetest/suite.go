@@ -101,7 +101,9 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
+// Image links a config and a layer into repo and returns a manifest of
+// them (not stored), different for each seed.
+func Image(t *testing.T, s *store.Store, repo, seed string) store.Manifest {
 	t.Helper()
 	ctx := context.Background()
 	cfg, layer := digest.FromString(seed+"cfg"), digest.FromString(seed+"layer")
@@ -153,7 +155,7 @@ func testBlobs(t *testing.T, open Opener) {
 func testManifestReferences(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m := image(t, s, "p/a", "one")
+	m := Image(t, s, "p/a", "one")
 	missing := digest.FromString("missing")
 	bad := m
 	bad.References = append([]store.Reference{}, m.References...)
@@ -197,7 +199,7 @@ func testManifestReferences(t *testing.T, open Opener) {
 func testReferenceSizes(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m := image(t, s, "p/a", "sizes") // config 10 bytes, layer 20
+	m := Image(t, s, "p/a", "sizes") // config 10 bytes, layer 20
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, nil))
 	layer, child := m.References[1].Digest, m.Digest
 	childSize := int64(len(m.Payload))
@@ -237,7 +239,7 @@ func testReferenceSizes(t *testing.T, open Opener) {
 func testTagHistory(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m1, m2 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2")
+	m1, m2 := Image(t, s, "p/a", "1"), Image(t, s, "p/a", "2")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m1, []string{"v"}))
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m1, []string{"v"})) // same digest: no new history
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m2, []string{"v"}))
@@ -271,7 +273,7 @@ func testTagHistory(t *testing.T, open Opener) {
 func testDeleteManifest(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m := image(t, s, "p/a", "del")
+	m := Image(t, s, "p/a", "del")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"a", "b"}))
 	must(t, s.DeleteManifest(ctx, "p/a", m.Digest))
 	for _, ref := range []string{"a", "b", string(m.Digest)} {
@@ -291,7 +293,7 @@ func testDeleteManifest(t *testing.T, open Opener) {
 func testPagination(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m := image(t, s, "p/a", "page")
+	m := Image(t, s, "p/a", "page")
 	var all []string
 	for i := range 7 {
 		all = append(all, fmt.Sprintf("t%02d", i))
@@ -326,10 +328,10 @@ func testPagination(t *testing.T, open Opener) {
 func testReferrers(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	subject := image(t, s, "p/a", "subject")
+	subject := Image(t, s, "p/a", "subject")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", subject, nil))
 	for i, at := range []string{"application/sig", "application/sbom", "application/sig"} {
-		r := image(t, s, "p/a", fmt.Sprint("ref", i))
+		r := Image(t, s, "p/a", fmt.Sprint("ref", i))
 		r.Subject, r.ArtifactType = subject.Digest, at
 		r.Annotations = map[string]string{"n": fmt.Sprint(i)}
 		must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", r, nil))
@@ -428,7 +430,7 @@ func testUploadLimits(t *testing.T, open Opener) {
 func testEvents(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
-	m := image(t, s, "p/a", "ev")
+	m := Image(t, s, "p/a", "ev")
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", m, []string{"x"}))
 	must(t, s.DeleteTag(ctx, "p/a", "x"))
 	evs, err := s.Events(ctx, 0, 100)
@@ -455,7 +457,7 @@ func testConcurrentTagPushes(t *testing.T, open Opener) {
 	ctx := context.Background()
 	var ms []store.Manifest
 	for i := range 8 {
-		ms = append(ms, image(t, s, "p/a", fmt.Sprint("c", i)))
+		ms = append(ms, Image(t, s, "p/a", fmt.Sprint("c", i)))
 	}
 	var wg sync.WaitGroup
 	for _, m := range ms {

@@ -19,7 +19,7 @@ func testTagImage(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
 	in := store.Only(store.DefaultStorage)
-	child := image(t, s, "p/src", "child")
+	child := Image(t, s, "p/src", "child")
 	must(t, s.PutManifest(ctx, in, "p/src", child, nil))
 	payload := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","seed":"index"}`)
 	index := store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.index.v1+json", Payload: payload,
@@ -67,7 +67,7 @@ func testTagImage(t *testing.T, open Opener) {
 	}
 
 	// A rollback within the repository is one more entry.
-	other := image(t, s, "q/dst", "other")
+	other := Image(t, s, "q/dst", "other")
 	must(t, s.PutManifest(ctx, in, "q/dst", other, []string{"prod"}))
 	must(t, s.TagImage(actx, "q/dst", "prod", "q/dst", index.Digest, store.ReasonRollback))
 	h, err = s.TagHistory(ctx, "q/dst", "prod")
@@ -83,7 +83,7 @@ func testTagAliases(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
 	in := store.Only(store.DefaultStorage)
-	m1, m2, m3 := image(t, s, "p/a", "1"), image(t, s, "p/a", "2"), image(t, s, "p/a", "3")
+	m1, m2, m3 := Image(t, s, "p/a", "1"), Image(t, s, "p/a", "2"), Image(t, s, "p/a", "3")
 	must(t, s.PutManifest(ctx, in, "p/a", m1, []string{"latest"}))
 	if err := s.AliasTag(ctx, "p/a", "stable", "p/a", "absent"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("alias of an absent tag = %v", err)
@@ -171,7 +171,7 @@ func testTagHistoryLimit(t *testing.T, open Opener) {
 	defer s.SetTagHistoryLimit(0)
 	var pushed []store.Manifest
 	for i := range 6 {
-		m := image(t, s, "p/h", fmt.Sprint("h", i))
+		m := Image(t, s, "p/h", fmt.Sprint("h", i))
 		must(t, s.PutManifest(ctx, in, "p/h", m, []string{"v"}))
 		must(t, s.PutManifest(ctx, in, "p/h", m, []string{fmt.Sprint("other", i)}))
 		pushed = append(pushed, m)

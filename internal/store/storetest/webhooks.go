@@ -20,14 +20,14 @@ func testWebhookDeliveries(t *testing.T, open Opener) {
 	ctx := context.Background()
 	s := open(t)
 	in := store.Only(store.DefaultStorage)
-	m := image(t, s, "p/a", "before")
+	m := Image(t, s, "p/a", "before")
 	must(t, s.PutManifest(ctx, in, "p/a", m, []string{"v0"}))
 	cursor, err := s.WebhookCursor(ctx)
 	must(t, err)
 	if latest, _ := s.LatestResourceVersion(ctx); cursor != latest {
 		t.Fatalf("a new cursor starts at %d, want the newest event %d (no replay)", cursor, latest)
 	}
-	m2 := image(t, s, "p/a", "after")
+	m2 := Image(t, s, "p/a", "after")
 	must(t, s.PutManifest(store.WithActor(ctx, "alice"), in, "p/a", m2, []string{"v1"}))
 	events, err := s.Events(ctx, cursor, 100)
 	must(t, err)

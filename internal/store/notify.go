@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Instances that share a PostgreSQL store hear each other's commits:
+// every write transaction sends a notification as it commits (NOTIFY is
+// transactional: sent if and only if the transaction commits), and each
+// instance LISTENs on a connection of its own. Hearing one, an instance
+// moves the cache generations the commit made stale (so a revoked token
+// stops working on every instance, and a tag moved on one is read anew on
+// all) and wakes its watchers, webhook dispatcher and operator.
+//
+// A notification can be missed only while the listening connection is
+// down: then the store is deaf, and its caches are not used until it
+// listens again (and, having maybe missed some, it moves every
+// generation).
+
+// changesChannel is the channel of commit notifications.
+const changesChannel = "berth_changes"
+
+// notifyCommit queues tx's notification: "<store id> <flags>", the flags
+// the letters of what it changed (a access, t tags, r removals, m moves).
+func (s *Store) notifyCommit(ctx context.Context, tx *sql.Tx, e *effects) error {
+	if s.listener == nil {
+		return nil
+	}
+	flags := ""
+	for _, f := range []struct {
+		set    bool
+		letter string
+	}{{e.access, "a"}, {e.tags, "t"}, {e.removals, "r"}, {e.moves, "m"}} {
+		if f.set {
+			flags += f.letter
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+changesChannel+`', ?)`, s.listener.id+" "+flags); err != nil {
+		return fmt.Errorf("notify other instances: %w", err)
+	}
+	return nil
+}
+
+// listener holds the LISTEN connection of one store.
+type listener struct {
+	// id tells this store's own notifications apart.
+	id     string
+	config *pgx.ConnConfig
+	log    *slog.Logger
+	cancel context.CancelFunc
+	done   chan struct{}
+	// ready is closed once the first LISTEN is in place.
+	ready     chan struct{}
+	readyOnce sync.Once
+}
+
+func newListener(config *pgx.ConnConfig) *listener {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return &listener{id: hex.EncodeToString(b), config: config, log: slog.Default(),
+		done: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// listenRetry is how long the listener waits before it connects again.
+const listenRetry = time.Second
+
+// start runs the listener until stop; s is deaf until it listens.
+func (l *listener) start(s *Store) {
+	s.deaf.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel = cancel
+	go func() {
+		defer close(l.done)
+		for ctx.Err() == nil {
+			err := l.listen(ctx, s)
+			s.deaf.Store(true)
+			if ctx.Err() != nil {
+				return
+			}
+			l.log.Warn("metadata store: not hearing other instances' changes; caches are off until the connection is back", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(listenRetry):
+			}
+		}
+	}()
+}
+
+// awaitReady waits until the listener listens (or ctx ends): a store
+// handed out before might miss a change made by another instance in
+// between, with its caches off but its watchers not woken.
+func (l *listener) awaitReady(ctx context.Context) error {
+	select {
+	case <-l.ready:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("metadata store: listen for other instances' changes: %w", ctx.Err())
+	}
+}
+
+func (l *listener) listen(ctx context.Context, s *Store) error {
+	conn, err := pgx.ConnectConfig(ctx, l.config)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, `LISTEN `+changesChannel); err != nil {
+		return err
+	}
+	// Anything may have changed while nobody listened.
+	s.deaf.Store(false)
+	s.moveGenerations(&effects{access: true, tags: true, removals: true, moves: true})
+	s.changes.notify()
+	l.readyOnce.Do(func() { close(l.ready) })
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		from, flags, _ := strings.Cut(n.Payload, " ")
+		if from == l.id {
+			continue // committed() has done it
+		}
+		s.moveGenerations(&effects{
+			access:   strings.Contains(flags, "a"),
+			tags:     strings.Contains(flags, "t"),
+			removals: strings.Contains(flags, "r"),
+			moves:    strings.Contains(flags, "m"),
+		})
+		s.changes.notify()
+	}
+}
+
+func (l *listener) stop() {
+	l.cancel()
+	<-l.done
+}

@@ -1,0 +1,101 @@
+package store_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/berth-registry/berth/internal/store"
+	"github.com/berth-registry/berth/internal/store/pgtest"
+	"github.com/berth-registry/berth/internal/store/storetest"
+)
+
+// Two instances on one PostgreSQL store: what one commits, the other
+// hears at once (its caches move on, its watchers wake), and while it
+// cannot hear, it caches nothing.
+func TestInstancesHearEachOther(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	open := func() *store.Store {
+		s, err := store.OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	a, b := open(), open()
+	first, second := storetest.Image(t, a, "p/app", "one"), storetest.Image(t, a, "p/app", "two")
+	if err := a.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", first, []string{"latest"}); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := b.Manifest(ctx, "p/app", "latest"); err != nil || m.Digest != first.Digest {
+		t.Fatalf("b reads latest = %v, %v", m.Digest, err) // and caches it
+	}
+
+	woken := b.Changed()
+	if err := a.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", second, []string{"latest"}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, woken, "b's watchers to wake after a's push")
+	if m, err := b.Manifest(ctx, "p/app", "latest"); err != nil || m.Digest != second.Digest {
+		t.Fatalf("after a moved the tag, b reads latest = %v, %v; want %s", m.Digest, err, second.Digest)
+	}
+
+	before := b.AccessGeneration()
+	accessMoved := b.AccessChanged()
+	if err := a.CreateProject(ctx, store.Project{Name: "team"}); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, accessMoved, "b's access generation to move after a's access change")
+	if after := b.AccessGeneration(); after == before {
+		t.Fatalf("b's access generation stayed at %d after a created a project", after)
+	}
+
+	// Cut b's listening connection: until it listens again b caches
+	// nothing, so a tag a moves meanwhile is read anew.
+	if m, err := b.Manifest(ctx, "p/app", "latest"); err != nil || m.Digest != second.Digest {
+		t.Fatal(m.Digest, err)
+	}
+	admin, err := sql.Open("pgx", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	var cut int
+	if err := admin.QueryRowContext(ctx, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+WHERE query LIKE 'LISTEN %' AND application_name = current_setting('application_name') AND pid <> pg_backend_pid()`).Scan(&cut); err != nil || cut < 2 {
+		t.Fatalf("terminated %d listeners (%v), want both instances'", cut, err)
+	}
+	if err := a.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", first, []string{"latest"}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m, err := b.Manifest(ctx, "p/app", "latest")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Digest == first.Digest {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("with its listener cut, b still reads latest as %s, not %s", m.Digest, first.Digest)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+var _ = stdlib.GetDefaultDriver // registers the "pgx" driver
