@@ -76,7 +76,7 @@ type Store struct {
 	deaf atomic.Bool
 	// listener hears other instances' commits (PostgreSQL); nil for a
 	// store of one process.
-	listener *listener
+	listener  *listener
 	manifests *gencache.Cache[repoRef, Manifest]
 	// tagHistory bounds each tag's history (0: DefaultTagHistory).
 	tagHistory    atomic.Int64
