@@ -23,6 +23,9 @@ type dialect struct {
 	// database (SQLite's deferred transactions do; PostgreSQL's default
 	// READ COMMITTED takes a snapshot per statement).
 	snapshot *sql.TxOptions
+	// shared: instances share the store, so what they must agree on
+	// (upload leases) lives in rows, not in a process's memory.
+	shared bool
 	// rowLocks: concurrent write transactions need row locks to read
 	// what they are about to change (PostgreSQL); SQLite runs one write
 	// transaction at a time, and has no FOR UPDATE.

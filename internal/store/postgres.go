@@ -25,6 +25,7 @@ var postgresDialect = dialect{
 	name:        "postgres",
 	migrations:  postgresMigrations,
 	snapshot:    &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	shared:      true,
 	rowLocks:    true,
 	deferEvents: true,
 	keepRows:    ` FOR KEY SHARE`,

@@ -3,11 +3,13 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/store/pgtest"
 	"github.com/berth-registry/berth/internal/store/storetest"
@@ -99,3 +101,44 @@ func wait(t *testing.T, ch <-chan struct{}, what string) {
 }
 
 var _ = stdlib.GetDefaultDriver // registers the "pgx" driver
+
+// A chunked upload may go on on another instance, one writer at a time:
+// the lease one instance took holds on the others until it is released.
+func TestUploadLeasesAcrossInstances(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	var stores []*store.Store
+	for range 2 {
+		s, err := store.OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		stores = append(stores, s)
+	}
+	a, b := stores[0], stores[1]
+	if err := a.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/a", Storage: store.DefaultStorage}, store.UploadLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Minute)
+	u, err := a.AcquireUpload(ctx, "p/a", "u1", "on-a", soon)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held *store.LeaseHeldError
+	if _, err := b.AcquireUpload(ctx, "p/a", "u1", "on-b", soon); !errors.As(err, &held) {
+		t.Fatalf("b took the session a holds: %v", err)
+	}
+	u.Size = 5
+	if err := a.AdvanceUpload(ctx, u, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.AcquireUpload(ctx, "p/a", "u1", "on-b", soon)
+	if err != nil || got.Size != 5 {
+		t.Fatalf("b continues the session at %d, %v; want 5", got.Size, err)
+	}
+	u.Size = 9
+	if err := a.AdvanceUpload(ctx, u, 5, false); !errors.Is(err, errdefs.ErrUnavailable) {
+		t.Fatalf("a advanced a session b now holds: %v", err)
+	}
+}

@@ -377,5 +377,10 @@ INSERT INTO sequences (name, value) VALUES ('events', MAX(
 	COALESCE((SELECT MAX(seq) FROM events), 0),
 	COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)));
 INSERT INTO sequences (name, value) VALUES ('access', 0);
+-- An upload session's writer lease, where instances share the store (one
+-- process keeps its leases in memory).
+ALTER TABLE uploads ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
+ALTER TABLE uploads ADD COLUMN lease_since BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE uploads ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
 `,
 }

@@ -98,7 +98,10 @@ CREATE TABLE uploads (
 	epoch        TEXT COLLATE "C" NOT NULL DEFAULT '',
 	project      TEXT COLLATE "C" NOT NULL DEFAULT '',
 	storage      TEXT COLLATE "C" NOT NULL DEFAULT 'pvc:image-registry-storage',
-	driver_state BYTEA
+	driver_state BYTEA,
+	lease_holder TEXT COLLATE "C" NOT NULL DEFAULT '',
+	lease_since  BIGINT NOT NULL DEFAULT 0,
+	lease_until  BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX uploads_updated ON uploads (updated_at);
 CREATE INDEX uploads_owner ON uploads (owner);

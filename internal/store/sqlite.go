@@ -144,6 +144,11 @@ func newStore(ctx context.Context, d *dialect, read, write *sql.DB, keys secretK
 		blobLocations: &gencache.Cache[blobRef, BlobLocation]{TTL: cacheTTL, Max: 100000},
 	}
 	s.writer = newWriter(s)
+	if d.shared {
+		s.leases = rowLeases{s}
+	} else {
+		s.leases = &memoryLeases{}
+	}
 	for _, adopt := range []func(context.Context) error{s.adoptLegacyBindings, s.adoptLegacyGroups, s.adoptLegacyServiceAccounts} {
 		if err := adopt(ctx); err != nil {
 			s.Close()

@@ -58,7 +58,7 @@ type Store struct {
 	// secretKeys encrypt Secrets at rest (none: stored as they come).
 	secretKeys secretKeys
 	// leases are the writer leases of upload sessions (AcquireUpload).
-	leases uploadLeases
+	leases uploadLeaser
 
 	// Pulls read the same rows over and over: manifests and blob sizes are
 	// cached. contentGen moves after every commit that removed a blob or
