@@ -165,6 +165,11 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 			if !cmd.Flags().Changed("metrics-secret") {
 				cfg.MetricsSecret = os.Getenv("BERTH_METRICS_SECRET")
 			}
+			if !cmd.Flags().Changed("store") {
+				if dsn := os.Getenv("BERTH_STORE_DSN"); dsn != "" {
+					cfg.Store = dsn
+				}
+			}
 			if emptyDirLimit != "" {
 				limit, err := parseEmptyDirLimit(emptyDirLimit)
 				if err != nil {
@@ -181,6 +186,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f := cmd.Flags()
 	f.StringVar(&cfg.Listen, "listen", ":5000", "address to listen on")
 	f.StringVar(&cfg.DataDir, "data", "./berth-data", "data directory (blobs, metadata, pki)")
+	f.StringVar(&cfg.Store, "store", "", "metadata store: empty for SQLite in the data directory (one process), or postgres://USER@HOST/DB (several instances may share it; $BERTH_STORE_DSN, or a --config file, keeps its password out of ps)")
 	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts); "+
 		"the registry Config is created with it (filesystem: pvc, the default volume; memory: emptyDir), then its spec.storage decides, live")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")

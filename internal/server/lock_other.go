@@ -2,4 +2,6 @@
 
 package server
 
-func lockDataDir(string) (func(), error) { return func() {}, nil }
+func lockDataDir(string, bool) (func(), error) { return func() {}, nil }
+
+func lockSetup(string, bool) (func(), error) { return func() {}, nil }

@@ -39,9 +39,13 @@ import (
 
 // Config is what `berth serve` is told.
 type Config struct {
-	Listen       string
-	DataDir      string
-	Storage      string // a name in drivers.Builtin()
+	Listen  string
+	DataDir string
+	Storage string // a name in drivers.Builtin()
+	// Store names the metadata store: "" is SQLite in DataDir
+	// (metadata.db); postgres://… is PostgreSQL, which several instances
+	// may share (each with this DataDir, on a shared volume, or its own).
+	Store        string
 	InsecureHTTP bool
 	// TLSHosts are names and addresses the serving certificate covers
 	// beyond localhost, loopback and the host name.
@@ -188,14 +192,27 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Storage != "filesystem" && cfg.Storage != "memory" {
 		return fmt.Errorf("unknown storage %q: filesystem (the registry Config starts with the default volume) or memory (an emptyDir, with metadata in memory too)", cfg.Storage)
 	}
+	shared := cfg.Store != "" && store.Shared(cfg.Store)
+	if shared && cfg.Storage == "memory" {
+		return fmt.Errorf("--storage memory keeps blobs in this process's memory: instances sharing --store %s could not read them; use filesystem on a shared volume, or object storage", store.Redact(cfg.Store))
+	}
 	if err := os.MkdirAll(cfg.DataDir, privateDir); err != nil {
 		return fmt.Errorf("create data directory: %w", err)
 	}
-	unlock, err := lockDataDir(cfg.DataDir)
+	// With a store of its own, a process has the data directory to
+	// itself; instances that share a store may share the directory (a
+	// shared volume), and take turns at creating what the first start
+	// puts in it (keys, the CA, the admin password).
+	unlock, err := lockDataDir(cfg.DataDir, shared)
 	if err != nil {
 		return err
 	}
 	defer unlock()
+	endSetup, err := lockSetup(cfg.DataDir, shared)
+	if err != nil {
+		return err
+	}
+	defer func() { endSetup() }()
 	tightenInside, err := makeDataDirPrivate(cfg.DataDir, log)
 	if err != nil {
 		return err
@@ -221,7 +238,12 @@ func Run(ctx context.Context, cfg Config) error {
 		metaDir = tmp
 		storeOpts = append(storeOpts, store.Ephemeral())
 	}
-	meta, err := store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), storeOpts...)
+	var meta *store.Store
+	if cfg.Store == "" {
+		meta, err = store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), storeOpts...)
+	} else {
+		meta, err = store.Open(ctx, cfg.Store, storeOpts...)
+	}
 	if err != nil {
 		return err
 	}
@@ -235,6 +257,9 @@ func Run(ctx context.Context, cfg Config) error {
 	// read-only mode feed theirs.
 	m := metrics.New()
 	storages := newBlobStorages(cfg.DataDir, drivers.Builtin(), cfg.Storage == "memory", meta, log)
+	// Other instances write to a shared storage: their sessions in flight
+	// are not leftovers (the janitor expires what dead ones left).
+	storages.recoverAtStart = !shared
 	storages.emptyDirLimit = max(cfg.EmptyDirSizeLimit, 0)
 	storages.wrap = m.Driver
 	m.EmptyDirUsage(storages.EmptyDirUsage)
@@ -249,14 +274,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := apiserver.EnsureClusterObjects(ctx, meta, log); err != nil {
 		return err
 	}
-	// The SQLite store is this process's alone (the data directory's
-	// lock): rows found at start are of processes that died without
-	// removing theirs. (A store shared by instances will keep them until
-	// the janitor's rule forgets them.)
-	if n, err := meta.DeleteStaleInstances(ctx, time.Now()); err != nil {
-		return err
-	} else if n > 0 {
-		log.Info("forgot the instances of earlier runs", "count", n)
+	// A store of one process (the data directory's lock): rows found at
+	// start are of processes that died without removing theirs. A shared
+	// store keeps the others' until the janitor's rule forgets them.
+	if !shared {
+		if n, err := meta.DeleteStaleInstances(ctx, time.Now()); err != nil {
+			return err
+		} else if n > 0 {
+			log.Info("forgot the instances of earlier runs", "count", n)
+		}
 	}
 	// The listener and the CA come first: the operator names the port in
 	// the routes' hosts and issues their certificates.
@@ -280,6 +306,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		routeOpts.CA = certs
 	}
+	endSetup()
 	// The operator puts the registry Config in effect before the first
 	// request, then follows its changes.
 	current := settings.NewHolder(&settings.Settings{Storage: boot.Blobs})

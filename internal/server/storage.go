@@ -85,6 +85,10 @@ type blobStorages struct {
 	counts olderCounts
 	// openFailures are the older storages that last failed to open.
 	openFailures map[string]openFailure
+	// recoverAtStart removes a storage's leftovers (sessions without a
+	// record) when it is first used: only where this process alone writes
+	// to it.
+	recoverAtStart bool
 	// recovered are the storages whose leftovers were removed, when they
 	// were first built to be written to.
 	recovered map[string]bool
@@ -123,7 +127,7 @@ func newBlobStorages(dataDir string, drivers storage.Registry, memoryMode bool, 
 		gates:        map[string]*settings.Gate{},
 		fingerprints: map[string]string{},
 		openFailures: map[string]openFailure{},
-		recovered:    map[string]bool{},
+		recovered:    map[string]bool{}, recoverAtStart: true,
 	}
 }
 
@@ -565,7 +569,7 @@ func (s *blobStorages) build(ctx context.Context, id, name string, opts storage.
 		return nil, err
 	}
 	d := s.wrapped(raw)
-	if rec, ok := d.(storage.Recoverer); ok && recover && !s.recovered[id] {
+	if rec, ok := d.(storage.Recoverer); ok && recover && s.recoverAtStart && !s.recovered[id] {
 		live, err := s.sessions.UploadIDs(ctx)
 		if err != nil {
 			return nil, err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -176,4 +177,50 @@ func migrate(ctx context.Context, db migrator, migrations []string) error {
 		}
 	}
 	return nil
+}
+
+// openers open a store by the scheme of its DSN.
+var openers = map[string]func(ctx context.Context, dsn string, opts ...Option) (*Store, error){
+	"postgres":   OpenPostgres,
+	"postgresql": OpenPostgres,
+	"sqlite": func(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+		return OpenSQLite(ctx, strings.TrimPrefix(strings.TrimPrefix(dsn, "sqlite:"), "//"), opts...)
+	},
+}
+
+// Open opens the store dsn names: postgres://… (or postgresql://…, or a
+// key=value connection string) for PostgreSQL, sqlite:PATH for SQLite.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	scheme, _, ok := strings.Cut(dsn, ":")
+	if open, known := openers[scheme]; ok && known {
+		return open(ctx, dsn, opts...)
+	}
+	if strings.Contains(dsn, "=") && !strings.Contains(dsn, "://") {
+		return OpenPostgres(ctx, dsn, opts...) // host=… dbname=…
+	}
+	return nil, fmt.Errorf("metadata store %q: want postgres://… or sqlite:PATH", Redact(dsn))
+}
+
+// Shared reports whether dsn names a store several instances may share.
+func Shared(dsn string) bool {
+	scheme, _, _ := strings.Cut(dsn, ":")
+	return scheme == "postgres" || scheme == "postgresql" || (strings.Contains(dsn, "=") && !strings.Contains(dsn, "://"))
+}
+
+// Redact is dsn with its password, if any, replaced: for logs and errors.
+func Redact(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		}
+		return u.String()
+	}
+	if i := strings.Index(dsn, "password="); i >= 0 {
+		end := strings.IndexByte(dsn[i:], ' ')
+		if end < 0 {
+			return dsn[:i] + "password=xxxxx"
+		}
+		return dsn[:i] + "password=xxxxx" + dsn[i+end:]
+	}
+	return dsn
 }
