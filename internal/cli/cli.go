@@ -187,6 +187,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.StringVar(&cfg.Listen, "listen", ":5000", "address to listen on")
 	f.StringVar(&cfg.DataDir, "data", "./berth-data", "data directory (blobs, metadata, pki)")
 	f.StringVar(&cfg.Store, "store", "", "metadata store: empty for SQLite in the data directory (one process), or postgres://USER@HOST/DB (several instances may share it; $BERTH_STORE_DSN, or a --config file, keeps its password out of ps)")
+	f.DurationVar(&cfg.JobLeaseTTL, "job-lease", 30*time.Second, "how long a background job's lease (webhook delivery, scheduled import, the janitor) outlives its holder's last renewal; with a shared --store, another instance takes over a dead one's jobs after about this long")
 	f.StringVar(&cfg.Storage, "storage", "filesystem", "blob storage: "+strings.Join(drivers.Builtin().Names(), "|")+" (memory keeps nothing across restarts); "+
 		"the registry Config is created with it (filesystem: pvc, the default volume; memory: emptyDir), then its spec.storage decides, live")
 	f.BoolVar(&cfg.InsecureHTTP, "insecure-http", false, "serve plain HTTP instead of TLS")

@@ -54,6 +54,8 @@ type Metrics struct {
 	webhookDeliveries *prometheus.CounterVec
 	webhookQueue      prometheus.Gauge
 	webhookLost       prometheus.Counter
+
+	jobLeases *prometheus.GaugeVec
 }
 
 // New returns the metrics of one server, with the Go runtime's and the
@@ -145,6 +147,10 @@ func New() *Metrics {
 			Name: "berth_webhook_events_lost_total",
 			Help: "Events pruned from the log before webhooks were queued for them.",
 		}),
+		jobLeases: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_job_lease_held",
+			Help: "1 while this instance holds the lease of a background job (and runs it), else 0.",
+		}, []string{"job"}),
 	}
 	commit, version, major, minor := buildInfo()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -155,7 +161,7 @@ func New() *Metrics {
 	build.Set(1)
 	m.reg.MustRegister(m.inFlight, m.requests, m.duration, m.requestSize, m.responseSize, m.bytesPushed, m.bytesPulled,
 		m.storageDuration, m.storageErrors, m.storeCalls, m.limiterQueued, m.limiterRunning, m.limiterRejected, m.readOnly, m.storageType, m.reconfigured, build,
-		m.webhookDeliveries, m.webhookQueue, m.webhookLost,
+		m.webhookDeliveries, m.webhookQueue, m.webhookLost, m.jobLeases,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The limiter's series exist from the start, at 0, so that dashboards
 	// and alerts over them have something to read before it is wired.
@@ -166,6 +172,16 @@ func New() *Metrics {
 		m.webhookDeliveries.WithLabelValues(result)
 	}
 	return m
+}
+
+// JobLeaseHeld records whether this instance holds the lease of job (and
+// runs it).
+func (m *Metrics) JobLeaseHeld(job string, held bool) {
+	v := 0.0
+	if held {
+		v = 1
+	}
+	m.jobLeases.WithLabelValues(job).Set(v)
 }
 
 // Webhooks are the webhook dispatcher's counters.

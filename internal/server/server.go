@@ -23,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/instance"
+	"github.com/berth-registry/berth/internal/lease"
 	"github.com/berth-registry/berth/internal/logging"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/operator"
@@ -128,6 +129,10 @@ type Config struct {
 	// credentials (any user name) or as a bearer token. Users granted get
 	// on registry/metrics may read them either way.
 	MetricsSecret string
+	// JobLeaseTTL is how long a background job's lease outlives its
+	// holder's last renewal: another instance takes over a dead one's job
+	// after about this long (0: lease.DefaultTTL).
+	JobLeaseTTL time.Duration
 	// EmptyDirSizeLimit caps the bytes an emptyDir storage holds in
 	// memory: an upload past it fails with 507. 0: half the machine's
 	// memory (1 GiB where that is unknown); negative: no cap.
@@ -413,18 +418,25 @@ func Run(ctx context.Context, cfg Config) error {
 		Sender: (&webhookSenders{settings: current, client: outboundClient, log: log}).current,
 		Source: scheme + "://" + eventHost(shownAddr(cfg.Listen, ln.Addr())),
 	}
-	wg.Go(func() { dispatcher.Run(janitorCtx) })
+	// Background jobs run on one instance at a time, the holder of the
+	// job's lease in the store (one process: always this one).
+	jobs := &lease.Runner{Leases: meta, Holder: self.ID, TTL: cfg.JobLeaseTTL, Log: log, Held: m.JobLeaseHeld}
+	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor"} {
+		m.JobLeaseHeld(job, false)
+	}
+	wg.Go(func() { jobs.Run(janitorCtx, "webhook-delivery", dispatcher.Run) })
 	// Scheduled imports: tags imported with importPolicy.scheduled are
 	// imported again about every ScheduledImportInterval.
+	scheduler := &imagestream.Scheduler{Service: streams, Specs: meta, Interval: cfg.ScheduledImportInterval, Log: log, Settings: current}
+	wg.Go(func() { jobs.Run(janitorCtx, "scheduled-import", scheduler.Run) })
 	wg.Go(func() {
-		(&imagestream.Scheduler{Service: streams, Specs: meta, Interval: cfg.ScheduledImportInterval, Log: log, Settings: current}).Run(janitorCtx)
-	})
-	wg.Go(func() {
-		every(janitorCtx, time.Hour, func(ctx context.Context) {
-			expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
-			expireTokens(ctx, meta, log)
-			pruneEvents(ctx, meta, log)
-			forgetInstances(ctx, meta, log)
+		jobs.Run(janitorCtx, "janitor", func(ctx context.Context) {
+			every(ctx, time.Hour, func(ctx context.Context) {
+				expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
+				expireTokens(ctx, meta, log)
+				pruneEvents(ctx, meta, log)
+				forgetInstances(ctx, meta, log)
+			})
 		})
 	})
 	if cfg.DebugListen != "" {

@@ -35,6 +35,10 @@ type dialect struct {
 	// changing them: until it commits, no other may delete or change
 	// their keys (PostgreSQL: FOR KEY SHARE).
 	keepRows string
+	// nowMicros is an SQL expression of the database's clock, in
+	// microseconds since the epoch: what instances with clocks of their
+	// own agree on.
+	nowMicros string
 	// deferEvents: a transaction appends its events right before it
 	// commits (see flushEvents).
 	deferEvents bool

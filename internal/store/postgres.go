@@ -29,6 +29,7 @@ var postgresDialect = dialect{
 	rowLocks:    true,
 	deferEvents: true,
 	keepRows:    ` FOR KEY SHARE`,
+	nowMicros:   `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
 	uniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"

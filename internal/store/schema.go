@@ -382,5 +382,14 @@ INSERT INTO sequences (name, value) VALUES ('access', 0);
 ALTER TABLE uploads ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';
 ALTER TABLE uploads ADD COLUMN lease_since BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE uploads ADD COLUMN lease_until BIGINT NOT NULL DEFAULT 0;
+-- Leases of background jobs (webhook delivery, scheduled import, the
+-- janitor): the instance that holds one runs the job. Times are the
+-- database's clock.
+CREATE TABLE job_leases (
+	name        TEXT   PRIMARY KEY,
+	holder      TEXT   NOT NULL,
+	acquired_at BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL
+);
 `,
 }

@@ -268,5 +268,12 @@ CREATE TABLE webhook_deliveries (
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at) WHERE state = 'Queued';
 CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_uid, updated_at);
+
+CREATE TABLE job_leases (
+	name        TEXT COLLATE "C" PRIMARY KEY,
+	holder      TEXT COLLATE "C" NOT NULL,
+	acquired_at BIGINT NOT NULL,
+	expires_at  BIGINT NOT NULL
+);
 `,
 }

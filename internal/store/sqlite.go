@@ -121,6 +121,7 @@ var sqliteDialect = dialect{
 		return code == sqlite3.SQLITE_CONSTRAINT_UNIQUE || code == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
 	},
 	retryable: func(error) bool { return false },
+	nowMicros: `CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER)`,
 	compact: func(ctx context.Context, db *sql.DB) error {
 		if _, err := db.ExecContext(ctx, `VACUUM`); err != nil {
 			return fmt.Errorf("rebuild the database: %w", err)

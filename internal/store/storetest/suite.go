@@ -52,6 +52,7 @@ func Run(t *testing.T, open Opener) {
 		{"UploadLimits", testUploadLimits},
 		{"Events", testEvents},
 		{"ConcurrentTagPushes", testConcurrentTagPushes},
+		{"JobLeases", testJobLeases},
 		{"ConcurrentRepositoryCreation", testConcurrentRepositoryCreation},
 		{"ConcurrentObjectCreation", testConcurrentObjectCreation},
 		{"ConcurrentUnconditionalUpdates", testConcurrentUnconditionalUpdates},

@@ -1,0 +1,103 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/lease"
+	"github.com/berth-registry/berth/internal/store"
+)
+
+// failing is a store an instance can no longer reach.
+type failing struct {
+	lease.Leases
+	down atomic.Bool
+}
+
+func (f *failing) AcquireJobLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	if f.down.Load() {
+		return false, errors.New("store unreachable")
+	}
+	return f.Leases.AcquireJobLease(ctx, name, holder, ttl)
+}
+
+// One instance runs the job at a time; when the holder stops, or can no
+// longer reach the store, the other takes over.
+func TestOneRunnerAtATime(t *testing.T) {
+	s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "meta.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const ttl = 300 * time.Millisecond
+	var mu sync.Mutex
+	running := map[string]bool{}
+	var runs []string
+	job := func(who string) func(context.Context) {
+		return func(ctx context.Context) {
+			mu.Lock()
+			for other := range running {
+				t.Errorf("%s started the job while %s runs it", who, other)
+			}
+			running[who] = true
+			runs = append(runs, who)
+			mu.Unlock()
+			<-ctx.Done()
+			mu.Lock()
+			delete(running, who)
+			mu.Unlock()
+		}
+	}
+	runner := func(who string, leases lease.Leases) (stop func()) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		r := &lease.Runner{Leases: leases, Holder: who, TTL: ttl}
+		go func() { defer close(done); r.Run(ctx, "job", job(who)) }()
+		return func() { cancel(); <-done }
+	}
+	who := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		for w := range running {
+			return w
+		}
+		return ""
+	}
+	waitFor := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * ttl)
+		for who() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the job runs on %q, want %q", who(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	a := &failing{Leases: s}
+	stopA := runner("a", a)
+	waitFor("a")
+	stopB := runner("b", s)
+	time.Sleep(2 * ttl) // b waits while a renews
+	if got := who(); got != "a" {
+		t.Fatalf("the job moved to %q while a renewed its lease", got)
+	}
+	a.down.Store(true) // a cannot renew: it stops, b takes over after the lease expires
+	waitFor("b")
+	a.down.Store(false)
+	stopA()
+	stopB() // releases the lease
+	stopC := runner("c", s)
+	defer stopC()
+	waitFor("c")
+	mu.Lock()
+	defer mu.Unlock()
+	if len(runs) != 3 || runs[0] != "a" || runs[1] != "b" || runs[2] != "c" {
+		t.Fatalf("runs = %v, want a, b, c", runs)
+	}
+}
