@@ -58,11 +58,11 @@ func TestPasswordWatchEndsWithTheHtpasswdEntry(t *testing.T) {
 		}}, ht},
 		Users:       &auth.Throttle{Limit: 100, Window: time.Minute, Lockout: time.Minute},
 		Clients:     &auth.Throttle{Limit: 100, Window: time.Minute, Lockout: time.Minute},
-		Generation:  st.AccessGeneration,
+		Generation:  st.AccessGenerationAt,
 		PasswordTTL: 100 * time.Millisecond, // a minute in berth serve
 	}
 	authz := auth.NewRBAC(st)
-	authz.Generation = st.AccessGeneration
+	authz.Generation = st.AccessGenerationAt
 	api := apiserver.New(apiserver.Options{Store: st, Authorizer: authz, Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}})
 	mux := http.NewServeMux()
 	for _, prefix := range apiserver.Paths {

@@ -120,7 +120,7 @@ type RBAC struct {
 	// and stored roles read are cached while it stands still, for at most
 	// CacheTTL (0: 10s). A store counts a change to a ClusterRole as an
 	// access change, so a role deleted or narrowed applies at once.
-	Generation func() int64
+	Generation func(context.Context) int64
 	CacheTTL   time.Duration
 
 	cacheOnce sync.Once
@@ -192,7 +192,7 @@ func (a *RBAC) bindingsOf(ctx context.Context, project string) ([]Binding, error
 		return a.Bindings.Bindings(ctx, project)
 	}
 	a.cacheOnce.Do(a.makeCaches)
-	return a.cache.Fetch(project, a.Generation, func() ([]Binding, error) {
+	return a.cache.Fetch(project, func() int64 { return a.Generation(ctx) }, func() ([]Binding, error) {
 		return a.Bindings.Bindings(ctx, project)
 	})
 }
@@ -216,7 +216,7 @@ func (a *RBAC) storedRoles(ctx context.Context) (map[string]Role, error) {
 		return a.Stored.ClusterRoles(ctx)
 	}
 	a.cacheOnce.Do(a.makeCaches)
-	roles, err := a.roles.Fetch(struct{}{}, a.Generation, func() (map[string]Role, error) {
+	roles, err := a.roles.Fetch(struct{}{}, func() int64 { return a.Generation(ctx) }, func() (map[string]Role, error) {
 		return a.Stored.ClusterRoles(ctx)
 	})
 	if err != nil {

@@ -16,7 +16,7 @@ func BenchmarkRequestDecision(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	gen := func() int64 { return 1 }
+	gen := func(context.Context) int64 { return 1 }
 	bindings := staticBindings{
 		{Role: "registry-viewer", Project: "team", Users: []string{"alice"}},
 		{Role: "self-provisioner", Groups: []string{GroupPeople}},

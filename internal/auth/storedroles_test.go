@@ -78,7 +78,7 @@ func TestStoredClusterRolesAreCachedPerGeneration(t *testing.T) {
 	stored := &memRoles{roles: map[string]Role{"prometheus-scraper": scraper}}
 	var gen int64 = 1
 	a := NewRBAC(staticBindings{{Role: "prometheus-scraper", Users: []string{"prom"}}})
-	a.Stored, a.Generation, a.CacheTTL = stored, func() int64 { return gen }, time.Hour
+	a.Stored, a.Generation, a.CacheTTL = stored, func(context.Context) int64 { return gen }, time.Hour
 	prom := User{Name: "prom"}
 	for range 3 {
 		if ok, err := a.Authorize(ctx, prom, "get", RegistryMetrics, ""); !ok || err != nil {

@@ -93,7 +93,7 @@ type Authenticator struct {
 	// Generation, when set, is the store's access generation (it moves on
 	// every change to tokens, users and groups); tokens and groups read
 	// are then cached while it stands still, for at most CacheTTL (0: 10s).
-	Generation func() int64
+	Generation func(context.Context) int64
 	CacheTTL   time.Duration
 	// Logger records failed and throttled password logins (user name and
 	// client, never the password; see loggedName); nil logs nothing.
@@ -179,7 +179,7 @@ func (a *Authenticator) Password(ctx context.Context, client, name, password str
 	now := a.now()
 	var gen int64
 	if a.Generation != nil {
-		gen = a.Generation() // a password change moves it
+		gen = a.Generation(ctx) // a password change moves it
 	}
 	if cache != nil && cache.hit(key, gen, now) {
 		return a.user(ctx, name)
@@ -327,7 +327,7 @@ func (a *Authenticator) lookupToken(ctx context.Context, hash []byte) (TokenReco
 	if a.Generation == nil {
 		return a.Tokens.LookupToken(ctx, hash)
 	}
-	return a.tokens.Fetch([32]byte(hash), a.Generation, func() (TokenRecord, error) {
+	return a.tokens.Fetch([32]byte(hash), func() int64 { return a.Generation(ctx) }, func() (TokenRecord, error) {
 		return a.Tokens.LookupToken(ctx, hash)
 	})
 }
@@ -337,7 +337,7 @@ func (a *Authenticator) groupsOf(ctx context.Context, name string) ([]string, er
 	if a.Generation == nil {
 		return a.Groups.GroupsOf(ctx, name)
 	}
-	return a.groups.Fetch(name, a.Generation, func() ([]string, error) {
+	return a.groups.Fetch(name, func() int64 { return a.Generation(ctx) }, func() ([]string, error) {
 		return a.Groups.GroupsOf(ctx, name)
 	})
 }

@@ -354,7 +354,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	srv := &http.Server{
 		Handler: accessLog(log, current.Middleware(newLimiter(m).Middleware(
-			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), m.Instrument(mux))))),
+			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), m.Instrument(generationMemo(mux)))))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrors{log}, "", 0),
@@ -549,7 +549,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Tokens: timedAccess{meta}, Groups: timedAccess{meta}, Identity: identity, NameHashKey: nameHashKey,
 		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
 		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
-		Generation: meta.AccessGeneration,
+		Generation: meta.AccessGenerationAt,
 		Logger:     log,
 		Annotate:   func(ctx context.Context, id auth.Identity) context.Context { return store.WithActor(ctx, id.User.Name) },
 		// A user an identity provider vouched for becomes a User object on
@@ -561,7 +561,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		},
 	}
 	authz := auth.NewRBAC(timedAccess{meta})
-	authz.Generation = meta.AccessGeneration
+	authz.Generation = meta.AccessGenerationAt
 	issuer := &auth.Issuer{Tokens: meta}
 
 	streams := imagestream.New(meta)
@@ -622,4 +622,12 @@ func (e serverErrors) Write(p []byte) (int, error) {
 	}
 	e.log.Log(context.Background(), level, msg)
 	return len(p), nil
+}
+
+// generationMemo gives each request a memo of the store's cache
+// generations: a store shared by instances reads them once per request.
+func generationMemo(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(store.WithGenerationMemo(r.Context())))
+	})
 }

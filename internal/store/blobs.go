@@ -65,7 +65,7 @@ func (s *Store) LocateBlob(ctx context.Context, in Storages, repo string, dgst d
 	if err := in.check(); err != nil {
 		return BlobLocation{}, err
 	}
-	return s.blobLocations.Fetch(blobRef{in.key(), repo, dgst}, s.locationGen, func() (BlobLocation, error) {
+	return s.blobLocations.Fetch(blobRef{in.key(), repo, dgst}, func() int64 { return s.locationGen(ctx) }, func() (BlobLocation, error) {
 		return s.locateBlob(ctx, in, repo, dgst)
 	})
 }
@@ -85,9 +85,10 @@ func (s *Store) locateBlob(ctx context.Context, in Storages, repo string, dgst d
 
 // locationGen moves when what a location answer depends on changed: a
 // blob removed, or moved between storages.
-func (s *Store) locationGen() int64 {
-	if s.deaf.Load() {
-		return s.uncacheableGeneration()
+func (s *Store) locationGen(ctx context.Context) int64 {
+	if s.dialect.shared {
+		g := s.sharedGenerations(ctx)
+		return g.content + g.moves
 	}
 	return s.contentGen.Load() + s.movedGen.Load()
 }

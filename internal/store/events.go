@@ -129,10 +129,8 @@ func (s *Store) flushEvents(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	e.pending = nil
-	if e.access {
-		if err := s.countAccessChange(ctx, tx); err != nil {
-			return err
-		}
+	if err := s.countEffects(ctx, tx, e); err != nil {
+		return err
 	}
 	return s.notifyCommit(ctx, tx, e)
 }

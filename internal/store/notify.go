@@ -22,10 +22,12 @@ import (
 // stops working on every instance, and a tag moved on one is read anew on
 // all) and wakes its watchers, webhook dispatcher and operator.
 //
-// A notification can be missed only while the listening connection is
-// down: then the store is deaf, and its caches are not used until it
-// listens again (and, having maybe missed some, it moves every
-// generation).
+// Notifications wake; they are not what keeps caches right: a shared
+// store's caches go by counters in the store, read once per request (see
+// generations.go), so a request never misses a commit that came before
+// it, whatever the notifications' delay. A notification missed while the
+// listening connection is down only delays a wake-up: when it listens
+// again, it wakes everyone.
 
 // changesChannel is the channel of commit notifications.
 const changesChannel = "berth_changes"
@@ -74,20 +76,18 @@ func newListener(config *pgx.ConnConfig) *listener {
 // listenRetry is how long the listener waits before it connects again.
 const listenRetry = time.Second
 
-// start runs the listener until stop; s is deaf until it listens.
+// start runs the listener until stop.
 func (l *listener) start(s *Store) {
-	s.deaf.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
 	go func() {
 		defer close(l.done)
 		for ctx.Err() == nil {
 			err := l.listen(ctx, s)
-			s.deaf.Store(true)
 			if ctx.Err() != nil {
 				return
 			}
-			l.log.Warn("metadata store: not hearing other instances' changes; caches are off until the connection is back", "err", err)
+			l.log.Warn("metadata store: not hearing other instances' changes (watches wake late) until the connection is back", "err", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -119,7 +119,6 @@ func (l *listener) listen(ctx context.Context, s *Store) error {
 		return err
 	}
 	// Anything may have changed while nobody listened.
-	s.deaf.Store(false)
 	s.moveGenerations(&effects{access: true, tags: true, removals: true, moves: true})
 	s.changes.notify()
 	l.readyOnce.Do(func() { close(l.ready) })

@@ -366,8 +366,8 @@ CREATE INDEX webhook_deliveries_hook ON webhook_deliveries (webhook_uid, updated
 `,
 	// 13: the event log in commit order. The newest sequence number is a
 	// row moved inside each writing transaction (see nextSeq), where it was
-	// the table's AUTOINCREMENT; the access counter moves with every change
-	// of who may do what, for every instance to see.
+	// the table's AUTOINCREMENT; beside it, the counters the caches of
+	// instances sharing a store go by (generations.go).
 	`
 CREATE TABLE sequences (
 	name  TEXT   PRIMARY KEY,
@@ -376,7 +376,9 @@ CREATE TABLE sequences (
 INSERT INTO sequences (name, value) VALUES ('events', MAX(
 	COALESCE((SELECT MAX(seq) FROM events), 0),
 	COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0)));
-INSERT INTO sequences (name, value) VALUES ('access', 0);
+-- What the caches of instances sharing a store go by (SQLite, one
+-- process's, keeps them in memory).
+INSERT INTO sequences (name, value) VALUES ('access', 0), ('tags', 0), ('content', 0), ('moves', 0);
 -- An upload session's writer lease, where instances share the store (one
 -- process keeps its leases in memory).
 ALTER TABLE uploads ADD COLUMN lease_holder TEXT NOT NULL DEFAULT '';

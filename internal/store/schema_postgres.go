@@ -128,7 +128,7 @@ CREATE TABLE sequences (
 	name  TEXT COLLATE "C" PRIMARY KEY,
 	value BIGINT NOT NULL
 );
-INSERT INTO sequences (name, value) VALUES ('events', 0), ('access', 0);
+INSERT INTO sequences (name, value) VALUES ('events', 0), ('access', 0), ('tags', 0), ('content', 0), ('moves', 0);
 
 CREATE TABLE projects (
 	name       TEXT COLLATE "C" PRIMARY KEY,

@@ -71,9 +71,6 @@ type Store struct {
 	// storages: only where blobs are changed, not what tags and digests
 	// name, so a migration leaves the manifest caches warm.
 	movedGen atomic.Int64
-	// deaf is true while a store that instances share cannot hear the
-	// others' changes (its listener is down): then caches are not used.
-	deaf atomic.Bool
 	// listener hears other instances' commits (PostgreSQL); nil for a
 	// store of one process.
 	listener  *listener
@@ -96,12 +93,18 @@ type effects struct {
 }
 
 // AccessGeneration changes after every committed change to users,
-// groups, tokens, projects, role bindings or ClusterRoles made through
-// this Store.
-// Read it before reading those, and a cache of what was read stays valid
-// while it does not change.
-func (s *Store) AccessGeneration() int64 {
-	if s.accessCommitting.Load() > 0 || s.deaf.Load() {
+// groups, tokens, projects, role bindings or ClusterRoles (on a shared
+// store, made by any instance). Read it before reading those, and a
+// cache of what was read stays valid while it does not change.
+func (s *Store) AccessGeneration() int64 { return s.AccessGenerationAt(context.Background()) }
+
+// AccessGenerationAt is AccessGeneration as of ctx's request (see
+// WithGenerationMemo).
+func (s *Store) AccessGenerationAt(ctx context.Context) int64 {
+	if s.dialect.shared {
+		return s.sharedGenerations(ctx).access
+	}
+	if s.accessCommitting.Load() > 0 {
 		return s.uncacheableGeneration()
 	}
 	return s.accessGen.Load()
@@ -113,18 +116,17 @@ func (s *Store) AccessGeneration() int64 {
 func (s *Store) uncacheableGeneration() int64 { return 1<<62 + s.uncacheable.Add(1) }
 
 // tagGeneration and contentGeneration are the generations of what tags
-// and digests name; while a shared store cannot hear other instances'
-// changes (deaf), nothing is cached.
-func (s *Store) tagGeneration() int64 {
-	if s.deaf.Load() {
-		return s.uncacheableGeneration()
+// and digests name.
+func (s *Store) tagGeneration(ctx context.Context) int64 {
+	if s.dialect.shared {
+		return s.sharedGenerations(ctx).tags
 	}
 	return s.tagGen.Load()
 }
 
-func (s *Store) contentGeneration() int64 {
-	if s.deaf.Load() {
-		return s.uncacheableGeneration()
+func (s *Store) contentGeneration(ctx context.Context) int64 {
+	if s.dialect.shared {
+		return s.sharedGenerations(ctx).content
 	}
 	return s.contentGen.Load()
 }
@@ -141,22 +143,11 @@ func (s *Store) accessChanged() {
 	s.accessChanges.notify()
 }
 
-// touchAccess marks tx as changing access: it moves the store's access
-// counter, which other instances watch, and once tx commits, this
-// instance's access generation moves.
-func (s *Store) touchAccess(ctx context.Context, tx *sql.Tx) error {
-	e := s.effectsOf(tx)
-	e.access = true
-	if s.dialect.deferEvents {
-		return nil // flushEvents moves the counter
-	}
-	return s.countAccessChange(ctx, tx)
-}
-
-func (s *Store) countAccessChange(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE sequences SET value = value + 1 WHERE name = 'access'`); err != nil {
-		return fmt.Errorf("count an access change: %w", err)
-	}
+// touchAccess marks tx as changing access: once it commits, the access
+// generation moves (on a shared store, the access counter moves with the
+// commit: see flushEvents).
+func (s *Store) touchAccess(_ context.Context, tx *sql.Tx) error {
+	s.effectsOf(tx).access = true
 	return nil
 }
 
@@ -342,7 +333,11 @@ func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 // reads what it changes, shared locks on what it relies on), and appends
 // its events at its commit.
 func (s *Store) pushTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	return s.dialect.mapError(s.writer.do(ctx, fn))
+	err := s.dialect.mapError(s.writer.do(ctx, fn))
+	if err == nil {
+		forgetGenerations(ctx)
+	}
+	return err
 }
 
 // committing runs right before every commit of the writer: an access
@@ -616,9 +611,9 @@ func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {
 // in repo. Only Digest, MediaType and Payload are filled; the Payload may
 // be shared with other callers and must not be modified.
 func (s *Store) Manifest(ctx context.Context, repo, reference string) (Manifest, error) {
-	generation := s.tagGeneration
+	generation := func() int64 { return s.tagGeneration(ctx) }
 	if strings.Contains(reference, ":") {
-		generation = s.contentGeneration
+		generation = func() int64 { return s.contentGeneration(ctx) }
 	}
 	return s.manifests.Fetch(repoRef{repo, reference}, generation, func() (Manifest, error) {
 		return s.manifest(ctx, repo, reference)

@@ -72,7 +72,14 @@ type server struct {
 // directory. args are extra flags (e.g. --insecure-http).
 func startServer(t testing.TB, args ...string) *server {
 	t.Helper()
-	s := &server{t: t, DataDir: t.TempDir(), args: args, TLS: !slices.Contains(args, "--insecure-http")}
+	return startServerIn(t, t.TempDir(), args...)
+}
+
+// startServerIn is startServer with the data directory dir, which
+// instances sharing a --store may share.
+func startServerIn(t testing.TB, dir string, args ...string) *server {
+	t.Helper()
+	s := &server{t: t, DataDir: dir, args: args, TLS: !slices.Contains(args, "--insecure-http")}
 	s.start()
 	t.Cleanup(func() {
 		s.Stop()

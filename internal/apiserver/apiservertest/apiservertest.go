@@ -107,10 +107,10 @@ func New(t testing.TB, opts Options) *Server {
 		Clients:  &auth.Throttle{Limit: 4 * attempts, Window: time.Minute, Lockout: time.Minute},
 		// Cached as in the server: a test of a change to access sees what
 		// a real request would.
-		Generation: st.AccessGeneration,
+		Generation: st.AccessGenerationAt,
 	}
 	authz := auth.NewRBAC(st)
-	authz.Generation = st.AccessGeneration
+	authz.Generation = st.AccessGenerationAt
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	api := apiserver.New(apiserver.Options{
 		Store: st, Authorizer: authz, Authenticator: authn, Issuer: &auth.Issuer{Tokens: st}, Logger: log,
