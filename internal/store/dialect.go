@@ -44,6 +44,9 @@ type dialect struct {
 	deferEvents bool
 	// uniqueViolation says err is the engine refusing a duplicate key.
 	uniqueViolation func(error) bool
+	// unreachable says err is the database not answering: the request
+	// may succeed later (errdefs.ErrUnavailable, a 503).
+	unreachable func(error) bool
 	// retryable says a write transaction failed for a reason of the
 	// moment (a deadlock, a serialization failure) and may be run again.
 	retryable func(error) bool
@@ -63,13 +66,26 @@ func (e conflictError) Is(target error) bool { return target == errdefs.ErrAlrea
 
 // mapError gives a write's error the meaning callers test for.
 func (d *dialect) mapError(err error) error {
-	if err == nil || errors.Is(err, errdefs.ErrAlreadyExists) {
+	if err == nil || errors.Is(err, errdefs.ErrAlreadyExists) || errors.Is(err, errdefs.ErrUnavailable) {
 		return err
 	}
 	if d.uniqueViolation != nil && d.uniqueViolation(err) {
 		return conflictError{err}
 	}
+	if d.unreachable != nil && d.unreachable(err) {
+		return unreachableError{err}
+	}
 	return err
+}
+
+// unreachableError is the database not answering. It is
+// errdefs.ErrUnavailable to callers (a 503: retry later).
+type unreachableError struct{ err error }
+
+func (e unreachableError) Error() string { return "metadata store unreachable: " + e.err.Error() }
+func (e unreachableError) Unwrap() error { return e.err }
+func (e unreachableError) Is(target error) bool {
+	return target == errdefs.ErrUnavailable
 }
 
 // rebind rewrites the ? placeholders of query as $1, $2, … (PostgreSQL's),

@@ -6,7 +6,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +37,7 @@ var postgresDialect = dialect{
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
 	},
+	unreachable: postgresUnreachable,
 	retryable: func(err error) bool {
 		var pe *pgconn.PgError
 		// serialization_failure, deadlock_detected
@@ -195,7 +199,7 @@ type rebinding struct{ driver.Connector }
 func (c rebinding) Connect(ctx context.Context) (driver.Conn, error) {
 	conn, err := c.Connector.Connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, classify(err)
 	}
 	pc, ok := conn.(*stdlib.Conn)
 	if !ok {
@@ -233,19 +237,23 @@ func reboundQuery(query string) string {
 }
 
 func (c rebindingConn) Prepare(query string) (driver.Stmt, error) {
-	return c.Conn.Prepare(reboundQuery(query))
+	st, err := c.Conn.Prepare(reboundQuery(query))
+	return st, classify(err)
 }
 
 func (c rebindingConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.PrepareContext(ctx, reboundQuery(query))
+	st, err := c.Conn.PrepareContext(ctx, reboundQuery(query))
+	return st, classify(err)
 }
 
 func (c rebindingConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.ExecContext(ctx, reboundQuery(query), args)
+	res, err := c.Conn.ExecContext(ctx, reboundQuery(query), args)
+	return res, classify(err)
 }
 
 func (c rebindingConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.QueryContext(ctx, reboundQuery(query), args)
+	rows, err := c.Conn.QueryContext(ctx, reboundQuery(query), args)
+	return rows, classify(err)
 }
 
 // CheckNamedValue passes a Go bool as 0 or 1: the schema keeps flags in
@@ -259,4 +267,33 @@ func (c rebindingConn) CheckNamedValue(nv *driver.NamedValue) error {
 		return nil
 	}
 	return c.Conn.CheckNamedValue(nv)
+}
+
+// postgresUnreachable says err is PostgreSQL not answering (down,
+// restarting, out of connections) rather than refusing what was asked.
+func postgresUnreachable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// connection_exception, admin_shutdown, crash_shutdown,
+		// cannot_connect_now, too_many_connections
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "53300"
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		strings.Contains(err.Error(), "conn closed")
+}
+
+// BeginTx is stdlib's, its failure classified (see unreachableError).
+func (c rebindingConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
+	tx, err := c.Conn.BeginTx(ctx, opts)
+	return tx, classify(err)
+}
+
+func classify(err error) error {
+	if err != nil && postgresUnreachable(err) {
+		return unreachableError{err}
+	}
+	return err
 }

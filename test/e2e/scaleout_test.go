@@ -254,7 +254,7 @@ func tryPushTestImage(s *server, repo, tag, seed string) (string, error) {
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("blob push to %s: %d", s.Addr, resp.StatusCode)
+			return "", &pushError{what: "blob push to " + s.Addr, status: resp.StatusCode}
 		}
 	}
 	manifest := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
@@ -269,10 +269,18 @@ func tryPushTestImage(s *server, repo, tag, seed string) (string, error) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("manifest push to %s: %d", s.Addr, resp.StatusCode)
+		return "", &pushError{what: "manifest push to " + s.Addr, status: resp.StatusCode}
 	}
 	return sha256Digest([]byte(manifest)), nil
 }
+
+// pushError is a push the registry refused.
+type pushError struct {
+	what   string
+	status int
+}
+
+func (e *pushError) Error() string { return fmt.Sprintf("%s: %d", e.what, e.status) }
 
 // watchStreams watches the image streams of project on s and returns a
 // channel that receives once an event names a tag.
