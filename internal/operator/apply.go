@@ -219,6 +219,9 @@ func (o *Operator) apply(ctx context.Context, cfg *imageregistryv1.Config) image
 		status.Storage = imageregistryv1.StorageConfig{}
 		status.StorageManaged = false
 	}
+	if o.opts.SharedStore && status.Storage.EmptyDir != nil {
+		degraded = append(degraded, "spec.storage is emptyDir, each instance's own memory: instances that share the metadata store cannot read the blobs another holds; use object storage or a shared volume (pvc)")
+	}
 	if spec.Replicas > 1 && !o.opts.SharedStore {
 		degraded = append(degraded, fmt.Sprintf("spec.replicas is %d: more than one instance needs shared storage (object storage) and the PostgreSQL store; this registry runs one instance on %s storage and SQLite", spec.Replicas, storageName(status.Storage)))
 	}

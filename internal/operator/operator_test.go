@@ -72,6 +72,12 @@ func newFixture(t *testing.T) *fixture {
 // newFixtureWith is newFixture whose routes are exposed as routes say.
 func newFixtureWith(t *testing.T, routes operator.RouteOptions) *fixture {
 	t.Helper()
+	return newFixtureOpts(t, func(o *operator.Options) { o.Routes = routes })
+}
+
+// newFixtureOpts is newFixture with its operator's options changed by opts.
+func newFixtureOpts(t *testing.T, opts func(*operator.Options)) *fixture {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
 	if err != nil {
@@ -79,13 +85,14 @@ func newFixtureWith(t *testing.T, routes operator.RouteOptions) *fixture {
 	}
 	t.Cleanup(func() { st.Close() })
 	f := &fixture{t: t, st: st, settings: settings.NewHolder(settings.Defaults())}
-	f.op = operator.New(operator.Options{
+	o := operator.Options{
 		Store: st, Settings: f.settings, Storage: volumes{}, Logger: slog.New(slog.DiscardHandler),
 		Bootstrap: imageregistryv1.ConfigSpec{ManagementState: "Managed", Replicas: 1, LogLevel: "Normal",
 			Storage: imageregistryv1.StorageConfig{PVC: &imageregistryv1.PVCStorage{}}},
 		SetLogLevel: func(l slog.Level) { f.level = l },
-		Routes:      routes,
-	})
+	}
+	opts(&o)
+	f.op = operator.New(o)
 	return f
 }
 
@@ -456,6 +463,31 @@ func TestReplicas(t *testing.T) {
 	if s := f.settings.Load(); !strings.Contains(s.Unavailable, "zero replicas") {
 		t.Errorf("replicas 0: %+v", s)
 	}
+}
+
+// On a store instances share, replicas is the count of instances:
+// Progressing while fewer are ready, Available once all are; emptyDir
+// storage, each instance's own, is Degraded there.
+func TestReplicasOnASharedStore(t *testing.T) {
+	ready := 2
+	f := newFixtureOpts(t, func(o *operator.Options) {
+		o.SharedStore = true
+		o.ReadyReplicas = func(context.Context) (int, error) { return ready, nil }
+	})
+	f.reconcile()
+	f.write(func(s *imageregistryv1.ConfigSpec) { s.Replicas = 3 })
+	f.reconcile()
+	f.expectCondition("Progressing", "True", "DeploymentNotCompleted", "2 of 3 instances are ready")
+	f.expectCondition("Degraded", "False", "", "")
+	ready = 3
+	f.reconcile()
+	f.expectCondition("Progressing", "False", "Ready", "")
+	f.expectCondition("Available", "True", "Ready", "")
+	f.write(func(s *imageregistryv1.ConfigSpec) {
+		s.Storage = imageregistryv1.StorageConfig{EmptyDir: &imageregistryv1.EmptyDirStorage{}}
+	})
+	f.reconcile()
+	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "instances that share the metadata store cannot read the blobs")
 }
 
 // A deleted Config comes back with defaults at the next pass, with a new

@@ -326,6 +326,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Store: meta, Settings: current, Storage: storages, Logger: log,
 		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel, Routes: routeOpts,
 		ReadyReplicas: func(ctx context.Context) (int, error) { return readyInstances(ctx, meta) },
+		SharedStore:   shared,
 	})
 	if err := op.Reconcile(ctx); err != nil {
 		return fmt.Errorf("apply the registry Config: %w", err)
