@@ -123,8 +123,13 @@ func (b *progressBar) draw(p storagemigration.Progress) {
 	}
 	frac := float64(done) / float64(total)
 	frac = min(max(frac, 0), 1)
-	line := fmt.Sprintf("%3.0f%% |%-30s| %d/%d blobs, %s/%s  %s", frac*100, strings.Repeat("█", int(frac*30)),
-		p.Blobs, p.TotalBlobs, storagemigration.Size(p.Bytes), storagemigration.Size(p.TotalBytes), p.Storage)
+	b.show(frac, fmt.Sprintf("%d/%d blobs, %s/%s  %s",
+		p.Blobs, p.TotalBlobs, storagemigration.Size(p.Bytes), storagemigration.Size(p.TotalBytes), p.Storage))
+}
+
+// show draws the bar at frac (0 to 1) with what follows it.
+func (b *progressBar) show(frac float64, what string) {
+	line := fmt.Sprintf("%3.0f%% |%-30s| %s", frac*100, strings.Repeat("█", int(frac*30)), what)
 	if b.tty {
 		fmt.Fprintf(b.w, "\r\033[K%s", line)
 		b.drawn = true

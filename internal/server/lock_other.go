@@ -2,6 +2,6 @@
 
 package server
 
-func lockDataDir(string, bool) (func(), error) { return func() {}, nil }
+func LockDataDir(string, bool) (func(), error) { return func() {}, nil }
 
 func lockSetup(string, bool) (func(), error) { return func() {}, nil }

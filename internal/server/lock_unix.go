@@ -11,14 +11,14 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockDataDir locks the data directory for the life of the process.
+// LockDataDir locks the data directory for the life of the process.
 // With a store of its own (shared false) the lock is exclusive: upload
 // locks and start-up recovery assume one process per directory, and a
 // second berth on the same data is refused, not allowed to interleave
 // writes or delete the first one's uploads. Instances that share a store
 // take the lock shared: they may share the directory with each other,
 // never with a berth that has a store of its own.
-func lockDataDir(dir string, shared bool) (unlock func(), err error) {
+func LockDataDir(dir string, shared bool) (unlock func(), err error) {
 	how, mode := unix.LOCK_EX, "exclusive"
 	if shared {
 		how, mode = unix.LOCK_SH, "shared"

@@ -208,7 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// itself; instances that share a store may share the directory (a
 	// shared volume), and take turns at creating what the first start
 	// puts in it (keys, the CA, the admin password).
-	unlock, err := lockDataDir(cfg.DataDir, shared)
+	unlock, err := LockDataDir(cfg.DataDir, shared)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,13 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -141,5 +145,86 @@ func TestUploadLeasesAcrossInstances(t *testing.T) {
 	u.Size = 9
 	if err := a.AdvanceUpload(ctx, u, 5, false); !errors.Is(err, errdefs.ErrUnavailable) {
 		t.Fatalf("a advanced a session b now holds: %v", err)
+	}
+}
+
+// A SQLite store copied into PostgreSQL reads the same there, and goes on
+// numbering where it left off.
+func TestCopySQLiteToPostgres(t *testing.T) {
+	ctx := context.Background()
+	key := bytes.Repeat([]byte{7}, store.SecretKeySize)
+	src, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "meta.db"), store.WithSecretKeys(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	storetest.WithProjects(t, src, "team")
+	var images []store.Manifest
+	for i := range 3 {
+		m := storetest.Image(t, src, "team/app", fmt.Sprint("v", i))
+		if err := src.PutManifest(ctx, store.Only(store.DefaultStorage), "team/app", m, []string{"latest"}); err != nil {
+			t.Fatal(err)
+		}
+		images = append(images, m)
+	}
+	secret, err := src.CreateObject(ctx, store.Object{ObjectKey: store.ObjectKey{Resource: "secrets", Namespace: "team", Name: "pull"},
+		UID: "u1", Body: []byte(`{"data":{"k":"c2VjcmV0"}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := src.CreateToken(ctx, store.Token{ID: "t1", User: "admin", SecretHash: []byte("0123456789abcdef0123456789abcdef"), Expires: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	lastSeq, err := src.LatestResourceVersion(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst, err := store.OpenPostgres(ctx, pgtest.DSN(t), store.WithSecretKeys(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	var reported []string
+	counts, err := src.CopyTo(ctx, dst, func(table string, done, total int64) {
+		if done == total {
+			reported = append(reported, table)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range counts {
+		if c.Source != c.Destination {
+			t.Errorf("%s: %d rows, %d copied", c.Table, c.Source, c.Destination)
+		}
+	}
+	if len(reported) != len(counts) {
+		t.Errorf("progress finished %d tables of %d", len(reported), len(counts))
+	}
+	if m, err := dst.Manifest(ctx, "team/app", "latest"); err != nil || m.Digest != images[2].Digest {
+		t.Fatalf("latest in the copy = %v, %v", m.Digest, err)
+	}
+	if h, err := dst.TagHistory(ctx, "team/app", "latest"); err != nil || len(h) != 3 || h[2].Digest != images[0].Digest {
+		t.Fatalf("history in the copy = %+v, %v", h, err)
+	}
+	got, err := dst.GetObject(ctx, secret.ObjectKey)
+	if err != nil || string(got.Body) != string(secret.Body) || got.ResourceVersion != secret.ResourceVersion {
+		t.Fatalf("the secret in the copy = %s at %d, %v", got.Body, got.ResourceVersion, err)
+	}
+	if rec, err := dst.LookupToken(ctx, []byte("0123456789abcdef0123456789abcdef")); err != nil || rec.User != "admin" {
+		t.Fatalf("the token in the copy = %+v, %v", rec, err)
+	}
+	// New writes go on after the copied numbers.
+	more := storetest.Image(t, dst, "team/other", "new")
+	if err := dst.PutManifest(ctx, store.Only(store.DefaultStorage), "team/other", more, []string{"x"}); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := dst.Events(ctx, lastSeq, 100)
+	if err != nil || len(evs) == 0 || evs[0].Seq != lastSeq+1 {
+		t.Fatalf("events after the copy: %+v, %v; want numbered from %d", evs, err, lastSeq+1)
+	}
+	if _, err := src.CopyTo(ctx, dst, nil); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Fatalf("a second copy into the same store: %v", err)
 	}
 }

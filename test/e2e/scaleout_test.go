@@ -387,3 +387,33 @@ func leaseHolderAmong(t *testing.T, nodes []*server, job string) *server {
 	}
 	return nil
 }
+
+// An installation on SQLite moves to PostgreSQL with berth adm
+// migrate-store, and serves the same images, users and tokens from there.
+func TestMigrateStore(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	old := startServer(t, "--insecure-http")
+	old.newProject("team")
+	dgst := pushTestImage(t, old, "team/app", "v1", "migrated")
+	token := tokenFor(t, old, "admin", adminPassword)
+	old.Stop()
+
+	cli := newBerthCLI(t)
+	out := cli.run("", "adm", "migrate-store", "--from", "sqlite:"+old.DataDir, "--to", dsn)
+	t.Logf("berth adm migrate-store:\n%s", out)
+	if !strings.Contains(out, "every count matches") || !strings.Contains(out, "tag_events") {
+		t.Fatalf("migrate-store:\n%s", out)
+	}
+	if _, errOut, err := cli.try("", "adm", "migrate-store", "--from", "sqlite:"+old.DataDir, "--to", dsn); err == nil || !strings.Contains(errOut, "not empty") {
+		t.Fatalf("a second copy into the same database: %v %s", err, errOut)
+	}
+
+	moved := startServerIn(t, old.DataDir, "--insecure-http", "--store", dsn)
+	if got := headDigest(t, moved, "team/app", "v1"); got != dgst {
+		t.Fatalf("team/app:v1 on PostgreSQL = %s, want %s", got, dgst)
+	}
+	if code := registryStatus(t, moved, token, "/v2/"); code != http.StatusOK {
+		t.Fatalf("a token issued before the move: %d", code)
+	}
+	pushTestImage(t, moved, "team/app", "v2", "after the move")
+}
