@@ -2,6 +2,7 @@
 package cli
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -161,6 +162,13 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 				if f := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY_FILE"); f != "" {
 					cfg.SecretKeyFiles = []string{f}
 				}
+				if k := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY"); k != "" {
+					key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
+					if err != nil {
+						return fmt.Errorf("$BERTH_SECRET_ENCRYPTION_KEY: not base64: %w", err)
+					}
+					cfg.SecretKey = key
+				}
 			}
 			if !cmd.Flags().Changed("metrics-secret") {
 				cfg.MetricsSecret = os.Getenv("BERTH_METRICS_SECRET")
@@ -210,7 +218,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.IntVar(&cfg.MaxImagesBulkImported, "max-images-bulk-imported", 50, "tags one repository import (berth import-image --all) takes at most; the rest are reported (-1: no cap)")
 	f.DurationVar(&cfg.ScheduledImportInterval, "scheduled-import-interval", 15*time.Minute, "how often tags imported with --scheduled are imported again")
 	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,
-		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
+		"file of the 32-byte key that encrypts Secrets at rest, mode 0600 or 0400 ($BERTH_SECRET_ENCRYPTION_KEY_FILE, or the key itself in base64 in $BERTH_SECRET_ENCRYPTION_KEY; default DATA/secret-encryption.key, created on first start); repeat to rotate: the first encrypts, all decrypt")
 	f.StringVar(&cfg.MetricsSecret, "metrics-secret", "",
 		"secret that reads the metrics at /extensions/v2/metrics as a Basic password (any user name) or a bearer token, at least 16 characters; prefer $BERTH_METRICS_SECRET or a --config file, which other users cannot see in ps (without it: users granted get on registry/metrics)")
 	f.StringVar(&logFormat, "log-format", "logfmt", "log format: logfmt|json (text is logfmt)")

@@ -35,7 +35,16 @@ type secretKeys struct {
 // loadSecretKeys reads the key files given, or else the data directory's
 // own, which it makes (in memory: see secretKeys.create) when there is
 // none yet.
-func loadSecretKeys(dataDir string, files []string) (secretKeys, error) {
+func loadSecretKeys(dataDir string, files []string, given []byte) (secretKeys, error) {
+	if len(given) > 0 {
+		// From the environment ($BERTH_SECRET_ENCRYPTION_KEY), where a
+		// file of the right owner and mode is hard to come by (a
+		// Kubernetes Secret's volume is root's).
+		if len(given) != store.SecretKeySize {
+			return secretKeys{}, fmt.Errorf("the secret encryption key given in the environment holds %d bytes, not %d", len(given), store.SecretKeySize)
+		}
+		return secretKeys{keys: [][]byte{given}, files: []string{"$BERTH_SECRET_ENCRYPTION_KEY"}}, nil
+	}
 	if len(files) > 0 {
 		out := secretKeys{files: files}
 		for _, f := range files {

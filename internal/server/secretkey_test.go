@@ -177,3 +177,20 @@ func TestServeEncryptsSecrets(t *testing.T) {
 		t.Fatalf("a refused start left a key file: %v", err)
 	}
 }
+
+// A key given in the environment is used as it is (no file to check),
+// and wins over the data directory's; one of the wrong size is refused.
+func TestSecretKeyFromTheEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	given := bytes.Repeat([]byte{3}, store.SecretKeySize)
+	keys, err := loadSecretKeys(dir, nil, given)
+	if err != nil || len(keys.keys) != 1 || !bytes.Equal(keys.keys[0], given) || keys.create != nil {
+		t.Fatalf("keys = %+v, %v", keys, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SecretKeyFile)); err == nil {
+		t.Error("a key file was made although the key was given")
+	}
+	if _, err := loadSecretKeys(dir, nil, []byte("short")); err == nil || !strings.Contains(err.Error(), "not 32") {
+		t.Fatalf("a short key: %v", err)
+	}
+}

@@ -124,6 +124,9 @@ type Config struct {
 	// each; the first encrypts, all decrypt). None: DataDir's
 	// secret-encryption.key, created on first start.
 	SecretKeyFiles []string
+	// SecretKey, when set, is the key itself (32 bytes), given in the
+	// environment; it wins over SecretKeyFiles.
+	SecretKey []byte
 	// MetricsSecret, when set, reads the metrics at /extensions/v2/metrics
 	// in place of a user's credentials: as the password of Basic
 	// credentials (any user name) or as a bearer token. Users granted get
@@ -226,7 +229,7 @@ func Run(ctx context.Context, cfg Config) error {
 	tightened := make(chan struct{})
 	go func() { defer close(tightened); tightenInside(tightenCtx) }()
 	defer func() { stopTightening(); <-tightened }()
-	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles)
+	keys, err := loadSecretKeys(cfg.DataDir, cfg.SecretKeyFiles, cfg.SecretKey)
 	if err != nil {
 		return err
 	}
@@ -451,12 +454,14 @@ func Run(ctx context.Context, cfg Config) error {
 	serving = true // Shutdown closes the listener from here on
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }() // ends when Shutdown closes the listener
+	sdNotify("READY=1", log)
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	// Not ready from now on: /readyz answers 503 and the row says so.
+	sdNotify("STOPPING=1", log)
 	probes.stopping.Store(true)
 	stopBeats()
 	<-beating
