@@ -113,6 +113,12 @@ type Options struct {
 	// ReadyReplicas counts the instances that serve (1 until instances
 	// report heartbeats).
 	ReadyReplicas func(ctx context.Context) (int, error)
+	// WritesStatus says whether this instance writes the Config's status
+	// and the ClusterOperator (nil: it does). Every instance applies the
+	// Config; where several share the store, one writes what it observes
+	// (the holder of a lease), so the status does not flip between the
+	// views of each.
+	WritesStatus func() bool
 	// SharedStore says whether several instances can share the metadata
 	// store (PostgreSQL); SQLite serves one.
 	SharedStore bool
@@ -231,6 +237,9 @@ func (o *Operator) Reconcile(ctx context.Context) error {
 		status := o.apply(ctx, cfg)
 		o.log.Debug("reconciled the registry Config", "generation", cfg.Generation, "resourceVersion", rec.ResourceVersion,
 			"conditions", conditionSummary(status.Conditions))
+		if o.opts.WritesStatus != nil && !o.opts.WritesStatus() {
+			return nil
+		}
 		if err := o.writeStatus(ctx, rec, cfg, status); err != nil {
 			return err
 		}

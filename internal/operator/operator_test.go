@@ -490,6 +490,26 @@ func TestReplicasOnASharedStore(t *testing.T) {
 	f.expectCondition("Degraded", "True", "ConfigurationNotApplied", "instances that share the metadata store cannot read the blobs")
 }
 
+// Where instances share the store, only the one told to writes the
+// status; the others apply the Config all the same.
+func TestOneInstanceWritesTheStatus(t *testing.T) {
+	writes := false
+	f := newFixtureOpts(t, func(o *operator.Options) {
+		o.SharedStore = true
+		o.WritesStatus = func() bool { return writes }
+	})
+	f.reconcile()
+	if cfg, _ := f.config(); len(cfg.Status.Conditions) != 0 {
+		t.Fatalf("an instance not told to wrote the status: %+v", cfg.Status.Conditions)
+	}
+	if f.settings.Load().Storage.ID == "" {
+		t.Fatal("an instance that writes no status did not apply the Config")
+	}
+	writes = true
+	f.reconcile()
+	f.expectCondition("Available", "True", "Ready", "")
+}
+
 // A deleted Config comes back with defaults at the next pass, with a new
 // httpSecret; an emptied httpSecret is generated and written back.
 func TestRecreateAndGenerate(t *testing.T) {

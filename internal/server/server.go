@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/apiserver"
@@ -325,11 +326,16 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.LogLevel != nil {
 		startLevel, setLevel = cfg.LogLevel.Level(), cfg.LogLevel.Set
 	}
+	// One instance at a time writes the Config's status (the holder of
+	// the operator-status lease, below); before any holds it, this one does.
+	var writesStatus atomic.Bool
+	writesStatus.Store(!shared)
 	op := operator.New(operator.Options{
 		Store: meta, Settings: current, Storage: storages, Logger: log,
 		Bootstrap: bootstrapSpec(cfg.Storage, startLevel), SetLogLevel: setLevel, Routes: routeOpts,
 		ReadyReplicas: func(ctx context.Context) (int, error) { return readyInstances(ctx, meta) },
 		SharedStore:   shared,
+		WritesStatus:  writesStatus.Load,
 	})
 	if err := op.Reconcile(ctx); err != nil {
 		return fmt.Errorf("apply the registry Config: %w", err)
@@ -425,9 +431,19 @@ func Run(ctx context.Context, cfg Config) error {
 	// Background jobs run on one instance at a time, the holder of the
 	// job's lease in the store (one process: always this one).
 	jobs := &lease.Runner{Leases: meta, Holder: self.ID, TTL: cfg.JobLeaseTTL, Log: log, Held: m.JobLeaseHeld}
-	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor"} {
+	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status"} {
 		m.JobLeaseHeld(job, false)
 	}
+	wg.Go(func() {
+		jobs.Run(janitorCtx, "operator-status", func(ctx context.Context) {
+			writesStatus.Store(true)
+			defer writesStatus.Store(false)
+			if err := op.Reconcile(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("write the registry Config's status", "err", err)
+			}
+			<-ctx.Done()
+		})
+	})
 	wg.Go(func() { jobs.Run(janitorCtx, "webhook-delivery", dispatcher.Run) })
 	// Scheduled imports: tags imported with importPolicy.scheduled are
 	// imported again about every ScheduledImportInterval.
