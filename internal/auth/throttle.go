@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -26,6 +27,11 @@ type Throttle struct {
 	Limit   int
 	Window  time.Duration
 	Lockout time.Duration
+	// Shared, when set, counts failures with the other instances of a
+	// shared store, under Scope: a lockout any of them caused holds on
+	// all. This process's count of attempts in flight stays its own.
+	Shared SharedFailures
+	Scope  string
 	// MaxKeys bounds memory under a spray of made-up user names or
 	// addresses; 0 means 100000.
 	MaxKeys int
@@ -43,6 +49,34 @@ type failures struct {
 	until    time.Time
 }
 
+// SharedFailures keeps failed logins where instances see them all (the
+// store's LoginLockout and friends).
+type SharedFailures interface {
+	LoginLockout(ctx context.Context, key string) (time.Time, error)
+	RecordLoginFailure(ctx context.Context, key string, limit int, window, lockout time.Duration) (time.Time, error)
+	ForgetLoginFailures(ctx context.Context, key string) error
+}
+
+// sharedTimeout bounds each call to Shared: a store that does not answer
+// leaves the decision to this process's count.
+const sharedTimeout = 2 * time.Second
+
+func (t *Throttle) sharedKey(key string) string { return t.Scope + ":" + key }
+
+// sharedLockout is how long the other instances' count locks key out.
+func (t *Throttle) sharedLockout(key string, now time.Time) time.Duration {
+	if t.Shared == nil {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+	defer cancel()
+	until, err := t.Shared.LoginLockout(ctx, t.sharedKey(key))
+	if err != nil {
+		return 0
+	}
+	return until.Sub(now)
+}
+
 // busyRetry is what a caller is told when every attempt a key has left is
 // already being checked.
 const busyRetry = time.Second
@@ -53,9 +87,12 @@ func (t *Throttle) Acquire(key string) time.Duration {
 	if t == nil {
 		return 0
 	}
+	now := t.now()
+	if d := t.sharedLockout(key, now); d > 0 {
+		return d
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	now := t.now()
 	f, ok := t.keys[key]
 	if !ok {
 		if !t.makeRoom(now) {
@@ -82,6 +119,12 @@ func (t *Throttle) Acquire(key string) time.Duration {
 
 // Fail ends an acquired attempt as a failure.
 func (t *Throttle) Fail(key string) {
+	var shared time.Time
+	if t != nil && t.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		shared, _ = t.Shared.RecordLoginFailure(ctx, t.sharedKey(key), t.Limit, t.Window, t.Lockout)
+		cancel()
+	}
 	t.end(key, func(f *failures) {
 		now := t.now()
 		if now.Sub(f.first) > t.Window {
@@ -93,12 +136,20 @@ func (t *Throttle) Fail(key string) {
 			f.strikes++
 			f.count, f.first = 0, now
 		}
+		if shared.After(f.until) {
+			f.until = shared // the other instances' count locked it out
+		}
 	})
 }
 
 // Release ends an acquired attempt that did not fail; with forget, the
 // key's failures are forgotten too (a user who got their password right).
 func (t *Throttle) Release(key string, forget bool) {
+	if forget && t != nil && t.Shared != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), sharedTimeout)
+		_ = t.Shared.ForgetLoginFailures(ctx, t.sharedKey(key))
+		cancel()
+	}
 	t.end(key, func(f *failures) {
 		if forget {
 			f.count, f.strikes, f.until = 0, 0, time.Time{}

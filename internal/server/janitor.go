@@ -63,3 +63,14 @@ func forgetInstances(ctx context.Context, meta *store.Store, log *slog.Logger) {
 		log.Info("forgot silent instances", "count", n, "silent_for", instance.ForgetAfter)
 	}
 }
+
+// forgetLoginFailures forgets the failed logins a shared store counted
+// that are out of the window and locked nothing out.
+func forgetLoginFailures(ctx context.Context, meta *store.Store, window time.Duration, log *slog.Logger) {
+	n, err := meta.DeleteStaleLoginFailures(ctx, time.Now().Add(-window))
+	if err != nil {
+		log.Warn("forget old failed logins", "err", err)
+	} else if n > 0 {
+		log.Info("forgot old failed logins", "count", n)
+	}
+}

@@ -456,6 +456,7 @@ func Run(ctx context.Context, cfg Config) error {
 				expireTokens(ctx, meta, log)
 				pruneEvents(ctx, meta, log)
 				forgetInstances(ctx, meta, log)
+				forgetLoginFailures(ctx, meta, cfg.LoginWindow, log)
 			})
 		})
 	})
@@ -567,10 +568,15 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	if err != nil {
 		return nil, nil, err
 	}
+	// Instances that share the store count failed logins together.
+	var sharedFailures auth.SharedFailures
+	if meta.Shared() {
+		sharedFailures = meta
+	}
 	authn := &auth.Authenticator{
 		Tokens: timedAccess{meta}, Groups: timedAccess{meta}, Identity: identity, NameHashKey: nameHashKey,
-		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
-		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout},
+		Users:      &auth.Throttle{Limit: cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout, Shared: sharedFailures, Scope: "user"},
+		Clients:    &auth.Throttle{Limit: 4 * cfg.LoginAttempts, Window: cfg.LoginWindow, Lockout: cfg.LoginLockout, Shared: sharedFailures, Scope: "client"},
 		Generation: meta.AccessGenerationAt,
 		Logger:     log,
 		Annotate:   func(ctx context.Context, id auth.Identity) context.Context { return store.WithActor(ctx, id.User.Name) },

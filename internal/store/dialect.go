@@ -27,6 +27,9 @@ type dialect struct {
 	// shared: instances share the store, so what they must agree on
 	// (upload leases) lives in rows, not in a process's memory.
 	shared bool
+	// forUpdate ends a SELECT of rows a write is about to change: locked
+	// until it commits where writes run at once (rowLocks).
+	forUpdate string
 	// rowLocks: concurrent write transactions need row locks to read
 	// what they are about to change (PostgreSQL); SQLite runs one write
 	// transaction at a time, and has no FOR UPDATE.
@@ -138,7 +141,7 @@ func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, query string, args ...
 	// NO KEY UPDATE: the store never changes a key, and the weaker lock
 	// leaves alone the KEY SHARE locks that inserts referencing the row
 	// (a foreign key) take; FOR UPDATE would deadlock with them.
-	rows, err := tx.QueryContext(ctx, query+` FOR NO KEY UPDATE`, args...)
+	rows, err := tx.QueryContext(ctx, query+s.dialect.forUpdate, args...)
 	if err != nil {
 		return fmt.Errorf("lock rows: %w", err)
 	}
@@ -244,3 +247,6 @@ func Redact(dsn string) string {
 	}
 	return dsn
 }
+
+// Shared reports whether instances may share the store (PostgreSQL).
+func (s *Store) Shared() bool { return s.dialect.shared }

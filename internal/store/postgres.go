@@ -30,6 +30,7 @@ var postgresDialect = dialect{
 	snapshot:    &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	shared:      true,
 	rowLocks:    true,
+	forUpdate:   ` FOR NO KEY UPDATE`,
 	deferEvents: true,
 	keepRows:    ` FOR KEY SHARE`,
 	nowMicros:   `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,

@@ -393,5 +393,14 @@ CREATE TABLE job_leases (
 	acquired_at BIGINT NOT NULL,
 	expires_at  BIGINT NOT NULL
 );
+-- Failed logins by user name or client address, where instances share
+-- the store (one process counts them in memory).
+CREATE TABLE login_failures (
+	key          TEXT   PRIMARY KEY,
+	failures     BIGINT NOT NULL,
+	first_at     BIGINT NOT NULL,
+	strikes      BIGINT NOT NULL,
+	locked_until BIGINT NOT NULL
+);
 `,
 }

@@ -275,5 +275,13 @@ CREATE TABLE job_leases (
 	acquired_at BIGINT NOT NULL,
 	expires_at  BIGINT NOT NULL
 );
+
+CREATE TABLE login_failures (
+	key          TEXT COLLATE "C" PRIMARY KEY,
+	failures     BIGINT NOT NULL,
+	first_at     BIGINT NOT NULL,
+	strikes      BIGINT NOT NULL,
+	locked_until BIGINT NOT NULL
+);
 `,
 }

@@ -188,7 +188,7 @@ func (l rowLeases) acquire(ctx context.Context, id, holder string, now, until ti
 	return l.s.pushTx(ctx, func(tx *sql.Tx) error {
 		var cur string
 		var since, lapses int64
-		err := tx.QueryRowContext(ctx, `SELECT lease_holder, lease_since, lease_until FROM uploads WHERE id = ? FOR NO KEY UPDATE`, id).
+		err := tx.QueryRowContext(ctx, `SELECT lease_holder, lease_since, lease_until FROM uploads WHERE id = ?`+l.s.dialect.forUpdate, id).
 			Scan(&cur, &since, &lapses)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("upload %s: %w", id, errdefs.ErrNotFound)
@@ -208,7 +208,7 @@ func (l rowLeases) acquire(ctx context.Context, id, holder string, now, until ti
 func (l rowLeases) holds(ctx context.Context, tx *sql.Tx, id, holder string, now time.Time) (bool, error) {
 	var cur string
 	var lapses int64
-	err := tx.QueryRowContext(ctx, `SELECT lease_holder, lease_until FROM uploads WHERE id = ? FOR NO KEY UPDATE`, id).Scan(&cur, &lapses)
+	err := tx.QueryRowContext(ctx, `SELECT lease_holder, lease_until FROM uploads WHERE id = ?`+l.s.dialect.forUpdate, id).Scan(&cur, &lapses)
 	if errors.Is(err, sql.ErrNoRows) {
 		return true, nil // the update that follows finds the session gone
 	}

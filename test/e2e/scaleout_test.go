@@ -25,7 +25,7 @@ import (
 // shared volume): a client cannot tell which one answered.
 func TestScaleOut(t *testing.T) {
 	dsn := pgtest.DSN(t)
-	users := htpasswdUsers(t, map[string]string{conformanceUser: conformancePassword, "rev": "rev-Pa55word"})
+	users := htpasswdUsers(t, map[string]string{conformanceUser: conformancePassword, "rev": "rev-Pa55word", "throttled": "throttled-Pa55"})
 	dir := t.TempDir()
 	var nodes []*server
 	for range 3 {
@@ -114,6 +114,29 @@ func TestScaleOut(t *testing.T) {
 		revokeTokensOf(t, a, "rev", "rev-Pa55word")
 		if code := registryStatus(t, b, token, "/v2/"); code != http.StatusUnauthorized {
 			t.Fatalf("the token revoked on a, on b: %d, want 401", code)
+		}
+	})
+
+	t.Run("throttle", func(t *testing.T) {
+		// Failed logins spread over the instances lock the user out on
+		// all of them, as on one (--login-attempts 5).
+		status := func(n *server, password string) int {
+			resp, err := n.ClientAs("throttled", password).Get(n.URL + "/v2/")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		for i := range 5 {
+			if code := status(nodes[i%3], "wrong"); code != http.StatusUnauthorized {
+				t.Fatalf("failed login %d: %d, want 401", i+1, code)
+			}
+		}
+		for _, n := range nodes {
+			if code := status(n, "throttled-Pa55"); code != http.StatusTooManyRequests {
+				t.Fatalf("after five failures spread over three instances, %s answers the right password with %d, want 429", n.Addr, code)
+			}
 		}
 	})
 

@@ -53,6 +53,7 @@ func Run(t *testing.T, open Opener) {
 		{"Events", testEvents},
 		{"ConcurrentTagPushes", testConcurrentTagPushes},
 		{"JobLeases", testJobLeases},
+		{"LoginFailures", testLoginFailures},
 		{"ConcurrentRepositoryCreation", testConcurrentRepositoryCreation},
 		{"ConcurrentObjectCreation", testConcurrentObjectCreation},
 		{"ConcurrentUnconditionalUpdates", testConcurrentUnconditionalUpdates},
