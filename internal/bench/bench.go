@@ -66,6 +66,9 @@ type Config struct {
 	// (default 100), so that registries that page differently by default
 	// do the same work.
 	CatalogRepos, CatalogPage int
+	// Tags is how many tags the tags workload puts on one image before it
+	// runs (default 50); it asks for pages of CatalogPage.
+	Tags int
 
 	// ServerPID, when not zero, is the registry's process on this Linux
 	// machine: each result then carries its CPU time during the measured
@@ -103,6 +106,9 @@ func (c *Config) setDefaults() error {
 		if *d.p <= 0 {
 			*d.p = d.def
 		}
+	}
+	if c.Tags <= 0 {
+		c.Tags = 50
 	}
 	if c.CatalogRepos <= 0 {
 		c.CatalogRepos = 50
@@ -275,6 +281,23 @@ func (r *runner) setup(ctx context.Context, w Workload) (op, error) {
 		return func(ctx context.Context, _ int, buf []byte) (int64, string, error) {
 			n, err := r.c.catalog(ctx, r.cfg.CatalogPage, buf)
 			return n, "catalog", err
+		}, nil
+	case KindTags:
+		if err := seed(repo, "t0"); err != nil {
+			return nil, fmt.Errorf("pushing the image to tag: %w", err)
+		}
+		m, err := r.c.getManifest(ctx, repo, "t0")
+		if err != nil {
+			return nil, fmt.Errorf("reading the image to tag: %w", err)
+		}
+		for i := 1; i < r.cfg.Tags; i++ {
+			if err := r.c.putManifest(ctx, repo, "t"+strconv.Itoa(i), m); err != nil {
+				return nil, fmt.Errorf("tagging the image: %w", err)
+			}
+		}
+		return func(ctx context.Context, _ int, buf []byte) (int64, string, error) {
+			n, err := r.c.tags(ctx, repo, r.cfg.CatalogPage, buf)
+			return n, "tags", err
 		}, nil
 	}
 	return nil, fmt.Errorf("unknown workload kind %q", w.Kind)

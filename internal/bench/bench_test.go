@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -379,5 +380,37 @@ func TestMeasureLoopback(t *testing.T) {
 	}
 	if lb.TCPMBPerSec <= 0 || lb.HTTPMBPerSec <= 0 || len(lb.TCPAll) != 2 || lb.TCPMBPerSec < lb.TCPAll[1] {
 		t.Fatalf("%+v", lb)
+	}
+}
+
+// SpreadConnections opens connections round robin to the addresses given,
+// whatever host the requests name.
+func TestSpreadConnections(t *testing.T) {
+	var hits [3]atomic.Int64
+	var addrs []string
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits[i].Add(1) }))
+		defer srv.Close()
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	c, err := NewHTTPClient(1, false, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SpreadConnections(c, addrs); err != nil {
+		t.Fatal(err)
+	}
+	c.Transport.(*http.Transport).DisableKeepAlives = true // a connection per request
+	for range 6 {
+		resp, err := c.Get("http://registry.example:5000/v2/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for i := range hits {
+		if n := hits[i].Load(); n != 2 {
+			t.Errorf("instance %d got %d of 6 connections, want 2", i, n)
+		}
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -209,14 +210,32 @@ func (c *client) pushImage(ctx context.Context, repo, tag string, layer payload,
 		return 0, err
 	}
 	m := manifestFor(cfg, layer)
+	if err := c.putManifest(ctx, repo, tag, m); err != nil {
+		return 0, err
+	}
+	return layer.size + cfg.size + int64(len(m)), nil
+}
+
+// putManifest PUTs manifest m into repo as tag.
+func (c *client) putManifest(ctx context.Context, repo, tag string, m []byte) error {
 	mp := payload{parts: [][]byte{m}, size: int64(len(m))}
 	hdr := http.Header{"Content-Type": {mediaTypeManifest}}
 	resp, err := c.send(ctx, http.MethodPut, c.endpoint("/v2/"+repo+"/manifests/"+tag), hdr, &mp, 0, mp.size, http.StatusCreated)
 	if err != nil {
-		return 0, err
+		return err
 	}
 	drain(resp)
-	return layer.size + cfg.size + mp.size, nil
+	return nil
+}
+
+// tags fetches one page of repo's tags, at most n.
+func (c *client) tags(ctx context.Context, repo string, n int, buf []byte) (int64, error) {
+	resp, err := c.send(ctx, http.MethodGet, c.endpoint("/v2/"+repo+"/tags/list?n="+strconv.Itoa(n)), nil, nil, 0, 0, http.StatusOK)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return discard(resp.Body, buf)
 }
 
 var manifestAccept = http.Header{"Accept": {strings.Join([]string{
@@ -319,5 +338,23 @@ func (c *client) ping(ctx context.Context) error {
 		return err
 	}
 	drain(resp)
+	return nil
+}
+
+// SpreadConnections makes c open each new connection to the next of
+// addrs (host:port), round robin, whatever host a request names: several
+// instances of one registry measured as a TCP load balancer in front of
+// them would spread the load. Keep-alive connections stay where they
+// were opened, so -c workers end up spread evenly.
+func SpreadConnections(c *http.Client, addrs []string) error {
+	tr, ok := c.Transport.(*http.Transport)
+	if !ok || len(addrs) == 0 {
+		return fmt.Errorf("spread connections: a transport of %T over %d addresses", c.Transport, len(addrs))
+	}
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	var next atomic.Uint64
+	tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return dialer.DialContext(ctx, network, addrs[(next.Add(1)-1)%uint64(len(addrs))])
+	}
 	return nil
 }

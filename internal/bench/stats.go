@@ -69,7 +69,9 @@ type ServerStats struct {
 }
 
 func (r *Result) summarize(samples []sample, elapsed time.Duration) {
-	r.ElapsedSeconds = round3(elapsed.Seconds())
+	// To the microsecond: a quick workload (a page of tags from a fast
+	// registry) takes less than a millisecond.
+	r.ElapsedSeconds = math.Round(elapsed.Seconds()*1e6) / 1e6
 	lats := make([]time.Duration, len(samples))
 	var sum time.Duration
 	for i, s := range samples {

@@ -18,6 +18,7 @@ const (
 	KindPull     Kind = "pull"
 	KindManifest Kind = "manifest"
 	KindCatalog  Kind = "catalog"
+	KindTags     Kind = "tags"
 	KindMixed    Kind = "mixed"
 )
 
@@ -68,6 +69,8 @@ func (w Workload) Description() string {
 		return "GET a manifest by tag"
 	case KindCatalog:
 		return "GET one page of /v2/_catalog"
+	case KindTags:
+		return "GET one page of a repository's /tags/list"
 	case KindMixed:
 		return "75% pulls / 25% monolithic pushes of a " + size + " image"
 	}
@@ -95,6 +98,7 @@ var allWorkloads = func() []Workload {
 	ws = append(ws,
 		Workload{Name: "manifest-get", Kind: KindManifest},
 		Workload{Name: "catalog", Kind: KindCatalog},
+		Workload{Name: "tags", Kind: KindTags},
 	)
 	for _, s := range []SizeClass{Small, Medium, Large} {
 		ws = append(ws, Workload{Name: "mixed-" + s.suffix(), Kind: KindMixed, Size: s})

@@ -27,6 +27,7 @@ func newBenchCommand() *cobra.Command {
 		output      string
 		noProgress  bool
 		passwordEnv bool
+		spread      []string
 	)
 	var names strings.Builder
 	for _, w := range bench.Workloads() {
@@ -79,6 +80,11 @@ The exit status is 1 when any request failed.`,
 			if cfg.HTTPClient, err = bench.NewHTTPClient(cfg.Concurrency, insecure, caCert); err != nil {
 				return err
 			}
+			if len(spread) > 0 {
+				if err := bench.SpreadConnections(cfg.HTTPClient, spread); err != nil {
+					return err
+				}
+			}
 			stdout := cmd.OutOrStdout()
 			if !noProgress && isTerminal(stdout) && isTerminal(cmd.ErrOrStderr()) {
 				cfg.Progress = cmd.ErrOrStderr()
@@ -127,6 +133,8 @@ The exit status is 1 when any request failed.`,
 	f.BoolVar(&noProgress, "no-progress", false, "draw no progress bar (it is drawn only on a terminal)")
 	f.Int64Var(&cfg.ChunkSize, "chunk-size", 10<<20, "PATCH size in bytes of chunked pushes")
 	f.IntVar(&cfg.CatalogRepos, "catalog-repos", 50, "repositories the catalog workload creates before it runs")
+	f.IntVar(&cfg.Tags, "tags", 50, "tags the tags workload puts on one image before it runs")
+	f.StringSliceVar(&spread, "spread", nil, "host:port of each instance of the registry (several instances sharing a store): connections open round robin to them, as behind a TCP load balancer; --url still names the host TLS checks")
 	f.IntVar(&cfg.ServerPID, "server-pid", 0, "process ID of the registry on this machine, to report its CPU time and peak RSS (Linux)")
 	cmd.AddCommand(newBenchLoopbackCommand())
 	return cmd
