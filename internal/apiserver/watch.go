@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/limiter"
 )
 
@@ -230,7 +231,10 @@ func (a *watchAccess) check(ctx context.Context) error {
 		// cache, and a refusal is no failed login to throttle.
 		authenticate = a.s.opts.Authenticator.Recheck
 	}
-	id, err := authenticate(a.r)
+	// The watch's request read the caches' generations when it began: a
+	// check reads them anew, or it would judge by caches of then.
+	ctx = store.WithGenerationMemo(ctx)
+	id, err := authenticate(a.r.WithContext(ctx))
 	var throttled *auth.ThrottledError
 	switch {
 	case errors.As(err, &throttled):

@@ -231,7 +231,7 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst di
 // its own storage does. The bytes stay until garbage collection finds no
 // repository holding them.
 func (s *Store) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
 DELETE FROM repository_blobs WHERE digest = ?
 AND repository_id = (SELECT id FROM repositories WHERE name = ?)`, string(dgst), repo)
@@ -319,7 +319,7 @@ func (s *Store) Upload(ctx context.Context, repo, id string) (Upload, error) {
 
 // DeleteUpload ends session id.
 func (s *Store) DeleteUpload(ctx context.Context, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete upload %s: %w", id, err)
 		}
@@ -355,7 +355,7 @@ type EndedUpload struct {
 // ExpireUploads deletes sessions untouched since before and returns them.
 func (s *Store) ExpireUploads(ctx context.Context, before time.Time) ([]EndedUpload, error) {
 	var ended []EndedUpload
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.pushTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `DELETE FROM uploads WHERE updated_at < ? RETURNING id, storage, driver_state`, before.UnixMicro())
 		if err != nil {
 			return fmt.Errorf("expire uploads: %w", err)
@@ -391,7 +391,7 @@ func (s *Store) ForgetStorage(ctx context.Context, storage string) (int64, error
 		return 0, err
 	}
 	var n int64
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := s.pushTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM blob_storages WHERE storage = ?`, storage)
 		if err != nil {
 			return fmt.Errorf("forget the blobs of %s: %w", storage, err)

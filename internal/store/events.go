@@ -84,12 +84,16 @@ func (k EventKind) ChangesStream() bool {
 // of seq > n never skips an event.
 
 // With concurrent writers (PostgreSQL) that lock serializes commits, so
-// it is held as briefly as can be: a transaction appends its events at
-// the end (deferEvents, flushEvents), right before it commits, and takes
-// no other lock after it, so no two writers wait for each other through
-// it. A write of an API object needs its resourceVersion (the event's
-// number) at once: it takes the sequence first (holdSequence), before any
-// other lock, and keeps it to the commit.
+// it is held as briefly as can be: the registry's writes (pushTx: blobs,
+// uploads, manifests, tags, imports) append their events at the end
+// (deferEvents, flushEvents), right before they commit, and take no
+// other lock after it. The other writes (tx: API objects, access,
+// projects, settings) take it first (holdSequence), before any other
+// lock, and keep it to the commit: an object's resourceVersion is its
+// event's number, needed at once. Those touch rows the registry's writes
+// lock only when a project is created or deleted; a deadlock then (a
+// push into the project at that moment) is detected by PostgreSQL and
+// the write retried.
 
 // pendingEvent is an event of the registry's log that a transaction
 // appends when it commits.

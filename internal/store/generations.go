@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // The caches (manifests, blob locations, and the authorizer's tokens,
@@ -55,7 +56,12 @@ type generationMemo struct {
 	mu   sync.Mutex
 	g    generations
 	read bool
+	at   time.Time
 }
+
+// memoLife bounds how long a request goes by the generations it read: a
+// long one (a watch, a large upload) reads them again after that.
+const memoLife = time.Second
 
 // WithGenerationMemo returns ctx for one request: a shared store reads
 // the generations once for it, however many caches it consults.
@@ -78,14 +84,81 @@ func forgetGenerations(ctx context.Context) {
 func (s *Store) sharedGenerations(ctx context.Context) generations {
 	m, ok := ctx.Value(memoKey{}).(*generationMemo)
 	if !ok {
-		return s.readGenerations(ctx)
+		return s.genReads.get(ctx, s.readGenerations)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if !m.read {
-		m.g, m.read = s.readGenerations(ctx), true
+	if !m.read || time.Since(m.at) > memoLife {
+		m.g, m.read, m.at = s.genReads.get(ctx, s.readGenerations), true, time.Now()
 	}
 	return m.g
+}
+
+// generationReads shares reads of the generations among the requests
+// that want them at once: a request waits for a read that began after it
+// asked (the one under way when it asks may have begun before a commit it
+// must see), and that read answers every request that asked meanwhile.
+// Under load that is one query for many requests instead of one each.
+type generationReads struct {
+	mu      sync.Mutex
+	running bool
+	// next collects the requests that asked while a read ran.
+	next *generationRead
+}
+
+type generationRead struct {
+	done chan struct{}
+	g    generations
+}
+
+// readTimeout bounds a read that many requests wait for.
+const readTimeout = 5 * time.Second
+
+func (r *generationReads) get(ctx context.Context, read func(context.Context) generations) generations {
+	r.mu.Lock()
+	if r.running {
+		if r.next == nil {
+			r.next = &generationRead{done: make(chan struct{})}
+		}
+		next := r.next
+		r.mu.Unlock()
+		select {
+		case <-next.done:
+			return next.g
+		case <-ctx.Done():
+			return read(ctx) // fails at once: uncacheable
+		}
+	}
+	r.running = true
+	r.mu.Unlock()
+	g := r.read(read)
+	r.handOn(read)
+	return g
+}
+
+func (r *generationReads) read(read func(context.Context) generations) generations {
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
+	defer cancel()
+	return read(ctx)
+}
+
+// handOn starts the read of the requests that asked meanwhile, if any, on
+// a goroutine of its own that goes on while more ask; or ends the run.
+func (r *generationReads) handOn(read func(context.Context) generations) {
+	r.mu.Lock()
+	next := r.next
+	r.next = nil
+	if next == nil {
+		r.running = false
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	go func() {
+		next.g = r.read(read)
+		close(next.done)
+		r.handOn(read)
+	}()
 }
 
 func (s *Store) readGenerations(ctx context.Context) generations {

@@ -251,7 +251,7 @@ FROM manifests m WHERE `+where, args...)
 // tag moving (its spec object was written), creating the repository when
 // it does not exist: watchers of streams see the change.
 func (s *Store) TouchRepository(ctx context.Context, repo string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		var id int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {

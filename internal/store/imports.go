@@ -49,7 +49,7 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 	if len(im.Manifests) == 0 {
 		return fmt.Errorf("import into %s: no manifest: %w", repo, errdefs.ErrInvalidArgument)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
 			return err
@@ -95,9 +95,12 @@ UPDATE tag_events SET source = ? WHERE id = (SELECT event_id FROM tag_heads WHER
 // the time it changed when status, reason and message are the same; the
 // stream's watchers see it.
 func (s *Store) SetTagCondition(ctx context.Context, repo, tag string, c TagCondition) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
+			return err
+		}
+		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		var status, reason, message string

@@ -178,7 +178,7 @@ func (s *Store) MoveBlob(ctx context.Context, dgst digest.Digest, from, to strin
 	if err := (Storages{InEffect: to, Older: []string{from}}).check(); err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM blob_storages WHERE digest = ? AND storage = ?`, string(dgst), from)
 		if err != nil {
 			return fmt.Errorf("move blob %s from %s: %w", dgst, from, err)

@@ -71,6 +71,8 @@ type Store struct {
 	// storages: only where blobs are changed, not what tags and digests
 	// name, so a migration leaves the manifest caches warm.
 	movedGen atomic.Int64
+	// genReads share the reads of a shared store's generations.
+	genReads generationReads
 	// listener hears other instances' commits (PostgreSQL); nil for a
 	// store of one process.
 	listener  *listener
@@ -498,6 +500,12 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 		if err != nil {
 			return err
 		}
+		// The repository's row first: a manifest deleted from it meanwhile
+		// (DeleteManifest holds the row) is linked again, not left
+		// behind a tag.
+		if err := s.lockRepository(ctx, tx, repoID); err != nil {
+			return err
+		}
 		if err := s.checkReferences(ctx, tx, in, repoID, m); err != nil {
 			return err
 		}
@@ -651,9 +659,12 @@ WHERE r.name = ? AND t.tag = ?`
 // DeleteManifest removes dgst from repo and deletes every tag pointing at
 // it (appending deletion events to their history).
 func (s *Store) DeleteManifest(ctx context.Context, repo string, dgst digest.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.repositoryID(ctx, tx, repo)
 		if err != nil {
+			return err
+		}
+		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM repository_manifests WHERE repository_id = ? AND digest = ?`, repoID, string(dgst))
@@ -682,7 +693,7 @@ func (s *Store) DeleteManifest(ctx context.Context, repo string, dgst digest.Dig
 
 // DeleteTag removes tag from repo, appending a deletion to its history.
 func (s *Store) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		repoID, err := s.repositoryID(ctx, tx, repo)
 		if err != nil {
 			return err

@@ -70,6 +70,14 @@ func (s *Store) tagHistoryLimit() int64 {
 	return DefaultTagHistory
 }
 
+// lockRepository holds repoID's row until tx ends (where writes run at
+// once): the row is the lock of the repository's tags and manifest links,
+// so two writers that read a head or a link and then change it take
+// turns, each reading what the other left.
+func (s *Store) lockRepository(ctx context.Context, tx *sql.Tx, repoID int64) error {
+	return s.lockRows(ctx, tx, `SELECT 1 FROM repositories WHERE id = ?`, repoID)
+}
+
 // setTag points tag at dgst unless it already points there. A tag set
 // directly (anything but ReasonAlias) stops following the tag it was an
 // alias of; the aliases of tag follow it.
@@ -83,9 +91,7 @@ func (s *Store) setTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag 
 }
 
 func (s *Store) moveTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string, dgst digest.Digest, why TagReason, depth int) error {
-	// The repository's row is the lock of its tags: two writers moving a
-	// tag at once take turns, each reading the head the other left.
-	if err := s.lockRows(ctx, tx, `SELECT 1 FROM repositories WHERE id = ?`, repoID); err != nil {
+	if err := s.lockRepository(ctx, tx, repoID); err != nil {
 		return err
 	}
 	var current string
@@ -187,6 +193,9 @@ DELETE FROM tag_events WHERE repository_id = ? AND tag = ? AND id < (
 }
 
 func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, tag string) error {
+	if err := s.lockRepository(ctx, tx, repoID); err != nil {
+		return err
+	}
 	res, err := tx.ExecContext(ctx, `DELETE FROM tag_heads WHERE repository_id = ? AND tag = ?`, repoID, tag)
 	if err != nil {
 		return fmt.Errorf("delete tag %s:%s: %w", repo, tag, err)
@@ -213,13 +222,13 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 // can be pulled from repo at once; repo is created if needed. A manifest
 // from does not hold is errdefs.ErrNotFound.
 func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why TagReason) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		fromID, err := s.repositoryID(ctx, tx, from)
 		if err != nil {
 			return err
 		}
 		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`, fromID, string(dgst)).Scan(&one)
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM repository_manifests WHERE repository_id = ? AND digest = ?`+s.dialect.keepRows, fromID, string(dgst)).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("manifest %s in %s: %w", dgst, from, errdefs.ErrNotFound)
 		}
@@ -327,9 +336,12 @@ func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag s
 		return fmt.Errorf("tag %s:%s cannot follow a tag of another stream (%s): an alias follows a tag of its own stream: %w",
 			repo, tag, sourceRepo, errdefs.ErrInvalidArgument)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		sourceID, err := s.repositoryID(ctx, tx, sourceRepo)
 		if err != nil {
+			return err
+		}
+		if err := s.lockRepository(ctx, tx, sourceID); err != nil {
 			return err
 		}
 		var head string

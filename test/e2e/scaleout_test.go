@@ -117,6 +117,45 @@ func TestScaleOut(t *testing.T) {
 		}
 	})
 
+	t.Run("watch-revoke", func(t *testing.T) {
+		// A watch on b ends once a's change takes the watcher's access
+		// away, not when its caches would have aged.
+		a.grant("team", "registry-viewer", "rev")
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.URL+"/apis/image.openshift.io/v1/namespaces/team/imagestreams?watch=true", nil)
+		resp, err := b.ClientAs("rev", "rev-Pa55word").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("watch as rev on b = %d", resp.StatusCode)
+		}
+		ended := make(chan string, 1)
+		go func() {
+			var last string
+			sc := bufio.NewScanner(resp.Body)
+			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			for sc.Scan() {
+				last = sc.Text()
+			}
+			ended <- last
+		}()
+		time.Sleep(200 * time.Millisecond) // the watch is under way
+		if st, body := a.apiCall("DELETE", "/apis/rbac.authorization.k8s.io/v1/namespaces/team/rolebindings/registry-viewer", nil); st != http.StatusOK {
+			t.Fatalf("remove the binding on a: %d %s", st, body)
+		}
+		select {
+		case last := <-ended:
+			if !strings.Contains(last, "Forbidden") && !strings.Contains(last, "403") {
+				t.Logf("the watch ended; its last line: %s", last)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the watch on b went on after a removed the watcher's binding")
+		}
+	})
+
 	t.Run("throttle", func(t *testing.T) {
 		// Failed logins spread over the instances lock the user out on
 		// all of them, as on one (--login-attempts 5).

@@ -200,3 +200,55 @@ func testEventLogHasNoGapsUnderConcurrentWriters(t *testing.T, open Opener) {
 		}
 	}
 }
+
+// Pushes, tag deletions and manifest deletions on one repository at once
+// (on PostgreSQL the registry's writes run concurrently, each locking the
+// repository's row): every write succeeds or finds its tag gone, and
+// afterwards every tag names a manifest the repository holds.
+func testConcurrentPushesAndDeletes(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	const rounds = 40
+	var images []store.Manifest
+	for i := range 4 {
+		images = append(images, Image(t, s, "p/app", fmt.Sprint("i", i)))
+	}
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := range rounds {
+				m := images[(w+i)%len(images)]
+				if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/app", m, []string{fmt.Sprint("t", i%5)}); err != nil {
+					t.Errorf("push: %v", err)
+					return
+				}
+			}
+		})
+		wg.Go(func() {
+			for i := range rounds {
+				if err := s.DeleteTag(ctx, "p/app", fmt.Sprint("t", (i+w)%5)); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+					t.Errorf("delete tag: %v", err)
+					return
+				}
+				if i%10 == 9 {
+					if err := s.DeleteManifest(ctx, "p/app", images[w].Digest); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+						t.Errorf("delete manifest: %v", err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	tags, _, err := s.Tags(ctx, "p/app", "", 100)
+	must(t, err)
+	for _, tag := range tags {
+		m, err := s.Manifest(ctx, "p/app", tag)
+		if err != nil {
+			t.Fatalf("tag %s: %v", tag, err)
+		}
+		if _, err := s.Manifest(ctx, "p/app", string(m.Digest)); err != nil {
+			t.Fatalf("tag %s names %s, which the repository does not hold: %v", tag, m.Digest, err)
+		}
+	}
+}

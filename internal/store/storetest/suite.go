@@ -58,6 +58,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentObjectCreation", testConcurrentObjectCreation},
 		{"ConcurrentUnconditionalUpdates", testConcurrentUnconditionalUpdates},
 		{"EventLogHasNoGapsUnderConcurrentWriters", testEventLogHasNoGapsUnderConcurrentWriters},
+		{"ConcurrentPushesAndDeletes", testConcurrentPushesAndDeletes},
 		{"Projects", testProjects},
 		{"BindingsFeedTheAuthorizer", testBindingsFeedTheAuthorizer},
 		{"Tokens", testTokens},
