@@ -13,8 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/berth-registry/berth/internal/auth"
-	"github.com/berth-registry/berth/internal/store"
 	"github.com/berth-registry/berth/internal/limiter"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // maxWatch bounds one watch request; clients reconnect from the last
