@@ -163,6 +163,9 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 					cfg.SecretKeyFiles = []string{f}
 				}
 				if k := os.Getenv("BERTH_SECRET_ENCRYPTION_KEY"); k != "" {
+					if len(cfg.SecretKeyFiles) > 0 {
+						return errors.New("$BERTH_SECRET_ENCRYPTION_KEY and a key file ($BERTH_SECRET_ENCRYPTION_KEY_FILE or the --config file) are both given: give one")
+					}
 					key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k))
 					if err != nil {
 						return fmt.Errorf("$BERTH_SECRET_ENCRYPTION_KEY: not base64: %w", err)

@@ -55,12 +55,13 @@ func (r *Runner) Run(ctx context.Context, name string, job func(context.Context)
 	}
 	log = log.With("lease", name)
 	for {
+		asked := time.Now()
 		held, err := r.Leases.AcquireJobLease(ctx, name, r.Holder, ttl)
 		if err != nil && ctx.Err() == nil {
 			log.Warn("take the lease of a background job", "err", err)
 		}
-		if held {
-			r.hold(ctx, log, name, period, ttl, job)
+		if held && time.Since(asked) < ttl*2/3 {
+			r.hold(ctx, log, name, asked, period, ttl, job)
 		}
 		if ctx.Err() != nil {
 			return
@@ -74,8 +75,10 @@ func (r *Runner) Run(ctx context.Context, name string, job func(context.Context)
 }
 
 // hold runs job while the lease is renewed, and returns when it was lost
-// or ctx ended (then releasing it).
-func (r *Runner) hold(ctx context.Context, log *slog.Logger, name string, period, ttl time.Duration, job func(context.Context)) {
+// or ctx ended (then releasing it). A watchdog stops the job two thirds of
+// the TTL after the last renewal that was asked, however long a renewal
+// under way takes: by then another instance may take the lease.
+func (r *Runner) hold(ctx context.Context, log *slog.Logger, name string, acquired time.Time, period, ttl time.Duration, job func(context.Context)) {
 	log.Info("took the lease: running the job here")
 	if r.Held != nil {
 		r.Held(name, true)
@@ -85,16 +88,30 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, name string, period
 	done := make(chan struct{})
 	go func() { defer close(done); job(jobCtx) }()
 	defer func() { stop(); <-done }()
-	renewed := time.Now()
-	t := time.NewTicker(period)
-	defer t.Stop()
+
+	type renewal struct {
+		asked time.Time
+		held  bool
+		err   error
+	}
+	renewals := make(chan renewal, 1)
+	renewing := false
+	// The renewal under way ends with the lease's time, or with ctx: its
+	// goroutine never outlives hold by more than that.
+	renewCtx, cancelRenewal := context.WithCancel(ctx)
+	defer cancelRenewal()
+	renewed := acquired
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	watchdog := time.NewTimer(time.Until(renewed.Add(ttl * 2 / 3)))
+	defer watchdog.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
 			stop()
 			<-done
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
 			if err := r.Leases.ReleaseJobLease(rctx, name, r.Holder); err != nil {
 				log.Warn("release the lease", "err", err)
 			}
@@ -107,19 +124,35 @@ func (r *Runner) hold(ctx context.Context, log *slog.Logger, name string, period
 				log.Warn("release the lease", "err", err)
 			}
 			return
-		case <-t.C:
-			held, err := r.Leases.AcquireJobLease(ctx, name, r.Holder, ttl)
+		case <-watchdog.C:
+			log.Warn("could not renew the lease in time: stopping the job here")
+			return
+		case <-tick.C:
+			if renewing {
+				continue
+			}
+			renewing = true
+			asked := time.Now()
+			deadline := renewed.Add(ttl * 2 / 3)
+			go func() {
+				rctx, cancel := context.WithDeadline(renewCtx, deadline)
+				defer cancel()
+				held, err := r.Leases.AcquireJobLease(rctx, name, r.Holder, ttl)
+				renewals <- renewal{asked, held, err}
+			}()
+		case rn := <-renewals:
+			renewing = false
 			switch {
-			case err == nil && held:
-				renewed = time.Now()
-			case err == nil:
+			case rn.err == nil && rn.held:
+				// It counts from when it was asked: the store's clock was
+				// at least that far on.
+				renewed = rn.asked
+				watchdog.Reset(time.Until(renewed.Add(ttl * 2 / 3)))
+			case rn.err == nil:
 				log.Warn("lost the lease to another instance: stopping the job here")
 				return
-			case time.Since(renewed) >= ttl*2/3:
-				log.Warn("could not renew the lease in time: stopping the job here", "err", err)
-				return
 			default:
-				log.Warn("renew the lease", "err", err)
+				log.Warn("renew the lease", "err", rn.err)
 			}
 		}
 	}

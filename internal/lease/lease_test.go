@@ -101,3 +101,41 @@ func TestOneRunnerAtATime(t *testing.T) {
 		t.Fatalf("runs = %v, want a, b, c", runs)
 	}
 }
+
+// stuck grants the lease once, then never answers in time (a store that
+// stopped answering, a call that ignores its deadline).
+type stuck struct{ calls atomic.Int64 }
+
+func (s *stuck) AcquireJobLease(context.Context, string, string, time.Duration) (bool, error) {
+	if s.calls.Add(1) == 1 {
+		return true, nil
+	}
+	time.Sleep(5 * time.Second)
+	return false, errors.New("timed out")
+}
+
+func (s *stuck) ReleaseJobLease(context.Context, string, string) error { return nil }
+
+// A renewal that hangs does not keep the job running: it stops before the
+// lease expires, when another instance may take it.
+func TestJobStopsWhileARenewalHangs(t *testing.T) {
+	const ttl = time.Second
+	r := &lease.Runner{Leases: &stuck{}, Holder: "a", TTL: ttl}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started, stopped := make(chan time.Time, 1), make(chan time.Time, 1)
+	go r.Run(ctx, "job", func(jctx context.Context) {
+		started <- time.Now()
+		<-jctx.Done()
+		stopped <- time.Now()
+	})
+	t0 := <-started
+	select {
+	case t1 := <-stopped:
+		if ran := t1.Sub(t0); ran >= ttl {
+			t.Fatalf("the job ran %v, past its lease of %v", ran, ttl)
+		}
+	case <-time.After(10 * ttl):
+		t.Fatal("the job went on while its renewal hung")
+	}
+}

@@ -26,7 +26,7 @@ const (
 // by "-" or "." (metadata.db-wal), alone or after a "." (a temporary file
 // of atomicfile, .admin-password-123). Anything else there is the
 // operator's and keeps its mode.
-var ownEntries = []string{"metadata.db", AdminPasswordFile, SecretKeyFile, ".lock", ".setup.lock", "storage", volumesDir, "pki"}
+var ownEntries = []string{"metadata.db", AdminPasswordFile, SecretKeyFile, ".lock", ".setup.lock", StoreIDFile, "storage", volumesDir, "pki"}
 
 func isOwnEntry(name string) bool {
 	for _, own := range ownEntries {

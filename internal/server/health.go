@@ -13,8 +13,9 @@ import (
 )
 
 // health answers the probes: /healthz (alive: the metadata store answers a
-// trivial query and the blob storage passes its cheap check) and /readyz
-// (send traffic here: serving, not shutting down, and healthy). Neither
+// trivial query and the blob storage passes its cheap check), /readyz
+// (send traffic here: serving, not shutting down, and healthy) and /livez
+// (the process answers). Neither
 // asks for credentials, and a request limiter must let both through.
 type health struct {
 	checks []healthCheck
@@ -93,6 +94,16 @@ func (h *health) routes(mux *http.ServeMux) {
 	// The reference answers its root like /healthz.
 	mux.HandleFunc("GET /{$}", h.healthz)
 	mux.HandleFunc("GET /readyz", h.readyz)
+	mux.HandleFunc("GET /livez", h.livez)
+}
+
+// livez answers while the process serves HTTP, whatever its store and
+// storage say: a liveness probe that restarts the process on its
+// dependencies' outage (PostgreSQL restarting) would restart every
+// instance at once and help nothing.
+func (h *health) livez(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
 }
 
 func (h *health) healthz(w http.ResponseWriter, r *http.Request) {

@@ -219,6 +219,11 @@ func TestHealthz(t *testing.T) {
 	if w := probe(h.readyz, "/readyz"); w.Code != 503 || !strings.Contains(w.Body.String(), "metadata store") {
 		t.Errorf("/readyz with the store closed: %d %s", w.Code, w.Body)
 	}
+	// /livez asks only whether the process answers: a liveness probe must
+	// not restart every instance for their store's outage.
+	if w := probe(h.livez, "/livez"); w.Code != 200 {
+		t.Errorf("/livez with the store closed: %d %s", w.Code, w.Body)
+	}
 }
 
 // A flood of probes costs one check a second; a probe that hangs up does

@@ -201,6 +201,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Storage != "filesystem" && cfg.Storage != "memory" {
 		return fmt.Errorf("unknown storage %q: filesystem (the registry Config starts with the default volume) or memory (an emptyDir, with metadata in memory too)", cfg.Storage)
 	}
+	if strings.HasPrefix(cfg.Store, "sqlite:") {
+		return fmt.Errorf("--store %s: SQLite is the default store, in the data directory (--data); --store names a PostgreSQL database", cfg.Store)
+	}
 	shared := cfg.Store != "" && store.Shared(cfg.Store)
 	if shared && cfg.Storage == "memory" {
 		return fmt.Errorf("--storage memory keeps blobs in this process's memory: instances sharing --store %s could not read them; use filesystem on a shared volume, or object storage", store.Redact(cfg.Store))
@@ -251,12 +254,19 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Store == "" {
 		meta, err = store.OpenSQLite(ctx, filepath.Join(metaDir, "metadata.db"), storeOpts...)
 	} else {
-		meta, err = store.Open(ctx, cfg.Store, storeOpts...)
+		meta, err = store.Open(ctx, cfg.Store, append(storeOpts, store.WaitForDatabase(2*time.Minute), store.WithLogger(log))...)
 	}
 	if err != nil {
 		return err
 	}
 	defer meta.Close()
+	// A shared store's data directory may be any; SQLite's is where the
+	// store is (memory storage's store is new at each start).
+	if shared {
+		if err := checkStoreID(ctx, meta, cfg.DataDir); err != nil {
+			return err
+		}
+	}
 	if err := encryptSecrets(ctx, meta, keys, log); err != nil {
 		return err
 	}

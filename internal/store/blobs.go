@@ -281,6 +281,13 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits)
 			if c.limit <= 0 {
 				continue
 			}
+			// Sessions opened at once by one user (or in one project)
+			// count one after the other: the cap holds.
+			if s.dialect.advisoryLock != "" {
+				if _, err := tx.ExecContext(ctx, s.dialect.advisoryLock, "uploads:"+c.scope+":"+c.name); err != nil {
+					return fmt.Errorf("count upload sessions of %s %s: %w", c.scope, c.name, err)
+				}
+			}
 			var open int
 			if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM uploads WHERE `+c.column+` = ?`, c.name).Scan(&open); err != nil {
 				return fmt.Errorf("count upload sessions of %s %s: %w", c.scope, c.name, err)

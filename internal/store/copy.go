@@ -58,7 +58,27 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store, progress CopyProgress) (
 			return nil, err
 		}
 	}
-	err = dst.pushTx(ctx, func(tx *sql.Tx) error {
+	// A transaction of its own, not the writer's: a large installation
+	// takes longer than a write may.
+	tx, err := dst.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("copy: %w", err)
+	}
+	defer tx.Rollback()
+	err = func() error {
+		// Nothing else may write meanwhile (a server starting on the
+		// destination would): under the migration lock, and checked
+		// empty again inside the transaction.
+		if dst.dialect.advisoryLock != "" {
+			if _, err := tx.ExecContext(ctx, dst.dialect.advisoryLock, "berth-migrate"); err != nil {
+				return fmt.Errorf("lock the destination: %w", err)
+			}
+		}
+		for _, t := range []string{"events", "repositories", "objects", "users"} {
+			if n, err := dst.countRows(ctx, tx, t); err != nil || n > 0 {
+				return fmt.Errorf("the destination store is not empty (%d rows in %s): copy into a new one: %w", n, t, err)
+			}
+		}
 		for _, t := range copiedTables {
 			if err := copyTable(ctx, src, tx, t, totals[t], progress); err != nil {
 				return err
@@ -86,10 +106,13 @@ INSERT INTO sequences (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE S
 				return fmt.Errorf("copy sequence %s: %w", name, err)
 			}
 		}
-		return rows.Err()
-	})
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return tx.Commit()
+	}()
 	if err != nil {
-		return nil, err
+		return nil, dst.dialect.mapError(err)
 	}
 	var counts []TableCount
 	var differ []string

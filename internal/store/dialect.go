@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"net/url"
+	"regexp"
 	"strings"
 	"time"
 
@@ -30,6 +30,10 @@ type dialect struct {
 	// forUpdate ends a SELECT of rows a write is about to change: locked
 	// until it commits where writes run at once (rowLocks).
 	forUpdate string
+	// advisoryLock is a statement that takes a lock named by its one
+	// argument until the transaction ends, where writes run at once
+	// ("" on SQLite, whose writes never do).
+	advisoryLock string
 	// rowLocks: concurrent write transactions need row locks to read
 	// what they are about to change (PostgreSQL); SQLite runs one write
 	// transaction at a time, and has no FOR UPDATE.
@@ -227,26 +231,26 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 // Shared reports whether dsn names a store several instances may share.
 func Shared(dsn string) bool {
 	scheme, _, _ := strings.Cut(dsn, ":")
+	if scheme == "sqlite" {
+		return false
+	}
 	return scheme == "postgres" || scheme == "postgresql" || (strings.Contains(dsn, "=") && !strings.Contains(dsn, "://"))
 }
 
 // Redact is dsn with its password, if any, replaced: for logs and errors.
+// It holds for DSNs that do not parse too (a password with a stray %).
 func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		return u.String()
-	}
-	if i := strings.Index(dsn, "password="); i >= 0 {
-		end := strings.IndexByte(dsn[i:], ' ')
-		if end < 0 {
-			return dsn[:i] + "password=xxxxx"
-		}
-		return dsn[:i] + "password=xxxxx" + dsn[i+end:]
-	}
-	return dsn
+	dsn = urlPassword.ReplaceAllString(dsn, "${1}xxxxx@")
+	return kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
 }
+
+var (
+	// postgres://user:password@host: the password runs to the last @
+	// before the host.
+	urlPassword = regexp.MustCompile(`^([a-zA-Z][a-zA-Z0-9+.-]*://[^:@/]*:)[^/]*@`)
+	// password=value or password='quoted value', in any case.
+	kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+)
 
 // Shared reports whether instances may share the store (PostgreSQL).
 func (s *Store) Shared() bool { return s.dialect.shared }

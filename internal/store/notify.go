@@ -66,15 +66,20 @@ type listener struct {
 	readyOnce sync.Once
 }
 
-func newListener(config *pgx.ConnConfig) *listener {
+func newListener(config *pgx.ConnConfig, log *slog.Logger) *listener {
 	b := make([]byte, 8)
 	rand.Read(b)
-	return &listener{id: hex.EncodeToString(b), config: config, log: slog.Default(),
+	return &listener{id: hex.EncodeToString(b), config: config, log: log,
 		done: make(chan struct{}), ready: make(chan struct{})}
 }
 
-// listenRetry is how long the listener waits before it connects again.
-const listenRetry = time.Second
+// listenRetry is how long the listener waits before it connects again;
+// listenPing how long it waits for a notification before it checks the
+// connection.
+const (
+	listenRetry = time.Second
+	listenPing  = 30 * time.Second
+)
 
 // start runs the listener until stop.
 func (l *listener) start(s *Store) {
@@ -123,7 +128,20 @@ func (l *listener) listen(ctx context.Context, s *Store) error {
 	s.changes.notify()
 	l.readyOnce.Do(func() { close(l.ready) })
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		// A connection whose peer vanished (a half-open one: a network
+		// cut, a failover) says nothing: every listenPing without a
+		// notification, it is asked whether it is still there.
+		wctx, cancel := context.WithTimeout(ctx, listenPing)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && wctx.Err() != nil {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err = conn.Ping(pctx)
+			cancel()
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			return err
 		}

@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,15 +28,16 @@ import (
 // (errdefs.ErrAlreadyExists), and a deadlock or serialization failure is
 // retried.
 var postgresDialect = dialect{
-	name:        "postgres",
-	migrations:  postgresMigrations,
-	snapshot:    &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
-	shared:      true,
-	rowLocks:    true,
-	forUpdate:   ` FOR NO KEY UPDATE`,
-	deferEvents: true,
-	keepRows:    ` FOR KEY SHARE`,
-	nowMicros:   `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
+	name:         "postgres",
+	migrations:   postgresMigrations,
+	snapshot:     &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
+	shared:       true,
+	rowLocks:     true,
+	forUpdate:    ` FOR NO KEY UPDATE`,
+	advisoryLock: `SELECT pg_advisory_xact_lock(hashtext(? || current_schema()))`,
+	deferEvents:  true,
+	keepRows:     ` FOR KEY SHARE`,
+	nowMicros:    `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
 	uniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505"
@@ -68,14 +72,26 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
+	dsn, maxConns, err := poolSize(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("postgres store %s: %w", Redact(dsn), err)
+	}
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
 	db := sql.OpenDB(rebinding{stdlib.GetConnector(*cfg)})
-	db.SetMaxOpenConns(postgresMaxConns)
-	db.SetMaxIdleConns(postgresMaxConns)
+	db.SetMaxOpenConns(maxConns)
+	db.SetMaxIdleConns(maxConns)
 	db.SetConnMaxIdleTime(5 * time.Minute)
+	log := o.log
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := awaitPostgres(ctx, db, o.wait, cfg, log); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := migratePostgres(ctx, db); err != nil {
 		db.Close()
 		return nil, err
@@ -87,7 +103,7 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, erro
 	if err != nil {
 		return nil, err
 	}
-	s.listener = newListener(cfg.Copy())
+	s.listener = newListener(cfg.Copy(), log)
 	s.listener.start(s)
 	listenCtx, cancel := context.WithTimeout(ctx, listenTimeout)
 	defer cancel()
@@ -101,9 +117,71 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, erro
 // listenTimeout bounds how long opening the store waits for its listener.
 const listenTimeout = 30 * time.Second
 
-// postgresMaxConns bounds one instance's connections: PostgreSQL's
-// default max_connections is 100, shared by every instance.
+// awaitPostgres waits up to wait for the server to answer while it is
+// unreachable (down, starting, out of connections); any other failure
+// (a wrong password, no such database) is not waited out.
+func awaitPostgres(ctx context.Context, db *sql.DB, wait time.Duration, cfg *pgx.ConnConfig, log *slog.Logger) error {
+	deadline := time.Now().Add(wait)
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := db.PingContext(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !postgresUnreachable(err) || time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("postgres store %s:%d/%s: %w", cfg.Host, cfg.Port, cfg.Database, err)
+		}
+		log.Warn("waiting for the PostgreSQL store", "host", cfg.Host, "port", cfg.Port, "database", cfg.Database, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// postgresMaxConns bounds one instance's connections unless the DSN's
+// pool_max_conns says otherwise: PostgreSQL's default max_connections is
+// 100, shared by every instance (each also holds one to listen).
 const postgresMaxConns = 20
+
+// poolSize takes pool_max_conns (pgxpool's name for it) out of dsn, a URL
+// or key=value string, and returns the rest with the size it gave
+// (postgresMaxConns without it): PostgreSQL itself knows no such setting.
+func poolSize(dsn string) (string, int, error) {
+	n := postgresMaxConns
+	parse := func(v string) error {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 2 {
+			return fmt.Errorf("pool_max_conns %q: want a number of connections, at least 2", v)
+		}
+		return nil
+	}
+	if u, err := url.Parse(dsn); err == nil && (u.Scheme == "postgres" || u.Scheme == "postgresql") {
+		q := u.Query()
+		if v := q.Get("pool_max_conns"); v != "" {
+			if err := parse(v); err != nil {
+				return dsn, 0, err
+			}
+			q.Del("pool_max_conns")
+			u.RawQuery = q.Encode()
+			return u.String(), n, nil
+		}
+		return dsn, n, nil
+	}
+	var kept []string
+	for _, f := range strings.Fields(dsn) {
+		if v, ok := strings.CutPrefix(f, "pool_max_conns="); ok {
+			if err := parse(v); err != nil {
+				return dsn, 0, err
+			}
+			continue
+		}
+		kept = append(kept, f)
+	}
+	return strings.Join(kept, " "), n, nil
+}
 
 // migrationLock is the advisory lock key under which instances migrate
 // (per schema: tests share a database, one schema each).
@@ -276,13 +354,20 @@ func postgresUnreachable(err error) bool {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
 		// connection_exception, admin_shutdown, crash_shutdown,
-		// cannot_connect_now, too_many_connections
-		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "53300"
+		// cannot_connect_now, too_many_connections, and
+		// read_only_sql_transaction (a standby, after a failover)
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03" ||
+			pe.Code == "53300" || pe.Code == "25006"
+	}
+	// A caller that hung up, or whose deadline passed, is not the
+	// database's fault (context errors look like network timeouts).
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
 	}
 	var ce *pgconn.ConnectError
 	var ne net.Error
 	return errors.As(err, &ce) || errors.As(err, &ne) || errors.Is(err, driver.ErrBadConn) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.Timeout(err) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || pgconn.SafeToRetry(err) ||
 		strings.Contains(err.Error(), "conn closed")
 }
 

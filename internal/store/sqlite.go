@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +29,22 @@ type Option func(*options)
 type options struct {
 	secretKeys [][]byte
 	ephemeral  bool
+	wait       time.Duration
+	log        *slog.Logger
+}
+
+// WithLogger names where the store logs what happens outside any call
+// (waiting for its database, losing its listener); default slog.Default.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) { o.log = l }
+}
+
+// WaitForDatabase makes opening a database server's store (PostgreSQL)
+// wait up to d for the server to answer, trying again every few seconds:
+// instances started with their database, or while it restarts, come up
+// when it does instead of failing at once.
+func WaitForDatabase(d time.Duration) Option {
+	return func(o *options) { o.wait = d }
 }
 
 // Ephemeral is for a database that does not outlive the process (the

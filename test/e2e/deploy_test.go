@@ -105,7 +105,7 @@ func TestHelmChart(t *testing.T) {
 	if fromSecret["BERTH_STORE_DSN"] != "berth-store" || fromSecret["BERTH_SECRET_ENCRYPTION_KEY"] != "berth-keys" {
 		t.Errorf("the store's URL and the Secrets key do not come from the Secrets berth-store and berth-keys: %+v", c.Env)
 	}
-	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" {
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/livez" {
 		t.Errorf("probes: readiness %+v, liveness %+v", c.ReadinessProbe, c.LivenessProbe)
 	}
 	ann := d.Spec.Template.Annotations
@@ -126,6 +126,10 @@ func TestHelmChart(t *testing.T) {
 	out, err := exec.Command(helm, "template", "registry", chartDir, "--set", "replicaCount=3").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "needs the PostgreSQL store") {
 		t.Fatalf("three instances without a store: %v\n%s", err, out)
+	}
+	out, err = exec.Command(helm, "template", "registry", chartDir, "--set", "replicaCount=3", "--set", "store.existingSecret=s").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "ReadWriteMany") {
+		t.Fatalf("three instances on a ReadWriteOnce volume: %v\n%s", err, out)
 	}
 }
 

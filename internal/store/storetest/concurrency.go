@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -250,5 +251,32 @@ func testConcurrentPushesAndDeletes(t *testing.T, open Opener) {
 		if _, err := s.Manifest(ctx, "p/app", string(m.Digest)); err != nil {
 			t.Fatalf("tag %s names %s, which the repository does not hold: %v", tag, m.Digest, err)
 		}
+	}
+}
+
+// Sessions opened at once by one user count one after the other: the
+// cap holds however many race for it.
+func testConcurrentUploadLimit(t *testing.T, open Opener) {
+	s := open(t)
+	ctx := context.Background()
+	const racers = 16
+	var created atomic.Int64
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Go(func() {
+			err := s.CreateUpload(ctx, store.Upload{ID: fmt.Sprint("race", i), Repository: "p/a", Owner: "alice", Storage: store.DefaultStorage},
+				store.UploadLimits{PerUser: 2})
+			var limit *store.UploadLimitError
+			switch {
+			case err == nil:
+				created.Add(1)
+			case !errors.As(err, &limit):
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := created.Load(); n != 2 {
+		t.Fatalf("%d sessions opened with a cap of 2 per user", n)
 	}
 }

@@ -59,6 +59,7 @@ func Run(t *testing.T, open Opener) {
 		{"ConcurrentUnconditionalUpdates", testConcurrentUnconditionalUpdates},
 		{"EventLogHasNoGapsUnderConcurrentWriters", testEventLogHasNoGapsUnderConcurrentWriters},
 		{"ConcurrentPushesAndDeletes", testConcurrentPushesAndDeletes},
+		{"ConcurrentUploadLimit", testConcurrentUploadLimit},
 		{"Projects", testProjects},
 		{"BindingsFeedTheAuthorizer", testBindingsFeedTheAuthorizer},
 		{"Tokens", testTokens},
