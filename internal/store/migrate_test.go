@@ -11,19 +11,27 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 )
 
+// databaseAt makes a database of the schema of migration n, as an older
+// berth left it, and returns its path and a connection to it.
+func databaseAt(t *testing.T, n int) (string, *sql.DB) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "meta.db")
+	db, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate(context.Background(), db, sqliteMigrations[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return path, db
+}
+
 // Migration 5 gives role bindings names, and the first start makes each
 // (and each group and service account) an object: the grants of a database written before survive, each binding
 // named after its role.
 func TestMigrationNamesExistingBindings(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "meta.db")
-	old, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, old, sqliteMigrations[:4]); err != nil {
-		t.Fatal(err)
-	}
+	path, old := databaseAt(t, 4)
 	if _, err := old.ExecContext(ctx, `INSERT INTO projects (name, creator, created_at) VALUES ('team', 'bob', 1)`); err != nil {
 		t.Fatal(err)
 	}
@@ -100,14 +108,7 @@ func TestMigrationNamesExistingBindings(t *testing.T) {
 // pruned (a watch must never see a number twice).
 func TestMigrationContinuesTheEventNumbers(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "meta.db")
-	old, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, old, sqliteMigrations[:12]); err != nil {
-		t.Fatal(err)
-	}
+	path, old := databaseAt(t, 12)
 	for range 5 {
 		if _, err := old.ExecContext(ctx, `INSERT INTO events (kind, created_at) VALUES ('ProjectCreated', 1)`); err != nil {
 			t.Fatal(err)

@@ -64,11 +64,7 @@ var postgresDialect = dialect{
 // that start together take turns under an advisory lock, and the first
 // migrates.
 func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	keys, err := newSecretKeys(o.secretKeys)
+	o, keys, err := applyOptions(opts)
 	if err != nil {
 		return nil, err
 	}

@@ -39,6 +39,16 @@ func WithLogger(l *slog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
 
+// applyOptions gathers opts, and the Secrets keys they name.
+func applyOptions(opts []Option) (options, secretKeys, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	keys, err := newSecretKeys(o.secretKeys)
+	return o, keys, err
+}
+
 // WaitForDatabase makes opening a database server's store (PostgreSQL)
 // wait up to d for the server to answer, trying again every few seconds:
 // instances started with their database, or while it restarts, come up
@@ -58,11 +68,7 @@ func Ephemeral() Option {
 // path. One process opens a database: its writes are serialized by SQLite
 // and the writer's queue.
 func OpenSQLite(ctx context.Context, path string, opts ...Option) (*Store, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
-	keys, err := newSecretKeys(o.secretKeys)
+	o, keys, err := applyOptions(opts)
 	if err != nil {
 		return nil, err
 	}
