@@ -41,7 +41,7 @@ func TestQuickstart(t *testing.T) {
 	for _, tool := range []string{"podman", "skopeo", "curl", "tar"} {
 		path = append(path, filepath.Dir(requireTool(t, tool)))
 	}
-	cmds := readQuickstart(t, filepath.Join("..", "..", "README.md"))
+	cmds := readQuickstart(t, filepath.Join("..", "..", "README.md"), "## Quickstart")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -91,8 +91,8 @@ func TestQuickstart(t *testing.T) {
 }
 
 // readQuickstart returns the commands of the first indented block under
-// "## Quickstart", comment lines and blank lines left out.
-func readQuickstart(t *testing.T, readme string) []quickstartCommand {
+// heading in readme, comment lines and blank lines left out.
+func readQuickstart(t *testing.T, readme, heading string) []quickstartCommand {
 	t.Helper()
 	b, err := os.ReadFile(readme)
 	if err != nil {
@@ -101,13 +101,13 @@ func readQuickstart(t *testing.T, readme string) []quickstartCommand {
 	lines := strings.Split(string(b), "\n")
 	start := -1
 	for i, l := range lines {
-		if strings.TrimSpace(l) == "## Quickstart" {
+		if strings.TrimSpace(l) == heading {
 			start = i + 1
 			break
 		}
 	}
 	if start < 0 {
-		t.Fatalf("%s has no \"## Quickstart\" section", readme)
+		t.Fatalf("%s has no %q section", readme, heading)
 	}
 	var cmds []quickstartCommand
 	var cur *quickstartCommand
@@ -119,7 +119,7 @@ func readQuickstart(t *testing.T, readme string) []quickstartCommand {
 		}
 		if !strings.HasPrefix(l, "    ") {
 			if cur != nil {
-				t.Fatalf("README.md:%d: the command continues with a backslash into a line that is not part of the block", cur.line)
+				t.Fatalf("%s:%d: the command continues with a backslash into a line that is not part of the block", readme, cur.line)
 			}
 			if !inBlock && !strings.HasPrefix(l, "#") {
 				continue // text before the block
@@ -142,7 +142,7 @@ func readQuickstart(t *testing.T, readme string) []quickstartCommand {
 		}
 	}
 	if len(cmds) == 0 {
-		t.Fatalf("%s: no commands under \"## Quickstart\"", readme)
+		t.Fatalf("%s: no commands under %q", readme, heading)
 	}
 	return cmds
 }
