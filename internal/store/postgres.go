@@ -76,23 +76,32 @@ func OpenPostgres(ctx context.Context, dsn string, opts ...Option) (*Store, erro
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w", err)
 	}
-	db := sql.OpenDB(rebinding{stdlib.GetConnector(*cfg)})
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	db.SetConnMaxIdleTime(5 * time.Minute)
+	// Two pools: writers waiting for a lock hold their connections, and
+	// must not leave none to the reads every request makes (the caches'
+	// generations, /healthz). Two thirds of the connections write.
+	pool := func(n int) *sql.DB {
+		db := sql.OpenDB(rebinding{stdlib.GetConnector(*cfg)})
+		db.SetMaxOpenConns(n)
+		db.SetMaxIdleConns(n)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+		return db
+	}
+	writers := max(maxConns*2/3, 1)
+	db, read := pool(writers), pool(max(maxConns-writers, 1))
+	closeBoth := func() { db.Close(); read.Close() }
 	log := o.log
 	if log == nil {
 		log = slog.Default()
 	}
 	if err := awaitPostgres(ctx, db, o.wait, cfg, log); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, err
 	}
 	if err := migratePostgres(ctx, db); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, err
 	}
-	s, err := newStore(ctx, &postgresDialect, db, db, keys, func(s *Store) txRunner {
+	s, err := newStore(ctx, &postgresDialect, read, db, keys, func(s *Store) txRunner {
 		return &concurrentWriter{db: db, retryable: postgresDialect.retryable, flush: s.flushEvents,
 			committing: s.committing, committed: s.committed, ended: s.ended}
 	})
