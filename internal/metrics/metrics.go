@@ -150,7 +150,7 @@ func New() *Metrics {
 		jobLeases: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "berth_job_lease_held",
 			Help: "1 while this instance holds the lease of a background job (and runs it), else 0.",
-		}, []string{"job"}),
+		}, []string{"lease"}),
 	}
 	commit, version, major, minor := buildInfo()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{

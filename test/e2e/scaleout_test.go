@@ -410,7 +410,7 @@ func revokeTokensOf(t *testing.T, s *server, user, password string) {
 	}
 }
 
-var leaseHeld = regexp.MustCompile(`berth_job_lease_held\{job="([^"]+)"\} 1`)
+var leaseHeld = regexp.MustCompile(`berth_job_lease_held\{lease="([^"]+)"\} 1`)
 
 // leaseHolder is the one of nodes that runs job.
 func leaseHolder(t *testing.T, nodes []*server, job string) *server {
