@@ -52,7 +52,7 @@ DBS=()
 cleanup() {
 	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
 	for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-	for db in "${DBS[@]}"; do psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db" 2>/dev/null || true; done
+	for db in "${DBS[@]}"; do psql "$PG/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || echo "bench-scaleout: could not drop database $db" >&2; done
 	if [ "${BENCH_KEEP:-0}" = 1 ]; then echo "bench-scaleout: kept $WORK" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
