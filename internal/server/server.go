@@ -374,7 +374,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	srv := &http.Server{
 		Handler: accessLog(log, current.Middleware(newLimiter(m).Middleware(
-			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), m.Instrument(generationMemo(mux)))))),
+			paceBodies(newBodyPace(cfg.BodyTimeout, cfg.BodyMinRate), m.Instrument(generationMemo(meta, mux)))))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          stdlog.New(serverErrors{log}, "", 0),
@@ -664,7 +664,11 @@ func (e serverErrors) Write(p []byte) (int, error) {
 
 // generationMemo gives each request a memo of the store's cache
 // generations: a store shared by instances reads them once per request.
-func generationMemo(next http.Handler) http.Handler {
+// A store of one process keeps them in memory, and needs none.
+func generationMemo(meta *store.Store, next http.Handler) http.Handler {
+	if !meta.Shared() {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		next.ServeHTTP(w, r.WithContext(store.WithGenerationMemo(r.Context())))
 	})

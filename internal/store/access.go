@@ -308,7 +308,8 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
 		}
-		return s.touchAccess(ctx, tx)
+		s.touchAccess(tx)
+		return nil
 	})
 }
 

@@ -39,14 +39,6 @@ type TableCount struct {
 // on both sides afterwards; a difference is an error. Encrypted Secrets
 // are copied as they are: dst's server needs the same keys.
 func (s *Store) CopyTo(ctx context.Context, dst *Store, progress CopyProgress) ([]TableCount, error) {
-	if n, err := dst.countRows(ctx, dst.read, "events"); err != nil || n > 0 {
-		return nil, fmt.Errorf("the destination store is not empty (%d events): copy into a new one: %w", n, err)
-	}
-	for _, t := range []string{"repositories", "objects", "users"} {
-		if n, err := dst.countRows(ctx, dst.read, t); err != nil || n > 0 {
-			return nil, fmt.Errorf("the destination store is not empty (%d rows in %s): copy into a new one: %w", n, t, err)
-		}
-	}
 	src, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -75,8 +67,12 @@ func (s *Store) CopyTo(ctx context.Context, dst *Store, progress CopyProgress) (
 			}
 		}
 		for _, t := range []string{"events", "repositories", "objects", "users"} {
-			if n, err := dst.countRows(ctx, tx, t); err != nil || n > 0 {
-				return fmt.Errorf("the destination store is not empty (%d rows in %s): copy into a new one: %w", n, t, err)
+			n, err := dst.countRows(ctx, tx, t)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return fmt.Errorf("the destination store is not empty (%d rows in %s): copy into a new one", n, t)
 			}
 		}
 		for _, t := range copiedTables {

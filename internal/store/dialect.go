@@ -24,20 +24,19 @@ type dialect struct {
 	// database (SQLite's deferred transactions do; PostgreSQL's default
 	// READ COMMITTED takes a snapshot per statement).
 	snapshot *sql.TxOptions
-	// shared: instances share the store, so what they must agree on
-	// (upload leases) lives in rows, not in a process's memory.
+	// shared: instances share the store, and write transactions run at
+	// once: what they must agree on (upload leases, cache generations)
+	// lives in rows, a write reads what it changes under a row lock
+	// (forUpdate), and appends its events right before it commits
+	// (flushEvents).
 	shared bool
 	// forUpdate ends a SELECT of rows a write is about to change: locked
-	// until it commits where writes run at once (rowLocks).
+	// until it commits where writes run at once (shared).
 	forUpdate string
 	// advisoryLock is a statement that takes a lock named by its one
 	// argument until the transaction ends, where writes run at once
 	// ("" on SQLite, whose writes never do).
 	advisoryLock string
-	// rowLocks: concurrent write transactions need row locks to read
-	// what they are about to change (PostgreSQL); SQLite runs one write
-	// transaction at a time, and has no FOR UPDATE.
-	rowLocks bool
 	// keepRows ends a SELECT whose rows a write relies on without
 	// changing them: until it commits, no other may delete or change
 	// their keys (PostgreSQL: FOR KEY SHARE).
@@ -46,9 +45,6 @@ type dialect struct {
 	// microseconds since the epoch: what instances with clocks of their
 	// own agree on.
 	nowMicros string
-	// deferEvents: a transaction appends its events right before it
-	// commits (see flushEvents).
-	deferEvents bool
 	// uniqueViolation says err is the engine refusing a duplicate key.
 	uniqueViolation func(error) bool
 	// unreachable says err is the database not answering: the request
@@ -135,11 +131,11 @@ func rebind(query string) string {
 }
 
 // lockRows takes the row locks of the rows query (a SELECT) finds, held
-// until tx ends, where the engine needs them (see dialect.rowLocks): a
+// until tx ends, where the engine needs them (see dialect.shared): a
 // write that reads a row and then changes it reads it locked, and a
 // concurrent one waits instead of overwriting.
 func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, query string, args ...any) error {
-	if !s.dialect.rowLocks {
+	if !s.dialect.shared {
 		return nil
 	}
 	// NO KEY UPDATE: the store never changes a key, and the weaker lock

@@ -86,7 +86,7 @@ func (k EventKind) ChangesStream() bool {
 // With concurrent writers (PostgreSQL) that lock serializes commits, so
 // it is held as briefly as can be: the registry's writes (pushTx: blobs,
 // uploads, manifests, tags, imports) append their events at the end
-// (deferEvents, flushEvents), right before they commit, and take no
+// (flushEvents), right before they commit, and take no
 // other lock after it. The other writes (tx: API objects, access,
 // projects, settings) take it first (holdSequence), before any other
 // lock, and keep it to the commit: an object's resourceVersion is its

@@ -18,9 +18,8 @@ import (
 // every write transaction sends a notification as it commits (NOTIFY is
 // transactional: sent if and only if the transaction commits), and each
 // instance LISTENs on a connection of its own. Hearing one, an instance
-// moves the cache generations the commit made stale (so a revoked token
-// stops working on every instance, and a tag moved on one is read anew on
-// all) and wakes its watchers, webhook dispatcher and operator.
+// wakes its watchers, webhook dispatcher and operator, and its open
+// watches check their access again when the commit changed access.
 //
 // Notifications wake; they are not what keeps caches right: a shared
 // store's caches go by counters in the store, read once per request (see
@@ -32,22 +31,17 @@ import (
 // changesChannel is the channel of commit notifications.
 const changesChannel = "berth_changes"
 
-// notifyCommit queues tx's notification: "<store id> <flags>", the flags
-// the letters of what it changed (a access, t tags, r removals, m moves).
+// notifyCommit queues tx's notification: "<store id>", and " a" when it
+// changed who may do what (open watches check their access again).
 func (s *Store) notifyCommit(ctx context.Context, tx *sql.Tx, e *effects) error {
 	if s.listener == nil {
 		return nil
 	}
-	flags := ""
-	for _, f := range []struct {
-		set    bool
-		letter string
-	}{{e.access, "a"}, {e.tags, "t"}, {e.removals, "r"}, {e.moves, "m"}} {
-		if f.set {
-			flags += f.letter
-		}
+	payload := s.listener.id
+	if e.access {
+		payload += " a"
 	}
-	if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+changesChannel+`', ?)`, s.listener.id+" "+flags); err != nil {
+	if _, err := tx.ExecContext(ctx, `SELECT pg_notify('`+changesChannel+`', ?)`, payload); err != nil {
 		return fmt.Errorf("notify other instances: %w", err)
 	}
 	return nil
@@ -124,7 +118,7 @@ func (l *listener) listen(ctx context.Context, s *Store) error {
 		return err
 	}
 	// Anything may have changed while nobody listened.
-	s.moveGenerations(&effects{access: true, tags: true, removals: true, moves: true})
+	s.accessChanges.notify()
 	s.changes.notify()
 	l.readyOnce.Do(func() { close(l.ready) })
 	for {
@@ -149,12 +143,9 @@ func (l *listener) listen(ctx context.Context, s *Store) error {
 		if from == l.id {
 			continue // committed() has done it
 		}
-		s.moveGenerations(&effects{
-			access:   strings.Contains(flags, "a"),
-			tags:     strings.Contains(flags, "t"),
-			removals: strings.Contains(flags, "r"),
-			moves:    strings.Contains(flags, "m"),
-		})
+		if flags == "a" {
+			s.accessChanges.notify()
+		}
 		s.changes.notify()
 	}
 }

@@ -32,10 +32,8 @@ var postgresDialect = dialect{
 	migrations:   postgresMigrations,
 	snapshot:     &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	shared:       true,
-	rowLocks:     true,
 	forUpdate:    ` FOR NO KEY UPDATE`,
 	advisoryLock: `SELECT pg_advisory_xact_lock(hashtext(? || current_schema()))`,
-	deferEvents:  true,
 	keepRows:     ` FOR KEY SHARE`,
 	nowMicros:    `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
 	uniqueViolation: func(err error) bool {

@@ -88,7 +88,7 @@ type repoRef struct{ repo, ref string }
 // effects are what a transaction changed that caches depend on.
 type effects struct {
 	access, tags, removals, moves bool
-	// pending are the events tx appends at its commit (deferEvents).
+	// pending are the events tx appends at its commit (shared stores).
 	pending []pendingEvent
 	// committing: accessCommitting counts this transaction's commit.
 	committing bool
@@ -147,11 +147,8 @@ func (s *Store) accessChanged() {
 
 // touchAccess marks tx as changing access: once it commits, the access
 // generation moves (on a shared store, the access counter moves with the
-// commit: see flushEvents).
-func (s *Store) touchAccess(_ context.Context, tx *sql.Tx) error {
-	s.effectsOf(tx).access = true
-	return nil
-}
+// commit: see countEffects).
+func (s *Store) touchAccess(tx *sql.Tx) { s.effectsOf(tx).access = true }
 
 // effectsOf returns what tx changed so far. Writes run on the writer's
 // goroutine alone, so the flags need no lock.
@@ -317,7 +314,7 @@ type txRunner interface {
 // settings), and many of them read before they write. The push path's
 // writes, frequent and each made safe against concurrent ones, use pushTx.
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if s.dialect.rowLocks {
+	if s.dialect.shared {
 		inner := fn
 		fn = func(tx *sql.Tx) error {
 			if err := s.holdSequence(ctx, tx); err != nil {
@@ -359,30 +356,24 @@ func (s *Store) committed(tx *sql.Tx) {
 	// before the wake-up, so that whoever wakes sees the generation moved.
 	if v, ok := s.touched.Load(tx); ok {
 		e := v.(*effects)
-		s.moveGenerations(e)
+		if e.removals {
+			s.contentGen.Add(1)
+		}
+		if e.moves {
+			s.movedGen.Add(1)
+		}
+		if e.tags || e.removals {
+			s.tagGen.Add(1)
+		}
+		if e.access {
+			s.accessChanged()
+		}
 		if e.committing {
 			e.committing = false
 			s.accessCommitting.Add(-1)
 		}
 	}
 	s.changes.notify()
-}
-
-// moveGenerations moves the generations of the caches that a commit with
-// effects e made stale (this instance's commit, or another's it heard of).
-func (s *Store) moveGenerations(e *effects) {
-	if e.removals {
-		s.contentGen.Add(1)
-	}
-	if e.moves {
-		s.movedGen.Add(1)
-	}
-	if e.tags || e.removals {
-		s.tagGen.Add(1)
-	}
-	if e.access {
-		s.accessChanged()
-	}
 }
 
 // ended runs after every transaction of the writer, committed or not.
@@ -453,16 +444,14 @@ func (s *Store) appendEvent(ctx context.Context, tx *sql.Tx, kind EventKind, rep
 func (s *Store) appendEventWhy(ctx context.Context, tx *sql.Tx, kind EventKind, repo string, dgst digest.Digest, tag string, why TagReason) error {
 	ev := pendingEvent{kind: kind, repo: repo, digest: dgst, tag: tag, actor: ActorFrom(ctx), reason: why, created: s.micros()}
 	e := s.effectsOf(tx)
-	if s.dialect.deferEvents {
+	if s.dialect.shared {
 		e.pending = append(e.pending, ev)
 	} else if err := s.insertEvent(ctx, tx, ev); err != nil {
 		return err
 	}
 	switch {
 	case kind.ChangesAccess():
-		if err := s.touchAccess(ctx, tx); err != nil {
-			return err
-		}
+		s.touchAccess(tx)
 	case kind.ChangesTags():
 		e.tags = true
 	}

@@ -186,6 +186,7 @@ func (s *Store) SetUserPassword(ctx context.Context, name, hash string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("user %s: %w", name, errdefs.ErrNotFound)
 		}
-		return s.touchAccess(ctx, tx)
+		s.touchAccess(tx)
+		return nil
 	})
 }

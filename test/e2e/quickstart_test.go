@@ -53,18 +53,9 @@ func TestQuickstart(t *testing.T) {
 		"go build -o berth ./cmd/berth":       "cp " + shellQuote(berthBin) + " berth",
 		"./berth serve --data ./berth-data &": "./berth serve --data ./berth-data --listen 127.0.0.1:" + port + " &",
 	}
-	run := make([]string, len(cmds))
-	for i, c := range cmds {
-		run[i] = c.text
-		if r, ok := replaced[c.text]; ok {
-			run[i] = r
-			delete(replaced, c.text)
-		}
-		run[i] = strings.ReplaceAll(run[i], "localhost:5000", "localhost:"+port)
-	}
-	for cmd := range replaced {
-		t.Fatalf("README.md's Quickstart has no command %q, which this test replaces; update the test with the README", cmd)
-	}
+	run := substitute(t, "README.md's Quickstart", cmds, replaced, func(cmd string) string {
+		return strings.ReplaceAll(cmd, "localhost:5000", "localhost:"+port)
+	})
 
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
@@ -88,6 +79,27 @@ func TestQuickstart(t *testing.T) {
 		}
 	}
 	t.Logf("README.md's Quickstart: %d commands, lines %d to %d, all ran", len(cmds), cmds[0].line, cmds[len(cmds)-1].line)
+}
+
+// substitute returns cmds as the test runs them: each command named in
+// replaced swapped for its replacement, then every one passed through
+// rewrite. A replaced command the block lacks fails the test (the doc
+// changed, and the test must follow).
+func substitute(t *testing.T, block string, cmds []quickstartCommand, replaced map[string]string, rewrite func(string) string) []string {
+	t.Helper()
+	run := make([]string, len(cmds))
+	for i, c := range cmds {
+		run[i] = c.text
+		if r, ok := replaced[c.text]; ok {
+			run[i] = r
+			delete(replaced, c.text)
+		}
+		run[i] = rewrite(run[i])
+	}
+	for cmd := range replaced {
+		t.Fatalf("%s has no command %q, which this test replaces; update the test with the doc", block, cmd)
+	}
+	return run
 }
 
 // readQuickstart returns the commands of the first indented block under

@@ -67,21 +67,13 @@ func TestScaleOutWalkthrough(t *testing.T) {
 		"export BERTH_STORE_DSN=postgres://postgres@127.0.0.1:5432/berth": "export BERTH_STORE_DSN=" + shellQuote(dsn.String()),
 		"go build -o berth ./cmd/berth":                                   "cp " + shellQuote(berthBin) + " berth",
 	}
-	run := make([]string, len(cmds))
-	for i, c := range cmds {
-		run[i] = c.text
-		if r, ok := replaced[c.text]; ok {
-			run[i] = r
-			delete(replaced, c.text)
-		}
-		run[i] = strings.ReplaceAll(run[i], "5001 5002 5003", strings.Join(ports, " "))
+	run := substitute(t, "docs/SCALE-OUT.md's walkthrough", cmds, replaced, func(cmd string) string {
+		cmd = strings.ReplaceAll(cmd, "5001 5002 5003", strings.Join(ports, " "))
 		for j, p := range []string{"5001", "5002", "5003"} {
-			run[i] = strings.ReplaceAll(run[i], "localhost:"+p, "localhost:"+ports[j])
+			cmd = strings.ReplaceAll(cmd, "localhost:"+p, "localhost:"+ports[j])
 		}
-	}
-	for cmd := range replaced {
-		t.Fatalf("docs/SCALE-OUT.md's walkthrough has no command %q, which this test replaces; update the test with the doc", cmd)
-	}
+		return cmd
+	})
 	dir := t.TempDir()
 	work := filepath.Join(dir, "work")
 	if err := os.Mkdir(work, 0o755); err != nil {
