@@ -160,6 +160,7 @@ func TestScheduledImportBetweenBerths(t *testing.T) {
 	hook := httptest.NewServer(rc)
 	defer hook.Close()
 	admin.run("", "patch", configRef, "--type=merge", "-p", `{"spec":{"webhooks":{"allowedDestinations":["127.0.0.1"]}}}`)
+	waitConfigApplied(t, admin) // the webhook is checked against the settings in effect
 	admin.run("apiVersion: berth.io/v1\nkind: Webhook\nmetadata:\n  name: tags\nspec:\n  url: "+hook.URL+"/events\n  events: [tag]\n",
 		"create", "-f", "-")
 

@@ -109,6 +109,13 @@ func allowLoopbackImports(t *testing.T, admin *berthCLI) {
 	t.Helper()
 	admin.run("", "patch", "configs.imageregistry.operator.openshift.io/cluster", "--type=merge", "-p",
 		`{"spec":{"imageStreams":{"allowedImportDestinations":["127.0.0.1"]}}}`)
+	waitConfigApplied(t, admin)
+}
+
+// waitConfigApplied waits until the operator applied the registry
+// Config's last change (its status observed the generation).
+func waitConfigApplied(t *testing.T, admin *berthCLI) {
+	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		got := admin.run("", "get", "configs.imageregistry.operator.openshift.io", "cluster", "-o",
@@ -117,7 +124,7 @@ func allowLoopbackImports(t *testing.T, admin *berthCLI) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the operator did not apply allowedImportDestinations: %q", got)
+			t.Fatalf("the operator did not apply the registry Config: %q", got)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
