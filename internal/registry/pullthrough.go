@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // Pull-through. An imported image's manifests are here, its layers at
@@ -195,10 +196,12 @@ func (c *clientWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// BlobLinker records a blob's bytes in a storage and links it into a
-// repository.
+// BlobLinker claims a blob before its bytes are written (so the garbage
+// collector leaves it alone), then records them in a storage and links it
+// into a repository.
 type BlobLinker interface {
-	LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error
+	ClaimBlob(ctx context.Context, storage string, dgst digest.Digest, size int64) (store.BlobClaim, error)
+	LinkClaimed(ctx context.Context, storage, repo string, c store.BlobClaim) error
 }
 
 // Ingest writes r, which must be blob dgst of size bytes, into st as one
@@ -235,9 +238,14 @@ func Ingest(ctx context.Context, st settings.Storage, links BlobLinker, repo str
 	}
 	defer leave()
 	ctx = context.WithoutCancel(ctx)
+	claim, err := links.ClaimBlob(ctx, st.ID, dgst, size)
+	if err != nil {
+		abort()
+		return fmt.Errorf("claim blob %s: %w", dgst, err)
+	}
 	if err := st.Driver.Commit(ctx, up, dgst, size); err != nil {
 		abort()
 		return fmt.Errorf("commit blob %s: %w", dgst, err)
 	}
-	return links.LinkBlob(ctx, st.ID, repo, dgst, size)
+	return links.LinkClaimed(ctx, st.ID, repo, claim)
 }

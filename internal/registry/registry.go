@@ -30,7 +30,8 @@ import (
 type BlobIndex interface {
 	LocateBlob(ctx context.Context, in store.Storages, repo string, dgst digest.Digest) (store.BlobLocation, error)
 	MountBlob(ctx context.Context, in store.Storages, repo, from string, dgst digest.Digest) (bool, error)
-	LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error
+	ClaimBlob(ctx context.Context, storage string, dgst digest.Digest, size int64) (store.BlobClaim, error)
+	LinkClaimed(ctx context.Context, storage, repo string, c store.BlobClaim) error
 	UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error
 }
 
@@ -42,7 +43,7 @@ type UploadSessions interface {
 	RenewUpload(ctx context.Context, id, holder string, until time.Time) error
 	ReleaseUpload(ctx context.Context, id, holder string) error
 	AdvanceUpload(ctx context.Context, u store.Upload, from int64, release bool) error
-	CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error
+	CommitUpload(ctx context.Context, uploadID, repo string, c store.BlobClaim) error
 	DeleteUpload(ctx context.Context, id string) error
 }
 

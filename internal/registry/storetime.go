@@ -56,9 +56,14 @@ func (t timedMetadata) MountBlob(ctx context.Context, in store.Storages, repo, f
 	return t.Metadata.MountBlob(ctx, in, repo, from, dgst)
 }
 
-func (t timedMetadata) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
-	defer t.start(ctx, "LinkBlob").stop()
-	return t.Metadata.LinkBlob(ctx, storage, repo, dgst, size)
+func (t timedMetadata) ClaimBlob(ctx context.Context, storage string, dgst digest.Digest, size int64) (store.BlobClaim, error) {
+	defer t.start(ctx, "ClaimBlob").stop()
+	return t.Metadata.ClaimBlob(ctx, storage, dgst, size)
+}
+
+func (t timedMetadata) LinkClaimed(ctx context.Context, storage, repo string, c store.BlobClaim) error {
+	defer t.start(ctx, "LinkClaimed").stop()
+	return t.Metadata.LinkClaimed(ctx, storage, repo, c)
 }
 
 func (t timedMetadata) UnlinkBlob(ctx context.Context, repo string, dgst digest.Digest) error {
@@ -96,9 +101,9 @@ func (t timedMetadata) ReleaseUpload(ctx context.Context, id, holder string) err
 	return t.Metadata.ReleaseUpload(ctx, id, holder)
 }
 
-func (t timedMetadata) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
+func (t timedMetadata) CommitUpload(ctx context.Context, uploadID, repo string, c store.BlobClaim) error {
 	defer t.start(ctx, "CommitUpload").stop()
-	return t.Metadata.CommitUpload(ctx, uploadID, repo, dgst, size)
+	return t.Metadata.CommitUpload(ctx, uploadID, repo, c)
 }
 
 func (t timedMetadata) DeleteUpload(ctx context.Context, id string) error {

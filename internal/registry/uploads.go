@@ -187,6 +187,17 @@ func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo str
 		return &Error{Code: codeUnavailable, Message: "the registry's storage was removed while the blob arrived; push it again when the registry serves", Err: errors.New("storage " + st.ID + " removed")}
 	}
 	defer leave()
+	// Claimed before the bytes are published: the garbage collector
+	// leaves the blob alone from here on, and recording it below checks
+	// that it did.
+	claim, err := r.meta.ClaimBlob(ctx, st.ID, dgst, size)
+	if err != nil {
+		if !session {
+			_ = st.Driver.Abort(ctx, up)
+		}
+		// A session stays: the client retries the PUT.
+		return fromClass(err, codeBlobUploadInvalid, "upload")
+	}
 	if err := st.Driver.Commit(ctx, up, dgst, size); err != nil {
 		if !session {
 			_ = st.Driver.Abort(ctx, up)
@@ -205,11 +216,19 @@ func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo str
 		r.abortSession(ctx, st.Driver, up)
 		return lostUpload(err)
 	}
-	var err error
 	if session {
-		err = r.meta.CommitUpload(ctx, up.ID, repo, dgst, size)
+		err = r.meta.CommitUpload(ctx, up.ID, repo, claim)
 	} else {
-		err = r.meta.LinkBlob(ctx, st.ID, repo, dgst, size)
+		err = r.meta.LinkClaimed(ctx, st.ID, repo, claim)
+	}
+	var collected *store.BlobCollectedError
+	if errors.As(err, &collected) {
+		// Its bytes may be gone: nothing is recorded, and the session
+		// ends (the client pushes the blob again).
+		if session {
+			r.abortSession(ctx, st.Driver, up)
+		}
+		return &Error{Code: codeBlobUploadUnknown, Message: collected.Error(), Err: err}
 	}
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload")

@@ -35,6 +35,9 @@ type Records interface {
 	StorageBlobs(ctx context.Context, storage string, after digest.Digest, limit int) ([]store.StoredBlob, error)
 	BlobIn(ctx context.Context, storage string, dgst digest.Digest) (bool, error)
 	MoveBlob(ctx context.Context, dgst digest.Digest, from, to string) error
+	// ClaimBlob keeps the garbage collector away from a blob whose bytes
+	// are about to be written.
+	ClaimBlob(ctx context.Context, storage string, dgst digest.Digest, size int64) (store.BlobClaim, error)
 }
 
 // Source is an older storage to empty.
@@ -286,6 +289,10 @@ func (m *Migrator) move(ctx context.Context, to settings.Storage, src Source, b 
 	// client goes away.
 	ctx = context.WithoutCancel(ctx)
 	if staged != nil {
+		if _, err := m.Records.ClaimBlob(ctx, to.ID, b.Digest, b.Size); err != nil {
+			_ = to.Driver.Abort(ctx, *staged)
+			return fmt.Errorf("claim the blob in the storage in effect: %w", err)
+		}
 		if err := to.Driver.Commit(ctx, *staged, b.Digest, b.Size); err != nil {
 			_ = to.Driver.Abort(ctx, *staged)
 			return fmt.Errorf("commit into the storage in effect: %w", err)

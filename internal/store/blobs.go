@@ -131,6 +131,13 @@ func (s *Store) MountBlob(ctx context.Context, in Storages, repo, from string, d
 	}
 	mounted := false
 	err := s.pushTx(ctx, func(tx *sql.Tx) error {
+		// The blob's row before its links, as the collector takes them: a
+		// blob it is taking is not there to mount.
+		if err := s.touchBlob(ctx, tx, dgst); errors.Is(err, errdefs.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
 		var one int
 		err := tx.QueryRowContext(ctx, `
 SELECT 1 FROM repository_blobs rb
@@ -151,45 +158,47 @@ AND (? = '' OR r.name = ?) LIMIT 1`+s.dialect.keepRows, append(append([]any{stri
 
 // LinkBlob records that repo holds blob dgst of size, whose bytes are in
 // storage, creating the repository when needed. Linking again is a no-op.
+// It is for records made without writing bytes; an upload claims its blob
+// first and records it with LinkClaimed.
 func (s *Store) LinkBlob(ctx context.Context, storage, repo string, dgst digest.Digest, size int64) error {
+	return s.LinkClaimed(ctx, storage, repo, Unclaimed(dgst, size))
+}
+
+// LinkClaimed records that repo holds the blob c claimed, whose bytes were
+// written to storage, creating the repository when needed. A claim the
+// collector took meanwhile is a *BlobCollectedError, and nothing is
+// recorded.
+func (s *Store) LinkClaimed(ctx context.Context, storage, repo string, c BlobClaim) error {
 	if err := Only(storage).check(); err != nil {
 		return err
 	}
-	return s.pushTx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, dgst, size) })
+	return s.pushTx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, c) })
 }
 
 // linkBlob records the blob in storage and links it into repo. A blob
 // recorded in other storages stays counted there too: each holds a copy
 // (nothing is deleted on a storage switch).
-func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, dgst digest.Digest, size int64) error {
-	if err := s.recordBlob(ctx, tx, storage, dgst, size); err != nil {
-		return err
-	}
-	return s.linkRepository(ctx, tx, repo, dgst)
-}
-
-// recordBlob records that storage holds the bytes of dgst.
-func (s *Store) recordBlob(ctx context.Context, tx *sql.Tx, storage string, dgst digest.Digest, size int64) error {
-	now := s.micros()
+func (s *Store) linkBlob(ctx context.Context, tx *sql.Tx, storage, repo string, c BlobClaim) error {
 	// blobs.storage keeps the storage a blob was first recorded in; where
 	// its bytes are now is blob_storages, a row per storage that holds
 	// them, so a commit in one storage never takes the blob away from
 	// another (a session that began before a switch commits in its own).
-	if _, err := tx.ExecContext(ctx,
-		`INSERT INTO blobs (digest, size, storage, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
-		string(dgst), size, storage, now); err != nil {
-		return fmt.Errorf("record blob %s: %w", dgst, err)
+	if err := s.touchClaimed(ctx, tx, storage, c); err != nil {
+		return err
 	}
 	if _, err := tx.ExecContext(ctx,
 		`INSERT INTO blob_storages (digest, storage) VALUES (?, ?) ON CONFLICT DO NOTHING`,
-		string(dgst), storage); err != nil {
-		return fmt.Errorf("record blob %s in %s: %w", dgst, storage, err)
+		string(c.Digest), storage); err != nil {
+		return fmt.Errorf("record blob %s in %s: %w", c.Digest, storage, err)
 	}
-	return nil
+	return s.linkRepository(ctx, tx, repo, c.Digest)
 }
 
 // linkRepository links the recorded blob dgst into repo, creating the
-// repository when needed.
+// repository when needed. The caller touched the blob's row first
+// (touchBlob, touchClaimed): the collector leaves it alone from then on,
+// and row locks are taken in the collector's order, the blob's before its
+// links'.
 func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest) error {
 	repoID, err := s.ensureRepository(ctx, tx, repo)
 	if err != nil {
@@ -207,12 +216,13 @@ func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgs
 	return nil
 }
 
-// CommitUpload links the blob an upload produced, in the storage the
-// session recorded, and ends the session, in one transaction. A session
-// that ended meanwhile (cancelled, expired, its project deleted) is
-// errdefs.ErrNotFound, and nothing is linked: the repository must not come
-// back after its project went.
-func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst digest.Digest, size int64) error {
+// CommitUpload links the blob an upload produced, claimed by c, in the
+// storage the session recorded, and ends the session, in one transaction.
+// A session that ended meanwhile (cancelled, expired, its project deleted)
+// is errdefs.ErrNotFound, and nothing is linked: the repository must not
+// come back after its project went. So is a claim the collector took
+// (*BlobCollectedError).
+func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, c BlobClaim) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		var storage string
 		err := tx.QueryRowContext(ctx, `DELETE FROM uploads WHERE id = ? AND repository = ? RETURNING storage`, uploadID, repo).Scan(&storage)
@@ -222,7 +232,7 @@ func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, dgst di
 		if err != nil {
 			return fmt.Errorf("end upload %s: %w", uploadID, err)
 		}
-		return s.linkBlob(ctx, tx, storage, repo, dgst, size)
+		return s.linkBlob(ctx, tx, storage, repo, c)
 	})
 }
 

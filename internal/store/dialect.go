@@ -41,6 +41,12 @@ type dialect struct {
 	// changing them: until it commits, no other may delete or change
 	// their keys (PostgreSQL: FOR KEY SHARE).
 	keepRows string
+	// gcLock ends the collector's SELECT of the row of a blob or manifest
+	// it may delete: until it commits, every write that would add a
+	// reference to it (which touches the row, or inserts a row naming it)
+	// waits, and the collector, the other way round, waits for those
+	// (PostgreSQL: FOR UPDATE, which conflicts with FOR KEY SHARE).
+	gcLock string
 	// nowMicros is an SQL expression of the database's clock, in
 	// microseconds since the epoch: what instances with clocks of their
 	// own agree on.

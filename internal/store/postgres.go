@@ -35,6 +35,7 @@ var postgresDialect = dialect{
 	forUpdate:    ` FOR NO KEY UPDATE`,
 	advisoryLock: `SELECT pg_advisory_xact_lock(hashtext(? || current_schema()))`,
 	keepRows:     ` FOR KEY SHARE`,
+	gcLock:       ` FOR UPDATE`,
 	nowMicros:    `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
 	uniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError

@@ -284,4 +284,14 @@ CREATE TABLE login_failures (
 	locked_until BIGINT NOT NULL
 );
 `,
+	// 2: SQLite's 14, online garbage collection.
+	`
+ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE blobs ADD COLUMN deleting BIGINT NOT NULL DEFAULT 0;
+UPDATE blobs SET touched_at = created_at;
+CREATE INDEX blobs_deleting ON blobs (deleting) WHERE deleting <> 0;
+ALTER TABLE manifests ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
+UPDATE manifests SET touched_at = created_at;
+CREATE INDEX tag_events_digest ON tag_events (digest) WHERE digest IS NOT NULL;
+`,
 }

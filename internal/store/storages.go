@@ -179,6 +179,10 @@ func (s *Store) MoveBlob(ctx context.Context, dgst digest.Digest, from, to strin
 		return err
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		// A blob the collector is taking is not moved: its bytes go.
+		if err := s.touchBlob(ctx, tx, dgst); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM blob_storages WHERE digest = ? AND storage = ?`, string(dgst), from)
 		if err != nil {
 			return fmt.Errorf("move blob %s from %s: %w", dgst, from, err)

@@ -106,7 +106,7 @@ func BenchmarkCommitUpload(b *testing.B) {
 		if err := s.CreateUpload(ctx, store.Upload{ID: id, Repository: "p/bench", Storage: store.DefaultStorage}, store.UploadLimits{}); err != nil {
 			b.Fatal(err)
 		}
-		if err := s.CommitUpload(ctx, id, "p/bench", digest.FromString(id), 1); err != nil {
+		if err := s.CommitUpload(ctx, id, "p/bench", store.Unclaimed(digest.FromString(id), 1)); err != nil {
 			b.Fatal(err)
 		}
 	}

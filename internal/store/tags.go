@@ -269,28 +269,16 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.
 	if err != nil {
 		return fmt.Errorf("references of %s: %w", dgst, err)
 	}
-	type link struct {
-		digest   digest.Digest
-		manifest bool
-	}
-	var links []link
-	for rows.Next() {
-		var l link
-		var d string
-		if err := rows.Scan(&d, &l.manifest); err != nil {
-			rows.Close()
-			return fmt.Errorf("references of %s: %w", dgst, err)
-		}
-		l.digest = digest.Digest(d)
-		links = append(links, l)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
+	links, err := scanDigestRefs(rows)
+	if err != nil {
 		return fmt.Errorf("references of %s: %w", dgst, err)
 	}
 	now := s.micros()
 	for _, l := range links {
 		if !l.manifest {
+			if err := s.touchBlob(ctx, tx, l.digest); err != nil {
+				return err
+			}
 			if err := s.linkRepository(ctx, tx, repo, l.digest); err != nil {
 				return err
 			}

@@ -289,7 +289,7 @@ func testDeleteProjectEndsItsUploads(t *testing.T, open Opener) {
 	}
 	// A commit of the ended session (its last chunk was still arriving)
 	// links nothing: the repository does not come back.
-	err = s.CommitUpload(ctx, "u-team", "team/app", digest.FromString("late"), 4)
+	err = s.CommitUpload(ctx, "u-team", "team/app", store.Unclaimed(digest.FromString("late"), 4))
 	if !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("commit of an ended session = %v, want not found", err)
 	}

@@ -49,13 +49,13 @@ func testBlobPresenceIsPerStorage(t *testing.T, open Opener) {
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "old", Repository: "q/app", Storage: storageA}, store.UploadLimits{}))
 	// Committed again while B is in effect: present in B, and still in A.
 	must(t, s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/app", Storage: storageB}, store.UploadLimits{}))
-	must(t, s.CommitUpload(ctx, "u1", "p/app", b, 5))
+	must(t, s.CommitUpload(ctx, "u1", "p/app", store.Unclaimed(b, 5)))
 	expectSize(t, s, storageB, "p/app", b, 5)
 	expectSize(t, s, storageA, "p/app", b, 5)
 
 	// The session of A ends after the switch: its commit records A, and
 	// the blob stays present in B for everyone.
-	must(t, s.CommitUpload(ctx, "old", "q/app", b, 5))
+	must(t, s.CommitUpload(ctx, "old", "q/app", store.Unclaimed(b, 5)))
 	expectSize(t, s, storageA, "q/app", b, 5)
 	expectSize(t, s, storageB, "q/app", b, 5)
 	expectSize(t, s, storageB, "p/app", b, 5)

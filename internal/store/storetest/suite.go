@@ -93,6 +93,10 @@ func Run(t *testing.T, open Opener) {
 		{"TagImageLinksOnlyWhatTheSourceHolds", testTagImageLinksOnlyWhatTheSourceHolds},
 		{"WebhookDeliveries", testWebhookDeliveries},
 		{"PullLog", testPullLog},
+		{"GCRoots", testGCRoots},
+		{"GCTakenBlobIsGoneForEveryone", testGCTakenBlobIsGoneForEveryone},
+		{"GCResumesTakenBlobs", testGCResumesTakenBlobs},
+		{"GCManifestPushedAgain", testGCManifestPushedAgain},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}
@@ -386,7 +390,7 @@ func testUploads(t *testing.T, open Opener) {
 		t.Fatalf("UploadIDs = %v, %v", ids, err)
 	}
 	b := digest.FromString("committed")
-	must(t, s.CommitUpload(ctx, "u1", "p/a", b, 9))
+	must(t, s.CommitUpload(ctx, "u1", "p/a", store.Unclaimed(b, 9)))
 	if _, err := s.Upload(ctx, "p/a", "u1"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Fatalf("upload survives commit: %v", err)
 	}
