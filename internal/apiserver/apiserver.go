@@ -47,6 +47,8 @@ type Options struct {
 	PodLogs PodLogs
 	// StorageMigrator runs berth adm migrate-storage (nil: not served).
 	StorageMigrator StorageMigrator
+	// GarbageCollector runs berth adm gc (nil: not served).
+	GarbageCollector GarbageCollector
 	// ImageStreams serves image streams and their tags (nil: the
 	// image-stream service over Store).
 	ImageStreams ImageStreams
@@ -123,6 +125,7 @@ func (s *Server) routes() {
 	s.handle("POST "+core+"/{name}/token", s.createServiceAccountToken)
 
 	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/configs/{name}/storagemigration", s.migrateStorage)
+	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/configs/{name}/garbagecollection", s.collectGarbage)
 
 	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {
 		return &StatusError{Code: http.StatusNotFound, Reason: "NotFound",

@@ -75,7 +75,7 @@ var served = []resourceInfo{
 	{Group: groupConfig, Version: "v1", Resource: "clusteroperators", Singular: "clusteroperator", Kind: "ClusterOperator",
 		Verbs: verbsCRUD, ShortNames: []string{"co"}, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD,
-		Subresources: map[string][]string{"status": verbsStatus, "storagemigration": {"create"}}},
+		Subresources: map[string][]string{"status": verbsStatus, "storagemigration": {"create"}, "garbagecollection": {"create"}}},
 	{Group: groupRoute, Version: "v1", Resource: "routes", Singular: "route", Kind: "Route", Namespaced: true,
 		Verbs: []string{"get", "list", "watch"}},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",

@@ -56,6 +56,13 @@ type Metrics struct {
 	webhookLost       prometheus.Counter
 
 	jobLeases *prometheus.GaugeVec
+
+	gcRuns        *prometheus.CounterVec
+	gcDeleted     *prometheus.CounterVec
+	gcBytesFreed  prometheus.Counter
+	gcDuration    prometheus.Histogram
+	gcQueue       *prometheus.GaugeVec
+	gcLastSuccess prometheus.Gauge
 }
 
 // New returns the metrics of one server, with the Go runtime's and the
@@ -151,6 +158,31 @@ func New() *Metrics {
 			Name: "berth_job_lease_held",
 			Help: "1 while this instance holds the lease of a background job (and runs it), else 0.",
 		}, []string{"lease"}),
+		gcRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_gc_runs_total",
+			Help: "Garbage collections run here, by result: success, error (some deletions failed; the next run retries them) or dry_run.",
+		}, []string{"result"}),
+		gcDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_gc_deleted_total",
+			Help: "Objects garbage collection deleted, by artifact: manifest or blob.",
+		}, []string{"artifact"}),
+		gcBytesFreed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "berth_gc_storage_deleted_bytes_total",
+			Help: "Bytes of blobs garbage collection deleted from storage.",
+		}),
+		gcDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "berth_gc_run_duration_seconds",
+			Help:    "How long garbage collections took.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 4, 10),
+		}),
+		gcQueue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "berth_gc_queue_depth",
+			Help: "Unreferenced objects still within the grace period at the end of the last collection (what the next ones may delete), by artifact.",
+		}, []string{"artifact"}),
+		gcLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_gc_last_success_timestamp_seconds",
+			Help: "When the last garbage collection that deleted all it took ended (Unix time; 0 before the first).",
+		}),
 	}
 	commit, version, major, minor := buildInfo()
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
@@ -162,11 +194,19 @@ func New() *Metrics {
 	m.reg.MustRegister(m.inFlight, m.requests, m.duration, m.requestSize, m.responseSize, m.bytesPushed, m.bytesPulled,
 		m.storageDuration, m.storageErrors, m.storeCalls, m.limiterQueued, m.limiterRunning, m.limiterRejected, m.readOnly, m.storageType, m.reconfigured, build,
 		m.webhookDeliveries, m.webhookQueue, m.webhookLost, m.jobLeases,
+		m.gcRuns, m.gcDeleted, m.gcBytesFreed, m.gcDuration, m.gcQueue, m.gcLastSuccess,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// The limiter's series exist from the start, at 0, so that dashboards
 	// and alerts over them have something to read before it is wired.
 	for _, kind := range []string{"read", "write"} {
 		m.LimiterObserver(kind)
+	}
+	for _, result := range []string{"success", "error", "dry_run"} {
+		m.gcRuns.WithLabelValues(result)
+	}
+	for _, artifact := range []string{"manifest", "blob"} {
+		m.gcDeleted.WithLabelValues(artifact)
+		m.gcQueue.WithLabelValues(artifact)
 	}
 	for _, result := range []string{"Delivered", "Retrying", "Failed"} {
 		m.webhookDeliveries.WithLabelValues(result)
@@ -182,6 +222,30 @@ func (m *Metrics) JobLeaseHeld(job string, held bool) {
 		v = 1
 	}
 	m.jobLeases.WithLabelValues(job).Set(v)
+}
+
+// GC is garbage collection's metrics.
+func (m *Metrics) GC() GCMetrics { return GCMetrics{m} }
+
+// GCMetrics records garbage collections (gc.Metrics).
+type GCMetrics struct{ m *Metrics }
+
+// Ran records a collection: its result, its duration, what it deleted
+// and what it left within the grace period.
+func (g GCMetrics) Ran(result string, took time.Duration, manifests, blobs int, bytes int64, pendingManifests, pendingBlobs int64) {
+	g.m.gcRuns.WithLabelValues(result).Inc()
+	if result == "dry_run" {
+		return
+	}
+	g.m.gcDuration.Observe(took.Seconds())
+	g.m.gcDeleted.WithLabelValues("manifest").Add(float64(manifests))
+	g.m.gcDeleted.WithLabelValues("blob").Add(float64(blobs))
+	g.m.gcBytesFreed.Add(float64(bytes))
+	g.m.gcQueue.WithLabelValues("manifest").Set(float64(pendingManifests))
+	g.m.gcQueue.WithLabelValues("blob").Set(float64(pendingBlobs))
+	if result == "success" {
+		g.m.gcLastSuccess.SetToCurrentTime()
+	}
 }
 
 // Webhooks are the webhook dispatcher's counters.

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/instance"
 	"github.com/berth-registry/berth/internal/lease"
@@ -137,6 +139,12 @@ type Config struct {
 	// holder's last renewal: another instance takes over a dead one's job
 	// after about this long (0: lease.DefaultTTL).
 	JobLeaseTTL time.Duration
+	// GCInterval is how often garbage collection runs in the background,
+	// under a lease (0: hourly; negative: never, berth adm gc only).
+	GCInterval time.Duration
+	// GCGrace is how long an unreferenced blob or manifest is kept after
+	// it was last pushed, linked or uploaded (0: gc.DefaultGrace, a day).
+	GCGrace time.Duration
 	// EmptyDirSizeLimit caps the bytes an emptyDir storage holds in
 	// memory: an upload past it fails with 507. 0: half the machine's
 	// memory (1 GiB where that is unknown); negative: no cap.
@@ -366,7 +374,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Every outbound call (imports, pull-through, webhooks) goes through
 	// the proxy the settings name.
 	outboundClient := outbound.Client(current)
-	mux, streams, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
+	mux, streams, collector, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
 	if err != nil {
 		return err
 	}
@@ -441,7 +449,14 @@ func Run(ctx context.Context, cfg Config) error {
 	// Background jobs run on one instance at a time, the holder of the
 	// job's lease in the store (one process: always this one).
 	jobs := &lease.Runner{Leases: meta, Holder: self.ID, TTL: cfg.JobLeaseTTL, Log: log, Held: m.JobLeaseHeld}
-	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status"} {
+	gcEvery := cmp.Or(cfg.GCInterval, time.Hour)
+	leased := []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status"}
+	if gcEvery > 0 {
+		// Not scheduled, it has no lease to report (its absence is not
+		// an alert).
+		leased = append(leased, "gc")
+	}
+	for _, job := range leased {
 		m.JobLeaseHeld(job, false)
 	}
 	wg.Go(func() {
@@ -470,6 +485,17 @@ func Run(ctx context.Context, cfg Config) error {
 			})
 		})
 	})
+	if gcEvery > 0 {
+		wg.Go(func() {
+			jobs.Run(janitorCtx, "gc", func(ctx context.Context) {
+				every(ctx, gcEvery, func(ctx context.Context) {
+					if _, err := collector.Run(ctx, gc.Options{}); err != nil && ctx.Err() == nil && !errors.Is(err, gc.ErrRunning) {
+						log.Warn("garbage collection", "err", err)
+					}
+				})
+			})
+		})
+	}
 	if cfg.DebugListen != "" {
 		debug, err := startDebug(cfg.DebugListen, log)
 		if err != nil {
@@ -573,10 +599,10 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, *gc.Collector, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// Instances that share the store count failed logins together.
 	var sharedFailures auth.SharedFailures
@@ -627,11 +653,13 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Upstreams:    streams,
 		Proxy:        streams,
 	})
+	collector := &gc.Collector{Store: meta, Storages: storages.gcStorages, Grace: cfg.GCGrace, Log: log, Metrics: m.GC()}
 	api := apiserver.New(apiserver.Options{
 		ImageStreams: streams,
 		Store:        meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
-		StorageMigrator: &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
+		StorageMigrator:  &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
+		GarbageCollector: collector,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
@@ -644,7 +672,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
-	return mux, streams, nil
+	return mux, streams, collector, nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes

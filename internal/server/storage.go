@@ -727,6 +727,24 @@ func (s *blobStorages) Built(id string) (storage.Driver, bool) {
 	return d, ok
 }
 
+// gcStorages are the storages garbage collection deletes bytes from:
+// every one this process opened (the storage in effect, older ones still
+// read), by ID, and the ID of the one in effect.
+func (s *blobStorages) gcStorages() (string, map[string]storage.Deleter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	open := make(map[string]storage.Deleter, len(s.built)+len(s.current.Older))
+	for id, d := range s.built {
+		open[id] = d
+	}
+	for _, o := range s.current.Older {
+		if o.Driver != nil {
+			open[o.ID] = o.Driver
+		}
+	}
+	return s.current.Blobs.ID, open
+}
+
 // inEffect is the storage in effect.
 func (s *blobStorages) inEffect() settings.Storage {
 	if st := s.effect.Load(); st != nil {
