@@ -49,6 +49,8 @@ type Options struct {
 	StorageMigrator StorageMigrator
 	// GarbageCollector runs berth adm gc (nil: not served).
 	GarbageCollector GarbageCollector
+	// ImagePruner runs berth adm prune images (nil: not served).
+	ImagePruner ImagePruner
 	// ImageStreams serves image streams and their tags (nil: the
 	// image-stream service over Store).
 	ImageStreams ImageStreams
@@ -126,6 +128,7 @@ func (s *Server) routes() {
 
 	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/configs/{name}/storagemigration", s.migrateStorage)
 	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/configs/{name}/garbagecollection", s.collectGarbage)
+	s.handleDryRun("POST /apis/"+groupImageRegistry+"/v1/imagepruners/{name}/prune", s.pruneImages)
 
 	s.handle("/", func(_ http.ResponseWriter, r *http.Request) error {
 		return &StatusError{Code: http.StatusNotFound, Reason: "NotFound",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -37,12 +38,9 @@ func (s *Server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
 	}
 	var opts gc.Options
 	q := r.URL.Query()
-	switch v := q["dryRun"]; {
-	case len(v) == 0:
-	case len(v) == 1 && v[0] == "All":
-		opts.DryRun = true
-	default:
-		return badRequest("dryRun=%q: the only dry run is All", v)
+	var err error
+	if opts.DryRun, err = dryRunAll(q); err != nil {
+		return err
 	}
 	if v := q["grace"]; len(v) > 0 {
 		d, err := time.ParseDuration(v[0])
@@ -56,8 +54,11 @@ func (s *Server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
 	// of the registry's work.
 	limiter.Detach(ctx)
 	rep, err := s.opts.GarbageCollector.Run(ctx, opts)
-	if errors.Is(err, gc.ErrRunning) {
+	switch {
+	case errors.Is(err, gc.ErrRunning):
 		return &StatusError{http.StatusConflict, "Conflict", "a garbage collection is already running on this instance; try again when it ends"}
+	case errors.Is(err, gc.ErrReadOnly):
+		return &StatusError{http.StatusConflict, "Conflict", gc.ErrReadOnly.Error()}
 	}
 	if err != nil && rep.Started.IsZero() {
 		return err
@@ -67,4 +68,16 @@ func (s *Server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// dryRunAll reads the dryRun parameter of an action (All, or absent).
+func dryRunAll(q url.Values) (bool, error) {
+	switch v := q["dryRun"]; {
+	case len(v) == 0:
+		return false, nil
+	case len(v) == 1 && v[0] == "All":
+		return true, nil
+	default:
+		return false, badRequest("dryRun=%q: the only dry run is All", v)
+	}
 }

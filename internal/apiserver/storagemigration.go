@@ -50,13 +50,9 @@ func (s *Server) migrateStorage(w http.ResponseWriter, r *http.Request) error {
 	if s.opts.StorageMigrator == nil {
 		return &StatusError{http.StatusServiceUnavailable, "ServiceUnavailable", "this server does not migrate storage"}
 	}
-	dryRun := false
-	switch v := r.URL.Query()["dryRun"]; {
-	case len(v) == 0:
-	case len(v) == 1 && v[0] == "All":
-		dryRun = true
-	default:
-		return badRequest("dryRun=%q: the only dry run is All", v)
+	dryRun, err := dryRunAll(r.URL.Query())
+	if err != nil {
+		return err
 	}
 	ctx := r.Context()
 	// A migration holds a connection for as long as it takes, not a slot

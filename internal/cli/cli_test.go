@@ -55,10 +55,10 @@ func TestCommandGroupsRefuseUnknownSubcommands(t *testing.T) {
 	}
 	for _, g := range groups {
 		args := strings.Fields(g)
-		out, err := runRoot(t, append(args, "prune", "images")...)
-		want := `unknown command "prune" for "` + strings.TrimSpace("berth "+g) + `"`
+		out, err := runRoot(t, append(args, "frobnicate", "images")...)
+		want := `unknown command "frobnicate" for "` + strings.TrimSpace("berth "+g) + `"`
 		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("berth %s prune images: error %v, want %q\n%s", g, err, want, out)
+			t.Errorf("berth %s frobnicate images: error %v, want %q\n%s", g, err, want, out)
 		}
 		out, err = runRoot(t, args...)
 		if err != nil || !strings.Contains(out, "Available Commands:") {
@@ -66,8 +66,8 @@ func TestCommandGroupsRefuseUnknownSubcommands(t *testing.T) {
 		}
 	}
 	for _, o := range others {
-		if _, err := runRoot(t, append(strings.Fields(o), "prune")...); err == nil {
-			t.Errorf("berth %s prune succeeded", o)
+		if _, err := runRoot(t, append(strings.Fields(o), "frobnicate")...); err == nil {
+			t.Errorf("berth %s frobnicate succeeded", o)
 		}
 	}
 	// A near miss names the subcommand meant.
@@ -85,7 +85,7 @@ func TestExecuteUnknownSubcommandExitsNonZero(t *testing.T) {
 	defer stderr.Close()
 	t.Setenv("BERTH_CONFIG", filepath.Join(t.TempDir(), "config"))
 	oldArgs, oldStderr, oldStdout := os.Args, os.Stderr, os.Stdout
-	os.Args, os.Stderr, os.Stdout = []string{"berth", "adm", "prune", "images"}, stderr, stderr
+	os.Args, os.Stderr, os.Stdout = []string{"berth", "adm", "frobnicate", "images"}, stderr, stderr
 	code := Execute()
 	os.Args, os.Stderr, os.Stdout = oldArgs, oldStderr, oldStdout
 	if _, err := stderr.Seek(0, io.SeekStart); err != nil {
@@ -95,7 +95,7 @@ func TestExecuteUnknownSubcommandExitsNonZero(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code == 0 || !strings.Contains(string(msg), `berth: unknown command "prune" for "berth adm"`) {
-		t.Fatalf("berth adm prune images: exit %d\n%s", code, msg)
+	if code == 0 || !strings.Contains(string(msg), `berth: unknown command "frobnicate" for "berth adm"`) {
+		t.Fatalf("berth adm frobnicate images: exit %d\n%s", code, msg)
 	}
 }

@@ -63,23 +63,12 @@ own, every --gc-interval.`,
 			if len(q) > 0 {
 				path += "?" + q.Encode()
 			}
-			resp, err := c.stream(cmd.Context(), http.MethodPost, path)
-			if err != nil {
+			var rep gc.Report
+			if err := runAction(cmd, c, path, "a garbage collection", &rep); err != nil {
 				return err
 			}
-			defer resp.Body.Close()
-			var rep gc.Report
-			if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&rep); err != nil {
-				return fmt.Errorf("the server's answer is not a garbage collection report: %w", err)
-			}
 			printGCReport(cmd.OutOrStdout(), rep, quiet)
-			if len(rep.Errors) > 0 {
-				for _, e := range rep.Errors {
-					fmt.Fprintln(cmd.ErrOrStderr(), "error:", e)
-				}
-				return errors.New("garbage collection left some content for the next run")
-			}
-			return nil
+			return failIfErrors(cmd, rep.Errors, "garbage collection left some content for the next run")
 		},
 	}
 	cmd.Flags().BoolVar(&confirm, "confirm", false, "delete; without it, only list what would be deleted")
@@ -101,6 +90,9 @@ func printGCReport(out io.Writer, rep gc.Report, quiet bool) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", it.Kind, it.Digest, formatSize(it.Size), it.Touched.Format(time.RFC3339), it.Reason)
 		}
 		tw.Flush()
+		if rep.Unlisted > 0 {
+			fmt.Fprintf(out, "(%d more not listed)\n", rep.Unlisted)
+		}
 	}
 	fmt.Fprintf(out, "%s %d manifests and %d blobs, freeing %s (grace period %s).\n",
 		verb, rep.ManifestsDeleted, rep.BlobsDeleted, formatSize(rep.BytesFreed), rep.Grace)
@@ -124,4 +116,30 @@ func formatSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// runAction runs the administrative action at path (a POST whose answer
+// may take long) and decodes its report, what, into rep.
+func runAction(cmd *cobra.Command, c *apiClient, path, what string, rep any) error {
+	resp, err := c.stream(cmd.Context(), http.MethodPost, path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(rep); err != nil {
+		return fmt.Errorf("the server's answer is not %s report: %w", what, err)
+	}
+	return nil
+}
+
+// failIfErrors prints a report's errors on stderr and fails with summary
+// when there are any.
+func failIfErrors(cmd *cobra.Command, errs []string, summary string) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	for _, e := range errs {
+		fmt.Fprintln(cmd.ErrOrStderr(), "error:", e)
+	}
+	return errors.New(summary)
 }

@@ -299,7 +299,7 @@ func newAdmCommand() *cobra.Command {
 		roleCommand("add-cluster-role-to-group ROLE GROUP...", "Grant a role everywhere to groups", "Group", true, true),
 		roleCommand("remove-cluster-role-from-group ROLE GROUP...", "Take a cluster-wide role from groups", "Group", false, true),
 	)
-	adm.AddCommand(policy, newGroupsCommand(), newHtpasswdCommand(), newMigrateStorageCommand(), newMigrateStoreCommand(), newGCCommand())
+	adm.AddCommand(policy, newGroupsCommand(), newHtpasswdCommand(), newMigrateStorageCommand(), newMigrateStoreCommand(), newGCCommand(), newPruneCommand())
 	return adm
 }
 

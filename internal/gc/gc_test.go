@@ -273,7 +273,7 @@ func TestCollectionUnderLoad(t *testing.T) {
 			if deletedOnly == 0 {
 				t.Fatal("nothing was collected: the test exercised nothing")
 			}
-			cands, err := w.s.GCBlobCandidates(ctx, time.Now().Add(time.Hour), "", 10)
+			cands, err := w.s.GCBlobCandidates(ctx, time.Now().Add(time.Hour), time.Now().Add(time.Hour), "", 10)
 			if err != nil || len(cands) != 0 {
 				t.Fatalf("unreferenced blobs left: %+v, %v", cands, err)
 			}
@@ -342,6 +342,150 @@ func TestDryRunForecastsTheRun(t *testing.T) {
 			}
 			if _, ok := w.present(loose); ok {
 				t.Error("the abandoned upload's bytes survived the run")
+			}
+
+			// Read-only: nothing is deleted, a dry run still reports.
+			orphan, err := w.upload(ctx, "p/b", []byte("abandoned while read-only"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.ReadOnly = func() bool { return true }
+			if _, err := c.Run(ctx, gc.Options{Grace: &zero}); !errors.Is(err, gc.ErrReadOnly) {
+				t.Fatalf("a run while read-only = %v", err)
+			}
+			if rep, err := c.Run(ctx, gc.Options{DryRun: true, Grace: &zero}); err != nil || rep.BlobsDeleted != 1 {
+				t.Fatalf("a dry run while read-only = %+v, %v", rep, err)
+			}
+			if _, ok := w.present(orphan); !ok {
+				t.Fatal("bytes deleted while read-only")
+			}
+		})
+	}
+}
+
+// gatedDeleter holds the deletion of one blob until it is let go.
+type gatedDeleter struct {
+	storage.Deleter
+	blob    digest.Digest
+	entered chan struct{}
+	release chan struct{}
+	mu      sync.Mutex
+	deleted []digest.Digest
+}
+
+func (g *gatedDeleter) Delete(ctx context.Context, dgst digest.Digest) error {
+	if dgst == g.blob {
+		close(g.entered)
+		<-g.release
+	}
+	g.mu.Lock()
+	g.deleted = append(g.deleted, dgst)
+	g.mu.Unlock()
+	return g.Deleter.Delete(ctx, dgst)
+}
+
+// Two collections at once (two instances, or berth adm gc beside the
+// scheduled run): a blob one of them took is its own until it finishes;
+// the other neither takes it nor deletes its bytes, so it cannot delete
+// the bytes of the same blob pushed again after the first finished.
+func TestConcurrentCollectionsOwnWhatTheyTake(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect.name, func(t *testing.T) {
+			w := newWorld(t, dialect.open(t))
+			ctx := context.Background()
+			x, err := w.upload(ctx, "p/a", []byte("abandoned, collected twice at once"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			gate := &gatedDeleter{Deleter: w.d, blob: x, entered: make(chan struct{}), release: make(chan struct{})}
+			slow := &gc.Collector{Store: w.s, Storages: func() (string, map[string]storage.Deleter) {
+				return st, map[string]storage.Deleter{st: gate}
+			}}
+			zero := time.Duration(0)
+			done := make(chan gc.Report, 1)
+			go func() {
+				rep, err := slow.Run(ctx, gc.Options{Grace: &zero})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- rep
+			}()
+			<-gate.entered
+			other := &gatedDeleter{Deleter: w.d, entered: make(chan struct{})}
+			fast := &gc.Collector{Store: w.s, Storages: func() (string, map[string]storage.Deleter) {
+				return st, map[string]storage.Deleter{st: other}
+			}}
+			rep, err := fast.Run(ctx, gc.Options{Grace: &zero})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.BlobsDeleted != 0 || len(other.deleted) != 0 {
+				t.Fatalf("the second collection took a blob the first holds: %+v, deleted %v", rep, other.deleted)
+			}
+			if err := fast.Resume(ctx); err != nil || len(other.deleted) != 0 {
+				t.Fatalf("Resume took a blob held for less than gc.StaleAfter: %v, deleted %v", err, other.deleted)
+			}
+			close(gate.release)
+			if first := <-done; first.BlobsDeleted != 1 {
+				t.Fatalf("the first collection deleted %d blobs, want 1", first.BlobsDeleted)
+			}
+			if _, ok := w.present(x); ok {
+				t.Fatal("the bytes survived")
+			}
+		})
+	}
+}
+
+// A storage that refuses to delete leaves the blob for a later run (let
+// go: uploads of it go on); one whose deletion timed out leaves it held,
+// since that deletion may still land, until a run takes it over.
+type failingDeleter struct{ err error }
+
+func (f failingDeleter) Delete(context.Context, digest.Digest) error { return f.err }
+
+func TestFailedDeletionsAreRetried(t *testing.T) {
+	for _, dialect := range dialects {
+		t.Run(dialect.name, func(t *testing.T) {
+			w := newWorld(t, dialect.open(t))
+			ctx := context.Background()
+			x, err := w.upload(ctx, "p/a", []byte("hard to delete"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			zero := time.Duration(0)
+			for _, c := range []struct {
+				err  error
+				held bool
+			}{{errors.New("permission denied"), false}, {context.DeadlineExceeded, true}} {
+				broken := &gc.Collector{Store: w.s, Storages: func() (string, map[string]storage.Deleter) {
+					return st, map[string]storage.Deleter{st: failingDeleter{c.err}}
+				}}
+				rep, err := broken.Run(ctx, gc.Options{Grace: &zero})
+				if err != nil || len(rep.Errors) != 1 || rep.BlobsDeleted != 0 {
+					t.Fatalf("run over a storage failing with %v: %+v, %v", c.err, rep, err)
+				}
+				claimed := make(chan error, 1)
+				go func() {
+					cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+					defer cancel()
+					_, err := w.s.ClaimBlob(cctx, st, x, int64(len("hard to delete")))
+					claimed <- err
+				}()
+				err = <-claimed
+				if c.held && err == nil {
+					t.Fatalf("after a deletion that timed out, the blob is claimable at once")
+				}
+				if !c.held && err != nil {
+					t.Fatalf("after a refused deletion, claiming the blob = %v", err)
+				}
+			}
+			// Held: a run within gc.StaleAfter leaves it, and the bytes stay.
+			healthy := w.collector()
+			if rep, err := healthy.Run(ctx, gc.Options{Grace: &zero}); err != nil || rep.BlobsDeleted != 0 {
+				t.Fatalf("a run took over a fresh hold: %+v, %v", rep, err)
+			}
+			if _, ok := w.present(x); !ok {
+				t.Fatal("bytes deleted while another collection held the blob")
 			}
 		})
 	}

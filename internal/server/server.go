@@ -32,6 +32,7 @@ import (
 	"github.com/berth-registry/berth/internal/operator"
 	"github.com/berth-registry/berth/internal/outbound"
 	"github.com/berth-registry/berth/internal/pki"
+	"github.com/berth-registry/berth/internal/prune"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage/drivers"
@@ -202,6 +203,9 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.BaseDomain = strings.ToLower(strings.TrimSuffix(cfg.BaseDomain, "."))
 	if err := checkBaseDomain(cfg.BaseDomain); err != nil {
 		return err
+	}
+	if cfg.GCGrace < 0 {
+		return fmt.Errorf("--gc-grace %s: must not be negative (berth adm gc --grace 0s runs one collection without one)", cfg.GCGrace)
 	}
 	if err := metrics.CheckSecret(cfg.MetricsSecret); err != nil {
 		return err
@@ -374,10 +378,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// Every outbound call (imports, pull-through, webhooks) goes through
 	// the proxy the settings name.
 	outboundClient := outbound.Client(current)
-	mux, streams, collector, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
+	mux, streams, collector, pruner, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
 	if err != nil {
 		return err
 	}
+	// Nothing is deleted while the registry is read-only.
+	collector.ReadOnly = func() bool { return current.Load().ReadOnly }
+	pruner.ReadOnly = collector.ReadOnly
 	probes.routes(mux)
 
 	srv := &http.Server{
@@ -449,14 +456,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Background jobs run on one instance at a time, the holder of the
 	// job's lease in the store (one process: always this one).
 	jobs := &lease.Runner{Leases: meta, Holder: self.ID, TTL: cfg.JobLeaseTTL, Log: log, Held: m.JobLeaseHeld}
-	gcEvery := cmp.Or(cfg.GCInterval, time.Hour)
-	leased := []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status"}
-	if gcEvery > 0 {
-		// Not scheduled, it has no lease to report (its absence is not
-		// an alert).
-		leased = append(leased, "gc")
-	}
-	for _, job := range leased {
+	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status", "gc"} {
 		m.JobLeaseHeld(job, false)
 	}
 	wg.Go(func() {
@@ -485,17 +485,35 @@ func Run(ctx context.Context, cfg Config) error {
 			})
 		})
 	})
-	if gcEvery > 0 {
-		wg.Go(func() {
-			jobs.Run(janitorCtx, "gc", func(ctx context.Context) {
-				every(ctx, gcEvery, func(ctx context.Context) {
-					if _, err := collector.Run(ctx, gc.Options{}); err != nil && ctx.Err() == nil && !errors.Is(err, gc.ErrRunning) {
-						log.Warn("garbage collection", "err", err)
+	wg.Go(func() {
+		jobs.Run(janitorCtx, "gc", func(ctx context.Context) {
+			// Blobs a collection took and left (it died, here or on
+			// another instance; its deletion timed out) wait for uploads
+			// of them: they are finished within minutes, whether or not
+			// collections are scheduled.
+			var resuming sync.WaitGroup
+			defer resuming.Wait()
+			resuming.Go(func() {
+				every(ctx, time.Minute, func(ctx context.Context) {
+					if err := collector.Resume(ctx); err != nil && ctx.Err() == nil {
+						log.Warn("finish garbage collection", "err", err)
 					}
 				})
 			})
+			if cfg.GCInterval < 0 {
+				<-ctx.Done()
+				return
+			}
+			every(ctx, cmp.Or(cfg.GCInterval, time.Hour), func(ctx context.Context) {
+				if collector.ReadOnly() {
+					return
+				}
+				if _, err := collector.Run(ctx, gc.Options{}); err != nil && ctx.Err() == nil && !errors.Is(err, gc.ErrRunning) {
+					log.Warn("garbage collection", "err", err)
+				}
+			})
 		})
-	}
+	})
 	if cfg.DebugListen != "" {
 		debug, err := startDebug(cfg.DebugListen, log)
 		if err != nil {
@@ -599,10 +617,10 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, *gc.Collector, error) {
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, *gc.Collector, *prune.Pruner, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	// Instances that share the store count failed logins together.
 	var sharedFailures auth.SharedFailures
@@ -654,12 +672,14 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Proxy:        streams,
 	})
 	collector := &gc.Collector{Store: meta, Storages: storages.gcStorages, Grace: cfg.GCGrace, Log: log, Metrics: m.GC()}
+	pruner := &prune.Pruner{Store: meta}
 	api := apiserver.New(apiserver.Options{
 		ImageStreams: streams,
 		Store:        meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
 		StorageMigrator:  &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
 		GarbageCollector: collector,
+		ImagePruner:      pruner,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
@@ -672,7 +692,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
-	return mux, streams, collector, nil
+	return mux, streams, collector, pruner, nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes

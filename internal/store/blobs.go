@@ -143,7 +143,7 @@ func (s *Store) MountBlob(ctx context.Context, in Storages, repo, from string, d
 SELECT 1 FROM repository_blobs rb
 JOIN repositories r ON r.id = rb.repository_id
 WHERE rb.digest = ? AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))
-AND (? = '' OR r.name = ?) LIMIT 1`+s.dialect.keepRows, append(append([]any{string(dgst)}, in.args()...), from, from)...).Scan(&one)
+AND (? = '' OR r.name = ?) LIMIT 1`+s.keepRowsOf("rb"), append(append([]any{string(dgst)}, in.args()...), from, from)...).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}

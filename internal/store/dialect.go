@@ -160,6 +160,18 @@ func (s *Store) lockRows(ctx context.Context, tx *sql.Tx, query string, args ...
 	return nil
 }
 
+// keepRowsOf is keepRows for the rows of one table of a join, named by
+// its alias: a push relies on a repository's links, and locking the
+// blob or manifest rows they join as well would take those in the
+// opposite order of the garbage collector, which locks a blob's row
+// before its links (a deadlock).
+func (s *Store) keepRowsOf(alias string) string {
+	if s.dialect.keepRows == "" {
+		return ""
+	}
+	return s.dialect.keepRows + " OF " + alias
+}
+
 // snapshot begins a read-only transaction whose reads all see one
 // snapshot of the database.
 func (s *Store) snapshot(ctx context.Context) (*sql.Tx, error) {

@@ -31,6 +31,9 @@ const (
 	// EventStreamSpecChanged records a change of an image stream's spec
 	// object (labels, annotations, spec tags) that moved no tag.
 	EventStreamSpecChanged EventKind = "StreamSpecChanged"
+	// EventTagHistoryPruned records that pruning trimmed a repository's
+	// tag histories (its stream's status changed; no tag moved).
+	EventTagHistoryPruned EventKind = "TagHistoryPruned"
 	// EventImagePulled records that an image was pulled, at most once a
 	// minute per repository and image (PullLog): for webhooks, not a
 	// change of anything.
@@ -67,7 +70,7 @@ func (k EventKind) ChangesTags() bool {
 func (k EventKind) ChangesStream() bool {
 	switch k {
 	case EventRepositoryCreated, EventRepositoryDeleted, EventTagUpdated, EventTagDeleted, EventManifestPushed, EventManifestDeleted,
-		EventStreamSpecChanged:
+		EventStreamSpecChanged, EventTagHistoryPruned:
 		return true
 	}
 	return false

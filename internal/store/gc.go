@@ -170,8 +170,9 @@ type GCCandidate struct {
 	// upload never referenced by a manifest, a layer of deleted images);
 	// collecting it unlinks them.
 	Linked int
-	// Deleting says a collector took it already and stopped before its
-	// bytes were gone (it ended, or died): it is finished first.
+	// Deleting says a collection took it already and has not finished
+	// deleting its bytes for a while (it died, or could not): it is
+	// finished.
 	Deleting bool
 }
 
@@ -197,13 +198,14 @@ AND NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.reference = m.dige
 
 // GCBlobCandidates lists up to n blobs after after (by digest) that no
 // stored manifest references, untouched since before; and, whatever their
-// age, blobs a collector took and did not finish.
-func (s *Store) GCBlobCandidates(ctx context.Context, before time.Time, after digest.Digest, n int) ([]GCCandidate, error) {
+// age, blobs a collection took and has held since before staleSince (it
+// died, or could not delete their bytes), to be finished.
+func (s *Store) GCBlobCandidates(ctx context.Context, before, staleSince time.Time, after digest.Digest, n int) ([]GCCandidate, error) {
 	rows, err := s.read.QueryContext(ctx, `
 SELECT b.digest, b.size, b.touched_at,
 	(SELECT COUNT(*) FROM repository_blobs rb WHERE rb.digest = b.digest), b.deleting FROM blobs b
-WHERE b.digest > ? AND (b.deleting <> 0 OR (b.touched_at < ?`+blobUnreferenced+`))
-ORDER BY b.digest LIMIT ?`, string(after), before.UnixMicro(), n)
+WHERE b.digest > ? AND ((b.deleting <> 0 AND b.deleting_since < ?) OR (b.deleting = 0 AND b.touched_at < ?`+blobUnreferenced+`))
+ORDER BY b.digest LIMIT ?`, string(after), staleSince.UnixMicro(), before.UnixMicro(), n)
 	if err != nil {
 		return nil, fmt.Errorf("find unreferenced blobs: %w", err)
 	}
@@ -272,7 +274,7 @@ func (s *Store) CollectManifest(ctx context.Context, dgst digest.Digest, before 
 	return collected, err
 }
 
-// TakenBlob is a blob the collector took: unlinked from every repository
+// TakenBlob is a blob a collection took: unlinked from every repository
 // and marked deleting, its bytes still in Storages.
 type TakenBlob struct {
 	Digest digest.Digest
@@ -283,28 +285,37 @@ type TakenBlob struct {
 	Unlinked []string
 }
 
-// TakeBlob takes blob dgst for deletion if it is still a candidate
-// (GCBlobCandidates) under its row's lock: it removes the blob from every
-// repository that links it (each sees a BlobUnlinked event) and marks it
-// deleting, so nothing links or claims it any more. ok is false when it
-// is no longer a candidate. A blob taken before (deleting) is returned as
-// it is, to be finished.
-func (s *Store) TakeBlob(ctx context.Context, dgst digest.Digest, before time.Time) (t TakenBlob, ok bool, err error) {
+// TakeBlob takes blob dgst for deletion by the collection owner (a
+// random non-zero number) if it is still a candidate under its row's lock:
+// it removes the blob from every repository that links it (each sees a
+// BlobUnlinked event) and marks it deleting, so nothing links or claims it
+// any more. A blob another collection took is taken over only when that
+// one has held it since before staleSince. ok is false when the blob is no
+// longer a candidate, or is another's.
+func (s *Store) TakeBlob(ctx context.Context, dgst digest.Digest, before, staleSince time.Time, owner int64) (t TakenBlob, ok bool, err error) {
+	if owner == 0 {
+		return TakenBlob{}, false, fmt.Errorf("take blob %s: no owner: %w", dgst, errdefs.ErrInvalidArgument)
+	}
 	err = s.pushTx(ctx, func(tx *sql.Tx) error {
 		t, ok = TakenBlob{Digest: dgst}, false
-		var touched, deleting int64
-		err := tx.QueryRowContext(ctx, `SELECT size, touched_at, deleting FROM blobs WHERE digest = ?`+s.dialect.gcLock,
-			string(dgst)).Scan(&t.Size, &touched, &deleting)
+		var touched, deleting, since int64
+		err := tx.QueryRowContext(ctx, `SELECT size, touched_at, deleting, deleting_since FROM blobs WHERE digest = ?`+s.dialect.gcLock,
+			string(dgst)).Scan(&t.Size, &touched, &deleting, &since)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("lock blob %s: %w", dgst, err)
 		}
-		if deleting == 0 {
-			if touched >= before.UnixMicro() {
-				return nil
+		switch {
+		case deleting == owner:
+		case deleting != 0:
+			if since >= staleSince.UnixMicro() {
+				return nil // another collection's, and alive
 			}
+		case touched >= before.UnixMicro():
+			return nil
+		default:
 			// The links first: a manifest push that relies on one holds
 			// it (checkReferences) and is waited for; its references are
 			// then seen below, in a statement that starts after it.
@@ -325,9 +336,6 @@ RETURNING (SELECT name FROM repositories r WHERE r.id = repository_id)`, string(
 			if referenced {
 				return errStillReferenced
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE blobs SET deleting = ? WHERE digest = ?`, s.micros(), string(dgst)); err != nil {
-				return fmt.Errorf("take blob %s: %w", dgst, err)
-			}
 			for _, repo := range t.Unlinked {
 				if err := s.appendEvent(ctx, tx, EventBlobUnlinked, repo, dgst, ""); err != nil {
 					return err
@@ -337,6 +345,9 @@ RETURNING (SELECT name FROM repositories r WHERE r.id = repository_id)`, string(
 				// No event says so: cached locations must go all the same.
 				s.effectsOf(tx).removals = true
 			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET deleting = ?, deleting_since = ? WHERE digest = ?`, owner, s.micros(), string(dgst)); err != nil {
+			return fmt.Errorf("take blob %s: %w", dgst, err)
 		}
 		rows, err := tx.QueryContext(ctx, `SELECT storage FROM blob_storages WHERE digest = ? ORDER BY storage`, string(dgst))
 		if err != nil {
@@ -359,28 +370,30 @@ RETURNING (SELECT name FROM repositories r WHERE r.id = repository_id)`, string(
 var errStillReferenced = errors.New("still referenced")
 
 // ForgetBlobBytes records that storage no longer holds the bytes of dgst,
-// a blob the collector took.
-func (s *Store) ForgetBlobBytes(ctx context.Context, dgst digest.Digest, storage string) error {
+// a blob the collection owner took.
+func (s *Store) ForgetBlobBytes(ctx context.Context, dgst digest.Digest, storage string, owner int64) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `
 DELETE FROM blob_storages WHERE digest = ? AND storage = ?
-AND EXISTS (SELECT 1 FROM blobs WHERE digest = ? AND deleting <> 0)`, string(dgst), storage, string(dgst)); err != nil {
+AND EXISTS (SELECT 1 FROM blobs WHERE digest = ? AND deleting = ?)`, string(dgst), storage, string(dgst), owner); err != nil {
 			return fmt.Errorf("forget blob %s in %s: %w", dgst, storage, err)
 		}
 		return nil
 	})
 }
 
-// FinishBlob deletes the row of dgst, a blob the collector took, once no
-// storage holds its bytes; it says whether it did. One whose bytes could
-// not all be deleted is let go instead (no longer deleting, and still
-// unlinked): claims may use it again, and a later run takes it again.
-func (s *Store) FinishBlob(ctx context.Context, dgst digest.Digest) (bool, error) {
+// FinishBlob deletes the row of dgst, a blob the collection owner took,
+// once no storage holds its bytes, and says whether it did. Otherwise,
+// with release, the blob is let go (no longer deleting, still unlinked):
+// claims may use it again, and a later collection takes it again; without,
+// it stays taken, for a collection to finish once its hold is stale (a
+// deletion whose outcome is unknown must not race a new upload's bytes).
+func (s *Store) FinishBlob(ctx context.Context, dgst digest.Digest, owner int64, release bool) (bool, error) {
 	deleted := false
 	err := s.pushTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `
-DELETE FROM blobs WHERE digest = ? AND deleting <> 0
-AND NOT EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = ?)`, string(dgst), string(dgst))
+DELETE FROM blobs WHERE digest = ? AND deleting = ?
+AND NOT EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = ?)`, string(dgst), owner, string(dgst))
 		if err != nil {
 			return fmt.Errorf("delete blob %s: %w", dgst, err)
 		}
@@ -388,7 +401,10 @@ AND NOT EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = ?)`, string(dgs
 			deleted = true
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET deleting = 0 WHERE digest = ?`, string(dgst)); err != nil {
+		if !release {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE blobs SET deleting = 0, deleting_since = 0 WHERE digest = ? AND deleting = ?`, string(dgst), owner); err != nil {
 			return fmt.Errorf("let go of blob %s: %w", dgst, err)
 		}
 		return nil
@@ -407,6 +423,7 @@ func (s *Store) GCCascade(ctx context.Context, gone map[digest.Digest]bool, befo
 		queue = append(queue, d)
 	}
 	seen := map[digest.Digest]bool{}
+	parentsOf := map[digest.Digest][]string{}
 	cutoff := before.UnixMicro()
 	for len(queue) > 0 {
 		m := queue[0]
@@ -423,17 +440,24 @@ func (s *Store) GCCascade(ctx context.Context, gone map[digest.Digest]bool, befo
 			if seen[r.digest] || gone[r.digest] {
 				continue
 			}
-			rows, err := s.read.QueryContext(ctx, `SELECT manifest_digest FROM manifest_references WHERE reference = ?`, string(r.digest))
-			if err != nil {
-				return nil, nil, fmt.Errorf("manifests referencing %s: %w", r.digest, err)
-			}
-			parents, err := scanStrings(rows)
-			if err != nil {
-				return nil, nil, fmt.Errorf("manifests referencing %s: %w", r.digest, err)
+			// Asked once per reference: a base layer many manifests
+			// share is met again with each of them.
+			parents, ok := parentsOf[r.digest]
+			if !ok {
+				rows, err := s.read.QueryContext(ctx, `SELECT manifest_digest FROM manifest_references WHERE reference = ?`, string(r.digest))
+				if err != nil {
+					return nil, nil, fmt.Errorf("manifests referencing %s: %w", r.digest, err)
+				}
+				if parents, err = scanStrings(rows); err != nil {
+					return nil, nil, fmt.Errorf("manifests referencing %s: %w", r.digest, err)
+				}
+				parentsOf[r.digest] = parents
 			}
 			if !slices.ContainsFunc(parents, func(p string) bool { return !gone[digest.Digest(p)] }) {
 				seen[r.digest] = true
 				var found []GCCandidate
+				var rows *sql.Rows
+				var err error
 				if r.manifest {
 					rows, err = s.read.QueryContext(ctx, `SELECT m.digest, m.size, m.touched_at, 0, 0 FROM manifests m
 WHERE m.digest = ? AND m.touched_at < ?

@@ -405,12 +405,14 @@ CREATE TABLE login_failures (
 `,
 	// 14: online garbage collection (gc.go). touched_at is when a blob or
 	// manifest was last claimed (an upload about to write it, a link, a
-	// push naming it): the grace period counts from there. deleting is
-	// when the collector took a blob whose bytes it is removing (0: not);
-	// nothing links or claims such a blob until its row is gone.
+	// push naming it): the grace period counts from there. deleting names
+	// the collection that took a blob whose bytes it is removing (0: none),
+	// since deleting_since; nothing links or claims such a blob until its
+	// row is gone, and only that collection deletes its bytes.
 	`
 ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE blobs ADD COLUMN deleting BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE blobs ADD COLUMN deleting_since BIGINT NOT NULL DEFAULT 0;
 UPDATE blobs SET touched_at = created_at;
 CREATE INDEX blobs_deleting ON blobs (deleting) WHERE deleting <> 0;
 ALTER TABLE manifests ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;

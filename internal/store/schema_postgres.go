@@ -288,6 +288,7 @@ CREATE TABLE login_failures (
 	`
 ALTER TABLE blobs ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE blobs ADD COLUMN deleting BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE blobs ADD COLUMN deleting_since BIGINT NOT NULL DEFAULT 0;
 UPDATE blobs SET touched_at = created_at;
 CREATE INDEX blobs_deleting ON blobs (deleting) WHERE deleting <> 0;
 ALTER TABLE manifests ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;

@@ -533,11 +533,11 @@ func (s *Store) checkReferences(ctx context.Context, tx *sql.Tx, in Storages, re
 		var err error
 		if ref.Manifest {
 			err = tx.QueryRowContext(ctx, `SELECT m.size FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
-WHERE rm.repository_id = ? AND rm.digest = ?`+s.dialect.keepRows, repoID, string(ref.Digest)).Scan(&stored)
+WHERE rm.repository_id = ? AND rm.digest = ?`+s.keepRowsOf("rm"), repoID, string(ref.Digest)).Scan(&stored)
 		} else {
 			err = tx.QueryRowContext(ctx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 WHERE rb.repository_id = ? AND rb.digest = ?
-AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))`+s.dialect.keepRows,
+AND EXISTS (SELECT 1 FROM blob_storages bs WHERE bs.digest = rb.digest AND bs.storage IN (`+placeholders(in.count())+`))`+s.keepRowsOf("rb"),
 				append([]any{repoID, string(ref.Digest)}, in.args()...)...).Scan(&stored)
 		}
 		switch {

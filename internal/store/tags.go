@@ -29,6 +29,7 @@ const (
 	ReasonRollback TagReason = "Rollback" // a user went back to an earlier entry
 	ReasonImported TagReason = "Imported" // an import from another registry
 	ReasonDeleted  TagReason = "Deleted"  // the tag was deleted
+	ReasonPruned   TagReason = "Pruned"   // pruning unlinked the image (ManifestDeleted)
 )
 
 // DefaultTagHistory is how many entries each tag's history keeps unless

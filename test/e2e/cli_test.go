@@ -334,8 +334,8 @@ func TestCLIOverPlainHTTP(t *testing.T) {
 // must see, instead of printing help and succeeding.
 func TestCLIUnknownSubcommand(t *testing.T) {
 	c := newBerthCLI(t)
-	out, errOut, err := c.try("", "adm", "prune", "images")
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(errOut, `unknown command "prune" for "berth adm"`) {
-		t.Fatalf("berth adm prune images: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
+	out, errOut, err := c.try("", "adm", "frobnicate", "images")
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 || !strings.Contains(errOut, `unknown command "frobnicate" for "berth adm"`) {
+		t.Fatalf("berth adm frobnicate images: %v\nstdout:\n%s\nstderr:\n%s", err, out, errOut)
 	}
 }

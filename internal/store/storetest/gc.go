@@ -14,6 +14,12 @@ import (
 	"github.com/berth-registry/berth/internal/store"
 )
 
+// gcOwner names the tests' collection.
+const gcOwner = 7
+
+// notStale is a time no hold of a taken blob is older than.
+func notStale() time.Time { return time.Now().Add(-time.Hour) }
+
 // gcEverything is a cutoff after every touch of a test: the grace period
 // protects nothing, and only what references something keeps it.
 func gcEverything() time.Time { return time.Now().Add(time.Hour) }
@@ -38,18 +44,18 @@ func gcCollect(t *testing.T, s *store.Store, before time.Time) (manifests, blobs
 			}
 		}
 	}
-	cands, err := s.GCBlobCandidates(ctx, before, "", 1000)
+	cands, err := s.GCBlobCandidates(ctx, before, before, "", 1000)
 	must(t, err)
 	for _, c := range cands {
-		taken, ok, err := s.TakeBlob(ctx, c.Digest, before)
+		taken, ok, err := s.TakeBlob(ctx, c.Digest, before, before, gcOwner)
 		must(t, err)
 		if !ok {
 			continue
 		}
 		for _, st := range taken.Storages {
-			must(t, s.ForgetBlobBytes(ctx, c.Digest, st))
+			must(t, s.ForgetBlobBytes(ctx, c.Digest, st, gcOwner))
 		}
-		done, err := s.FinishBlob(ctx, c.Digest)
+		done, err := s.FinishBlob(ctx, c.Digest, gcOwner, true)
 		must(t, err)
 		if done {
 			blobs = append(blobs, c.Digest)
@@ -94,7 +100,7 @@ func testGCRoots(t *testing.T, open Opener) {
 		t.Fatalf("pending = %d manifests, %d blobs; want the orphan and the loose blob", pendingManifests, pendingBlobs)
 	}
 
-	cands, err := s.GCBlobCandidates(ctx, gcEverything(), "", 100)
+	cands, err := s.GCBlobCandidates(ctx, gcEverything(), notStale(), "", 100)
 	must(t, err)
 	if len(cands) != 1 || cands[0].Digest != loose || cands[0].Linked != 1 || cands[0].Size != 7 {
 		t.Fatalf("blob candidates before the orphan manifest went = %+v; want the loose blob, linked once", cands)
@@ -183,7 +189,7 @@ func testGCTakenBlobIsGoneForEveryone(t *testing.T, open Opener) {
 	m := Image(t, s, "p/a", "names-taken")
 	m.References = append(m.References, store.Reference{Digest: d, Size: 5, Required: true})
 
-	taken, ok, err := s.TakeBlob(ctx, d, gcEverything())
+	taken, ok, err := s.TakeBlob(ctx, d, gcEverything(), notStale(), gcOwner)
 	must(t, err)
 	if !ok || !slices.Equal(taken.Unlinked, []string{"p/a"}) || !slices.Equal(taken.Storages, []string{store.DefaultStorage}) {
 		t.Fatalf("TakeBlob = %+v, %v", taken, ok)
@@ -214,8 +220,16 @@ func testGCTakenBlobIsGoneForEveryone(t *testing.T, open Opener) {
 		t.Fatalf("a claim of a blob being deleted returned at once: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	must(t, s.ForgetBlobBytes(ctx, d, store.DefaultStorage))
-	done, err := s.FinishBlob(ctx, d)
+	// Another collection may neither take it nor finish it.
+	if _, ok, err := s.TakeBlob(ctx, d, gcEverything(), notStale(), gcOwner+1); err != nil || ok {
+		t.Fatalf("a second collection took a blob the first holds: %v, %v", ok, err)
+	}
+	must(t, s.ForgetBlobBytes(ctx, d, store.DefaultStorage, gcOwner+1))
+	if done, err := s.FinishBlob(ctx, d, gcOwner+1, true); err != nil || done {
+		t.Fatalf("a second collection finished a blob the first holds: %v, %v", done, err)
+	}
+	must(t, s.ForgetBlobBytes(ctx, d, store.DefaultStorage, gcOwner))
+	done, err := s.FinishBlob(ctx, d, gcOwner, true)
 	must(t, err)
 	if !done {
 		t.Fatal("FinishBlob kept a blob no storage holds")
@@ -236,13 +250,13 @@ func testGCTakenBlobIsGoneForEveryone(t *testing.T, open Opener) {
 	// a later collection takes it again.
 	loose := digest.FromString("undeletable")
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/a", loose, 3))
-	if _, ok, err := s.TakeBlob(ctx, loose, gcEverything()); err != nil || !ok {
+	if _, ok, err := s.TakeBlob(ctx, loose, gcEverything(), notStale(), gcOwner); err != nil || !ok {
 		t.Fatalf("TakeBlob = %v, %v", ok, err)
 	}
-	if done, err := s.FinishBlob(ctx, loose); err != nil || done {
+	if done, err := s.FinishBlob(ctx, loose, gcOwner, true); err != nil || done {
 		t.Fatalf("FinishBlob with bytes left = %v, %v", done, err)
 	}
-	cands, err := s.GCBlobCandidates(ctx, gcEverything(), "", 10)
+	cands, err := s.GCBlobCandidates(ctx, gcEverything(), notStale(), "", 10)
 	must(t, err)
 	if len(cands) != 1 || cands[0].Digest != loose || cands[0].Deleting || cands[0].Linked != 0 {
 		t.Fatalf("candidates after a failed deletion = %+v", cands)
@@ -252,25 +266,44 @@ func testGCTakenBlobIsGoneForEveryone(t *testing.T, open Opener) {
 	}
 }
 
-// A collection interrupted after it took a blob (the process died) is
-// finished by the next: taken blobs are candidates whatever their age.
+// A collection interrupted after it took a blob (the process died), or
+// one whose deletion's outcome is unknown, holds it until its hold is
+// stale; then another collection takes it over and finishes it.
 func testGCResumesTakenBlobs(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
 	d := digest.FromString("interrupted")
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/a", d, 3))
-	if _, ok, err := s.TakeBlob(ctx, d, gcEverything()); err != nil || !ok {
+	if _, ok, err := s.TakeBlob(ctx, d, gcEverything(), notStale(), gcOwner); err != nil || !ok {
 		t.Fatalf("TakeBlob = %v, %v", ok, err)
 	}
-	cands, err := s.GCBlobCandidates(ctx, time.Now().Add(-time.Hour), "", 10)
+	if done, err := s.FinishBlob(ctx, d, gcOwner, false); err != nil || done {
+		t.Fatalf("FinishBlob with bytes left, kept = %v, %v", done, err)
+	}
+	cands, err := s.GCBlobCandidates(ctx, time.Now().Add(-time.Hour), notStale(), "", 10)
+	must(t, err)
+	if len(cands) != 0 {
+		t.Fatalf("a freshly held blob is a candidate: %+v", cands)
+	}
+	stale := time.Now().Add(time.Hour)
+	cands, err = s.GCBlobCandidates(ctx, time.Now().Add(-time.Hour), stale, "", 10)
 	must(t, err)
 	if len(cands) != 1 || cands[0].Digest != d || !cands[0].Deleting {
-		t.Fatalf("candidates = %+v, want the taken blob", cands)
+		t.Fatalf("candidates = %+v, want the stale taken blob", cands)
 	}
-	taken, ok, err := s.TakeBlob(ctx, d, time.Now().Add(-time.Hour))
+	taken, ok, err := s.TakeBlob(ctx, d, time.Now().Add(-time.Hour), stale, gcOwner+1)
 	must(t, err)
 	if !ok || !slices.Equal(taken.Storages, []string{store.DefaultStorage}) {
-		t.Fatalf("TakeBlob again = %+v, %v", taken, ok)
+		t.Fatalf("TakeBlob over a stale hold = %+v, %v", taken, ok)
+	}
+	// The first collection, back, finds it no longer its own.
+	must(t, s.ForgetBlobBytes(ctx, d, store.DefaultStorage, gcOwner))
+	if done, err := s.FinishBlob(ctx, d, gcOwner, true); err != nil || done {
+		t.Fatalf("the old holder finished it: %v, %v", done, err)
+	}
+	must(t, s.ForgetBlobBytes(ctx, d, store.DefaultStorage, gcOwner+1))
+	if done, err := s.FinishBlob(ctx, d, gcOwner+1, true); err != nil || !done {
+		t.Fatalf("the new holder could not finish it: %v, %v", done, err)
 	}
 }
 
@@ -295,7 +328,7 @@ func testGCManifestPushedAgain(t *testing.T, open Opener) {
 		t.Fatalf("pushed again as %s, want %s", got.Digest, m.Digest)
 	}
 	// Its references came back with it: its blobs are not candidates.
-	cands, err := s.GCBlobCandidates(ctx, gcEverything(), "", 10)
+	cands, err := s.GCBlobCandidates(ctx, gcEverything(), notStale(), "", 10)
 	must(t, err)
 	if len(cands) != 0 {
 		t.Fatalf("blobs of a manifest stored again are candidates: %+v", cands)

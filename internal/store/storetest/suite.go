@@ -97,6 +97,7 @@ func Run(t *testing.T, open Opener) {
 		{"GCTakenBlobIsGoneForEveryone", testGCTakenBlobIsGoneForEveryone},
 		{"GCResumesTakenBlobs", testGCResumesTakenBlobs},
 		{"GCManifestPushedAgain", testGCManifestPushedAgain},
+		{"PruneRepository", testPruneRepository},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}
