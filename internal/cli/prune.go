@@ -90,6 +90,9 @@ func printPruneReport(out io.Writer, rep prune.Report) {
 			}
 		}
 		tw.Flush()
+		if rep.Unlisted > 0 {
+			fmt.Fprintf(out, "(%d more not listed)\n", rep.Unlisted)
+		}
 	}
 	verb := "Removed"
 	if !rep.Confirm {

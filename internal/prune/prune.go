@@ -54,9 +54,17 @@ type Report struct {
 	Images       int                 `json:"images"`
 	// ManifestBytes are the pruned images' manifests; their blobs are
 	// freed by garbage collection, with whatever else only they used.
-	ManifestBytes int64    `json:"manifestBytes"`
-	Errors        []string `json:"errors,omitempty"`
+	ManifestBytes int64 `json:"manifestBytes"`
+	// Unlisted counts the entries beyond the first listedEntries, not
+	// listed (the totals count them).
+	Unlisted int      `json:"unlisted,omitempty"`
+	Errors   []string `json:"errors,omitempty"`
+
+	listed int
 }
+
+// listedEntries bounds the history entries and images a report lists.
+const listedEntries = 10000
 
 // ErrRunning refuses a run while another runs in this process.
 var ErrRunning = errors.New("an image pruning is already running")
@@ -103,6 +111,10 @@ func (p *Pruner) Run(ctx context.Context, opts Options) (Report, error) {
 			return rep, err
 		}
 		for _, repo := range repos {
+			if opts.Confirm && p.ReadOnly != nil && p.ReadOnly() {
+				rep.Finished = now().UTC()
+				return rep, fmt.Errorf("%w: %w", ErrReadOnly, errdefs.ErrConflict)
+			}
 			res, err := p.Store.PruneRepository(ctx, repo, policy, opts.Confirm)
 			switch {
 			case errors.Is(err, errdefs.ErrNotFound):
@@ -117,12 +129,12 @@ func (p *Pruner) Run(ctx context.Context, opts Options) (Report, error) {
 			if len(res.Revisions)+len(res.Images) == 0 {
 				continue
 			}
-			rep.Repositories = append(rep.Repositories, res)
 			rep.Revisions += len(res.Revisions)
 			rep.Images += len(res.Images)
 			for _, im := range res.Images {
 				rep.ManifestBytes += im.Size
 			}
+			rep.list(res)
 		}
 		if !more || len(repos) == 0 {
 			break
@@ -131,4 +143,25 @@ func (p *Pruner) Run(ctx context.Context, opts Options) (Report, error) {
 	}
 	rep.Finished = now().UTC()
 	return rep, nil
+}
+
+// list adds res to the report's listing, as much of it as the listing
+// still holds.
+func (r *Report) list(res store.PruneResult) {
+	room := listedEntries - r.listed
+	all := len(res.Revisions) + len(res.Images)
+	if room <= 0 {
+		r.Unlisted += all
+		return
+	}
+	if len(res.Revisions) > room {
+		res.Revisions = res.Revisions[:room]
+	}
+	room -= len(res.Revisions)
+	if len(res.Images) > room {
+		res.Images = res.Images[:room]
+	}
+	r.listed += len(res.Revisions) + len(res.Images)
+	r.Unlisted += all - len(res.Revisions) - len(res.Images)
+	r.Repositories = append(r.Repositories, res)
 }

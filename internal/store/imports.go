@@ -54,6 +54,11 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 		if err != nil {
 			return err
 		}
+		// The repository's row before its links, as a push and pruning
+		// take it (a prune's plan must not unlink what this links).
+		if err := s.lockRepository(ctx, tx, repoID); err != nil {
+			return err
+		}
 		for _, m := range im.Manifests {
 			linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
 			if err != nil {

@@ -228,3 +228,77 @@ func TestCopySQLiteToPostgres(t *testing.T) {
 		t.Fatalf("a second copy into the same store: %v", err)
 	}
 }
+
+// An import or a tag into a repository takes the repository's row before
+// it relies on the repository's links: a prune (or anything holding that
+// row) that unlinks an image meanwhile is waited for, and the image is
+// linked again, never left behind a tag that names it unlinked.
+func TestWritesIntoARepositoryWaitForItsRow(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.DSN(t)
+	s, err := store.OpenPostgres(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	in := store.Only(store.DefaultStorage)
+	for _, write := range []struct {
+		name string
+		run  func(m store.Manifest) error
+	}{
+		{"RecordImport", func(m store.Manifest) error {
+			return s.RecordImport(ctx, "p/app", "latest", store.Imported{Manifests: []store.Manifest{m}, Source: "upstream.example/app"})
+		}},
+		{"TagImage", func(m store.Manifest) error {
+			return s.TagImage(ctx, "p/app", "latest", "p/src", m.Digest, store.ReasonTagged)
+		}},
+	} {
+		t.Run(write.name, func(t *testing.T) {
+			old := storetest.Image(t, s, "p/app", write.name+"old")
+			if err := s.PutManifest(ctx, in, "p/app", old, []string{"latest"}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutManifest(ctx, in, "p/src", storetest.Image(t, s, "p/src", write.name+"old"), nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.PutManifest(ctx, in, "p/app", storetest.Image(t, s, "p/app", write.name+"new"), []string{"latest"}); err != nil {
+				t.Fatal(err)
+			}
+			// Another holds p/app's row (as a prune does) and unlinks the
+			// old image, which the write is about to tag again.
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			tx, err := db.BeginTx(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tx.Rollback()
+			var id int64
+			if err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = 'p/app' FOR NO KEY UPDATE`).Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- write.run(old) }()
+			time.Sleep(300 * time.Millisecond)
+			if _, err := tx.ExecContext(ctx, `DELETE FROM repository_manifests WHERE repository_id = $1 AND digest = $2`, id, string(old.Digest)); err != nil {
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			m, err := s.Manifest(ctx, "p/app", "latest")
+			if err != nil || m.Digest != old.Digest {
+				t.Fatalf("latest = %v, %v; want %s", m.Digest, err, old.Digest)
+			}
+			if _, err := s.Manifest(ctx, "p/app", string(old.Digest)); err != nil {
+				t.Fatalf("latest names %s, which p/app does not link: %v", old.Digest, err)
+			}
+		})
+	}
+}

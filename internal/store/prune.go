@@ -130,7 +130,7 @@ FROM tag_events e WHERE e.repository_id = ? ORDER BY e.tag, e.id DESC`, repoID)
 		return plan, fmt.Errorf("read tag history: %w", err)
 	}
 	kept := map[digest.Digest]bool{}
-	tag, revision := "", 0
+	tag, revision, deleted := "", 0, false
 	for rows.Next() {
 		var id, created int64
 		var t, d string
@@ -140,11 +140,12 @@ FROM tag_events e WHERE e.repository_id = ? ORDER BY e.tag, e.id DESC`, repoID)
 			return plan, fmt.Errorf("read tag history: %w", err)
 		}
 		if t != tag {
-			tag, revision = t, 0
+			tag, revision, deleted = t, 0, false
 		}
-		// A deletion entry counts as no revision: it goes with the
-		// revisions older than it.
-		keep := head || created >= cutoff || revision < p.KeepTagRevisions
+		// Revisions count back to the tag's newest deletion: what is
+		// older (a deleted tag's whole history) is kept only while young,
+		// as the stream no longer shows it.
+		keep := head || created >= cutoff || (!deleted && revision < p.KeepTagRevisions)
 		if d != "" {
 			if keep {
 				kept[digest.Digest(d)] = true
@@ -153,8 +154,13 @@ FROM tag_events e WHERE e.repository_id = ? ORDER BY e.tag, e.id DESC`, repoID)
 				plan.revisions = append(plan.revisions, PrunedRevision{Tag: t, Digest: digest.Digest(d), Created: time.UnixMicro(created).UTC(), Revision: revision})
 			}
 			revision++
-		} else if !keep {
-			plan.revisions = append(plan.revisions, PrunedRevision{Tag: t, Created: time.UnixMicro(created).UTC(), Revision: revision})
+		} else {
+			// A deletion itself is kept while young only.
+			keep = head || created >= cutoff
+			if !keep {
+				plan.revisions = append(plan.revisions, PrunedRevision{Tag: t, Created: time.UnixMicro(created).UTC(), Revision: revision})
+			}
+			deleted = true
 		}
 		if !keep {
 			plan.eventIDs = append(plan.eventIDs, id)
@@ -166,8 +172,9 @@ FROM tag_events e WHERE e.repository_id = ? ORDER BY e.tag, e.id DESC`, repoID)
 	}
 
 	// The images the repository links, with what keeps one: a kept
-	// history entry (above), its youth, an index kept that names it, a
-	// subject kept that it refers to.
+	// history entry (above), its youth (linked, or pushed anywhere, since
+	// the cutoff), an index kept that names it, a subject kept that it
+	// refers to.
 	type image struct {
 		size, created int64
 		subject       digest.Digest
@@ -175,7 +182,8 @@ FROM tag_events e WHERE e.repository_id = ? ORDER BY e.tag, e.id DESC`, repoID)
 	}
 	images := map[digest.Digest]*image{}
 	rows, err = q.QueryContext(ctx, `
-SELECT rm.digest, m.size, rm.created_at, m.subject FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
+SELECT rm.digest, m.size, CASE WHEN m.touched_at > rm.created_at THEN m.touched_at ELSE rm.created_at END, m.subject
+FROM repository_manifests rm JOIN manifests m ON m.digest = rm.digest
 WHERE rm.repository_id = ?`, repoID)
 	if err != nil {
 		return plan, fmt.Errorf("read images: %w", err)
@@ -218,17 +226,29 @@ WHERE mr.is_manifest = 1`, repoID)
 	if err := rows.Err(); err != nil {
 		return plan, fmt.Errorf("read index children: %w", err)
 	}
-	for changed := true; changed; {
-		changed = false
-		for d, im := range images {
-			if kept[d] {
-				for _, c := range im.children {
-					if !kept[c] {
-						kept[c], changed = true, true
-					}
-				}
-			} else if im.subject != "" && kept[im.subject] {
-				kept[d], changed = true, true
+	// From what is kept, what it needs: an index's children, the
+	// referrers of a kept subject; each image is visited once.
+	referrers := map[digest.Digest][]digest.Digest{}
+	for d, im := range images {
+		if im.subject != "" {
+			referrers[im.subject] = append(referrers[im.subject], d)
+		}
+	}
+	queue := make([]digest.Digest, 0, len(kept))
+	for d := range kept {
+		queue = append(queue, d)
+	}
+	for len(queue) > 0 {
+		d := queue[len(queue)-1]
+		queue = queue[:len(queue)-1]
+		var needs []digest.Digest
+		if im := images[d]; im != nil {
+			needs = im.children
+		}
+		for _, n := range append(needs, referrers[d]...) {
+			if !kept[n] {
+				kept[n] = true
+				queue = append(queue, n)
 			}
 		}
 	}

@@ -125,6 +125,9 @@ ON CONFLICT (repository_id, tag) DO UPDATE SET digest = excluded.digest, event_i
 	}
 	for _, a := range aliases {
 		if a.repoID != repoID {
+			if err := s.lockRepository(ctx, tx, a.repoID); err != nil {
+				return err
+			}
 			if err := s.linkManifestTree(ctx, tx, repoID, a.repoID, a.repo, dgst); err != nil {
 				return err
 			}
@@ -224,6 +227,16 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 // from does not hold is errdefs.ErrNotFound.
 func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why TagReason) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		// The tagged repository's row first, as a push and pruning take
+		// it: what it links and where its tags point are decided under
+		// it (a prune's plan must not unlink what this links).
+		repoID, err := s.ensureRepository(ctx, tx, repo)
+		if err != nil {
+			return err
+		}
+		if err := s.lockRepository(ctx, tx, repoID); err != nil {
+			return err
+		}
 		fromID, err := s.repositoryID(ctx, tx, from)
 		if err != nil {
 			return err
@@ -235,10 +248,6 @@ func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst diges
 		}
 		if err != nil {
 			return fmt.Errorf("find manifest %s in %s: %w", dgst, from, err)
-		}
-		repoID, err := s.ensureRepository(ctx, tx, repo)
-		if err != nil {
-			return err
 		}
 		if repoID != fromID {
 			if err := s.linkManifestTree(ctx, tx, fromID, repoID, repo, dgst); err != nil {

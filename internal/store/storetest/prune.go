@@ -23,9 +23,9 @@ func referrerOf(subject digest.Digest, seed string) store.Manifest {
 }
 
 // Pruning keeps the newest revisions of each tag and what they need (an
-// index's children, referrers of kept images), unlinks every other image
-// the repository holds, and a dry run says exactly what the run then
-// removes.
+// index's children, referrers of kept images), drops a deleted tag's
+// history, unlinks every other image the repository holds, and a dry run
+// says exactly what the run then removes.
 func testPruneRepository(t *testing.T, open Opener) {
 	s := open(t)
 	ctx := context.Background()
@@ -60,21 +60,19 @@ func testPruneRepository(t *testing.T, open Opener) {
 
 	dry, err := s.PruneRepository(ctx, "p/a", everything, false)
 	must(t, err)
-	var revs []digest.Digest
+	var revs []string
 	for _, r := range dry.Revisions {
-		if r.Tag != "v" {
-			t.Errorf("pruned a revision of %s: %+v", r.Tag, r)
-		}
-		revs = append(revs, r.Digest)
+		revs = append(revs, r.Tag+"@"+string(r.Digest))
 	}
-	if want := []digest.Digest{v[2].Digest, v[1].Digest, v[0].Digest}; !slices.Equal(revs, want) {
-		t.Errorf("pruned revisions %v, want v's oldest three %v", revs, want)
+	// The deleted tag old: its deletion, then its image; v's oldest three.
+	if want := []string{"old@", "old@" + string(old.Digest), "v@" + string(v[2].Digest), "v@" + string(v[1].Digest), "v@" + string(v[0].Digest)}; !slices.Equal(revs, want) {
+		t.Errorf("pruned revisions %v, want %v", revs, want)
 	}
 	var images []digest.Digest
 	for _, im := range dry.Images {
 		images = append(images, im.Digest)
 	}
-	want := []digest.Digest{v[0].Digest, v[1].Digest, v[2].Digest, untagged.Digest, signsPruned.Digest}
+	want := []digest.Digest{v[0].Digest, v[1].Digest, v[2].Digest, old.Digest, untagged.Digest, signsPruned.Digest}
 	slices.Sort(want)
 	if !slices.Equal(images, want) {
 		t.Errorf("pruned images %v, want %v", images, want)
@@ -94,12 +92,12 @@ func testPruneRepository(t *testing.T, open Opener) {
 	if len(h) != 2 || h[0].Digest != v[4].Digest || h[1].Digest != v[3].Digest {
 		t.Errorf("history of v after pruning = %+v", h)
 	}
-	for _, m := range []store.Manifest{v[0], v[1], v[2], untagged, signsPruned} {
+	for _, m := range []store.Manifest{v[0], v[1], v[2], old, untagged, signsPruned} {
 		if _, err := s.Manifest(ctx, "p/a", string(m.Digest)); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("pruned image %s still in p/a: %v", m.Digest, err)
 		}
 	}
-	for _, m := range []store.Manifest{v[3], v[4], old, child, index, signsKept} {
+	for _, m := range []store.Manifest{v[3], v[4], child, index, signsKept} {
 		if _, err := s.Manifest(ctx, "p/a", string(m.Digest)); err != nil {
 			t.Errorf("kept image %s: %v", m.Digest, err)
 		}
@@ -120,8 +118,8 @@ func testPruneRepository(t *testing.T, open Opener) {
 			pruned++
 		}
 	}
-	if deleted != 5 || pruned != 1 {
-		t.Errorf("events: %d ManifestDeleted, %d TagHistoryPruned; want 5 and 1 (%+v)", deleted, pruned, evs)
+	if deleted != len(want) || pruned != 1 {
+		t.Errorf("events: %d ManifestDeleted, %d TagHistoryPruned; want %d and 1 (%+v)", deleted, pruned, len(want), evs)
 	}
 	// Garbage collection frees what only pruned images referenced; the
 	// history no longer names them.
@@ -134,6 +132,18 @@ func testPruneRepository(t *testing.T, open Opener) {
 	must(t, err)
 	if len(again.Revisions)+len(again.Images) != 0 {
 		t.Errorf("a second run pruned more: %+v", again)
+	}
+	// An image pushed again after the cutoff is young, though its link
+	// is old.
+	repushed := Image(t, s, "p/a", "repushed")
+	must(t, s.PutManifest(ctx, in, "p/a", repushed, nil))
+	cutoff := time.Now()
+	time.Sleep(2 * time.Millisecond)
+	must(t, s.PutManifest(ctx, in, "p/a", repushed, nil))
+	res, err := s.PruneRepository(ctx, "p/a", store.PrunePolicy{KeepTagRevisions: 2, KeepYoungerThan: cutoff}, false)
+	must(t, err)
+	if len(res.Images) != 0 {
+		t.Errorf("an image pushed again after the cutoff is pruned: %+v", res.Images)
 	}
 	if _, err := s.PruneRepository(ctx, "p/none", everything, false); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("pruning an unknown repository = %v", err)
