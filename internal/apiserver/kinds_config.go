@@ -56,6 +56,24 @@ var configKind = &storedKind{
 	cells:     func(o object) []any { return []any{o.GetName(), age(o)} },
 }
 
+// The ImagePruner (imagepruners.imageregistry.operator.openshift.io),
+// whose schedule internal/operator runs.
+var imagePrunerKind = &storedKind{
+	info:      servedResource(groupImageRegistry, "imagepruners"),
+	new:       func() object { return &imageregistryv1.ImagePruner{} },
+	hasStatus: true,
+	spec:      func(o object) any { return o.(*imageregistryv1.ImagePruner).Spec },
+	validate:  func(o object) []string { return imageregistryv1.ValidateImagePruner(o.(*imageregistryv1.ImagePruner)) },
+	columns: []metav1.TableColumnDefinition{columnName,
+		{Name: "Schedule", Type: "string", Description: "When the registry prunes images."},
+		{Name: "Suspend", Type: "boolean", Description: "Whether scheduled pruning is suspended."}, columnAge},
+	cells: func(o object) []any {
+		p := o.(*imageregistryv1.ImagePruner)
+		schedule, _, _, _, _ := p.Spec.Effective()
+		return []any{p.Name, schedule, p.Spec.Suspend != nil && *p.Spec.Suspend, age(p)}
+	},
+}
+
 // SystemProjects are the projects Berth keeps for itself, as the
 // reference's cluster has them: openshift-config holds the ConfigMaps the
 // cluster image settings name (additional CAs), openshift-image-registry

@@ -76,6 +76,8 @@ var served = []resourceInfo{
 		Verbs: verbsCRUD, ShortNames: []string{"co"}, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupImageRegistry, Version: "v1", Resource: "configs", Singular: "config", Kind: "Config", Verbs: verbsCRUD,
 		Subresources: map[string][]string{"status": verbsStatus, "storagemigration": {"create"}, "garbagecollection": {"create"}}},
+	{Group: groupImageRegistry, Version: "v1", Resource: "imagepruners", Singular: "imagepruner", Kind: "ImagePruner", Verbs: verbsCRUD,
+		Subresources: map[string][]string{"status": verbsStatus, "prune": {"create"}}},
 	{Group: groupRoute, Version: "v1", Resource: "routes", Singular: "route", Kind: "Route", Namespaced: true,
 		Verbs: []string{"get", "list", "watch"}},
 	{Group: groupOAuth, Version: "v1", Resource: "useroauthaccesstokens", Singular: "useroauthaccesstoken",

@@ -456,7 +456,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Background jobs run on one instance at a time, the holder of the
 	// job's lease in the store (one process: always this one).
 	jobs := &lease.Runner{Leases: meta, Holder: self.ID, TTL: cfg.JobLeaseTTL, Log: log, Held: m.JobLeaseHeld}
-	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status", "gc"} {
+	for _, job := range []string{"webhook-delivery", "scheduled-import", "janitor", "operator-status", "gc", "image-pruner"} {
 		m.JobLeaseHeld(job, false)
 	}
 	wg.Go(func() {
@@ -485,6 +485,9 @@ func Run(ctx context.Context, cfg Config) error {
 			})
 		})
 	})
+	// The ImagePruner's schedule (the reference's CronJob).
+	imagePruner := &operator.ImagePrunerController{Store: meta, Pruner: pruner, Log: log}
+	wg.Go(func() { jobs.Run(janitorCtx, "image-pruner", imagePruner.Run) })
 	wg.Go(func() {
 		jobs.Run(janitorCtx, "gc", func(ctx context.Context) {
 			// Blobs a collection took and left (it died, here or on

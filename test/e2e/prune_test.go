@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // berth adm prune images as the reference's oc adm prune images: a dry
@@ -121,6 +122,27 @@ func TestPruneImages(t *testing.T) {
 		t.Error("the shared base layer was deleted")
 	}
 	pullExact(t, c, s, v[4])
+
+	// The ImagePruner is there as the reference's operator makes it, and
+	// refuses what Berth cannot honour.
+	if out := admin.run("", "get", "imagepruner", "cluster"); !strings.Contains(out, "0 0 * * *") || !strings.Contains(out, "false") {
+		t.Errorf("get imagepruner:\n%s", out)
+	}
+	if _, errOut, err := admin.try("", "patch", "imagepruner", "cluster", "--type=merge", "-p", `{"spec":{"nodeSelector":{"disk":"ssd"}}}`); err == nil ||
+		!strings.Contains(errOut, "spec.nodeSelector: Forbidden") {
+		t.Errorf("a nodeSelector was accepted: %v %s", err, errOut)
+	}
+	admin.run("", "patch", "imagepruner", "cluster", "--type=merge", "-p", `{"spec":{"schedule":"@hourly","suspend":true}}`)
+	if out := admin.run("", "get", "imagepruner", "cluster", "-o", "yaml"); !strings.Contains(out, "Suspended") {
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(out, "Suspended") && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+			out = admin.run("", "get", "imagepruner", "cluster", "-o", "yaml")
+		}
+		if !strings.Contains(out, "reason: Suspended") {
+			t.Errorf("a suspended pruner's status:\n%s", out)
+		}
+	}
 	kept := v[3]
 	kept.tag = "" // by digest: the tag names v[4]
 	pullExact(t, c, s, kept)
