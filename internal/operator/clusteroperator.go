@@ -74,14 +74,35 @@ func unionConditions(conds []imageregistryv1.OperatorCondition) []configv1.Clust
 	return out
 }
 
+// imagePrunerConditions are the ImagePruner's conditions as the
+// ClusterOperator takes them, their types prefixed (ImagePrunerDegraded);
+// none while it has none (or cannot be read: the next pass reads again).
+func (o *Operator) imagePrunerConditions(ctx context.Context) []imageregistryv1.OperatorCondition {
+	rec, err := o.opts.Store.GetObject(ctx, ImagePrunerKey)
+	if err != nil {
+		return nil
+	}
+	p := &imageregistryv1.ImagePruner{}
+	if err := json.Unmarshal(rec.Body, p); err != nil {
+		return nil
+	}
+	out := make([]imageregistryv1.OperatorCondition, 0, len(p.Status.Conditions))
+	for _, c := range p.Status.Conditions {
+		c.Type = "ImagePruner" + c.Type
+		out = append(out, c)
+	}
+	return out
+}
+
 // writeClusterOperator stores the ClusterOperator for the Config's
-// conditions, unless it already says that.
+// conditions and the ImagePruner's, unless it already says that.
 func (o *Operator) writeClusterOperator(ctx context.Context, conds []imageregistryv1.OperatorCondition) error {
 	want := configv1.ClusterOperatorStatus{
-		Conditions: unionConditions(conds),
+		Conditions: unionConditions(append(slices.Clone(conds), o.imagePrunerConditions(ctx)...)),
 		Versions:   []configv1.OperandVersion{{Name: "operator", Version: Version()}},
 		RelatedObjects: []configv1.ObjectReference{
 			{Group: imageregistryv1.GroupName, Resource: "configs", Name: imageregistryv1.ConfigName},
+			{Group: imageregistryv1.GroupName, Resource: imageregistryv1.ImagePrunerResource, Name: imageregistryv1.ConfigName},
 			{Group: "", Resource: "namespaces", Name: imageregistryv1.Namespace},
 		},
 	}

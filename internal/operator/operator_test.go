@@ -19,6 +19,7 @@ import (
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/operator"
+	"github.com/berth-registry/berth/internal/prune"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage/memory"
 	"github.com/berth-registry/berth/internal/store"
@@ -604,6 +605,41 @@ func TestClusterOperator(t *testing.T) {
 	}
 	if d := find(c, "Degraded"); d.Status != "True" || d.Reason != "StorageNotConfigured" {
 		t.Errorf("Degraded without storage: %+v", d)
+	}
+
+	// The ImagePruner's conditions take part, prefixed, as on the
+	// reference: an invalid one degrades the operator.
+	pc := &operator.ImagePrunerController{Store: f.st, Log: slog.New(slog.DiscardHandler), Pruner: &prune.Pruner{Store: f.st}}
+	if err := pc.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := f.st.GetObject(context.Background(), operator.ImagePrunerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p imageregistryv1.ImagePruner
+	if err := json.Unmarshal(rec.Body, &p); err != nil {
+		t.Fatal(err)
+	}
+	p.Spec.NodeSelector = map[string]string{"disk": "ssd"} // stored around the API's validation
+	rec.Body, _ = json.Marshal(p)
+	if _, err := f.st.UpdateObject(context.Background(), rec, rec.ResourceVersion); err != nil {
+		t.Fatal(err)
+	}
+	if err := pc.Pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile()
+	if d := find(co(), "Degraded"); d.Status != "True" || !strings.Contains(d.Reason, "ImagePrunerSyncError") ||
+		!strings.Contains(d.Message, "ImagePrunerDegraded: Error: the ImagePruner is invalid: spec.nodeSelector") {
+		t.Errorf("Degraded with an invalid ImagePruner: %+v", d)
+	}
+	found := false
+	for _, r := range co().Status.RelatedObjects {
+		found = found || r.Resource == "imagepruners"
+	}
+	if !found {
+		t.Error("the ImagePruner is not among the related objects")
 	}
 }
 
