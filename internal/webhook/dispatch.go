@@ -255,7 +255,7 @@ func (d *Dispatcher) event(ctx context.Context, ev store.Event) (Event, bool, er
 	case store.EventTagDeleted:
 		e.Type = TypeTagDeleted
 	case store.EventManifestDeleted:
-		e.Type = TypeImageDeleted
+		e.Type, e.Data.Reason = TypeImageDeleted, string(ev.Reason)
 	case store.EventImagePulled:
 		e.Type = TypeImagePulled
 	default:

@@ -1,9 +1,13 @@
 package webhook
 
 import (
+	"context"
+	"strings"
 	"testing"
 
 	berthv1 "github.com/berth-registry/berth/internal/api/berth/v1"
+	"github.com/berth-registry/berth/internal/store"
+	"github.com/opencontainers/go-digest"
 )
 
 // A webhook gets its project's events only (a ClusterWebhook every
@@ -30,5 +34,20 @@ func TestMatches(t *testing.T) {
 		if got := matches(c.hook, push); got != c.want {
 			t.Errorf("%s: matches = %v, want %v", c.name, got, c.want)
 		}
+	}
+}
+
+// An image pruning removed is sent as a deletion that says so.
+func TestPrunedImageIsADeletionWithItsReason(t *testing.T) {
+	d := &Dispatcher{Source: "https://registry.example"}
+	e, ok, err := d.event(context.Background(), store.Event{Seq: 7, Kind: string(store.EventManifestDeleted),
+		Repository: "team/app", Digest: digest.Digest("sha256:" + strings.Repeat("a", 64)), Reason: store.ReasonPruned})
+	if err != nil || !ok || e.Type != TypeImageDeleted || e.Data.Reason != "Pruned" {
+		t.Fatalf("event = %+v, %v, %v", e, ok, err)
+	}
+	e, ok, err = d.event(context.Background(), store.Event{Seq: 8, Kind: string(store.EventManifestDeleted),
+		Repository: "team/app", Digest: digest.Digest("sha256:" + strings.Repeat("b", 64))})
+	if err != nil || !ok || e.Type != TypeImageDeleted || e.Data.Reason != "" {
+		t.Fatalf("a user's deletion = %+v, %v, %v", e, ok, err)
 	}
 }

@@ -72,8 +72,8 @@ type EventData struct {
 	Size      int64  `json:"size,omitempty"`
 	// Actor is who did it (a user or service account name).
 	Actor string `json:"actor,omitempty"`
-	// Reason is why a tag moved other than by a push: Tagged, Alias,
-	// Rollback, Imported.
+	// Reason is why a tag moved other than by a push (Tagged, Alias,
+	// Rollback, Imported), or that pruning deleted an image (Pruned).
 	Reason string `json:"reason,omitempty"`
 }
 
