@@ -47,6 +47,12 @@ type dialect struct {
 	// waits, and the collector, the other way round, waits for those
 	// (PostgreSQL: FOR UPDATE, which conflicts with FOR KEY SHARE).
 	gcLock string
+	// lazyCommit, run first in a transaction, lets its commit return
+	// before it is durable (PostgreSQL: synchronous_commit off): for
+	// writes a later durable commit depends on, which the log then makes
+	// durable with it, in order ("" where commits cost no wait of their
+	// own: SQLite's group commit).
+	lazyCommit string
 	// nowMicros is an SQL expression of the database's clock, in
 	// microseconds since the epoch: what instances with clocks of their
 	// own agree on.

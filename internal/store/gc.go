@@ -100,6 +100,15 @@ func (s *Store) ClaimBlob(ctx context.Context, storage string, dgst digest.Diges
 func (s *Store) claimBlob(ctx context.Context, storage string, dgst digest.Digest, size int64) (c BlobClaim, taken bool, err error) {
 	c = BlobClaim{Digest: dgst, Size: size}
 	err = s.pushTx(ctx, func(tx *sql.Tx) error {
+		// A claim need not be durable on its own: the record of the
+		// bytes (LinkClaimed, CommitUpload) is, and the log makes the
+		// claim durable before it. A claim lost in a crash only fails
+		// that record, which finds no row it claimed.
+		if s.dialect.lazyCommit != "" {
+			if _, err := tx.ExecContext(ctx, s.dialect.lazyCommit); err != nil {
+				return fmt.Errorf("claim blob %s: %w", dgst, err)
+			}
+		}
 		now := s.micros()
 		// Waits for a collector that holds the row; then either creates
 		// it, or touches it unless it is being deleted.

@@ -36,6 +36,7 @@ var postgresDialect = dialect{
 	advisoryLock: `SELECT pg_advisory_xact_lock(hashtext(? || current_schema()))`,
 	keepRows:     ` FOR KEY SHARE`,
 	gcLock:       ` FOR UPDATE`,
+	lazyCommit:   `SET LOCAL synchronous_commit = off`,
 	nowMicros:    `CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)`,
 	uniqueViolation: func(err error) bool {
 		var pe *pgconn.PgError
