@@ -53,7 +53,7 @@ func newAccessFixture(t *testing.T) *accessFixture {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		t.Fatal(err)
 	}
-	h, _, _, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil)
+	h, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil, adminActions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +591,7 @@ func TestUsersAreRecordedAtLogin(t *testing.T) {
 	if err := meta.CreateUser(ctx, store.User{Name: auth.ServiceAccountUser("team", "ci")}); err != nil {
 		t.Fatal(err)
 	}
-	h, _, _, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil)
+	h, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil, adminActions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,7 @@ func BenchmarkAuthOverhead(b *testing.B) {
 	if err := bootstrap(ctx, meta, dir, cfg.AdminPassword, log); err != nil {
 		b.Fatal(err)
 	}
-	secured, _, _, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil)
+	secured, _, err := newHandler(cfg, meta, storages, []byte("test key of logged user names"), log, nil, "", metrics.New(), nil, nil, nil, adminActions{})
 	if err != nil {
 		b.Fatal(err)
 	}

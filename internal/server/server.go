@@ -378,13 +378,15 @@ func Run(ctx context.Context, cfg Config) error {
 	// Every outbound call (imports, pull-through, webhooks) goes through
 	// the proxy the settings name.
 	outboundClient := outbound.Client(current)
-	mux, streams, collector, pruner, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient)
+	// Nothing is deleted while the registry is read-only.
+	readOnly := func() bool { return current.Load().ReadOnly }
+	collector := &gc.Collector{Store: meta, Storages: storages.gcStorages, Grace: cfg.GCGrace, Log: log, Metrics: m.GC(), ReadOnly: readOnly}
+	pruner := &prune.Pruner{Store: meta, ReadOnly: readOnly}
+	mux, streams, err := newHandler(cfg, meta, storages, userNameHashKey(keys.keys[0]), log, stopping, self.Name, m, op.Reconcile, pulls, outboundClient,
+		adminActions{collector: collector, pruner: pruner})
 	if err != nil {
 		return err
 	}
-	// Nothing is deleted while the registry is read-only.
-	collector.ReadOnly = func() bool { return current.Load().ReadOnly }
-	pruner.ReadOnly = collector.ReadOnly
 	probes.routes(mux)
 
 	srv := &http.Server{
@@ -620,10 +622,17 @@ func startDebug(addr string, log *slog.Logger) (*http.Server, error) {
 
 // newHandler assembles the HTTP surface: authentication in front of the
 // registry and the management API, the token endpoint and the metrics.
-func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client) (*http.ServeMux, *imagestream.Service, *gc.Collector, *prune.Pruner, error) {
+// adminActions are the administrative actions the API runs (nil: not
+// served).
+type adminActions struct {
+	collector *gc.Collector
+	pruner    *prune.Pruner
+}
+
+func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashKey []byte, log *slog.Logger, stopping <-chan struct{}, podName string, m *metrics.Metrics, reconcile func(context.Context) error, pulls registry.Pulls, outboundClient *http.Client, admin adminActions) (*http.ServeMux, *imagestream.Service, error) {
 	identity, err := identityProviders(meta, cfg.Htpasswd)
 	if err != nil {
-		return nil, nil, nil, nil, err
+		return nil, nil, err
 	}
 	// Instances that share the store count failed logins together.
 	var sharedFailures auth.SharedFailures
@@ -674,16 +683,21 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 		Upstreams:    streams,
 		Proxy:        streams,
 	})
-	collector := &gc.Collector{Store: meta, Storages: storages.gcStorages, Grace: cfg.GCGrace, Log: log, Metrics: m.GC()}
-	pruner := &prune.Pruner{Store: meta}
-	api := apiserver.New(apiserver.Options{
+	apiOpts := apiserver.Options{
 		ImageStreams: streams,
 		Store:        meta, Authorizer: authz, Authenticator: authn, Issuer: issuer, Logger: log, Blobs: apiBlobs{storages},
 		Stopping: stopping, PodName: podName, PodLogs: podLogs(cfg.LogRing),
-		StorageMigrator:  &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
-		GarbageCollector: collector,
-		ImagePruner:      pruner,
-	})
+		StorageMigrator: &storageMigrations{storages: storages, records: meta, reconcile: reconcile, log: log},
+	}
+	// Set only when there is one: a nil pointer in an interface is not
+	// "not served".
+	if admin.collector != nil {
+		apiOpts.GarbageCollector = admin.collector
+	}
+	if admin.pruner != nil {
+		apiOpts.ImagePruner = admin.pruner
+	}
+	api := apiserver.New(apiOpts)
 	mux := http.NewServeMux()
 	mux.Handle("/v2/", authn.Middleware(reg, reg.WriteAuthError))
 	mux.Handle("/v2", authn.Middleware(reg, reg.WriteAuthError))
@@ -695,7 +709,7 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
-	return mux, streams, collector, pruner, nil
+	return mux, streams, nil
 }
 
 // serverErrors is net/http's error log: warnings, except the handshakes
