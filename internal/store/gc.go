@@ -25,9 +25,11 @@ import (
 //   - Whatever may add a reference to a blob first touches its row
 //     (UPDATE … WHERE deleting = 0), and the collector takes the row FOR
 //     UPDATE before it decides: the two wait for each other, and the one
-//     that comes second sees what the first committed. Taken blobs are
-//     marked deleting, their links removed, in one transaction; their
-//     bytes go after it, and the row last.
+//     that comes second sees what the first committed (a manifest push
+//     locks only the links it relies on). Taken blobs are marked deleting
+//     with their collection's owner token, their links removed, in one
+//     transaction; their bytes go after it, and the row last, by that
+//     collection alone (another takes over a hold gone stale).
 //   - Bytes are written only after a claim (ClaimBlob), and recorded only
 //     if the row claimed is still the same (created_at) and not deleting:
 //     bytes the collector may have removed are never recorded as present.
