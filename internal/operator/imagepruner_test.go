@@ -37,33 +37,15 @@ func TestImagePrunerRunsItsSchedule(t *testing.T) {
 		Pruner: &prune.Pruner{Store: st, Now: func() time.Time { return time.Now().Add(time.Hour) }}}
 	read := func() *imageregistryv1.ImagePruner {
 		t.Helper()
-		rec, err := st.GetObject(ctx, operator.ImagePrunerKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &imageregistryv1.ImagePruner{}
-		if err := json.Unmarshal(rec.Body, p); err != nil {
-			t.Fatal(err)
-		}
-		p.ResourceVersion = fmt.Sprint(rec.ResourceVersion)
+		_, p := storedPruner(t, st)
 		return p
 	}
 	write := func(edit func(*imageregistryv1.ImagePrunerSpec)) {
 		t.Helper()
-		rec, err := st.GetObject(ctx, operator.ImagePrunerKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := &imageregistryv1.ImagePruner{}
-		if err := json.Unmarshal(rec.Body, p); err != nil {
-			t.Fatal(err)
-		}
-		edit(&p.Spec)
-		p.Generation++
-		rec.Body, _ = json.Marshal(p)
-		if _, err := st.UpdateObject(ctx, rec, rec.ResourceVersion); err != nil {
-			t.Fatal(err)
-		}
+		editPruner(t, st, func(p *imageregistryv1.ImagePruner) {
+			edit(&p.Spec)
+			p.Generation++
+		})
 	}
 	condition := func(p *imageregistryv1.ImagePruner, typ string) string {
 		for _, c := range p.Status.Conditions {
@@ -163,5 +145,33 @@ func TestImagePrunerRunsItsSchedule(t *testing.T) {
 	p = read()
 	if len(p.Status.Runs) != 1 || condition(p, "Degraded") != "True/SyncError" || condition(p, "Available") != "False/Error" {
 		t.Fatalf("invalid: runs %+v, conditions %+v", p.Status.Runs, p.Status.Conditions)
+	}
+}
+
+// storedPruner reads the stored ImagePruner.
+func storedPruner(t *testing.T, st *store.Store) (store.Object, *imageregistryv1.ImagePruner) {
+	t.Helper()
+	rec, err := st.GetObject(context.Background(), operator.ImagePrunerKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &imageregistryv1.ImagePruner{}
+	if err := json.Unmarshal(rec.Body, p); err != nil {
+		t.Fatal(err)
+	}
+	p.ResourceVersion = fmt.Sprint(rec.ResourceVersion)
+	return rec, p
+}
+
+// editPruner changes the stored ImagePruner around the API (and its
+// validation).
+func editPruner(t *testing.T, st *store.Store, edit func(*imageregistryv1.ImagePruner)) {
+	t.Helper()
+	rec, p := storedPruner(t, st)
+	edit(p)
+	p.ResourceVersion = ""
+	rec.Body, _ = json.Marshal(p)
+	if _, err := st.UpdateObject(context.Background(), rec, rec.ResourceVersion); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -613,19 +613,7 @@ func TestClusterOperator(t *testing.T) {
 	if err := pc.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := f.st.GetObject(context.Background(), operator.ImagePrunerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p imageregistryv1.ImagePruner
-	if err := json.Unmarshal(rec.Body, &p); err != nil {
-		t.Fatal(err)
-	}
-	p.Spec.NodeSelector = map[string]string{"disk": "ssd"} // stored around the API's validation
-	rec.Body, _ = json.Marshal(p)
-	if _, err := f.st.UpdateObject(context.Background(), rec, rec.ResourceVersion); err != nil {
-		t.Fatal(err)
-	}
+	editPruner(t, f.st, func(p *imageregistryv1.ImagePruner) { p.Spec.NodeSelector = map[string]string{"disk": "ssd"} })
 	if err := pc.Pass(context.Background()); err != nil {
 		t.Fatal(err)
 	}
