@@ -39,6 +39,13 @@ var (
 	// is the server's to write. ClusterWebhooks are cluster-admin's only.
 	webhookResource       = []string{"webhooks"}
 	webhookStatusResource = []string{"webhooks/status"}
+	// A project's quotas bound what its members push: they read them, and
+	// only a cluster administrator writes them (as on Kubernetes, where
+	// admin reads resourcequotas and limitranges).
+	quotaResources = []string{"resourcequotas", "limitranges"}
+	// adminCoreResources are the core kinds a project's admin writes: all
+	// but its quotas.
+	adminCoreResources = append(append([]string{}, projectResources...), "secrets", "serviceaccounts/token", "pods", "pods/log")
 )
 
 func rule(groups []string, resources []string, verbs ...[]string) Rule {
@@ -55,7 +62,9 @@ func one(s string) []string { return []string{s} }
 var BuiltinRoles = map[string]Role{
 	"cluster-admin": {Rules: []Rule{rule(one("*"), one("*"), allVerbs)}},
 	"admin": {Rules: []Rule{
-		rule([]string{groupImage, groupCore, groupProject}, one("*"), allVerbs),
+		rule([]string{groupImage, groupProject}, one("*"), allVerbs),
+		rule(one(groupCore), adminCoreResources, allVerbs),
+		rule(one(groupCore), quotaResources, readVerbs),
 		rule(one(groupRBAC), []string{"rolebindings", "roles"}, allVerbs),
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 		rule(one(groupBerth), webhookResource, allVerbs),
@@ -65,16 +74,19 @@ var BuiltinRoles = map[string]Role{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers"), readVerbs, writeVerbs),
 		rule(one(groupCore), append(projectResources, "secrets"), readVerbs, writeVerbs),
 		rule(one(groupCore), one("serviceaccounts/token"), one("create")),
+		rule(one(groupCore), quotaResources, readVerbs),
 	}},
 	"view": {Rules: []Rule{
 		rule(one(groupImage), imageReadResources, readVerbs),
 		rule(one(groupImage), one("imagestreams/layers"), one("get")),
 		rule([]string{groupCore, groupProject}, projectResources, readVerbs),
+		rule(one(groupCore), quotaResources, readVerbs),
 	}},
 	"registry-admin": {Rules: []Rule{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers", "imagestreams/status"), readVerbs, writeVerbs),
 		rule(one(groupRBAC), one("rolebindings"), allVerbs),
 		rule([]string{groupCore, groupProject}, []string{"namespaces", "projects"}, one("get")),
+		rule(one(groupCore), quotaResources, readVerbs),
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 		rule(one(groupBerth), webhookResource, readVerbs, writeVerbs),
 		rule(one(groupBerth), webhookStatusResource, one("get")),
