@@ -71,6 +71,9 @@ type storedKind struct {
 	// caller may write obj (beyond the verb on the resource: no escalation
 	// through role bindings).
 	admit func(ctx context.Context, s *Server, obj object) error
+	// present, when set, completes an object read from the store before
+	// it is shown (fields computed on read, such as a quota's usage).
+	present func(ctx context.Context, s *Server, obj object) error
 	// readOnly, when set, is why the kind may only be read: every write
 	// answers 405 with it.
 	readOnly string
@@ -393,6 +396,15 @@ func (k *storedKind) fromStored(o store.Object) (object, error) {
 	return obj, nil
 }
 
+// shown is the object rec holds as a read shows it (see present).
+func (k *storedKind) shown(ctx context.Context, s *Server, rec store.Object) (object, error) {
+	obj, err := k.fromStored(rec)
+	if err != nil || k.present == nil {
+		return obj, err
+	}
+	return obj, k.present(ctx, s, obj)
+}
+
 func (k *storedKind) gvk() (gvk schemaGVK) {
 	return schemaGVK{Group: k.info.Group, Version: k.info.Version, Kind: k.info.Kind}
 }
@@ -469,7 +481,7 @@ func (s *Server) createStored(k *storedKind) func(http.ResponseWriter, *http.Req
 		if err != nil {
 			return k.storedError(err, obj.GetName())
 		}
-		out, err := k.fromStored(rec)
+		out, err := k.shown(r.Context(), s, rec)
 		if err != nil {
 			return err
 		}
@@ -487,7 +499,7 @@ func (s *Server) getStored(k *storedKind) func(http.ResponseWriter, *http.Reques
 		if err != nil {
 			return k.storedError(err, name)
 		}
-		obj, err := k.fromStored(rec)
+		obj, err := k.shown(r.Context(), s, rec)
 		if err != nil {
 			return err
 		}
@@ -844,7 +856,7 @@ func (s *Server) listStored(k *storedKind) func(http.ResponseWriter, *http.Reque
 				if !q.matches(rec) {
 					continue
 				}
-				obj, err := k.fromStored(rec)
+				obj, err := k.shown(r.Context(), s, rec)
 				if err != nil {
 					return err
 				}
@@ -912,7 +924,7 @@ func (s *Server) storedWatchFeed(r *http.Request, k *storedKind, q listQuery) wa
 			}
 			objs := make([]object, 0, len(recs))
 			for _, rec := range recs {
-				obj, err := k.fromStored(rec)
+				obj, err := k.shown(ctx, s, rec)
 				if err != nil {
 					return nil, 0, err
 				}
@@ -929,7 +941,7 @@ func (s *Server) storedWatchFeed(r *http.Request, k *storedKind, q listQuery) wa
 			}
 			var changes []watchChange[object]
 			for _, e := range events {
-				obj, err := k.fromStored(e.Object)
+				obj, err := k.shown(ctx, s, e.Object)
 				if err != nil {
 					return nil, after, false, err
 				}
