@@ -25,6 +25,7 @@ import (
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/imagestream"
 	"github.com/berth-registry/berth/internal/reqlog"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // Options configure the API server.
@@ -235,6 +236,12 @@ func (s *Server) statusOf(r *http.Request, err error) *StatusError {
 			"; the object has been modified; please apply your changes to the latest version and try again"}
 	case errors.Is(err, errdefs.ErrGone):
 		se = &StatusError{http.StatusGone, "Expired", err.Error()}
+	case errors.Is(err, errdefs.ErrQuotaExceeded):
+		msg := err.Error()
+		if q, ok := errors.AsType[*store.QuotaExceededError](err); ok {
+			msg = q.Error()
+		}
+		se = &StatusError{http.StatusForbidden, "Forbidden", msg}
 	default:
 		s.log.Error("management API", "method", r.Method, "path", r.URL.Path, "err", err)
 		se = &StatusError{http.StatusInternalServerError, "InternalError", "internal error; the server log has the detail"}

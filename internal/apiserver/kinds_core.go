@@ -18,7 +18,7 @@ import (
 type schemaGVK = schema.GroupVersionKind
 
 // storedKinds are the kinds the generic handlers serve.
-var storedKinds = []*storedKind{configMapKind, secretKind, configKind, clusterOperatorKind, imageConfigKind, routeKind, roleBindingKind, clusterRoleBindingKind, groupKind, serviceAccountKind, webhookKind, clusterWebhookKind, proxyCacheKind, imagePrunerKind}
+var storedKinds = []*storedKind{configMapKind, secretKind, configKind, clusterOperatorKind, imageConfigKind, routeKind, roleBindingKind, clusterRoleBindingKind, groupKind, serviceAccountKind, webhookKind, clusterWebhookKind, proxyCacheKind, imagePrunerKind, resourceQuotaKind, limitRangeKind}
 
 // protobufSchemes register the built-in types kubectl may send as
 // protobuf.

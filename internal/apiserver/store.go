@@ -18,6 +18,7 @@ import (
 type ObjectStore interface {
 	GetObject(ctx context.Context, k store.ObjectKey) (store.Object, error)
 	ListObjects(ctx context.Context, q store.ObjectQuery) ([]store.Object, bool, int64, error)
+	ProjectUsage(ctx context.Context, project string) (store.Usage, error)
 	CreateObject(ctx context.Context, o store.Object) (store.Object, error)
 	UpdateObject(ctx context.Context, o store.Object, expect int64) (store.Object, error)
 	DeleteObject(ctx context.Context, k store.ObjectKey, expect int64, uid string) (store.Object, error)

@@ -32,4 +32,8 @@ var (
 	// upload sessions of a user or project); finishing or cancelling some
 	// of what is open makes room.
 	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrQuotaExceeded: the write would take a project beyond its quota or
+	// limit range; deleting content, or an administrator raising the
+	// bound, makes room. Unlike ErrLimitExceeded, waiting does not.
+	ErrQuotaExceeded = errors.New("quota exceeded")
 )

@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/berth-registry/berth/internal/errdefs"
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // code is an error code of the OCI Distribution Spec with the HTTP status
@@ -91,11 +92,26 @@ func fromClass(err error, notFound code, what string) *Error {
 		// No code of the spec fits; DENIED is what Harbor answers when
 		// its quota is reached, and 507 says it is the storage's state.
 		return &Error{Code: codeStorageFull, Message: "the registry's storage is full: its administrator must raise its limit or move it to a larger storage", Err: err}
+	case errors.Is(err, errdefs.ErrQuotaExceeded):
+		return &Error{Code: codeDenied, Message: quotaMessage(err), Err: err}
 	case errors.Is(err, errdefs.ErrLimitExceeded):
 		return &Error{Code: codeTooManyRequests, Message: err.Error(), Err: err}
 	default:
 		return &Error{Code: codeInternal, Message: "internal error", Err: err}
 	}
+}
+
+// quotaMessage is the store's refusal without the context it was
+// wrapped in: the quota, its bound and the figures, and how to make room.
+func quotaMessage(err error) string {
+	if l, ok := errors.AsType[*store.ImageTooLargeError](err); ok {
+		return l.Error() + "; push a smaller image, or ask a cluster administrator to raise the limit"
+	}
+	msg := err.Error()
+	if q, ok := errors.AsType[*store.QuotaExceededError](err); ok {
+		msg = q.Error()
+	}
+	return msg + "; make room by deleting from the project, or ask a cluster administrator to raise the bound"
 }
 
 type errorBody struct {

@@ -230,6 +230,12 @@ func (r *Registry) commitBlob(ctx context.Context, st settings.Storage, repo str
 		}
 		return &Error{Code: codeBlobUploadUnknown, Message: collected.Error(), Err: err}
 	}
+	if errors.Is(err, errdefs.ErrQuotaExceeded) && session {
+		// Refused for good: a retried PUT would be too. The published
+		// bytes, recorded nowhere, are the collector's after the grace
+		// period.
+		r.abortSession(ctx, st.Driver, up)
+	}
 	if err != nil {
 		return fromClass(err, codeBlobUploadUnknown, "upload")
 	}

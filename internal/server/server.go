@@ -33,6 +33,7 @@ import (
 	"github.com/berth-registry/berth/internal/outbound"
 	"github.com/berth-registry/berth/internal/pki"
 	"github.com/berth-registry/berth/internal/prune"
+	"github.com/berth-registry/berth/internal/quota"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/storage/drivers"
@@ -272,6 +273,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer meta.Close()
+	meta.SetLimitsPolicy(quota.Policy())
 	// A shared store's data directory may be any; SQLite's is where the
 	// store is (memory storage's store is new at each start).
 	if shared {

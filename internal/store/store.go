@@ -80,6 +80,8 @@ type Store struct {
 	// tagHistory bounds each tag's history (0: DefaultTagHistory).
 	tagHistory    atomic.Int64
 	blobLocations *gencache.Cache[blobRef, BlobLocation]
+	// limits is what bounds each project's pushes (SetLimitsPolicy).
+	limits atomic.Pointer[LimitsPolicy]
 }
 
 // repoRef is a repository and a reference in it (tag or digest).
@@ -92,6 +94,8 @@ type effects struct {
 	pending []pendingEvent
 	// committing: accessCommitting counts this transaction's commit.
 	committing bool
+	// limits are the projects' limits as tx read them (limitsOf).
+	limits map[string]Limits
 }
 
 // AccessGeneration changes after every committed change to users,
@@ -414,6 +418,9 @@ func (s *Store) ensureRepository(ctx context.Context, tx *sql.Tx, repo string) (
 	if err != nil {
 		return 0, fmt.Errorf("create repository %s: %w", repo, err)
 	}
+	if err := s.checkStreamQuota(ctx, tx, projectOf(repo)); err != nil {
+		return 0, err
+	}
 	if err := s.appendEvent(ctx, tx, EventRepositoryCreated, repo, "", ""); err != nil {
 		return 0, err
 	}
@@ -496,6 +503,9 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 			return err
 		}
 		if err := s.checkReferences(ctx, tx, in, repoID, m); err != nil {
+			return err
+		}
+		if err := s.checkImageSize(ctx, tx, repo, m); err != nil {
 			return err
 		}
 		linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
@@ -594,8 +604,10 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
 	if err != nil {
 		return false, fmt.Errorf("link manifest %s to %s: %w", m.Digest, repo, err)
 	}
-	n, _ := res.RowsAffected()
-	return n > 0, nil
+	if n, _ := res.RowsAffected(); n == 0 {
+		return false, nil
+	}
+	return true, s.checkStorageQuota(ctx, tx, repoID, repo, m.Digest, true, int64(len(m.Payload)))
 }
 
 func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {

@@ -301,6 +301,9 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.
 			return fmt.Errorf("link manifest %s to %s: %w", l.digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
+			if err := s.checkStorageQuota(ctx, tx, repoID, repo, l.digest, true, -1); err != nil {
+				return err
+			}
 			// Linked by a tag, not pushed: the reason tells them apart.
 			if err := s.appendEventWhy(ctx, tx, EventManifestPushed, repo, l.digest, "", ReasonTagged); err != nil {
 				return err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/quota"
 	"github.com/berth-registry/berth/internal/settings"
 	"github.com/berth-registry/berth/internal/store"
 )
@@ -71,6 +72,7 @@ func New(t testing.TB, opts Options) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	st.SetLimitsPolicy(quota.Policy())
 	users := map[string]string{"admin": AdminPassword}
 	for u, p := range opts.Users {
 		users[u] = p

@@ -98,6 +98,9 @@ func Run(t *testing.T, open Opener) {
 		{"GCResumesTakenBlobs", testGCResumesTakenBlobs},
 		{"GCManifestPushedAgain", testGCManifestPushedAgain},
 		{"PruneRepository", testPruneRepository},
+		{"Quotas", testQuotas},
+		{"ImageSizeLimit", testImageSizeLimit},
+		{"ConcurrentQuota", testConcurrentQuota},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}

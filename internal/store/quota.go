@@ -1,0 +1,267 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/berth-registry/berth/internal/errdefs"
+)
+
+// Limits are what a project's quota objects allow its pushes. The store
+// enforces them where content enters a project, inside the transaction
+// that adds it; what they mean as API objects is the policy's
+// (SetLimitsPolicy).
+type Limits struct {
+	// ImageStreams bounds the project's repositories.
+	ImageStreams Limit
+	// Storage bounds the bytes of the blobs and manifests the project's
+	// repositories link, each digest counted once however many link it.
+	Storage Limit
+	// ImageSize bounds one image: the blobs its manifest references.
+	ImageSize Limit
+}
+
+// Limit is one bound and the object that sets it; By "" is no bound.
+type Limit struct {
+	Max int64
+	// By names the object for messages: `resourcequota "q"`.
+	By string
+	// Resource is the name the object gives the bound
+	// ("openshift.io/imagestreams").
+	Resource string
+}
+
+func (l Limit) set() bool { return l.By != "" }
+
+// Tighter returns the lower of two bounds: where several objects bound the
+// same thing, each must hold.
+func (l Limit) Tighter(o Limit) Limit {
+	if !l.set() || (o.set() && o.Max < l.Max) {
+		return o
+	}
+	return l
+}
+
+// LimitsPolicy says which objects of a project bound its pushes, and
+// what they allow.
+type LimitsPolicy struct {
+	Group     string
+	Resources []string
+	Decide    func(objects []Object) (Limits, error)
+}
+
+// SetLimitsPolicy makes the store enforce p from now on; without one,
+// nothing is bounded.
+func (s *Store) SetLimitsPolicy(p LimitsPolicy) { s.limits.Store(&p) }
+
+// QuotaExceededError refuses a write that would take a project beyond a
+// bound: Requested on top of Used goes over Max.
+type QuotaExceededError struct {
+	Limit
+	Requested, Used int64
+	// Bytes: the figures are sizes.
+	Bytes bool
+}
+
+func (e *QuotaExceededError) Error() string {
+	f := func(n int64) string { return strconv.FormatInt(n, 10) }
+	if e.Bytes {
+		f = FormatBytes
+	}
+	return fmt.Sprintf("exceeded %s, requested: %s=%s, used: %s=%s, limited: %s=%s",
+		e.By, e.Resource, f(e.Requested), e.Resource, f(e.Used), e.Resource, f(e.Max))
+}
+
+func (e *QuotaExceededError) Unwrap() error { return errdefs.ErrQuotaExceeded }
+
+// ImageTooLargeError refuses an image bigger than a limit range allows.
+type ImageTooLargeError struct {
+	Limit
+	Digest digest.Digest
+	Size   int64
+}
+
+func (e *ImageTooLargeError) Error() string {
+	return fmt.Sprintf("image %s of size %s exceeds the maximum of %s: %s=%s",
+		e.Digest, FormatBytes(e.Size), e.By, e.Resource, FormatBytes(e.Max))
+}
+
+func (e *ImageTooLargeError) Unwrap() error { return errdefs.ErrQuotaExceeded }
+
+// FormatBytes writes n as a Kubernetes quantity: with the largest binary
+// suffix that divides it exactly ("5Mi"), else as a plain number, so the
+// figure is exact either way.
+func FormatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"Ti", 1 << 40}, {"Gi", 1 << 30}, {"Mi", 1 << 20}, {"Ki", 1 << 10}} {
+		if n != 0 && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// Usage is what a project holds, as its quota counts it.
+type Usage struct {
+	ImageStreams int64
+	StorageBytes int64
+}
+
+// ProjectUsage returns what project holds now.
+func (s *Store) ProjectUsage(ctx context.Context, project string) (Usage, error) {
+	var u Usage
+	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM repositories WHERE project = ?`, project).Scan(&u.ImageStreams); err != nil {
+		return Usage{}, fmt.Errorf("count the image streams of %s: %w", project, err)
+	}
+	var err error
+	u.StorageBytes, err = projectStorage(ctx, s.read, project)
+	return u, err
+}
+
+// projectStorage is the bytes of the distinct blobs and manifests the
+// repositories of project link.
+func projectStorage(ctx context.Context, q querier, project string) (int64, error) {
+	var n int64
+	err := q.QueryRowContext(ctx, `
+SELECT COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN (
+	SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE r.project = ?)), 0)
+     + COALESCE((SELECT SUM(m.size) FROM manifests m WHERE m.digest IN (
+	SELECT rm.digest FROM repository_manifests rm JOIN repositories r ON r.id = rm.repository_id WHERE r.project = ?)), 0)`,
+		project, project).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("sum the storage of %s: %w", project, err)
+	}
+	return n, nil
+}
+
+// limitsOf reads project's limits in tx, once per transaction. When any
+// is set, tx holds the project's quota lock from then on: the writes that
+// count what the project holds and add to it take turns, so two pushes
+// cannot each fit alone and overrun together.
+func (s *Store) limitsOf(ctx context.Context, tx *sql.Tx, project string) (Limits, error) {
+	p := s.limits.Load()
+	if p == nil {
+		return Limits{}, nil
+	}
+	e := s.effectsOf(tx)
+	if l, ok := e.limits[project]; ok {
+		return l, nil
+	}
+	args := []any{p.Group, project}
+	for _, r := range p.Resources {
+		args = append(args, r)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+objectColumns+` FROM objects
+WHERE api_group = ? AND namespace = ? AND resource IN (`+placeholders(len(p.Resources))+`)`, args...)
+	if err != nil {
+		return Limits{}, fmt.Errorf("read the quotas of %s: %w", project, err)
+	}
+	objs, err := scanObjects(rows)
+	if err != nil {
+		return Limits{}, fmt.Errorf("read the quotas of %s: %w", project, err)
+	}
+	var l Limits
+	if len(objs) > 0 {
+		if l, err = p.Decide(objs); err != nil {
+			return Limits{}, fmt.Errorf("the quotas of %s: %w", project, err)
+		}
+	}
+	if (l.ImageStreams.set() || l.Storage.set()) && s.dialect.advisoryLock != "" {
+		if _, err := tx.ExecContext(ctx, s.dialect.advisoryLock, "quota:"+project); err != nil {
+			return Limits{}, fmt.Errorf("lock the quota of %s: %w", project, err)
+		}
+	}
+	if e.limits == nil {
+		e.limits = map[string]Limits{}
+	}
+	e.limits[project] = l
+	return l, nil
+}
+
+// checkStreamQuota refuses the repository tx just created in project when
+// the project now holds more than its quota allows.
+func (s *Store) checkStreamQuota(ctx context.Context, tx *sql.Tx, project string) error {
+	l, err := s.limitsOf(ctx, tx, project)
+	if err != nil || !l.ImageStreams.set() {
+		return err
+	}
+	var n int64
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM repositories WHERE project = ?`, project).Scan(&n); err != nil {
+		return fmt.Errorf("count the image streams of %s: %w", project, err)
+	}
+	if n > l.ImageStreams.Max {
+		return &QuotaExceededError{Limit: l.ImageStreams, Requested: 1, Used: n - 1}
+	}
+	return nil
+}
+
+// checkStorageQuota refuses the link of dgst (a blob, or a manifest) of
+// size (-1: as recorded) into repoID, which tx just made, when it brings new bytes to the
+// project and the project then holds more than its quota allows. Bytes
+// another of its repositories already links cost nothing.
+func (s *Store) checkStorageQuota(ctx context.Context, tx *sql.Tx, repoID int64, repo string, dgst digest.Digest, manifest bool, size int64) error {
+	project := projectOf(repo)
+	l, err := s.limitsOf(ctx, tx, project)
+	if err != nil || !l.Storage.set() {
+		return err
+	}
+	links := `repository_blobs`
+	if manifest {
+		links = `repository_manifests`
+	}
+	var one int
+	err = tx.QueryRowContext(ctx, `SELECT 1 FROM `+links+` l JOIN repositories r ON r.id = l.repository_id
+WHERE l.digest = ? AND r.project = ? AND l.repository_id <> ? LIMIT 1`, string(dgst), project, repoID).Scan(&one)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("find %s in %s: %w", dgst, project, err)
+	}
+	if size < 0 {
+		table := `blobs`
+		if manifest {
+			table = `manifests`
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT size FROM `+table+` WHERE digest = ?`, string(dgst)).Scan(&size); err != nil {
+			return fmt.Errorf("size of %s: %w", dgst, err)
+		}
+	}
+	total, err := projectStorage(ctx, tx, project)
+	if err != nil {
+		return err
+	}
+	if total > l.Storage.Max {
+		return &QuotaExceededError{Limit: l.Storage, Requested: size, Used: total - size, Bytes: true}
+	}
+	return nil
+}
+
+// checkImageSize refuses manifest m when the blobs it references add up
+// to more than a limit range of repo's project allows one image. An index
+// is not an image: its manifests are checked as they are pushed.
+func (s *Store) checkImageSize(ctx context.Context, tx *sql.Tx, repo string, m Manifest) error {
+	var size int64
+	blobs := false
+	for _, ref := range m.References {
+		if !ref.Manifest {
+			size += ref.Size
+			blobs = true
+		}
+	}
+	if !blobs {
+		return nil
+	}
+	l, err := s.limitsOf(ctx, tx, projectOf(repo))
+	if err != nil || !l.ImageSize.set() || size <= l.ImageSize.Max {
+		return err
+	}
+	return &ImageTooLargeError{Limit: l.ImageSize, Digest: m.Digest, Size: size}
+}
