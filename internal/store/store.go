@@ -576,29 +576,29 @@ func (s *Store) recordManifest(ctx context.Context, tx *sql.Tx, repoID int64, re
 		annotations = string(b)
 	}
 	now := s.micros()
-	// A stored manifest is touched, which waits for a collector holding
-	// its row (and keeps the next one away for the grace period); one it
-	// deleted meanwhile is stored again, with its references.
-	res, err := tx.ExecContext(ctx, `UPDATE manifests SET touched_at = ? WHERE digest = ?`, now, string(m.Digest))
+	// One statement stores the manifest or touches the stored one: the
+	// touch waits for a collector holding its row (and keeps the next one
+	// away for the grace period), and a row the collector deleted
+	// meanwhile is stored again, with its references. The row is new when
+	// it carries this write's time; two writers storing one digest in the
+	// same microsecond both record its references, which is idempotent.
+	var created int64
+	err = tx.QueryRowContext(ctx, `
+INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at, touched_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (digest) DO UPDATE SET touched_at = excluded.touched_at
+RETURNING created_at`,
+		string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations,
+		len(m.Payload), m.Payload, now, now).Scan(&created)
 	if err != nil {
 		return false, fmt.Errorf("record manifest %s: %w", m.Digest, err)
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		res, err := tx.ExecContext(ctx, `
-INSERT INTO manifests (digest, media_type, artifact_type, subject, annotations, size, payload, created_at, touched_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO NOTHING`,
-			string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations,
-			len(m.Payload), m.Payload, now, now)
-		if err != nil {
-			return false, fmt.Errorf("record manifest %s: %w", m.Digest, err)
-		}
-		if n, _ := res.RowsAffected(); n > 0 {
-			if err := insertReferences(ctx, tx, m); err != nil {
-				return false, err
-			}
+	if created == now {
+		if err := insertReferences(ctx, tx, m); err != nil {
+			return false, err
 		}
 	}
-	res, err = tx.ExecContext(ctx,
+	res, err := tx.ExecContext(ctx,
 		`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
 		repoID, string(m.Digest), now)
 	if err != nil {
