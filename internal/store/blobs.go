@@ -211,7 +211,7 @@ func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgs
 		return fmt.Errorf("link blob %s to %s: %w", dgst, repo, err)
 	}
 	if n, _ := res.RowsAffected(); n > 0 {
-		if err := s.checkStorageQuota(ctx, tx, repoID, repo, dgst, false, -1); err != nil {
+		if err := s.checkStorageQuota(ctx, tx, repo, dgst, false); err != nil {
 			return err
 		}
 		return s.appendEvent(ctx, tx, EventBlobLinked, repo, dgst, "")

@@ -135,3 +135,42 @@ func TestMigrationContinuesTheEventNumbers(t *testing.T) {
 		t.Fatalf("events after the migration: %+v, want the first numbered 6", evs)
 	}
 }
+
+// Migration 15 counts what each project held before it: the sums are
+// those of the distinct blobs and manifests its repositories linked.
+func TestMigrationCountsWhatProjectsHold(t *testing.T) {
+	ctx := context.Background()
+	path, old := databaseAt(t, 14)
+	for _, q := range []string{
+		`INSERT INTO repositories (id, name, project, created_at) VALUES (1, 'p/a', 'p', 1), (2, 'p/b', 'p', 1), (3, 'q/a', 'q', 1)`,
+		`INSERT INTO blobs (digest, size, created_at) VALUES ('sha256:1', 100, 1), ('sha256:2', 20, 1)`,
+		`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (1, 'sha256:1', 1), (2, 'sha256:1', 1), (2, 'sha256:2', 1), (3, 'sha256:1', 1)`,
+		`INSERT INTO manifests (digest, media_type, size, payload, created_at) VALUES ('sha256:m', 'x', 7, x'00', 1)`,
+		`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (1, 'sha256:m', 1), (2, 'sha256:m', 1)`,
+	} {
+		if _, err := old.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	old.Close()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("migrate to the current schema: %v", err)
+	}
+	defer s.Close()
+	for project, want := range map[string]int64{"p": 127, "q": 100} {
+		if u, err := s.ProjectUsage(ctx, project); err != nil || u.StorageBytes != want {
+			t.Errorf("%s after the migration: %+v %v, want %d bytes", project, u, err, want)
+		}
+	}
+	// Unlinking after the migration counts down from there.
+	if err := s.UnlinkBlob(ctx, "p/b", "sha256:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UnlinkBlob(ctx, "p/a", "sha256:1"); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ := s.ProjectUsage(ctx, "p"); u.StorageBytes != 27 {
+		t.Errorf("p after unlinking its 100 bytes: %+v", u)
+	}
+}

@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"strconv"
 
@@ -126,15 +125,11 @@ func (s *Store) ProjectUsage(ctx context.Context, project string) (Usage, error)
 }
 
 // projectStorage is the bytes of the distinct blobs and manifests the
-// repositories of project link.
+// repositories of project link: a sum over its rows of project_contents,
+// which triggers keep as links come and go.
 func projectStorage(ctx context.Context, q querier, project string) (int64, error) {
 	var n int64
-	err := q.QueryRowContext(ctx, `
-SELECT COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN (
-	SELECT rb.digest FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id WHERE r.project = ?)), 0)
-     + COALESCE((SELECT SUM(m.size) FROM manifests m WHERE m.digest IN (
-	SELECT rm.digest FROM repository_manifests rm JOIN repositories r ON r.id = rm.repository_id WHERE r.project = ?)), 0)`,
-		project, project).Scan(&n)
+	err := q.QueryRowContext(ctx, `SELECT COALESCE(SUM(size), 0) FROM project_contents WHERE project = ?`, project).Scan(&n)
 	if err != nil {
 		return 0, fmt.Errorf("sum the storage of %s: %w", project, err)
 	}
@@ -202,37 +197,30 @@ func (s *Store) checkStreamQuota(ctx context.Context, tx *sql.Tx, project string
 	return nil
 }
 
-// checkStorageQuota refuses the link of dgst (a blob, or a manifest) of
-// size (-1: as recorded) into repoID, which tx just made, when it brings new bytes to the
-// project and the project then holds more than its quota allows. Bytes
-// another of its repositories already links cost nothing.
-func (s *Store) checkStorageQuota(ctx context.Context, tx *sql.Tx, repoID int64, repo string, dgst digest.Digest, manifest bool, size int64) error {
+// checkStorageQuota refuses the link of dgst (a blob, or a manifest) into
+// repo, which tx just made, when it brings new bytes to the project and
+// the project then holds more than its quota allows. Bytes another of its
+// repositories already links cost nothing.
+func (s *Store) checkStorageQuota(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest, manifest bool) error {
 	project := projectOf(repo)
 	l, err := s.limitsOf(ctx, tx, project)
 	if err != nil || !l.Storage.set() {
 		return err
 	}
-	links := `repository_blobs`
+	// The link tx just made is counted: more than one is bytes the
+	// project held already.
+	isManifest := 0
 	if manifest {
-		links = `repository_manifests`
+		isManifest = 1
 	}
-	var one int
-	err = tx.QueryRowContext(ctx, `SELECT 1 FROM `+links+` l JOIN repositories r ON r.id = l.repository_id
-WHERE l.digest = ? AND r.project = ? AND l.repository_id <> ? LIMIT 1`, string(dgst), project, repoID).Scan(&one)
-	if err == nil {
-		return nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
+	var links, size int64
+	err = tx.QueryRowContext(ctx, `SELECT links, size FROM project_contents WHERE project = ? AND manifest = ? AND digest = ?`,
+		project, isManifest, string(dgst)).Scan(&links, &size)
+	if err != nil {
 		return fmt.Errorf("find %s in %s: %w", dgst, project, err)
 	}
-	if size < 0 {
-		table := `blobs`
-		if manifest {
-			table = `manifests`
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT size FROM `+table+` WHERE digest = ?`, string(dgst)).Scan(&size); err != nil {
-			return fmt.Errorf("size of %s: %w", dgst, err)
-		}
+	if links > 1 {
+		return nil
 	}
 	total, err := projectStorage(ctx, tx, project)
 	if err != nil {

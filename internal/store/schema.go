@@ -420,4 +420,48 @@ UPDATE manifests SET touched_at = created_at;
 -- Tag history keeps the images it names: the collector asks by digest.
 CREATE INDEX tag_events_digest ON tag_events (digest) WHERE digest IS NOT NULL;
 `,
+	// 15: what each project holds, for its quotas (quota.go): a row per
+	// distinct blob or manifest its repositories link, with the number of
+	// links. Triggers keep it, so every write that links or unlinks does,
+	// whatever its path; a project's storage is a sum over its rows.
+	`
+CREATE TABLE project_contents (
+	project  TEXT    NOT NULL,
+	manifest INTEGER NOT NULL,
+	digest   TEXT    NOT NULL,
+	size     BIGINT  NOT NULL,
+	links    BIGINT  NOT NULL,
+	PRIMARY KEY (project, manifest, digest)
+) WITHOUT ROWID;
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+GROUP BY r.project, rb.digest, b.size;
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
+JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
+GROUP BY r.project, rm.digest, m.size;
+CREATE TRIGGER repository_blobs_counted AFTER INSERT ON repository_blobs BEGIN
+	INSERT INTO project_contents (project, manifest, digest, size, links)
+	SELECT r.project, 0, NEW.digest, b.size, 1 FROM repositories r, blobs b WHERE r.id = NEW.repository_id AND b.digest = NEW.digest
+	ON CONFLICT (project, manifest, digest) DO UPDATE SET links = links + 1;
+END;
+CREATE TRIGGER repository_manifests_counted AFTER INSERT ON repository_manifests BEGIN
+	INSERT INTO project_contents (project, manifest, digest, size, links)
+	SELECT r.project, 1, NEW.digest, m.size, 1 FROM repositories r, manifests m WHERE r.id = NEW.repository_id AND m.digest = NEW.digest
+	ON CONFLICT (project, manifest, digest) DO UPDATE SET links = links + 1;
+END;
+CREATE TRIGGER repository_blobs_uncounted AFTER DELETE ON repository_blobs BEGIN
+	UPDATE project_contents SET links = links - 1
+	WHERE project = (SELECT project FROM repositories WHERE id = OLD.repository_id) AND manifest = 0 AND digest = OLD.digest;
+	DELETE FROM project_contents
+	WHERE project = (SELECT project FROM repositories WHERE id = OLD.repository_id) AND manifest = 0 AND digest = OLD.digest AND links <= 0;
+END;
+CREATE TRIGGER repository_manifests_uncounted AFTER DELETE ON repository_manifests BEGIN
+	UPDATE project_contents SET links = links - 1
+	WHERE project = (SELECT project FROM repositories WHERE id = OLD.repository_id) AND manifest = 1 AND digest = OLD.digest;
+	DELETE FROM project_contents
+	WHERE project = (SELECT project FROM repositories WHERE id = OLD.repository_id) AND manifest = 1 AND digest = OLD.digest AND links <= 0;
+END;
+`,
 }

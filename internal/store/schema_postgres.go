@@ -295,4 +295,54 @@ ALTER TABLE manifests ADD COLUMN touched_at BIGINT NOT NULL DEFAULT 0;
 UPDATE manifests SET touched_at = created_at;
 CREATE INDEX tag_events_digest ON tag_events (digest) WHERE digest IS NOT NULL;
 `,
+	// 3: SQLite's 15, what each project holds.
+	`
+CREATE TABLE project_contents (
+	project  TEXT COLLATE "C" NOT NULL,
+	manifest INTEGER NOT NULL,
+	digest   TEXT COLLATE "C" NOT NULL,
+	size     BIGINT NOT NULL,
+	links    BIGINT NOT NULL,
+	PRIMARY KEY (project, manifest, digest)
+);
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+GROUP BY r.project, rb.digest, b.size;
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
+JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
+GROUP BY r.project, rm.digest, m.size;
+CREATE FUNCTION project_contents_link() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF TG_ARGV[0] = '1' THEN
+		INSERT INTO project_contents (project, manifest, digest, size, links)
+		SELECT r.project, 1, NEW.digest, m.size, 1 FROM repositories r, manifests m WHERE r.id = NEW.repository_id AND m.digest = NEW.digest
+		ON CONFLICT (project, manifest, digest) DO UPDATE SET links = project_contents.links + 1;
+	ELSE
+		INSERT INTO project_contents (project, manifest, digest, size, links)
+		SELECT r.project, 0, NEW.digest, b.size, 1 FROM repositories r, blobs b WHERE r.id = NEW.repository_id AND b.digest = NEW.digest
+		ON CONFLICT (project, manifest, digest) DO UPDATE SET links = project_contents.links + 1;
+	END IF;
+	RETURN NULL;
+END $$;
+CREATE FUNCTION project_contents_unlink() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+	p TEXT;
+BEGIN
+	SELECT project INTO p FROM repositories WHERE id = OLD.repository_id;
+	UPDATE project_contents SET links = links - 1
+	WHERE project = p AND manifest = TG_ARGV[0]::INTEGER AND digest = OLD.digest;
+	DELETE FROM project_contents WHERE project = p AND manifest = TG_ARGV[0]::INTEGER AND digest = OLD.digest AND links <= 0;
+	RETURN NULL;
+END $$;
+CREATE TRIGGER repository_blobs_counted AFTER INSERT ON repository_blobs
+	FOR EACH ROW EXECUTE FUNCTION project_contents_link('0');
+CREATE TRIGGER repository_manifests_counted AFTER INSERT ON repository_manifests
+	FOR EACH ROW EXECUTE FUNCTION project_contents_link('1');
+CREATE TRIGGER repository_blobs_uncounted AFTER DELETE ON repository_blobs
+	FOR EACH ROW EXECUTE FUNCTION project_contents_unlink('0');
+CREATE TRIGGER repository_manifests_uncounted AFTER DELETE ON repository_manifests
+	FOR EACH ROW EXECUTE FUNCTION project_contents_unlink('1');
+`,
 }

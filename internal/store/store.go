@@ -607,7 +607,7 @@ RETURNING created_at`,
 	if n, _ := res.RowsAffected(); n == 0 {
 		return false, nil
 	}
-	return true, s.checkStorageQuota(ctx, tx, repoID, repo, m.Digest, true, int64(len(m.Payload)))
+	return true, s.checkStorageQuota(ctx, tx, repo, m.Digest, true)
 }
 
 func insertReferences(ctx context.Context, tx *sql.Tx, m Manifest) error {

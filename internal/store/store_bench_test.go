@@ -7,7 +7,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/berth-registry/berth/internal/quota"
 	"github.com/berth-registry/berth/internal/store"
+	"github.com/berth-registry/berth/internal/store/storetest"
 )
 
 func BenchmarkLinkBlob(b *testing.B) {
@@ -108,6 +110,41 @@ func BenchmarkCommitUpload(b *testing.B) {
 		}
 		if err := s.CommitUpload(ctx, id, "p/bench", store.Unclaimed(digest.FromString(id), 1)); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkLinkBlobQuota is a blob link new to a project that holds
+// `held` blobs, without quota objects, with a stream quota only, and with
+// a storage quota (whose check sums the project's distinct blobs).
+func BenchmarkLinkBlobQuota(b *testing.B) {
+	for _, held := range []int{1000, 10000} {
+		for _, c := range []struct{ name, hard string }{
+			{"none", ""},
+			{"streams", `{"openshift.io/imagestreams":"1000"}`},
+			{"storage", `{"berth.io/storage":"1Ti"}`},
+		} {
+			b.Run(fmt.Sprintf("held=%d/quota=%s", held, c.name), func(b *testing.B) {
+				s := storetest.WithProjects(b, openSQLite(b), "p")
+				s.SetLimitsPolicy(quota.Policy())
+				ctx := context.Background()
+				if c.hard != "" {
+					if _, err := s.CreateObject(ctx, store.Object{ObjectKey: store.ObjectKey{Resource: quota.ResourceQuotas, Namespace: "p", Name: "q"},
+						UID: "q", Body: []byte(`{"spec":{"hard":` + c.hard + `}}`)}); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := range held {
+					if err := s.LinkBlob(ctx, store.DefaultStorage, fmt.Sprintf("p/r%d", i%10), digest.FromString(fmt.Sprint("held", i)), 1<<20); err != nil {
+						b.Fatal(err)
+					}
+				}
+				for i := 0; b.Loop(); i++ {
+					if err := s.LinkBlob(ctx, store.DefaultStorage, "p/r0", digest.FromString(fmt.Sprint(i)), 1<<20); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		}
 	}
 }

@@ -301,7 +301,7 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.
 			return fmt.Errorf("link manifest %s to %s: %w", l.digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			if err := s.checkStorageQuota(ctx, tx, repoID, repo, l.digest, true, -1); err != nil {
+			if err := s.checkStorageQuota(ctx, tx, repo, l.digest, true); err != nil {
 				return err
 			}
 			// Linked by a tag, not pushed: the reason tells them apart.

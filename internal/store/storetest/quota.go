@@ -162,3 +162,53 @@ func testConcurrentQuota(t *testing.T, open Opener) {
 		t.Fatalf("%d linked, %d refused: the race did not reach the bound", linked.Load(), refused.Load())
 	}
 }
+
+// testProjectUsageFollowsLinks: what a project holds follows every way
+// content enters and leaves it: links, unlinks, manifest and repository
+// deletion, tags from another project, the collector, project deletion.
+func testProjectUsageFollowsLinks(t *testing.T, open Opener) {
+	s := WithProjects(t, open(t), "p", "q")
+	ctx := context.Background()
+	usage := func(want int64) {
+		t.Helper()
+		u, err := s.ProjectUsage(ctx, "p")
+		must(t, err)
+		if u.StorageBytes != want {
+			t.Fatalf("p holds %d bytes, want %d", u.StorageBytes, want)
+		}
+	}
+	a, b, c := digest.FromString("a"), digest.FromString("b"), digest.FromString("c")
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/one", a, 100))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/one", b, 200))
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/two", a, 100)) // counted once
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/two", c, 50))
+	usage(350)
+	m := store.Manifest{Digest: digest.FromString("m"), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: []byte(`{"m":1}`),
+		References: []store.Reference{{Digest: b, Size: 200, Required: true}}}
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/one", m, nil))
+	usage(357)
+	must(t, s.UnlinkBlob(ctx, "p/one", a)) // p/two still holds it
+	usage(357)
+	must(t, s.UnlinkBlob(ctx, "p/two", c))
+	usage(307)
+	must(t, s.DeleteManifest(ctx, "p/one", m.Digest))
+	usage(300)
+	_, err := s.DeleteRepository(ctx, "p/two")
+	must(t, err)
+	usage(200)
+	// An image tagged in from q links its blobs and manifest into p.
+	img := Image(t, s, "q/src", "tagged") // 10 + 20 bytes
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "q/src", img, []string{"v1"}))
+	must(t, s.TagImage(ctx, "p/one", "v1", "q/src", img.Digest, store.ReasonTagged))
+	usage(200 + 30 + int64(len(img.Payload)))
+	// The collector unlinks b, which no manifest references.
+	gcCollect(t, s, gcEverything())
+	usage(30 + int64(len(img.Payload)))
+	_, err = s.DeleteProjectAndRepositories(ctx, "p")
+	must(t, err)
+	WithProjects(t, s, "p")
+	usage(0)
+	if u, err := s.ProjectUsage(ctx, "q"); err != nil || u.StorageBytes != 30+int64(len(img.Payload)) {
+		t.Fatalf("q: %+v %v", u, err)
+	}
+}

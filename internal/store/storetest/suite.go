@@ -101,6 +101,7 @@ func Run(t *testing.T, open Opener) {
 		{"Quotas", testQuotas},
 		{"ImageSizeLimit", testImageSizeLimit},
 		{"ConcurrentQuota", testConcurrentQuota},
+		{"ProjectUsageFollowsLinks", testProjectUsageFollowsLinks},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}
