@@ -193,6 +193,27 @@ func (s *Server) visibleProject(r *http.Request, name, resource string) (store.P
 	return p, err
 }
 
+// mayLiftBounds refuses the deletion of project name to a caller who may
+// not delete the quotas it holds: the deletion takes them with it, and a
+// project requested again would start without them.
+func (s *Server) mayLiftBounds(r *http.Request, name string) error {
+	for _, k := range []*storedKind{resourceQuotaKind, limitRangeKind} {
+		objs, _, _, err := s.opts.Store.ListObjects(r.Context(), store.ObjectQuery{Group: k.info.Group, Resource: k.info.Resource, Namespace: name, Limit: 1})
+		if err != nil {
+			return err
+		}
+		if len(objs) == 0 {
+			continue
+		}
+		if err := s.authorize(r, "delete", k.resource(), name); err != nil {
+			return &StatusError{http.StatusForbidden, "Forbidden", fmt.Sprintf(
+				"project %q holds %s %q, which bounds its pushes: deleting the project would lift it, and only who may delete %s there (a cluster administrator) may",
+				name, k.info.Kind, objs[0].Name, k.info.Resource)}
+		}
+	}
+	return nil
+}
+
 // deleteProject deletes a project and its repositories' metadata (blob
 // bytes are left for the garbage collector). Without delete rights the
 // caller is told 403 if they can see the project and 404 if not.
@@ -211,6 +232,9 @@ func (s *Server) deleteProject(w http.ResponseWriter, r *http.Request) error {
 			reqlog.FromContext(r.Context()).Decide(reqlog.Hidden)
 			return notFound(projectsResource, name)
 		}
+		return err
+	}
+	if err := s.mayLiftBounds(r, name); err != nil {
 		return err
 	}
 	if err := refuseWhenReadOnly(r, "deleting project "+name+" would delete its images"); err != nil {

@@ -84,4 +84,19 @@ func TestQuotasAreTheClusterAdminsAndCountLive(t *testing.T) {
 		t.Fatalf("raise the quota: %d %s", p.code, p.raw)
 	}
 	must(t, s.Store.LinkBlob(ctx, store.DefaultStorage, "team/a", digest.FromString("b"), 25))
+	// The answer to a write shows the usage too.
+	if p := admin.raw("PATCH", quotas+"/registry", "application/merge-patch+json", []byte(`{"metadata":{"labels":{"a":"b"}}}`)); !strings.Contains(string(p.raw), `"used":{`) {
+		t.Fatalf("patch answer: %s", p.raw)
+	}
+
+	// Deleting the project would lift its quota (a project requested
+	// again starts without one): its admin may not, a cluster admin may.
+	refused = alice.expect(403, "DELETE", projects+"/projects/team", nil)
+	if !strings.Contains(refused.str("message"), `project "team" holds ResourceQuota "registry"`) {
+		t.Fatalf("project deletion: %s", refused.raw)
+	}
+	alice.expect(403, "DELETE", "/api/v1/namespaces/team", nil)
+	admin.expect(200, "DELETE", projects+"/projects/team", nil)
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("own"))
+	alice.expect(200, "DELETE", projects+"/projects/own", nil) // no quota: hers to delete
 }

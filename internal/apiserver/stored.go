@@ -601,7 +601,7 @@ func (s *Server) replaceStored(ctx context.Context, k *storedKind, obj object, e
 	if err != nil {
 		return nil, k.storedError(err, obj.GetName())
 	}
-	return k.fromStored(rec)
+	return k.shown(ctx, s, rec)
 }
 
 func (s *Server) patchStored(k *storedKind) func(http.ResponseWriter, *http.Request) error {

@@ -111,7 +111,7 @@ func quotaMessage(err error) string {
 	if q, ok := errors.AsType[*store.QuotaExceededError](err); ok {
 		msg = q.Error()
 	}
-	return msg + "; make room by deleting from the project, or ask a cluster administrator to raise the bound"
+	return msg + "; make room by deleting from the project (a deleted image's layers count until garbage collection frees them), or ask a cluster administrator to raise the bound"
 }
 
 type errorBody struct {

@@ -131,6 +131,9 @@ func (s *Store) MountBlob(ctx context.Context, in Storages, repo, from string, d
 	}
 	mounted := false
 	err := s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		// The blob's row before its links, as the collector takes them: a
 		// blob it is taking is not there to mount.
 		if err := s.touchBlob(ctx, tx, dgst); errors.Is(err, errdefs.ErrNotFound) {
@@ -172,7 +175,12 @@ func (s *Store) LinkClaimed(ctx context.Context, storage, repo string, c BlobCla
 	if err := Only(storage).check(); err != nil {
 		return err
 	}
-	return s.pushTx(ctx, func(tx *sql.Tx) error { return s.linkBlob(ctx, tx, storage, repo, c) })
+	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
+		return s.linkBlob(ctx, tx, storage, repo, c)
+	})
 }
 
 // linkBlob records the blob in storage and links it into repo. A blob
@@ -227,6 +235,9 @@ func (s *Store) linkRepository(ctx context.Context, tx *sql.Tx, repo string, dgs
 // (*BlobCollectedError).
 func (s *Store) CommitUpload(ctx context.Context, uploadID, repo string, c BlobClaim) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		var storage string
 		err := tx.QueryRowContext(ctx, `DELETE FROM uploads WHERE id = ? AND repository = ? RETURNING storage`, uploadID, repo).Scan(&storage)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -287,6 +298,11 @@ func (s *Store) CreateUpload(ctx context.Context, u Upload, limits UploadLimits)
 	}
 	project := projectOf(u.Repository)
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		// A full project takes no more bytes: refused before they are
+		// sent, not once they are written.
+		if err := s.checkProjectFull(ctx, tx, project); err != nil {
+			return err
+		}
 		for _, c := range []struct {
 			scope, column, name string
 			limit               int

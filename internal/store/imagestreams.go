@@ -252,6 +252,9 @@ FROM manifests m WHERE `+where, args...)
 // it does not exist: watchers of streams see the change.
 func (s *Store) TouchRepository(ctx context.Context, repo string) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		var id int64
 		err := tx.QueryRowContext(ctx, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {

@@ -50,6 +50,9 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 		return fmt.Errorf("import into %s: no manifest: %w", repo, errdefs.ErrInvalidArgument)
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
 			return err
@@ -60,6 +63,9 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 			return err
 		}
 		for _, m := range im.Manifests {
+			if err := s.checkImageSize(ctx, tx, repo, m); err != nil {
+				return err
+			}
 			linked, err := s.recordManifest(ctx, tx, repoID, repo, m)
 			if err != nil {
 				return err
@@ -101,6 +107,9 @@ UPDATE tag_events SET source = ? WHERE id = (SELECT event_id FROM tag_heads WHER
 // stream's watchers see it.
 func (s *Store) SetTagCondition(ctx context.Context, repo, tag string, c TagCondition) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
 			return err

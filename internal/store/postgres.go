@@ -219,6 +219,9 @@ type concurrentWriter struct {
 	committing, committed, ended func(*sql.Tx)
 	mu                           sync.RWMutex
 	closed                       bool
+	// retries counts transactions run again (deadlocks, serialization
+	// failures): a lock order gone wrong shows here first.
+	retries atomic.Int64
 }
 
 // writeTimeout bounds one write transaction: its statements run whether
@@ -242,6 +245,7 @@ func (w *concurrentWriter) do(ctx context.Context, fn func(*sql.Tx) error) error
 		if err == nil || attempt == maxWriteAttempts || !w.retryable(err) {
 			return err
 		}
+		w.retries.Add(1)
 		time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(10*time.Millisecond))))
 	}
 }

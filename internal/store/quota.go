@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/opencontainers/go-digest"
@@ -59,7 +60,8 @@ type LimitsPolicy struct {
 func (s *Store) SetLimitsPolicy(p LimitsPolicy) { s.limits.Store(&p) }
 
 // QuotaExceededError refuses a write that would take a project beyond a
-// bound: Requested on top of Used goes over Max.
+// bound: Requested on top of Used goes over Max (Requested -1: Used has
+// reached Max, and nothing more fits).
 type QuotaExceededError struct {
 	Limit
 	Requested, Used int64
@@ -71,6 +73,10 @@ func (e *QuotaExceededError) Error() string {
 	f := func(n int64) string { return strconv.FormatInt(n, 10) }
 	if e.Bytes {
 		f = FormatBytes
+	}
+	if e.Requested < 0 {
+		return fmt.Sprintf("exceeded %s, used: %s=%s, limited: %s=%s: the project is full",
+			e.By, e.Resource, f(e.Used), e.Resource, f(e.Max))
 	}
 	return fmt.Sprintf("exceeded %s, requested: %s=%s, used: %s=%s, limited: %s=%s",
 		e.By, e.Resource, f(e.Requested), e.Resource, f(e.Used), e.Resource, f(e.Max))
@@ -236,20 +242,95 @@ func (s *Store) checkStorageQuota(ctx context.Context, tx *sql.Tx, repo string, 
 // to more than a limit range of repo's project allows one image. An index
 // is not an image: its manifests are checked as they are pushed.
 func (s *Store) checkImageSize(ctx context.Context, tx *sql.Tx, repo string, m Manifest) error {
-	var size int64
-	blobs := false
+	var sizes []int64
 	for _, ref := range m.References {
 		if !ref.Manifest {
-			size += ref.Size
-			blobs = true
+			sizes = append(sizes, ref.Size)
 		}
 	}
-	if !blobs {
+	return s.checkImageSizes(ctx, tx, repo, m.Digest, sizes)
+}
+
+// checkStoredImageSize is checkImageSize of a stored manifest, linked into
+// repo from elsewhere (a tag from another stream).
+func (s *Store) checkStoredImageSize(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest) error {
+	l, err := s.limitsOf(ctx, tx, projectOf(repo))
+	if err != nil || !l.ImageSize.set() {
+		return err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT size FROM manifest_references WHERE manifest_digest = ? AND is_manifest = 0`, string(dgst))
+	if err != nil {
+		return fmt.Errorf("references of %s: %w", dgst, err)
+	}
+	defer rows.Close()
+	var sizes []int64
+	for rows.Next() {
+		var n int64
+		if err := rows.Scan(&n); err != nil {
+			return fmt.Errorf("references of %s: %w", dgst, err)
+		}
+		sizes = append(sizes, n)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("references of %s: %w", dgst, err)
+	}
+	return s.checkImageSizes(ctx, tx, repo, dgst, sizes)
+}
+
+// checkImageSizes refuses image dgst, whose blobs have sizes, when they
+// add up to more than the limit: as declared, foreign layers included,
+// and never wrapping around (a sum past the largest int64 is too large).
+func (s *Store) checkImageSizes(ctx context.Context, tx *sql.Tx, repo string, dgst digest.Digest, sizes []int64) error {
+	if len(sizes) == 0 {
 		return nil
 	}
 	l, err := s.limitsOf(ctx, tx, projectOf(repo))
-	if err != nil || !l.ImageSize.set() || size <= l.ImageSize.Max {
+	if err != nil || !l.ImageSize.set() {
 		return err
 	}
-	return &ImageTooLargeError{Limit: l.ImageSize, Digest: m.Digest, Size: size}
+	var total int64
+	for _, n := range sizes {
+		if n < 0 || n > l.ImageSize.Max-total {
+			return &ImageTooLargeError{Limit: l.ImageSize, Digest: dgst, Size: saturatingSum(sizes)}
+		}
+		total += n
+	}
+	return nil
+}
+
+func saturatingSum(sizes []int64) int64 {
+	var total int64
+	for _, n := range sizes {
+		if n > 0 && total > math.MaxInt64-n {
+			return math.MaxInt64
+		}
+		total += max(n, 0)
+	}
+	return total
+}
+
+// quotaFirst reads the limits of repo's project at the start of a write
+// that may add to it, taking the project's quota lock (when it has a
+// quota) before any row lock: every write locks in that order, so the
+// lock cannot close a cycle with the rows a push or the collector holds.
+func (s *Store) quotaFirst(ctx context.Context, tx *sql.Tx, repo string) error {
+	_, err := s.limitsOf(ctx, tx, projectOf(repo))
+	return err
+}
+
+// checkProjectFull refuses a new upload session in a project that holds
+// its storage quota already: its bytes could not be kept.
+func (s *Store) checkProjectFull(ctx context.Context, tx *sql.Tx, project string) error {
+	l, err := s.limitsOf(ctx, tx, project)
+	if err != nil || !l.Storage.set() {
+		return err
+	}
+	used, err := projectStorage(ctx, tx, project)
+	if err != nil {
+		return err
+	}
+	if used >= l.Storage.Max {
+		return &QuotaExceededError{Limit: l.Storage, Requested: -1, Used: used, Bytes: true}
+	}
+	return nil
 }

@@ -298,6 +298,16 @@ func (s *Store) micros() int64 { return s.now().UnixMicro() }
 
 // txRunner runs write transactions: the group writer on SQLite, one
 // transaction per write on PostgreSQL.
+// WriteRetries counts the write transactions run again since the store
+// opened because the database broke a deadlock or a serialization
+// conflict (PostgreSQL; SQLite's writes take turns, and never are).
+func (s *Store) WriteRetries() int64 {
+	if w, ok := s.writer.(*concurrentWriter); ok {
+		return w.retries.Load()
+	}
+	return 0
+}
+
 type txRunner interface {
 	// do runs fn in a write transaction and returns once it committed
 	// (nil) or failed, whether or not ctx ended meanwhile.
@@ -492,6 +502,9 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 		return err
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		repoID, err := s.ensureRepository(ctx, tx, repo)
 		if err != nil {
 			return err

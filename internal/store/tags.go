@@ -227,6 +227,9 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 // from does not hold is errdefs.ErrNotFound.
 func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why TagReason) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		// The tagged repository's row first, as a push and pruning take
 		// it: what it links and where its tags point are decided under
 		// it (a prune's plan must not unlink what this links).
@@ -301,6 +304,9 @@ WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.
 			return fmt.Errorf("link manifest %s to %s: %w", l.digest, repo, err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
+			if err := s.checkStoredImageSize(ctx, tx, repo, l.digest); err != nil {
+				return err
+			}
 			if err := s.checkStorageQuota(ctx, tx, repo, l.digest, true); err != nil {
 				return err
 			}
@@ -338,6 +344,9 @@ func (s *Store) AliasTag(ctx context.Context, repo, tag, sourceRepo, sourceTag s
 			repo, tag, sourceRepo, errdefs.ErrInvalidArgument)
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
+		if err := s.quotaFirst(ctx, tx, repo); err != nil {
+			return err
+		}
 		sourceID, err := s.repositoryID(ctx, tx, sourceRepo)
 		if err != nil {
 			return err

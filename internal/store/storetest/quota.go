@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -70,6 +71,11 @@ func testQuotas(t *testing.T, open Opener) {
 		t.Fatalf("message\n got %s\nwant %s", exceeded.Error(), want)
 	}
 	must(t, s.LinkBlob(ctx, store.DefaultStorage, "p/a", blob("three"), 400)) // exactly full
+	// Full: no more upload sessions, before any byte is sent.
+	err = s.CreateUpload(ctx, store.Upload{ID: "u1", Repository: "p/a", Owner: "alice", Storage: store.DefaultStorage}, store.UploadLimits{})
+	if !errors.As(err, &exceeded) || exceeded.Error() != "exceeded quota: bytes, used: berth.io/storage=1000, limited: berth.io/storage=1000: the project is full" {
+		t.Fatalf("an upload into a full project: %v", err)
+	}
 	u, err := s.ProjectUsage(ctx, "p")
 	must(t, err)
 	if u != (store.Usage{ImageStreams: 2, StorageBytes: 1000}) {
@@ -124,6 +130,38 @@ func testImageSizeLimit(t *testing.T, open Opener) {
 	}
 	// An index is not an image: its children were checked.
 	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", indexOf(fits), []string{"index"}))
+
+	// Declared sizes that wrap around past the largest int64 do not add
+	// up to little: such an image is too large.
+	wrap := fits
+	wrap.Payload = []byte(`{"wrap":true}`)
+	wrap.Digest = digest.FromBytes(wrap.Payload)
+	wrap.References = append(append([]store.Reference{}, fits.References...),
+		store.Reference{Digest: digest.FromString("foreign1"), Size: math.MaxInt64},
+		store.Reference{Digest: digest.FromString("foreign2"), Size: math.MaxInt64 - 29})
+	if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/a", wrap, nil); !errors.As(err, &tooLarge) || tooLarge.Size != math.MaxInt64 {
+		t.Fatalf("foreign layers whose sizes wrap to 0: %v", err)
+	}
+
+	// A tag from another project and an import are bound too.
+	WithProjects(t, s, "free")
+	must(t, s.LinkBlob(ctx, store.DefaultStorage, "free/x", digest.FromString("extra"), 1))
+	for _, r := range fits.References {
+		must(t, s.LinkBlob(ctx, store.DefaultStorage, "free/x", r.Digest, r.Size))
+	}
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "free/x", big, []string{"big"}))
+	if err := s.TagImage(ctx, "p/a", "tagged", "free/x", big.Digest, store.ReasonTagged); !errors.As(err, &tooLarge) {
+		t.Fatalf("a 31-byte image tagged into p: %v", err)
+	}
+	imported := big
+	imported.Payload = []byte(`{"imported":true}`)
+	imported.Digest = digest.FromBytes(imported.Payload)
+	if err := s.RecordImport(ctx, "p/imported", "v1", store.Imported{Manifests: []store.Manifest{imported}, Source: "example.com/x"}); !errors.As(err, &tooLarge) {
+		t.Fatalf("a 31-byte image imported into p: %v", err)
+	}
+	if _, err := s.RepositoryByName(ctx, "p/imported"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("the refused import left its stream: %v", err)
+	}
 }
 
 // testConcurrentQuota: pushes into one project at once, each fitting
