@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -62,7 +64,12 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
-		for _, m := range im.Manifests {
+		// Linked in digest order, as pruning and tags link and unlink: the
+		// rows counting what a project holds (project_contents) are shared
+		// by its repositories, and writes that take several of them must
+		// take them in one order.
+		manifests := slices.SortedFunc(slices.Values(im.Manifests), func(a, b Manifest) int { return strings.Compare(string(a.Digest), string(b.Digest)) })
+		for _, m := range manifests {
 			if err := s.checkImageSize(ctx, tx, repo, m); err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -66,6 +67,51 @@ func TestQuotaLockComesFirst(t *testing.T) {
 				}
 			})
 		}
+		wg.Wait()
+	}
+	if n := s.WriteRetries() - before; n != 0 {
+		t.Fatalf("%d writes were run again: PostgreSQL broke deadlocks", n)
+	}
+}
+
+// Pruning one repository of a project while an import links the same
+// manifests into another takes their rows of project_contents in one
+// order (digest order), so neither waits for the other in a cycle. Linked
+// in the order the import names them, these rounds had writes run again
+// (the review's 150 rounds: 44).
+func TestPruneAndImportShareTheProjectsRowsInOrder(t *testing.T) {
+	s := openPostgres(t)
+	ctx := context.Background()
+	var ms []store.Manifest
+	for i := range 2 {
+		payload := fmt.Appendf(nil, `{"n":%d}`, i)
+		ms = append(ms, store.Manifest{Digest: digest.FromBytes(payload), MediaType: "application/vnd.oci.image.manifest.v1+json", Payload: payload})
+	}
+	if ms[0].Digest < ms[1].Digest {
+		ms[0], ms[1] = ms[1], ms[0] // the import names the higher digest first
+	}
+	before := s.WriteRetries()
+	for round := range 40 {
+		pruned, imported := fmt.Sprintf("p/a%d", round), fmt.Sprintf("p/b%d", round)
+		for _, m := range ms {
+			if err := s.PutManifest(ctx, store.Only(store.DefaultStorage), pruned, m, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.TouchRepository(ctx, imported); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if _, err := s.PruneRepository(ctx, pruned, store.PrunePolicy{KeepYoungerThan: time.Now().Add(time.Hour)}, true); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := s.RecordImport(ctx, imported, "", store.Imported{Manifests: ms, Source: "upstream.example/x"}); err != nil {
+				t.Error(err)
+			}
+		})
 		wg.Wait()
 	}
 	if n := s.WriteRetries() - before; n != 0 {

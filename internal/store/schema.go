@@ -433,14 +433,6 @@ CREATE TABLE project_contents (
 	links    BIGINT  NOT NULL,
 	PRIMARY KEY (project, manifest, digest)
 ) WITHOUT ROWID;
-INSERT INTO project_contents (project, manifest, digest, size, links)
-SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
-JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
-GROUP BY r.project, rb.digest, b.size;
-INSERT INTO project_contents (project, manifest, digest, size, links)
-SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
-JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
-GROUP BY r.project, rm.digest, m.size;
 CREATE TRIGGER repository_blobs_counted AFTER INSERT ON repository_blobs BEGIN
 	INSERT INTO project_contents (project, manifest, digest, size, links)
 	SELECT r.project, 0, NEW.digest, b.size, 1 FROM repositories r, blobs b WHERE r.id = NEW.repository_id AND b.digest = NEW.digest
@@ -463,5 +455,16 @@ CREATE TRIGGER repository_manifests_uncounted AFTER DELETE ON repository_manifes
 	DELETE FROM project_contents
 	WHERE project = (SELECT project FROM repositories WHERE id = OLD.repository_id) AND manifest = 1 AND digest = OLD.digest AND links <= 0;
 END;
+-- Counted after the triggers exist: creating them waits for writes under
+-- way and holds new ones until the migration commits, so no link made
+-- meanwhile escapes both the count and the triggers.
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+GROUP BY r.project, rb.digest, b.size;
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
+JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
+GROUP BY r.project, rm.digest, m.size;
 `,
 }

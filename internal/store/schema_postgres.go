@@ -305,14 +305,6 @@ CREATE TABLE project_contents (
 	links    BIGINT NOT NULL,
 	PRIMARY KEY (project, manifest, digest)
 );
-INSERT INTO project_contents (project, manifest, digest, size, links)
-SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
-JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
-GROUP BY r.project, rb.digest, b.size;
-INSERT INTO project_contents (project, manifest, digest, size, links)
-SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
-JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
-GROUP BY r.project, rm.digest, m.size;
 CREATE FUNCTION project_contents_link() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
 	IF TG_ARGV[0] = '1' THEN
@@ -344,5 +336,16 @@ CREATE TRIGGER repository_blobs_uncounted AFTER DELETE ON repository_blobs
 	FOR EACH ROW EXECUTE FUNCTION project_contents_unlink('0');
 CREATE TRIGGER repository_manifests_uncounted AFTER DELETE ON repository_manifests
 	FOR EACH ROW EXECUTE FUNCTION project_contents_unlink('1');
+-- Counted after the triggers exist: creating them waits for writes under
+-- way and holds new ones until the migration commits, so no link made
+-- meanwhile escapes both the count and the triggers.
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 0, rb.digest, b.size, COUNT(*) FROM repository_blobs rb
+JOIN repositories r ON r.id = rb.repository_id JOIN blobs b ON b.digest = rb.digest
+GROUP BY r.project, rb.digest, b.size;
+INSERT INTO project_contents (project, manifest, digest, size, links)
+SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
+JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
+GROUP BY r.project, rm.digest, m.size;
 `,
 }

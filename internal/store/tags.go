@@ -262,7 +262,9 @@ func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst diges
 }
 
 // linkManifestTree links manifest dgst, its child manifests and the blobs
-// they reference into repoID, appending an event for each new link as a
+// they reference into repoID (blobs, then manifests, each in digest order:
+// the order every write that links or unlinks several takes the rows
+// counting what the project holds), appending an event for each new link as a
 // push would; only what repository fromID holds is linked (a manifest may
 // name blobs its repository does not hold: a foreign layer, an imported
 // image's layers), with where fromID's imported manifests came from, so
@@ -277,7 +279,8 @@ SELECT t.digest, 1 FROM tree t
 WHERE EXISTS (SELECT 1 FROM repository_manifests rm WHERE rm.repository_id = ? AND rm.digest = t.digest)
 UNION
 SELECT mr.reference, 0 FROM manifest_references mr JOIN tree t ON mr.manifest_digest = t.digest
-WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = ? AND rb.digest = mr.reference)`,
+WHERE mr.is_manifest = 0 AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.repository_id = ? AND rb.digest = mr.reference)
+ORDER BY 2, 1`,
 		string(dgst), fromID, fromID)
 	if err != nil {
 		return fmt.Errorf("references of %s: %w", dgst, err)
