@@ -118,3 +118,30 @@ func TestPruneAndImportShareTheProjectsRowsInOrder(t *testing.T) {
 		t.Fatalf("%d writes were run again: PostgreSQL broke deadlocks", n)
 	}
 }
+
+// Instances that start together on an empty database migrate it once:
+// the others wait for the migration lock and find the schema current.
+func TestPostgresInstancesStartingTogetherMigrateOnce(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	stores := make([]*store.Store, 4)
+	errs := make([]error, len(stores))
+	for i := range stores {
+		wg.Go(func() { stores[i], errs[i] = store.OpenPostgres(ctx, dsn) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("instance %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	// Each sees the others' writes: one schema, not four.
+	if err := stores[0].LinkBlob(ctx, store.DefaultStorage, "p/a", digest.FromString("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if u, err := stores[3].ProjectUsage(ctx, "p"); err != nil || u.StorageBytes != 1 {
+		t.Fatalf("another instance: %+v %v", u, err)
+	}
+}
