@@ -121,13 +121,21 @@ type Usage struct {
 
 // ProjectUsage returns what project holds now.
 func (s *Store) ProjectUsage(ctx context.Context, project string) (Usage, error) {
-	var u Usage
-	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM repositories WHERE project = ?`, project).Scan(&u.ImageStreams); err != nil {
-		return Usage{}, fmt.Errorf("count the image streams of %s: %w", project, err)
+	streams, err := projectStreams(ctx, s.read, project)
+	if err != nil {
+		return Usage{}, err
 	}
-	var err error
-	u.StorageBytes, err = projectStorage(ctx, s.read, project)
-	return u, err
+	bytes, err := projectStorage(ctx, s.read, project)
+	return Usage{ImageStreams: streams, StorageBytes: bytes}, err
+}
+
+// projectStreams is the number of project's repositories.
+func projectStreams(ctx context.Context, q querier, project string) (int64, error) {
+	var n int64
+	if err := q.QueryRowContext(ctx, `SELECT COUNT(*) FROM repositories WHERE project = ?`, project).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count the image streams of %s: %w", project, err)
+	}
+	return n, nil
 }
 
 // projectStorage is the bytes of the distinct blobs and manifests the
@@ -193,9 +201,9 @@ func (s *Store) checkStreamQuota(ctx context.Context, tx *sql.Tx, project string
 	if err != nil || !l.ImageStreams.set() {
 		return err
 	}
-	var n int64
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM repositories WHERE project = ?`, project).Scan(&n); err != nil {
-		return fmt.Errorf("count the image streams of %s: %w", project, err)
+	n, err := projectStreams(ctx, tx, project)
+	if err != nil {
+		return err
 	}
 	if n > l.ImageStreams.Max {
 		return &QuotaExceededError{Limit: l.ImageStreams, Requested: 1, Used: n - 1}
