@@ -42,11 +42,9 @@ func (s *Server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
 	if opts.DryRun, err = dryRunAll(q); err != nil {
 		return err
 	}
-	if v := q["grace"]; len(v) > 0 {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d < 0 || len(v) > 1 {
-			return badRequest("grace=%q: want one duration of 0s or more (1h, 30m)", v)
-		}
+	if d, set, err := durationParam(q, "grace", "1h, 30m"); err != nil {
+		return err
+	} else if set {
 		opts.Grace = &d
 	}
 	ctx := r.Context()
@@ -68,6 +66,20 @@ func (s *Server) collectGarbage(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, rep)
 	return nil
+}
+
+// durationParam reads parameter name of an action: one duration of 0s or
+// more, or absent (set false); examples go in the refusal.
+func durationParam(q url.Values, name, examples string) (d time.Duration, set bool, err error) {
+	v := q[name]
+	if len(v) == 0 {
+		return 0, false, nil
+	}
+	d, err = time.ParseDuration(v[0])
+	if err != nil || d < 0 || len(v) > 1 {
+		return 0, false, badRequest("%s=%q: want one duration of 0s or more (%s)", name, v, examples)
+	}
+	return d, true, nil
 }
 
 // dryRunAll reads the dryRun parameter of an action (All, or absent).

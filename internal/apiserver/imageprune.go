@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/limiter"
@@ -58,11 +57,9 @@ func (s *Server) pruneImages(w http.ResponseWriter, r *http.Request) error {
 		}
 		opts.KeepTagRevisions = n
 	}
-	if v := q["keepYoungerThan"]; len(v) > 0 {
-		d, err := time.ParseDuration(v[0])
-		if err != nil || d < 0 || len(v) > 1 {
-			return badRequest("keepYoungerThan=%q: want one duration of 0s or more (60m, 24h)", v)
-		}
+	if d, set, err := durationParam(q, "keepYoungerThan", "60m, 24h"); err != nil {
+		return err
+	} else if set {
 		opts.KeepYoungerThan = d
 	}
 	ctx := r.Context()

@@ -52,16 +52,8 @@ func (s *Store) RecordImport(ctx context.Context, repo, tag string, im Imported)
 		return fmt.Errorf("import into %s: no manifest: %w", repo, errdefs.ErrInvalidArgument)
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
-		if err := s.quotaFirst(ctx, tx, repo); err != nil {
-			return err
-		}
-		repoID, err := s.ensureRepository(ctx, tx, repo)
+		repoID, err := s.repositoryForWrite(ctx, tx, repo)
 		if err != nil {
-			return err
-		}
-		// The repository's row before its links, as a push and pruning
-		// take it (a prune's plan must not unlink what this links).
-		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		// Linked in digest order, as pruning and tags link and unlink: the
@@ -114,14 +106,8 @@ UPDATE tag_events SET source = ? WHERE id = (SELECT event_id FROM tag_heads WHER
 // stream's watchers see it.
 func (s *Store) SetTagCondition(ctx context.Context, repo, tag string, c TagCondition) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
-		if err := s.quotaFirst(ctx, tx, repo); err != nil {
-			return err
-		}
-		repoID, err := s.ensureRepository(ctx, tx, repo)
+		repoID, err := s.repositoryForWrite(ctx, tx, repo)
 		if err != nil {
-			return err
-		}
-		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		var status, reason, message string

@@ -502,17 +502,8 @@ func (s *Store) PutManifest(ctx context.Context, in Storages, repo string, m Man
 		return err
 	}
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
-		if err := s.quotaFirst(ctx, tx, repo); err != nil {
-			return err
-		}
-		repoID, err := s.ensureRepository(ctx, tx, repo)
+		repoID, err := s.repositoryForWrite(ctx, tx, repo)
 		if err != nil {
-			return err
-		}
-		// The repository's row first: a manifest deleted from it meanwhile
-		// (DeleteManifest holds the row) is linked again, not left
-		// behind a tag.
-		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		if err := s.checkReferences(ctx, tx, in, repoID, m); err != nil {

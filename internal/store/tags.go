@@ -79,6 +79,24 @@ func (s *Store) lockRepository(ctx context.Context, tx *sql.Tx, repoID int64) er
 	return s.lockRows(ctx, tx, `SELECT 1 FROM repositories WHERE id = ?`, repoID)
 }
 
+// repositoryForWrite returns the ID of repo, created if needed, holding
+// what a write into it holds, in the order every write takes it: the
+// project's quota lock (quotaFirst), then the repository's row. Under the
+// row, what the repository links and where its tags point are decided: a
+// prune's plan does not unlink what the write links, and a manifest
+// deleted meanwhile (DeleteManifest holds the row) is linked again, not
+// left behind a tag.
+func (s *Store) repositoryForWrite(ctx context.Context, tx *sql.Tx, repo string) (int64, error) {
+	if err := s.quotaFirst(ctx, tx, repo); err != nil {
+		return 0, err
+	}
+	repoID, err := s.ensureRepository(ctx, tx, repo)
+	if err != nil {
+		return 0, err
+	}
+	return repoID, s.lockRepository(ctx, tx, repoID)
+}
+
 // setTag points tag at dgst unless it already points there. A tag set
 // directly (anything but ReasonAlias) stops following the tag it was an
 // alias of; the aliases of tag follow it.
@@ -227,17 +245,8 @@ func (s *Store) deleteTag(ctx context.Context, tx *sql.Tx, repoID int64, repo, t
 // from does not hold is errdefs.ErrNotFound.
 func (s *Store) TagImage(ctx context.Context, repo, tag, from string, dgst digest.Digest, why TagReason) error {
 	return s.pushTx(ctx, func(tx *sql.Tx) error {
-		if err := s.quotaFirst(ctx, tx, repo); err != nil {
-			return err
-		}
-		// The tagged repository's row first, as a push and pruning take
-		// it: what it links and where its tags point are decided under
-		// it (a prune's plan must not unlink what this links).
-		repoID, err := s.ensureRepository(ctx, tx, repo)
+		repoID, err := s.repositoryForWrite(ctx, tx, repo)
 		if err != nil {
-			return err
-		}
-		if err := s.lockRepository(ctx, tx, repoID); err != nil {
 			return err
 		}
 		fromID, err := s.repositoryID(ctx, tx, from)
