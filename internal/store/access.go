@@ -236,7 +236,7 @@ SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE name = ?)`,
 			if n, _ := res.RowsAffected(); n == 0 {
 				return fmt.Errorf("create token for %s: the service account is gone: %w", t.User, errdefs.ErrNotFound)
 			}
-			return nil
+			return s.insertAudit(ctx, tx, tokenAudit(ctx, t, s.micros()))
 		})
 	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
@@ -245,8 +245,18 @@ INSERT INTO tokens (id, secret_hash, user_name, description, created_at, expires
 			t.ID, t.SecretHash, t.User, t.Description, s.micros(), t.Expires.UnixMicro()); err != nil {
 			return fmt.Errorf("create token for %s: %w", t.User, err)
 		}
-		return nil
+		return s.insertAudit(ctx, tx, tokenAudit(ctx, t, s.micros()))
 	})
+}
+
+// tokenAudit is the audit row of token t's creation: its description
+// (how it was asked for) and when it expires; never its secret.
+func tokenAudit(ctx context.Context, t Token, at int64) AuditEntry {
+	detail := "expires " + t.Expires.UTC().Format(time.RFC3339)
+	if t.Description != "" {
+		detail = t.Description + ", " + detail
+	}
+	return auditToken(ctx, AuditCreate, t.User, detail, at)
 }
 
 // TokenByHash returns the token whose secret hashes to hash, revoked or
@@ -309,7 +319,11 @@ func (s *Store) RevokeToken(ctx context.Context, id string) error {
 			return fmt.Errorf("token %s: %w", id, errdefs.ErrNotFound)
 		}
 		s.touchAccess(tx)
-		return nil
+		var user string
+		if err := tx.QueryRowContext(ctx, `SELECT user_name FROM tokens WHERE id = ?`, id).Scan(&user); err != nil {
+			return fmt.Errorf("revoke token %s: %w", id, err)
+		}
+		return s.insertAudit(ctx, tx, auditToken(ctx, AuditDelete, user, "revoked", s.micros()))
 	})
 }
 

@@ -16,12 +16,12 @@ var copiedTables = []string{
 	"repository_blobs", "repository_manifests", "tag_events", "tag_heads", "tag_aliases",
 	"remote_manifests", "tag_conditions", "uploads", "events", "projects", "users",
 	"group_members", "tokens", "settings", "objects", "role_bindings",
-	"webhook_cursor", "webhook_deliveries",
+	"webhook_cursor", "webhook_deliveries", "image_pulls", "audit_log",
 }
 
 // identityColumns are the columns the destination numbers itself, which
 // must go on after the numbers copied.
-var identityColumns = map[string]string{"repositories": "id", "tag_events": "id", "webhook_deliveries": "id"}
+var identityColumns = map[string]string{"repositories": "id", "tag_events": "id", "webhook_deliveries": "id", "audit_log": "id"}
 
 // CopyProgress is told how a copy advances: rows of table done of total.
 type CopyProgress func(table string, done, total int64)

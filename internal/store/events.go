@@ -119,6 +119,9 @@ func (s *Store) insertEvent(ctx context.Context, tx *sql.Tx, ev pendingEvent) er
 		seq, string(ev.kind), ev.repo, string(ev.digest), ev.tag, ev.actor, string(ev.reason), ev.created); err != nil {
 		return fmt.Errorf("append %s event: %w", ev.kind, err)
 	}
+	if a, ok := auditOfEvent(ev); ok {
+		return s.insertAudit(ctx, tx, a)
+	}
 	return nil
 }
 

@@ -398,6 +398,11 @@ INSERT INTO events (seq, kind, api_resource, namespace, name, object, created_at
 	if err != nil {
 		return 0, fmt.Errorf("append %s event for %s: %w", kind, o.ObjectKey, err)
 	}
+	if a, ok := auditOfObject(ctx, kind, o, s.micros()); ok {
+		if err := s.insertAudit(ctx, tx, a); err != nil {
+			return 0, err
+		}
+	}
 	return seq, nil
 }
 

@@ -1,8 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,17 +15,20 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// PullLog records pulls as ImagePulled events without a write per pull:
-// Pulled only notes the pull in memory, and Run appends the notes in one
-// transaction every few seconds, each repository and image at most once
-// per interval. Pulls are frequent and a pull must stay a read.
+// PullLog records pulls without a write per pull: Pulled only notes the
+// pull in memory, and Flush, every few seconds, adds the pulls noted to
+// each image's count and last pull time (image_pulls) in one
+// transaction. Once per interval per repository and image it also
+// appends an ImagePulled event (for webhooks) and an audit row per user
+// with the number of pulls they made. Pulls are frequent and a pull must
+// stay a read.
 type PullLog struct {
 	store    *Store
 	interval time.Duration
 
 	mu      sync.Mutex
-	pending map[pullKey]string    // → the actor of the latest pull
-	last    map[pullKey]time.Time // when each was last appended
+	pending map[pullKey]*pullNote
+	logged  map[pullKey]time.Time // when each last had its event
 	dropped atomic.Int64
 }
 
@@ -29,14 +37,31 @@ type pullKey struct {
 	digest digest.Digest
 }
 
-// maxPendingPulls bounds what a flood of pulls of distinct images may
-// hold in memory between flushes; the excess is counted, not kept.
-const maxPendingPulls = 10000
+// pullNote is what the log holds of an image's pulls.
+type pullNote struct {
+	count int64     // pulls since the last flush
+	at    time.Time // the latest of them
+	// actors counts the pulls of each user since the image's last event,
+	// actor the latest user.
+	actors map[string]int64
+	actor  string
+}
 
-// NewPullLog returns a log that appends each repository and image at
-// most once per interval.
+// maxPendingPulls bounds what a flood of pulls of distinct images may
+// hold in memory between flushes, and maxPullActors the users one image
+// keeps apart between its audit rows; the excess is counted, not kept.
+const (
+	maxPendingPulls = 10000
+	maxPullActors   = 100
+)
+
+// othersActor stands for the users past maxPullActors in an audit row.
+const othersActor = "(others)"
+
+// NewPullLog returns a log that appends each repository and image's
+// event and audit rows at most once per interval.
 func (s *Store) NewPullLog(interval time.Duration) *PullLog {
-	return &PullLog{store: s, interval: interval, pending: map[pullKey]string{}, last: map[pullKey]time.Time{}}
+	return &PullLog{store: s, interval: interval, pending: map[pullKey]*pullNote{}, logged: map[pullKey]time.Time{}}
 }
 
 // Pulled notes that actor pulled manifest dgst of repo.
@@ -44,45 +69,116 @@ func (p *PullLog) Pulled(repo string, dgst digest.Digest, actor string) {
 	k := pullKey{repo, dgst}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if at, ok := p.last[k]; ok && time.Since(at) < p.interval {
-		return
+	n, ok := p.pending[k]
+	if !ok {
+		if len(p.pending) >= maxPendingPulls {
+			p.dropped.Add(1)
+			return
+		}
+		n = &pullNote{actors: map[string]int64{}}
+		p.pending[k] = n
 	}
-	if _, ok := p.pending[k]; !ok && len(p.pending) >= maxPendingPulls {
-		p.dropped.Add(1)
-		return
+	n.count++
+	n.at = time.Now()
+	n.actor = actor
+	if _, ok := n.actors[actor]; !ok && len(n.actors) >= maxPullActors {
+		actor = othersActor
 	}
-	p.pending[k] = actor
+	n.actors[actor]++
 }
 
 // Dropped counts the pulls not recorded because too many were pending.
 func (p *PullLog) Dropped() int64 { return p.dropped.Load() }
 
-// Flush appends the pending pulls.
-func (p *PullLog) Flush(ctx context.Context) error {
-	p.mu.Lock()
-	pending := p.pending
-	p.pending = map[pullKey]string{}
+// pullBatch is what one flush writes.
+type pullBatch struct {
+	key    pullKey
+	count  int64
+	at     time.Time
+	event  bool // the interval passed: an event and audit rows too
+	actor  string
+	actors map[string]int64
+}
+
+// Flush writes the pulls noted since the last flush.
+func (p *PullLog) Flush(ctx context.Context) error { return p.flush(ctx, false) }
+
+// flush writes the pulls noted; all of them, events and audit rows
+// included, when final (the log stops).
+func (p *PullLog) flush(ctx context.Context, final bool) error {
 	now := time.Now()
-	for k := range pending {
-		p.last[k] = now
+	var batch []pullBatch
+	p.mu.Lock()
+	for k, n := range p.pending {
+		last, ok := p.logged[k]
+		due := final || !ok || now.Sub(last) >= p.interval
+		if n.count == 0 && !due {
+			continue
+		}
+		b := pullBatch{key: k, count: n.count, at: n.at, event: due}
+		n.count = 0
+		if due {
+			b.actor, b.actors = n.actor, n.actors
+			p.logged[k] = now
+			delete(p.pending, k)
+		}
+		batch = append(batch, b)
 	}
-	for k, at := range p.last {
-		if now.Sub(at) >= p.interval {
-			delete(p.last, k)
+	for k, at := range p.logged {
+		if _, ok := p.pending[k]; !ok && now.Sub(at) >= p.interval {
+			delete(p.logged, k)
 		}
 	}
 	p.mu.Unlock()
-	if len(pending) == 0 {
+	if len(batch) == 0 {
 		return nil
 	}
+	// The same order in every flush: instances flushing at once lock
+	// image_pulls rows in one order.
+	slices.SortFunc(batch, func(a, b pullBatch) int {
+		return cmp.Or(cmp.Compare(a.key.repo, b.key.repo), cmp.Compare(a.key.digest, b.key.digest))
+	})
 	return p.store.tx(ctx, func(tx *sql.Tx) error {
-		for k, actor := range pending {
-			if err := p.store.appendEvent(WithActor(ctx, actor), tx, EventImagePulled, k.repo, k.digest, ""); err != nil {
+		for _, b := range batch {
+			if err := p.store.countPulls(ctx, tx, b); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// countPulls writes one image's batch.
+func (s *Store) countPulls(ctx context.Context, tx *sql.Tx, b pullBatch) error {
+	if b.count > 0 {
+		if _, err := tx.ExecContext(ctx, `
+INSERT INTO image_pulls (repository_id, digest, pulls, last_pulled_at)
+SELECT id, ?, ?, ? FROM repositories WHERE name = ?
+ON CONFLICT (repository_id, digest) DO UPDATE SET pulls = image_pulls.pulls + excluded.pulls,
+	last_pulled_at = CASE WHEN excluded.last_pulled_at > image_pulls.last_pulled_at THEN excluded.last_pulled_at ELSE image_pulls.last_pulled_at END`,
+			string(b.key.digest), b.count, b.at.UnixMicro(), b.key.repo); err != nil {
+			return fmt.Errorf("count pulls of %s@%s: %w", b.key.repo, b.key.digest, err)
+		}
+	}
+	if !b.event {
+		return nil
+	}
+	if err := s.appendEvent(WithActor(ctx, b.actor), tx, EventImagePulled, b.key.repo, b.key.digest, ""); err != nil {
+		return err
+	}
+	project, _, _ := strings.Cut(b.key.repo, "/")
+	actors := slices.Sorted(maps.Keys(b.actors))
+	for _, actor := range actors {
+		e := AuditEntry{At: b.at, Actor: actor, Action: AuditPull, Project: project, Resource: "manifests", Name: b.key.repo,
+			Digest: b.key.digest, Detail: fmt.Sprintf("%d pulls", b.actors[actor])}
+		if b.actors[actor] == 1 {
+			e.Detail = "1 pull"
+		}
+		if err := s.insertAudit(ctx, tx, e); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Run flushes every period until ctx ends, and once more then.
@@ -94,7 +190,7 @@ func (p *PullLog) Run(ctx context.Context, period time.Duration, onError func(er
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
-			if err := p.Flush(fctx); err != nil && onError != nil {
+			if err := p.flush(fctx, true); err != nil && onError != nil {
 				onError(err)
 			}
 			return

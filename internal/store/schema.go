@@ -467,4 +467,34 @@ SELECT r.project, 1, rm.digest, m.size, COUNT(*) FROM repository_manifests rm
 JOIN repositories r ON r.id = rm.repository_id JOIN manifests m ON m.digest = rm.digest
 GROUP BY r.project, rm.digest, m.size;
 `,
+	// 16: what the console lists and the audit log (listing.go, audit.go).
+	// Pull counts and the last pull of each image of a repository, added
+	// to by the pull log's batches (never a write per pull); the audit
+	// log, written in the transactions of the changes it records, kept
+	// for its own retention (the event log is trimmed for watches); and
+	// project_contents by digest, for what projects share.
+	`
+CREATE TABLE image_pulls (
+	repository_id  BIGINT NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+	digest         TEXT   NOT NULL,
+	pulls          BIGINT NOT NULL,
+	last_pulled_at BIGINT NOT NULL,
+	PRIMARY KEY (repository_id, digest)
+);
+CREATE TABLE audit_log (
+	id       INTEGER PRIMARY KEY AUTOINCREMENT,
+	at       BIGINT NOT NULL,
+	actor    TEXT   NOT NULL,
+	action   TEXT   NOT NULL,
+	project  TEXT   NOT NULL,
+	resource TEXT   NOT NULL,
+	name     TEXT   NOT NULL,
+	digest   TEXT   NOT NULL DEFAULT '',
+	detail   TEXT   NOT NULL DEFAULT ''
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_project ON audit_log (project, at);
+CREATE INDEX audit_log_actor ON audit_log (actor, at);
+CREATE INDEX project_contents_digest ON project_contents (digest, manifest, project);
+`,
 }

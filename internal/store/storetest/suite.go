@@ -102,6 +102,9 @@ func Run(t *testing.T, open Opener) {
 		{"ImageSizeLimit", testImageSizeLimit},
 		{"ConcurrentQuota", testConcurrentQuota},
 		{"ProjectUsageFollowsLinks", testProjectUsageFollowsLinks},
+		{"TagListing", testTagListing},
+		{"ProjectSummaries", testProjectSummaries},
+		{"AuditLog", testAuditLog},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.test(t, open) })
 	}

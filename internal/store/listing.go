@@ -1,0 +1,321 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Lists that a user pages through (the console, scripts) are sorted,
+// filtered and counted here, in SQL: a page of a project with thousands
+// of tags reads one page of rows, and its order is the order of all of
+// them, not of the page.
+
+// TagSort is what a tag listing is sorted by.
+type TagSort string
+
+// The keys tags sort by. Ties go by stream and tag name.
+const (
+	TagsByName   TagSort = "name"       // stream, then tag
+	TagsByPushed TagSort = "pushed"     // when the tag last moved
+	TagsBySize   TagSort = "size"       // ImageSize of its image
+	TagsByPulled TagSort = "lastPulled" // its image's last pull
+	TagsByPulls  TagSort = "pulls"      // its image's pull count
+)
+
+// tagSortColumns are the SQL of each key.
+var tagSortColumns = map[TagSort]string{
+	TagsByName:   "r.name",
+	TagsByPushed: "te.created_at",
+	TagsBySize:   "image_size",
+	TagsByPulled: "COALESCE(ip.last_pulled_at, 0)",
+	TagsByPulls:  "COALESCE(ip.pulls, 0)",
+}
+
+// ValidTagSort says whether tags can be sorted by key.
+func ValidTagSort(key TagSort) bool { _, ok := tagSortColumns[key]; return ok }
+
+// TagQuery selects and orders live tags.
+type TagQuery struct {
+	// Project is the project whose tags are listed, "" for all.
+	Project string
+	// Repository narrows the listing to one repository ("project/name").
+	Repository string
+	// Search keeps the tags whose "project/stream:tag" contains it,
+	// ignoring case.
+	Search string
+	Sort   TagSort // TagsByName when ""
+	// Descending reverses the order of Sort (not of the ties).
+	Descending    bool
+	Offset, Limit int // Limit 0: all
+}
+
+// TagRow is a live tag and what the console shows of it.
+type TagRow struct {
+	Repository string
+	Tag        string
+	Digest     digest.Digest
+	MediaType  string
+	// ArtifactType is the manifest's artifact type, "" for an image.
+	ArtifactType string
+	// Size is ImageSize: the manifest, its config and layers, and for an
+	// index each child's the same.
+	Size       int64
+	Pushed     time.Time // when the tag last moved
+	PushedBy   string    // who moved it ("" for Berth itself)
+	Reason     TagReason
+	Generation int64
+	// Source is where an imported image came from, "" for one pushed.
+	Source     string
+	LastPulled time.Time // zero when never pulled
+	Pulls      int64
+}
+
+// TagPage is a page of tags with the number the query selects in all.
+type TagPage struct {
+	Rows  []TagRow
+	Total int
+}
+
+// imageSizeSQL is the size of the image of manifest m: its own bytes and
+// those of what it references (declared sizes, or the blob's for rows
+// from before sizes were recorded), an index's children counted whole.
+const imageSizeSQL = `m.size + COALESCE((
+	SELECT SUM(CASE WHEN mr.is_manifest = 1 THEN COALESCE((
+		SELECT c.size + COALESCE((SELECT SUM(CASE WHEN cr.size >= 0 THEN cr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = cr.reference), 0) END)
+			FROM manifest_references cr WHERE cr.manifest_digest = c.digest AND cr.is_manifest = 0), 0)
+		FROM manifests c WHERE c.digest = mr.reference), CASE WHEN mr.size >= 0 THEN mr.size ELSE 0 END)
+	ELSE CASE WHEN mr.size >= 0 THEN mr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = mr.reference), 0) END END)
+	FROM manifest_references mr WHERE mr.manifest_digest = m.digest), 0)`
+
+// ListTags reads a page of the live tags q selects, in its order, and how
+// many it selects in all (one snapshot for both).
+func (s *Store) ListTags(ctx context.Context, q TagQuery) (TagPage, error) {
+	if q.Sort == "" {
+		q.Sort = TagsByName
+	}
+	key, ok := tagSortColumns[q.Sort]
+	if !ok {
+		return TagPage{}, fmt.Errorf("sort tags by %q: no such key", q.Sort)
+	}
+	var where []string
+	var args []any
+	if q.Project != "" {
+		where, args = append(where, "r.project = ?"), append(args, q.Project)
+	}
+	if q.Repository != "" {
+		where, args = append(where, "r.name = ?"), append(args, q.Repository)
+	}
+	if q.Search != "" {
+		where, args = append(where, `LOWER(r.name || ':' || h.tag) LIKE ? ESCAPE '\'`), append(args, likeContaining(q.Search))
+	}
+	cond := ""
+	if len(where) > 0 {
+		cond = " WHERE " + strings.Join(where, " AND ")
+	}
+	const from = ` FROM tag_heads h JOIN repositories r ON r.id = h.repository_id`
+	tx, err := s.snapshot(ctx)
+	if err != nil {
+		return TagPage{}, err
+	}
+	defer tx.Rollback()
+	var page TagPage
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*)`+from+cond, args...).Scan(&page.Total); err != nil {
+		return TagPage{}, fmt.Errorf("count tags: %w", err)
+	}
+	dir := "ASC"
+	if q.Descending {
+		dir = "DESC"
+	}
+	order := key + " " + dir + ", r.name, h.tag"
+	if q.Sort == TagsByName {
+		order = "r.name " + dir + ", h.tag " + dir
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = math.MaxInt32
+	}
+	query := `
+SELECT r.name, h.tag, h.digest, m.media_type, m.artifact_type, ` + imageSizeSQL + ` AS image_size,
+	te.created_at, te.actor, te.reason, te.generation, te.source, COALESCE(ip.last_pulled_at, 0), COALESCE(ip.pulls, 0)` + from + `
+JOIN tag_events te ON te.id = h.event_id
+JOIN manifests m ON m.digest = h.digest
+LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest` + cond + `
+ORDER BY ` + order + ` LIMIT ? OFFSET ?`
+	rows, err := tx.QueryContext(ctx, query, append(args, limit, max(q.Offset, 0))...)
+	if err != nil {
+		return TagPage{}, fmt.Errorf("list tags: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var t TagRow
+		var dgst string
+		var pushed, pulled int64
+		if err := rows.Scan(&t.Repository, &t.Tag, &dgst, &t.MediaType, &t.ArtifactType, &t.Size,
+			&pushed, &t.PushedBy, &t.Reason, &t.Generation, &t.Source, &pulled, &t.Pulls); err != nil {
+			return TagPage{}, err
+		}
+		t.Digest, t.Pushed = digest.Digest(dgst), time.UnixMicro(pushed).UTC()
+		if pulled > 0 {
+			t.LastPulled = time.UnixMicro(pulled).UTC()
+		}
+		page.Rows = append(page.Rows, t)
+	}
+	return page, rows.Err()
+}
+
+// likeContaining is the LIKE pattern of the strings containing s, its
+// wildcards escaped, in lower case (matched against LOWER(...)).
+func likeContaining(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(strings.ToLower(s)) + "%"
+}
+
+// ImagePulls is what the pull log counted of an image of a repository.
+type ImagePulls struct {
+	Pulls      int64
+	LastPulled time.Time // zero when never pulled
+}
+
+// PullsOf reads the pull counts of images of repo, by digest.
+func (s *Store) PullsOf(ctx context.Context, repo string) (map[digest.Digest]ImagePulls, error) {
+	rows, err := s.query(ctx, `
+SELECT ip.digest, ip.pulls, ip.last_pulled_at FROM image_pulls ip JOIN repositories r ON r.id = ip.repository_id WHERE r.name = ?`, repo)
+	if err != nil {
+		return nil, fmt.Errorf("pulls of %s: %w", repo, err)
+	}
+	defer rows.Close()
+	out := map[digest.Digest]ImagePulls{}
+	for rows.Next() {
+		var dgst string
+		var p ImagePulls
+		var at int64
+		if err := rows.Scan(&dgst, &p.Pulls, &at); err != nil {
+			return nil, err
+		}
+		p.LastPulled = time.UnixMicro(at).UTC()
+		out[digest.Digest(dgst)] = p
+	}
+	return out, rows.Err()
+}
+
+// RepositorySummary is a repository and what the console shows of it.
+type RepositorySummary struct {
+	Repository
+	Tags    int
+	Updated time.Time // when a tag last moved; zero without tags
+}
+
+// RepositorySummaries reads the repositories of project (every project
+// when "") with their tag counts, by name.
+func (s *Store) RepositorySummaries(ctx context.Context, project string) ([]RepositorySummary, error) {
+	q, args := `
+SELECT `+repositoryColumns+`,
+	(SELECT COUNT(*) FROM tag_heads h WHERE h.repository_id = r.id),
+	COALESCE((SELECT MAX(te.created_at) FROM tag_heads h JOIN tag_events te ON te.id = h.event_id WHERE h.repository_id = r.id), 0)
+FROM repositories r`, []any{}
+	if project != "" {
+		q += ` WHERE r.project = ?`
+		args = append(args, project)
+	}
+	rows, err := s.query(ctx, q+` ORDER BY r.name`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("summarize repositories of %q: %w", project, err)
+	}
+	defer rows.Close()
+	var out []RepositorySummary
+	for rows.Next() {
+		var r RepositorySummary
+		var created, updated int64
+		if err := rows.Scan(&r.Name, &r.Project, &created, &r.Version, &r.Tags, &updated); err != nil {
+			return nil, err
+		}
+		r.Created = time.UnixMicro(created).UTC()
+		if updated > 0 {
+			r.Updated = time.UnixMicro(updated).UTC()
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ProjectSummary is what a project holds, as its list shows it.
+type ProjectSummary struct {
+	Streams, Tags int
+	// Storage is the bytes of the distinct blobs and manifests its
+	// repositories link (what its storage quota counts); Shared is the
+	// part of them other projects link too. Storage - Shared is what
+	// deleting the project could free.
+	Storage, Shared int64
+	// LastPush is when a tag of the project last moved.
+	LastPush time.Time
+}
+
+// ProjectSummaries reads what every project holds, by name; a project
+// with no repository has no entry.
+func (s *Store) ProjectSummaries(ctx context.Context) (map[string]ProjectSummary, error) {
+	tx, err := s.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	out := map[string]ProjectSummary{}
+	rows, err := tx.QueryContext(ctx, `
+SELECT r.project, COUNT(DISTINCT r.id), COUNT(h.tag), COALESCE(MAX(te.created_at), 0)
+FROM repositories r LEFT JOIN tag_heads h ON h.repository_id = r.id LEFT JOIN tag_events te ON te.id = h.event_id
+GROUP BY r.project`)
+	if err != nil {
+		return nil, fmt.Errorf("summarize projects: %w", err)
+	}
+	if err := scanEach(rows, func() error {
+		var name string
+		var p ProjectSummary
+		var last int64
+		if err := rows.Scan(&name, &p.Streams, &p.Tags, &last); err != nil {
+			return err
+		}
+		if last > 0 {
+			p.LastPush = time.UnixMicro(last).UTC()
+		}
+		out[name] = p
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `
+SELECT pc.project, SUM(pc.size),
+	SUM(CASE WHEN EXISTS (SELECT 1 FROM project_contents o WHERE o.digest = pc.digest AND o.manifest = pc.manifest AND o.project <> pc.project)
+		THEN pc.size ELSE 0 END)
+FROM project_contents pc GROUP BY pc.project`)
+	if err != nil {
+		return nil, fmt.Errorf("summarize project storage: %w", err)
+	}
+	err = scanEach(rows, func() error {
+		var name string
+		var storage, shared int64
+		if err := rows.Scan(&name, &storage, &shared); err != nil {
+			return err
+		}
+		p := out[name]
+		p.Storage, p.Shared = storage, shared
+		out[name] = p
+		return nil
+	})
+	return out, err
+}
+
+// scanEach calls scan for each row of rows and closes them.
+func scanEach(rows *sql.Rows, scan func() error) error {
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
