@@ -66,7 +66,9 @@ func testTagListing(t *testing.T, open Opener) {
 	if got := tagNames(all); all.Total != 4 || !slices.Equal(got, []string{"p/a:multi", "p/a:v1", "p/a:v2", "p/b:v1"}) {
 		t.Fatalf("tags of p by name = %v (total %d)", got, all.Total)
 	}
-	sizeOf := func(m store.Manifest) int64 { return int64(len(m.Payload)) + m.References[0].Size + m.References[1].Size }
+	sizeOf := func(m store.Manifest) int64 {
+		return int64(len(m.Payload)) + m.References[0].Size + m.References[1].Size
+	}
 	byTag := map[string]store.TagRow{}
 	for _, r := range all.Rows {
 		byTag[r.Repository+":"+r.Tag] = r
