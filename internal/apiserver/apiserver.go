@@ -109,6 +109,7 @@ func (s *Server) routes() {
 	s.imageStreamWriteRoutes()
 	s.clusterRoleRoutes()
 	s.imageRoutes()
+	s.auditRoutes()
 	s.podRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)

@@ -1,10 +1,12 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +64,8 @@ type ImageStreams interface {
 	Tag(ctx context.Context, host, project, name string) (*imagev1.ImageStream, imagev1.NamedTagEventList, error)
 	Untag(ctx context.Context, project, stream, tag string) error
 	SetTag(ctx context.Context, project, stream, tag string, src imagestream.Source) error
+	TagPage(ctx context.Context, host string, q store.TagQuery) ([]*imagev1.ImageStreamTag, int, error)
+	TagSummary(ctx context.Context, project, name string) (store.TagRow, error)
 	StreamWriter
 	Importer
 }
@@ -106,22 +110,85 @@ func (s *Server) listImageStreams(w http.ResponseWriter, r *http.Request) error 
 	if err := s.authorize(r, "list", resImageStreams, ns); err != nil {
 		return err
 	}
-	streams, rv, err := s.imageStreamsIn(r, ns)
+	page, err := parsePageQuery(r, imageStreamSorts)
 	if err != nil {
 		return err
 	}
-	items := []*imagev1.ImageStream{}
-	for _, is := range streams {
-		if q.labels.Matches(labelSet(is.Labels)) && q.fields.Matches(fieldSet(is.ObjectMeta)) {
+	var items []*imagev1.ImageStream
+	var meta metav1.ListMeta
+	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
+	if err != nil {
+		return err
+	}
+	if q.labels.Empty() {
+		// Sorted, searched and paged over the repositories' summaries;
+		// only the page's streams are built.
+		sums, err := s.opts.Store.RepositorySummaries(r.Context(), ns)
+		if err != nil {
+			return err
+		}
+		var kept []store.RepositorySummary
+		for _, sum := range sums {
+			project, name, _ := strings.Cut(sum.Name, "/")
+			if page.matchesSearch(sum.Name) && q.fields.Matches(fields.Set{"metadata.name": name, "metadata.namespace": project}) {
+				kept = append(kept, sum)
+			}
+		}
+		sortStreams(kept, page.sortBy, page.desc)
+		from, to := page.window(len(kept))
+		meta.Continue, meta.RemainingItemCount = page.pageMeta(to-from, len(kept))
+		for _, sum := range kept[from:to] {
+			is, err := s.streams.Stream(r.Context(), registryHost(r), sum.Repository)
+			if err != nil {
+				return err
+			}
 			items = append(items, is)
 		}
+	} else {
+		// Labels live in the streams' spec objects: build them all.
+		if page.sortBy != imageStreamSorts[0] {
+			return badRequest("sortBy %s cannot go with a labelSelector; sort by name, or search instead", page.sortBy)
+		}
+		streams, _, err := s.imageStreamsIn(r, ns)
+		if err != nil {
+			return err
+		}
+		var selected []*imagev1.ImageStream
+		for _, is := range streams {
+			if q.labels.Matches(labelSet(is.Labels)) && q.fields.Matches(fieldSet(is.ObjectMeta)) {
+				selected = append(selected, is)
+			}
+		}
+		items = sortedPage(selected, page, func(is *imagev1.ImageStream) string { return is.Namespace + "/" + is.Name }, &meta)
 	}
+	if items == nil {
+		items = []*imagev1.ImageStream{}
+	}
+	meta.ResourceVersion = strconv.FormatInt(rv, 10)
 	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTable(items, strconv.FormatInt(rv, 10)))
+		t := imageStreamTable(items, meta.ResourceVersion)
+		t.Continue, t.RemainingItemCount = meta.Continue, meta.RemainingItemCount
+		return writeJSONOrYAML(w, r, http.StatusOK, t)
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
-		"kind": "ImageStreamList", "apiVersion": groupImage + "/v1",
-		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
+		"kind": "ImageStreamList", "apiVersion": groupImage + "/v1", "metadata": meta, "items": items,
+	})
+}
+
+// imageStreamSorts are the keys streams sort by, the default first.
+var imageStreamSorts = []string{"name", "tags", "updated"}
+
+// sortStreams orders summaries (in name order) by key; ties stay in name
+// order whichever the direction.
+func sortStreams(sums []store.RepositorySummary, key string, desc bool) {
+	sortItems(sums, desc, func(a, b store.RepositorySummary) int {
+		switch key {
+		case "tags":
+			return cmp.Compare(a.Tags, b.Tags)
+		case "updated":
+			return a.Updated.Compare(b.Updated)
+		}
+		return cmp.Compare(a.Name, b.Name)
 	})
 }
 
@@ -258,17 +325,65 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 	if err := s.authorize(r, "list", resImageStreamTags, ns); err != nil {
 		return err
 	}
-	items, rv, err := s.imageStreamTagsIn(r, ns, q)
+	page, err := parsePageQuery(r, imageStreamTagSorts)
 	if err != nil {
 		return err
 	}
+	rv, err := s.opts.Store.LatestResourceVersion(r.Context())
+	if err != nil {
+		return err
+	}
+	var items []*imagev1.ImageStreamTag
+	var meta metav1.ListMeta
+	if q.fields.Empty() {
+		// Sorted, filtered and paged by the store.
+		var total int
+		items, total, err = s.streams.TagPage(r.Context(), registryHost(r), store.TagQuery{Project: ns,
+			Search: page.search, Sort: store.TagSort(page.sortBy), Descending: page.desc, Offset: page.offset, Limit: page.limit})
+		if err != nil {
+			return err
+		}
+		meta.Continue, meta.RemainingItemCount = page.pageMeta(len(items), total)
+	} else if page.sortBy != string(store.TagsByName) {
+		return badRequest("sortBy %s cannot go with a fieldSelector; sort by name, or search instead", page.sortBy)
+	} else if items, _, err = s.imageStreamTagsIn(r, ns, q); err != nil {
+		return err
+	} else {
+		// A field selector matches names the store does not index: the
+		// selection is made here, then sorted and paged.
+		items = sortedPage(items, page, func(ist *imagev1.ImageStreamTag) string { return ist.Namespace + "/" + ist.Name }, &meta)
+	}
+	meta.ResourceVersion = strconv.FormatInt(rv, 10)
 	if wantsTable(r) {
-		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable(items, strconv.FormatInt(rv, 10)))
+		t := imageStreamTagTable(items, meta.ResourceVersion)
+		t.Continue, t.RemainingItemCount = meta.Continue, meta.RemainingItemCount
+		return writeJSONOrYAML(w, r, http.StatusOK, t)
 	}
 	return writeJSONOrYAML(w, r, http.StatusOK, map[string]any{
-		"kind": "ImageStreamTagList", "apiVersion": groupImage + "/v1",
-		"metadata": metav1.ListMeta{ResourceVersion: strconv.FormatInt(rv, 10)}, "items": items,
+		"kind": "ImageStreamTagList", "apiVersion": groupImage + "/v1", "metadata": meta, "items": items,
 	})
+}
+
+// imageStreamTagSorts are the keys tags sort by (sortBy), the default
+// first: store.TagSort's.
+var imageStreamTagSorts = []string{string(store.TagsByName), string(store.TagsByPushed), string(store.TagsBySize),
+	string(store.TagsByPulled), string(store.TagsByPulls)}
+
+// sortedPage is the page of items (already in name order) that p asks,
+// searched by name only: what lists the store does not sort take.
+func sortedPage[T any](items []T, p pageQuery, name func(T) string, meta *metav1.ListMeta) []T {
+	kept := []T{}
+	for _, it := range items {
+		if p.matchesSearch(name(it)) {
+			kept = append(kept, it)
+		}
+	}
+	if p.desc {
+		slices.Reverse(kept)
+	}
+	from, to := p.window(len(kept))
+	meta.Continue, meta.RemainingItemCount = p.pageMeta(to-from, len(kept))
+	return kept[from:to]
 }
 
 // imageStreamTagsIn are the tags of the streams of ns (all when "") that
@@ -378,6 +493,10 @@ func (s *Server) getImageStreamTag(w http.ResponseWriter, r *http.Request) error
 	ist := imagestream.TagView(is, tag)
 	if m, err := s.opts.Store.StoredManifestByDigest(r.Context(), digest.Digest(ist.Image.Name)); err == nil {
 		ist.Image.DockerImageManifestMediaType = m.MediaType
+	}
+	if row, err := s.streams.TagSummary(r.Context(), ns, name); err == nil && row.Digest == digest.Digest(ist.Image.Name) {
+		ist.Annotations = map[string]string{}
+		imagestream.Annotate(ist.Annotations, row)
 	}
 	if wantsTable(r) {
 		return writeJSONOrYAML(w, r, http.StatusOK, imageStreamTagTable([]*imagev1.ImageStreamTag{ist}, ist.ResourceVersion))

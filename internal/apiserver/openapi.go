@@ -57,6 +57,7 @@ var schemaKinds = []schemaKind{
 	{groupOAuth, "v1", "UserOAuthAccessToken", UserOAuthAccessToken{}, "UserOAuthAccessToken is one of the caller's tokens (never its secret)."},
 	{groupBerth, "v1", "Webhook", berthv1.Webhook{}, "Webhook sends its project's registry events (push, pull, delete, tag) to an HTTP endpoint as CloudEvents; status reports the deliveries."},
 	{groupBerth, "v1", "ClusterWebhook", berthv1.Webhook{}, "ClusterWebhook sends every project's registry events (push, pull, delete, tag) to an HTTP endpoint as CloudEvents; status reports the deliveries."},
+	{groupBerth, "v1", "AuditEvent", berthv1.AuditEvent{}, "AuditEvent is a row of the audit log (read-only): who pushed, pulled, tagged, deleted or changed access, and when. A project's admins list its rows; cluster administrators every row."},
 	{groupBerth, "v1", "ProxyCache", berthv1.ProxyCache{}, "ProxyCache, named after a project, makes it serve <project>/<name>:<tag> from an upstream registry on first pull, keeping what it fetched."},
 }
 

@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -142,11 +143,54 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	page, err := parsePageQuery(r, projectSorts)
+	if err != nil {
+		return err
+	}
+	sums, err := s.opts.Store.ProjectSummaries(r.Context())
+	if err != nil {
+		return err
+	}
 	var items []Project
 	for _, p := range projects {
-		items = append(items, projectObject(p))
+		if !page.matchesSearch(p.Name) {
+			continue
+		}
+		o := projectObject(p)
+		sum := sums[p.Name]
+		o.Status.Images = &ProjectImages{ImageStreams: sum.Streams, Tags: sum.Tags, StorageBytes: sum.Storage, SharedBytes: sum.Shared}
+		if !sum.LastPush.IsZero() {
+			o.Status.Images.LastPush = timestamp(sum.LastPush)
+		}
+		items = append(items, o)
 	}
-	return writeList(w, r, newList(groupProject+"/v1", "ProjectList", items), projectColumns, projectRow)
+	sortProjects(items, page.sortBy, page.desc)
+	from, to := page.window(len(items))
+	list := newList(groupProject+"/v1", "ProjectList", items[from:to])
+	list.Metadata.Continue, list.Metadata.RemainingItemCount = page.pageMeta(to-from, len(items))
+	return writeList(w, r, list, projectColumns, projectRow)
+}
+
+// projectSorts are the keys projects sort by, the default first.
+var projectSorts = []string{"name", "imageStreams", "tags", "storage", "lastPush"}
+
+// sortProjects orders projects (in name order) by key; ties stay in name
+// order whichever the direction.
+func sortProjects(items []Project, key string, desc bool) {
+	sortItems(items, desc, func(a, b Project) int {
+		x, y := a.Status.Images, b.Status.Images
+		switch key {
+		case "imageStreams":
+			return cmp.Compare(x.ImageStreams, y.ImageStreams)
+		case "tags":
+			return cmp.Compare(x.Tags, y.Tags)
+		case "storage":
+			return cmp.Compare(x.StorageBytes, y.StorageBytes)
+		case "lastPush":
+			return cmp.Compare(x.LastPush, y.LastPush) // RFC 3339 in UTC sorts as time
+		}
+		return cmp.Compare(a.Metadata.Name, b.Metadata.Name)
+	})
 }
 
 // mayGetProject: a project the caller may get, or is bound in.

@@ -91,6 +91,9 @@ var served = []resourceInfo{
 	// Berth's own kinds (kinds_webhook.go), last: no other group serves
 	// their names. No short names: kubectl's built-in ones would be
 	// easy to clash with, and the names are short.
+	// The audit log, read-only (kinds_audit.go).
+	{Group: groupBerth, Version: "v1", Resource: "auditevents", Singular: "auditevent", Kind: "AuditEvent", Namespaced: true,
+		Verbs: []string{"list"}},
 	{Group: groupBerth, Version: "v1", Resource: "webhooks", Singular: "webhook", Kind: "Webhook", Namespaced: true,
 		Verbs: verbsCRUD, Subresources: map[string][]string{"status": verbsStatus}},
 	{Group: groupBerth, Version: "v1", Resource: "clusterwebhooks", Singular: "clusterwebhook", Kind: "ClusterWebhook",

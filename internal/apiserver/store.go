@@ -67,6 +67,15 @@ type ContentStore interface {
 	RecordImport(ctx context.Context, repo, tag string, im store.Imported) error
 	SetTagCondition(ctx context.Context, repo, tag string, c store.TagCondition) error
 	BlobSources(ctx context.Context, repo string, dgst digest.Digest) ([]store.RemoteSource, error)
+	// What the paged lists read: sorted, filtered and counted in the store.
+	ListTags(ctx context.Context, q store.TagQuery) (store.TagPage, error)
+	RepositorySummaries(ctx context.Context, project string) ([]store.RepositorySummary, error)
+	ProjectSummaries(ctx context.Context) (map[string]store.ProjectSummary, error)
+}
+
+// AuditStore reads the audit log.
+type AuditStore interface {
+	AuditLog(ctx context.Context, q store.AuditQuery) (store.AuditPage, error)
 }
 
 // InstanceStore knows the registry's instances (pods).
@@ -81,4 +90,5 @@ type Store interface {
 	ProjectStore
 	ContentStore
 	InstanceStore
+	AuditStore
 }

@@ -20,7 +20,10 @@ type ObjectMeta struct {
 }
 
 // ListMeta is the metadata of a list.
-type ListMeta struct{}
+type ListMeta struct {
+	Continue           string `json:"continue,omitempty"`
+	RemainingItemCount *int64 `json:"remainingItemCount,omitempty"`
+}
 
 type status struct {
 	TypeMeta
@@ -70,9 +73,25 @@ type Project struct {
 	Status   ProjectStatus `json:"status"`
 }
 
-// ProjectStatus is a project's phase.
+// ProjectStatus is a project's phase, and in lists what it holds.
 type ProjectStatus struct {
 	Phase string `json:"phase"`
+	// Images is Berth's: what the project's repositories hold, in lists
+	// (computed when they are read).
+	Images *ProjectImages `json:"images,omitempty"`
+}
+
+// ProjectImages is what a project holds.
+type ProjectImages struct {
+	ImageStreams int `json:"imageStreams"`
+	Tags         int `json:"tags"`
+	// StorageBytes are the distinct blobs and manifests the project's
+	// repositories link (what berth.io/storage quotas count);
+	// SharedBytes the part of them other projects link too.
+	StorageBytes int64 `json:"storageBytes"`
+	SharedBytes  int64 `json:"sharedBytes"`
+	// LastPush is when a tag of the project last moved.
+	LastPush string `json:"lastPush,omitempty"`
 }
 
 // ProjectRequest asks for a project.

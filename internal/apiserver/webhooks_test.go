@@ -331,7 +331,7 @@ func TestWebhookDiscovery(t *testing.T) {
 		t.Fatalf("/apis lacks berth.io: %s", groups.raw)
 	}
 	res := anon.expect(200, "GET", berthAPI, nil)
-	want := map[string]bool{"webhooks": true, "webhooks/status": true, "clusterwebhooks": false, "clusterwebhooks/status": false, "proxycaches": false}
+	want := map[string]bool{"auditevents": true, "webhooks": true, "webhooks/status": true, "clusterwebhooks": false, "clusterwebhooks/status": false, "proxycaches": false}
 	for _, r := range res.body["resources"].([]any) {
 		r := r.(map[string]any)
 		name := r["name"].(string)

@@ -39,6 +39,9 @@ var (
 	// is the server's to write. ClusterWebhooks are cluster-admin's only.
 	webhookResource       = []string{"webhooks"}
 	webhookStatusResource = []string{"webhooks/status"}
+	// A project's audit log (who pushed, pulled, deleted, changed
+	// roles) is for its admins; every project's for cluster admins.
+	auditResource = []string{"auditevents"}
 	// A project's quotas bound what its members push: they read them, and
 	// only a cluster administrator writes them (as on Kubernetes, where
 	// admin reads resourcequotas and limitranges).
@@ -69,6 +72,7 @@ var BuiltinRoles = map[string]Role{
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 		rule(one(groupBerth), webhookResource, allVerbs),
 		rule(one(groupBerth), webhookStatusResource, one("get")),
+		rule(one(groupBerth), auditResource, one("list")),
 	}},
 	"edit": {Rules: []Rule{
 		rule(one(groupImage), append(imageWriteResources, "imagestreams/layers"), readVerbs, writeVerbs),
@@ -90,6 +94,7 @@ var BuiltinRoles = map[string]Role{
 		rule(one(groupAuthz), one("resourceaccessreviews"), one("create")),
 		rule(one(groupBerth), webhookResource, readVerbs, writeVerbs),
 		rule(one(groupBerth), webhookStatusResource, one("get")),
+		rule(one(groupBerth), auditResource, one("list")),
 	}},
 	"registry-editor": {Rules: []Rule{
 		rule(one(groupImage), imageWriteResources, readVerbs, writeVerbs),

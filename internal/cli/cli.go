@@ -220,6 +220,7 @@ anything:SECRET URL/extensions/v2/metrics. See docs/METRICS.md.`,
 	f.IntVar(&cfg.MaxUploadsPerProject, "max-uploads-per-project", 2000, "open upload sessions one project may have (0: no cap)")
 	f.IntVar(&cfg.MaxImagesBulkImported, "max-images-bulk-imported", 50, "tags one repository import (berth import-image --all) takes at most; the rest are reported (-1: no cap)")
 	f.DurationVar(&cfg.GCInterval, "gc-interval", time.Hour, "how often garbage collection deletes unreferenced blobs and manifests in the background (one instance at a time, under a lease; negative: never, berth adm gc only)")
+	f.DurationVar(&cfg.AuditRetention, "audit-retention", 90*24*time.Hour, "how long rows of the audit log (pushes, pulls, deletions, access changes) are kept")
 	f.DurationVar(&cfg.GCGrace, "gc-grace", 24*time.Hour, "how long an unreferenced blob or manifest is kept after it was last pushed, linked or uploaded: longer than any push takes from its first layer to its manifest")
 	f.DurationVar(&cfg.ScheduledImportInterval, "scheduled-import-interval", 15*time.Minute, "how often tags imported with --scheduled are imported again")
 	f.StringArrayVar(&cfg.SecretKeyFiles, "secret-encryption-key-file", nil,

@@ -32,6 +32,8 @@ type Content interface {
 	RepositoryByName(ctx context.Context, name string) (store.Repository, error)
 	StreamTags(ctx context.Context, repo string) ([]store.StreamTag, error)
 	DeleteTag(ctx context.Context, repo, tag string) error
+	// ListTags reads a sorted, filtered page of live tags (TagPage).
+	ListTags(ctx context.Context, q store.TagQuery) (store.TagPage, error)
 }
 
 // Service runs the image-stream operations.

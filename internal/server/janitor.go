@@ -51,6 +51,16 @@ func pruneEvents(ctx context.Context, meta *store.Store, log *slog.Logger) {
 	}
 }
 
+// pruneAudit deletes the audit rows older than retention.
+func pruneAudit(ctx context.Context, meta *store.Store, retention time.Duration, log *slog.Logger) {
+	n, err := meta.PruneAudit(ctx, time.Now().Add(-retention))
+	if err != nil {
+		log.Warn("prune the audit log", "err", err)
+	} else if n > 0 {
+		log.Info("pruned old audit rows", "count", n, "retention", retention)
+	}
+}
+
 // forgetInstances deletes the heartbeat rows of instances that died
 // without removing theirs (killed, or their machine lost) and have been
 // silent for instance.ForgetAfter; until then they show as pods that are

@@ -144,6 +144,9 @@ type Config struct {
 	// GCInterval is how often garbage collection runs in the background,
 	// under a lease (0: hourly; negative: never, berth adm gc only).
 	GCInterval time.Duration
+	// AuditRetention is how long rows of the audit log are kept (90
+	// days when 0).
+	AuditRetention time.Duration
 	// GCGrace is how long an unreferenced blob or manifest is kept after
 	// it was last pushed, linked or uploaded (0: gc.DefaultGrace, a day).
 	GCGrace time.Duration
@@ -204,6 +207,12 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.BaseDomain = strings.ToLower(strings.TrimSuffix(cfg.BaseDomain, "."))
 	if err := checkBaseDomain(cfg.BaseDomain); err != nil {
 		return err
+	}
+	if cfg.AuditRetention < 0 {
+		return fmt.Errorf("--audit-retention %s: must not be negative", cfg.AuditRetention)
+	}
+	if cfg.AuditRetention == 0 {
+		cfg.AuditRetention = 90 * 24 * time.Hour
 	}
 	if cfg.GCGrace < 0 {
 		return fmt.Errorf("--gc-grace %s: must not be negative (berth adm gc --grace 0s runs one collection without one)", cfg.GCGrace)
@@ -484,6 +493,7 @@ func Run(ctx context.Context, cfg Config) error {
 				expireUploads(ctx, meta, storages, cfg.UploadTTL, log)
 				expireTokens(ctx, meta, log)
 				pruneEvents(ctx, meta, log)
+				pruneAudit(ctx, meta, cfg.AuditRetention, log)
 				forgetInstances(ctx, meta, log)
 				forgetLoginFailures(ctx, meta, cfg.LoginWindow, log)
 			})

@@ -256,6 +256,10 @@ func tokenAudit(ctx context.Context, t Token, at int64) AuditEntry {
 	if t.Description != "" {
 		detail = t.Description + ", " + detail
 	}
+	if ActorFrom(ctx) == "" {
+		// Asked for with no one signed in: a login, by the user itself.
+		ctx = WithActor(ctx, t.User)
+	}
 	return auditToken(ctx, AuditCreate, t.User, detail, at)
 }
 

@@ -144,7 +144,7 @@ type AuditQuery struct {
 }
 
 // AuditPage is a page of the audit log, newest first, with the number of
-// rows the query selects on every page.
+// rows the query selects from its page on (this page's and older ones).
 type AuditPage struct {
 	Entries []AuditEntry
 	Total   int
@@ -172,6 +172,14 @@ func (s *Store) AuditLog(ctx context.Context, q AuditQuery) (AuditPage, error) {
 	if len(where) > 0 {
 		cond = " WHERE " + strings.Join(where, " AND ")
 	}
+	if q.Before > 0 {
+		if cond == "" {
+			cond = " WHERE id < ?"
+		} else {
+			cond += " AND id < ?"
+		}
+		args = append(args, q.Before)
+	}
 	tx, err := s.snapshot(ctx)
 	if err != nil {
 		return AuditPage{}, err
@@ -180,14 +188,6 @@ func (s *Store) AuditLog(ctx context.Context, q AuditQuery) (AuditPage, error) {
 	var page AuditPage
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_log`+cond, args...).Scan(&page.Total); err != nil {
 		return AuditPage{}, fmt.Errorf("count audit rows: %w", err)
-	}
-	if q.Before > 0 {
-		if cond == "" {
-			cond = " WHERE id < ?"
-		} else {
-			cond += " AND id < ?"
-		}
-		args = append(args, q.Before)
 	}
 	limit := q.Limit
 	if limit <= 0 {

@@ -46,6 +46,8 @@ type TagQuery struct {
 	Project string
 	// Repository narrows the listing to one repository ("project/name").
 	Repository string
+	// Tag narrows it to one tag.
+	Tag string
 	// Search keeps the tags whose "project/stream:tag" contains it,
 	// ignoring case.
 	Search string
@@ -71,7 +73,10 @@ type TagRow struct {
 	Reason     TagReason
 	Generation int64
 	// Source is where an imported image came from, "" for one pushed.
-	Source     string
+	Source string
+	// AliasOf is the tag an alias follows ("project/stream:tag"), "" for
+	// a tag that is not one.
+	AliasOf    string
 	LastPulled time.Time // zero when never pulled
 	Pulls      int64
 }
@@ -111,6 +116,9 @@ func (s *Store) ListTags(ctx context.Context, q TagQuery) (TagPage, error) {
 	if q.Repository != "" {
 		where, args = append(where, "r.name = ?"), append(args, q.Repository)
 	}
+	if q.Tag != "" {
+		where, args = append(where, "h.tag = ?"), append(args, q.Tag)
+	}
 	if q.Search != "" {
 		where, args = append(where, `LOWER(r.name || ':' || h.tag) LIKE ? ESCAPE '\'`), append(args, likeContaining(q.Search))
 	}
@@ -142,7 +150,10 @@ func (s *Store) ListTags(ctx context.Context, q TagQuery) (TagPage, error) {
 	}
 	query := `
 SELECT r.name, h.tag, h.digest, m.media_type, m.artifact_type, ` + imageSizeSQL + ` AS image_size,
-	te.created_at, te.actor, te.reason, te.generation, te.source, COALESCE(ip.last_pulled_at, 0), COALESCE(ip.pulls, 0)` + from + `
+	te.created_at, te.actor, te.reason, te.generation, te.source,
+	COALESCE((SELECT sr.name || ':' || a.source_tag FROM tag_aliases a JOIN repositories sr ON sr.id = a.source_repository_id
+	          WHERE a.repository_id = r.id AND a.tag = h.tag), ''),
+	COALESCE(ip.last_pulled_at, 0), COALESCE(ip.pulls, 0)` + from + `
 JOIN tag_events te ON te.id = h.event_id
 JOIN manifests m ON m.digest = h.digest
 LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest` + cond + `
@@ -157,7 +168,7 @@ ORDER BY ` + order + ` LIMIT ? OFFSET ?`
 		var dgst string
 		var pushed, pulled int64
 		if err := rows.Scan(&t.Repository, &t.Tag, &dgst, &t.MediaType, &t.ArtifactType, &t.Size,
-			&pushed, &t.PushedBy, &t.Reason, &t.Generation, &t.Source, &pulled, &t.Pulls); err != nil {
+			&pushed, &t.PushedBy, &t.Reason, &t.Generation, &t.Source, &t.AliasOf, &pulled, &t.Pulls); err != nil {
 			return TagPage{}, err
 		}
 		t.Digest, t.Pushed = digest.Digest(dgst), time.UnixMicro(pushed).UTC()

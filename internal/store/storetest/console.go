@@ -229,7 +229,7 @@ func testAuditLog(t *testing.T, open Opener) {
 	must(t, err)
 	second, err := s.AuditLog(ctx, store.AuditQuery{Actor: "bob", Limit: 1, Before: first.Entries[0].ID})
 	must(t, err)
-	if first.Total != 2 || second.Total != 2 || first.Entries[0].Action != store.AuditUntag || second.Entries[0].Action != store.AuditTag {
+	if first.Total != 2 || second.Total != 1 || first.Entries[0].Action != store.AuditUntag || second.Entries[0].Action != store.AuditTag {
 		t.Errorf("bob's pages = %+v, %+v", first, second)
 	}
 	future, err := s.AuditLog(ctx, store.AuditQuery{Since: time.Now().Add(time.Hour)})

@@ -129,3 +129,28 @@ type ProxyCacheSpec struct {
 	// Insecure allows plain HTTP or an unverified certificate.
 	Insecure bool `json:"insecure,omitempty" description:"Reach the upstream over plain HTTP or without verifying its certificate."`
 }
+
+// AuditEvent is a row of the registry's audit log (read-only): who did
+// what to which object, and when. Its name is the row's number; newer
+// rows have greater numbers.
+type AuditEvent struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	// Actor is the user who made the change; empty for Berth itself (a
+	// scheduled import, pruning).
+	Actor string `json:"actor"`
+	// Action is push, pull, tag, untag, delete, create, update or prune.
+	Action string `json:"action"`
+	// Resource and Name are what it was done to: manifests of a
+	// repository (Name "project/stream"), tags ("project/stream:tag"),
+	// imagestreams, projects, tokens (Name: the user), or an API object
+	// of the project (its plural, and its name).
+	Resource string `json:"resource"`
+	Name     string `json:"name"`
+	Digest   string `json:"digest,omitempty"`
+	// Detail says the rest: why a tag moved, a binding's role and
+	// subjects, how many pulls a pull row counts.
+	Detail string `json:"detail,omitempty"`
+	// Time is when it was done (creationTimestamp, to the microsecond).
+	Time metav1.MicroTime `json:"time"`
+}
