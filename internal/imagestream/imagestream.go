@@ -89,6 +89,7 @@ func (s *Service) Stream(ctx context.Context, host string, repo store.Repository
 				Created:              metav1.NewTime(ev.Created.Truncate(time.Second)),
 				DockerImageReference: ref,
 				Image:                string(ev.Digest), Generation: ev.Generation,
+				Actor: ev.Actor, Reason: string(ev.Reason),
 			})
 		}
 		for _, c := range t.Conditions {

@@ -102,6 +102,9 @@ type TagEvent struct {
 	DockerImageReference string      `json:"dockerImageReference" description:"The image by digest, ready to pull."`
 	Image                string      `json:"image" description:"The digest of the image (the name of its Image)."`
 	Generation           int64       `json:"generation" description:"The stream generation that set this entry."`
+	// Actor and Reason are Berth's: who made the entry and why.
+	Actor  string `json:"actor,omitempty" description:"Berth: the user who made this entry (empty for Berth itself, as a scheduled import)."`
+	Reason string `json:"reason,omitempty" description:"Berth: why the tag moved: empty for a push, or Tagged, Alias, Rollback, Imported."`
 }
 
 // ImageStreamTag is image.openshift.io/v1 ImageStreamTag: one tag of a
