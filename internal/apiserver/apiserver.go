@@ -110,6 +110,7 @@ func (s *Server) routes() {
 	s.clusterRoleRoutes()
 	s.imageRoutes()
 	s.auditRoutes()
+	s.selfReviewRoutes()
 	s.podRoutes()
 	s.handle("POST /oauth/token", s.oauthToken)
 	s.handle("GET "+users+"/users/{name}", s.getUser)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/uuid"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,7 +23,7 @@ var storedKinds = []*storedKind{configMapKind, secretKind, configKind, clusterOp
 
 // protobufSchemes register the built-in types kubectl may send as
 // protobuf.
-var protobufSchemes = []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, authenticationv1.AddToScheme}
+var protobufSchemes = []func(*runtime.Scheme) error{corev1.AddToScheme, rbacv1.AddToScheme, authenticationv1.AddToScheme, authorizationv1.AddToScheme}
 
 func newUID() string { return uuid.NewString() }
 

@@ -91,6 +91,9 @@ var served = []resourceInfo{
 	// Berth's own kinds (kinds_webhook.go), last: no other group serves
 	// their names. No short names: kubectl's built-in ones would be
 	// easy to clash with, and the names are short.
+	// Whether the caller may do something (selfreview.go): kubectl auth can-i.
+	{Group: groupAuthorizationK8s, Version: "v1", Resource: "selfsubjectaccessreviews", Singular: "selfsubjectaccessreview",
+		Kind: "SelfSubjectAccessReview", Verbs: []string{"create"}},
 	// The audit log, read-only (kinds_audit.go).
 	{Group: groupBerth, Version: "v1", Resource: "auditevents", Singular: "auditevent", Kind: "AuditEvent", Namespaced: true,
 		Verbs: []string{"list"}},

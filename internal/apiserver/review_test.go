@@ -129,3 +129,36 @@ func TestSelectorsOnWatchAndLimit(t *testing.T) {
 		t.Fatalf("second page: %v", names)
 	}
 }
+
+// SelfSubjectAccessReview answers for the caller from the same
+// authorizer: what kubectl auth can-i and the console ask.
+func TestSelfSubjectAccessReview(t *testing.T) {
+	s := newServer(t)
+	alice := login(t, s, "alice", "alice-pw")
+	bob := login(t, s, "bob", "bob-pw")
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("team"))
+	alice.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("registry-viewer", user("bob")))
+	const path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+	review := func(verb, group, resource, sub string) map[string]any {
+		return map[string]any{"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+			"spec": map[string]any{"resourceAttributes": map[string]any{"namespace": "team", "verb": verb, "group": group, "resource": resource, "subresource": sub}}}
+	}
+	for _, c := range []struct {
+		who            client
+		verb, res, sub string
+		allowed        bool
+	}{
+		{alice, "delete", "imagestreamtags", "", true},
+		{bob, "delete", "imagestreamtags", "", false},
+		{bob, "list", "imagestreamtags", "", true},
+		{bob, "get", "imagestreams", "layers", true},
+		{bob, "update", "imagestreams", "layers", false},
+	} {
+		a := c.who.expect(201, "POST", path, review(c.verb, "image.openshift.io", c.res, c.sub))
+		if got := a.body["status"].(map[string]any)["allowed"] == true; got != c.allowed {
+			t.Errorf("%s may %s %s/%s: %v, want %v", c.who.token[:12], c.verb, c.res, c.sub, got, c.allowed)
+		}
+	}
+	alice.expect(422, "POST", path, map[string]any{"spec": map[string]any{}})
+	client{t: t, base: s.URL}.expect(401, "POST", path, review("get", "", "configmaps", ""))
+}

@@ -27,6 +27,7 @@ import (
 	"k8s.io/kubectl/pkg/cmd/annotate"
 	"k8s.io/kubectl/pkg/cmd/apiresources"
 	"k8s.io/kubectl/pkg/cmd/apply"
+	kauth "k8s.io/kubectl/pkg/cmd/auth"
 	"k8s.io/kubectl/pkg/cmd/create"
 	"k8s.io/kubectl/pkg/cmd/delete"
 	"k8s.io/kubectl/pkg/cmd/describe"
@@ -246,6 +247,7 @@ func addKubectlCommands(root *cobra.Command) {
 		explain.NewCmdExplain("berth", f, streams),
 		apiresources.NewCmdAPIResources(f, streams),
 		logs.NewCmdLogs(f, streams),
+		authCommand(f, streams),
 	}
 	for _, c := range cmds {
 		if c.Name() == "delete" {
@@ -255,6 +257,14 @@ func addKubectlCommands(root *cobra.Command) {
 		returnErrors(c, session)
 		root.AddCommand(c)
 	}
+}
+
+// authCommand is kubectl's auth with can-i, the subcommand Berth serves
+// (SelfSubjectAccessReview).
+func authCommand(f cmdutil.Factory, streams genericiooptions.IOStreams) *cobra.Command {
+	c := &cobra.Command{Use: "auth", Short: "Inspect authorization (can-i)"}
+	c.AddCommand(kauth.NewCmdCanI(f, streams))
+	return c
 }
 
 // returnErrors makes every command of the tree return kubectl's fatal

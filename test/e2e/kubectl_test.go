@@ -720,6 +720,21 @@ func TestKubectlImageStreams(t *testing.T) {
 				t.Errorf("explain Config spec.defaultRoute:\n%s", explained)
 			}
 
+			// Sorted and paged by the server (kubectl sends limit=500): the
+			// largest image first; the audit log and can-i answer kubectl.
+			if names := ok("get", "istag", "-n", ns, "-o", "name"); !strings.Contains(names, "app:v1") {
+				t.Errorf("get istag -o name:\n%s", names)
+			}
+			if audit := ok("get", "auditevents", "-n", ns); !strings.Contains(audit, "TIME") || !slices.ContainsFunc(strings.Split(audit, "\n"), func(line string) bool {
+				f := strings.Fields(line)
+				return len(f) >= 5 && f[1] == "admin" && f[2] == "push" && f[3] == "manifests" && f[4] == ns+"/app"
+			}) {
+				t.Errorf("get auditevents:\n%s", audit)
+			}
+			if can := ok("auth", "can-i", "delete", "imagestreamtags", "-n", ns); strings.TrimSpace(can) != "yes" {
+				t.Errorf("auth can-i delete imagestreamtags = %q", can)
+			}
+
 			// Deleting the ImageStreamTag is deleting the /v2 tag.
 			ok("delete", "istag", "app:v1", "-n", ns)
 			if tags := tagList(t, s, ns+"/app"); slices.Contains(tags, "v1") {
