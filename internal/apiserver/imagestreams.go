@@ -338,8 +338,15 @@ func (s *Server) listImageStreamTags(w http.ResponseWriter, r *http.Request) err
 	if q.fields.Empty() {
 		// Sorted, filtered and paged by the store.
 		var total int
-		items, total, err = s.streams.TagPage(r.Context(), registryHost(r), store.TagQuery{Project: ns,
-			Search: page.search, Sort: store.TagSort(page.sortBy), Descending: page.desc, Offset: page.offset, Limit: page.limit})
+		tq := store.TagQuery{Project: ns,
+			Search: page.search, Sort: store.TagSort(page.sortBy), Descending: page.desc, Offset: page.offset, Limit: page.limit}
+		if stream := r.URL.Query().Get("imageStream"); stream != "" {
+			if ns == "" {
+				return badRequest("imageStream names a stream of a project: list the tags of the project")
+			}
+			tq.Repository = ns + "/" + stream
+		}
+		items, total, err = s.streams.TagPage(r.Context(), registryHost(r), tq)
 		if err != nil {
 			return err
 		}

@@ -19,7 +19,9 @@ import (
 //
 // A continue token is an offset into that order as each request finds
 // it: an item added between two pages before the offset shifts the rest
-// by one. It is bound to the sort and search it was given for.
+// by one. It is bound to the sort and search it was given for. A client
+// that jumps to a page (the console's pager) gives the offset itself
+// instead: offset=N skips the first N items.
 
 // pageQuery is what a request for a sorted page asks.
 type pageQuery struct {
@@ -68,6 +70,16 @@ func parsePageQuery(r *http.Request, keys []string) (pageQuery, error) {
 	}
 	if len(p.search) > maxSearch {
 		return p, badRequest("search is longer than %d bytes", maxSearch)
+	}
+	if o := v.Get("offset"); o != "" {
+		n, err := strconv.Atoi(o)
+		if err != nil || n < 0 {
+			return p, badRequest("offset %q is not a count", o)
+		}
+		if v.Get("continue") != "" {
+			return p, badRequest("offset and continue cannot go together")
+		}
+		p.offset = n
 	}
 	if c := v.Get("continue"); c != "" {
 		b, err := base64.RawURLEncoding.DecodeString(c)

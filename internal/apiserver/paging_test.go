@@ -89,6 +89,15 @@ func TestListsAreSortedAndPagedByTheServer(t *testing.T) {
 	if a := alice.expect(200, "GET", tags+"?search=T0&sortBy=pushed&order=desc&limit=2", nil); !slices.Equal(a.names(), []string{"app:t06", "app:t05"}) || remaining(a) != 5 {
 		t.Errorf("search T0 by push time, newest first: %v (%d more)", a.names(), remaining(a))
 	}
+	// A page by its offset, and one stream's tags.
+	if a := alice.expect(200, "GET", tags+"?sortBy=size&order=desc&limit=2&offset=6", nil); !slices.Equal(a.names(), []string{"app:t06", "lib:v1"}) || remaining(a) != -1 {
+		t.Errorf("page at offset 6: %v (%d more)", a.names(), remaining(a))
+	}
+	alice.expect(400, "GET", tags+"?offset=-1", nil)
+	alice.expect(400, "GET", tags+"?offset=1&continue="+url.QueryEscape(token), nil)
+	if a := alice.expect(200, "GET", tags+"?imageStream=lib", nil); !slices.Equal(a.names(), []string{"lib:v1"}) {
+		t.Errorf("tags of stream lib: %v", a.names())
+	}
 	// Across projects, for who may list them all.
 	admin := login(t, s, "admin", apiservertest.AdminPassword)
 	if a := admin.expect(200, "GET", "/apis/image.openshift.io/v1/imagestreamtags?search=v1", nil); !slices.Equal(a.names(), []string{"x:v1", "lib:v1"}) {
