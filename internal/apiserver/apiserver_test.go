@@ -534,9 +534,21 @@ func TestServiceAccounts(t *testing.T) {
 	for _, secs := range []int{5, 400 * 86400} {
 		bob.expect(422, "POST", sas+"/ci/token", map[string]any{"spec": map[string]any{"expirationSeconds": secs}})
 	}
+	// Who may request an account's tokens sees when each expires (never
+	// the secret); nobody else does.
+	const tokens = "/apis/oauth.openshift.io/v1/useroauthaccesstokens"
+	ciTokens := bob.expect(200, "GET", tokens+"?fieldSelector=userName%3Dsystem%3Aserviceaccount%3Ateam%3Aci", nil)
+	if items := ciTokens.body["items"].([]any); len(items) != 1 || strings.Contains(string(ciTokens.raw), a.str("status", "token")) ||
+		items[0].(map[string]any)["metadata"].(map[string]any)["annotations"].(map[string]any)["berth.io/expires"] != a.str("status", "expirationTimestamp") {
+		t.Fatalf("tokens of ci: %s", ciTokens.raw)
+	}
+	alice.expect(403, "GET", tokens+"?fieldSelector=userName%3Dsystem%3Aserviceaccount%3Ateam%3Aci", nil)
+	bob.expect(403, "GET", tokens+"?fieldSelector=userName%3Dalice", nil)
+	bob.expect(400, "GET", tokens+"?fieldSelector=metadata.name%3Dx", nil)
 	// An editor may create accounts and request their tokens.
 	bob.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("edit", user("alice")))
 	alice.expect(201, "POST", sas+"/deploy/token", map[string]any{})
+	alice.expect(200, "GET", tokens+"?fieldSelector=userName%3Dsystem%3Aserviceaccount%3Ateam%3Adeploy", nil)
 	bob.expect(200, "DELETE", sas+"/ci", nil)
 	ci.expect(401, "GET", me, nil)
 	bob.expect(404, "DELETE", sas+"/ci", nil)

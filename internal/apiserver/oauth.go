@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/apimachinery/pkg/fields"
+
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/reqlog"
@@ -175,7 +177,11 @@ func (s *Server) callerTokens(r *http.Request) ([]UserOAuthAccessToken, error) {
 	if isAnonymous(u) {
 		return nil, unauthorized()
 	}
-	tokens, err := s.opts.Store.TokensOf(r.Context(), u.Name)
+	owner, err := s.tokenOwner(r)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := s.opts.Store.TokensOf(r.Context(), owner)
 	if err != nil {
 		return nil, err
 	}
@@ -197,6 +203,38 @@ func (s *Server) callerTokens(r *http.Request) ([]UserOAuthAccessToken, error) {
 		})
 	}
 	return items, nil
+}
+
+// tokenOwner is whose tokens a list asks for: the caller's, or with
+// fieldSelector userName=system:serviceaccount:NS:NAME a service
+// account's, for who may request its tokens (create serviceaccounts/token
+// in NS): the console's robot accounts show when each expires. A token's
+// secret is never listed, only that it exists.
+func (s *Server) tokenOwner(r *http.Request) (string, error) {
+	me := caller(r).User.Name
+	sel := r.URL.Query().Get("fieldSelector")
+	if sel == "" {
+		return me, nil
+	}
+	f, err := fields.ParseSelector(sel)
+	if err != nil {
+		return "", badRequest("fieldSelector %q: %v", sel, err)
+	}
+	owner, ok := f.RequiresExactMatch("userName")
+	if !ok || len(f.Requirements()) != 1 {
+		return "", badRequest("field label not supported: the tokens of a user are selected by userName=NAME alone")
+	}
+	if owner == me {
+		return me, nil
+	}
+	ns, _, isSA := auth.ServiceAccountOf(owner)
+	if !isSA {
+		return "", s.forbidden(caller(r).User, "list", auth.Resource{Group: groupOAuth, Resource: "useroauthaccesstokens"}, "")
+	}
+	if err := s.authorize(r, "create", resSATokens, ns); err != nil {
+		return "", err
+	}
+	return owner, nil
 }
 
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
