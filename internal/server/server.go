@@ -22,6 +22,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/apiserver"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/console"
 	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/imagestream"
@@ -721,6 +722,14 @@ func newHandler(cfg Config, meta *store.Store, storages *blobStorages, nameHashK
 	// OAuth client's own Basic credentials, which are no user's password).
 	mux.Handle("/oauth/", api)
 	mux.Handle("GET "+metrics.Path, m.Endpoint(metrics.Access{Secret: cfg.MetricsSecret, Authn: authn, Authz: authz, Logger: log}))
+	// The web console calls the handlers above in process, as the user
+	// signed in to it: it has no API or authorizer of its own.
+	web, err := console.New(console.Options{Backend: mux, Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	mux.Handle(console.Prefix, web)
+	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusSeeOther))
 	return mux, streams, nil
 }
 

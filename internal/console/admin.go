@@ -1,0 +1,201 @@
+package console
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	berthv1 "github.com/berth-registry/berth/internal/api/berth/v1"
+	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
+	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	"github.com/berth-registry/berth/internal/gc"
+	"github.com/berth-registry/berth/internal/prune"
+)
+
+// The cluster administrators' page (the registry Config, its conditions,
+// garbage collection and pruning with a dry run first) and the audit log.
+
+const (
+	configPath          = "/apis/imageregistry.operator.openshift.io/v1/configs/cluster"
+	clusterOperatorPath = "/apis/config.openshift.io/v1/clusteroperators/image-registry"
+)
+
+type adminData struct {
+	Config                imageregistryv1.Config
+	Operator              configv1.ClusterOperator
+	RawConfig, RawStorage string
+	CanWrite              bool
+	GC                    *gc.Report
+	Prune                 *prune.Report
+	// KeepTagRevisions and KeepYoungerThan are the pruning's settings, as
+	// its dry run had them, for the confirm step.
+	KeepTagRevisions, KeepYoungerThan string
+}
+
+func (c *Console) adminPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	return c.showAdmin(w, r, s, adminData{})
+}
+
+func (c *Console) showAdmin(w http.ResponseWriter, r *http.Request, s *session, d adminData) error {
+	if err := c.api.getJSON(r, s.token, configPath, nil, &d.Config); err != nil {
+		return err
+	}
+	if err := c.api.getJSON(r, s.token, clusterOperatorPath, nil, &d.Operator); err != nil && !isForbidden(err) {
+		return err
+	}
+	spec := d.Config.Spec
+	if spec.HTTPSecret != "" {
+		spec.HTTPSecret = "(set; not shown)"
+	}
+	d.RawConfig = rawJSON(spec)
+	d.RawStorage = rawJSON(d.Config.Status.Storage)
+	d.CanWrite = c.can(r, s, "patch", "imageregistry.operator.openshift.io", "configs", "")
+	if d.KeepTagRevisions == "" {
+		d.KeepTagRevisions, d.KeepYoungerThan = strconv.Itoa(prune.DefaultKeepTagRevisions), prune.DefaultKeepYoungerThan.String()
+	}
+	c.render(w, r, http.StatusOK, "admin", s, "Administration", d)
+	return nil
+}
+
+func (c *Console) setReadOnly(w http.ResponseWriter, r *http.Request, s *session) error {
+	on := r.PostForm.Get("readOnly") == "true"
+	patch, _ := json.Marshal(map[string]any{"spec": map[string]any{"readOnly": on}})
+	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodPatch, path: configPath, body: patch,
+		contentType: "application/merge-patch+json"}); err != nil {
+		return err
+	}
+	state := "writable again"
+	if on {
+		state = "read-only"
+	}
+	redirect(w, r, Prefix+"admin", "The registry is "+state+".")
+	return nil
+}
+
+// runGC runs a collection: a dry run, whose report offers to confirm, or
+// the collection itself.
+func (c *Console) runGC(w http.ResponseWriter, r *http.Request, s *session) error {
+	q := url.Values{}
+	if r.PostForm.Get("confirm") != "true" {
+		q.Set("dryRun", "All")
+	}
+	var rep gc.Report
+	if _, body, _, err := c.api.do(r, s.token, call{method: http.MethodPost, path: configPath + "/garbagecollection", query: q}); err != nil {
+		return err
+	} else if err := json.Unmarshal(body, &rep); err != nil {
+		return err
+	}
+	return c.showAdmin(w, r, s, adminData{GC: &rep})
+}
+
+// runPrune prunes image streams' histories and the images only they
+// held: a dry run first, then the same settings confirmed.
+func (c *Console) runPrune(w http.ResponseWriter, r *http.Request, s *session) error {
+	keep, younger := r.PostForm.Get("keepTagRevisions"), r.PostForm.Get("keepYoungerThan")
+	q := url.Values{"keepTagRevisions": {keep}, "keepYoungerThan": {younger}}
+	if r.PostForm.Get("confirm") != "true" {
+		q.Set("dryRun", "All")
+	}
+	var rep prune.Report
+	if _, body, _, err := c.api.do(r, s.token, call{method: http.MethodPost, path: "/apis/imageregistry.operator.openshift.io/v1/imagepruners/cluster/prune", query: q}); err != nil {
+		return err
+	} else if err := json.Unmarshal(body, &rep); err != nil {
+		return err
+	}
+	return c.showAdmin(w, r, s, adminData{Prune: &rep, KeepTagRevisions: keep, KeepYoungerThan: younger})
+}
+
+type auditData struct {
+	Project                     string
+	Events                      []berthv1.AuditEvent
+	Actor, Action, Since, Until string
+	Actions                     []string
+	Next, Newest, CSV           string
+	Total                       int
+	Tabs                        projectTabs
+}
+
+var auditActions = []string{"push", "pull", "tag", "untag", "delete", "create", "update", "prune"}
+
+// auditQuery is the API query of the audit page's filters: dates are
+// whole days (until included).
+func auditQuery(r *http.Request) url.Values {
+	in := r.URL.Query()
+	q := url.Values{}
+	for _, k := range []string{"actor", "action"} {
+		if v := in.Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	if t, err := time.Parse("2006-01-02", in.Get("since")); err == nil {
+		q.Set("since", t.Format(time.RFC3339))
+	}
+	if t, err := time.Parse("2006-01-02", in.Get("until")); err == nil {
+		q.Set("until", t.AddDate(0, 0, 1).Format(time.RFC3339))
+	}
+	return q
+}
+
+func auditPath(ns string) string {
+	if ns == "" {
+		return "/apis/berth.io/v1/auditevents"
+	}
+	return "/apis/berth.io/v1/namespaces/" + url.PathEscape(ns) + "/auditevents"
+}
+
+func (c *Console) auditPage(w http.ResponseWriter, r *http.Request, s *session) error {
+	ns := r.PathValue("ns")
+	q := auditQuery(r)
+	q.Set("limit", strconv.Itoa(pageSize))
+	if cont := r.URL.Query().Get("continue"); cont != "" {
+		q.Set("continue", cont)
+	}
+	var list struct {
+		Metadata listMeta             `json:"metadata"`
+		Items    []berthv1.AuditEvent `json:"items"`
+	}
+	if err := c.api.getJSON(r, s.token, auditPath(ns), q, &list); err != nil {
+		return err
+	}
+	in := r.URL.Query()
+	d := auditData{Project: ns, Events: list.Items, Actor: in.Get("actor"), Action: in.Get("action"), Since: in.Get("since"),
+		Until: in.Get("until"), Actions: auditActions, Total: listTotal(0, len(list.Items), list.Metadata.RemainingItemCount)}
+	base := r.URL.RequestURI()
+	if list.Metadata.Continue != "" {
+		d.Next = withQuery(base, "continue", list.Metadata.Continue)
+	}
+	if in.Get("continue") != "" {
+		d.Newest = withQuery(base, "continue", "")
+	}
+	csv := r.URL.Path + ".csv"
+	d.CSV = withQuery(csv+"?"+in.Encode(), "continue", "")
+	if ns != "" {
+		d.Tabs = c.tabsOf(r, s, ns)
+	}
+	title := "Audit log"
+	if ns != "" {
+		title = ns + ": audit log"
+	}
+	c.render(w, r, http.StatusOK, "audit", s, title, d)
+	return nil
+}
+
+// auditCSV sends the rows the filters select as CSV, as the API writes it.
+func (c *Console) auditCSV(w http.ResponseWriter, r *http.Request, s *session) error {
+	ns := r.PathValue("ns")
+	code, body, hdr, err := c.api.do(r, s.token, call{method: http.MethodGet, path: auditPath(ns), query: auditQuery(r), accept: "text/csv"})
+	if err != nil {
+		return err
+	}
+	name := "berth-audit.csv"
+	if ns != "" {
+		name = "berth-audit-" + ns + ".csv"
+	}
+	w.Header().Set("Content-Type", hdr.Get("Content-Type"))
+	w.Header().Set("Content-Disposition", `attachment; filename="`+name+`"`)
+	w.WriteHeader(code)
+	_, err = w.Write(body)
+	return err
+}
