@@ -545,6 +545,14 @@ func TestServiceAccounts(t *testing.T) {
 	alice.expect(403, "GET", tokens+"?fieldSelector=userName%3Dsystem%3Aserviceaccount%3Ateam%3Aci", nil)
 	bob.expect(403, "GET", tokens+"?fieldSelector=userName%3Dalice", nil)
 	bob.expect(400, "GET", tokens+"?fieldSelector=metadata.name%3Dx", nil)
+	// And revokes one: the account's requests then fail.
+	ciSel := "?fieldSelector=userName%3Dsystem%3Aserviceaccount%3Ateam%3Aci"
+	ciID := ciTokens.body["items"].([]any)[0].(map[string]any)["metadata"].(map[string]any)["name"].(string)
+	alice.expect(403, "DELETE", tokens+"/"+ciID+ciSel, nil)
+	bob.expect(404, "DELETE", tokens+"/"+ciID, nil) // not bob's own
+	bob.expect(200, "DELETE", tokens+"/"+ciID+ciSel, nil)
+	ci.expect(401, "GET", me, nil)
+	bob.expect(404, "DELETE", tokens+"/"+ciID+ciSel, nil)
 	// An editor may create accounts and request their tokens.
 	bob.expect(201, "POST", rbac+"/namespaces/team/rolebindings", binding("edit", user("alice")))
 	alice.expect(201, "POST", sas+"/deploy/token", map[string]any{})

@@ -263,7 +263,8 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request) error {
 const tokensResource = "useroauthaccesstokens.oauth.openshift.io"
 
 // deleteToken revokes one of the caller's tokens; "~" is the token the
-// request itself carries (berth logout). Someone else's token is 404.
+// request itself carries (berth logout). Someone else's token is 404,
+// but for a service account's named by fieldSelector (tokenOwner).
 func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	id := caller(r)
 	if isAnonymous(id.User) {
@@ -276,7 +277,13 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		name = id.TokenID
 	}
-	tokens, err := s.opts.Store.TokensOf(r.Context(), id.User.Name)
+	// With fieldSelector userName=system:serviceaccount:NS:NAME, a
+	// service account's token, for who may request its tokens.
+	owner, err := s.tokenOwner(r)
+	if err != nil {
+		return err
+	}
+	tokens, err := s.opts.Store.TokensOf(r.Context(), owner)
 	if err != nil {
 		return err
 	}
@@ -293,7 +300,7 @@ func (s *Server) deleteToken(w http.ResponseWriter, r *http.Request) error {
 		}
 		return err
 	}
-	s.log.Info("revoked a token", "user", id.User.Name, "token", name)
+	s.log.Info("revoked a token", "user", owner, "token", name, "by", id.User.Name)
 	writeSuccess(w, name, groupOAuth, "useroauthaccesstokens")
 	return nil
 }

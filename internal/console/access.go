@@ -155,6 +155,7 @@ func (c *Console) removeMember(w http.ResponseWriter, r *http.Request, s *sessio
 }
 
 type tokenRow struct {
+	ID               string
 	Created, Expires time.Time
 	Description      string
 	// State colours the expiry: ok, soon (within a week), imminent (a day).
@@ -216,17 +217,18 @@ func (c *Console) showRobots(w http.ResponseWriter, r *http.Request, s *session,
 			var tokens struct {
 				Items []struct {
 					Metadata struct {
+						Name              string            `json:"name"`
 						CreationTimestamp time.Time         `json:"creationTimestamp"`
 						Annotations       map[string]string `json:"annotations"`
 					} `json:"metadata"`
 				} `json:"items"`
 			}
-			sel := url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa.Metadata.Name}}
+			sel := robotSelector(ns, sa.Metadata.Name)
 			if err := c.api.getJSON(r, s.token, "/apis/oauth.openshift.io/v1/useroauthaccesstokens", sel, &tokens); err != nil {
 				return err
 			}
 			for _, t := range tokens.Items {
-				tr := tokenRow{Created: t.Metadata.CreationTimestamp, Description: t.Metadata.Annotations["berth.io/description"], State: "ok"}
+				tr := tokenRow{ID: t.Metadata.Name, Created: t.Metadata.CreationTimestamp, Description: t.Metadata.Annotations["berth.io/description"], State: "ok"}
 				tr.Expires, _ = time.Parse(time.RFC3339, t.Metadata.Annotations["berth.io/expires"])
 				switch left := tr.Expires.Sub(now); {
 				case left < 24*time.Hour:
@@ -281,4 +283,20 @@ func (c *Console) createRobotToken(w http.ResponseWriter, r *http.Request, s *se
 func rawJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
+}
+
+// robotSelector selects the tokens of service account sa of ns.
+func robotSelector(ns, sa string) url.Values {
+	return url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa}}
+}
+
+// revokeRobotToken revokes one of a robot account's tokens.
+func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *session) error {
+	ns, sa, id := r.PathValue("ns"), r.PathValue("sa"), r.PathValue("id")
+	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
+		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
+		return err
+	}
+	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
+	return nil
 }

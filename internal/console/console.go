@@ -112,6 +112,7 @@ func (c *Console) routes() {
 	c.handle("GET "+Prefix+"projects/{ns}/robots", c.robotsPage)
 	c.handle("POST "+Prefix+"projects/{ns}/robots", c.createRobot)
 	c.handle("POST "+Prefix+"projects/{ns}/robots/{sa}/token", c.createRobotToken)
+	c.handle("POST "+Prefix+"projects/{ns}/robots/{sa}/tokens/{id}/revoke", c.revokeRobotToken)
 	c.handle("GET "+Prefix+"projects/{ns}/audit", c.auditPage)
 	c.handle("GET "+Prefix+"audit", c.auditPage)
 	c.handle("GET "+Prefix+"audit.csv", c.auditCSV)

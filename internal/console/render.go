@@ -68,6 +68,18 @@ func (c *Console) renderView(w http.ResponseWriter, code int, name string, v vie
 	_, _ = w.Write(buf.Bytes())
 }
 
+// fragment writes the template name of page alone: the part of it a
+// live update puts in place.
+func (c *Console) fragment(w http.ResponseWriter, page, name string, s *session, r *http.Request, data any) error {
+	var buf bytes.Buffer
+	if err := c.pages[page].ExecuteTemplate(&buf, name, view{User: s.user, CSRF: s.csrf, Project: r.PathValue("ns"), Data: data}); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
 // fail shows err: the API's refusal with its code and message, anything
 // else as a 500 that the log tells more of.
 func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err error) {

@@ -121,14 +121,10 @@ func (c *Console) streamPage(w http.ResponseWriter, r *http.Request, s *session)
 		}
 		d.Tags = append(d.Tags, row)
 	}
-	page := "stream"
 	if r.URL.Query().Get("fragment") == "tags" {
-		// The table alone: what a live update puts in place.
-		t := c.pages["stream"].Lookup("tags")
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		return t.Execute(w, view{User: s.user, CSRF: s.csrf, Data: d})
+		return c.fragment(w, "stream", "tags", s, r, d)
 	}
-	c.render(w, r, http.StatusOK, page, s, ns+"/"+stream, d)
+	c.render(w, r, http.StatusOK, "stream", s, ns+"/"+stream, d)
 	return nil
 }
 
@@ -234,6 +230,7 @@ type tagData struct {
 	Since, Until         string
 	CanRevert, CanDelete bool
 	Total                int
+	Events               string
 	Tabs                 projectTabs
 }
 
@@ -246,7 +243,9 @@ func (c *Console) tagPage(w http.ResponseWriter, r *http.Request, s *session) er
 	d := tagData{Project: ns, Stream: stream, Tag: tag, Since: r.URL.Query().Get("since"), Until: r.URL.Query().Get("until"),
 		CanRevert: c.can(r, s, "update", "image.openshift.io", "imagestreamtags", ns),
 		CanDelete: c.can(r, s, "delete", "image.openshift.io", "imagestreamtags", ns),
-		Tabs:      c.tabsOf(r, s, ns)}
+		Events: withQuery(Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream)+"/events",
+			"rv", is.ResourceVersion),
+		Tabs: c.tabsOf(r, s, ns)}
 	since, sinceErr := time.Parse("2006-01-02", d.Since)
 	until, untilErr := time.Parse("2006-01-02", d.Until)
 	found := false
@@ -266,6 +265,9 @@ func (c *Console) tagPage(w http.ResponseWriter, r *http.Request, s *session) er
 	}
 	if !found {
 		return &apiError{Code: http.StatusNotFound, Message: fmt.Sprintf("the stream %s/%s has no tag %q", ns, stream, tag)}
+	}
+	if r.URL.Query().Get("fragment") == "history" {
+		return c.fragment(w, "tag", "history", s, r, d)
 	}
 	c.render(w, r, http.StatusOK, "tag", s, ns+"/"+stream+":"+tag, d)
 	return nil

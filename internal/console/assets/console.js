@@ -32,15 +32,16 @@ document.addEventListener("submit", (ev) => {
   if (form && !window.confirm(form.getAttribute("data-confirm"))) ev.preventDefault();
 });
 
-// Live tables: a server-sent event says the stream changed; the table is
-// fetched again as the page shows it (same sort, filter and page).
+// Live tables: a server-sent event says the stream changed; the table
+// (data-fragment) is fetched again as the page shows it (same sort,
+// filter and page).
 for (const live of document.querySelectorAll("[data-live]")) {
   let pending = null;
   const source = new EventSource(live.getAttribute("data-live"));
   const refresh = async () => {
     pending = null;
     const url = new URL(window.location.href);
-    url.searchParams.set("fragment", "tags");
+    url.searchParams.set("fragment", live.getAttribute("data-fragment") || "tags");
     const resp = await fetch(url, { credentials: "same-origin" });
     if (!resp.ok) return;
     live.innerHTML = await resp.text();

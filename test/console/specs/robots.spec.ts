@@ -24,8 +24,20 @@ test("a robot account's token is shown once, with its expiry", async ({ page }) 
   await expect(row.locator("li.expiry-ok")).toHaveCount(1);
   await row.getByLabel("Valid for").selectOption({ label: "1 hour" });
   await row.getByRole("button", { name: "Create token" }).click();
+  const short = await page.getByTestId("new-token").textContent();
   await page.goto(`/console/projects/${seed.Project}/robots`);
   await expect(row.locator("li.expiry-imminent")).toHaveCount(1);
   await checkA11y(page);
   await screenshot(page, "robots");
+
+  // Revoke the short one: it stops working, the other goes on.
+  page.once("dialog", (d) => d.accept());
+  await row.locator("li.expiry-imminent").getByRole("button", { name: "Revoke" }).click();
+  await expect(page.getByRole("status")).toContainText("Revoked a token of ci");
+  await expect(row.locator("li.expiry-imminent")).toHaveCount(0);
+  await expect(row.locator("li.expiry-ok")).toHaveCount(1);
+  const gone = await page.request.get("/apis/user.openshift.io/v1/users/~", { headers: { Authorization: "Bearer " + short } });
+  expect(gone.status()).toBe(401);
+  const still = await page.request.get("/apis/user.openshift.io/v1/users/~", { headers: { Authorization: "Bearer " + token } });
+  expect(still.status()).toBe(200);
 });
