@@ -64,6 +64,24 @@ func TestAuditEventsAreTheProjectAdminsAndCluster(t *testing.T) {
 		t.Errorf("rows from the future: %v", a.names())
 	}
 
+	alice.expect(400, "GET", base+"?limit=1000000", nil)
+
+	// A project deleted and requested again by someone else: its new
+	// admin sees none of what happened before; a cluster administrator
+	// sees it all.
+	alice.expect(201, "POST", projects+"/projectrequests", projectRequest("reused"))
+	alice.expect(201, "POST", rbac+"/namespaces/reused/rolebindings", binding("registry-viewer", user("bob")))
+	admin.expect(200, "DELETE", projects+"/projects/reused", nil)
+	bob.expect(201, "POST", projects+"/projectrequests", projectRequest("reused"))
+	for _, it := range bob.expect(200, "GET", "/apis/berth.io/v1/namespaces/reused/auditevents", nil).body["items"].([]any) {
+		if actor := it.(map[string]any)["actor"]; actor != "bob" {
+			t.Errorf("bob reads a former tenant's row of reused: %v", it)
+		}
+	}
+	if n := len(admin.expect(200, "GET", "/apis/berth.io/v1/namespaces/reused/auditevents?actor=alice", nil).names()); n != 3 {
+		t.Errorf("alice's rows of reused, as the admin: %d, want 3 (project, its admin binding, bob's binding)", n)
+	}
+
 	req, _ := http.NewRequest("GET", s.URL+base, nil)
 	req.Header.Set("Authorization", "Bearer "+alice.token)
 	req.Header.Set("Accept", "text/csv")

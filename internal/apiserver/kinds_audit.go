@@ -3,6 +3,7 @@ package apiserver
 import (
 	"encoding/base64"
 	"encoding/csv"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	berthv1 "github.com/berth-registry/berth/internal/api/berth/v1"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/errdefs"
 	"github.com/berth-registry/berth/internal/store"
 )
 
@@ -27,8 +29,12 @@ var resAuditEvents = auth.Resource{Group: groupBerth, Resource: "auditevents"}
 // its last line.
 const maxAuditExport = 100_000
 
-// defaultAuditPage is a page's size when the request gives no limit.
-const defaultAuditPage = 500
+// defaultAuditPage is a page's size when the request gives no limit, and
+// maxAuditPage the most a page holds.
+const (
+	defaultAuditPage = 500
+	maxAuditPage     = 1000
+)
 
 func (s *Server) auditRoutes() {
 	const base = "/apis/" + groupBerth + "/v1"
@@ -44,6 +50,11 @@ func (s *Server) listAuditEvents(w http.ResponseWriter, r *http.Request) error {
 	q, err := auditQuery(r, ns)
 	if err != nil {
 		return err
+	}
+	if ns != "" {
+		if q, err = s.sinceProjectBegan(r, q); err != nil {
+			return err
+		}
 	}
 	if strings.Contains(r.Header.Get("Accept"), "text/csv") {
 		return s.exportAudit(w, r, q)
@@ -85,6 +96,31 @@ var auditColumns = []metav1.TableColumnDefinition{
 	{Name: "Detail", Type: "string", Description: "The rest."},
 }
 
+// sinceProjectBegan narrows a project's audit rows to those of the
+// project as it is now: a project deleted and requested again by someone
+// else (any self-provisioner may take a free name) must not show its new
+// admins what its former users did. Who may read every project's rows
+// (a cluster administrator) reads them all.
+func (s *Server) sinceProjectBegan(r *http.Request, q store.AuditQuery) (store.AuditQuery, error) {
+	all, err := s.opts.Authorizer.Authorize(r.Context(), caller(r).User, "list", resAuditEvents, "")
+	if err != nil || all {
+		return q, err
+	}
+	p, err := s.opts.Store.Project(r.Context(), q.Project)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		// Gone: nothing of it is anyone's but a cluster administrator's.
+		q.Until = time.Unix(0, 1)
+		return q, nil
+	}
+	if err != nil {
+		return q, err
+	}
+	if q.Since.Before(p.Created) {
+		q.Since = p.Created
+	}
+	return q, nil
+}
+
 // auditQuery reads the request's filters and page.
 func auditQuery(r *http.Request, ns string) (store.AuditQuery, error) {
 	v := r.URL.Query()
@@ -105,6 +141,9 @@ func auditQuery(r *http.Request, ns string) (store.AuditQuery, error) {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 0 {
 			return q, badRequest("limit %q is not a count", s)
+		}
+		if n > maxAuditPage {
+			return q, badRequest("limit %d: a page holds at most %d rows (Accept: text/csv exports them all)", n, maxAuditPage)
 		}
 		if n > 0 {
 			q.Limit = n

@@ -125,4 +125,24 @@ func TestListsAreSortedAndPagedByTheServer(t *testing.T) {
 	if a := alice.expect(200, "GET", projects+"/projects?search=oth&limit=5", nil); !slices.Equal(a.names(), []string{"other"}) {
 		t.Errorf("projects searched for oth: %v", a.names())
 	}
+
+	// Bob's project holds a layer of team's: shared for whoever sees
+	// both, not for alice, who does not see bob's project.
+	bob.expect(201, "POST", projects+"/projectrequests", projectRequest("bobs"))
+	must(t, s.Store.LinkBlob(context.Background(), store.DefaultStorage, "bobs/copy", digest.FromString("team/app"+"t00"), 1000))
+	sharedOf := func(c client) float64 {
+		for _, it := range c.expect(200, "GET", projects+"/projects?search=team", nil).body["items"].([]any) {
+			if it.(map[string]any)["metadata"].(map[string]any)["name"] == "team" {
+				return it.(map[string]any)["status"].(map[string]any)["images"].(map[string]any)["sharedBytes"].(float64)
+			}
+		}
+		t.Fatal("no project team")
+		return 0
+	}
+	if got := sharedOf(alice); got != 0 {
+		t.Errorf("team's shared bytes as alice = %v, want 0: bobs is not hers to see", got)
+	}
+	if got := sharedOf(admin); got != 1000 {
+		t.Errorf("team's shared bytes as admin = %v, want 1000", got)
+	}
 }

@@ -147,7 +147,18 @@ func (s *Server) listProjects(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sums, err := s.opts.Store.ProjectSummaries(r.Context())
+	// What is shared is counted among the projects the caller sees: that
+	// a project they do not see holds some content is not theirs to learn.
+	var among []string
+	if all, err := s.opts.Authorizer.Authorize(r.Context(), caller(r).User, "get", resProjects, ""); err != nil {
+		return err
+	} else if !all {
+		among = []string{}
+		for _, p := range projects {
+			among = append(among, p.Name)
+		}
+	}
+	sums, err := s.opts.Store.ProjectSummaries(r.Context(), among)
 	if err != nil {
 		return err
 	}

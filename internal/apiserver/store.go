@@ -70,7 +70,7 @@ type ContentStore interface {
 	// What the paged lists read: sorted, filtered and counted in the store.
 	ListTags(ctx context.Context, q store.TagQuery) (store.TagPage, error)
 	RepositorySummaries(ctx context.Context, project string) ([]store.RepositorySummary, error)
-	ProjectSummaries(ctx context.Context) (map[string]store.ProjectSummary, error)
+	ProjectSummaries(ctx context.Context, among []string) (map[string]store.ProjectSummary, error)
 }
 
 // AuditStore reads the audit log.

@@ -120,7 +120,7 @@ func (c *Console) addMember(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Granted "+role+" to "+sub.Kind+" "+sub.Name+".")
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Granted "+role+" to "+sub.Kind+" "+sub.Name+".")
 	return nil
 }
 
@@ -150,7 +150,7 @@ func (c *Console) removeMember(w http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Removed "+sub.Kind+" "+sub.Name+" from "+b.RoleRef.Name+".")
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Removed "+sub.Kind+" "+sub.Name+" from "+b.RoleRef.Name+".")
 	return nil
 }
 
@@ -251,7 +251,7 @@ func (c *Console) createRobot(w http.ResponseWriter, r *http.Request, s *session
 	if err := c.api.sendJSON(r, s.token, http.MethodPost, "/api/v1/namespaces/"+url.PathEscape(ns)+"/serviceaccounts", sa, nil); err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Created the robot account "+name+".")
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Created the robot account "+name+".")
 	return nil
 }
 
@@ -297,6 +297,6 @@ func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *se
 		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/berth-registry/berth/internal/store"
 )
 
 // The console has no API of its own and no authorizer: every page reads
@@ -31,6 +33,8 @@ type call struct {
 	body         []byte
 	contentType  string
 	accept       string
+	// viewing marks a /v2 read that shows a manifest: not a pull.
+	viewing bool
 }
 
 // apiError is a refusal of the backend: its status code and message.
@@ -51,7 +55,11 @@ func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.H
 	if c.query != nil {
 		u.RawQuery = c.query.Encode()
 	}
-	req, err := http.NewRequestWithContext(r.Context(), c.method, u.String(), bytes.NewReader(c.body))
+	ctx := r.Context()
+	if c.viewing {
+		ctx = store.Viewing(ctx)
+	}
+	req, err := http.NewRequestWithContext(ctx, c.method, u.String(), bytes.NewReader(c.body))
 	if err != nil {
 		return 0, nil, nil, err
 	}
@@ -78,7 +86,9 @@ func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.H
 	if rec.overflow {
 		return rec.code, nil, rec.header, fmt.Errorf("%s %s: the answer is larger than %d bytes", c.method, c.path, maxBackendBody)
 	}
-	if rec.code >= 400 {
+	if rec.code >= 300 {
+		// A redirect (the mux cleaning a path) is no answer of the API's:
+		// the console does not follow it.
 		return rec.code, rec.body.Bytes(), rec.header, &apiError{Code: rec.code, Message: statusMessage(rec.body.Bytes())}
 	}
 	return rec.code, rec.body.Bytes(), rec.header, nil
@@ -189,38 +199,47 @@ func (s *streamer) Write(p []byte) (int, error) {
 
 func (s *streamer) Flush() {}
 
-// stream runs a long GET (a watch) as token and returns its body as it is
-// written; closing the reader ends the call (its context is cancelled).
-func (b *backend) stream(r *http.Request, token, path string, query url.Values) (io.ReadCloser, error) {
+// stream runs a long GET (a watch, an export) as token and returns its
+// body as it is written, and its headers; closing the reader ends the call
+// (its context is cancelled).
+func (b *backend) stream(r *http.Request, token, path string, query url.Values, accept string) (io.ReadCloser, http.Header, error) {
 	ctx, cancel := context.WithCancel(r.Context())
 	u := &url.URL{Path: path, RawQuery: query.Encode()}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		cancel()
-		return nil, err
+		return nil, nil, err
 	}
 	req.Host, req.RemoteAddr, req.TLS = r.Host, r.RemoteAddr, r.TLS
 	req.RequestURI = u.RequestURI()
 	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Accept", accept)
 	pr, pw := io.Pipe()
 	s := &streamer{header: http.Header{}, started: make(chan int, 1), w: pw}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		defer func() {
+			// The handler runs in this goroutine, not in one the server
+			// recovers: a panic ends this call, not the process.
+			if v := recover(); v != nil {
+				s.WriteHeader(http.StatusInternalServerError)
+				_ = pw.CloseWithError(fmt.Errorf("the call panicked: %v", v))
+			}
+		}()
 		b.handler.ServeHTTP(s, req)
 		s.WriteHeader(http.StatusOK)
 		_ = pw.Close()
 	}()
 	code := <-s.started
-	if code >= 400 {
+	if code >= 300 {
 		body, _ := io.ReadAll(io.LimitReader(pr, 64<<10))
 		cancel()
 		_ = pr.Close()
 		<-done
-		return nil, &apiError{Code: code, Message: statusMessage(body)}
+		return nil, nil, &apiError{Code: code, Message: statusMessage(body)}
 	}
-	return &watchBody{PipeReader: pr, cancel: cancel, done: done}, nil
+	return &watchBody{PipeReader: pr, cancel: cancel, done: done}, s.header, nil
 }
 
 // watchBody ends its call when closed, and waits for it.

@@ -115,3 +115,39 @@ func TestPagesParse(t *testing.T) {
 		t.Fatalf("pages: %d, stream's tags fragment %v", len(pages), pages["stream"].Lookup("tags"))
 	}
 }
+
+// A message after an action is shown only when the console signed it for
+// this session: a link from elsewhere cannot put words on a page.
+func TestFlashIsSigned(t *testing.T) {
+	pages, err := parsePages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Console{pages: pages}
+	s := &session{token: "sha256~secret", user: "alice", csrf: csrfToken("sha256~secret")}
+	show := func(query string, s *session) string {
+		r := httptest.NewRequest(http.MethodGet, "/console/projects?"+query, nil)
+		w := httptest.NewRecorder()
+		c.render(w, r, http.StatusOK, "error", s, "t", struct {
+			Code    int
+			Message string
+		}{200, "x"})
+		return w.Body.String()
+	}
+	msg := "Deleted the tag app:v1."
+	signed := url.Values{"done": {msg}, "ds": {flashSignature(s.token, msg)}}.Encode()
+	if body := show(signed, s); !strings.Contains(body, msg) {
+		t.Errorf("a signed message is not shown")
+	}
+	forged := url.Values{"done": {"Your password expired: re-enter it at https://evil.example"}}.Encode()
+	if body := show(forged, s); strings.Contains(body, "evil.example") {
+		t.Errorf("an unsigned message is shown")
+	}
+	other := url.Values{"done": {msg}, "ds": {flashSignature("sha256~other", msg)}}.Encode()
+	if body := show(other, s); strings.Contains(body, msg) {
+		t.Errorf("another session's message is shown")
+	}
+	if body := show(signed, nil); strings.Contains(body, msg) {
+		t.Errorf("a message is shown before sign-in")
+	}
+}

@@ -58,7 +58,8 @@ func (c *Console) imagePage(w http.ResponseWriter, r *http.Request, s *session) 
 	d := imageData{Project: ns, Stream: stream, Digest: dgst, Tabs: c.tabsOf(r, s, ns)}
 	// The manifest as this repository serves it: the user's pull right
 	// on the stream decides, as for podman pull.
-	_, raw, _, err := c.api.do(r, s.token, call{method: http.MethodGet, path: "/v2/" + repo + "/manifests/" + dgst, accept: manifestAccept})
+	_, raw, _, err := c.api.do(r, s.token, call{method: http.MethodGet, path: "/v2/" + repo + "/manifests/" + dgst, accept: manifestAccept,
+		viewing: true})
 	if err != nil {
 		return err
 	}

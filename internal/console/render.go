@@ -2,6 +2,9 @@ package console
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"html/template"
@@ -50,7 +53,8 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 	if ns := r.PathValue("ns"); ns != "" {
 		v.Project = ns
 	}
-	if f := r.URL.Query().Get("done"); f != "" && len(f) < 300 {
+	if f := r.URL.Query().Get("done"); s != nil && f != "" && len(f) < 300 &&
+		hmac.Equal([]byte(r.URL.Query().Get("ds")), []byte(flashSignature(s.token, f))) {
 		v.Flash = f
 	}
 	c.renderView(w, code, name, v)
@@ -100,16 +104,21 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 	}{code, msg})
 }
 
-// redirect sends the browser on after an action, with what was done.
-func redirect(w http.ResponseWriter, r *http.Request, to, done string) {
+// redirect sends the browser on after an action, with what was done:
+// the message rides in the URL, signed for the session, so that a link
+// from elsewhere cannot put words of its own on a console page.
+func redirect(w http.ResponseWriter, r *http.Request, s *session, to, done string) {
 	if done != "" {
-		sep := "?"
-		if strings.Contains(to, "?") {
-			sep = "&"
-		}
-		to += sep + "done=" + url.QueryEscape(done)
+		to = withQuery(to, "done", done, "ds", flashSignature(s.token, done))
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
+}
+
+// flashSignature is the MAC of a message shown after an action.
+func flashSignature(sessionToken, msg string) string {
+	m := hmac.New(sha256.New, []byte(sessionToken))
+	m.Write([]byte("berth console flash\x00" + msg))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 var funcs = template.FuncMap{

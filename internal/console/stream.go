@@ -177,8 +177,8 @@ func (c *Console) streamEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	if !ok {
 		return fmt.Errorf("live updates need a flushing connection")
 	}
-	body, err := c.api.stream(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags",
-		url.Values{"watch": {"true"}, "resourceVersion": {r.URL.Query().Get("rv")}, "timeoutSeconds": {"1800"}})
+	body, _, err := c.api.stream(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags",
+		url.Values{"watch": {"true"}, "resourceVersion": {r.URL.Query().Get("rv")}, "timeoutSeconds": {"1800"}}, "application/json")
 	if err != nil {
 		return err
 	}
@@ -288,7 +288,7 @@ func (c *Console) revertTag(w http.ResponseWriter, r *http.Request, s *session) 
 	if err := c.api.sendJSON(r, s.token, http.MethodPut, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags/"+url.PathEscape(name), body, nil); err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream)+"/tags/"+url.PathEscape(tag),
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream)+"/tags/"+url.PathEscape(tag),
 		"Reverted "+name+" to "+dgst+".")
 	return nil
 }
@@ -300,6 +300,6 @@ func (c *Console) deleteTag(w http.ResponseWriter, r *http.Request, s *session) 
 		path: "/apis/image.openshift.io/v1/namespaces/" + url.PathEscape(ns) + "/imagestreamtags/" + url.PathEscape(name)}); err != nil {
 		return err
 	}
-	redirect(w, r, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream), "Deleted the tag "+name+".")
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream), "Deleted the tag "+name+".")
 	return nil
 }

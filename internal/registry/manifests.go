@@ -355,7 +355,7 @@ func (r *Registry) getManifest(w http.ResponseWriter, req *http.Request, repo st
 	w.WriteHeader(http.StatusOK)
 	if req.Method != http.MethodHead {
 		_, _ = w.Write(m.Payload)
-		if r.pulls != nil {
+		if r.pulls != nil && !store.IsViewing(req.Context()) {
 			r.pulls.Pulled(repo, m.Digest, store.ActorFrom(req.Context()))
 		}
 	}

@@ -267,9 +267,12 @@ type ProjectSummary struct {
 	LastPush time.Time
 }
 
-// ProjectSummaries reads what every project holds, by name; a project
-// with no repository has no entry.
-func (s *Store) ProjectSummaries(ctx context.Context) (map[string]ProjectSummary, error) {
+// ProjectSummaries reads what the projects among hold, by name (every
+// project when among is nil); a project with no repository has no entry.
+// Shared counts only what another project among holds too: whether a
+// project the caller cannot see holds some content is not the caller's
+// to learn (a push of a candidate layer would tell).
+func (s *Store) ProjectSummaries(ctx context.Context, among []string) (map[string]ProjectSummary, error) {
 	tx, err := s.snapshot(ctx)
 	if err != nil {
 		return nil, err
@@ -298,11 +301,22 @@ GROUP BY r.project`)
 	}); err != nil {
 		return nil, err
 	}
+	others, args := "", []any{}
+	if among != nil {
+		if len(among) == 0 {
+			return out, nil
+		}
+		others = ` AND o.project IN (` + placeholders(len(among)) + `)`
+		for _, p := range among {
+			args = append(args, p)
+		}
+	}
+	// Unprepared: a text per count of projects would fill the statement cache.
 	rows, err = tx.QueryContext(ctx, `
 SELECT pc.project, SUM(pc.size),
-	SUM(CASE WHEN EXISTS (SELECT 1 FROM project_contents o WHERE o.digest = pc.digest AND o.manifest = pc.manifest AND o.project <> pc.project)
+	SUM(CASE WHEN EXISTS (SELECT 1 FROM project_contents o WHERE o.digest = pc.digest AND o.manifest = pc.manifest AND o.project <> pc.project`+others+`)
 		THEN pc.size ELSE 0 END)
-FROM project_contents pc GROUP BY pc.project`)
+FROM project_contents pc GROUP BY pc.project`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("summarize project storage: %w", err)
 	}

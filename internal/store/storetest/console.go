@@ -155,7 +155,7 @@ func testProjectSummaries(t *testing.T, open Opener) {
 	// q holds p's image too (a mount and a tag): those bytes are shared.
 	must(t, s.TagImage(ctx, "q/copy", "same", "p/a", m.Digest, store.ReasonTagged))
 	sizedImage(t, s, "q/own", "x", 3, 30)
-	sum, err := s.ProjectSummaries(ctx)
+	sum, err := s.ProjectSummaries(ctx, nil)
 	must(t, err)
 	shared := int64(len(m.Payload)) + 10 + 100
 	p, q := sum["p"], sum["q"]
@@ -164,6 +164,17 @@ func testProjectSummaries(t *testing.T, open Opener) {
 	}
 	if q.Streams != 2 || q.Tags != 2 || q.Shared != shared || q.Storage <= shared {
 		t.Errorf("q = %+v", q)
+	}
+	// Among p alone, nothing of p is shared: q is not among them.
+	alone, err := s.ProjectSummaries(ctx, []string{"p"})
+	must(t, err)
+	if alone["p"].Shared != 0 || alone["p"].Storage != p.Storage {
+		t.Errorf("p among p alone = %+v, want nothing shared", alone["p"])
+	}
+	both, err := s.ProjectSummaries(ctx, []string{"p", "q"})
+	must(t, err)
+	if both["p"].Shared != shared {
+		t.Errorf("p among p and q = %+v", both["p"])
 	}
 	sums, err := s.RepositorySummaries(ctx, "q")
 	must(t, err)

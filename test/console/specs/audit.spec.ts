@@ -22,7 +22,12 @@ test("the audit log shows pushes, filters, and exports CSV", async ({ page }) =>
   expect(csv[0]).toBe("time,actor,action,project,resource,name,digest,detail");
   expect(csv.length).toBe(2);
   expect(csv[1]).toContain(",dave,tag,team,tags,team/app:by-dave,");
-  // A project's own log.
+  // Narrowed to a project, on the cluster-wide page and on the project's.
+  await page.goto("/console/audit?actor=dave&action=tag&project=sandbox");
+  await expect(page.getByTestId("audit-total")).toHaveText("0");
+  await page.getByLabel("Project").fill(seed.Project);
+  await page.getByRole("button", { name: "Show" }).click();
+  await expect(page.getByTestId("audit-total")).toHaveText("1");
   await page.goto(`/console/projects/${seed.Project}/audit?actor=dave`);
   await expect(page.getByTestId("audit")).toContainText(`${seed.Project}/app:by-dave`);
   await page.goto(`/console/projects/sandbox/audit?actor=dave`);
