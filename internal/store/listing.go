@@ -148,16 +148,34 @@ func (s *Store) ListTags(ctx context.Context, q TagQuery) (TagPage, error) {
 	if limit <= 0 {
 		limit = math.MaxInt32
 	}
+	// Two steps: the page's keys in order, reading only what the sort
+	// needs, then the page's rows whole. Reading every column of every
+	// tag to sort them cost as much as reading the whole stream.
+	keyJoin := map[TagSort]string{
+		TagsByPushed: ` JOIN tag_events te ON te.id = h.event_id`,
+		TagsBySize:   ` JOIN manifests m ON m.digest = h.digest`,
+		TagsByPulled: ` LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest`,
+		TagsByPulls:  ` LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest`,
+	}[q.Sort]
+	sortKey := key
+	if q.Sort == TagsBySize {
+		sortKey = imageSizeSQL
+	}
 	query := `
+WITH page AS (
+	SELECT h.repository_id AS repository_id, h.tag AS tag, ` + sortKey + ` AS sort_key` + from + keyJoin + cond + `
+	ORDER BY ` + strings.Replace(order, key, "sort_key", 1) + ` LIMIT ? OFFSET ?)
 SELECT r.name, h.tag, h.digest, m.media_type, m.artifact_type, ` + imageSizeSQL + ` AS image_size,
 	te.created_at, te.actor, te.reason, te.generation, te.source,
 	COALESCE((SELECT sr.name || ':' || a.source_tag FROM tag_aliases a JOIN repositories sr ON sr.id = a.source_repository_id
 	          WHERE a.repository_id = r.id AND a.tag = h.tag), ''),
-	COALESCE(ip.last_pulled_at, 0), COALESCE(ip.pulls, 0)` + from + `
+	COALESCE(ip.last_pulled_at, 0), COALESCE(ip.pulls, 0)
+FROM page JOIN tag_heads h ON h.repository_id = page.repository_id AND h.tag = page.tag
+JOIN repositories r ON r.id = h.repository_id
 JOIN tag_events te ON te.id = h.event_id
 JOIN manifests m ON m.digest = h.digest
-LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest` + cond + `
-ORDER BY ` + order + ` LIMIT ? OFFSET ?`
+LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest
+ORDER BY ` + strings.Replace(order, key, "page.sort_key", 1)
 	rows, err := tx.QueryContext(ctx, query, append(args, limit, max(q.Offset, 0))...)
 	if err != nil {
 		return TagPage{}, fmt.Errorf("list tags: %w", err)
