@@ -32,7 +32,7 @@ const (
 var tagSortColumns = map[TagSort]string{
 	TagsByName:   "r.name",
 	TagsByPushed: "te.created_at",
-	TagsBySize:   "image_size",
+	TagsBySize:   "m.image_size",
 	TagsByPulled: "COALESCE(ip.last_pulled_at, 0)",
 	TagsByPulls:  "COALESCE(ip.pulls, 0)",
 }
@@ -87,16 +87,30 @@ type TagPage struct {
 	Total int
 }
 
-// imageSizeSQL is the size of the image of manifest m: its own bytes and
-// those of what it references (declared sizes, or the blob's for rows
-// from before sizes were recorded), an index's children counted whole.
-const imageSizeSQL = `m.size + COALESCE((
+// imageSizeOf is the SQL of the size of the image of the manifest row
+// alias: its own bytes and those of what it references (declared sizes,
+// or the blob's for rows from before sizes were recorded), an index's
+// children counted whole. recordManifest stores it in image_size when it
+// stores a manifest (and migration 17 for those from before), so that
+// sorting tags by size reads a column instead of computing each.
+func imageSizeOf(alias string) string {
+	return alias + `.size + COALESCE((
 	SELECT SUM(CASE WHEN mr.is_manifest = 1 THEN COALESCE((
 		SELECT c.size + COALESCE((SELECT SUM(CASE WHEN cr.size >= 0 THEN cr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = cr.reference), 0) END)
 			FROM manifest_references cr WHERE cr.manifest_digest = c.digest AND cr.is_manifest = 0), 0)
 		FROM manifests c WHERE c.digest = mr.reference), CASE WHEN mr.size >= 0 THEN mr.size ELSE 0 END)
 	ELSE CASE WHEN mr.size >= 0 THEN mr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = mr.reference), 0) END END)
-	FROM manifest_references mr WHERE mr.manifest_digest = m.digest), 0)`
+	FROM manifest_references mr WHERE mr.manifest_digest = ` + alias + `.digest), 0)`
+}
+
+// recordImageSize stores the image size of manifest dgst, whose
+// references are recorded.
+func recordImageSize(ctx context.Context, tx *sql.Tx, dgst digest.Digest) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE manifests SET image_size = `+imageSizeOf("manifests")+` WHERE digest = ?`, string(dgst)); err != nil {
+		return fmt.Errorf("record the image size of %s: %w", dgst, err)
+	}
+	return nil
+}
 
 // ListTags reads a page of the live tags q selects, in its order, and how
 // many it selects in all (one snapshot for both).
@@ -158,14 +172,11 @@ func (s *Store) ListTags(ctx context.Context, q TagQuery) (TagPage, error) {
 		TagsByPulls:  ` LEFT JOIN image_pulls ip ON ip.repository_id = h.repository_id AND ip.digest = h.digest`,
 	}[q.Sort]
 	sortKey := key
-	if q.Sort == TagsBySize {
-		sortKey = imageSizeSQL
-	}
 	query := `
 WITH page AS (
 	SELECT h.repository_id AS repository_id, h.tag AS tag, ` + sortKey + ` AS sort_key` + from + keyJoin + cond + `
 	ORDER BY ` + strings.Replace(order, key, "sort_key", 1) + ` LIMIT ? OFFSET ?)
-SELECT r.name, h.tag, h.digest, m.media_type, m.artifact_type, ` + imageSizeSQL + ` AS image_size,
+SELECT r.name, h.tag, h.digest, m.media_type, m.artifact_type, m.image_size,
 	te.created_at, te.actor, te.reason, te.generation, te.source,
 	COALESCE((SELECT sr.name || ':' || a.source_tag FROM tag_aliases a JOIN repositories sr ON sr.id = a.source_repository_id
 	          WHERE a.repository_id = r.id AND a.tag = h.tag), ''),

@@ -29,6 +29,7 @@ func TestPostgresMigrationCountsLinksMadeMeanwhile(t *testing.T) {
 	}
 	// Back to the schema before migration 3 (and those after it).
 	for _, q := range []string{
+		`ALTER TABLE manifests DROP COLUMN image_size`,
 		`DROP TABLE image_pulls`,
 		`DROP TABLE audit_log`,
 		`DROP TABLE project_contents`,

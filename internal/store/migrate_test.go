@@ -174,3 +174,33 @@ func TestMigrationCountsWhatProjectsHold(t *testing.T) {
 		t.Errorf("p after unlinking its 100 bytes: %+v", u)
 	}
 }
+
+// Migration 17 records the image size of the manifests stored before it:
+// an image's own bytes and its blobs', an index's children whole.
+func TestMigrationRecordsImageSizes(t *testing.T) {
+	ctx := context.Background()
+	path, old := databaseAt(t, 16)
+	for _, q := range []string{
+		`INSERT INTO blobs (digest, size, created_at) VALUES ('sha256:cfg', 10, 1), ('sha256:layer', 100, 1)`,
+		`INSERT INTO manifests (digest, media_type, size, payload, created_at) VALUES ('sha256:img', 'x', 7, x'00', 1), ('sha256:idx', 'y', 3, x'00', 1)`,
+		// A reference from before sizes were recorded (-1) counts the blob's.
+		`INSERT INTO manifest_references (manifest_digest, reference, is_manifest, size) VALUES
+			('sha256:img', 'sha256:cfg', 0, 10), ('sha256:img', 'sha256:layer', 0, -1), ('sha256:idx', 'sha256:img', 1, 7)`,
+	} {
+		if _, err := old.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	old.Close()
+	s, err := OpenSQLite(ctx, path)
+	if err != nil {
+		t.Fatalf("migrate to the current schema: %v", err)
+	}
+	defer s.Close()
+	for dgst, want := range map[string]int64{"sha256:img": 117, "sha256:idx": 120} {
+		var got int64
+		if err := s.read.QueryRowContext(ctx, `SELECT image_size FROM manifests WHERE digest = ?`, dgst).Scan(&got); err != nil || got != want {
+			t.Errorf("image size of %s after the migration: %d %v, want %d", dgst, got, err, want)
+		}
+	}
+}

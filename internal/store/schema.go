@@ -497,4 +497,17 @@ CREATE INDEX audit_log_project ON audit_log (project, at);
 CREATE INDEX audit_log_actor ON audit_log (actor, at);
 CREATE INDEX project_contents_digest ON project_contents (digest, manifest, project);
 `,
+	// 17: each manifest's image size (listing.go's imageSizeOf), stored
+	// when the manifest is, so that tags sort by size without computing
+	// it for every tag.
+	`
+ALTER TABLE manifests ADD COLUMN image_size BIGINT NOT NULL DEFAULT -1;
+UPDATE manifests SET image_size = manifests.size + COALESCE((
+	SELECT SUM(CASE WHEN mr.is_manifest = 1 THEN COALESCE((
+		SELECT c.size + COALESCE((SELECT SUM(CASE WHEN cr.size >= 0 THEN cr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = cr.reference), 0) END)
+			FROM manifest_references cr WHERE cr.manifest_digest = c.digest AND cr.is_manifest = 0), 0)
+		FROM manifests c WHERE c.digest = mr.reference), CASE WHEN mr.size >= 0 THEN mr.size ELSE 0 END)
+	ELSE CASE WHEN mr.size >= 0 THEN mr.size ELSE COALESCE((SELECT b.size FROM blobs b WHERE b.digest = mr.reference), 0) END END)
+	FROM manifest_references mr WHERE mr.manifest_digest = manifests.digest), 0);
+`,
 }

@@ -601,6 +601,9 @@ RETURNING created_at`,
 		if err := insertReferences(ctx, tx, m); err != nil {
 			return false, err
 		}
+		if err := recordImageSize(ctx, tx, m.Digest); err != nil {
+			return false, err
+		}
 	}
 	res, err := tx.ExecContext(ctx,
 		`INSERT INTO repository_manifests (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
