@@ -12,6 +12,7 @@ import (
 	berthv1 "github.com/berth-registry/berth/internal/api/berth/v1"
 	configv1 "github.com/berth-registry/berth/internal/api/config/v1"
 	imageregistryv1 "github.com/berth-registry/berth/internal/api/imageregistry/v1"
+	routev1 "github.com/berth-registry/berth/internal/api/route/v1"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/prune"
 )
@@ -28,9 +29,11 @@ type adminData struct {
 	Config                imageregistryv1.Config
 	Operator              configv1.ClusterOperator
 	RawConfig, RawStorage string
-	CanWrite              bool
-	GC                    *gc.Report
-	Prune                 *prune.Report
+	// Routes are the host names the registry is served as (Route objects).
+	Routes   []routev1.Route
+	CanWrite bool
+	GC       *gc.Report
+	Prune    *prune.Report
 	// KeepTagRevisions and KeepYoungerThan are the pruning's settings, as
 	// its dry run had them, for the confirm step.
 	KeepTagRevisions, KeepYoungerThan string
@@ -47,6 +50,13 @@ func (c *Console) showAdmin(w http.ResponseWriter, r *http.Request, s *session, 
 	if err := c.api.getJSON(r, s.token, clusterOperatorPath, nil, &d.Operator); err != nil && !isForbidden(err) {
 		return err
 	}
+	var routes struct {
+		Items []routev1.Route `json:"items"`
+	}
+	if err := c.api.getJSON(r, s.token, "/apis/route.openshift.io/v1/namespaces/openshift-image-registry/routes", nil, &routes); err != nil && !isForbidden(err) {
+		return err
+	}
+	d.Routes = routes.Items
 	spec := d.Config.Spec
 	if spec.HTTPSecret != "" {
 		spec.HTTPSecret = "(set; not shown)"

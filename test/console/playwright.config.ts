@@ -28,4 +28,10 @@ export default defineConfig({
     screenshot: "only-on-failure",
     trace: "off",
   },
+  // The administration spec makes the registry read-only for a moment:
+  // it runs after the others, which push and change tags.
+  projects: [
+    { name: "pages", testIgnore: /admin\.spec\.ts/ },
+    { name: "administration", testMatch: /admin\.spec\.ts/, dependencies: ["pages"] },
+  ],
 });

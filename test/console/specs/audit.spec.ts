@@ -25,7 +25,7 @@ test("the audit log shows pushes, filters, and exports CSV", async ({ page }) =>
   // Narrowed to a project, on the cluster-wide page and on the project's.
   await page.goto("/console/audit?actor=dave&action=tag&project=sandbox");
   await expect(page.getByTestId("audit-total")).toHaveText("0");
-  await page.getByLabel("Project").fill(seed.Project);
+  await page.getByLabel("Project", { exact: true }).fill(seed.Project);
   await page.getByRole("button", { name: "Show" }).click();
   await expect(page.getByTestId("audit-total")).toHaveText("1");
   await page.goto(`/console/projects/${seed.Project}/audit?actor=dave`);

@@ -35,5 +35,6 @@ export async function checkA11y(page: Page) {
 // screenshot saves the page as docs/console/NAME.png, for the README.
 export async function screenshot(page: Page, name: string) {
   mkdirSync(seed.Screenshots, { recursive: true });
-  await page.screenshot({ path: join(seed.Screenshots, name + ".png"), fullPage: false });
+  // Generous: on a busy machine Chromium may take a while to settle fonts.
+  await page.screenshot({ path: join(seed.Screenshots, name + ".png"), fullPage: false, timeout: 30_000 });
 }
