@@ -1,7 +1,6 @@
 package console
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -277,26 +276,4 @@ func (c *Console) createRobotToken(w http.ResponseWriter, r *http.Request, s *se
 	made := &newToken{Account: sa, Token: answer.Status.Token, Expires: answer.Status.ExpirationTimestamp,
 		Login: "podman login -u " + sa + " -p " + answer.Status.Token + " " + r.Host}
 	return c.showRobots(w, r, s, made)
-}
-
-// rawJSON is v as indented JSON.
-func rawJSON(v any) string {
-	b, _ := json.MarshalIndent(v, "", "  ")
-	return string(b)
-}
-
-// robotSelector selects the tokens of service account sa of ns.
-func robotSelector(ns, sa string) url.Values {
-	return url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa}}
-}
-
-// revokeRobotToken revokes one of a robot account's tokens.
-func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, sa, id := r.PathValue("ns"), r.PathValue("sa"), r.PathValue("id")
-	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
-		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
-		return err
-	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
-	return nil
 }

@@ -48,20 +48,20 @@ func (e *apiError) Error() string { return fmt.Sprintf("%d: %s", e.Code, e.Messa
 // maxBackendBody bounds what one in-process answer may hold in memory.
 const maxBackendBody = 32 << 20
 
-// do runs c as token and returns the answer's status and body; an answer
-// of 400 or more is an *apiError carrying the Status message.
-func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.Header, error) {
+// request is c as an in-process request made as the console's request r
+// was: in ctx (r's, or one derived from it), with r's host, client
+// address and TLS state, and token as the credentials.
+func (b *backend) request(ctx context.Context, r *http.Request, token string, c call) (*http.Request, error) {
 	u := &url.URL{Path: c.path}
 	if c.query != nil {
 		u.RawQuery = c.query.Encode()
 	}
-	ctx := r.Context()
 	if c.viewing {
 		ctx = store.Viewing(ctx)
 	}
 	req, err := http.NewRequestWithContext(ctx, c.method, u.String(), bytes.NewReader(c.body))
 	if err != nil {
-		return 0, nil, nil, err
+		return nil, err
 	}
 	req.Host, req.RemoteAddr, req.TLS = r.Host, r.RemoteAddr, r.TLS
 	req.RequestURI = u.RequestURI()
@@ -80,6 +80,16 @@ func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.H
 		if v := r.Header.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}
+	}
+	return req, nil
+}
+
+// do runs c as token and returns the answer's status and body; an answer
+// of 300 or more is an *apiError carrying the Status message.
+func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.Header, error) {
+	req, err := b.request(r.Context(), r, token, c)
+	if err != nil {
+		return 0, nil, nil, err
 	}
 	rec := &recorder{header: http.Header{}, code: http.StatusOK}
 	b.handler.ServeHTTP(rec, req)
@@ -204,16 +214,11 @@ func (s *streamer) Flush() {}
 // (its context is cancelled).
 func (b *backend) stream(r *http.Request, token, path string, query url.Values, accept string) (io.ReadCloser, http.Header, error) {
 	ctx, cancel := context.WithCancel(r.Context())
-	u := &url.URL{Path: path, RawQuery: query.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := b.request(ctx, r, token, call{method: http.MethodGet, path: path, query: query, accept: accept})
 	if err != nil {
 		cancel()
 		return nil, nil, err
 	}
-	req.Host, req.RemoteAddr, req.TLS = r.Host, r.RemoteAddr, r.TLS
-	req.RequestURI = u.RequestURI()
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Accept", accept)
 	pr, pw := io.Pipe()
 	s := &streamer{header: http.Header{}, started: make(chan int, 1), w: pw}
 	done := make(chan struct{})

@@ -213,9 +213,13 @@ func (c *Console) session(r *http.Request) (*session, error) {
 // secret, which only a page of this origin (that the cookie came with)
 // can have been given. It needs no state, and every instance of a
 // scaled-out registry computes the same.
-func csrfToken(sessionToken string) string {
+func csrfToken(sessionToken string) string { return sessionMAC(sessionToken, "berth console CSRF") }
+
+// sessionMAC is the MAC of msg keyed by a session's secret: what only the
+// console, answering that session, can have made.
+func sessionMAC(sessionToken, msg string) string {
 	m := hmac.New(sha256.New, []byte(sessionToken))
-	m.Write([]byte("berth console CSRF"))
+	m.Write([]byte(msg))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 

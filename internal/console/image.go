@@ -139,3 +139,16 @@ func shortDigest(d string) string {
 	}
 	return d
 }
+
+// jsonIndent is body indented for reading, as it is when it is not JSON.
+func jsonIndent(body []byte) string {
+	var v any
+	if json.Unmarshal(body, &v) != nil {
+		return string(body)
+	}
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return string(body)
+	}
+	return string(out)
+}

@@ -1,7 +1,7 @@
 package console
 
 import (
-	"encoding/json"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -282,20 +282,9 @@ func (c *Console) can(r *http.Request, s *session, verb, group, resource, ns str
 	return answer.Status.Allowed
 }
 
+// isForbidden says that err is the API's 403 or 404: a part of a page the
+// user may not see, left out.
 func isForbidden(err error) bool {
-	ae, ok := err.(*apiError)
-	return ok && (ae.Code == http.StatusForbidden || ae.Code == http.StatusNotFound)
-}
-
-// jsonIndent is body indented for reading, as it is when it is not JSON.
-func jsonIndent(body []byte) string {
-	var v any
-	if json.Unmarshal(body, &v) != nil {
-		return string(body)
-	}
-	out, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return string(body)
-	}
-	return string(out)
+	var ae *apiError
+	return errors.As(err, &ae) && (ae.Code == http.StatusForbidden || ae.Code == http.StatusNotFound)
 }

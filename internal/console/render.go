@@ -3,8 +3,7 @@ package console
 import (
 	"bytes"
 	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -116,9 +115,7 @@ func redirect(w http.ResponseWriter, r *http.Request, s *session, to, done strin
 
 // flashSignature is the MAC of a message shown after an action.
 func flashSignature(sessionToken, msg string) string {
-	m := hmac.New(sha256.New, []byte(sessionToken))
-	m.Write([]byte("berth console flash\x00" + msg))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return sessionMAC(sessionToken, "berth console flash\x00"+msg)
 }
 
 var funcs = template.FuncMap{
@@ -280,4 +277,26 @@ func listTotal(offset, got int, remaining *int64) int {
 		total += int(*remaining)
 	}
 	return total
+}
+
+// rawJSON is v as indented JSON.
+func rawJSON(v any) string {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return string(b)
+}
+
+// robotSelector selects the tokens of service account sa of ns.
+func robotSelector(ns, sa string) url.Values {
+	return url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa}}
+}
+
+// revokeRobotToken revokes one of a robot account's tokens.
+func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *session) error {
+	ns, sa, id := r.PathValue("ns"), r.PathValue("sa"), r.PathValue("id")
+	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
+		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
+		return err
+	}
+	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
+	return nil
 }
