@@ -96,9 +96,12 @@ func (b *backend) do(r *http.Request, token string, c call) (int, []byte, http.H
 	if rec.overflow {
 		return rec.code, nil, rec.header, fmt.Errorf("%s %s: the answer is larger than %d bytes", c.method, c.path, maxBackendBody)
 	}
-	if rec.code >= 300 {
-		// A redirect (the mux cleaning a path) is no answer of the API's:
-		// the console does not follow it.
+	if rec.code < 400 && rec.code >= 300 {
+		// A redirect (the mux cleaning a path of "..") is no answer of
+		// the API's: the console does not follow it.
+		return http.StatusBadRequest, nil, rec.header, &apiError{Code: http.StatusBadRequest, Message: "no such page: the address names none"}
+	}
+	if rec.code >= 400 {
 		return rec.code, rec.body.Bytes(), rec.header, &apiError{Code: rec.code, Message: statusMessage(rec.body.Bytes())}
 	}
 	return rec.code, rec.body.Bytes(), rec.header, nil

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
@@ -104,9 +105,14 @@ func imageSizeOf(alias string) string {
 }
 
 // recordImageSize stores the image size of manifest dgst, whose
-// references are recorded.
+// references are recorded, and again that of every index that names it:
+// an index stored before its children (an import stores manifests in
+// digest order; a sparse index may come first) counts them once they
+// are here.
 func recordImageSize(ctx context.Context, tx *sql.Tx, dgst digest.Digest) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE manifests SET image_size = `+imageSizeOf("manifests")+` WHERE digest = ?`, string(dgst)); err != nil {
+	if _, err := tx.ExecContext(ctx, `UPDATE manifests SET image_size = `+imageSizeOf("manifests")+`
+WHERE digest = ? OR digest IN (SELECT manifest_digest FROM manifest_references WHERE reference = ? AND is_manifest = 1)`,
+		string(dgst), string(dgst)); err != nil {
 		return fmt.Errorf("record the image size of %s: %w", dgst, err)
 	}
 	return nil
@@ -335,12 +341,17 @@ GROUP BY r.project`)
 		if len(among) == 0 {
 			return out, nil
 		}
-		others = ` AND o.project IN (` + placeholders(len(among)) + `)`
-		for _, p := range among {
-			args = append(args, p)
+		// One parameter however many projects: a list of placeholders
+		// would pass the dialects' limits on parameters (32,766 in SQLite).
+		list, err := json.Marshal(among)
+		if err != nil {
+			return nil, err
+		}
+		others, args = ` AND o.project IN (SELECT value FROM json_each(?))`, []any{string(list)}
+		if s.dialect.shared {
+			others = ` AND o.project IN (SELECT json_array_elements_text(CAST(? AS json)))`
 		}
 	}
-	// Unprepared: a text per count of projects would fill the statement cache.
 	rows, err = tx.QueryContext(ctx, `
 SELECT pc.project, SUM(pc.size),
 	SUM(CASE WHEN EXISTS (SELECT 1 FROM project_contents o WHERE o.digest = pc.digest AND o.manifest = pc.manifest AND o.project <> pc.project`+others+`)

@@ -37,7 +37,9 @@ type PullLog struct {
 	pending  map[pullKey]*pullNote
 	logged   map[pullKey]time.Time // when each last had its event
 	overflow map[string]overflowNote
-	dropped  atomic.Int64
+	// signalled says an early flush was asked for since the last flush.
+	signalled bool
+	dropped   atomic.Int64
 }
 
 type pullKey struct {
@@ -48,11 +50,18 @@ type pullKey struct {
 // pullNote is what the log holds of an image's pulls.
 type pullNote struct {
 	count int64     // pulls since the last flush
+	first time.Time // the earliest of them
 	at    time.Time // the latest of them
 	// actors counts the pulls of each user since the image's last event,
 	// actor the latest user.
-	actors map[string]int64
+	actors map[string]actorPulls
 	actor  string
+}
+
+// actorPulls are one user's pulls of an image since its last event.
+type actorPulls struct {
+	count int64
+	last  time.Time
 }
 
 // overflowNote counts a user's pulls that were not itemized by image.
@@ -83,32 +92,46 @@ func (s *Store) NewPullLog(interval time.Duration) *PullLog {
 
 // Pulled notes that actor pulled manifest dgst of repo.
 func (p *PullLog) Pulled(repo string, dgst digest.Digest, actor string) {
+	p.pulledAt(repo, dgst, actor, 1, time.Now())
+}
+
+// pulledAt notes count pulls by actor, the latest at; callers hold no
+// lock.
+func (p *PullLog) pulledAt(repo string, dgst digest.Digest, actor string, count int64, at time.Time) {
 	k := pullKey{repo, dgst}
-	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n, ok := p.pending[k]
 	if !ok {
 		if len(p.pending) >= p.limit {
-			p.noteOverflow(repo, actor, now)
+			p.noteOverflow(repo, actor, count, at)
 			return
 		}
-		n = &pullNote{actors: map[string]int64{}}
+		n = &pullNote{actors: map[string]actorPulls{}, first: at}
 		p.pending[k] = n
 	}
-	n.count++
-	n.at = now
-	n.actor = actor
+	n.count += count
+	if at.Before(n.first) || n.first.IsZero() {
+		n.first = at
+	}
+	if at.After(n.at) {
+		n.at, n.actor = at, actor
+	}
 	if _, ok := n.actors[actor]; !ok && len(n.actors) >= maxPullActors {
 		actor = othersActor
 	}
-	n.actors[actor]++
+	a := n.actors[actor]
+	a.count += count
+	if at.After(a.last) {
+		a.last = at
+	}
+	n.actors[actor] = a
 }
 
-// noteOverflow counts a pull the log has no room to itemize, and asks for
-// an early flush.
-func (p *PullLog) noteOverflow(repo, actor string, at time.Time) {
-	p.dropped.Add(1)
+// noteOverflow counts pulls the log has no room to itemize, and asks for
+// an early flush (once until the next flush).
+func (p *PullLog) noteOverflow(repo, actor string, count int64, at time.Time) {
+	p.dropped.Add(count)
 	if _, ok := p.overflow[actor]; !ok && len(p.overflow) >= maxOverflowActors {
 		actor = othersActor
 	}
@@ -117,10 +140,16 @@ func (p *PullLog) noteOverflow(repo, actor string, at time.Time) {
 	if seen && o.project != project {
 		project = ""
 	}
-	p.overflow[actor] = overflowNote{count: o.count + 1, at: at, project: project}
-	select {
-	case p.full <- struct{}{}:
-	default:
+	if o.at.After(at) {
+		at = o.at
+	}
+	p.overflow[actor] = overflowNote{count: o.count + count, at: at, project: project}
+	if !p.signalled {
+		p.signalled = true
+		select {
+		case p.full <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -140,33 +169,35 @@ func (p *PullLog) Dropped() int64 { return p.dropped.Load() }
 
 // pullBatch is what one flush writes of an image.
 type pullBatch struct {
-	key      pullKey
-	count    int64
-	at       time.Time
-	event    bool // the interval passed: an event and audit rows too
-	actor    string
-	actors   map[string]int64
-	loggedAt time.Time // when it last had its event, for a restore
+	key       pullKey
+	count     int64
+	first, at time.Time
+	event     bool // the interval passed: an event and audit rows too
+	actor     string
+	actors    map[string]actorPulls
+	loggedAt  time.Time // when it last had its event, for a restore
 }
 
 // Flush writes the pulls noted since the last flush.
 func (p *PullLog) Flush(ctx context.Context) error { return p.flush(ctx, false) }
 
 // flush writes the pulls noted; all of them, events and audit rows
-// included, when final (the log stops). On failure what it took goes
-// back to the log.
+// included, when final (the log stops) or when the log is full (so that
+// a flood of distinct images cannot keep it full). On failure what it
+// took goes back to the log.
 func (p *PullLog) flush(ctx context.Context, final bool) error {
 	now := time.Now()
 	var batch []pullBatch
 	p.mu.Lock()
+	all := final || len(p.pending) >= p.limit
 	for k, n := range p.pending {
 		last, ok := p.logged[k]
-		due := final || !ok || now.Sub(last) >= p.interval
+		due := all || !ok || now.Sub(last) >= p.interval
 		if n.count == 0 && !due {
 			continue
 		}
-		b := pullBatch{key: k, count: n.count, at: n.at, event: due, loggedAt: last}
-		n.count = 0
+		b := pullBatch{key: k, count: n.count, first: n.first, at: n.at, event: due, loggedAt: last}
+		n.count, n.first = 0, time.Time{}
 		if due {
 			b.actor, b.actors = n.actor, n.actors
 			p.logged[k] = now
@@ -181,6 +212,7 @@ func (p *PullLog) flush(ctx context.Context, final bool) error {
 	}
 	overflow := p.overflow
 	p.overflow = map[string]overflowNote{}
+	p.signalled = false
 	p.mu.Unlock()
 	if len(batch) == 0 && len(overflow) == 0 {
 		return nil
@@ -207,57 +239,83 @@ func (p *PullLog) flush(ctx context.Context, final bool) error {
 		return nil
 	})
 	if err != nil {
+		// At least once: a commit that succeeded but reported an error
+		// (a connection lost at COMMIT) is written again.
 		p.restore(batch, overflow)
 	}
 	return err
 }
 
-// restore puts a batch that failed to commit back into the log.
+// restore puts a batch that failed to commit back into the log, within
+// its bounds: an image there is no more room for is counted by user.
 func (p *PullLog) restore(batch []pullBatch, overflow map[string]overflowNote) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	for _, b := range batch {
-		n, ok := p.pending[b.key]
-		if !ok {
-			n = &pullNote{actors: map[string]int64{}}
-			p.pending[b.key] = n
-		}
-		n.count += b.count
-		if b.at.After(n.at) {
-			n.at = b.at
-		}
-		if b.event {
-			for actor, c := range b.actors {
-				n.actors[actor] += c
+		if !b.event {
+			// Its note stayed, with its users: only the counts go back.
+			p.mu.Lock()
+			if n, ok := p.pending[b.key]; ok {
+				n.count += b.count
+				if n.first.IsZero() || b.first.Before(n.first) {
+					n.first = b.first
+				}
 			}
-			if n.actor == "" {
-				n.actor = b.actor
-			}
+			p.mu.Unlock()
+			continue
+		}
+		for actor, a := range b.actors {
+			p.pulledAt(b.key.repo, b.key.digest, actor, a.count, a.last)
+		}
+		p.mu.Lock()
+		if n, ok := p.pending[b.key]; ok {
+			// The counts since the last flush are the batch's, not the
+			// actors' since the last event.
+			n.count += b.count - sumActors(b.actors)
 			if b.loggedAt.IsZero() {
 				delete(p.logged, b.key)
 			} else {
 				p.logged[b.key] = b.loggedAt
 			}
 		}
+		p.mu.Unlock()
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for actor, o := range overflow {
+		if _, ok := p.overflow[actor]; !ok && len(p.overflow) >= maxOverflowActors {
+			actor = othersActor
+		}
 		cur := p.overflow[actor]
 		if cur.count > 0 && cur.project != o.project {
 			o.project = ""
 		}
-		p.overflow[actor] = overflowNote{count: cur.count + o.count, at: o.at, project: o.project}
+		at := o.at
+		if cur.at.After(at) {
+			at = cur.at
+		}
+		p.overflow[actor] = overflowNote{count: cur.count + o.count, at: at, project: o.project}
 	}
 }
 
-// countPulls writes one image's batch.
+func sumActors(actors map[string]actorPulls) int64 {
+	var n int64
+	for _, a := range actors {
+		n += a.count
+	}
+	return n
+}
+
+// countPulls writes one image's batch. Pulls count toward the
+// repository of that name only if it existed when they began: the pulls
+// of a repository deleted and pushed again go nowhere rather than to the
+// new one. Each user's audit row bears the time of their own last pull.
 func (s *Store) countPulls(ctx context.Context, tx *sql.Tx, b pullBatch) error {
 	if b.count > 0 {
 		if _, err := tx.ExecContext(ctx, `
 INSERT INTO image_pulls (repository_id, digest, pulls, last_pulled_at)
-SELECT id, ?, ?, ? FROM repositories WHERE name = ?
+SELECT id, ?, ?, ? FROM repositories WHERE name = ? AND created_at <= ?
 ON CONFLICT (repository_id, digest) DO UPDATE SET pulls = image_pulls.pulls + excluded.pulls,
 	last_pulled_at = CASE WHEN excluded.last_pulled_at > image_pulls.last_pulled_at THEN excluded.last_pulled_at ELSE image_pulls.last_pulled_at END`,
-			string(b.key.digest), b.count, b.at.UnixMicro(), b.key.repo); err != nil {
+			string(b.key.digest), b.count, b.at.UnixMicro(), b.key.repo, b.first.UnixMicro()); err != nil {
 			return fmt.Errorf("count pulls of %s@%s: %w", b.key.repo, b.key.digest, err)
 		}
 	}
@@ -268,11 +326,11 @@ ON CONFLICT (repository_id, digest) DO UPDATE SET pulls = image_pulls.pulls + ex
 		return err
 	}
 	project, _, _ := strings.Cut(b.key.repo, "/")
-	actors := slices.Sorted(maps.Keys(b.actors))
-	for _, actor := range actors {
-		e := AuditEntry{At: b.at, Actor: actor, Action: AuditPull, Project: project, Resource: "manifests", Name: b.key.repo,
-			Digest: b.key.digest, Detail: fmt.Sprintf("%d pulls", b.actors[actor])}
-		if b.actors[actor] == 1 {
+	for _, actor := range slices.Sorted(maps.Keys(b.actors)) {
+		a := b.actors[actor]
+		e := AuditEntry{At: a.last, Actor: actor, Action: AuditPull, Project: project, Resource: "manifests", Name: b.key.repo,
+			Digest: b.key.digest, Detail: fmt.Sprintf("%d pulls", a.count)}
+		if a.count == 1 {
 			e.Detail = "1 pull"
 		}
 		if err := s.insertAudit(ctx, tx, e); err != nil {
@@ -283,10 +341,11 @@ ON CONFLICT (repository_id, digest) DO UPDATE SET pulls = image_pulls.pulls + ex
 }
 
 // Run flushes every period until ctx ends, and once more then; sooner
-// when the log fills.
+// when the log fills, but not more than once a second.
 func (p *PullLog) Run(ctx context.Context, period time.Duration, onError func(error)) {
 	t := time.NewTicker(period)
 	defer t.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -298,7 +357,15 @@ func (p *PullLog) Run(ctx context.Context, period time.Duration, onError func(er
 			return
 		case <-t.C:
 		case <-p.full:
+			if wait := time.Second - time.Since(last); wait > 0 {
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					continue
+				}
+			}
 		}
+		last = time.Now()
 		if err := p.Flush(ctx); err != nil && onError != nil {
 			onError(err)
 		}

@@ -103,3 +103,88 @@ func TestPullLogFailedFlushKeepsThePulls(t *testing.T) {
 		t.Errorf("audit rows: %q", rows)
 	}
 }
+
+// Pulls of a repository deleted and pushed again before the flush count
+// toward neither; each user's audit row bears their own last pull's time.
+func TestPullLogAcrossARecreatedRepository(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	d := digest.FromString("m")
+	log := s.NewPullLog(time.Hour)
+	log.pulledAt("reused/app", d, "alice", 2, time.Now().Add(-time.Minute))
+	if err := s.LinkBlob(ctx, DefaultStorage, "reused/app", digest.FromString("layer"), 1); err != nil {
+		t.Fatal(err) // the repository as it is now, made after alice's pulls
+	}
+	bobAt := time.Now()
+	log.pulledAt("reused/app", d, "bob", 1, bobAt)
+	if err := log.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pulls, err := s.PullsOf(ctx, "reused/app"); err != nil || pulls[d].Pulls != 0 {
+		t.Errorf("pulls of the new repository: %+v %v, want none credited (the batch began before it)", pulls, err)
+	}
+	page, err := s.AuditLog(ctx, AuditQuery{Action: AuditPull, Since: bobAt.Add(-time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Entries) != 1 || page.Entries[0].Actor != "bob" {
+		t.Errorf("pull rows since bob's pull: %+v, want bob's alone", page.Entries)
+	}
+}
+
+// A flush of a full log writes every image, so the next pulls find room;
+// a failed flush puts back no more than the log holds.
+func TestPullLogStaysBounded(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	log := s.NewPullLog(time.Hour)
+	log.limit = 3
+	for i := range 3 {
+		log.Pulled("p/a", digest.FromString(fmt.Sprint(i)), "bob")
+	}
+	if err := log.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(log.pending); n != 0 {
+		t.Fatalf("a full log's flush left %d images pending", n)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for round := range 4 {
+		for i := range 3 {
+			log.Pulled("p/a", digest.FromString(fmt.Sprint("new", round, i)), "bob")
+		}
+		_ = log.Flush(cancelled)
+		if n := len(log.pending); n > log.limit {
+			t.Fatalf("after failed flush %d: %d images pending, past the bound %d", round, n, log.limit)
+		}
+	}
+	if err := log.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Every pull is in an audit row: itemized, or counted by user.
+	rows := pullAudit(t, s)
+	var sum int64
+	for _, r := range rows {
+		fields := strings.Fields(r)
+		for i, f := range fields {
+			if (f == "pull" || f == "pulls") && i > 0 {
+				var n int64
+				if _, err := fmt.Sscanf(fields[i-1], "%d", &n); err == nil {
+					sum += n
+				}
+			}
+		}
+	}
+	if sum != 15 {
+		t.Errorf("pulls audited: %d, want the 15 made:\n%s", sum, strings.Join(rows, "\n"))
+	}
+}

@@ -115,6 +115,19 @@ func testTagListing(t *testing.T, open Opener) {
 		t.Error("ListTags accepted an unknown sort key")
 	}
 
+	// An index stored before its child (sparse, as an import may store
+	// them) counts the child once it is here.
+	child := Image(t, s, "p/late", "late child")
+	ipayload := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","seed":"early"}`)
+	early := store.Manifest{Digest: digest.FromBytes(ipayload), MediaType: "application/vnd.oci.image.index.v1+json", Payload: ipayload,
+		References: []store.Reference{{Digest: child.Digest, Manifest: true, Size: int64(len(child.Payload))}}}
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/late", early, []string{"early"}))
+	must(t, s.PutManifest(ctx, store.Only(store.DefaultStorage), "p/late", child, nil))
+	if p := list(store.TagQuery{Repository: "p/late"}); len(p.Rows) != 1 || p.Rows[0].Size != int64(len(ipayload))+int64(len(child.Payload))+10+20 {
+		t.Errorf("an index stored before its child: %+v, want its size with the child's config and layer", p.Rows)
+	}
+	must(t, s.DeleteTag(ctx, "p/late", "early"))
+
 	// Pull counts, from the pull log's batches, sort and show.
 	log := s.NewPullLog(time.Hour)
 	for range 3 {
@@ -171,7 +184,13 @@ func testProjectSummaries(t *testing.T, open Opener) {
 	if alone["p"].Shared != 0 || alone["p"].Storage != p.Storage {
 		t.Errorf("p among p alone = %+v, want nothing shared", alone["p"])
 	}
-	both, err := s.ProjectSummaries(ctx, []string{"p", "q"})
+	// However many projects the caller sees (past the dialects' limits on
+	// parameters).
+	many := []string{"p", "q"}
+	for i := range 70000 {
+		many = append(many, fmt.Sprint("x", i))
+	}
+	both, err := s.ProjectSummaries(ctx, many)
 	must(t, err)
 	if both["p"].Shared != shared {
 		t.Errorf("p among p and q = %+v", both["p"])
