@@ -12,6 +12,17 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
+// openTestSQLite is a new SQLite store, closed when t ends.
+func openTestSQLite(t *testing.T) *Store {
+	t.Helper()
+	s, err := OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "metadata.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 func pullAudit(t *testing.T, s *Store) []string {
 	t.Helper()
 	page, err := s.AuditLog(context.Background(), AuditQuery{Action: AuditPull})
@@ -29,11 +40,7 @@ func pullAudit(t *testing.T, s *Store) []string {
 // are still audited, counted by user, and the log asks for a flush.
 func TestPullLogOverflowIsAudited(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSQLite(t)
 	log := s.NewPullLog(time.Hour)
 	log.limit = 3
 	for i := range 3 {
@@ -70,11 +77,7 @@ func TestPullLogOverflowIsAudited(t *testing.T) {
 // A flush that fails puts what it took back: the next one writes it.
 func TestPullLogFailedFlushKeepsThePulls(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSQLite(t)
 	if err := s.LinkBlob(ctx, DefaultStorage, "team/app", digest.FromString("layer"), 1); err != nil {
 		t.Fatal(err)
 	}
@@ -108,11 +111,7 @@ func TestPullLogFailedFlushKeepsThePulls(t *testing.T) {
 // toward neither; each user's audit row bears their own last pull's time.
 func TestPullLogAcrossARecreatedRepository(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSQLite(t)
 	d := digest.FromString("m")
 	log := s.NewPullLog(time.Hour)
 	log.pulledAt("reused/app", d, "alice", 2, time.Now().Add(-time.Minute))
@@ -140,11 +139,7 @@ func TestPullLogAcrossARecreatedRepository(t *testing.T) {
 // a failed flush puts back no more than the log holds.
 func TestPullLogStaysBounded(t *testing.T) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "metadata.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openTestSQLite(t)
 	log := s.NewPullLog(time.Hour)
 	log.limit = 3
 	for i := range 3 {
