@@ -1,6 +1,7 @@
 package console
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"net/url"
@@ -32,8 +33,8 @@ type membersData struct {
 	Tabs      projectTabs
 }
 
-func (c *Console) bindingsPath(ns string) string {
-	return "/apis/rbac.authorization.k8s.io/v1/namespaces/" + url.PathEscape(ns) + "/rolebindings"
+func (c *Console) bindingsPath(ns string, name ...string) string {
+	return apiPath("/apis/rbac.authorization.k8s.io/v1", ns, "rolebindings", name...)
 }
 
 func (c *Console) membersPage(w http.ResponseWriter, r *http.Request, s *session) error {
@@ -50,23 +51,10 @@ func (c *Console) membersPage(w http.ResponseWriter, r *http.Request, s *session
 		}
 	}
 	slices.SortFunc(d.Members, func(a, b memberRow) int {
-		if a.Role != b.Role {
-			return compareStrings(a.Role, b.Role)
-		}
-		return compareStrings(a.Kind+a.Name, b.Kind+b.Name)
+		return cmp.Or(cmp.Compare(a.Role, b.Role), cmp.Compare(a.Kind+a.Name, b.Kind+b.Name))
 	})
 	c.render(w, r, http.StatusOK, "members", s, ns+": members", d)
 	return nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // subjectOf is the subject a members form names.
@@ -98,7 +86,7 @@ func (c *Console) addMember(w http.ResponseWriter, r *http.Request, s *session) 
 	if !slices.Contains(memberRoles, role) {
 		return &apiError{Code: http.StatusUnprocessableEntity, Message: "choose one of the roles offered"}
 	}
-	path := c.bindingsPath(ns) + "/" + url.PathEscape(role)
+	path := c.bindingsPath(ns, role)
 	var b rbacv1.RoleBinding
 	err = c.api.getJSON(r, s.token, path, nil, &b)
 	var ae *apiError
@@ -119,7 +107,7 @@ func (c *Console) addMember(w http.ResponseWriter, r *http.Request, s *session) 
 	if err != nil {
 		return err
 	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Granted "+role+" to "+sub.Kind+" "+sub.Name+".")
+	redirect(w, r, s, consolePath("projects", ns, "members"), "Granted "+role+" to "+sub.Kind+" "+sub.Name+".")
 	return nil
 }
 
@@ -131,7 +119,7 @@ func (c *Console) removeMember(w http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil || name == "" {
 		return &apiError{Code: http.StatusUnprocessableEntity, Message: "name the binding and the member to remove"}
 	}
-	path := c.bindingsPath(ns) + "/" + url.PathEscape(name)
+	path := c.bindingsPath(ns, name)
 	var b rbacv1.RoleBinding
 	if err := c.api.getJSON(r, s.token, path, nil, &b); err != nil {
 		return err
@@ -149,7 +137,7 @@ func (c *Console) removeMember(w http.ResponseWriter, r *http.Request, s *sessio
 	if err != nil {
 		return err
 	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/members", "Removed "+sub.Kind+" "+sub.Name+" from "+b.RoleRef.Name+".")
+	redirect(w, r, s, consolePath("projects", ns, "members"), "Removed "+sub.Kind+" "+sub.Name+" from "+b.RoleRef.Name+".")
 	return nil
 }
 
@@ -203,7 +191,7 @@ func (c *Console) showRobots(w http.ResponseWriter, r *http.Request, s *session,
 			Metadata metav1.ObjectMeta `json:"metadata"`
 		} `json:"items"`
 	}
-	if err := c.api.getJSON(r, s.token, "/api/v1/namespaces/"+url.PathEscape(ns)+"/serviceaccounts", nil, &list); err != nil {
+	if err := c.api.getJSON(r, s.token, apiPath("/api/v1", ns, "serviceaccounts"), nil, &list); err != nil {
 		return err
 	}
 	d := robotsData{Project: ns, Durations: tokenDurations, NewToken: made, Tabs: c.tabsOf(r, s, ns),
@@ -247,10 +235,10 @@ func (c *Console) showRobots(w http.ResponseWriter, r *http.Request, s *session,
 func (c *Console) createRobot(w http.ResponseWriter, r *http.Request, s *session) error {
 	ns, name := r.PathValue("ns"), r.PostForm.Get("name")
 	sa := map[string]any{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": map[string]any{"name": name, "namespace": ns}}
-	if err := c.api.sendJSON(r, s.token, http.MethodPost, "/api/v1/namespaces/"+url.PathEscape(ns)+"/serviceaccounts", sa, nil); err != nil {
+	if err := c.api.sendJSON(r, s.token, http.MethodPost, apiPath("/api/v1", ns, "serviceaccounts"), sa, nil); err != nil {
 		return err
 	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Created the robot account "+name+".")
+	redirect(w, r, s, consolePath("projects", ns, "robots"), "Created the robot account "+name+".")
 	return nil
 }
 
@@ -270,10 +258,26 @@ func (c *Console) createRobotToken(w http.ResponseWriter, r *http.Request, s *se
 			ExpirationTimestamp time.Time `json:"expirationTimestamp"`
 		} `json:"status"`
 	}
-	if err := c.api.sendJSON(r, s.token, http.MethodPost, "/api/v1/namespaces/"+url.PathEscape(ns)+"/serviceaccounts/"+url.PathEscape(sa)+"/token", req, &answer); err != nil {
+	if err := c.api.sendJSON(r, s.token, http.MethodPost, apiPath("/api/v1", ns, "serviceaccounts", sa, "token"), req, &answer); err != nil {
 		return err
 	}
 	made := &newToken{Account: sa, Token: answer.Status.Token, Expires: answer.Status.ExpirationTimestamp,
 		Login: "podman login -u " + sa + " -p " + answer.Status.Token + " " + r.Host}
 	return c.showRobots(w, r, s, made)
+}
+
+// robotSelector selects the tokens of service account sa of ns.
+func robotSelector(ns, sa string) url.Values {
+	return url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa}}
+}
+
+// revokeRobotToken revokes one of a robot account's tokens.
+func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *session) error {
+	ns, sa, id := r.PathValue("ns"), r.PathValue("sa"), r.PathValue("id")
+	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
+		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
+		return err
+	}
+	redirect(w, r, s, consolePath("projects", ns, "robots"), "Revoked a token of "+sa+".")
+	return nil
 }

@@ -105,7 +105,7 @@ func (c *Console) projectsPage(w http.ResponseWriter, r *http.Request, s *sessio
 	}
 	base := r.URL.RequestURI()
 	d := projectsData{Items: list.Items, Filter: t.filterForm(),
-		Pager: newPager(base, t.page, pageSize, len(list.Items), listTotal((t.page-1)*pageSize, len(list.Items), list.Metadata.RemainingItemCount)),
+		Pager: t.pager(base, len(list.Items), list.Metadata.RemainingItemCount),
 		Columns: sortColumns(base, t.sort, t.desc, [2]string{"Project", "name"}, [2]string{"Image streams", "imageStreams"},
 			[2]string{"Tags", "tags"}, [2]string{"Storage", "storage"}, [2]string{"Last push", "lastPush"})}
 	c.render(w, r, http.StatusOK, "projects", s, "Projects", d)
@@ -246,12 +246,12 @@ func (c *Console) projectPage(w http.ResponseWriter, r *http.Request, s *session
 		Metadata listMeta              `json:"metadata"`
 		Items    []imagev1.ImageStream `json:"items"`
 	}
-	if err := c.api.getJSON(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreams", t.apiQuery(), &list); err != nil {
+	if err := c.api.getJSON(r, s.token, imagePath(ns, "imagestreams"), t.apiQuery(), &list); err != nil {
 		return err
 	}
 	base := r.URL.RequestURI()
 	d := projectData{Filter: t.filterForm(), Tabs: c.tabsOf(r, s, ns),
-		Pager: newPager(base, t.page, pageSize, len(list.Items), listTotal((t.page-1)*pageSize, len(list.Items), list.Metadata.RemainingItemCount)),
+		Pager: t.pager(base, len(list.Items), list.Metadata.RemainingItemCount),
 		Columns: sortColumns(base, t.sort, t.desc, [2]string{"Image stream", "name"}, [2]string{"Tags", "tags"},
 			[2]string{"Updated", "updated"})}
 	for _, is := range list.Items {

@@ -9,7 +9,6 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
-	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -21,9 +20,7 @@ type view struct {
 	User    string
 	CSRF    string
 	Project string // the project the page is in, for the navigation
-	Tab     string // the project's tab shown
 	Search  string
-	Admin   bool
 	Flash   string
 	Data    any
 }
@@ -60,25 +57,27 @@ func (c *Console) render(w http.ResponseWriter, r *http.Request, code int, name 
 }
 
 func (c *Console) renderView(w http.ResponseWriter, code int, name string, v view) {
-	var buf bytes.Buffer
-	if err := c.pages[name].Execute(&buf, v); err != nil {
+	if err := c.write(w, code, name, "layout.html", v); err != nil {
 		c.log.Error("console: render", "page", name, "err", err)
 		http.Error(w, "the console could not render this page", http.StatusInternalServerError)
-		return
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(code)
-	_, _ = w.Write(buf.Bytes())
 }
 
 // fragment writes the template name of page alone: the part of it a
 // live update puts in place.
 func (c *Console) fragment(w http.ResponseWriter, page, name string, s *session, r *http.Request, data any) error {
+	return c.write(w, http.StatusOK, page, name, view{User: s.user, CSRF: s.csrf, Project: r.PathValue("ns"), Data: data})
+}
+
+// write executes template name of page into a buffer, then sends it: a
+// template that fails leaves the answer unsent.
+func (c *Console) write(w http.ResponseWriter, code int, page, name string, v view) error {
 	var buf bytes.Buffer
-	if err := c.pages[page].ExecuteTemplate(&buf, name, view{User: s.user, CSRF: s.csrf, Project: r.PathValue("ns"), Data: data}); err != nil {
+	if err := c.pages[page].ExecuteTemplate(&buf, name, v); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(code)
 	_, err := w.Write(buf.Bytes())
 	return err
 }
@@ -119,12 +118,7 @@ func flashSignature(sessionToken, msg string) string {
 }
 
 var funcs = template.FuncMap{
-	"short": func(d string) string {
-		if _, hex, ok := strings.Cut(d, ":"); ok && len(hex) > 12 {
-			return hex[:12]
-		}
-		return d
-	},
+	"short": shortDigest,
 	"bytes": humanBytes,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
@@ -144,19 +138,32 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format(time.RFC3339)
 	},
-	"path":  func(parts ...string) string { return Prefix + path.Join(escapeAll(parts)...) },
-	"query": withQuery,
-	"add":   func(a, b int) int { return a + b },
-	"sub":   func(a, b int64) int64 { return a - b },
-	"join":  strings.Join,
+	"path": consolePath,
+	"add":  func(a, b int) int { return a + b },
+	"sub":  func(a, b int64) int64 { return a - b },
+	"join": strings.Join,
 }
 
-func escapeAll(parts []string) []string {
+// consolePath is the console's page at parts, each escaped.
+func consolePath(parts ...string) string { return Prefix + escapedPath(parts) }
+
+// apiPath is the path of resource (and of name, when given) in project
+// ns under base, the API's group version ("/api/v1", "/apis/G/V").
+func apiPath(base, ns, resource string, name ...string) string {
+	return base + "/" + escapedPath(append([]string{"namespaces", ns, resource}, name...))
+}
+
+// imagePath is apiPath in image.openshift.io.
+func imagePath(ns, resource string, name ...string) string {
+	return apiPath("/apis/image.openshift.io/v1", ns, resource, name...)
+}
+
+func escapedPath(parts []string) string {
 	out := make([]string, len(parts))
 	for i, p := range parts {
 		out[i] = url.PathEscape(p)
 	}
-	return out
+	return strings.Join(out, "/")
 }
 
 // withQuery is base with its query's keys set to the values given in
@@ -252,6 +259,12 @@ func pageOf(r *http.Request) int {
 	return n
 }
 
+// pager is the paging of the page of t on base that holds got items,
+// with remaining after it (metadata.remainingItemCount).
+func (t tableQuery) pager(base string, got int, remaining *int64) pager {
+	return newPager(base, t.page, pageSize, got, listTotal((t.page-1)*pageSize, got, remaining))
+}
+
 func newPager(base string, page, size, got, total int) pager {
 	p := pager{From: (page-1)*size + 1, To: (page-1)*size + got, Total: total, Page: page}
 	if got == 0 {
@@ -283,20 +296,4 @@ func listTotal(offset, got int, remaining *int64) int {
 func rawJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
-}
-
-// robotSelector selects the tokens of service account sa of ns.
-func robotSelector(ns, sa string) url.Values {
-	return url.Values{"fieldSelector": {"userName=system:serviceaccount:" + ns + ":" + sa}}
-}
-
-// revokeRobotToken revokes one of a robot account's tokens.
-func (c *Console) revokeRobotToken(w http.ResponseWriter, r *http.Request, s *session) error {
-	ns, sa, id := r.PathValue("ns"), r.PathValue("sa"), r.PathValue("id")
-	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
-		path: "/apis/oauth.openshift.io/v1/useroauthaccesstokens/" + url.PathEscape(id), query: robotSelector(ns, sa)}); err != nil {
-		return err
-	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/robots", "Revoked a token of "+sa+".")
-	return nil
 }

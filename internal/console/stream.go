@@ -100,7 +100,7 @@ func (c *Console) streamPage(w http.ResponseWriter, r *http.Request, s *session)
 		} `json:"metadata"`
 		Items []imagev1.ImageStreamTag `json:"items"`
 	}
-	if err := c.api.getJSON(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags", q, &list); err != nil {
+	if err := c.api.getJSON(r, s.token, imagePath(ns, "imagestreamtags"), q, &list); err != nil {
 		return err
 	}
 	repo := r.Host + "/" + ns + "/" + stream
@@ -110,7 +110,7 @@ func (c *Console) streamPage(w http.ResponseWriter, r *http.Request, s *session)
 		CanDelete: c.can(r, s, "delete", "image.openshift.io", "imagestreamtags", ns),
 		Events:    withQuery(r.URL.Path+"/events", "rv", list.Metadata.ResourceVersion),
 		Tabs:      c.tabsOf(r, s, ns),
-		Pager:     newPager(base, t.page, pageSize, len(list.Items), listTotal((t.page-1)*pageSize, len(list.Items), list.Metadata.RemainingItemCount)),
+		Pager:     t.pager(base, len(list.Items), list.Metadata.RemainingItemCount),
 		Columns: sortColumns(base, t.sort, t.desc, [2]string{"Tag", "name"}, [2]string{"Pushed", "pushed"}, [2]string{"Size", "size"},
 			[2]string{"Last pulled", "lastPulled"}, [2]string{"Pulls", "pulls"})}
 	for _, ist := range list.Items {
@@ -146,13 +146,16 @@ func (c *Console) platforms(r *http.Request, s *session, dgst string) []platform
 		if p.Name == "/" {
 			p.Name = "unknown"
 		}
+		// The child's config and layers (its metadata's Size), or its
+		// layers alone when its config could not be read.
 		var child imagev1.Image
 		if err := c.api.getJSON(r, s.token, "/apis/image.openshift.io/v1/images/"+url.PathEscape(m.Digest), nil, &child); err == nil {
-			for _, l := range child.DockerImageLayers {
-				p.Size += l.Size
-			}
 			if md := child.DockerImageMetadata; md != nil {
-				p.Size = m.ManifestSize + md.Size
+				p.Size += md.Size
+			} else {
+				for _, l := range child.DockerImageLayers {
+					p.Size += l.Size
+				}
 			}
 		}
 		out = append(out, p)
@@ -177,7 +180,7 @@ func (c *Console) streamEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	if !ok {
 		return fmt.Errorf("live updates need a flushing connection")
 	}
-	body, _, err := c.api.stream(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags",
+	body, _, err := c.api.stream(r, s.token, imagePath(ns, "imagestreamtags"),
 		url.Values{"watch": {"true"}, "resourceVersion": {r.URL.Query().Get("rv")}, "timeoutSeconds": {"1800"}}, "application/json")
 	if err != nil {
 		return err
@@ -186,7 +189,7 @@ func (c *Console) streamEvents(w http.ResponseWriter, r *http.Request, s *sessio
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	fmt.Fprint(w, ": following "+ns+"/"+stream+"\n\n")
+	fmt.Fprint(w, ": following\n\n")
 	flusher.Flush()
 	lines := bufio.NewScanner(body)
 	lines.Buffer(make([]byte, 64<<10), 4<<20)
@@ -237,13 +240,13 @@ type tagData struct {
 func (c *Console) tagPage(w http.ResponseWriter, r *http.Request, s *session) error {
 	ns, stream, tag := r.PathValue("ns"), r.PathValue("stream"), r.PathValue("tag")
 	var is imagev1.ImageStream
-	if err := c.api.getJSON(r, s.token, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreams/"+url.PathEscape(stream), nil, &is); err != nil {
+	if err := c.api.getJSON(r, s.token, imagePath(ns, "imagestreams", stream), nil, &is); err != nil {
 		return err
 	}
 	d := tagData{Project: ns, Stream: stream, Tag: tag, Since: r.URL.Query().Get("since"), Until: r.URL.Query().Get("until"),
 		CanRevert: c.can(r, s, "update", "image.openshift.io", "imagestreamtags", ns),
 		CanDelete: c.can(r, s, "delete", "image.openshift.io", "imagestreamtags", ns),
-		Events: withQuery(Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream)+"/events",
+		Events: withQuery(consolePath("projects", ns, "streams", stream, "events"),
 			"rv", is.ResourceVersion),
 		Tabs: c.tabsOf(r, s, ns)}
 	since, sinceErr := time.Parse("2006-01-02", d.Since)
@@ -285,10 +288,10 @@ func (c *Console) revertTag(w http.ResponseWriter, r *http.Request, s *session) 
 	body := map[string]any{"apiVersion": "image.openshift.io/v1", "kind": "ImageStreamTag",
 		"metadata": map[string]any{"name": name, "namespace": ns},
 		"tag":      map[string]any{"name": tag, "from": map[string]any{"kind": "ImageStreamImage", "name": stream + "@" + dgst}}}
-	if err := c.api.sendJSON(r, s.token, http.MethodPut, "/apis/image.openshift.io/v1/namespaces/"+url.PathEscape(ns)+"/imagestreamtags/"+url.PathEscape(name), body, nil); err != nil {
+	if err := c.api.sendJSON(r, s.token, http.MethodPut, imagePath(ns, "imagestreamtags", name), body, nil); err != nil {
 		return err
 	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream)+"/tags/"+url.PathEscape(tag),
+	redirect(w, r, s, consolePath("projects", ns, "streams", stream, "tags", tag),
 		"Reverted "+name+" to "+dgst+".")
 	return nil
 }
@@ -297,9 +300,9 @@ func (c *Console) deleteTag(w http.ResponseWriter, r *http.Request, s *session) 
 	ns, stream, tag := r.PathValue("ns"), r.PathValue("stream"), r.PathValue("tag")
 	name := stream + ":" + tag
 	if _, _, _, err := c.api.do(r, s.token, call{method: http.MethodDelete,
-		path: "/apis/image.openshift.io/v1/namespaces/" + url.PathEscape(ns) + "/imagestreamtags/" + url.PathEscape(name)}); err != nil {
+		path: imagePath(ns, "imagestreamtags", name)}); err != nil {
 		return err
 	}
-	redirect(w, r, s, Prefix+"projects/"+url.PathEscape(ns)+"/streams/"+url.PathEscape(stream), "Deleted the tag "+name+".")
+	redirect(w, r, s, consolePath("projects", ns, "streams", stream), "Deleted the tag "+name+".")
 	return nil
 }

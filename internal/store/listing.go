@@ -38,9 +38,6 @@ var tagSortColumns = map[TagSort]string{
 	TagsByPulls:  "COALESCE(ip.pulls, 0)",
 }
 
-// ValidTagSort says whether tags can be sorted by key.
-func ValidTagSort(key TagSort) bool { _, ok := tagSortColumns[key]; return ok }
-
 // TagQuery selects and orders live tags.
 type TagQuery struct {
 	// Project is the project whose tags are listed, "" for all.

@@ -25,7 +25,8 @@ import (
 //
 // No pull goes unaudited: past maxPendingPulls images noted between two
 // flushes, a pull is counted by user alone (an audit row "not itemized"),
-// and the log asks for an early flush. A flush that fails puts what it
+// and the log asks for an early flush, which writes every image it holds
+// (events included, sooner than the interval). A flush that fails puts what it
 // took back, for the next one.
 type PullLog struct {
 	store    *Store
@@ -132,18 +133,8 @@ func (p *PullLog) pulledAt(repo string, dgst digest.Digest, actor string, count 
 // an early flush (once until the next flush).
 func (p *PullLog) noteOverflow(repo, actor string, count int64, at time.Time) {
 	p.dropped.Add(count)
-	if _, ok := p.overflow[actor]; !ok && len(p.overflow) >= maxOverflowActors {
-		actor = othersActor
-	}
 	project, _, _ := strings.Cut(repo, "/")
-	o, seen := p.overflow[actor]
-	if seen && o.project != project {
-		project = ""
-	}
-	if o.at.After(at) {
-		at = o.at
-	}
-	p.overflow[actor] = overflowNote{count: o.count + count, at: at, project: project}
+	p.mergeOverflow(actor, overflowNote{count: count, at: at, project: project})
 	if !p.signalled {
 		p.signalled = true
 		select {
@@ -281,19 +272,25 @@ func (p *PullLog) restore(batch []pullBatch, overflow map[string]overflowNote) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for actor, o := range overflow {
-		if _, ok := p.overflow[actor]; !ok && len(p.overflow) >= maxOverflowActors {
-			actor = othersActor
-		}
-		cur := p.overflow[actor]
-		if cur.count > 0 && cur.project != o.project {
-			o.project = ""
-		}
-		at := o.at
-		if cur.at.After(at) {
-			at = cur.at
-		}
-		p.overflow[actor] = overflowNote{count: cur.count + o.count, at: at, project: o.project}
+		p.mergeOverflow(actor, o)
 	}
+}
+
+// mergeOverflow adds o to actor's pulls that were not itemized, within
+// the bound on users; callers hold p.mu.
+func (p *PullLog) mergeOverflow(actor string, o overflowNote) {
+	if _, ok := p.overflow[actor]; !ok && len(p.overflow) >= maxOverflowActors {
+		actor = othersActor
+	}
+	cur, seen := p.overflow[actor]
+	if seen && cur.project != o.project {
+		o.project = ""
+	}
+	if cur.at.After(o.at) {
+		o.at = cur.at
+	}
+	o.count += cur.count
+	p.overflow[actor] = o
 }
 
 func sumActors(actors map[string]actorPulls) int64 {
